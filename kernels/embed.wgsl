@@ -1,0 +1,29 @@
+// Embedding gather for the token ids of this step, times a scale (Gemma: sqrt(hidden)).
+// A table larger than one binding is split by rows; each part gathers only its ids.
+#include common
+struct Params { dim: u32, row_start: u32, row_end: u32, scale: f32 }
+@group(0) @binding(1) var<uniform> p: Params;
+#if F16
+@group(0) @binding(2) var<storage, read> table: array<u32>;
+#else
+@group(0) @binding(2) var<storage, read> table: array<f32>;
+#endif
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+fn weight(i: u32) -> f32 {
+#if F16
+  return unpack2x16float(table[i >> 1u])[i & 1u];
+#else
+  return table[i];
+#endif
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let d = gid.x;
+  let t = gid.y;
+  if (d >= p.dim || t >= num_tokens()) { return; }
+  let id = token_id(t);
+  if (id < p.row_start || id >= p.row_end) { return; }
+  out[t * p.dim + d] = weight((id - p.row_start) * p.dim + d) * p.scale;
+}

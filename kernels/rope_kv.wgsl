@@ -1,0 +1,78 @@
+// Per (head, token) of the fused qkv rows: optional per-head RMSNorm (Qwen3 q/k norm), RoPE
+// (rotate-half layout, inverse frequencies precomputed on the CPU for the rope type), then
+// q is written back in place and k, v go straight into their paged-cache slot.
+// Heads 0..nh-1 are q, nh..nh+nkv-1 are k, the rest v. One invocation per rotation pair.
+#include common
+struct Params { nh: u32, nkv: u32, head_dim: u32, block_size: u32, qkv_stride: u32, eps: f32 }
+@group(0) @binding(1) var<uniform> p: Params;
+@group(0) @binding(2) var<storage, read_write> qkv: array<f32>;
+@group(0) @binding(3) var<storage, read> inv_freq: array<f32>;
+@group(0) @binding(4) var<storage, read_write> k_cache: array<f32>;
+@group(0) @binding(5) var<storage, read_write> v_cache: array<f32>;
+#if QK_NORM
+@group(0) @binding(6) var<storage, read> q_norm: array<f32>;
+@group(0) @binding(7) var<storage, read> k_norm: array<f32>;
+#endif
+
+const HALF: u32 = {{HALF}}u;
+var<workgroup> partial: array<f32, HALF>;
+
+fn cache_index(slot: u32, kvh: u32, d: u32) -> u32 {
+  let block = slot / p.block_size;
+  let off = slot % p.block_size;
+  return ((block * p.nkv + kvh) * p.block_size + off) * p.head_dim + d;
+}
+
+@compute @workgroup_size({{HALF}})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) i: u32) {
+  let h = wid.x;
+  let t = wid.y + wid.z * 65535u;
+  let live = t < num_tokens();
+  let tt = select(0u, t, live);
+  let base = tt * p.qkv_stride + h * p.head_dim;
+  var a = qkv[base + i];
+  var b = qkv[base + i + HALF];
+  let is_v = h >= p.nh + p.nkv;
+#if QK_NORM
+  partial[i] = a * a + b * b;
+  workgroupBarrier();
+  var ss = 0.0;
+  for (var j = 0u; j < HALF; j++) { ss += partial[j]; }
+  let inv = inverseSqrt(ss / f32(p.head_dim) + p.eps);
+  if (!is_v) {
+    if (h < p.nh) {
+      a = a * inv * q_norm[i];
+      b = b * inv * q_norm[i + HALF];
+    } else {
+      a = a * inv * k_norm[i];
+      b = b * inv * k_norm[i + HALF];
+    }
+  }
+#endif
+  if (!live) { return; }
+  if (!is_v) {
+    let angle = f32(token_pos(t)) * inv_freq[i];
+    let c = cos(angle);
+    let s = sin(angle);
+    let ra = a * c - b * s;
+    let rb = b * c + a * s;
+    a = ra;
+    b = rb;
+  }
+  if (h < p.nh) {
+    qkv[base + i] = a;
+    qkv[base + i + HALF] = b;
+    return;
+  }
+  let slot = token_slot(t);
+  if (slot == NO_SLOT) { return; }
+  if (is_v) {
+    let kvh = h - p.nh - p.nkv;
+    v_cache[cache_index(slot, kvh, i)] = a;
+    v_cache[cache_index(slot, kvh, i + HALF)] = b;
+  } else {
+    let kvh = h - p.nh;
+    k_cache[cache_index(slot, kvh, i)] = a;
+    k_cache[cache_index(slot, kvh, i + HALF)] = b;
+  }
+}

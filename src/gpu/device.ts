@@ -1,0 +1,90 @@
+/**
+ * GPU bootstrap: one adapter, one device with the adapter's real limits.
+ * @module
+ */
+
+/** Raised when no WebGPU adapter exists on this machine. */
+export class NoGpuAdapterError extends Error {
+  constructor() {
+    super(
+      "No WebGPU adapter found. On Linux without a GPU install Mesa's lavapipe " +
+        "(apt-get install -y mesa-vulkan-drivers libvulkan1); elsewhere check that " +
+        "your GPU driver supports Vulkan, Metal or D3D12.",
+    );
+    this.name = "NoGpuAdapterError";
+  }
+}
+
+/** A device plus what we learned about its adapter. */
+export interface Gpu {
+  device: GPUDevice;
+  /** Limits actually granted to the device. */
+  limits: GPUSupportedLimits;
+  /** Whether `shader-f16` was enabled. */
+  hasF16: boolean;
+  /** Whether `timestamp-query` was enabled. */
+  hasTimestamps: boolean;
+  /** Adapter description for logs. */
+  description: string;
+}
+
+/** Options for {@link createGpu}. */
+export interface CreateGpuOptions {
+  /** Power preference passed to `requestAdapter`. */
+  powerPreference?: GPUPowerPreference;
+  /** The WebGPU entry point; defaults to `navigator.gpu`. */
+  gpu?: GPU;
+  /**
+   * Caps the storage binding size below the adapter's (tests use it to force tensor
+   * splitting on small models).
+   */
+  maxStorageBindingBytes?: number;
+}
+
+const WANTED_LIMITS = [
+  "maxStorageBufferBindingSize",
+  "maxBufferSize",
+  "maxStorageBuffersPerShaderStage",
+  "maxComputeWorkgroupStorageSize",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX",
+  "maxComputeWorkgroupsPerDimension",
+] as const;
+
+/**
+ * Requests an adapter and a device with the adapter's own limits (the defaults are far
+ * below what real adapters offer) and `shader-f16` / `timestamp-query` where offered.
+ */
+export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
+  const gpu = options.gpu ?? (globalThis.navigator as Navigator & { gpu?: GPU }).gpu;
+  if (!gpu) throw new NoGpuAdapterError();
+  const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference });
+  if (!adapter) throw new NoGpuAdapterError();
+  const requiredLimits: Record<string, number> = {};
+  for (const name of WANTED_LIMITS) requiredLimits[name] = adapter.limits[name] as number;
+  const requiredFeatures: GPUFeatureName[] = [];
+  if (adapter.features.has("shader-f16")) requiredFeatures.push("shader-f16");
+  if (adapter.features.has("timestamp-query")) requiredFeatures.push("timestamp-query");
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  device.addEventListener?.("uncapturederror", (e: Event) => {
+    console.error("WebGPU error:", (e as GPUUncapturedErrorEvent).error.message);
+  });
+  const info = adapter.info;
+  const limits = options.maxStorageBindingBytes
+    ? cappedLimits(device.limits, options.maxStorageBindingBytes)
+    : device.limits;
+  return {
+    device,
+    limits,
+    hasF16: device.features.has("shader-f16"),
+    hasTimestamps: device.features.has("timestamp-query"),
+    description: info?.description || info?.vendor || "unknown adapter",
+  };
+}
+
+function cappedLimits(limits: GPUSupportedLimits, maxBinding: number): GPUSupportedLimits {
+  const out: Record<string, number> = {};
+  for (const key in limits) out[key] = limits[key as keyof GPUSupportedLimits] as number;
+  out.maxStorageBufferBindingSize = Math.min(out.maxStorageBufferBindingSize, maxBinding);
+  return out as unknown as GPUSupportedLimits;
+}

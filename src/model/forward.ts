@@ -1,0 +1,364 @@
+/**
+ * Records one forward step as a fixed list of dispatches. Pipelines, bind groups and
+ * buffers are built once here; a step only picks workgroup counts for its shape and reads
+ * its own metadata slot (a dynamic offset), so nothing is created per step and nothing waits
+ * on the CPU inside the pass.
+ * @module
+ */
+import type { ModelSpec } from "./config.ts";
+import type { MatrixWeight, ModelWeights } from "./weights.ts";
+import type { KvCache } from "../cache/kv_cache.ts";
+import type { CompiledKernel, PipelineCache } from "../gpu/kernel.ts";
+import type { StepCapacity } from "./step_batch.ts";
+import {
+  ACT_MUL,
+  ARGMAX,
+  EAGER_ATTENTION,
+  EMBED,
+  MATMUL,
+  MATMUL_BIAS,
+  PAGED_ATTENTION,
+  RMSNORM,
+  ROPE_KV,
+  ROPE_KV_QK_NORM,
+  SOFTCAP,
+} from "../gpu/descriptors.ts";
+import { ropeInverseFrequencies } from "./rope.ts";
+
+/** Which attention implementation a forward pass uses. */
+export type AttentionImpl = "paged" | "eager";
+
+/** The sizes of one step that decide workgroup counts. */
+export interface StepShape {
+  tokens: number;
+  logitRows: number;
+  /** Largest context length of any sequence in the step (eager attention only). */
+  maxContext: number;
+}
+
+/** Options for {@link ForwardPass}. */
+export interface ForwardOptions {
+  attn: AttentionImpl;
+  capacity: StepCapacity;
+  /** Bytes of one metadata slot (the dynamic-offset binding size). */
+  metaSlotBytes: number;
+  /** Largest storage binding. */
+  maxBindingBytes: number;
+}
+
+type Grid = [number, number, number];
+type Rows = "tokens" | "logits";
+
+interface Op {
+  label: string;
+  /** One kernel, or variants indexed by rows-per-invocation (1, 2, 4, 8). */
+  kernels: CompiledKernel[];
+  rows?: Rows;
+  bindGroup: GPUBindGroup;
+  grid: (shape: StepShape) => Grid;
+}
+
+const ROW_KIND: Record<Rows, number> = { tokens: 0, logits: 1 };
+const MAX_Y = 65535;
+
+/** Splits a row count over y and z (65535 workgroups per dimension). */
+function rowsGrid(x: number, rows: number): Grid {
+  return rows <= MAX_Y ? [x, rows, 1] : [x, MAX_Y, Math.ceil(rows / MAX_Y)];
+}
+
+function rowsOf(shape: StepShape, rows: Rows): number {
+  return rows === "tokens" ? shape.tokens : shape.logitRows;
+}
+
+/** Matmul rows per invocation for a row count: 1, 2, 4 or 8. */
+function tileIndex(rows: number): number {
+  return rows <= 1 ? 0 : rows <= 2 ? 1 : rows <= 4 ? 2 : 3;
+}
+
+/** One step's dispatch list for a model, plus the activation buffers it owns. */
+export class ForwardPass {
+  /** Logits of the requested rows, [logitRows, vocab] f32. */
+  readonly logits: GPUBuffer;
+  /** Argmax id per logit row, u32. */
+  readonly ids: GPUBuffer;
+  #ops: Op[] = [];
+  #device: GPUDevice;
+  #pipelines: PipelineCache;
+  #meta: GPUBuffer;
+  #options: ForwardOptions;
+  #owned: GPUBuffer[] = [];
+
+  constructor(
+    device: GPUDevice,
+    pipelines: PipelineCache,
+    spec: ModelSpec,
+    weights: ModelWeights,
+    cache: KvCache,
+    meta: GPUBuffer,
+    options: ForwardOptions,
+  ) {
+    this.#device = device;
+    this.#pipelines = pipelines;
+    this.#meta = meta;
+    this.#options = options;
+    const { maxTokens: T, maxLogitRows: R } = options.capacity;
+    const H = spec.hiddenSize;
+    const hd = spec.headDim;
+    const nh = spec.numHeads;
+    const nkv = spec.numKvHeads;
+    const I = spec.intermediateSize;
+    const V = spec.vocabSize;
+    const qkvCols = (nh + 2 * nkv) * hd;
+
+    const x = this.#buffer("x", T * H);
+    const xn = this.#buffer("xn", T * H);
+    const qkv = this.#buffer("qkv", T * qkvCols);
+    const attn = this.#buffer("attn", T * nh * hd);
+    const tmp = spec.sandwichNorm ? this.#buffer("tmp", T * H) : null;
+    const gu = this.#buffer("gate_up", T * 2 * I);
+    const act = this.#buffer("act", T * I);
+    const fin = this.#buffer("final", R * H);
+    this.logits = this.#buffer("logits", R * V, GPUBufferUsage.COPY_SRC);
+    this.ids = this.#buffer("ids", Math.max(R, 4), GPUBufferUsage.COPY_SRC);
+    const invFreq = this.#buffer("inv_freq", hd / 2);
+    device.queue.writeBuffer(invFreq, 0, ropeInverseFrequencies(spec.rope, hd));
+    const maxContext = options.capacity.maxBlocksPerSeq * cache.options.blockSize;
+    const scores = options.attn === "eager"
+      ? this.#buffer("eager_scores", T * nh * maxContext)
+      : null;
+
+    // Embedding, one op per table part.
+    for (const part of weights.embed.parts) {
+      const k = pipelines.get(EMBED, { F16: weights.embed.dtype === "f16" });
+      this.#op("embed", [k], [
+        this.#params(["u", H], ["u", part.rowStart], ["u", part.rowStart + part.rows], ["f", spec.embeddingScale]),
+        part.buffer,
+        x,
+      ], (s) => rowsGrid(Math.ceil(H / 64), s.tokens));
+    }
+
+    for (let l = 0; l < spec.numLayers; l++) {
+      const w = weights.layers[l];
+      const window = spec.layerWindows[l] ?? 0;
+      this.#rmsnorm(`l${l}.input_norm`, spec, x, w.inputNorm, xn, false, "tokens");
+      this.#matmul(`l${l}.qkv`, xn, w.qkv, w.qkvBias, qkv, qkvCols, false, "tokens");
+      const ropeKernel = spec.qkNorm
+        ? pipelines.get(ROPE_KV_QK_NORM, { QK_NORM: true, HALF: hd / 2 })
+        : pipelines.get(ROPE_KV, { QK_NORM: false, HALF: hd / 2 });
+      this.#op(`l${l}.rope_kv`, [ropeKernel], [
+        this.#params(["u", nh], ["u", nkv], ["u", hd], ["u", cache.options.blockSize], ["u", qkvCols], ["f", spec.rmsNormEps]),
+        qkv,
+        invFreq,
+        cache.keys[l],
+        cache.values[l],
+        ...(spec.qkNorm ? [w.qNorm!, w.kNorm!] : []),
+      ], (s) => rowsGrid(nh + 2 * nkv, s.tokens));
+
+      const attnParams = [
+        ["u", nh], ["u", nkv], ["u", cache.options.blockSize], ["u", qkvCols], ["u", window],
+        ["f", spec.attnScale], ["f", spec.attnLogitSoftcap ?? 0],
+      ] as const;
+      if (options.attn === "paged") {
+        const k = pipelines.get(PAGED_ATTENTION, { GROUP: nh / nkv, HEAD_DIM: hd });
+        this.#op(`l${l}.attention`, [k], [
+          this.#params(...attnParams),
+          qkv,
+          cache.keys[l],
+          cache.values[l],
+          attn,
+        ], (s) => rowsGrid(nkv, s.tokens));
+      } else {
+        const params = this.#params(
+          ["u", nh], ["u", nkv], ["u", hd], ["u", cache.options.blockSize], ["u", qkvCols], ["u", window],
+          ["f", spec.attnScale], ["f", spec.attnLogitSoftcap ?? 0], ["u", maxContext],
+        );
+        const phases: [string, Partial<Record<string, boolean>>, (s: StepShape) => Grid][] = [
+          ["scores", { PHASE_SCORES: true }, (s) => [Math.ceil(s.maxContext / 64), nh, s.tokens]],
+          ["softmax", { PHASE_SOFTMAX: true }, (s) => [1, nh, s.tokens]],
+          ["values", { PHASE_VALUES: true }, (s) => [Math.ceil(hd / 64), nh, s.tokens]],
+        ];
+        for (const [name, flags, grid] of phases) {
+          const k = pipelines.get(EAGER_ATTENTION, {
+            PHASE_SCORES: false,
+            PHASE_SOFTMAX: false,
+            PHASE_VALUES: false,
+            ...flags,
+          });
+          this.#op(`l${l}.eager_${name}`, [k], [params, qkv, cache.keys[l], cache.values[l], scores!, attn], grid);
+        }
+      }
+
+      if (spec.sandwichNorm) {
+        this.#matmul(`l${l}.o`, attn, w.o, w.oBias, tmp!, H, false, "tokens");
+        this.#rmsnorm(`l${l}.post_attn_norm`, spec, tmp!, w.postAttnNorm, x, true, "tokens");
+        this.#rmsnorm(`l${l}.pre_ffn_norm`, spec, x, w.preFfnNorm!, xn, false, "tokens");
+      } else {
+        this.#matmul(`l${l}.o`, attn, w.o, w.oBias, x, H, true, "tokens");
+        this.#rmsnorm(`l${l}.post_attn_norm`, spec, x, w.postAttnNorm, xn, false, "tokens");
+      }
+      this.#matmul(`l${l}.gate_up`, xn, w.gateUp, w.gateUpBias, gu, 2 * I, false, "tokens");
+      this.#op(`l${l}.act`, [pipelines.get(ACT_MUL, { GELU_TANH: spec.hiddenAct === "gelu_tanh" })], [
+        this.#params(["u", I]),
+        gu,
+        act,
+      ], (s) => rowsGrid(Math.ceil(I / 64), s.tokens));
+      if (spec.sandwichNorm) {
+        this.#matmul(`l${l}.down`, act, w.down, w.downBias, tmp!, H, false, "tokens");
+        this.#rmsnorm(`l${l}.post_ffn_norm`, spec, tmp!, w.postFfnNorm!, x, true, "tokens");
+      } else {
+        this.#matmul(`l${l}.down`, act, w.down, w.downBias, x, H, true, "tokens");
+      }
+    }
+
+    // Final norm only on the rows that need logits, then the LM head.
+    this.#rmsnorm("final_norm", spec, x, weights.finalNorm, fin, false, "logits", true);
+    this.#matmul("lm_head", fin, weights.lmHead, null, this.logits, V, false, "logits");
+    if (spec.finalLogitSoftcap) {
+      this.#op("softcap", [pipelines.get(SOFTCAP, {})], [
+        this.#params(["u", V], ["f", spec.finalLogitSoftcap], ["u", ROW_KIND.logits]),
+        this.logits,
+      ], (s) => rowsGrid(Math.ceil(V / 64), s.logitRows));
+    }
+    this.#op("argmax", [pipelines.get(ARGMAX, {})], [this.#params(["u", V]), this.logits, this.ids], (s) => [
+      s.logitRows,
+      1,
+      1,
+    ]);
+  }
+
+  /** Number of dispatches one step records (for tests and benchmarks). */
+  get dispatchCount(): number {
+    return this.#ops.length;
+  }
+
+  /** Labels of the recorded dispatches, in order. */
+  get opLabels(): string[] {
+    return this.#ops.map((o) => o.label);
+  }
+
+  /** Encodes the whole step into `pass`, reading the metadata slot at `metaOffset`. */
+  encode(pass: GPUComputePassEncoder, metaOffset: number, shape: StepShape): void {
+    for (const op of this.#ops) {
+      const rows = op.rows ? rowsOf(shape, op.rows) : 0;
+      const kernel = op.kernels.length > 1 ? op.kernels[tileIndex(rows)] : op.kernels[0];
+      const [gx, gy, gz] = op.grid(shape);
+      if (gx === 0 || gy === 0 || gz === 0) continue;
+      pass.setPipeline(kernel.pipeline);
+      pass.setBindGroup(0, op.bindGroup, [metaOffset]);
+      pass.dispatchWorkgroups(gx, gy, gz);
+    }
+  }
+
+  /** Frees the activation buffers (weights and cache belong to their owners). */
+  destroy(): void {
+    for (const b of this.#owned) b.destroy();
+  }
+
+  #buffer(label: string, words: number, extraUsage = 0): GPUBuffer {
+    const size = Math.max(16, Math.ceil((words * 4) / 16) * 16);
+    const limit = this.#options.maxBindingBytes;
+    if (size > limit) {
+      throw new RangeError(
+        `activation buffer ${label} needs ${size} bytes, over the binding limit ${limit}: ` +
+          `lower maxBatchTokens or the number of logit rows`,
+      );
+    }
+    const b = this.#device.createBuffer({
+      label,
+      size,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | extraUsage,
+    });
+    this.#owned.push(b);
+    return b;
+  }
+
+  /** A uniform buffer of u32/f32 scalars, written once. */
+  #params(...fields: readonly (readonly ["u" | "f", number])[]): GPUBuffer {
+    const data = new ArrayBuffer(Math.max(16, Math.ceil((fields.length * 4) / 16) * 16));
+    const view = new DataView(data);
+    fields.forEach(([kind, v], i) => {
+      if (kind === "u") view.setUint32(i * 4, v, true);
+      else view.setFloat32(i * 4, v, true);
+    });
+    const b = this.#device.createBuffer({
+      size: data.byteLength,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
+    this.#device.queue.writeBuffer(b, 0, data);
+    this.#owned.push(b);
+    return b;
+  }
+
+  #op(
+    label: string,
+    kernels: CompiledKernel[],
+    buffers: (GPUBuffer | GPUBufferBinding)[],
+    grid: (shape: StepShape) => Grid,
+    rows?: Rows,
+  ): void {
+    const entries: GPUBindGroupEntry[] = [
+      { binding: 0, resource: { buffer: this.#meta, offset: 0, size: this.#options.metaSlotBytes } },
+      ...buffers.map((b, i) => ({
+        binding: i + 1,
+        resource: b instanceof GPUBuffer ? { buffer: b } : b,
+      })),
+    ];
+    const bindGroup = this.#device.createBindGroup({ label, layout: kernels[0].layout, entries });
+    this.#ops.push({ label, kernels, rows, bindGroup, grid });
+  }
+
+  #rmsnorm(
+    label: string,
+    spec: ModelSpec,
+    input: GPUBuffer,
+    weight: GPUBuffer,
+    out: GPUBuffer,
+    add: boolean,
+    rows: Rows,
+    gather = false,
+  ): void {
+    const k = this.#pipelines.get(RMSNORM, { ADD: add, GATHER: gather });
+    this.#op(label, [k], [
+      this.#params(["u", spec.hiddenSize], ["f", spec.rmsNormEps], ["f", spec.normOffset], ["u", ROW_KIND[rows]]),
+      input,
+      weight,
+      out,
+    ], (s) => {
+      // One workgroup per row; the kernel reads row = x + y * 65535.
+      const r = rowsOf(s, rows);
+      return r <= MAX_Y ? [r, 1, 1] : [MAX_Y, Math.ceil(r / MAX_Y), 1];
+    });
+  }
+
+  /** out[:, n_off:] (+)= input @ w^T (+ bias), one op per weight part. */
+  #matmul(
+    label: string,
+    input: GPUBuffer,
+    w: MatrixWeight,
+    bias: GPUBuffer | null,
+    out: GPUBuffer,
+    ldo: number,
+    accumulate: boolean,
+    rows: Rows,
+  ): void {
+    const vec = w.cols % 8 === 0;
+    for (const part of w.parts) {
+      const desc = bias ? MATMUL_BIAS : MATMUL;
+      const kernels = [1, 2, 4, 8].map((TM) =>
+        this.#pipelines.get(desc, { F16: w.dtype === "f16", VEC: vec, TM, ACCUM: accumulate, BIAS: !!bias })
+      );
+      const buffers: (GPUBuffer | GPUBufferBinding)[] = [
+        this.#params(["u", w.cols], ["u", part.rows], ["u", part.rowStart], ["u", ldo], ["u", ROW_KIND[rows]]),
+        input,
+        part.buffer,
+        out,
+      ];
+      if (bias) buffers.push({ buffer: bias, offset: part.rowStart * 4, size: part.rows * 4 });
+      const tiles = [1, 2, 4, 8];
+      this.#op(`${label}[${part.rowStart}]`, kernels, buffers, (s) => {
+        const r = rowsOf(s, rows);
+        return rowsGrid(Math.ceil(part.rows / 64), Math.ceil(r / tiles[tileIndex(r)]));
+      }, rows);
+    }
+  }
+}

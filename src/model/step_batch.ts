@@ -1,0 +1,144 @@
+/**
+ * One step's work as flat ragged arrays (no batch axis, no padding), and its packing into
+ * the u32 metadata slot every kernel reads (header layout in `kernels/common.wgsl`).
+ * @module
+ */
+
+/** The flattened inputs of one forward step. */
+export interface StepBatch {
+  /** Token id per scheduled token. */
+  tokenIds: Uint32Array;
+  /** Absolute position per token. */
+  positions: Uint32Array;
+  /** KV-cache slot (block * blockSize + offset) per token. */
+  slots: Uint32Array;
+  /** Sequence index (row of `blockTables`) per token. */
+  tokenSeq: Uint32Array;
+  /** Start of each sequence's tokens in the flat arrays; length = sequences + 1. */
+  queryStart: Uint32Array;
+  /** Tokens in cache per sequence after this step (context length). */
+  contextLens: Uint32Array;
+  /** Block table per sequence. */
+  blockTables: Uint32Array[];
+  /** Token indices whose logits are computed (in output row order). */
+  logitTokens: Uint32Array;
+}
+
+/** One sequence's share of a step. */
+export interface SequenceChunk {
+  /** Token ids scheduled this step. */
+  tokens: ArrayLike<number>;
+  /** Position of the first of them (tokens already in cache). */
+  start: number;
+  /** The sequence's block table (covers start + tokens.length). */
+  blockTable: ArrayLike<number>;
+  /** Which of this chunk's tokens need logits: all, only the last, or none. */
+  logits: "all" | "last" | "none";
+}
+
+/** Raised when a step does not fit the buffers the forward pass was built for. */
+export class StepCapacityError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "StepCapacityError";
+  }
+}
+
+/** Flattens sequence chunks into a {@link StepBatch}. */
+export function buildStepBatch(chunks: readonly SequenceChunk[], blockSize: number): StepBatch {
+  const total = chunks.reduce((n, c) => n + c.tokens.length, 0);
+  const tokenIds = new Uint32Array(total);
+  const positions = new Uint32Array(total);
+  const slots = new Uint32Array(total);
+  const tokenSeq = new Uint32Array(total);
+  const queryStart = new Uint32Array(chunks.length + 1);
+  const contextLens = new Uint32Array(chunks.length);
+  const logitTokens: number[] = [];
+  let t = 0;
+  chunks.forEach((c, s) => {
+    queryStart[s] = t;
+    const end = c.start + c.tokens.length;
+    if (Math.ceil(end / blockSize) > c.blockTable.length) {
+      throw new StepCapacityError(`sequence ${s}: block table too short for ${end} tokens`);
+    }
+    for (let i = 0; i < c.tokens.length; i++, t++) {
+      const pos = c.start + i;
+      tokenIds[t] = c.tokens[i];
+      positions[t] = pos;
+      slots[t] = c.blockTable[Math.floor(pos / blockSize)] * blockSize + pos % blockSize;
+      tokenSeq[t] = s;
+      if (c.logits === "all" || (c.logits === "last" && i === c.tokens.length - 1)) {
+        logitTokens.push(t);
+      }
+    }
+    contextLens[s] = end;
+  });
+  queryStart[chunks.length] = t;
+  return {
+    tokenIds,
+    positions,
+    slots,
+    tokenSeq,
+    queryStart,
+    contextLens,
+    blockTables: chunks.map((c) => Uint32Array.from(c.blockTable)),
+    logitTokens: Uint32Array.from(logitTokens),
+  };
+}
+
+/** Capacity of one metadata slot. */
+export interface StepCapacity {
+  maxTokens: number;
+  maxSeqs: number;
+  maxLogitRows: number;
+  maxBlocksPerSeq: number;
+}
+
+const HEADER_WORDS = 16;
+
+/** Words one metadata slot needs for a capacity. */
+export function metaSlotWords(cap: StepCapacity): number {
+  return HEADER_WORDS + 4 * cap.maxTokens + cap.maxSeqs * cap.maxBlocksPerSeq +
+    cap.maxLogitRows + cap.maxSeqs + (cap.maxSeqs + 1);
+}
+
+/** Packs a batch into one metadata slot (a single `writeBuffer`). */
+export function packStepMeta(batch: StepBatch, cap: StepCapacity): Uint32Array {
+  const T = batch.tokenIds.length;
+  const S = batch.blockTables.length;
+  const R = batch.logitTokens.length;
+  if (T === 0) throw new StepCapacityError("empty step");
+  if (T > cap.maxTokens) throw new StepCapacityError(`${T} tokens > maxTokens ${cap.maxTokens}`);
+  if (S > cap.maxSeqs) throw new StepCapacityError(`${S} sequences > maxSeqs ${cap.maxSeqs}`);
+  if (R > cap.maxLogitRows) {
+    throw new StepCapacityError(`${R} logit rows > maxLogitRows ${cap.maxLogitRows}`);
+  }
+  const W = cap.maxBlocksPerSeq;
+  const meta = new Uint32Array(metaSlotWords(cap));
+  let off = HEADER_WORDS;
+  const put = (header: number, data: ArrayLike<number>, reserve: number) => {
+    meta[header] = off;
+    meta.set(data, off);
+    off += reserve;
+  };
+  meta[0] = T;
+  meta[1] = S;
+  meta[2] = R;
+  meta[3] = W;
+  put(4, batch.tokenIds, cap.maxTokens);
+  put(5, batch.positions, cap.maxTokens);
+  put(6, batch.slots, cap.maxTokens);
+  put(7, batch.tokenSeq, cap.maxTokens);
+  meta[8] = off;
+  batch.blockTables.forEach((table, s) => {
+    if (table.length > W) {
+      throw new StepCapacityError(`block table of ${table.length} > maxBlocksPerSeq ${W}`);
+    }
+    meta.set(table, off + s * W);
+  });
+  off += cap.maxSeqs * W;
+  put(9, batch.logitTokens, cap.maxLogitRows);
+  put(10, batch.contextLens, cap.maxSeqs);
+  put(11, batch.queryStart, cap.maxSeqs + 1);
+  return meta;
+}

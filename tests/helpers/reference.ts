@@ -1,0 +1,60 @@
+/**
+ * Access to the reference checkpoints in ../shared/models and their golden outputs.
+ * @module
+ */
+
+/** Directory of the shared reference models (never copied into the project). */
+export const MODELS_DIR = new URL("../../../shared/models/", import.meta.url).pathname;
+
+/** Every reference model. */
+export const MODEL_NAMES = [
+  "stories260K",
+  "llama-tiny",
+  "llama3-rope-tiny",
+  "qwen2-tiny",
+  "qwen3-tiny",
+  "mistral-tiny",
+  "gemma2-tiny",
+] as const;
+
+/** One golden case. */
+export interface GoldenCase {
+  prompt: string;
+  prompt_ids: number[];
+  logit_positions: number[];
+  logits: number[][];
+  greedy_ids: number[];
+  greedy_top2_margin: number[];
+}
+
+/** A model's golden file. */
+export interface Golden {
+  model: string;
+  dtype: string;
+  cases: GoldenCase[];
+  chat?: { messages: unknown; add_generation_prompt: boolean; rendered: string }[];
+}
+
+/** Path of a reference model directory. */
+export function modelDir(name: string): string {
+  return MODELS_DIR + name;
+}
+
+/** Reads a model's golden.json. */
+export async function loadGolden(name: string): Promise<Golden> {
+  return JSON.parse(await Deno.readTextFile(modelDir(name) + "/golden.json"));
+}
+
+/** Largest |a - b| over two rows. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/** Largest |x| of a row. */
+export function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
+  return m;
+}
