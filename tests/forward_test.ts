@@ -1,0 +1,98 @@
+/**
+ * Properties of the forward pass beyond numerics: nothing is created per step, one submit
+ * per step, tensors above the binding limit split without changing a bit, f16 storage of a
+ * bf16 checkpoint equal to f32 storage, and a clear error without an adapter.
+ */
+import { ModelRunner } from "../src/model/model_runner.ts";
+import { buildStepBatch } from "../src/model/step_batch.ts";
+import { greedyGenerate } from "../src/model/greedy.ts";
+import { createGpu, NoGpuAdapterError } from "../src/gpu/device.ts";
+import { loadGolden, maxAbs, maxAbsDiff, modelDir } from "./helpers/reference.ts";
+import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
+
+async function promptLogits(runner: ModelRunner, ids: number[]): Promise<Float32Array> {
+  const bs = runner.cache.options.blockSize;
+  const table = runner.blocks.allocate(Math.ceil(ids.length / bs));
+  try {
+    const batch = buildStepBatch([{ tokens: ids, start: 0, blockTable: table, logits: "all" }], bs);
+    return (await runner.run(batch, { logits: true })).logits!;
+  } finally {
+    runner.blocks.release(table);
+  }
+}
+
+Deno.test("forward: steps create no pipelines or bind groups and submit once each", async () => {
+  const runner = await ModelRunner.load(modelDir("gemma2-tiny"), { maxTokens: 32, numBlocks: 32 });
+  try {
+    const device = runner.gpu.device;
+    const counts = { pipelines: 0, bindGroups: 0, buffers: 0, submits: 0 };
+    const wrap = <T extends object, K extends keyof T>(obj: T, key: K, counter: keyof typeof counts) => {
+      const original = obj[key] as unknown as (...a: unknown[]) => unknown;
+      obj[key] = ((...args: unknown[]) => {
+        counts[counter]++;
+        return original.apply(obj, args);
+      }) as T[K];
+      return () => (obj[key] = original as T[K]);
+    };
+    const restore = [
+      wrap(device, "createComputePipeline", "pipelines"),
+      wrap(device, "createBindGroup", "bindGroups"),
+      wrap(device, "createBuffer", "buffers"),
+      wrap(device.queue, "submit", "submits"),
+    ];
+    const ids = await greedyGenerate(runner, [1, 403, 407, 261, 378], { maxTokens: 10, ignoreEos: true });
+    restore.forEach((r) => r());
+    assertEquals(ids.length, 10);
+    // One prefill step and nine decode steps.
+    assertEquals(counts, { pipelines: 0, bindGroups: 0, buffers: 0, submits: 10 });
+  } finally {
+    runner.close();
+  }
+});
+
+Deno.test("forward: matrices split over a small binding limit give identical logits", async () => {
+  const golden = await loadGolden("gemma2-tiny");
+  const ids = golden.cases[1].prompt_ids.slice(0, 16);
+  const opts = { maxTokens: 16, maxLogitRows: 16, maxSeqs: 2, numBlocks: 16 };
+  const whole = await ModelRunner.load(modelDir("gemma2-tiny"), opts);
+  // 64 KiB splits the 128 KiB embedding/LM head in two and gate|up (192 KiB) in three.
+  const small = await createGpu({ maxStorageBindingBytes: 64 << 10 });
+  const split = await ModelRunner.load(modelDir("gemma2-tiny"), { ...opts, gpu: small });
+  try {
+    assertEquals(whole.weights.embed.parts.length, 1);
+    assert(split.weights.embed.parts.length >= 2, "embedding was not split");
+    assert(split.weights.layers[0].gateUp.parts.length >= 2, "gate_up was not split");
+    const a = await promptLogits(whole, ids);
+    const b = await promptLogits(split, ids);
+    assertEquals(maxAbsDiff(a, b), 0);
+  } finally {
+    whole.close();
+    split.close();
+  }
+});
+
+Deno.test("forward: a bf16 checkpoint stored as f16 matches f32 storage", async () => {
+  const golden = await loadGolden("llama-tiny");
+  const ids = golden.cases[2].prompt_ids;
+  const opts = { maxTokens: 128, maxLogitRows: 128, numBlocks: 16 };
+  const f16 = await ModelRunner.load(modelDir("llama-tiny"), { ...opts, weightDType: "f16" });
+  const f32 = await ModelRunner.load(modelDir("llama-tiny"), { ...opts, weightDType: "f32", gpu: f16.gpu });
+  try {
+    assertEquals(f16.weights.layers[0].qkv.dtype, "f16");
+    assertEquals(f32.weights.layers[0].qkv.dtype, "f32");
+    assert(f16.weights.bytes < f32.weights.bytes * 0.6, "f16 storage should halve matrix bytes");
+    const a = await promptLogits(f16, ids);
+    const b = await promptLogits(f32, ids);
+    const rel = maxAbsDiff(a, b) / maxAbs(b);
+    assert(rel < 1e-6, `f16 vs f32 storage differ by ${rel}`);
+  } finally {
+    f16.close();
+    f32.close();
+  }
+});
+
+Deno.test("gpu: no adapter gives an error that says how to get one", async () => {
+  const noAdapter = { requestAdapter: () => Promise.resolve(null) } as unknown as GPU;
+  const err = await assertRejects(() => createGpu({ gpu: noAdapter }), NoGpuAdapterError);
+  assert(err.message.includes("mesa-vulkan-drivers"), err.message);
+});
