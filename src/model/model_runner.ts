@@ -7,7 +7,7 @@ import { createGpu, type Gpu } from "../gpu/device.ts";
 import { loadKernelSources, PipelineCache } from "../gpu/kernel.ts";
 import { KERNEL_FILES } from "../gpu/descriptors.ts";
 import { KvCache } from "../cache/kv_cache.ts";
-import { BlockPool } from "../cache/block_pool.ts";
+import { BlockManager } from "../cache/block_manager.ts";
 import { loadModelSpec, checkTensorShapes, type ModelSpec } from "./config.ts";
 import { openCheckpointTensors } from "./safetensors.ts";
 import { Tokenizer } from "./tokenizer.ts";
@@ -58,7 +58,7 @@ export class ModelRunner {
   readonly tokenizer: Tokenizer;
   readonly weights: ModelWeights;
   readonly cache: KvCache;
-  readonly blocks: BlockPool;
+  readonly blocks: BlockManager;
   readonly forward: ForwardPass;
   readonly capacity: StepCapacity;
   readonly pipelines: PipelineCache;
@@ -89,7 +89,7 @@ export class ModelRunner {
     this.cache = init.cache;
     this.capacity = init.capacity;
     this.pipelines = init.pipelines;
-    this.blocks = new BlockPool(init.cache.options.numBlocks);
+    this.blocks = new BlockManager(init.cache.options.numBlocks, init.cache.options.blockSize);
     this.#slots = init.slots;
     this.#slotBytes = metaSlotWords(init.capacity) * 4;
     const align = device.limits.minStorageBufferOffsetAlignment;

@@ -1,0 +1,271 @@
+/**
+ * Chooses each step's work under a token budget and the KV-block budget.
+ *
+ * Order per step (policy "fifo"): running decodes, then continuing prefill chunks, then
+ * waiting sequences in arrival order, the last one split to fit. "prefill_first" puts prefill
+ * work before decodes (better time to first token, worse inter-token latency). When blocks
+ * run out, the most recently admitted running sequence is preempted: its blocks are freed
+ * and it goes back to the head of the queue to be recomputed later.
+ * @module
+ */
+import type { BlockManager } from "../cache/block_manager.ts";
+import type { Sequence } from "./sequence.ts";
+
+/** Scheduling policy. */
+export type SchedulerPolicy = "fifo" | "prefill_first";
+
+/** Options for {@link Scheduler}. */
+export interface SchedulerOptions {
+  /** Token budget of one step. */
+  maxBatchTokens: number;
+  /** Most sequences running at once (also the most sampled rows per step). */
+  maxSeqs: number;
+  policy: SchedulerPolicy;
+  /** Longest sequence in tokens (the block-table width). */
+  maxContext: number;
+}
+
+/** One sequence's share of a step. */
+export interface ScheduledChunk {
+  seq: Sequence;
+  /** First position computed. */
+  start: number;
+  /** Tokens computed. */
+  count: number;
+  /** Whether the chunk's last token is sampled. */
+  sample: boolean;
+}
+
+/** A step's plan. */
+export interface StepPlan {
+  chunks: ScheduledChunk[];
+  /** Sequences admitted this step (need a fresh sampler slot). */
+  admitted: Sequence[];
+  /** Sequences preempted this step. */
+  preempted: Sequence[];
+  prefillTokens: number;
+  decodeTokens: number;
+}
+
+/** Raised when a request can never fit, even alone. */
+export class RequestTooLargeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RequestTooLargeError";
+  }
+}
+
+/** Waiting and running queues over a {@link BlockManager}. */
+export class Scheduler {
+  readonly options: SchedulerOptions;
+  readonly waiting: Sequence[] = [];
+  /** In admission order: the last is the first preemption victim. */
+  readonly running: Sequence[] = [];
+  preemptions = 0;
+  #blocks: BlockManager;
+  #freeSlots: number[];
+
+  constructor(blocks: BlockManager, options: SchedulerOptions) {
+    this.#blocks = blocks;
+    this.options = options;
+    this.#freeSlots = Array.from({ length: options.maxSeqs }, (_, i) => options.maxSeqs - 1 - i);
+  }
+
+  /** Checks that a request could run alone; throws {@link RequestTooLargeError} if not. */
+  checkFits(promptTokens: number, maxTokens: number): void {
+    const total = promptTokens + maxTokens;
+    const bs = this.#blocks.blockSize;
+    if (total > this.options.maxContext) {
+      throw new RequestTooLargeError(
+        `prompt (${promptTokens} tokens) plus max tokens (${maxTokens}) exceeds the context of ${this.options.maxContext} tokens`,
+      );
+    }
+    if (Math.ceil(total / bs) > this.#blocks.numBlocks) {
+      throw new RequestTooLargeError(
+        `prompt plus max tokens needs ${Math.ceil(total / bs)} KV blocks, the cache has ${this.#blocks.numBlocks}`,
+      );
+    }
+  }
+
+  /** Queues a new sequence. */
+  add(seq: Sequence): void {
+    seq.status = "waiting";
+    this.waiting.push(seq);
+  }
+
+  /** Whether anything is queued or running. */
+  get hasWork(): boolean {
+    return this.waiting.length > 0 || this.running.length > 0;
+  }
+
+  /** Ends a sequence (finished or cancelled): frees its blocks and slot. */
+  finish(seq: Sequence): void {
+    if (seq.status === "finished") return;
+    this.#release(seq);
+    remove(this.waiting, seq);
+    remove(this.running, seq);
+    seq.status = "finished";
+  }
+
+  /** Registers full blocks whose tokens are all known in the prefix cache. */
+  commitBlocks(seq: Sequence): void {
+    if (seq.status !== "running") return;
+    const bs = this.#blocks.blockSize;
+    const full = Math.floor(Math.min(seq.knownLength, seq.numComputed) / bs);
+    if (seq.committedBlocks >= full) return;
+    const tokens = seq.knownTokens();
+    for (let b = seq.committedBlocks; b < full; b++) {
+      seq.lastBlockKey = this.#blocks.commitFull(seq.blockTable[b], seq.lastBlockKey, tokens.slice(b * bs, (b + 1) * bs));
+    }
+    seq.committedBlocks = full;
+  }
+
+  /** Plans the next step. */
+  schedule(now = performance.now()): StepPlan {
+    const plan: StepPlan = { chunks: [], admitted: [], preempted: [], prefillTokens: 0, decodeTokens: 0 };
+    let budget = this.options.maxBatchTokens;
+    const decodes = () => {
+      for (const seq of [...this.running]) {
+        if (budget <= 0) break;
+        if (seq.status !== "running" || this.#scheduled(plan, seq) || !this.#wantsDecode(seq)) continue;
+        if (!this.#ensureBlocks(seq, seq.numComputed + 1, plan)) continue;
+        this.#take(plan, seq, 1, true);
+        budget--;
+      }
+    };
+    const prefills = () => {
+      for (const seq of [...this.running]) {
+        if (budget <= 0) break;
+        // Chunked prefill (or recompute) still in progress: more than one token to compute.
+        if (seq.status !== "running" || this.#scheduled(plan, seq)) continue;
+        if (seq.totalLength - seq.numComputed <= 1) continue;
+        const n = Math.min(budget, seq.totalLength - seq.numComputed);
+        if (!this.#ensureBlocks(seq, seq.numComputed + n, plan) || seq.status !== "running") continue;
+        budget -= this.#take(plan, seq, n, false);
+      }
+    };
+    const admit = () => {
+      for (let i = 0; i < this.waiting.length && budget > 0;) {
+        const seq = this.waiting[i];
+        if (!this.#ready(seq)) {
+          i++;
+          continue;
+        }
+        if (this.running.length >= this.options.maxSeqs || !this.#admit(seq, budget, now)) break;
+        this.waiting.splice(i, 1);
+        plan.admitted.push(seq);
+        const n = Math.min(budget, seq.totalLength - seq.numComputed);
+        budget -= this.#take(plan, seq, n, false);
+      }
+    };
+    if (this.options.policy === "prefill_first") {
+      prefills();
+      admit();
+      decodes();
+    } else {
+      decodes();
+      prefills();
+      admit();
+    }
+    return plan;
+  }
+
+  /** Decode wanted: a sampled token waits to be fed and the output is not complete. */
+  #wantsDecode(seq: Sequence): boolean {
+    return seq.totalLength - seq.numComputed === 1 && seq.generated < seq.params.maxTokens;
+  }
+
+  #ready(seq: Sequence): boolean {
+    // A preempted sequence resumes only when all its tokens are known again; an n > 1
+    // sibling waits for the first one's prefill so it can share the prompt's blocks.
+    if (seq.pending > 0 || seq.cancelled) return false;
+    const gate = seq.gate;
+    return !gate || gate.status === "finished" || gate.prefilled;
+  }
+
+  #scheduled(plan: StepPlan, seq: Sequence): boolean {
+    return plan.chunks.some((c) => c.seq === seq);
+  }
+
+  /** Adds a chunk of n tokens; returns n. */
+  #take(plan: StepPlan, seq: Sequence, n: number, decode: boolean): number {
+    const start = seq.numComputed;
+    seq.numComputed += n;
+    const sample = seq.numComputed === seq.totalLength && seq.generated < seq.params.maxTokens;
+    plan.chunks.push({ seq, start, count: n, sample });
+    if (decode) plan.decodeTokens += n;
+    else plan.prefillTokens += n;
+    return n;
+  }
+
+  /** Admits a waiting sequence if its first chunk's blocks fit, keeping a reserve. */
+  #admit(seq: Sequence, budget: number, now: number): boolean {
+    const tokens = seq.knownTokens();
+    const hit = this.#blocks.acquirePrefix(tokens);
+    const first = Math.min(budget, tokens.length - hit.numTokens);
+    const need = Math.ceil((hit.numTokens + first) / this.#blocks.blockSize) - hit.blocks.length;
+    // Keep one block per running sequence free so running decodes can go on.
+    if (need + this.running.length > this.#blocks.availableCount || this.#freeSlots.length === 0) {
+      this.#blocks.release(hit.blocks);
+      return false;
+    }
+    seq.blockTable = [...hit.blocks, ...this.#blocks.allocate(need)];
+    seq.numComputed = hit.numTokens;
+    seq.cachedTokens = hit.numTokens;
+    seq.committedBlocks = hit.blocks.length;
+    seq.lastBlockKey = hit.lastKey;
+    seq.seqSlot = this.#freeSlots.pop()!;
+    seq.status = "running";
+    seq.admittedAt = now;
+    this.running.push(seq);
+    return true;
+  }
+
+  /**
+   * Grows `seq`'s block table to hold `tokens`, preempting the newest running sequences
+   * while blocks are short. Returns false when `seq` itself had to be preempted.
+   */
+  #ensureBlocks(seq: Sequence, tokens: number, plan: StepPlan): boolean {
+    const need = Math.ceil(tokens / this.#blocks.blockSize) - seq.blockTable.length;
+    if (need <= 0) return true;
+    while (this.#blocks.availableCount < need) {
+      const victim = this.#victim(plan);
+      this.#preempt(victim, plan);
+      if (victim === seq) return false;
+    }
+    seq.blockTable.push(...this.#blocks.allocate(need));
+    return true;
+  }
+
+  /** The most recently admitted running sequence not already in this step. */
+  #victim(plan: StepPlan): Sequence {
+    for (let i = this.running.length - 1; i >= 0; i--) {
+      if (!this.#scheduled(plan, this.running[i])) return this.running[i];
+    }
+    throw new Error("no preemption victim: the step alone exceeds the KV cache");
+  }
+
+  #preempt(seq: Sequence, plan: StepPlan): void {
+    this.#release(seq);
+    remove(this.running, seq);
+    seq.status = "waiting";
+    this.waiting.unshift(seq);
+    plan.preempted.push(seq);
+    this.preemptions++;
+  }
+
+  #release(seq: Sequence): void {
+    if (seq.blockTable.length) this.#blocks.release(seq.blockTable);
+    seq.blockTable = [];
+    seq.numComputed = 0;
+    seq.committedBlocks = 0;
+    seq.lastBlockKey = null;
+    if (seq.seqSlot >= 0) this.#freeSlots.push(seq.seqSlot);
+    seq.seqSlot = -1;
+  }
+}
+
+function remove<T>(list: T[], item: T): void {
+  const i = list.indexOf(item);
+  if (i >= 0) list.splice(i, 1);
+}

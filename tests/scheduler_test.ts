@@ -1,0 +1,129 @@
+/** Scheduler: budget order, chunking, admission, preemption and recompute. CPU only. */
+import { BlockManager } from "../src/cache/block_manager.ts";
+import { Scheduler, RequestTooLargeError } from "../src/engine/scheduler.ts";
+import { Sequence, type SequenceParams } from "../src/engine/sequence.ts";
+import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
+
+const PARAMS: SequenceParams = {
+  maxTokens: 4, temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1,
+  presencePenalty: 0, frequencyPenalty: 0, seed: 0, stopTokenIds: new Set([2]),
+  logprobs: false, topLogprobs: 0,
+};
+
+let nextId = 0;
+function seq(promptLen: number, maxTokens = 4): Sequence {
+  const prompt = Array.from({ length: promptLen }, (_, i) => 10 + ((i * 7 + nextId) % 50));
+  return new Sequence(nextId++, prompt, { ...PARAMS, maxTokens }, 0);
+}
+
+/** Applies a plan as the engine would: sampled chunks produce a pending token. */
+function run(s: Scheduler) {
+  const plan = s.schedule();
+  for (const c of plan.chunks) if (c.sample) c.seq.pending++;
+  return plan;
+}
+
+/** Reads back every pending token (id 5, never a stop token). */
+function readBack(s: Scheduler, seqs: Sequence[]) {
+  for (const q of seqs) {
+    while (q.pending > 0) {
+      q.pending--;
+      q.outputIds.push(5);
+    }
+    s.commitBlocks(q);
+    if (q.status !== "finished" && q.outputIds.length >= q.params.maxTokens) s.finish(q);
+  }
+}
+
+Deno.test("scheduler: decodes first, then prefill chunks split to the budget", () => {
+  const s = new Scheduler(new BlockManager(64, 4), { maxBatchTokens: 8, maxSeqs: 8, policy: "fifo", maxContext: 256 });
+  const a = seq(3);
+  s.add(a);
+  let plan = run(s);
+  assertEquals(plan.chunks.map((c) => [c.seq.id, c.count, c.sample]), [[a.id, 3, true]]);
+  const b = seq(20);
+  s.add(b);
+  plan = run(s);
+  // a's decode (1) + 7 tokens of b's prompt, not sampled.
+  assertEquals(plan.chunks.map((c) => [c.seq.id, c.start, c.count, c.sample]), [[a.id, 3, 1, true], [b.id, 0, 7, false]]);
+  assertEquals([plan.decodeTokens, plan.prefillTokens], [1, 7]);
+  plan = run(s);
+  assertEquals(plan.chunks.map((c) => [c.seq.id, c.start, c.count, c.sample]), [[a.id, 4, 1, true], [b.id, 7, 7, false]]);
+  plan = run(s);
+  assertEquals(plan.chunks.map((c) => [c.seq.id, c.start, c.count, c.sample]), [[a.id, 5, 1, true], [b.id, 14, 6, true]]);
+  // a has generated its 4 tokens (pending): nothing more for it until read back.
+  plan = run(s);
+  assertEquals(plan.chunks.map((c) => [c.seq.id, c.count]), [[b.id, 1]]);
+});
+
+Deno.test("scheduler: prefill_first puts prefill before decodes", () => {
+  const s = new Scheduler(new BlockManager(64, 4), { maxBatchTokens: 6, maxSeqs: 8, policy: "prefill_first", maxContext: 256 });
+  const a = seq(2);
+  s.add(a);
+  run(s);
+  s.add(seq(10));
+  const plan = run(s);
+  assertEquals(plan.chunks.map((c) => c.count), [6]);
+});
+
+Deno.test("scheduler: the sequence cap and the block reserve gate admission", () => {
+  const s = new Scheduler(new BlockManager(64, 4), { maxBatchTokens: 64, maxSeqs: 2, policy: "fifo", maxContext: 256 });
+  const seqs = [seq(4), seq(4), seq(4)];
+  seqs.forEach((q) => s.add(q));
+  const plan = run(s);
+  assertEquals(plan.chunks.length, 2);
+  assertEquals(s.waiting.length, 1);
+  readBack(s, seqs); // not finished yet (1 of 4 tokens)
+  for (let i = 0; i < 3; i++) {
+    run(s);
+    readBack(s, seqs);
+  }
+  // The first two finished and freed their slots: the third is admitted.
+  run(s);
+  assertEquals(s.running.map((q) => q.id), [seqs[2].id]);
+});
+
+Deno.test("scheduler: out of blocks preempts the newest, which later recomputes prompt + outputs", () => {
+  // 6 blocks of 4 tokens; three sequences of 7-token prompts need 2 blocks each, then grow.
+  const blocks = new BlockManager(6, 4);
+  const s = new Scheduler(blocks, { maxBatchTokens: 64, maxSeqs: 8, policy: "fifo", maxContext: 64 });
+  const seqs = [seq(7, 8), seq(7, 8), seq(7, 8)];
+  seqs.forEach((q) => s.add(q));
+  run(s); // admits two (the third would eat the reserve)
+  assertEquals(s.running.length, 2);
+  readBack(s, seqs);
+  let preempted = 0;
+  for (let step = 0; step < 40 && s.hasWork; step++) {
+    const plan = run(s);
+    preempted += plan.preempted.length;
+    for (const q of plan.preempted) assertEquals(q.blockTable.length, 0);
+    readBack(s, seqs);
+    assert(blocks.usedCount <= 6);
+  }
+  assert(preempted > 0, "expected a preemption");
+  assertEquals(s.preemptions, preempted);
+  for (const q of seqs) assertEquals(q.outputIds.length, 8);
+  assertEquals(blocks.usedCount, 0);
+});
+
+Deno.test("scheduler: a request that can never fit is refused", () => {
+  const s = new Scheduler(new BlockManager(4, 4), { maxBatchTokens: 64, maxSeqs: 8, policy: "fifo", maxContext: 100 });
+  assertThrows(() => s.checkFits(10, 10), RequestTooLargeError, "KV blocks");
+  assertThrows(() => s.checkFits(90, 20), RequestTooLargeError, "context");
+  s.checkFits(8, 8);
+});
+
+Deno.test("scheduler: prefix cache hits skip prefill tokens", () => {
+  const blocks = new BlockManager(32, 4);
+  const s = new Scheduler(blocks, { maxBatchTokens: 64, maxSeqs: 8, policy: "fifo", maxContext: 64 });
+  const a = seq(10, 2);
+  s.add(a);
+  run(s);
+  readBack(s, [a]);
+  const b = new Sequence(99, a.promptIds, { ...PARAMS, maxTokens: 2 }, 0);
+  s.add(b);
+  const plan = run(s);
+  const chunk = plan.chunks.find((c) => c.seq === b)!;
+  assertEquals([chunk.start, chunk.count], [8, 2]);
+  assertEquals(b.cachedTokens, 8);
+});
