@@ -1,0 +1,470 @@
+/**
+ * Normalises a Hugging Face `config.json` (legacy and transformers-5 layouts) into one
+ * {@link ModelSpec} that the rest of the runtime reads, and checks a checkpoint's tensors
+ * against it before anything is uploaded.
+ * @module
+ */
+import { CheckpointError, UnsupportedArchitectureError } from "./errors.ts";
+import type { TensorIndex } from "./safetensors.ts";
+
+/** Decoder families this runtime implements. */
+export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3" | "gemma2";
+
+/** Rotary embedding parameters (see rope.ts for how each type scales frequencies). */
+export interface RopeSpec {
+  theta: number;
+  type: "default" | "linear" | "llama3";
+  /** linear / llama3 scaling factor (1 for default). */
+  factor: number;
+  /** llama3 only (1 otherwise). */
+  lowFreqFactor: number;
+  /** llama3 only (1 otherwise). */
+  highFreqFactor: number;
+  /** llama3 only (maxPositionEmbeddings otherwise). */
+  originalMaxPositionEmbeddings: number;
+}
+
+/** Everything the forward pass needs to know about a model, whatever its config layout. */
+export interface ModelSpec {
+  architecture: Architecture;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  /** Explicit head_dim, or hidden / heads. */
+  headDim: number;
+  vocabSize: number;
+  maxPositionEmbeddings: number;
+  rmsNormEps: number;
+  rope: RopeSpec;
+  tieWordEmbeddings: boolean;
+  /** Biases on q/k/v projections (qwen2 always; llama/qwen3/gemma2 via attention_bias). */
+  qkvBias: boolean;
+  /** Bias on o_proj (attention_bias for llama/qwen3/gemma2; never for qwen2/mistral). */
+  oProjBias: boolean;
+  /** Biases on gate/up/down (llama mlp_bias). */
+  mlpBias: boolean;
+  /** Per-head RMSNorm on q and k before RoPE (qwen3). */
+  qkNorm: boolean;
+  hiddenAct: "silu" | "gelu_tanh";
+  /** RMSNorm weight applied as (normOffset + w): 1 for gemma2, else 0. */
+  normOffset: number;
+  /** Gemma-2 norms around both attention and MLP outputs. */
+  sandwichNorm: boolean;
+  /** Multiplier on embeddings: sqrt(hidden) for gemma2, else 1. */
+  embeddingScale: number;
+  /** Multiplier on q·k. */
+  attnScale: number;
+  /** cap * tanh(x / cap) on attention logits, or null. */
+  attnLogitSoftcap: number | null;
+  /** cap * tanh(x / cap) on output logits, or null. */
+  finalLogitSoftcap: number | null;
+  /** Per layer: sliding window size in tokens, or null for full attention. */
+  layerWindows: (number | null)[];
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+  /** The dtype the checkpoint was saved in. */
+  dtype: "float32" | "float16" | "bfloat16";
+}
+
+const ARCHITECTURES: Record<string, Architecture> = {
+  LlamaForCausalLM: "llama",
+  MistralForCausalLM: "mistral",
+  Qwen2ForCausalLM: "qwen2",
+  Qwen3ForCausalLM: "qwen3",
+  Gemma2ForCausalLM: "gemma2",
+};
+const MODEL_TYPES: readonly Architecture[] = ["llama", "mistral", "qwen2", "qwen3", "gemma2"];
+
+// transformers' config-class defaults for fields a config.json may omit.
+const DEFAULTS: Record<Architecture, { maxPos: number; tie: boolean; slidingWindow: number | null }> = {
+  llama: { maxPos: 2048, tie: false, slidingWindow: null },
+  mistral: { maxPos: 4096 * 32, tie: false, slidingWindow: 4096 },
+  qwen2: { maxPos: 32768, tie: false, slidingWindow: 4096 },
+  qwen3: { maxPos: 32768, tie: false, slidingWindow: 4096 },
+  gemma2: { maxPos: 8192, tie: true, slidingWindow: 4096 },
+};
+
+/** Typed field access that names config.json and the field on every failure. */
+class Fields {
+  #c: Record<string, unknown>;
+  #file: string;
+
+  constructor(config: Record<string, unknown>, file: string) {
+    this.#c = config;
+    this.#file = file;
+  }
+
+  fail(field: string, expected: string, value: unknown): never {
+    throw new CheckpointError(
+      this.#file,
+      `field "${field}" must be ${expected}, got ${JSON.stringify(value) ?? "undefined"}`,
+    );
+  }
+
+  error(reason: string): never {
+    throw new CheckpointError(this.#file, reason);
+  }
+
+  /** Whether the field is present and not null. */
+  has(field: string): boolean {
+    return this.#c[field] !== undefined && this.#c[field] !== null;
+  }
+
+  raw(field: string): unknown {
+    return this.#c[field];
+  }
+
+  /** A required positive integer. */
+  int(field: string): number {
+    const v = this.#c[field];
+    if (v === undefined || v === null) {
+      throw new CheckpointError(this.#file, `missing required field "${field}"`);
+    }
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) {
+      this.fail(field, "a positive integer", v);
+    }
+    return v;
+  }
+
+  /** An optional positive integer (absent or null gives `fallback`). */
+  optInt<T>(field: string, fallback: T): number | T {
+    return this.has(field) ? this.int(field) : fallback;
+  }
+
+  /** An optional finite number. */
+  num<T>(field: string, fallback: T): number | T {
+    const v = this.#c[field];
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== "number" || !Number.isFinite(v)) this.fail(field, "a finite number", v);
+    return v;
+  }
+
+  bool(field: string, fallback: boolean): boolean {
+    const v = this.#c[field];
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== "boolean") this.fail(field, "true or false", v);
+    return v;
+  }
+
+  str(field: string): string | undefined {
+    const v = this.#c[field];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== "string") this.fail(field, "a string", v);
+    return v;
+  }
+
+  /** A token id or list of token ids (eos_token_id may be either). */
+  ids(field: string): number[] {
+    const v = this.#c[field];
+    if (v === undefined || v === null) return [];
+    const list = Array.isArray(v) ? v : [v];
+    if (!list.every((x) => typeof x === "number" && Number.isSafeInteger(x) && x >= 0)) {
+      this.fail(field, "a token id or a list of token ids", v);
+    }
+    return list as number[];
+  }
+}
+
+function architectureOf(f: Fields, file: string): Architecture {
+  const archs = f.raw("architectures");
+  const supported = [...Object.keys(ARCHITECTURES)];
+  if (Array.isArray(archs) && archs.length > 0) {
+    const name = archs[0];
+    if (typeof name === "string" && Object.hasOwn(ARCHITECTURES, name)) return ARCHITECTURES[name];
+    throw new UnsupportedArchitectureError(file, String(name), supported);
+  }
+  const modelType = f.str("model_type");
+  if (modelType && (MODEL_TYPES as readonly string[]).includes(modelType)) {
+    return modelType as Architecture;
+  }
+  throw new UnsupportedArchitectureError(
+    file,
+    modelType ?? "(no architectures or model_type)",
+    supported,
+  );
+}
+
+function ropeOf(f: Fields, maxPos: number): RopeSpec {
+  // transformers 5 folds rope_theta and rope_scaling into rope_parameters.
+  const params = f.raw("rope_parameters");
+  const scaling = f.raw("rope_scaling");
+  const source = params ?? scaling;
+  const field = params != null ? "rope_parameters" : "rope_scaling";
+  if (source != null && (typeof source !== "object" || Array.isArray(source))) {
+    f.fail(field, "an object or null", source);
+  }
+  const src = source as Record<string, unknown> | null;
+  const sub = (name: string) => `${field}.${name}`;
+  const num = (name: string, fallback: number): number => {
+    const v = src?.[name];
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) f.fail(sub(name), "a positive number", v);
+    return v;
+  };
+  const required = (name: string): number => {
+    if (src?.[name] == null) f.error(`missing required field "${sub(name)}"`);
+    return num(name, 0);
+  };
+  const thetaTop = f.num("rope_theta", 10000);
+  if (thetaTop <= 0) f.fail("rope_theta", "a positive number", thetaTop);
+  const theta = num("rope_theta", thetaTop);
+  const rawType = src?.rope_type ?? src?.type ?? "default";
+  if (rawType !== "default" && rawType !== "linear" && rawType !== "llama3") {
+    f.error(`unsupported rope_type ${JSON.stringify(rawType)} (supported: default, linear, llama3)`);
+  }
+  const base: RopeSpec = {
+    theta,
+    type: rawType,
+    factor: 1,
+    lowFreqFactor: 1,
+    highFreqFactor: 1,
+    originalMaxPositionEmbeddings: maxPos,
+  };
+  if (rawType === "linear") return { ...base, factor: required("factor") };
+  if (rawType === "llama3") {
+    const rope = {
+      ...base,
+      factor: required("factor"),
+      lowFreqFactor: required("low_freq_factor"),
+      highFreqFactor: required("high_freq_factor"),
+      originalMaxPositionEmbeddings: required("original_max_position_embeddings"),
+    };
+    // The llama3 blend divides by (high - low).
+    if (rope.highFreqFactor <= rope.lowFreqFactor) {
+      f.error(`${sub("high_freq_factor")} must exceed ${sub("low_freq_factor")}`);
+    }
+    return rope;
+  }
+  return base;
+}
+
+function activationOf(f: Fields, arch: Architecture): ModelSpec["hiddenAct"] {
+  // Gemma-2 reads hidden_activation; its plain "gelu" always meant the tanh approximation.
+  const field = arch === "gemma2" && f.has("hidden_activation") ? "hidden_activation" : "hidden_act";
+  const name = f.str(field) ?? (arch === "gemma2" ? "gelu_pytorch_tanh" : "silu");
+  if (name === "silu" || name === "swish") return "silu";
+  if (["gelu_pytorch_tanh", "gelu_tanh", "gelu_new", "gelu_fast"].includes(name)) return "gelu_tanh";
+  if (name === "gelu" && arch === "gemma2") return "gelu_tanh";
+  return f.error(`unsupported ${field} ${JSON.stringify(name)} (supported: silu, gelu_pytorch_tanh)`);
+}
+
+function layerWindowsOf(f: Fields, arch: Architecture, numLayers: number): (number | null)[] {
+  let window: number | null = f.has("sliding_window")
+    ? f.int("sliding_window")
+    : f.raw("sliding_window") === null
+    ? null
+    : DEFAULTS[arch].slidingWindow;
+  // Qwen only slides when use_sliding_window is set, whatever sliding_window says.
+  if ((arch === "qwen2" || arch === "qwen3") && !f.bool("use_sliding_window", false)) window = null;
+  const layerTypes = f.raw("layer_types");
+  if (layerTypes !== undefined && layerTypes !== null) {
+    if (
+      !Array.isArray(layerTypes) || layerTypes.length !== numLayers ||
+      !layerTypes.every((t) => t === "sliding_attention" || t === "full_attention")
+    ) {
+      f.fail(
+        "layer_types",
+        `a list of ${numLayers} "sliding_attention" / "full_attention" entries`,
+        layerTypes,
+      );
+    }
+    return layerTypes.map((t) => (t === "sliding_attention" ? window : null));
+  }
+  const layers = Array.from({ length: numLayers }, (_, i) => i);
+  switch (arch) {
+    case "mistral":
+      return layers.map(() => window);
+    case "qwen2":
+    case "qwen3": {
+      const from = f.optInt("max_window_layers", 28);
+      return layers.map((i) => (i >= from ? window : null));
+    }
+    case "gemma2":
+      return layers.map((i) => (i % 2 === 0 ? window : null));
+    default:
+      return layers.map(() => null);
+  }
+}
+
+function dtypeOf(f: Fields): ModelSpec["dtype"] {
+  const field = f.has("dtype") ? "dtype" : "torch_dtype";
+  const v = f.str(field) ?? "float32";
+  if (v === "float32" || v === "float16" || v === "bfloat16") return v;
+  return f.error(`unsupported ${field} ${JSON.stringify(v)} (supported: float32, float16, bfloat16)`);
+}
+
+/**
+ * Turns a parsed config.json into a {@link ModelSpec}. Pure: `file` only labels errors.
+ * Throws {@link UnsupportedArchitectureError} for other architectures and
+ * {@link CheckpointError} for missing or mistyped fields.
+ */
+export function parseModelSpec(config: Record<string, unknown>, file = "config.json"): ModelSpec {
+  if (typeof config !== "object" || config === null || Array.isArray(config)) {
+    throw new CheckpointError(file, "not a JSON object");
+  }
+  const f = new Fields(config, file);
+  const architecture = architectureOf(f, file);
+  const hiddenSize = f.int("hidden_size");
+  const intermediateSize = f.int("intermediate_size");
+  const numLayers = f.int("num_hidden_layers");
+  const numHeads = f.int("num_attention_heads");
+  const numKvHeads = f.optInt("num_key_value_heads", numHeads);
+  const vocabSize = f.int("vocab_size");
+  if (numHeads % numKvHeads !== 0) {
+    f.error(`num_attention_heads (${numHeads}) is not divisible by num_key_value_heads (${numKvHeads})`);
+  }
+  if (!f.has("head_dim") && hiddenSize % numHeads !== 0) {
+    f.error(`hidden_size (${hiddenSize}) is not divisible by num_attention_heads (${numHeads}) and no head_dim is given`);
+  }
+  const headDim = f.optInt("head_dim", hiddenSize / numHeads);
+  const maxPositionEmbeddings = f.optInt("max_position_embeddings", DEFAULTS[architecture].maxPos);
+  const rmsNormEps = f.num("rms_norm_eps", 1e-6);
+  if (rmsNormEps <= 0) f.fail("rms_norm_eps", "a positive number", rmsNormEps);
+  const attentionBias = f.bool("attention_bias", false);
+  const gemma = architecture === "gemma2";
+
+  const softcap = (field: string, fallback: number | null): number | null => {
+    // Absent means transformers' default; an explicit null turns the cap off.
+    if (f.raw(field) === null) return null;
+    const v = f.num(field, fallback);
+    if (v !== null && v <= 0) f.fail(field, "a positive number or null", v);
+    return v;
+  };
+  const queryPreAttnScalar = gemma ? f.num("query_pre_attn_scalar", 256) : headDim;
+  if (queryPreAttnScalar <= 0) f.fail("query_pre_attn_scalar", "a positive number", queryPreAttnScalar);
+  const eosTokenIds = f.ids("eos_token_id");
+  const bos = f.ids("bos_token_id");
+
+  return {
+    architecture,
+    hiddenSize,
+    intermediateSize,
+    numLayers,
+    numHeads,
+    numKvHeads,
+    headDim,
+    vocabSize,
+    maxPositionEmbeddings,
+    rmsNormEps,
+    rope: ropeOf(f, maxPositionEmbeddings),
+    tieWordEmbeddings: f.bool("tie_word_embeddings", DEFAULTS[architecture].tie),
+    qkvBias: architecture === "qwen2" || (architecture !== "mistral" && attentionBias),
+    oProjBias: architecture !== "qwen2" && architecture !== "mistral" && attentionBias,
+    mlpBias: architecture === "llama" && f.bool("mlp_bias", false),
+    qkNorm: architecture === "qwen3",
+    hiddenAct: activationOf(f, architecture),
+    normOffset: gemma ? 1 : 0,
+    sandwichNorm: gemma,
+    embeddingScale: gemma ? Math.sqrt(hiddenSize) : 1,
+    attnScale: queryPreAttnScalar ** -0.5,
+    attnLogitSoftcap: gemma ? softcap("attn_logit_softcapping", 50) : null,
+    finalLogitSoftcap: gemma ? softcap("final_logit_softcapping", 30) : null,
+    layerWindows: layerWindowsOf(f, architecture, numLayers),
+    bosTokenId: bos.length ? bos[0] : null,
+    eosTokenIds,
+    dtype: dtypeOf(f),
+  };
+}
+
+async function readJson(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) throw new CheckpointError(path, "file not found");
+    throw new CheckpointError(path, `cannot read: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new CheckpointError(path, `not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * Reads `dir/config.json` into a {@link ModelSpec}. EOS ids listed in an optional
+ * `generation_config.json` are added after config.json's, since generation stops on those
+ * (e.g. Llama-3 instruct lists its end-of-turn token only there).
+ */
+export async function loadModelSpec(dir: string): Promise<ModelSpec> {
+  const base = dir.replace(/\/+$/, "");
+  const file = `${base}/config.json`;
+  const spec = parseModelSpec((await readJson(file)) as Record<string, unknown>, file);
+  const genFile = `${base}/generation_config.json`;
+  let gen: unknown = null;
+  try {
+    gen = JSON.parse(await Deno.readTextFile(genFile));
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) {
+      throw new CheckpointError(genFile, `cannot read: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  if (gen !== null) {
+    if (typeof gen !== "object" || Array.isArray(gen)) {
+      throw new CheckpointError(genFile, "not a JSON object");
+    }
+    for (const id of new Fields(gen as Record<string, unknown>, genFile).ids("eos_token_id")) {
+      if (!spec.eosTokenIds.includes(id)) spec.eosTokenIds.push(id);
+    }
+  }
+  return spec;
+}
+
+/** Names and shapes of every tensor the spec needs, in HF naming, in upload order. */
+export function expectedTensors(spec: ModelSpec): { name: string; shape: number[] }[] {
+  const { hiddenSize: H, intermediateSize: I, vocabSize: V, headDim: hd } = spec;
+  const q = spec.numHeads * hd;
+  const kv = spec.numKvHeads * hd;
+  const out: { name: string; shape: number[] }[] = [];
+  const add = (name: string, shape: number[]) => out.push({ name, shape });
+  add("model.embed_tokens.weight", [V, H]);
+  for (let i = 0; i < spec.numLayers; i++) {
+    const p = `model.layers.${i}`;
+    add(`${p}.input_layernorm.weight`, [H]);
+    const projections: [string, number, number][] = [["q", q, H], ["k", kv, H], ["v", kv, H]];
+    for (const [name, rows, cols] of projections) {
+      add(`${p}.self_attn.${name}_proj.weight`, [rows, cols]);
+      if (spec.qkvBias) add(`${p}.self_attn.${name}_proj.bias`, [rows]);
+    }
+    if (spec.qkNorm) {
+      add(`${p}.self_attn.q_norm.weight`, [hd]);
+      add(`${p}.self_attn.k_norm.weight`, [hd]);
+    }
+    add(`${p}.self_attn.o_proj.weight`, [H, q]);
+    if (spec.oProjBias) add(`${p}.self_attn.o_proj.bias`, [H]);
+    // Llama: the pre-MLP norm. Gemma-2: the norm on the attention output.
+    add(`${p}.post_attention_layernorm.weight`, [H]);
+    if (spec.sandwichNorm) {
+      add(`${p}.pre_feedforward_layernorm.weight`, [H]);
+      add(`${p}.post_feedforward_layernorm.weight`, [H]);
+    }
+    add(`${p}.mlp.gate_proj.weight`, [I, H]);
+    if (spec.mlpBias) add(`${p}.mlp.gate_proj.bias`, [I]);
+    add(`${p}.mlp.up_proj.weight`, [I, H]);
+    if (spec.mlpBias) add(`${p}.mlp.up_proj.bias`, [I]);
+    add(`${p}.mlp.down_proj.weight`, [H, I]);
+    if (spec.mlpBias) add(`${p}.mlp.down_proj.bias`, [H]);
+  }
+  add("model.norm.weight", [H]);
+  if (!spec.tieWordEmbeddings) add("lm_head.weight", [V, H]);
+  return out;
+}
+
+/**
+ * Checks that every tensor of {@link expectedTensors} exists with its shape. Throws a
+ * {@link CheckpointError} naming the checkpoint (missing tensor) or the file holding the
+ * tensor (wrong shape). A tied checkpoint that also ships lm_head.weight is accepted.
+ */
+export function checkTensorShapes(spec: ModelSpec, index: TensorIndex): void {
+  for (const { name, shape } of expectedTensors(spec)) {
+    const info = index.get(name);
+    if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
+      throw new CheckpointError(
+        info.file,
+        `tensor ${name} has shape [${info.shape.join(", ")}], expected [${shape.join(", ")}]`,
+      );
+    }
+  }
+}
