@@ -9,7 +9,11 @@ import {
 import { CheckpointError, UnsupportedArchitectureError } from "../src/model/errors.ts";
 import { openCheckpointTensors } from "../src/model/safetensors.ts";
 import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
-import { SHARED_MODELS_DIR, withTempDir, writeSyntheticCheckpoint } from "./helpers/synthetic_checkpoint.ts";
+import {
+  SHARED_MODELS_DIR,
+  withTempDir,
+  writeSyntheticCheckpoint,
+} from "./helpers/synthetic_checkpoint.ts";
 
 const MODELS = [
   "stories260K",
@@ -38,8 +42,24 @@ function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Pick<T, K> 
 Deno.test("config: stories260K (legacy llama, tied, f32)", async () => {
   const s = await spec("stories260K");
   assertEquals(
-    pick(s, ["architecture", "hiddenSize", "intermediateSize", "numLayers", "numHeads", "numKvHeads", "headDim"]),
-    { architecture: "llama", hiddenSize: 64, intermediateSize: 172, numLayers: 5, numHeads: 8, numKvHeads: 4, headDim: 8 },
+    pick(s, [
+      "architecture",
+      "hiddenSize",
+      "intermediateSize",
+      "numLayers",
+      "numHeads",
+      "numKvHeads",
+      "headDim",
+    ]),
+    {
+      architecture: "llama",
+      hiddenSize: 64,
+      intermediateSize: 172,
+      numLayers: 5,
+      numHeads: 8,
+      numKvHeads: 4,
+      headDim: 8,
+    },
   );
   assertEquals(s.rope, {
     theta: 10000,
@@ -50,18 +70,52 @@ Deno.test("config: stories260K (legacy llama, tied, f32)", async () => {
     originalMaxPositionEmbeddings: 512,
   });
   assertEquals(
-    pick(s, ["tieWordEmbeddings", "qkvBias", "oProjBias", "mlpBias", "qkNorm", "hiddenAct", "normOffset", "sandwichNorm"]),
-    { tieWordEmbeddings: true, qkvBias: false, oProjBias: false, mlpBias: false, qkNorm: false, hiddenAct: "silu", normOffset: 0, sandwichNorm: false },
+    pick(s, [
+      "tieWordEmbeddings",
+      "qkvBias",
+      "oProjBias",
+      "mlpBias",
+      "qkNorm",
+      "hiddenAct",
+      "normOffset",
+      "sandwichNorm",
+    ]),
+    {
+      tieWordEmbeddings: true,
+      qkvBias: false,
+      oProjBias: false,
+      mlpBias: false,
+      qkNorm: false,
+      hiddenAct: "silu",
+      normOffset: 0,
+      sandwichNorm: false,
+    },
   );
-  assertEquals([s.rmsNormEps, s.maxPositionEmbeddings, s.vocabSize, s.dtype], [1e-5, 512, 512, "float32"]);
-  assertEquals([s.embeddingScale, s.attnScale, s.attnLogitSoftcap, s.finalLogitSoftcap], [1, 8 ** -0.5, null, null]);
+  assertEquals([s.rmsNormEps, s.maxPositionEmbeddings, s.vocabSize, s.dtype], [
+    1e-5,
+    512,
+    512,
+    "float32",
+  ]);
+  assertEquals([s.embeddingScale, s.attnScale, s.attnLogitSoftcap, s.finalLogitSoftcap], [
+    1,
+    8 ** -0.5,
+    null,
+    null,
+  ]);
   assertEquals(s.layerWindows, [null, null, null, null, null]);
   assertEquals([s.bosTokenId, s.eosTokenIds], [1, [2]]);
 });
 
 Deno.test("config: llama-tiny (GQA, untied, bf16)", async () => {
   const s = await spec("llama-tiny");
-  assertEquals([s.numHeads, s.numKvHeads, s.headDim, s.tieWordEmbeddings, s.dtype], [4, 2, 32, false, "bfloat16"]);
+  assertEquals([s.numHeads, s.numKvHeads, s.headDim, s.tieWordEmbeddings, s.dtype], [
+    4,
+    2,
+    32,
+    false,
+    "bfloat16",
+  ]);
   assertEquals(s.rope.type, "default");
   assertEquals(s.layerWindows, [null, null, null]);
 });
@@ -76,15 +130,39 @@ Deno.test("config: llama3-rope-tiny (llama3 rope scaling, tied, f16)", async () 
     highFreqFactor: 4,
     originalMaxPositionEmbeddings: 64,
   });
-  assertEquals([s.headDim, s.numHeads, s.numKvHeads, s.tieWordEmbeddings, s.dtype], [64, 2, 1, true, "float16"]);
+  assertEquals([s.headDim, s.numHeads, s.numKvHeads, s.tieWordEmbeddings, s.dtype], [
+    64,
+    2,
+    1,
+    true,
+    "float16",
+  ]);
   assertEquals(s.attnScale, 64 ** -0.5);
 });
 
 Deno.test("config: qwen2-tiny (qkv bias, no o bias, no sliding)", async () => {
   const s = await spec("qwen2-tiny");
   assertEquals(
-    pick(s, ["architecture", "qkvBias", "oProjBias", "qkNorm", "numHeads", "numKvHeads", "headDim", "tieWordEmbeddings"]),
-    { architecture: "qwen2", qkvBias: true, oProjBias: false, qkNorm: false, numHeads: 8, numKvHeads: 2, headDim: 16, tieWordEmbeddings: true },
+    pick(s, [
+      "architecture",
+      "qkvBias",
+      "oProjBias",
+      "qkNorm",
+      "numHeads",
+      "numKvHeads",
+      "headDim",
+      "tieWordEmbeddings",
+    ]),
+    {
+      architecture: "qwen2",
+      qkvBias: true,
+      oProjBias: false,
+      qkNorm: false,
+      numHeads: 8,
+      numKvHeads: 2,
+      headDim: 16,
+      tieWordEmbeddings: true,
+    },
   );
   assertEquals(s.layerWindows, [null, null]);
   assertEquals(s.rope.theta, 1e6);
@@ -94,7 +172,15 @@ Deno.test("config: qwen3-tiny (new layout, q/k norm, head_dim != hidden/heads)",
   const s = await spec("qwen3-tiny");
   assertEquals(
     pick(s, ["architecture", "headDim", "numHeads", "qkNorm", "qkvBias", "oProjBias", "dtype"]),
-    { architecture: "qwen3", headDim: 64, numHeads: 4, qkNorm: true, qkvBias: false, oProjBias: false, dtype: "bfloat16" },
+    {
+      architecture: "qwen3",
+      headDim: 64,
+      numHeads: 4,
+      qkNorm: true,
+      qkvBias: false,
+      oProjBias: false,
+      dtype: "bfloat16",
+    },
   );
   assertEquals([s.rope.theta, s.rope.type], [1e6, "default"]);
   assertEquals(s.layerWindows, [null, null]);
@@ -103,7 +189,12 @@ Deno.test("config: qwen3-tiny (new layout, q/k norm, head_dim != hidden/heads)",
 
 Deno.test("config: mistral-tiny (sliding window on every layer, MQA)", async () => {
   const s = await spec("mistral-tiny");
-  assertEquals([s.architecture, s.numKvHeads, s.layerWindows, s.dtype], ["mistral", 1, [16, 16], "float32"]);
+  assertEquals([s.architecture, s.numKvHeads, s.layerWindows, s.dtype], [
+    "mistral",
+    1,
+    [16, 16],
+    "float32",
+  ]);
   assertEquals([s.qkvBias, s.oProjBias, s.tieWordEmbeddings], [false, false, false]);
 });
 
@@ -113,8 +204,19 @@ Deno.test("config: gemma2-tiny (softcaps, scaled embeddings, sandwich norms, alt
   assertEquals(s.attnScale, 32 ** -0.5);
   assertEquals(s.embeddingScale, Math.sqrt(128));
   assertEquals([s.attnLogitSoftcap, s.finalLogitSoftcap], [50, 30]);
-  assertEquals([s.hiddenAct, s.normOffset, s.sandwichNorm, s.tieWordEmbeddings], ["gelu_tanh", 1, true, true]);
-  assertEquals([s.headDim, s.numHeads, s.numKvHeads, s.rmsNormEps, s.dtype], [32, 4, 2, 1e-6, "bfloat16"]);
+  assertEquals([s.hiddenAct, s.normOffset, s.sandwichNorm, s.tieWordEmbeddings], [
+    "gelu_tanh",
+    1,
+    true,
+    true,
+  ]);
+  assertEquals([s.headDim, s.numHeads, s.numKvHeads, s.rmsNormEps, s.dtype], [
+    32,
+    4,
+    2,
+    1e-6,
+    "bfloat16",
+  ]);
 });
 
 Deno.test("config: every reference checkpoint matches its expected tensors exactly", async () => {
@@ -139,7 +241,9 @@ function toLegacy(c: Record<string, unknown>): Record<string, unknown> {
   delete out.layer_types;
   out.rope_theta = rp.rope_theta;
   const { rope_theta: _, ...scaling } = rp;
-  out.rope_scaling = scaling.rope_type === "default" ? null : { ...scaling, type: scaling.rope_type };
+  out.rope_scaling = scaling.rope_type === "default"
+    ? null
+    : { ...scaling, type: scaling.rope_type };
   if (out.dtype) {
     out.torch_dtype = out.dtype;
     delete out.dtype;
@@ -174,22 +278,35 @@ Deno.test("config: legacy and new layouts give the same spec", async () => {
   );
   // rope_scaling may name its type under the old key "type".
   const linear = { ...l3, rope_scaling: { type: "linear", factor: 2 } };
-  assertEquals([parseModelSpec(linear).rope.type, parseModelSpec(linear).rope.factor], ["linear", 2]);
+  assertEquals([parseModelSpec(linear).rope.type, parseModelSpec(linear).rope.factor], [
+    "linear",
+    2,
+  ]);
 });
 
 Deno.test("config: sliding-window rules per architecture", async () => {
   const qwen2 = await rawConfig("qwen2-tiny");
   const slide = { ...qwen2, use_sliding_window: true, sliding_window: 8, max_window_layers: 1 };
   assertEquals(parseModelSpec(slide).layerWindows, [null, 8]);
+  assertEquals(parseModelSpec({ ...slide, max_window_layers: 0 }).layerWindows, [8, 8]);
   // sliding_window without use_sliding_window does nothing for Qwen.
   assertEquals(parseModelSpec({ ...slide, use_sliding_window: false }).layerWindows, [null, null]);
   const mistral = await rawConfig("mistral-tiny");
   assertEquals(parseModelSpec({ ...mistral, sliding_window: null }).layerWindows, [null, null]);
   const gemma = toLegacy(await rawConfig("gemma2-tiny"));
-  assertEquals(parseModelSpec({ ...gemma, num_hidden_layers: 5 }).layerWindows, [16, null, 16, null, 16]);
+  assertEquals(parseModelSpec({ ...gemma, num_hidden_layers: 5 }).layerWindows, [
+    16,
+    null,
+    16,
+    null,
+    16,
+  ]);
   const g = await rawConfig("gemma2-tiny");
   assertEquals(
-    parseModelSpec({ ...g, layer_types: ["full_attention", "sliding_attention", "full_attention", "full_attention"] })
+    parseModelSpec({
+      ...g,
+      layer_types: ["full_attention", "sliding_attention", "full_attention", "full_attention"],
+    })
       .layerWindows,
     [null, 16, null, null],
   );
@@ -200,13 +317,19 @@ Deno.test("config: biases, activations, softcap defaults, eos lists", async () =
   const biased = parseModelSpec({ ...llama, attention_bias: true, mlp_bias: true });
   assertEquals([biased.qkvBias, biased.oProjBias, biased.mlpBias], [true, true, true]);
   const names = expectedTensors(biased).map((t) => t.name);
-  for (const n of ["q_proj.bias", "o_proj.bias"]) assert(names.includes(`model.layers.0.self_attn.${n}`), n);
+  for (const n of ["q_proj.bias", "o_proj.bias"]) {
+    assert(names.includes(`model.layers.0.self_attn.${n}`), n);
+  }
   assert(names.includes("model.layers.2.mlp.down_proj.bias"));
   const gemma = await rawConfig("gemma2-tiny");
   const { attn_logit_softcapping: _a, final_logit_softcapping: _f, ...noCaps } = gemma;
   const defaults = parseModelSpec(noCaps);
   assertEquals([defaults.attnLogitSoftcap, defaults.finalLogitSoftcap], [50, 30]);
-  const off = parseModelSpec({ ...gemma, attn_logit_softcapping: null, final_logit_softcapping: null });
+  const off = parseModelSpec({
+    ...gemma,
+    attn_logit_softcapping: null,
+    final_logit_softcapping: null,
+  });
   assertEquals([off.attnLogitSoftcap, off.finalLogitSoftcap], [null, null]);
   const { hidden_activation: _h, ...legacyAct } = gemma;
   assertEquals(parseModelSpec({ ...legacyAct, hidden_act: "gelu" }).hiddenAct, "gelu_tanh");
@@ -223,11 +346,31 @@ Deno.test("config: biases, activations, softcap defaults, eos lists", async () =
 Deno.test("config: malformed configs name config.json and the field", async () => {
   const llama = await rawConfig("llama-tiny");
   const { hidden_size: _, ...missing } = llama;
-  assertThrows(() => parseModelSpec(missing), CheckpointError, `config.json: missing required field "hidden_size"`);
-  assertThrows(() => parseModelSpec({ ...llama, num_hidden_layers: "3" }), CheckpointError, `"num_hidden_layers"`);
-  assertThrows(() => parseModelSpec({ ...llama, intermediate_size: 3.5 }), CheckpointError, `"intermediate_size"`);
-  assertThrows(() => parseModelSpec({ ...llama, num_key_value_heads: 3 }), CheckpointError, "not divisible");
-  assertThrows(() => parseModelSpec({ ...llama, rms_norm_eps: "x" }), CheckpointError, `"rms_norm_eps"`);
+  assertThrows(
+    () => parseModelSpec(missing),
+    CheckpointError,
+    `config.json: missing required field "hidden_size"`,
+  );
+  assertThrows(
+    () => parseModelSpec({ ...llama, num_hidden_layers: "3" }),
+    CheckpointError,
+    `"num_hidden_layers"`,
+  );
+  assertThrows(
+    () => parseModelSpec({ ...llama, intermediate_size: 3.5 }),
+    CheckpointError,
+    `"intermediate_size"`,
+  );
+  assertThrows(
+    () => parseModelSpec({ ...llama, num_key_value_heads: 3 }),
+    CheckpointError,
+    "not divisible",
+  );
+  assertThrows(
+    () => parseModelSpec({ ...llama, rms_norm_eps: "x" }),
+    CheckpointError,
+    `"rms_norm_eps"`,
+  );
   assertThrows(
     () => parseModelSpec({ ...llama, rope_scaling: { rope_type: "yarn", factor: 4 } }),
     CheckpointError,
@@ -238,7 +381,11 @@ Deno.test("config: malformed configs name config.json and the field", async () =
     CheckpointError,
     "low_freq_factor",
   );
-  assertThrows(() => parseModelSpec({ ...llama, layer_types: ["full_attention"] }), CheckpointError, "layer_types");
+  assertThrows(
+    () => parseModelSpec({ ...llama, layer_types: ["full_attention"] }),
+    CheckpointError,
+    "layer_types",
+  );
   assertThrows(() => parseModelSpec({ ...llama, hidden_act: "relu" }), CheckpointError, "relu");
   assertThrows(() => parseModelSpec({ ...llama, torch_dtype: "int8" }), CheckpointError, "int8");
   const err = assertThrows(
@@ -253,7 +400,10 @@ Deno.test("config: malformed configs name config.json and the field", async () =
 Deno.test("config: loadModelSpec reads generation_config.json eos ids and names missing files", async () => {
   await withTempDir(async (dir) => {
     await writeSyntheticCheckpoint(dir, { eos_token_id: 2 });
-    await Deno.writeTextFile(`${dir}/generation_config.json`, JSON.stringify({ eos_token_id: [2, 9] }));
+    await Deno.writeTextFile(
+      `${dir}/generation_config.json`,
+      JSON.stringify({ eos_token_id: [2, 9] }),
+    );
     assertEquals((await loadModelSpec(dir)).eosTokenIds, [2, 9]);
     await Deno.remove(`${dir}/config.json`);
     const err = await loadModelSpec(dir).then(() => null, (e) => e);

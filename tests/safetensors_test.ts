@@ -1,6 +1,10 @@
 /** Safetensors reader: round trips per dtype, chunked reads, shards, the real checkpoints. */
 import { CheckpointError } from "../src/model/errors.ts";
-import { openCheckpointTensors, type TensorIndex, type TensorInfo } from "../src/model/safetensors.ts";
+import {
+  openCheckpointTensors,
+  type TensorIndex,
+  type TensorInfo,
+} from "../src/model/safetensors.ts";
 import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
 import {
   bf16BitsToF32,
@@ -17,7 +21,12 @@ import {
   writeSyntheticCheckpoint,
 } from "./helpers/synthetic_checkpoint.ts";
 
-function randomTensor(name: string, dtype: SyntheticTensor["dtype"], shape: number[], seed: number) {
+function randomTensor(
+  name: string,
+  dtype: SyntheticTensor["dtype"],
+  shape: number[],
+  seed: number,
+) {
   const rng = new Rng(seed);
   const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
   for (let i = 0; i < data.length; i++) data[i] = rng.normal() * 3;
@@ -25,7 +34,11 @@ function randomTensor(name: string, dtype: SyntheticTensor["dtype"], shape: numb
 }
 
 /** Reads a tensor through readChunks, checking the chunking contract on the way. */
-async function readChunked(index: TensorIndex, info: TensorInfo, chunk: number): Promise<Uint8Array> {
+async function readChunked(
+  index: TensorIndex,
+  info: TensorInfo,
+  chunk: number,
+): Promise<Uint8Array> {
   const out = new Uint8Array(info.byteLength);
   let expectOffset = 0;
   let chunks = 0;
@@ -86,13 +99,21 @@ for (const dtype of ["F32", "F16", "BF16"] as const) {
         const file = await Deno.readFile(`${dir}/model.safetensors`);
         for (const t of tensors) {
           const info = index.get(t.name);
-          assertEquals([info.dtype, info.shape, info.file], [dtype, t.shape, `${dir}/model.safetensors`]);
+          assertEquals([info.dtype, info.shape, info.file], [
+            dtype,
+            t.shape,
+            `${dir}/model.safetensors`,
+          ]);
           const expected = encodeTensor(t.data, dtype);
           assertEquals(info.byteLength, expected.length);
           // byteOffset is absolute within the file.
           assertEquals(file.subarray(info.byteOffset, info.byteOffset + info.byteLength), expected);
           for (const chunk of [4, 6, 12, 1 << 20]) {
-            assertEquals(await readChunked(index, info, chunk), expected, `${t.name} chunk ${chunk}`);
+            assertEquals(
+              await readChunked(index, info, chunk),
+              expected,
+              `${t.name} chunk ${chunk}`,
+            );
           }
           const values = decodeTensor(await index.read(info), dtype);
           assertEquals(values, decodeTensor(expected, dtype));
@@ -126,7 +147,8 @@ Deno.test("safetensors: sharded checkpoint resolves each tensor to its shard", a
     try {
       assertEquals(index.source, `${dir}/model.safetensors.index.json`);
       assertEquals(index.names().sort(), written.map((t) => t.name).sort());
-      const map = JSON.parse(await Deno.readTextFile(`${dir}/model.safetensors.index.json`)).weight_map;
+      const map =
+        JSON.parse(await Deno.readTextFile(`${dir}/model.safetensors.index.json`)).weight_map;
       assertEquals(new Set(Object.values(map)).size, 3);
       for (const t of written) {
         const info = index.get(t.name);

@@ -37,7 +37,12 @@ for (const name of MODELS) {
       assertEquals(tok.encode(c.prompt, { addSpecialTokens: false }), c.prompt_ids.slice(1));
       assertEquals(tok.decode(c.prompt_ids, { skipSpecialTokens: true }), c.prompt);
     }
-    assertEquals([tok.bosTokenId, tok.eosTokenIds, tok.vocabSize, tok.addBosToken], [1, [2], 512, true]);
+    assertEquals([tok.bosTokenId, tok.eosTokenIds, tok.vocabSize, tok.addBosToken], [
+      1,
+      [2],
+      512,
+      true,
+    ]);
   });
 }
 
@@ -46,7 +51,10 @@ Deno.test("tokenizer: stories260K greedy continuations decode to English text", 
   const g = await golden("stories260K");
   const first = g.cases[0];
   const text = tok.decode([...first.prompt_ids, ...first.greedy_ids], { skipSpecialTokens: true });
-  assertEquals(text, "Once upon a time, there was a little girl named Lily. She loved to play outside in the p");
+  assertEquals(
+    text,
+    "Once upon a time, there was a little girl named Lily. She loved to play outside in the p",
+  );
   for (const c of g.cases) {
     const full = tok.decode([...c.prompt_ids, ...c.greedy_ids], { skipSpecialTokens: true });
     assert(full.startsWith(c.prompt), full);
@@ -71,7 +79,11 @@ Deno.test("tokenizer: decode(encode(s)) round trips", async () => {
     ) {
       const ids = tok.encode(s);
       assertEquals(ids[0], 1, "BOS first");
-      assertEquals(tok.decode(ids, { skipSpecialTokens: true }), s, `${name}: ${JSON.stringify(s)}`);
+      assertEquals(
+        tok.decode(ids, { skipSpecialTokens: true }),
+        s,
+        `${name}: ${JSON.stringify(s)}`,
+      );
     }
   }
 });
@@ -105,32 +117,54 @@ Deno.test("tokenizer: add_bos_token in tokenizer_config overrides the post-proce
   const on = new Tokenizer({ tokenizer: bare, config: { ...config, add_bos_token: true } });
   assertEquals(on.encode("Once upon a time"), [1, 403, 407, 261, 378]);
   assertEquals(on.addBosToken, true);
-  const neither = new Tokenizer({ tokenizer: bare, config: { ...config, add_bos_token: undefined } });
+  const neither = new Tokenizer({
+    tokenizer: bare,
+    config: { ...config, add_bos_token: undefined },
+  });
   assertEquals([neither.addBosToken, neither.encode("A")], [false, [410, 447]]);
   // bos/eos given as AddedToken objects.
   const objects = new Tokenizer({
     tokenizer,
-    config: { ...config, bos_token: { content: "<s>" }, eos_token: { content: "</s>", special: true } },
+    config: {
+      ...config,
+      bos_token: { content: "<s>" },
+      eos_token: { content: "</s>", special: true },
+    },
   });
   assertEquals([objects.bosTokenId, objects.eosTokenIds], [1, [2]]);
   // A list of named chat templates picks "default".
   const named = new Tokenizer({
     tokenizer,
-    config: { ...config, chat_template: [{ name: "tool_use", template: "T" }, { name: "default", template: "D" }] },
+    config: {
+      ...config,
+      chat_template: [{ name: "tool_use", template: "T" }, { name: "default", template: "D" }],
+    },
   });
   assertEquals(named.chatTemplate, "D");
 });
 
 Deno.test("tokenizer: missing or invalid tokenizer.json is a CheckpointError naming it", async () => {
   await withTempDir(async (dir) => {
-    const missing = await assertRejects(() => Tokenizer.load(dir), CheckpointError, "tokenizer.json");
+    const missing = await assertRejects(
+      () => Tokenizer.load(dir),
+      CheckpointError,
+      "tokenizer.json",
+    );
     assertEquals(missing.file, `${dir}/tokenizer.json`);
     assert(missing.message.includes("not found"), missing.message);
     await Deno.writeTextFile(`${dir}/tokenizer.json`, "{ not json");
-    const invalid = await assertRejects(() => Tokenizer.load(dir), CheckpointError, "not valid JSON");
+    const invalid = await assertRejects(
+      () => Tokenizer.load(dir),
+      CheckpointError,
+      "not valid JSON",
+    );
     assertEquals(invalid.file, `${dir}/tokenizer.json`);
     await Deno.writeTextFile(`${dir}/tokenizer.json`, JSON.stringify({ version: "1.0" }));
-    await assertRejects(() => Tokenizer.load(dir), CheckpointError, `${dir}/tokenizer.json: has no "model"`);
+    await assertRejects(
+      () => Tokenizer.load(dir),
+      CheckpointError,
+      `${dir}/tokenizer.json: has no "model"`,
+    );
     // tokenizer_config.json is optional, but a broken one is reported.
     await Deno.copyFile(`${SHARED_MODELS_DIR}stories260K/tokenizer.json`, `${dir}/tokenizer.json`);
     assertEquals((await Tokenizer.load(dir)).encode("A"), [1, 410, 447]);

@@ -78,7 +78,10 @@ const ARCHITECTURES: Record<string, Architecture> = {
 const MODEL_TYPES: readonly Architecture[] = ["llama", "mistral", "qwen2", "qwen3", "gemma2"];
 
 // transformers' config-class defaults for fields a config.json may omit.
-const DEFAULTS: Record<Architecture, { maxPos: number; tie: boolean; slidingWindow: number | null }> = {
+const DEFAULTS: Record<
+  Architecture,
+  { maxPos: number; tie: boolean; slidingWindow: number | null }
+> = {
   llama: { maxPos: 2048, tie: false, slidingWindow: null },
   mistral: { maxPos: 4096 * 32, tie: false, slidingWindow: 4096 },
   qwen2: { maxPos: 32768, tie: false, slidingWindow: 4096 },
@@ -200,7 +203,9 @@ function ropeOf(f: Fields, maxPos: number): RopeSpec {
   const num = (name: string, fallback: number): number => {
     const v = src?.[name];
     if (v === undefined || v === null) return fallback;
-    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) f.fail(sub(name), "a positive number", v);
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
+      f.fail(sub(name), "a positive number", v);
+    }
     return v;
   };
   const required = (name: string): number => {
@@ -212,7 +217,9 @@ function ropeOf(f: Fields, maxPos: number): RopeSpec {
   const theta = num("rope_theta", thetaTop);
   const rawType = src?.rope_type ?? src?.type ?? "default";
   if (rawType !== "default" && rawType !== "linear" && rawType !== "llama3") {
-    f.error(`unsupported rope_type ${JSON.stringify(rawType)} (supported: default, linear, llama3)`);
+    f.error(
+      `unsupported rope_type ${JSON.stringify(rawType)} (supported: default, linear, llama3)`,
+    );
   }
   const base: RopeSpec = {
     theta,
@@ -242,12 +249,18 @@ function ropeOf(f: Fields, maxPos: number): RopeSpec {
 
 function activationOf(f: Fields, arch: Architecture): ModelSpec["hiddenAct"] {
   // Gemma-2 reads hidden_activation; its plain "gelu" always meant the tanh approximation.
-  const field = arch === "gemma2" && f.has("hidden_activation") ? "hidden_activation" : "hidden_act";
+  const field = arch === "gemma2" && f.has("hidden_activation")
+    ? "hidden_activation"
+    : "hidden_act";
   const name = f.str(field) ?? (arch === "gemma2" ? "gelu_pytorch_tanh" : "silu");
   if (name === "silu" || name === "swish") return "silu";
-  if (["gelu_pytorch_tanh", "gelu_tanh", "gelu_new", "gelu_fast"].includes(name)) return "gelu_tanh";
+  if (["gelu_pytorch_tanh", "gelu_tanh", "gelu_new", "gelu_fast"].includes(name)) {
+    return "gelu_tanh";
+  }
   if (name === "gelu" && arch === "gemma2") return "gelu_tanh";
-  return f.error(`unsupported ${field} ${JSON.stringify(name)} (supported: silu, gelu_pytorch_tanh)`);
+  return f.error(
+    `unsupported ${field} ${JSON.stringify(name)} (supported: silu, gelu_pytorch_tanh)`,
+  );
 }
 
 function layerWindowsOf(f: Fields, arch: Architecture, numLayers: number): (number | null)[] {
@@ -278,7 +291,11 @@ function layerWindowsOf(f: Fields, arch: Architecture, numLayers: number): (numb
       return layers.map(() => window);
     case "qwen2":
     case "qwen3": {
-      const from = f.optInt("max_window_layers", 28);
+      // 0 is legal here (slide on every layer), so this is not optInt's positive integer.
+      const from = f.num("max_window_layers", 28);
+      if (!Number.isSafeInteger(from) || from < 0) {
+        f.fail("max_window_layers", "a non-negative integer", from);
+      }
       return layers.map((i) => (i >= from ? window : null));
     }
     case "gemma2":
@@ -292,7 +309,9 @@ function dtypeOf(f: Fields): ModelSpec["dtype"] {
   const field = f.has("dtype") ? "dtype" : "torch_dtype";
   const v = f.str(field) ?? "float32";
   if (v === "float32" || v === "float16" || v === "bfloat16") return v;
-  return f.error(`unsupported ${field} ${JSON.stringify(v)} (supported: float32, float16, bfloat16)`);
+  return f.error(
+    `unsupported ${field} ${JSON.stringify(v)} (supported: float32, float16, bfloat16)`,
+  );
 }
 
 /**
@@ -313,10 +332,14 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
   const numKvHeads = f.optInt("num_key_value_heads", numHeads);
   const vocabSize = f.int("vocab_size");
   if (numHeads % numKvHeads !== 0) {
-    f.error(`num_attention_heads (${numHeads}) is not divisible by num_key_value_heads (${numKvHeads})`);
+    f.error(
+      `num_attention_heads (${numHeads}) is not divisible by num_key_value_heads (${numKvHeads})`,
+    );
   }
   if (!f.has("head_dim") && hiddenSize % numHeads !== 0) {
-    f.error(`hidden_size (${hiddenSize}) is not divisible by num_attention_heads (${numHeads}) and no head_dim is given`);
+    f.error(
+      `hidden_size (${hiddenSize}) is not divisible by num_attention_heads (${numHeads}) and no head_dim is given`,
+    );
   }
   const headDim = f.optInt("head_dim", hiddenSize / numHeads);
   const maxPositionEmbeddings = f.optInt("max_position_embeddings", DEFAULTS[architecture].maxPos);
@@ -333,7 +356,9 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     return v;
   };
   const queryPreAttnScalar = gemma ? f.num("query_pre_attn_scalar", 256) : headDim;
-  if (queryPreAttnScalar <= 0) f.fail("query_pre_attn_scalar", "a positive number", queryPreAttnScalar);
+  if (queryPreAttnScalar <= 0) {
+    f.fail("query_pre_attn_scalar", "a positive number", queryPreAttnScalar);
+  }
   const eosTokenIds = f.ids("eos_token_id");
   const bos = f.ids("bos_token_id");
 

@@ -154,7 +154,9 @@ function parseEntry(
   if (!Array.isArray(shape) || !shape.every(isNonNegInt)) {
     throw new CheckpointError(
       path,
-      `tensor ${name} has invalid shape ${JSON.stringify(shape)}: expected an array of non-negative integers`,
+      `tensor ${name} has invalid shape ${
+        JSON.stringify(shape)
+      }: expected an array of non-negative integers`,
     );
   }
   if (
@@ -163,7 +165,9 @@ function parseEntry(
   ) {
     throw new CheckpointError(
       path,
-      `tensor ${name} has invalid data_offsets ${JSON.stringify(offsets)}: expected [begin, end] with begin <= end`,
+      `tensor ${name} has invalid data_offsets ${
+        JSON.stringify(offsets)
+      }: expected [begin, end] with begin <= end`,
     );
   }
   const [begin, end] = offsets as number[];

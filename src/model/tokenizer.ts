@@ -33,7 +33,9 @@ export interface TokenizerFiles {
 /** A special token in tokenizer_config.json: a bare string or an AddedToken object. */
 function tokenContent(v: unknown): string | null {
   if (typeof v === "string") return v;
-  if (typeof v === "object" && v !== null && typeof (v as { content?: unknown }).content === "string") {
+  if (
+    typeof v === "object" && v !== null && typeof (v as { content?: unknown }).content === "string"
+  ) {
     return (v as { content: string }).content;
   }
   return null;
@@ -50,7 +52,10 @@ function chatTemplateOf(v: unknown): string | null {
   return null;
 }
 
-async function readJsonFile(path: string, optional: boolean): Promise<Record<string, unknown> | null> {
+async function readJsonFile(
+  path: string,
+  optional: boolean,
+): Promise<Record<string, unknown> | null> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -96,7 +101,10 @@ export class Tokenizer {
   constructor(files: TokenizerFiles) {
     const file = files.file ?? "tokenizer.json";
     const json = files.tokenizer;
-    if (typeof json !== "object" || json === null || typeof json.model !== "object" || json.model === null) {
+    if (
+      typeof json !== "object" || json === null || typeof json.model !== "object" ||
+      json.model === null
+    ) {
       throw new CheckpointError(file, `has no "model" section: not a Hugging Face tokenizer.json`);
     }
     try {

@@ -43,7 +43,9 @@ export function deepEqual(a: unknown, b: unknown): boolean {
   if (ka.length !== kb.length) return false;
   for (const k of ka) {
     if (!Object.hasOwn(b, k)) return false;
-    if (!deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+    if (!deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) {
+      return false;
+    }
   }
   return true;
 }
@@ -60,7 +62,9 @@ function show(v: unknown): string {
 export function assertEquals<T>(actual: T, expected: T, message?: string): void {
   if (!deepEqual(actual, expected)) {
     throw new AssertionError(
-      `${message ? message + ": " : ""}values differ\n  actual:   ${show(actual)}\n  expected: ${show(expected)}`,
+      `${message ? message + ": " : ""}values differ\n  actual:   ${show(actual)}\n  expected: ${
+        show(expected)
+      }`,
     );
   }
 }

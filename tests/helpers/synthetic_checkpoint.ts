@@ -138,7 +138,11 @@ export async function writeSafetensors(
   let offset = 0;
   for (const t of tensors) {
     const bytes = encodeTensor(t.data, t.dtype);
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
+    header[t.name] = {
+      dtype: t.dtype,
+      shape: t.shape,
+      data_offsets: [offset, offset + bytes.length],
+    };
     parts.push(bytes);
     offset += bytes.length;
   }
@@ -154,7 +158,9 @@ export async function writeSafetensors(
     headerText: corrupt.headerText,
     headerLength: corrupt.headerLength,
   });
-  if (corrupt.truncateBytes) file = file.subarray(0, Math.max(0, file.length - corrupt.truncateBytes));
+  if (corrupt.truncateBytes) {
+    file = file.subarray(0, Math.max(0, file.length - corrupt.truncateBytes));
+  }
   await Deno.writeFile(path, file);
 }
 
@@ -254,7 +260,9 @@ export async function writeSyntheticCheckpoint(
   const weightMap: Record<string, string> = {};
   const per = Math.ceil(tensors.length / shards);
   for (let s = 0; s < shards; s++) {
-    const name = `model-${String(s + 1).padStart(5, "0")}-of-${String(shards).padStart(5, "0")}.safetensors`;
+    const name = `model-${String(s + 1).padStart(5, "0")}-of-${
+      String(shards).padStart(5, "0")
+    }.safetensors`;
     const part = tensors.slice(s * per, (s + 1) * per);
     for (const t of part) weightMap[t.name] = name;
     await writeSafetensors(`${dir}/${name}`, part);
