@@ -6,7 +6,7 @@
 import type { RopeSpec } from "./config.ts";
 
 /** Inverse frequency per rotation pair (headDim / 2 values). */
-export function ropeInverseFrequencies(rope: RopeSpec, headDim: number): Float32Array {
+export function ropeInverseFrequencies(rope: RopeSpec, headDim: number): Float32Array<ArrayBuffer> {
   const half = headDim / 2;
   const inv = new Float32Array(half);
   for (let i = 0; i < half; i++) inv[i] = 1 / Math.pow(rope.theta, (2 * i) / headDim);

@@ -103,7 +103,7 @@ export function metaSlotWords(cap: StepCapacity): number {
 }
 
 /** Packs a batch into one metadata slot (a single `writeBuffer`). */
-export function packStepMeta(batch: StepBatch, cap: StepCapacity): Uint32Array {
+export function packStepMeta(batch: StepBatch, cap: StepCapacity): Uint32Array<ArrayBuffer> {
   const T = batch.tokenIds.length;
   const S = batch.blockTables.length;
   const R = batch.logitTokens.length;

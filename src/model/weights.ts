@@ -66,10 +66,10 @@ export interface UploadOptions {
 const ELEMENT_BYTES: Record<SafetensorsDType, number> = { F32: 4, F16: 2, BF16: 2 };
 
 /** Decodes raw little-endian tensor bytes into f32 values. */
-export function decodeToF32(bytes: Uint8Array, dtype: SafetensorsDType): Float32Array {
+export function decodeToF32(bytes: Uint8Array, dtype: SafetensorsDType): Float32Array<ArrayBuffer> {
   const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
   if (dtype === "F32") {
-    return new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4).slice();
+    return new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4).slice() as Float32Array<ArrayBuffer>;
   }
   const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2);
   if (dtype === "F16") return Float32Array.from(new Float16Array(halves.buffer, halves.byteOffset, halves.length));
@@ -79,7 +79,7 @@ export function decodeToF32(bytes: Uint8Array, dtype: SafetensorsDType): Float32
 }
 
 /** Encodes f32 values as f16 bits (round to nearest even). */
-function encodeF16(values: Float32Array): Uint16Array {
+function encodeF16(values: Float32Array): Uint16Array<ArrayBuffer> {
   return new Uint16Array(Float16Array.from(values).buffer);
 }
 
@@ -100,7 +100,7 @@ class Uploader {
   async stream(
     info: TensorInfo,
     dtype: WeightDType,
-    sink: (elementOffset: number, data: Float32Array | Uint16Array) => void,
+    sink: (elementOffset: number, data: Float32Array<ArrayBuffer> | Uint16Array<ArrayBuffer>) => void,
   ): Promise<void> {
     const elemBytes = ELEMENT_BYTES[info.dtype];
     let carry = new Uint8Array(0);
