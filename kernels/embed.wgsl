@@ -1,7 +1,9 @@
 // Embedding gather for the token ids of this step, times a scale (Gemma: sqrt(hidden)).
 // A table larger than one binding is split by rows; each part gathers only its ids.
+// An id with the top bit set refers to a sampler output record of an earlier step still on
+// the GPU (its first word is the sampled id): decoding never waits for the CPU.
 #include common
-struct Params { dim: u32, row_start: u32, row_end: u32, scale: f32 }
+struct Params { dim: u32, row_start: u32, row_end: u32, scale: f32, record_words: u32 }
 @group(0) @binding(1) var<uniform> p: Params;
 #if F16
 @group(0) @binding(2) var<storage, read> table: array<u32>;
@@ -9,6 +11,7 @@ struct Params { dim: u32, row_start: u32, row_end: u32, scale: f32 }
 @group(0) @binding(2) var<storage, read> table: array<f32>;
 #endif
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> records: array<u32>;
 
 fn weight(i: u32) -> f32 {
 #if F16
@@ -23,7 +26,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let d = gid.x;
   let t = gid.y;
   if (d >= p.dim || t >= num_tokens()) { return; }
-  let id = token_id(t);
+  let raw = token_id(t);
+  var id = raw;
+  if ((raw & 0x80000000u) != 0u) { id = records[(raw & 0x7fffffffu) * p.record_words]; }
   if (id < p.row_start || id >= p.row_end) { return; }
   out[t * p.dim + d] = weight((id - p.row_start) * p.dim + d) * p.scale;
 }

@@ -147,7 +147,7 @@ export class Scheduler {
     const admit = () => {
       for (let i = 0; i < this.waiting.length && budget > 0;) {
         const seq = this.waiting[i];
-        if (!this.#ready(seq)) {
+        if (!this.#ready(seq, plan)) {
           i++;
           continue;
         }
@@ -175,12 +175,13 @@ export class Scheduler {
     return seq.totalLength - seq.numComputed === 1 && seq.generated < seq.params.maxTokens;
   }
 
-  #ready(seq: Sequence): boolean {
+  #ready(seq: Sequence, plan: StepPlan): boolean {
     // A preempted sequence resumes only when all its tokens are known again; an n > 1
-    // sibling waits for the first one's prefill so it can share the prompt's blocks.
+    // sibling waits for the first one's prefill to have run (not merely be scheduled in
+    // this step), so that the prompt's blocks are in the prefix cache to share.
     if (seq.pending > 0 || seq.cancelled) return false;
     const gate = seq.gate;
-    return !gate || gate.status === "finished" || gate.prefilled;
+    return !gate || gate.status === "finished" || (gate.prefilled && !this.#scheduled(plan, gate));
   }
 
   #scheduled(plan: StepPlan, seq: Sequence): boolean {

@@ -5,10 +5,10 @@
  */
 import type { KernelDescriptor } from "./kernel.ts";
 
-/** Embedding gather (one table part). */
+/** Embedding gather (one table part); ids may refer to sampler output records. */
 export const EMBED: KernelDescriptor<{ F16: boolean }> = {
   file: "embed",
-  bindings: ["meta", "uniform", "read-only-storage", "storage"],
+  bindings: ["meta", "uniform", "read-only-storage", "storage", "read-only-storage"],
 };
 
 /** RMSNorm, optionally accumulating into its output or gathering logit rows. */
@@ -108,6 +108,12 @@ export const ARGMAX: KernelDescriptor<Record<string, never>> = {
   bindings: ["meta", "uniform", "read-only-storage", "storage"],
 };
 
+/** GPU sampling of every logit row into output records. */
+export const SAMPLE: KernelDescriptor<Record<string, never>> = {
+  file: "sample",
+  bindings: ["meta", "uniform", "read-only-storage", "storage", "read-only-storage", "storage"],
+};
+
 /** Every kernel file the model needs. */
 export const KERNEL_FILES = [
   "embed",
@@ -119,4 +125,5 @@ export const KERNEL_FILES = [
   "act_mul",
   "softcap",
   "argmax",
+  "sample",
 ];

@@ -44,6 +44,8 @@ export interface ForwardOptions {
   metaSlotBytes: number;
   /** Largest storage binding. */
   maxBindingBytes: number;
+  /** Sampler output records that token ids with the top bit set refer to. */
+  tokenRecords?: { buffer: GPUBuffer; recordWords: number };
 }
 
 type Grid = [number, number, number];
@@ -128,12 +130,17 @@ export class ForwardPass {
       : null;
 
     // Embedding, one op per table part.
+    const records = options.tokenRecords ?? { buffer: this.#buffer("no_records", 4), recordWords: 1 };
     for (const part of weights.embed.parts) {
       const k = pipelines.get(EMBED, { F16: weights.embed.dtype === "f16" });
       this.#op("embed", [k], [
-        this.#params(["u", H], ["u", part.rowStart], ["u", part.rowStart + part.rows], ["f", spec.embeddingScale]),
+        this.#params(
+          ["u", H], ["u", part.rowStart], ["u", part.rowStart + part.rows], ["f", spec.embeddingScale],
+          ["u", records.recordWords],
+        ),
         part.buffer,
         x,
+        records.buffer,
       ], (s) => rowsGrid(Math.ceil(H / 64), s.tokens));
     }
 

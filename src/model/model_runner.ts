@@ -14,6 +14,7 @@ import { Tokenizer } from "./tokenizer.ts";
 import { type ModelWeights, uploadWeights } from "./weights.ts";
 import { type AttentionImpl, ForwardPass } from "./forward.ts";
 import { metaSlotWords, packStepMeta, type StepBatch, type StepCapacity } from "./step_batch.ts";
+import { GpuSampler, packRowSampling, type RowSampling, SAMPLING_PARAM_WORDS } from "../engine/gpu_sampler.ts";
 
 /** Options for {@link ModelRunner.load}. */
 export interface ModelRunnerOptions {
@@ -37,6 +38,10 @@ export interface ModelRunnerOptions {
   weightDType?: "auto" | "f32" | "f16";
   /** Metadata slots (steps that may be in flight at once). */
   metaSlots?: number;
+  /** Steps of sampler output records kept on the GPU (decode tokens refer to them). */
+  recordRingSteps?: number;
+  /** Most logprob alternatives a row may ask for. */
+  maxTopLogprobs?: number;
   /** An existing device to use. */
   gpu?: Gpu;
   /** Weight upload progress. */
@@ -62,6 +67,10 @@ export class ModelRunner {
   readonly forward: ForwardPass;
   readonly capacity: StepCapacity;
   readonly pipelines: PipelineCache;
+  /** Samples every logit row on the GPU into a ring of output records. */
+  readonly sampler: GpuSampler;
+  /** Steps the record ring holds. */
+  readonly recordRingSteps: number;
   #meta: GPUBuffer;
   #slotBytes: number;
   #slotStride: number;
@@ -80,6 +89,8 @@ export class ModelRunner {
     pipelines: PipelineCache;
     attn: AttentionImpl;
     slots: number;
+    ringSteps: number;
+    maxTopLogprobs: number;
   }) {
     const device = init.gpu.device;
     this.gpu = init.gpu;
@@ -99,12 +110,22 @@ export class ModelRunner {
       size: this.#slotStride * init.slots,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
     });
+    this.recordRingSteps = init.ringSteps;
+    this.sampler = new GpuSampler(device, init.pipelines, {
+      vocab: init.spec.vocabSize,
+      maxRows: init.capacity.maxLogitRows,
+      maxSeqs: init.capacity.maxSeqs,
+      maxTopLogprobs: init.maxTopLogprobs,
+      outRecords: init.ringSteps * init.capacity.maxLogitRows,
+    });
     this.forward = new ForwardPass(device, init.pipelines, init.spec, init.weights, init.cache, this.#meta, {
       attn: init.attn,
       capacity: init.capacity,
       metaSlotBytes: this.#slotBytes,
       maxBindingBytes: init.gpu.limits.maxStorageBufferBindingSize,
+      tokenRecords: { buffer: this.sampler.records, recordWords: this.sampler.recordWords },
     });
+    this.sampler.bind(this.#meta, this.#slotBytes, this.forward.logits);
     this.#idsRead = device.createBuffer({
       size: Math.max(16, init.capacity.maxLogitRows * 4),
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
@@ -145,6 +166,7 @@ export class ModelRunner {
         maxSeqs,
         maxLogitRows: options.maxLogitRows ?? maxSeqs,
         maxBlocksPerSeq: Math.ceil(maxContext / blockSize),
+        samplingWordsPerRow: SAMPLING_PARAM_WORDS,
       };
       device.pushErrorScope("validation");
       const weights = await uploadWeights(device, spec, tensors, {
@@ -163,6 +185,8 @@ export class ModelRunner {
         pipelines,
         attn: options.attn ?? "paged",
         slots: options.metaSlots ?? 2,
+        ringSteps: options.recordRingSteps ?? 2,
+        maxTopLogprobs: options.maxTopLogprobs ?? 0,
       });
       const error = await device.popErrorScope();
       if (error) throw new Error(`GPU setup failed: ${error.message}`);
@@ -177,14 +201,30 @@ export class ModelRunner {
     return this.capacity.maxBlocksPerSeq * this.cache.options.blockSize;
   }
 
-  /** Runs one step and reads back the argmax ids (and the logits when asked). */
-  async run(batch: StepBatch, options: { logits?: boolean } = {}): Promise<StepOutput> {
-    const device = this.gpu.device;
-    const meta = packStepMeta(batch, this.capacity);
+  /**
+   * Writes a step's metadata (and its rows' sampling parameters) into the next metadata slot
+   * with one `writeBuffer`; returns the slot's offset for the dynamic binding. Slots rotate,
+   * so up to `metaSlots` steps may be in flight.
+   */
+  writeStep(batch: StepBatch, sampling?: { rows: readonly RowSampling[]; recordBase: number }): number {
+    let packed: { params: Uint32Array; recordBase: number } | undefined;
+    if (sampling) {
+      const params = new Uint32Array(sampling.rows.length * SAMPLING_PARAM_WORDS);
+      packRowSampling(sampling.rows, params, 0);
+      packed = { params, recordBase: sampling.recordBase };
+    }
+    const meta = packStepMeta(batch, this.capacity, packed);
     const slot = this.#nextSlot;
     this.#nextSlot = (this.#nextSlot + 1) % this.#slots;
     const offset = slot * this.#slotStride;
-    device.queue.writeBuffer(this.#meta, offset, meta);
+    this.gpu.device.queue.writeBuffer(this.#meta, offset, meta);
+    return offset;
+  }
+
+  /** Runs one step and reads back the argmax ids (and the logits when asked). */
+  async run(batch: StepBatch, options: { logits?: boolean } = {}): Promise<StepOutput> {
+    const device = this.gpu.device;
+    const offset = this.writeStep(batch);
     const rows = batch.logitTokens.length;
     let maxContext = 0;
     for (const c of batch.contextLens) maxContext = Math.max(maxContext, c);
@@ -218,6 +258,7 @@ export class ModelRunner {
 
   /** Frees every GPU resource this runner created. */
   close(): void {
+    this.sampler.destroy();
     this.forward.destroy();
     this.cache.destroy();
     this.weights.destroy();

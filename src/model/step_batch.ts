@@ -92,6 +92,16 @@ export interface StepCapacity {
   maxSeqs: number;
   maxLogitRows: number;
   maxBlocksPerSeq: number;
+  /** Words of sampling parameters per logit row (0 when the step samples nothing). */
+  samplingWordsPerRow: number;
+}
+
+/** Per-row sampling parameters, already packed, and where this step's records go. */
+export interface StepSampling {
+  /** logitRows * samplingWordsPerRow words. */
+  params: Uint32Array;
+  /** First output record of this step in the sampler's ring. */
+  recordBase: number;
 }
 
 const HEADER_WORDS = 16;
@@ -99,11 +109,15 @@ const HEADER_WORDS = 16;
 /** Words one metadata slot needs for a capacity. */
 export function metaSlotWords(cap: StepCapacity): number {
   return HEADER_WORDS + 4 * cap.maxTokens + cap.maxSeqs * cap.maxBlocksPerSeq +
-    cap.maxLogitRows + cap.maxSeqs + (cap.maxSeqs + 1);
+    cap.maxLogitRows + cap.maxSeqs + (cap.maxSeqs + 1) + cap.maxLogitRows * cap.samplingWordsPerRow;
 }
 
 /** Packs a batch into one metadata slot (a single `writeBuffer`). */
-export function packStepMeta(batch: StepBatch, cap: StepCapacity): Uint32Array<ArrayBuffer> {
+export function packStepMeta(
+  batch: StepBatch,
+  cap: StepCapacity,
+  sampling?: StepSampling,
+): Uint32Array<ArrayBuffer> {
   const T = batch.tokenIds.length;
   const S = batch.blockTables.length;
   const R = batch.logitTokens.length;
@@ -140,5 +154,12 @@ export function packStepMeta(batch: StepBatch, cap: StepCapacity): Uint32Array<A
   put(9, batch.logitTokens, cap.maxLogitRows);
   put(10, batch.contextLens, cap.maxSeqs);
   put(11, batch.queryStart, cap.maxSeqs + 1);
+  if (sampling) {
+    if (sampling.params.length > cap.maxLogitRows * cap.samplingWordsPerRow) {
+      throw new StepCapacityError("sampling parameters exceed the slot");
+    }
+    put(12, sampling.params, cap.maxLogitRows * cap.samplingWordsPerRow);
+    meta[13] = sampling.recordBase;
+  }
   return meta;
 }

@@ -1,0 +1,308 @@
+/**
+ * The request side of the engine, on the caller's thread: starts the engine Worker, and runs
+ * each request as an actor with its own MessageChannel. The actor tokenizes the prompt,
+ * detokenizes incrementally, applies stop strings and turns an AbortSignal into a cancel.
+ * @module
+ */
+import { Tokenizer } from "../model/tokenizer.ts";
+import { IncrementalDetokenizer, StopStringMatcher } from "./detokenizer.ts";
+import { type GenerateOptions, InvalidRequestError, validateRequest } from "./request.ts";
+import type { EngineOptions } from "./engine.ts";
+import type { EngineStats } from "./metrics.ts";
+import type { EngineInfo, FromWorker, ToRequest, ToWorker, TokenLogprob } from "./protocol.ts";
+import type { FinishReason } from "./sequence.ts";
+
+/** Token counts of a request. */
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  /** Prompt tokens served from the prefix cache. */
+  cachedTokens: number;
+}
+
+/** One completion of a request. */
+export interface Completion {
+  index: number;
+  ids: number[];
+  text: string;
+  finishReason: FinishReason;
+  logprobs?: TokenLogprob[];
+}
+
+/** Result of `generate`: the first completion's fields, plus all completions when n > 1. */
+export interface GenerateResult extends Completion {
+  usage: Usage;
+  promptIds: number[];
+  choices: Completion[];
+}
+
+/** One streamed piece of a completion. */
+export interface GenerateDelta {
+  index: number;
+  /** New text (possibly empty while a character or a possible stop string is held back). */
+  text: string;
+  /** New token ids. */
+  ids: number[];
+  logprobs?: TokenLogprob[];
+  /** Set on the completion's last delta. */
+  finishReason?: FinishReason;
+  /** Set on the request's last delta. */
+  usage?: Usage;
+}
+
+/** Raised when a request fails inside the engine. */
+export class EngineRequestError extends Error {
+  readonly param?: string;
+  constructor(name: string, message: string, param?: string) {
+    super(message);
+    this.name = name;
+    this.param = param;
+  }
+}
+
+/** Raised when the engine cannot start. */
+export class EngineStartError extends Error {
+  constructor(name: string, message: string) {
+    super(message);
+    this.name = name;
+  }
+}
+
+/** Options of `createEngine`. */
+export interface CreateEngineOptions extends EngineOptions {
+  /** Called with the engine's stats whenever they change (about every 50 ms under load). */
+  onStats?: (stats: EngineStats) => void;
+}
+
+interface CompletionState {
+  detok: IncrementalDetokenizer;
+  stop: StopStringMatcher;
+  ids: number[];
+  text: string;
+  logprobs: TokenLogprob[];
+  finishReason: FinishReason | null;
+}
+
+/** A running engine, seen from the caller's thread. */
+export class EngineClient {
+  readonly info: EngineInfo;
+  readonly tokenizer: Tokenizer;
+  #worker: Worker;
+  #stats: EngineStats | null = null;
+  #onStats?: (stats: EngineStats) => void;
+  #closed: Promise<void> | null = null;
+  #closedResolve: (() => void) | null = null;
+  /** Open requests, each with how to fail it if the engine Worker dies. */
+  #open = new Map<MessagePort, (error: Error) => void>();
+  #dead: Error | null = null;
+
+  private constructor(worker: Worker, info: EngineInfo, tokenizer: Tokenizer, onStats?: (s: EngineStats) => void) {
+    this.#worker = worker;
+    this.info = info;
+    this.tokenizer = tokenizer;
+    this.#onStats = onStats;
+  }
+
+  /** Starts the engine Worker and loads the model in it. */
+  static async create(options: CreateEngineOptions): Promise<EngineClient> {
+    const { onStats, ...engineOptions } = options;
+    const tokenizer = await Tokenizer.load(options.model);
+    const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+    const first = await new Promise<FromWorker>((resolve, reject) => {
+      worker.onmessage = (e: MessageEvent<FromWorker>) => {
+        if (e.data.type === "ready" || e.data.type === "init_error") resolve(e.data);
+      };
+      worker.onerror = (e) => {
+        e.preventDefault();
+        reject(new EngineStartError("EngineWorkerError", e.message));
+      };
+      worker.postMessage({ type: "init", options: engineOptions } satisfies ToWorker);
+    }).catch((e) => {
+      worker.terminate();
+      throw e;
+    });
+    if (first.type === "init_error") {
+      worker.terminate();
+      throw new EngineStartError(first.name, first.message);
+    }
+    if (first.type !== "ready") throw new EngineStartError("EngineStartError", "unexpected first message");
+    const client = new EngineClient(worker, first.info, tokenizer, onStats);
+    client.#stats = first.stats;
+    worker.onmessage = (e: MessageEvent<FromWorker>) => client.#onMessage(e.data);
+    worker.onerror = (e) => {
+      e.preventDefault();
+      client.#workerDied(new EngineRequestError("EngineFailedError", `engine worker died: ${e.message}`));
+    };
+    return client;
+  }
+
+  /** The latest metrics the engine reported. */
+  stats(): EngineStats {
+    return this.#stats!;
+  }
+
+  /** Generates to completion. */
+  async generate(options: GenerateOptions): Promise<GenerateResult> {
+    let usage: Usage | undefined;
+    const states = new Map<number, Completion>();
+    for await (const d of this.stream(options)) {
+      let c = states.get(d.index);
+      if (!c) states.set(d.index, c = { index: d.index, ids: [], text: "", finishReason: "length" });
+      c.ids.push(...d.ids);
+      c.text += d.text;
+      if (d.logprobs) (c.logprobs ??= []).push(...d.logprobs);
+      if (d.finishReason) c.finishReason = d.finishReason;
+      if (d.usage) usage = d.usage;
+    }
+    const choices = [...states.values()].sort((a, b) => a.index - b.index);
+    const promptIds = this.#promptIds(options.prompt);
+    return { ...choices[0], usage: usage!, promptIds, choices };
+  }
+
+  /** Streams text deltas as tokens arrive. */
+  stream(options: GenerateOptions): AsyncIterable<GenerateDelta> {
+    const promptIds = this.#promptIds(options.prompt);
+    const request = validateRequest(options, promptIds, this.info);
+    if (this.#closed) throw new Error("engine is closed");
+    if (this.#dead) throw this.#dead;
+    const stops = options.stop === undefined ? [] : typeof options.stop === "string" ? [options.stop] : [...options.stop];
+    const channel = new MessageChannel();
+    const port = channel.port1;
+    const states: CompletionState[] = Array.from({ length: request.n }, () => ({
+      detok: new IncrementalDetokenizer(this.tokenizer, promptIds),
+      stop: new StopStringMatcher(stops),
+      ids: [],
+      text: "",
+      logprobs: [],
+      finishReason: null,
+    }));
+    const queue: (GenerateDelta | Error)[] = [];
+    let notify: (() => void) | null = null;
+    let remaining = request.n;
+    let promptTokens = promptIds.length;
+    let cachedTokens = 0;
+    const push = (d: GenerateDelta | Error) => {
+      queue.push(d);
+      notify?.();
+    };
+    const finish = () => {
+      port.onmessage = null;
+      port.close();
+      this.#open.delete(port);
+      options.signal?.removeEventListener("abort", onAbort);
+    };
+    const onAbort = () => port.postMessage({ type: "cancel" });
+    options.signal?.addEventListener("abort", onAbort);
+    this.#open.set(port, (error) => {
+      push(error);
+      remaining = 0;
+      finish();
+    });
+    port.onmessage = (e: MessageEvent<ToRequest>) => {
+      const m = e.data;
+      if (m.type === "error") {
+        push(new EngineRequestError(m.name, m.message, m.param));
+        finish();
+        return;
+      }
+      const s = states[m.index];
+      if (m.type === "tokens") {
+        if (s.finishReason) return; // stopped by a stop string; late tokens are dropped
+        let text = "";
+        const ids: number[] = [];
+        const lps: TokenLogprob[] = [];
+        for (let k = 0; k < m.ids.length && !s.stop.stopped; k++) {
+          ids.push(m.ids[k]);
+          if (m.logprobs) lps.push(m.logprobs[k]);
+          text += s.stop.push(s.detok.push([m.ids[k]]));
+        }
+        s.ids.push(...ids);
+        if (s.stop.stopped) {
+          s.finishReason = "stop";
+          port.postMessage({ type: "cancel", index: m.index });
+        }
+        push({ index: m.index, text, ids, logprobs: m.logprobs ? lps : undefined });
+      } else if (m.type === "done") {
+        this.#updateStats(m.stats);
+        promptTokens = m.promptTokens;
+        cachedTokens = Math.max(cachedTokens, m.cachedTokens);
+        const reason = s.finishReason ?? m.finishReason;
+        const tail = s.finishReason ? "" : s.stop.push(s.detok.flush()) + s.stop.flush();
+        s.finishReason = reason;
+        const last: GenerateDelta = { index: m.index, text: tail, ids: [], finishReason: reason };
+        if (--remaining === 0) {
+          last.usage = {
+            promptTokens,
+            completionTokens: states.reduce((n, st) => n + st.ids.length, 0),
+            cachedTokens,
+          };
+          finish();
+        }
+        push(last);
+      }
+    };
+    this.#worker.postMessage({ type: "join", request, port: channel.port2 } satisfies ToWorker, [channel.port2]);
+    if (options.signal?.aborted) onAbort();
+    const cancel = () => {
+      if (remaining > 0) port.postMessage({ type: "cancel" });
+    };
+    return {
+      [Symbol.asyncIterator]: () => ({
+        next: async (): Promise<IteratorResult<GenerateDelta>> => {
+          while (queue.length === 0) {
+            if (remaining === 0 && !port.onmessage) return { done: true, value: undefined };
+            await new Promise<void>((r) => (notify = r));
+            notify = null;
+          }
+          const d = queue.shift()!;
+          if (d instanceof Error) throw d;
+          return { done: false, value: d };
+        },
+        // A consumer that stops iterating leaves: its blocks return at the next step.
+        return: (): Promise<IteratorResult<GenerateDelta>> => {
+          cancel();
+          return Promise.resolve({ done: true, value: undefined });
+        },
+      }),
+    };
+  }
+
+  /** Cancels all requests, stops the engine and its Worker. */
+  close(): Promise<void> {
+    if (this.#dead) return Promise.resolve();
+    if (!this.#closed) {
+      this.#closed = new Promise<void>((resolve) => (this.#closedResolve = resolve));
+      this.#worker.postMessage({ type: "close" } satisfies ToWorker);
+    }
+    return this.#closed;
+  }
+
+  #promptIds(prompt: GenerateOptions["prompt"]): number[] {
+    if (typeof prompt === "string") return this.tokenizer.encode(prompt);
+    if (Array.isArray(prompt)) return [...prompt];
+    throw new InvalidRequestError("prompt", "prompt must be a string or an array of token ids");
+  }
+
+  /** Keeps the newest snapshot (stats arrive on the Worker's channel and on request ports). */
+  #updateStats(stats: EngineStats): void {
+    if (this.#stats && this.#stats.at > stats.at) return;
+    this.#stats = stats;
+    this.#onStats?.(stats);
+  }
+
+  #workerDied(error: Error): void {
+    this.#dead = error;
+    for (const fail of [...this.#open.values()]) fail(error);
+    this.#worker.terminate();
+    this.#closedResolve?.();
+  }
+
+  #onMessage(m: FromWorker): void {
+    if (m.type === "stats") {
+      this.#updateStats(m.stats);
+    } else if (m.type === "closed") {
+      this.#worker.terminate();
+      this.#closedResolve?.();
+    }
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * The engine Worker's entry point: loads the model, then serves joins. Each request brings
+ * its own MessagePort; tokens go back on it and a "cancel" on it makes the request leave at
+ * the next step. The engine never waits on a request.
+ * @module
+ */
+/// <reference lib="deno.worker" />
+import { Engine, type RequestHandle } from "./engine.ts";
+import type { FromRequest, FromWorker, ToRequest, ToWorker } from "./protocol.ts";
+
+const STATS_INTERVAL_MS = 50;
+
+/** The engine actor living in this Worker. */
+class EngineHost {
+  #engine: Engine | null = null;
+  #lastStats = 0;
+  #statsTimer: ReturnType<typeof setTimeout> | undefined;
+  #post: (msg: FromWorker) => void;
+
+  constructor(post: (msg: FromWorker) => void) {
+    this.#post = post;
+  }
+
+  async handle(msg: ToWorker): Promise<void> {
+    if (msg.type === "init") {
+      try {
+        this.#engine = await Engine.load(msg.options);
+        this.#engine.onProgress = () => this.#postStats();
+        this.#post({ type: "ready", info: this.#engine.info, stats: this.#engine.stats() });
+        this.#postStats();
+      } catch (e) {
+        const err = e as Error;
+        this.#post({ type: "init_error", name: err.name, message: err.message });
+      }
+    } else if (msg.type === "join") {
+      this.#join(msg.request, msg.port);
+    } else if (msg.type === "close") {
+      clearTimeout(this.#statsTimer);
+      await this.#engine?.close();
+      this.#post({ type: "closed" });
+    }
+  }
+
+  #join(request: Extract<ToWorker, { type: "join" }>["request"], port: MessagePort): void {
+    const send = (m: ToRequest) => port.postMessage(m);
+    const engine = this.#engine;
+    if (!engine) {
+      send({ type: "error", name: "EngineNotReadyError", message: "engine is not loaded" });
+      port.close();
+      return;
+    }
+    let open = request.n;
+    let handle: RequestHandle;
+    try {
+      handle = engine.submit(request, {
+        tokens: (index, ids, logprobs) => send({ type: "tokens", index, ids, logprobs }),
+        done: (index, finishReason, promptTokens, cachedTokens) => {
+          send({ type: "done", index, finishReason, promptTokens, cachedTokens, stats: engine.stats() });
+          if (--open === 0) port.close();
+        },
+        fail: (_index, error) => {
+          if (open <= 0) return;
+          open = 0;
+          send({ type: "error", name: "EngineFailedError", message: error.message });
+          port.close();
+        },
+      });
+    } catch (e) {
+      const err = e as Error & { param?: string };
+      send({ type: "error", name: err.name, message: err.message, param: err.param });
+      port.close();
+      return;
+    }
+    port.onmessage = (e: MessageEvent<FromRequest>) => {
+      if (e.data?.type === "cancel") handle.cancel(e.data.index);
+    };
+  }
+
+  /** Posts stats at most every STATS_INTERVAL_MS, and once more after a burst. */
+  #postStats(): void {
+    const engine = this.#engine;
+    if (!engine) return;
+    const now = performance.now();
+    if (now - this.#lastStats >= STATS_INTERVAL_MS) {
+      this.#lastStats = now;
+      this.#post({ type: "stats", stats: engine.stats() });
+    } else if (this.#statsTimer === undefined) {
+      this.#statsTimer = setTimeout(() => {
+        this.#statsTimer = undefined;
+        this.#postStats();
+      }, STATS_INTERVAL_MS);
+    }
+  }
+}
+
+const host = new EngineHost((msg) => self.postMessage(msg));
+self.onmessage = (e: MessageEvent<ToWorker>) => {
+  host.handle(e.data).catch((err) => console.error("engine worker:", err));
+};

@@ -1,0 +1,218 @@
+/**
+ * The GPU sampler (kernels/sample.wgsl) against CPU expectations on hand-made logits:
+ * greedy ties, the sampled distribution, top-k/top-p/min-p support, seeding, penalties and
+ * logprobs with alternatives.
+ */
+import { createGpu, type Gpu } from "../src/gpu/device.ts";
+import { loadKernelSources, PipelineCache } from "../src/gpu/kernel.ts";
+import { GpuSampler, packRowSampling, type RowSampling, SAMPLING_PARAM_WORDS, type SampledToken } from "../src/engine/gpu_sampler.ts";
+import { assert, assertEquals } from "./helpers/assert.ts";
+
+const HEADER = 16;
+
+interface Harness {
+  gpu: Gpu;
+  sampler: GpuSampler;
+  sample(logits: number[][], rows: Partial<RowSampling>[]): Promise<SampledToken[]>;
+  close(): void;
+}
+
+const DEFAULTS: RowSampling = {
+  temperature: 0,
+  topK: 0,
+  topP: 1,
+  minP: 0,
+  repetitionPenalty: 1,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  seed: 0,
+  outputIndex: 0,
+  seqSlot: 0,
+  topLogprobs: 0,
+  logprobs: false,
+};
+
+async function harness(vocab: number, maxRows: number, maxTop = 4): Promise<Harness> {
+  const gpu = await createGpu();
+  const device = gpu.device;
+  const pipelines = new PipelineCache(device, await loadKernelSources(["sample"]));
+  const sampler = new GpuSampler(device, pipelines, { vocab, maxRows, maxSeqs: maxRows, maxTopLogprobs: maxTop, outRecords: maxRows });
+  const slotWords = HEADER + maxRows * SAMPLING_PARAM_WORDS;
+  const meta = device.createBuffer({ size: slotWords * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  const logitsBuf = device.createBuffer({ size: maxRows * vocab * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  const read = device.createBuffer({ size: maxRows * sampler.recordWords * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  sampler.bind(meta, slotWords * 4, logitsBuf);
+  return {
+    gpu,
+    sampler,
+    async sample(logits, rows) {
+      const R = rows.length;
+      const words = new Uint32Array(slotWords);
+      words[2] = R;
+      words[12] = HEADER;
+      words[13] = 0;
+      packRowSampling(rows.map((r) => ({ ...DEFAULTS, ...r })), words, HEADER);
+      device.queue.writeBuffer(meta, 0, words);
+      device.queue.writeBuffer(logitsBuf, 0, new Float32Array(logits.flat()));
+      const encoder = device.createCommandEncoder();
+      const pass = encoder.beginComputePass();
+      sampler.encode(pass, 0, R);
+      pass.end();
+      encoder.copyBufferToBuffer(sampler.records, 0, read, 0, R * sampler.recordWords * 4);
+      device.queue.submit([encoder.finish()]);
+      await read.mapAsync(GPUMapMode.READ, 0, R * sampler.recordWords * 4);
+      const out = new Uint32Array(read.getMappedRange(0, R * sampler.recordWords * 4).slice(0));
+      read.unmap();
+      return rows.map((r, i) => sampler.decode(out, i, r.topLogprobs ?? 0));
+    },
+    close() {
+      sampler.destroy();
+      for (const b of [meta, logitsBuf, read]) b.destroy();
+      device.destroy();
+    },
+  };
+}
+
+function softmax(xs: number[], t = 1): number[] {
+  const m = Math.max(...xs);
+  const e = xs.map((x) => Math.exp((x - m) / t));
+  const z = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / z);
+}
+
+/** Draws `n` samples of one logit row, each with its own output index (one row each). */
+async function draw(h: Harness, row: number[], n: number, params: Partial<RowSampling>): Promise<number[]> {
+  const counts = new Array(row.length).fill(0);
+  const batch = 64;
+  for (let done = 0; done < n; done += batch) {
+    const rows = Array.from({ length: batch }, (_, i) => ({ ...params, outputIndex: done + i, seqSlot: i }));
+    for (const s of await h.sample(rows.map(() => row), rows)) counts[s.id]++;
+  }
+  return counts;
+}
+
+const ROW = [1.0, 2.5, 0.3, 2.0, -1.0, 1.8, 0.0, 2.4];
+
+Deno.test("sampler: greedy is argmax with the lowest index on ties", async () => {
+  const h = await harness(300, 4);
+  try {
+    const a = Array.from({ length: 300 }, (_, i) => Math.sin(i));
+    const b = a.map(() => 0);
+    b[7] = 5;
+    b[250] = 5;
+    const c = a.map((v) => -v);
+    const out = await h.sample([a, b, c], [{}, {}, {}]);
+    const argmax = (xs: number[]) => xs.indexOf(Math.max(...xs));
+    assertEquals(out.map((s) => s.id), [argmax(a), 7, argmax(c)]);
+  } finally {
+    h.close();
+  }
+});
+
+Deno.test("sampler: temperature sampling follows softmax(logits / T)", async () => {
+  const h = await harness(ROW.length, 64);
+  try {
+    for (const t of [1, 0.5]) {
+      const n = 64 * 64;
+      const counts = await draw(h, ROW, n, { temperature: t, seed: 7 });
+      const p = softmax(ROW, t);
+      // Chi-square with 7 degrees of freedom: 24.3 is the 0.1% tail.
+      const chi = counts.reduce((acc, c, i) => acc + (c - n * p[i]) ** 2 / (n * p[i]), 0);
+      assert(chi < 24.3, `T=${t}: chi-square ${chi.toFixed(1)} for ${counts} vs ${p.map((x) => (x * n).toFixed(0))}`);
+    }
+  } finally {
+    h.close();
+  }
+});
+
+Deno.test("sampler: top-k, top-p and min-p keep exactly their support", async () => {
+  const h = await harness(ROW.length, 64);
+  try {
+    const order = [...ROW.keys()].sort((a, b) => ROW[b] - ROW[a]); // 1, 7, 3, 5, 0, 2, 6, 4
+    const support = (counts: number[]) => counts.flatMap((c, i) => (c > 0 ? [i] : [])).sort();
+    assertEquals(support(await draw(h, ROW, 1024, { temperature: 1, topK: 3 })), order.slice(0, 3).sort());
+    // top-p: the smallest set of most likely tokens whose mass reaches p.
+    const p = softmax(ROW);
+    let mass = 0;
+    const nucleus: number[] = [];
+    for (const i of order) {
+      nucleus.push(i);
+      mass += p[i];
+      if (mass >= 0.8) break;
+    }
+    assertEquals(support(await draw(h, ROW, 1024, { temperature: 1, topP: 0.8 })), nucleus.sort());
+    // min-p 0.5: tokens at least half as likely as the best.
+    const kept = ROW.flatMap((v, i) => (Math.exp(v - 2.5) >= 0.5 ? [i] : []));
+    assertEquals(support(await draw(h, ROW, 1024, { temperature: 1, minP: 0.5 })), kept.sort());
+    // top-k 1 is greedy whatever the temperature.
+    assertEquals(support(await draw(h, ROW, 256, { temperature: 2, topK: 1 })), [1]);
+  } finally {
+    h.close();
+  }
+});
+
+Deno.test("sampler: a seed gives the same token for the same output index in any row", async () => {
+  const h = await harness(1000, 16);
+  try {
+    const row = Array.from({ length: 1000 }, (_, i) => Math.cos(i * 0.37) * 2);
+    const params = Array.from({ length: 16 }, (_, i) => ({ temperature: 1, seed: 42, outputIndex: i, seqSlot: i }));
+    const first = (await h.sample(params.map(() => row), params)).map((s) => s.id);
+    const reversed = [...params].reverse();
+    const second = (await h.sample(reversed.map(() => row), reversed)).map((s) => s.id).reverse();
+    assertEquals(second, first);
+    const other = (await h.sample(params.map(() => row), params.map((p) => ({ ...p, seed: 43 })))).map((s) => s.id);
+    assert(JSON.stringify(other) !== JSON.stringify(first), "the seed changed nothing");
+    assert(new Set(first).size > 4, `samples do not vary with the output index: ${first}`);
+  } finally {
+    h.close();
+  }
+});
+
+Deno.test("sampler: repetition, presence and frequency penalties", async () => {
+  const h = await harness(8, 4);
+  try {
+    const row = [0, 3, 0, 2.8, 0, -1, 0, 0];
+    // Repetition over the prompt: token 1 is in the prompt, 3 > 2.8 / 1.2 no longer wins.
+    h.sampler.admit(0, [1, 5], []);
+    assertEquals((await h.sample([row], [{ repetitionPenalty: 1.2 }]))[0].id, 3);
+    // Negative logits are multiplied: token 5 (-1) in the prompt gets -1.2, still not picked.
+    // Presence/frequency count outputs only: the prompt token 1 is not penalised...
+    h.sampler.admit(1, [1], []);
+    assertEquals((await h.sample([row], [{ presencePenalty: 1, seqSlot: 1 }]))[0].id, 1);
+    // ...but once 1 has been sampled (the kernel counts it), presence moves the choice.
+    assertEquals((await h.sample([row], [{ presencePenalty: 1, seqSlot: 1 }]))[0].id, 3);
+    // Frequency scales with the count, presence does not (counts of a resumed sequence).
+    h.sampler.admit(2, [], [1, 1, 1, 3]);
+    assertEquals((await h.sample([row], [{ frequencyPenalty: 0.15, seqSlot: 2 }]))[0].id, 3);
+    h.sampler.admit(2, [], [1, 1, 1, 3]);
+    assertEquals((await h.sample([row], [{ presencePenalty: 0.15, seqSlot: 2 }]))[0].id, 1);
+    // Penalties at their neutral values change nothing.
+    h.sampler.admit(3, [1], [1, 1]);
+    assertEquals((await h.sample([row], [{ seqSlot: 3, repetitionPenalty: 1 }]))[0].id, 1);
+  } finally {
+    h.close();
+  }
+});
+
+Deno.test("sampler: logprobs are the raw log-softmax, with the best alternatives in order", async () => {
+  const h = await harness(500, 2, 5);
+  try {
+    const row = Array.from({ length: 500 }, (_, i) => Math.sin(i * 1.3) * 3);
+    row[123] = row[321] = 4; // a tie: the lower index comes first
+    const m = Math.max(...row);
+    const lse = m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
+    const [g, s] = await h.sample([row, row], [
+      { logprobs: true, topLogprobs: 5 },
+      { logprobs: true, topLogprobs: 2, temperature: 1, seed: 3 },
+    ]);
+    assertEquals(g.id, 123);
+    assert(Math.abs(g.logprob - (4 - lse)) < 1e-4, `${g.logprob} vs ${4 - lse}`);
+    const expected = [...row.keys()].sort((a, b) => row[b] - row[a] || a - b).slice(0, 5);
+    assertEquals(g.top.map((t) => t.id), expected);
+    g.top.forEach((t) => assert(Math.abs(t.logprob - (row[t.id] - lse)) < 1e-4));
+    assertEquals(s.top.length, 2);
+    assert(Math.abs(s.logprob - (row[s.id] - lse)) < 1e-4);
+  } finally {
+    h.close();
+  }
+});
