@@ -72,6 +72,8 @@ export class EngineStartError extends Error {
 export interface CreateEngineOptions extends EngineOptions {
   /** Called with the engine's stats whenever they change (about every 50 ms under load). */
   onStats?: (stats: EngineStats) => void;
+  /** Weight upload progress while the model loads (bytes or tensors done, of total). */
+  onLoadProgress?: (done: number, total: number) => void;
 }
 
 interface CompletionState {
@@ -105,12 +107,13 @@ export class EngineClient {
 
   /** Starts the engine Worker and loads the model in it. */
   static async create(options: CreateEngineOptions): Promise<EngineClient> {
-    const { onStats, ...engineOptions } = options;
+    const { onStats, onLoadProgress, ...engineOptions } = options;
     const tokenizer = await Tokenizer.load(options.model);
     const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
     const first = await new Promise<FromWorker>((resolve, reject) => {
       worker.onmessage = (e: MessageEvent<FromWorker>) => {
         if (e.data.type === "ready" || e.data.type === "init_error") resolve(e.data);
+        else if (e.data.type === "load_progress") onLoadProgress?.(e.data.done, e.data.total);
       };
       worker.onerror = (e) => {
         e.preventDefault();

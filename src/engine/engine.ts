@@ -126,6 +126,7 @@ export class Engine {
       device: runner.gpu.description,
       kvBlocksTotal: runner.blocks.numBlocks,
       blockSize: runner.cache.options.blockSize,
+      maxSeqs: runner.capacity.maxSeqs,
     };
     this.#current = this.#newBatch();
     this.#loop = this.#run();

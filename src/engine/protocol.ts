@@ -27,6 +27,8 @@ export interface EngineInfo {
   device: string;
   kvBlocksTotal: number;
   blockSize: number;
+  /** Most sequences running at once. */
+  maxSeqs: number;
 }
 
 /** Main thread -> Worker. */
@@ -39,6 +41,7 @@ export type ToWorker =
 export type FromWorker =
   | { type: "ready"; info: EngineInfo; stats: EngineStats }
   | { type: "init_error"; name: string; message: string }
+  | { type: "load_progress"; done: number; total: number }
   | { type: "stats"; stats: EngineStats }
   | { type: "closed" };
 

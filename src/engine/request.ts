@@ -71,6 +71,9 @@ export interface RequestLimits {
   maxContext: number;
   maxTopLogprobs: number;
   maxN: number;
+  /** KV-cache size, when known: a request that could never fit alone is refused here. */
+  kvBlocksTotal?: number;
+  blockSize?: number;
 }
 
 function num(
@@ -114,6 +117,15 @@ export function validateRequest(
       "maxTokens",
       `prompt (${promptIds.length} tokens) plus maxTokens (${maxTokens}) exceeds the context of ${limits.maxContext} tokens`,
     );
+  }
+  if (limits.kvBlocksTotal !== undefined && limits.blockSize !== undefined) {
+    const need = Math.ceil((promptIds.length + maxTokens) / limits.blockSize);
+    if (need > limits.kvBlocksTotal) {
+      throw new InvalidRequestError(
+        "maxTokens",
+        `prompt (${promptIds.length} tokens) plus maxTokens (${maxTokens}) needs ${need} KV blocks; the cache has ${limits.kvBlocksTotal}`,
+      );
+    }
   }
   const sampling = options.topK !== undefined || options.topP !== undefined || options.minP !== undefined ||
     options.seed !== undefined;

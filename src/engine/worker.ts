@@ -24,7 +24,7 @@ class EngineHost {
   async handle(msg: ToWorker): Promise<void> {
     if (msg.type === "init") {
       try {
-        this.#engine = await Engine.load(msg.options);
+        this.#engine = await Engine.load(msg.options, (done, total) => this.#post({ type: "load_progress", done, total }));
         this.#engine.onProgress = () => this.#postStats();
         this.#post({ type: "ready", info: this.#engine.info, stats: this.#engine.stats() });
         this.#postStats();

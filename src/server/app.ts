@@ -1,0 +1,339 @@
+/**
+ * The HTTP application: routes, authentication, body limits, backpressure and error
+ * mapping around the engine. It answers from the moment the server listens: 503 while the
+ * model loads, and again once it drains for shutdown or the engine has failed.
+ * @module
+ */
+import type { EngineClient } from "../engine/client.ts";
+import { EngineRequestError } from "../engine/client.ts";
+import { InvalidRequestError } from "../engine/request.ts";
+import { ApiError, badParam } from "./api_error.ts";
+import { ChatTemplate, ChatTemplateError } from "./chat_template.ts";
+import { dashboardHtml } from "./dashboard.ts";
+import { completeJson, completeStream, type PreparedRequest, type PromptJob } from "./generation.ts";
+import { type ChatRequest, type CompletionRequest, PARAM_NAMES, parseChatRequest, parseCompletionRequest } from "./openai_request.ts";
+import { renderMetrics, ServerCounters } from "./prometheus.ts";
+
+/** Options of {@link App}. */
+export interface AppOptions {
+  /** The model name clients send and see. */
+  modelName: string;
+  /** Other names accepted in `model` (e.g. the checkpoint path). */
+  modelAliases?: string[];
+  /** Bearer key required on /v1 when set. */
+  apiKey?: string;
+  /** Largest request body in bytes. */
+  maxBodyBytes: number;
+  /** Sequences allowed to wait beyond the running batch before 429. */
+  maxQueue: number;
+}
+
+/** Where the server is in its life. */
+export type AppState = "loading" | "ready" | "draining" | "failed";
+
+type Handler = (req: Request) => Promise<Response> | Response;
+
+const JSON_HEADERS = { "content-type": "application/json" };
+
+function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), { status, headers: { ...JSON_HEADERS, ...headers } });
+}
+
+/** Constant-time string comparison (the API key). */
+function sameSecret(a: string, b: string): boolean {
+  const x = new TextEncoder().encode(a);
+  const y = new TextEncoder().encode(b);
+  let diff = x.length ^ y.length;
+  for (let i = 0; i < Math.max(x.length, y.length); i++) diff |= (x[i] ?? 0) ^ (y[i] ?? 0);
+  return diff === 0;
+}
+
+/** The HTTP application. */
+export class App {
+  readonly options: AppOptions;
+  readonly counters = new ServerCounters();
+  #state: AppState = "loading";
+  #engine: EngineClient | null = null;
+  #chat: ChatTemplate | null = null;
+  #loadError: string | null = null;
+  /** Sequences of requests being served (prompts x n). */
+  #activeSeqs = 0;
+  #activeRequests = 0;
+  #idle: (() => void)[] = [];
+  #routes: Map<string, Map<string, Handler>>;
+  #nextId = 0;
+
+  constructor(options: AppOptions) {
+    this.options = options;
+    this.#routes = new Map<string, Map<string, Handler>>([
+      ["/", new Map<string, Handler>([["GET", () => this.#dashboard()]])],
+      ["/dashboard/stats", new Map<string, Handler>([["GET", () => this.#statsJson()]])],
+      ["/health", new Map<string, Handler>([["GET", () => this.#health()]])],
+      ["/metrics", new Map<string, Handler>([["GET", () => this.#metrics()]])],
+      ["/v1/models", new Map<string, Handler>([["GET", () => this.#models()]])],
+      ["/v1/completions", new Map<string, Handler>([["POST", (r: Request) => this.#generate(r, "completion")]])],
+      ["/v1/chat/completions", new Map<string, Handler>([["POST", (r: Request) => this.#generate(r, "chat")]])],
+    ]);
+  }
+
+  get state(): AppState {
+    return this.#state;
+  }
+
+  /** Requests being served now. */
+  get activeRequests(): number {
+    return this.#activeRequests;
+  }
+
+  /** The engine is loaded: start serving. */
+  setEngine(engine: EngineClient): void {
+    this.#engine = engine;
+    this.#chat = ChatTemplate.of(engine.tokenizer);
+    this.#state = "ready";
+  }
+
+  /** Loading failed; /health says why. */
+  setLoadError(message: string): void {
+    this.#loadError = message;
+    this.#state = "failed";
+  }
+
+  /** Stops admitting requests; resolves when those in flight have ended. */
+  drain(): Promise<void> {
+    if (this.#state === "ready") this.#state = "draining";
+    if (this.#activeRequests === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  /** Handles one HTTP request. */
+  async handle(req: Request): Promise<Response> {
+    const path = new URL(req.url).pathname;
+    const methods = this.#routes.get(path) ?? (path.startsWith("/v1/models/") ? new Map<string, Handler>([["GET", () => this.#model(path)]]) : undefined);
+    let res: Response;
+    try {
+      if (!methods) throw new ApiError(404, `no route ${req.method} ${path}`, { code: "not_found", type: "not_found_error" });
+      const handler = methods.get(req.method) ?? (req.method === "HEAD" ? methods.get("GET") : undefined);
+      if (!handler) {
+        throw new ApiError(405, `method ${req.method} not allowed on ${path}`, {
+          code: "method_not_allowed",
+          headers: { allow: [...methods.keys()].join(", ") },
+        });
+      }
+      if (path.startsWith("/v1/")) this.#authorize(req);
+      res = await handler(req);
+      if (req.method === "HEAD") res = new Response(null, { status: res.status, headers: res.headers });
+    } catch (e) {
+      res = this.#errorResponse(e);
+    }
+    this.counters.count(methods ? path : "other", res.status);
+    return res;
+  }
+
+  #authorize(req: Request): void {
+    const key = this.options.apiKey;
+    if (!key) return;
+    const auth = req.headers.get("authorization") ?? "";
+    const m = /^Bearer\s+(.+)$/i.exec(auth);
+    if (!m || !sameSecret(m[1].trim(), key)) {
+      throw new ApiError(401, m ? "invalid API key" : "missing API key: send Authorization: Bearer KEY", {
+        type: "authentication_error",
+        code: "invalid_api_key",
+        headers: { "www-authenticate": "Bearer" },
+      });
+    }
+  }
+
+  #errorResponse(e: unknown): Response {
+    if (e instanceof ApiError) return e.toResponse();
+    if (e instanceof InvalidRequestError) {
+      const param = PARAM_NAMES[e.param] ?? e.param;
+      const code = /context|KV blocks/.test(e.message) ? "context_length_exceeded" : null;
+      return badParam(param, e.message.replace(new RegExp(`\\b${e.param}\\b`, "g"), param), code).toResponse();
+    }
+    if (e instanceof ChatTemplateError) return badParam("messages", e.message).toResponse();
+    if (e instanceof EngineRequestError) {
+      if (e.name === "EngineFailedError") return new ApiError(503, e.message, { code: "engine_failed" }).toResponse();
+      return new ApiError(400, e.message, { param: e.param ?? null, code: e.name }).toResponse();
+    }
+    console.error("unexpected error:", e);
+    return new ApiError(500, `internal error: ${(e as Error)?.message ?? String(e)}`).toResponse();
+  }
+
+  #dashboard(): Response {
+    return new Response(dashboardHtml(this.options.modelName), { headers: { "content-type": "text/html; charset=utf-8" } });
+  }
+
+  #ready(): EngineClient {
+    if (this.#state === "loading") throw new ApiError(503, "the model is loading", { code: "loading", headers: { "retry-after": "5" } });
+    if (this.#state === "failed") throw new ApiError(503, `the model failed to load: ${this.#loadError}`, { code: "load_failed" });
+    const engine = this.#engine!;
+    const error = engine.stats().error;
+    if (error) throw new ApiError(503, `the engine has stopped: ${error}`, { code: "engine_failed" });
+    return engine;
+  }
+
+  #statsJson(): Response {
+    const engine = this.#ready();
+    return json(engine.stats(), 200, { "cache-control": "no-store" });
+  }
+
+  #health(): Response {
+    if (this.#state !== "ready") {
+      const status = this.#state === "loading" ? "loading" : this.#state === "draining" ? "shutting down" : "failed";
+      return json({ status, error: this.#loadError }, 503);
+    }
+    const error = this.#engine!.stats().error;
+    if (error) return json({ status: "failed", error }, 503);
+    return json({ status: "ok" });
+  }
+
+  #metrics(): Response {
+    const engine = this.#ready();
+    return new Response(renderMetrics(engine.stats(), this.counters, this.options.modelName), {
+      headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+    });
+  }
+
+  #modelCard() {
+    const engine = this.#engine;
+    return {
+      id: this.options.modelName,
+      object: "model",
+      created: 0,
+      owned_by: "webgpu-llm",
+      max_model_len: engine?.info.maxContext ?? null,
+    };
+  }
+
+  #models(): Response {
+    return json({ object: "list", data: [this.#modelCard()] });
+  }
+
+  #model(path: string): Response {
+    const id = decodeURIComponent(path.slice("/v1/models/".length));
+    if (!this.#knownModel(id)) throw new ApiError(404, `model ${id} does not exist`, { param: "model", code: "model_not_found" });
+    return json(this.#modelCard());
+  }
+
+  #knownModel(name: string): boolean {
+    return name === this.options.modelName || (this.options.modelAliases ?? []).includes(name);
+  }
+
+  async #readJson(req: Request): Promise<unknown> {
+    const max = this.options.maxBodyBytes;
+    const declared = Number(req.headers.get("content-length") ?? NaN);
+    const tooLarge = () => new ApiError(413, `request body larger than ${max} bytes`, { code: "body_too_large" });
+    if (Number.isFinite(declared) && declared > max) {
+      await req.body?.cancel();
+      throw tooLarge();
+    }
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    if (req.body) {
+      for await (const chunk of req.body) {
+        size += chunk.length;
+        if (size > max) throw tooLarge();
+        chunks.push(chunk);
+      }
+    }
+    const bytes = new Uint8Array(size);
+    let off = 0;
+    for (const c of chunks) {
+      bytes.set(c, off);
+      off += c.length;
+    }
+    let text: string;
+    try {
+      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    } catch {
+      throw badParam("body", "the request body is not valid UTF-8", "invalid_encoding");
+    }
+    if (!text.trim()) throw badParam("body", "the request body is empty; send a JSON object");
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      throw badParam("body", `the request body is not valid JSON: ${(e as Error).message}`, "invalid_json");
+    }
+  }
+
+  #prepare(request: CompletionRequest | ChatRequest, engine: EngineClient): PreparedRequest {
+    if (request.model !== null && !this.#knownModel(request.model)) {
+      throw new ApiError(404, `model ${request.model} does not exist; this server serves ${this.options.modelName}`, {
+        param: "model",
+        code: "model_not_found",
+      });
+    }
+    const n = request.options.n ?? 1;
+    if (request.kind === "completion") {
+      const jobs: PromptJob[] = request.prompts.map((prompt, p) => ({ prompt, options: request.options, firstChoice: p * n }));
+      return { request, jobs, choices: jobs.length * n };
+    }
+    if (!this.#chat) {
+      throw badParam("messages", `model ${this.options.modelName} has no chat template; use /v1/completions`, "no_chat_template");
+    }
+    const ids = this.#chat.encode(request.messages);
+    const room = engine.info.maxContext - ids.length;
+    const maxTokens = request.maxTokens ?? Math.max(1, Math.min(room, engine.info.kvBlocksTotal * engine.info.blockSize - ids.length));
+    return { request, jobs: [{ prompt: ids, options: { ...request.options, maxTokens }, firstChoice: 0 }], choices: n };
+  }
+
+  async #generate(req: Request, kind: "completion" | "chat"): Promise<Response> {
+    const engine = this.#ready();
+    if (this.#state !== "ready") throw new ApiError(503, "the server is shutting down", { code: "shutting_down" });
+    const body = await this.#readJson(req);
+    const request = kind === "completion" ? parseCompletionRequest(body) : parseChatRequest(body);
+    const prep = this.#prepare(request, engine);
+    const seqs = prep.choices;
+    const limit = engine.info.maxSeqs + this.options.maxQueue;
+    if (this.#activeSeqs + seqs > limit && this.#activeSeqs > 0) {
+      this.counters.rejectedQueueFull++;
+      throw new ApiError(429, `the server is busy (${this.#activeSeqs} sequences in flight, limit ${limit}); retry later`, {
+        type: "rate_limit_error",
+        code: "queue_full",
+        headers: { "retry-after": "1" },
+      });
+    }
+    const meta = {
+      id: `${kind === "chat" ? "chatcmpl" : "cmpl"}-${Date.now().toString(36)}${(this.#nextId++).toString(36)}`,
+      created: Math.floor(Date.now() / 1000),
+      model: this.options.modelName,
+    };
+    this.#begin(seqs);
+    const abort = new AbortController();
+    const onClientGone = () => abort.abort();
+    req.signal.addEventListener("abort", onClientGone);
+    let ended = false;
+    const end = (clientGone: boolean) => {
+      if (ended) return;
+      ended = true;
+      req.signal.removeEventListener("abort", onClientGone);
+      if (clientGone) this.counters.clientDisconnects++;
+      this.#end(seqs);
+    };
+    try {
+      if (request.stream) {
+        const stream = await completeStream(engine, prep, meta, abort, end);
+        return new Response(stream, {
+          headers: { "content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no" },
+        });
+      }
+      const body = await completeJson(engine, prep, meta, abort.signal);
+      end(req.signal.aborted);
+      return json(body);
+    } catch (e) {
+      end(req.signal.aborted);
+      throw e;
+    }
+  }
+
+  #begin(seqs: number): void {
+    this.#activeSeqs += seqs;
+    this.#activeRequests++;
+  }
+
+  #end(seqs: number): void {
+    this.#activeSeqs -= seqs;
+    this.#activeRequests--;
+    if (this.#activeRequests === 0) for (const resolve of this.#idle.splice(0)) resolve();
+  }
+}

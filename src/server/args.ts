@@ -1,0 +1,124 @@
+/**
+ * Command-line flags of `serve.ts`.
+ * @module
+ */
+import type { AttentionImpl } from "../model/forward.ts";
+import type { SchedulerPolicy } from "../engine/scheduler.ts";
+
+/** The model served when `--model` is omitted. */
+export const DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct";
+
+/** Environment variable read for the API key when `--api-key` is absent. */
+export const API_KEY_ENV = "WEBGPU_LLM_API_KEY";
+
+/** Parsed server options. */
+export interface ServeOptions {
+  /** A checkpoint directory or a Hugging Face hub id. */
+  model: string;
+  host: string;
+  port: number;
+  maxBatchTokens?: number;
+  numBlocks?: number;
+  blockSize?: number;
+  maxSeqs?: number;
+  /** Requests allowed to wait for a sequence slot before new ones get 429. */
+  maxQueue: number;
+  attn?: AttentionImpl;
+  policy?: SchedulerPolicy;
+  apiKey?: string;
+  /** The name clients use in `model` (default: the `--model` value). */
+  servedModelName: string;
+  /** Largest request body in bytes. */
+  maxBodyBytes: number;
+  /** How long SIGINT/SIGTERM waits for in-flight requests before cancelling them. */
+  shutdownTimeoutMs: number;
+}
+
+/** A bad command line. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Help text. */
+export const USAGE = `Usage: deno run -A serve.ts [flags]
+
+  --model DIR|HUB_ID         checkpoint directory or Hugging Face id (default ${DEFAULT_MODEL})
+  --host HOST                listen address (default 127.0.0.1)
+  --port N                   listen port (default 8000; 0 picks a free one)
+  --max-batch-tokens N       token budget of one step (default 256)
+  --num-blocks N             KV-cache blocks (default: sized from a 256 MiB budget)
+  --block-size N             tokens per KV block (default 16)
+  --max-seqs N               sequences running at once (default 32)
+  --max-queue N              requests waiting beyond those before 429 (default 64)
+  --attn paged|eager         attention implementation (default paged)
+  --policy fifo|prefill_first  scheduling policy (default fifo)
+  --api-key KEY              require "Authorization: Bearer KEY" on /v1 (or ${API_KEY_ENV})
+  --served-model-name NAME   model name in the API (default: the --model value)
+  --max-body-bytes N         largest request body (default 1048576)
+  --shutdown-timeout S       seconds to finish in-flight work on SIGINT/SIGTERM (default 10)
+  --help                     this text`;
+
+const VALUE_FLAGS = new Set([
+  "model",
+  "host",
+  "port",
+  "max-batch-tokens",
+  "num-blocks",
+  "block-size",
+  "max-seqs",
+  "max-queue",
+  "attn",
+  "policy",
+  "api-key",
+  "served-model-name",
+  "max-body-bytes",
+  "shutdown-timeout",
+]);
+
+/** Parses `serve.ts` flags; `null` means `--help` was asked for. */
+export function parseServeArgs(argv: readonly string[], env: (name: string) => string | undefined): ServeOptions | null {
+  const values = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "--help" || arg === "-h") return null;
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
+    if (!m || !VALUE_FLAGS.has(m[1])) throw new UsageError(`unknown argument ${arg}`);
+    const value = m[2] ?? argv[++i];
+    if (value === undefined) throw new UsageError(`--${m[1]} needs a value`);
+    values.set(m[1], value);
+  }
+  const int = (name: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined => {
+    const v = values.get(name);
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || n < min || n > max) throw new UsageError(`--${name} must be an integer in [${min}, ${max}], got ${v}`);
+    return n;
+  };
+  const oneOf = <T extends string>(name: string, allowed: readonly T[]): T | undefined => {
+    const v = values.get(name);
+    if (v === undefined) return undefined;
+    if (!allowed.includes(v as T)) throw new UsageError(`--${name} must be one of ${allowed.join(", ")}, got ${v}`);
+    return v as T;
+  };
+  const model = values.get("model") ?? DEFAULT_MODEL;
+  if (!model.trim()) throw new UsageError("--model is empty");
+  return {
+    model,
+    host: values.get("host") ?? "127.0.0.1",
+    port: int("port", 0, 65535) ?? 8000,
+    maxBatchTokens: int("max-batch-tokens", 1),
+    numBlocks: int("num-blocks", 1),
+    blockSize: int("block-size", 1, 1024),
+    maxSeqs: int("max-seqs", 1, 1024),
+    maxQueue: int("max-queue", 0) ?? 64,
+    attn: oneOf("attn", ["paged", "eager"] as const),
+    policy: oneOf("policy", ["fifo", "prefill_first"] as const),
+    apiKey: values.get("api-key") ?? (env(API_KEY_ENV) || undefined),
+    servedModelName: values.get("served-model-name") ?? model,
+    maxBodyBytes: int("max-body-bytes", 1) ?? 1 << 20,
+    shutdownTimeoutMs: (int("shutdown-timeout", 0, 3600) ?? 10) * 1000,
+  };
+}

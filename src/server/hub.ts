@@ -1,0 +1,192 @@
+/**
+ * Model resolution: a local checkpoint directory, or a Hugging Face hub id found in (or
+ * downloaded into) the standard hub cache, laid out as huggingface_hub does:
+ * `$HF_HUB_CACHE/models--ORG--NAME/{refs/REV, snapshots/SHA/FILE}` with `HF_HUB_CACHE`
+ * defaulting to `$HF_HOME/hub` and `HF_HOME` to `~/.cache/huggingface`. `HF_ENDPOINT`
+ * replaces https://huggingface.co; `HF_HUB_OFFLINE=1` never downloads.
+ * @module
+ */
+
+/** Raised when a model can be neither found nor downloaded. */
+export class ModelNotFoundError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ModelNotFoundError";
+  }
+}
+
+/** Download progress: bytes done of total, and the file being fetched. */
+export type DownloadProgress = (done: number, total: number, file: string) => void;
+
+/** Options of {@link resolveModel}. */
+export interface ResolveOptions {
+  /** Environment lookup (default Deno.env.get). */
+  env?: (name: string) => string | undefined;
+  /** fetch (tests pass their own). */
+  fetch?: typeof fetch;
+  onProgress?: DownloadProgress;
+}
+
+// What a checkpoint needs, and what it may have.
+const REQUIRED = ["config.json", "tokenizer.json"];
+const OPTIONAL = ["tokenizer_config.json", "generation_config.json", "special_tokens_map.json", "chat_template.jinja"];
+
+async function isDir(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/** The hub cache directory for an environment. */
+export function hubCacheDir(env: (name: string) => string | undefined): string {
+  const explicit = env("HF_HUB_CACHE") ?? env("HUGGINGFACE_HUB_CACHE");
+  if (explicit) return explicit;
+  const home = env("HF_HOME") ?? `${env("XDG_CACHE_HOME") ?? `${env("HOME") ?? "."}/.cache`}/huggingface`;
+  return `${home}/hub`;
+}
+
+/** Splits "org/name[@rev]". */
+export function parseHubId(spec: string): { repo: string; revision: string } | null {
+  const m = /^([A-Za-z0-9][\w.-]*\/[\w.-]+)(?:@([\w./-]+))?$/.exec(spec);
+  return m ? { repo: m[1], revision: m[2] ?? "main" } : null;
+}
+
+/** A local directory as given, or the snapshot directory of a hub id (downloading it if needed). */
+export async function resolveModel(spec: string, options: ResolveOptions = {}): Promise<string> {
+  if (await isDir(spec)) return spec;
+  const id = parseHubId(spec);
+  if (!id || spec.startsWith(".") || spec.startsWith("/")) {
+    throw new ModelNotFoundError(`model directory ${spec} does not exist`);
+  }
+  const env = options.env ?? ((name: string) => Deno.env.get(name));
+  const cache = hubCacheDir(env);
+  const repoDir = `${cache}/models--${id.repo.replace("/", "--")}`;
+  const cached = await cachedSnapshot(repoDir, id.revision);
+  if (cached) return cached;
+  const endpoint = (env("HF_ENDPOINT") ?? "https://huggingface.co").replace(/\/+$/, "");
+  const hint = `Pass --model DIR with a local checkpoint directory, or connect to ${endpoint}.`;
+  if (env("HF_HUB_OFFLINE") === "1") {
+    throw new ModelNotFoundError(`${spec} is not in the Hugging Face cache (${cache}) and HF_HUB_OFFLINE=1. ${hint}`);
+  }
+  try {
+    return await download(id.repo, id.revision, repoDir, endpoint, env, options);
+  } catch (e) {
+    if (e instanceof ModelNotFoundError) throw e;
+    throw new ModelNotFoundError(
+      `${spec} is not in the Hugging Face cache (${cache}) and could not be downloaded from ${endpoint}: ${(e as Error).message}. ${hint}`,
+    );
+  }
+}
+
+async function cachedSnapshot(repoDir: string, revision: string): Promise<string | null> {
+  let sha = revision;
+  try {
+    sha = (await Deno.readTextFile(`${repoDir}/refs/${revision}`)).trim();
+  } catch {
+    // A revision may be a commit hash itself.
+  }
+  const dir = `${repoDir}/snapshots/${sha}`;
+  for (const f of REQUIRED) if (!(await isFile(`${dir}/${f}`))) return null;
+  if (await isFile(`${dir}/model.safetensors`)) return dir;
+  try {
+    const index = JSON.parse(await Deno.readTextFile(`${dir}/model.safetensors.index.json`));
+    for (const shard of new Set(Object.values(index.weight_map ?? {}) as string[])) {
+      if (!(await isFile(`${dir}/${shard}`))) return null;
+    }
+    return dir;
+  } catch {
+    return null;
+  }
+}
+
+async function download(
+  repo: string,
+  revision: string,
+  repoDir: string,
+  endpoint: string,
+  env: (name: string) => string | undefined,
+  options: ResolveOptions,
+): Promise<string> {
+  const fetchFn = options.fetch ?? fetch;
+  const token = env("HF_TOKEN");
+  const headers: HeadersInit = token ? { authorization: `Bearer ${token}` } : {};
+  const infoRes = await fetchFn(`${endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}`, { headers });
+  if (infoRes.status === 404 || infoRes.status === 401) {
+    await infoRes.body?.cancel();
+    throw new ModelNotFoundError(`${repo}@${revision} was not found on ${endpoint} (HTTP ${infoRes.status})`);
+  }
+  if (!infoRes.ok) {
+    await infoRes.body?.cancel();
+    throw new Error(`HTTP ${infoRes.status} for the model info`);
+  }
+  const info = await infoRes.json() as { sha?: string; siblings?: { rfilename: string; size?: number }[] };
+  const sha = info.sha ?? revision;
+  const available = new Map((info.siblings ?? []).map((s) => [s.rfilename, s.size]));
+  const files = [...REQUIRED];
+  for (const f of OPTIONAL) if (available.has(f)) files.push(f);
+  const snapshot = `${repoDir}/snapshots/${sha}`;
+  await Deno.mkdir(snapshot, { recursive: true });
+  const fetchFile = (file: string, done: number, total: number) =>
+    downloadFile(fetchFn, `${endpoint}/${repo}/resolve/${sha}/${file}`, `${snapshot}/${file}`, headers, (n) => options.onProgress?.(done + n, total, file));
+  if (available.has("model.safetensors")) files.push("model.safetensors");
+  else if (available.has("model.safetensors.index.json")) {
+    await fetchFile("model.safetensors.index.json", 0, 0);
+    const index = JSON.parse(await Deno.readTextFile(`${snapshot}/model.safetensors.index.json`));
+    files.push(...new Set(Object.values(index.weight_map ?? {}) as string[]));
+  } else {
+    throw new ModelNotFoundError(`${repo} has no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are supported)`);
+  }
+  const total = files.reduce((n, f) => n + (available.get(f) ?? 0), 0);
+  let done = 0;
+  for (const file of files) {
+    if (!(await isFile(`${snapshot}/${file}`))) await fetchFile(file, done, total);
+    done += available.get(file) ?? (await Deno.stat(`${snapshot}/${file}`)).size;
+  }
+  await Deno.mkdir(`${repoDir}/refs`, { recursive: true });
+  if (revision !== sha) await Deno.writeTextFile(`${repoDir}/refs/${revision}`, sha);
+  return snapshot;
+}
+
+/** Streams one file to `dest` through a temporary name, so a broken download leaves nothing. */
+async function downloadFile(
+  fetchFn: typeof fetch,
+  url: string,
+  dest: string,
+  headers: HeadersInit,
+  onBytes: (n: number) => void,
+): Promise<void> {
+  const res = await fetchFn(url, { headers });
+  if (!res.ok || !res.body) {
+    await res.body?.cancel();
+    throw new Error(`HTTP ${res.status} for ${url}`);
+  }
+  const tmp = `${dest}.incomplete`;
+  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  let n = 0;
+  try {
+    for await (const chunk of res.body) {
+      let off = 0;
+      while (off < chunk.length) off += await file.write(chunk.subarray(off));
+      n += chunk.length;
+      onBytes(n);
+    }
+  } finally {
+    file.close();
+  }
+  const expected = Number(res.headers.get("content-length") ?? NaN);
+  if (Number.isFinite(expected) && expected !== n) {
+    await Deno.remove(tmp);
+    throw new Error(`${url}: got ${n} of ${expected} bytes`);
+  }
+  await Deno.rename(tmp, dest);
+}

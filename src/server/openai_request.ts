@@ -1,0 +1,230 @@
+/**
+ * OpenAI request bodies (`/v1/completions`, `/v1/chat/completions`) to engine requests.
+ * Types and shapes are checked here with OpenAI's parameter names; value ranges are checked
+ * by the engine's own validation, whose errors are mapped back to these names.
+ * @module
+ */
+import type { GenerateOptions } from "../engine/request.ts";
+import { badParam } from "./api_error.ts";
+import type { ChatMessage } from "./chat_template.ts";
+
+/** Engine options shared by every prompt of a request. */
+export type SamplingOptions = Omit<GenerateOptions, "prompt" | "signal">;
+
+/** A parsed `/v1/completions` body. */
+export interface CompletionRequest {
+  kind: "completion";
+  model: string | null;
+  prompts: (string | number[])[];
+  options: SamplingOptions;
+  stream: boolean;
+  includeUsage: boolean;
+  /** Whether logprobs were asked for (the legacy `logprobs` integer). */
+  logprobs: boolean;
+}
+
+/** A parsed `/v1/chat/completions` body. */
+export interface ChatRequest {
+  kind: "chat";
+  model: string | null;
+  messages: ChatMessage[];
+  options: SamplingOptions;
+  /** max_tokens / max_completion_tokens as given (null: up to the context). */
+  maxTokens: number | null;
+  stream: boolean;
+  includeUsage: boolean;
+  logprobs: boolean;
+}
+
+type Body = Record<string, unknown>;
+
+/** The engine's camelCase parameter names back to OpenAI's. */
+export const PARAM_NAMES: Record<string, string> = {
+  maxTokens: "max_tokens",
+  topK: "top_k",
+  topP: "top_p",
+  minP: "min_p",
+  repetitionPenalty: "repetition_penalty",
+  presencePenalty: "presence_penalty",
+  frequencyPenalty: "frequency_penalty",
+  stopTokenIds: "stop_token_ids",
+  ignoreEos: "ignore_eos",
+};
+
+const MAX_PROMPTS = 64;
+const MAX_STOP = 16;
+
+function isObject(v: unknown): v is Body {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function present(body: Body, key: string): boolean {
+  return body[key] !== undefined && body[key] !== null;
+}
+
+function optNumber(body: Body, key: string): number | undefined {
+  if (!present(body, key)) return undefined;
+  const v = body[key];
+  if (typeof v !== "number" || !Number.isFinite(v)) throw badParam(key, `${key} must be a number, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function optInt(body: Body, key: string): number | undefined {
+  const v = optNumber(body, key);
+  if (v !== undefined && !Number.isInteger(v)) throw badParam(key, `${key} must be an integer, got ${v}`);
+  return v;
+}
+
+function optBool(body: Body, key: string): boolean | undefined {
+  if (!present(body, key)) return undefined;
+  const v = body[key];
+  if (typeof v !== "boolean") throw badParam(key, `${key} must be a boolean, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function tokenIds(v: unknown, key: string): number[] | null {
+  if (!Array.isArray(v) || !v.every((x) => typeof x === "number")) return null;
+  for (const x of v) if (!Number.isInteger(x) || x < 0) throw badParam(key, `${key} token ids must be non-negative integers`);
+  return v as number[];
+}
+
+function unsupported(body: Body, key: string, allowed: (v: unknown) => boolean, what: string): void {
+  if (present(body, key) && !allowed(body[key])) throw badParam(key, `${key}: ${what} is not supported`);
+}
+
+/** Parameters common to both endpoints. */
+function common(body: Body, kind: "completion" | "chat"): {
+  model: string | null;
+  options: SamplingOptions;
+  stream: boolean;
+  includeUsage: boolean;
+} {
+  if (!isObject(body)) throw badParam("body", "the request body must be a JSON object");
+  let model: string | null = null;
+  if (present(body, "model")) {
+    if (typeof body.model !== "string") throw badParam("model", "model must be a string");
+    model = body.model;
+  }
+  const stream = optBool(body, "stream") ?? false;
+  let includeUsage = false;
+  if (present(body, "stream_options")) {
+    const so = body.stream_options;
+    if (!isObject(so)) throw badParam("stream_options", "stream_options must be an object");
+    if (!stream) throw badParam("stream_options", "stream_options is only allowed with stream: true");
+    includeUsage = optBool(so, "include_usage") ?? false;
+  }
+  let stop: string[] | undefined;
+  if (present(body, "stop")) {
+    const s = body.stop;
+    const list = typeof s === "string" ? [s] : s;
+    if (!Array.isArray(list) || !list.every((x) => typeof x === "string" && x.length > 0)) {
+      throw badParam("stop", "stop must be a non-empty string or an array of them");
+    }
+    if (list.length > MAX_STOP) throw badParam("stop", `at most ${MAX_STOP} stop strings`);
+    stop = list as string[];
+  }
+  let stopTokenIds: number[] | undefined;
+  if (present(body, "stop_token_ids")) {
+    stopTokenIds = tokenIds(body.stop_token_ids, "stop_token_ids") ?? undefined;
+    if (!stopTokenIds) throw badParam("stop_token_ids", "stop_token_ids must be an array of token ids");
+  }
+  unsupported(body, "logit_bias", (v) => isObject(v) && Object.keys(v).length === 0, "logit_bias");
+  if (present(body, "user") && typeof body.user !== "string") throw badParam("user", "user must be a string");
+  const n = optInt(body, "n");
+  const bestOf = optInt(body, "best_of");
+  if (bestOf !== undefined && bestOf !== (n ?? 1)) throw badParam("best_of", "best_of other than n is not supported");
+  const options: SamplingOptions = {
+    temperature: optNumber(body, "temperature") ?? 1,
+    topP: optNumber(body, "top_p"),
+    topK: optInt(body, "top_k"),
+    minP: optNumber(body, "min_p"),
+    repetitionPenalty: optNumber(body, "repetition_penalty"),
+    presencePenalty: optNumber(body, "presence_penalty"),
+    frequencyPenalty: optNumber(body, "frequency_penalty"),
+    seed: optInt(body, "seed"),
+    n,
+    stop,
+    stopTokenIds,
+    ignoreEos: optBool(body, "ignore_eos"),
+  };
+  // vLLM's convention: top_k -1 means off.
+  if (options.topK === -1) options.topK = 0;
+  void kind;
+  return { model, options, stream, includeUsage };
+}
+
+/** Parses a `/v1/completions` body. */
+export function parseCompletionRequest(body: unknown): CompletionRequest {
+  const c = common(body as Body, "completion");
+  const b = body as Body;
+  if (!present(b, "prompt")) throw badParam("prompt", "prompt is required");
+  const p = b.prompt;
+  let prompts: (string | number[])[];
+  if (typeof p === "string") prompts = [p];
+  else if (tokenIds(p, "prompt") && (p as unknown[]).length > 0) prompts = [p as number[]];
+  else if (Array.isArray(p) && p.length > 0 && p.every((x) => typeof x === "string")) prompts = p as string[];
+  else if (Array.isArray(p) && p.length > 0 && p.every((x) => tokenIds(x, "prompt"))) prompts = p as number[][];
+  else throw badParam("prompt", "prompt must be a string, an array of strings, or token ids");
+  if (prompts.length > MAX_PROMPTS) throw badParam("prompt", `at most ${MAX_PROMPTS} prompts per request`);
+  if (prompts.some((x) => x.length === 0)) throw badParam("prompt", "prompt is empty");
+  unsupported(b, "echo", (v) => v === false, "echo");
+  unsupported(b, "suffix", (v) => v === "", "suffix");
+  const logprobs = optInt(b, "logprobs");
+  if (logprobs !== undefined && logprobs < 0) throw badParam("logprobs", "logprobs must be a non-negative integer");
+  return {
+    kind: "completion",
+    model: c.model,
+    prompts,
+    options: { ...c.options, maxTokens: optInt(b, "max_tokens") ?? 16, logprobs: logprobs === undefined ? undefined : logprobs },
+    stream: c.stream,
+    includeUsage: c.includeUsage,
+    logprobs: logprobs !== undefined,
+  };
+}
+
+const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
+
+function messageText(content: unknown, i: number): string {
+  if (typeof content === "string") return content;
+  if (Array.isArray(content)) {
+    return content.map((part, j) => {
+      if (!isObject(part) || part.type !== "text" || typeof part.text !== "string") {
+        throw badParam(`messages[${i}].content[${j}]`, "only text content parts are supported");
+      }
+      return part.text;
+    }).join("");
+  }
+  throw badParam(`messages[${i}].content`, "content must be a string or an array of text parts");
+}
+
+/** Parses a `/v1/chat/completions` body. */
+export function parseChatRequest(body: unknown): ChatRequest {
+  const c = common(body as Body, "chat");
+  const b = body as Body;
+  if (!Array.isArray(b.messages)) throw badParam("messages", "messages must be an array");
+  if (b.messages.length === 0) throw badParam("messages", "messages must not be empty");
+  const messages = b.messages.map((m: unknown, i: number): ChatMessage => {
+    if (!isObject(m)) throw badParam(`messages[${i}]`, "each message must be an object");
+    if (typeof m.role !== "string" || !ROLES.has(m.role)) {
+      throw badParam(`messages[${i}].role`, `role must be one of ${[...ROLES].join(", ")}`);
+    }
+    return { role: m.role, content: messageText(m.content, i) };
+  });
+  unsupported(b, "tools", (v) => Array.isArray(v) && v.length === 0, "tool calling");
+  unsupported(b, "response_format", (v) => isObject(v) && v.type === "text", "a response_format other than text");
+  const logprobs = optBool(b, "logprobs") ?? false;
+  const top = optInt(b, "top_logprobs");
+  if (top !== undefined && !logprobs) throw badParam("top_logprobs", "top_logprobs needs logprobs: true");
+  if (top !== undefined && top < 0) throw badParam("top_logprobs", "top_logprobs must be a non-negative integer");
+  const maxTokens = optInt(b, "max_completion_tokens") ?? optInt(b, "max_tokens") ?? null;
+  return {
+    kind: "chat",
+    model: c.model,
+    messages,
+    options: { ...c.options, logprobs: logprobs ? (top ?? 0) : undefined },
+    maxTokens,
+    stream: c.stream,
+    includeUsage: c.includeUsage,
+    logprobs,
+  };
+}

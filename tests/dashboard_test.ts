@@ -1,0 +1,62 @@
+/**
+ * The live dashboard in headless Chromium (Debian's `chromium`, driven by playwright-core):
+ * it renders, and its numbers move while a load runs. The screenshot is kept at
+ * tests/output/dashboard.png.
+ */
+import { chromium } from "playwright-core";
+import { assert, assertEquals } from "./helpers/assert.ts";
+import { testServer } from "./helpers/server.ts";
+
+// Page functions run in the browser, where `document` exists.
+declare const document: any;
+
+const CHROMIUM = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
+
+Deno.test({
+  name: "dashboard: renders in headless Chromium and its numbers move under load",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const s = await testServer("stories260K", { maxBatchTokens: 64 });
+    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox", "--disable-gpu"] });
+    try {
+      const page = await browser.newPage({ viewport: { width: 1100, height: 760 } });
+      const errors: string[] = [];
+      page.on("pageerror", (e) => errors.push(String(e)));
+      await page.goto(`${s.base}/`);
+      await page.waitForFunction(() => Number(document.getElementById("updates")?.textContent) >= 1, undefined, { timeout: 20000 });
+      const read = () =>
+        page.evaluate(() => {
+          const t = (id: string) => document.getElementById(id)!.textContent!;
+          return { steps: Number(t("steps")), decode: Number(t("decode-tokens")), total: Number(t("kv-blocks-total")), status: t("status") };
+        });
+      const before = await read();
+      assertEquals(before.status, "live");
+      assert(before.total > 0, `KV blocks total ${before.total}`);
+
+      // A load: 12 concurrent requests; the page must show steps and tokens moving while it runs.
+      const load = Promise.all(Array.from({ length: 12 }, (_, i) =>
+        fetch(`${s.base}/v1/completions`, {
+          method: "POST",
+          body: JSON.stringify({ prompt: "Once upon a time", max_tokens: 150 + i * 10, ignore_eos: true, temperature: 0 }),
+        }).then((r) => r.json())
+      ));
+      await page.waitForFunction(
+        (b) => Number(document.getElementById("steps")!.textContent) > b && Number(document.getElementById("running")!.textContent) > 0,
+        before.steps,
+        { timeout: 30000 },
+      );
+      const during = await read();
+      await Deno.mkdir(new URL("./output/", import.meta.url), { recursive: true });
+      await page.screenshot({ path: new URL("./output/dashboard.png", import.meta.url).pathname, fullPage: true });
+      await load;
+      await page.waitForFunction((d) => Number(document.getElementById("decode-tokens")!.textContent) > d, during.decode, { timeout: 20000 });
+      const after = await read();
+      assert(during.steps > before.steps && after.decode > during.decode, JSON.stringify({ before, during, after }));
+      assertEquals(errors, []);
+    } finally {
+      await browser.close();
+      await s.close();
+    }
+  },
+});
