@@ -1,5 +1,6 @@
 /**
- * The HTTP service: `deno run -A serve.ts --model DIR|HUB_ID` (see `--help`).
+ * The HTTP service: `deno run -A serve.ts --model DIR|HUB_ID` or `bun run serve.ts ...`
+ * (see `--help`).
  *
  * Listens at once (health answers 503 while the model loads), resolves the model (a local
  * directory, or a Hugging Face hub id from the cache or downloaded into it), loads it with a
@@ -13,12 +14,13 @@ import { parseServeArgs, type ServeOptions, UsageError, USAGE } from "./src/serv
 import { App } from "./src/server/app.ts";
 import { resolveModel } from "./src/server/hub.ts";
 import { ProgressBar } from "./src/server/progress.ts";
+import { args, env, exit, onSignal, serveHttp } from "./src/runtime/runtime.ts";
 
 /** A running server. */
 export interface Server {
   app: App;
   /** The address it listens on. */
-  addr: Deno.NetAddr;
+  addr: { hostname: string; port: number };
   /** Resolves when the model is loaded (rejects if loading failed). */
   ready: Promise<void>;
   /** Drains, closes the engine and stops listening. */
@@ -44,7 +46,7 @@ export function startServer(options: ServeOptions, reporting: ServerReporting = 
     maxBodyBytes: options.maxBodyBytes,
     maxQueue: options.maxQueue,
   });
-  const http = Deno.serve({ hostname: options.host, port: options.port, onListen: () => {} }, (req) => app.handle(req));
+  const http = serveHttp({ hostname: options.host, port: options.port }, (req) => app.handle(req));
   let engine: EngineClient | null = null;
   const ready = (async () => {
     const download = new ProgressBar("download", reporting.quiet ? silent : {});
@@ -82,31 +84,31 @@ export function startServer(options: ServeOptions, reporting: ServerReporting = 
       await (engine as EngineClient | null)?.close();
       await http.shutdown();
     })();
-  return { app, addr: http.addr as Deno.NetAddr, ready, shutdown, finished: http.finished };
+  return { app, addr: http.addr, ready, shutdown, finished: http.finished };
 }
 
 if (import.meta.main) {
   let options: ServeOptions | null;
   try {
-    options = parseServeArgs(Deno.args, (name) => Deno.env.get(name));
+    options = parseServeArgs(args(), env);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     console.error(`error: ${e.message}\n\n${USAGE}`);
-    Deno.exit(2);
+    exit(2);
   }
   if (!options) {
     console.log(USAGE);
-    Deno.exit(0);
+    exit(0);
   }
   const server = startServer(options);
   console.error(`[serve] listening on http://${server.addr.hostname}:${server.addr.port}`);
   let signals = 0;
-  const onSignal = () => {
-    if (++signals > 1) Deno.exit(130);
-    server.shutdown().then(() => Deno.exit(0));
+  const handleSignal = () => {
+    if (++signals > 1) exit(130);
+    server.shutdown().then(() => exit(0));
   };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  onSignal("SIGINT", handleSignal);
+  onSignal("SIGTERM", handleSignal);
   server.ready.catch(() => {
     // Keep serving /health (503 with the reason) so supervisors see why.
   });

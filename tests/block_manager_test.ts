@@ -1,4 +1,5 @@
 /** Block manager: reference counts, prefix-cache reuse, LRU eviction. Plain CPU tests. */
+import { test } from "./helpers/test.ts";
 import { BlockManager, OutOfBlocksError } from "../src/cache/block_manager.ts";
 import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
 
@@ -16,7 +17,7 @@ function prefill(m: BlockManager, tokens: number[]): number[] {
 
 const range = (n: number, from = 0) => Array.from({ length: n }, (_, i) => from + i);
 
-Deno.test("block manager: allocate and release return blocks; double release throws", () => {
+test("block manager: allocate and release return blocks; double release throws", () => {
   const m = new BlockManager(4, 4);
   const a = m.allocate(3);
   assertEquals(m.usedCount, 3);
@@ -26,7 +27,7 @@ Deno.test("block manager: allocate and release return blocks; double release thr
   assertThrows(() => m.release([a[0]]), Error, "released twice");
 });
 
-Deno.test("block manager: a shared prefix reuses full blocks and leaves one token to compute", () => {
+test("block manager: a shared prefix reuses full blocks and leaves one token to compute", () => {
   const m = new BlockManager(16, 4);
   const first = prefill(m, range(10)); // blocks: [0..3] [4..7] partial [8, 9]
   const hit = m.acquirePrefix([...range(8), 100, 101]);
@@ -41,7 +42,7 @@ Deno.test("block manager: a shared prefix reuses full blocks and leaves one toke
   assert(m.counters.hitTokens === 12 && m.counters.queriedTokens === 38, JSON.stringify(m.counters));
 });
 
-Deno.test("block manager: released cached blocks stay reusable, then are evicted LRU first", () => {
+test("block manager: released cached blocks stay reusable, then are evicted LRU first", () => {
   const m = new BlockManager(4, 2);
   const a = prefill(m, [1, 2, 3, 4, 5]); // 3 blocks, 2 full (cached)
   m.release(a);
@@ -58,7 +59,7 @@ Deno.test("block manager: released cached blocks stay reusable, then are evicted
   assertEquals(m.acquirePrefix([1, 2, 3, 4, 9]).numTokens, 0);
 });
 
-Deno.test("block manager: eviction takes the least recently used cached block", () => {
+test("block manager: eviction takes the least recently used cached block", () => {
   const m = new BlockManager(4, 2);
   const x = prefill(m, [1, 2, 7]);
   const y = prefill(m, [3, 4, 7]);

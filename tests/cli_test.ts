@@ -2,22 +2,18 @@
  * The CLI as the reference checks use it: `generate --json` and `logits --json` in a
  * subprocess, and usage errors.
  */
+import { test } from "./helpers/test.ts";
+import * as sys from "./helpers/platform.ts";
 import { loadGolden, maxAbs, maxAbsDiff, modelDir } from "./helpers/reference.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 
 const MAIN = new URL("../src/cli/main.ts", import.meta.url).pathname;
 
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  return await sys.runScript(MAIN, args);
 }
 
-Deno.test("cli generate: stories260K continues 'Once upon a time' exactly like transformers", async () => {
+test("cli generate: stories260K continues 'Once upon a time' exactly like transformers", async () => {
   const golden = await loadGolden("stories260K");
   const c = golden.cases[0];
   const r = await cli(
@@ -31,18 +27,18 @@ Deno.test("cli generate: stories260K continues 'Once upon a time' exactly like t
   assertEquals(out.text, ", there was a little girl named Lily. She loved to play outside in the p");
 });
 
-Deno.test("cli generate: stops at EOS unless --ignore-eos", async () => {
+test("cli generate: stops at EOS unless --ignore-eos", async () => {
   // stories260K never emits </s> on this prompt, so make its second greedy token (383) the
   // EOS of a copy of the checkpoint (config and generation config alike).
-  const dir = await Deno.makeTempDir();
+  const dir = await sys.makeTempDir();
   try {
-    for await (const e of Deno.readDir(modelDir("stories260K"))) {
-      await Deno.copyFile(`${modelDir("stories260K")}/${e.name}`, `${dir}/${e.name}`);
+    for await (const e of sys.readDir(modelDir("stories260K"))) {
+      await sys.copyFile(`${modelDir("stories260K")}/${e.name}`, `${dir}/${e.name}`);
     }
     for (const file of ["config.json", "generation_config.json"]) {
-      const json = JSON.parse(await Deno.readTextFile(`${dir}/${file}`));
+      const json = JSON.parse(await sys.readTextFile(`${dir}/${file}`));
       json.eos_token_id = 383;
-      await Deno.writeTextFile(`${dir}/${file}`, JSON.stringify(json));
+      await sys.writeTextFile(`${dir}/${file}`, JSON.stringify(json));
     }
     const args = ["generate", "--model", dir, "--prompt", "Once upon a time", "--max-tokens", "24", "--json"];
     const stopped = JSON.parse((await cli(...args)).stdout);
@@ -50,11 +46,11 @@ Deno.test("cli generate: stops at EOS unless --ignore-eos", async () => {
     const forced = JSON.parse((await cli(...args, "--ignore-eos")).stdout);
     assertEquals(forced.ids, (await loadGolden("stories260K")).cases[0].greedy_ids);
   } finally {
-    await Deno.remove(dir, { recursive: true });
+    await sys.remove(dir, { recursive: true });
   }
 });
 
-Deno.test("cli logits: teacher-forced rows match transformers", async () => {
+test("cli logits: teacher-forced rows match transformers", async () => {
   const golden = await loadGolden("qwen2-tiny");
   const c = golden.cases[0];
   const r = await cli("logits", "--model", modelDir("qwen2-tiny"), "--ids", c.prompt_ids.join(","), "--json");
@@ -68,7 +64,7 @@ Deno.test("cli logits: teacher-forced rows match transformers", async () => {
   });
 });
 
-Deno.test("cli: bad usage exits 2 with a message, a bad model dir exits 1 naming the file", async () => {
+test("cli: bad usage exits 2 with a message, a bad model dir exits 1 naming the file", async () => {
   const noModel = await cli("generate", "--prompt", "x");
   assertEquals(noModel.code, 2);
   assert(noModel.stderr.includes("missing --model"), noModel.stderr);

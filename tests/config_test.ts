@@ -1,4 +1,6 @@
 /** config.json normalisation over the reference models, legacy vs new layouts, shape checks. */
+import { test } from "./helpers/test.ts";
+import * as sys from "./helpers/platform.ts";
 import {
   checkTensorShapes,
   expectedTensors,
@@ -32,14 +34,14 @@ async function spec(name: string): Promise<ModelSpec> {
 }
 
 async function rawConfig(name: string): Promise<Record<string, unknown>> {
-  return JSON.parse(await Deno.readTextFile(`${SHARED_MODELS_DIR}${name}/config.json`));
+  return JSON.parse(await sys.readTextFile(`${SHARED_MODELS_DIR}${name}/config.json`));
 }
 
 function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Pick<T, K> {
   return Object.fromEntries(keys.map((k) => [k, o[k]])) as Pick<T, K>;
 }
 
-Deno.test("config: stories260K (legacy llama, tied, f32)", async () => {
+test("config: stories260K (legacy llama, tied, f32)", async () => {
   const s = await spec("stories260K");
   assertEquals(
     pick(s, [
@@ -107,7 +109,7 @@ Deno.test("config: stories260K (legacy llama, tied, f32)", async () => {
   assertEquals([s.bosTokenId, s.eosTokenIds], [1, [2]]);
 });
 
-Deno.test("config: llama-tiny (GQA, untied, bf16)", async () => {
+test("config: llama-tiny (GQA, untied, bf16)", async () => {
   const s = await spec("llama-tiny");
   assertEquals([s.numHeads, s.numKvHeads, s.headDim, s.tieWordEmbeddings, s.dtype], [
     4,
@@ -120,7 +122,7 @@ Deno.test("config: llama-tiny (GQA, untied, bf16)", async () => {
   assertEquals(s.layerWindows, [null, null, null]);
 });
 
-Deno.test("config: llama3-rope-tiny (llama3 rope scaling, tied, f16)", async () => {
+test("config: llama3-rope-tiny (llama3 rope scaling, tied, f16)", async () => {
   const s = await spec("llama3-rope-tiny");
   assertEquals(s.rope, {
     theta: 500000,
@@ -140,7 +142,7 @@ Deno.test("config: llama3-rope-tiny (llama3 rope scaling, tied, f16)", async () 
   assertEquals(s.attnScale, 64 ** -0.5);
 });
 
-Deno.test("config: qwen2-tiny (qkv bias, no o bias, no sliding)", async () => {
+test("config: qwen2-tiny (qkv bias, no o bias, no sliding)", async () => {
   const s = await spec("qwen2-tiny");
   assertEquals(
     pick(s, [
@@ -168,7 +170,7 @@ Deno.test("config: qwen2-tiny (qkv bias, no o bias, no sliding)", async () => {
   assertEquals(s.rope.theta, 1e6);
 });
 
-Deno.test("config: qwen3-tiny (new layout, q/k norm, head_dim != hidden/heads)", async () => {
+test("config: qwen3-tiny (new layout, q/k norm, head_dim != hidden/heads)", async () => {
   const s = await spec("qwen3-tiny");
   assertEquals(
     pick(s, ["architecture", "headDim", "numHeads", "qkNorm", "qkvBias", "oProjBias", "dtype"]),
@@ -187,7 +189,7 @@ Deno.test("config: qwen3-tiny (new layout, q/k norm, head_dim != hidden/heads)",
   assertEquals(s.attnScale, 64 ** -0.5);
 });
 
-Deno.test("config: mistral-tiny (sliding window on every layer, MQA)", async () => {
+test("config: mistral-tiny (sliding window on every layer, MQA)", async () => {
   const s = await spec("mistral-tiny");
   assertEquals([s.architecture, s.numKvHeads, s.layerWindows, s.dtype], [
     "mistral",
@@ -198,7 +200,7 @@ Deno.test("config: mistral-tiny (sliding window on every layer, MQA)", async () 
   assertEquals([s.qkvBias, s.oProjBias, s.tieWordEmbeddings], [false, false, false]);
 });
 
-Deno.test("config: gemma2-tiny (softcaps, scaled embeddings, sandwich norms, alternating windows)", async () => {
+test("config: gemma2-tiny (softcaps, scaled embeddings, sandwich norms, alternating windows)", async () => {
   const s = await spec("gemma2-tiny");
   assertEquals(s.layerWindows, [16, null, 16, null]);
   assertEquals(s.attnScale, 32 ** -0.5);
@@ -219,7 +221,7 @@ Deno.test("config: gemma2-tiny (softcaps, scaled embeddings, sandwich norms, alt
   ]);
 });
 
-Deno.test("config: every reference checkpoint matches its expected tensors exactly", async () => {
+test("config: every reference checkpoint matches its expected tensors exactly", async () => {
   for (const name of MODELS) {
     const s = await spec(name);
     const index = await openCheckpointTensors(SHARED_MODELS_DIR + name);
@@ -264,7 +266,7 @@ function toNew(c: Record<string, unknown>, layerTypes: string[]): Record<string,
   return out;
 }
 
-Deno.test("config: legacy and new layouts give the same spec", async () => {
+test("config: legacy and new layouts give the same spec", async () => {
   for (const name of ["qwen3-tiny", "gemma2-tiny"]) {
     const c = await rawConfig(name);
     assertEquals(parseModelSpec(toLegacy(c)), parseModelSpec(c), name);
@@ -284,7 +286,7 @@ Deno.test("config: legacy and new layouts give the same spec", async () => {
   ]);
 });
 
-Deno.test("config: sliding-window rules per architecture", async () => {
+test("config: sliding-window rules per architecture", async () => {
   const qwen2 = await rawConfig("qwen2-tiny");
   const slide = { ...qwen2, use_sliding_window: true, sliding_window: 8, max_window_layers: 1 };
   assertEquals(parseModelSpec(slide).layerWindows, [null, 8]);
@@ -312,7 +314,7 @@ Deno.test("config: sliding-window rules per architecture", async () => {
   );
 });
 
-Deno.test("config: biases, activations, softcap defaults, eos lists", async () => {
+test("config: biases, activations, softcap defaults, eos lists", async () => {
   const llama = await rawConfig("llama-tiny");
   const biased = parseModelSpec({ ...llama, attention_bias: true, mlp_bias: true });
   assertEquals([biased.qkvBias, biased.oProjBias, biased.mlpBias], [true, true, true]);
@@ -343,7 +345,7 @@ Deno.test("config: biases, activations, softcap defaults, eos lists", async () =
   assertEquals(parseModelSpec(byType).architecture, "llama");
 });
 
-Deno.test("config: malformed configs name config.json and the field", async () => {
+test("config: malformed configs name config.json and the field", async () => {
   const llama = await rawConfig("llama-tiny");
   const { hidden_size: _, ...missing } = llama;
   assertThrows(
@@ -397,15 +399,15 @@ Deno.test("config: malformed configs name config.json and the field", async () =
   assertEquals(err.file, "/x/config.json");
 });
 
-Deno.test("config: loadModelSpec reads generation_config.json eos ids and names missing files", async () => {
+test("config: loadModelSpec reads generation_config.json eos ids and names missing files", async () => {
   await withTempDir(async (dir) => {
     await writeSyntheticCheckpoint(dir, { eos_token_id: 2 });
-    await Deno.writeTextFile(
+    await sys.writeTextFile(
       `${dir}/generation_config.json`,
       JSON.stringify({ eos_token_id: [2, 9] }),
     );
     assertEquals((await loadModelSpec(dir)).eosTokenIds, [2, 9]);
-    await Deno.remove(`${dir}/config.json`);
+    await sys.remove(`${dir}/config.json`);
     const err = await loadModelSpec(dir).then(() => null, (e) => e);
     assert(err instanceof CheckpointError, String(err));
     assertEquals(err.file, `${dir}/config.json`);

@@ -3,6 +3,8 @@
  * it renders, and its numbers move while a load runs. The screenshot is kept at
  * tests/output/dashboard.png.
  */
+import { test } from "./helpers/test.ts";
+import * as sys from "./helpers/platform.ts";
 import { chromium } from "playwright-core";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { testServer } from "./helpers/server.ts";
@@ -10,9 +12,9 @@ import { testServer } from "./helpers/server.ts";
 // Page functions run in the browser, where `document` exists.
 declare const document: any;
 
-const CHROMIUM = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
+const CHROMIUM = sys.env("CHROMIUM_PATH") ?? "/usr/bin/chromium";
 
-Deno.test({
+test({
   name: "dashboard: renders in headless Chromium and its numbers move under load",
   sanitizeOps: false,
   sanitizeResources: false,
@@ -47,7 +49,7 @@ Deno.test({
         { timeout: 30000 },
       );
       const during = await read();
-      await Deno.mkdir(new URL("./output/", import.meta.url), { recursive: true });
+      await sys.mkdir(new URL("./output/", import.meta.url), { recursive: true });
       await page.screenshot({ path: new URL("./output/dashboard.png", import.meta.url).pathname, fullPage: true });
       await load;
       await page.waitForFunction((d) => Number(document.getElementById("decode-tokens")!.textContent) > d, during.decode, { timeout: 20000 });

@@ -1,10 +1,11 @@
 /** Request-side text: incremental detokenization and stop strings. */
+import { test } from "./helpers/test.ts";
 import { IncrementalDetokenizer, StopStringMatcher } from "../src/engine/detokenizer.ts";
 import { Tokenizer } from "../src/model/tokenizer.ts";
 import { loadGolden, modelDir } from "./helpers/reference.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 
-Deno.test("detokenizer: deltas concatenate to the full decode, leading spaces kept", async () => {
+test("detokenizer: deltas concatenate to the full decode, leading spaces kept", async () => {
   const tok = await Tokenizer.load(modelDir("stories260K"));
   const golden = await loadGolden("stories260K");
   for (const c of golden.cases) {
@@ -18,7 +19,7 @@ Deno.test("detokenizer: deltas concatenate to the full decode, leading spaces ke
   }
 });
 
-Deno.test("detokenizer: a UTF-8 character split over byte-fallback tokens is emitted whole", async () => {
+test("detokenizer: a UTF-8 character split over byte-fallback tokens is emitted whole", async () => {
   const tok = await Tokenizer.load(modelDir("stories260K"));
   const ids = tok.encode("Tom said: héllo 😀 ok", { addSpecialTokens: false });
   const d = new IncrementalDetokenizer(tok, [1]);
@@ -30,7 +31,7 @@ Deno.test("detokenizer: a UTF-8 character split over byte-fallback tokens is emi
   assert(deltas.filter((x) => x === "").length >= 3, JSON.stringify(deltas));
 });
 
-Deno.test("stop strings: text stops before the match and partial matches are held back", () => {
+test("stop strings: text stops before the match and partial matches are held back", () => {
   const m = new StopStringMatcher(["STOP", "\n\n"]);
   assertEquals(m.push("hello S"), "hello ");
   assertEquals(m.push("T"), "");

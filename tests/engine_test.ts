@@ -3,6 +3,7 @@
  * request an actor on its own MessageChannel): batch invariance, joins mid-flight,
  * preemption, chunked prefill, prefix caching, cancellation and finish reasons.
  */
+import { test } from "./helpers/test.ts";
 import { createEngine, type EngineClient, type GenerateOptions } from "../mod.ts";
 import { modelDir } from "./helpers/reference.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
@@ -46,7 +47,7 @@ async function waitIdle(engine: EngineClient, timeoutMs = 20000): Promise<void> 
 }
 
 for (const model of ["stories260K", "gemma2-tiny"]) {
-  Deno.test(`engine ${model}: 20 concurrent greedy requests equal their solo runs`, async () => {
+  test(`engine ${model}: 20 concurrent greedy requests equal their solo runs`, async () => {
     const engine = await createEngine({ model: modelDir(model), maxBatchTokens: 64, maxSeqs: 32 });
     try {
       const reqs = workload(20);
@@ -66,7 +67,7 @@ for (const model of ["stories260K", "gemma2-tiny"]) {
   });
 }
 
-Deno.test("engine: seeded sampling gives the same output whatever else is in the batch", async () => {
+test("engine: seeded sampling gives the same output whatever else is in the batch", async () => {
   const engine = await createEngine({ model: modelDir("stories260K"), maxBatchTokens: 64 });
   try {
     const reqs = workload(16, { temperature: 0.9, topP: 0.95, topK: 50, seed: 1234 });
@@ -83,7 +84,7 @@ Deno.test("engine: seeded sampling gives the same output whatever else is in the
   }
 });
 
-Deno.test("engine: a request joining mid-flight changes no one else's output", async () => {
+test("engine: a request joining mid-flight changes no one else's output", async () => {
   const engine = await createEngine({ model: modelDir("stories260K"), maxBatchTokens: 32, stepsPerSync: 2 });
   try {
     const base = workload(6).map((r) => ({ ...r, maxTokens: 48 }));
@@ -104,7 +105,7 @@ Deno.test("engine: a request joining mid-flight changes no one else's output", a
   }
 });
 
-Deno.test("engine: a cache too small for the load preempts, and outputs still equal solo runs", async () => {
+test("engine: a cache too small for the load preempts, and outputs still equal solo runs", async () => {
   // 12 blocks of 8 tokens: four sequences of ~90 tokens cannot all fit at once.
   const engine = await createEngine({ model: modelDir("stories260K"), numBlocks: 14, blockSize: 8, maxBatchTokens: 64 });
   try {
@@ -127,7 +128,7 @@ Deno.test("engine: a cache too small for the load preempts, and outputs still eq
   }
 });
 
-Deno.test("engine: chunked prefill equals unchunked; prefix-cache hits cut prefill and change nothing", async () => {
+test("engine: chunked prefill equals unchunked; prefix-cache hits cut prefill and change nothing", async () => {
   const long = "Lily and Tom were friends. They liked to play in the garden every day. One day, they found a big box.";
   const chunked = await createEngine({ model: modelDir("stories260K"), maxBatchTokens: 8 });
   const whole = await createEngine({ model: modelDir("stories260K"), maxBatchTokens: 256 });
@@ -150,7 +151,7 @@ Deno.test("engine: chunked prefill equals unchunked; prefix-cache hits cut prefi
   }
 });
 
-Deno.test("engine: a storm of requests with random cancellations returns every block", async () => {
+test("engine: a storm of requests with random cancellations returns every block", async () => {
   const engine = await createEngine({ model: modelDir("stories260K"), maxBatchTokens: 64, numBlocks: 64, blockSize: 8 });
   try {
     let seed = 7;
@@ -173,7 +174,7 @@ Deno.test("engine: a storm of requests with random cancellations returns every b
   }
 });
 
-Deno.test("engine: stop strings, EOS, max tokens and cancellation end with the right reason", async () => {
+test("engine: stop strings, EOS, max tokens and cancellation end with the right reason", async () => {
   const engine = await createEngine({ model: modelDir("stories260K") });
   try {
     const full = await engine.generate({ prompt: "Once upon a time", maxTokens: 24, ignoreEos: true });
@@ -209,7 +210,7 @@ Deno.test("engine: stop strings, EOS, max tokens and cancellation end with the r
   }
 });
 
-Deno.test("engine: n > 1 shares the prompt; logprobs come with top alternatives", async () => {
+test("engine: n > 1 shares the prompt; logprobs come with top alternatives", async () => {
   const engine = await createEngine({ model: modelDir("stories260K") });
   try {
     const r = await engine.generate({ prompt: "Lily and Tom were friends. They liked to play in the garden every day. One day, they", maxTokens: 12, n: 3, temperature: 1, seed: 5, logprobs: 3, ignoreEos: true });
@@ -231,7 +232,7 @@ Deno.test("engine: n > 1 shares the prompt; logprobs come with top alternatives"
   }
 });
 
-Deno.test("engine: a failing step loop fails its requests with an error and reports it in stats", async () => {
+test("engine: a failing step loop fails its requests with an error and reports it in stats", async () => {
   const { Engine } = await import("../src/engine/engine.ts");
   const engine = await Engine.load({ model: modelDir("stories260K"), maxBatchTokens: 32 });
   try {

@@ -3,6 +3,7 @@
  * per step, tensors above the binding limit split without changing a bit, f16 storage of a
  * bf16 checkpoint equal to f32 storage, and a clear error without an adapter.
  */
+import { test } from "./helpers/test.ts";
 import { ModelRunner } from "../src/model/model_runner.ts";
 import { buildStepBatch } from "../src/model/step_batch.ts";
 import { greedyGenerate } from "../src/model/greedy.ts";
@@ -21,7 +22,7 @@ async function promptLogits(runner: ModelRunner, ids: number[]): Promise<Float32
   }
 }
 
-Deno.test("forward: steps create no pipelines or bind groups and submit once each", async () => {
+test("forward: steps create no pipelines or bind groups and submit once each", async () => {
   const runner = await ModelRunner.load(modelDir("gemma2-tiny"), { maxTokens: 32, numBlocks: 32 });
   try {
     const device = runner.gpu.device;
@@ -50,7 +51,7 @@ Deno.test("forward: steps create no pipelines or bind groups and submit once eac
   }
 });
 
-Deno.test("forward: matrices split over a small binding limit give identical logits", async () => {
+test("forward: matrices split over a small binding limit give identical logits", async () => {
   const golden = await loadGolden("gemma2-tiny");
   const ids = golden.cases[1].prompt_ids.slice(0, 16);
   const opts = { maxTokens: 16, maxLogitRows: 16, maxSeqs: 2, numBlocks: 16 };
@@ -71,7 +72,7 @@ Deno.test("forward: matrices split over a small binding limit give identical log
   }
 });
 
-Deno.test("forward: a bf16 checkpoint stored as f16 matches f32 storage", async () => {
+test("forward: a bf16 checkpoint stored as f16 matches f32 storage", async () => {
   const golden = await loadGolden("llama-tiny");
   const ids = golden.cases[2].prompt_ids;
   const opts = { maxTokens: 128, maxLogitRows: 128, numBlocks: 16 };
@@ -91,7 +92,7 @@ Deno.test("forward: a bf16 checkpoint stored as f16 matches f32 storage", async 
   }
 });
 
-Deno.test("gpu: no adapter gives an error that says how to get one", async () => {
+test("gpu: no adapter gives an error that says how to get one", async () => {
   const noAdapter = { requestAdapter: () => Promise.resolve(null) } as unknown as GPU;
   const err = await assertRejects(() => createGpu({ gpu: noAdapter }), NoGpuAdapterError);
   assert(err.message.includes("mesa-vulkan-drivers"), err.message);

@@ -4,6 +4,8 @@
  * process: it downloads on first use, serves, and on SIGTERM finishes in-flight work and
  * exits 0.
  */
+import { test } from "./helpers/test.ts";
+import * as sys from "./helpers/platform.ts";
 import { hubCacheDir, ModelNotFoundError, resolveModel } from "../src/server/hub.ts";
 import { modelDir } from "./helpers/reference.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
@@ -15,11 +17,11 @@ const SHA = "0123456789abcdef0123456789abcdef01234567";
 async function fakeHub(): Promise<{ endpoint: string; downloads: string[]; close: () => Promise<void> }> {
   const dir = modelDir("stories260K");
   const files: { rfilename: string; size: number }[] = [];
-  for await (const e of Deno.readDir(dir)) {
-    if (e.isFile && e.name !== "golden.json") files.push({ rfilename: e.name, size: (await Deno.stat(`${dir}/${e.name}`)).size });
+  for await (const e of sys.readDir(dir)) {
+    if (e.isFile && e.name !== "golden.json") files.push({ rfilename: e.name, size: (await sys.stat(`${dir}/${e.name}`)).size });
   }
   const downloads: string[] = [];
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+  const server = sys.serveHttp({ hostname: "127.0.0.1", port: 0 }, async (req) => {
     const path = new URL(req.url).pathname;
     if (path === `/api/models/${REPO}/revision/main`) return Response.json({ id: REPO, sha: SHA, siblings: files });
     const prefix = `/${REPO}/resolve/${SHA}/`;
@@ -27,7 +29,7 @@ async function fakeHub(): Promise<{ endpoint: string; downloads: string[]; close
       const name = path.slice(prefix.length);
       if (!files.some((f) => f.rfilename === name)) return new Response("not found", { status: 404 });
       downloads.push(name);
-      const bytes = await Deno.readFile(`${dir}/${name}`);
+      const bytes = await sys.readFile(`${dir}/${name}`);
       return new Response(bytes, { headers: { "content-length": String(bytes.length) } });
     }
     return new Response("not found", { status: 404 });
@@ -35,18 +37,18 @@ async function fakeHub(): Promise<{ endpoint: string; downloads: string[]; close
   return { endpoint: `http://127.0.0.1:${server.addr.port}`, downloads, close: () => server.shutdown() };
 }
 
-Deno.test("hub: downloads into the HF cache layout once, then resolves offline", async () => {
+test("hub: downloads into the HF cache layout once, then resolves offline", async () => {
   const hub = await fakeHub();
-  const cache = await Deno.makeTempDir();
+  const cache = await sys.makeTempDir();
   try {
     const env = (name: string) => ({ HF_HUB_CACHE: cache, HF_ENDPOINT: hub.endpoint } as Record<string, string>)[name];
     let last = [0, 0];
     const dir = await resolveModel(REPO, { env, onProgress: (done, total) => (last = [done, total]) });
     assertEquals(dir, `${cache}/models--test-org--stories/snapshots/${SHA}`);
-    assertEquals((await Deno.readTextFile(`${cache}/models--test-org--stories/refs/main`)).trim(), SHA);
+    assertEquals((await sys.readTextFile(`${cache}/models--test-org--stories/refs/main`)).trim(), SHA);
     const src = modelDir("stories260K");
     for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"]) {
-      assertEquals(await Deno.readFile(`${dir}/${f}`), await Deno.readFile(`${src}/${f}`), f);
+      assertEquals(await sys.readFile(`${dir}/${f}`), await sys.readFile(`${src}/${f}`), f);
     }
     assert(last[1] > 1_000_000 && last[0] === last[1], `progress ${last}`);
     assert(!hub.downloads.includes("golden.json"));
@@ -55,12 +57,12 @@ Deno.test("hub: downloads into the HF cache layout once, then resolves offline",
     assertEquals(await resolveModel(REPO, { env, fetch: noNet }), dir);
   } finally {
     await hub.close();
-    await Deno.remove(cache, { recursive: true });
+    await sys.remove(cache, { recursive: true });
   }
 });
 
-Deno.test("hub: offline with nothing cached is a clear error naming --model DIR", async () => {
-  const cache = await Deno.makeTempDir();
+test("hub: offline with nothing cached is a clear error naming --model DIR", async () => {
+  const cache = await sys.makeTempDir();
   try {
     const offline = (name: string) => ({ HF_HUB_CACHE: cache, HF_HUB_OFFLINE: "1" } as Record<string, string>)[name];
     await assertRejects(() => resolveModel(REPO, { env: offline }), ModelNotFoundError, "--model DIR");
@@ -71,44 +73,32 @@ Deno.test("hub: offline with nothing cached is a clear error naming --model DIR"
     assertEquals(hubCacheDir((n) => ({ HF_HOME: "/x/hf" } as Record<string, string>)[n]), "/x/hf/hub");
     assertEquals(hubCacheDir((n) => ({ HOME: "/home/u" } as Record<string, string>)[n]), "/home/u/.cache/huggingface/hub");
   } finally {
-    await Deno.remove(cache, { recursive: true });
+    await sys.remove(cache, { recursive: true });
   }
 });
 
-Deno.test("serve.ts process: hub id downloaded on first use, SIGTERM finishes in-flight work and exits 0", async () => {
+test("serve.ts process: hub id downloaded on first use, SIGTERM finishes in-flight work and exits 0", async () => {
   const hub = await fakeHub();
-  const cache = await Deno.makeTempDir();
+  const cache = await sys.makeTempDir();
   const root = new URL("../", import.meta.url).pathname;
-  const proc = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "serve.ts", "--model", REPO, "--port", "0", "--shutdown-timeout", "20"],
+  const proc = sys.startScript(`${root}serve.ts`, ["--model", REPO, "--port", "0", "--shutdown-timeout", "20"], {
     cwd: root,
     env: { HF_HUB_CACHE: cache, HF_ENDPOINT: hub.endpoint, NO_COLOR: "1" },
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let log = "";
-  const reader = proc.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  const pump = (async () => {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      log += value;
-    }
-  })();
+  });
   try {
     const port = await (async () => {
       for (let i = 0; i < 600; i++) {
-        const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(log);
+        const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(proc.stderr());
         if (m) return Number(m[1]);
         await new Promise((r) => setTimeout(r, 50));
       }
-      throw new Error(`no listening line: ${log}`);
+      throw new Error(`no listening line: ${proc.stderr()}`);
     })();
     const base = `http://127.0.0.1:${port}`;
     for (let i = 0; i < 600 && (await fetch(`${base}/health`).then((r) => r.status)) !== 200; i++) {
       await new Promise((r) => setTimeout(r, 100));
     }
-    assertEquals((await fetch(`${base}/health`)).status, 200, log);
+    assertEquals((await fetch(`${base}/health`)).status, 200, proc.stderr());
     assert(hub.downloads.includes("model.safetensors"), "nothing was downloaded");
     // A request in flight when SIGTERM arrives still completes.
     const res = await fetch(`${base}/v1/completions`, {
@@ -125,14 +115,10 @@ Deno.test("serve.ts process: hub id downloaded on first use, SIGTERM finishes in
       text += new TextDecoder().decode(value);
     }
     assert(text.includes('"finish_reason":"length"') && text.trim().endsWith("data: [DONE]"), text.slice(-300));
-    const status = await proc.status;
-    assertEquals(status.code, 0, log);
+    assertEquals(await proc.exited, 0, proc.stderr());
   } finally {
-    try {
-      proc.kill("SIGKILL");
-    } catch { /* already gone */ }
-    await pump.catch(() => {});
+    proc.kill("SIGKILL");
     await hub.close();
-    await Deno.remove(cache, { recursive: true });
+    await sys.remove(cache, { recursive: true });
   }
 });

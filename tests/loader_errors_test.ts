@@ -2,6 +2,8 @@
  * Broken checkpoints fail with a CheckpointError whose message names the file at fault and
  * the reason, before anything reaches the GPU.
  */
+import { test } from "./helpers/test.ts";
+import * as sys from "./helpers/platform.ts";
 import { checkTensorShapes, loadModelSpec } from "../src/model/config.ts";
 import { CheckpointError, UnsupportedArchitectureError } from "../src/model/errors.ts";
 import { openCheckpointTensors } from "../src/model/safetensors.ts";
@@ -46,7 +48,7 @@ async function expectOpenFails(
   return err;
 }
 
-Deno.test("loader: a well-formed file opens (control for the cases below)", async () => {
+test("loader: a well-formed file opens (control for the cases below)", async () => {
   await withTempDir(async (dir) => {
     await writeSafetensors(`${dir}/model.safetensors`, TENSORS);
     const index = await openCheckpointTensors(dir);
@@ -55,23 +57,23 @@ Deno.test("loader: a well-formed file opens (control for the cases below)", asyn
   });
 });
 
-Deno.test("loader: missing model.safetensors", async () => {
+test("loader: missing model.safetensors", async () => {
   await withTempDir(async (dir) => {
     const err = await expectOpenFails(dir, `${dir}/model.safetensors`, "not found");
     assert(err.message.includes("model.safetensors.index.json"), err.message);
   });
 });
 
-Deno.test("loader: missing config.json", async () => {
+test("loader: missing config.json", async () => {
   await withTempDir(async (dir) => {
     const err = await assertRejects(() => loadModelSpec(dir), CheckpointError, "not found");
     assertEquals(err.message, `${dir}/config.json: file not found`);
   });
 });
 
-Deno.test("loader: config.json that is not JSON", async () => {
+test("loader: config.json that is not JSON", async () => {
   await withTempDir(async (dir) => {
-    await Deno.writeTextFile(`${dir}/config.json`, "{ hidden_size: 4");
+    await sys.writeTextFile(`${dir}/config.json`, "{ hidden_size: 4");
     await assertRejects(
       () => loadModelSpec(dir),
       CheckpointError,
@@ -80,33 +82,33 @@ Deno.test("loader: config.json that is not JSON", async () => {
   });
 });
 
-Deno.test("loader: file shorter than the 8-byte length field", async () => {
+test("loader: file shorter than the 8-byte length field", async () => {
   await withTempDir(async (dir) => {
-    await Deno.writeFile(`${dir}/model.safetensors`, new Uint8Array([1, 2, 3]));
+    await sys.writeFile(`${dir}/model.safetensors`, new Uint8Array([1, 2, 3]));
     await expectOpenFails(dir, `${dir}/model.safetensors`, "3 bytes", "shorter than");
   });
 });
 
-Deno.test("loader: truncated file (data shorter than the offsets)", async () => {
+test("loader: truncated file (data shorter than the offsets)", async () => {
   // Tensor b's 8 bytes sit at the end; cut 3 of them off.
   await expectBroken({ truncateBytes: 3 }, "tensor b", "out of range", "truncated");
 });
 
-Deno.test("loader: header length beyond the end of the file", async () => {
+test("loader: header length beyond the end of the file", async () => {
   await expectBroken({ headerLength: 5000 }, "header length 5000", "past the end");
 });
 
-Deno.test("loader: absurd header length", async () => {
+test("loader: absurd header length", async () => {
   await expectBroken({ headerLength: 2n ** 40n }, "header length 1099511627776", "absurd");
 });
 
-Deno.test("loader: header that is not JSON / not an object", async () => {
+test("loader: header that is not JSON / not an object", async () => {
   await expectBroken({ headerText: '{"a": {"dtype": "F32",' }, "header is not valid JSON");
   await expectBroken({ headerText: "[1, 2, 3]" }, "header is not a JSON object");
   await expectBroken({ headerText: '{"a": 5}' }, "tensor a", "not an object");
 });
 
-Deno.test("loader: unknown dtypes", async () => {
+test("loader: unknown dtypes", async () => {
   for (const dtype of ["I64", "F64", "F8_E4M3"]) {
     await expectBroken(
       { patchHeader: (h) => (h.a.dtype = dtype) },
@@ -115,7 +117,7 @@ Deno.test("loader: unknown dtypes", async () => {
   }
 });
 
-Deno.test("loader: invalid shapes and data_offsets", async () => {
+test("loader: invalid shapes and data_offsets", async () => {
   await expectBroken({ patchHeader: (h) => (h.a.shape = [2, -3]) }, "tensor a", "invalid shape");
   await expectBroken({ patchHeader: (h) => (h.a.shape = "2x3") }, "tensor a", "invalid shape");
   await expectBroken(
@@ -130,7 +132,7 @@ Deno.test("loader: invalid shapes and data_offsets", async () => {
   );
 });
 
-Deno.test("loader: data_offsets out of range of the file", async () => {
+test("loader: data_offsets out of range of the file", async () => {
   // Consistent byte length (8 bytes for [4] bf16) but past the 32-byte data section.
   await expectBroken(
     { patchHeader: (h) => (h.b.data_offsets = [1000, 1008]) },
@@ -139,7 +141,7 @@ Deno.test("loader: data_offsets out of range of the file", async () => {
   );
 });
 
-Deno.test("loader: byte length does not match shape x dtype", async () => {
+test("loader: byte length does not match shape x dtype", async () => {
   await expectBroken(
     { patchHeader: (h) => (h.a.shape = [3, 3]) },
     "tensor a",
@@ -151,11 +153,11 @@ Deno.test("loader: byte length does not match shape x dtype", async () => {
   await expectBroken({ patchHeader: (h) => (h.b.dtype = "F32") }, "tensor b", "byte length 8");
 });
 
-Deno.test("loader: raw byte builder produces what the reader expects", async () => {
+test("loader: raw byte builder produces what the reader expects", async () => {
   await withTempDir(async (dir) => {
     const data = new Uint8Array(new Float32Array([1.5, -2]).buffer);
     const header = { x: { dtype: "F32", shape: [2], data_offsets: [0, 8] } };
-    await Deno.writeFile(`${dir}/model.safetensors`, makeRawSafetensorsBytes(header, data));
+    await sys.writeFile(`${dir}/model.safetensors`, makeRawSafetensorsBytes(header, data));
     const index = await openCheckpointTensors(dir);
     const bytes = await index.read(index.get("x"));
     assertEquals(new Float32Array(bytes.buffer), new Float32Array([1.5, -2]));
@@ -163,11 +165,11 @@ Deno.test("loader: raw byte builder produces what the reader expects", async () 
   });
 });
 
-Deno.test("loader: unsupported architecture", async () => {
+test("loader: unsupported architecture", async () => {
   await withTempDir(async (dir) => {
     await writeSyntheticCheckpoint(dir);
-    const config = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
-    await Deno.writeTextFile(
+    const config = JSON.parse(await sys.readTextFile(`${dir}/config.json`));
+    await sys.writeTextFile(
       `${dir}/config.json`,
       JSON.stringify({ ...config, architectures: ["GPT2LMHeadModel"], model_type: "gpt2" }),
     );
@@ -178,7 +180,7 @@ Deno.test("loader: unsupported architecture", async () => {
   });
 });
 
-Deno.test("loader: tensor shape mismatch names the file, tensor and both shapes", async () => {
+test("loader: tensor shape mismatch names the file, tensor and both shapes", async () => {
   await withTempDir(async (dir) => {
     await writeSyntheticCheckpoint(dir, {}, {
       mutate: (tensors) => {
@@ -201,7 +203,7 @@ Deno.test("loader: tensor shape mismatch names the file, tensor and both shapes"
   });
 });
 
-Deno.test("loader: missing tensor", async () => {
+test("loader: missing tensor", async () => {
   await withTempDir(async (dir) => {
     await writeSyntheticCheckpoint(dir, { tie_word_embeddings: false }, {
       mutate: (tensors) => tensors.splice(tensors.findIndex((t) => t.name === "lm_head.weight"), 1),
@@ -222,22 +224,22 @@ Deno.test("loader: missing tensor", async () => {
   });
 });
 
-Deno.test("loader: sharded index pointing at a missing shard", async () => {
+test("loader: sharded index pointing at a missing shard", async () => {
   await withTempDir(async (dir) => {
     await writeSyntheticCheckpoint(dir, {}, { sharded: 2 });
     const shard = `${dir}/model-00002-of-00002.safetensors`;
-    await Deno.remove(shard);
+    await sys.remove(shard);
     await expectOpenFails(dir, shard, "shard file not found", "model.safetensors.index.json");
   });
 });
 
-Deno.test("loader: sharded index listing a tensor its shard lacks", async () => {
+test("loader: sharded index listing a tensor its shard lacks", async () => {
   await withTempDir(async (dir) => {
     await writeSyntheticCheckpoint(dir, {}, { sharded: 2 });
     const indexFile = `${dir}/model.safetensors.index.json`;
-    const index = JSON.parse(await Deno.readTextFile(indexFile));
+    const index = JSON.parse(await sys.readTextFile(indexFile));
     index.weight_map["model.norm.weight"] = "model-00001-of-00002.safetensors";
-    await Deno.writeTextFile(indexFile, JSON.stringify(index));
+    await sys.writeTextFile(indexFile, JSON.stringify(index));
     await expectOpenFails(
       dir,
       `${dir}/model-00001-of-00002.safetensors`,
@@ -247,23 +249,23 @@ Deno.test("loader: sharded index listing a tensor its shard lacks", async () => 
   });
 });
 
-Deno.test("loader: sharded index that is not valid", async () => {
+test("loader: sharded index that is not valid", async () => {
   await withTempDir(async (dir) => {
     const indexFile = `${dir}/model.safetensors.index.json`;
-    await Deno.writeTextFile(indexFile, "nope");
+    await sys.writeTextFile(indexFile, "nope");
     await expectOpenFails(dir, indexFile, "not valid JSON");
-    await Deno.writeTextFile(indexFile, JSON.stringify({ metadata: {} }));
+    await sys.writeTextFile(indexFile, JSON.stringify({ metadata: {} }));
     await expectOpenFails(dir, indexFile, "weight_map");
   });
 });
 
-Deno.test("loader: a shard truncated after opening fails the read, not silently", async () => {
+test("loader: a shard truncated after opening fails the read, not silently", async () => {
   await withTempDir(async (dir) => {
     await writeSafetensors(`${dir}/model.safetensors`, TENSORS);
     const index = await openCheckpointTensors(dir);
     const info = index.get("b");
-    const bytes = await Deno.readFile(`${dir}/model.safetensors`);
-    await Deno.writeFile(`${dir}/model.safetensors`, bytes.subarray(0, bytes.length - 4));
+    const bytes = await sys.readFile(`${dir}/model.safetensors`);
+    await sys.writeFile(`${dir}/model.safetensors`, bytes.subarray(0, bytes.length - 4));
     await assertRejects(() => index.read(info), CheckpointError, "unexpected end of file");
     index.close();
   });

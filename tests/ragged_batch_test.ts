@@ -3,13 +3,14 @@
  * (rows never mix), prompts longer than the sliding window included, and prefill split into
  * chunks gives the same logits as one pass.
  */
+import { test } from "./helpers/test.ts";
 import { ModelRunner } from "../src/model/model_runner.ts";
 import { buildStepBatch, type SequenceChunk } from "../src/model/step_batch.ts";
 import { loadGolden, maxAbsDiff, modelDir } from "./helpers/reference.ts";
 import { assertEquals } from "./helpers/assert.ts";
 
 for (const name of ["stories260K", "gemma2-tiny", "mistral-tiny", "qwen3-tiny"]) {
-  Deno.test(`ragged batch ${name}: per-sequence logits equal solo runs`, async () => {
+  test(`ragged batch ${name}: per-sequence logits equal solo runs`, async () => {
     const golden = await loadGolden(name);
     const runner = await ModelRunner.load(modelDir(name), {
       maxTokens: 256,

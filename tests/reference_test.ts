@@ -6,6 +6,7 @@
  * weights stored as f16 are exact for f16 checkpoints and for bf16 values in f16's range, so
  * the f32 bound applies to every model.
  */
+import { test } from "./helpers/test.ts";
 import { ModelRunner } from "../src/model/model_runner.ts";
 import { greedyGenerate } from "../src/model/greedy.ts";
 import { buildStepBatch } from "../src/model/step_batch.ts";
@@ -40,7 +41,7 @@ async function teacherForced(runner: ModelRunner, ids: number[]): Promise<Float3
 }
 
 for (const name of MODEL_NAMES) {
-  Deno.test(`reference ${name}: logits and greedy ids match transformers (paged and eager)`, async (t) => {
+  test(`reference ${name}: logits and greedy ids match transformers (paged and eager)`, async (t) => {
     const golden = await loadGolden(name);
     const opts = { maxTokens: 128, maxLogitRows: 128, maxSeqs: 4, blockSize: 16, numBlocks: 64 };
     const paged = await ModelRunner.load(modelDir(name), { ...opts, attn: "paged" });

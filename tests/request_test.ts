@@ -1,16 +1,17 @@
 /** Validation of request options: every bad value names its option. */
+import { test } from "./helpers/test.ts";
 import { InvalidRequestError, validateRequest } from "../src/engine/request.ts";
 import { assertEquals, assertThrows } from "./helpers/assert.ts";
 
 const LIMITS = { vocabSize: 512, maxContext: 64, maxTopLogprobs: 20, maxN: 8 };
 
-Deno.test("request: defaults are greedy with room-limited max tokens", () => {
+test("request: defaults are greedy with room-limited max tokens", () => {
   const r = validateRequest({ prompt: "x" }, [1, 2, 3], LIMITS);
   assertEquals([r.temperature, r.topK, r.topP, r.maxTokens, r.n, r.logprobs], [0, 0, 1, 61, 1, false]);
   assertEquals(validateRequest({ prompt: "x", seed: 3 }, [1], LIMITS).temperature, 1);
 });
 
-Deno.test("request: bad options are refused with the option named", () => {
+test("request: bad options are refused with the option named", () => {
   const bad: [Record<string, unknown>, string][] = [
     [{ maxTokens: 0 }, "maxTokens"],
     [{ maxTokens: 1.5 }, "maxTokens"],

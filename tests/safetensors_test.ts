@@ -1,4 +1,6 @@
 /** Safetensors reader: round trips per dtype, chunked reads, shards, the real checkpoints. */
+import { test } from "./helpers/test.ts";
+import * as sys from "./helpers/platform.ts";
 import { CheckpointError } from "../src/model/errors.ts";
 import {
   openCheckpointTensors,
@@ -56,7 +58,7 @@ async function readChunked(
   return out;
 }
 
-Deno.test("f16/bf16 encoders round to nearest even", () => {
+test("f16/bf16 encoders round to nearest even", () => {
   // Known bit patterns, ties included.
   assertEquals(f32ToF16Bits(1), 0x3c00);
   assertEquals(f32ToF16Bits(-2), 0xc000);
@@ -84,7 +86,7 @@ Deno.test("f16/bf16 encoders round to nearest even", () => {
 });
 
 for (const dtype of ["F32", "F16", "BF16"] as const) {
-  Deno.test(`safetensors round trip ${dtype} through small chunks`, async () => {
+  test(`safetensors round trip ${dtype} through small chunks`, async () => {
     await withTempDir(async (dir) => {
       const tensors = [
         randomTensor("a", dtype, [3, 5], 1), // odd element count: last chunk is partial
@@ -96,7 +98,7 @@ for (const dtype of ["F32", "F16", "BF16"] as const) {
       const index = await openCheckpointTensors(dir);
       try {
         assertEquals(index.names().sort(), ["a", "b.weight", "empty", "scalar"]);
-        const file = await Deno.readFile(`${dir}/model.safetensors`);
+        const file = await sys.readFile(`${dir}/model.safetensors`);
         for (const t of tensors) {
           const info = index.get(t.name);
           assertEquals([info.dtype, info.shape, info.file], [
@@ -126,7 +128,7 @@ for (const dtype of ["F32", "F16", "BF16"] as const) {
   });
 }
 
-Deno.test("safetensors: __metadata__ is not a tensor; get() on a missing name names it", async () => {
+test("safetensors: __metadata__ is not a tensor; get() on a missing name names it", async () => {
   await withTempDir(async (dir) => {
     await writeSafetensors(`${dir}/model.safetensors`, [randomTensor("x", "F32", [2], 1)], {
       metadata: { format: "pt", note: "hello" },
@@ -140,7 +142,7 @@ Deno.test("safetensors: __metadata__ is not a tensor; get() on a missing name na
   });
 });
 
-Deno.test("safetensors: sharded checkpoint resolves each tensor to its shard", async () => {
+test("safetensors: sharded checkpoint resolves each tensor to its shard", async () => {
   await withTempDir(async (dir) => {
     const written = await writeSyntheticCheckpoint(dir, {}, { sharded: 3, dtype: "BF16" });
     const index = await openCheckpointTensors(dir);
@@ -148,7 +150,7 @@ Deno.test("safetensors: sharded checkpoint resolves each tensor to its shard", a
       assertEquals(index.source, `${dir}/model.safetensors.index.json`);
       assertEquals(index.names().sort(), written.map((t) => t.name).sort());
       const map =
-        JSON.parse(await Deno.readTextFile(`${dir}/model.safetensors.index.json`)).weight_map;
+        JSON.parse(await sys.readTextFile(`${dir}/model.safetensors.index.json`)).weight_map;
       assertEquals(new Set(Object.values(map)).size, 3);
       for (const t of written) {
         const info = index.get(t.name);
@@ -161,21 +163,21 @@ Deno.test("safetensors: sharded checkpoint resolves each tensor to its shard", a
   });
 });
 
-Deno.test("safetensors: relative directory paths resolve to absolute files", async () => {
+test("safetensors: relative directory paths resolve to absolute files", async () => {
   await withTempDir(async (dir) => {
     await writeSafetensors(`${dir}/model.safetensors`, [randomTensor("x", "F16", [4], 1)]);
-    const cwd = Deno.cwd();
-    Deno.chdir(dir);
+    const cwd = sys.cwd();
+    sys.chdir(dir);
     try {
       const index = await openCheckpointTensors("./");
-      assertEquals(index.get("x").file, `${await Deno.realPath(dir)}/model.safetensors`);
+      assertEquals(index.get("x").file, `${await sys.realPath(dir)}/model.safetensors`);
     } finally {
-      Deno.chdir(cwd);
+      sys.chdir(cwd);
     }
   });
 });
 
-Deno.test("safetensors: reads the shared stories260K checkpoint", async () => {
+test("safetensors: reads the shared stories260K checkpoint", async () => {
   const index = await openCheckpointTensors(`${SHARED_MODELS_DIR}stories260K`);
   try {
     const embed = index.get("model.embed_tokens.weight");
@@ -191,7 +193,7 @@ Deno.test("safetensors: reads the shared stories260K checkpoint", async () => {
   }
 });
 
-Deno.test("safetensors: reading after close fails", async () => {
+test("safetensors: reading after close fails", async () => {
   await withTempDir(async (dir) => {
     await writeSafetensors(`${dir}/model.safetensors`, [randomTensor("x", "F32", [2], 1)]);
     const index = await openCheckpointTensors(dir);

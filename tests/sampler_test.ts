@@ -3,6 +3,7 @@
  * greedy ties, the sampled distribution, top-k/top-p/min-p support, seeding, penalties and
  * logprobs with alternatives.
  */
+import { test } from "./helpers/test.ts";
 import { createGpu, type Gpu } from "../src/gpu/device.ts";
 import { loadKernelSources, PipelineCache } from "../src/gpu/kernel.ts";
 import { GpuSampler, packRowSampling, type RowSampling, SAMPLING_PARAM_WORDS, type SampledToken } from "../src/engine/gpu_sampler.ts";
@@ -93,7 +94,7 @@ async function draw(h: Harness, row: number[], n: number, params: Partial<RowSam
 
 const ROW = [1.0, 2.5, 0.3, 2.0, -1.0, 1.8, 0.0, 2.4];
 
-Deno.test("sampler: greedy is argmax with the lowest index on ties", async () => {
+test("sampler: greedy is argmax with the lowest index on ties", async () => {
   const h = await harness(300, 4);
   try {
     const a = Array.from({ length: 300 }, (_, i) => Math.sin(i));
@@ -109,7 +110,7 @@ Deno.test("sampler: greedy is argmax with the lowest index on ties", async () =>
   }
 });
 
-Deno.test("sampler: temperature sampling follows softmax(logits / T)", async () => {
+test("sampler: temperature sampling follows softmax(logits / T)", async () => {
   const h = await harness(ROW.length, 64);
   try {
     for (const t of [1, 0.5]) {
@@ -125,7 +126,7 @@ Deno.test("sampler: temperature sampling follows softmax(logits / T)", async () 
   }
 });
 
-Deno.test("sampler: top-k, top-p and min-p keep exactly their support", async () => {
+test("sampler: top-k, top-p and min-p keep exactly their support", async () => {
   const h = await harness(ROW.length, 64);
   try {
     const order = [...ROW.keys()].sort((a, b) => ROW[b] - ROW[a]); // 1, 7, 3, 5, 0, 2, 6, 4
@@ -151,7 +152,7 @@ Deno.test("sampler: top-k, top-p and min-p keep exactly their support", async ()
   }
 });
 
-Deno.test("sampler: a seed gives the same token for the same output index in any row", async () => {
+test("sampler: a seed gives the same token for the same output index in any row", async () => {
   const h = await harness(1000, 16);
   try {
     const row = Array.from({ length: 1000 }, (_, i) => Math.cos(i * 0.37) * 2);
@@ -168,7 +169,7 @@ Deno.test("sampler: a seed gives the same token for the same output index in any
   }
 });
 
-Deno.test("sampler: repetition, presence and frequency penalties", async () => {
+test("sampler: repetition, presence and frequency penalties", async () => {
   const h = await harness(8, 4);
   try {
     const row = [0, 3, 0, 2.8, 0, -1, 0, 0];
@@ -194,7 +195,7 @@ Deno.test("sampler: repetition, presence and frequency penalties", async () => {
   }
 });
 
-Deno.test("sampler: logprobs are the raw log-softmax, with the best alternatives in order", async () => {
+test("sampler: logprobs are the raw log-softmax, with the best alternatives in order", async () => {
   const h = await harness(500, 2, 5);
   try {
     const row = Array.from({ length: 500 }, (_, i) => Math.sin(i * 1.3) * 3);

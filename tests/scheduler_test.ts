@@ -1,4 +1,5 @@
 /** Scheduler: budget order, chunking, admission, preemption and recompute. CPU only. */
+import { test } from "./helpers/test.ts";
 import { BlockManager } from "../src/cache/block_manager.ts";
 import { Scheduler, RequestTooLargeError } from "../src/engine/scheduler.ts";
 import { Sequence, type SequenceParams } from "../src/engine/sequence.ts";
@@ -35,7 +36,7 @@ function readBack(s: Scheduler, seqs: Sequence[]) {
   }
 }
 
-Deno.test("scheduler: decodes first, then prefill chunks split to the budget", () => {
+test("scheduler: decodes first, then prefill chunks split to the budget", () => {
   const s = new Scheduler(new BlockManager(64, 4), { maxBatchTokens: 8, maxSeqs: 8, policy: "fifo", maxContext: 256 });
   const a = seq(3);
   s.add(a);
@@ -56,7 +57,7 @@ Deno.test("scheduler: decodes first, then prefill chunks split to the budget", (
   assertEquals(plan.chunks.map((c) => [c.seq.id, c.count]), [[b.id, 1]]);
 });
 
-Deno.test("scheduler: prefill_first puts prefill before decodes", () => {
+test("scheduler: prefill_first puts prefill before decodes", () => {
   const s = new Scheduler(new BlockManager(64, 4), { maxBatchTokens: 6, maxSeqs: 8, policy: "prefill_first", maxContext: 256 });
   const a = seq(2);
   s.add(a);
@@ -66,7 +67,7 @@ Deno.test("scheduler: prefill_first puts prefill before decodes", () => {
   assertEquals(plan.chunks.map((c) => c.count), [6]);
 });
 
-Deno.test("scheduler: the sequence cap and the block reserve gate admission", () => {
+test("scheduler: the sequence cap and the block reserve gate admission", () => {
   const s = new Scheduler(new BlockManager(64, 4), { maxBatchTokens: 64, maxSeqs: 2, policy: "fifo", maxContext: 256 });
   const seqs = [seq(4), seq(4), seq(4)];
   seqs.forEach((q) => s.add(q));
@@ -83,7 +84,7 @@ Deno.test("scheduler: the sequence cap and the block reserve gate admission", ()
   assertEquals(s.running.map((q) => q.id), [seqs[2].id]);
 });
 
-Deno.test("scheduler: out of blocks preempts the newest, which later recomputes prompt + outputs", () => {
+test("scheduler: out of blocks preempts the newest, which later recomputes prompt + outputs", () => {
   // 6 blocks of 4 tokens; three sequences of 7-token prompts need 2 blocks each, then grow.
   const blocks = new BlockManager(6, 4);
   const s = new Scheduler(blocks, { maxBatchTokens: 64, maxSeqs: 8, policy: "fifo", maxContext: 64 });
@@ -106,14 +107,14 @@ Deno.test("scheduler: out of blocks preempts the newest, which later recomputes 
   assertEquals(blocks.usedCount, 0);
 });
 
-Deno.test("scheduler: a request that can never fit is refused", () => {
+test("scheduler: a request that can never fit is refused", () => {
   const s = new Scheduler(new BlockManager(4, 4), { maxBatchTokens: 64, maxSeqs: 8, policy: "fifo", maxContext: 100 });
   assertThrows(() => s.checkFits(10, 10), RequestTooLargeError, "KV blocks");
   assertThrows(() => s.checkFits(90, 20), RequestTooLargeError, "context");
   s.checkFits(8, 8);
 });
 
-Deno.test("scheduler: prefix cache hits skip prefill tokens", () => {
+test("scheduler: prefix cache hits skip prefill tokens", () => {
   const blocks = new BlockManager(32, 4);
   const s = new Scheduler(blocks, { maxBatchTokens: 64, maxSeqs: 8, policy: "fifo", maxContext: 64 });
   const a = seq(10, 2);

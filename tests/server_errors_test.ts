@@ -3,7 +3,9 @@
  * 4xx and an OpenAI-style JSON error, then the server still serves. Also: /metrics passes
  * `promtool check metrics`.
  */
+import { test } from "./helpers/test.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
+import { run } from "./helpers/platform.ts";
 import { testServer } from "./helpers/server.ts";
 
 interface Case {
@@ -56,7 +58,7 @@ const CASES: Case[] = [
   { name: "wrong method on health", method: "POST", path: "/health", raw: "{}", status: 405 },
 ];
 
-Deno.test("server: malformed requests get their 4xx with a JSON error and the server stays healthy", async () => {
+test("server: malformed requests get their 4xx with a JSON error and the server stays healthy", async () => {
   const s = await testServer("stories260K", { maxBodyBytes: 64 * 1024 });
   try {
     assert(CASES.length >= 20);
@@ -81,7 +83,7 @@ Deno.test("server: malformed requests get their 4xx with a JSON error and the se
   }
 });
 
-Deno.test("server: /metrics passes promtool check metrics and carries the engine's numbers", async () => {
+test("server: /metrics passes promtool check metrics and carries the engine's numbers", async () => {
   const s = await testServer("stories260K");
   try {
     await fetch(`${s.base}${C}`, { method: "POST", body: JSON.stringify({ prompt: P, max_tokens: 8, temperature: 0 }) }).then((r) => r.text());
@@ -93,13 +95,8 @@ Deno.test("server: /metrics passes promtool check metrics and carries the engine
     }
     assert(/webgpu_llm_time_to_first_token_seconds_bucket\{le="\+Inf"\} [1-9]/.test(text), "no TTFT observation");
     assert(/webgpu_llm_generation_tokens_total 8\b/.test(text), "generation tokens not counted");
-    const promtool = new Deno.Command("promtool", { args: ["check", "metrics"], stdin: "piped", stdout: "piped", stderr: "piped" }).spawn();
-    const w = promtool.stdin.getWriter();
-    await w.write(new TextEncoder().encode(text));
-    await w.close();
-    const out = await promtool.output();
-    const report = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-    assertEquals(out.code, 0, `promtool: ${report}`);
+    const out = await run("promtool", ["check", "metrics"], { stdin: text });
+    assertEquals(out.code, 0, `promtool: ${out.stdout}${out.stderr}`);
   } finally {
     await s.close();
   }

@@ -2,6 +2,7 @@
  * serve.ts driven by the official `openai` client: completions, chat (the model's Jinja
  * template), streaming, concurrency, auth, backpressure, disconnects, health.
  */
+import { test } from "./helpers/test.ts";
 import OpenAI from "openai";
 import { Tokenizer } from "../src/model/tokenizer.ts";
 import { type ChatMessage, ChatTemplate } from "../src/server/chat_template.ts";
@@ -25,7 +26,7 @@ async function metric(base: string, name: string): Promise<number> {
   return line ? Number(line.split(" ")[1]) : NaN;
 }
 
-Deno.test("server: completions, streaming and chat through the openai client", async () => {
+test("server: completions, streaming and chat through the openai client", async () => {
   const s = await testServer("stories260K");
   try {
     const client = new OpenAI({ baseURL: `${s.base}/v1`, apiKey: "unused" });
@@ -89,7 +90,7 @@ Deno.test("server: completions, streaming and chat through the openai client", a
   }
 });
 
-Deno.test("server: chat uses the model's template; streaming chat equals non-streaming", async () => {
+test("server: chat uses the model's template; streaming chat equals non-streaming", async () => {
   const s = await testServer("qwen2-tiny");
   try {
     const client = new OpenAI({ baseURL: `${s.base}/v1`, apiKey: "unused" });
@@ -117,7 +118,7 @@ Deno.test("server: chat uses the model's template; streaming chat equals non-str
   }
 });
 
-Deno.test("server: concurrent streaming clients get the same text as solo runs", async () => {
+test("server: concurrent streaming clients get the same text as solo runs", async () => {
   const s = await testServer("stories260K");
   try {
     const client = new OpenAI({ baseURL: `${s.base}/v1`, apiKey: "unused" });
@@ -137,7 +138,7 @@ Deno.test("server: concurrent streaming clients get the same text as solo runs",
   }
 });
 
-Deno.test("server: API key, queue limit (429), and a disconnect frees the blocks", async () => {
+test("server: API key, queue limit (429), and a disconnect frees the blocks", async () => {
   const s = await testServer("stories260K", { apiKey: "sekret", maxSeqs: 1, maxQueue: 0 });
   try {
     const body = { prompt: STORY, max_tokens: 4 };
@@ -180,7 +181,7 @@ Deno.test("server: API key, queue limit (429), and a disconnect frees the blocks
   }
 });
 
-Deno.test("server: health is 503 while loading and after a failed load, 200 when ready", async () => {
+test("server: health is 503 while loading and after a failed load, 200 when ready", async () => {
   const s = await testServer("stories260K", {}, false);
   try {
     const early = await fetch(`${s.base}/health`);

@@ -3,6 +3,7 @@
  * rows whose length is not a multiple of 8 (the scalar matmul path), and a biased matrix
  * split across bindings.
  */
+import { test } from "./helpers/test.ts";
 import { ModelRunner } from "../src/model/model_runner.ts";
 import { buildStepBatch } from "../src/model/step_batch.ts";
 import { createGpu } from "../src/gpu/device.ts";
@@ -25,7 +26,7 @@ async function logits(runner: ModelRunner, ids = IDS): Promise<Float32Array> {
 
 const SMALL = { maxTokens: 8, maxLogitRows: 8, maxSeqs: 1, numBlocks: 8 };
 
-Deno.test("synthetic: a sharded checkpoint loads to the same logits as a single file", async () => {
+test("synthetic: a sharded checkpoint loads to the same logits as a single file", async () => {
   await withTempDir(async (dir) => {
     await writeSyntheticCheckpoint(`${dir}/one`, {}, { seed: 3 });
     await writeSyntheticCheckpoint(`${dir}/sharded`, {}, { seed: 3, sharded: 3 });
@@ -42,7 +43,7 @@ Deno.test("synthetic: a sharded checkpoint loads to the same logits as a single 
   });
 });
 
-Deno.test("synthetic: f16 rows not a multiple of 8 (scalar path) match f32 storage", async () => {
+test("synthetic: f16 rows not a multiple of 8 (scalar path) match f32 storage", async () => {
   await withTempDir(async (dir) => {
     // hidden 48 / 4 heads = head_dim 12; intermediate 44: down_proj rows have 44 halves.
     await writeSyntheticCheckpoint(dir, { hidden_size: 48, intermediate_size: 44 }, { dtype: "F16", seed: 5 });
@@ -60,7 +61,7 @@ Deno.test("synthetic: f16 rows not a multiple of 8 (scalar path) match f32 stora
   });
 });
 
-Deno.test("synthetic: a biased q|k|v matrix split over bindings keeps its bias slices", async () => {
+test("synthetic: a biased q|k|v matrix split over bindings keeps its bias slices", async () => {
   await withTempDir(async (dir) => {
     await writeSyntheticCheckpoint(dir, {
       architectures: ["Qwen2ForCausalLM"],

@@ -1,4 +1,6 @@
 /** Tokenizer: golden prompt ids for every reference model, decoding, special tokens, errors. */
+import { test } from "./helpers/test.ts";
+import * as sys from "./helpers/platform.ts";
 import { CheckpointError } from "../src/model/errors.ts";
 import { Tokenizer } from "../src/model/tokenizer.ts";
 import { assert, assertEquals, assertRejects, assertThrows } from "./helpers/assert.ts";
@@ -19,15 +21,15 @@ interface Golden {
 }
 
 async function golden(name: string): Promise<Golden> {
-  return JSON.parse(await Deno.readTextFile(`${SHARED_MODELS_DIR}${name}/golden.json`));
+  return JSON.parse(await sys.readTextFile(`${SHARED_MODELS_DIR}${name}/golden.json`));
 }
 
 async function readJson(name: string, file: string): Promise<Record<string, unknown>> {
-  return JSON.parse(await Deno.readTextFile(`${SHARED_MODELS_DIR}${name}/${file}`));
+  return JSON.parse(await sys.readTextFile(`${SHARED_MODELS_DIR}${name}/${file}`));
 }
 
 for (const name of MODELS) {
-  Deno.test(`tokenizer ${name}: encode reproduces every golden prompt_ids (BOS included)`, async () => {
+  test(`tokenizer ${name}: encode reproduces every golden prompt_ids (BOS included)`, async () => {
     const tok = await Tokenizer.load(SHARED_MODELS_DIR + name);
     const g = await golden(name);
     assert(g.cases.length >= 4);
@@ -46,7 +48,7 @@ for (const name of MODELS) {
   });
 }
 
-Deno.test("tokenizer: stories260K greedy continuations decode to English text", async () => {
+test("tokenizer: stories260K greedy continuations decode to English text", async () => {
   const tok = await Tokenizer.load(SHARED_MODELS_DIR + "stories260K");
   const g = await golden("stories260K");
   const first = g.cases[0];
@@ -64,7 +66,7 @@ Deno.test("tokenizer: stories260K greedy continuations decode to English text", 
   }
 });
 
-Deno.test("tokenizer: decode(encode(s)) round trips", async () => {
+test("tokenizer: decode(encode(s)) round trips", async () => {
   for (const name of ["stories260K", "llama-tiny"]) {
     const tok = await Tokenizer.load(SHARED_MODELS_DIR + name);
     for (
@@ -88,7 +90,7 @@ Deno.test("tokenizer: decode(encode(s)) round trips", async () => {
   }
 });
 
-Deno.test("tokenizer: special tokens, pieces, chat templates, id range", async () => {
+test("tokenizer: special tokens, pieces, chat templates, id range", async () => {
   const tok = await Tokenizer.load(SHARED_MODELS_DIR + "stories260K");
   assertEquals(tok.decode([1, 403, 2]), "<s> Once</s>");
   assertEquals(tok.decode([1, 403, 2], { skipSpecialTokens: true }), "Once");
@@ -106,7 +108,7 @@ Deno.test("tokenizer: special tokens, pieces, chat templates, id range", async (
   assert(gemma.chatTemplate?.includes("<start_of_turn>"), String(gemma.chatTemplate));
 });
 
-Deno.test("tokenizer: add_bos_token in tokenizer_config overrides the post-processor", async () => {
+test("tokenizer: add_bos_token in tokenizer_config overrides the post-processor", async () => {
   const tokenizer = await readJson("stories260K", "tokenizer.json");
   const config = await readJson("stories260K", "tokenizer_config.json");
   const off = new Tokenizer({ tokenizer, config: { ...config, add_bos_token: false } });
@@ -143,7 +145,7 @@ Deno.test("tokenizer: add_bos_token in tokenizer_config overrides the post-proce
   assertEquals(named.chatTemplate, "D");
 });
 
-Deno.test("tokenizer: missing or invalid tokenizer.json is a CheckpointError naming it", async () => {
+test("tokenizer: missing or invalid tokenizer.json is a CheckpointError naming it", async () => {
   await withTempDir(async (dir) => {
     const missing = await assertRejects(
       () => Tokenizer.load(dir),
@@ -152,23 +154,23 @@ Deno.test("tokenizer: missing or invalid tokenizer.json is a CheckpointError nam
     );
     assertEquals(missing.file, `${dir}/tokenizer.json`);
     assert(missing.message.includes("not found"), missing.message);
-    await Deno.writeTextFile(`${dir}/tokenizer.json`, "{ not json");
+    await sys.writeTextFile(`${dir}/tokenizer.json`, "{ not json");
     const invalid = await assertRejects(
       () => Tokenizer.load(dir),
       CheckpointError,
       "not valid JSON",
     );
     assertEquals(invalid.file, `${dir}/tokenizer.json`);
-    await Deno.writeTextFile(`${dir}/tokenizer.json`, JSON.stringify({ version: "1.0" }));
+    await sys.writeTextFile(`${dir}/tokenizer.json`, JSON.stringify({ version: "1.0" }));
     await assertRejects(
       () => Tokenizer.load(dir),
       CheckpointError,
       `${dir}/tokenizer.json: has no "model"`,
     );
     // tokenizer_config.json is optional, but a broken one is reported.
-    await Deno.copyFile(`${SHARED_MODELS_DIR}stories260K/tokenizer.json`, `${dir}/tokenizer.json`);
+    await sys.copyFile(`${SHARED_MODELS_DIR}stories260K/tokenizer.json`, `${dir}/tokenizer.json`);
     assertEquals((await Tokenizer.load(dir)).encode("A"), [1, 410, 447]);
-    await Deno.writeTextFile(`${dir}/tokenizer_config.json`, "[");
+    await sys.writeTextFile(`${dir}/tokenizer_config.json`, "[");
     await assertRejects(() => Tokenizer.load(dir), CheckpointError, `${dir}/tokenizer_config.json`);
   });
 });

@@ -5,6 +5,7 @@
  *        deno task cli logits --model DIR --ids 1,2,3 [--json] [--attn paged|eager]
  * @module
  */
+import { args, exit } from "../runtime/runtime.ts";
 import { ModelRunner } from "../model/model_runner.ts";
 import { greedyGenerate } from "../model/greedy.ts";
 import { buildStepBatch } from "../model/step_batch.ts";
@@ -142,11 +143,11 @@ export async function main(args: string[]): Promise<number> {
 
 if (import.meta.main) {
   try {
-    Deno.exit(await main(Deno.args));
+    exit(await main(args()));
   } catch (e) {
     const err = e as Error;
     console.error(`error: ${err.name === "Error" ? "" : err.name + ": "}${err.message}`);
     if (err instanceof UsageError) console.error(USAGE);
-    Deno.exit(err instanceof UsageError ? 2 : 1);
+    exit(err instanceof UsageError ? 2 : 1);
   }
 }

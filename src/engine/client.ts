@@ -4,6 +4,7 @@
  * detokenizes incrementally, applies stop strings and turns an AbortSignal into a cancel.
  * @module
  */
+import { stopWorker } from "../runtime/runtime.ts";
 import { Tokenizer } from "../model/tokenizer.ts";
 import { IncrementalDetokenizer, StopStringMatcher } from "./detokenizer.ts";
 import { type GenerateOptions, InvalidRequestError, validateRequest } from "./request.ts";
@@ -121,11 +122,12 @@ export class EngineClient {
       };
       worker.postMessage({ type: "init", options: engineOptions } satisfies ToWorker);
     }).catch((e) => {
-      worker.terminate();
+      stopWorker(worker);
       throw e;
     });
     if (first.type === "init_error") {
-      worker.terminate();
+      worker.postMessage({ type: "close" } satisfies ToWorker);
+      stopWorker(worker);
       throw new EngineStartError(first.name, first.message);
     }
     if (first.type !== "ready") throw new EngineStartError("EngineStartError", "unexpected first message");
@@ -296,7 +298,7 @@ export class EngineClient {
   #workerDied(error: Error): void {
     this.#dead = error;
     for (const fail of [...this.#open.values()]) fail(error);
-    this.#worker.terminate();
+    stopWorker(this.#worker);
     this.#closedResolve?.();
   }
 
@@ -304,7 +306,7 @@ export class EngineClient {
     if (m.type === "stats") {
       this.#updateStats(m.stats);
     } else if (m.type === "closed") {
-      this.#worker.terminate();
+      // The Worker has closed itself.
       this.#closedResolve?.();
     }
   }

@@ -37,7 +37,10 @@ class EngineHost {
     } else if (msg.type === "close") {
       clearTimeout(this.#statsTimer);
       await this.#engine?.close();
+      this.#engine?.runner.gpu.device.destroy();
       this.#post({ type: "closed" });
+      // The Worker ends itself (terminating it from outside crashes Bun's Dawn addon).
+      self.close();
     }
   }
 

@@ -2,6 +2,7 @@
  * GPU bootstrap: one adapter, one device with the adapter's real limits.
  * @module
  */
+import { webgpu } from "../runtime/runtime.ts";
 
 /** Raised when no WebGPU adapter exists on this machine. */
 export class NoGpuAdapterError extends Error {
@@ -32,7 +33,7 @@ export interface Gpu {
 export interface CreateGpuOptions {
   /** Power preference passed to `requestAdapter`. */
   powerPreference?: GPUPowerPreference;
-  /** The WebGPU entry point; defaults to `navigator.gpu`. */
+  /** The WebGPU entry point; defaults to the runtime's (`navigator.gpu`, or Dawn on Bun). */
   gpu?: GPU;
   /**
    * Caps the storage binding size below the adapter's (tests use it to force tensor
@@ -56,7 +57,7 @@ const WANTED_LIMITS = [
  * below what real adapters offer) and `shader-f16` / `timestamp-query` where offered.
  */
 export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
-  const gpu = options.gpu ?? (globalThis.navigator as Navigator & { gpu?: GPU }).gpu;
+  const gpu = options.gpu ?? (await webgpu());
   if (!gpu) throw new NoGpuAdapterError();
   const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference });
   if (!adapter) throw new NoGpuAdapterError();

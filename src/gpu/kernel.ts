@@ -7,6 +7,7 @@
  * resulting pipelines are cached by specialisation key.
  * @module
  */
+import { readTextFile } from "../runtime/runtime.ts";
 
 /** How a binding is declared in a kernel's explicit bind-group layout. */
 export type BindingKind = "meta" | "uniform" | "storage" | "read-only-storage";
@@ -77,7 +78,7 @@ export async function loadKernelSources(files: Iterable<string>): Promise<Map<st
   const sources = new Map<string, string>();
   for (const file of new Set(["common", ...files])) {
     const url = new URL(`../../kernels/${file}.wgsl`, import.meta.url);
-    sources.set(file, await Deno.readTextFile(url));
+    sources.set(file, await readTextFile(url));
   }
   return sources;
 }

@@ -4,6 +4,7 @@
  * against it before anything is uploaded.
  * @module
  */
+import { isNotFound, readTextFile } from "../runtime/runtime.ts";
 import { CheckpointError, UnsupportedArchitectureError } from "./errors.ts";
 import type { TensorIndex } from "./safetensors.ts";
 
@@ -396,9 +397,9 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
 async function readJson(path: string): Promise<unknown> {
   let text: string;
   try {
-    text = await Deno.readTextFile(path);
+    text = await readTextFile(path);
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) throw new CheckpointError(path, "file not found");
+    if (isNotFound(err)) throw new CheckpointError(path, "file not found");
     throw new CheckpointError(path, `cannot read: ${(err as Error).message}`, { cause: err });
   }
   try {
@@ -420,9 +421,9 @@ export async function loadModelSpec(dir: string): Promise<ModelSpec> {
   const genFile = `${base}/generation_config.json`;
   let gen: unknown = null;
   try {
-    gen = JSON.parse(await Deno.readTextFile(genFile));
+    gen = JSON.parse(await readTextFile(genFile));
   } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) {
+    if (!(isNotFound(err))) {
       throw new CheckpointError(genFile, `cannot read: ${(err as Error).message}`, { cause: err });
     }
   }

@@ -256,6 +256,34 @@ export class ForwardPass {
     }
   }
 
+  /**
+   * Profiling hook: encodes the same dispatches as {@link encode}, each in its own compute
+   * pass whose descriptor `passFor` supplies (e.g. with `timestampWrites`), so a profiler
+   * can time every op. Returns the labels of the ops encoded, in order. Not used on the
+   * serving path (one pass per op costs extra barriers).
+   */
+  encodeEach(
+    encoder: GPUCommandEncoder,
+    metaOffset: number,
+    shape: StepShape,
+    passFor: (index: number, label: string) => GPUComputePassDescriptor,
+  ): string[] {
+    const labels: string[] = [];
+    for (const op of this.#ops) {
+      const rows = op.rows ? rowsOf(shape, op.rows) : 0;
+      const kernel = op.kernels.length > 1 ? op.kernels[tileIndex(rows)] : op.kernels[0];
+      const [gx, gy, gz] = op.grid(shape);
+      if (gx === 0 || gy === 0 || gz === 0) continue;
+      const pass = encoder.beginComputePass(passFor(labels.length, op.label));
+      pass.setPipeline(kernel.pipeline);
+      pass.setBindGroup(0, op.bindGroup, [metaOffset]);
+      pass.dispatchWorkgroups(gx, gy, gz);
+      pass.end();
+      labels.push(op.label);
+    }
+    return labels;
+  }
+
   /** Frees the activation buffers (weights and cache belong to their owners). */
   destroy(): void {
     for (const b of this.#owned) b.destroy();

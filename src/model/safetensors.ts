@@ -7,6 +7,7 @@
  * data section; offsets are relative to the start of the data section (8 + N).
  * @module
  */
+import { cwd, type FileStat, openFile, type ReadableFile, readTextFile, stat } from "../runtime/runtime.ts";
 import { CheckpointError } from "./errors.ts";
 
 /** Tensor element types this runtime can load. */
@@ -43,7 +44,7 @@ const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
 /** Joins a directory and a file name, making the result absolute. */
 function resolvePath(dir: string, name: string): string {
-  const base = dir.startsWith("/") ? dir : `${Deno.cwd()}/${dir}`;
+  const base = dir.startsWith("/") ? dir : `${cwd()}/${dir}`;
   const joined = `${base.replace(/\/+$/, "")}/${name}`;
   // Normalise "." and ".." so error messages show a clean path.
   const out: string[] = [];
@@ -55,21 +56,20 @@ function resolvePath(dir: string, name: string): string {
   return "/" + out.join("/");
 }
 
-async function statFile(path: string): Promise<Deno.FileInfo | null> {
+async function statFile(path: string): Promise<FileStat | null> {
   try {
-    return await Deno.stat(path);
+    return await stat(path);
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return null;
     throw new CheckpointError(path, `cannot stat: ${(err as Error).message}`, { cause: err });
   }
 }
 
-/** Reads exactly `buf.length` bytes at the file's current position, or fails as truncated. */
-async function readExactly(file: Deno.FsFile, buf: Uint8Array, path: string): Promise<void> {
+/** Reads exactly `buf.length` bytes from byte `position`, or fails as truncated. */
+async function readExactly(file: ReadableFile, buf: Uint8Array, position: number, path: string): Promise<void> {
   let done = 0;
   while (done < buf.length) {
-    const n = await file.read(buf.subarray(done));
-    if (n === null) {
+    const n = await file.read(buf.subarray(done), position + done);
+    if (n === 0) {
       throw new CheckpointError(path, `unexpected end of file (file truncated?)`);
     }
     done += n;
@@ -89,10 +89,10 @@ async function readHeader(path: string): Promise<Map<string, TensorInfo>> {
   if (size < 8) {
     throw new CheckpointError(path, `file is ${size} bytes, shorter than the 8-byte header length`);
   }
-  const file = await Deno.open(path, { read: true });
+  const file = await openFile(path);
   try {
     const lenBytes = new Uint8Array(8);
-    await readExactly(file, lenBytes, path);
+    await readExactly(file, lenBytes, 0, path);
     const headerLen64 = new DataView(lenBytes.buffer).getBigUint64(0, true);
     if (headerLen64 > BigInt(MAX_HEADER_BYTES)) {
       throw new CheckpointError(
@@ -108,7 +108,7 @@ async function readHeader(path: string): Promise<Map<string, TensorInfo>> {
       );
     }
     const headerBytes = new Uint8Array(headerLen);
-    await readExactly(file, headerBytes, path);
+    await readExactly(file, headerBytes, 8, path);
     let header: unknown;
     try {
       header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(headerBytes));
@@ -129,7 +129,7 @@ async function readHeader(path: string): Promise<Map<string, TensorInfo>> {
     }
     return tensors;
   } finally {
-    file.close();
+    await file.close();
   }
 }
 
@@ -249,14 +249,13 @@ export class TensorIndex {
     const chunk = Math.max(4, Math.floor(maxChunkBytes / 4) * 4);
     const file = await this.#open(info.file);
     try {
-      await file.seek(info.byteOffset, Deno.SeekMode.Start);
       for (let offset = 0; offset < info.byteLength; offset += chunk) {
         const bytes = new Uint8Array(Math.min(chunk, info.byteLength - offset));
-        await readExactly(file, bytes, info.file);
+        await readExactly(file, bytes, info.byteOffset + offset, info.file);
         yield { offset, bytes };
       }
     } finally {
-      file.close();
+      await file.close();
     }
   }
 
@@ -272,9 +271,9 @@ export class TensorIndex {
     this.#closed = true;
   }
 
-  async #open(path: string): Promise<Deno.FsFile> {
+  async #open(path: string): Promise<ReadableFile> {
     try {
-      return await Deno.open(path, { read: true });
+      return await openFile(path);
     } catch (err) {
       throw new CheckpointError(path, `cannot open: ${(err as Error).message}`, { cause: err });
     }
@@ -285,7 +284,7 @@ export class TensorIndex {
 async function readShardIndex(path: string): Promise<Map<string, string>> {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(await Deno.readTextFile(path));
+    parsed = JSON.parse(await readTextFile(path));
   } catch (err) {
     throw new CheckpointError(path, `not valid JSON: ${(err as Error).message}`, { cause: err });
   }

@@ -3,6 +3,7 @@
  * special-token settings of tokenizer_config.json (BOS/EOS, add_bos_token, chat template).
  * @module
  */
+import { isNotFound, readTextFile } from "../runtime/runtime.ts";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { CheckpointError } from "./errors.ts";
 
@@ -58,9 +59,9 @@ async function readJsonFile(
 ): Promise<Record<string, unknown> | null> {
   let text: string;
   try {
-    text = await Deno.readTextFile(path);
+    text = await readTextFile(path);
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) {
+    if (isNotFound(err)) {
       if (optional) return null;
       throw new CheckpointError(path, "file not found");
     }
@@ -148,9 +149,9 @@ export class Tokenizer {
     const config = (await readJsonFile(`${base}/tokenizer_config.json`, true)) ?? {};
     let chatTemplate: string | null = null;
     try {
-      chatTemplate = await Deno.readTextFile(`${base}/chat_template.jinja`);
+      chatTemplate = await readTextFile(`${base}/chat_template.jinja`);
     } catch (err) {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
+      if (!(isNotFound(err))) throw err;
     }
     return new Tokenizer({ tokenizer, config, chatTemplate, file });
   }

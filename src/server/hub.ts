@@ -6,6 +6,7 @@
  * replaces https://huggingface.co; `HF_HUB_OFFLINE=1` never downloads.
  * @module
  */
+import { createFile, env as processEnv, mkdir, readTextFile, remove, rename, stat, writeFile } from "../runtime/runtime.ts";
 
 /** Raised when a model can be neither found nor downloaded. */
 export class ModelNotFoundError extends Error {
@@ -20,7 +21,7 @@ export type DownloadProgress = (done: number, total: number, file: string) => vo
 
 /** Options of {@link resolveModel}. */
 export interface ResolveOptions {
-  /** Environment lookup (default Deno.env.get). */
+  /** Environment lookup (default: the process environment). */
   env?: (name: string) => string | undefined;
   /** fetch (tests pass their own). */
   fetch?: typeof fetch;
@@ -32,19 +33,11 @@ const REQUIRED = ["config.json", "tokenizer.json"];
 const OPTIONAL = ["tokenizer_config.json", "generation_config.json", "special_tokens_map.json", "chat_template.jinja"];
 
 async function isDir(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isDirectory;
-  } catch {
-    return false;
-  }
+  return (await stat(path))?.isDirectory ?? false;
 }
 
 async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isFile;
-  } catch {
-    return false;
-  }
+  return (await stat(path))?.isFile ?? false;
 }
 
 /** The hub cache directory for an environment. */
@@ -68,7 +61,7 @@ export async function resolveModel(spec: string, options: ResolveOptions = {}): 
   if (!id || spec.startsWith(".") || spec.startsWith("/")) {
     throw new ModelNotFoundError(`model directory ${spec} does not exist`);
   }
-  const env = options.env ?? ((name: string) => Deno.env.get(name));
+  const env = options.env ?? processEnv;
   const cache = hubCacheDir(env);
   const repoDir = `${cache}/models--${id.repo.replace("/", "--")}`;
   const cached = await cachedSnapshot(repoDir, id.revision);
@@ -91,7 +84,7 @@ export async function resolveModel(spec: string, options: ResolveOptions = {}): 
 async function cachedSnapshot(repoDir: string, revision: string): Promise<string | null> {
   let sha = revision;
   try {
-    sha = (await Deno.readTextFile(`${repoDir}/refs/${revision}`)).trim();
+    sha = (await readTextFile(`${repoDir}/refs/${revision}`)).trim();
   } catch {
     // A revision may be a commit hash itself.
   }
@@ -99,7 +92,7 @@ async function cachedSnapshot(repoDir: string, revision: string): Promise<string
   for (const f of REQUIRED) if (!(await isFile(`${dir}/${f}`))) return null;
   if (await isFile(`${dir}/model.safetensors`)) return dir;
   try {
-    const index = JSON.parse(await Deno.readTextFile(`${dir}/model.safetensors.index.json`));
+    const index = JSON.parse(await readTextFile(`${dir}/model.safetensors.index.json`));
     for (const shard of new Set(Object.values(index.weight_map ?? {}) as string[])) {
       if (!(await isFile(`${dir}/${shard}`))) return null;
     }
@@ -135,13 +128,13 @@ async function download(
   const files = [...REQUIRED];
   for (const f of OPTIONAL) if (available.has(f)) files.push(f);
   const snapshot = `${repoDir}/snapshots/${sha}`;
-  await Deno.mkdir(snapshot, { recursive: true });
+  await mkdir(snapshot);
   const fetchFile = (file: string, done: number, total: number) =>
     downloadFile(fetchFn, `${endpoint}/${repo}/resolve/${sha}/${file}`, `${snapshot}/${file}`, headers, (n) => options.onProgress?.(done + n, total, file));
   if (available.has("model.safetensors")) files.push("model.safetensors");
   else if (available.has("model.safetensors.index.json")) {
     await fetchFile("model.safetensors.index.json", 0, 0);
-    const index = JSON.parse(await Deno.readTextFile(`${snapshot}/model.safetensors.index.json`));
+    const index = JSON.parse(await readTextFile(`${snapshot}/model.safetensors.index.json`));
     files.push(...new Set(Object.values(index.weight_map ?? {}) as string[]));
   } else {
     throw new ModelNotFoundError(`${repo} has no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are supported)`);
@@ -150,10 +143,10 @@ async function download(
   let done = 0;
   for (const file of files) {
     if (!(await isFile(`${snapshot}/${file}`))) await fetchFile(file, done, total);
-    done += available.get(file) ?? (await Deno.stat(`${snapshot}/${file}`)).size;
+    done += available.get(file) ?? (await stat(`${snapshot}/${file}`))?.size ?? 0;
   }
-  await Deno.mkdir(`${repoDir}/refs`, { recursive: true });
-  if (revision !== sha) await Deno.writeTextFile(`${repoDir}/refs/${revision}`, sha);
+  await mkdir(`${repoDir}/refs`);
+  if (revision !== sha) await writeFile(`${repoDir}/refs/${revision}`, sha);
   return snapshot;
 }
 
@@ -171,22 +164,21 @@ async function downloadFile(
     throw new Error(`HTTP ${res.status} for ${url}`);
   }
   const tmp = `${dest}.incomplete`;
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  const file = await createFile(tmp);
   let n = 0;
   try {
     for await (const chunk of res.body) {
-      let off = 0;
-      while (off < chunk.length) off += await file.write(chunk.subarray(off));
+      await file.write(chunk);
       n += chunk.length;
       onBytes(n);
     }
   } finally {
-    file.close();
+    await file.close();
   }
   const expected = Number(res.headers.get("content-length") ?? NaN);
   if (Number.isFinite(expected) && expected !== n) {
-    await Deno.remove(tmp);
+    await remove(tmp);
     throw new Error(`${url}: got ${n} of ${expected} bytes`);
   }
-  await Deno.rename(tmp, dest);
+  await rename(tmp, dest);
 }

@@ -3,6 +3,7 @@
  * otherwise (logs stay readable).
  * @module
  */
+import { stderrIsTerminal, writeStderr } from "../runtime/runtime.ts";
 
 /** Formats a byte count. */
 export function formatBytes(n: number): string {
@@ -36,9 +37,8 @@ export class ProgressBar {
 
   constructor(label: string, options: { write?: (text: string) => void; tty?: boolean } = {}) {
     this.#label = label;
-    const enc = new TextEncoder();
-    this.#write = options.write ?? ((t) => Deno.stderr.writeSync(enc.encode(t)));
-    this.#tty = options.tty ?? Deno.stderr.isTerminal();
+    this.#write = options.write ?? writeStderr;
+    this.#tty = options.tty ?? stderrIsTerminal();
   }
 
   /** Reports progress; redraws at most every 100 ms (every 25% without a terminal). */

@@ -2,6 +2,7 @@
  * Minimal assertion helpers (no JSR in this environment, so no @std/assert).
  * @module
  */
+import * as sys from "./platform.ts";
 
 /** Thrown by every helper here when an assertion does not hold. */
 export class AssertionError extends Error {
@@ -52,7 +53,7 @@ export function deepEqual(a: unknown, b: unknown): boolean {
 
 function show(v: unknown): string {
   try {
-    return Deno.inspect(v, { depth: 6, iterableLimit: 40, strAbbreviateSize: 200 });
+    return sys.inspect(v);
   } catch {
     return String(v);
   }

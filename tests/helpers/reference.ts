@@ -2,6 +2,7 @@
  * Access to the reference checkpoints in ../shared/models and their golden outputs.
  * @module
  */
+import * as sys from "./platform.ts";
 
 /** Directory of the shared reference models (never copied into the project). */
 export const MODELS_DIR = new URL("../../../shared/models/", import.meta.url).pathname;
@@ -42,7 +43,7 @@ export function modelDir(name: string): string {
 
 /** Reads a model's golden.json. */
 export async function loadGolden(name: string): Promise<Golden> {
-  return JSON.parse(await Deno.readTextFile(modelDir(name) + "/golden.json"));
+  return JSON.parse(await sys.readTextFile(modelDir(name) + "/golden.json"));
 }
 
 /** Largest |a - b| over two rows. */

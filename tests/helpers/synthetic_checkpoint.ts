@@ -3,6 +3,7 @@
  * of the loader (including deliberately broken files). Never writes into the repository.
  * @module
  */
+import * as sys from "./platform.ts";
 import { expectedTensors, parseModelSpec } from "../../src/model/config.ts";
 import type { SafetensorsDType } from "../../src/model/safetensors.ts";
 
@@ -161,7 +162,7 @@ export async function writeSafetensors(
   if (corrupt.truncateBytes) {
     file = file.subarray(0, Math.max(0, file.length - corrupt.truncateBytes));
   }
-  await Deno.writeFile(path, file);
+  await sys.writeFile(path, file);
 }
 
 /** Deterministic PRNG (mulberry32) with Box-Muller normals. */
@@ -247,10 +248,10 @@ export async function writeSyntheticCheckpoint(
     return { name, dtype, shape, data: decodeTensor(encodeTensor(data, dtype), dtype) };
   });
   opts.mutate?.(tensors);
-  await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(full, null, 2));
+  await sys.mkdir(dir, { recursive: true });
+  await sys.writeTextFile(`${dir}/config.json`, JSON.stringify(full, null, 2));
   for (const f of ["tokenizer.json", "tokenizer_config.json"]) {
-    await Deno.copyFile(`${SHARED_MODELS_DIR}stories260K/${f}`, `${dir}/${f}`);
+    await sys.copyFile(`${SHARED_MODELS_DIR}stories260K/${f}`, `${dir}/${f}`);
   }
   const shards = opts.sharded ?? 0;
   if (shards <= 0) {
@@ -267,7 +268,7 @@ export async function writeSyntheticCheckpoint(
     for (const t of part) weightMap[t.name] = name;
     await writeSafetensors(`${dir}/${name}`, part);
   }
-  await Deno.writeTextFile(
+  await sys.writeTextFile(
     `${dir}/model.safetensors.index.json`,
     JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap }, null, 2),
   );
@@ -276,10 +277,10 @@ export async function writeSyntheticCheckpoint(
 
 /** Runs `fn` with a fresh temp directory that is removed afterwards. */
 export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await Deno.makeTempDir({ prefix: "ckpt_test_" });
+  const dir = await sys.makeTempDir({ prefix: "ckpt_test_" });
   try {
     return await fn(dir);
   } finally {
-    await Deno.remove(dir, { recursive: true });
+    await sys.remove(dir, { recursive: true });
   }
 }

@@ -1,0 +1,184 @@
+/**
+ * The pure parts of the benchmark suite (bench/): the workload generator, the ideal
+ * continuous/static ratio, percentile math, and the GGUF writer read back by our parser.
+ * No GPU, no timing assertions.
+ */
+import { test } from "./helpers/test.ts";
+import * as sys from "./helpers/platform.ts";
+import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
+import { withTempDir, writeSyntheticCheckpoint } from "./helpers/synthetic_checkpoint.ts";
+import {
+  continuousDecodeSteps,
+  DEFAULT_WORKLOAD,
+  idealBatchingRatio,
+  makeWorkload,
+  poissonArrivals,
+  staticDecodeSteps,
+} from "../bench/workload.ts";
+import { percentile, summarize } from "../bench/stats.ts";
+import { convertToGguf, permuteQkRows } from "../bench/gguf_convert.ts";
+import { parseGgufHeader, tensorInfoBytes } from "../bench/gguf_reader.ts";
+import { encodeGgufHeader, GGML_TYPE } from "../bench/gguf_writer.ts";
+import { parseBenchArgs } from "../bench/main.ts";
+
+test("bench workload: deterministic, 64 requests, 3/4 short and 1/4 long, lengths in range", () => {
+  const a = makeWorkload({ vocab: 512, bosId: 1 });
+  const b = makeWorkload({ vocab: 512, bosId: 1 });
+  assertEquals(a, b);
+  assertEquals(a.length, 64);
+  const long = a.filter((r) => r.long);
+  assertEquals(long.length, 16);
+  for (const r of a) {
+    assert(r.promptIds.length >= 16 && r.promptIds.length <= 256, `prompt ${r.promptIds.length}`);
+    assertEquals(r.promptIds[0], 1);
+    assert(r.promptIds.slice(1).every((id) => id >= 3 && id < 512), "prompt ids in range");
+    const [lo, hi] = r.long ? DEFAULT_WORKLOAD.longOutput : DEFAULT_WORKLOAD.shortOutput;
+    assert(r.maxTokens >= lo && r.maxTokens <= hi, `output ${r.maxTokens} (long ${r.long})`);
+  }
+  // Long requests are spread over the workload, not bunched at one end.
+  assert(long.some((r) => r.index < 32) && long.some((r) => r.index >= 32), "long tail spread");
+  const other = makeWorkload({ vocab: 512, bosId: 1, seed: 6 });
+  assert(JSON.stringify(other) !== JSON.stringify(a), "another seed, another workload");
+});
+
+test("bench workload: Poisson arrivals are deterministic, increasing, near the rate", () => {
+  const t = poissonArrivals(2000, 4, 1);
+  assertEquals(t, poissonArrivals(2000, 4, 1));
+  assertEquals(t[0], 0);
+  for (let i = 1; i < t.length; i++) assert(t[i] >= t[i - 1], "non-decreasing");
+  const rate = (t.length - 1) / t.at(-1)!;
+  assert(rate > 3.6 && rate < 4.4, `rate ${rate}`);
+});
+
+test("bench ideal ratio: static and continuous decode steps", () => {
+  // Two groups of 2: static = max(10, 1) + max(1, 1) = 11; continuous: slots 10 | 1+1+1 -> 10.
+  assertEquals(staticDecodeSteps([10, 1, 1, 1], 2), 11);
+  assertEquals(continuousDecodeSteps([10, 1, 1, 1], 2), 10);
+  assertEquals(idealBatchingRatio([10, 1, 1, 1], 2), 1.1);
+  // Equal lengths gain nothing.
+  assertEquals(idealBatchingRatio([5, 5, 5, 5, 5, 5, 5, 5], 4), 1);
+  // A long tail, one long request in each group of 8: static pays 100 steps per group.
+  const outs = Array.from({ length: 64 }, (_, i) => (i % 8 === 0 ? 100 : 10));
+  assertEquals(staticDecodeSteps(outs, 8), 800);
+  assert(continuousDecodeSteps(outs, 8) >= 170, "never beats perfect packing (1360 / 8)");
+  // Longs first: 8 slots of 100, then 7 x 10 on each = perfect packing.
+  const first = Array.from({ length: 64 }, (_, i) => (i < 8 ? 100 : 10));
+  assertEquals(continuousDecodeSteps(first, 8), 170);
+  assertEquals(staticDecodeSteps(first, 8), 100 + 7 * 10);
+  const w = makeWorkload({ vocab: 512 }).map((r) => r.maxTokens);
+  const ideal = idealBatchingRatio(w, 8);
+  assert(ideal > 1 && ideal < 8, `ideal ${ideal}`);
+  assert(
+    continuousDecodeSteps(w, 8) >= Math.ceil(w.reduce((a, b) => a + b, 0) / 8),
+    "no better than perfect packing",
+  );
+});
+
+test("bench percentiles: linear interpolation like numpy", () => {
+  assertEquals(percentile([], 50), 0);
+  assertEquals(percentile([7], 99), 7);
+  assertEquals(percentile([1, 2, 3, 4], 50), 2.5);
+  assertEquals(percentile([4, 1, 3, 2], 0), 1);
+  assertEquals(percentile([4, 1, 3, 2], 100), 4);
+  const xs = Array.from({ length: 101 }, (_, i) => 100 - i);
+  assertEquals(percentile(xs, 95), 95);
+  assertEquals(percentile(xs, 99), 99);
+  assertEquals(Math.round(percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 95) * 1000) / 1000, 9.55);
+  const s = summarize([1, 2, 3, 4]);
+  assertEquals([s.count, s.mean, s.p50], [4, 2.5, 2.5]);
+  assertThrows(() => percentile([1], 101));
+});
+
+test("bench GGUF: q/k permutation moves rotate-half rows to interleaved pairs", () => {
+  // One head of 4 rows, 1 byte per row: HF [a0, a1, b0, b1] -> GGUF [a0, b0, a1, b1].
+  assertEquals([...permuteQkRows(Uint8Array.from([0, 1, 2, 3]), 1, 1)], [0, 2, 1, 3]);
+  assertEquals([...permuteQkRows(Uint8Array.from([0, 1, 2, 3, 4, 5, 6, 7]), 2, 1)], [
+    0,
+    2,
+    1,
+    3,
+    4,
+    6,
+    5,
+    7,
+  ]);
+});
+
+test("bench GGUF: header round trip through our parser", () => {
+  const { header } = encodeGgufHeader({
+    metadata: [
+      ["general.architecture", { type: "string", value: "llama" }],
+      ["x.u32", { type: "u32", value: 7 }],
+      ["x.f32", { type: "f32", value: 0.5 }],
+      ["x.bool", { type: "bool", value: true }],
+      ["x.arr", { type: "array", itemType: "string", value: ["a", "bc"] }],
+      ["x.i32s", { type: "array", itemType: "i32", value: [-1, 2] }],
+    ],
+    tensors: [
+      { name: "a", dims: [3, 2], type: "F16", bytes: () => new Uint8Array(12) },
+      { name: "b", dims: [5], type: "F32", bytes: () => new Uint8Array(20) },
+    ],
+  });
+  const h = parseGgufHeader(header);
+  assertEquals(h.version, 3);
+  assertEquals(h.metadata.get("x.u32"), 7);
+  assertEquals(h.metadata.get("x.f32"), 0.5);
+  assertEquals(h.metadata.get("x.bool"), true);
+  assertEquals(h.metadata.get("x.arr"), ["a", "bc"]);
+  assertEquals(h.metadata.get("x.i32s"), [-1, 2]);
+  assertEquals(h.tensors.map((t) => [t.name, t.dims, t.type, t.offset]), [[
+    "a",
+    [3, 2],
+    GGML_TYPE.F16,
+    0,
+  ], [
+    "b",
+    [5],
+    GGML_TYPE.F32,
+    32,
+  ]]);
+  assertEquals(h.dataOffset, header.length);
+  assertEquals(h.dataOffset % 32, 0);
+});
+
+test("bench GGUF: a synthetic llama checkpoint converts with every tensor, shape and byte", async () => {
+  await withTempDir(async (dir) => {
+    const written = await writeSyntheticCheckpoint(dir, { num_hidden_layers: 2 }, { dtype: "F16" });
+    const out = `${dir}/model.gguf`;
+    const conv = await convertToGguf(dir, out);
+    const file = await sys.readFile(out);
+    const h = parseGgufHeader(file);
+    // Untied: embed + 9 per layer + final norm + output.
+    assertEquals(conv.tensors, 1 + 2 * 9 + 2);
+    assertEquals(h.tensors.length, conv.tensors);
+    assertEquals(written.length, conv.tensors);
+    assertEquals(h.metadata.get("general.architecture"), "llama");
+    assertEquals(h.metadata.get("llama.block_count"), 2);
+    assertEquals(h.metadata.get("llama.attention.head_count"), 4);
+    assertEquals(h.metadata.get("llama.attention.head_count_kv"), 2);
+    assertEquals((h.metadata.get("tokenizer.ggml.tokens") as string[]).length, 512);
+    const byName = new Map(h.tensors.map((t) => [t.name, t]));
+    assertEquals(byName.get("token_embd.weight")!.dims, [32, 512]);
+    assertEquals(byName.get("blk.1.attn_q.weight")!.dims, [32, 32]);
+    assertEquals(byName.get("blk.1.attn_k.weight")!.dims, [32, 16]);
+    assertEquals(byName.get("blk.0.ffn_down.weight")!.dims, [64, 32]);
+    assertEquals(byName.get("output.weight")!.type, GGML_TYPE.F16);
+    assertEquals(byName.get("blk.0.attn_norm.weight")!.type, GGML_TYPE.F32);
+    let end = 0;
+    for (const t of h.tensors) {
+      assertEquals(t.offset % 32, 0);
+      end = Math.max(end, h.dataOffset + t.offset + tensorInfoBytes(t));
+    }
+    assert(
+      file.length >= end && file.length - end < 32,
+      `file ${file.length}, data ends at ${end}`,
+    );
+    assertEquals(conv.bytes, file.length);
+  });
+});
+
+test("bench CLI flags", () => {
+  assertEquals(parseBenchArgs([]), { quick: false, json: null, only: null });
+  const a = parseBenchArgs(["--quick", "--json", "/tmp/x.json", "--only", "kernels,peer"]);
+  assertEquals([a.quick, a.json, [...a.only!]], [true, "/tmp/x.json", ["kernels", "peer"]]);
+});
