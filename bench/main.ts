@@ -1,0 +1,307 @@
+/**
+ * `deno task bench [--quick] [--json PATH] [--only kernels,offline,serving,peer]`: the
+ * throughput suite of issue 5. Runs kernel, decode-step, offline batching, serving and
+ * llama.cpp-peer benchmarks on stories260K and a synthetic SmolLM2-135M-shaped f16 model
+ * (built into a temp dir), writes `bench/results/<timestamp>.json` (or PATH) and prints a
+ * markdown table. `--quick` shrinks every section to finish in about a minute or two.
+ * @module
+ */
+import { createGpu, type Gpu } from "../src/gpu/device.ts";
+import { ModelRunner } from "../src/model/model_runner.ts";
+import { benchKernels, llamaGemvShapes } from "./kernels.ts";
+import { profileDecodeStep, type StepProfile } from "./step_profile.ts";
+import {
+  benchOffline,
+  benchSingleStream,
+  type OfflineResult,
+  type SingleStreamResult,
+} from "./offline.ts";
+import { benchServing, type ServingResult } from "./serving.ts";
+import { benchPeer, type PeerResult } from "./peer_llama_cpp.ts";
+import {
+  DEFAULT_WORKLOAD,
+  makeWorkload,
+  poissonArrivals,
+  scaleWorkloadOptions,
+} from "./workload.ts";
+import { type BenchResults, evaluateTargets, renderMarkdown, type Section } from "./report.ts";
+import { SMOLLM2_135M_CONFIG, writeSyntheticModel } from "./synthetic_model.ts";
+
+/** Parsed command line. */
+export interface BenchArgs {
+  quick: boolean;
+  json: string | null;
+  only: Set<string> | null;
+}
+
+const SECTIONS = ["kernels", "offline", "serving", "peer"];
+
+/** Parses `--quick`, `--json PATH` and `--only a,b`. */
+export function parseBenchArgs(argv: string[]): BenchArgs {
+  const args: BenchArgs = { quick: false, json: null, only: null };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--quick") args.quick = true;
+    else if (a === "--json") args.json = argv[++i] ?? fail("--json needs a path");
+    else if (a === "--only") {
+      const names = (argv[++i] ?? fail("--only needs a list")).split(",");
+      for (const n of names) {
+        if (!SECTIONS.includes(n)) fail(`unknown section ${n} (${SECTIONS.join(", ")})`);
+      }
+      args.only = new Set(names);
+    } else if (a === "--help" || a === "-h") {
+      console.log("deno task bench [--quick] [--json PATH] [--only kernels,offline,serving,peer]");
+      Deno.exit(0);
+    } else fail(`unknown flag ${a}`);
+  }
+  return args;
+}
+
+function fail(message: string): never {
+  console.error(`bench: ${message}`);
+  Deno.exit(2);
+}
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const STORIES = `${ROOT}../shared/models/stories260K`;
+
+async function section<T>(
+  name: string,
+  enabled: boolean,
+  fn: () => Promise<T>,
+): Promise<Section<T>> {
+  if (!enabled) return { status: "skipped", reason: "not selected (--only)" };
+  const t0 = performance.now();
+  console.error(`[bench] ${name}...`);
+  try {
+    const data = await fn();
+    console.error(`[bench] ${name} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    return { status: "ok", data };
+  } catch (e) {
+    console.error(`[bench] ${name} failed:`, e);
+    return { status: "failed", reason: `${(e as Error).name}: ${(e as Error).message}` };
+  }
+}
+
+async function main(): Promise<void> {
+  const args = parseBenchArgs(Deno.args);
+  const q = args.quick;
+  const on = (s: string) => !args.only || args.only.has(s);
+  const started = new Date();
+  const t0 = performance.now();
+  const log = (line: string) => console.error(line);
+  const notes: string[] = [];
+  const tmp = await Deno.makeTempDir({ prefix: "bench_" });
+  try {
+    const smol = `${tmp}/smollm2-135m-synthetic`;
+    if (on("kernels") || on("peer") || (!q && on("offline"))) {
+      const bytes = await writeSyntheticModel(smol, { tokenizerDir: STORIES });
+      notes.push(
+        `synthetic SmolLM2-135M-shaped model (random f16, ${
+          (bytes / 2 ** 20).toFixed(0)
+        } MiB) built in a temp dir`,
+      );
+    }
+    const gpu: Gpu = await createGpu();
+    const c = SMOLLM2_135M_CONFIG as Record<string, number>;
+
+    const kernels = await section("kernels", on("kernels"), () =>
+      benchKernels({
+        gpu,
+        gemvShapes: llamaGemvShapes({
+          hidden: c.hidden_size,
+          intermediate: c.intermediate_size,
+          heads: c.num_attention_heads,
+          kvHeads: c.num_key_value_heads,
+          headDim: c.head_dim,
+          vocab: c.vocab_size,
+        }),
+        attention: [
+          {
+            name: "smollm2 8x256",
+            heads: 9,
+            kvHeads: 3,
+            headDim: 64,
+            blockSize: 16,
+            seqs: 8,
+            context: 256,
+          },
+          ...(q ? [] : [{
+            name: "smollm2 1x1024",
+            heads: 9,
+            kvHeads: 3,
+            headDim: 64,
+            blockSize: 16,
+            seqs: 1,
+            context: 1024,
+          }]),
+        ],
+        ms: [1, 8],
+        targetPassMs: q ? 15 : 60,
+        benchTimeMs: q ? 30 : 300,
+        iterations: q ? 3 : 10,
+        log,
+      }));
+
+    const stepProfiles = await section("decode step profile", on("kernels"), async () => {
+      const out: StepProfile[] = [];
+      const cases: [string, number][] = [
+        [STORIES, 1],
+        [STORIES, 8],
+        [smol, 1],
+        ...(q ? [] : [[smol, 8]] as [string, number][]),
+      ];
+      for (const [model, seqs] of cases) {
+        const runner = await ModelRunner.load(model, {
+          gpu,
+          maxTokens: 64,
+          maxSeqs: 8,
+          numBlocks: 8 * 8 + 8,
+          maxContext: 512,
+        });
+        try {
+          out.push(
+            await profileDecodeStep(runner, {
+              model,
+              seqs,
+              context: 128,
+              iterations: q ? 3 : 10,
+              benchTimeMs: q ? 50 : 300,
+            }),
+          );
+        } finally {
+          runner.close();
+        }
+      }
+      return out;
+    });
+
+    const offlineEngine = { model: STORIES, maxSeqs: 8, maxBatchTokens: 256, maxContext: 1024 };
+    const offline = await section("offline", on("offline"), async () => {
+      const out: OfflineResult[] = [];
+      const base = q ? scaleWorkloadOptions(DEFAULT_WORKLOAD, 24, 0.4) : DEFAULT_WORKLOAD;
+      const note = q
+        ? "--quick: shrunk to 24 requests, lengths x0.4 (prompts 6-102, outputs 6-26 / 77-154)."
+        : "Full workload (seed 5): prompts 16-256, outputs 16-64 (3/4) / 192-384 (1/4).";
+      out.push(
+        await benchOffline(
+          offlineEngine,
+          makeWorkload({ ...base, vocab: 512, bosId: 1 }),
+          note,
+          log,
+        ),
+      );
+      if (!q) {
+        const small = scaleWorkloadOptions(DEFAULT_WORKLOAD, 16, 0.125);
+        out.push(
+          await benchOffline(
+            { ...offlineEngine, model: smol },
+            makeWorkload({ ...small, vocab: 49152, bosId: 1 }),
+            "SmolLM2-shaped: shrunk to 16 requests, lengths x1/8 (a decode step takes ~0.25 s on lavapipe).",
+            log,
+          ),
+        );
+      } else {notes.push(
+          "--quick: offline batching on the SmolLM2-shaped model skipped (~0.25 s per decode step on lavapipe)",
+        );}
+      return out;
+    });
+    const singleStream = await section("single stream", on("offline"), async () => {
+      const out: SingleStreamResult[] = [];
+      const prompt =
+        makeWorkload({ vocab: 512, bosId: 1, requests: 1, promptLen: [16, 16] })[0].promptIds;
+      out.push(await benchSingleStream(offlineEngine, prompt, q ? 96 : 256));
+      return out;
+    });
+
+    const serving = await section<ServingResult>("serving", on("serving"), async () => {
+      const n = q ? 16 : 64;
+      const rate = 4;
+      const requests = makeWorkload({
+        ...DEFAULT_WORKLOAD,
+        seed: 11,
+        requests: n,
+        promptLen: [16, 128],
+        shortOutput: [16, 64],
+        longOutput: [96, 192],
+        vocab: 512,
+        bosId: 1,
+      });
+      return await benchServing({
+        serveScript: `${ROOT}serve.ts`,
+        model: STORIES,
+        requests,
+        arrivals: poissonArrivals(n, rate, 11),
+        ratePerSecond: rate,
+        maxSeqs: 8,
+        runTimeoutS: q ? 120 : 600,
+      });
+    });
+
+    const peer = await section("peer", on("peer"), async () => {
+      const out: PeerResult[] = [];
+      const threads = navigator.hardwareConcurrency || 2;
+      const cases: [string, number, number][] = [[STORIES, 512, q ? 64 : 256], [
+        smol,
+        49152,
+        q ? 8 : 64,
+      ]];
+      for (const [model, vocab, tokens] of cases) {
+        const prompts = makeWorkload({ vocab, bosId: 1, requests: 8, promptLen: [16, 32], seed: 3 })
+          .map((r) => r.promptIds);
+        out.push(
+          await benchPeer({
+            model,
+            ggufPath: `${tmp}/${model.split("/").at(-1)}.gguf`,
+            prompts,
+            outputTokens: tokens,
+            parallel: 8,
+            threads,
+            maxContext: 512,
+          }),
+        );
+        log(
+          `  ${model.split("/").at(-1)}: ours/llama.cpp ${
+            out.at(-1)!.singleRatio.toFixed(2)
+          } (1x), ${out.at(-1)!.parallelRatio.toFixed(2)} (8x)`,
+        );
+      }
+      return out;
+    });
+    gpu.device.destroy();
+
+    const partial = {
+      startedAt: started.toISOString(),
+      quick: q,
+      environment: {
+        deno: Deno.version.deno,
+        v8: Deno.version.v8,
+        os: `${Deno.build.os} ${Deno.build.arch}`,
+        cpus: navigator.hardwareConcurrency,
+        adapter: gpu.description,
+      },
+      notes,
+      kernels,
+      stepProfiles,
+      offline,
+      singleStream,
+      serving,
+      peer,
+    };
+    const results: BenchResults = {
+      ...partial,
+      targets: evaluateTargets(partial),
+      durationS: (performance.now() - t0) / 1000,
+    };
+    const path = args.json ??
+      `${ROOT}bench/results/${started.toISOString().replace(/[:.]/g, "-")}.json`;
+    await Deno.mkdir(path.replace(/\/[^/]*$/, "") || ".", { recursive: true });
+    await Deno.writeTextFile(path, JSON.stringify(results, null, 2) + "\n");
+    console.log(renderMarkdown(results));
+    console.log(`results: ${path}`);
+  } finally {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  }
+}
+
+if (import.meta.main) await main();
