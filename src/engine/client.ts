@@ -306,7 +306,7 @@ export class EngineClient {
     if (m.type === "stats") {
       this.#updateStats(m.stats);
     } else if (m.type === "closed") {
-      // The Worker has closed itself.
+      stopWorker(this.#worker);
       this.#closedResolve?.();
     }
   }

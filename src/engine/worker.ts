@@ -5,6 +5,7 @@
  * @module
  */
 /// <reference lib="deno.worker" />
+import { endThisWorker } from "../runtime/runtime.ts";
 import { Engine, type RequestHandle } from "./engine.ts";
 import type { FromRequest, FromWorker, ToRequest, ToWorker } from "./protocol.ts";
 
@@ -39,8 +40,7 @@ class EngineHost {
       await this.#engine?.close();
       this.#engine?.runner.gpu.device.destroy();
       this.#post({ type: "closed" });
-      // The Worker ends itself (terminating it from outside crashes Bun's Dawn addon).
-      self.close();
+      endThisWorker();
     }
   }
 

@@ -84,8 +84,16 @@ export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
 }
 
 function cappedLimits(limits: GPUSupportedLimits, maxBinding: number): GPUSupportedLimits {
+  // Limits are getters: enumerable own properties on Deno, prototype accessors on Dawn.
   const out: Record<string, number> = {};
-  for (const key in limits) out[key] = limits[key as keyof GPUSupportedLimits] as number;
+  const keys = new Set<string>();
+  for (let o: object | null = limits; o && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+    for (const key of Object.getOwnPropertyNames(o)) keys.add(key);
+  }
+  for (const key of keys) {
+    const v = (limits as unknown as Record<string, unknown>)[key];
+    if (typeof v === "number") out[key] = v;
+  }
   out.maxStorageBufferBindingSize = Math.min(out.maxStorageBufferBindingSize, maxBinding);
   return out as unknown as GPUSupportedLimits;
 }

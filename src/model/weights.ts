@@ -194,8 +194,9 @@ class Uploader {
           const part = parts[Math.floor(row / rowsPerPart)];
           const partEnd = (part.rowStart + part.rows) * cols;
           const n = Math.min(data.length - i, partEnd - start);
-          const piece = data.subarray(i, i + n);
-          this.#device.queue.writeBuffer(part.buffer, (start - part.rowStart * cols) * elem, piece);
+          // dataOffset/size in elements rather than a subarray view: Dawn's node bindings
+          // ignore a view's byteOffset.
+          this.#device.queue.writeBuffer(part.buffer, (start - part.rowStart * cols) * elem, data, i, n);
           start += n;
           i += n;
         }

@@ -16,8 +16,13 @@ const globals = globalThis as any;
 export const RUNTIME: "deno" | "bun" = typeof globals.Bun !== "undefined" ? "bun" : "deno";
 
 /** The WebGPU entry point of this runtime, or undefined when it has none. */
-export async function webgpu(): Promise<GPU | undefined> {
-  if (RUNTIME === "deno") return (globals.navigator as { gpu?: GPU } | undefined)?.gpu;
+export function webgpu(): Promise<GPU | undefined> {
+  if (RUNTIME === "deno") return Promise.resolve((globals.navigator as { gpu?: GPU } | undefined)?.gpu);
+  // One Dawn instance per thread, like navigator.gpu: Dawn does not survive several.
+  return globals.__webgpuLlmDawn ??= loadDawn();
+}
+
+async function loadDawn(): Promise<GPU> {
   // Dawn's node bindings; the specifier is a variable so Deno never tries to load it.
   const name = "webgpu";
   const dawn = await import(name);
@@ -209,4 +214,24 @@ export function serveHttp(options: { hostname: string; port: number }, handler: 
 export function stopWorker(worker: Worker): void {
   if (RUNTIME === "deno") worker.terminate();
   else (worker as Worker & { unref?: () => void }).unref?.();
+}
+
+/**
+ * Ends the Worker this code runs in, once its GPU device is destroyed. Deno closes it; a Bun
+ * Worker holding Dawn's addon cannot be torn down safely, so it stays idle and unreferenced
+ * (see {@link stopWorker}) until the process exits.
+ */
+export function endThisWorker(): void {
+  if (RUNTIME === "deno") globals.close();
+}
+
+/** Which runtime produced a result: its name and version, JS engine and OS (`process.versions`). */
+export function runtimeInfo(): { runtime: string; engine: string; os: string } {
+  const v = process.versions as Record<string, string | undefined>;
+  return {
+    runtime: `${RUNTIME} ${v[RUNTIME]}`,
+    // Bun also reports a `v8` key (the Node API level it mimics); its engine is WebKit's JavaScriptCore.
+    engine: RUNTIME === "deno" ? `V8 ${v.v8}` : `JavaScriptCore (WebKit ${v.webkit?.slice(0, 12)})`,
+    os: `${process.platform} ${process.arch}`,
+  };
 }
