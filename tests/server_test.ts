@@ -9,6 +9,8 @@ import { type ChatMessage, ChatTemplate } from "../src/server/chat_template.ts";
 import { loadGolden, modelDir } from "./helpers/reference.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { post, testServer, waitFor } from "./helpers/server.ts";
+import { App } from "../src/server/app.ts";
+import type { EngineClient } from "../mod.ts";
 
 const STORY = "Once upon a time";
 
@@ -205,4 +207,37 @@ test("server: health is 503 while loading and after a failed load, 200 when read
   } finally {
     await broken.close();
   }
+});
+
+test("server: health turns 503 when the engine has work but stops stepping, or has failed", async () => {
+  const app = new App({ modelName: "m", maxBodyBytes: 1024, maxQueue: 1, stallMs: 50 });
+  const health = async () => {
+    const res = await app.handle(new Request("http://localhost/health"));
+    return { status: res.status, body: await res.json() };
+  };
+  assertEquals((await health()).status, 503); // still loading
+  let stats = { running: 0, waiting: 0, error: null as string | null };
+  let age = 0;
+  const stub = {
+    tokenizer: { chatTemplate: null },
+    info: { maxContext: 512 },
+    stats: () => stats,
+    get statsAgeMs() {
+      return age;
+    },
+  } as unknown as EngineClient;
+  app.setEngine(stub);
+  assertEquals((await health()).status, 200);
+  age = 10_000; // idle engines report nothing: still healthy
+  assertEquals((await health()).status, 200);
+  stats = { ...stats, running: 1 }; // work but no report for 10 s
+  const stalled = await health();
+  assertEquals(stalled.status, 503);
+  assertEquals(stalled.body.status, "stalled");
+  age = 0;
+  assertEquals((await health()).status, 200);
+  stats = { ...stats, error: "EngineFailedError: boom" };
+  const failed = await health();
+  assertEquals(failed.status, 503);
+  assert(failed.body.error.includes("boom"));
 });

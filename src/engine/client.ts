@@ -92,6 +92,7 @@ export class EngineClient {
   readonly tokenizer: Tokenizer;
   #worker: Worker;
   #stats: EngineStats | null = null;
+  #statsAt = performance.now();
   #onStats?: (stats: EngineStats) => void;
   #closed: Promise<void> | null = null;
   #closedResolve: (() => void) | null = null;
@@ -144,6 +145,14 @@ export class EngineClient {
   /** The latest metrics the engine reported. */
   stats(): EngineStats {
     return this.#stats!;
+  }
+
+  /**
+   * Milliseconds since the engine last reported. It reports at least once per readback while
+   * it has work, so a large age with requests running means the step loop is stuck.
+   */
+  get statsAgeMs(): number {
+    return performance.now() - this.#statsAt;
   }
 
   /** Generates to completion. */
@@ -292,6 +301,7 @@ export class EngineClient {
   #updateStats(stats: EngineStats): void {
     if (this.#stats && this.#stats.at > stats.at) return;
     this.#stats = stats;
+    this.#statsAt = performance.now();
     this.#onStats?.(stats);
   }
 

@@ -20,6 +20,8 @@ export interface AppOptions {
   modelName: string;
   /** Other names accepted in `model` (e.g. the checkpoint path). */
   modelAliases?: string[];
+  /** Health turns 503 when the engine has work but has not reported for this long (default 60 s). */
+  stallMs?: number;
   /** Bearer key required on /v1 when set. */
   apiKey?: string;
   /** Largest request body in bytes. */
@@ -182,8 +184,14 @@ export class App {
       const status = this.#state === "loading" ? "loading" : this.#state === "draining" ? "shutting down" : "failed";
       return json({ status, error: this.#loadError }, 503);
     }
-    const error = this.#engine!.stats().error;
-    if (error) return json({ status: "failed", error }, 503);
+    const engine = this.#engine!;
+    const stats = engine.stats();
+    if (stats.error) return json({ status: "failed", error: stats.error }, 503);
+    const stallMs = this.options.stallMs ?? 60_000;
+    if (stats.running + stats.waiting > 0 && engine.statsAgeMs > stallMs) {
+      const seconds = Math.round(engine.statsAgeMs / 1000);
+      return json({ status: "stalled", error: `the engine has not stepped for ${seconds} s with requests in flight` }, 503);
+    }
     return json({ status: "ok" });
   }
 
