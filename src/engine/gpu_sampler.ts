@@ -11,8 +11,8 @@ import { SAMPLE } from "../gpu/descriptors.ts";
 /** u32 words of sampling parameters per logit row (the layout `sample.wgsl` reads). */
 export const SAMPLING_PARAM_WORDS = 12;
 
-/** One logit row's sampling parameters. */
-export interface RowSampling {
+/** The distribution-shaping parameters shared by requests, sequences and sampled rows. */
+export interface SamplingParams {
   /** 0 = greedy. */
   temperature: number;
   /** 0 = off. */
@@ -25,6 +25,10 @@ export interface RowSampling {
   repetitionPenalty: number;
   presencePenalty: number;
   frequencyPenalty: number;
+}
+
+/** One logit row's sampling parameters. */
+export interface RowSampling extends SamplingParams {
   /** u32 seed of the sequence's random stream. */
   seed: number;
   /** Index of the token being sampled within the sequence's output. */

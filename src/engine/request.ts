@@ -3,6 +3,7 @@
  * request takes when it crosses to the engine Worker.
  * @module
  */
+import type { SamplingParams } from "./gpu_sampler.ts";
 
 /** Options of one generation request (the `mod.ts` API). */
 export interface GenerateOptions {
@@ -46,17 +47,10 @@ export class InvalidRequestError extends Error {
 }
 
 /** A validated request as posted to the engine Worker. */
-export interface EngineRequest {
+export interface EngineRequest extends SamplingParams {
   promptIds: number[];
   n: number;
   maxTokens: number;
-  temperature: number;
-  topK: number;
-  topP: number;
-  minP: number;
-  repetitionPenalty: number;
-  presencePenalty: number;
-  frequencyPenalty: number;
   /** Undefined = the engine draws one. */
   seed: number | undefined;
   stopTokenIds: number[];

@@ -3,17 +3,11 @@
  * GPU has got. Tokens sampled on the GPU but not yet read back are counted, not known.
  * @module
  */
+import type { SamplingParams } from "./gpu_sampler.ts";
 
 /** Sampling and stopping parameters the engine applies (already validated). */
-export interface SequenceParams {
+export interface SequenceParams extends SamplingParams {
   maxTokens: number;
-  temperature: number;
-  topK: number;
-  topP: number;
-  minP: number;
-  repetitionPenalty: number;
-  presencePenalty: number;
-  frequencyPenalty: number;
   /** u32 seed of the per-sequence random stream. */
   seed: number;
   /** Ids that end the request (EOS unless ignoreEos, plus stop token ids). */
