@@ -12,6 +12,7 @@ import {
   type TensorInfo,
 } from "../src/model/safetensors.ts";
 import { type GgufTensor, type GgufValue, writeGguf } from "./gguf_writer.ts";
+import { readTextFile } from "../src/runtime/runtime.ts";
 
 /** llama.cpp token types. */
 const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, unused: 5, byte: 6 } as const;
@@ -149,7 +150,7 @@ export async function convertToGguf(dir: string, outPath: string): Promise<GgufC
   if (spec.layerWindows.some((w) => w !== null)) {
     throw new Error("GGUF conversion: sliding-window attention is not supported");
   }
-  const tokenizerJson = JSON.parse(await Deno.readTextFile(`${dir}/tokenizer.json`));
+  const tokenizerJson = JSON.parse(await readTextFile(`${dir}/tokenizer.json`));
   const vocab = ggufVocab(tokenizerJson, spec.vocabSize);
   const index = await openCheckpointTensors(dir);
   try {

@@ -8,6 +8,7 @@
  * alignment, then the data section. Strings are u64 length + UTF-8 bytes; all little-endian.
  * @module
  */
+import { createFile } from "../src/runtime/runtime.ts";
 
 /** GGUF metadata value types. */
 export const GGUF_TYPE = {
@@ -181,11 +182,6 @@ export function encodeGgufHeader(file: GgufFile): { header: Uint8Array; offsets:
   return { header: w.result(), offsets };
 }
 
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) done += await file.write(bytes.subarray(done));
-}
-
 /** Writes a GGUF v3 file; returns its size in bytes. Checks each tensor's byte length. */
 export async function writeGguf(path: string, gguf: GgufFile): Promise<number> {
   const alignment = gguf.alignment ?? 32;
@@ -194,9 +190,9 @@ export async function writeGguf(path: string, gguf: GgufFile): Promise<number> {
       ? [...gguf.metadata, ["general.alignment", { type: "u32", value: alignment }]]
       : gguf.metadata;
   const { header, offsets } = encodeGgufHeader({ ...gguf, metadata });
-  const file = await Deno.open(path, { write: true, create: true, truncate: true });
+  const file = await createFile(path);
   try {
-    await writeAll(file, header);
+    await file.write(header);
     let written = 0;
     for (const [i, t] of gguf.tensors.entries()) {
       const bytes = await t.bytes();
@@ -204,14 +200,14 @@ export async function writeGguf(path: string, gguf: GgufFile): Promise<number> {
       if (bytes.length !== expected) {
         throw new Error(`GGUF tensor ${t.name}: ${bytes.length} bytes, expected ${expected}`);
       }
-      if (written < offsets[i]) await writeAll(file, new Uint8Array(offsets[i] - written));
-      await writeAll(file, bytes);
+      if (written < offsets[i]) await file.write(new Uint8Array(offsets[i] - written));
+      await file.write(bytes);
       written = offsets[i] + bytes.length;
     }
     const end = Math.ceil(written / alignment) * alignment;
-    if (end > written) await writeAll(file, new Uint8Array(end - written));
+    if (end > written) await file.write(new Uint8Array(end - written));
     return header.length + end;
   } finally {
-    file.close();
+    await file.close();
   }
 }

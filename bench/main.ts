@@ -1,9 +1,11 @@
 /**
- * `deno task bench [--quick] [--json PATH] [--only kernels,offline,serving,peer]`: the
- * throughput suite of issue 5. Runs kernel, decode-step, offline batching, serving and
- * llama.cpp-peer benchmarks on stories260K and a synthetic SmolLM2-135M-shaped f16 model
- * (built into a temp dir), writes `bench/results/<timestamp>.json` (or PATH) and prints a
- * markdown table. `--quick` shrinks every section to finish in about a minute or two.
+ * `deno task bench [--quick] [--json PATH] [--only kernels,offline,serving,peer]` (or
+ * `bun run bench/main.ts ...`, same flags): the throughput suite of issue 5. Runs kernel,
+ * decode-step, offline batching, serving and llama.cpp-peer benchmarks on stories260K and a
+ * synthetic SmolLM2-135M-shaped f16 model (built into a temp dir), writes
+ * `bench/results/<timestamp>.json` (or PATH) and prints a markdown table. `--quick` shrinks
+ * every section to finish in about a minute or two. The file records which runtime produced
+ * it; `bench/compare.ts` puts a Deno run and a Bun run side by side.
  * @module
  */
 import { createGpu, type Gpu } from "../src/gpu/device.ts";
@@ -17,15 +19,22 @@ import {
   type SingleStreamResult,
 } from "./offline.ts";
 import { benchServing, type ServingResult } from "./serving.ts";
-import { benchPeer, type PeerResult } from "./peer_llama_cpp.ts";
+import { benchPeer, loadLlamaCpp, type PeerResult } from "./peer_llama_cpp.ts";
 import {
   DEFAULT_WORKLOAD,
   makeWorkload,
   poissonArrivals,
   scaleWorkloadOptions,
 } from "./workload.ts";
-import { type BenchResults, evaluateTargets, renderMarkdown, type Section } from "./report.ts";
+import {
+  type BenchResults,
+  evaluateTargets,
+  renderMarkdown,
+  type Section,
+  SectionSkipped,
+} from "./report.ts";
 import { SMOLLM2_135M_CONFIG, writeSyntheticModel } from "./synthetic_model.ts";
+import * as rt from "../src/runtime/runtime.ts";
 
 /** Parsed command line. */
 export interface BenchArgs {
@@ -50,8 +59,10 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
       }
       args.only = new Set(names);
     } else if (a === "--help" || a === "-h") {
-      console.log("deno task bench [--quick] [--json PATH] [--only kernels,offline,serving,peer]");
-      Deno.exit(0);
+      console.log(
+        "deno task bench | bun run bench/main.ts [--quick] [--json PATH] [--only kernels,offline,serving,peer]",
+      );
+      rt.exit(0);
     } else fail(`unknown flag ${a}`);
   }
   return args;
@@ -59,7 +70,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
 
 function fail(message: string): never {
   console.error(`bench: ${message}`);
-  Deno.exit(2);
+  rt.exit(2);
 }
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -78,20 +89,24 @@ async function section<T>(
     console.error(`[bench] ${name} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     return { status: "ok", data };
   } catch (e) {
+    if (e instanceof SectionSkipped) {
+      console.error(`[bench] ${name} skipped: ${e.message}`);
+      return { status: "skipped", reason: e.message };
+    }
     console.error(`[bench] ${name} failed:`, e);
     return { status: "failed", reason: `${(e as Error).name}: ${(e as Error).message}` };
   }
 }
 
 async function main(): Promise<void> {
-  const args = parseBenchArgs(Deno.args);
+  const args = parseBenchArgs(rt.args());
   const q = args.quick;
   const on = (s: string) => !args.only || args.only.has(s);
   const started = new Date();
   const t0 = performance.now();
   const log = (line: string) => console.error(line);
   const notes: string[] = [];
-  const tmp = await Deno.makeTempDir({ prefix: "bench_" });
+  const tmp = await rt.makeTempDir("bench_");
   try {
     const smol = `${tmp}/smollm2-135m-synthetic`;
     if (on("kernels") || on("peer") || (!q && on("offline"))) {
@@ -240,31 +255,43 @@ async function main(): Promise<void> {
 
     const peer = await section("peer", on("peer"), async () => {
       const out: PeerResult[] = [];
+      const llama = await loadLlamaCpp();
       const threads = navigator.hardwareConcurrency || 2;
       const cases: [string, number, number][] = [[STORIES, 512, q ? 64 : 256], [
         smol,
         49152,
         q ? 8 : 64,
       ]];
-      for (const [model, vocab, tokens] of cases) {
-        const prompts = makeWorkload({ vocab, bosId: 1, requests: 8, promptLen: [16, 32], seed: 3 })
-          .map((r) => r.promptIds);
-        out.push(
-          await benchPeer({
-            model,
-            ggufPath: `${tmp}/${model.split("/").at(-1)}.gguf`,
-            prompts,
-            outputTokens: tokens,
-            parallel: 8,
-            threads,
-            maxContext: 512,
-          }),
-        );
-        log(
-          `  ${model.split("/").at(-1)}: ours/llama.cpp ${
-            out.at(-1)!.singleRatio.toFixed(2)
-          } (1x), ${out.at(-1)!.parallelRatio.toFixed(2)} (8x)`,
-        );
+      try {
+        for (const [model, vocab, tokens] of cases) {
+          const prompts = makeWorkload({
+            vocab,
+            bosId: 1,
+            requests: 8,
+            promptLen: [16, 32],
+            seed: 3,
+          })
+            .map((r) => r.promptIds);
+          out.push(
+            await benchPeer({
+              model,
+              ggufPath: `${tmp}/${model.split("/").at(-1)}.gguf`,
+              prompts,
+              outputTokens: tokens,
+              parallel: 8,
+              threads,
+              maxContext: 512,
+              llama,
+            }),
+          );
+          log(
+            `  ${model.split("/").at(-1)}: ours/llama.cpp ${
+              out.at(-1)!.singleRatio.toFixed(2)
+            } (1x), ${out.at(-1)!.parallelRatio.toFixed(2)} (8x)`,
+          );
+        }
+      } finally {
+        await llama.dispose();
       }
       return out;
     });
@@ -274,9 +301,7 @@ async function main(): Promise<void> {
       startedAt: started.toISOString(),
       quick: q,
       environment: {
-        deno: Deno.version.deno,
-        v8: Deno.version.v8,
-        os: `${Deno.build.os} ${Deno.build.arch}`,
+        ...rt.runtimeInfo(),
         cpus: navigator.hardwareConcurrency,
         adapter: gpu.description,
       },
@@ -295,12 +320,12 @@ async function main(): Promise<void> {
     };
     const path = args.json ??
       `${ROOT}bench/results/${started.toISOString().replace(/[:.]/g, "-")}.json`;
-    await Deno.mkdir(path.replace(/\/[^/]*$/, "") || ".", { recursive: true });
-    await Deno.writeTextFile(path, JSON.stringify(results, null, 2) + "\n");
+    await rt.mkdir(path.replace(/\/[^/]*$/, "") || ".");
+    await rt.writeFile(path, JSON.stringify(results, null, 2) + "\n");
     console.log(renderMarkdown(results));
     console.log(`results: ${path}`);
   } finally {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    await rt.remove(tmp).catch(() => {});
   }
 }
 

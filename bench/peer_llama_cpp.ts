@@ -1,14 +1,36 @@
 /**
- * llama.cpp as a peer, through node-llama-cpp (npm, its prebuilt CPU binaries, loaded by
- * Deno through the npm: specifier): the bench converts the checkpoint to GGUF itself and
- * runs the same prompts greedily, one stream and `parallel` sequences in one context,
- * against our engine on the same weights. Tokens/s = generated tokens / wall time of the
- * whole request (short prompt prefill included) on both sides.
+ * llama.cpp as a peer, through node-llama-cpp (npm, its prebuilt CPU binaries; Deno loads it
+ * through deno.json's npm: import, Bun from node_modules): the bench converts the checkpoint
+ * to GGUF itself and runs the same prompts greedily, one stream and `parallel` sequences in
+ * one context, against our engine on the same weights. Tokens/s = generated tokens / wall
+ * time of the whole request (short prompt prefill included) on both sides. node-llama-cpp is
+ * imported only when the peer section runs ({@link loadLlamaCpp}), so nothing else needs it.
  * @module
  */
-import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
+import type { Llama, Token } from "node-llama-cpp";
 import { createEngine } from "../mod.ts";
+import { RUNTIME, runtimeInfo } from "../src/runtime/runtime.ts";
 import { convertToGguf } from "./gguf_convert.ts";
+import { SectionSkipped } from "./report.ts";
+
+const NODE_LLAMA_CPP_VERSION = "3.21.1";
+
+/**
+ * Loads node-llama-cpp and its prebuilt CPU binary, or throws {@link SectionSkipped} with
+ * "node-llama-cpp not available under <runtime>: <reason>". Dispose the result when done.
+ */
+export async function loadLlamaCpp(): Promise<Llama> {
+  // A variable specifier: neither runtime resolves it before the peer section asks for it.
+  const name = "node-llama-cpp";
+  try {
+    const m: typeof import("node-llama-cpp") = await import(name);
+    return await m.getLlama({ gpu: false, build: "never", logLevel: m.LlamaLogLevel.error });
+  } catch (e) {
+    throw new SectionSkipped(
+      `node-llama-cpp not available under ${RUNTIME}: ${(e as Error).message ?? e}`,
+    );
+  }
+}
 
 /** Options of {@link benchPeer}. */
 export interface PeerOptions {
@@ -21,6 +43,8 @@ export interface PeerOptions {
   threads: number;
   /** Our engine's options for the comparison. */
   maxContext: number;
+  /** From {@link loadLlamaCpp}. */
+  llama: Llama;
 }
 
 /** One side's numbers. */
@@ -53,8 +77,7 @@ export async function benchPeer(options: PeerOptions): Promise<PeerResult> {
   const n = options.outputTokens;
   const par = options.prompts.slice(0, options.parallel);
 
-  const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
-  const model = await llama.loadModel({ modelPath: options.ggufPath });
+  const model = await options.llama.loadModel({ modelPath: options.ggufPath });
   const contextSize = Math.max(...options.prompts.map((p) => p.length)) + n + 8;
   const context = await model.createContext({
     contextSize: contextSize * options.parallel,
@@ -116,7 +139,8 @@ export async function benchPeer(options: PeerOptions): Promise<PeerResult> {
   ) prefix++;
   return {
     model: options.model,
-    runtime: "node-llama-cpp 3.21.1 (prebuilt CPU binary) loaded by Deno via npm: specifier",
+    runtime:
+      `node-llama-cpp ${NODE_LLAMA_CPP_VERSION} (prebuilt CPU binary) loaded by ${runtimeInfo().runtime}`,
     gguf: { bytes: conversion.bytes, tensors: conversion.tensors, fileType: conversion.fileType },
     sameGreedyTokens: prefix === n && llamaFirst.length === n,
     matchingPrefix: prefix,

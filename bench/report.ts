@@ -10,6 +10,11 @@ import type { ServingResult } from "./serving.ts";
 import type { PeerResult } from "./peer_llama_cpp.ts";
 import type { Percentiles } from "./stats.ts";
 
+/** Thrown by a section that cannot run here; the suite records it as skipped with the message. */
+export class SectionSkipped extends Error {
+  override name = "SectionSkipped";
+}
+
 /** A section that ran, was skipped (with why) or failed (with the error). */
 export type Section<T> = { status: "ok"; data: T } | {
   status: "skipped" | "failed";
@@ -20,7 +25,8 @@ export type Section<T> = { status: "ok"; data: T } | {
 export interface BenchResults {
   startedAt: string;
   quick: boolean;
-  environment: { deno: string; v8: string; os: string; cpus: number; adapter: string };
+  /** `runtime` is "deno 2.9.6" or "bun 1.3.14": which runtime produced the file. */
+  environment: { runtime: string; engine: string; os: string; cpus: number; adapter: string };
   notes: string[];
   kernels: Section<KernelSection>;
   stepProfiles: Section<StepProfile[]>;
@@ -161,7 +167,7 @@ export function renderMarkdown(r: BenchResults): string {
   const out: string[] = [];
   out.push(`# bench ${r.startedAt}${r.quick ? " (--quick)" : ""}`);
   out.push(
-    `${r.environment.adapter}; Deno ${r.environment.deno}; ${r.environment.cpus} CPUs; ${
+    `${r.environment.adapter}; ${r.environment.runtime} (${r.environment.engine}); ${r.environment.cpus} CPUs; ${
       f(r.durationS, 0)
     } s`,
   );

@@ -3,9 +3,13 @@
  * on a free loopback port, sends the workload's requests at Poisson arrival times as
  * streaming `POST /v1/completions`, and measures request throughput, output tokens/s, TTFT
  * and inter-token latency from the client's side. Skips with a reason when serve.ts is
- * absent or does not become healthy.
+ * absent or does not become healthy. serve.ts runs under the same runtime as the bench.
  * @module
  */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createServer } from "node:net";
+import process from "node:process";
+import { scriptCommand, stat } from "../src/runtime/runtime.ts";
 import type { BenchRequest } from "./workload.ts";
 import { RequestClock, type RequestTiming } from "./request_timing.ts";
 import { type Percentiles, scalePercentiles, summarize } from "./stats.ts";
@@ -46,20 +50,25 @@ export type ServingResult =
     errors: string[];
   };
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
+/** A loopback port that was free a moment ago. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+  });
 }
 
 async function waitHealthy(
   base: string,
-  child: Deno.ChildProcess,
+  status: Promise<number>,
   timeoutS: number,
 ): Promise<string | null> {
   let exited = false;
-  child.status.then(() => (exited = true));
+  status.then(() => (exited = true));
   const t0 = performance.now();
   while (performance.now() - t0 < timeoutS * 1000) {
     if (exited) return "serve.ts exited before becoming healthy";
@@ -126,38 +135,42 @@ async function streamCompletion(
 
 /** Runs the serving benchmark, or returns `{ skipped }` with the reason. */
 export async function benchServing(options: ServingOptions): Promise<ServingResult> {
-  try {
-    await Deno.stat(options.serveScript);
-  } catch {
-    return { skipped: "serve.ts not available" };
-  }
-  const port = freePort();
+  if (!(await stat(options.serveScript))?.isFile) return { skipped: "serve.ts not available" };
+  const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      options.serveScript,
-      "--model",
-      options.model,
-      "--port",
-      String(port),
-      "--host",
-      "127.0.0.1",
-      "--max-seqs",
-      String(options.maxSeqs),
-    ],
-    stdout: "null",
-    stderr: "piped",
-    stdin: "null",
-  }).spawn();
+  const cmd = scriptCommand(options.serveScript, [
+    "--model",
+    options.model,
+    "--port",
+    String(port),
+    "--host",
+    "127.0.0.1",
+    "--max-seqs",
+    String(options.maxSeqs),
+  ]);
+  const child: ChildProcess = spawn(cmd.cmd, cmd.args, { stdio: ["ignore", "ignore", "pipe"] });
+  let exited = false;
+  const status = new Promise<number>((resolve) => {
+    const done = (code: number | null) => {
+      exited = true;
+      resolve(code ?? -1);
+    };
+    child.on("close", done);
+    child.on("error", () => done(-1));
+  });
   let stderr = "";
-  const drain = (async () => {
-    const decoder = new TextDecoder();
-    for await (const b of child.stderr) stderr = (stderr + decoder.decode(b)).slice(-4000);
-  })();
+  const decoder = new TextDecoder();
+  child.stderr!.on("data", (b: Uint8Array) => {
+    stderr = (stderr + decoder.decode(b, { stream: true })).slice(-4000);
+  });
+  // process.kill, not child.kill: Deno's child_process misreports a child.kill()ed child.
+  const kill = (signal: "SIGTERM" | "SIGKILL") => {
+    try {
+      if (child.pid !== undefined && !exited) process.kill(child.pid, signal);
+    } catch { /* already gone */ }
+  };
   try {
-    const notReady = await waitHealthy(base, child, options.startTimeoutS ?? 120);
+    const notReady = await waitHealthy(base, status, options.startTimeoutS ?? 120);
     if (notReady) {
       return { skipped: `${notReady}: ${stderr.trim().split("\n").slice(-3).join(" | ")}` };
     }
@@ -199,16 +212,9 @@ export async function benchServing(options: ServingOptions): Promise<ServingResu
       errors: errors.slice(0, 5),
     };
   } finally {
-    try {
-      child.kill("SIGTERM");
-    } catch { /* already gone */ }
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 15000);
-    await child.status;
+    kill("SIGTERM");
+    const timer = setTimeout(() => kill("SIGKILL"), 15000);
+    await status;
     clearTimeout(timer);
-    await drain.catch(() => {});
   }
 }

@@ -8,6 +8,7 @@
  */
 import { expectedTensors, parseModelSpec } from "../src/model/config.ts";
 import { Rng } from "./rng.ts";
+import { createFile, mkdir, readFile, readTextFile, writeFile } from "../src/runtime/runtime.ts";
 
 /** SmolLM2-135M's config.json fields (llama architecture). */
 export const SMOLLM2_135M_CONFIG: Record<string, unknown> = {
@@ -78,16 +79,9 @@ export async function writeSyntheticModel(
   let text = JSON.stringify(header);
   while (text.length % 8 !== 0) text += " ";
   const headerBytes = new TextEncoder().encode(text);
-  await Deno.mkdir(dir, { recursive: true });
-  const file = await Deno.open(`${dir}/model.safetensors`, {
-    write: true,
-    create: true,
-    truncate: true,
-  });
-  const write = async (b: Uint8Array) => {
-    let done = 0;
-    while (done < b.length) done += await file.write(b.subarray(done));
-  };
+  await mkdir(dir);
+  const file = await createFile(`${dir}/model.safetensors`);
+  const write = (b: Uint8Array) => file.write(b);
   try {
     const len = new Uint8Array(8);
     new DataView(len.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
@@ -108,17 +102,14 @@ export async function writeSyntheticModel(
       await write(new Uint8Array(data.buffer));
     }
   } finally {
-    file.close();
+    await file.close();
   }
-  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config, null, 2));
-  const tok = JSON.parse(await Deno.readTextFile(`${options.tokenizerDir}/tokenizer.json`));
-  await Deno.writeTextFile(
-    `${dir}/tokenizer.json`,
-    JSON.stringify(padTokenizer(tok, spec.vocabSize)),
-  );
-  await Deno.copyFile(
-    `${options.tokenizerDir}/tokenizer_config.json`,
+  await writeFile(`${dir}/config.json`, JSON.stringify(config, null, 2));
+  const tok = JSON.parse(await readTextFile(`${options.tokenizerDir}/tokenizer.json`));
+  await writeFile(`${dir}/tokenizer.json`, JSON.stringify(padTokenizer(tok, spec.vocabSize)));
+  await writeFile(
     `${dir}/tokenizer_config.json`,
+    await readFile(`${options.tokenizerDir}/tokenizer_config.json`),
   );
   return 8 + headerBytes.length + offset;
 }

@@ -20,6 +20,8 @@ import { convertToGguf, permuteQkRows } from "../bench/gguf_convert.ts";
 import { parseGgufHeader, tensorInfoBytes } from "../bench/gguf_reader.ts";
 import { encodeGgufHeader, GGML_TYPE } from "../bench/gguf_writer.ts";
 import { parseBenchArgs } from "../bench/main.ts";
+import { compareMarkdown, runtimeOf } from "../bench/compare.ts";
+import type { BenchResults } from "../bench/report.ts";
 
 test("bench workload: deterministic, 64 requests, 3/4 short and 1/4 long, lengths in range", () => {
   const a = makeWorkload({ vocab: 512, bosId: 1 });
@@ -181,4 +183,53 @@ test("bench CLI flags", () => {
   assertEquals(parseBenchArgs([]), { quick: false, json: null, only: null });
   const a = parseBenchArgs(["--quick", "--json", "/tmp/x.json", "--only", "kernels,peer"]);
   assertEquals([a.quick, a.json, [...a.only!]], [true, "/tmp/x.json", ["kernels", "peer"]]);
+});
+
+test("bench compare: one column per runtime, the second over the first, n/a where not measured", () => {
+  const skipped = { status: "skipped" as const, reason: "not selected (--only)" };
+  const base = {
+    startedAt: "2026-01-01T00:00:00.000Z",
+    quick: true,
+    notes: [],
+    kernels: skipped,
+    stepProfiles: skipped,
+    offline: skipped,
+    singleStream: skipped,
+    peer: skipped,
+    targets: [],
+    durationS: 100,
+  };
+  const serving = (reqPerS: number) => ({
+    status: "ok" as const,
+    data: {
+      model: "stories260K",
+      requests: 16,
+      completed: 16,
+      failed: 0,
+      ratePerSecond: 4,
+      durationS: 4,
+      requestThroughput: reqPerS,
+      outputTokPerS: 100,
+      outputTokens: 400,
+      ttftMs: { count: 16, mean: 50, p50: 40, p95: 90, p99: 99 },
+      itlMs: { count: 16, mean: 5, p50: 4, p95: 9, p99: 9.9 },
+      e2eMs: { count: 16, mean: 500, p50: 400, p95: 900, p99: 990 },
+      errors: [],
+    },
+  });
+  const env = { engine: "V8", os: "linux x64", cpus: 2, adapter: "llvmpipe" };
+  const deno = { ...base, environment: { ...env, runtime: "deno 2.9.6" }, serving: serving(2) };
+  const bun = { ...base, environment: { ...env, runtime: "bun 1.3.14" }, serving: serving(3) };
+  const md = compareMarkdown([deno, bun]);
+  const lines = md.split("\n");
+  assertEquals(lines[0], "| figure | deno 2.9.6 --quick | bun 1.3.14 --quick | bun / deno |");
+  assert(lines.includes("| serving req/s | 2.00 | 3.00 | 1.50 |"), md);
+  assert(lines.includes("| offline continuous out tok/s | n/a | n/a | n/a |"), md);
+  assert(md.includes("offline skipped: not selected (--only)"), md);
+  // Files written before the runtime was recorded were Deno's.
+  const old = {
+    ...deno,
+    environment: { deno: "2.9.5", v8: "x", os: "linux", cpus: 2, adapter: "a" },
+  };
+  assertEquals(runtimeOf(old as unknown as BenchResults), "deno 2.9.5");
 });
