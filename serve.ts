@@ -77,8 +77,10 @@ export function startServer(options: ServeOptions, reporting: ServerReporting = 
   const shutdown = () =>
     stopping ??= (async () => {
       log(`shutting down: ${app.activeRequests} requests in flight`);
-      const deadline = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), options.shutdownTimeoutMs));
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const deadline = new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), options.shutdownTimeoutMs)));
       const drained = await Promise.race([app.drain().then(() => "drained" as const), deadline]);
+      clearTimeout(timer);
       if (drained === "timeout") log("shutdown timeout: cancelling what is left");
       await ready.catch(() => {});
       await (engine as EngineClient | null)?.close();
@@ -109,7 +111,6 @@ if (import.meta.main) {
   };
   onSignal("SIGINT", handleSignal);
   onSignal("SIGTERM", handleSignal);
-  server.ready.catch(() => {
-    // Keep serving /health (503 with the reason) so supervisors see why.
-  });
+  // A model that cannot be loaded ends the process (the reason is already logged).
+  server.ready.catch(() => server.shutdown().then(() => exit(1)));
 }

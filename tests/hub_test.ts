@@ -122,3 +122,18 @@ test("serve.ts process: hub id downloaded on first use, SIGTERM finishes in-flig
     await sys.remove(cache, { recursive: true });
   }
 });
+
+test("serve.ts process: a hub id that is neither cached nor downloadable exits 1 naming --model DIR", async () => {
+  const cache = await sys.makeTempDir();
+  const root = new URL("../", import.meta.url).pathname;
+  try {
+    const r = await sys.runScript(`${root}serve.ts`, ["--model", "nobody/nothing", "--port", "0"], {
+      cwd: root,
+      env: { HF_HUB_CACHE: cache, HF_HUB_OFFLINE: "1", NO_COLOR: "1" },
+    });
+    assertEquals(r.code, 1, r.stderr);
+    assert(r.stderr.includes("--model DIR") && r.stderr.includes("nobody/nothing"), r.stderr);
+  } finally {
+    await sys.remove(cache);
+  }
+});
