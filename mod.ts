@@ -30,6 +30,7 @@ export type { FinishReason } from "./src/engine/sequence.ts";
 export type { SchedulerPolicy } from "./src/engine/scheduler.ts";
 export type { AttentionImpl } from "./src/model/forward.ts";
 export { CheckpointError, UnsupportedArchitectureError } from "./src/model/errors.ts";
+export type { Tokenizer } from "./src/model/tokenizer.ts";
 export { NoGpuAdapterError } from "./src/gpu/device.ts";
 
 /** Starts an engine (in a Worker) for a Hugging Face checkpoint directory. */

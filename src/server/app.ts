@@ -4,9 +4,7 @@
  * model loads, and again once it drains for shutdown or the engine has failed.
  * @module
  */
-import type { EngineClient } from "../engine/client.ts";
-import { EngineRequestError } from "../engine/client.ts";
-import { InvalidRequestError } from "../engine/request.ts";
+import { type EngineClient, EngineRequestError, InvalidRequestError } from "../../mod.ts";
 import { ApiError, badParam } from "./api_error.ts";
 import { ChatTemplate, ChatTemplateError } from "./chat_template.ts";
 import { dashboardHtml } from "./dashboard.ts";

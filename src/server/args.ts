@@ -2,8 +2,7 @@
  * Command-line flags of `serve.ts`.
  * @module
  */
-import type { AttentionImpl } from "../model/forward.ts";
-import type { SchedulerPolicy } from "../engine/scheduler.ts";
+import type { AttentionImpl, SchedulerPolicy } from "../../mod.ts";
 
 /** The model served when `--model` is omitted. */
 export const DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct";

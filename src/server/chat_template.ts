@@ -5,7 +5,7 @@
  * @module
  */
 import { Template } from "@huggingface/jinja";
-import type { Tokenizer } from "../model/tokenizer.ts";
+import type { Tokenizer } from "../../mod.ts";
 
 /** One chat message (content already flattened to text). */
 export interface ChatMessage {

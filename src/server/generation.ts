@@ -4,10 +4,7 @@
  * aborts its engine requests, which leave at the next step and free their blocks.
  * @module
  */
-import type { EngineClient, GenerateDelta } from "../engine/client.ts";
-import type { FinishReason } from "../engine/sequence.ts";
-import type { TokenLogprob } from "../engine/protocol.ts";
-import type { Tokenizer } from "../model/tokenizer.ts";
+import type { EngineClient, FinishReason, GenerateDelta, TokenLogprob, Tokenizer } from "../../mod.ts";
 import type { ChatRequest, CompletionRequest, SamplingOptions } from "./openai_request.ts";
 
 /** One engine request of an API request (a prompt with its n completions). */

@@ -4,7 +4,7 @@
  * by the engine's own validation, whose errors are mapped back to these names.
  * @module
  */
-import type { GenerateOptions } from "../engine/request.ts";
+import type { GenerateOptions } from "../../mod.ts";
 import { badParam } from "./api_error.ts";
 import type { ChatMessage } from "./chat_template.ts";
 

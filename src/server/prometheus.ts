@@ -3,7 +3,7 @@
  * (version 0.0.4).
  * @module
  */
-import type { EngineStats, HistogramSnapshot } from "../engine/metrics.ts";
+import type { EngineStats, HistogramSnapshot } from "../../mod.ts";
 
 /** Counters the HTTP layer keeps. */
 export class ServerCounters {
