@@ -236,9 +236,15 @@ export class App {
     const chunks: Uint8Array[] = [];
     let size = 0;
     if (req.body) {
-      for await (const chunk of req.body) {
+      const reader = req.body.getReader();
+      for (;;) {
+        const { value: chunk, done } = await reader.read();
+        if (done) break;
         size += chunk.length;
-        if (size > max) throw tooLarge();
+        if (size > max) {
+          await reader.cancel();
+          throw tooLarge();
+        }
         chunks.push(chunk);
       }
     }

@@ -10,8 +10,8 @@ import { createFile, env as processEnv, mkdir, readTextFile, remove, rename, sta
 
 /** Raised when a model can be neither found nor downloaded. */
 export class ModelNotFoundError extends Error {
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = "ModelNotFoundError";
   }
 }
@@ -77,6 +77,7 @@ export async function resolveModel(spec: string, options: ResolveOptions = {}): 
     if (e instanceof ModelNotFoundError) throw e;
     throw new ModelNotFoundError(
       `${spec} is not in the Hugging Face cache (${cache}) and could not be downloaded from ${endpoint}: ${(e as Error).message}. ${hint}`,
+      { cause: e },
     );
   }
 }
@@ -167,7 +168,12 @@ async function downloadFile(
   const file = await createFile(tmp);
   let n = 0;
   try {
-    for await (const chunk of res.body) {
+    // An explicit reader: a Bun run once failed inside for-await over a fetch body with
+    // "undefined is not a function" (not reproduced since).
+    const reader = res.body.getReader();
+    for (;;) {
+      const { value: chunk, done } = await reader.read();
+      if (done) break;
       await file.write(chunk);
       n += chunk.length;
       onBytes(n);
