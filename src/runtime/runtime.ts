@@ -209,7 +209,8 @@ export function serveHttp(options: { hostname: string; port: number }, handler: 
 
 /**
  * Ends a Worker from outside. Bun aborts when a Worker holding Dawn's native addon is
- * terminated, so there the Worker is only unreferenced (it closes itself when asked to).
+ * terminated, so there the Worker is only unreferenced: it destroys its device when asked to
+ * close and then sits idle without keeping the process alive.
  */
 export function stopWorker(worker: Worker): void {
   if (RUNTIME === "deno") worker.terminate();
