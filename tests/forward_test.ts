@@ -5,22 +5,10 @@
  */
 import { test } from "./helpers/test.ts";
 import { ModelRunner } from "../src/model/model_runner.ts";
-import { buildStepBatch } from "../src/model/step_batch.ts";
 import { greedyGenerate } from "../src/model/greedy.ts";
 import { createGpu, NoGpuAdapterError } from "../src/gpu/device.ts";
-import { loadGolden, maxAbs, maxAbsDiff, modelDir } from "./helpers/reference.ts";
+import { loadGolden, maxAbs, maxAbsDiff, modelDir, promptLogits } from "./helpers/reference.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
-
-async function promptLogits(runner: ModelRunner, ids: number[]): Promise<Float32Array> {
-  const bs = runner.cache.options.blockSize;
-  const table = runner.blocks.allocate(Math.ceil(ids.length / bs));
-  try {
-    const batch = buildStepBatch([{ tokens: ids, start: 0, blockTable: table, logits: "all" }], bs);
-    return (await runner.run(batch, { logits: true })).logits!;
-  } finally {
-    runner.blocks.release(table);
-  }
-}
 
 test("forward: steps create no pipelines or bind groups and submit once each", async () => {
   const runner = await ModelRunner.load(modelDir("gemma2-tiny"), { maxTokens: 32, numBlocks: 32 });

@@ -5,23 +5,15 @@
  */
 import { test } from "./helpers/test.ts";
 import { ModelRunner } from "../src/model/model_runner.ts";
-import { buildStepBatch } from "../src/model/step_batch.ts";
 import { createGpu } from "../src/gpu/device.ts";
 import { withTempDir, writeSyntheticCheckpoint } from "./helpers/synthetic_checkpoint.ts";
-import { maxAbs, maxAbsDiff } from "./helpers/reference.ts";
+import { maxAbs, maxAbsDiff, promptLogits } from "./helpers/reference.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 
 const IDS = [1, 403, 407, 261, 378, 432, 383, 286];
 
-async function logits(runner: ModelRunner, ids = IDS): Promise<Float32Array> {
-  const bs = runner.cache.options.blockSize;
-  const table = runner.blocks.allocate(Math.ceil(ids.length / bs));
-  try {
-    const batch = buildStepBatch([{ tokens: ids, start: 0, blockTable: table, logits: "all" }], bs);
-    return (await runner.run(batch, { logits: true })).logits!;
-  } finally {
-    runner.blocks.release(table);
-  }
+function logits(runner: ModelRunner, ids = IDS): Promise<Float32Array> {
+  return promptLogits(runner, ids);
 }
 
 const SMALL = { maxTokens: 8, maxLogitRows: 8, maxSeqs: 1, numBlocks: 8 };

@@ -2,6 +2,8 @@
  * Access to the reference checkpoints in ../shared/models and their golden outputs.
  * @module
  */
+import type { ModelRunner } from "../../src/model/model_runner.ts";
+import { buildStepBatch } from "../../src/model/step_batch.ts";
 import * as sys from "./platform.ts";
 
 /** Directory of the shared reference models (never copied into the project). */
@@ -58,4 +60,16 @@ export function maxAbs(a: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
   return m;
+}
+
+/** Teacher-forced logits of every position of `ids`, run as one sequence on `runner`. */
+export async function promptLogits(runner: ModelRunner, ids: readonly number[]): Promise<Float32Array> {
+  const bs = runner.cache.options.blockSize;
+  const table = runner.blocks.allocate(Math.ceil(ids.length / bs));
+  try {
+    const batch = buildStepBatch([{ tokens: [...ids], start: 0, blockTable: table, logits: "all" }], bs);
+    return (await runner.run(batch, { logits: true })).logits!;
+  } finally {
+    runner.blocks.release(table);
+  }
 }

@@ -3,6 +3,7 @@
  * of the loader (including deliberately broken files). Never writes into the repository.
  * @module
  */
+import { Rng } from "../../bench/rng.ts";
 import * as sys from "./platform.ts";
 import { expectedTensors, parseModelSpec } from "../../src/model/config.ts";
 import type { SafetensorsDType } from "../../src/model/safetensors.ts";
@@ -165,28 +166,8 @@ export async function writeSafetensors(
   await sys.writeFile(path, file);
 }
 
-/** Deterministic PRNG (mulberry32) with Box-Muller normals. */
-export class Rng {
-  #state: number;
-
-  constructor(seed: number) {
-    this.#state = seed >>> 0;
-  }
-
-  /** Uniform in [0, 1). */
-  next(): number {
-    let t = (this.#state = (this.#state + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-
-  /** Standard normal sample. */
-  normal(): number {
-    const u = 1 - this.next();
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.next());
-  }
-}
+/** The benchmark's seeded PRNG (mulberry32, Box-Muller normals), shared with the tests. */
+export { Rng };
 
 /** A small llama config (stories260K's tokenizer vocab) to start synthetic checkpoints from. */
 export const TINY_LLAMA_CONFIG: Record<string, unknown> = {
