@@ -64,7 +64,8 @@ async function harness(vocab: number, maxRows: number, maxTop = 4): Promise<Harn
       await read.mapAsync(GPUMapMode.READ, 0, R * sampler.recordWords * 4);
       const out = new Uint32Array(read.getMappedRange(0, R * sampler.recordWords * 4).slice(0));
       read.unmap();
-      return rows.map((r, i) => sampler.decode(out, i, r.topLogprobs ?? 0));
+      const records = sampler.view(out);
+      return rows.map((r, i) => records.at(i, r.topLogprobs ?? 0));
     },
     close() {
       sampler.destroy();

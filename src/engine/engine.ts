@@ -401,6 +401,7 @@ export class Engine {
       batch.staging.unmap();
     }
     this.#stagingPool.push(batch.staging);
+    const records = this.runner.sampler.view(words);
     const now = performance.now();
     const out = new Map<Sequence, { ids: number[]; logprobs: TokenLogprob[] }>();
     let delivered = 0;
@@ -409,7 +410,7 @@ export class Engine {
         seq.pending--;
         if (seq.status === "finished" || seq.cancelled) return;
         if (outputIndex !== seq.outputIds.length) throw new Error(`sequence ${seq.id}: output ${outputIndex} out of order`);
-        const rec = this.runner.sampler.decode(words, step.stagingRecord + r, seq.params.topLogprobs);
+        const rec = records.at(step.stagingRecord + r, seq.params.topLogprobs);
         seq.outputIds.push(rec.id);
         let o = out.get(seq);
         if (!o) out.set(seq, o = { ids: [], logprobs: [] });

@@ -174,9 +174,9 @@ export class GpuSampler {
     this.#device.queue.writeBuffer(this.#counts, slot * V * 4, counts);
   }
 
-  /** Decodes record `index` from words copied off the GPU. */
-  decode(words: Uint32Array, index: number, topLogprobs: number): SampledToken {
-    return readRecord(words, index, this.recordWords, topLogprobs);
+  /** A view of records copied off the GPU (made once per readback, read per row). */
+  view(words: Uint32Array): RecordView {
+    return new RecordView(words, this.recordWords);
   }
 
   /** Frees the sampler's buffers. */
@@ -185,13 +185,27 @@ export class GpuSampler {
   }
 }
 
-/** Reads one record of `recordWords` words. */
-export function readRecord(words: Uint32Array, index: number, recordWords: number, topLogprobs: number): SampledToken {
-  const f = new Float32Array(words.buffer, words.byteOffset, words.length);
-  const o = index * recordWords;
-  const top: { id: number; logprob: number }[] = [];
-  for (let j = 0; j < topLogprobs && 2 + 2 * j < recordWords; j++) {
-    top.push({ id: words[o + 2 + 2 * j], logprob: f[o + 3 + 2 * j] });
+/** Output records copied off the GPU: ids as u32, logprobs as f32 over the same words. */
+export class RecordView {
+  #words: Uint32Array;
+  #floats: Float32Array;
+  #recordWords: number;
+
+  constructor(words: Uint32Array, recordWords: number) {
+    this.#words = words;
+    this.#floats = new Float32Array(words.buffer, words.byteOffset, words.length);
+    this.#recordWords = recordWords;
   }
-  return { id: words[o], logprob: f[o + 1], top };
+
+  /** Record `index`, with up to `topLogprobs` alternatives. */
+  at(index: number, topLogprobs: number): SampledToken {
+    const w = this.#words;
+    const f = this.#floats;
+    const o = index * this.#recordWords;
+    const top: { id: number; logprob: number }[] = [];
+    for (let j = 0; j < topLogprobs && 2 + 2 * j < this.#recordWords; j++) {
+      top.push({ id: w[o + 2 + 2 * j], logprob: f[o + 3 + 2 * j] });
+    }
+    return { id: w[o], logprob: f[o + 1], top };
+  }
 }

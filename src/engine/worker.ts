@@ -8,6 +8,7 @@
 import { endThisWorker } from "../runtime/runtime.ts";
 import { Engine, type RequestHandle } from "./engine.ts";
 import type { FromRequest, FromWorker, ToRequest, ToWorker } from "./protocol.ts";
+import type { EngineStats } from "./metrics.ts";
 
 const STATS_INTERVAL_MS = 50;
 
@@ -17,9 +18,22 @@ class EngineHost {
   #lastStats = 0;
   #statsTimer: ReturnType<typeof setTimeout> | undefined;
   #post: (msg: FromWorker) => void;
+  // Completions that finish in the same readback share one snapshot (histogram percentiles
+  // sort their windows, so once per readback rather than once per completion). The engine
+  // frees every finished sequence's blocks before it reports any of them, so the shared
+  // snapshot's KV figures are exact; its counters catch up with the post after the readback.
+  #snapshot: EngineStats | null = null;
 
   constructor(post: (msg: FromWorker) => void) {
     this.#post = post;
+  }
+
+  #stats(engine: Engine): EngineStats {
+    if (!this.#snapshot) {
+      this.#snapshot = engine.stats();
+      queueMicrotask(() => (this.#snapshot = null));
+    }
+    return this.#snapshot;
   }
 
   async handle(msg: ToWorker): Promise<void> {
@@ -58,7 +72,7 @@ class EngineHost {
       handle = engine.submit(request, {
         tokens: (index, ids, logprobs) => send({ type: "tokens", index, ids, logprobs }),
         done: (index, finishReason, promptTokens, cachedTokens) => {
-          send({ type: "done", index, finishReason, promptTokens, cachedTokens, stats: engine.stats() });
+          send({ type: "done", index, finishReason, promptTokens, cachedTokens, stats: this.#stats(engine) });
           if (--open === 0) port.close();
         },
         fail: (_index, error) => {
@@ -86,7 +100,7 @@ class EngineHost {
     const now = performance.now();
     if (now - this.#lastStats >= STATS_INTERVAL_MS) {
       this.#lastStats = now;
-      this.#post({ type: "stats", stats: engine.stats() });
+      this.#post({ type: "stats", stats: this.#stats(engine) });
     } else if (this.#statsTimer === undefined) {
       this.#statsTimer = setTimeout(() => {
         this.#statsTimer = undefined;
