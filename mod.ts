@@ -3,7 +3,7 @@
  *
  * ```ts
  * import { createEngine } from "./mod.ts";
- * const engine = await createEngine({ model: "../shared/models/stories260K" });
+ * const engine = await createEngine({ model: "tests/fixtures/models/stories260K" });
  * const r = await engine.generate({ prompt: "Once upon a time", maxTokens: 24 });
  * console.log(r.text);
  * for await (const d of engine.stream({ prompt: "Lily", maxTokens: 16 })) console.log(d.text);

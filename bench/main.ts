@@ -74,7 +74,7 @@ function fail(message: string): never {
 }
 
 const ROOT = new URL("../", import.meta.url).pathname;
-const STORIES = `${ROOT}../shared/models/stories260K`;
+const STORIES = `${ROOT}tests/fixtures/models/stories260K`;
 
 async function section<T>(
   name: string,

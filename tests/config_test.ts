@@ -1,5 +1,6 @@
 /** config.json normalisation over the reference models, legacy vs new layouts, shape checks. */
 import { test } from "./helpers/test.ts";
+import { MODELS_DIR } from "./helpers/fixtures.ts";
 import * as sys from "./helpers/platform.ts";
 import {
   checkTensorShapes,
@@ -12,7 +13,6 @@ import { CheckpointError, UnsupportedArchitectureError } from "../src/model/erro
 import { openCheckpointTensors } from "../src/model/safetensors.ts";
 import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
 import {
-  SHARED_MODELS_DIR,
   withTempDir,
   writeSyntheticCheckpoint,
 } from "./helpers/synthetic_checkpoint.ts";
@@ -29,12 +29,12 @@ const MODELS = [
 
 const specs = new Map<string, ModelSpec>();
 async function spec(name: string): Promise<ModelSpec> {
-  if (!specs.has(name)) specs.set(name, await loadModelSpec(SHARED_MODELS_DIR + name));
+  if (!specs.has(name)) specs.set(name, await loadModelSpec(MODELS_DIR + name));
   return specs.get(name)!;
 }
 
 async function rawConfig(name: string): Promise<Record<string, unknown>> {
-  return JSON.parse(await sys.readTextFile(`${SHARED_MODELS_DIR}${name}/config.json`));
+  return JSON.parse(await sys.readTextFile(`${MODELS_DIR}${name}/config.json`));
 }
 
 function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Pick<T, K> {
@@ -224,7 +224,7 @@ test("config: gemma2-tiny (softcaps, scaled embeddings, sandwich norms, alternat
 test("config: every reference checkpoint matches its expected tensors exactly", async () => {
   for (const name of MODELS) {
     const s = await spec(name);
-    const index = await openCheckpointTensors(SHARED_MODELS_DIR + name);
+    const index = await openCheckpointTensors(MODELS_DIR + name);
     try {
       checkTensorShapes(s, index);
       // No tensor in the file goes unused (so expectedTensors is complete, not just a subset).

@@ -1,6 +1,6 @@
 /**
  * Model resolution through the Hugging Face cache layout, against a loopback server that
- * serves ../shared/models/stories260K in the hub's URL layout; and `serve.ts` as a real
+ * serves tests/fixtures/models/stories260K in the hub's URL layout; and `serve.ts` as a real
  * process: it downloads on first use, serves, and on SIGTERM finishes in-flight work and
  * exits 0.
  */

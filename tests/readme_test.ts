@@ -16,7 +16,7 @@ test("README: the mod.ts example runs and prints the stories260K continuation", 
     const out = await sys.runScript(file.pathname, [], { cwd: root.pathname });
     const stdout = out.stdout;
     assert(out.code === 0, `example failed: ${out.stderr}`);
-    // The greedy continuation transformers gives (see ../shared/models/stories260K).
+    // The greedy continuation transformers gives (see tests/fixtures/models/stories260K).
     assert(stdout.includes("there was a little girl named Lily"), stdout);
     assert(stdout.includes("KV blocks in use: 0"), stdout);
   } finally {

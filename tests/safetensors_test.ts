@@ -1,5 +1,6 @@
 /** Safetensors reader: round trips per dtype, chunked reads, shards, the real checkpoints. */
 import { test } from "./helpers/test.ts";
+import { MODELS_DIR } from "./helpers/fixtures.ts";
 import * as sys from "./helpers/platform.ts";
 import { CheckpointError } from "../src/model/errors.ts";
 import {
@@ -16,7 +17,6 @@ import {
   f32ToBf16Bits,
   f32ToF16Bits,
   Rng,
-  SHARED_MODELS_DIR,
   type SyntheticTensor,
   withTempDir,
   writeSafetensors,
@@ -178,7 +178,7 @@ test("safetensors: relative directory paths resolve to absolute files", async ()
 });
 
 test("safetensors: reads the shared stories260K checkpoint", async () => {
-  const index = await openCheckpointTensors(`${SHARED_MODELS_DIR}stories260K`);
+  const index = await openCheckpointTensors(`${MODELS_DIR}stories260K`);
   try {
     const embed = index.get("model.embed_tokens.weight");
     assertEquals([embed.dtype, embed.shape], ["F32", [512, 64]]);

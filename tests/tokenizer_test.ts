@@ -1,10 +1,11 @@
 /** Tokenizer: golden prompt ids for every reference model, decoding, special tokens, errors. */
 import { test } from "./helpers/test.ts";
+import { MODELS_DIR } from "./helpers/fixtures.ts";
 import * as sys from "./helpers/platform.ts";
 import { CheckpointError } from "../src/model/errors.ts";
 import { Tokenizer } from "../src/model/tokenizer.ts";
 import { assert, assertEquals, assertRejects, assertThrows } from "./helpers/assert.ts";
-import { SHARED_MODELS_DIR, withTempDir } from "./helpers/synthetic_checkpoint.ts";
+import { withTempDir } from "./helpers/synthetic_checkpoint.ts";
 
 const MODELS = [
   "stories260K",
@@ -21,16 +22,16 @@ interface Golden {
 }
 
 async function golden(name: string): Promise<Golden> {
-  return JSON.parse(await sys.readTextFile(`${SHARED_MODELS_DIR}${name}/golden.json`));
+  return JSON.parse(await sys.readTextFile(`${MODELS_DIR}${name}/golden.json`));
 }
 
 async function readJson(name: string, file: string): Promise<Record<string, unknown>> {
-  return JSON.parse(await sys.readTextFile(`${SHARED_MODELS_DIR}${name}/${file}`));
+  return JSON.parse(await sys.readTextFile(`${MODELS_DIR}${name}/${file}`));
 }
 
 for (const name of MODELS) {
   test(`tokenizer ${name}: encode reproduces every golden prompt_ids (BOS included)`, async () => {
-    const tok = await Tokenizer.load(SHARED_MODELS_DIR + name);
+    const tok = await Tokenizer.load(MODELS_DIR + name);
     const g = await golden(name);
     assert(g.cases.length >= 4);
     for (const c of g.cases) {
@@ -49,7 +50,7 @@ for (const name of MODELS) {
 }
 
 test("tokenizer: stories260K greedy continuations decode to English text", async () => {
-  const tok = await Tokenizer.load(SHARED_MODELS_DIR + "stories260K");
+  const tok = await Tokenizer.load(MODELS_DIR + "stories260K");
   const g = await golden("stories260K");
   const first = g.cases[0];
   const text = tok.decode([...first.prompt_ids, ...first.greedy_ids], { skipSpecialTokens: true });
@@ -68,7 +69,7 @@ test("tokenizer: stories260K greedy continuations decode to English text", async
 
 test("tokenizer: decode(encode(s)) round trips", async () => {
   for (const name of ["stories260K", "llama-tiny"]) {
-    const tok = await Tokenizer.load(SHARED_MODELS_DIR + name);
+    const tok = await Tokenizer.load(MODELS_DIR + name);
     for (
       const s of [
         "Hello world",
@@ -91,7 +92,7 @@ test("tokenizer: decode(encode(s)) round trips", async () => {
 });
 
 test("tokenizer: special tokens, pieces, chat templates, id range", async () => {
-  const tok = await Tokenizer.load(SHARED_MODELS_DIR + "stories260K");
+  const tok = await Tokenizer.load(MODELS_DIR + "stories260K");
   assertEquals(tok.decode([1, 403, 2]), "<s> Once</s>");
   assertEquals(tok.decode([1, 403, 2], { skipSpecialTokens: true }), "Once");
   assertEquals(tok.tokenToPiece(13), "<0x0A>");
@@ -102,9 +103,9 @@ test("tokenizer: special tokens, pieces, chat templates, id range", async () => 
   assertThrows(() => tok.decode([5, 512]), RangeError, "512");
   assertThrows(() => tok.decode([-1]), RangeError);
   assertEquals(tok.chatTemplate, null);
-  const qwen = await Tokenizer.load(SHARED_MODELS_DIR + "qwen2-tiny");
+  const qwen = await Tokenizer.load(MODELS_DIR + "qwen2-tiny");
   assert(qwen.chatTemplate?.includes("<|im_start|>"), String(qwen.chatTemplate));
-  const gemma = await Tokenizer.load(SHARED_MODELS_DIR + "gemma2-tiny");
+  const gemma = await Tokenizer.load(MODELS_DIR + "gemma2-tiny");
   assert(gemma.chatTemplate?.includes("<start_of_turn>"), String(gemma.chatTemplate));
 });
 
@@ -168,7 +169,7 @@ test("tokenizer: missing or invalid tokenizer.json is a CheckpointError naming i
       `${dir}/tokenizer.json: has no "model"`,
     );
     // tokenizer_config.json is optional, but a broken one is reported.
-    await sys.copyFile(`${SHARED_MODELS_DIR}stories260K/tokenizer.json`, `${dir}/tokenizer.json`);
+    await sys.copyFile(`${MODELS_DIR}stories260K/tokenizer.json`, `${dir}/tokenizer.json`);
     assertEquals((await Tokenizer.load(dir)).encode("A"), [1, 410, 447]);
     await sys.writeTextFile(`${dir}/tokenizer_config.json`, "[");
     await assertRejects(() => Tokenizer.load(dir), CheckpointError, `${dir}/tokenizer_config.json`);

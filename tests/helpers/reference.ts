@@ -1,13 +1,13 @@
 /**
- * Access to the reference checkpoints in ../shared/models and their golden outputs.
+ * Access to the vendored reference checkpoints (tests/fixtures/models) and their golden outputs.
  * @module
  */
 import type { ModelRunner } from "../../src/model/model_runner.ts";
 import { buildStepBatch } from "../../src/model/step_batch.ts";
 import * as sys from "./platform.ts";
 
-/** Directory of the shared reference models (never copied into the project). */
-export const MODELS_DIR = new URL("../../../shared/models/", import.meta.url).pathname;
+export { MODELS_DIR } from "./fixtures.ts";
+import { MODELS_DIR } from "./fixtures.ts";
 
 /** Every reference model. */
 export const MODEL_NAMES = [

@@ -7,9 +7,7 @@ import { Rng } from "../../bench/rng.ts";
 import * as sys from "./platform.ts";
 import { expectedTensors, parseModelSpec } from "../../src/model/config.ts";
 import type { SafetensorsDType } from "../../src/model/safetensors.ts";
-
-/** The shared reference models (read-only test data outside the project). */
-export const SHARED_MODELS_DIR = new URL("../../../shared/models/", import.meta.url).pathname;
+import { MODELS_DIR } from "./fixtures.ts";
 
 /** One tensor to write; `data` holds f32 values that are rounded to `dtype`. */
 export interface SyntheticTensor {
@@ -232,7 +230,7 @@ export async function writeSyntheticCheckpoint(
   await sys.mkdir(dir, { recursive: true });
   await sys.writeTextFile(`${dir}/config.json`, JSON.stringify(full, null, 2));
   for (const f of ["tokenizer.json", "tokenizer_config.json"]) {
-    await sys.copyFile(`${SHARED_MODELS_DIR}stories260K/${f}`, `${dir}/${f}`);
+    await sys.copyFile(`${MODELS_DIR}stories260K/${f}`, `${dir}/${f}`);
   }
   const shards = opts.sharded ?? 0;
   if (shards <= 0) {
