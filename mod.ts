@@ -11,26 +11,29 @@
  * ```
  * @module
  */
-import { type CreateEngineOptions, EngineClient } from "./src/engine/client.ts";
+import { type CreateEngineOptions, EngineClient } from "./src/api/client.ts";
 
 export type {
+  AttentionImpl,
   Completion,
-  CreateEngineOptions,
+  EngineInfo,
+  EngineOptions,
+  EngineStats,
+  ErrorCode,
+  FinishReason,
   GenerateDelta,
+  GenerateOptions,
   GenerateResult,
+  HistogramSnapshot,
+  SamplingParams,
+  SchedulerPolicy,
+  TokenLogprob,
   Usage,
-} from "./src/engine/client.ts";
-export { EngineClient, EngineRequestError, EngineStartError } from "./src/engine/client.ts";
-export type { GenerateOptions } from "./src/engine/request.ts";
-export { InvalidRequestError } from "./src/engine/request.ts";
-export type { EngineOptions } from "./src/engine/engine.ts";
-export type { EngineStats, HistogramSnapshot } from "./src/engine/metrics.ts";
-export type { EngineInfo, TokenLogprob } from "./src/engine/protocol.ts";
-export type { FinishReason } from "./src/engine/sequence.ts";
-export type { SchedulerPolicy } from "./src/engine/scheduler.ts";
-export type { AttentionImpl } from "./src/model/forward.ts";
+} from "./src/api/types.ts";
+export { DEFAULT_MAX_TOKENS, EngineError, InvalidRequestError, LlmError } from "./src/api/types.ts";
+export { type CreateEngineOptions, EngineClient } from "./src/api/client.ts";
 export { CheckpointError, UnsupportedArchitectureError } from "./src/model/errors.ts";
-export type { Tokenizer } from "./src/model/tokenizer.ts";
+export { Tokenizer } from "./src/model/tokenizer.ts";
 export { NoGpuAdapterError } from "./src/gpu/device.ts";
 
 /** Starts an engine (in a Worker) for a Hugging Face checkpoint directory. */

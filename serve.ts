@@ -12,8 +12,8 @@
 import { createEngine, type EngineClient } from "./mod.ts";
 import { parseServeArgs, type ServeOptions, UsageError, USAGE } from "./src/server/args.ts";
 import { App } from "./src/server/app.ts";
-import { resolveModel } from "./src/server/hub.ts";
-import { ProgressBar } from "./src/server/progress.ts";
+import { resolveModel } from "./src/hub/hub.ts";
+import { ProgressBar } from "./src/hub/progress.ts";
 import { args, env, exit, onSignal, serveHttp } from "./src/runtime/runtime.ts";
 
 /** A running server. */

@@ -8,14 +8,14 @@
  */
 import { Bench } from "tinybench";
 import type { Gpu } from "../src/gpu/device.ts";
-import { type CompiledKernel, loadKernelSources, PipelineCache } from "../src/gpu/kernel.ts";
-import { EAGER_ATTENTION, KERNEL_FILES, MATMUL, PAGED_ATTENTION } from "../src/gpu/descriptors.ts";
+import { loadKernelSources, PipelineCache } from "../src/kernels/registry.ts";
+import { EAGER_ATTENTION, KERNEL_FILES, MATMUL, PAGED_ATTENTION } from "../src/kernels/descriptors.ts";
 import {
   buildStepBatch,
   metaSlotWords,
   packStepMeta,
   type StepCapacity,
-} from "../src/model/step_batch.ts";
+} from "../src/runner/step_meta.ts";
 import { GpuTimer } from "./gpu_timer.ts";
 import { REFERENCE_GEMVS } from "./reference_kernels.ts";
 import { Rng } from "./rng.ts";
@@ -149,11 +149,10 @@ export async function benchKernels(options: KernelBenchOptions): Promise<KernelS
     );
     return buffer(data.byteLength, GPUBufferUsage.UNIFORM, new Uint8Array(data));
   };
-  const bindGroup = (kernel: { layout: GPUBindGroupLayout }, buffers: GPUBufferBinding[]) =>
-    device.createBindGroup({
-      layout: kernel.layout,
-      entries: buffers.map((resource, binding) => ({ binding, resource })),
-    });
+  const params = (kernel: { packParams(v: Record<string, number>): ArrayBuffer }, values: Record<string, number>) => {
+    const data = kernel.packParams(values);
+    return buffer(data.byteLength, GPUBufferUsage.UNIFORM, new Uint8Array(data));
+  };
 
   const work: Measurable[] = [];
   // GEMVs: the project's matmul and the reference kernels on the same buffers.
@@ -165,10 +164,11 @@ export async function benchKernels(options: KernelBenchOptions): Promise<KernelS
       const out = buffer(m * n * 4, GPUBufferUsage.STORAGE);
       const bytes = n * k * 2 + m * k * 4 + m * n * 4;
       const flops = 2 * m * n * k;
-      const header = new Uint32Array(16);
-      header[0] = m;
-      header[2] = m;
-      const meta = buffer(64, GPUBufferUsage.STORAGE, header);
+      // m tokens of one sequence: the matmul reads only the token count.
+      const cap: StepCapacity = { maxTokens: m, maxSeqs: 1, maxLogitRows: 1, maxBlocksPerSeq: m };
+      const step = buildStepBatch([{ tokens: new Array(m).fill(0), start: 0, blockTable: Array.from({ length: m }, (_, i) => i), logits: "none" }], 1);
+      const metaBytes = metaSlotWords(cap) * 4;
+      const meta = buffer(metaBytes, GPUBufferUsage.STORAGE, packStepMeta(step, cap));
       const tm = m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : 8;
       const kernel = pipelines.get(MATMUL, {
         F16: true,
@@ -177,12 +177,13 @@ export async function benchKernels(options: KernelBenchOptions): Promise<KernelS
         ACCUM: false,
         BIAS: false,
       });
-      const params = uniform(["u", k], ["u", n], ["u", 0], ["u", n], ["u", 0]);
-      const bg = bindGroup(kernel, [{ buffer: meta, size: 64 }, { buffer: params }, { buffer: x }, {
-        buffer: w,
-      }, {
-        buffer: out,
-      }]);
+      const bg = kernel.bindGroup("matmul", {
+        step: { buffer: meta, size: metaBytes },
+        p: params(kernel, { k, n, n_off: 0, ldo: n, rows_kind: 0 }),
+        x,
+        w,
+        out,
+      });
       const rows = Math.ceil(m / tm);
       work.push({
         kernel: "matmul.wgsl",
@@ -227,7 +228,7 @@ export async function benchKernels(options: KernelBenchOptions): Promise<KernelS
   }
   // Decode attention: the paged kernel against the eager three-phase reference kernel.
   for (const a of options.attention) {
-    work.push(...attentionWork(a, pipelines, buffer, uniform, bindGroup, randomF32));
+    work.push(...attentionWork(a, pipelines, buffer, params, randomF32));
   }
 
   const timer = new GpuTimer(device, 1);
@@ -321,8 +322,7 @@ function attentionWork(
   a: AttentionShape,
   pipelines: PipelineCache,
   buffer: (size: number, usage: number, data?: ArrayBufferView<ArrayBuffer>) => GPUBuffer,
-  uniform: (...fields: (["u" | "f", number])[]) => GPUBuffer,
-  bindGroup: (kernel: CompiledKernel, buffers: GPUBufferBinding[]) => GPUBindGroup,
+  params: (kernel: { packParams(v: Record<string, number>): ArrayBuffer }, values: Record<string, number>) => GPUBuffer,
   randomF32: (n: number, scale?: number) => Float32Array<ArrayBuffer>,
 ): Measurable[] {
   const { heads: nh, kvHeads: nkv, headDim: hd, blockSize: bs, seqs, context } = a;
@@ -333,7 +333,6 @@ function attentionWork(
     maxSeqs: seqs,
     maxLogitRows: seqs,
     maxBlocksPerSeq: blocksPerSeq,
-    samplingWordsPerRow: 0,
   };
   const batch = buildStepBatch(
     Array.from({ length: seqs }, (_, s) => ({
@@ -356,31 +355,11 @@ function attentionWork(
   const bytes = seqs * (context * nkv * hd * 4 * 2 + qkvCols * 4 + nh * hd * 4);
   const flops = seqs * 4 * nh * hd * context;
   const paged = pipelines.get(PAGED_ATTENTION, { GROUP: nh / nkv, HEAD_DIM: hd });
-  const pagedBg = bindGroup(paged, [
-    { buffer: meta, size: metaBytes },
-    {
-      buffer: uniform(["u", nh], ["u", nkv], ["u", bs], ["u", qkvCols], ["u", 0], ["f", scale], [
-        "f",
-        0,
-      ]),
-    },
-    { buffer: qkv },
-    { buffer: k },
-    { buffer: v },
-    { buffer: out },
-  ]);
+  const attn = { nh, nkv, block_size: bs, qkv_stride: qkvCols, window: 0, scale, softcap: 0 };
+  const step = { buffer: meta, size: metaBytes };
+  const pagedBg = paged.bindGroup("paged_attention", { step, p: params(paged, attn), qkv, k_cache: k, v_cache: v, out });
   const scores = buffer(seqs * nh * context * 4, GPUBufferUsage.STORAGE);
-  const eagerParams = uniform(
-    ["u", nh],
-    ["u", nkv],
-    ["u", hd],
-    ["u", bs],
-    ["u", qkvCols],
-    ["u", 0],
-    ["f", scale],
-    ["f", 0],
-    ["u", context],
-  );
+  let eagerParams: GPUBuffer | null = null;
   const phases = (["PHASE_SCORES", "PHASE_SOFTMAX", "PHASE_VALUES"] as const).map((phase) => {
     const kernel = pipelines.get(EAGER_ATTENTION, {
       PHASE_SCORES: false,
@@ -388,15 +367,8 @@ function attentionWork(
       PHASE_VALUES: false,
       [phase]: true,
     });
-    const bg = bindGroup(kernel, [
-      { buffer: meta, size: metaBytes },
-      { buffer: eagerParams },
-      { buffer: qkv },
-      { buffer: k },
-      { buffer: v },
-      { buffer: scores },
-      { buffer: out },
-    ]);
+    eagerParams ??= params(kernel, { ...attn, head_dim: hd, max_context: context });
+    const bg = kernel.bindGroup("eager_attention", { step, p: eagerParams, qkv, k_cache: k, v_cache: v, scores, out });
     const grid: [number, number, number] = phase === "PHASE_SCORES"
       ? [Math.ceil(context / 64), nh, seqs]
       : phase === "PHASE_SOFTMAX"

@@ -9,7 +9,7 @@
  * @module
  */
 import { createGpu, type Gpu } from "../src/gpu/device.ts";
-import { ModelRunner } from "../src/model/model_runner.ts";
+import { ModelRunner } from "../src/runner/model_runner.ts";
 import { benchKernels, llamaGemvShapes } from "./kernels.ts";
 import { profileDecodeStep, type StepProfile } from "./step_profile.ts";
 import {

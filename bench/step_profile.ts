@@ -5,9 +5,9 @@
  * @module
  */
 import { Bench } from "tinybench";
-import type { ModelRunner } from "../src/model/model_runner.ts";
-import { buildStepBatch } from "../src/model/step_batch.ts";
-import type { RowSampling } from "../src/engine/gpu_sampler.ts";
+import type { ModelRunner } from "../src/runner/model_runner.ts";
+import { buildStepBatch } from "../src/runner/step_meta.ts";
+import { SAMPLING_DEFAULTS } from "../src/api/types.ts";
 import { GpuTimer } from "./gpu_timer.ts";
 import { percentile } from "./stats.ts";
 
@@ -50,20 +50,6 @@ export function opFamily(label: string): string {
   return label.replace(/^l\d+\./, "").replace(/\[\d+\]$/, "");
 }
 
-const GREEDY: Omit<RowSampling, "seqSlot"> = {
-  temperature: 0,
-  topK: 0,
-  topP: 1,
-  minP: 0,
-  repetitionPenalty: 1,
-  presencePenalty: 0,
-  frequencyPenalty: 0,
-  seed: 1,
-  outputIndex: 0,
-  topLogprobs: 0,
-  logprobs: false,
-};
-
 /** Profiles a decode step of `seqs` sequences at `context` tokens on a loaded runner. */
 export async function profileDecodeStep(
   runner: ModelRunner,
@@ -72,7 +58,7 @@ export async function profileDecodeStep(
   const device = runner.gpu.device;
   const bs = runner.cache.options.blockSize;
   const perSeq = Math.ceil(options.context / bs);
-  if (perSeq * options.seqs > runner.blocks.numBlocks) {
+  if (perSeq * options.seqs > runner.cache.options.numBlocks) {
     throw new RangeError("not enough KV blocks for the profile");
   }
   const batch = buildStepBatch(
@@ -84,7 +70,7 @@ export async function profileDecodeStep(
     })),
     bs,
   );
-  const rows = Array.from({ length: options.seqs }, (_, s) => ({ ...GREEDY, seqSlot: s }));
+  const rows = Array.from({ length: options.seqs }, (_, s) => ({ sampling: SAMPLING_DEFAULTS, outputIndex: 0, seqSlot: s }));
   const shape = { tokens: options.seqs, logitRows: options.seqs, maxContext: options.context };
   const timer = new GpuTimer(device, runner.forward.dispatchCount + 1);
   const stepOnce = async (profiled: boolean): Promise<{ labels: string[]; ns: number[] }> => {

@@ -28,7 +28,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (d >= p.dim || t >= num_tokens()) { return; }
   let raw = token_id(t);
   var id = raw;
-  if ((raw & 0x80000000u) != 0u) { id = records[(raw & 0x7fffffffu) * p.record_words]; }
+  if ((raw & RECORD_REF) != 0u) { id = records[(raw & ~RECORD_REF) * p.record_words + RECORD_ID]; }
   if (id < p.row_start || id >= p.row_end) { return; }
   out[t * p.dim + d] = weight((id - p.row_start) * p.dim + d) * p.scale;
 }

@@ -1,7 +1,8 @@
 // Samples one token per logit row on the GPU, one workgroup per row, and writes an output
-// record: [id, logprob, (top id, top logprob) x max_top]. Only records cross back to the CPU.
+// record (layout RECORD_*: id, logprob, then (top id, top logprob) x max_top). Only records
+// cross back to the CPU.
 //
-// Per row (parameters from the step metadata, sampling_params_base() + r * PARAM_WORDS):
+// Per row (parameters from the step metadata, sampling_word(r, ROW_*)):
 //   processed logit = penalised(raw) / temperature, where penalties use the sequence's
 //   prompt mask and output counts (repetition: HF rule over prompt and output tokens;
 //   presence/frequency: OpenAI rule over output tokens only).
@@ -21,13 +22,12 @@ struct Params { vocab: u32, record_words: u32, mask_words: u32, max_top: u32 }
 @group(0) @binding(5) var<storage, read_write> records: array<u32>;
 
 const WG: u32 = 256u;
-const PARAM_WORDS: u32 = 12u;
 const NEG_INF: f32 = -3.4028234e38;
 var<workgroup> red_f: array<f32, WG>;
 var<workgroup> red_u: array<u32, WG>;
 
-fn param(r: u32, k: u32) -> u32 { return step[sampling_params_base() + r * PARAM_WORDS + k]; }
-fn param_f(r: u32, k: u32) -> f32 { return bitcast<f32>(param(r, k)); }
+fn param(r: u32, field: u32) -> u32 { return sampling_word(r, field); }
+fn param_f(r: u32, field: u32) -> f32 { return bitcast<f32>(sampling_word(r, field)); }
 
 // Order-preserving map from f32 to u32 (larger float, larger key).
 fn key_of(v: f32) -> u32 {
@@ -131,20 +131,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let r = wid.x;
   if (r >= num_logit_rows()) { return; }
   let V = p.vocab;
-  let temperature = param_f(r, 0u);
-  let top_k = param(r, 1u);
-  let top_p = param_f(r, 2u);
-  let min_p = param_f(r, 3u);
-  let seed = param(r, 7u);
-  let out_index = param(r, 8u);
-  let top_n = min(param(r, 10u), p.max_top);
-  let want_logprobs = param(r, 11u) != 0u;
+  let temperature = param_f(r, ROW_TEMPERATURE);
+  let top_k = param(r, ROW_TOP_K);
+  let top_p = param_f(r, ROW_TOP_P);
+  let min_p = param_f(r, ROW_MIN_P);
+  let seed = param(r, ROW_SEED);
+  let out_index = param(r, ROW_OUTPUT_INDEX);
+  let top_n = min(param(r, ROW_TOP_LOGPROBS), p.max_top);
+  let want_logprobs = param(r, ROW_LOGPROBS) != 0u;
   var row: Row;
   row.base = r * V;
-  row.slot = param(r, 9u);
-  row.rep = param_f(r, 4u);
-  row.presence = param_f(r, 5u);
-  row.frequency = param_f(r, 6u);
+  row.slot = param(r, ROW_SEQ_SLOT);
+  row.rep = param_f(r, ROW_REPETITION_PENALTY);
+  row.presence = param_f(r, ROW_PRESENCE_PENALTY);
+  row.frequency = param_f(r, ROW_FREQUENCY_PENALTY);
   row.penalise = row.rep != 1.0 || row.presence != 0.0 || row.frequency != 0.0;
   let greedy = temperature <= 0.0;
   row.inv_t = select(1.0 / temperature, 1.0, greedy);
@@ -222,8 +222,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   let rec = (output_record_base() + r) * p.record_words;
   if (lid == 0u) {
-    records[rec] = id;
-    records[rec + 1u] = bitcast<u32>(select(0.0, logits[row.base + id] - lse, want_logprobs));
+    records[rec + RECORD_ID] = id;
+    records[rec + RECORD_LOGPROB] = bitcast<u32>(select(0.0, logits[row.base + id] - lse, want_logprobs));
     counts[row.slot * V + id] += 1u;
   }
   // Top alternatives: repeatedly the best (value, index) strictly after the previous one.
@@ -241,8 +241,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     pi = min(best, V - 1u);
     pv = logits[row.base + pi];
     if (lid == 0u) {
-      records[rec + 2u + 2u * j] = pi;
-      records[rec + 3u + 2u * j] = bitcast<u32>(pv - lse);
+      records[rec + RECORD_TOP + 2u * j] = pi;
+      records[rec + RECORD_TOP + 2u * j + 1u] = bitcast<u32>(pv - lse);
     }
   }
 }

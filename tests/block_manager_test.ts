@@ -1,6 +1,6 @@
 /** Block manager: reference counts, prefix-cache reuse, LRU eviction. Plain CPU tests. */
 import { test } from "./helpers/test.ts";
-import { BlockManager, OutOfBlocksError } from "../src/cache/block_manager.ts";
+import { BlockManager, OutOfBlocksError } from "../src/scheduler/block_manager.ts";
 import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
 
 /** Allocates and commits a sequence's full blocks as the engine does after prefill. */

@@ -1,6 +1,6 @@
 /** Request-side text: incremental detokenization and stop strings. */
 import { test } from "./helpers/test.ts";
-import { IncrementalDetokenizer, StopStringMatcher } from "../src/engine/detokenizer.ts";
+import { IncrementalDetokenizer, StopStringMatcher } from "../src/api/detokenizer.ts";
 import { Tokenizer } from "../src/model/tokenizer.ts";
 import { loadGolden, modelDir } from "./helpers/reference.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";

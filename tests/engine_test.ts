@@ -6,6 +6,7 @@
 import { test } from "./helpers/test.ts";
 import { createEngine, type EngineClient, type GenerateOptions } from "../mod.ts";
 import { modelDir } from "./helpers/reference.ts";
+import { SAMPLING_DEFAULTS } from "../src/api/types.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 
 const PROMPTS = [
@@ -241,7 +242,7 @@ test("engine: a failing step loop fails its requests with an error and reports i
     };
     const failed = await new Promise<Error>((resolve, reject) => {
       engine.submit(
-        { promptIds: [1, 2, 3], n: 1, seed: 1, maxTokens: 4, temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, stopTokenIds: [], ignoreEos: true, logprobs: false, topLogprobs: 0 },
+        { promptIds: [1, 2, 3], n: 1, maxTokens: 4, sampling: { ...SAMPLING_DEFAULTS, seed: 1 }, stopTokenIds: [] },
         { tokens: () => reject(new Error("no tokens expected")), done: () => reject(new Error("no finish expected")), fail: (_i, e) => resolve(e) },
       );
     });

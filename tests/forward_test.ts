@@ -4,16 +4,16 @@
  * bf16 checkpoint equal to f32 storage, and a clear error without an adapter.
  */
 import { test } from "./helpers/test.ts";
-import { ModelRunner } from "../src/model/model_runner.ts";
-import { greedyGenerate } from "../src/model/greedy.ts";
+import { ModelRunner } from "../src/runner/model_runner.ts";
+import { Engine } from "../src/engine/engine.ts";
 import { createGpu, NoGpuAdapterError } from "../src/gpu/device.ts";
-import { loadGolden, maxAbs, maxAbsDiff, modelDir, promptLogits } from "./helpers/reference.ts";
+import { greedyIds, loadGolden, maxAbs, maxAbsDiff, modelDir, promptLogits } from "./helpers/reference.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
 
 test("forward: steps create no pipelines or bind groups and submit once each", async () => {
-  const runner = await ModelRunner.load(modelDir("gemma2-tiny"), { maxTokens: 32, numBlocks: 32 });
+  const engine = await Engine.load({ model: modelDir("gemma2-tiny"), maxBatchTokens: 32, numBlocks: 32 });
   try {
-    const device = runner.gpu.device;
+    const device = engine.runner.gpu.device;
     const counts = { pipelines: 0, bindGroups: 0, buffers: 0, submits: 0 };
     const wrap = <T extends object, K extends keyof T>(obj: T, key: K, counter: keyof typeof counts) => {
       const original = obj[key] as unknown as (...a: unknown[]) => unknown;
@@ -29,13 +29,13 @@ test("forward: steps create no pipelines or bind groups and submit once each", a
       wrap(device, "createBuffer", "buffers"),
       wrap(device.queue, "submit", "submits"),
     ];
-    const ids = await greedyGenerate(runner, [1, 403, 407, 261, 378], { maxTokens: 10, ignoreEos: true });
+    const ids = await greedyIds(engine, [1, 403, 407, 261, 378], 10);
     restore.forEach((r) => r());
     assertEquals(ids.length, 10);
     // One prefill step and nine decode steps.
     assertEquals(counts, { pipelines: 0, bindGroups: 0, buffers: 0, submits: 10 });
   } finally {
-    runner.close();
+    await engine.close();
   }
 });
 

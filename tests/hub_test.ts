@@ -6,7 +6,7 @@
  */
 import { test } from "./helpers/test.ts";
 import * as sys from "./helpers/platform.ts";
-import { hubCacheDir, ModelNotFoundError, resolveModel } from "../src/server/hub.ts";
+import { hubCacheDir, ModelNotFoundError, resolveModel } from "../src/hub/hub.ts";
 import { modelDir } from "./helpers/reference.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
 

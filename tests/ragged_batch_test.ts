@@ -4,8 +4,9 @@
  * chunks gives the same logits as one pass.
  */
 import { test } from "./helpers/test.ts";
-import { ModelRunner } from "../src/model/model_runner.ts";
-import { buildStepBatch, type SequenceChunk } from "../src/model/step_batch.ts";
+import { ModelRunner } from "../src/runner/model_runner.ts";
+import { buildStepBatch, type SequenceChunk } from "../src/runner/step_meta.ts";
+import { BlockManager } from "../src/scheduler/block_manager.ts";
 import { loadGolden, maxAbsDiff, modelDir } from "./helpers/reference.ts";
 import { assertEquals } from "./helpers/assert.ts";
 
@@ -25,7 +26,8 @@ for (const name of ["stories260K", "gemma2-tiny", "mistral-tiny", "qwen3-tiny"])
       const prompts = golden.cases.map((c) => c.prompt_ids);
       // Non-contiguous, interleaved block tables so the paging is really exercised.
       const tables = prompts.map(() => [] as number[]);
-      const blocks = runner.blocks.allocate(prompts.reduce((n, p) => n + Math.ceil(p.length / bs), 0));
+      const pool = new BlockManager(runner.cache.options.numBlocks, bs);
+      const blocks = pool.allocate(prompts.reduce((n, p) => n + Math.ceil(p.length / bs), 0));
       let k = 0;
       for (let round = 0; tables.some((t, i) => t.length * bs < prompts[i].length); round++) {
         tables.forEach((t, i) => {
@@ -35,10 +37,10 @@ for (const name of ["stories260K", "gemma2-tiny", "mistral-tiny", "qwen3-tiny"])
       const solo: Float32Array[] = [];
       for (let i = 0; i < prompts.length; i++) {
         const b = buildStepBatch([{ tokens: prompts[i], start: 0, blockTable: tables[i], logits: "all" }], bs);
-        solo.push((await runner.run(b, { logits: true })).logits!);
+        solo.push(await runner.logits(b));
       }
       const chunks: SequenceChunk[] = prompts.map((p, i) => ({ tokens: p, start: 0, blockTable: tables[i], logits: "all" }));
-      const together = (await runner.run(buildStepBatch(chunks, bs), { logits: true })).logits!;
+      const together = await runner.logits(buildStepBatch(chunks, bs));
       let row = 0;
       prompts.forEach((p, i) => {
         const got = together.subarray(row * V, (row + p.length) * V);
@@ -55,13 +57,13 @@ for (const name of ["stories260K", "gemma2-tiny", "mistral-tiny", "qwen3-tiny"])
         const tokens = longest.slice(start, start + 13);
         const done = start + tokens.length === longest.length;
         const b = buildStepBatch([{ tokens, start, blockTable: tables[li], logits: done ? "last" : "none" }], bs);
-        const out = await runner.run(b, { logits: true });
-        if (done) last = out.logits;
+        const out = await runner.logits(b);
+        if (done) last = out;
       }
       const ref = solo[li].subarray((longest.length - 1) * V, longest.length * V);
       // Each token's math is independent of how the prompt was split: exactly equal.
       assertEquals(maxAbsDiff(last!, ref), 0, `${name}: chunked prefill differs`);
-      runner.blocks.release(blocks);
+      pool.release(blocks);
     } finally {
       runner.close();
     }

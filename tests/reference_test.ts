@@ -7,10 +7,10 @@
  * the f32 bound applies to every model.
  */
 import { test } from "./helpers/test.ts";
-import { ModelRunner } from "../src/model/model_runner.ts";
-import { greedyGenerate } from "../src/model/greedy.ts";
-import { buildStepBatch } from "../src/model/step_batch.ts";
-import { loadGolden, MODEL_NAMES, maxAbs, maxAbsDiff, modelDir } from "./helpers/reference.ts";
+import { ModelRunner } from "../src/runner/model_runner.ts";
+import { Engine } from "../src/engine/engine.ts";
+import { Tokenizer } from "../src/model/tokenizer.ts";
+import { greedyIds, loadGolden, MODEL_NAMES, maxAbs, maxAbsDiff, modelDir, promptLogits } from "./helpers/reference.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 
 const REL_TOL = 1e-4;
@@ -27,32 +27,23 @@ function agreeingPrefix(ours: number[], ref: number[], margins: number[], tol: n
   return i;
 }
 
-async function teacherForced(runner: ModelRunner, ids: number[]): Promise<Float32Array> {
-  const table = runner.blocks.allocate(Math.ceil(ids.length / runner.cache.options.blockSize));
-  try {
-    const batch = buildStepBatch(
-      [{ tokens: ids, start: 0, blockTable: table, logits: "all" }],
-      runner.cache.options.blockSize,
-    );
-    return (await runner.run(batch, { logits: true })).logits!;
-  } finally {
-    runner.blocks.release(table);
-  }
-}
-
 for (const name of MODEL_NAMES) {
   test(`reference ${name}: logits and greedy ids match transformers (paged and eager)`, async (t) => {
     const golden = await loadGolden(name);
     const opts = { maxTokens: 128, maxLogitRows: 128, maxSeqs: 4, blockSize: 16, numBlocks: 64 };
+    const tokenizer = await Tokenizer.load(modelDir(name));
     const paged = await ModelRunner.load(modelDir(name), { ...opts, attn: "paged" });
     const eager = await ModelRunner.load(modelDir(name), { ...opts, attn: "eager", gpu: paged.gpu });
+    // Greedy ids come from the serving path: the engine's loop over the same runners.
+    const pagedEngine = Engine.start(paged);
+    const eagerEngine = Engine.start(eager);
     const V = paged.spec.vocabSize;
     try {
       for (const c of golden.cases) {
         await t.step(`"${c.prompt}"`, async () => {
-          assertEquals(paged.tokenizer.encode(c.prompt), c.prompt_ids);
-          const logits = await teacherForced(paged, c.prompt_ids);
-          const eagerLogits = await teacherForced(eager, c.prompt_ids);
+          assertEquals(tokenizer.encode(c.prompt), c.prompt_ids);
+          const logits = await promptLogits(paged, c.prompt_ids, pagedEngine.scheduler.blocks);
+          const eagerLogits = await promptLogits(eager, c.prompt_ids, eagerEngine.scheduler.blocks);
           let worst = 0;
           c.logit_positions.forEach((pos, k) => {
             const ours = logits.subarray(pos * V, (pos + 1) * V);
@@ -69,16 +60,16 @@ for (const name of MODEL_NAMES) {
           // Greedy ids must be equal; they may part only at a step whose top-2 margin is
           // within our numeric tolerance (a near-tie, where either answer is right).
           const tolAbs = REL_TOL * Math.max(...c.logits.map(maxAbs));
-          const ids = await greedyGenerate(paged, c.prompt_ids, { maxTokens: c.greedy_ids.length, ignoreEos: true });
-          const eagerIds = await greedyGenerate(eager, c.prompt_ids, { maxTokens: c.greedy_ids.length, ignoreEos: true });
+          const ids = await greedyIds(pagedEngine, c.prompt_ids, c.greedy_ids.length);
+          const eagerIds = await greedyIds(eagerEngine, c.prompt_ids, c.greedy_ids.length);
           const n = agreeingPrefix(ids, c.greedy_ids, c.greedy_top2_margin, 2 * tolAbs, `${name} paged`);
           agreeingPrefix(eagerIds, c.greedy_ids, c.greedy_top2_margin, 2 * tolAbs, `${name} eager`);
           console.log(`  ${name} "${c.prompt.slice(0, 20)}": max rel err ${worst.toExponential(2)}, paged/eager ${pe.toExponential(2)}, ${n}/24 greedy ids equal`);
         });
       }
     } finally {
-      eager.close();
-      paged.close();
+      await eagerEngine.close();
+      await pagedEngine.close();
     }
   });
 }

@@ -1,14 +1,15 @@
 /** Validation of request options: every bad value names its option. */
 import { test } from "./helpers/test.ts";
-import { InvalidRequestError, validateRequest } from "../src/engine/request.ts";
-import { assertEquals, assertThrows } from "./helpers/assert.ts";
+import { validateRequest } from "../src/api/validate.ts";
+import { InvalidRequestError } from "../src/api/types.ts";
+import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
 
 const LIMITS = { vocabSize: 512, maxContext: 64, maxTopLogprobs: 20, maxN: 8 };
 
 test("request: defaults are greedy with room-limited max tokens", () => {
   const r = validateRequest({ prompt: "x" }, [1, 2, 3], LIMITS);
-  assertEquals([r.temperature, r.topK, r.topP, r.maxTokens, r.n, r.logprobs], [0, 0, 1, 61, 1, false]);
-  assertEquals(validateRequest({ prompt: "x", seed: 3 }, [1], LIMITS).temperature, 1);
+  assertEquals([r.sampling.temperature, r.sampling.topK, r.sampling.topP, r.maxTokens, r.n, r.sampling.logprobs], [0, 0, 1, 61, 1, false]);
+  assertEquals(validateRequest({ prompt: "x", seed: 3 }, [1], LIMITS).sampling.temperature, 1);
 });
 
 test("request: bad options are refused with the option named", () => {
@@ -39,4 +40,24 @@ test("request: bad options are refused with the option named", () => {
   assertThrows(() => validateRequest({ prompt: "" }, [], LIMITS), InvalidRequestError, "empty");
   assertThrows(() => validateRequest({ prompt: [9999] }, [9999], LIMITS), InvalidRequestError, "vocabulary");
   assertThrows(() => validateRequest({ prompt: "x" }, new Array(64).fill(1), LIMITS), InvalidRequestError, "context");
+});
+
+test("request: one that can never fit the context or the KV cache is refused with its code", () => {
+  const limits = { ...LIMITS, maxContext: 100, kvBlocksTotal: 4, blockSize: 4 };
+  const ids = (n: number) => new Array(n).fill(1);
+  const kv = assertThrows(() => validateRequest({ prompt: "x", maxTokens: 10 }, ids(10), limits), InvalidRequestError, "KV blocks");
+  assertEquals([kv.code, kv.param], ["context_length_exceeded", "maxTokens"]);
+  const ctx = assertThrows(() => validateRequest({ prompt: "x", maxTokens: 20 }, ids(90), limits), InvalidRequestError, "context");
+  assertEquals([ctx.code, ctx.param], ["context_length_exceeded", "maxTokens"]);
+  validateRequest({ prompt: "x", maxTokens: 8 }, ids(8), limits);
+  assertEquals(assertThrows(() => validateRequest({ prompt: "x", topK: -1 }, [1], LIMITS), InvalidRequestError).code, "invalid_request");
+});
+
+test("request: EOS ends a request unless ignored; a missing seed is drawn", () => {
+  const limits = { ...LIMITS, eosTokenIds: [2] };
+  assertEquals(validateRequest({ prompt: "x", stopTokenIds: [7] }, [1], limits).stopTokenIds, [7, 2]);
+  assertEquals(validateRequest({ prompt: "x", stopTokenIds: [7], ignoreEos: true }, [1], limits).stopTokenIds, [7]);
+  const seeds = new Set(Array.from({ length: 8 }, () => validateRequest({ prompt: "x" }, [1], limits).sampling.seed));
+  assert(seeds.size > 1, "every request drew the same seed");
+  assertEquals(validateRequest({ prompt: "x", seed: -1 }, [1], limits).sampling.seed, 0xffffffff);
 });

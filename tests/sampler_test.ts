@@ -5,55 +5,46 @@
  */
 import { test } from "./helpers/test.ts";
 import { createGpu, type Gpu } from "../src/gpu/device.ts";
-import { loadKernelSources, PipelineCache } from "../src/gpu/kernel.ts";
-import { GpuSampler, packRowSampling, type RowSampling, SAMPLING_PARAM_WORDS, type SampledToken } from "../src/engine/gpu_sampler.ts";
+import { loadKernelSources, PipelineCache } from "../src/kernels/registry.ts";
+import { GpuSampler } from "../src/runner/sampler.ts";
+import { buildStepBatch, metaSlotWords, packStepMeta, type StepCapacity } from "../src/runner/step_meta.ts";
+import { SAMPLING_DEFAULTS, type SamplingParams, type TokenLogprob } from "../src/api/types.ts";
+import type { SamplingRowExtras } from "../src/kernels/layout.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 
-const HEADER = 16;
+/** One row's sampling parameters and row fields, flat (unset fields take their defaults). */
+type RowParams = Partial<SamplingParams & SamplingRowExtras>;
 
 interface Harness {
   gpu: Gpu;
   sampler: GpuSampler;
-  sample(logits: number[][], rows: Partial<RowSampling>[]): Promise<SampledToken[]>;
+  sample(logits: number[][], rows: RowParams[]): Promise<Required<TokenLogprob>[]>;
   close(): void;
 }
-
-const DEFAULTS: RowSampling = {
-  temperature: 0,
-  topK: 0,
-  topP: 1,
-  minP: 0,
-  repetitionPenalty: 1,
-  presencePenalty: 0,
-  frequencyPenalty: 0,
-  seed: 0,
-  outputIndex: 0,
-  seqSlot: 0,
-  topLogprobs: 0,
-  logprobs: false,
-};
 
 async function harness(vocab: number, maxRows: number, maxTop = 4): Promise<Harness> {
   const gpu = await createGpu();
   const device = gpu.device;
   const pipelines = new PipelineCache(device, await loadKernelSources(["sample"]));
-  const sampler = new GpuSampler(device, pipelines, { vocab, maxRows, maxSeqs: maxRows, maxTopLogprobs: maxTop, outRecords: maxRows });
-  const slotWords = HEADER + maxRows * SAMPLING_PARAM_WORDS;
-  const meta = device.createBuffer({ size: slotWords * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  const sampler = new GpuSampler(device, pipelines, { vocab, maxSeqs: maxRows, maxTopLogprobs: maxTop, outRecords: maxRows });
+  // The step metadata a real step writes: one sequence whose every token is a logit row.
+  const cap: StepCapacity = { maxTokens: maxRows, maxSeqs: 1, maxLogitRows: maxRows, maxBlocksPerSeq: maxRows };
+  const slotBytes = metaSlotWords(cap) * 4;
+  const meta = device.createBuffer({ size: slotBytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
   const logitsBuf = device.createBuffer({ size: maxRows * vocab * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
   const read = device.createBuffer({ size: maxRows * sampler.recordWords * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  sampler.bind(meta, slotWords * 4, logitsBuf);
+  sampler.bind(meta, slotBytes, logitsBuf);
   return {
     gpu,
     sampler,
     async sample(logits, rows) {
       const R = rows.length;
-      const words = new Uint32Array(slotWords);
-      words[2] = R;
-      words[12] = HEADER;
-      words[13] = 0;
-      packRowSampling(rows.map((r) => ({ ...DEFAULTS, ...r })), words, HEADER);
-      device.queue.writeBuffer(meta, 0, words);
+      const batch = buildStepBatch([{ tokens: new Array(R).fill(0), start: 0, blockTable: Array.from({ length: R }, (_, i) => i), logits: "all" }], 1);
+      const sampled = rows.map((r) => {
+        const { outputIndex = 0, seqSlot = 0, ...sampling } = r;
+        return { sampling: { ...SAMPLING_DEFAULTS, ...sampling }, outputIndex, seqSlot };
+      });
+      device.queue.writeBuffer(meta, 0, packStepMeta(batch, cap, { rows: sampled, recordBase: 0 }));
       device.queue.writeBuffer(logitsBuf, 0, new Float32Array(logits.flat()));
       const encoder = device.createCommandEncoder();
       const pass = encoder.beginComputePass();
@@ -65,7 +56,10 @@ async function harness(vocab: number, maxRows: number, maxTop = 4): Promise<Harn
       const out = new Uint32Array(read.getMappedRange(0, R * sampler.recordWords * 4).slice(0));
       read.unmap();
       const records = sampler.view(out);
-      return rows.map((r, i) => records.at(i, r.topLogprobs ?? 0));
+      return rows.map((r, i) => {
+        const t = records.at(i, r.topLogprobs ?? 0);
+        return { ...t, top: t.top ?? [] };
+      });
     },
     close() {
       sampler.destroy();
@@ -83,7 +77,7 @@ function softmax(xs: number[], t = 1): number[] {
 }
 
 /** Draws `n` samples of one logit row, each with its own output index (one row each). */
-async function draw(h: Harness, row: number[], n: number, params: Partial<RowSampling>): Promise<number[]> {
+async function draw(h: Harness, row: number[], n: number, params: RowParams): Promise<number[]> {
   const counts = new Array(row.length).fill(0);
   const batch = 64;
   for (let done = 0; done < n; done += batch) {

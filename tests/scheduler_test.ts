@@ -1,15 +1,15 @@
 /** Scheduler: budget order, chunking, admission, preemption and recompute. CPU only. */
 import { test } from "./helpers/test.ts";
-import { BlockManager } from "../src/cache/block_manager.ts";
-import { Scheduler, RequestTooLargeError } from "../src/engine/scheduler.ts";
-import { Sequence, type SequenceParams } from "../src/engine/sequence.ts";
-import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
+import { Scheduler, type SchedulerOptions } from "../src/scheduler/scheduler.ts";
+import { Sequence, type SequenceParams } from "../src/scheduler/sequence.ts";
+import { SAMPLING_DEFAULTS } from "../src/api/types.ts";
+import { assert, assertEquals } from "./helpers/assert.ts";
 
-const PARAMS: SequenceParams = {
-  maxTokens: 4, temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1,
-  presencePenalty: 0, frequencyPenalty: 0, seed: 0, stopTokenIds: new Set([2]),
-  logprobs: false, topLogprobs: 0,
-};
+const PARAMS: SequenceParams = { maxTokens: 4, sampling: SAMPLING_DEFAULTS, stopTokenIds: new Set([2]) };
+
+function scheduler(o: Partial<SchedulerOptions> & Pick<SchedulerOptions, "numBlocks" | "blockSize" | "maxBatchTokens" | "maxSeqs">): Scheduler {
+  return new Scheduler({ policy: "fifo", ...o });
+}
 
 let nextId = 0;
 function seq(promptLen: number, maxTokens = 4): Sequence {
@@ -17,27 +17,21 @@ function seq(promptLen: number, maxTokens = 4): Sequence {
   return new Sequence(nextId++, prompt, { ...PARAMS, maxTokens }, 0);
 }
 
-/** Applies a plan as the engine would: sampled chunks produce a pending token. */
+/** Plans a step (sampled chunks leave a pending token on the "GPU"). */
 function run(s: Scheduler) {
-  const plan = s.schedule();
-  for (const c of plan.chunks) if (c.sample) c.seq.pending++;
-  return plan;
+  return s.schedule();
 }
 
-/** Reads back every pending token (id 5, never a stop token). */
+/** Reads back every pending token (id 5, never a stop token) through postprocess. */
 function readBack(s: Scheduler, seqs: Sequence[]) {
-  for (const q of seqs) {
-    while (q.pending > 0) {
-      q.pending--;
-      q.outputIds.push(5);
-    }
-    s.commitBlocks(q);
-    if (q.status !== "finished" && q.outputIds.length >= q.params.maxTokens) s.finish(q);
-  }
+  const rows = seqs.flatMap((q) =>
+    Array.from({ length: q.pending }, (_, k) => ({ seq: q, outputIndex: q.outputIds.length + k, token: { id: 5, logprob: 0 } }))
+  );
+  s.postprocess(rows);
 }
 
 test("scheduler: decodes first, then prefill chunks split to the budget", () => {
-  const s = new Scheduler(new BlockManager(64, 4), { maxBatchTokens: 8, maxSeqs: 8, policy: "fifo", maxContext: 256 });
+  const s = scheduler({ numBlocks: 64, blockSize: 4, maxBatchTokens: 8, maxSeqs: 8 });
   const a = seq(3);
   s.add(a);
   let plan = run(s);
@@ -58,7 +52,7 @@ test("scheduler: decodes first, then prefill chunks split to the budget", () => 
 });
 
 test("scheduler: prefill_first puts prefill before decodes", () => {
-  const s = new Scheduler(new BlockManager(64, 4), { maxBatchTokens: 6, maxSeqs: 8, policy: "prefill_first", maxContext: 256 });
+  const s = scheduler({ numBlocks: 64, blockSize: 4, maxBatchTokens: 6, maxSeqs: 8, policy: "prefill_first" });
   const a = seq(2);
   s.add(a);
   run(s);
@@ -68,7 +62,7 @@ test("scheduler: prefill_first puts prefill before decodes", () => {
 });
 
 test("scheduler: the sequence cap and the block reserve gate admission", () => {
-  const s = new Scheduler(new BlockManager(64, 4), { maxBatchTokens: 64, maxSeqs: 2, policy: "fifo", maxContext: 256 });
+  const s = scheduler({ numBlocks: 64, blockSize: 4, maxBatchTokens: 64, maxSeqs: 2 });
   const seqs = [seq(4), seq(4), seq(4)];
   seqs.forEach((q) => s.add(q));
   const plan = run(s);
@@ -86,8 +80,8 @@ test("scheduler: the sequence cap and the block reserve gate admission", () => {
 
 test("scheduler: out of blocks preempts the newest, which later recomputes prompt + outputs", () => {
   // 6 blocks of 4 tokens; three sequences of 7-token prompts need 2 blocks each, then grow.
-  const blocks = new BlockManager(6, 4);
-  const s = new Scheduler(blocks, { maxBatchTokens: 64, maxSeqs: 8, policy: "fifo", maxContext: 64 });
+  const s = scheduler({ numBlocks: 6, blockSize: 4, maxBatchTokens: 64, maxSeqs: 8 });
+  const blocks = s.blocks;
   const seqs = [seq(7, 8), seq(7, 8), seq(7, 8)];
   seqs.forEach((q) => s.add(q));
   run(s); // admits two (the third would eat the reserve)
@@ -107,16 +101,8 @@ test("scheduler: out of blocks preempts the newest, which later recomputes promp
   assertEquals(blocks.usedCount, 0);
 });
 
-test("scheduler: a request that can never fit is refused", () => {
-  const s = new Scheduler(new BlockManager(4, 4), { maxBatchTokens: 64, maxSeqs: 8, policy: "fifo", maxContext: 100 });
-  assertThrows(() => s.checkFits(10, 10), RequestTooLargeError, "KV blocks");
-  assertThrows(() => s.checkFits(90, 20), RequestTooLargeError, "context");
-  s.checkFits(8, 8);
-});
-
 test("scheduler: prefix cache hits skip prefill tokens", () => {
-  const blocks = new BlockManager(32, 4);
-  const s = new Scheduler(blocks, { maxBatchTokens: 64, maxSeqs: 8, policy: "fifo", maxContext: 64 });
+  const s = scheduler({ numBlocks: 32, blockSize: 4, maxBatchTokens: 64, maxSeqs: 8 });
   const a = seq(10, 2);
   s.add(a);
   run(s);

@@ -4,7 +4,7 @@
  * split across bindings.
  */
 import { test } from "./helpers/test.ts";
-import { ModelRunner } from "../src/model/model_runner.ts";
+import { ModelRunner } from "../src/runner/model_runner.ts";
 import { createGpu } from "../src/gpu/device.ts";
 import { withTempDir, writeSyntheticCheckpoint } from "./helpers/synthetic_checkpoint.ts";
 import { maxAbs, maxAbsDiff, promptLogits } from "./helpers/reference.ts";

@@ -1,17 +1,17 @@
 /**
- * Command line: `generate` (greedy continuation) and `logits` (teacher-forced forward).
- * Usage: deno task cli generate --model DIR --prompt TEXT --max-tokens N [--temperature 0]
- *        [--ignore-eos] [--json] [--attn paged|eager]
- *        deno task cli logits --model DIR --ids 1,2,3 [--json] [--attn paged|eager]
+ * Command line: `generate` runs a request through the engine (the same path as `mod.ts` and
+ * serve.ts); `logits` prints the teacher-forced logits of token ids.
+ * Usage: see {@link USAGE} (`deno task cli --help`).
  * @module
  */
+import process from "node:process";
 import { args, exit } from "../runtime/runtime.ts";
-import { ModelRunner } from "../model/model_runner.ts";
-import { greedyGenerate } from "../model/greedy.ts";
-import { buildStepBatch } from "../model/step_batch.ts";
-import type { AttentionImpl } from "../model/forward.ts";
+import { createEngine, type GenerateOptions, LlmError } from "../../mod.ts";
+import type { AttentionImpl } from "../api/types.ts";
+import { ModelRunner } from "../runner/model_runner.ts";
+import { buildStepBatch } from "../runner/step_meta.ts";
 
-/** Raised for bad command-line usage. */
+/** Raised for bad command-line usage (exit code 2). */
 export class UsageError extends Error {
   constructor(message: string) {
     super(message);
@@ -20,28 +20,54 @@ export class UsageError extends Error {
 }
 
 const USAGE = `usage:
-  cli generate --model DIR --prompt TEXT --max-tokens N [--temperature 0] [--ignore-eos] [--json] [--attn paged|eager]
+  cli generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
+               [--min-p P] [--seed S] [--ignore-eos] [--json] [--attn paged|eager]
   cli logits --model DIR --ids 1,2,3 [--json] [--attn paged|eager]`;
 
-const BOOLEAN_FLAGS = new Set(["ignore-eos", "json", "help"]);
+/** The flags each command accepts; `true` marks a boolean flag. */
+const COMMANDS: Record<string, Record<string, boolean>> = {
+  generate: {
+    model: false,
+    prompt: false,
+    "max-tokens": false,
+    temperature: false,
+    "top-k": false,
+    "top-p": false,
+    "min-p": false,
+    seed: false,
+    "ignore-eos": true,
+    json: true,
+    attn: false,
+  },
+  logits: { model: false, ids: false, json: true, attn: false },
+};
 
-/** Parses `--flag value` / `--flag=value` / boolean flags. */
-export function parseArgs(args: string[]): { command: string | undefined; flags: Map<string, string> } {
+/** Parses `command --flag value` / `--flag=value` / boolean flags; unknown flags are errors. */
+export function parseArgs(argv: string[]): { command: string | undefined; flags: Map<string, string> } {
   const flags = new Map<string, string>();
   let command: string | undefined;
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--help" || a === "-h") {
+      flags.set("help", "true");
+      continue;
+    }
     if (!a.startsWith("--")) {
       if (command !== undefined) throw new UsageError(`unexpected argument ${a}`);
+      if (!(a in COMMANDS)) throw new UsageError(`unknown command ${a}`);
       command = a;
       continue;
     }
     const eq = a.indexOf("=");
     const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
+    const known = command === undefined ? undefined : COMMANDS[command][name];
+    if (known === undefined) {
+      throw new UsageError(command === undefined ? `--${name} before the command` : `unknown flag --${name} for ${command}`);
+    }
     if (eq > 0) flags.set(name, a.slice(eq + 1));
-    else if (BOOLEAN_FLAGS.has(name)) flags.set(name, "true");
+    else if (known) flags.set(name, "true");
     else {
-      const v = args[++i];
+      const v = argv[++i];
       if (v === undefined) throw new UsageError(`--${name} needs a value`);
       flags.set(name, v);
     }
@@ -55,14 +81,13 @@ function required(flags: Map<string, string>, name: string): string {
   return v;
 }
 
-function integer(flags: Map<string, string>, name: string, fallback?: number): number {
+function number(flags: Map<string, string>, name: string, integer = false): number | undefined {
   const raw = flags.get(name);
-  if (raw === undefined) {
-    if (fallback === undefined) throw new UsageError(`missing --${name}`);
-    return fallback;
-  }
+  if (raw === undefined) return undefined;
   const v = Number(raw);
-  if (!Number.isInteger(v) || v < 0) throw new UsageError(`--${name} must be a non-negative integer, got ${raw}`);
+  if (raw.trim() === "" || !Number.isFinite(v) || (integer && !Number.isInteger(v))) {
+    throw new UsageError(`--${name} must be ${integer ? "an integer" : "a number"}, got ${raw}`);
+  }
   return v;
 }
 
@@ -72,73 +97,77 @@ function attnOf(flags: Map<string, string>): AttentionImpl {
   return a;
 }
 
+async function generate(flags: Map<string, string>): Promise<number> {
+  const model = required(flags, "model");
+  const prompt = required(flags, "prompt");
+  const options: GenerateOptions = {
+    prompt,
+    maxTokens: number(flags, "max-tokens", true),
+    temperature: number(flags, "temperature"),
+    topK: number(flags, "top-k", true),
+    topP: number(flags, "top-p"),
+    minP: number(flags, "min-p"),
+    seed: number(flags, "seed", true),
+    ignoreEos: flags.has("ignore-eos"),
+  };
+  const engine = await createEngine({ model, attn: attnOf(flags), maxSeqs: 1 });
+  try {
+    if (flags.has("json")) {
+      const r = await engine.generate(options);
+      console.log(JSON.stringify({ prompt_ids: r.promptIds, ids: r.ids, text: r.text, finish_reason: r.finishReason }));
+    } else {
+      process.stdout.write(prompt);
+      for await (const d of engine.stream(options)) process.stdout.write(d.text);
+      process.stdout.write("\n");
+    }
+  } finally {
+    await engine.close();
+  }
+  return 0;
+}
+
+async function logits(flags: Map<string, string>): Promise<number> {
+  const model = required(flags, "model");
+  const ids = required(flags, "ids").split(",").map((s) => {
+    const v = Number(s.trim());
+    if (s.trim() === "" || !Number.isInteger(v) || v < 0) throw new UsageError(`--ids must be comma-separated token ids, got ${s}`);
+    return v;
+  });
+  const runner = await ModelRunner.load(model, {
+    attn: attnOf(flags),
+    maxTokens: Math.max(ids.length, 16),
+    maxLogitRows: ids.length,
+    maxSeqs: 1,
+  });
+  try {
+    const vocab = runner.spec.vocabSize;
+    const bad = ids.find((i) => i >= vocab);
+    if (bad !== undefined) throw new UsageError(`token id ${bad} is outside the vocabulary (${vocab})`);
+    const bs = runner.cache.options.blockSize;
+    const table = Array.from({ length: Math.ceil(ids.length / bs) }, (_, i) => i);
+    const out = await runner.logits(buildStepBatch([{ tokens: ids, start: 0, blockTable: table, logits: "all" }], bs));
+    const rows = ids.map((_, r) => Array.from(out.subarray(r * vocab, (r + 1) * vocab)));
+    if (flags.has("json")) console.log(JSON.stringify({ logits: rows }));
+    else {
+      rows.forEach((row, r) => {
+        const top = row.map((v, i): [number, number] => [v, i]).sort((a, b) => b[0] - a[0]).slice(0, 5);
+        console.log(`${r}: ${top.map(([v, i]) => `${i}:${v.toFixed(4)}`).join(" ")}`);
+      });
+    }
+  } finally {
+    runner.close();
+  }
+  return 0;
+}
+
 /** Runs the CLI; returns the process exit code. */
-export async function main(args: string[]): Promise<number> {
-  const { command, flags } = parseArgs(args);
+export async function main(argv: string[]): Promise<number> {
+  const { command, flags } = parseArgs(argv);
   if (flags.has("help") || command === undefined) {
     console.log(USAGE);
     return command === undefined && !flags.has("help") ? 2 : 0;
   }
-  const json = flags.has("json");
-  if (command === "generate") {
-    const model = required(flags, "model");
-    const prompt = required(flags, "prompt");
-    const maxTokens = integer(flags, "max-tokens", 64);
-    const temperature = Number(flags.get("temperature") ?? "0");
-    if (temperature !== 0) {
-      throw new UsageError("the CLI samples greedily only (--temperature 0); sampling is in the engine API");
-    }
-    const runner = await ModelRunner.load(model, { attn: attnOf(flags) });
-    try {
-      const promptIds = runner.tokenizer.encode(prompt);
-      const ids = await greedyGenerate(runner, promptIds, {
-        maxTokens,
-        ignoreEos: flags.has("ignore-eos"),
-      });
-      const text = runner.tokenizer.decode(ids, { skipSpecialTokens: true });
-      if (json) console.log(JSON.stringify({ prompt_ids: promptIds, ids, text }));
-      else console.log(prompt + text);
-    } finally {
-      runner.close();
-    }
-    return 0;
-  }
-  if (command === "logits") {
-    const model = required(flags, "model");
-    const ids = required(flags, "ids").split(",").map((s) => {
-      const v = Number(s.trim());
-      if (!Number.isInteger(v) || v < 0) throw new UsageError(`--ids must be comma-separated token ids, got ${s}`);
-      return v;
-    });
-    if (ids.length === 0) throw new UsageError("--ids is empty");
-    const runner = await ModelRunner.load(model, {
-      attn: attnOf(flags),
-      maxTokens: Math.max(ids.length, 16),
-      maxLogitRows: ids.length,
-      maxSeqs: 1,
-    });
-    try {
-      const vocab = runner.spec.vocabSize;
-      const bad = ids.find((i) => i >= vocab);
-      if (bad !== undefined) throw new UsageError(`token id ${bad} is outside the vocabulary (${vocab})`);
-      const table = runner.blocks.allocate(Math.ceil(ids.length / runner.cache.options.blockSize));
-      const batch = buildStepBatch([{ tokens: ids, start: 0, blockTable: table, logits: "all" }], runner.cache.options.blockSize);
-      const { logits } = await runner.run(batch, { logits: true });
-      runner.blocks.release(table);
-      const rows = ids.map((_, r) => Array.from(logits!.subarray(r * vocab, (r + 1) * vocab)));
-      if (json) console.log(JSON.stringify({ logits: rows }));
-      else {
-        rows.forEach((row, r) => {
-          const top = row.map((v, i) => [v, i]).sort((a, b) => b[0] - a[0]).slice(0, 5);
-          console.log(`${r}: ${top.map(([v, i]) => `${i}:${v.toFixed(4)}`).join(" ")}`);
-        });
-      }
-    } finally {
-      runner.close();
-    }
-    return 0;
-  }
-  throw new UsageError(`unknown command ${command}`);
+  return command === "generate" ? await generate(flags) : await logits(flags);
 }
 
 if (import.meta.main) {
@@ -146,8 +175,10 @@ if (import.meta.main) {
     exit(await main(args()));
   } catch (e) {
     const err = e as Error;
-    console.error(`error: ${err.name === "Error" ? "" : err.name + ": "}${err.message}`);
+    const code = e instanceof LlmError ? ` [${e.code}]` : "";
+    console.error(`error: ${err.name === "Error" ? "" : err.name + ": "}${err.message}${code}`);
     if (err instanceof UsageError) console.error(USAGE);
-    exit(err instanceof UsageError ? 2 : 1);
+    // A bad request option is a usage error too.
+    exit(err instanceof UsageError || (e instanceof LlmError && e.param !== undefined) ? 2 : 1);
   }
 }

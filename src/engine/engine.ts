@@ -1,48 +1,37 @@
 /**
- * The engine: a model runner, the scheduler and the GPU-resident step loop.
+ * The engine: one model runner, the scheduler, and the loop
+ * `step() = scheduler.schedule() -> runner.step(plan) -> scheduler.postprocess(rows)`.
  *
- * Each step is scheduled on the CPU, encoded into one command buffer and submitted without
- * waiting. Sampling happens on the GPU; a decode token that was sampled by an earlier step
- * still in flight is fed by reference to that step's output record, so the loop never waits
- * for a token. Output records are copied into a staging buffer and read back once per
- * `stepsPerSync` steps (each GPU->CPU wait costs ~11 ms in Deno); stop conditions, joins and
- * leaves are applied at those sync points, and tokens generated past a stop are dropped.
+ * Steps are submitted without waiting; sampled tokens come back in batches (see
+ * `runner/model_runner.ts`). The scheduler decides every finish (cancel, stop token, length);
+ * the engine routes tokens and finishes to each request's sink and keeps the metrics.
  * @module
  */
-import { ModelRunner } from "../model/model_runner.ts";
-import { buildStepBatch, type SequenceChunk } from "../model/step_batch.ts";
-import type { AttentionImpl } from "../model/forward.ts";
-import type { RowSampling } from "./gpu_sampler.ts";
-import { Scheduler, type SchedulerPolicy, type StepPlan } from "./scheduler.ts";
-import { type FinishReason, Sequence, type SequenceParams } from "./sequence.ts";
-import { EngineMetrics, type EngineStats } from "./metrics.ts";
-import type { EngineRequest } from "./request.ts";
-import type { EngineInfo, TokenLogprob } from "./protocol.ts";
+import {
+  type EngineInfo,
+  EngineError,
+  type EngineOptions,
+  type EngineRequest,
+  type EngineStats,
+  type FinishReason,
+  type TokenLogprob,
+} from "../api/types.ts";
+import type { Gpu } from "../gpu/device.ts";
+import { ModelRunner } from "../runner/model_runner.ts";
+import { Scheduler, type SequenceOutput, type StepPlan } from "../scheduler/scheduler.ts";
+import { Sequence } from "../scheduler/sequence.ts";
+import { EngineMetrics } from "./metrics.ts";
 
-/** Options of {@link Engine.load} (and `createEngine`). */
-export interface EngineOptions {
-  /** A Hugging Face checkpoint directory. */
-  model: string;
-  /** Token budget of one step (default 256). */
-  maxBatchTokens?: number;
-  /** KV blocks; sized from `kvCacheBytes` when absent. */
-  numBlocks?: number;
-  /** Tokens per KV block (default 16). */
-  blockSize?: number;
-  /** KV-cache memory budget when `numBlocks` is absent (default 256 MiB). */
-  kvCacheBytes?: number;
-  /** Attention implementation (default "paged"). */
-  attn?: AttentionImpl;
-  /** Scheduling policy (default "fifo"). */
-  policy?: SchedulerPolicy;
-  /** Most sequences running at once (default 32). */
-  maxSeqs?: number;
-  /** Steps between GPU->CPU readbacks (default 8). */
-  stepsPerSync?: number;
-  /** Longest sequence in tokens (default: the model's max_position_embeddings). */
-  maxContext?: number;
-  /** Matrix storage on the GPU. */
-  weightDType?: "auto" | "f32" | "f16";
+/** Most logprob alternatives a request may ask for. */
+export const MAX_TOP_LOGPROBS = 20;
+/** Most completions per request. */
+export const MAX_N = 16;
+
+/** Options of {@link Engine.load}: the public options, plus an existing device (tests). */
+export interface EngineLoadOptions extends EngineOptions {
+  gpu?: Gpu;
+  /** Weight upload progress. */
+  onLoadProgress?: (done: number, total: number) => void;
 }
 
 /** Where a request's results go. */
@@ -59,24 +48,7 @@ export interface RequestHandle {
   cancel(index?: number): void;
 }
 
-const MAX_TOP_LOGPROBS = 20;
-const MAX_N = 16;
-
-interface StepRecord {
-  rows: { seq: Sequence; outputIndex: number }[];
-  /** First record of this step in the staging buffer. */
-  stagingRecord: number;
-}
-
-interface ReadBatch {
-  staging: GPUBuffer;
-  steps: StepRecord[];
-  records: number;
-  mapped: Promise<void> | null;
-}
-
 interface Member {
-  seq: Sequence;
   sink: RequestSink;
   index: number;
 }
@@ -85,37 +57,30 @@ interface Member {
 export class Engine {
   readonly runner: ModelRunner;
   readonly scheduler: Scheduler;
-  readonly metrics = new EngineMetrics();
+  readonly metrics: EngineMetrics = new EngineMetrics();
   readonly info: EngineInfo;
-  #options: Required<Pick<EngineOptions, "maxBatchTokens" | "stepsPerSync">>;
+  #maxBatchTokens: number;
   #members = new Map<Sequence, Member>();
   #nextSeqId = 0;
-  #stepIndex = 0;
-  #ringSteps: number;
-  #stagingPool: GPUBuffer[] = [];
-  #current: ReadBatch;
-  #inflight: ReadBatch[] = [];
   #wake: (() => void) | null = null;
+  /** Set by submit/cancel: there may be new work since the loop last looked. */
+  #kicked = false;
   #closing = false;
   #loop: Promise<void>;
   #failure: Error | null = null;
   /** Called after every readback and when idle (the Worker posts stats from here). */
   onProgress: (() => void) | null = null;
 
-  private constructor(runner: ModelRunner, options: EngineOptions) {
+  private constructor(runner: ModelRunner, options: Pick<EngineOptions, "policy">) {
     this.runner = runner;
-    const maxBatchTokens = runner.capacity.maxTokens;
-    this.#options = { maxBatchTokens, stepsPerSync: options.stepsPerSync ?? 8 };
-    this.scheduler = new Scheduler(runner.blocks, {
-      maxBatchTokens,
+    this.#maxBatchTokens = runner.capacity.maxTokens;
+    this.scheduler = new Scheduler({
+      numBlocks: runner.cache.options.numBlocks,
+      blockSize: runner.cache.options.blockSize,
+      maxBatchTokens: this.#maxBatchTokens,
       maxSeqs: runner.capacity.maxSeqs,
       policy: options.policy ?? "fifo",
-      maxContext: runner.maxContext,
     });
-    this.#ringSteps = runner.recordRingSteps;
-    if (this.#ringSteps < 4 * this.#options.stepsPerSync + 2) {
-      throw new RangeError("record ring too small for stepsPerSync");
-    }
     this.info = {
       vocabSize: runner.spec.vocabSize,
       maxContext: runner.maxContext,
@@ -124,66 +89,52 @@ export class Engine {
       eosTokenIds: [...runner.spec.eosTokenIds],
       architecture: runner.spec.architecture,
       device: runner.gpu.description,
-      kvBlocksTotal: runner.blocks.numBlocks,
+      kvBlocksTotal: runner.cache.options.numBlocks,
       blockSize: runner.cache.options.blockSize,
       maxSeqs: runner.capacity.maxSeqs,
     };
-    this.#current = this.#newBatch();
     this.#loop = this.#run();
   }
 
   /** Loads the model and starts the step loop. */
-  static async load(options: EngineOptions, onLoadProgress?: (done: number, total: number) => void): Promise<Engine> {
+  static async load(options: EngineLoadOptions): Promise<Engine> {
     const maxSeqs = options.maxSeqs ?? 32;
-    const stepsPerSync = options.stepsPerSync ?? 8;
     const runner = await ModelRunner.load(options.model, {
       attn: options.attn,
       maxTokens: options.maxBatchTokens ?? 256,
       maxSeqs,
-      maxLogitRows: maxSeqs,
       blockSize: options.blockSize,
       numBlocks: options.numBlocks,
       kvCacheBytes: options.kvCacheBytes,
       maxContext: options.maxContext,
       weightDType: options.weightDType,
-      metaSlots: 2 * stepsPerSync + 2,
-      recordRingSteps: 4 * stepsPerSync + 4,
+      stepsPerSync: options.stepsPerSync,
       maxTopLogprobs: MAX_TOP_LOGPROBS,
-      onProgress: onLoadProgress,
+      gpu: options.gpu,
+      onProgress: options.onLoadProgress,
     });
-    return new Engine(runner, { ...options, stepsPerSync });
+    return new Engine(runner, options);
   }
 
-  /** Submits a validated request; results go to `sink`. */
+  /** Starts the step loop over an already loaded runner (which the engine then owns). */
+  static start(runner: ModelRunner, options: Pick<EngineOptions, "policy"> = {}): Engine {
+    return new Engine(runner, options);
+  }
+
+  /** Submits a validated request (see `api/validate.ts`); results go to `sink`. */
   submit(request: EngineRequest, sink: RequestSink): RequestHandle {
-    if (this.#closing) throw new Error("engine is closing");
-    if (this.#failure) throw this.#failure;
-    this.scheduler.checkFits(request.promptIds.length, request.maxTokens);
-    const stop = new Set(request.stopTokenIds);
-    if (!request.ignoreEos) for (const id of this.runner.spec.eosTokenIds) stop.add(id);
+    if (this.#closing) throw new EngineError("engine_closed", "the engine is closing");
+    if (this.#failure) throw new EngineError("engine_failed", `the engine has failed: ${this.#failure.message}`);
     const now = performance.now();
+    const stopTokenIds = new Set(request.stopTokenIds);
     const seqs: Sequence[] = [];
-    const baseSeed = request.seed ?? crypto.getRandomValues(new Uint32Array(1))[0];
     for (let i = 0; i < request.n; i++) {
-      const params: SequenceParams = {
-        maxTokens: request.maxTokens,
-        temperature: request.temperature,
-        topK: request.topK,
-        topP: request.topP,
-        minP: request.minP,
-        repetitionPenalty: request.repetitionPenalty,
-        presencePenalty: request.presencePenalty,
-        frequencyPenalty: request.frequencyPenalty,
-        seed: (baseSeed + i) >>> 0,
-        stopTokenIds: stop,
-        logprobs: request.logprobs,
-        topLogprobs: request.topLogprobs,
-      };
-      const seq = new Sequence(this.#nextSeqId++, request.promptIds, params, now);
+      const sampling = { ...request.sampling, seed: (request.sampling.seed + i) >>> 0 };
+      const seq = new Sequence(this.#nextSeqId++, request.promptIds, { maxTokens: request.maxTokens, sampling, stopTokenIds }, now);
       // Siblings wait for the first one's prefill and then share its prompt blocks.
       if (i > 0) seq.gate = seqs[0];
       seqs.push(seq);
-      this.#members.set(seq, { seq, sink, index: i });
+      this.#members.set(seq, { sink, index: i });
       this.scheduler.add(seq);
       this.metrics.promptTokens += request.promptIds.length;
     }
@@ -191,7 +142,7 @@ export class Engine {
     return {
       cancel: (index?: number) => {
         for (const [i, seq] of seqs.entries()) {
-          if (index === undefined || index === i) seq.cancelled = true;
+          if (index === undefined || index === i) this.scheduler.cancel(seq);
         }
         this.#wakeUp();
       },
@@ -200,16 +151,16 @@ export class Engine {
 
   /** Current metrics. */
   stats(): EngineStats {
-    const blocks = this.runner.blocks;
+    const blocks = this.scheduler.blocks;
     const m = this.metrics;
     const now = performance.now();
-    const blockBytes = this.runner.cache.bytes / blocks.numBlocks;
+    const bytes = this.runner.cache.bytes;
     return {
       kvBlocksUsed: blocks.usedCount,
       kvBlocksTotal: blocks.numBlocks,
       kvBlocksCached: blocks.cachedIdleCount,
-      kvBytesTotal: this.runner.cache.bytes,
-      kvBytesUsed: blocks.usedCount * blockBytes,
+      kvBytesTotal: bytes,
+      kvBytesUsed: blocks.usedCount * (bytes / blocks.numBlocks),
       kvUsage: blocks.usedCount / blocks.numBlocks,
       running: this.scheduler.running.length,
       waiting: this.scheduler.waiting.length,
@@ -248,42 +199,45 @@ export class Engine {
   async close(): Promise<void> {
     if (!this.#closing) {
       this.#closing = true;
-      for (const seq of this.#members.keys()) seq.cancelled = true;
+      for (const seq of this.#members.keys()) this.scheduler.cancel(seq);
       this.#wakeUp();
     }
     await this.#loop;
-    for (const b of [...this.#stagingPool, this.#current.staging, ...this.#inflight.map((i) => i.staging)]) b.destroy();
     this.runner.close();
+  }
+
+  /** One step of the loop; false when there was nothing to do (idle). */
+  async step(): Promise<boolean> {
+    const plan = this.scheduler.schedule();
+    for (const seq of plan.finished) this.#done(seq);
+    if (plan.chunks.length) this.#record(plan);
+    const rows = await this.runner.step(plan);
+    if (rows) {
+      this.metrics.syncs++;
+      this.#deliver(this.scheduler.postprocess(rows));
+      this.onProgress?.();
+    }
+    return rows !== null || plan.chunks.length > 0 || plan.finished.length > 0;
   }
 
   async #run(): Promise<void> {
     try {
       while (true) {
-        this.#reapCancelled();
-        const plan = this.scheduler.hasWork ? this.scheduler.schedule() : null;
-        if (plan && plan.chunks.length > 0) {
-          this.#submit(plan);
-          if (this.#current.steps.length >= this.#options.stepsPerSync) this.#flush();
-          if (this.#inflight.length >= 2) await this.#drainOldest();
-          continue;
-        }
-        // Nothing to schedule now: read back what is in flight, or sleep until work comes.
-        if (this.#current.steps.length > 0) this.#flush();
-        if (this.#inflight.length > 0) {
-          await this.#drainOldest();
-          continue;
-        }
+        this.#kicked = false;
+        if (await this.step()) continue;
         this.onProgress?.();
         if (this.#closing && !this.scheduler.hasWork) return;
+        // Work may have arrived while the step awaited the runner: only sleep when none did.
+        if (this.#kicked) continue;
         await new Promise<void>((resolve) => (this.#wake = resolve));
         this.#wake = null;
       }
     } catch (e) {
       this.#failure = e instanceof Error ? e : new Error(String(e));
       console.error("engine step loop failed:", this.#failure);
-      for (const member of [...this.#members.values()]) {
-        this.scheduler.finish(member.seq);
-        this.#members.delete(member.seq);
+      for (const [seq, member] of [...this.#members]) {
+        this.scheduler.finish(seq, "cancelled");
+        this.#members.delete(seq);
         member.sink.fail(member.index, this.#failure);
       }
       this.onProgress?.();
@@ -291,142 +245,25 @@ export class Engine {
   }
 
   #wakeUp(): void {
+    this.#kicked = true;
     this.#wake?.();
   }
 
-  #reapCancelled(): void {
-    for (const member of this.#members.values()) {
-      if (member.seq.cancelled && member.seq.status !== "finished") this.#finish(member, "cancelled");
-    }
-  }
-
-  #submit(plan: StepPlan): void {
-    const runner = this.runner;
-    const device = runner.gpu.device;
+  /** Metrics of a submitted step. */
+  #record(plan: StepPlan): void {
     const now = performance.now();
-    const bs = runner.cache.options.blockSize;
-    const encoder = device.createCommandEncoder();
-    for (const seq of plan.admitted) {
-      this.metrics.queueTime.observe((now - seq.arrival) / 1000);
-      runner.sampler.admit(seq.seqSlot, seq.promptIds, seq.outputIds);
-    }
-    const ringSlot = this.#stepIndex++ % this.#ringSteps;
-    const recordBase = ringSlot * runner.capacity.maxLogitRows;
-    const chunks: SequenceChunk[] = [];
-    const rows: RowSampling[] = [];
-    const step: StepRecord = { rows: [], stagingRecord: this.#current.records };
-    for (const c of plan.chunks) {
-      const seq = c.seq;
-      chunks.push({
-        tokens: seq.tokensFor(c.start, c.start + c.count),
-        start: c.start,
-        blockTable: seq.blockTable,
-        logits: c.sample ? "last" : "none",
-      });
-      if (!c.sample) continue;
-      const p = seq.params;
-      rows.push({
-        temperature: p.temperature,
-        topK: p.topK,
-        topP: p.topP,
-        minP: p.minP,
-        repetitionPenalty: p.repetitionPenalty,
-        presencePenalty: p.presencePenalty,
-        frequencyPenalty: p.frequencyPenalty,
-        seed: p.seed,
-        outputIndex: seq.generated,
-        seqSlot: seq.seqSlot,
-        topLogprobs: p.topLogprobs,
-        logprobs: p.logprobs,
-      });
-      step.rows.push({ seq, outputIndex: seq.generated });
-      seq.pending++;
-      seq.lastRecord = recordBase + rows.length - 1;
-    }
-    const batch = buildStepBatch(chunks, bs);
-    const offset = runner.writeStep(batch, { rows, recordBase });
-    let maxContext = 0;
-    for (const c of batch.contextLens) maxContext = Math.max(maxContext, c);
-    const pass = encoder.beginComputePass();
-    runner.forward.encode(pass, offset, { tokens: batch.tokenIds.length, logitRows: rows.length, maxContext });
-    if (rows.length) runner.sampler.encode(pass, offset, rows.length);
-    pass.end();
-    if (rows.length) {
-      const recordBytes = runner.sampler.recordWords * 4;
-      encoder.copyBufferToBuffer(
-        runner.sampler.records,
-        recordBase * recordBytes,
-        this.#current.staging,
-        this.#current.records * recordBytes,
-        rows.length * recordBytes,
-      );
-      this.#current.records += rows.length;
-    }
-    device.queue.submit([encoder.finish()]);
-    this.#current.steps.push(step);
-    for (const c of plan.chunks) this.scheduler.commitBlocks(c.seq);
-    this.metrics.step(batch.tokenIds.length, this.#options.maxBatchTokens, plan.prefillTokens, plan.decodeTokens, now);
+    for (const seq of plan.admitted) this.metrics.queueTime.observe((now - seq.arrival) / 1000);
+    const tokens = plan.prefillTokens + plan.decodeTokens;
+    this.metrics.step(tokens, this.#maxBatchTokens, plan.prefillTokens, plan.decodeTokens, now);
   }
 
-  #newBatch(): ReadBatch {
-    const runner = this.runner;
-    const staging = this.#stagingPool.pop() ?? runner.gpu.device.createBuffer({
-      label: "sample_readback",
-      size: this.#options.stepsPerSync * runner.capacity.maxLogitRows * runner.sampler.recordWords * 4,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
-    return { staging, steps: [], records: 0, mapped: null };
-  }
-
-  /** Starts the readback of the current batch and opens a new one. */
-  #flush(): void {
-    const batch = this.#current;
-    const bytes = batch.records * this.runner.sampler.recordWords * 4;
-    batch.mapped = bytes > 0
-      ? batch.staging.mapAsync(GPUMapMode.READ, 0, bytes)
-      : this.runner.gpu.device.queue.onSubmittedWorkDone();
-    this.#inflight.push(batch);
-    this.#current = this.#newBatch();
-  }
-
-  /** Waits for the oldest readback and routes its tokens. */
-  async #drainOldest(): Promise<void> {
-    const batch = this.#inflight.shift()!;
-    await batch.mapped;
-    this.metrics.syncs++;
-    const recordWords = this.runner.sampler.recordWords;
-    let words = new Uint32Array(0);
-    if (batch.records > 0) {
-      words = new Uint32Array(batch.staging.getMappedRange(0, batch.records * recordWords * 4).slice(0));
-      batch.staging.unmap();
-    }
-    this.#stagingPool.push(batch.staging);
-    const records = this.runner.sampler.view(words);
+  /** Routes a readback's tokens and finishes to the requests. */
+  #deliver(outputs: SequenceOutput[]): void {
     const now = performance.now();
-    const out = new Map<Sequence, { ids: number[]; logprobs: TokenLogprob[] }>();
-    let delivered = 0;
-    for (const step of batch.steps) {
-      step.rows.forEach(({ seq, outputIndex }, r) => {
-        seq.pending--;
-        if (seq.status === "finished" || seq.cancelled) return;
-        if (outputIndex !== seq.outputIds.length) throw new Error(`sequence ${seq.id}: output ${outputIndex} out of order`);
-        const rec = records.at(step.stagingRecord + r, seq.params.topLogprobs);
-        seq.outputIds.push(rec.id);
-        let o = out.get(seq);
-        if (!o) out.set(seq, o = { ids: [], logprobs: [] });
-        o.ids.push(rec.id);
-        if (seq.params.logprobs) {
-          o.logprobs.push(seq.params.topLogprobs ? { id: rec.id, logprob: rec.logprob, top: rec.top } : { id: rec.id, logprob: rec.logprob });
-        }
-        delivered++;
-        if (seq.params.stopTokenIds.has(rec.id)) seq.finishReason = "stop";
-        else if (seq.outputIds.length >= seq.params.maxTokens) seq.finishReason = "length";
-        if (seq.finishReason) this.scheduler.finish(seq);
-        else this.scheduler.commitBlocks(seq);
-      });
-    }
-    this.metrics.delivered(delivered, now);
-    for (const [seq, o] of out) {
+    // Counted first: the stats a finishing request carries include its own tokens.
+    this.metrics.delivered(outputs.reduce((n, o) => n + o.ids.length, 0), now);
+    for (const o of outputs) {
+      const seq = o.seq;
       const member = this.#members.get(seq)!;
       if (seq.firstTokenAt === 0) {
         seq.firstTokenAt = now;
@@ -437,16 +274,16 @@ export class Engine {
         for (let i = 0; i < o.ids.length; i++) this.metrics.itl.observe(gap);
       }
       seq.lastTokenAt = now;
-      member.sink.tokens(member.index, o.ids, seq.params.logprobs ? o.logprobs : undefined);
-      if (seq.status === "finished") this.#finish(member, seq.finishReason!);
+      member.sink.tokens(member.index, o.ids, seq.sampling.logprobs ? o.logprobs : undefined);
+      if (o.finishReason) this.#done(seq);
     }
-    this.onProgress?.();
   }
 
-  #finish(member: Member, reason: FinishReason): void {
-    const seq = member.seq;
-    this.scheduler.finish(seq);
-    seq.finishReason = reason;
+  /** Reports a sequence the scheduler has ended. */
+  #done(seq: Sequence): void {
+    const member = this.#members.get(seq);
+    if (!member) return;
+    const reason = seq.finishReason!;
     this.#members.delete(seq);
     this.metrics.finished[reason]++;
     this.metrics.e2e.observe((performance.now() - seq.arrival) / 1000);

@@ -5,17 +5,7 @@
  * @module
  */
 
-/** A histogram's state. Bucket bounds are upper bounds (le); counts are cumulative. */
-export interface HistogramSnapshot {
-  buckets: number[];
-  cumulativeCounts: number[];
-  count: number;
-  sum: number;
-  /** Percentiles over the most recent samples (0 when empty). */
-  p50: number;
-  p95: number;
-  p99: number;
-}
+import type { FinishReason, HistogramSnapshot } from "../api/types.ts";
 
 /** Bucketed counts plus a ring of recent samples. */
 export class Histogram {
@@ -60,51 +50,6 @@ const LATENCY_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 const FILL = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1];
 const STEP_TOKENS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
 
-/** Everything `engine.stats()` reports. Times in seconds, sizes in bytes. */
-export interface EngineStats {
-  /** Blocks held by live requests, and in all. */
-  kvBlocksUsed: number;
-  kvBlocksTotal: number;
-  /** Unreferenced blocks kept for the prefix cache (reusable, evictable). */
-  kvBlocksCached: number;
-  kvBytesTotal: number;
-  kvBytesUsed: number;
-  kvUsage: number;
-  running: number;
-  waiting: number;
-  steps: number;
-  /** GPU->CPU waits, and decode steps per wait. */
-  syncs: number;
-  stepsPerSync: number;
-  prefillTokens: number;
-  decodeTokens: number;
-  /** decode tokens / prefill tokens (0 before any prefill). */
-  decodePrefillRatio: number;
-  promptTokens: number;
-  generationTokens: number;
-  preemptions: number;
-  /** Prompt tokens looked up in the prefix cache, and found. */
-  prefixCacheQueries: number;
-  prefixCacheHits: number;
-  requestsFinished: { stop: number; length: number; cancelled: number };
-  /** Scheduled tokens / token budget per step. */
-  batchFill: HistogramSnapshot;
-  stepTokens: HistogramSnapshot;
-  ttft: HistogramSnapshot;
-  interTokenLatency: HistogramSnapshot;
-  e2eLatency: HistogramSnapshot;
-  queueTime: HistogramSnapshot;
-  /** Generated tokens per second over the last few seconds. */
-  tokensPerSecond: number;
-  /** performance.timeOrigin-relative time of the last step (ms), for liveness checks. */
-  lastStepAt: number;
-  uptimeSeconds: number;
-  /** When this snapshot was taken (the engine's performance.now(), ms): newer wins. */
-  at: number;
-  /** Set when the step loop has died (the engine serves nothing more). */
-  error: string | null;
-}
-
 /** Live counters and histograms of one engine. */
 export class EngineMetrics {
   steps = 0;
@@ -114,7 +59,7 @@ export class EngineMetrics {
   decodeTokens = 0;
   promptTokens = 0;
   generationTokens = 0;
-  finished = { stop: 0, length: 0, cancelled: 0 };
+  finished: Record<FinishReason, number> = { stop: 0, length: 0, cancelled: 0 };
   lastStepAt = 0;
   readonly batchFill = new Histogram(FILL);
   readonly stepTokens = new Histogram(STEP_TOKENS);

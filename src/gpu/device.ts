@@ -2,12 +2,14 @@
  * GPU bootstrap: one adapter, one device with the adapter's real limits.
  * @module
  */
+import { LlmError } from "../api/types.ts";
 import { webgpu } from "../runtime/runtime.ts";
 
 /** Raised when no WebGPU adapter exists on this machine. */
-export class NoGpuAdapterError extends Error {
+export class NoGpuAdapterError extends LlmError {
   constructor() {
     super(
+      "no_gpu_adapter",
       "No WebGPU adapter found. On Linux without a GPU install Mesa's lavapipe " +
         "(apt-get install -y mesa-vulkan-drivers libvulkan1); elsewhere check that " +
         "your GPU driver supports Vulkan, Metal or D3D12.",

@@ -4,16 +4,21 @@
  * always starts with the offending file.
  * @module
  */
+import { LlmError } from "../api/types.ts";
 
 /** A checkpoint file is missing, malformed or inconsistent with the model config. */
-export class CheckpointError extends Error {
+export class CheckpointError extends LlmError {
   /** The file at fault (a path as given, usually absolute). */
   readonly file: string;
   /** What is wrong with it, without the file name. */
   readonly reason: string;
 
-  constructor(file: string, reason: string, options?: ErrorOptions) {
-    super(`${file}: ${reason}`, options);
+  constructor(
+    file: string,
+    reason: string,
+    options?: ErrorOptions & { code?: "checkpoint_invalid" | "unsupported_architecture" },
+  ) {
+    super(options?.code ?? "checkpoint_invalid", `${file}: ${reason}`, options);
     this.name = "CheckpointError";
     this.file = file;
     this.reason = reason;
@@ -26,7 +31,9 @@ export class UnsupportedArchitectureError extends CheckpointError {
   readonly architecture: string;
 
   constructor(file: string, architecture: string, supported: readonly string[]) {
-    super(file, `unsupported architecture ${architecture} (supported: ${supported.join(", ")})`);
+    super(file, `unsupported architecture ${architecture} (supported: ${supported.join(", ")})`, {
+      code: "unsupported_architecture",
+    });
     this.name = "UnsupportedArchitectureError";
     this.architecture = architecture;
   }

@@ -1,33 +1,27 @@
 /**
- * The runtime adapter: the only module that knows whether it runs on Deno or Bun. GPU device
- * acquisition (`navigator.gpu` on Deno; the `webgpu` npm package, Dawn, on Bun), files,
- * the HTTP listener, signals, process facts. Files go through `node:fs`, which both
- * runtimes implement; everything else in the project imports this module instead of
- * touching a runtime global.
+ * What the rest of the project uses instead of runtime globals: the adapter of the runtime
+ * this process runs on (`deno.ts` or `bun.ts`, behind the interface in `adapter.ts`: GPU
+ * acquisition, the HTTP listener, signals, Workers), and files and process facts through
+ * `node:` modules, which both runtimes implement.
  * @module
  */
 import * as fs from "node:fs/promises";
 import process from "node:process";
+import type { HttpHandler, HttpServer, RuntimeAdapter } from "./adapter.ts";
+import { bunAdapter } from "./bun.ts";
+import { denoAdapter } from "./deno.ts";
 
-// deno-lint-ignore no-explicit-any
-const globals = globalThis as any;
+export type { HttpHandler, HttpServer } from "./adapter.ts";
+
+/** The adapter of the runtime this process runs on. */
+export const adapter: RuntimeAdapter = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? bunAdapter : denoAdapter;
 
 /** Which runtime this is. */
-export const RUNTIME: "deno" | "bun" = typeof globals.Bun !== "undefined" ? "bun" : "deno";
+export const RUNTIME: "deno" | "bun" = adapter.name;
 
 /** The WebGPU entry point of this runtime, or undefined when it has none. */
 export function webgpu(): Promise<GPU | undefined> {
-  if (RUNTIME === "deno") return Promise.resolve((globals.navigator as { gpu?: GPU } | undefined)?.gpu);
-  // One Dawn instance per thread, like navigator.gpu: Dawn does not survive several.
-  return globals.__webgpuLlmDawn ??= loadDawn();
-}
-
-async function loadDawn(): Promise<GPU> {
-  // Dawn's node bindings; the specifier is a variable so Deno never tries to load it.
-  const name = "webgpu";
-  const dawn = await import(name);
-  Object.assign(globalThis, dawn.globals);
-  return dawn.create([]) as GPU;
+  return adapter.webgpu();
 }
 
 /** Whether an error is "no such file or directory". */
@@ -143,7 +137,7 @@ export function env(name: string): string | undefined {
 
 /** Command-line arguments after the script. */
 export function args(): string[] {
-  return RUNTIME === "deno" ? [...globals.Deno.args] : process.argv.slice(2);
+  return adapter.args();
 }
 
 /** Ends the process. */
@@ -153,8 +147,7 @@ export function exit(code: number): never {
 
 /** Runs `handler` on SIGINT / SIGTERM. */
 export function onSignal(signal: "SIGINT" | "SIGTERM", handler: () => void): void {
-  if (RUNTIME === "deno") globals.Deno.addSignalListener(signal, handler);
-  else process.on(signal, handler);
+  adapter.onSignal(signal, handler);
 }
 
 /** Writes to stderr without a newline. */
@@ -169,70 +162,25 @@ export function stderrIsTerminal(): boolean {
 
 /** The runtime's executable and the arguments that run a script with full permissions. */
 export function scriptCommand(script: string, scriptArgs: string[] = []): { cmd: string; args: string[] } {
-  return RUNTIME === "deno"
-    ? { cmd: process.execPath, args: ["run", "-A", script, ...scriptArgs] }
-    : { cmd: process.execPath, args: [script, ...scriptArgs] };
-}
-
-/** A listening HTTP server. */
-export interface HttpServer {
-  addr: { hostname: string; port: number };
-  /** Stops accepting and waits for open responses. */
-  shutdown(): Promise<void>;
-  /** Resolves when the server has stopped. */
-  finished: Promise<void>;
+  return adapter.scriptCommand(script, scriptArgs);
 }
 
 /** Serves fetch-style handlers (Deno.serve or Bun.serve). */
-export function serveHttp(options: { hostname: string; port: number }, handler: (req: Request) => Response | Promise<Response>): HttpServer {
-  if (RUNTIME === "deno") {
-    const server = globals.Deno.serve({ hostname: options.hostname, port: options.port, onListen: () => {} }, handler);
-    return { addr: server.addr, shutdown: () => server.shutdown(), finished: server.finished };
-  }
-  let done!: () => void;
-  const finished = new Promise<void>((r) => (done = r));
-  const server = globals.Bun.serve({
-    hostname: options.hostname,
-    port: options.port,
-    fetch: handler,
-    idleTimeout: 0, // streams may be quiet for a while (long prefill)
-  });
-  return {
-    addr: { hostname: server.hostname, port: server.port },
-    shutdown: async () => {
-      await server.stop(false);
-      done();
-    },
-    finished,
-  };
+export function serveHttp(options: { hostname: string; port: number }, handler: HttpHandler): HttpServer {
+  return adapter.serveHttp(options, handler);
 }
 
-/**
- * Ends a Worker from outside. Bun aborts when a Worker holding Dawn's native addon is
- * terminated, so there the Worker is only unreferenced: it destroys its device when asked to
- * close and then sits idle without keeping the process alive.
- */
+/** Ends a Worker from outside (see the adapters for why Bun only unreferences it). */
 export function stopWorker(worker: Worker): void {
-  if (RUNTIME === "deno") worker.terminate();
-  else (worker as Worker & { unref?: () => void }).unref?.();
+  adapter.stopWorker(worker);
 }
 
-/**
- * Ends the Worker this code runs in, once its GPU device is destroyed. Deno closes it; a Bun
- * Worker holding Dawn's addon cannot be torn down safely, so it stays idle and unreferenced
- * (see {@link stopWorker}) until the process exits.
- */
+/** Ends the Worker this code runs in, once its GPU device is destroyed. */
 export function endThisWorker(): void {
-  if (RUNTIME === "deno") globals.close();
+  adapter.endThisWorker();
 }
 
-/** Which runtime produced a result: its name and version, JS engine and OS (`process.versions`). */
+/** Which runtime produced a result: its name and version, JS engine and OS. */
 export function runtimeInfo(): { runtime: string; engine: string; os: string } {
-  const v = process.versions as Record<string, string | undefined>;
-  return {
-    runtime: `${RUNTIME} ${v[RUNTIME]}`,
-    // Bun also reports a `v8` key (the Node API level it mimics); its engine is WebKit's JavaScriptCore.
-    engine: RUNTIME === "deno" ? `V8 ${v.v8}` : `JavaScriptCore (WebKit ${v.webkit?.slice(0, 12)})`,
-    os: `${process.platform} ${process.arch}`,
-  };
+  return { ...adapter.describe(), os: `${process.platform} ${process.arch}` };
 }

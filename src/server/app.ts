@@ -4,12 +4,12 @@
  * model loads, and again once it drains for shutdown or the engine has failed.
  * @module
  */
-import { type EngineClient, EngineRequestError, InvalidRequestError } from "../../mod.ts";
+import { type EngineClient, InvalidRequestError, LlmError } from "../../mod.ts";
 import { ApiError, badParam } from "./api_error.ts";
 import { ChatTemplate, ChatTemplateError } from "./chat_template.ts";
 import { dashboardHtml } from "./dashboard.ts";
-import { completeJson, completeStream, type PreparedRequest, type PromptJob } from "./generation.ts";
-import { type ChatRequest, type CompletionRequest, PARAM_NAMES, parseChatRequest, parseCompletionRequest } from "./openai_request.ts";
+import { completeJson, completeStream, type PreparedRequest, type PromptJob } from "./openai/render.ts";
+import { type ChatRequest, type CompletionRequest, PARAM_NAMES, parseChatRequest, parseCompletionRequest } from "./openai/parse.ts";
 import { renderMetrics, ServerCounters } from "./prometheus.ts";
 
 /** Options of {@link App}. */
@@ -51,7 +51,7 @@ function sameSecret(a: string, b: string): boolean {
 /** The HTTP application. */
 export class App {
   readonly options: AppOptions;
-  readonly counters = new ServerCounters();
+  readonly counters: ServerCounters = new ServerCounters();
   #state: AppState = "loading";
   #engine: EngineClient | null = null;
   #chat: ChatTemplate | null = null;
@@ -147,13 +147,13 @@ export class App {
     if (e instanceof ApiError) return e.toResponse();
     if (e instanceof InvalidRequestError) {
       const param = PARAM_NAMES[e.param] ?? e.param;
-      const code = /context|KV blocks/.test(e.message) ? "context_length_exceeded" : null;
-      return badParam(param, e.message.replace(new RegExp(`\\b${e.param}\\b`, "g"), param), code).toResponse();
+      const code = e.code === "context_length_exceeded" ? e.code : null;
+      return badParam(param, `${param} ${e.detail}`, code).toResponse();
     }
     if (e instanceof ChatTemplateError) return badParam("messages", e.message).toResponse();
-    if (e instanceof EngineRequestError) {
-      if (e.name === "EngineFailedError") return new ApiError(503, e.message, { code: "engine_failed" }).toResponse();
-      return new ApiError(400, e.message, { param: e.param ?? null, code: e.name }).toResponse();
+    if (e instanceof LlmError) {
+      const unavailable = e.code === "engine_failed" || e.code === "engine_closed";
+      return new ApiError(unavailable ? 503 : 500, e.message, { param: e.param ?? null, code: e.code }).toResponse();
     }
     console.error("unexpected error:", e);
     return new ApiError(500, `internal error: ${(e as Error)?.message ?? String(e)}`).toResponse();
@@ -284,9 +284,7 @@ export class App {
       throw badParam("messages", `model ${this.options.modelName} has no chat template; use /v1/completions`, "no_chat_template");
     }
     const ids = this.#chat.encode(request.messages);
-    const room = engine.info.maxContext - ids.length;
-    const maxTokens = request.maxTokens ?? Math.max(1, Math.min(room, engine.info.kvBlocksTotal * engine.info.blockSize - ids.length));
-    return { request, jobs: [{ prompt: ids, options: { ...request.options, maxTokens }, firstChoice: 0 }], choices: n };
+    return { request, jobs: [{ prompt: ids, options: request.options, firstChoice: 0 }], choices: n };
   }
 
   async #generate(req: Request, kind: "completion" | "chat"): Promise<Response> {

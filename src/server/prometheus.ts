@@ -8,7 +8,7 @@ import type { EngineStats, HistogramSnapshot } from "../../mod.ts";
 /** Counters the HTTP layer keeps. */
 export class ServerCounters {
   /** Responses by route and status. */
-  readonly responses = new Map<string, number>();
+  readonly responses: Map<string, number> = new Map<string, number>();
   /** Requests rejected because the queue was full. */
   rejectedQueueFull = 0;
   /** Streams whose client went away before the end. */

@@ -24,6 +24,8 @@ export const copyFile = (from: string, to: string): Promise<void> => fs.copyFile
 export const realPath = (path: string): Promise<string> => fs.realpath(path);
 /** Changes the working directory. */
 export const chdir = (path: string): void => process.chdir(path);
+/** The running runtime's executable (deno or bun). */
+export const execPath = (): string => process.execPath;
 /** Pretty-prints a value for assertion messages. */
 export const inspect = (v: unknown): string => nodeInspect(v, { depth: 6, maxArrayLength: 40, maxStringLength: 200 });
 

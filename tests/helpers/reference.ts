@@ -2,8 +2,11 @@
  * Access to the vendored reference checkpoints (tests/fixtures/models) and their golden outputs.
  * @module
  */
-import type { ModelRunner } from "../../src/model/model_runner.ts";
-import { buildStepBatch } from "../../src/model/step_batch.ts";
+import type { ModelRunner } from "../../src/runner/model_runner.ts";
+import { buildStepBatch } from "../../src/runner/step_meta.ts";
+import type { Engine } from "../../src/engine/engine.ts";
+import type { BlockManager } from "../../src/scheduler/block_manager.ts";
+import { validateRequest } from "../../src/api/validate.ts";
 import * as sys from "./platform.ts";
 
 export { MODELS_DIR } from "./fixtures.ts";
@@ -62,14 +65,31 @@ export function maxAbs(a: ArrayLike<number>): number {
   return m;
 }
 
-/** Teacher-forced logits of every position of `ids`, run as one sequence on `runner`. */
-export async function promptLogits(runner: ModelRunner, ids: readonly number[]): Promise<Float32Array> {
+/**
+ * Teacher-forced logits of every position of `ids`, run as one sequence on `runner`. When an
+ * engine also runs on the runner, pass its block pool so the blocks written here are not
+ * ones its prefix cache holds.
+ */
+export async function promptLogits(runner: ModelRunner, ids: readonly number[], blocks?: BlockManager): Promise<Float32Array> {
   const bs = runner.cache.options.blockSize;
-  const table = runner.blocks.allocate(Math.ceil(ids.length / bs));
+  const n = Math.ceil(ids.length / bs);
+  const table = blocks ? blocks.allocate(n) : Array.from({ length: n }, (_, i) => i);
   try {
-    const batch = buildStepBatch([{ tokens: [...ids], start: 0, blockTable: table, logits: "all" }], bs);
-    return (await runner.run(batch, { logits: true })).logits!;
+    return await runner.logits(buildStepBatch([{ tokens: [...ids], start: 0, blockTable: table, logits: "all" }], bs));
   } finally {
-    runner.blocks.release(table);
+    blocks?.release(table);
   }
+}
+
+/** Greedy ids after `promptIds` from an in-thread engine (no EOS stop): the serving path. */
+export function greedyIds(engine: Engine, promptIds: readonly number[], maxTokens: number): Promise<number[]> {
+  const request = validateRequest({ prompt: promptIds, maxTokens, ignoreEos: true }, promptIds, engine.info);
+  const ids: number[] = [];
+  return new Promise((resolve, reject) => {
+    engine.submit(request, {
+      tokens: (_i, t) => ids.push(...t),
+      done: () => resolve(ids),
+      fail: (_i, e) => reject(e),
+    });
+  });
 }

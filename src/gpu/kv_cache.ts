@@ -3,6 +3,7 @@
  * [block][kv head][slot in block][head dim], f32.
  * @module
  */
+import { LlmError } from "../api/types.ts";
 
 /** Options for {@link KvCache}. */
 export interface KvCacheOptions {
@@ -14,9 +15,9 @@ export interface KvCacheOptions {
 }
 
 /** Raised when the cache shape cannot be allocated on this device. */
-export class KvCacheSizeError extends Error {
+export class KvCacheSizeError extends LlmError {
   constructor(message: string) {
-    super(message);
+    super("device_limit", message);
     this.name = "KvCacheSizeError";
   }
 }

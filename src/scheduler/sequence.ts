@@ -1,45 +1,35 @@
 /**
- * One request's sequence inside the engine: its tokens, where its KV lives, and how far the
+ * One completion's sequence inside the engine: its tokens, where its KV lives, and how far the
  * GPU has got. Tokens sampled on the GPU but not yet read back are counted, not known.
  * @module
  */
-import type { SamplingParams } from "./gpu_sampler.ts";
+import type { FinishReason, SamplingParams } from "../api/types.ts";
 
-/** Sampling and stopping parameters the engine applies (already validated). */
-export interface SequenceParams extends SamplingParams {
+/** What a sequence generates with, and when it ends (already validated). */
+export interface SequenceParams {
   maxTokens: number;
-  /** u32 seed of the per-sequence random stream. */
-  seed: number;
-  /** Ids that end the request (EOS unless ignoreEos, plus stop token ids). */
+  /** This sequence's sampling (its own seed: sibling completions differ by seed). */
+  sampling: SamplingParams;
+  /** Ids that end the sequence (EOS unless ignored, plus the request's stop ids). */
   stopTokenIds: ReadonlySet<number>;
-  /** Report the sampled token's logprob. */
-  logprobs: boolean;
-  /** Alternatives to report per token (0 = none). */
-  topLogprobs: number;
 }
 
 /** Where a sequence is. */
 export type SequenceStatus = "waiting" | "running" | "finished";
 
-/** Why a sequence ended. */
-export type FinishReason = "stop" | "length" | "cancelled";
-
-/** Mask marking a token id that is a reference to a sampler output record on the GPU. */
-export const RECORD_REF = 0x80000000;
-
 /** Engine-side state of one sequence. */
 export class Sequence {
   readonly id: number;
   readonly promptIds: readonly number[];
-  readonly params: SequenceParams;
+  readonly maxTokens: number;
+  readonly sampling: SamplingParams;
+  readonly stopTokenIds: ReadonlySet<number>;
   /** Arrival time (ms, performance.now()). */
   readonly arrival: number;
   /** Generated ids read back so far. */
   readonly outputIds: number[] = [];
   /** Sampled on the GPU, not yet read back. */
   pending = 0;
-  /** Output record holding the newest sampled token (valid while pending > 0). */
-  lastRecord = -1;
   /** KV blocks, in order. */
   blockTable: number[] = [];
   /** Tokens whose K/V are written (or scheduled to be). */
@@ -47,8 +37,8 @@ export class Sequence {
   /** Full blocks already registered in the prefix cache, and the last one's key. */
   committedBlocks = 0;
   lastBlockKey: string | null = null;
-  /** Row of the sampler's penalty tables, while running. */
-  seqSlot = -1;
+  /** Row of the sampler's per-sequence tables while running (-1 otherwise). */
+  slot = -1;
   status: SequenceStatus = "waiting";
   finishReason: FinishReason | null = null;
   /** Another sequence whose prefill this one waits for (n > 1 siblings share it). */
@@ -58,12 +48,15 @@ export class Sequence {
   firstTokenAt = 0;
   lastTokenAt = 0;
   admittedAt = 0;
+  /** Asked to leave; the scheduler ends it at its next step. */
   cancelled = false;
 
   constructor(id: number, promptIds: readonly number[], params: SequenceParams, arrival: number) {
     this.id = id;
     this.promptIds = promptIds;
-    this.params = params;
+    this.maxTokens = params.maxTokens;
+    this.sampling = params.sampling;
+    this.stopTokenIds = params.stopTokenIds;
     this.arrival = arrival;
   }
 
@@ -87,16 +80,9 @@ export class Sequence {
     return this.numComputed >= this.promptIds.length;
   }
 
-  /** Token ids of positions [start, end) for a step: literals, or a GPU record reference. */
-  tokensFor(start: number, end: number): number[] {
-    const out: number[] = [];
-    for (let i = start; i < end; i++) {
-      if (i < this.promptIds.length) out.push(this.promptIds[i]);
-      else if (i < this.knownLength) out.push(this.outputIds[i - this.promptIds.length]);
-      else if (i === this.totalLength - 1 && this.pending > 0) out.push((RECORD_REF | this.lastRecord) >>> 0);
-      else throw new Error(`sequence ${this.id}: token ${i} is not available`);
-    }
-    return out;
+  /** The token at position `i` when it is known on the CPU, else undefined (still on the GPU). */
+  tokenAt(i: number): number | undefined {
+    return i < this.promptIds.length ? this.promptIds[i] : this.outputIds[i - this.promptIds.length];
   }
 
   /** Known token ids (prompt + outputs). */

@@ -5,82 +5,15 @@
  * lives on the GPU in rows indexed by the sequence's slot.
  * @module
  */
-import type { PipelineCache } from "../gpu/kernel.ts";
-import { SAMPLE } from "../gpu/descriptors.ts";
-
-/** u32 words of sampling parameters per logit row (the layout `sample.wgsl` reads). */
-export const SAMPLING_PARAM_WORDS = 12;
-
-/** The distribution-shaping parameters shared by requests, sequences and sampled rows. */
-export interface SamplingParams {
-  /** 0 = greedy. */
-  temperature: number;
-  /** 0 = off. */
-  topK: number;
-  /** 1 = off. */
-  topP: number;
-  /** 0 = off. */
-  minP: number;
-  /** 1 = off. */
-  repetitionPenalty: number;
-  presencePenalty: number;
-  frequencyPenalty: number;
-}
-
-/** One logit row's sampling parameters. */
-export interface RowSampling extends SamplingParams {
-  /** u32 seed of the sequence's random stream. */
-  seed: number;
-  /** Index of the token being sampled within the sequence's output. */
-  outputIndex: number;
-  /** The sequence's row in the penalty tables. */
-  seqSlot: number;
-  /** Alternatives to record (0 = none). */
-  topLogprobs: number;
-  /** Whether to compute logprobs at all. */
-  logprobs: boolean;
-}
-
-/** A decoded output record. */
-export interface SampledToken {
-  id: number;
-  /** Log-probability under the raw model distribution (0 when not asked). */
-  logprob: number;
-  /** Best alternatives, most likely first. */
-  top: { id: number; logprob: number }[];
-}
-
-/** Packs rows' parameters into `out` from word `offset` (SAMPLING_PARAM_WORDS per row). */
-export function packRowSampling(rows: readonly RowSampling[], out: Uint32Array, offset: number): void {
-  const f = new Float32Array(out.buffer, out.byteOffset, out.length);
-  rows.forEach((row, r) => {
-    const o = offset + r * SAMPLING_PARAM_WORDS;
-    f[o] = row.temperature;
-    out[o + 1] = row.topK;
-    f[o + 2] = row.topP;
-    f[o + 3] = row.minP;
-    f[o + 4] = row.repetitionPenalty;
-    f[o + 5] = row.presencePenalty;
-    f[o + 6] = row.frequencyPenalty;
-    out[o + 7] = row.seed >>> 0;
-    out[o + 8] = row.outputIndex;
-    out[o + 9] = row.seqSlot;
-    out[o + 10] = row.logprobs ? row.topLogprobs : 0;
-    out[o + 11] = row.logprobs ? 1 : 0;
-  });
-}
-
-/** Words of one output record for a maximum number of alternatives. */
-export function recordWordsFor(maxTopLogprobs: number): number {
-  return 2 + 2 * maxTopLogprobs;
-}
+import type { TokenLogprob } from "../api/types.ts";
+import type { CompiledKernel, PipelineCache } from "../kernels/registry.ts";
+import { SAMPLE } from "../kernels/descriptors.ts";
+import { RECORD, recordWords } from "../kernels/layout.ts";
 
 /** Sizes of a {@link GpuSampler}. */
 export interface GpuSamplerOptions {
   vocab: number;
-  /** Most logit rows in one step. */
-  maxRows: number;
-  /** Penalty-table rows (the scheduler's sequence slots). */
+  /** Per-sequence table rows (the scheduler's sequence slots). */
   maxSeqs: number;
   /** Most alternatives a row may ask for. */
   maxTopLogprobs: number;
@@ -96,7 +29,7 @@ export class GpuSampler {
   readonly recordWords: number;
   readonly options: GpuSamplerOptions;
   #device: GPUDevice;
-  #pipelines: PipelineCache;
+  #kernel: CompiledKernel<"logits" | "counts" | "prompt_mask" | "records">;
   #params: GPUBuffer;
   #counts: GPUBuffer;
   #promptMask: GPUBuffer;
@@ -105,9 +38,9 @@ export class GpuSampler {
 
   constructor(device: GPUDevice, pipelines: PipelineCache, options: GpuSamplerOptions) {
     this.#device = device;
-    this.#pipelines = pipelines;
+    this.#kernel = pipelines.get(SAMPLE, {});
     this.options = options;
-    this.recordWords = recordWordsFor(options.maxTopLogprobs);
+    this.recordWords = recordWords(options.maxTopLogprobs);
     this.#maskWords = Math.ceil(options.vocab / 32);
     const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
     this.records = device.createBuffer({
@@ -125,28 +58,23 @@ export class GpuSampler {
       size: Math.max(16, options.maxSeqs * this.#maskWords * 4),
       usage: storage,
     });
-    this.#params = device.createBuffer({ label: "sample_params", size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-    device.queue.writeBuffer(
-      this.#params,
-      0,
-      new Uint32Array([options.vocab, this.recordWords, this.#maskWords, options.maxTopLogprobs]),
-    );
+    this.#params = this.#kernel.uniform({
+      vocab: options.vocab,
+      record_words: this.recordWords,
+      mask_words: this.#maskWords,
+      max_top: options.maxTopLogprobs,
+    }, "sample_params");
   }
 
   /** Builds the bind group once: step metadata, the logits to sample from. */
   bind(meta: GPUBuffer, metaSlotBytes: number, logits: GPUBuffer): void {
-    const kernel = this.#pipelines.get(SAMPLE, {});
-    this.#bindGroup = this.#device.createBindGroup({
-      label: "sample",
-      layout: kernel.layout,
-      entries: [
-        { binding: 0, resource: { buffer: meta, offset: 0, size: metaSlotBytes } },
-        { binding: 1, resource: { buffer: this.#params } },
-        { binding: 2, resource: { buffer: logits } },
-        { binding: 3, resource: { buffer: this.#counts } },
-        { binding: 4, resource: { buffer: this.#promptMask } },
-        { binding: 5, resource: { buffer: this.records } },
-      ],
+    this.#bindGroup = this.#kernel.bindGroup("sample", {
+      step: { buffer: meta, offset: 0, size: metaSlotBytes },
+      p: this.#params,
+      logits,
+      counts: this.#counts,
+      prompt_mask: this.#promptMask,
+      records: this.records,
     });
   }
 
@@ -154,7 +82,7 @@ export class GpuSampler {
   encode(pass: GPUComputePassEncoder, metaOffset: number, rows: number): void {
     if (!this.#bindGroup) throw new Error("GpuSampler.bind was not called");
     if (rows <= 0) return;
-    pass.setPipeline(this.#pipelines.get(SAMPLE, {}).pipeline);
+    pass.setPipeline(this.#kernel.pipeline);
     pass.setBindGroup(0, this.#bindGroup, [metaOffset]);
     pass.dispatchWorkgroups(rows);
   }
@@ -197,15 +125,19 @@ export class RecordView {
     this.#recordWords = recordWords;
   }
 
-  /** Record `index`, with up to `topLogprobs` alternatives. */
-  at(index: number, topLogprobs: number): SampledToken {
+  /** Record `index` as a token with its logprob, and `top` alternatives when asked (> 0). */
+  at(index: number, topLogprobs: number): TokenLogprob {
     const w = this.#words;
     const f = this.#floats;
     const o = index * this.#recordWords;
-    const top: { id: number; logprob: number }[] = [];
-    for (let j = 0; j < topLogprobs && 2 + 2 * j < this.#recordWords; j++) {
-      top.push({ id: w[o + 2 + 2 * j], logprob: f[o + 3 + 2 * j] });
+    const token: TokenLogprob = { id: w[o + RECORD.id], logprob: f[o + RECORD.logprob] };
+    if (topLogprobs > 0) {
+      const top: { id: number; logprob: number }[] = [];
+      for (let j = 0; j < topLogprobs && RECORD.top + 2 * j < this.#recordWords; j++) {
+        top.push({ id: w[o + RECORD.top + 2 * j], logprob: f[o + RECORD.top + 2 * j + 1] });
+      }
+      token.top = top;
     }
-    return { id: w[o], logprob: f[o + 1], top };
+    return token;
   }
 }

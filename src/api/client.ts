@@ -7,67 +7,23 @@
 import { stopWorker } from "../runtime/runtime.ts";
 import { Tokenizer } from "../model/tokenizer.ts";
 import { IncrementalDetokenizer, StopStringMatcher } from "./detokenizer.ts";
-import { type GenerateOptions, InvalidRequestError, validateRequest } from "./request.ts";
-import type { EngineOptions } from "./engine.ts";
-import type { EngineStats } from "./metrics.ts";
-import type { EngineInfo, FromWorker, ToRequest, ToWorker, TokenLogprob } from "./protocol.ts";
-import type { FinishReason } from "./sequence.ts";
-
-/** Token counts of a request. */
-export interface Usage {
-  promptTokens: number;
-  completionTokens: number;
-  /** Prompt tokens served from the prefix cache. */
-  cachedTokens: number;
-}
-
-/** One completion of a request. */
-export interface Completion {
-  index: number;
-  ids: number[];
-  text: string;
-  finishReason: FinishReason;
-  logprobs?: TokenLogprob[];
-}
-
-/** Result of `generate`: the first completion's fields, plus all completions when n > 1. */
-export interface GenerateResult extends Completion {
-  usage: Usage;
-  promptIds: number[];
-  choices: Completion[];
-}
-
-/** One streamed piece of a completion. */
-export interface GenerateDelta {
-  index: number;
-  /** New text (possibly empty while a character or a possible stop string is held back). */
-  text: string;
-  /** New token ids. */
-  ids: number[];
-  logprobs?: TokenLogprob[];
-  /** Set on the completion's last delta. */
-  finishReason?: FinishReason;
-  /** Set on the request's last delta. */
-  usage?: Usage;
-}
-
-/** Raised when a request fails inside the engine. */
-export class EngineRequestError extends Error {
-  readonly param?: string;
-  constructor(name: string, message: string, param?: string) {
-    super(message);
-    this.name = name;
-    this.param = param;
-  }
-}
-
-/** Raised when the engine cannot start. */
-export class EngineStartError extends Error {
-  constructor(name: string, message: string) {
-    super(message);
-    this.name = name;
-  }
-}
+import type { FromWorker, ToRequest, ToWorker } from "./protocol.ts";
+import {
+  type Completion,
+  type EngineInfo,
+  EngineError,
+  type EngineOptions,
+  type EngineStats,
+  errorFromWire,
+  type FinishReason,
+  type GenerateDelta,
+  type GenerateOptions,
+  type GenerateResult,
+  InvalidRequestError,
+  type TokenLogprob,
+  type Usage,
+} from "./types.ts";
+import { stopStrings, validateRequest } from "./validate.ts";
 
 /** Options of `createEngine`. */
 export interface CreateEngineOptions extends EngineOptions {
@@ -107,7 +63,10 @@ export class EngineClient {
     this.#onStats = onStats;
   }
 
-  /** Starts the engine Worker and loads the model in it. */
+  /**
+   * Starts the engine Worker and loads the model in it. A model that cannot be loaded
+   * rejects with the loader's error (its `code` says why, e.g. `checkpoint_invalid`).
+   */
   static async create(options: CreateEngineOptions): Promise<EngineClient> {
     const { onStats, onLoadProgress, ...engineOptions } = options;
     const tokenizer = await Tokenizer.load(options.model);
@@ -119,7 +78,7 @@ export class EngineClient {
       };
       worker.onerror = (e) => {
         e.preventDefault();
-        reject(new EngineStartError("EngineWorkerError", e.message));
+        reject(new EngineError("engine_start_failed", `engine worker failed to start: ${e.message}`));
       };
       worker.postMessage({ type: "init", options: engineOptions } satisfies ToWorker);
     }).catch((e) => {
@@ -129,15 +88,15 @@ export class EngineClient {
     if (first.type === "init_error") {
       worker.postMessage({ type: "close" } satisfies ToWorker);
       stopWorker(worker);
-      throw new EngineStartError(first.name, first.message);
+      throw errorFromWire(first.error);
     }
-    if (first.type !== "ready") throw new EngineStartError("EngineStartError", "unexpected first message");
+    if (first.type !== "ready") throw new EngineError("engine_start_failed", "unexpected first message from the engine");
     const client = new EngineClient(worker, first.info, tokenizer, onStats);
     client.#stats = first.stats;
     worker.onmessage = (e: MessageEvent<FromWorker>) => client.#onMessage(e.data);
     worker.onerror = (e) => {
       e.preventDefault();
-      client.#workerDied(new EngineRequestError("EngineFailedError", `engine worker died: ${e.message}`));
+      client.#workerDied(new EngineError("engine_failed", `engine worker died: ${e.message}`));
     };
     return client;
   }
@@ -177,9 +136,9 @@ export class EngineClient {
   stream(options: GenerateOptions): AsyncIterable<GenerateDelta> {
     const promptIds = this.#promptIds(options.prompt);
     const request = validateRequest(options, promptIds, this.info);
-    if (this.#closed) throw new Error("engine is closed");
+    if (this.#closed) throw new EngineError("engine_closed", "the engine is closed");
     if (this.#dead) throw this.#dead;
-    const stops = options.stop === undefined ? [] : typeof options.stop === "string" ? [options.stop] : [...options.stop];
+    const stops = stopStrings(options);
     const channel = new MessageChannel();
     const port = channel.port1;
     const states: CompletionState[] = Array.from({ length: request.n }, () => ({
@@ -215,7 +174,7 @@ export class EngineClient {
     port.onmessage = (e: MessageEvent<ToRequest>) => {
       const m = e.data;
       if (m.type === "error") {
-        push(new EngineRequestError(m.name, m.message, m.param));
+        push(errorFromWire(m.error));
         finish();
         return;
       }
@@ -294,7 +253,7 @@ export class EngineClient {
   #promptIds(prompt: GenerateOptions["prompt"]): number[] {
     if (typeof prompt === "string") return this.tokenizer.encode(prompt);
     if (Array.isArray(prompt)) return [...prompt];
-    throw new InvalidRequestError("prompt", "prompt must be a string or an array of token ids");
+    throw new InvalidRequestError("prompt", "must be a string or an array of token ids");
   }
 
   /** Keeps the newest snapshot (stats arrive on the Worker's channel and on request ports). */

@@ -1,8 +1,17 @@
 /**
  * One step's work as flat ragged arrays (no batch axis, no padding), and its packing into
- * the u32 metadata slot every kernel reads (header layout in `kernels/common.wgsl`).
+ * the u32 metadata slot every kernel reads (header layout: STEP_HEADER in
+ * `src/kernels/layout.ts`, emitted into the WGSL).
  * @module
  */
+import type { SamplingParams } from "../api/types.ts";
+import {
+  packSamplingRow,
+  SAMPLING_ROW_WORDS,
+  type SamplingRowExtras,
+  STEP_HEADER as H,
+  STEP_HEADER_WORDS,
+} from "../kernels/layout.ts";
 
 /** The flattened inputs of one forward step. */
 export interface StepBatch {
@@ -92,24 +101,25 @@ export interface StepCapacity {
   maxSeqs: number;
   maxLogitRows: number;
   maxBlocksPerSeq: number;
-  /** Words of sampling parameters per logit row (0 when the step samples nothing). */
-  samplingWordsPerRow: number;
 }
 
-/** Per-row sampling parameters, already packed, and where this step's records go. */
+/** One logit row's sampling: the sequence's parameters and the row's own fields. */
+export interface RowSampling extends SamplingRowExtras {
+  sampling: SamplingParams;
+}
+
+/** The sampled rows of a step and where their output records go. */
 export interface StepSampling {
-  /** logitRows * samplingWordsPerRow words. */
-  params: Uint32Array;
+  /** One per logit row, in row order. */
+  rows: readonly RowSampling[];
   /** First output record of this step in the sampler's ring. */
   recordBase: number;
 }
 
-const HEADER_WORDS = 16;
-
 /** Words one metadata slot needs for a capacity. */
 export function metaSlotWords(cap: StepCapacity): number {
-  return HEADER_WORDS + 4 * cap.maxTokens + cap.maxSeqs * cap.maxBlocksPerSeq +
-    cap.maxLogitRows + cap.maxSeqs + (cap.maxSeqs + 1) + cap.maxLogitRows * cap.samplingWordsPerRow;
+  return STEP_HEADER_WORDS + 4 * cap.maxTokens + cap.maxSeqs * cap.maxBlocksPerSeq +
+    cap.maxLogitRows + cap.maxSeqs + (cap.maxSeqs + 1) + cap.maxLogitRows * SAMPLING_ROW_WORDS;
 }
 
 /** Packs a batch into one metadata slot (a single `writeBuffer`). */
@@ -129,21 +139,21 @@ export function packStepMeta(
   }
   const W = cap.maxBlocksPerSeq;
   const meta = new Uint32Array(metaSlotWords(cap));
-  let off = HEADER_WORDS;
+  let off = STEP_HEADER_WORDS;
   const put = (header: number, data: ArrayLike<number>, reserve: number) => {
     meta[header] = off;
     meta.set(data, off);
     off += reserve;
   };
-  meta[0] = T;
-  meta[1] = S;
-  meta[2] = R;
-  meta[3] = W;
-  put(4, batch.tokenIds, cap.maxTokens);
-  put(5, batch.positions, cap.maxTokens);
-  put(6, batch.slots, cap.maxTokens);
-  put(7, batch.tokenSeq, cap.maxTokens);
-  meta[8] = off;
+  meta[H.numTokens] = T;
+  meta[H.numSeqs] = S;
+  meta[H.numLogitRows] = R;
+  meta[H.blockTableLen] = W;
+  put(H.tokenIds, batch.tokenIds, cap.maxTokens);
+  put(H.positions, batch.positions, cap.maxTokens);
+  put(H.slots, batch.slots, cap.maxTokens);
+  put(H.tokenSeq, batch.tokenSeq, cap.maxTokens);
+  meta[H.blockTables] = off;
   batch.blockTables.forEach((table, s) => {
     if (table.length > W) {
       throw new StepCapacityError(`block table of ${table.length} > maxBlocksPerSeq ${W}`);
@@ -151,15 +161,15 @@ export function packStepMeta(
     meta.set(table, off + s * W);
   });
   off += cap.maxSeqs * W;
-  put(9, batch.logitTokens, cap.maxLogitRows);
-  put(10, batch.contextLens, cap.maxSeqs);
-  put(11, batch.queryStart, cap.maxSeqs + 1);
+  put(H.logitRows, batch.logitTokens, cap.maxLogitRows);
+  put(H.contextLens, batch.contextLens, cap.maxSeqs);
+  put(H.queryStart, batch.queryStart, cap.maxSeqs + 1);
+  meta[H.samplingParams] = off;
   if (sampling) {
-    if (sampling.params.length > cap.maxLogitRows * cap.samplingWordsPerRow) {
-      throw new StepCapacityError("sampling parameters exceed the slot");
-    }
-    put(12, sampling.params, cap.maxLogitRows * cap.samplingWordsPerRow);
-    meta[13] = sampling.recordBase;
+    if (sampling.rows.length !== R) throw new StepCapacityError(`${sampling.rows.length} sampled rows for ${R} logit rows`);
+    const f = new Float32Array(meta.buffer);
+    sampling.rows.forEach((row, r) => packSamplingRow(row.sampling, row, meta, f, off + r * SAMPLING_ROW_WORDS));
+    meta[H.recordBase] = sampling.recordBase;
   }
   return meta;
 }

@@ -4,13 +4,13 @@
  * aborts its engine requests, which leave at the next step and free their blocks.
  * @module
  */
-import type { EngineClient, FinishReason, GenerateDelta, TokenLogprob, Tokenizer } from "../../mod.ts";
-import type { ChatRequest, CompletionRequest, SamplingOptions } from "./openai_request.ts";
+import type { EngineClient, FinishReason, GenerateDelta, TokenLogprob, Tokenizer } from "../../../mod.ts";
+import type { ChatRequest, CompletionRequest, RequestOptions } from "./parse.ts";
 
 /** One engine request of an API request (a prompt with its n completions). */
 export interface PromptJob {
   prompt: string | number[];
-  options: SamplingOptions;
+  options: RequestOptions;
   /** Choice index of this prompt's completion 0. */
   firstChoice: number;
 }

@@ -1,22 +1,23 @@
 /**
- * OpenAI request bodies (`/v1/completions`, `/v1/chat/completions`) to engine requests.
- * Types and shapes are checked here with OpenAI's parameter names; value ranges are checked
- * by the engine's own validation, whose errors are mapped back to these names.
+ * OpenAI request bodies (`/v1/completions`, `/v1/chat/completions`) to engine request
+ * options. Types and shapes are checked here with OpenAI's parameter names; value ranges,
+ * defaults and the context fit are the engine's one validation (`api/validate.ts`), whose
+ * errors name the option, mapped back to OpenAI's name by {@link PARAM_NAMES}.
  * @module
  */
-import type { GenerateOptions } from "../../mod.ts";
-import { badParam } from "./api_error.ts";
-import type { ChatMessage } from "./chat_template.ts";
+import type { GenerateOptions } from "../../../mod.ts";
+import { badParam } from "../api_error.ts";
+import type { ChatMessage } from "../chat_template.ts";
 
-/** Engine options shared by every prompt of a request. */
-export type SamplingOptions = Omit<GenerateOptions, "prompt" | "signal">;
+/** Engine request options shared by every prompt of an API request. */
+export type RequestOptions = Omit<GenerateOptions, "prompt" | "signal">;
 
 /** A parsed `/v1/completions` body. */
 export interface CompletionRequest {
   kind: "completion";
   model: string | null;
   prompts: (string | number[])[];
-  options: SamplingOptions;
+  options: RequestOptions;
   stream: boolean;
   includeUsage: boolean;
   /** Whether logprobs were asked for (the legacy `logprobs` integer). */
@@ -28,9 +29,7 @@ export interface ChatRequest {
   kind: "chat";
   model: string | null;
   messages: ChatMessage[];
-  options: SamplingOptions;
-  /** max_tokens / max_completion_tokens as given (null: up to the context). */
-  maxTokens: number | null;
+  options: RequestOptions;
   stream: boolean;
   includeUsage: boolean;
   logprobs: boolean;
@@ -95,7 +94,7 @@ function unsupported(body: Body, key: string, allowed: (v: unknown) => boolean, 
 /** Parameters common to both endpoints. */
 function common(body: Body, kind: "completion" | "chat"): {
   model: string | null;
-  options: SamplingOptions;
+  options: RequestOptions;
   stream: boolean;
   includeUsage: boolean;
 } {
@@ -133,7 +132,7 @@ function common(body: Body, kind: "completion" | "chat"): {
   const n = optInt(body, "n");
   const bestOf = optInt(body, "best_of");
   if (bestOf !== undefined && bestOf !== (n ?? 1)) throw badParam("best_of", "best_of other than n is not supported");
-  const options: SamplingOptions = {
+  const options: RequestOptions = {
     temperature: optNumber(body, "temperature") ?? 1,
     topP: optNumber(body, "top_p"),
     topK: optInt(body, "top_k"),
@@ -175,7 +174,7 @@ export function parseCompletionRequest(body: unknown): CompletionRequest {
     kind: "completion",
     model: c.model,
     prompts,
-    options: { ...c.options, maxTokens: optInt(b, "max_tokens") ?? 16, logprobs: logprobs === undefined ? undefined : logprobs },
+    options: { ...c.options, maxTokens: optInt(b, "max_tokens"), logprobs },
     stream: c.stream,
     includeUsage: c.includeUsage,
     logprobs: logprobs !== undefined,
@@ -216,13 +215,12 @@ export function parseChatRequest(body: unknown): ChatRequest {
   const top = optInt(b, "top_logprobs");
   if (top !== undefined && !logprobs) throw badParam("top_logprobs", "top_logprobs needs logprobs: true");
   if (top !== undefined && top < 0) throw badParam("top_logprobs", "top_logprobs must be a non-negative integer");
-  const maxTokens = optInt(b, "max_completion_tokens") ?? optInt(b, "max_tokens") ?? null;
+  const maxTokens = optInt(b, "max_completion_tokens") ?? optInt(b, "max_tokens");
   return {
     kind: "chat",
     model: c.model,
     messages,
-    options: { ...c.options, logprobs: logprobs ? (top ?? 0) : undefined },
-    maxTokens,
+    options: { ...c.options, maxTokens, logprobs: logprobs ? (top ?? 0) : undefined },
     stream: c.stream,
     includeUsage: c.includeUsage,
     logprobs,

@@ -6,9 +6,9 @@
  */
 /// <reference lib="deno.worker" />
 import { endThisWorker } from "../runtime/runtime.ts";
-import { Engine, type RequestHandle } from "./engine.ts";
+import { Engine, type RequestHandle } from "../engine/engine.ts";
 import type { FromRequest, FromWorker, ToRequest, ToWorker } from "./protocol.ts";
-import type { EngineStats } from "./metrics.ts";
+import { EngineError, type EngineStats, errorToWire } from "./types.ts";
 
 const STATS_INTERVAL_MS = 50;
 
@@ -39,13 +39,15 @@ class EngineHost {
   async handle(msg: ToWorker): Promise<void> {
     if (msg.type === "init") {
       try {
-        this.#engine = await Engine.load(msg.options, (done, total) => this.#post({ type: "load_progress", done, total }));
+        this.#engine = await Engine.load({
+          ...msg.options,
+          onLoadProgress: (done, total) => this.#post({ type: "load_progress", done, total }),
+        });
         this.#engine.onProgress = () => this.#postStats();
         this.#post({ type: "ready", info: this.#engine.info, stats: this.#engine.stats() });
         this.#postStats();
       } catch (e) {
-        const err = e as Error;
-        this.#post({ type: "init_error", name: err.name, message: err.message });
+        this.#post({ type: "init_error", error: errorToWire(e) });
       }
     } else if (msg.type === "join") {
       this.#join(msg.request, msg.port);
@@ -62,7 +64,7 @@ class EngineHost {
     const send = (m: ToRequest) => port.postMessage(m);
     const engine = this.#engine;
     if (!engine) {
-      send({ type: "error", name: "EngineNotReadyError", message: "engine is not loaded" });
+      send({ type: "error", error: errorToWire(new EngineError("engine_closed", "engine is not loaded")) });
       port.close();
       return;
     }
@@ -78,13 +80,12 @@ class EngineHost {
         fail: (_index, error) => {
           if (open <= 0) return;
           open = 0;
-          send({ type: "error", name: "EngineFailedError", message: error.message });
+          send({ type: "error", error: errorToWire(new EngineError("engine_failed", error.message)) });
           port.close();
         },
       });
     } catch (e) {
-      const err = e as Error & { param?: string };
-      send({ type: "error", name: err.name, message: err.message, param: err.param });
+      send({ type: "error", error: errorToWire(e) });
       port.close();
       return;
     }

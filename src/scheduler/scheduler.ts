@@ -6,23 +6,27 @@
  * work before decodes (better time to first token, worse inter-token latency). When blocks
  * run out, the most recently admitted running sequence is preempted: its blocks are freed
  * and it goes back to the head of the queue to be recomputed later.
+ *
+ * The scheduler owns the KV blocks and makes every finish decision: cancellations at the start
+ * of a step, stop tokens and length when sampled tokens come back ({@link Scheduler.postprocess}).
+ * Plain CPU code: it never touches the GPU.
  * @module
  */
-import type { BlockManager } from "../cache/block_manager.ts";
+import type { FinishReason, SchedulerPolicy, TokenLogprob } from "../api/types.ts";
+import { BlockManager } from "./block_manager.ts";
 import type { Sequence } from "./sequence.ts";
-
-/** Scheduling policy. */
-export type SchedulerPolicy = "fifo" | "prefill_first";
 
 /** Options for {@link Scheduler}. */
 export interface SchedulerOptions {
+  /** KV blocks in the pool. */
+  numBlocks: number;
+  /** Tokens per KV block. */
+  blockSize: number;
   /** Token budget of one step. */
   maxBatchTokens: number;
   /** Most sequences running at once (also the most sampled rows per step). */
   maxSeqs: number;
   policy: SchedulerPolicy;
-  /** Longest sequence in tokens (the block-table width). */
-  maxContext: number;
 }
 
 /** One sequence's share of a step. */
@@ -43,48 +47,47 @@ export interface StepPlan {
   admitted: Sequence[];
   /** Sequences preempted this step. */
   preempted: Sequence[];
+  /** Sequences that ended at the start of this step (cancelled). */
+  finished: Sequence[];
   prefillTokens: number;
   decodeTokens: number;
 }
 
-/** Raised when a request can never fit, even alone. */
-export class RequestTooLargeError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "RequestTooLargeError";
-  }
+/** One sampled token read back from the GPU, for the step row that sampled it. */
+export interface SampledRow {
+  seq: Sequence;
+  /** Index of the token in the sequence's output. */
+  outputIndex: number;
+  /** The token (with its logprob and alternatives when the sequence asked for them). */
+  token: TokenLogprob;
 }
 
-/** Waiting and running queues over a {@link BlockManager}. */
+/** What one readback did to a sequence. */
+export interface SequenceOutput {
+  seq: Sequence;
+  /** New token ids, in order. */
+  ids: number[];
+  /** Their logprobs, when the sequence asked for them. */
+  logprobs: TokenLogprob[];
+  /** Set when the sequence ended here. */
+  finishReason: FinishReason | null;
+}
+
+/** Waiting and running queues over a pool of KV blocks. */
 export class Scheduler {
   readonly options: SchedulerOptions;
+  /** The KV blocks (reference counts, prefix cache). */
+  readonly blocks: BlockManager;
   readonly waiting: Sequence[] = [];
   /** In admission order: the last is the first preemption victim. */
   readonly running: Sequence[] = [];
   preemptions = 0;
-  #blocks: BlockManager;
   #freeSlots: number[];
 
-  constructor(blocks: BlockManager, options: SchedulerOptions) {
-    this.#blocks = blocks;
+  constructor(options: SchedulerOptions) {
     this.options = options;
+    this.blocks = new BlockManager(options.numBlocks, options.blockSize);
     this.#freeSlots = Array.from({ length: options.maxSeqs }, (_, i) => options.maxSeqs - 1 - i);
-  }
-
-  /** Checks that a request could run alone; throws {@link RequestTooLargeError} if not. */
-  checkFits(promptTokens: number, maxTokens: number): void {
-    const total = promptTokens + maxTokens;
-    const bs = this.#blocks.blockSize;
-    if (total > this.options.maxContext) {
-      throw new RequestTooLargeError(
-        `prompt (${promptTokens} tokens) plus max tokens (${maxTokens}) exceeds the context of ${this.options.maxContext} tokens`,
-      );
-    }
-    if (Math.ceil(total / bs) > this.#blocks.numBlocks) {
-      throw new RequestTooLargeError(
-        `prompt plus max tokens needs ${Math.ceil(total / bs)} KV blocks, the cache has ${this.#blocks.numBlocks}`,
-      );
-    }
   }
 
   /** Queues a new sequence. */
@@ -98,31 +101,70 @@ export class Scheduler {
     return this.waiting.length > 0 || this.running.length > 0;
   }
 
-  /** Ends a sequence (finished or cancelled): frees its blocks and slot. */
-  finish(seq: Sequence): void {
+  /** Asks a sequence to leave: it ends as "cancelled" at the next {@link schedule}. */
+  cancel(seq: Sequence): void {
+    seq.cancelled = true;
+  }
+
+  /** Ends a sequence now: frees its blocks and slot. */
+  finish(seq: Sequence, reason: FinishReason): void {
     if (seq.status === "finished") return;
     this.#release(seq);
     remove(this.waiting, seq);
     remove(this.running, seq);
     seq.status = "finished";
+    seq.finishReason = reason;
+  }
+
+  /**
+   * Applies tokens read back from the GPU, in step order: appends them, ends sequences that
+   * sampled a stop token or reached their length, and commits newly full blocks to the prefix
+   * cache. Tokens of sequences that already ended (sampled past a stop while the GPU ran
+   * ahead, or cancelled) are dropped.
+   */
+  postprocess(rows: Iterable<SampledRow>): SequenceOutput[] {
+    const out = new Map<Sequence, SequenceOutput>();
+    for (const { seq, outputIndex, token } of rows) {
+      seq.pending--;
+      if (seq.status === "finished" || seq.cancelled) continue;
+      if (outputIndex !== seq.outputIds.length) throw new Error(`sequence ${seq.id}: output ${outputIndex} out of order`);
+      seq.outputIds.push(token.id);
+      let o = out.get(seq);
+      if (!o) out.set(seq, o = { seq, ids: [], logprobs: [], finishReason: null });
+      o.ids.push(token.id);
+      if (seq.sampling.logprobs) o.logprobs.push(token);
+      const reason = seq.stopTokenIds.has(token.id) ? "stop" : seq.outputIds.length >= seq.maxTokens ? "length" : null;
+      if (reason) {
+        this.finish(seq, reason);
+        o.finishReason = reason;
+      } else {
+        this.commitBlocks(seq);
+      }
+    }
+    return [...out.values()];
   }
 
   /** Registers full blocks whose tokens are all known in the prefix cache. */
   commitBlocks(seq: Sequence): void {
     if (seq.status !== "running") return;
-    const bs = this.#blocks.blockSize;
+    const bs = this.blocks.blockSize;
     const full = Math.floor(Math.min(seq.knownLength, seq.numComputed) / bs);
     if (seq.committedBlocks >= full) return;
     const tokens = seq.knownTokens();
     for (let b = seq.committedBlocks; b < full; b++) {
-      seq.lastBlockKey = this.#blocks.commitFull(seq.blockTable[b], seq.lastBlockKey, tokens.slice(b * bs, (b + 1) * bs));
+      seq.lastBlockKey = this.blocks.commitFull(seq.blockTable[b], seq.lastBlockKey, tokens.slice(b * bs, (b + 1) * bs));
     }
     seq.committedBlocks = full;
   }
 
-  /** Plans the next step. */
+  /** Plans the next step (after ending the sequences asked to leave). */
   schedule(now = performance.now()): StepPlan {
-    const plan: StepPlan = { chunks: [], admitted: [], preempted: [], prefillTokens: 0, decodeTokens: 0 };
+    const plan: StepPlan = { chunks: [], admitted: [], preempted: [], finished: [], prefillTokens: 0, decodeTokens: 0 };
+    for (const seq of [...this.running, ...this.waiting]) {
+      if (!seq.cancelled) continue;
+      this.finish(seq, "cancelled");
+      plan.finished.push(seq);
+    }
     let budget = this.options.maxBatchTokens;
     const decodes = () => {
       for (const seq of [...this.running]) {
@@ -167,12 +209,15 @@ export class Scheduler {
       prefills();
       admit();
     }
+    // Blocks this step fills with known tokens can be shared from now on (their K/V are
+    // written by this step, before any later step that reuses them).
+    for (const c of plan.chunks) this.commitBlocks(c.seq);
     return plan;
   }
 
   /** Decode wanted: a sampled token waits to be fed and the output is not complete. */
   #wantsDecode(seq: Sequence): boolean {
-    return seq.totalLength - seq.numComputed === 1 && seq.generated < seq.params.maxTokens;
+    return seq.totalLength - seq.numComputed === 1 && seq.generated < seq.maxTokens;
   }
 
   #ready(seq: Sequence, plan: StepPlan): boolean {
@@ -192,8 +237,10 @@ export class Scheduler {
   #take(plan: StepPlan, seq: Sequence, n: number, decode: boolean): number {
     const start = seq.numComputed;
     seq.numComputed += n;
-    const sample = seq.numComputed === seq.totalLength && seq.generated < seq.params.maxTokens;
+    const sample = seq.numComputed === seq.totalLength && seq.generated < seq.maxTokens;
     plan.chunks.push({ seq, start, count: n, sample });
+    // The token sampled at the chunk's end stays on the GPU until a readback.
+    if (sample) seq.pending++;
     if (decode) plan.decodeTokens += n;
     else plan.prefillTokens += n;
     return n;
@@ -202,20 +249,20 @@ export class Scheduler {
   /** Admits a waiting sequence if its first chunk's blocks fit, keeping a reserve. */
   #admit(seq: Sequence, budget: number, now: number): boolean {
     const tokens = seq.knownTokens();
-    const hit = this.#blocks.acquirePrefix(tokens);
+    const hit = this.blocks.acquirePrefix(tokens);
     const first = Math.min(budget, tokens.length - hit.numTokens);
-    const need = Math.ceil((hit.numTokens + first) / this.#blocks.blockSize) - hit.blocks.length;
+    const need = Math.ceil((hit.numTokens + first) / this.blocks.blockSize) - hit.blocks.length;
     // Keep one block per running sequence free so running decodes can go on.
-    if (need + this.running.length > this.#blocks.availableCount || this.#freeSlots.length === 0) {
-      this.#blocks.release(hit.blocks);
+    if (need + this.running.length > this.blocks.availableCount || this.#freeSlots.length === 0) {
+      this.blocks.release(hit.blocks);
       return false;
     }
-    seq.blockTable = [...hit.blocks, ...this.#blocks.allocate(need)];
+    seq.blockTable = [...hit.blocks, ...this.blocks.allocate(need)];
     seq.numComputed = hit.numTokens;
     seq.cachedTokens = hit.numTokens;
     seq.committedBlocks = hit.blocks.length;
     seq.lastBlockKey = hit.lastKey;
-    seq.seqSlot = this.#freeSlots.pop()!;
+    seq.slot = this.#freeSlots.pop()!;
     seq.status = "running";
     seq.admittedAt = now;
     this.running.push(seq);
@@ -227,14 +274,14 @@ export class Scheduler {
    * while blocks are short. Returns false when `seq` itself had to be preempted.
    */
   #ensureBlocks(seq: Sequence, tokens: number, plan: StepPlan): boolean {
-    const need = Math.ceil(tokens / this.#blocks.blockSize) - seq.blockTable.length;
+    const need = Math.ceil(tokens / this.blocks.blockSize) - seq.blockTable.length;
     if (need <= 0) return true;
-    while (this.#blocks.availableCount < need) {
+    while (this.blocks.availableCount < need) {
       const victim = this.#victim(plan);
       this.#preempt(victim, plan);
       if (victim === seq) return false;
     }
-    seq.blockTable.push(...this.#blocks.allocate(need));
+    seq.blockTable.push(...this.blocks.allocate(need));
     return true;
   }
 
@@ -256,13 +303,13 @@ export class Scheduler {
   }
 
   #release(seq: Sequence): void {
-    if (seq.blockTable.length) this.#blocks.release(seq.blockTable);
+    if (seq.blockTable.length) this.blocks.release(seq.blockTable);
     seq.blockTable = [];
     seq.numComputed = 0;
     seq.committedBlocks = 0;
     seq.lastBlockKey = null;
-    if (seq.seqSlot >= 0) this.#freeSlots.push(seq.seqSlot);
-    seq.seqSlot = -1;
+    if (seq.slot >= 0) this.#freeSlots.push(seq.slot);
+    seq.slot = -1;
   }
 }
 

@@ -5,28 +5,23 @@
  * on the CPU inside the pass.
  * @module
  */
-import type { ModelSpec } from "./config.ts";
-import type { MatrixWeight, ModelWeights } from "./weights.ts";
-import type { KvCache } from "../cache/kv_cache.ts";
-import type { CompiledKernel, PipelineCache } from "../gpu/kernel.ts";
-import type { StepCapacity } from "./step_batch.ts";
+import type { AttentionImpl } from "../api/types.ts";
+import type { ModelSpec } from "../model/config.ts";
+import type { MatrixWeight, ModelWeights } from "../model/weights.ts";
+import { ropeInverseFrequencies } from "../model/rope.ts";
+import type { KvCache } from "../gpu/kv_cache.ts";
+import type { BindingResource, CompiledKernel, PipelineCache } from "../kernels/registry.ts";
 import {
   ACT_MUL,
-  ARGMAX,
   EAGER_ATTENTION,
   EMBED,
   MATMUL,
-  MATMUL_BIAS,
   PAGED_ATTENTION,
   RMSNORM,
   ROPE_KV,
-  ROPE_KV_QK_NORM,
   SOFTCAP,
-} from "../gpu/descriptors.ts";
-import { ropeInverseFrequencies } from "./rope.ts";
-
-/** Which attention implementation a forward pass uses. */
-export type AttentionImpl = "paged" | "eager";
+} from "../kernels/descriptors.ts";
+import type { StepCapacity } from "./step_meta.ts";
 
 /** The sizes of one step that decide workgroup counts. */
 export interface StepShape {
@@ -81,12 +76,10 @@ function tileIndex(rows: number): number {
 export class ForwardPass {
   /** Logits of the requested rows, [logitRows, vocab] f32. */
   readonly logits: GPUBuffer;
-  /** Argmax id per logit row, u32. */
-  readonly ids: GPUBuffer;
   #ops: Op[] = [];
   #device: GPUDevice;
   #pipelines: PipelineCache;
-  #meta: GPUBuffer;
+  #meta: GPUBufferBinding;
   #options: ForwardOptions;
   #owned: GPUBuffer[] = [];
 
@@ -101,7 +94,7 @@ export class ForwardPass {
   ) {
     this.#device = device;
     this.#pipelines = pipelines;
-    this.#meta = meta;
+    this.#meta = { buffer: meta, offset: 0, size: options.metaSlotBytes };
     this.#options = options;
     const { maxTokens: T, maxLogitRows: R } = options.capacity;
     const H = spec.hiddenSize;
@@ -111,6 +104,7 @@ export class ForwardPass {
     const I = spec.intermediateSize;
     const V = spec.vocabSize;
     const qkvCols = (nh + 2 * nkv) * hd;
+    const bs = cache.options.blockSize;
 
     const x = this.#buffer("x", T * H);
     const xn = this.#buffer("xn", T * H);
@@ -121,27 +115,27 @@ export class ForwardPass {
     const act = this.#buffer("act", T * I);
     const fin = this.#buffer("final", R * H);
     this.logits = this.#buffer("logits", R * V, GPUBufferUsage.COPY_SRC);
-    this.ids = this.#buffer("ids", Math.max(R, 4), GPUBufferUsage.COPY_SRC);
     const invFreq = this.#buffer("inv_freq", hd / 2);
     device.queue.writeBuffer(invFreq, 0, ropeInverseFrequencies(spec.rope, hd));
-    const maxContext = options.capacity.maxBlocksPerSeq * cache.options.blockSize;
-    const scores = options.attn === "eager"
-      ? this.#buffer("eager_scores", T * nh * maxContext)
-      : null;
+    const maxContext = options.capacity.maxBlocksPerSeq * bs;
+    const scores = options.attn === "eager" ? this.#buffer("eager_scores", T * nh * maxContext) : null;
 
     // Embedding, one op per table part.
     const records = options.tokenRecords ?? { buffer: this.#buffer("no_records", 4), recordWords: 1 };
     for (const part of weights.embed.parts) {
       const k = pipelines.get(EMBED, { F16: weights.embed.dtype === "f16" });
-      this.#op("embed", [k], [
-        this.#params(
-          ["u", H], ["u", part.rowStart], ["u", part.rowStart + part.rows], ["f", spec.embeddingScale],
-          ["u", records.recordWords],
-        ),
-        part.buffer,
-        x,
-        records.buffer,
-      ], (s) => rowsGrid(Math.ceil(H / 64), s.tokens));
+      this.#op("embed", [k], {
+        p: this.#uniform(k, {
+          dim: H,
+          row_start: part.rowStart,
+          row_end: part.rowStart + part.rows,
+          scale: spec.embeddingScale,
+          record_words: records.recordWords,
+        }),
+        table: part.buffer,
+        out: x,
+        records: records.buffer,
+      }, (s) => rowsGrid(Math.ceil(H / 64), s.tokens));
     }
 
     for (let l = 0; l < spec.numLayers; l++) {
@@ -149,49 +143,40 @@ export class ForwardPass {
       const window = spec.layerWindows[l] ?? 0;
       this.#rmsnorm(`l${l}.input_norm`, spec, x, w.inputNorm, xn, false, "tokens");
       this.#matmul(`l${l}.qkv`, xn, w.qkv, w.qkvBias, qkv, qkvCols, false, "tokens");
-      const ropeKernel = spec.qkNorm
-        ? pipelines.get(ROPE_KV_QK_NORM, { QK_NORM: true, HALF: hd / 2 })
-        : pipelines.get(ROPE_KV, { QK_NORM: false, HALF: hd / 2 });
-      this.#op(`l${l}.rope_kv`, [ropeKernel], [
-        this.#params(["u", nh], ["u", nkv], ["u", hd], ["u", cache.options.blockSize], ["u", qkvCols], ["f", spec.rmsNormEps]),
+      const rope = pipelines.get(ROPE_KV, { QK_NORM: spec.qkNorm, HALF: hd / 2 });
+      this.#op(`l${l}.rope_kv`, [rope], {
+        p: this.#uniform(rope, { nh, nkv, head_dim: hd, block_size: bs, qkv_stride: qkvCols, eps: spec.rmsNormEps }),
         qkv,
-        invFreq,
-        cache.keys[l],
-        cache.values[l],
-        ...(spec.qkNorm ? [w.qNorm!, w.kNorm!] : []),
-      ], (s) => rowsGrid(nh + 2 * nkv, s.tokens));
+        inv_freq: invFreq,
+        k_cache: cache.keys[l],
+        v_cache: cache.values[l],
+        ...(spec.qkNorm ? { q_norm: w.qNorm!, k_norm: w.kNorm! } : {}),
+      }, (s) => rowsGrid(nh + 2 * nkv, s.tokens));
 
-      const attnParams = [
-        ["u", nh], ["u", nkv], ["u", cache.options.blockSize], ["u", qkvCols], ["u", window],
-        ["f", spec.attnScale], ["f", spec.attnLogitSoftcap ?? 0],
-      ] as const;
+      const attnParams = {
+        nh,
+        nkv,
+        block_size: bs,
+        qkv_stride: qkvCols,
+        window,
+        scale: spec.attnScale,
+        softcap: spec.attnLogitSoftcap ?? 0,
+      };
+      const kv = { qkv, k_cache: cache.keys[l], v_cache: cache.values[l] };
       if (options.attn === "paged") {
         const k = pipelines.get(PAGED_ATTENTION, { GROUP: nh / nkv, HEAD_DIM: hd });
-        this.#op(`l${l}.attention`, [k], [
-          this.#params(...attnParams),
-          qkv,
-          cache.keys[l],
-          cache.values[l],
-          attn,
-        ], (s) => rowsGrid(nkv, s.tokens));
+        this.#op(`l${l}.attention`, [k], { p: this.#uniform(k, attnParams), ...kv, out: attn }, (s) => rowsGrid(nkv, s.tokens));
       } else {
-        const params = this.#params(
-          ["u", nh], ["u", nkv], ["u", hd], ["u", cache.options.blockSize], ["u", qkvCols], ["u", window],
-          ["f", spec.attnScale], ["f", spec.attnLogitSoftcap ?? 0], ["u", maxContext],
-        );
         const phases: [string, Partial<Record<string, boolean>>, (s: StepShape) => Grid][] = [
           ["scores", { PHASE_SCORES: true }, (s) => [Math.ceil(s.maxContext / 64), nh, s.tokens]],
           ["softmax", { PHASE_SOFTMAX: true }, (s) => [1, nh, s.tokens]],
           ["values", { PHASE_VALUES: true }, (s) => [Math.ceil(hd / 64), nh, s.tokens]],
         ];
+        let params: GPUBuffer | null = null;
         for (const [name, flags, grid] of phases) {
-          const k = pipelines.get(EAGER_ATTENTION, {
-            PHASE_SCORES: false,
-            PHASE_SOFTMAX: false,
-            PHASE_VALUES: false,
-            ...flags,
-          });
-          this.#op(`l${l}.eager_${name}`, [k], [params, qkv, cache.keys[l], cache.values[l], scores!, attn], grid);
+          const k = pipelines.get(EAGER_ATTENTION, { PHASE_SCORES: false, PHASE_SOFTMAX: false, PHASE_VALUES: false, ...flags });
+          params ??= this.#uniform(k, { ...attnParams, head_dim: hd, max_context: maxContext });
+          this.#op(`l${l}.eager_${name}`, [k], { p: params, ...kv, scores: scores!, out: attn }, grid);
         }
       }
 
@@ -204,11 +189,8 @@ export class ForwardPass {
         this.#rmsnorm(`l${l}.post_attn_norm`, spec, x, w.postAttnNorm, xn, false, "tokens");
       }
       this.#matmul(`l${l}.gate_up`, xn, w.gateUp, w.gateUpBias, gu, 2 * I, false, "tokens");
-      this.#op(`l${l}.act`, [pipelines.get(ACT_MUL, { GELU_TANH: spec.hiddenAct === "gelu_tanh" })], [
-        this.#params(["u", I]),
-        gu,
-        act,
-      ], (s) => rowsGrid(Math.ceil(I / 64), s.tokens));
+      const actK = pipelines.get(ACT_MUL, { GELU_TANH: spec.hiddenAct === "gelu_tanh" });
+      this.#op(`l${l}.act`, [actK], { p: this.#uniform(actK, { inter: I }), gu, out: act }, (s) => rowsGrid(Math.ceil(I / 64), s.tokens));
       if (spec.sandwichNorm) {
         this.#matmul(`l${l}.down`, act, w.down, w.downBias, tmp!, H, false, "tokens");
         this.#rmsnorm(`l${l}.post_ffn_norm`, spec, tmp!, w.postFfnNorm!, x, true, "tokens");
@@ -221,16 +203,12 @@ export class ForwardPass {
     this.#rmsnorm("final_norm", spec, x, weights.finalNorm, fin, false, "logits", true);
     this.#matmul("lm_head", fin, weights.lmHead, null, this.logits, V, false, "logits");
     if (spec.finalLogitSoftcap) {
-      this.#op("softcap", [pipelines.get(SOFTCAP, {})], [
-        this.#params(["u", V], ["f", spec.finalLogitSoftcap], ["u", ROW_KIND.logits]),
-        this.logits,
-      ], (s) => rowsGrid(Math.ceil(V / 64), s.logitRows));
+      const k = pipelines.get(SOFTCAP, {});
+      this.#op("softcap", [k], {
+        p: this.#uniform(k, { cols: V, cap: spec.finalLogitSoftcap, rows_kind: ROW_KIND.logits }),
+        x: this.logits,
+      }, (s) => rowsGrid(Math.ceil(V / 64), s.logitRows));
     }
-    this.#op("argmax", [pipelines.get(ARGMAX, {})], [this.#params(["u", V]), this.logits, this.ids], (s) => [
-      s.logitRows,
-      1,
-      1,
-    ]);
   }
 
   /** Number of dispatches one step records (for tests and benchmarks). */
@@ -307,38 +285,22 @@ export class ForwardPass {
     return b;
   }
 
-  /** A uniform buffer of u32/f32 scalars, written once. */
-  #params(...fields: readonly (readonly ["u" | "f", number])[]): GPUBuffer {
-    const data = new ArrayBuffer(Math.max(16, Math.ceil((fields.length * 4) / 16) * 16));
-    const view = new DataView(data);
-    fields.forEach(([kind, v], i) => {
-      if (kind === "u") view.setUint32(i * 4, v, true);
-      else view.setFloat32(i * 4, v, true);
-    });
-    const b = this.#device.createBuffer({
-      size: data.byteLength,
-      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-    });
-    this.#device.queue.writeBuffer(b, 0, data);
+  /** A kernel's uniform parameters (by field name), written once. */
+  #uniform(k: CompiledKernel, values: Record<string, number>): GPUBuffer {
+    const b = k.uniform(values);
     this.#owned.push(b);
     return b;
   }
 
-  #op(
+  #op<B extends string>(
     label: string,
-    kernels: CompiledKernel[],
-    buffers: (GPUBuffer | GPUBufferBinding)[],
+    kernels: CompiledKernel<B>[],
+    resources: Partial<Record<B | "p", BindingResource>>,
     grid: (shape: StepShape) => Grid,
     rows?: Rows,
   ): void {
-    const entries: GPUBindGroupEntry[] = [
-      { binding: 0, resource: { buffer: this.#meta, offset: 0, size: this.#options.metaSlotBytes } },
-      ...buffers.map((b, i) => ({
-        binding: i + 1,
-        resource: b instanceof GPUBuffer ? { buffer: b } : b,
-      })),
-    ];
-    const bindGroup = this.#device.createBindGroup({ label, layout: kernels[0].layout, entries });
+    const all = { ...resources, step: this.#meta } as Partial<Record<B | "p" | "step", BindingResource>>;
+    const bindGroup = kernels[0].bindGroup(label, all);
     this.#ops.push({ label, kernels, rows, bindGroup, grid });
   }
 
@@ -353,12 +315,12 @@ export class ForwardPass {
     gather = false,
   ): void {
     const k = this.#pipelines.get(RMSNORM, { ADD: add, GATHER: gather });
-    this.#op(label, [k], [
-      this.#params(["u", spec.hiddenSize], ["f", spec.rmsNormEps], ["f", spec.normOffset], ["u", ROW_KIND[rows]]),
-      input,
-      weight,
+    this.#op(label, [k], {
+      p: this.#uniform(k, { dim: spec.hiddenSize, eps: spec.rmsNormEps, offset: spec.normOffset, rows_kind: ROW_KIND[rows] }),
+      x: input,
+      w: weight,
       out,
-    ], (s) => {
+    }, (s) => {
       // One workgroup per row; the kernel reads row = x + y * 65535.
       const r = rowsOf(s, rows);
       return r <= MAX_Y ? [r, 1, 1] : [MAX_Y, Math.ceil(r / MAX_Y), 1];
@@ -377,20 +339,18 @@ export class ForwardPass {
     rows: Rows,
   ): void {
     const vec = w.cols % 8 === 0;
+    const tiles = [1, 2, 4, 8];
+    const kernels = tiles.map((TM) =>
+      this.#pipelines.get(MATMUL, { F16: w.dtype === "f16", VEC: vec, TM, ACCUM: accumulate, BIAS: !!bias })
+    );
     for (const part of w.parts) {
-      const desc = bias ? MATMUL_BIAS : MATMUL;
-      const kernels = [1, 2, 4, 8].map((TM) =>
-        this.#pipelines.get(desc, { F16: w.dtype === "f16", VEC: vec, TM, ACCUM: accumulate, BIAS: !!bias })
-      );
-      const buffers: (GPUBuffer | GPUBufferBinding)[] = [
-        this.#params(["u", w.cols], ["u", part.rows], ["u", part.rowStart], ["u", ldo], ["u", ROW_KIND[rows]]),
-        input,
-        part.buffer,
+      this.#op(`${label}[${part.rowStart}]`, kernels, {
+        p: this.#uniform(kernels[0], { k: w.cols, n: part.rows, n_off: part.rowStart, ldo, rows_kind: ROW_KIND[rows] }),
+        x: input,
+        w: part.buffer,
         out,
-      ];
-      if (bias) buffers.push({ buffer: bias, offset: part.rowStart * 4, size: part.rows * 4 });
-      const tiles = [1, 2, 4, 8];
-      this.#op(`${label}[${part.rowStart}]`, kernels, buffers, (s) => {
+        ...(bias ? { bias: { buffer: bias, offset: part.rowStart * 4, size: part.rows * 4 } } : {}),
+      }, (s) => {
         const r = rowsOf(s, rows);
         return rowsGrid(Math.ceil(part.rows / 64), Math.ceil(r / tiles[tileIndex(r)]));
       }, rows);

@@ -8,7 +8,7 @@
  * @module
  */
 
-/** Raised when a request for blocks cannot be met even after eviction. */
+/** Raised when a request for blocks cannot be met even after eviction (the scheduler never lets it). */
 export class OutOfBlocksError extends Error {
   constructor(wanted: number, available: number) {
     super(`wanted ${wanted} KV blocks, ${available} available`);

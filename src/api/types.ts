@@ -1,0 +1,339 @@
+/**
+ * The public types of webgpu-llm, in one place: request and sampling options, what requests
+ * return, engine options and statistics, and the typed errors (each with a code) that every
+ * layer raises. Everything else imports these; this module imports nothing.
+ * @module
+ */
+
+/** Why a completion ended. */
+export type FinishReason = "stop" | "length" | "cancelled";
+
+/** Attention implementation: the fast paged kernel or the plain eager reference. */
+export type AttentionImpl = "paged" | "eager";
+
+/** Scheduling policy: decodes first ("fifo") or pending prefills first. */
+export type SchedulerPolicy = "fifo" | "prefill_first";
+
+/**
+ * How one token is drawn from the model's logits, resolved (every field has its value).
+ * Requests, sequences and the GPU sampler's row layout all use this one type.
+ */
+export interface SamplingParams {
+  /** 0 = greedy. */
+  temperature: number;
+  /** Keep the k most likely tokens; 0 = off. */
+  topK: number;
+  /** Keep the smallest set with this much probability; 1 = off. */
+  topP: number;
+  /** Drop tokens below minP times the best token's probability; 0 = off. */
+  minP: number;
+  /** HF repetition penalty over prompt and output tokens; 1 = off. */
+  repetitionPenalty: number;
+  /** OpenAI presence penalty over output tokens; 0 = off. */
+  presencePenalty: number;
+  /** OpenAI frequency penalty over output tokens; 0 = off. */
+  frequencyPenalty: number;
+  /** Seed of the random stream (u32): same seed, same output, whatever shares the batch. */
+  seed: number;
+  /** Report the log-probability of each sampled token. */
+  logprobs: boolean;
+  /** Most likely alternatives reported per token (0 = none; needs `logprobs`). */
+  topLogprobs: number;
+}
+
+/** The neutral value of every sampling parameter (greedy, nothing filtered or penalised). */
+export const SAMPLING_DEFAULTS: Readonly<SamplingParams> = Object.freeze({
+  temperature: 0,
+  topK: 0,
+  topP: 1,
+  minP: 0,
+  repetitionPenalty: 1,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  seed: 0,
+  logprobs: false,
+  topLogprobs: 0,
+});
+
+/** Tokens generated when a request does not say (bounded by the context that is left). */
+export const DEFAULT_MAX_TOKENS = 256;
+
+/** Options of one generation request (`engine.generate` / `engine.stream`). */
+export interface GenerateOptions extends
+  Partial<
+    Pick<
+      SamplingParams,
+      "temperature" | "topK" | "topP" | "minP" | "repetitionPenalty" | "presencePenalty" | "frequencyPenalty" | "seed"
+    >
+  > {
+  /** Prompt text (tokenized with BOS as the model's tokenizer config says) or token ids. */
+  prompt: string | readonly number[];
+  /** Tokens to generate at most (default {@link DEFAULT_MAX_TOKENS}, bounded by the context). */
+  maxTokens?: number;
+  /** Stop strings: the text ends before the first match. */
+  stop?: string | readonly string[];
+  /** Extra token ids that end the request. */
+  stopTokenIds?: readonly number[];
+  /** Keep going past EOS. */
+  ignoreEos?: boolean;
+  /** true = the logprob of each sampled token; a number = also that many alternatives. */
+  logprobs?: boolean | number;
+  /** Independent completions of the same prompt (they share the prompt's KV blocks). */
+  n?: number;
+  /** Cancels the request: it leaves at the next step and its blocks return to the pool. */
+  signal?: AbortSignal;
+}
+
+/** A validated request, as the engine receives it (plain data: it crosses to the Worker). */
+export interface EngineRequest {
+  promptIds: number[];
+  /** Completions; completion i samples with seed `sampling.seed + i`. */
+  n: number;
+  maxTokens: number;
+  sampling: SamplingParams;
+  /** Ids that end a completion: the given stop ids, plus EOS unless ignored. */
+  stopTokenIds: number[];
+}
+
+/** Logprob information for one generated token. */
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
+  /** Most likely alternatives, best first. */
+  top?: { id: number; logprob: number }[];
+}
+
+/** Token counts of a request. */
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  /** Prompt tokens served from the prefix cache. */
+  cachedTokens: number;
+}
+
+/** One completion of a request. */
+export interface Completion {
+  index: number;
+  ids: number[];
+  text: string;
+  finishReason: FinishReason;
+  logprobs?: TokenLogprob[];
+}
+
+/** Result of `generate`: the first completion's fields, plus all completions when n > 1. */
+export interface GenerateResult extends Completion {
+  usage: Usage;
+  promptIds: number[];
+  choices: Completion[];
+}
+
+/** One streamed piece of a completion. */
+export interface GenerateDelta {
+  index: number;
+  /** New text (possibly empty while a character or a possible stop string is held back). */
+  text: string;
+  /** New token ids. */
+  ids: number[];
+  logprobs?: TokenLogprob[];
+  /** Set on the completion's last delta. */
+  finishReason?: FinishReason;
+  /** Set on the request's last delta. */
+  usage?: Usage;
+}
+
+/** Options of `createEngine`. */
+export interface EngineOptions {
+  /** A Hugging Face checkpoint directory. */
+  model: string;
+  /** Token budget of one step (default 256). */
+  maxBatchTokens?: number;
+  /** KV blocks; sized from `kvCacheBytes` when absent. */
+  numBlocks?: number;
+  /** Tokens per KV block (default 16). */
+  blockSize?: number;
+  /** KV-cache memory budget when `numBlocks` is absent (default 256 MiB). */
+  kvCacheBytes?: number;
+  /** Attention implementation (default "paged"). */
+  attn?: AttentionImpl;
+  /** Scheduling policy (default "fifo"). */
+  policy?: SchedulerPolicy;
+  /** Most sequences running at once (default 32). */
+  maxSeqs?: number;
+  /** Steps between GPU->CPU readbacks (default 8). */
+  stepsPerSync?: number;
+  /** Longest sequence in tokens (default: the model's max_position_embeddings). */
+  maxContext?: number;
+  /** Matrix storage on the GPU ("auto": f32 checkpoints stay f32, 16-bit ones become f16). */
+  weightDType?: "auto" | "f32" | "f16";
+}
+
+/** What a running engine's model looks like to callers: the limits requests are checked against. */
+export interface EngineInfo {
+  vocabSize: number;
+  /** Longest sequence (prompt plus output) in tokens. */
+  maxContext: number;
+  maxTopLogprobs: number;
+  maxN: number;
+  eosTokenIds: number[];
+  architecture: string;
+  device: string;
+  kvBlocksTotal: number;
+  blockSize: number;
+  /** Most sequences running at once. */
+  maxSeqs: number;
+}
+
+/** A histogram's state. Bucket bounds are upper bounds (le); counts are cumulative. */
+export interface HistogramSnapshot {
+  buckets: number[];
+  cumulativeCounts: number[];
+  count: number;
+  sum: number;
+  /** Percentiles over the most recent samples (0 when empty). */
+  p50: number;
+  p95: number;
+  p99: number;
+}
+
+/** Everything `engine.stats()` reports. Times in seconds, sizes in bytes. */
+export interface EngineStats {
+  /** Blocks held by live requests, and in all. */
+  kvBlocksUsed: number;
+  kvBlocksTotal: number;
+  /** Unreferenced blocks kept for the prefix cache (reusable, evictable). */
+  kvBlocksCached: number;
+  kvBytesTotal: number;
+  kvBytesUsed: number;
+  kvUsage: number;
+  running: number;
+  waiting: number;
+  steps: number;
+  /** GPU->CPU waits, and decode steps per wait. */
+  syncs: number;
+  stepsPerSync: number;
+  prefillTokens: number;
+  decodeTokens: number;
+  /** decode tokens / prefill tokens (0 before any prefill). */
+  decodePrefillRatio: number;
+  promptTokens: number;
+  generationTokens: number;
+  preemptions: number;
+  /** Prompt tokens looked up in the prefix cache, and found. */
+  prefixCacheQueries: number;
+  prefixCacheHits: number;
+  requestsFinished: Record<FinishReason, number>;
+  /** Scheduled tokens / token budget per step. */
+  batchFill: HistogramSnapshot;
+  stepTokens: HistogramSnapshot;
+  ttft: HistogramSnapshot;
+  interTokenLatency: HistogramSnapshot;
+  e2eLatency: HistogramSnapshot;
+  queueTime: HistogramSnapshot;
+  /** Generated tokens per second over the last few seconds. */
+  tokensPerSecond: number;
+  /** performance.timeOrigin-relative time of the last step (ms), for liveness checks. */
+  lastStepAt: number;
+  uptimeSeconds: number;
+  /** When this snapshot was taken (the engine's performance.now(), ms): newer wins. */
+  at: number;
+  /** Set when the step loop has died (the engine serves nothing more). */
+  error: string | null;
+}
+
+/** What went wrong, as a stable code (callers branch on it, never on message text). */
+export type ErrorCode =
+  /** A request option is invalid; `param` names it. */
+  | "invalid_request"
+  /** Prompt plus maxTokens exceed the context or the KV cache. */
+  | "context_length_exceeded"
+  /** The engine cannot start (see the message; the cause of a Worker failure). */
+  | "engine_start_failed"
+  /** The engine's step loop or Worker has died; it serves nothing more. */
+  | "engine_failed"
+  /** The engine was closed. */
+  | "engine_closed"
+  /** No WebGPU adapter on this machine. */
+  | "no_gpu_adapter"
+  /** A checkpoint file is missing, malformed or inconsistent. */
+  | "checkpoint_invalid"
+  /** The checkpoint's architecture is not implemented. */
+  | "unsupported_architecture"
+  /** The requested shapes do not fit the device (KV cache, activations). */
+  | "device_limit"
+  /** A model id could not be resolved or downloaded. */
+  | "model_not_found"
+  /** A bug: an internal invariant did not hold. */
+  | "internal";
+
+/** The base of every error webgpu-llm raises; `code` says what kind it is. */
+export class LlmError extends Error {
+  /** What kind of error this is. */
+  readonly code: ErrorCode;
+  /** The request option at fault, when there is one. */
+  readonly param?: string;
+
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions & { param?: string }) {
+    super(message, options);
+    this.name = "LlmError";
+    this.code = code;
+    if (options?.param !== undefined) this.param = options.param;
+  }
+}
+
+/**
+ * A request option is out of range or the request cannot fit (code `invalid_request` or
+ * `context_length_exceeded`). The message is `param` followed by `detail`, so a surface that
+ * names options differently (the OpenAI API) can say the same with its own name.
+ */
+export class InvalidRequestError extends LlmError {
+  /** The offending option (GenerateOptions' name). */
+  declare readonly param: string;
+  /** What is wrong with it, without its name ("must be ..., got ..."). */
+  readonly detail: string;
+
+  constructor(param: string, detail: string, code: "invalid_request" | "context_length_exceeded" = "invalid_request") {
+    super(code, `${param} ${detail}`, { param });
+    this.name = "InvalidRequestError";
+    this.detail = detail;
+  }
+}
+
+/** The engine could not start, failed or was closed (codes `engine_*`). */
+export class EngineError extends LlmError {
+  constructor(code: "engine_start_failed" | "engine_failed" | "engine_closed", message: string, options?: ErrorOptions) {
+    super(code, message, options);
+    this.name = "EngineError";
+  }
+}
+
+/** An error as it crosses a MessagePort (Errors do not keep their class there). */
+export interface WireError {
+  name: string;
+  code: ErrorCode;
+  message: string;
+  param?: string;
+  detail?: string;
+}
+
+/** Flattens an error for postMessage. Errors without a code become `internal`. */
+export function errorToWire(e: unknown): WireError {
+  const err = e instanceof Error ? e : new Error(String(e));
+  const code = err instanceof LlmError ? err.code : "internal";
+  const param = err instanceof LlmError ? err.param : undefined;
+  const detail = err instanceof InvalidRequestError ? err.detail : undefined;
+  return { name: err.name, code, message: err.message, ...(param === undefined ? {} : { param }), ...(detail === undefined ? {} : { detail }) };
+}
+
+/** Rebuilds an error from the wire, as the most specific class its code has. */
+export function errorFromWire(w: WireError): LlmError {
+  let err: LlmError;
+  if (w.code === "invalid_request" || w.code === "context_length_exceeded") {
+    err = new InvalidRequestError(w.param ?? "request", w.detail ?? w.message, w.code);
+  } else if (w.code === "engine_start_failed" || w.code === "engine_failed" || w.code === "engine_closed") {
+    err = new EngineError(w.code, w.message);
+  } else {
+    err = new LlmError(w.code, w.message, { param: w.param });
+  }
+  err.name = w.name;
+  return err;
+}

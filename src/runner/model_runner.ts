@@ -1,0 +1,338 @@
+/**
+ * A loaded model that runs scheduled steps: weights, KV cache, the recorded forward pass,
+ * its metadata slots, the GPU sampler and the readback ring.
+ *
+ * {@link ModelRunner.step} writes a step's flat metadata with one `writeBuffer`, encodes the
+ * forward pass and the sampler into one compute pass, submits without waiting, and copies the
+ * step's output records into the current readback batch. A decode token sampled by a step
+ * still in flight is fed by reference to its output record, so the loop never waits for a
+ * token; records come back every `stepsPerSync` steps.
+ * @module
+ */
+import type { AttentionImpl, TokenLogprob } from "../api/types.ts";
+import { createGpu, type Gpu } from "../gpu/device.ts";
+import { KvCache } from "../gpu/kv_cache.ts";
+import { loadKernelSources, PipelineCache } from "../kernels/registry.ts";
+import { KERNEL_FILES } from "../kernels/descriptors.ts";
+import { RECORD_REF } from "../kernels/layout.ts";
+import { checkTensorShapes, loadModelSpec, type ModelSpec } from "../model/config.ts";
+import { openCheckpointTensors } from "../model/safetensors.ts";
+import { type ModelWeights, uploadWeights } from "../model/weights.ts";
+import type { SampledRow, StepPlan } from "../scheduler/scheduler.ts";
+import type { Sequence } from "../scheduler/sequence.ts";
+import { ForwardPass, type StepShape } from "./forward.ts";
+import { GpuSampler } from "./sampler.ts";
+import { ReadbackRing } from "./readback.ts";
+import {
+  buildStepBatch,
+  metaSlotWords,
+  packStepMeta,
+  type RowSampling,
+  type SequenceChunk,
+  type StepBatch,
+  type StepCapacity,
+  type StepSampling,
+} from "./step_meta.ts";
+
+/** Options for {@link ModelRunner.load}. */
+export interface ModelRunnerOptions {
+  /** Attention implementation: the fast paged kernel or the eager reference. */
+  attn?: AttentionImpl;
+  /** Most tokens in one step (the batch token budget). */
+  maxTokens?: number;
+  /** Most sequences in one step (and rows of the sampler's per-sequence tables). */
+  maxSeqs?: number;
+  /** Most rows of logits one step computes (defaults to maxSeqs). */
+  maxLogitRows?: number;
+  /** Tokens per KV block. */
+  blockSize?: number;
+  /** KV blocks in the pool; sized from `kvCacheBytes` when absent. */
+  numBlocks?: number;
+  /** Memory budget for the KV cache when `numBlocks` is absent (default 256 MiB). */
+  kvCacheBytes?: number;
+  /** Longest sequence, in tokens (defaults to the model's max_position_embeddings). */
+  maxContext?: number;
+  /** Matrix storage on the GPU. */
+  weightDType?: "auto" | "f32" | "f16";
+  /** Steps between readbacks (default 8). */
+  stepsPerSync?: number;
+  /** Most logprob alternatives a row may ask for. */
+  maxTopLogprobs?: number;
+  /** An existing device to use. */
+  gpu?: Gpu;
+  /** Weight upload progress. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** A model on the GPU that runs steps. */
+export class ModelRunner {
+  readonly gpu: Gpu;
+  readonly spec: ModelSpec;
+  readonly weights: ModelWeights;
+  readonly cache: KvCache;
+  readonly forward: ForwardPass;
+  readonly capacity: StepCapacity;
+  readonly pipelines: PipelineCache;
+  /** Samples every logit row on the GPU into a ring of output records. */
+  readonly sampler: GpuSampler;
+  #meta: GPUBuffer;
+  #slotStride: number;
+  #slots: number;
+  #nextSlot = 0;
+  #ringSteps: number;
+  #stepIndex = 0;
+  #readback: ReadbackRing<Sequence>;
+  /** The output record holding each sequence's newest sampled token. */
+  #lastRecord = new WeakMap<Sequence, number>();
+  #logitsRead: GPUBuffer | null = null;
+
+  private constructor(init: {
+    gpu: Gpu;
+    spec: ModelSpec;
+    weights: ModelWeights;
+    cache: KvCache;
+    capacity: StepCapacity;
+    pipelines: PipelineCache;
+    attn: AttentionImpl;
+    stepsPerSync: number;
+    maxTopLogprobs: number;
+  }) {
+    const device = init.gpu.device;
+    this.gpu = init.gpu;
+    this.spec = init.spec;
+    this.weights = init.weights;
+    this.cache = init.cache;
+    this.capacity = init.capacity;
+    this.pipelines = init.pipelines;
+    // Up to two readback batches of stepsPerSync steps in flight, plus the one filling: each
+    // needs its own metadata slot (writeBuffer lands before any later submit) and its
+    // records must stay in the ring until read back and fed to the next step.
+    const sync = init.stepsPerSync;
+    this.#slots = 2 * sync + 2;
+    this.#ringSteps = 4 * sync + 4;
+    const slotBytes = metaSlotWords(init.capacity) * 4;
+    const align = device.limits.minStorageBufferOffsetAlignment;
+    this.#slotStride = Math.ceil(slotBytes / align) * align;
+    this.#meta = device.createBuffer({
+      label: "step_meta",
+      size: this.#slotStride * this.#slots,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    });
+    const rows = init.capacity.maxLogitRows;
+    this.sampler = new GpuSampler(device, init.pipelines, {
+      vocab: init.spec.vocabSize,
+      maxSeqs: init.capacity.maxSeqs,
+      maxTopLogprobs: init.maxTopLogprobs,
+      outRecords: this.#ringSteps * rows,
+    });
+    this.forward = new ForwardPass(device, init.pipelines, init.spec, init.weights, init.cache, this.#meta, {
+      attn: init.attn,
+      capacity: init.capacity,
+      metaSlotBytes: slotBytes,
+      maxBindingBytes: init.gpu.limits.maxStorageBufferBindingSize,
+      tokenRecords: { buffer: this.sampler.records, recordWords: this.sampler.recordWords },
+    });
+    this.sampler.bind(this.#meta, slotBytes, this.forward.logits);
+    this.#readback = new ReadbackRing(device, { stepsPerSync: sync, maxRowsPerStep: rows, recordBytes: this.sampler.recordWords * 4 });
+  }
+
+  /** Loads a Hugging Face checkpoint directory onto the GPU. */
+  static async load(dir: string, options: ModelRunnerOptions = {}): Promise<ModelRunner> {
+    const spec = await loadModelSpec(dir);
+    const tensors = await openCheckpointTensors(dir);
+    try {
+      checkTensorShapes(spec, tensors);
+      const gpu = options.gpu ?? await createGpu();
+      const device = gpu.device;
+      const pipelines = new PipelineCache(device, await loadKernelSources(KERNEL_FILES));
+      const blockSize = options.blockSize ?? 16;
+      const maxSeqs = options.maxSeqs ?? 16;
+      const maxTokens = options.maxTokens ?? 256;
+      const cacheShape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize };
+      const numBlocks = options.numBlocks ?? defaultNumBlocks(
+        cacheShape,
+        options.kvCacheBytes ?? 256 << 20,
+        Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize),
+      );
+      const maxContext = Math.min(options.maxContext ?? spec.maxPositionEmbeddings, numBlocks * blockSize);
+      const capacity: StepCapacity = {
+        maxTokens,
+        maxSeqs,
+        maxLogitRows: options.maxLogitRows ?? maxSeqs,
+        maxBlocksPerSeq: Math.ceil(maxContext / blockSize),
+      };
+      device.pushErrorScope("validation");
+      const weights = await uploadWeights(device, spec, tensors, {
+        weightDType: options.weightDType,
+        onProgress: options.onProgress,
+        maxBindingBytes: gpu.limits.maxStorageBufferBindingSize,
+      });
+      const cache = new KvCache(device, { ...cacheShape, numBlocks }, gpu.limits.maxStorageBufferBindingSize);
+      const runner = new ModelRunner({
+        gpu,
+        spec,
+        weights,
+        cache,
+        capacity,
+        pipelines,
+        attn: options.attn ?? "paged",
+        stepsPerSync: options.stepsPerSync ?? 8,
+        maxTopLogprobs: options.maxTopLogprobs ?? 0,
+      });
+      const error = await device.popErrorScope();
+      if (error) throw new Error(`GPU setup failed: ${error.message}`);
+      return runner;
+    } finally {
+      tensors.close();
+    }
+  }
+
+  /** Longest sequence this runner can hold, in tokens. */
+  get maxContext(): number {
+    return this.capacity.maxBlocksPerSeq * this.cache.options.blockSize;
+  }
+
+  /** Steps between readbacks. */
+  get stepsPerSync(): number {
+    return this.#readback.stepsPerSync;
+  }
+
+  /** Whether submitted steps still have records to read back. */
+  get busy(): boolean {
+    return this.#readback.pendingSteps > 0 || this.#readback.inflight > 0;
+  }
+
+  /**
+   * Runs a scheduled step (when it has work) and returns the tokens of a readback when one
+   * completed, else null. Readbacks complete after every `stepsPerSync` steps (the GPU stays
+   * up to two batches ahead) and, when there is nothing to schedule, for whatever is in
+   * flight: an empty plan with nothing in flight returns null (idle).
+   */
+  async step(plan: StepPlan): Promise<SampledRow[] | null> {
+    const ring = this.#readback;
+    if (plan.chunks.length > 0) {
+      this.#submit(plan);
+      if (ring.full) ring.flush();
+      if (ring.inflight < ring.maxInflight) return null;
+    } else {
+      if (ring.pendingSteps > 0) ring.flush();
+      if (ring.inflight === 0) return null;
+    }
+    return this.#read(await ring.drainOldest());
+  }
+
+  #submit(plan: StepPlan): void {
+    const device = this.gpu.device;
+    for (const seq of plan.admitted) this.sampler.admit(seq.slot, seq.promptIds, seq.outputIds);
+    const ringSlot = this.#stepIndex++ % this.#ringSteps;
+    const recordBase = ringSlot * this.capacity.maxLogitRows;
+    const chunks: SequenceChunk[] = [];
+    const rows: RowSampling[] = [];
+    const owners: { owner: Sequence; outputIndex: number }[] = [];
+    for (const c of plan.chunks) {
+      const seq = c.seq;
+      const tokens: number[] = [];
+      for (let i = c.start; i < c.start + c.count; i++) {
+        // A position not known on the CPU holds the token sampled by an earlier step still
+        // on the GPU: refer to its output record.
+        tokens.push(seq.tokenAt(i) ?? (RECORD_REF | this.#lastRecord.get(seq)!) >>> 0);
+      }
+      chunks.push({ tokens, start: c.start, blockTable: seq.blockTable, logits: c.sample ? "last" : "none" });
+      if (!c.sample) continue;
+      // The scheduler counted this token as pending already.
+      const outputIndex = seq.generated - 1;
+      rows.push({ sampling: seq.sampling, outputIndex, seqSlot: seq.slot });
+      owners.push({ owner: seq, outputIndex });
+      this.#lastRecord.set(seq, recordBase + rows.length - 1);
+    }
+    const batch = buildStepBatch(chunks, this.cache.options.blockSize);
+    const offset = this.writeStep(batch, { rows, recordBase });
+    const encoder = device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    this.forward.encode(pass, offset, shapeOf(batch));
+    this.sampler.encode(pass, offset, rows.length);
+    pass.end();
+    this.#readback.addStep(encoder, this.sampler.records, recordBase, owners);
+    device.queue.submit([encoder.finish()]);
+  }
+
+  #read(batch: { words: Uint32Array; rows: { owner: Sequence; outputIndex: number }[] }): SampledRow[] {
+    const records = this.sampler.view(batch.words);
+    return batch.rows.map(({ owner: seq, outputIndex }, r) => ({
+      seq,
+      outputIndex,
+      token: records.at(r, seq.sampling.logprobs ? seq.sampling.topLogprobs : 0),
+    }));
+  }
+
+  /**
+   * Writes a step's metadata (and its rows' sampling) into the next metadata slot with one
+   * `writeBuffer`; returns the slot's offset for the dynamic binding. Slots rotate, so
+   * several steps may be in flight. (Public for profilers that encode the forward pass.)
+   */
+  writeStep(batch: StepBatch, sampling?: StepSampling): number {
+    const offset = this.#nextSlot * this.#slotStride;
+    this.#nextSlot = (this.#nextSlot + 1) % this.#slots;
+    this.gpu.device.queue.writeBuffer(this.#meta, offset, packStepMeta(batch, this.capacity, sampling));
+    return offset;
+  }
+
+  /**
+   * Runs the forward pass of one batch on its own and reads back the logits of its logit
+   * rows, [rows, vocab] (teacher-forced checks and `cli logits`; not the serving path).
+   */
+  async logits(batch: StepBatch): Promise<Float32Array> {
+    if (this.busy) throw new Error("logits() while steps are in flight");
+    const device = this.gpu.device;
+    const rows = batch.logitTokens.length;
+    const bytes = rows * this.spec.vocabSize * 4;
+    this.#logitsRead ??= device.createBuffer({
+      label: "logits_readback",
+      size: Math.max(16, this.capacity.maxLogitRows * this.spec.vocabSize * 4),
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    const offset = this.writeStep(batch);
+    const encoder = device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    this.forward.encode(pass, offset, shapeOf(batch));
+    pass.end();
+    if (rows > 0) encoder.copyBufferToBuffer(this.forward.logits, 0, this.#logitsRead, 0, bytes);
+    device.queue.submit([encoder.finish()]);
+    if (rows === 0) {
+      await device.queue.onSubmittedWorkDone();
+      return new Float32Array(0);
+    }
+    await this.#logitsRead.mapAsync(GPUMapMode.READ, 0, bytes);
+    const out = new Float32Array(this.#logitsRead.getMappedRange(0, bytes).slice(0));
+    this.#logitsRead.unmap();
+    return out;
+  }
+
+  /** Frees every GPU resource this runner created. */
+  close(): void {
+    this.#readback.destroy();
+    this.sampler.destroy();
+    this.forward.destroy();
+    this.cache.destroy();
+    this.weights.destroy();
+    this.#meta.destroy();
+    this.#logitsRead?.destroy();
+  }
+}
+
+function shapeOf(batch: StepBatch): StepShape {
+  let maxContext = 0;
+  for (const c of batch.contextLens) maxContext = Math.max(maxContext, c);
+  return { tokens: batch.tokenIds.length, logitRows: batch.logitTokens.length, maxContext };
+}
+
+/** Blocks that fit a byte budget and the per-layer binding limit. */
+export function defaultNumBlocks(
+  shape: { numLayers: number; numKvHeads: number; headDim: number; blockSize: number },
+  budgetBytes: number,
+  maxBinding: number,
+): number {
+  const byBudget = Math.floor(budgetBytes / KvCache.blockBytes(shape));
+  const byBinding = Math.floor(maxBinding / KvCache.layerBytes({ ...shape, numBlocks: 1 }));
+  return Math.max(1, Math.min(byBudget, byBinding));
+}

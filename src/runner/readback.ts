@@ -1,0 +1,120 @@
+/**
+ * Batched readback of sampler output records. Each step copies its records into the current
+ * staging buffer; every `stepsPerSync` steps the batch is mapped (one GPU->CPU wait for many
+ * steps, since each wait costs ~11 ms in Deno) and a new batch opens. Staging buffers are
+ * made up front and reused, so steps allocate nothing on the GPU.
+ * @module
+ */
+
+/** Who a record belongs to (opaque to the ring). */
+export interface RecordOwner<T> {
+  owner: T;
+  outputIndex: number;
+}
+
+interface Batch<T> {
+  staging: GPUBuffer;
+  /** Owners of the records, in record order. */
+  rows: RecordOwner<T>[];
+  /** Steps copied in. */
+  steps: number;
+  mapped: Promise<void> | null;
+}
+
+/** A read-back batch: the record words and who each record belongs to. */
+export interface ReadBatch<T> {
+  words: Uint32Array;
+  rows: RecordOwner<T>[];
+}
+
+/** Staging buffers cycling between "filling", "mapping" and "free". */
+export class ReadbackRing<T> {
+  readonly stepsPerSync: number;
+  /** Batches mapping at once before the oldest must be drained. */
+  readonly maxInflight: number;
+  #device: GPUDevice;
+  #recordBytes: number;
+  #free: GPUBuffer[] = [];
+  #all: GPUBuffer[] = [];
+  #current: Batch<T>;
+  #inflight: Batch<T>[] = [];
+
+  constructor(device: GPUDevice, options: { stepsPerSync: number; maxRowsPerStep: number; recordBytes: number; maxInflight?: number }) {
+    this.#device = device;
+    this.stepsPerSync = options.stepsPerSync;
+    this.maxInflight = options.maxInflight ?? 2;
+    this.#recordBytes = options.recordBytes;
+    const size = Math.max(16, options.stepsPerSync * options.maxRowsPerStep * options.recordBytes);
+    for (let i = 0; i < this.maxInflight + 1; i++) {
+      const b = device.createBuffer({ label: `sample_readback.${i}`, size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      this.#all.push(b);
+      this.#free.push(b);
+    }
+    this.#current = this.#open();
+  }
+
+  /** Steps copied into the batch being filled. */
+  get pendingSteps(): number {
+    return this.#current.steps;
+  }
+
+  /** Batches being mapped. */
+  get inflight(): number {
+    return this.#inflight.length;
+  }
+
+  /** Encodes the copy of one step's records (contiguous in `src`) into the current batch. */
+  addStep(encoder: GPUCommandEncoder, src: GPUBuffer, srcRecord: number, rows: RecordOwner<T>[]): void {
+    const batch = this.#current;
+    if (rows.length) {
+      encoder.copyBufferToBuffer(
+        src,
+        srcRecord * this.#recordBytes,
+        batch.staging,
+        batch.rows.length * this.#recordBytes,
+        rows.length * this.#recordBytes,
+      );
+      for (const r of rows) batch.rows.push(r);
+    }
+    batch.steps++;
+  }
+
+  /** Whether the current batch holds `stepsPerSync` steps. */
+  get full(): boolean {
+    return this.#current.steps >= this.stepsPerSync;
+  }
+
+  /** Starts mapping the current batch (call after its steps are submitted) and opens a new one. */
+  flush(): void {
+    const batch = this.#current;
+    const bytes = batch.rows.length * this.#recordBytes;
+    batch.mapped = bytes > 0 ? batch.staging.mapAsync(GPUMapMode.READ, 0, bytes) : this.#device.queue.onSubmittedWorkDone();
+    this.#inflight.push(batch);
+    this.#current = this.#open();
+  }
+
+  /** Waits for the oldest mapping batch and returns its records. */
+  async drainOldest(): Promise<ReadBatch<T>> {
+    const batch = this.#inflight.shift();
+    if (!batch) throw new Error("nothing to drain");
+    await batch.mapped;
+    let words = new Uint32Array(0);
+    if (batch.rows.length > 0) {
+      words = new Uint32Array(batch.staging.getMappedRange(0, batch.rows.length * this.#recordBytes).slice(0));
+      batch.staging.unmap();
+    }
+    this.#free.push(batch.staging);
+    return { words, rows: batch.rows };
+  }
+
+  /** Frees the staging buffers (call once the GPU is idle). */
+  destroy(): void {
+    for (const b of this.#all) b.destroy();
+  }
+
+  #open(): Batch<T> {
+    const staging = this.#free.pop();
+    if (!staging) throw new Error("no free staging buffer: drain before flushing again");
+    return { staging, rows: [], steps: 0, mapped: null };
+  }
+}
