@@ -10,7 +10,7 @@ import { loadGolden, modelDir } from "./helpers/reference.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { post, testServer, waitFor } from "./helpers/server.ts";
 import { App } from "../src/server/app.ts";
-import type { EngineClient } from "../mod.ts";
+import { StubEngine } from "./helpers/stub_engine.ts";
 
 const STORY = "Once upon a time";
 
@@ -216,27 +216,18 @@ test("server: health turns 503 when the engine has work but stops stepping, or h
     return { status: res.status, body: await res.json() };
   };
   assertEquals((await health()).status, 503); // still loading
-  let stats = { running: 0, waiting: 0, error: null as string | null };
-  let age = 0;
-  const stub = {
-    tokenizer: { chatTemplate: null },
-    info: { maxContext: 512 },
-    stats: () => stats,
-    get statsAgeMs() {
-      return age;
-    },
-  } as unknown as EngineClient;
+  const stub = await StubEngine.load();
   app.setEngine(stub);
   assertEquals((await health()).status, 200);
-  age = 10_000; // idle engines report nothing: still healthy
+  stub.statsAgeMs = 10_000; // idle engines report nothing: still healthy
   assertEquals((await health()).status, 200);
-  stats = { ...stats, running: 1 }; // work but no report for 10 s
+  stub.current = { ...stub.current, running: 1 }; // work but no report for 10 s
   const stalled = await health();
   assertEquals(stalled.status, 503);
   assertEquals(stalled.body.status, "stalled");
-  age = 0;
+  stub.statsAgeMs = 0;
   assertEquals((await health()).status, 200);
-  stats = { ...stats, error: "EngineFailedError: boom" };
+  stub.current = { ...stub.current, error: "EngineError: boom" };
   const failed = await health();
   assertEquals(failed.status, 503);
   assert(failed.body.error.includes("boom"));

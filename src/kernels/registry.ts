@@ -164,6 +164,16 @@ export class CompiledKernel<B extends string = string> {
   }
 }
 
+/** Throws unless every binding the kernel declares is named by the descriptor. */
+function checked<K extends CompiledKernel>(desc: { bindings: readonly string[] }, kernel: K): K {
+  const allowed = new Set<string>([META_BINDING, PARAMS_BINDING, ...desc.bindings]);
+  const unknown = kernel.bindings.filter((b) => !allowed.has(b.name));
+  if (unknown.length) {
+    throw new KernelCompileError(kernel.key, `bindings ${unknown.map((b) => b.name).join(", ")} are not in the descriptor`);
+  }
+  return kernel;
+}
+
 /** Compiles and caches pipelines by specialisation key; one per device. */
 export class PipelineCache {
   #device: GPUDevice;
@@ -189,7 +199,7 @@ export class PipelineCache {
     const all: Defines = { ...defines, ...(desc.derive?.(defines) ?? {}) };
     const key = desc.file + JSON.stringify(Object.entries(all).sort(([a], [b]) => a < b ? -1 : 1));
     const hit = this.#cache.get(key);
-    if (hit) return hit as CompiledKernel<B>;
+    if (hit) return checked(desc, hit) as CompiledKernel<B>;
     let code: string;
     let bindings: BindingInfo[];
     let params: { name: string; type: "u32" | "f32" | "i32" }[];
@@ -200,11 +210,6 @@ export class PipelineCache {
     } catch (e) {
       throw new KernelCompileError(key, (e as Error).message);
     }
-    const allowed = new Set<string>([META_BINDING, PARAMS_BINDING, ...desc.bindings]);
-    const unknown = bindings.filter((b) => !allowed.has(b.name));
-    if (unknown.length) {
-      throw new KernelCompileError(key, `bindings ${unknown.map((b) => b.name).join(", ")} are not in the descriptor`);
-    }
     const module = this.#device.createShaderModule({ code, label: key });
     const layout = this.#layoutFor(bindings);
     const pipeline = this.#device.createComputePipeline({
@@ -214,7 +219,7 @@ export class PipelineCache {
     });
     const compiled = new CompiledKernel<B>(this.#device, { key, pipeline, layout, bindings, params });
     this.#cache.set(key, compiled);
-    return compiled;
+    return checked(desc, compiled);
   }
 
   #layoutFor(bindings: readonly BindingInfo[]): GPUBindGroupLayout {

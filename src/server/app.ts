@@ -4,13 +4,14 @@
  * model loads, and again once it drains for shutdown or the engine has failed.
  * @module
  */
-import { type EngineClient, InvalidRequestError, LlmError } from "../../mod.ts";
+import { InvalidRequestError, LlmError } from "../../mod.ts";
 import { ApiError, badParam } from "./api_error.ts";
 import { ChatTemplate, ChatTemplateError } from "./chat_template.ts";
 import { dashboardHtml } from "./dashboard.ts";
 import { completeJson, completeStream, type PreparedRequest, type PromptJob } from "./openai/render.ts";
 import { type ChatRequest, type CompletionRequest, PARAM_NAMES, parseChatRequest, parseCompletionRequest } from "./openai/parse.ts";
 import { renderMetrics, ServerCounters } from "./prometheus.ts";
+import type { ServedEngine } from "./served_engine.ts";
 
 /** Options of {@link App}. */
 export interface AppOptions {
@@ -53,7 +54,7 @@ export class App {
   readonly options: AppOptions;
   readonly counters: ServerCounters = new ServerCounters();
   #state: AppState = "loading";
-  #engine: EngineClient | null = null;
+  #engine: ServedEngine | null = null;
   #chat: ChatTemplate | null = null;
   #loadError: string | null = null;
   /** Sequences of requests being served (prompts x n). */
@@ -86,7 +87,7 @@ export class App {
   }
 
   /** The engine is loaded: start serving. */
-  setEngine(engine: EngineClient): void {
+  setEngine(engine: ServedEngine): void {
     this.#engine = engine;
     this.#chat = ChatTemplate.of(engine.tokenizer);
     this.#state = "ready";
@@ -163,7 +164,7 @@ export class App {
     return new Response(dashboardHtml(this.options.modelName), { headers: { "content-type": "text/html; charset=utf-8" } });
   }
 
-  #ready(): EngineClient {
+  #ready(): ServedEngine {
     if (this.#state === "loading") throw new ApiError(503, "the model is loading", { code: "loading", headers: { "retry-after": "5" } });
     if (this.#state === "failed") throw new ApiError(503, `the model failed to load: ${this.#loadError}`, { code: "load_failed" });
     const engine = this.#engine!;
@@ -268,7 +269,7 @@ export class App {
     }
   }
 
-  #prepare(request: CompletionRequest | ChatRequest, engine: EngineClient): PreparedRequest {
+  #prepare(request: CompletionRequest | ChatRequest, engine: ServedEngine): PreparedRequest {
     if (request.model !== null && !this.#knownModel(request.model)) {
       throw new ApiError(404, `model ${request.model} does not exist; this server serves ${this.options.modelName}`, {
         param: "model",

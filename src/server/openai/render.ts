@@ -4,7 +4,8 @@
  * aborts its engine requests, which leave at the next step and free their blocks.
  * @module
  */
-import type { EngineClient, FinishReason, GenerateDelta, TokenLogprob, Tokenizer } from "../../../mod.ts";
+import type { FinishReason, GenerateDelta, TokenLogprob, Tokenizer } from "../../../mod.ts";
+import type { ServedEngine } from "../served_engine.ts";
 import type { ChatRequest, CompletionRequest, RequestOptions } from "./parse.ts";
 
 /** One engine request of an API request (a prompt with its n completions). */
@@ -85,7 +86,7 @@ function usageBody(t: Totals) {
 
 /** Runs jobs concurrently and yields every delta tagged with its choice index. */
 async function* merged(
-  engine: EngineClient,
+  engine: ServedEngine,
   jobs: PromptJob[],
   signal: AbortSignal,
 ): AsyncGenerator<{ choice: number; delta: GenerateDelta }> {
@@ -128,7 +129,7 @@ export interface PreparedRequest {
 
 /** Non-streaming: runs to the end and answers one JSON body. */
 export async function completeJson(
-  engine: EngineClient,
+  engine: ServedEngine,
   prep: PreparedRequest,
   meta: ResponseMeta,
   signal: AbortSignal,
@@ -180,7 +181,7 @@ function addUsage(t: Totals, u: { promptTokens: number; completionTokens: number
  * response starts, so a request the engine refuses still gets a proper 4xx.
  */
 export async function completeStream(
-  engine: EngineClient,
+  engine: ServedEngine,
   prep: PreparedRequest,
   meta: ResponseMeta,
   abort: AbortController,

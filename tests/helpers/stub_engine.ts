@@ -1,0 +1,125 @@
+/**
+ * A stand-in for the engine, for tests of the HTTP surface that need no GPU: the real
+ * tokenizer and the real request validation, but tokens made up on the CPU (each completion
+ * repeats the prompt's last token), and a server around it on a loopback port.
+ * @module
+ */
+import { App, type AppOptions } from "../../src/server/app.ts";
+import type { ServedEngine } from "../../src/server/served_engine.ts";
+import { Tokenizer } from "../../src/model/tokenizer.ts";
+import { validateRequest } from "../../src/api/validate.ts";
+import type { EngineInfo, EngineStats, GenerateDelta, GenerateOptions, HistogramSnapshot } from "../../src/api/types.ts";
+import { serveHttp } from "../../src/runtime/runtime.ts";
+import { modelDir } from "./reference.ts";
+
+const EMPTY_HISTOGRAM: HistogramSnapshot = { buckets: [1], cumulativeCounts: [0], count: 0, sum: 0, p50: 0, p95: 0, p99: 0 };
+
+/** Stats of an idle engine with `info`'s cache. */
+export function idleStats(info: EngineInfo): EngineStats {
+  return {
+    kvBlocksUsed: 0,
+    kvBlocksTotal: info.kvBlocksTotal,
+    kvBlocksCached: 0,
+    kvBytesTotal: 0,
+    kvBytesUsed: 0,
+    kvUsage: 0,
+    running: 0,
+    waiting: 0,
+    steps: 0,
+    syncs: 0,
+    stepsPerSync: 0,
+    prefillTokens: 0,
+    decodeTokens: 0,
+    decodePrefillRatio: 0,
+    promptTokens: 0,
+    generationTokens: 0,
+    preemptions: 0,
+    prefixCacheQueries: 0,
+    prefixCacheHits: 0,
+    requestsFinished: { stop: 0, length: 0, cancelled: 0 },
+    batchFill: EMPTY_HISTOGRAM,
+    stepTokens: EMPTY_HISTOGRAM,
+    ttft: EMPTY_HISTOGRAM,
+    interTokenLatency: EMPTY_HISTOGRAM,
+    e2eLatency: EMPTY_HISTOGRAM,
+    queueTime: EMPTY_HISTOGRAM,
+    tokensPerSecond: 0,
+    lastStepAt: 0,
+    uptimeSeconds: 0,
+    at: performance.now(),
+    error: null,
+  };
+}
+
+/** An engine that validates like the real one and makes tokens up. */
+export class StubEngine implements ServedEngine {
+  readonly info: EngineInfo;
+  readonly tokenizer: Tokenizer;
+  /** What `stats()` returns (tests may change it). */
+  current: EngineStats;
+  /** What `statsAgeMs` returns. */
+  statsAgeMs = 0;
+
+  constructor(tokenizer: Tokenizer, info: Partial<EngineInfo> = {}) {
+    this.tokenizer = tokenizer;
+    this.info = {
+      vocabSize: tokenizer.vocabSize,
+      maxContext: 256,
+      maxTopLogprobs: 20,
+      maxN: 16,
+      eosTokenIds: tokenizer.eosTokenIds,
+      architecture: "stub",
+      device: "none",
+      kvBlocksTotal: 64,
+      blockSize: 16,
+      maxSeqs: 8,
+      ...info,
+    };
+    this.current = idleStats(this.info);
+  }
+
+  /** A stub with the tokenizer (and chat template) of a reference model. */
+  static async load(model = "stories260K", info: Partial<EngineInfo> = {}): Promise<StubEngine> {
+    return new StubEngine(await Tokenizer.load(modelDir(model)), info);
+  }
+
+  stats(): EngineStats {
+    return this.current;
+  }
+
+  stream(options: GenerateOptions): AsyncIterable<GenerateDelta> {
+    const promptIds = typeof options.prompt === "string" ? this.tokenizer.encode(options.prompt) : [...options.prompt];
+    const request = validateRequest(options, promptIds, this.info);
+    const id = request.promptIds.at(-1)!;
+    const tokenizer = this.tokenizer;
+    return (async function* () {
+      for (let index = 0; index < request.n; index++) {
+        for (let k = 0; k < request.maxTokens; k++) {
+          yield { index, ids: [id], text: tokenizer.decode([id], { skipSpecialTokens: true }) };
+        }
+        const last: GenerateDelta = { index, ids: [], text: "", finishReason: "length" };
+        if (index === request.n - 1) {
+          last.usage = { promptTokens: promptIds.length, completionTokens: request.n * request.maxTokens, cachedTokens: 0 };
+        }
+        yield last;
+      }
+    })();
+  }
+}
+
+/** An App serving a {@link StubEngine} on a free loopback port. */
+export interface StubServer {
+  app: App;
+  engine: StubEngine;
+  base: string;
+  close(): Promise<void>;
+}
+
+/** Starts an App around a stub engine. */
+export async function stubServer(options: Partial<AppOptions> = {}, model = "stories260K"): Promise<StubServer> {
+  const engine = await StubEngine.load(model);
+  const app = new App({ modelName: model, maxBodyBytes: 1 << 20, maxQueue: 64, ...options });
+  app.setEngine(engine);
+  const http = serveHttp({ hostname: "127.0.0.1", port: 0 }, (req) => app.handle(req));
+  return { app, engine, base: `http://127.0.0.1:${http.addr.port}`, close: () => http.shutdown() };
+}
