@@ -32,6 +32,7 @@ export type {
 } from "./src/api/types.ts";
 export { DEFAULT_MAX_TOKENS, EngineError, InvalidRequestError, LlmError } from "./src/api/types.ts";
 export { type CreateEngineOptions, EngineClient } from "./src/api/client.ts";
+export type { BatchItemError, BatchOptions, BatchProgress } from "./src/api/batch.ts";
 export { CheckpointError, UnsupportedArchitectureError } from "./src/model/errors.ts";
 export { Tokenizer } from "./src/model/tokenizer.ts";
 export { NoGpuAdapterError } from "./src/gpu/device.ts";

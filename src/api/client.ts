@@ -24,6 +24,7 @@ import {
   type Usage,
 } from "./types.ts";
 import { stopStrings, validateRequest } from "./validate.ts";
+import { type BatchItemError, batchItemError, type BatchOptions, BatchProgressTracker, ordered } from "./batch.ts";
 
 /** Options of `createEngine`. */
 export interface CreateEngineOptions extends EngineOptions {
@@ -130,6 +131,37 @@ export class EngineClient {
     const choices = [...states.values()].sort((a, b) => a.index - b.index);
     const promptIds = this.#promptIds(options.prompt);
     return { ...choices[0], usage: usage!, promptIds, choices };
+  }
+
+  /**
+   * Generates for many requests, keeping the engine's batch full without queueing them all
+   * at once (at most `concurrency` in flight; requests are pulled from the iterable as room
+   * frees up). Results come in input order, each what `generate` returns or, for a request
+   * that failed, a {@link BatchItemError} in its place: one bad request never sinks the
+   * batch. `signal` cancels: in-flight requests leave at the next step, nothing more starts,
+   * and the promise rejects with the signal's reason once the engine has let them go.
+   */
+  async generateBatch(
+    requests: Iterable<GenerateOptions> | AsyncIterable<GenerateOptions>,
+    options: BatchOptions = {},
+  ): Promise<(GenerateResult | BatchItemError)[]> {
+    const total = Array.isArray(requests) ? requests.length : null;
+    const tracker = new BatchProgressTracker(total, options.onProgress);
+    const batchSignal = options.signal;
+    const run = async (request: GenerateOptions): Promise<GenerateResult | BatchItemError> => {
+      const signal = batchSignal && request.signal ? AbortSignal.any([batchSignal, request.signal]) : batchSignal ?? request.signal;
+      try {
+        const r = await this.generate({ ...request, signal });
+        tracker.finished(r.usage.completionTokens, false);
+        return r;
+      } catch (e) {
+        tracker.finished(0, true);
+        return batchItemError(e);
+      }
+    };
+    const out: (GenerateResult | BatchItemError)[] = [];
+    for await (const r of ordered(requests, options.concurrency ?? 2 * this.info.maxSeqs, run, batchSignal)) out.push(r);
+    return out;
   }
 
   /** Streams text deltas as tokens arrive. */
