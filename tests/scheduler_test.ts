@@ -114,3 +114,30 @@ test("scheduler: prefix cache hits skip prefill tokens", () => {
   assertEquals([chunk.start, chunk.count], [8, 2]);
   assertEquals(b.cachedTokens, 8);
 });
+
+test("scheduler: a sequence whose last token is scheduled leaves at the next step, before any readback", () => {
+  const s = scheduler({ numBlocks: 16, blockSize: 4, maxBatchTokens: 64, maxSeqs: 1 });
+  const a = seq(4, 2);
+  const b = seq(4, 2);
+  s.add(a);
+  s.add(b);
+  assertEquals(run(s).chunks.map((c) => c.seq.id), [a.id]); // a's prefill samples token 1
+  assertEquals(run(s).chunks.map((c) => [c.seq.id, c.sample]), [[a.id, true]]); // token 2: a's last
+  assertEquals(a.status, "running");
+  // Nothing read back yet, and the one sequence slot is a's: b joins at the very next step.
+  const plan = run(s);
+  assertEquals(plan.admitted.map((q) => q.id), [b.id]);
+  assertEquals(a.status, "draining");
+  assertEquals([a.blockTable.length, a.slot], [0, -1]);
+  assertEquals(s.blocks.usedCount, b.blockTable.length);
+  assert(s.hasWork);
+  // a's tokens still arrive and end it by length; b goes on.
+  readBack(s, [a]);
+  assertEquals([a.status, a.finishReason, a.outputIds.length], ["finished", "length", 2]);
+  readBack(s, [b]);
+  for (let i = 0; i < 4 && s.hasWork; i++) {
+    run(s);
+    readBack(s, [b]);
+  }
+  assertEquals([b.status, b.outputIds.length, s.blocks.usedCount], ["finished", 2, 0]);
+});

@@ -162,7 +162,8 @@ export class Engine {
       kvBytesTotal: bytes,
       kvBytesUsed: blocks.usedCount * (bytes / blocks.numBlocks),
       kvUsage: blocks.usedCount / blocks.numBlocks,
-      running: this.scheduler.running.length,
+      // Draining sequences (every token scheduled, some not read back) still count as running.
+      running: this.scheduler.running.length + this.scheduler.draining.size,
       waiting: this.scheduler.waiting.length,
       steps: m.steps,
       syncs: m.syncs,

@@ -81,8 +81,12 @@ export class Scheduler {
   readonly waiting: Sequence[] = [];
   /** In admission order: the last is the first preemption victim. */
   readonly running: Sequence[] = [];
+  /** Sequences whose last token is scheduled and not yet read back (see "draining"). */
+  readonly draining: Set<Sequence> = new Set();
   preemptions = 0;
   #freeSlots: number[];
+  /** Sequences whose last token the latest plan schedules; they drain at the next plan. */
+  #completing: Sequence[] = [];
 
   constructor(options: SchedulerOptions) {
     this.options = options;
@@ -96,9 +100,9 @@ export class Scheduler {
     this.waiting.push(seq);
   }
 
-  /** Whether anything is queued or running. */
+  /** Whether anything is queued, running or waiting for its last tokens. */
   get hasWork(): boolean {
-    return this.waiting.length > 0 || this.running.length > 0;
+    return this.waiting.length > 0 || this.running.length > 0 || this.draining.size > 0;
   }
 
   /** Asks a sequence to leave: it ends as "cancelled" at the next {@link schedule}. */
@@ -112,6 +116,7 @@ export class Scheduler {
     this.#release(seq);
     remove(this.waiting, seq);
     remove(this.running, seq);
+    this.draining.delete(seq);
     seq.status = "finished";
     seq.finishReason = reason;
   }
@@ -157,10 +162,21 @@ export class Scheduler {
     seq.committedBlocks = full;
   }
 
-  /** Plans the next step (after ending the sequences asked to leave). */
+  /**
+   * Plans the next step. First, sequences whose last token the previous plan scheduled give
+   * back their blocks and slot (the runner has built that step), so that waiting requests
+   * join at this step rather than after a readback; and sequences asked to leave end.
+   */
   schedule(now = performance.now()): StepPlan {
     const plan: StepPlan = { chunks: [], admitted: [], preempted: [], finished: [], prefillTokens: 0, decodeTokens: 0 };
-    for (const seq of [...this.running, ...this.waiting]) {
+    for (const seq of this.#completing.splice(0)) {
+      if (seq.status !== "running") continue;
+      this.#release(seq);
+      remove(this.running, seq);
+      seq.status = "draining";
+      this.draining.add(seq);
+    }
+    for (const seq of [...this.running, ...this.waiting, ...this.draining]) {
       if (!seq.cancelled) continue;
       this.finish(seq, "cancelled");
       plan.finished.push(seq);
@@ -226,7 +242,7 @@ export class Scheduler {
     // this step), so that the prompt's blocks are in the prefix cache to share.
     if (seq.pending > 0 || seq.cancelled) return false;
     const gate = seq.gate;
-    return !gate || gate.status === "finished" || (gate.prefilled && !this.#scheduled(plan, gate));
+    return !gate || gate.status === "finished" || gate.status === "draining" || (gate.prefilled && !this.#scheduled(plan, gate));
   }
 
   #scheduled(plan: StepPlan, seq: Sequence): boolean {
@@ -241,6 +257,7 @@ export class Scheduler {
     plan.chunks.push({ seq, start, count: n, sample });
     // The token sampled at the chunk's end stays on the GPU until a readback.
     if (sample) seq.pending++;
+    if (sample && seq.generated >= seq.maxTokens) this.#completing.push(seq);
     if (decode) plan.decodeTokens += n;
     else plan.prefillTokens += n;
     return n;

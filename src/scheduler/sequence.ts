@@ -14,8 +14,11 @@ export interface SequenceParams {
   stopTokenIds: ReadonlySet<number>;
 }
 
-/** Where a sequence is. */
-export type SequenceStatus = "waiting" | "running" | "finished";
+/**
+ * Where a sequence is. "draining": every token it will generate has been scheduled, so it
+ * has given back its blocks and slot, and waits only for its last tokens to be read back.
+ */
+export type SequenceStatus = "waiting" | "running" | "draining" | "finished";
 
 /** Engine-side state of one sequence. */
 export class Sequence {
