@@ -48,7 +48,7 @@ const ANNOTATIONS = new Set([
 ]);
 const NUMERIC = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
 const STRING = ["pattern", "minLength", "maxLength", "format"];
-const ARRAY = ["items", "prefixItems", "unevaluatedItems", "minItems", "maxItems"];
+const ARRAY = ["items", "prefixItems", "unevaluatedItems", "minItems", "maxItems", "uniqueItems"];
 const OBJECT = [
   "properties", "required", "additionalProperties", "unevaluatedProperties", "patternProperties", "propertyNames",
   "minProperties", "maxProperties",
@@ -60,11 +60,19 @@ const NEVER_ENFORCED = new Set([
   "minContains", "maxContains", "additionalItems",
 ]);
 const TYPES = new Set(["string", "number", "integer", "boolean", "null", "array", "object"]);
-/** The `format` values xgrammar 0.1.27 turns into a grammar. */
+/**
+ * The `format` values enforced: those xgrammar 0.1.27 turns into a grammar, less `email`,
+ * whose quoted local part (`"a b"@x`) it writes as invalid JSON escapes. Others are reported
+ * as not enforced and dropped before conversion (schema_compile.ts).
+ */
 export const SUPPORTED_FORMATS = new Set([
-  "date", "date-time", "duration", "email", "hostname", "ipv4", "ipv6", "json-pointer", "relative-json-pointer",
+  "date", "date-time", "duration", "hostname", "ipv4", "ipv6", "json-pointer", "relative-json-pointer",
   "time", "uri", "uri-reference", "uri-template", "uuid",
 ]);
+
+// Pattern text that would put a quote, a backslash or a control character outside a
+// character class; those need JSON escapes the converter does not write.
+const UNSAFE_PATTERN = /"|\\\\|\\[nrtfv0xuc]/;
 
 function isObject(v: unknown): v is Json {
   return typeof v === "object" && v !== null && !Array.isArray(v);
@@ -258,6 +266,9 @@ class Auditor {
       if (typeof node.pattern !== "string") invalid(`${path}/pattern`, "pattern must be a string");
       const other = ["minLength", "maxLength", "format"].filter((k) => k in node);
       if (other.length > 0) unsupported(`${path}/${other[0]}`, `${other.join(", ")} next to pattern would be ignored; fold it into the pattern`);
+      if (UNSAFE_PATTERN.test(node.pattern)) {
+        unsupported(`${path}/pattern`, "patterns with quotes, escaped backslashes or control-character escapes (\\n, \\x.., \\u..) are not supported");
+      }
     }
     if (node.format !== undefined) {
       if (typeof node.format !== "string") invalid(`${path}/format`, "format must be a string");
@@ -289,6 +300,12 @@ class Auditor {
       if (!isObject(props)) invalid(`${path}/properties`, "properties must be an object");
       if (Object.keys(props).length > this.#limits.maxProperties) {
         tooLarge(`${path}/properties`, `${Object.keys(props).length} properties, over the limit of ${this.#limits.maxProperties}`);
+      }
+    }
+    if (isObject(props)) {
+      for (const k of Object.keys(props)) {
+        // xgrammar writes property names into the grammar without JSON escaping.
+        if (/["\\\u0000-\u001f]/.test(k)) unsupported(`${path}/properties/${escapePointer(k)}`, `the property name ${JSON.stringify(k)} needs JSON escapes, which are not supported`);
       }
     }
     this.#subs(node, "properties", path, depth, false);

@@ -1,6 +1,7 @@
 /**
  * A JSON schema to EBNF: xgrammar's converter, with every node that has numeric bounds
- * replaced by our own range grammar (number_range.ts), because xgrammar 0.1.27's are wrong.
+ * replaced by our own range grammar (number_range.ts), because xgrammar 0.1.27's are wrong,
+ * and string character classes kept JSON-safe (json_string_classes.ts).
  *
  * How: each ranged node is swapped for a `const` placeholder string before conversion; the
  * converter writes a `const` as one EBNF string literal, which is then replaced by the range
@@ -9,7 +10,9 @@
  * @module
  */
 import { GrammarError } from "./errors.ts";
+import { jsonSafeClasses } from "./json_string_classes.ts";
 import { numberRangeEbnf, type NumberBounds } from "./number_range.ts";
+import { SUPPORTED_FORMATS } from "./schema_audit.ts";
 import type { JsonSchema } from "./spec.ts";
 import type { XGrammarInstance } from "./xgrammar.ts";
 
@@ -45,6 +48,8 @@ class RangeRewriter {
     }
     for (const k of SCHEMA_LISTS) if (Array.isArray(out[k])) out[k] = (out[k] as unknown[]).map((s) => this.rewrite(s));
     for (const k of SCHEMA_VALUES) if (out[k] !== undefined) out[k] = this.rewrite(out[k]);
+    // Formats not enforced (reported by the audit) must not reach xgrammar either.
+    if (typeof out.format === "string" && !SUPPORTED_FORMATS.has(out.format)) delete out.format;
     if (!typeDispatched(out) || !NUMERIC.some((k) => k in out)) return out;
     const type = out.type;
     if (Array.isArray(type)) {
@@ -80,6 +85,11 @@ export async function schemaToEbnf(xg: XGrammarInstance, schema: JsonSchema, str
   const rewriter = new RangeRewriter(text);
   const rewritten = rewriter.rewrite(schema);
   let ebnf = await xg.Testings._jsonSchemaToEBNF(JSON.stringify(rewritten), ANY_WHITESPACE, INDENT_NONE, undefined, strict);
+  try {
+    ebnf = jsonSafeClasses(ebnf);
+  } catch (e) {
+    throw new GrammarError("unsupported_schema", `a pattern in the schema: ${(e as Error).message}`);
+  }
   for (const [placeholder, range] of rewriter.ranges) {
     ebnf = ebnf.replaceAll(`"\\"${placeholder}\\""`, `(${range})`);
   }

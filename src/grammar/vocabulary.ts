@@ -88,9 +88,9 @@ export function detectAddPrefixSpace(tokenizerJson: Json): boolean {
   return false;
 }
 
-// GPT-2's bytes_to_unicode: printable bytes map to themselves, the others to U+0100 upwards.
 let byteToChar: string[] | null = null;
-function byteLevelChars(): string[] {
+/** GPT-2's bytes_to_unicode: printable bytes map to themselves, the others to U+0100 upwards. */
+export function byteLevelChars(): readonly string[] {
   if (byteToChar) return byteToChar;
   const table: string[] = [];
   let next = 256;
@@ -117,7 +117,7 @@ export function tokenBytes(vocabulary: Vocabulary, id: number): Uint8Array {
     return m ? Uint8Array.of(parseInt(m[1], 16)) : utf8(piece.replaceAll("\u2581", " "));
   }
   if (vocabulary.vocabType === "byte_level") {
-    charToByte ??= new Map(byteLevelChars().map((c, b) => [c, b]));
+    charToByte ??= new Map(byteLevelChars().map((c, b) => [c, b] as [string, number]));
     const out: number[] = [];
     for (const ch of piece) {
       const b = charToByte.get(ch);
