@@ -6,10 +6,9 @@
  */
 import { test } from "./helpers/test.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
-import { compilerFor, generate, validator } from "./helpers/grammar.ts";
+import { compilerFor, generate, spell, validator } from "./helpers/grammar.ts";
 import { GrammarError } from "../src/grammar/errors.ts";
 import type { JsonSchema } from "../src/grammar/spec.ts";
-import type { Tokenizer } from "../src/model/tokenizer.ts";
 
 const SCHEMAS: Record<string, JsonSchema> = {
   nested: {
@@ -73,14 +72,7 @@ const SCHEMAS: Record<string, JsonSchema> = {
 
 const SEEDS = [1, 2, 3, 4, 5];
 
-/** Token ids spelling `text` one character at a time (its piece, "▁" for a space, else its bytes). */
-function charIds(tokenizer: Tokenizer, text: string): number[] {
-  return [...text].flatMap((ch) => {
-    const id = tokenizer.pieceToToken(ch === " " ? "▁" : ch);
-    if (id !== undefined) return [id];
-    return [...new TextEncoder().encode(ch)].map((b) => tokenizer.pieceToToken(`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`)!);
-  });
-}
+
 
 for (const [name, schema] of Object.entries(SCHEMAS)) {
   test(`constrained json_schema ${name}: every sampled output parses and validates (ajv)`, async () => {
@@ -153,7 +145,7 @@ test("matcher: mask and acceptToken agree; rollback, reset, jump-forward, termin
   const m = await g.createMatcher();
   // Everything the schema fixes is known before sampling.
   assertEquals(m.findJumpForwardString(), '{"name": "');
-  const prefix = charIds(tokenizer, '{"name": "');
+  const prefix = spell(tokenizer, '{"name": "');
   const mask = new Uint32Array(m.maskWords);
   for (const id of prefix) {
     m.fillNextTokenBitmask(mask);
@@ -164,7 +156,7 @@ test("matcher: mask and acceptToken agree; rollback, reset, jump-forward, termin
   assert(!m.acceptToken(brace), "a } inside the string's opening is rejected");
   m.rollback(prefix.length);
   assertEquals(m.findJumpForwardString(), '{"name": "');
-  for (const id of charIds(tokenizer, '{"name": "Al"}')) assert(m.acceptToken(id), `token ${id}`);
+  for (const id of spell(tokenizer, '{"name": "Al"}')) assert(m.acceptToken(id), `token ${id}`);
   m.fillNextTokenBitmask(mask);
   const allowed: number[] = [];
   for (let id = 0; id < m.vocabSize; id++) if ((mask[id >>> 5] >>> (id & 31)) & 1) allowed.push(id);

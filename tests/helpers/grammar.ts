@@ -31,6 +31,15 @@ export async function compilerFor(name: string, options: GrammarCompilerOptions 
   return { tokenizer, compiler: await GrammarCompiler.create(vocabulary, options) };
 }
 
+/** Token ids spelling `text` one character at a time (its piece, "▁" for a space, else its bytes). */
+export function spell(tokenizer: Tokenizer, text: string): number[] {
+  return [...text].flatMap((ch) => {
+    const id = tokenizer.pieceToToken(ch === " " ? "▁" : ch);
+    if (id !== undefined) return [id];
+    return [...new TextEncoder().encode(ch)].map((b) => tokenizer.pieceToToken(`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`)!);
+  });
+}
+
 /** What {@link generate} produced. */
 export interface Generated {
   ids: number[];
