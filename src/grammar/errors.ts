@@ -26,11 +26,14 @@ export class GrammarError extends Error {
   readonly code: GrammarErrorCode;
   /** JSON pointer into the schema (e.g. `/properties/age/multipleOf`), when there is one. */
   readonly path: string | null;
+  /** The request parameter at fault (e.g. `response_format`), when known. */
+  readonly param: string | null;
 
-  constructor(code: GrammarErrorCode, message: string, options: ErrorOptions & { path?: string | null } = {}) {
+  constructor(code: GrammarErrorCode, message: string, options: ErrorOptions & { path?: string | null; param?: string | null } = {}) {
     super(message, options);
     this.name = "GrammarError";
     this.code = code;
     this.path = options.path ?? null;
+    this.param = options.param ?? null;
   }
 }
