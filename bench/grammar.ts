@@ -26,7 +26,10 @@ const SPECS: Record<string, GrammarSpec> = {
       properties: {
         user: {
           type: "object",
-          properties: { name: { type: "string", maxLength: 12 }, age: { type: "integer", minimum: 0, maximum: 120 } },
+          properties: {
+            name: { type: "string", maxLength: 12 },
+            age: { type: "integer", minimum: 0, maximum: 120 },
+          },
           required: ["name", "age"],
         },
         color: { enum: ["red", "green", "blue"] },
@@ -43,15 +46,41 @@ const SPECS: Record<string, GrammarSpec> = {
     format: "hermes",
     choice: "required",
     tools: [
-      { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" }, unit: { enum: ["c", "f"] } }, required: ["city"] } },
-      { name: "add", parameters: { type: "object", properties: { a: { type: "integer" }, b: { type: "integer" } }, required: ["a", "b"] } },
-      { name: "search", parameters: { type: "object", properties: { query: { type: "string" }, limit: { type: "integer", minimum: 1, maximum: 50 } }, required: ["query"] } },
+      {
+        name: "get_weather",
+        parameters: {
+          type: "object",
+          properties: { city: { type: "string" }, unit: { enum: ["c", "f"] } },
+          required: ["city"],
+        },
+      },
+      {
+        name: "add",
+        parameters: {
+          type: "object",
+          properties: { a: { type: "integer" }, b: { type: "integer" } },
+          required: ["a", "b"],
+        },
+      },
+      {
+        name: "search",
+        parameters: {
+          type: "object",
+          properties: {
+            query: { type: "string" },
+            limit: { type: "integer", minimum: 1, maximum: 50 },
+          },
+          required: ["query"],
+        },
+      },
     ],
   },
 };
 
 /** A byte-level vocabulary of SmolLM2's size (49,152): 256 byte characters, specials, and seeded word pieces. */
-function syntheticVocabulary(size = 49152): { tokenizer: Tokenizer; json: Record<string, unknown> } {
+function syntheticVocabulary(
+  size = 49152,
+): { tokenizer: Tokenizer; json: Record<string, unknown> } {
   const rng = new Rng(42);
   const vocab: Record<string, number> = {};
   let n = 0;
@@ -61,7 +90,7 @@ function syntheticVocabulary(size = 49152): { tokenizer: Tokenizer; json: Record
   const specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
   specials.forEach(add);
   byteLevelChars().forEach(add);
-  ['{"', '"}', '":', '",', '": "', ', "', "\"]", "12", "Ġ{", "Ġ\"", "Ġ[", "ĊĠĠ"].forEach(add);
+  ['{"', '"}', '":', '",', '": "', ', "', '"]', "12", "Ġ{", 'Ġ"', "Ġ[", "ĊĠĠ"].forEach(add);
   const letters = "eeeeettttaaaoooiiinnnsssrrhhlldcumfpgwybvkxjqz";
   while (n < size) {
     const len = 1 + Math.floor(rng.next() * rng.next() * 9);
@@ -72,18 +101,52 @@ function syntheticVocabulary(size = 49152): { tokenizer: Tokenizer; json: Record
   }
   const json = {
     version: "1.0",
-    added_tokens: specials.map((content, id) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+    added_tokens: specials.map((content, id) => ({
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    })),
     normalizer: null,
-    pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
+    pre_tokenizer: {
+      type: "ByteLevel",
+      add_prefix_space: false,
+      trim_offsets: true,
+      use_regex: true,
+    },
     post_processor: null,
     decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: { type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: "", end_of_word_suffix: "", fuse_unk: false, byte_fallback: false, vocab, merges: [] },
+    model: {
+      type: "BPE",
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: "",
+      end_of_word_suffix: "",
+      fuse_unk: false,
+      byte_fallback: false,
+      vocab,
+      merges: [],
+    },
   };
-  return { tokenizer: new Tokenizer({ tokenizer: json, config: { eos_token: "<|im_end|>", bos_token: "<|im_start|>" } }), json };
+  return {
+    tokenizer: new Tokenizer({
+      tokenizer: json,
+      config: { eos_token: "<|im_end|>", bos_token: "<|im_start|>" },
+    }),
+    json,
+  };
 }
 
-async function loadDir(dir: string): Promise<{ tokenizer: Tokenizer; json: Record<string, unknown> }> {
-  return { tokenizer: await Tokenizer.load(dir), json: JSON.parse(await readTextFile(`${dir}/tokenizer.json`)) };
+async function loadDir(
+  dir: string,
+): Promise<{ tokenizer: Tokenizer; json: Record<string, unknown> }> {
+  return {
+    tokenizer: await Tokenizer.load(dir),
+    json: JSON.parse(await readTextFile(`${dir}/tokenizer.json`)),
+  };
 }
 
 /** One row of the result. */
@@ -98,7 +161,13 @@ interface Row {
 }
 
 /** Walks matchers to termination with random allowed tokens, timing each call. */
-async function measure(vocabulary: Vocabulary, name: string, compiler: GrammarCompiler, label: string, spec: GrammarSpec): Promise<Row> {
+async function measure(
+  vocabulary: Vocabulary,
+  name: string,
+  compiler: GrammarCompiler,
+  label: string,
+  spec: GrammarSpec,
+): Promise<Row> {
   const t0 = performance.now();
   const grammar = await compiler.compile(spec);
   const compileMs = performance.now() - t0;
@@ -117,7 +186,9 @@ async function measure(vocabulary: Vocabulary, name: string, compiler: GrammarCo
       // Mostly random; past 150 steps prefer the stop token and short closing pieces to end.
       let id = allowed[Math.floor(rng.next() * allowed.length)];
       if (step > 150 || rng.next() < 0.2) {
-        id = allowed.find((x) => stop.has(x)) ?? allowed.find((x) => /^["}\]]/.test(vocabulary.encoded[x])) ?? id;
+        id = allowed.find((x) => stop.has(x)) ?? allowed.find((x) =>
+          /^["}\]]/.test(vocabulary.encoded[x])
+        ) ?? id;
       }
       const c = performance.now();
       if (!m.acceptToken(id)) throw new Error(`token ${id} rejected`);
@@ -130,7 +201,15 @@ async function measure(vocabulary: Vocabulary, name: string, compiler: GrammarCo
     const s = summarize(xs);
     return { mean: s.mean, p50: s.p50, p99: s.p99 };
   };
-  return { vocabulary: name, vocabSize: vocabulary.vocabSize, grammar: label, compileMs, steps: fill.length, fillUs: pick(fill), acceptUs: pick(accept) };
+  return {
+    vocabulary: name,
+    vocabSize: vocabulary.vocabSize,
+    grammar: label,
+    compileMs,
+    steps: fill.length,
+    fillUs: pick(fill),
+    acceptUs: pick(accept),
+  };
 }
 
 async function main(): Promise<void> {
@@ -142,26 +221,52 @@ async function main(): Promise<void> {
     else if (argv[i] === "--json") jsonOut = argv[++i];
   }
   const sources: [string, { tokenizer: Tokenizer; json: Record<string, unknown> }][] = [
-    ["stories260K", await loadDir(new URL("../tests/fixtures/models/stories260K", import.meta.url).pathname)],
+    [
+      "stories260K",
+      await loadDir(new URL("../tests/fixtures/models/stories260K", import.meta.url).pathname),
+    ],
     ["synthetic byte-level 49152", syntheticVocabulary()],
-    ...await Promise.all(dirs.map(async (d): Promise<[string, { tokenizer: Tokenizer; json: Record<string, unknown> }]> => [d, await loadDir(d)])),
+    ...await Promise.all(
+      dirs.map(async (
+        d,
+      ): Promise<[string, { tokenizer: Tokenizer; json: Record<string, unknown> }]> => [
+        d,
+        await loadDir(d),
+      ]),
+    ),
   ];
   const rows: Row[] = [];
   for (const [name, src] of sources) {
     const vocabulary = buildVocabulary(src.tokenizer, { tokenizerJson: src.json });
     const t0 = performance.now();
     const compiler = await GrammarCompiler.create(vocabulary, { probe: false });
-    console.error(`${name}: ${vocabulary.vocabSize} tokens (${vocabulary.vocabType}), compiler ready in ${(performance.now() - t0).toFixed(0)} ms`);
-    for (const [label, spec] of Object.entries(SPECS)) rows.push(await measure(vocabulary, name, compiler, label, spec));
+    console.error(
+      `${name}: ${vocabulary.vocabSize} tokens (${vocabulary.vocabType}), compiler ready in ${
+        (performance.now() - t0).toFixed(0)
+      } ms`,
+    );
+    for (const [label, spec] of Object.entries(SPECS)) {
+      rows.push(await measure(vocabulary, name, compiler, label, spec));
+    }
     compiler.close();
   }
   const f = (x: number) => x.toFixed(1);
-  console.log("| vocabulary | grammar | compile ms | steps | fill µs mean / p50 / p99 | accept µs mean / p50 / p99 |");
+  console.log(
+    "| vocabulary | grammar | compile ms | steps | fill µs mean / p50 / p99 | accept µs mean / p50 / p99 |",
+  );
   console.log("|---|---|---:|---:|---:|---:|");
   for (const r of rows) {
-    console.log(`| ${r.vocabulary} (${r.vocabSize}) | ${r.grammar} | ${f(r.compileMs)} | ${r.steps} | ${f(r.fillUs.mean)} / ${f(r.fillUs.p50)} / ${f(r.fillUs.p99)} | ${f(r.acceptUs.mean)} / ${f(r.acceptUs.p50)} / ${f(r.acceptUs.p99)} |`);
+    console.log(
+      `| ${r.vocabulary} (${r.vocabSize}) | ${r.grammar} | ${f(r.compileMs)} | ${r.steps} | ${
+        f(r.fillUs.mean)
+      } / ${f(r.fillUs.p50)} / ${f(r.fillUs.p99)} | ${f(r.acceptUs.mean)} / ${
+        f(r.acceptUs.p50)
+      } / ${f(r.acceptUs.p99)} |`,
+    );
   }
-  if (jsonOut) await writeFile(jsonOut, JSON.stringify({ runtime: process.versions, rows }, null, 2));
+  if (jsonOut) {
+    await writeFile(jsonOut, JSON.stringify({ runtime: process.versions, rows }, null, 2));
+  }
 }
 
 await main();

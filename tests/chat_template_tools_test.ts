@@ -24,9 +24,16 @@ async function fixture(): Promise<{ template: ChatTemplate; cases: ToolGolden[] 
 
 test("chat template with tools: every golden conversation renders as transformers did", async () => {
   const { template, cases } = await fixture();
-  assert(cases.length >= 4 && cases.some((c) => c.tools) && cases.some((c) => c.messages.some((m) => m.tool_calls)));
+  assert(
+    cases.length >= 4 && cases.some((c) => c.tools) &&
+      cases.some((c) => c.messages.some((m) => m.tool_calls)),
+  );
   for (const c of cases) {
-    assertEquals(template.render(c.messages, c.add_generation_prompt, { tools: c.tools }), c.rendered, JSON.stringify(c.messages));
+    assertEquals(
+      template.render(c.messages, c.add_generation_prompt, { tools: c.tools }),
+      c.rendered,
+      JSON.stringify(c.messages),
+    );
   }
 });
 
@@ -40,7 +47,10 @@ test("chat template with tools: OpenAI-style tool calls (arguments as a JSON str
         ? {
           ...m,
           content: m.content === "" ? null : m.content,
-          tool_calls: m.tool_calls.map((t) => ({ ...t, function: { ...t.function, arguments: JSON.stringify(t.function.arguments) } })),
+          tool_calls: m.tool_calls.map((t) => ({
+            ...t,
+            function: { ...t.function, arguments: JSON.stringify(t.function.arguments) },
+          })),
         }
         : m
     );
@@ -53,5 +63,8 @@ test("chat template with tools: without tools the template renders the plain con
   const plain = cases.find((c) => !c.tools)!;
   assertEquals(template.render(plain.messages, plain.add_generation_prompt), plain.rendered);
   const withTools = cases.find((c) => c.tools)!;
-  assert(!template.render(withTools.messages, true).includes("<tools>"), "no tools, no tools section");
+  assert(
+    !template.render(withTools.messages, true).includes("<tools>"),
+    "no tools, no tools section",
+  );
 });

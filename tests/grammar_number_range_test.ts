@@ -38,7 +38,25 @@ function candidates(): string[] {
     out.add((i / 10000).toFixed(4));
   }
   for (let i = 90; i <= 1010; i += 5) out.add(String(i));
-  for (const s of ["-0", "00", "01", "1.", ".5", "1e3", "100.000001", "99.999999", "0.0009999", "0.001", "-0.0", "5.0000001", "1.0000000", "0.50", "-"]) out.add(s);
+  for (
+    const s of [
+      "-0",
+      "00",
+      "01",
+      "1.",
+      ".5",
+      "1e3",
+      "100.000001",
+      "99.999999",
+      "0.0009999",
+      "0.001",
+      "-0.0",
+      "5.0000001",
+      "1.0000000",
+      "0.50",
+      "-",
+    ]
+  ) out.add(s);
   return [...out];
 }
 
@@ -47,8 +65,10 @@ function expected(b: NumberBounds, c: string): boolean {
   if (!/^-?(0|[1-9][0-9]*)(\.[0-9]{1,6})?$/.test(c) || /^-0(\.0*)?$/.test(c)) return false;
   if (b.type === "integer" && c.includes(".")) return false;
   const v = Number(c);
-  return (b.minimum === undefined || v >= b.minimum) && (b.maximum === undefined || v <= b.maximum) &&
-    (b.exclusiveMinimum === undefined || v > b.exclusiveMinimum) && (b.exclusiveMaximum === undefined || v < b.exclusiveMaximum);
+  return (b.minimum === undefined || v >= b.minimum) &&
+    (b.maximum === undefined || v <= b.maximum) &&
+    (b.exclusiveMinimum === undefined || v > b.exclusiveMinimum) &&
+    (b.exclusiveMaximum === undefined || v < b.exclusiveMaximum);
 }
 
 test("number range: accepts exactly the in-bounds numbers, for integers and numbers", async () => {
@@ -73,7 +93,13 @@ test("number range: accepts exactly the in-bounds numbers, for integers and numb
 
 test("number range: empty or out-of-range bounds throw RangeError", () => {
   assertThrows(() => numberRangeEbnf({ type: "integer", minimum: 5, maximum: 4 }), RangeError);
-  assertThrows(() => numberRangeEbnf({ type: "integer", exclusiveMinimum: 4, exclusiveMaximum: 5 }), RangeError);
-  assertThrows(() => numberRangeEbnf({ type: "number", exclusiveMinimum: 1, maximum: 1 }), RangeError);
+  assertThrows(
+    () => numberRangeEbnf({ type: "integer", exclusiveMinimum: 4, exclusiveMaximum: 5 }),
+    RangeError,
+  );
+  assertThrows(
+    () => numberRangeEbnf({ type: "number", exclusiveMinimum: 1, maximum: 1 }),
+    RangeError,
+  );
   assertThrows(() => numberRangeEbnf({ type: "number", minimum: 1e300 }), RangeError);
 });

@@ -8,7 +8,13 @@ import { loadVocabulary } from "./helpers/grammar.ts";
 import { MODEL_NAMES } from "./helpers/reference.ts";
 import { allowedIds, applyBitmask, bitmaskWords, isAllowed } from "../src/grammar/bitmask.ts";
 import { GrammarCompiler } from "../src/grammar/grammar_compiler.ts";
-import { buildVocabulary, byteLevelChars, detectAddPrefixSpace, detectVocabType, tokenBytes, toByteLevel } from "../src/grammar/vocabulary.ts";
+import {
+  buildVocabulary,
+  byteLevelChars,
+  detectAddPrefixSpace,
+  detectVocabType,
+  tokenBytes,
+} from "../src/grammar/vocabulary.ts";
 import { loadXGrammar } from "../src/grammar/xgrammar.ts";
 import { Tokenizer } from "../src/model/tokenizer.ts";
 
@@ -34,7 +40,10 @@ test("xgrammar: loads (WebAssembly inlined, no network) and two instances are in
     threw = true;
   }
   assert(threw, "a bad grammar must throw");
-  assert(a.takeLog().some((l) => l.includes('Rule "undefined_rule" is not defined')), "the reason reaches the captured log");
+  assert(
+    a.takeLog().some((l) => l.includes('Rule "undefined_rule" is not defined')),
+    "the reason reaches the captured log",
+  );
   assert((await b.Grammar.fromEBNF('root ::= "x"')).toString().includes("root"));
 });
 
@@ -46,7 +55,13 @@ for (const name of MODEL_NAMES) {
     assertEquals(v.stopTokenIds, tokenizer.eosTokenIds);
     assertEquals(v.vocabSize, tokenizer.vocabSize);
     const xg = await loadXGrammar();
-    const info = await xg.TokenizerInfo.createTokenizerInfo(v.encoded, v.vocabType, v.addPrefixSpace, v.vocabSize, v.stopTokenIds);
+    const info = await xg.TokenizerInfo.createTokenizerInfo(
+      v.encoded,
+      v.vocabType,
+      v.addPrefixSpace,
+      v.vocabSize,
+      v.stopTokenIds,
+    );
     assertEquals(info.getVocabSize(), tokenizer.vocabSize);
     const decoded = info.getDecodedVocabHandle();
     // Our decode of one token, without the decoder's leading-space strip: decode it after "a".
@@ -69,7 +84,11 @@ for (const name of MODEL_NAMES) {
         assertEquals(ours, "\uFFFD", `token ${id}`);
         continue;
       }
-      assertEquals(decoded.get(id), text, `xgrammar's text of token ${id} (${tokenizer.tokenToPiece(id)})`);
+      assertEquals(
+        decoded.get(id),
+        text,
+        `xgrammar's text of token ${id} (${tokenizer.tokenToPiece(id)})`,
+      );
       assertEquals(ours, text, `our text of token ${id} (${tokenizer.tokenToPiece(id)})`);
       compared++;
     }
@@ -87,7 +106,10 @@ test("vocabulary: a byte token is that byte to the grammar (é = C3 A9, as one t
   const e = tokenizer.pieceToToken("é");
   const mask = new Uint32Array(m.maskWords);
   m.fillNextTokenBitmask(mask);
-  assertEquals(allowedIds(mask, m.vocabSize), e === undefined ? [c3] : [c3, e].sort((x, y) => x - y));
+  assertEquals(
+    allowedIds(mask, m.vocabSize),
+    e === undefined ? [c3] : [c3, e].sort((x, y) => x - y),
+  );
   assert(m.acceptToken(c3));
   m.fillNextTokenBitmask(mask);
   assertEquals(allowedIds(mask, m.vocabSize), [a9]);
@@ -107,12 +129,35 @@ test("vocabulary: a GPT-2 style byte-level tokenizer is detected and decoded byt
   vocab["<|endoftext|>"] = eos;
   const json = {
     version: "1.0",
-    added_tokens: [{ id: eos, content: "<|endoftext|>", single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
+    added_tokens: [{
+      id: eos,
+      content: "<|endoftext|>",
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    }],
     normalizer: null,
-    pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
+    pre_tokenizer: {
+      type: "ByteLevel",
+      add_prefix_space: false,
+      trim_offsets: true,
+      use_regex: true,
+    },
     post_processor: null,
     decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: { type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: "", end_of_word_suffix: "", fuse_unk: false, byte_fallback: false, vocab, merges: merges.map((m) => m.join(" ")) },
+    model: {
+      type: "BPE",
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: "",
+      end_of_word_suffix: "",
+      fuse_unk: false,
+      byte_fallback: false,
+      vocab,
+      merges: merges.map((m) => m.join(" ")),
+    },
   };
   const tokenizer = new Tokenizer({ tokenizer: json, config: { eos_token: "<|endoftext|>" } });
   assertEquals(detectVocabType(json), "byte_level");
@@ -124,13 +169,23 @@ test("vocabulary: a GPT-2 style byte-level tokenizer is detected and decoded byt
   // Every token's bytes are what our tokenizer decodes it to (whole characters compared).
   assertEquals(new TextDecoder().decode(tokenBytes(v, vocab["Ġthe"])), " the");
   assertEquals(new TextDecoder().decode(tokenBytes(v, vocab["Ã©"])), "é");
-  for (const text of ["the", " the café", "{\"a\": [1, 2]}\n"]) {
+  for (const text of ["the", " the café", '{"a": [1, 2]}\n']) {
     const ids = tokenizer.encode(text, { addSpecialTokens: false });
     const bytes = ids.flatMap((id) => [...tokenBytes(v, id)]);
-    assertEquals(new TextDecoder().decode(Uint8Array.from(bytes)), tokenizer.decode(ids), JSON.stringify(text));
+    assertEquals(
+      new TextDecoder().decode(Uint8Array.from(bytes)),
+      tokenizer.decode(ids),
+      JSON.stringify(text),
+    );
   }
   const xg = await loadXGrammar();
-  const info = await xg.TokenizerInfo.createTokenizerInfo(v.encoded, v.vocabType, v.addPrefixSpace, v.vocabSize, v.stopTokenIds);
+  const info = await xg.TokenizerInfo.createTokenizerInfo(
+    v.encoded,
+    v.vocabType,
+    v.addPrefixSpace,
+    v.vocabSize,
+    v.stopTokenIds,
+  );
   const decoded = info.getDecodedVocabHandle();
   assertEquals(decoded.get(vocab["Ġthe"]), " the");
   assertEquals(decoded.get(vocab["Ã©"]), "é");
@@ -138,7 +193,9 @@ test("vocabulary: a GPT-2 style byte-level tokenizer is detected and decoded byt
   // The grammar sees the bytes: "é" is one token here.
   const compiler = await GrammarCompiler.create(v, { probe: false });
   const m = await (await compiler.compile({ type: "choice", choices: [" the é"] })).createMatcher();
-  for (const id of [vocab["Ġthe"], vocab["Ġ"], vocab["Ã©"]]) assert(m.acceptToken(id), `token ${id}`);
+  for (const id of [vocab["Ġthe"], vocab["Ġ"], vocab["Ã©"]]) {
+    assert(m.acceptToken(id), `token ${id}`);
+  }
   const mask = new Uint32Array(m.maskWords);
   m.fillNextTokenBitmask(mask);
   assertEquals(allowedIds(mask, 300), [eos]);
@@ -154,5 +211,9 @@ test("bitmask: layout, applyBitmask sets disallowed logits to -Infinity", () => 
   assertEquals(allowedIds(mask, 40), [3, 31, 33]);
   const logits = Float32Array.from({ length: 40 }, (_, i) => i);
   applyBitmask(logits, mask);
-  assertEquals([...logits].map((x, i) => (x === -Infinity ? -1 : i)).filter((i) => i >= 0), [3, 31, 33]);
+  assertEquals([...logits].map((x, i) => (x === -Infinity ? -1 : i)).filter((i) => i >= 0), [
+    3,
+    31,
+    33,
+  ]);
 });

@@ -6,7 +6,13 @@
  */
 import { test } from "./helpers/test.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { collect, parseToolCalls, type ToolCall, ToolCallStreamParser, type ToolStreamEvent } from "../src/grammar/tool_calls.ts";
+import {
+  collect,
+  parseToolCalls,
+  type ToolCall,
+  ToolCallStreamParser,
+  type ToolStreamEvent,
+} from "../src/grammar/tool_calls.ts";
 import { detectToolCallFormat, type ToolCallFormat } from "../src/grammar/tool_format.ts";
 
 interface Case {
@@ -19,7 +25,13 @@ interface Case {
 
 const W = '{"city": "Paris", "unit": "c"}';
 const CASES: Case[] = [
-  { name: "hermes plain text", format: "hermes", text: "The weather is fine.\n", content: "The weather is fine.\n", calls: [] },
+  {
+    name: "hermes plain text",
+    format: "hermes",
+    text: "The weather is fine.\n",
+    content: "The weather is fine.\n",
+    calls: [],
+  },
   {
     name: "hermes one call",
     format: "hermes",
@@ -30,7 +42,8 @@ const CASES: Case[] = [
   {
     name: "hermes text then two calls",
     format: "hermes",
-    text: `Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": ${W}}\n</tool_call>\n<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": 3}}\n</tool_call>`,
+    text:
+      `Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": ${W}}\n</tool_call>\n<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": 3}}\n</tool_call>`,
     content: "Let me check.",
     calls: [["get_weather", JSON.parse(W)], ["add", { a: 2, b: 3 }]],
   },
@@ -93,7 +106,8 @@ const CASES: Case[] = [
   {
     name: "mistral two calls",
     format: "mistral",
-    text: `[TOOL_CALLS][{"name": "get_weather", "arguments": ${W}}, {"name": "add", "arguments": {"a": 1, "b": 2}}]`,
+    text:
+      `[TOOL_CALLS][{"name": "get_weather", "arguments": ${W}}, {"name": "add", "arguments": {"a": 1, "b": 2}}]`,
     content: "",
     calls: [["get_weather", JSON.parse(W)], ["add", { a: 1, b: 2 }]],
   },
@@ -120,9 +134,17 @@ function ids(): () => string {
 
 function check(c: Case, got: { content: string; toolCalls: ToolCall[] }, how: string): void {
   assertEquals(got.content, c.content, `${c.name} (${how}) content`);
-  assertEquals(got.toolCalls.map((t) => t.name), c.calls.map(([n]) => n), `${c.name} (${how}) names`);
+  assertEquals(
+    got.toolCalls.map((t) => t.name),
+    c.calls.map(([n]) => n),
+    `${c.name} (${how}) names`,
+  );
   got.toolCalls.forEach((t, i) => {
-    assertEquals(JSON.parse(t.arguments), c.calls[i][1], `${c.name} (${how}) arguments of call ${i}: ${t.arguments}`);
+    assertEquals(
+      JSON.parse(t.arguments),
+      c.calls[i][1],
+      `${c.name} (${how}) arguments of call ${i}: ${t.arguments}`,
+    );
     assertEquals(t.id, `call_${i}`, `${c.name} (${how}) id`);
   });
 }
@@ -137,12 +159,16 @@ function stream(c: Case, pieces: string[]): ToolStreamEvent[] {
 
 function checkEvents(c: Case, events: ToolStreamEvent[], how: string): void {
   check(c, collect(events), how);
-  const marker = { hermes: "<tool_call>", llama3_json: "<|python_tag|>", mistral: "[TOOL_CALLS]" }[c.format];
+  const marker =
+    { hermes: "<tool_call>", llama3_json: "<|python_tag|>", mistral: "[TOOL_CALLS]" }[c.format];
   for (const e of events) {
     if (e.type !== "content" || c.calls.length === 0) continue;
     // With calls present, no content piece may carry (part of) a marker.
     for (let k = 2; k <= marker.length; k++) {
-      assert(!e.text.includes(marker.slice(0, k)), `${c.name} (${how}): content ${JSON.stringify(e.text)} holds a marker prefix`);
+      assert(
+        !e.text.includes(marker.slice(0, k)),
+        `${c.name} (${how}): content ${JSON.stringify(e.text)} holds a marker prefix`,
+      );
     }
   }
   // OpenAI's delta order: a call's first delta has its index, id, type and name.
@@ -150,10 +176,16 @@ function checkEvents(c: Case, events: ToolStreamEvent[], how: string): void {
   for (const e of events) {
     if (e.type !== "tool_call") continue;
     if (!seen.has(e.delta.index)) {
-      assert(e.delta.id !== undefined && e.delta.type === "function" && e.delta.function.name, `${c.name} (${how}): first delta ${JSON.stringify(e.delta)}`);
+      assert(
+        e.delta.id !== undefined && e.delta.type === "function" && e.delta.function.name,
+        `${c.name} (${how}): first delta ${JSON.stringify(e.delta)}`,
+      );
       seen.add(e.delta.index);
     } else {
-      assert(e.delta.id === undefined && e.delta.function.name === undefined, `${c.name} (${how}): later delta ${JSON.stringify(e.delta)}`);
+      assert(
+        e.delta.id === undefined && e.delta.function.name === undefined,
+        `${c.name} (${how}): later delta ${JSON.stringify(e.delta)}`,
+      );
     }
   }
 }
@@ -162,26 +194,48 @@ for (const c of CASES) {
   test(`tool calls ${c.format}: ${c.name}`, () => {
     check(c, parseToolCalls(c.text, c.format, { newId: ids() }), "whole");
     checkEvents(c, stream(c, [...c.text]), "one character at a time");
-    for (let i = 0; i <= c.text.length; i++) checkEvents(c, stream(c, [c.text.slice(0, i), c.text.slice(i)]), `split at ${i}`);
+    for (let i = 0; i <= c.text.length; i++) {
+      checkEvents(c, stream(c, [c.text.slice(0, i), c.text.slice(i)]), `split at ${i}`);
+    }
   });
 }
 
 test("tool calls: arguments stream as the model writes them, name first", () => {
   const p = new ToolCallStreamParser("hermes", { newId: ids() });
   assertEquals(p.push("<tool_call>\n"), []);
-  assertEquals(p.push('{"name": "get_weather", "argu'), [{ type: "tool_call", delta: { index: 0, id: "call_0", type: "function", function: { name: "get_weather", arguments: "" } } }]);
-  assertEquals(p.push('ments": {"city": "Pa'), [{ type: "tool_call", delta: { index: 0, function: { arguments: '{"city": "Pa' } } }]);
-  assertEquals(p.push('ris"}}\n</tool_call>'), [{ type: "tool_call", delta: { index: 0, function: { arguments: 'ris"}' } } }]);
+  assertEquals(p.push('{"name": "get_weather", "argu'), [{
+    type: "tool_call",
+    delta: {
+      index: 0,
+      id: "call_0",
+      type: "function",
+      function: { name: "get_weather", arguments: "" },
+    },
+  }]);
+  assertEquals(p.push('ments": {"city": "Pa'), [{
+    type: "tool_call",
+    delta: { index: 0, function: { arguments: '{"city": "Pa' } },
+  }]);
+  assertEquals(p.push('ris"}}\n</tool_call>'), [{
+    type: "tool_call",
+    delta: { index: 0, function: { arguments: 'ris"}' } },
+  }]);
   assertEquals(p.finish(), []);
 });
 
 test("tool calls: a call cut off by max_tokens keeps what was generated", () => {
-  const r = parseToolCalls('<tool_call>\n{"name": "f", "arguments": {"a": [1, 2', "hermes", { newId: ids() });
-  assertEquals(r, { content: "", toolCalls: [{ id: "call_0", name: "f", arguments: '{"a": [1, 2' }] });
+  const r = parseToolCalls('<tool_call>\n{"name": "f", "arguments": {"a": [1, 2', "hermes", {
+    newId: ids(),
+  });
+  assertEquals(r, {
+    content: "",
+    toolCalls: [{ id: "call_0", name: "f", arguments: '{"a": [1, 2' }],
+  });
 });
 
 test("tool calls: default ids (OpenAI style; 9 alphanumerics for mistral, as its templates require)", () => {
-  const [h] = parseToolCalls('<tool_call>{"name": "f", "arguments": {}}</tool_call>', "hermes").toolCalls;
+  const [h] =
+    parseToolCalls('<tool_call>{"name": "f", "arguments": {}}</tool_call>', "hermes").toolCalls;
   assert(/^call_[A-Za-z0-9]{24}$/.test(h.id), h.id);
   const [m] = parseToolCalls('[TOOL_CALLS][{"name": "f", "arguments": {}}]', "mistral").toolCalls;
   assert(/^[A-Za-z0-9]{9}$/.test(m.id), m.id);
@@ -190,10 +244,22 @@ test("tool calls: default ids (OpenAI style; 9 alphanumerics for mistral, as its
 test("tool format detection: template first, then architecture", () => {
   assertEquals(detectToolCallFormat({ chatTemplate: "{{ '<tool_call>' }}" }), "hermes");
   assertEquals(detectToolCallFormat({ chatTemplate: "[TOOL_CALLS] {{ x }}" }), "mistral");
-  assertEquals(detectToolCallFormat({ chatTemplate: "<|start_header_id|>ipython<|end_header_id|><|eot_id|>" }), "llama3_json");
-  assertEquals(detectToolCallFormat({ chatTemplate: "{% for m in messages %}{% endfor %}", modelType: "qwen2" }), "hermes");
+  assertEquals(
+    detectToolCallFormat({ chatTemplate: "<|start_header_id|>ipython<|end_header_id|><|eot_id|>" }),
+    "llama3_json",
+  );
+  assertEquals(
+    detectToolCallFormat({
+      chatTemplate: "{% for m in messages %}{% endfor %}",
+      modelType: "qwen2",
+    }),
+    "hermes",
+  );
   assertEquals(detectToolCallFormat({ modelType: "mistral" }), "mistral");
-  assertEquals(detectToolCallFormat({ modelType: "llama", hasToken: (p) => p === "<|eot_id|>" }), "llama3_json");
+  assertEquals(
+    detectToolCallFormat({ modelType: "llama", hasToken: (p) => p === "<|eot_id|>" }),
+    "llama3_json",
+  );
   assertEquals(detectToolCallFormat({ modelType: "llama", hasToken: () => false }), null);
   assertEquals(detectToolCallFormat({ modelType: "gemma2" }), null);
 });

@@ -44,6 +44,8 @@ export function applyBitmask(logits: Float32Array, mask: Uint32Array): void {
     const bits = mask[w] ?? 0;
     if (bits === 0xffffffff) continue;
     const end = Math.min(n, w * 32 + 32);
-    for (let id = w * 32; id < end; id++) if (((bits >>> (id & 31)) & 1) === 0) logits[id] = -Infinity;
+    for (let id = w * 32; id < end; id++) {
+      if (((bits >>> (id & 31)) & 1) === 0) logits[id] = -Infinity;
+    }
   }
 }

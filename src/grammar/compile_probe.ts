@@ -10,7 +10,11 @@ import type { GrammarSpec } from "./spec.ts";
 import type { Vocabulary } from "./vocabulary.ts";
 
 /** Messages to the probe Worker. */
-export type ProbeRequest = { type: "init"; vocabulary: Vocabulary } | { type: "compile"; id: number; spec: GrammarSpec };
+export type ProbeRequest = { type: "init"; vocabulary: Vocabulary } | {
+  type: "compile";
+  id: number;
+  spec: GrammarSpec;
+};
 
 /** Messages from the probe Worker. */
 export type ProbeReply =
@@ -39,14 +43,17 @@ export class CompileProbe {
 
   #start(): Promise<void> {
     if (this.#ready) return this.#ready;
-    const worker = new Worker(new URL("./compile_worker.ts", import.meta.url).href, { type: "module" });
+    const worker = new Worker(new URL("./compile_worker.ts", import.meta.url).href, {
+      type: "module",
+    });
     this.#worker = worker;
     this.#ready = new Promise<void>((resolve, reject) => {
       worker.onmessage = (e: MessageEvent<ProbeReply>) => {
         const m = e.data;
         if (m.type === "ready") resolve();
-        else if (m.type === "failed") reject(new Error(`grammar compile worker failed to start: ${m.message}`));
-        else this.#pending.get(m.id)?.(m);
+        else if (m.type === "failed") {
+          reject(new Error(`grammar compile worker failed to start: ${m.message}`));
+        } else this.#pending.get(m.id)?.(m);
       };
       worker.onerror = (e: ErrorEvent) => {
         e.preventDefault?.();
@@ -73,7 +80,11 @@ export class CompileProbe {
       try {
         return await new Promise<ProbeOutcome>((resolve) => {
           this.#pending.set(id, (r) => {
-            resolve(r.ok ? { kind: "ok", ms: r.ms } : { kind: "failed", message: r.message ?? "", log: r.log });
+            resolve(
+              r.ok
+                ? { kind: "ok", ms: r.ms }
+                : { kind: "failed", message: r.message ?? "", log: r.log },
+            );
           });
           timer = setTimeout(() => {
             this.#stop();

@@ -18,7 +18,13 @@ let state: { xg: XGrammarInstance; compiler: XG.GrammarCompiler } | null = null;
 async function fresh(): Promise<{ xg: XGrammarInstance; compiler: XG.GrammarCompiler }> {
   const v = vocabulary!;
   const xg = await loadXGrammar();
-  const info = await xg.TokenizerInfo.createTokenizerInfo(v.encoded, v.vocabType, v.addPrefixSpace, v.vocabSize, v.stopTokenIds);
+  const info = await xg.TokenizerInfo.createTokenizerInfo(
+    v.encoded,
+    v.vocabType,
+    v.addPrefixSpace,
+    v.vocabSize,
+    v.stopTokenIds,
+  );
   return { xg, compiler: await xg.GrammarCompiler.createGrammarCompiler(info, false) };
 }
 
@@ -40,11 +46,24 @@ scope.onmessage = async (e: MessageEvent<ProbeRequest>) => {
   try {
     const compiled = await compileSpec(state.xg, state.compiler, msg.spec);
     compiled.dispose();
-    reply({ type: "result", id: msg.id, ok: true, ms: performance.now() - t0, log: state.xg.takeLog() });
+    reply({
+      type: "result",
+      id: msg.id,
+      ok: true,
+      ms: performance.now() - t0,
+      log: state.xg.takeLog(),
+    });
   } catch (err) {
     const log = state.xg.takeLog();
     // An abort leaves the instance unusable: the next request gets a fresh one.
     state = null;
-    reply({ type: "result", id: msg.id, ok: false, ms: performance.now() - t0, log, message: String((err as Error)?.message ?? err) });
+    reply({
+      type: "result",
+      id: msg.id,
+      ok: false,
+      ms: performance.now() - t0,
+      log,
+      message: String((err as Error)?.message ?? err),
+    });
   }
 };

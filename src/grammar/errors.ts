@@ -29,7 +29,11 @@ export class GrammarError extends Error {
   /** The request parameter at fault (e.g. `response_format`), when known. */
   readonly param: string | null;
 
-  constructor(code: GrammarErrorCode, message: string, options: ErrorOptions & { path?: string | null; param?: string | null } = {}) {
+  constructor(
+    code: GrammarErrorCode,
+    message: string,
+    options: ErrorOptions & { path?: string | null; param?: string | null } = {},
+  ) {
     super(message, options);
     this.name = "GrammarError";
     this.code = code;

@@ -56,7 +56,14 @@ export class CompiledGrammar {
 
   /** @internal Made by {@link GrammarCompiler.compile}. */
   constructor(
-    init: { key: string; spec: GrammarSpec; warnings: string[]; compileMs: number; vocabSize: number; stopTokenIds: number[] },
+    init: {
+      key: string;
+      spec: GrammarSpec;
+      warnings: string[];
+      compileMs: number;
+      vocabSize: number;
+      stopTokenIds: number[];
+    },
     xg: XGrammarInstance,
     compiled: XG.CompiledGrammar,
     guard: Utf8Guard,
@@ -74,7 +81,10 @@ export class CompiledGrammar {
 
   /** A fresh matcher at the start of the grammar, for one sequence. */
   async createMatcher(): Promise<GrammarMatcher> {
-    const m = await this.#xg.GrammarMatcher.createGrammarMatcher(this.#compiled, this.#stopTokenIds);
+    const m = await this.#xg.GrammarMatcher.createGrammarMatcher(
+      this.#compiled,
+      this.#stopTokenIds,
+    );
     return new GrammarMatcher(this.#xg, m, this.#vocabSize, this.#guard);
   }
 
@@ -87,8 +97,15 @@ export class CompiledGrammar {
 /** xgrammar's `[FATAL] file:line: Check failed: (...) is false: reason` to the reason. */
 function reasonOf(message: string, log: readonly string[]): string {
   const fatal = log.find((l) => l.startsWith("[FATAL]"));
-  if (!fatal) return /^\d+$/.test(message) || /Aborted/.test(message) ? "rejected by the grammar engine" : message;
-  return fatal.replace(/^\[FATAL\] [^ ]*:\d+: /, "").replace(/^Check failed: \(.*?\) is false: /, "");
+  if (!fatal) {
+    return /^\d+$/.test(message) || /Aborted/.test(message)
+      ? "rejected by the grammar engine"
+      : message;
+  }
+  return fatal.replace(/^\[FATAL\] [^ ]*:\d+: /, "").replace(
+    /^Check failed: \(.*?\) is false: /,
+    "",
+  );
 }
 
 function codeFor(spec: GrammarSpec, reason: string): GrammarErrorCode {
@@ -124,7 +141,12 @@ export class GrammarCompiler {
   #hits = 0;
   #misses = 0;
 
-  private constructor(vocabulary: Vocabulary, xg: XGrammarInstance, compiler: XG.GrammarCompiler, options: GrammarCompilerOptions) {
+  private constructor(
+    vocabulary: Vocabulary,
+    xg: XGrammarInstance,
+    compiler: XG.GrammarCompiler,
+    options: GrammarCompilerOptions,
+  ) {
     this.vocabulary = vocabulary;
     this.maskWords = bitmaskWords(vocabulary.vocabSize);
     this.#xg = xg;
@@ -140,10 +162,19 @@ export class GrammarCompiler {
   }
 
   /** Loads xgrammar and prepares the vocabulary (tens of ms for a 50k vocabulary). */
-  static async create(vocabulary: Vocabulary, options: GrammarCompilerOptions = {}): Promise<GrammarCompiler> {
+  static async create(
+    vocabulary: Vocabulary,
+    options: GrammarCompilerOptions = {},
+  ): Promise<GrammarCompiler> {
     const xg = await loadXGrammar();
     const v = vocabulary;
-    const info = await xg.TokenizerInfo.createTokenizerInfo(v.encoded, v.vocabType, v.addPrefixSpace, v.vocabSize, v.stopTokenIds);
+    const info = await xg.TokenizerInfo.createTokenizerInfo(
+      v.encoded,
+      v.vocabType,
+      v.addPrefixSpace,
+      v.vocabSize,
+      v.stopTokenIds,
+    );
     // xgrammar's own cache is off: this class caches, with a bound.
     const compiler = await xg.GrammarCompiler.createGrammarCompiler(info, false);
     return new GrammarCompiler(vocabulary, xg, compiler, options);
@@ -184,17 +215,28 @@ export class GrammarCompiler {
   async #compileNew(key: string, spec: GrammarSpec): Promise<CompiledGrammar> {
     const bytes = new TextEncoder().encode(key).length;
     if (bytes > this.#options.maxSpecBytes) {
-      throw new GrammarError("spec_too_large", `the grammar spec is ${bytes} bytes, over the limit of ${this.#options.maxSpecBytes}`);
+      throw new GrammarError(
+        "spec_too_large",
+        `the grammar spec is ${bytes} bytes, over the limit of ${this.#options.maxSpecBytes}`,
+      );
     }
     const warnings: string[] = [];
-    if (spec.type === "json_schema") warnings.push(...auditSchema(spec.schema, this.#options.schemaLimits));
+    if (spec.type === "json_schema") {
+      warnings.push(...auditSchema(spec.schema, this.#options.schemaLimits));
+    }
     if (spec.type === "tool_calls") {
       for (const t of spec.tools) {
         if (!t.parameters) continue;
         try {
-          warnings.push(...auditSchema(t.parameters, this.#options.schemaLimits).map((w) => `${t.name}: ${w}`));
+          warnings.push(
+            ...auditSchema(t.parameters, this.#options.schemaLimits).map((w) => `${t.name}: ${w}`),
+          );
         } catch (e) {
-          if (e instanceof GrammarError) throw new GrammarError(e.code, `tool ${t.name} parameters: ${e.message}`, { path: e.path });
+          if (e instanceof GrammarError) {
+            throw new GrammarError(e.code, `tool ${t.name} parameters: ${e.message}`, {
+              path: e.path,
+            });
+          }
           throw e;
         }
       }
@@ -229,7 +271,10 @@ export class GrammarCompiler {
     if (this.#probe) {
       const r = await this.#probe.check(spec, this.#options.compileTimeoutMs);
       if (r.kind === "timeout") {
-        throw new GrammarError("spec_too_large", `compiling the grammar took longer than ${this.#options.compileTimeoutMs} ms; simplify it (string length bounds and many optional properties are the costly parts)`);
+        throw new GrammarError(
+          "spec_too_large",
+          `compiling the grammar took longer than ${this.#options.compileTimeoutMs} ms; simplify it (string length bounds and many optional properties are the costly parts)`,
+        );
       }
       if (r.kind === "failed") {
         const reason = reasonOf(r.message, r.log);

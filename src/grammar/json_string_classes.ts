@@ -17,7 +17,17 @@ const MAX_CP = 0x10ffff;
 // Surrogates are not cut out here (the UTF-8 guard masks their bytes): xgrammar 0.1.27
 // mis-handles a class range that starts at U+E000 (it then also matches ASCII).
 const SAFE: Ranges = [[0x20, 0x21], [0x23, 0x5b], [0x5d, MAX_CP]];
-const ESCAPES: Record<string, number> = { n: 10, r: 13, t: 9, f: 12, v: 11, "0": 0, a: 7, b: 8, e: 27 };
+const ESCAPES: Record<string, number> = {
+  n: 10,
+  r: 13,
+  t: 9,
+  f: 12,
+  v: 11,
+  "0": 0,
+  a: 7,
+  b: 8,
+  e: 27,
+};
 
 function normalize(ranges: Ranges): Ranges {
   const sorted = [...ranges].sort((a, b) => a[0] - b[0]);
@@ -96,7 +106,8 @@ const esc = (cp: number) =>
     ? `\\u${cp.toString(16).padStart(4, "0")}`
     : `\\U${cp.toString(16).padStart(8, "0")}`;
 
-const list = (ranges: Ranges) => ranges.map(([lo, hi]) => (lo === hi ? esc(lo) : `${esc(lo)}-${esc(hi)}`)).join("");
+const list = (ranges: Ranges) =>
+  ranges.map(([lo, hi]) => (lo === hi ? esc(lo) : `${esc(lo)}-${esc(hi)}`)).join("");
 
 /**
  * A class as xgrammar 0.1.27 matches it correctly. Its classes that list non-ASCII ranges go
@@ -111,7 +122,9 @@ function printClass(ranges: Ranges): string {
   if (nonAscii.length === 1 && nonAscii[0][0] === 0x80 && nonAscii[0][1] === MAX_CP) {
     return `[^${list(intersect(complement(ascii), [[0, 0x7f]]))}]`;
   }
-  if (ascii.length === 0) throw new RangeError("character classes of only non-ASCII characters are not supported");
+  if (ascii.length === 0) {
+    throw new RangeError("character classes of only non-ASCII characters are not supported");
+  }
   return `[${list(ascii)}]`;
 }
 
@@ -129,11 +142,19 @@ function rewriteLine(line: string): string {
     } else if (c === "[") {
       const [ranges, after] = parseClass(line, i);
       const safe = intersect(ranges, SAFE);
-      if (safe.length === 0) throw new RangeError(`the character class ${line.slice(i, after)} has only characters a JSON string must escape`);
+      if (safe.length === 0) {
+        throw new RangeError(
+          `the character class ${
+            line.slice(i, after)
+          } has only characters a JSON string must escape`,
+        );
+      }
       try {
         out += printClass(safe);
       } catch (e) {
-        throw new RangeError(`the character class ${line.slice(i, after)}: ${(e as Error).message}`);
+        throw new RangeError(
+          `the character class ${line.slice(i, after)}: ${(e as Error).message}`,
+        );
       }
       i = after;
     } else if (c === "#") {
@@ -152,5 +173,6 @@ function rewriteLine(line: string): string {
  * xgrammar's built-in `basic_*` rules. Throws RangeError when a class would become empty.
  */
 export function jsonSafeClasses(ebnf: string): string {
-  return ebnf.split("\n").map((line) => (line.startsWith("basic_") ? line : rewriteLine(line))).join("\n");
+  return ebnf.split("\n").map((line) => (line.startsWith("basic_") ? line : rewriteLine(line)))
+    .join("\n");
 }

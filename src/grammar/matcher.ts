@@ -29,7 +29,12 @@ export class GrammarMatcher {
   #disposed = false;
 
   /** @internal Made by {@link CompiledGrammar.createMatcher}. */
-  constructor(xg: XGrammarInstance, matcher: XG.GrammarMatcher, vocabSize: number, guard: Utf8Guard) {
+  constructor(
+    xg: XGrammarInstance,
+    matcher: XG.GrammarMatcher,
+    vocabSize: number,
+    guard: Utf8Guard,
+  ) {
     this.#xg = xg;
     this.#matcher = matcher;
     this.#guard = guard;

@@ -59,7 +59,13 @@ function isZero(d: Decimal): boolean {
 const lit = (s: string) => `"${s}"`;
 const digitClass = (lo: number, hi: number) => (lo === hi ? lit(String(lo)) : `[${lo}-${hi}]`);
 const anyDigits = (min: number, max: number | null) =>
-  max === 0 ? "" : max === null ? `[0-9]{${min},}` : min === max ? `[0-9]{${min}}` : `[0-9]{${min},${max}}`;
+  max === 0
+    ? ""
+    : max === null
+    ? `[0-9]{${min},}`
+    : min === max
+    ? `[0-9]{${min}}`
+    : `[0-9]{${min},${max}}`;
 const seq = (...parts: string[]) => parts.filter((p) => p !== "").join(" ") || '""';
 const alt = (parts: string[]) => (parts.length === 1 ? parts[0] : `(${parts.join(" | ")})`);
 
@@ -97,7 +103,12 @@ function intRange(lo: bigint, hi: bigint | null): string | null {
  * after padding F with zeros to the bounds' length (both `lo` and `hi` have that length).
  * `empty`: whether F = "" qualifies; `some`: the non-empty strings, or null if none.
  */
-function fraction(lo: string, hi: string, loStrict: boolean, hiStrict: boolean): { empty: boolean; some: string | null } {
+function fraction(
+  lo: string,
+  hi: string,
+  loStrict: boolean,
+  hiStrict: boolean,
+): { empty: boolean; some: string | null } {
   const zerosLo = /^0*$/.test(lo);
   const zerosHi = /^0*$/.test(hi);
   const empty = (!loStrict ? zerosLo : false) && (hiStrict ? !zerosHi : true);
@@ -146,21 +157,34 @@ function magnitude(lo: Bound, hi: Bound | null, digits: number): string | null {
     if (int !== null && frac !== null) parts.push(seq(int, frac === '""' ? "" : frac));
   };
   if (hi !== null && hi.value.int === loInt) {
-    push(lit(loInt.toString()), fracPart(fraction(loFrac, pad(hi.value.frac, digits), lo.strict, hi.strict)));
+    push(
+      lit(loInt.toString()),
+      fracPart(fraction(loFrac, pad(hi.value.frac, digits), lo.strict, hi.strict)),
+    );
   } else {
     push(lit(loInt.toString()), fracPart(fraction(loFrac, nines, lo.strict, false)));
     const middle = intRange(loInt + 1n, hi === null ? null : hi.value.int - 1n);
     if (middle !== null) parts.push(seq(middle, anyFraction));
-    if (hi !== null) push(lit(hi.value.int.toString()), fracPart(fraction(zeros, pad(hi.value.frac, digits), false, hi.strict)));
+    if (hi !== null) {
+      push(
+        lit(hi.value.int.toString()),
+        fracPart(fraction(zeros, pad(hi.value.frac, digits), false, hi.strict)),
+      );
+    }
   }
   return parts.length === 0 ? null : alt(parts);
 }
 
 /** Validates a numeric keyword's value (a finite number within {@link MAX_BOUND}). */
-function boundValue(bounds: NumberBounds, key: keyof Omit<NumberBounds, "type">): number | undefined {
+function boundValue(
+  bounds: NumberBounds,
+  key: keyof Omit<NumberBounds, "type">,
+): number | undefined {
   const v = bounds[key];
   if (v === undefined) return undefined;
-  if (typeof v !== "number" || !Number.isFinite(v)) throw new RangeError(`${key} must be a finite number`);
+  if (typeof v !== "number" || !Number.isFinite(v)) {
+    throw new RangeError(`${key} must be a finite number`);
+  }
   if (Math.abs(v) > MAX_BOUND) throw new RangeError(`${key} ${v} is beyond ±${MAX_BOUND}`);
   return v;
 }
@@ -184,8 +208,12 @@ export function numberRangeEbnf(bounds: NumberBounds): string {
   if (xmax !== undefined && (hi === null || xmax <= hi.v)) hi = { v: xmax, strict: true };
   if (integer) {
     // Integer bounds become inclusive integers.
-    if (lo) lo = { v: lo.strict && Number.isInteger(lo.v) ? lo.v + 1 : Math.ceil(lo.v), strict: false };
-    if (hi) hi = { v: hi.strict && Number.isInteger(hi.v) ? hi.v - 1 : Math.floor(hi.v), strict: false };
+    if (lo) {
+      lo = { v: lo.strict && Number.isInteger(lo.v) ? lo.v + 1 : Math.ceil(lo.v), strict: false };
+    }
+    if (hi) {
+      hi = { v: hi.strict && Number.isInteger(hi.v) ? hi.v - 1 : Math.floor(hi.v), strict: false };
+    }
   }
   if (lo && hi && (lo.v > hi.v || (lo.v === hi.v && (lo.strict || hi.strict)))) {
     throw new RangeError("no number satisfies these bounds");
@@ -209,7 +237,9 @@ export function numberRangeEbnf(bounds: NumberBounds): string {
   }
   // Non-negative values.
   if (hi === null || hi.v > 0 || (hi.v === 0 && !hi.strict)) {
-    const magLo: Bound = lo === null || lo.v < 0 ? { value: zero, strict: false } : { value: dec(lo.v), strict: lo.strict };
+    const magLo: Bound = lo === null || lo.v < 0
+      ? { value: zero, strict: false }
+      : { value: dec(lo.v), strict: lo.strict };
     const magHi: Bound | null = hi === null ? null : { value: dec(hi.v), strict: hi.strict };
     if (!(magHi && isZero(magHi.value) && magLo.strict)) {
       const m = magnitude(magLo, magHi, digits);

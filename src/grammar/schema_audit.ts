@@ -38,26 +38,57 @@ export interface SchemaLimits {
 }
 
 /** Defaults of {@link SchemaLimits}. */
-export const DEFAULT_SCHEMA_LIMITS: SchemaLimits = { maxDepth: 32, maxEnumValues: 1024, maxProperties: 256, maxCount: 65536 };
+export const DEFAULT_SCHEMA_LIMITS: SchemaLimits = {
+  maxDepth: 32,
+  maxEnumValues: 1024,
+  maxProperties: 256,
+  maxCount: 65536,
+};
 
 type Json = Record<string, unknown>;
 
 const ANNOTATIONS = new Set([
-  "title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly", "$comment", "$schema", "$id",
-  "$defs", "definitions",
+  "title",
+  "description",
+  "default",
+  "examples",
+  "deprecated",
+  "readOnly",
+  "writeOnly",
+  "$comment",
+  "$schema",
+  "$id",
+  "$defs",
+  "definitions",
 ]);
 const NUMERIC = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
 const STRING = ["pattern", "minLength", "maxLength", "format"];
 const ARRAY = ["items", "prefixItems", "unevaluatedItems", "minItems", "maxItems", "uniqueItems"];
 const OBJECT = [
-  "properties", "required", "additionalProperties", "unevaluatedProperties", "patternProperties", "propertyNames",
-  "minProperties", "maxProperties",
+  "properties",
+  "required",
+  "additionalProperties",
+  "unevaluatedProperties",
+  "patternProperties",
+  "propertyNames",
+  "minProperties",
+  "maxProperties",
 ];
 const DISPATCH = ["$ref", "const", "enum", "anyOf", "oneOf", "allOf", "type"];
 const KNOWN = new Set([...ANNOTATIONS, ...NUMERIC, ...STRING, ...ARRAY, ...OBJECT, ...DISPATCH]);
 const NEVER_ENFORCED = new Set([
-  "not", "if", "then", "else", "dependentRequired", "dependentSchemas", "dependencies", "multipleOf", "contains",
-  "minContains", "maxContains", "additionalItems",
+  "not",
+  "if",
+  "then",
+  "else",
+  "dependentRequired",
+  "dependentSchemas",
+  "dependencies",
+  "multipleOf",
+  "contains",
+  "minContains",
+  "maxContains",
+  "additionalItems",
 ]);
 const TYPES = new Set(["string", "number", "integer", "boolean", "null", "array", "object"]);
 /**
@@ -66,8 +97,19 @@ const TYPES = new Set(["string", "number", "integer", "boolean", "null", "array"
  * as not enforced and dropped before conversion (schema_compile.ts).
  */
 export const SUPPORTED_FORMATS = new Set([
-  "date", "date-time", "duration", "hostname", "ipv4", "ipv6", "json-pointer", "relative-json-pointer",
-  "time", "uri", "uri-reference", "uri-template", "uuid",
+  "date",
+  "date-time",
+  "duration",
+  "hostname",
+  "ipv4",
+  "ipv6",
+  "json-pointer",
+  "relative-json-pointer",
+  "time",
+  "uri",
+  "uri-reference",
+  "uri-template",
+  "uuid",
 ]);
 
 // Pattern text that would put a quote, a backslash or a control character outside a
@@ -138,13 +180,19 @@ class Auditor {
   #count(node: Json, key: string, path: string): void {
     if (node[key] === undefined) return;
     const v = node[key];
-    if (typeof v !== "number" || !Number.isInteger(v) || v < 0) invalid(`${path}/${key}`, `${key} must be a non-negative integer`);
-    if (v > this.#limits.maxCount) tooLarge(`${path}/${key}`, `${key} ${v} is over the limit of ${this.#limits.maxCount}`);
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
+      invalid(`${path}/${key}`, `${key} must be a non-negative integer`);
+    }
+    if (v > this.#limits.maxCount) {
+      tooLarge(`${path}/${key}`, `${key} ${v} is over the limit of ${this.#limits.maxCount}`);
+    }
   }
 
   /** A subschema; `false` only where it means "nothing more" (additionalProperties, items...). */
   #sub(value: unknown, path: string, depth: number, falseAllowed = false): void {
-    if (depth > this.#limits.maxDepth) tooLarge(path, `schemas nest deeper than ${this.#limits.maxDepth} levels`);
+    if (depth > this.#limits.maxDepth) {
+      tooLarge(path, `schemas nest deeper than ${this.#limits.maxDepth} levels`);
+    }
     if (value === true || (value === false && falseAllowed)) return;
     if (value === false) unsupported(path, "a false schema accepts nothing");
     if (!isObject(value)) invalid(path, "a schema must be an object or a boolean");
@@ -155,19 +203,27 @@ class Auditor {
     const v = node[key];
     if (v === undefined) return;
     if (array) {
-      if (!Array.isArray(v) || v.length === 0) invalid(`${path}/${key}`, `${key} must be a non-empty array of schemas`);
+      if (!Array.isArray(v) || v.length === 0) {
+        invalid(`${path}/${key}`, `${key} must be a non-empty array of schemas`);
+      }
       v.forEach((s, i) => this.#sub(s, `${path}/${key}/${i}`, depth + 1));
     } else {
       if (!isObject(v)) invalid(`${path}/${key}`, `${key} must be an object of schemas`);
-      for (const [k, s] of Object.entries(v)) this.#sub(s, `${path}/${key}/${escapePointer(k)}`, depth + 1);
+      for (const [k, s] of Object.entries(v)) {
+        this.#sub(s, `${path}/${key}/${escapePointer(k)}`, depth + 1);
+      }
     }
   }
 
   #node(node: Json, path: string, depth: number): void {
     const keys = Object.keys(node);
     for (const k of keys) {
-      if (NEVER_ENFORCED.has(k)) unsupported(`${path}/${k}`, `the keyword ${k} is not enforced by the grammar engine`);
-      if (!KNOWN.has(k)) this.warnings.push(`${path}/${escapePointer(k)}: unknown keyword ${k} ignored`);
+      if (NEVER_ENFORCED.has(k)) {
+        unsupported(`${path}/${k}`, `the keyword ${k} is not enforced by the grammar engine`);
+      }
+      if (!KNOWN.has(k)) {
+        this.warnings.push(`${path}/${escapePointer(k)}: unknown keyword ${k} ignored`);
+      }
     }
     this.#subs(node, "$defs", path, depth, false);
     this.#subs(node, "definitions", path, depth, false);
@@ -177,43 +233,83 @@ class Auditor {
     const siblings = (allowed: string[]) => {
       const ignored = validation.filter((k) => k !== winner && !allowed.includes(k));
       if (ignored.length > 0) {
-        unsupported(`${path}/${ignored[0]}`, `${ignored.join(", ")} next to ${winner} would be ignored; move it into the referenced or listed schemas`);
+        unsupported(
+          `${path}/${ignored[0]}`,
+          `${
+            ignored.join(", ")
+          } next to ${winner} would be ignored; move it into the referenced or listed schemas`,
+        );
       }
     };
     switch (winner) {
       case "$ref": {
         const ref = node.$ref;
         if (typeof ref !== "string") invalid(`${path}/$ref`, "$ref must be a string");
-        if (ref !== "#" && !ref.startsWith("#/")) unsupported(`${path}/$ref`, `only references inside the schema ("#/...") are supported, not ${JSON.stringify(ref)}`);
-        if (resolveRef(this.#root, ref) === undefined) invalid(`${path}/$ref`, `${ref} does not resolve inside the schema`);
+        if (ref !== "#" && !ref.startsWith("#/")) {
+          unsupported(
+            `${path}/$ref`,
+            `only references inside the schema ("#/...") are supported, not ${JSON.stringify(ref)}`,
+          );
+        }
+        if (resolveRef(this.#root, ref) === undefined) {
+          invalid(`${path}/$ref`, `${ref} does not resolve inside the schema`);
+        }
         siblings([]);
         return;
       }
       case "const":
       case "enum": {
         const values = winner === "const" ? [node.const] : node.enum;
-        if (!Array.isArray(values) || values.length === 0) invalid(`${path}/enum`, "enum must be a non-empty array");
-        if (values.length > this.#limits.maxEnumValues) tooLarge(`${path}/enum`, `enum has ${values.length} values, over the limit of ${this.#limits.maxEnumValues}`);
+        if (!Array.isArray(values) || values.length === 0) {
+          invalid(`${path}/enum`, "enum must be a non-empty array");
+        }
+        if (values.length > this.#limits.maxEnumValues) {
+          tooLarge(
+            `${path}/enum`,
+            `enum has ${values.length} values, over the limit of ${this.#limits.maxEnumValues}`,
+          );
+        }
         siblings(["type", "enum", "const"]);
-        if ("const" in node && "enum" in node) unsupported(`${path}/enum`, "enum next to const would be ignored");
-        const types = node.type === undefined ? null : Array.isArray(node.type) ? node.type : [node.type];
+        if ("const" in node && "enum" in node) {
+          unsupported(`${path}/enum`, "enum next to const would be ignored");
+        }
+        const types = node.type === undefined
+          ? null
+          : Array.isArray(node.type)
+          ? node.type
+          : [node.type];
         if (types) {
           for (const v of values) {
-            if (!types.some((t) => hasType(v, String(t)))) unsupported(`${path}/${winner}`, `the value ${JSON.stringify(v)} does not have the type ${JSON.stringify(node.type)}`);
+            if (!types.some((t) => hasType(v, String(t)))) {
+              unsupported(
+                `${path}/${winner}`,
+                `the value ${JSON.stringify(v)} does not have the type ${
+                  JSON.stringify(node.type)
+                }`,
+              );
+            }
           }
         }
         return;
       }
       case "anyOf":
       case "oneOf":
-        if ("anyOf" in node && "oneOf" in node) unsupported(`${path}/oneOf`, "oneOf next to anyOf would be ignored");
+        if ("anyOf" in node && "oneOf" in node) {
+          unsupported(`${path}/oneOf`, "oneOf next to anyOf would be ignored");
+        }
         siblings([]);
-        if (winner === "oneOf") this.warnings.push(`${path}/oneOf: enforced as anyOf (a value matching several schemas is not excluded)`);
+        if (winner === "oneOf") {
+          this.warnings.push(
+            `${path}/oneOf: enforced as anyOf (a value matching several schemas is not excluded)`,
+          );
+        }
         this.#subs(node, winner, path, depth, true);
         return;
       case "allOf": {
         const all = node.allOf;
-        if (!Array.isArray(all) || all.length !== 1) unsupported(`${path}/allOf`, "allOf with more than one schema is not supported");
+        if (!Array.isArray(all) || all.length !== 1) {
+          unsupported(`${path}/allOf`, "allOf with more than one schema is not supported");
+        }
         siblings([]);
         this.#subs(node, "allOf", path, depth, true);
         return;
@@ -224,11 +320,18 @@ class Auditor {
     if (node.type !== undefined) {
       const t = node.type;
       types = Array.isArray(t) ? t.map(String) : [String(t)];
-      if ((!Array.isArray(t) && typeof t !== "string") || (Array.isArray(t) && !t.every((x) => typeof x === "string"))) {
+      if (
+        (!Array.isArray(t) && typeof t !== "string") ||
+        (Array.isArray(t) && !t.every((x) => typeof x === "string"))
+      ) {
         invalid(`${path}/type`, "type must be a string or an array of strings");
       }
-      for (const x of types) if (!TYPES.has(x)) invalid(`${path}/type`, `unknown type ${JSON.stringify(x)}`);
-    } else if (["properties", "additionalProperties", "unevaluatedProperties"].some((k) => k in node)) {
+      for (const x of types) {
+        if (!TYPES.has(x)) invalid(`${path}/type`, `unknown type ${JSON.stringify(x)}`);
+      }
+    } else if (
+      ["properties", "additionalProperties", "unevaluatedProperties"].some((k) => k in node)
+    ) {
       types = ["object"];
     } else if (["items", "prefixItems", "unevaluatedItems"].some((k) => k in node)) {
       types = ["array"];
@@ -236,7 +339,10 @@ class Auditor {
     const specific = (list: string[], type: string[]) => {
       const present = list.filter((k) => k in node);
       if (present.length > 0 && !(types ?? []).some((t) => type.includes(t))) {
-        unsupported(`${path}/${present[0]}`, `${present.join(", ")} without "type": ${type.join(" or ")} would not be enforced`);
+        unsupported(
+          `${path}/${present[0]}`,
+          `${present.join(", ")} without "type": ${type.join(" or ")} would not be enforced`,
+        );
       }
       return present.length > 0 && (types ?? []).some((t) => type.includes(t));
     };
@@ -250,48 +356,84 @@ class Auditor {
     for (const k of NUMERIC) {
       const v = node[k];
       if (v === undefined) continue;
-      if (typeof v === "boolean") unsupported(`${path}/${k}`, `boolean ${k} (draft 4) is not supported; give the bound as a number`);
-      if (typeof v !== "number" || !Number.isFinite(v)) invalid(`${path}/${k}`, `${k} must be a number`);
-      if (Math.abs(v) > MAX_BOUND) unsupported(`${path}/${k}`, `${k} beyond ±${MAX_BOUND} is not supported`);
+      if (typeof v === "boolean") {
+        unsupported(
+          `${path}/${k}`,
+          `boolean ${k} (draft 4) is not supported; give the bound as a number`,
+        );
+      }
+      if (typeof v !== "number" || !Number.isFinite(v)) {
+        invalid(`${path}/${k}`, `${k} must be a number`);
+      }
+      if (Math.abs(v) > MAX_BOUND) {
+        unsupported(`${path}/${k}`, `${k} beyond ±${MAX_BOUND} is not supported`);
+      }
     }
   }
 
   #string(node: Json, path: string): void {
     this.#count(node, "minLength", path);
     this.#count(node, "maxLength", path);
-    if (typeof node.minLength === "number" && typeof node.maxLength === "number" && node.minLength > node.maxLength) {
+    if (
+      typeof node.minLength === "number" && typeof node.maxLength === "number" &&
+      node.minLength > node.maxLength
+    ) {
       invalid(`${path}/minLength`, "minLength is greater than maxLength");
     }
     if (node.pattern !== undefined) {
       if (typeof node.pattern !== "string") invalid(`${path}/pattern`, "pattern must be a string");
       const other = ["minLength", "maxLength", "format"].filter((k) => k in node);
-      if (other.length > 0) unsupported(`${path}/${other[0]}`, `${other.join(", ")} next to pattern would be ignored; fold it into the pattern`);
+      if (other.length > 0) {
+        unsupported(
+          `${path}/${other[0]}`,
+          `${other.join(", ")} next to pattern would be ignored; fold it into the pattern`,
+        );
+      }
       if (UNSAFE_PATTERN.test(node.pattern)) {
-        unsupported(`${path}/pattern`, "patterns with quotes, escaped backslashes or control-character escapes (\\n, \\x.., \\u..) are not supported");
+        unsupported(
+          `${path}/pattern`,
+          "patterns with quotes, escaped backslashes or control-character escapes (\\n, \\x.., \\u..) are not supported",
+        );
       }
     }
     if (node.format !== undefined) {
       if (typeof node.format !== "string") invalid(`${path}/format`, "format must be a string");
       if (!SUPPORTED_FORMATS.has(node.format)) {
-        this.warnings.push(`${path}/format: format ${JSON.stringify(node.format)} is not enforced (an annotation)`);
+        this.warnings.push(
+          `${path}/format: format ${JSON.stringify(node.format)} is not enforced (an annotation)`,
+        );
       } else {
         const other = ["minLength", "maxLength"].filter((k) => k in node);
-        if (other.length > 0) unsupported(`${path}/${other[0]}`, `${other.join(", ")} next to format would be ignored`);
+        if (other.length > 0) {
+          unsupported(`${path}/${other[0]}`, `${other.join(", ")} next to format would be ignored`);
+        }
       }
     }
   }
 
   #array(node: Json, path: string, depth: number): void {
-    if (Array.isArray(node.items)) unsupported(`${path}/items`, "array-form items (draft 4 tuples) is not supported; use prefixItems");
-    if (node.uniqueItems === true) unsupported(`${path}/uniqueItems`, "uniqueItems is not enforced by the grammar engine");
+    if (Array.isArray(node.items)) {
+      unsupported(
+        `${path}/items`,
+        "array-form items (draft 4 tuples) is not supported; use prefixItems",
+      );
+    }
+    if (node.uniqueItems === true) {
+      unsupported(`${path}/uniqueItems`, "uniqueItems is not enforced by the grammar engine");
+    }
     this.#count(node, "minItems", path);
     this.#count(node, "maxItems", path);
-    if (typeof node.minItems === "number" && typeof node.maxItems === "number" && node.minItems > node.maxItems) {
+    if (
+      typeof node.minItems === "number" && typeof node.maxItems === "number" &&
+      node.minItems > node.maxItems
+    ) {
       invalid(`${path}/minItems`, "minItems is greater than maxItems");
     }
     if (node.items !== undefined) this.#sub(node.items, `${path}/items`, depth + 1, true);
     this.#subs(node, "prefixItems", path, depth, true);
-    if (node.unevaluatedItems !== undefined) this.#sub(node.unevaluatedItems, `${path}/unevaluatedItems`, depth + 1, true);
+    if (node.unevaluatedItems !== undefined) {
+      this.#sub(node.unevaluatedItems, `${path}/unevaluatedItems`, depth + 1, true);
+    }
   }
 
   #object(node: Json, path: string, depth: number): void {
@@ -299,23 +441,40 @@ class Auditor {
     if (props !== undefined) {
       if (!isObject(props)) invalid(`${path}/properties`, "properties must be an object");
       if (Object.keys(props).length > this.#limits.maxProperties) {
-        tooLarge(`${path}/properties`, `${Object.keys(props).length} properties, over the limit of ${this.#limits.maxProperties}`);
+        tooLarge(
+          `${path}/properties`,
+          `${
+            Object.keys(props).length
+          } properties, over the limit of ${this.#limits.maxProperties}`,
+        );
       }
     }
     if (isObject(props)) {
       for (const k of Object.keys(props)) {
         // xgrammar writes property names into the grammar without JSON escaping.
-        if (/["\\\u0000-\u001f]/.test(k)) unsupported(`${path}/properties/${escapePointer(k)}`, `the property name ${JSON.stringify(k)} needs JSON escapes, which are not supported`);
+        if ([...k].some((ch) => ch === '"' || ch === "\\" || ch < " ")) {
+          unsupported(
+            `${path}/properties/${escapePointer(k)}`,
+            `the property name ${JSON.stringify(k)} needs JSON escapes, which are not supported`,
+          );
+        }
       }
     }
     this.#subs(node, "properties", path, depth, false);
     this.#subs(node, "patternProperties", path, depth, false);
     if (node.required !== undefined) {
       const req = node.required;
-      if (!Array.isArray(req) || !req.every((r) => typeof r === "string")) invalid(`${path}/required`, "required must be an array of strings");
+      if (!Array.isArray(req) || !req.every((r) => typeof r === "string")) {
+        invalid(`${path}/required`, "required must be an array of strings");
+      }
       for (const r of req as string[]) {
         if (!isObject(props) || !(r in props)) {
-          unsupported(`${path}/required`, `required property ${JSON.stringify(r)} is not in properties, so the grammar could never produce it`);
+          unsupported(
+            `${path}/required`,
+            `required property ${
+              JSON.stringify(r)
+            } is not in properties, so the grammar could never produce it`,
+          );
         }
       }
     }
@@ -336,7 +495,10 @@ class Auditor {
  * malformed or too large, returns warnings for what is enforced more loosely or ignored by
  * validators as well.
  */
-export function auditSchema(schema: JsonSchema, limits: SchemaLimits = DEFAULT_SCHEMA_LIMITS): string[] {
+export function auditSchema(
+  schema: JsonSchema,
+  limits: SchemaLimits = DEFAULT_SCHEMA_LIMITS,
+): string[] {
   const auditor = new Auditor(schema, limits);
   auditor.run();
   return auditor.warnings;

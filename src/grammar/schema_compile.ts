@@ -11,7 +11,7 @@
  */
 import { GrammarError } from "./errors.ts";
 import { jsonSafeClasses } from "./json_string_classes.ts";
-import { numberRangeEbnf, type NumberBounds } from "./number_range.ts";
+import { type NumberBounds, numberRangeEbnf } from "./number_range.ts";
 import { SUPPORTED_FORMATS } from "./schema_audit.ts";
 import type { JsonSchema } from "./spec.ts";
 import type { XGrammarInstance } from "./xgrammar.ts";
@@ -21,14 +21,21 @@ type Json = Record<string, unknown>;
 const NUMERIC = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
 const SCHEMA_MAPS = ["properties", "patternProperties", "$defs", "definitions"];
 const SCHEMA_LISTS = ["prefixItems", "anyOf", "oneOf", "allOf"];
-const SCHEMA_VALUES = ["additionalProperties", "unevaluatedProperties", "propertyNames", "items", "unevaluatedItems"];
+const SCHEMA_VALUES = [
+  "additionalProperties",
+  "unevaluatedProperties",
+  "propertyNames",
+  "items",
+  "unevaluatedItems",
+];
 
 function isObject(v: unknown): v is Json {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 /** Whether a node is dispatched on its `type` (nothing of higher priority in xgrammar). */
-const typeDispatched = (n: Json) => !["$ref", "const", "enum", "anyOf", "oneOf", "allOf"].some((k) => k in n);
+const typeDispatched = (n: Json) =>
+  !["$ref", "const", "enum", "anyOf", "oneOf", "allOf"].some((k) => k in n);
 
 class RangeRewriter {
   readonly ranges = new Map<string, string>();
@@ -44,9 +51,17 @@ class RangeRewriter {
     if (!isObject(node)) return node;
     const out: Json = { ...node };
     for (const k of SCHEMA_MAPS) {
-      if (isObject(out[k])) out[k] = Object.fromEntries(Object.entries(out[k] as Json).map(([p, s]) => [p, this.rewrite(s)]));
+      if (isObject(out[k])) {
+        out[k] = Object.fromEntries(
+          Object.entries(out[k] as Json).map(([p, s]) => [p, this.rewrite(s)]),
+        );
+      }
     }
-    for (const k of SCHEMA_LISTS) if (Array.isArray(out[k])) out[k] = (out[k] as unknown[]).map((s) => this.rewrite(s));
+    for (const k of SCHEMA_LISTS) {
+      if (Array.isArray(out[k])) {
+        out[k] = (out[k] as unknown[]).map((s) => this.rewrite(s));
+      }
+    }
     for (const k of SCHEMA_VALUES) if (out[k] !== undefined) out[k] = this.rewrite(out[k]);
     // Formats not enforced (reported by the audit) must not reach xgrammar either.
     if (typeof out.format === "string" && !SUPPORTED_FORMATS.has(out.format)) delete out.format;
@@ -63,7 +78,14 @@ class RangeRewriter {
     try {
       this.ranges.set(placeholder, numberRangeEbnf(out as unknown as NumberBounds));
     } catch (e) {
-      throw new GrammarError("invalid_schema", `numeric bounds ${JSON.stringify(Object.fromEntries(NUMERIC.filter((k) => k in out).map((k) => [k, out[k]])))}: ${(e as Error).message}`);
+      throw new GrammarError(
+        "invalid_schema",
+        `numeric bounds ${
+          JSON.stringify(
+            Object.fromEntries(NUMERIC.filter((k) => k in out).map((k) => [k, out[k]])),
+          )
+        }: ${(e as Error).message}`,
+      );
     }
     const keep: Json = { const: placeholder };
     for (const k of ["$defs", "definitions"]) if (k in out) keep[k] = out[k];
@@ -80,15 +102,28 @@ const INDENT_NONE = -1;
  * schema allows them (xgrammar's strict mode); otherwise JSON Schema's default of allowing them.
  * Throws whatever xgrammar throws on a schema it rejects (callers run it where that is safe).
  */
-export async function schemaToEbnf(xg: XGrammarInstance, schema: JsonSchema, strict: boolean): Promise<string> {
+export async function schemaToEbnf(
+  xg: XGrammarInstance,
+  schema: JsonSchema,
+  strict: boolean,
+): Promise<string> {
   const text = JSON.stringify(schema);
   const rewriter = new RangeRewriter(text);
   const rewritten = rewriter.rewrite(schema);
-  let ebnf = await xg.Testings._jsonSchemaToEBNF(JSON.stringify(rewritten), ANY_WHITESPACE, INDENT_NONE, undefined, strict);
+  let ebnf = await xg.Testings._jsonSchemaToEBNF(
+    JSON.stringify(rewritten),
+    ANY_WHITESPACE,
+    INDENT_NONE,
+    undefined,
+    strict,
+  );
   try {
     ebnf = jsonSafeClasses(ebnf);
   } catch (e) {
-    throw new GrammarError("unsupported_schema", `a pattern in the schema: ${(e as Error).message}`);
+    throw new GrammarError(
+      "unsupported_schema",
+      `a pattern in the schema: ${(e as Error).message}`,
+    );
   }
   for (const [placeholder, range] of rewriter.ranges) {
     ebnf = ebnf.replaceAll(`"\\"${placeholder}\\""`, `(${range})`);

@@ -64,11 +64,17 @@ function checkTools(tools: unknown): ToolFunction[] {
   return tools.map((t, i) => {
     if (!isObject(t)) fail(`tools[${i}] must be an object`);
     const name = nonEmptyString(t.name, `tools[${i}].name`);
-    if (!FUNCTION_NAME.test(name)) fail(`tools[${i}].name ${JSON.stringify(name)} must be 1-64 of a-z, A-Z, 0-9, _, ., -`);
+    if (!FUNCTION_NAME.test(name)) {
+      fail(`tools[${i}].name ${JSON.stringify(name)} must be 1-64 of a-z, A-Z, 0-9, _, ., -`);
+    }
     if (seen.has(name)) fail(`tools[${i}].name ${JSON.stringify(name)} is not unique`);
     seen.add(name);
-    if (t.description !== undefined && typeof t.description !== "string") fail(`tools[${i}].description must be a string`);
-    if (t.parameters !== undefined && !isObject(t.parameters)) fail(`tools[${i}].parameters must be a JSON schema object`);
+    if (t.description !== undefined && typeof t.description !== "string") {
+      fail(`tools[${i}].description must be a string`);
+    }
+    if (t.parameters !== undefined && !isObject(t.parameters)) {
+      fail(`tools[${i}].parameters must be a JSON schema object`);
+    }
     const out: ToolFunction = { name };
     if (t.description !== undefined) out.description = t.description as string;
     if (t.parameters !== undefined) out.parameters = t.parameters as Json;
@@ -88,14 +94,19 @@ export function normalizeSpec(spec: unknown): GrammarSpec {
     case "json_schema": {
       const s = spec.schema;
       if (!isObject(s) && s !== true) fail("json_schema.schema must be a JSON schema object");
-      if (spec.strict !== undefined && typeof spec.strict !== "boolean") fail("json_schema.strict must be a boolean");
+      if (spec.strict !== undefined && typeof spec.strict !== "boolean") {
+        fail("json_schema.strict must be a boolean");
+      }
       return { type: "json_schema", schema: s as JsonSchema, strict: spec.strict !== false };
     }
     case "regex":
       return { type: "regex", pattern: nonEmptyString(spec.pattern, "regex.pattern") };
     case "choice": {
       const c = spec.choices;
-      if (!Array.isArray(c) || c.length === 0 || !c.every((x) => typeof x === "string" && x.length > 0)) {
+      if (
+        !Array.isArray(c) || c.length === 0 ||
+        !c.every((x) => typeof x === "string" && x.length > 0)
+      ) {
         fail("choice.choices must be a non-empty array of non-empty strings");
       }
       return { type: "choice", choices: [...c] as string[] };
@@ -105,17 +116,25 @@ export function normalizeSpec(spec: unknown): GrammarSpec {
     case "tool_calls": {
       const format = spec.format;
       if (format !== "hermes" && format !== "llama3_json" && format !== "mistral") {
-        fail(`tool_calls.format must be "hermes", "llama3_json" or "mistral", got ${JSON.stringify(format)}`);
+        fail(
+          `tool_calls.format must be "hermes", "llama3_json" or "mistral", got ${
+            JSON.stringify(format)
+          }`,
+        );
       }
       const tools = checkTools(spec.tools);
       const c = spec.choice;
       let choice: ToolChoice;
       if (c === "auto" || c === "required") choice = c;
       else if (isObject(c) && typeof c.name === "string") {
-        if (!tools.some((t) => t.name === c.name)) fail(`tool_choice names ${JSON.stringify(c.name)}, which is not in tools`);
+        if (!tools.some((t) => t.name === c.name)) {
+          fail(`tool_choice names ${JSON.stringify(c.name)}, which is not in tools`);
+        }
         choice = { name: c.name };
       } else fail(`tool_calls.choice must be "auto", "required" or {"name": ...}`);
-      if (spec.parallel !== undefined && typeof spec.parallel !== "boolean") fail("tool_calls.parallel must be a boolean");
+      if (spec.parallel !== undefined && typeof spec.parallel !== "boolean") {
+        fail("tool_calls.parallel must be a boolean");
+      }
       return { type: "tool_calls", format, tools, choice, parallel: spec.parallel !== false };
     }
     default:

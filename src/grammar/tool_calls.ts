@@ -41,7 +41,10 @@ export interface ToolCallDelta {
 }
 
 /** What the stream parser emits. */
-export type ToolStreamEvent = { type: "content"; text: string } | { type: "tool_call"; delta: ToolCallDelta };
+export type ToolStreamEvent = { type: "content"; text: string } | {
+  type: "tool_call";
+  delta: ToolCallDelta;
+};
 
 /** Options of the parsers. */
 export interface ToolCallParserOptions {
@@ -101,7 +104,14 @@ function valueEnd(s: string, i: number): number | null {
 /** What is known about the call object at the start of a text. */
 type Scan =
   /** The text ends inside the object; name and the raw arguments so far when known. */
-  | { kind: "partial"; name?: string; argsStart?: number; argsComplete?: boolean; argsEnd?: number; streamable?: boolean }
+  | {
+    kind: "partial";
+    name?: string;
+    argsStart?: number;
+    argsComplete?: boolean;
+    argsEnd?: number;
+    streamable?: boolean;
+  }
   /** A whole call; `end`: index after its closing brace. */
   | { kind: "complete"; name: string; args: string; end: number; argsStart?: number }
   /** Not a call. */
@@ -132,7 +142,12 @@ function scanWhole(s: string): Scan {
   const o = obj as Record<string, unknown>;
   if (typeof o?.name !== "string") return { kind: "invalid" };
   const args = o.arguments ?? o.parameters ?? {};
-  return { kind: "complete", name: o.name, args: typeof args === "string" ? args : JSON.stringify(args), end };
+  return {
+    kind: "complete",
+    name: o.name,
+    args: typeof args === "string" ? args : JSON.stringify(args),
+    end,
+  };
 }
 
 /**
@@ -186,7 +201,9 @@ function scanCall(s: string): Scan {
   if (argsEnd === -1) return scanWhole(s);
   if (argsEnd === null) return { kind: "partial", name, argsStart, argsEnd: s.length, streamable };
   const close = skipWs(s, argsEnd);
-  if (close >= s.length) return { kind: "partial", name, argsStart, argsComplete: true, argsEnd, streamable };
+  if (close >= s.length) {
+    return { kind: "partial", name, argsStart, argsComplete: true, argsEnd, streamable };
+  }
   const raw = s.slice(argsStart, argsEnd);
   let args = raw;
   if (!streamable) {
@@ -199,7 +216,9 @@ function scanCall(s: string): Scan {
   if (s[close] === "}") return { kind: "complete", name, args, end: close + 1, argsStart };
   // More keys after the arguments: the object ends where its braces balance.
   const end = valueEnd(s, skipWs(s, 0));
-  if (end === null) return { kind: "partial", name, argsStart, argsComplete: true, argsEnd, streamable };
+  if (end === null) {
+    return { kind: "partial", name, argsStart, argsComplete: true, argsEnd, streamable };
+  }
   return { kind: "complete", name, args, end, argsStart };
 }
 
@@ -459,7 +478,11 @@ export class ToolCallStreamParser {
 }
 
 /** Splits a whole output into content and tool calls (the stream parser over all of it). */
-export function parseToolCalls(text: string, format: ToolCallFormat, options: ToolCallParserOptions = {}): ParsedOutput {
+export function parseToolCalls(
+  text: string,
+  format: ToolCallFormat,
+  options: ToolCallParserOptions = {},
+): ParsedOutput {
   const parser = new ToolCallStreamParser(format, options);
   return collect([...parser.push(text), ...parser.finish()]);
 }

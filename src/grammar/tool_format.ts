@@ -32,8 +32,16 @@ export interface FormatSyntax {
 
 /** Syntax of each format. */
 export const FORMAT_SYNTAX: Record<ToolCallFormat, FormatSyntax> = {
-  hermes: { start: "<tool_call>", argumentsKey: "arguments", literalTokens: ["<tool_call>", "</tool_call>"] },
-  llama3_json: { start: "<|python_tag|>", argumentsKey: "parameters", literalTokens: ["<|python_tag|>"] },
+  hermes: {
+    start: "<tool_call>",
+    argumentsKey: "arguments",
+    literalTokens: ["<tool_call>", "</tool_call>"],
+  },
+  llama3_json: {
+    start: "<|python_tag|>",
+    argumentsKey: "parameters",
+    literalTokens: ["<|python_tag|>"],
+  },
   mistral: { start: "[TOOL_CALLS]", argumentsKey: "arguments", literalTokens: ["[TOOL_CALLS]"] },
 };
 
@@ -58,7 +66,9 @@ export function detectToolCallFormat(hints: FormatHints): ToolCallFormat | null 
   const t = hints.chatTemplate ?? "";
   if (t.includes("<tool_call>")) return "hermes";
   if (t.includes("[TOOL_CALLS]")) return "mistral";
-  if (t.includes("<|python_tag|>") || (t.includes("ipython") && t.includes("<|eot_id|>"))) return "llama3_json";
+  if (t.includes("<|python_tag|>") || (t.includes("ipython") && t.includes("<|eot_id|>"))) {
+    return "llama3_json";
+  }
   switch (hints.modelType) {
     case "qwen2":
     case "qwen2_moe":

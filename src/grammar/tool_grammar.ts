@@ -31,12 +31,20 @@ const SEPARATOR = { hermes: "\n", llama3_json: "; ", mistral: ", " } as const;
  * The structural tag for a tool-call spec, given the parameters EBNF of each tool (by name;
  * every tool of the spec must have one).
  */
-export function toolStructuralTag(spec: ToolCallSpec, parametersEbnf: ReadonlyMap<string, string>): { type: "structural_tag"; format: StructuralFormat } {
+export function toolStructuralTag(
+  spec: ToolCallSpec,
+  parametersEbnf: ReadonlyMap<string, string>,
+): { type: "structural_tag"; format: StructuralFormat } {
   const named = typeof spec.choice === "object" ? spec.choice.name : null;
   const tools = named === null ? spec.tools : spec.tools.filter((t) => t.name === named);
   const tags = tools.map((t) => {
     const { begin, end } = callText(spec, t.name);
-    return { type: "tag", begin, content: { type: "grammar", grammar: parametersEbnf.get(t.name)! }, end };
+    return {
+      type: "tag",
+      begin,
+      content: { type: "grammar", grammar: parametersEbnf.get(t.name)! },
+      end,
+    };
   });
   const single = named !== null || spec.parallel === false;
   const calls: StructuralFormat = {
@@ -51,11 +59,20 @@ export function toolStructuralTag(spec: ToolCallSpec, parametersEbnf: ReadonlyMa
     ? { type: "tag", begin: "[TOOL_CALLS][", content: calls, end: "]" }
     : calls;
   if (spec.choice !== "auto") return { type: "structural_tag", format: section };
-  const trigger = spec.format === "hermes" ? "<tool_call>" : spec.format === "mistral" ? "[TOOL_CALLS]" : '{"name": ';
+  const trigger = spec.format === "hermes"
+    ? "<tool_call>"
+    : spec.format === "mistral"
+    ? "[TOOL_CALLS]"
+    : '{"name": ';
   // In auto mode each trigger opens one call (hermes, llama3_json) or one call list (mistral).
   const autoTags = spec.format === "mistral" ? [section] : tags;
   return {
     type: "structural_tag",
-    format: { type: "triggered_tags", triggers: [trigger], tags: autoTags, stop_after_first: spec.parallel === false },
+    format: {
+      type: "triggered_tags",
+      triggers: [trigger],
+      tags: autoTags,
+      stop_after_first: spec.parallel === false,
+    },
   };
 }

@@ -59,7 +59,9 @@ export class Utf8Guard {
   constructor(vocabulary: Vocabulary) {
     this.#words = bitmaskWords(vocabulary.vocabSize);
     this.#bytes = [];
-    for (let id = 0; id < vocabulary.encoded.length; id++) this.#bytes.push(tokenBytes(vocabulary, id));
+    for (let id = 0; id < vocabulary.encoded.length; id++) {
+      this.#bytes.push(tokenBytes(vocabulary, id));
+    }
   }
 
   /** The state after a token's bytes, or -1 when they make the text ill-formed. */

@@ -82,7 +82,8 @@ export function detectAddPrefixSpace(tokenizerJson: Json): boolean {
   if (isObject(p)) {
     const list = p.type === "Sequence" && Array.isArray(p.pretokenizers) ? p.pretokenizers : [p];
     return list.some((x) =>
-      isObject(x) && x.type === "Metaspace" && (x.prepend_scheme === "always" || x.prepend_scheme === "first")
+      isObject(x) && x.type === "Metaspace" &&
+      (x.prepend_scheme === "always" || x.prepend_scheme === "first")
     );
   }
   return false;
@@ -95,7 +96,8 @@ export function byteLevelChars(): readonly string[] {
   const table: string[] = [];
   let next = 256;
   for (let b = 0; b < 256; b++) {
-    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) ||
+      (b >= 0xae && b <= 0xff);
     table.push(String.fromCodePoint(printable ? b : next++));
   }
   return (byteToChar = table);

@@ -58,20 +58,33 @@ function bundlePath(): string {
   return createRequire(import.meta.url).resolve(XGRAMMAR_PACKAGE);
 }
 
-async function loadFactory(): Promise<(exports: Record<string, unknown>, console: Console) => void> {
+async function loadFactory(): Promise<
+  (exports: Record<string, unknown>, console: Console) => void
+> {
   const file = bundlePath();
   const source = await readTextFile(file);
   const at = source.indexOf(ANCHOR);
   if (at < 0 || source.indexOf(ANCHOR, at + 1) >= 0) {
-    throw new Error(`${file}: not the expected ${XGRAMMAR_PACKAGE} build (pin the version in package.json/deno.json)`);
+    throw new Error(
+      `${file}: not the expected ${XGRAMMAR_PACKAGE} build (pin the version in package.json/deno.json)`,
+    );
   }
   const patched = source.slice(0, at) + HOOK + source.slice(at);
   // `process` is shadowed so emscripten takes its plain (non-Node) path: no `require("fs")`,
   // the inlined WebAssembly decoded with atob. `console` is shadowed to capture native stderr.
   const body = `${patched}\n//# sourceURL=${file}`;
-  const run = new Function("exports", "module", "require", "__filename", "process", "console", body);
+  const run = new Function(
+    "exports",
+    "module",
+    "require",
+    "__filename",
+    "process",
+    "console",
+    body,
+  );
   const require = createRequire(file);
-  return (exports, console) => run.call(globalThis, exports, { exports }, require, file, undefined, console);
+  return (exports, console) =>
+    run.call(globalThis, exports, { exports }, require, file, undefined, console);
 }
 
 /** Evaluates a fresh xgrammar instance and waits for its WebAssembly to be ready. */
@@ -80,7 +93,13 @@ export async function loadXGrammar(): Promise<XGrammarInstance> {
   const evaluate = await factory;
   const log: string[] = [];
   const capture = (...args: unknown[]) => void log.push(args.map(String).join(" "));
-  const quiet = { ...console, log: capture, error: capture, warn: capture, info: capture } as Console;
+  const quiet = {
+    ...console,
+    log: capture,
+    error: capture,
+    warn: capture,
+    info: capture,
+  } as Console;
   const exports: Record<string, unknown> = {};
   evaluate(exports, quiet);
   const internals = exports.__internals as { init(): Promise<void>; binding(): XGrammarBinding };

@@ -7,9 +7,16 @@
 import Ajv2020 from "ajv/dist/2020.js";
 import { Rng } from "../../bench/rng.ts";
 import { allowedIds } from "../../src/grammar/bitmask.ts";
-import { GrammarCompiler, type GrammarCompilerOptions } from "../../src/grammar/grammar_compiler.ts";
+import {
+  GrammarCompiler,
+  type GrammarCompilerOptions,
+} from "../../src/grammar/grammar_compiler.ts";
 import type { GrammarMatcher } from "../../src/grammar/matcher.ts";
-import { buildVocabulary, type Vocabulary, type VocabularyOptions } from "../../src/grammar/vocabulary.ts";
+import {
+  buildVocabulary,
+  type Vocabulary,
+  type VocabularyOptions,
+} from "../../src/grammar/vocabulary.ts";
 import { Tokenizer } from "../../src/model/tokenizer.ts";
 import { MODELS_DIR } from "./fixtures.ts";
 import * as sys from "./platform.ts";
@@ -22,11 +29,18 @@ export async function loadVocabulary(
   const dir = MODELS_DIR + name;
   const tokenizer = await Tokenizer.load(dir);
   const json = JSON.parse(await sys.readTextFile(`${dir}/tokenizer.json`));
-  return { tokenizer, json, vocabulary: buildVocabulary(tokenizer, { ...options, tokenizerJson: json }) };
+  return {
+    tokenizer,
+    json,
+    vocabulary: buildVocabulary(tokenizer, { ...options, tokenizerJson: json }),
+  };
 }
 
 /** A compiler for a reference model's vocabulary. */
-export async function compilerFor(name: string, options: GrammarCompilerOptions = {}): Promise<{ tokenizer: Tokenizer; compiler: GrammarCompiler }> {
+export async function compilerFor(
+  name: string,
+  options: GrammarCompilerOptions = {},
+): Promise<{ tokenizer: Tokenizer; compiler: GrammarCompiler }> {
   const { tokenizer, vocabulary } = await loadVocabulary(name);
   return { tokenizer, compiler: await GrammarCompiler.create(vocabulary, options) };
 }
@@ -36,7 +50,9 @@ export function spell(tokenizer: Tokenizer, text: string): number[] {
   return [...text].flatMap((ch) => {
     const id = tokenizer.pieceToToken(ch === " " ? "▁" : ch);
     if (id !== undefined) return [id];
-    return [...new TextEncoder().encode(ch)].map((b) => tokenizer.pieceToToken(`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`)!);
+    return [...new TextEncoder().encode(ch)].map((b) =>
+      tokenizer.pieceToToken(`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`)!
+    );
   });
 }
 
@@ -65,7 +81,12 @@ const CLOSING = /["}\]>]/g;
  * (or with probability `greedy`) it picks by a score that prefers stop tokens, then tokens
  * that close structures, then short tokens.
  */
-export function generate(matcher: GrammarMatcher, tokenizer: Tokenizer, stopIds: readonly number[], options: GenerateOptions): Generated {
+export function generate(
+  matcher: GrammarMatcher,
+  tokenizer: Tokenizer,
+  stopIds: readonly number[],
+  options: GenerateOptions,
+): Generated {
   const rng = new Rng(options.seed);
   const maxSteps = options.maxSteps ?? 400;
   const greedy = options.greedy ?? 0.3;
@@ -79,7 +100,11 @@ export function generate(matcher: GrammarMatcher, tokenizer: Tokenizer, stopIds:
   for (let step = 0; step < maxSteps && !matcher.isTerminated(); step++) {
     matcher.fillNextTokenBitmask(mask);
     const allowed = allowedIds(mask, matcher.vocabSize);
-    if (allowed.length === 0) throw new Error(`no token allowed after ${JSON.stringify(tokenizer.decode(ids))} (ids ${ids})`);
+    if (allowed.length === 0) {
+      throw new Error(
+        `no token allowed after ${JSON.stringify(tokenizer.decode(ids))} (ids ${ids})`,
+      );
+    }
     let id: number;
     if (step >= maxSteps / 2 || rng.next() < greedy) {
       let best = -Infinity;
@@ -91,10 +116,16 @@ export function generate(matcher: GrammarMatcher, tokenizer: Tokenizer, stopIds:
     } else {
       id = allowed[Math.floor(rng.next() * allowed.length)];
     }
-    if (!matcher.acceptToken(id)) throw new Error(`the matcher rejected token ${id}, which its mask allowed`);
+    if (!matcher.acceptToken(id)) {
+      throw new Error(`the matcher rejected token ${id}, which its mask allowed`);
+    }
     ids.push(id);
   }
-  return { ids, text: tokenizer.decode(ids, { skipSpecialTokens: true }), terminated: matcher.isTerminated() };
+  return {
+    ids,
+    text: tokenizer.decode(ids, { skipSpecialTokens: true }),
+    terminated: matcher.isTerminated(),
+  };
 }
 
 /** A JSON-schema validator (draft 2020-12, as the schemas use prefixItems). */
