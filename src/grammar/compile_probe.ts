@@ -6,21 +6,9 @@
  * Worker's instance. What passes here is then compiled on the engine's own instance.
  * @module
  */
+import type { ProbeReply, ProbeRequest } from "./compile_protocol.ts";
 import type { GrammarSpec } from "./spec.ts";
 import type { Vocabulary } from "./vocabulary.ts";
-
-/** Messages to the probe Worker. */
-export type ProbeRequest = { type: "init"; vocabulary: Vocabulary } | {
-  type: "compile";
-  id: number;
-  spec: GrammarSpec;
-};
-
-/** Messages from the probe Worker. */
-export type ProbeReply =
-  | { type: "ready" }
-  | { type: "failed"; message: string }
-  | { type: "result"; id: number; ok: boolean; ms: number; log: string[]; message?: string };
 
 /** The outcome of one probe. */
 export type ProbeOutcome =

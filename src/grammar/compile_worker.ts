@@ -6,7 +6,7 @@
  */
 import type * as XG from "@mlc-ai/web-xgrammar";
 import { compileSpec } from "./grammar_source.ts";
-import type { ProbeReply, ProbeRequest } from "./compile_probe.ts";
+import type { ProbeReply, ProbeRequest } from "./compile_protocol.ts";
 import type { Vocabulary } from "./vocabulary.ts";
 import { loadXGrammar, type XGrammarInstance } from "./xgrammar.ts";
 
