@@ -7,10 +7,61 @@
 import { Template } from "@huggingface/jinja";
 import type { Tokenizer } from "../../mod.ts";
 
-/** One chat message (content already flattened to text). */
+/** A tool call of an assistant message, in OpenAI's shape (`arguments` a JSON string or an object). */
+export interface ChatToolCall {
+  id?: string;
+  type?: "function";
+  function: { name: string; arguments: string | Record<string, unknown> };
+}
+
+/**
+ * One chat message (content already flattened to text; null for an assistant message that
+ * only calls tools), with OpenAI's tool fields.
+ */
 export interface ChatMessage {
   role: string;
-  content: string;
+  content: string | null;
+  /** An assistant's calls. */
+  tool_calls?: ChatToolCall[];
+  /** A `tool` message: the call it answers. */
+  tool_call_id?: string;
+  /** A `tool` message: the function's name (some templates print it). */
+  name?: string;
+}
+
+/** A tool offered to the model (OpenAI's `tools[]`). */
+export interface ChatTool {
+  type: "function";
+  function: { name: string; description?: string; parameters?: Record<string, unknown> };
+}
+
+/** Options of {@link ChatTemplate.render}. */
+export interface RenderOptions {
+  /** Tools, passed to the template as `tools`, as transformers' `apply_chat_template(tools=...)` does. */
+  tools?: readonly ChatTool[];
+}
+
+/**
+ * Messages as templates expect them: transformers documents tool-call `arguments` as a dict,
+ * and templates print them with `tojson`, so a JSON-string `arguments` (OpenAI's form) is
+ * parsed, as vLLM does. Anything else passes through unchanged.
+ */
+function forTemplate(messages: readonly ChatMessage[]): ChatMessage[] {
+  return messages.map((m) => {
+    if (!m.tool_calls) return m;
+    const toolCalls = m.tool_calls.map((c) => {
+      const args = c.function.arguments;
+      if (typeof args !== "string") return c;
+      try {
+        const parsed = JSON.parse(args);
+        if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return c;
+        return { ...c, function: { ...c.function, arguments: parsed } };
+      } catch {
+        return c;
+      }
+    });
+    return { ...m, tool_calls: toolCalls };
+  });
 }
 
 /** Raised when a model has no chat template or its template fails on the messages. */
@@ -41,16 +92,17 @@ export class ChatTemplate {
     }
   }
 
-  /** Renders messages to prompt text. */
-  render(messages: readonly ChatMessage[], addGenerationPrompt = true): string {
+  /** Renders messages (and tools, if any) to prompt text. */
+  render(messages: readonly ChatMessage[], addGenerationPrompt = true, options: RenderOptions = {}): string {
     const tok = this.#tokenizer;
     const piece = (id: number | null | undefined) => (id === null || id === undefined ? "" : tok.decode([id]));
     try {
       return this.#template.render({
-        messages,
+        messages: forTemplate(messages),
         add_generation_prompt: addGenerationPrompt,
         bos_token: piece(tok.bosTokenId),
         eos_token: piece(tok.eosTokenIds[0]),
+        ...(options.tools ? { tools: options.tools } : {}),
       });
     } catch (e) {
       throw new ChatTemplateError(`the chat template failed on these messages: ${(e as Error).message}`);
@@ -58,7 +110,7 @@ export class ChatTemplate {
   }
 
   /** Renders and tokenizes (the template carries its own special tokens, so none are added). */
-  encode(messages: readonly ChatMessage[]): number[] {
-    return this.#tokenizer.encode(this.render(messages), { addSpecialTokens: false });
+  encode(messages: readonly ChatMessage[], options: RenderOptions = {}): number[] {
+    return this.#tokenizer.encode(this.render(messages, true, options), { addSpecialTokens: false });
   }
 }
