@@ -24,6 +24,7 @@ const LAYERS: Layer[] = [
   { name: "gpu", match: (p) => p.startsWith("src/gpu/") },
   { name: "kernels", match: (p) => p.startsWith("src/kernels/") },
   { name: "model", match: (p) => p.startsWith("src/model/") },
+  { name: "grammar", match: (p) => p.startsWith("src/grammar/") },
   { name: "scheduler", match: (p) => p.startsWith("src/scheduler/"), only: ["types"] },
   { name: "runner", match: (p) => p.startsWith("src/runner/") },
   { name: "engine", match: (p) => p.startsWith("src/engine/") },
