@@ -129,7 +129,8 @@ export async function startServer(options: ServeOptions, reporting: ServerReport
       http.stopListening();
       let timer: ReturnType<typeof setTimeout> | undefined;
       const deadline = new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), left())));
-      const outcome = await Promise.race([drained.then(() => "drained" as const), deadline]);
+      // Drained means every response written too: connections close once their response is out.
+      const outcome = await Promise.race([drained.then(() => http.finished).then(() => "drained" as const), deadline]);
       clearTimeout(timer);
       if (outcome === "timeout") log("shutdown timeout: cancelling what is left");
       // The hard end: connections still open (slow clients, streams past the deadline) are cut.
