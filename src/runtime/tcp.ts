@@ -142,11 +142,22 @@ function wrapNode(socket: any): TcpConn {
   const chunks: Uint8Array[] = [];
   let queued = 0;
   let ended = false;
+  // Our own record of the socket's end: Bun may have emitted 'close' before `destroyed` is
+  // set, and does not call the callback of a write issued after a reset.
+  let gone = false;
+  const writers = new Set<(e: Error) => void>();
   let wake: (() => void) | null = null;
   const notify = () => {
     const w = wake;
     wake = null;
     w?.();
+  };
+  const onGone = () => {
+    ended = true;
+    gone = true;
+    for (const reject of writers) reject(new Error("connection closed"));
+    writers.clear();
+    notify();
   };
   socket.on("data", (d: Uint8Array) => {
     chunks.push(d);
@@ -154,15 +165,14 @@ function wrapNode(socket: any): TcpConn {
     if (queued > NODE_HIGH_WATER) socket.pause();
     notify();
   });
+  // The peer's FIN: Node's semantics (allowHalfOpen false) end our side too, and Bun then
+  // neither calls a pending write's callback nor emits 'close'. Treat it as the end.
   socket.on("end", () => {
-    ended = true;
-    notify();
+    onGone();
+    socket.destroy();
   });
-  socket.on("close", () => {
-    ended = true;
-    notify();
-  });
-  socket.on("error", () => {});
+  socket.on("close", onGone);
+  socket.on("error", onGone);
   return {
     read: async (buf) => {
       while (chunks.length === 0) {
@@ -180,19 +190,17 @@ function wrapNode(socket: any): TcpConn {
     },
     write: (data) =>
       new Promise<void>((resolve, reject) => {
-        if (socket.destroyed || socket.writableEnded) return reject(new Error("connection closed"));
-        const onClose = () => reject(new Error("connection closed"));
-        socket.once("close", onClose);
+        if (gone || socket.destroyed || socket.writableEnded) return reject(new Error("connection closed"));
+        writers.add(reject);
         socket.write(data, (err?: Error | null) => {
-          socket.off("close", onClose);
+          writers.delete(reject);
           if (err) reject(err);
           else resolve();
         });
       }),
     close: () => {
-      ended = true;
       socket.destroy();
-      notify();
+      onGone();
     },
   };
 }

@@ -193,6 +193,7 @@ export class App {
   #errorResponse(e: unknown): Response {
     if (e instanceof ApiError) return e.toResponse();
     if (isBodyError(e, "body_timeout")) return new ApiError(408, (e as Error).message, { code: "body_timeout" }).toResponse();
+    if (isBodyError(e, "malformed_body")) return badParam("body", (e as Error).message, "malformed_body").toResponse();
     if (e instanceof InvalidRequestError) {
       const param = PARAM_NAMES[e.param] ?? e.param;
       const code = /context|KV blocks/.test(e.message) ? "context_length_exceeded" : null;
@@ -441,6 +442,6 @@ export class App {
 }
 
 /** Whether `e` is the HTTP layer's RequestBodyError of this code (checked by code: Request may wrap). */
-function isBodyError(e: unknown, code: "client_gone" | "body_timeout"): boolean {
+function isBodyError(e: unknown, code: "client_gone" | "body_timeout" | "malformed_body"): boolean {
   return (e as { name?: string; code?: string } | null)?.name === "RequestBodyError" && (e as { code?: string }).code === code;
 }

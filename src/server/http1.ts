@@ -38,9 +38,12 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
 
 /** Why a request body could not be read to its end. */
 export class RequestBodyError extends Error {
-  /** `client_gone`: the connection closed mid-body; `body_timeout`: the body deadline passed. */
-  readonly code: "client_gone" | "body_timeout";
-  constructor(code: "client_gone" | "body_timeout", message: string) {
+  /**
+   * `client_gone`: the connection closed mid-body; `body_timeout`: the body deadline passed;
+   * `malformed_body`: bad chunked framing.
+   */
+  readonly code: "client_gone" | "body_timeout" | "malformed_body";
+  constructor(code: "client_gone" | "body_timeout" | "malformed_body", message: string) {
     super(message);
     this.name = "RequestBodyError";
     this.code = code;
@@ -179,7 +182,7 @@ function findHeaderEnd(b: Uint8Array, from: number): number {
 
 function parseHead(text: string): Parsed {
   const lines = text.split(CRLF);
-  const m = /^([^ ]+) ([^ ]+) HTTP\/(\d)\.(\d)$/.exec(lines[0]);
+  const m = /[\x00-\x1f\x7f]/.test(lines[0]) ? null : /^([^ ]+) ([^ ]+) HTTP\/(\d)\.(\d)$/.exec(lines[0]);
   if (!m || !TOKEN.test(m[1])) throw new BadRequest(400, "malformed request line", "malformed_request");
   const version = `${m[3]}.${m[4]}`;
   if (version !== "1.1" && version !== "1.0") throw new BadRequest(400, `HTTP/${version} is not supported`, "unsupported_http_version");
@@ -290,11 +293,13 @@ class Connection {
       const head = new TextDecoder("latin1").decode(this.#buf.take(end + 4).subarray(0, end));
       first = false;
       let keepAlive: boolean;
+      let http10 = false;
       let request: Request;
       let bodyState: { done: boolean };
       const abort = new AbortController();
       try {
         const parsed = parseHead(head);
+        http10 = parsed.version === "1.0";
         ({ request, keepAlive, bodyState } = this.#request(parsed, abort));
       } catch (e) {
         if (e instanceof BadRequest) return await this.#fail(e.status, e.message, e.code);
@@ -317,7 +322,9 @@ class Connection {
       // The body must be read to its end before the next request can be parsed.
       if (!bodyState.done) keepAlive = false;
       if (this.#server.stopping) keepAlive = false;
-      const ok = await this.#respond(request.method, response, keepAlive, abort.signal);
+      // Without chunked encoding (HTTP/1.0), only the connection's end can end such a body.
+      if (http10 && response.headers.get("content-length") === null) keepAlive = false;
+      const ok = await this.#respond(request.method, response, keepAlive, abort.signal, http10);
       this.#onGone = null;
       if (!ok || !keepAlive) return;
     }
@@ -421,7 +428,7 @@ class Connection {
           } else {
             if (remaining === 0) {
               const size = (await line()).split(";")[0].trim();
-              if (!/^[0-9a-fA-F]{1,8}$/.test(size)) throw new RequestBodyError("client_gone", "malformed chunk size");
+              if (!/^[0-9a-fA-F]{1,8}$/.test(size)) throw new RequestBodyError("malformed_body", "malformed chunk size");
               remaining = parseInt(size, 16);
               if (remaining === 0) {
                 // Trailers end with an empty line.
@@ -447,7 +454,7 @@ class Connection {
           }
         } catch (e) {
           if (timedOut && e instanceof RequestBodyError) e = new RequestBodyError("body_timeout", "request body not received in time");
-          else if (e instanceof BadRequest) e = new RequestBodyError("client_gone", e.message);
+          else if (e instanceof BadRequest) e = new RequestBodyError("malformed_body", e.message);
           controller.error(e);
         }
       },
@@ -455,7 +462,7 @@ class Connection {
   }
 
   /** Writes the response; false when the connection can no longer be used. */
-  async #respond(method: string, res: Response, keepAlive: boolean, clientGone: AbortSignal): Promise<boolean> {
+  async #respond(method: string, res: Response, keepAlive: boolean, clientGone: AbortSignal, http10: boolean): Promise<boolean> {
     const status = res.status;
     const noBody = method === "HEAD" || status === 204 || status === 304;
     let head = `HTTP/1.1 ${status} ${res.statusText || REASONS[status] || "Unknown"}${CRLF}`;
@@ -464,12 +471,13 @@ class Connection {
       if (k === "content-length" || k === "transfer-encoding" || k === "connection" || k === "keep-alive") continue;
       head += `${k}: ${v}${CRLF}`;
     }
-    const chunked = !noBody && res.body !== null && declared === null;
+    // HTTP/1.0 has no chunked encoding: there the end of the connection ends the body.
+    const chunked = !noBody && res.body !== null && declared === null && !http10;
     if (noBody) {
       if (declared !== null) head += `content-length: ${declared}${CRLF}`;
     } else if (res.body === null) head += `content-length: 0${CRLF}`;
     else if (declared !== null) head += `content-length: ${declared}${CRLF}`;
-    else head += `transfer-encoding: chunked${CRLF}`;
+    else if (chunked) head += `transfer-encoding: chunked${CRLF}`;
     head += keepAlive ? CRLF : `connection: close${CRLF}${CRLF}`;
     if (noBody || res.body === null) {
       await res.body?.cancel().catch(() => {});
