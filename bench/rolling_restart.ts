@@ -196,8 +196,8 @@ function figures(samples: Sample[]): PhaseFigures {
     sent: samples.length,
     succeeded: samples.filter((s) => s.ok).length,
     failed: samples.filter((s) => !s.ok).length,
-    ttftMsP50: ttfts.length ? Math.round(percentile(ttfts, 0.5)) : 0,
-    ttftMsP95: ttfts.length ? Math.round(percentile(ttfts, 0.95)) : 0,
+    ttftMsP50: ttfts.length ? Math.round(percentile(ttfts, 50)) : 0,
+    ttftMsP95: ttfts.length ? Math.round(percentile(ttfts, 95)) : 0,
     errors: samples.filter((s) => !s.ok).slice(0, 5).map((s) => s.error ?? "?"),
   };
 }

@@ -182,6 +182,7 @@ function findHeaderEnd(b: Uint8Array, from: number): number {
 
 function parseHead(text: string): Parsed {
   const lines = text.split(CRLF);
+  // deno-lint-ignore no-control-regex
   const m = /[\x00-\x1f\x7f]/.test(lines[0]) ? null : /^([^ ]+) ([^ ]+) HTTP\/(\d)\.(\d)$/.exec(lines[0]);
   if (!m || !TOKEN.test(m[1])) throw new BadRequest(400, "malformed request line", "malformed_request");
   const version = `${m[3]}.${m[4]}`;
@@ -193,6 +194,7 @@ function parseHead(text: string): Parsed {
     if (!TOKEN.test(name)) throw new BadRequest(400, "malformed header line", "malformed_header");
     const value = line.slice(colon + 1).trim();
     // Control characters other than tab are not allowed in field values.
+    // deno-lint-ignore no-control-regex
     if (/[\x00-\x08\x0a-\x1f\x7f]/.test(value)) throw new BadRequest(400, `malformed value of header ${name}`, "malformed_header");
     headers.push([name.toLowerCase(), value]);
   }
@@ -453,9 +455,13 @@ class Connection {
             controller.close();
           }
         } catch (e) {
-          if (timedOut && e instanceof RequestBodyError) e = new RequestBodyError("body_timeout", "request body not received in time");
-          else if (e instanceof BadRequest) e = new RequestBodyError("malformed_body", e.message);
-          controller.error(e);
+          controller.error(
+            timedOut && e instanceof RequestBodyError
+              ? new RequestBodyError("body_timeout", "request body not received in time")
+              : e instanceof BadRequest
+              ? new RequestBodyError("malformed_body", e.message)
+              : e,
+          );
         }
       },
     }, { highWaterMark: 0 });
