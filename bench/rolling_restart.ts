@@ -299,7 +299,12 @@ export async function runRollingRestart(options: RollingRestartOptions): Promise
 
     // An unannounced kill: only that replica's requests in flight may fail.
     const victim = replicas[0];
-    const inFlightAtKill = (await haproxyServers(statsPort)).get(`r${victim.index}`)?.scur ?? 0;
+    // Kill while it holds requests (up to 5 s of waiting for HAProxy to report one).
+    let inFlightAtKill = 0;
+    for (let i = 0; i < 500 && inFlightAtKill === 0; i++) {
+      inFlightAtKill = (await haproxyServers(statsPort)).get(`r${victim.index}`)?.scur ?? 0;
+      if (inFlightAtKill === 0) await sleep(10);
+    }
     const killAt = performance.now();
     victim.signal("SIGKILL");
     const markedDownMs = await waitStatus(statsPort, `r${victim.index}`, (s) => s.startsWith("DOWN"), 30_000);
