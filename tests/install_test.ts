@@ -92,7 +92,8 @@ test("deploy: install.sh --production in a clean copy of the repository yields a
       assertEquals(res.status, 200, await res.clone().text());
       assertEquals((await res.json()).usage.completion_tokens, 4);
     } finally {
-      child.kill("SIGTERM");
+      // process.kill, not child.kill: Deno reports a child.kill()ed child as killed by the signal.
+      process.kill(child.pid!, "SIGTERM");
       assertEquals(await exited, 0, log);
     }
   } finally {
