@@ -4,6 +4,7 @@
  * over-long prompts by their size before any tokenizing.
  * @module
  */
+import { stopWorker } from "../runtime/runtime.ts";
 
 /** Messages to the tokenizer Worker. */
 export type ToTokenizer =
@@ -63,11 +64,11 @@ export class PromptTokenizer {
       };
       worker.postMessage({ type: "init", dir } satisfies ToTokenizer);
     }).catch((e) => {
-      worker.terminate();
+      stopWorker(worker);
       throw e;
     });
     if (first.type !== "ready") {
-      worker.terminate();
+      stopWorker(worker);
       throw new PromptTokenizerError(first.type === "init_error" ? first.message : "unexpected first message");
     }
     return new PromptTokenizer(worker, first.maxTokenBytes);
@@ -90,9 +91,9 @@ export class PromptTokenizer {
     });
   }
 
-  /** Ends the Worker. */
+  /** Ends the Worker (the runtime adapter decides how: Bun's Workers are left idle and unreferenced). */
   close(): void {
-    this.#worker.terminate();
+    stopWorker(this.#worker);
     for (const p of this.#pending.values()) p.reject(new PromptTokenizerError("tokenizer closed"));
     this.#pending.clear();
   }
