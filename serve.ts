@@ -5,8 +5,9 @@
  * Listens at once (health answers 503 while the model loads), resolves the model (a local
  * directory, or a Hugging Face hub id from the cache or downloaded into it), loads it with a
  * progress bar and serves the OpenAI-compatible API, /metrics and the dashboard at /.
- * SIGINT/SIGTERM stop admitting, let in-flight requests finish within the shutdown timeout,
- * cancel the rest, and exit 0.
+ * SIGINT/SIGTERM: /health turns 503 for the drain delay (requests still served), then the
+ * server stops admitting and listening, lets in-flight requests finish within what is left of
+ * the shutdown timeout, cuts off the rest, and exits 0.
  * @module
  */
 import { createEngine, type EngineClient } from "./mod.ts";
@@ -14,7 +15,9 @@ import { parseServeArgs, type ServeOptions, UsageError, USAGE } from "./src/serv
 import { App } from "./src/server/app.ts";
 import { resolveModel } from "./src/hub/hub.ts";
 import { ProgressBar } from "./src/hub/progress.ts";
-import { args, env, exit, onSignal, serveHttp } from "./src/runtime/runtime.ts";
+import { DEFAULT_HTTP_LIMITS, Http1Server } from "./src/server/http1.ts";
+import { PromptTokenizer } from "./src/server/prompt_tokenizer.ts";
+import { args, env, exit, onSignal, openFileLimit } from "./src/runtime/runtime.ts";
 
 /** A running server. */
 export interface Server {
@@ -23,7 +26,11 @@ export interface Server {
   addr: { hostname: string; port: number };
   /** Resolves when the model is loaded (rejects if loading failed). */
   ready: Promise<void>;
-  /** Drains, closes the engine and stops listening. */
+  /**
+   * Shuts down within the shutdown timeout: /health turns 503 for the drain delay while
+   * requests are still served, then admitting and listening stop, in-flight requests get
+   * what is left of the timeout, and whatever still runs then is cut off.
+   */
   shutdown(): Promise<void>;
   /** Resolves when the server has stopped. */
   finished: Promise<void>;
@@ -35,8 +42,18 @@ export interface ServerReporting {
   quiet?: boolean;
 }
 
-/** Starts the server for parsed options. */
-export function startServer(options: ServeOptions, reporting: ServerReporting = {}): Server {
+/** Descriptors kept free of connections for the model, Workers and the runtime itself. */
+const RESERVED_FILES = 64;
+
+/** How long closing the engine may take at the end of a shutdown. */
+const ENGINE_CLOSE_MS = 5000;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Starts the server for parsed options; resolves once it listens. */
+export async function startServer(options: ServeOptions, reporting: ServerReporting = {}): Promise<Server> {
   const log = (message: string) => reporting.quiet || console.error(`[serve] ${message}`);
   const silent = { write: () => {} };
   const app = new App({
@@ -45,15 +62,32 @@ export function startServer(options: ServeOptions, reporting: ServerReporting = 
     apiKey: options.apiKey,
     maxBodyBytes: options.maxBodyBytes,
     maxQueue: options.maxQueue,
+    maxRequestSeqs: options.maxRequestSeqs,
   });
-  const http = serveHttp({ hostname: options.host, port: options.port }, (req) => app.handle(req));
+  const files = await openFileLimit();
+  const maxConnections = options.maxConnections ??
+    Math.max(16, Math.min(DEFAULT_HTTP_LIMITS.maxConnections, files === null ? Infinity : files - RESERVED_FILES));
+  const http = await Http1Server.listen({
+    hostname: options.host,
+    port: options.port,
+    limits: {
+      headersTimeoutMs: options.headerTimeoutMs,
+      bodyTimeoutMs: options.bodyTimeoutMs,
+      idleTimeoutMs: options.idleTimeoutMs,
+      maxConnections,
+    },
+    onError: log,
+  }, (req) => app.handle(req));
+  app.listenerCounters = () => ({ ...http.counters, open: http.connections });
   let engine: EngineClient | null = null;
+  let tokenizer: PromptTokenizer | null = null;
   const ready = (async () => {
     const download = new ProgressBar("download", reporting.quiet ? silent : {});
     const dir = await resolveModel(options.model, { onProgress: (done, total) => download.update(done, total) });
     download.finish();
     log(`loading ${dir}`);
     const bar = new ProgressBar("weights ", reporting.quiet ? silent : {});
+    const tokenizing = PromptTokenizer.start(dir);
     engine = await createEngine({
       model: dir,
       maxBatchTokens: options.maxBatchTokens,
@@ -63,9 +97,14 @@ export function startServer(options: ServeOptions, reporting: ServerReporting = 
       attn: options.attn,
       policy: options.policy,
       onLoadProgress: (done, total) => bar.update(done, total),
+    }).catch(async (e) => {
+      (await tokenizing.catch(() => null))?.close();
+      throw e;
     });
+    tokenizer = await tokenizing;
     bar.finish();
-    app.setEngine(engine);
+    app.setEngine(engine, tokenizer);
+    if (app.chatTemplateError) log(`chat requests will be refused: ${app.chatTemplateError}`);
     const info = engine.info;
     log(`ready: ${info.architecture} on ${info.device}, context ${info.maxContext}, ${info.kvBlocksTotal} KV blocks of ${info.blockSize}`);
   })();
@@ -76,15 +115,30 @@ export function startServer(options: ServeOptions, reporting: ServerReporting = 
   let stopping: Promise<void> | null = null;
   const shutdown = () =>
     stopping ??= (async () => {
+      const t0 = performance.now();
+      const left = () => Math.max(0, options.shutdownTimeoutMs - (performance.now() - t0));
+      const drainDelayMs = Math.min(options.drainDelayMs ?? 0, options.shutdownTimeoutMs);
+      if (drainDelayMs > 0 && app.state === "ready") {
+        log(`draining: /health answers 503 for ${drainDelayMs / 1000} s while requests are still served`);
+        app.announceDrain();
+        await sleep(drainDelayMs);
+      }
       log(`shutting down: ${app.activeRequests} requests in flight`);
+      const drained = app.drain();
+      http.stopListening();
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const deadline = new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), options.shutdownTimeoutMs)));
-      const drained = await Promise.race([app.drain().then(() => "drained" as const), deadline]);
+      const deadline = new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), left())));
+      // Drained means every response written too: connections close once their response is out.
+      const outcome = await Promise.race([drained.then(() => http.finished).then(() => "drained" as const), deadline]);
       clearTimeout(timer);
-      if (drained === "timeout") log("shutdown timeout: cancelling what is left");
-      await ready.catch(() => {});
-      await (engine as EngineClient | null)?.close();
-      await http.shutdown();
+      if (outcome === "timeout") log("shutdown timeout: cancelling what is left");
+      // The hard end: connections still open (slow clients, streams past the deadline) are cut.
+      http.closeAll();
+      await Promise.race([ready, sleep(0)]).catch(() => {});
+      const closing = (engine as EngineClient | null)?.close();
+      if (closing) await Promise.race([closing, sleep(ENGINE_CLOSE_MS)]);
+      (tokenizer as PromptTokenizer | null)?.close();
+      await Promise.race([http.finished, sleep(ENGINE_CLOSE_MS)]);
     })();
   return { app, addr: http.addr, ready, shutdown, finished: http.finished };
 }
@@ -102,7 +156,7 @@ if (import.meta.main) {
     console.log(USAGE);
     exit(0);
   }
-  const server = startServer(options);
+  const server = await startServer(options);
   console.error(`[serve] listening on http://${server.addr.hostname}:${server.addr.port}`);
   let signals = 0;
   const handleSignal = () => {

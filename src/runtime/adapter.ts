@@ -13,6 +13,31 @@ export interface HttpServer {
   finished: Promise<void>;
 }
 
+/** One accepted connection. */
+export interface TcpConn {
+  /** Reads into `buf`; the number of bytes, or null at the end of the stream. */
+  read(buf: Uint8Array): Promise<number | null>;
+  /** Writes all of `data`. Rejects once the peer is gone. */
+  write(data: Uint8Array): Promise<void>;
+  /** Closes both directions at once (idempotent). */
+  close(): void;
+}
+
+/** A listening socket. */
+export interface TcpListener {
+  addr: { hostname: string; port: number };
+  /** Stops accepting (open connections are left alone). */
+  close(): void;
+}
+
+/** Options of `listenTcp`. */
+export interface ListenTcpOptions {
+  hostname: string;
+  port: number;
+  /** Told about accept errors the loop survives (e.g. EMFILE), at most once a second. */
+  onAcceptError?: (error: Error) => void;
+}
+
 /** A fetch-style request handler. */
 export type HttpHandler = (req: Request) => Response | Promise<Response>;
 
@@ -28,6 +53,11 @@ export interface RuntimeAdapter {
   onSignal(signal: "SIGINT" | "SIGTERM", handler: () => void): void;
   /** Serves HTTP with a fetch-style handler. */
   serveHttp(options: { hostname: string; port: number }, handler: HttpHandler): HttpServer;
+  /**
+   * Listens for raw TCP with an accept loop that survives running out of file descriptors,
+   * handing every connection to `onConn` (serve.ts's own HTTP/1.1 listener runs on it).
+   */
+  listenTcp(options: ListenTcpOptions, onConn: (conn: TcpConn) => void): Promise<TcpListener>;
   /** Ends a Worker from outside. */
   stopWorker(worker: Worker): void;
   /** Ends the Worker this code runs in (its GPU device already destroyed). */
@@ -37,3 +67,17 @@ export interface RuntimeAdapter {
   /** Runtime name and version, and its JS engine. */
   describe(): { runtime: string; engine: string };
 }
+
+/** Reports accept errors at most once a second (a descriptor flood fails every accept). */
+export function rateLimited(report?: (e: Error) => void): (e: Error) => void {
+  let last = -Infinity;
+  return (e) => {
+    const now = performance.now();
+    if (now - last < 1000) return;
+    last = now;
+    report?.(e);
+  };
+}
+
+/** How long an accept loop pauses after a failed accept (descriptors may free up). */
+export const ACCEPT_RETRY_MS = 50;

@@ -3,7 +3,7 @@
  * @module
  */
 import process from "node:process";
-import type { RuntimeAdapter } from "./adapter.ts";
+import { ACCEPT_RETRY_MS, type ListenTcpOptions, rateLimited, type RuntimeAdapter, type TcpConn, type TcpListener } from "./adapter.ts";
 
 // deno-lint-ignore no-explicit-any
 const globals = globalThis as any;
@@ -18,8 +18,72 @@ export const denoAdapter: RuntimeAdapter = {
     const server = globals.Deno.serve({ hostname: options.hostname, port: options.port, onListen: () => {} }, handler);
     return { addr: server.addr, shutdown: () => server.shutdown(), finished: server.finished };
   },
+  // Deno.serve and node:net servers stop for good on EMFILE; Deno.listen's accept loop does not.
+  listenTcp: (options, onConn) => Promise.resolve(listenDeno(options, onConn)),
   stopWorker: (worker) => worker.terminate(),
   endThisWorker: () => globals.close(),
   scriptCommand: (script, scriptArgs) => ({ cmd: process.execPath, args: ["run", "-A", script, ...scriptArgs] }),
   describe: () => ({ runtime: `deno ${process.versions.deno}`, engine: `V8 ${process.versions.v8}` }),
 };
+
+function listenDeno(options: ListenTcpOptions, onConn: (conn: TcpConn) => void): TcpListener {
+  const listener = globals.Deno.listen({ hostname: options.hostname, port: options.port, transport: "tcp" });
+  let closed = false;
+  const report = rateLimited(options.onAcceptError);
+  (async () => {
+    while (!closed) {
+      let conn;
+      try {
+        conn = await listener.accept();
+      } catch (e) {
+        if (closed) break;
+        // EMFILE and friends: the listener itself is fine; wait for descriptors to free up.
+        report(e as Error);
+        await new Promise((r) => setTimeout(r, ACCEPT_RETRY_MS));
+        continue;
+      }
+      try {
+        conn.setNoDelay(true);
+      } catch { /* not TCP */ }
+      onConn(wrapDeno(conn));
+    }
+  })();
+  return {
+    addr: { hostname: listener.addr.hostname, port: listener.addr.port },
+    close: () => {
+      if (closed) return;
+      closed = true;
+      try {
+        listener.close();
+      } catch { /* already closed */ }
+    },
+  };
+}
+
+function wrapDeno(conn: { read(b: Uint8Array): Promise<number | null>; write(b: Uint8Array): Promise<number>; close(): void }): TcpConn {
+  let closed = false;
+  return {
+    read: async (buf) => {
+      if (closed) return null;
+      try {
+        return await conn.read(buf);
+      } catch {
+        return null; // reset, or closed by us
+      }
+    },
+    write: async (data) => {
+      let off = 0;
+      while (off < data.length) {
+        if (closed) throw new Error("connection closed");
+        off += await conn.write(data.subarray(off));
+      }
+    },
+    close: () => {
+      if (closed) return;
+      closed = true;
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+    },
+  };
+}

@@ -7,11 +7,11 @@
  */
 import * as fs from "node:fs/promises";
 import process from "node:process";
-import type { HttpHandler, HttpServer, RuntimeAdapter } from "./adapter.ts";
+import type { HttpHandler, HttpServer, ListenTcpOptions, RuntimeAdapter, TcpConn, TcpListener } from "./adapter.ts";
 import { bunAdapter } from "./bun.ts";
 import { denoAdapter } from "./deno.ts";
 
-export type { HttpHandler, HttpServer } from "./adapter.ts";
+export type { HttpHandler, HttpServer, ListenTcpOptions, TcpConn, TcpListener } from "./adapter.ts";
 
 /** The adapter of the runtime this process runs on. */
 export const adapter: RuntimeAdapter = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? bunAdapter : denoAdapter;
@@ -168,6 +168,25 @@ export function scriptCommand(script: string, scriptArgs: string[] = []): { cmd:
 /** Serves fetch-style handlers (Deno.serve or Bun.serve). */
 export function serveHttp(options: { hostname: string; port: number }, handler: HttpHandler): HttpServer {
   return adapter.serveHttp(options, handler);
+}
+
+/** Listens for raw TCP; the accept loop survives running out of file descriptors. */
+export function listenTcp(options: ListenTcpOptions, onConn: (conn: TcpConn) => void): Promise<TcpListener> {
+  return adapter.listenTcp(options, onConn);
+}
+
+/**
+ * This process's soft limit on open files (Linux: /proc/self/limits), or null where it cannot
+ * be read. Sizes the connection cap so that accepting never runs the process out of descriptors.
+ */
+export async function openFileLimit(): Promise<number | null> {
+  try {
+    const text = await fs.readFile("/proc/self/limits", "utf8");
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(text);
+    return m && m[1] !== "unlimited" ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Ends a Worker from outside (see the adapters for why Bun only unreferences it). */

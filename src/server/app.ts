@@ -12,6 +12,9 @@ import { completeJson, completeStream, type PreparedRequest, type PromptJob } fr
 import { type ChatRequest, type CompletionRequest, PARAM_NAMES, parseChatRequest, parseCompletionRequest } from "./openai/parse.ts";
 import { renderMetrics, ServerCounters } from "./prometheus.ts";
 import type { ServedEngine } from "./served_engine.ts";
+import type { PromptTokenizer } from "./prompt_tokenizer.ts";
+import { renderVllmMetrics } from "./vllm_metrics.ts";
+import { type ListenerStats, renderListenerMetrics } from "./listener_metrics.ts";
 
 /** Options of {@link App}. */
 export interface AppOptions {
@@ -27,7 +30,15 @@ export interface AppOptions {
   maxBodyBytes: number;
   /** Sequences allowed to wait beyond the running batch before 429. */
   maxQueue: number;
+  /** Sequences one request may ask for (prompts x n; default: the engine's max-seqs). */
+  maxRequestSeqs?: number;
 }
+
+/** Route label of paths under /v1/models/ (metrics labels are route templates, never raw paths). */
+const MODEL_ROUTE = "/v1/models/{model}";
+
+/** Status counted for a request whose client went away before its answer (nginx's 499). */
+const CLIENT_GONE = 499;
 
 /** Where the server is in its life. */
 export type AppState = "loading" | "ready" | "draining" | "failed";
@@ -53,9 +64,15 @@ function sameSecret(a: string, b: string): boolean {
 export class App {
   readonly options: AppOptions;
   readonly counters: ServerCounters = new ServerCounters();
+  /** What the HTTP listener refused or cut off, for /metrics (set by the server that owns it). */
+  listenerCounters: (() => ListenerStats) | null = null;
   #state: AppState = "loading";
   #engine: ServedEngine | null = null;
   #chat: ChatTemplate | null = null;
+  #chatError: string | null = null;
+  #tokenizer: PromptTokenizer | null = null;
+  /** New generation requests are accepted (false once drain() was called). */
+  #admitting = false;
   #loadError: string | null = null;
   /** Sequences of requests being served (prompts x n). */
   #activeSeqs = 0;
@@ -86,11 +103,35 @@ export class App {
     return this.#activeRequests;
   }
 
-  /** The engine is loaded: start serving. */
-  setEngine(engine: ServedEngine): void {
+  /**
+   * The engine is loaded: start serving. `tokenizer` tokenizes prompts off this thread (without
+   * one, prompts are tokenized by the engine client on this thread).
+   */
+  setEngine(engine: ServedEngine, tokenizer?: PromptTokenizer): void {
     this.#engine = engine;
-    this.#chat = ChatTemplate.of(engine.tokenizer);
+    this.#tokenizer = tokenizer ?? null;
+    try {
+      this.#chat = ChatTemplate.of(engine.tokenizer);
+    } catch (e) {
+      // Completions can still be served; chat requests are told why they cannot.
+      if (!(e instanceof ChatTemplateError)) throw e;
+      this.#chatError = e.message;
+    }
     this.#state = "ready";
+    this.#admitting = true;
+  }
+
+  /** Why chat requests are refused (the model's chat template does not parse), or null. */
+  get chatTemplateError(): string | null {
+    return this.#chatError;
+  }
+
+  /**
+   * Announces a shutdown: /health answers 503 so load balancers stop sending, while requests
+   * are still admitted until {@link drain}.
+   */
+  announceDrain(): void {
+    if (this.#state === "ready") this.#state = "draining";
   }
 
   /** Loading failed; /health says why. */
@@ -102,6 +143,7 @@ export class App {
   /** Stops admitting requests; resolves when those in flight have ended. */
   drain(): Promise<void> {
     if (this.#state === "ready") this.#state = "draining";
+    this.#admitting = false;
     if (this.#activeRequests === 0) return Promise.resolve();
     return new Promise((resolve) => this.#idle.push(resolve));
   }
@@ -109,7 +151,9 @@ export class App {
   /** Handles one HTTP request. */
   async handle(req: Request): Promise<Response> {
     const path = new URL(req.url).pathname;
-    const methods = this.#routes.get(path) ?? (path.startsWith("/v1/models/") ? new Map<string, Handler>([["GET", () => this.#model(path)]]) : undefined);
+    const model = path.startsWith("/v1/models/");
+    const methods = this.#routes.get(path) ?? (model ? new Map<string, Handler>([["GET", () => this.#model(path)]]) : undefined);
+    const route = !methods ? "other" : model ? MODEL_ROUTE : path;
     let res: Response;
     try {
       if (!methods) throw new ApiError(404, `no route ${req.method} ${path}`, { code: "not_found", type: "not_found_error" });
@@ -124,9 +168,12 @@ export class App {
       res = await handler(req);
       if (req.method === "HEAD") res = new Response(null, { status: res.status, headers: res.headers });
     } catch (e) {
-      res = this.#errorResponse(e);
+      // A client that went away (mid-upload, or while waiting) is no server error.
+      res = req.signal.aborted || isBodyError(e, "client_gone")
+        ? new ApiError(CLIENT_GONE, "the client closed the connection", { code: "client_gone" }).toResponse()
+        : this.#errorResponse(e);
     }
-    this.counters.count(methods ? path : "other", res.status);
+    this.counters.count(route, res.status);
     return res;
   }
 
@@ -146,6 +193,8 @@ export class App {
 
   #errorResponse(e: unknown): Response {
     if (e instanceof ApiError) return e.toResponse();
+    if (isBodyError(e, "body_timeout")) return new ApiError(408, (e as Error).message, { code: "body_timeout" }).toResponse();
+    if (isBodyError(e, "malformed_body")) return badParam("body", (e as Error).message, "malformed_body").toResponse();
     if (e instanceof InvalidRequestError) {
       const param = PARAM_NAMES[e.param] ?? e.param;
       const code = e.code === "context_length_exceeded" ? e.code : null;
@@ -196,7 +245,12 @@ export class App {
 
   #metrics(): Response {
     const engine = this.#ready();
-    return new Response(renderMetrics(engine.stats(), this.counters, this.options.modelName), {
+    const stats = engine.stats();
+    const listener = this.listenerCounters?.();
+    const text = renderMetrics(stats, this.counters, this.options.modelName) +
+      (listener ? renderListenerMetrics(listener) : "") +
+      renderVllmMetrics(stats, engine.info, this.options.modelName);
+    return new Response(text, {
       headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
     });
   }
@@ -217,7 +271,12 @@ export class App {
   }
 
   #model(path: string): Response {
-    const id = decodeURIComponent(path.slice("/v1/models/".length));
+    let id: string;
+    try {
+      id = decodeURIComponent(path.slice("/v1/models/".length));
+    } catch {
+      throw new ApiError(400, "the path is not valid percent-encoded UTF-8", { code: "invalid_path" });
+    }
     if (!this.#knownModel(id)) throw new ApiError(404, `model ${id} does not exist`, { param: "model", code: "model_not_found" });
     return json(this.#modelCard());
   }
@@ -269,7 +328,7 @@ export class App {
     }
   }
 
-  #prepare(request: CompletionRequest | ChatRequest, engine: ServedEngine): PreparedRequest {
+  async #prepare(request: CompletionRequest | ChatRequest, engine: ServedEngine): Promise<PreparedRequest> {
     if (request.model !== null && !this.#knownModel(request.model)) {
       throw new ApiError(404, `model ${request.model} does not exist; this server serves ${this.options.modelName}`, {
         param: "model",
@@ -277,26 +336,58 @@ export class App {
       });
     }
     const n = request.options.n ?? 1;
+    this.#checkSeqs(request.kind === "completion" ? request.prompts.length * n : n, engine);
     if (request.kind === "completion") {
-      const jobs: PromptJob[] = request.prompts.map((prompt, p) => ({ prompt, options: request.options, firstChoice: p * n }));
+      const prompts = await Promise.all(request.prompts.map((prompt) => this.#encode(prompt, true, "prompt", engine)));
+      const jobs: PromptJob[] = prompts.map((prompt, p) => ({ prompt, options: request.options, firstChoice: p * n }));
       return { request, jobs, choices: jobs.length * n };
     }
+    if (this.#chatError) throw badParam("messages", this.#chatError, "chat_template_error");
     if (!this.#chat) {
       throw badParam("messages", `model ${this.options.modelName} has no chat template; use /v1/completions`, "no_chat_template");
     }
-    const ids = this.#chat.encode(request.messages);
+    const ids = await this.#encode(this.#chat.render(request.messages), false, "messages", engine) as number[];
     return { request, jobs: [{ prompt: ids, options: request.options, firstChoice: 0 }], choices: n };
+  }
+
+  /** Refuses a request that alone asks for more sequences than one request may (400). */
+  #checkSeqs(seqs: number, engine: ServedEngine): void {
+    const limit = engine.info.maxSeqs + this.options.maxQueue;
+    const max = Math.min(this.options.maxRequestSeqs ?? engine.info.maxSeqs, limit);
+    if (seqs > max) {
+      throw badParam("n", `the request asks for ${seqs} sequences (prompts x n); one request may ask for at most ${max}`, "too_many_sequences");
+    }
+  }
+
+  /**
+   * A prompt's token ids. Text longer in bytes than any context could hold is refused
+   * before tokenizing; the rest is tokenized off this thread when a tokenizer Worker is set.
+   */
+  async #encode(prompt: string | number[], special: boolean, param: string, engine: ServedEngine): Promise<string | number[]> {
+    if (typeof prompt !== "string") return prompt;
+    const tok = this.#tokenizer;
+    if (tok) {
+      const maxBytes = tok.maxBytesFor(engine.info.maxContext);
+      // UTF-16 length is at most the UTF-8 length: only long strings need counting.
+      const bytes = prompt.length > maxBytes / 3 ? new TextEncoder().encode(prompt).length : 0;
+      if (bytes > maxBytes) {
+        throw badParam(param, `the prompt is ${bytes} bytes; a context of ${engine.info.maxContext} tokens holds at most ${maxBytes} bytes of text`, "context_length_exceeded");
+      }
+      return await tok.encode(prompt, special);
+    }
+    return special ? prompt : engine.tokenizer.encode(prompt, { addSpecialTokens: false });
   }
 
   async #generate(req: Request, kind: "completion" | "chat"): Promise<Response> {
     const engine = this.#ready();
-    if (this.#state !== "ready") throw new ApiError(503, "the server is shutting down", { code: "shutting_down" });
+    if (!this.#admitting) throw new ApiError(503, "the server is shutting down", { code: "shutting_down" });
     const body = await this.#readJson(req);
     const request = kind === "completion" ? parseCompletionRequest(body) : parseChatRequest(body);
-    const prep = this.#prepare(request, engine);
+    const prep = await this.#prepare(request, engine);
+    if (req.signal.aborted) throw new ApiError(CLIENT_GONE, "the client closed the connection", { code: "client_gone" });
     const seqs = prep.choices;
     const limit = engine.info.maxSeqs + this.options.maxQueue;
-    if (this.#activeSeqs + seqs > limit && this.#activeSeqs > 0) {
+    if (this.#activeSeqs + seqs > limit) {
       this.counters.rejectedQueueFull++;
       throw new ApiError(429, `the server is busy (${this.#activeSeqs} sequences in flight, limit ${limit}); retry later`, {
         type: "rate_limit_error",
@@ -347,4 +438,9 @@ export class App {
     this.#activeRequests--;
     if (this.#activeRequests === 0) for (const resolve of this.#idle.splice(0)) resolve();
   }
+}
+
+/** Whether `e` is the HTTP layer's RequestBodyError of this code (checked by code: Request may wrap). */
+function isBodyError(e: unknown, code: "client_gone" | "body_timeout" | "malformed_body"): boolean {
+  return (e as { name?: string; code?: string } | null)?.name === "RequestBodyError" && (e as { code?: string }).code === code;
 }

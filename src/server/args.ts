@@ -29,8 +29,20 @@ export interface ServeOptions {
   servedModelName: string;
   /** Largest request body in bytes. */
   maxBodyBytes: number;
-  /** How long SIGINT/SIGTERM waits for in-flight requests before cancelling them. */
+  /** The hard deadline of a shutdown, from SIGINT/SIGTERM to closed connections (drain delay included). */
   shutdownTimeoutMs: number;
+  /** After SIGTERM, /health answers 503 for this long while requests are still admitted. */
+  drainDelayMs?: number;
+  /** Sequences one request may ask for (prompts x n; default: max-seqs). */
+  maxRequestSeqs?: number;
+  /** Deadline for a request's headers. */
+  headerTimeoutMs?: number;
+  /** Deadline for a request's body, from the end of its headers. */
+  bodyTimeoutMs?: number;
+  /** Keep-alive connections idle this long are closed. */
+  idleTimeoutMs?: number;
+  /** Open connections at most (default: 1024, or less when the open-file limit is lower). */
+  maxConnections?: number;
 }
 
 /** A bad command line. */
@@ -57,7 +69,16 @@ export const USAGE = `Usage: deno run -A serve.ts [flags]
   --api-key KEY              require "Authorization: Bearer KEY" on /v1 (or ${API_KEY_ENV})
   --served-model-name NAME   model name in the API (default: the --model value)
   --max-body-bytes N         largest request body (default 1048576)
-  --shutdown-timeout S       seconds to finish in-flight work on SIGINT/SIGTERM (default 10)
+  --shutdown-timeout S       hard deadline in seconds from SIGINT/SIGTERM to exit, drain delay
+                             included: in-flight work still running then is cancelled (default 10)
+  --drain-delay S            seconds after SIGTERM during which /health answers 503 but requests
+                             are still served, so a load balancer stops sending first (default 0)
+  --max-request-seqs N       sequences one request may ask for, prompts x n (default: --max-seqs)
+  --header-timeout S         deadline for a request's headers (default 10)
+  --body-timeout S           deadline for a request's body after its headers (default 30)
+  --idle-timeout S           close keep-alive connections idle this long (default 5)
+  --max-connections N        open connections at most; more get 503 (default 1024, lowered to
+                             fit the open-file limit)
   --help                     this text`;
 
 const VALUE_FLAGS = new Set([
@@ -75,6 +96,12 @@ const VALUE_FLAGS = new Set([
   "served-model-name",
   "max-body-bytes",
   "shutdown-timeout",
+  "drain-delay",
+  "max-request-seqs",
+  "header-timeout",
+  "body-timeout",
+  "idle-timeout",
+  "max-connections",
 ]);
 
 /** Parses `serve.ts` flags; `null` means `--help` was asked for. */
@@ -102,6 +129,23 @@ export function parseServeArgs(argv: readonly string[], env: (name: string) => s
     if (!allowed.includes(v as T)) throw new UsageError(`--${name} must be one of ${allowed.join(", ")}, got ${v}`);
     return v as T;
   };
+  const seconds = (name: string, max = 3600): number | undefined => {
+    const v = values.get(name);
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!/^\d+(\.\d+)?$/.test(v) || n > max) throw new UsageError(`--${name} must be a number of seconds in [0, ${max}], got ${v}`);
+    return Math.round(n * 1000);
+  };
+  const positiveSeconds = (name: string): number | undefined => {
+    const ms = seconds(name);
+    if (ms === 0) throw new UsageError(`--${name} must be more than 0`);
+    return ms;
+  };
+  const shutdownTimeoutMs = seconds("shutdown-timeout") ?? 10_000;
+  const drainDelayMs = seconds("drain-delay") ?? 0;
+  if (drainDelayMs > 0 && drainDelayMs >= shutdownTimeoutMs) {
+    throw new UsageError(`--drain-delay (${drainDelayMs / 1000} s) must be shorter than --shutdown-timeout (${shutdownTimeoutMs / 1000} s), which includes it`);
+  }
   const model = values.get("model") ?? DEFAULT_MODEL;
   if (!model.trim()) throw new UsageError("--model is empty");
   return {
@@ -118,6 +162,12 @@ export function parseServeArgs(argv: readonly string[], env: (name: string) => s
     apiKey: values.get("api-key") ?? (env(API_KEY_ENV) || undefined),
     servedModelName: values.get("served-model-name") ?? model,
     maxBodyBytes: int("max-body-bytes", 1) ?? 1 << 20,
-    shutdownTimeoutMs: (int("shutdown-timeout", 0, 3600) ?? 10) * 1000,
+    shutdownTimeoutMs,
+    drainDelayMs,
+    maxRequestSeqs: int("max-request-seqs", 1),
+    headerTimeoutMs: positiveSeconds("header-timeout"),
+    bodyTimeoutMs: positiveSeconds("body-timeout"),
+    idleTimeoutMs: positiveSeconds("idle-timeout"),
+    maxConnections: int("max-connections", 1),
   };
 }

@@ -15,7 +15,7 @@ export interface TestServer {
 /** Starts a server on a free loopback port and waits for the model. */
 export async function testServer(model = "stories260K", options: Partial<ServeOptions> = {}, waitReady = true): Promise<TestServer> {
   const dir = modelDir(model);
-  const server = startServer({
+  const server = await startServer({
     model: dir,
     host: "127.0.0.1",
     port: 0,
