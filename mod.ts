@@ -25,9 +25,17 @@ export type {
   GenerateOptions,
   GenerateResult,
   HistogramSnapshot,
+  JsonSchema,
+  OutputFinishReason,
+  ResponseFormat,
   SamplingParams,
   SchedulerPolicy,
   TokenLogprob,
+  ToolCall,
+  ToolCallDelta,
+  ToolCallFormat,
+  ToolChoiceOption,
+  ToolFunction,
   Usage,
 } from "./src/api/types.ts";
 export { DEFAULT_MAX_TOKENS, EngineError, InvalidRequestError, LlmError } from "./src/api/types.ts";
