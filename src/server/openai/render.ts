@@ -276,16 +276,22 @@ export async function completeStream(
     },
     async pull(controller) {
       try {
-        const next = await gen.next();
-        if (next.done) {
-          if (includeUsage) controller.enqueue(chunk([], totals));
-          controller.enqueue(enc.encode("data: [DONE]\n\n"));
-          controller.close();
-          finished = true;
-          onEnd(false);
-          return;
+        // A pull that enqueues nothing is not called again: read on until a delta shows
+        // (one holding only part of a character, or of a tool-call marker, renders nothing).
+        for (;;) {
+          const next = await gen.next();
+          if (next.done) {
+            if (includeUsage) controller.enqueue(chunk([], totals));
+            controller.enqueue(enc.encode("data: [DONE]\n\n"));
+            controller.close();
+            finished = true;
+            onEnd(false);
+            return;
+          }
+          const out = render(next.value.choice, next.value.delta);
+          for (const c of out) controller.enqueue(c);
+          if (out.length) return;
         }
-        for (const c of render(next.value.choice, next.value.delta)) controller.enqueue(c);
       } catch (e) {
         // The engine failed mid-stream: say so in the stream, then end it.
         const err = e as Error;
