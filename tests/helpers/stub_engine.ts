@@ -121,9 +121,9 @@ export interface StubServer {
   close(): Promise<void>;
 }
 
-/** Starts an App around a stub engine. */
-export async function stubServer(options: Partial<AppOptions> = {}, model = "stories260K"): Promise<StubServer> {
-  const engine = await StubEngine.load(model);
+/** Starts an App around a stub engine (`info` overrides its limits). */
+export async function stubServer(options: Partial<AppOptions> = {}, model = "stories260K", info: Partial<EngineInfo> = {}): Promise<StubServer> {
+  const engine = await StubEngine.load(model, info);
   const app = new App({ modelName: model, maxBodyBytes: 1 << 20, maxQueue: 64, ...options });
   app.setEngine(engine);
   const http = serveHttp({ hostname: "127.0.0.1", port: 0 }, (req) => app.handle(req));
