@@ -19,6 +19,7 @@ import {
   type SingleStreamResult,
 } from "./offline.ts";
 import { benchServing, type ServingResult } from "./serving.ts";
+import { benchConstrained, type ConstrainedResult } from "./constrained.ts";
 import { benchPeer, loadLlamaCpp, type PeerResult } from "./peer_llama_cpp.ts";
 import {
   DEFAULT_WORKLOAD,
@@ -43,7 +44,7 @@ export interface BenchArgs {
   only: Set<string> | null;
 }
 
-const SECTIONS = ["kernels", "offline", "serving", "peer"];
+const SECTIONS = ["kernels", "offline", "constrained", "serving", "peer"];
 
 /** Parses `--quick`, `--json PATH` and `--only a,b`. */
 export function parseBenchArgs(argv: string[]): BenchArgs {
@@ -60,7 +61,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
       args.only = new Set(names);
     } else if (a === "--help" || a === "-h") {
       console.log(
-        "deno task bench | bun run bench/main.ts [--quick] [--json PATH] [--only kernels,offline,serving,peer]",
+        "deno task bench | bun run bench/main.ts [--quick] [--json PATH] [--only kernels,offline,constrained,serving,peer]",
       );
       rt.exit(0);
     } else fail(`unknown flag ${a}`);
@@ -229,6 +230,9 @@ async function main(): Promise<void> {
       return out;
     });
 
+    const constrained = await section<ConstrainedResult>("constrained", on("constrained"), () =>
+      benchConstrained({ model: STORIES, outputTokens: q ? 128 : 256, repeats: q ? 2 : 4 }, log));
+
     const serving = await section<ServingResult>("serving", on("serving"), async () => {
       const n = q ? 16 : 64;
       const rate = 4;
@@ -308,6 +312,7 @@ async function main(): Promise<void> {
       stepProfiles,
       offline,
       singleStream,
+      constrained,
       serving,
       peer,
     };

@@ -260,6 +260,12 @@ export interface EngineOptions {
   maxSeqs?: number;
   /** Steps between GPU->CPU readbacks (default 8). */
   stepsPerSync?: number;
+  /**
+   * Steps between readbacks while a constrained sequence (`responseFormat`, forced tool
+   * calls) waits for its token, which it needs on the CPU before its next step (default 2;
+   * `stepsPerSync` leaves the other sequences' readbacks as they are).
+   */
+  constrainedStepsPerSync?: number;
   /** Longest sequence in tokens (default: the model's max_position_embeddings). */
   maxContext?: number;
   /** Matrix storage on the GPU ("auto": f32 checkpoints stay f32, 16-bit ones become f16). */

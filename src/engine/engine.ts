@@ -117,6 +117,7 @@ export class Engine {
       maxContext: options.maxContext,
       weightDType: options.weightDType,
       stepsPerSync: options.stepsPerSync,
+      constrainedStepsPerSync: options.constrainedStepsPerSync,
       maxTopLogprobs: MAX_TOP_LOGPROBS,
       gpu: options.gpu,
       onProgress: options.onLoadProgress,

@@ -57,6 +57,12 @@ export interface ModelRunnerOptions {
   weightDType?: "auto" | "f32" | "f16";
   /** Steps between readbacks (default 8). */
   stepsPerSync?: number;
+  /**
+   * Steps between readbacks while a constrained sequence waits for its token (default 2, at
+   * most `stepsPerSync`): its rows come back on their own, but the engine only takes them when
+   * it passes by a readback, so shorter batches while one waits get it its tokens sooner.
+   */
+  constrainedStepsPerSync?: number;
   /** Most logprob alternatives a row may ask for. */
   maxTopLogprobs?: number;
   /** An existing device to use. */
@@ -87,6 +93,7 @@ export class ModelRunner {
   #readback: ReadbackRing<Sequence>;
   /** Records of constrained rows, read back right after their step. */
   #rowReadback: RowReadback<Sequence>;
+  #constrainedSync: number;
   #syncs = 0;
   /** The output record holding each sequence's newest sampled token. */
   #lastRecord = new WeakMap<Sequence, number>();
@@ -101,6 +108,7 @@ export class ModelRunner {
     pipelines: PipelineCache;
     attn: AttentionImpl;
     stepsPerSync: number;
+    constrainedStepsPerSync: number;
     maxTopLogprobs: number;
   }) {
     const device = init.gpu.device;
@@ -114,6 +122,7 @@ export class ModelRunner {
     // needs its own metadata slot (writeBuffer lands before any later submit) and its
     // records must stay in the ring until read back and fed to the next step.
     const sync = init.stepsPerSync;
+    this.#constrainedSync = Math.max(1, Math.min(sync, init.constrainedStepsPerSync));
     this.#slots = 2 * sync + 2;
     this.#ringSteps = 4 * sync + 4;
     const slotBytes = metaSlotWords(init.capacity) * 4;
@@ -187,6 +196,7 @@ export class ModelRunner {
         pipelines,
         attn: options.attn ?? "paged",
         stepsPerSync: options.stepsPerSync ?? 8,
+        constrainedStepsPerSync: options.constrainedStepsPerSync ?? 2,
         maxTopLogprobs: options.maxTopLogprobs ?? 0,
       });
       const error = await device.popErrorScope();
@@ -226,7 +236,8 @@ export class ModelRunner {
    * Constrained rows come back on their own ({@link RowReadback}): whatever of theirs is
    * mapped is returned with any step's result, never waited for while the plan has work;
    * with an empty plan their oldest readback is waited for first (their sequences are what
-   * the next step waits for).
+   * the next step waits for). While one is pending, batches close every
+   * `constrainedStepsPerSync` steps.
    */
   async step(plan: StepPlan): Promise<SampledRow[] | null> {
     const ring = this.#readback;
@@ -234,7 +245,7 @@ export class ModelRunner {
     const batches: ReadBatch<Sequence>[] = [];
     if (plan.chunks.length > 0) {
       this.#submit(plan);
-      if (ring.full) ring.flush();
+      if (ring.full || (own.pending > 0 && ring.pendingSteps >= this.#constrainedSync)) ring.flush();
       if (ring.inflight >= ring.maxInflight) batches.push(await ring.drainOldest());
     } else if (own.pending > 0) {
       // Start mapping what the ring holds (when a batch may still be added), then wait for
