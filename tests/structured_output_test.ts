@@ -11,6 +11,8 @@ import { createEngine, type EngineClient, type GenerateOptions, InvalidRequestEr
 import { modelDir } from "./helpers/reference.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
 import { assertValidCall, assertValidJson, SCHEMAS, TOOLS } from "./helpers/structured.ts";
+import { withTempDir, writeSyntheticCheckpoint } from "./helpers/synthetic_checkpoint.ts";
+import * as sys from "./helpers/platform.ts";
 
 const PROMPT = "Once upon a time, there was a little girl named Lily. She";
 
@@ -171,5 +173,33 @@ test("structured output: specs that cannot be enforced are refused before the en
     assert(r.warnings?.some((w) => w.includes("email")), JSON.stringify(r.warnings));
     // The engine still serves after all of that.
     assertEquals((await engine.generate({ prompt: "x", maxTokens: 3, ignoreEos: true })).ids.length, 3);
+  });
+});
+
+test("structured output: a tool-call marker that is a special token (Mistral's [TOOL_CALLS]) is produced, kept in the text and parsed", async () => {
+  await withTempDir(async (dir) => {
+    await writeSyntheticCheckpoint(dir, { architectures: ["MistralForCausalLM"], model_type: "mistral", vocab_size: 544, max_position_embeddings: 512 });
+    // [TOOL_CALLS] as Mistral's tokenizers have it: an added special token.
+    const json = JSON.parse(await sys.readTextFile(`${dir}/tokenizer.json`));
+    json.added_tokens.push({ id: 512, content: "[TOOL_CALLS]", single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+    await sys.writeTextFile(`${dir}/tokenizer.json`, JSON.stringify(json));
+    const engine = await createEngine({ model: dir, maxBatchTokens: 64 });
+    try {
+      assertEquals(engine.toolCallFormat, "mistral");
+      for (const seed of [1, 2]) {
+        const r = await engine.generate({ prompt: "Weather?", maxTokens: 120, temperature: 1, seed, tools: TOOLS, toolChoice: "required", parallelToolCalls: false });
+        // The grammar's opening text is forced, and the marker's longest token is the special one.
+        assert(r.ids.includes(512), `the marker token: ${r.ids}`);
+        assertEquals(r.finishReason, "tool_calls", JSON.stringify(r.text));
+        assertEquals(r.toolCalls?.length, 1);
+        assertValidCall(r.toolCalls![0], TOOLS, `seed ${seed}`);
+        assert(/^[A-Za-z0-9]{9}$/.test(r.toolCalls![0].id), `mistral ids are 9 characters: ${r.toolCalls![0].id}`);
+      }
+      // Unconstrained output still drops special tokens from its text.
+      const plain = await engine.generate({ prompt: [1, 512, 5], maxTokens: 2, ignoreEos: true });
+      assert(!plain.text.includes("[TOOL_CALLS]"));
+    } finally {
+      await engine.close();
+    }
   });
 });
