@@ -1,8 +1,9 @@
 /**
- * `deno task bench [--quick] [--json PATH] [--only kernels,offline,serving,peer]` (or
- * `bun run bench/main.ts ...`, same flags): the throughput suite of issue 5. Runs kernel,
- * decode-step, offline batching, serving and llama.cpp-peer benchmarks on stories260K and a
- * synthetic SmolLM2-135M-shaped f16 model (built into a temp dir), writes
+ * `deno task bench [--quick] [--json PATH] [--only kernels,offline,constrained,serving,peer]`
+ * (or `bun run bench/main.ts ...`, same flags): the throughput suite of issue 5. Runs kernel,
+ * decode-step, offline batching, constrained decoding (issue 12), serving and llama.cpp-peer
+ * benchmarks on stories260K and a synthetic SmolLM2-135M-shaped f16 model (built into a temp
+ * dir), writes
  * `bench/results/<timestamp>.json` (or PATH) and prints a markdown table. `--quick` shrinks
  * every section to finish in about a minute or two. The file records which runtime produced
  * it; `bench/compare.ts` puts a Deno run and a Bun run side by side.

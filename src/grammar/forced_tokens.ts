@@ -32,7 +32,9 @@ export class ForcedTokenizer {
       }
       if (node === this.#root) continue;
       // Of two tokens with the same bytes, prefer the plain piece to a byte-fallback one.
-      if (node.id < 0 || (BYTE_PIECE.test(vocabulary.encoded[node.id]) && !BYTE_PIECE.test(piece))) {
+      if (
+        node.id < 0 || (BYTE_PIECE.test(vocabulary.encoded[node.id]) && !BYTE_PIECE.test(piece))
+      ) {
         node.id = id;
       }
     }

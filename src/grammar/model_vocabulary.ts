@@ -13,7 +13,10 @@ import { buildVocabulary, type Vocabulary } from "./vocabulary.ts";
  * A model's tool-call format from its chat template and architecture (config.json's
  * `model_type`), or null when it has none we know.
  */
-export function modelToolFormat(tokenizer: Tokenizer, architecture: string | null): ToolCallFormat | null {
+export function modelToolFormat(
+  tokenizer: Tokenizer,
+  architecture: string | null,
+): ToolCallFormat | null {
   return detectToolCallFormat({
     chatTemplate: tokenizer.chatTemplate,
     modelType: architecture,

@@ -207,7 +207,10 @@ export interface StructuredOptions {
  * here, with the parameter named; the combination and the grammar itself are checked by the
  * engine's request validation).
  */
-export function structuredOptionsOf(body: Json, endpoint: "chat" | "completion"): StructuredOptions {
+export function structuredOptionsOf(
+  body: Json,
+  endpoint: "chat" | "completion",
+): StructuredOptions {
   const response = responseSpec(body);
   const out: StructuredOptions = {};
   if (response) {
