@@ -121,6 +121,17 @@ test("server structured: chat response_format (json_schema, json_object) and gui
         }
       })
     ));
+    // Loosely enforced parts of a schema come back as warnings (a non-standard field).
+    const warned = await client.chat.completions.create({
+      model: "qwen2-tools-tiny",
+      messages,
+      max_tokens: 60,
+      response_format: {
+        type: "json_schema",
+        json_schema: { name: "w", schema: { type: "object", properties: { to: { type: "string", format: "email", maxLength: 6 } }, required: ["to"] } },
+      },
+    }) as Any;
+    assert(warned.warnings?.some((w: string) => w.includes("email")), JSON.stringify(warned));
     const obj = await client.chat.completions.create({ model: "qwen2-tools-tiny", messages, max_tokens: 40, temperature: 0, response_format: { type: "json_object" } });
     assert(obj.choices[0].message.content!.startsWith("{"), obj.choices[0].message.content!);
     const choice = await client.chat.completions.create({ model: "qwen2-tools-tiny", messages, max_tokens: 8, guided_choice: ["alpha", "beta"] } as Any);
