@@ -1,6 +1,7 @@
 /**
  * Command line: `generate` runs a request through the engine (the same path as `mod.ts` and
- * serve.ts); `logits` prints the teacher-forced logits of token ids.
+ * serve.ts); `batch` answers an OpenAI Batch API file; `logits` prints the teacher-forced
+ * logits of token ids.
  * Usage: see {@link USAGE} (`deno task cli --help`).
  * @module
  */
@@ -10,6 +11,7 @@ import { createEngine, type GenerateOptions, LlmError } from "../../mod.ts";
 import type { AttentionImpl } from "../api/types.ts";
 import { ModelRunner } from "../runner/model_runner.ts";
 import { buildStepBatch } from "../runner/step_meta.ts";
+import { runBatch } from "./batch.ts";
 
 /** Raised for bad command-line usage (exit code 2). */
 export class UsageError extends Error {
@@ -22,6 +24,8 @@ export class UsageError extends Error {
 const USAGE = `usage:
   cli generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
                [--min-p P] [--seed S] [--ignore-eos] [--json] [--attn paged|eager]
+  cli batch --model DIR --input requests.jsonl --output results.jsonl [--resume] [--concurrency N]
+            [--served-model-name NAME] [--max-batch-tokens N] [--max-seqs N] [--attn paged|eager]
   cli logits --model DIR --ids 1,2,3 [--json] [--attn paged|eager]`;
 
 /** The flags each command accepts; `true` marks a boolean flag. */
@@ -37,6 +41,17 @@ const COMMANDS: Record<string, Record<string, boolean>> = {
     seed: false,
     "ignore-eos": true,
     json: true,
+    attn: false,
+  },
+  batch: {
+    model: false,
+    input: false,
+    output: false,
+    resume: true,
+    concurrency: false,
+    "served-model-name": false,
+    "max-batch-tokens": false,
+    "max-seqs": false,
     attn: false,
   },
   logits: { model: false, ids: false, json: true, attn: false },
@@ -126,6 +141,26 @@ async function generate(flags: Map<string, string>): Promise<number> {
   return 0;
 }
 
+function positive(flags: Map<string, string>, name: string): number | undefined {
+  const v = number(flags, name, true);
+  if (v !== undefined && v < 1) throw new UsageError(`--${name} must be a positive integer, got ${v}`);
+  return v;
+}
+
+function batch(flags: Map<string, string>): Promise<number> {
+  return runBatch({
+    model: required(flags, "model"),
+    input: required(flags, "input"),
+    output: required(flags, "output"),
+    resume: flags.has("resume"),
+    concurrency: positive(flags, "concurrency"),
+    servedModelName: flags.get("served-model-name"),
+    maxBatchTokens: positive(flags, "max-batch-tokens"),
+    maxSeqs: positive(flags, "max-seqs"),
+    attn: attnOf(flags),
+  });
+}
+
 async function logits(flags: Map<string, string>): Promise<number> {
   const model = required(flags, "model");
   const ids = required(flags, "ids").split(",").map((s) => {
@@ -167,6 +202,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return command === undefined && !flags.has("help") ? 2 : 0;
   }
+  if (command === "batch") return await batch(flags);
   return command === "generate" ? await generate(flags) : await logits(flags);
 }
 
