@@ -20,6 +20,7 @@ import {
 } from "./offline.ts";
 import { benchServing, type ServingResult } from "./serving.ts";
 import { benchPeer, loadLlamaCpp, type PeerResult } from "./peer_llama_cpp.ts";
+import { benchBatch } from "./batch.ts";
 import {
   DEFAULT_WORKLOAD,
   makeWorkload,
@@ -43,7 +44,7 @@ export interface BenchArgs {
   only: Set<string> | null;
 }
 
-const SECTIONS = ["kernels", "offline", "serving", "peer"];
+const SECTIONS = ["kernels", "offline", "serving", "peer", "batch"];
 
 /** Parses `--quick`, `--json PATH` and `--only a,b`. */
 export function parseBenchArgs(argv: string[]): BenchArgs {
@@ -60,7 +61,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
       args.only = new Set(names);
     } else if (a === "--help" || a === "-h") {
       console.log(
-        "deno task bench | bun run bench/main.ts [--quick] [--json PATH] [--only kernels,offline,serving,peer]",
+        "deno task bench | bun run bench/main.ts [--quick] [--json PATH] [--only kernels,offline,serving,peer,batch]",
       );
       rt.exit(0);
     } else fail(`unknown flag ${a}`);
@@ -293,6 +294,26 @@ async function main(): Promise<void> {
       }
       return out;
     });
+    const batch = await section("batch", on("batch"), () =>
+      benchBatch({
+        model: STORIES,
+        requests: makeWorkload({
+          ...DEFAULT_WORKLOAD,
+          seed: 13,
+          requests: 256,
+          promptLen: [8, 64],
+          shortOutput: [8, 32],
+          longOutput: [48, 96],
+          vocab: 512,
+          bosId: 1,
+        }),
+        clients: 8,
+        memoryLines: q ? [500, 5000] : [2000, 20000],
+        tmp,
+        root: ROOT,
+        log,
+      }));
+    if (q) notes.push("--quick: the batch memory runs use 500 and 5,000 lines (20,000 without --quick)");
     gpu.device.destroy();
 
     const partial = {
@@ -310,6 +331,7 @@ async function main(): Promise<void> {
       singleStream,
       serving,
       peer,
+      batch,
     };
     const results: BenchResults = {
       ...partial,

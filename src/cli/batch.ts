@@ -137,5 +137,8 @@ export async function runBatch(options: BatchCliOptions): Promise<number> {
     writeStderr(`batch ${(abort.signal.reason as Error).message}: ${options.output} answers a prefix of the input; run again with --resume to continue\n`);
     return 130;
   }
+  const p = tracker.progress;
+  // One machine-readable summary (the bench reads it): time from the loaded engine to the end.
+  writeStderr(`batch: ${p.done} lines (${p.failed} failed) in ${p.elapsedSeconds.toFixed(2)} s: ${p.tokens} tokens, ${p.tokensPerSecond.toFixed(1)} tok/s\n`);
   return 0;
 }
