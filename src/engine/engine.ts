@@ -108,6 +108,7 @@ export class Engine {
       kvCacheBytes: options.kvCacheBytes,
       maxContext: options.maxContext,
       weightDType: options.weightDType,
+      quantization: options.quantization,
       stepsPerSync: options.stepsPerSync,
       maxTopLogprobs: MAX_TOP_LOGPROBS,
       gpu: options.gpu,
