@@ -1,14 +1,15 @@
 /**
  * Command line: `generate` runs a request through the engine (the same path as `mod.ts` and
  * serve.ts); `batch` answers an OpenAI Batch API file; `logits` prints the teacher-forced
- * logits of token ids.
+ * logits of token ids; `convert` writes a checkpoint as a GGUF file llama.cpp runs.
  * Usage: see {@link USAGE} (`deno task cli --help`).
  * @module
  */
 import process from "node:process";
 import { args, exit } from "../runtime/runtime.ts";
 import { createEngine, type GenerateOptions, LlmError } from "../../mod.ts";
-import type { AttentionImpl } from "../api/types.ts";
+import { type AttentionImpl, type Quantization, QUANTIZATIONS } from "../api/types.ts";
+import { convertToGguf } from "../model/gguf/convert.ts";
 import { ModelRunner } from "../runner/model_runner.ts";
 import { buildStepBatch } from "../runner/step_meta.ts";
 import { runBatch } from "./batch.ts";
@@ -22,11 +23,14 @@ export class UsageError extends Error {
 }
 
 const USAGE = `usage:
-  cli generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
-               [--min-p P] [--seed S] [--ignore-eos] [--json] [--attn paged|eager]
-  cli batch --model DIR --input requests.jsonl --output results.jsonl [--resume] [--concurrency N]
-            [--served-model-name NAME] [--max-batch-tokens N] [--max-seqs N] [--attn paged|eager]
-  cli logits --model DIR --ids 1,2,3 [--json] [--attn paged|eager]`;
+  cli generate --model DIR|FILE.gguf --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
+               [--top-p P] [--min-p P] [--seed S] [--ignore-eos] [--json] [--attn paged|eager]
+               [--quantization q8_0|q4_0|none]
+  cli batch --model DIR|FILE.gguf --input requests.jsonl --output results.jsonl [--resume]
+            [--concurrency N] [--served-model-name NAME] [--max-batch-tokens N] [--max-seqs N]
+            [--attn paged|eager] [--quantization q8_0|q4_0|none]
+  cli logits --model DIR|FILE.gguf --ids 1,2,3 [--json] [--attn paged|eager] [--quantization q8_0|q4_0|none]
+  cli convert --model DIR --out FILE.gguf [--quantization q8_0|q4_0|none]`;
 
 /** The flags each command accepts; `true` marks a boolean flag. */
 const COMMANDS: Record<string, Record<string, boolean>> = {
@@ -42,6 +46,7 @@ const COMMANDS: Record<string, Record<string, boolean>> = {
     "ignore-eos": true,
     json: true,
     attn: false,
+    quantization: false,
   },
   batch: {
     model: false,
@@ -53,8 +58,10 @@ const COMMANDS: Record<string, Record<string, boolean>> = {
     "max-batch-tokens": false,
     "max-seqs": false,
     attn: false,
+    quantization: false,
   },
-  logits: { model: false, ids: false, json: true, attn: false },
+  logits: { model: false, ids: false, json: true, attn: false, quantization: false },
+  convert: { model: false, out: false, quantization: false },
 };
 
 /** Parses `command --flag value` / `--flag=value` / boolean flags; unknown flags are errors. */
@@ -112,6 +119,22 @@ function attnOf(flags: Map<string, string>): AttentionImpl {
   return a;
 }
 
+function quantizationOf(flags: Map<string, string>): Quantization {
+  const q = flags.get("quantization") ?? "none";
+  if (!(QUANTIZATIONS as readonly string[]).includes(q)) {
+    throw new UsageError(`--quantization must be one of ${QUANTIZATIONS.join(", ")}, got ${q}`);
+  }
+  return q as Quantization;
+}
+
+async function convert(flags: Map<string, string>): Promise<number> {
+  const out = required(flags, "out");
+  if (!/\.gguf$/i.test(out)) throw new UsageError(`--out must name a .gguf file, got ${out}`);
+  const r = await convertToGguf(required(flags, "model"), out, { quantization: quantizationOf(flags) });
+  console.log(`wrote ${r.path}: ${r.tensors} tensors, ${r.bytes} bytes, ${r.fileType}`);
+  return 0;
+}
+
 async function generate(flags: Map<string, string>): Promise<number> {
   const model = required(flags, "model");
   const prompt = required(flags, "prompt");
@@ -125,7 +148,7 @@ async function generate(flags: Map<string, string>): Promise<number> {
     seed: number(flags, "seed", true),
     ignoreEos: flags.has("ignore-eos"),
   };
-  const engine = await createEngine({ model, attn: attnOf(flags), maxSeqs: 1 });
+  const engine = await createEngine({ model, attn: attnOf(flags), maxSeqs: 1, quantization: quantizationOf(flags) });
   try {
     if (flags.has("json")) {
       const r = await engine.generate(options);
@@ -158,6 +181,7 @@ function batch(flags: Map<string, string>): Promise<number> {
     maxBatchTokens: positive(flags, "max-batch-tokens"),
     maxSeqs: positive(flags, "max-seqs"),
     attn: attnOf(flags),
+    quantization: quantizationOf(flags),
   });
 }
 
@@ -173,6 +197,7 @@ async function logits(flags: Map<string, string>): Promise<number> {
     maxTokens: Math.max(ids.length, 16),
     maxLogitRows: ids.length,
     maxSeqs: 1,
+    quantization: quantizationOf(flags),
   });
   try {
     const vocab = runner.spec.vocabSize;
@@ -203,6 +228,7 @@ export async function main(argv: string[]): Promise<number> {
     return command === undefined && !flags.has("help") ? 2 : 0;
   }
   if (command === "batch") return await batch(flags);
+  if (command === "convert") return await convert(flags);
   return command === "generate" ? await generate(flags) : await logits(flags);
 }
 

@@ -144,9 +144,12 @@ function ropeOf(m: Meta, k: (key: string) => string, factors: Float32Array | nul
   return m.fail(`unsupported ${k("rope.scaling.type")} ${JSON.stringify(type)} (supported: none, linear)`);
 }
 
-/** The checkpoint dtype a GGUF file stands for: f32 only when every matrix is F32. */
+/**
+ * The checkpoint dtype a GGUF file stands for, from its plain float matrices (block tensors
+ * dequantize to whichever): f32 when they are all F32, as a quantized f32 checkpoint's are.
+ */
 function dtypeOf(header: GgufHeader): ModelSpec["dtype"] {
-  const matrices = [...header.tensors.values()].filter((t) => t.dims.length === 2);
+  const matrices = [...header.tensors.values()].filter((t) => t.dims.length === 2 && t.type.blockElems === 1);
   if (matrices.every((t) => t.type.name === "F32")) return "float32";
   if (matrices.some((t) => t.type.name === "BF16")) return "bfloat16";
   return "float16";
