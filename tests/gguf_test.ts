@@ -21,6 +21,7 @@ import { CheckpointError, UnsupportedArchitectureError } from "../src/model/erro
 import { Tokenizer } from "../src/model/tokenizer.ts";
 import { collectChunks } from "../src/model/tensor_source.ts";
 import { dequantize } from "../src/model/quant/dequantize.ts";
+import { ModelNotFoundError, pickGguf } from "../src/hub/hub.ts";
 
 /** A small GGUF file: metadata of each value type and three tensors. */
 function smallSpec(): GgufFile {
@@ -279,4 +280,15 @@ test("gguf tokenizer: a tokenizer.json beside the file wins", async () => {
     const t = await Tokenizer.load(`${dir}/m.gguf`);
     assertEquals(t.encode("Hello"), (await Tokenizer.load(modelDir("qwen2-tiny"))).encode("Hello"));
   });
+});
+
+test("hub: the .gguf of a repository without safetensors, the one named, or a named error", () => {
+  assertEquals(pickGguf("o/r", ["config.json", "m-Q4_K_M.gguf"]), "m-Q4_K_M.gguf");
+  assertEquals(pickGguf("o/r", ["model.safetensors", "m.gguf"]), null);
+  assertEquals(pickGguf("o/r", ["model.safetensors", "m.gguf"], "m.gguf"), "m.gguf");
+  assertEquals(pickGguf("o/r", ["model.safetensors"]), null);
+  let e = assertThrows(() => pickGguf("o/r", ["a-Q8_0.gguf", "a-Q4_0.gguf"]), ModelNotFoundError);
+  assert(e.message.includes("--gguf-file"), e.message);
+  e = assertThrows(() => pickGguf("o/r", ["a.gguf"], "b.gguf"), ModelNotFoundError);
+  assert(e.message.includes("has no b.gguf (its .gguf files: a.gguf)"), e.message);
 });
