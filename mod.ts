@@ -27,6 +27,7 @@ export type {
   HistogramSnapshot,
   JsonSchema,
   OutputFinishReason,
+  Quantization,
   ResponseFormat,
   SamplingParams,
   SchedulerPolicy,
@@ -45,7 +46,7 @@ export { CheckpointError, UnsupportedArchitectureError } from "./src/model/error
 export { Tokenizer } from "./src/model/tokenizer.ts";
 export { NoGpuAdapterError } from "./src/gpu/device.ts";
 
-/** Starts an engine (in a Worker) for a Hugging Face checkpoint directory. */
+/** Starts an engine (in a Worker) for a Hugging Face checkpoint directory or a GGUF file. */
 export function createEngine(options: CreateEngineOptions): Promise<EngineClient> {
   return EngineClient.create(options);
 }

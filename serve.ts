@@ -83,7 +83,7 @@ export async function startServer(options: ServeOptions, reporting: ServerReport
   let tokenizer: PromptTokenizer | null = null;
   const ready = (async () => {
     const download = new ProgressBar("download", reporting.quiet ? silent : {});
-    const dir = await resolveModel(options.model, { onProgress: (done, total) => download.update(done, total) });
+    const dir = await resolveModel(options.model, { ggufFile: options.ggufFile, onProgress: (done, total) => download.update(done, total) });
     download.finish();
     log(`loading ${dir}`);
     const bar = new ProgressBar("weights ", reporting.quiet ? silent : {});
@@ -96,6 +96,7 @@ export async function startServer(options: ServeOptions, reporting: ServerReport
       maxSeqs: options.maxSeqs,
       attn: options.attn,
       policy: options.policy,
+      quantization: options.quantization,
       onLoadProgress: (done, total) => bar.update(done, total),
     }).catch(async (e) => {
       (await tokenizing.catch(() => null))?.close();

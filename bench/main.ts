@@ -1,5 +1,5 @@
 /**
- * `deno task bench [--quick] [--json PATH] [--only kernels,offline,constrained,serving,peer]`
+ * `deno task bench [--quick] [--json PATH] [--only kernels,offline,constrained,serving,peer,batch]`
  * (or `bun run bench/main.ts ...`, same flags): the throughput suite of issue 5. Runs kernel,
  * decode-step, offline batching, constrained decoding (issue 12), serving and llama.cpp-peer
  * benchmarks on stories260K and a synthetic SmolLM2-135M-shaped f16 model (built into a temp
@@ -22,6 +22,7 @@ import {
 import { benchServing, type ServingResult } from "./serving.ts";
 import { benchConstrained, type ConstrainedResult } from "./constrained.ts";
 import { benchPeer, loadLlamaCpp, type PeerResult } from "./peer_llama_cpp.ts";
+import { benchBatch } from "./batch.ts";
 import {
   DEFAULT_WORKLOAD,
   makeWorkload,
@@ -45,7 +46,7 @@ export interface BenchArgs {
   only: Set<string> | null;
 }
 
-const SECTIONS = ["kernels", "offline", "constrained", "serving", "peer"];
+const SECTIONS = ["kernels", "offline", "constrained", "serving", "peer", "batch"];
 
 /** Parses `--quick`, `--json PATH` and `--only a,b`. */
 export function parseBenchArgs(argv: string[]): BenchArgs {
@@ -62,7 +63,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
       args.only = new Set(names);
     } else if (a === "--help" || a === "-h") {
       console.log(
-        "deno task bench | bun run bench/main.ts [--quick] [--json PATH] [--only kernels,offline,constrained,serving,peer]",
+        "deno task bench | bun run bench/main.ts [--quick] [--json PATH] [--only kernels,offline,constrained,serving,peer,batch]",
       );
       rt.exit(0);
     } else fail(`unknown flag ${a}`);
@@ -298,6 +299,26 @@ async function main(): Promise<void> {
       }
       return out;
     });
+    const batch = await section("batch", on("batch"), () =>
+      benchBatch({
+        model: STORIES,
+        requests: makeWorkload({
+          ...DEFAULT_WORKLOAD,
+          seed: 13,
+          requests: 256,
+          promptLen: [8, 64],
+          shortOutput: [8, 32],
+          longOutput: [48, 96],
+          vocab: 512,
+          bosId: 1,
+        }),
+        clients: 8,
+        memoryLines: q ? [500, 5000] : [2000, 20000],
+        tmp,
+        root: ROOT,
+        log,
+      }));
+    if (q) notes.push("--quick: the batch memory runs use 500 and 5,000 lines (20,000 without --quick)");
     gpu.device.destroy();
 
     const partial = {
@@ -316,6 +337,7 @@ async function main(): Promise<void> {
       constrained,
       serving,
       peer,
+      batch,
     };
     const results: BenchResults = {
       ...partial,

@@ -10,7 +10,7 @@
 import type { Llama, Token } from "node-llama-cpp";
 import { createEngine } from "../mod.ts";
 import { RUNTIME, runtimeInfo } from "../src/runtime/runtime.ts";
-import { convertToGguf } from "./gguf_convert.ts";
+import { convertToGguf } from "../src/model/gguf/convert.ts";
 import { SectionSkipped } from "./report.ts";
 
 const NODE_LLAMA_CPP_VERSION = "3.21.1";

@@ -9,6 +9,7 @@ import type { OfflineResult, SingleStreamResult } from "./offline.ts";
 import type { ServingResult } from "./serving.ts";
 import type { ConstrainedResult } from "./constrained.ts";
 import type { PeerResult } from "./peer_llama_cpp.ts";
+import type { BatchBenchResult } from "./batch.ts";
 import type { Percentiles } from "./stats.ts";
 
 /** Thrown by a section that cannot run here; the suite records it as skipped with the message. */
@@ -37,6 +38,8 @@ export interface BenchResults {
   constrained?: Section<ConstrainedResult>;
   serving: Section<ServingResult>;
   peer: Section<PeerResult[]>;
+  /** Absent in files written before the batch section existed. */
+  batch?: Section<BatchBenchResult>;
   targets: Target[];
   durationS: number;
 }
@@ -150,6 +153,27 @@ export function evaluateTargets(r: Omit<BenchResults, "targets" | "durationS">):
         } GB/s, SmolLM2 shapes, m=1)`,
         met: g.ratio >= 0.8,
         limit: g.ratio >= 0.8 ? undefined : "see the kernel table",
+      });
+    }
+  }
+  if (r.batch?.status === "ok") {
+    const b = r.batch.data;
+    out.push({
+      name: "cli batch vs serve.ts (8 clients), output tok/s",
+      goal: ">= 1x",
+      measured: `${f(b.ratio)}x (${f(b.cli.tokPerS, 1)} vs ${f(b.serve.tokPerS, 1)} tok/s, ${b.requests} requests)`,
+      met: b.ratio >= 1,
+      limit: b.ratio >= 1 ? undefined : "the batch's engine loop or its in-process HTTP handling costs more than the server's",
+    });
+    const [small, large] = [b.memory[0], b.memory.at(-1)];
+    if (small && large && large.lines > small.lines) {
+      const growth = large.peakRssMiB / small.peakRssMiB;
+      out.push({
+        name: "cli batch peak memory flat over the input length",
+        goal: "<= 1.2x peak RSS for 10x the lines",
+        measured: `${f(growth)}x (${f(small.peakRssMiB, 0)} MiB at ${small.lines} lines, ${f(large.peakRssMiB, 0)} MiB at ${large.lines})`,
+        met: growth <= 1.2,
+        limit: growth <= 1.2 ? undefined : "something grows with the number of lines",
       });
     }
   }
@@ -382,5 +406,21 @@ export function renderMarkdown(r: BenchResults): string {
       out.push(`runtime: ${r.peer.data[0].runtime}; ${r.peer.data[0].threads} threads`);
     }
   } else out.push(sectionNote("peer", r.peer)!);
+
+  if (r.batch) {
+    out.push("\n## Offline batch: `cli batch` vs serve.ts");
+    if (r.batch.status === "ok") {
+      const b = r.batch.data;
+      out.push(table(
+        ["run", "requests", "s", "output tokens", "tok/s", "failed"],
+        [
+          ["cli batch", b.requests, f(b.cli.seconds, 1), b.cli.outputTokens, f(b.cli.tokPerS, 1), b.cli.failed],
+          [`serve.ts, ${b.clients} clients`, b.requests, f(b.serve.seconds, 1), b.serve.outputTokens, f(b.serve.tokPerS, 1), b.serve.failed],
+        ],
+      ));
+      out.push("");
+      out.push(table(["input lines", "peak RSS MiB", "s"], b.memory.map((m) => [m.lines, f(m.peakRssMiB, 0), f(m.seconds, 1)])));
+    } else out.push(sectionNote("batch", r.batch)!);
+  }
   return out.join("\n") + "\n";
 }

@@ -133,21 +133,25 @@ async function streamCompletion(
   return { ...t, outputTokens: usageTokens >= 0 ? usageTokens : chunks };
 }
 
-/** Runs the serving benchmark, or returns `{ skipped }` with the reason. */
-export async function benchServing(options: ServingOptions): Promise<ServingResult> {
-  if (!(await stat(options.serveScript))?.isFile) return { skipped: "serve.ts not available" };
+/** A serve.ts process started for a benchmark. */
+export interface ServeProcess {
+  base: string;
+  /** Why it did not become healthy (then it is already stopped), or null. */
+  notReady: string | null;
+  /** SIGTERM, then SIGKILL after 15 s; resolves when it has exited. */
+  stop(): Promise<void>;
+}
+
+/** Starts serve.ts on a free loopback port (under the bench's runtime) and waits for /health. */
+export async function startServe(
+  serveScript: string,
+  model: string,
+  flags: string[] = [],
+  startTimeoutS = 120,
+): Promise<ServeProcess> {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const cmd = scriptCommand(options.serveScript, [
-    "--model",
-    options.model,
-    "--port",
-    String(port),
-    "--host",
-    "127.0.0.1",
-    "--max-seqs",
-    String(options.maxSeqs),
-  ]);
+  const cmd = scriptCommand(serveScript, ["--model", model, "--port", String(port), "--host", "127.0.0.1", ...flags]);
   const child: ChildProcess = spawn(cmd.cmd, cmd.args, { stdio: ["ignore", "ignore", "pipe"] });
   let exited = false;
   const status = new Promise<number>((resolve) => {
@@ -169,11 +173,27 @@ export async function benchServing(options: ServingOptions): Promise<ServingResu
       if (child.pid !== undefined && !exited) process.kill(child.pid, signal);
     } catch { /* already gone */ }
   };
+  const stop = async () => {
+    kill("SIGTERM");
+    const timer = setTimeout(() => kill("SIGKILL"), 15000);
+    await status;
+    clearTimeout(timer);
+  };
+  const notReady = await waitHealthy(base, status, startTimeoutS);
+  if (notReady) {
+    await stop();
+    return { base, notReady: `${notReady}: ${stderr.trim().split("\n").slice(-3).join(" | ")}`, stop };
+  }
+  return { base, notReady: null, stop };
+}
+
+/** Runs the serving benchmark, or returns `{ skipped }` with the reason. */
+export async function benchServing(options: ServingOptions): Promise<ServingResult> {
+  if (!(await stat(options.serveScript))?.isFile) return { skipped: "serve.ts not available" };
+  const serve = await startServe(options.serveScript, options.model, ["--max-seqs", String(options.maxSeqs)], options.startTimeoutS);
+  if (serve.notReady) return { skipped: serve.notReady };
+  const base = serve.base;
   try {
-    const notReady = await waitHealthy(base, status, options.startTimeoutS ?? 120);
-    if (notReady) {
-      return { skipped: `${notReady}: ${stderr.trim().split("\n").slice(-3).join(" | ")}` };
-    }
     // Warm-up request (pipeline compilation) before the clock starts.
     await streamCompletion(
       base,
@@ -212,9 +232,6 @@ export async function benchServing(options: ServingOptions): Promise<ServingResu
       errors: errors.slice(0, 5),
     };
   } finally {
-    kill("SIGTERM");
-    const timer = setTimeout(() => kill("SIGKILL"), 15000);
-    await status;
-    clearTimeout(timer);
+    await serve.stop();
   }
 }

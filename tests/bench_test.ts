@@ -1,6 +1,6 @@
 /**
  * The pure parts of the benchmark suite (bench/): the workload generator, the ideal
- * continuous/static ratio, percentile math, and the GGUF writer read back by our parser.
+ * continuous/static ratio, percentile math (the GGUF writer and reader are in gguf_test.ts).
  * No GPU, no timing assertions.
  */
 import { test } from "./helpers/test.ts";
@@ -16,9 +16,6 @@ import {
   staticDecodeSteps,
 } from "../bench/workload.ts";
 import { percentile, summarize } from "../bench/stats.ts";
-import { convertToGguf, permuteQkRows } from "../bench/gguf_convert.ts";
-import { parseGgufHeader, tensorInfoBytes } from "../bench/gguf_reader.ts";
-import { encodeGgufHeader, GGML_TYPE } from "../bench/gguf_writer.ts";
 import { parseBenchArgs } from "../bench/main.ts";
 import { compareMarkdown, runtimeOf } from "../bench/compare.ts";
 import { type BenchResults, renderMarkdown } from "../bench/report.ts";
@@ -89,94 +86,6 @@ test("bench percentiles: linear interpolation like numpy", () => {
   const s = summarize([1, 2, 3, 4]);
   assertEquals([s.count, s.mean, s.p50], [4, 2.5, 2.5]);
   assertThrows(() => percentile([1], 101));
-});
-
-test("bench GGUF: q/k permutation moves rotate-half rows to interleaved pairs", () => {
-  // One head of 4 rows, 1 byte per row: HF [a0, a1, b0, b1] -> GGUF [a0, b0, a1, b1].
-  assertEquals([...permuteQkRows(Uint8Array.from([0, 1, 2, 3]), 1, 1)], [0, 2, 1, 3]);
-  assertEquals([...permuteQkRows(Uint8Array.from([0, 1, 2, 3, 4, 5, 6, 7]), 2, 1)], [
-    0,
-    2,
-    1,
-    3,
-    4,
-    6,
-    5,
-    7,
-  ]);
-});
-
-test("bench GGUF: header round trip through our parser", () => {
-  const { header } = encodeGgufHeader({
-    metadata: [
-      ["general.architecture", { type: "string", value: "llama" }],
-      ["x.u32", { type: "u32", value: 7 }],
-      ["x.f32", { type: "f32", value: 0.5 }],
-      ["x.bool", { type: "bool", value: true }],
-      ["x.arr", { type: "array", itemType: "string", value: ["a", "bc"] }],
-      ["x.i32s", { type: "array", itemType: "i32", value: [-1, 2] }],
-    ],
-    tensors: [
-      { name: "a", dims: [3, 2], type: "F16", bytes: () => new Uint8Array(12) },
-      { name: "b", dims: [5], type: "F32", bytes: () => new Uint8Array(20) },
-    ],
-  });
-  const h = parseGgufHeader(header);
-  assertEquals(h.version, 3);
-  assertEquals(h.metadata.get("x.u32"), 7);
-  assertEquals(h.metadata.get("x.f32"), 0.5);
-  assertEquals(h.metadata.get("x.bool"), true);
-  assertEquals(h.metadata.get("x.arr"), ["a", "bc"]);
-  assertEquals(h.metadata.get("x.i32s"), [-1, 2]);
-  assertEquals(h.tensors.map((t) => [t.name, t.dims, t.type, t.offset]), [[
-    "a",
-    [3, 2],
-    GGML_TYPE.F16,
-    0,
-  ], [
-    "b",
-    [5],
-    GGML_TYPE.F32,
-    32,
-  ]]);
-  assertEquals(h.dataOffset, header.length);
-  assertEquals(h.dataOffset % 32, 0);
-});
-
-test("bench GGUF: a synthetic llama checkpoint converts with every tensor, shape and byte", async () => {
-  await withTempDir(async (dir) => {
-    const written = await writeSyntheticCheckpoint(dir, { num_hidden_layers: 2 }, { dtype: "F16" });
-    const out = `${dir}/model.gguf`;
-    const conv = await convertToGguf(dir, out);
-    const file = await sys.readFile(out);
-    const h = parseGgufHeader(file);
-    // Untied: embed + 9 per layer + final norm + output.
-    assertEquals(conv.tensors, 1 + 2 * 9 + 2);
-    assertEquals(h.tensors.length, conv.tensors);
-    assertEquals(written.length, conv.tensors);
-    assertEquals(h.metadata.get("general.architecture"), "llama");
-    assertEquals(h.metadata.get("llama.block_count"), 2);
-    assertEquals(h.metadata.get("llama.attention.head_count"), 4);
-    assertEquals(h.metadata.get("llama.attention.head_count_kv"), 2);
-    assertEquals((h.metadata.get("tokenizer.ggml.tokens") as string[]).length, 512);
-    const byName = new Map(h.tensors.map((t) => [t.name, t]));
-    assertEquals(byName.get("token_embd.weight")!.dims, [32, 512]);
-    assertEquals(byName.get("blk.1.attn_q.weight")!.dims, [32, 32]);
-    assertEquals(byName.get("blk.1.attn_k.weight")!.dims, [32, 16]);
-    assertEquals(byName.get("blk.0.ffn_down.weight")!.dims, [64, 32]);
-    assertEquals(byName.get("output.weight")!.type, GGML_TYPE.F16);
-    assertEquals(byName.get("blk.0.attn_norm.weight")!.type, GGML_TYPE.F32);
-    let end = 0;
-    for (const t of h.tensors) {
-      assertEquals(t.offset % 32, 0);
-      end = Math.max(end, h.dataOffset + t.offset + tensorInfoBytes(t));
-    }
-    assert(
-      file.length >= end && file.length - end < 32,
-      `file ${file.length}, data ends at ${end}`,
-    );
-    assertEquals(conv.bytes, file.length);
-  });
 });
 
 test("bench CLI flags", () => {

@@ -70,9 +70,12 @@ export class BatchProgressTracker {
     this.#report?.({ ...p });
   }
 
-  /** The progress so far. */
+  /** The progress so far (elapsed time and rate as of now). */
   get progress(): BatchProgress {
-    return { ...this.#progress };
+    const p = { ...this.#progress };
+    p.elapsedSeconds = (performance.now() - this.#started) / 1000;
+    p.tokensPerSecond = p.elapsedSeconds > 0 ? p.tokens / p.elapsedSeconds : 0;
+    return p;
   }
 }
 

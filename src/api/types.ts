@@ -240,9 +240,18 @@ export interface GenerateDelta {
   warnings?: string[];
 }
 
+/**
+ * Load-time quantization of the decoder's linear weights to llama.cpp's Q8_0 or Q4_0 blocks
+ * (embeddings, LM head and norms keep their precision).
+ */
+export type Quantization = "q8_0" | "q4_0" | "none";
+
+/** The values of {@link Quantization}, for flag parsing. */
+export const QUANTIZATIONS: readonly Quantization[] = ["q8_0", "q4_0", "none"];
+
 /** Options of `createEngine`. */
 export interface EngineOptions {
-  /** A Hugging Face checkpoint directory. */
+  /** A Hugging Face checkpoint directory, or a `.gguf` file. */
   model: string;
   /** Token budget of one step (default 256). */
   maxBatchTokens?: number;
@@ -270,6 +279,8 @@ export interface EngineOptions {
   maxContext?: number;
   /** Matrix storage on the GPU ("auto": f32 checkpoints stay f32, 16-bit ones become f16). */
   weightDType?: "auto" | "f32" | "f16";
+  /** Quantize the decoder's linear weights while loading (default "none"). */
+  quantization?: Quantization;
 }
 
 /** What a running engine's model looks like to callers: the limits requests are checked against. */

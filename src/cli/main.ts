@@ -1,28 +1,30 @@
 /**
  * Command line: `generate` runs a request through the engine (the same path as `mod.ts` and
- * serve.ts); `logits` prints the teacher-forced logits of token ids.
+ * serve.ts); `batch` answers an OpenAI Batch API file; `logits` prints the teacher-forced
+ * logits of token ids; `convert` writes a checkpoint as a GGUF file llama.cpp runs.
  * Usage: see {@link USAGE} (`deno task cli --help`).
  * @module
  */
 import process from "node:process";
 import { args, exit } from "../runtime/runtime.ts";
 import { createEngine, type GenerateOptions, LlmError } from "../../mod.ts";
-import type { AttentionImpl } from "../api/types.ts";
+import { type AttentionImpl, type Quantization, QUANTIZATIONS } from "../api/types.ts";
+import { convertToGguf } from "../model/gguf/convert.ts";
 import { ModelRunner } from "../runner/model_runner.ts";
 import { buildStepBatch } from "../runner/step_meta.ts";
+import { runBatch } from "./batch.ts";
+import { UsageError } from "../server/args.ts";
 
-/** Raised for bad command-line usage (exit code 2). */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
 
 const USAGE = `usage:
-  cli generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
-               [--min-p P] [--seed S] [--ignore-eos] [--json] [--attn paged|eager]
-  cli logits --model DIR --ids 1,2,3 [--json] [--attn paged|eager]`;
+  cli generate --model DIR|FILE.gguf --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
+               [--top-p P] [--min-p P] [--seed S] [--ignore-eos] [--json] [--attn paged|eager]
+               [--quantization q8_0|q4_0|none]
+  cli batch --model DIR|FILE.gguf --input requests.jsonl --output results.jsonl [--resume]
+            [--concurrency N] [--served-model-name NAME] [--max-batch-tokens N] [--max-seqs N]
+            [--attn paged|eager] [--quantization q8_0|q4_0|none]
+  cli logits --model DIR|FILE.gguf --ids 1,2,3 [--json] [--attn paged|eager] [--quantization q8_0|q4_0|none]
+  cli convert --model DIR --out FILE.gguf [--quantization q8_0|q4_0|none]`;
 
 /** The flags each command accepts; `true` marks a boolean flag. */
 const COMMANDS: Record<string, Record<string, boolean>> = {
@@ -38,8 +40,22 @@ const COMMANDS: Record<string, Record<string, boolean>> = {
     "ignore-eos": true,
     json: true,
     attn: false,
+    quantization: false,
   },
-  logits: { model: false, ids: false, json: true, attn: false },
+  batch: {
+    model: false,
+    input: false,
+    output: false,
+    resume: true,
+    concurrency: false,
+    "served-model-name": false,
+    "max-batch-tokens": false,
+    "max-seqs": false,
+    attn: false,
+    quantization: false,
+  },
+  logits: { model: false, ids: false, json: true, attn: false, quantization: false },
+  convert: { model: false, out: false, quantization: false },
 };
 
 /** Parses `command --flag value` / `--flag=value` / boolean flags; unknown flags are errors. */
@@ -97,6 +113,22 @@ function attnOf(flags: Map<string, string>): AttentionImpl {
   return a;
 }
 
+function quantizationOf(flags: Map<string, string>): Quantization {
+  const q = flags.get("quantization") ?? "none";
+  if (!(QUANTIZATIONS as readonly string[]).includes(q)) {
+    throw new UsageError(`--quantization must be one of ${QUANTIZATIONS.join(", ")}, got ${q}`);
+  }
+  return q as Quantization;
+}
+
+async function convert(flags: Map<string, string>): Promise<number> {
+  const out = required(flags, "out");
+  if (!/\.gguf$/i.test(out)) throw new UsageError(`--out must name a .gguf file, got ${out}`);
+  const r = await convertToGguf(required(flags, "model"), out, { quantization: quantizationOf(flags) });
+  console.log(`wrote ${r.path}: ${r.tensors} tensors, ${r.bytes} bytes, ${r.fileType}`);
+  return 0;
+}
+
 async function generate(flags: Map<string, string>): Promise<number> {
   const model = required(flags, "model");
   const prompt = required(flags, "prompt");
@@ -110,7 +142,7 @@ async function generate(flags: Map<string, string>): Promise<number> {
     seed: number(flags, "seed", true),
     ignoreEos: flags.has("ignore-eos"),
   };
-  const engine = await createEngine({ model, attn: attnOf(flags), maxSeqs: 1 });
+  const engine = await createEngine({ model, attn: attnOf(flags), maxSeqs: 1, quantization: quantizationOf(flags) });
   try {
     if (flags.has("json")) {
       const r = await engine.generate(options);
@@ -126,6 +158,27 @@ async function generate(flags: Map<string, string>): Promise<number> {
   return 0;
 }
 
+function positive(flags: Map<string, string>, name: string): number | undefined {
+  const v = number(flags, name, true);
+  if (v !== undefined && v < 1) throw new UsageError(`--${name} must be a positive integer, got ${v}`);
+  return v;
+}
+
+function batch(flags: Map<string, string>): Promise<number> {
+  return runBatch({
+    model: required(flags, "model"),
+    input: required(flags, "input"),
+    output: required(flags, "output"),
+    resume: flags.has("resume"),
+    concurrency: positive(flags, "concurrency"),
+    servedModelName: flags.get("served-model-name"),
+    maxBatchTokens: positive(flags, "max-batch-tokens"),
+    maxSeqs: positive(flags, "max-seqs"),
+    attn: attnOf(flags),
+    quantization: quantizationOf(flags),
+  });
+}
+
 async function logits(flags: Map<string, string>): Promise<number> {
   const model = required(flags, "model");
   const ids = required(flags, "ids").split(",").map((s) => {
@@ -138,6 +191,7 @@ async function logits(flags: Map<string, string>): Promise<number> {
     maxTokens: Math.max(ids.length, 16),
     maxLogitRows: ids.length,
     maxSeqs: 1,
+    quantization: quantizationOf(flags),
   });
   try {
     const vocab = runner.spec.vocabSize;
@@ -167,6 +221,8 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return command === undefined && !flags.has("help") ? 2 : 0;
   }
+  if (command === "batch") return await batch(flags);
+  if (command === "convert") return await convert(flags);
   return command === "generate" ? await generate(flags) : await logits(flags);
 }
 

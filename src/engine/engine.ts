@@ -116,6 +116,7 @@ export class Engine {
       kvCacheBytes: options.kvCacheBytes,
       maxContext: options.maxContext,
       weightDType: options.weightDType,
+      quantization: options.quantization,
       stepsPerSync: options.stepsPerSync,
       constrainedStepsPerSync: options.constrainedStepsPerSync,
       maxTopLogprobs: MAX_TOP_LOGPROBS,

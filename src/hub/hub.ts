@@ -6,12 +6,13 @@
  * replaces https://huggingface.co; `HF_HUB_OFFLINE=1` never downloads.
  * @module
  */
-import { createFile, env as processEnv, mkdir, readTextFile, remove, rename, stat, writeFile } from "../runtime/runtime.ts";
+import { LlmError } from "../api/types.ts";
+import { createFile, env as processEnv, mkdir, readDir, readTextFile, remove, rename, stat, writeFile } from "../runtime/runtime.ts";
 
-/** Raised when a model can be neither found nor downloaded. */
-export class ModelNotFoundError extends Error {
+/** Raised when a model can be neither found nor downloaded (code `model_not_found`). */
+export class ModelNotFoundError extends LlmError {
   constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
+    super("model_not_found", message, options);
     this.name = "ModelNotFoundError";
   }
 }
@@ -26,6 +27,8 @@ export interface ResolveOptions {
   /** fetch (tests pass their own). */
   fetch?: typeof fetch;
   onProgress?: DownloadProgress;
+  /** Which .gguf file of a repository to use (default: its only one, when it has no safetensors). */
+  ggufFile?: string;
 }
 
 // What a checkpoint needs, and what it may have.
@@ -54,9 +57,15 @@ export function parseHubId(spec: string): { repo: string; revision: string } | n
   return m ? { repo: m[1], revision: m[2] ?? "main" } : null;
 }
 
-/** A local directory as given, or the snapshot directory of a hub id (downloading it if needed). */
+const isGguf = (name: string) => /\.gguf$/i.test(name);
+
+/**
+ * A local directory or .gguf file as given, or the snapshot directory of a hub id (or the
+ * path of the .gguf file a repository without safetensors holds), downloading it if needed.
+ */
 export async function resolveModel(spec: string, options: ResolveOptions = {}): Promise<string> {
   if (await isDir(spec)) return spec;
+  if (isGguf(spec) && await isFile(spec)) return spec;
   const id = parseHubId(spec);
   if (!id || spec.startsWith(".") || spec.startsWith("/")) {
     throw new ModelNotFoundError(`model directory ${spec} does not exist`);
@@ -64,7 +73,7 @@ export async function resolveModel(spec: string, options: ResolveOptions = {}): 
   const env = options.env ?? processEnv;
   const cache = hubCacheDir(env);
   const repoDir = `${cache}/models--${id.repo.replace("/", "--")}`;
-  const cached = await cachedSnapshot(repoDir, id.revision);
+  const cached = await cachedSnapshot(repoDir, id.revision, options.ggufFile);
   if (cached) return cached;
   const endpoint = (env("HF_ENDPOINT") ?? "https://huggingface.co").replace(/\/+$/, "");
   const hint = `Pass --model DIR with a local checkpoint directory, or connect to ${endpoint}.`;
@@ -82,7 +91,7 @@ export async function resolveModel(spec: string, options: ResolveOptions = {}): 
   }
 }
 
-async function cachedSnapshot(repoDir: string, revision: string): Promise<string | null> {
+async function cachedSnapshot(repoDir: string, revision: string, ggufFile?: string): Promise<string | null> {
   let sha = revision;
   try {
     sha = (await readTextFile(`${repoDir}/refs/${revision}`)).trim();
@@ -90,16 +99,24 @@ async function cachedSnapshot(repoDir: string, revision: string): Promise<string
     // A revision may be a commit hash itself.
   }
   const dir = `${repoDir}/snapshots/${sha}`;
-  for (const f of REQUIRED) if (!(await isFile(`${dir}/${f}`))) return null;
-  if (await isFile(`${dir}/model.safetensors`)) return dir;
+  if (ggufFile) return (await isFile(`${dir}/${ggufFile}`)) ? `${dir}/${ggufFile}` : null;
+  if (await safetensorsSnapshot(dir)) return dir;
+  if (!(await isDir(dir))) return null;
+  const ggufs = (await readDir(dir)).filter((e) => e.isFile && isGguf(e.name));
+  return ggufs.length === 1 ? `${dir}/${ggufs[0].name}` : null;
+}
+
+async function safetensorsSnapshot(dir: string): Promise<boolean> {
+  for (const f of REQUIRED) if (!(await isFile(`${dir}/${f}`))) return false;
+  if (await isFile(`${dir}/model.safetensors`)) return true;
   try {
     const index = JSON.parse(await readTextFile(`${dir}/model.safetensors.index.json`));
     for (const shard of new Set(Object.values(index.weight_map ?? {}) as string[])) {
-      if (!(await isFile(`${dir}/${shard}`))) return null;
+      if (!(await isFile(`${dir}/${shard}`))) return false;
     }
-    return dir;
+    return true;
   } catch {
-    return null;
+    return false;
   }
 }
 
@@ -126,19 +143,22 @@ async function download(
   const info = await infoRes.json() as { sha?: string; siblings?: { rfilename: string; size?: number }[] };
   const sha = info.sha ?? revision;
   const available = new Map((info.siblings ?? []).map((s) => [s.rfilename, s.size]));
-  const files = [...REQUIRED];
+  const gguf = pickGguf(repo, [...available.keys()], options.ggufFile);
+  // A GGUF file carries its own config and vocabulary: the other files only when present.
+  const files = gguf ? REQUIRED.filter((f) => available.has(f)) : [...REQUIRED];
   for (const f of OPTIONAL) if (available.has(f)) files.push(f);
   const snapshot = `${repoDir}/snapshots/${sha}`;
   await mkdir(snapshot);
   const fetchFile = (file: string, done: number, total: number) =>
     downloadFile(fetchFn, `${endpoint}/${repo}/resolve/${sha}/${file}`, `${snapshot}/${file}`, headers, (n) => options.onProgress?.(done + n, total, file));
-  if (available.has("model.safetensors")) files.push("model.safetensors");
+  if (gguf) files.push(gguf);
+  else if (available.has("model.safetensors")) files.push("model.safetensors");
   else if (available.has("model.safetensors.index.json")) {
     await fetchFile("model.safetensors.index.json", 0, 0);
     const index = JSON.parse(await readTextFile(`${snapshot}/model.safetensors.index.json`));
     files.push(...new Set(Object.values(index.weight_map ?? {}) as string[]));
   } else {
-    throw new ModelNotFoundError(`${repo} has no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are supported)`);
+    throw new ModelNotFoundError(`${repo} has no model.safetensors, model.safetensors.index.json or .gguf file`);
   }
   const total = files.reduce((n, f) => n + (available.get(f) ?? 0), 0);
   let done = 0;
@@ -148,7 +168,26 @@ async function download(
   }
   await mkdir(`${repoDir}/refs`);
   if (revision !== sha) await writeFile(`${repoDir}/refs/${revision}`, sha);
-  return snapshot;
+  return gguf ? `${snapshot}/${gguf}` : snapshot;
+}
+
+/**
+ * The .gguf file to use from a repository's files: the one asked for, else the only one when
+ * the repository has no safetensors checkpoint; null to use the safetensors.
+ */
+export function pickGguf(repo: string, files: readonly string[], wanted?: string): string | null {
+  const ggufs = files.filter(isGguf);
+  if (wanted) {
+    if (!ggufs.includes(wanted)) {
+      throw new ModelNotFoundError(`${repo} has no ${wanted} (its .gguf files: ${ggufs.join(", ") || "none"})`);
+    }
+    return wanted;
+  }
+  if (files.includes("model.safetensors") || files.includes("model.safetensors.index.json") || ggufs.length === 0) return null;
+  if (ggufs.length > 1) {
+    throw new ModelNotFoundError(`${repo} holds several .gguf files (${ggufs.join(", ")}): pass --gguf-file NAME`);
+  }
+  return ggufs[0];
 }
 
 /** Streams one file to `dest` through a temporary name, so a broken download leaves nothing. */

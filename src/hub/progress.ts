@@ -18,12 +18,17 @@ export function formatBytes(n: number): string {
   return `${v.toFixed(1)} ${units[i]}`;
 }
 
+/** The text after a bar: what is done of what, in bytes by default. */
+export type ProgressDetail = (done: number, total: number) => string;
+
+const bytesDetail: ProgressDetail = (done, total) => `${formatBytes(done)}/${formatBytes(total)}`;
+
 /** Renders a bar: `label [#####.....]  42% 1.0 MiB/2.4 MiB`. */
-export function renderBar(label: string, done: number, total: number, width = 30): string {
+export function renderBar(label: string, done: number, total: number, width = 30, detail: ProgressDetail = bytesDetail): string {
   const frac = total > 0 ? Math.min(1, done / total) : 0;
   const fill = Math.round(frac * width);
   const pct = `${Math.floor(frac * 100)}`.padStart(3);
-  return `${label} [${"#".repeat(fill)}${".".repeat(width - fill)}] ${pct}% ${formatBytes(done)}/${formatBytes(total)}`;
+  return `${label} [${"#".repeat(fill)}${".".repeat(width - fill)}] ${pct}% ${detail(done, total)}`;
 }
 
 /** A progress bar writing to a sink (stderr by default). */
@@ -35,10 +40,22 @@ export class ProgressBar {
   #lastPct = -1;
   #done = false;
 
-  constructor(label: string, options: { write?: (text: string) => void; tty?: boolean } = {}) {
+  #detail: ProgressDetail;
+  #plainEveryPct: number;
+
+  /**
+   * `detail` renders what follows the percentage (bytes by default); without a terminal a
+   * plain line is written every `plainEveryPct` percent (default 25).
+   */
+  constructor(
+    label: string,
+    options: { write?: (text: string) => void; tty?: boolean; detail?: ProgressDetail; plainEveryPct?: number } = {},
+  ) {
     this.#label = label;
     this.#write = options.write ?? writeStderr;
     this.#tty = options.tty ?? stderrIsTerminal();
+    this.#detail = options.detail ?? bytesDetail;
+    this.#plainEveryPct = options.plainEveryPct ?? 25;
   }
 
   /** Reports progress; redraws at most every 100 ms (every 25% without a terminal). */
@@ -49,9 +66,12 @@ export class ProgressBar {
     if (this.#tty) {
       if (now - this.#lastDraw < 100 && done < total) return;
       this.#lastDraw = now;
-      this.#write(`\r${renderBar(this.#label, done, total)}`);
-    } else if (Math.floor(pct / 25) !== Math.floor(this.#lastPct / 25) || (done >= total && this.#lastPct < 100)) {
-      this.#write(`${renderBar(this.#label, done, total)}\n`);
+      this.#write(`\r${renderBar(this.#label, done, total, 30, this.#detail)}`);
+    } else if (
+      Math.floor(pct / this.#plainEveryPct) !== Math.floor(this.#lastPct / this.#plainEveryPct) ||
+      (done >= total && this.#lastPct < 100)
+    ) {
+      this.#write(`${renderBar(this.#label, done, total, 30, this.#detail)}\n`);
     }
     this.#lastPct = pct;
   }

@@ -6,7 +6,7 @@
  */
 import { isNotFound, readTextFile } from "../runtime/runtime.ts";
 import { CheckpointError, UnsupportedArchitectureError } from "./errors.ts";
-import type { TensorIndex } from "./safetensors.ts";
+import type { TensorSource } from "./tensor_source.ts";
 
 /** Decoder families this runtime implements. */
 export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3" | "gemma2";
@@ -23,6 +23,8 @@ export interface RopeSpec {
   highFreqFactor: number;
   /** llama3 only (maxPositionEmbeddings otherwise). */
   originalMaxPositionEmbeddings: number;
+  /** Per-pair divisors of the frequencies (a GGUF file's `rope_freqs.weight`), applied last. */
+  freqFactors?: number[];
 }
 
 /** Everything the forward pass needs to know about a model, whatever its config layout. */
@@ -483,7 +485,7 @@ export function expectedTensors(spec: ModelSpec): { name: string; shape: number[
  * {@link CheckpointError} naming the checkpoint (missing tensor) or the file holding the
  * tensor (wrong shape). A tied checkpoint that also ships lm_head.weight is accepted.
  */
-export function checkTensorShapes(spec: ModelSpec, index: TensorIndex): void {
+export function checkTensorShapes(spec: ModelSpec, index: TensorSource): void {
   for (const { name, shape } of expectedTensors(spec)) {
     const info = index.get(name);
     if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {

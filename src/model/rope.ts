@@ -28,5 +28,6 @@ export function ropeInverseFrequencies(rope: RopeSpec, headDim: number): Float32
       }
     }
   }
+  if (rope.freqFactors) for (let i = 0; i < half; i++) inv[i] = inv[i] / rope.freqFactors[i];
   return inv;
 }

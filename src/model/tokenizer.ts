@@ -6,6 +6,8 @@
 import { isNotFound, readTextFile } from "../runtime/runtime.ts";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { CheckpointError } from "./errors.ts";
+import { isGgufPath, readGgufHeader } from "./gguf/reader.ts";
+import { ggufTokenizerFiles } from "./gguf/tokenizer.ts";
 
 /** Options for {@link Tokenizer.encode}. */
 export interface EncodeOptions {
@@ -140,9 +142,11 @@ export class Tokenizer {
 
   /**
    * Loads `dir/tokenizer.json` and (optional) `dir/tokenizer_config.json` and
-   * `dir/chat_template.jinja`. Missing or invalid files throw {@link CheckpointError}.
+   * `dir/chat_template.jinja`, or, for a `.gguf` path, the GGUF file's tokenizer. Missing or
+   * invalid files throw {@link CheckpointError}.
    */
   static async load(dir: string): Promise<Tokenizer> {
+    if (isGgufPath(dir)) return await Tokenizer.#loadGguf(dir);
     const base = dir.replace(/\/+$/, "");
     const file = `${base}/tokenizer.json`;
     const tokenizer = (await readJsonFile(file, false))!;
@@ -154,6 +158,16 @@ export class Tokenizer {
       if (!(isNotFound(err))) throw err;
     }
     return new Tokenizer({ tokenizer, config, chatTemplate, file });
+  }
+
+  /**
+   * A GGUF file's tokenizer: the tokenizer.json beside it when there is one (with its
+   * tokenizer_config.json), else one built from the file's `tokenizer.ggml.*` vocabulary.
+   */
+  static async #loadGguf(path: string): Promise<Tokenizer> {
+    const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
+    if ((await readJsonFile(`${dir}/tokenizer.json`, true)) !== null) return await Tokenizer.load(dir);
+    return new Tokenizer(ggufTokenizerFiles(await readGgufHeader(path)));
   }
 
   /** Text to ids. With special tokens (the default) BOS follows add_bos_token. */

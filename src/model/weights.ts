@@ -5,7 +5,8 @@
  * @module
  */
 import type { ModelSpec } from "./config.ts";
-import type { SafetensorsDType, TensorIndex, TensorInfo } from "./safetensors.ts";
+import type { SafetensorsDType, TensorInfo } from "./safetensors.ts";
+import type { TensorSource } from "./tensor_source.ts";
 import { CheckpointError } from "./errors.ts";
 
 /** How matrices are stored on the GPU. Norms and biases are always f32. */
@@ -86,11 +87,11 @@ function encodeF16(values: Float32Array): Uint16Array<ArrayBuffer> {
 /** Streams one tensor into a destination at an element offset, converting on the way. */
 class Uploader {
   #device: GPUDevice;
-  #index: TensorIndex;
+  #index: TensorSource;
   #chunkBytes: number;
   bytes = 0;
 
-  constructor(device: GPUDevice, index: TensorIndex, chunkBytes: number) {
+  constructor(device: GPUDevice, index: TensorSource, chunkBytes: number) {
     this.#device = device;
     this.#index = index;
     this.#chunkBytes = chunkBytes;
@@ -212,7 +213,7 @@ class Uploader {
 export async function uploadWeights(
   device: GPUDevice,
   spec: ModelSpec,
-  index: TensorIndex,
+  index: TensorSource,
   options: UploadOptions = {},
 ): Promise<ModelWeights> {
   const maxBinding = Math.min(

@@ -9,14 +9,14 @@
  * token; records come back every `stepsPerSync` steps.
  * @module
  */
-import type { AttentionImpl, TokenLogprob } from "../api/types.ts";
+import type { AttentionImpl, Quantization, TokenLogprob } from "../api/types.ts";
 import { createGpu, type Gpu } from "../gpu/device.ts";
 import { KvCache } from "../gpu/kv_cache.ts";
 import { loadKernelSources, PipelineCache } from "../kernels/registry.ts";
 import { KERNEL_FILES } from "../kernels/descriptors.ts";
 import { RECORD_REF } from "../kernels/layout.ts";
-import { checkTensorShapes, loadModelSpec, type ModelSpec } from "../model/config.ts";
-import { openCheckpointTensors } from "../model/safetensors.ts";
+import type { ModelSpec } from "../model/config.ts";
+import { openModel } from "../model/model_source.ts";
 import { type ModelWeights, uploadWeights } from "../model/weights.ts";
 import type { SampledRow, StepPlan } from "../scheduler/scheduler.ts";
 import type { Sequence } from "../scheduler/sequence.ts";
@@ -55,6 +55,8 @@ export interface ModelRunnerOptions {
   maxContext?: number;
   /** Matrix storage on the GPU. */
   weightDType?: "auto" | "f32" | "f16";
+  /** Load-time quantization of the decoder's linear weights (default "none"). */
+  quantization?: Quantization;
   /** Steps between readbacks (default 8). */
   stepsPerSync?: number;
   /**
@@ -155,12 +157,12 @@ export class ModelRunner {
     this.#rowReadback = new RowReadback(device, { maxRowsPerStep: rows, recordBytes });
   }
 
-  /** Loads a Hugging Face checkpoint directory onto the GPU. */
+  /** Loads a Hugging Face checkpoint directory or a GGUF file onto the GPU. */
   static async load(dir: string, options: ModelRunnerOptions = {}): Promise<ModelRunner> {
-    const spec = await loadModelSpec(dir);
-    const tensors = await openCheckpointTensors(dir);
+    // A checkpoint directory or a .gguf file; quantized blocks are dequantized on upload
+    // until the dequantizing matmul kernels exist (see model/quant/quantized_source.ts).
+    const { spec, tensors } = await openModel(dir, { quantization: options.quantization });
     try {
-      checkTensorShapes(spec, tensors);
       const gpu = options.gpu ?? await createGpu();
       const device = gpu.device;
       const pipelines = new PipelineCache(device, await loadKernelSources(KERNEL_FILES));

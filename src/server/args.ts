@@ -2,7 +2,7 @@
  * Command-line flags of `serve.ts`.
  * @module
  */
-import type { AttentionImpl, SchedulerPolicy } from "../../mod.ts";
+import type { AttentionImpl, Quantization, SchedulerPolicy } from "../../mod.ts";
 
 /** The model served when `--model` is omitted. */
 export const DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct";
@@ -12,8 +12,12 @@ export const API_KEY_ENV = "WEBGPU_LLM_API_KEY";
 
 /** Parsed server options. */
 export interface ServeOptions {
-  /** A checkpoint directory or a Hugging Face hub id. */
+  /** A checkpoint directory, a .gguf file or a Hugging Face hub id. */
   model: string;
+  /** Which .gguf of a hub repository holding several. */
+  ggufFile?: string;
+  /** Load-time quantization of the decoder's linear weights. */
+  quantization?: Quantization;
   host: string;
   port: number;
   maxBatchTokens?: number;
@@ -56,7 +60,10 @@ export class UsageError extends Error {
 /** Help text. */
 export const USAGE = `Usage: deno run -A serve.ts [flags]
 
-  --model DIR|HUB_ID         checkpoint directory or Hugging Face id (default ${DEFAULT_MODEL})
+  --model DIR|FILE|HUB_ID    checkpoint directory, .gguf file or Hugging Face id (default
+                             ${DEFAULT_MODEL})
+  --gguf-file NAME           the .gguf to use from a hub repository holding several
+  --quantization q8_0|q4_0|none  quantize the decoder's linear weights while loading (default none)
   --host HOST                listen address (default 127.0.0.1)
   --port N                   listen port (default 8000; 0 picks a free one)
   --max-batch-tokens N       token budget of one step (default 256)
@@ -83,6 +90,8 @@ export const USAGE = `Usage: deno run -A serve.ts [flags]
 
 const VALUE_FLAGS = new Set([
   "model",
+  "gguf-file",
+  "quantization",
   "host",
   "port",
   "max-batch-tokens",
@@ -158,6 +167,8 @@ export function parseServeArgs(argv: readonly string[], env: (name: string) => s
     maxSeqs: int("max-seqs", 1, 1024),
     maxQueue: int("max-queue", 0) ?? 64,
     attn: oneOf("attn", ["paged", "eager"] as const),
+    quantization: oneOf("quantization", ["q8_0", "q4_0", "none"] as const),
+    ggufFile: values.get("gguf-file"),
     policy: oneOf("policy", ["fifo", "prefill_first"] as const),
     apiKey: values.get("api-key") ?? (env(API_KEY_ENV) || undefined),
     servedModelName: values.get("served-model-name") ?? model,

@@ -1,37 +1,14 @@
 /**
- * A minimal GGUF v3 writer and header reader: typed metadata key/values, f32/f16 tensors,
- * 32-byte aligned data. Enough to hand our safetensors weights to llama.cpp.
+ * A GGUF v3 writer: typed metadata, tensors of any type we read (plain floats or ggml
+ * blocks), data aligned to 32 bytes. Tensors are produced one at a time by a callback, so
+ * a file is written with one tensor in memory, never the model.
  *
- * Layout: "GGUF", u32 version 3, u64 tensor count, u64 metadata count, the metadata
- * (key string, u32 value type, value), the tensor infos (name, u32 n_dims, u64 dims with
- * the innermost first, u32 ggml type, u64 offset into the data section), padding to the
- * alignment, then the data section. Strings are u64 length + UTF-8 bytes; all little-endian.
+ * Layout: see {@link ./reader.ts}.
  * @module
  */
-import { createFile } from "../src/runtime/runtime.ts";
-
-/** GGUF metadata value types. */
-export const GGUF_TYPE = {
-  u8: 0,
-  i8: 1,
-  u16: 2,
-  i16: 3,
-  u32: 4,
-  i32: 5,
-  f32: 6,
-  bool: 7,
-  string: 8,
-  array: 9,
-  u64: 10,
-  i64: 11,
-  f64: 12,
-} as const;
-
-/** ggml tensor types this writer produces. */
-export const GGML_TYPE = { F32: 0, F16: 1 } as const;
-
-/** Scalar metadata kinds. */
-export type GgufScalarKind = "u32" | "i32" | "f32" | "bool" | "string" | "u64";
+import { createFile } from "../../runtime/runtime.ts";
+import { GGUF_MAGIC, GGUF_VALUE_TYPE } from "./reader.ts";
+import { ggmlBytes, type GgmlTypeName, GGML_TYPES } from "../quant/ggml_types.ts";
 
 /** One metadata value. */
 export type GgufValue =
@@ -46,7 +23,7 @@ export type GgufValue =
 export interface GgufTensor {
   name: string;
   dims: number[];
-  type: keyof typeof GGML_TYPE;
+  type: GgmlTypeName;
   /** The tensor's bytes (produced lazily, so big files never sit in memory at once). */
   bytes: () => Uint8Array | Promise<Uint8Array>;
 }
@@ -118,7 +95,7 @@ class ByteWriter {
 }
 
 function writeValue(w: ByteWriter, v: GgufValue): void {
-  w.u32(GGUF_TYPE[v.type]);
+  w.u32(GGUF_VALUE_TYPE[v.type]);
   switch (v.type) {
     case "u32":
       return w.u32(v.value);
@@ -133,15 +110,11 @@ function writeValue(w: ByteWriter, v: GgufValue): void {
     case "string":
       return w.string(v.value);
     case "array": {
-      w.u32(GGUF_TYPE[v.itemType]);
+      w.u32(GGUF_VALUE_TYPE[v.itemType]);
       w.u64(v.value.length);
       if (v.itemType === "string") { for (const s of v.value) w.string(s); }
       else {
-        const put = v.itemType === "u32"
-          ? w.u32.bind(w)
-          : v.itemType === "i32"
-          ? w.i32.bind(w)
-          : w.f32.bind(w);
+        const put = v.itemType === "u32" ? w.u32.bind(w) : v.itemType === "i32" ? w.i32.bind(w) : w.f32.bind(w);
         for (let i = 0; i < v.value.length; i++) put(v.value[i]);
       }
       return;
@@ -150,15 +123,15 @@ function writeValue(w: ByteWriter, v: GgufValue): void {
 }
 
 /** Bytes a tensor of this type and these dims occupies. */
-export function ggmlTensorBytes(type: keyof typeof GGML_TYPE, dims: readonly number[]): number {
-  return dims.reduce((a, b) => a * b, 1) * (type === "F32" ? 4 : 2);
+export function ggmlTensorBytes(type: GgmlTypeName, dims: readonly number[]): number {
+  return ggmlBytes(GGML_TYPES[type], dims.reduce((a, b) => a * b, 1));
 }
 
 /** Serialises the header (everything before the data section, padding included). */
 export function encodeGgufHeader(file: GgufFile): { header: Uint8Array; offsets: number[] } {
   const alignment = file.alignment ?? 32;
   const w = new ByteWriter();
-  w.u32(0x46554747); // "GGUF"
+  w.u32(GGUF_MAGIC);
   w.u32(3);
   w.u64(file.tensors.length);
   w.u64(file.metadata.length);
@@ -172,7 +145,7 @@ export function encodeGgufHeader(file: GgufFile): { header: Uint8Array; offsets:
     w.string(t.name);
     w.u32(t.dims.length);
     for (const d of t.dims) w.u64(d);
-    w.u32(GGML_TYPE[t.type]);
+    w.u32(GGML_TYPES[t.type].id);
     w.u64(offset);
     offsets.push(offset);
     offset += ggmlTensorBytes(t.type, t.dims);
@@ -185,10 +158,9 @@ export function encodeGgufHeader(file: GgufFile): { header: Uint8Array; offsets:
 /** Writes a GGUF v3 file; returns its size in bytes. Checks each tensor's byte length. */
 export async function writeGguf(path: string, gguf: GgufFile): Promise<number> {
   const alignment = gguf.alignment ?? 32;
-  const metadata: [string, GgufValue][] =
-    gguf.alignment && !gguf.metadata.some(([k]) => k === "general.alignment")
-      ? [...gguf.metadata, ["general.alignment", { type: "u32", value: alignment }]]
-      : gguf.metadata;
+  const metadata: [string, GgufValue][] = gguf.alignment && !gguf.metadata.some(([k]) => k === "general.alignment")
+    ? [...gguf.metadata, ["general.alignment", { type: "u32", value: alignment }]]
+    : gguf.metadata;
   const { header, offsets } = encodeGgufHeader({ ...gguf, metadata });
   const file = await createFile(path);
   try {

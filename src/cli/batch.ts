@@ -1,0 +1,147 @@
+/**
+ * `cli batch`: an OpenAI Batch API input file through one engine, results to a file in input
+ * order. Each line is answered by the server's own App in-process (`app.handle` on a Request
+ * built from the line), so parsing, validation, chat templates, rendering and error statuses
+ * are exactly what serve.ts returns. At most `--concurrency` lines are in flight and lines are
+ * read as room frees up, so memory stays flat however long the file is. `--resume` continues
+ * a killed run: the output holds a prefix of the input's answers.
+ * @module
+ */
+import * as fs from "node:fs";
+import { createEngine } from "../../mod.ts";
+import { BatchProgressTracker, ordered } from "../api/batch.ts";
+import { App } from "../server/app.ts";
+import { ProgressBar } from "../hub/progress.ts";
+import { onSignal, writeStderr } from "../runtime/runtime.ts";
+import type { Quantization } from "../api/types.ts";
+import { type BatchResultLine, countLines, parseBatchLine, readLines, resumeState } from "./batch_file.ts";
+
+/** Options of {@link runBatch}. */
+export interface BatchCliOptions {
+  model: string;
+  input: string;
+  output: string;
+  resume: boolean;
+  /** Lines in flight at most (default: twice the engine's sequence slots). */
+  concurrency?: number;
+  /** The model name request bodies may use (besides the --model value). */
+  servedModelName?: string;
+  maxBatchTokens?: number;
+  maxSeqs?: number;
+  attn?: "paged" | "eager";
+  /** Load-time quantization of the decoder's linear weights. */
+  quantization?: Quantization;
+  /** Progress on stderr (default true). */
+  progress?: boolean;
+}
+
+/** Raised when an output file does not answer the input it is resumed against. */
+export class ResumeMismatchError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ResumeMismatchError";
+  }
+}
+
+interface InputLine {
+  /** Position among the input's non-blank lines. */
+  index: number;
+  text: string;
+}
+
+async function* inputLines(path: string, skip: (string | null)[]): AsyncGenerator<InputLine> {
+  let index = 0;
+  for await (const text of readLines(path)) {
+    if (!text.trim()) continue;
+    if (index < skip.length) {
+      // Resuming: the output already answers this line; it must be the same request.
+      const parsed = parseBatchLine(text);
+      if (parsed.customId !== skip[index]) {
+        throw new ResumeMismatchError(
+          `line ${index + 1} of the input has custom_id ${JSON.stringify(parsed.customId)}, but the output's line ${index + 1} answers ${JSON.stringify(skip[index])}: not the output of this input`,
+        );
+      }
+    } else {
+      yield { index, text };
+    }
+    index++;
+  }
+  if (index < skip.length) throw new ResumeMismatchError(`the output has ${skip.length} lines, the input only ${index}`);
+}
+
+/** Answers one input line through the app. */
+async function answer(app: App, line: InputLine, signal: AbortSignal): Promise<BatchResultLine> {
+  const id = `batch_req_${line.index}`;
+  const parsed = parseBatchLine(line.text);
+  if ("code" in parsed) return { id, custom_id: parsed.customId, response: null, error: { code: parsed.code, message: parsed.message } };
+  if (parsed.body.stream === true) {
+    return { id, custom_id: parsed.customId, response: null, error: { code: "stream_unsupported", message: "stream is not supported in a batch" } };
+  }
+  const res = await app.handle(
+    new Request(`http://batch${parsed.url}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(parsed.body),
+      signal,
+    }),
+  );
+  const body = await res.json();
+  return { id, custom_id: parsed.customId, response: { status_code: res.status, request_id: `req_${line.index}`, body }, error: null };
+}
+
+/** Runs a batch file; returns the process exit code (130 when interrupted). */
+export async function runBatch(options: BatchCliOptions): Promise<number> {
+  if (!fs.existsSync(options.input)) throw new Error(`${options.input}: no such input file`);
+  const skip = options.resume ? await resumeState(options.output) : [];
+  const total = await countLines(options.input);
+  const engine = await createEngine({ model: options.model, maxBatchTokens: options.maxBatchTokens, maxSeqs: options.maxSeqs, attn: options.attn, quantization: options.quantization });
+  const app = new App({
+    modelName: options.servedModelName ?? options.model,
+    modelAliases: [options.model],
+    maxBodyBytes: 64 << 20,
+    // The batch bounds its own concurrency; the server's queue limit must never refuse a line.
+    maxQueue: Number.MAX_SAFE_INTEGER,
+  });
+  app.setEngine(engine);
+  const abort = new AbortController();
+  onSignal("SIGINT", () => abort.abort(new Error("interrupted")));
+  onSignal("SIGTERM", () => abort.abort(new Error("terminated")));
+  const bar = options.progress === false ? null : new ProgressBar("batch", {
+    plainEveryPct: 10,
+    detail: (done, all) => {
+      const p = tracker.progress;
+      const eta = p.etaSeconds === null ? "?" : `${Math.round(p.etaSeconds)} s`;
+      return `${done}/${all} lines, ${p.failed} failed, ${p.tokensPerSecond.toFixed(1)} tok/s, ETA ${eta}`;
+    },
+  });
+  const tracker = new BatchProgressTracker(total - skip.length, (p) => bar?.update(skip.length + p.done, total));
+  const fd = fs.openSync(options.output, options.resume ? "a" : "w");
+  const concurrency = options.concurrency ?? 2 * engine.info.maxSeqs;
+  const work = async (line: InputLine) => {
+    const r = await answer(app, line, abort.signal);
+    const body = r.response?.body as { usage?: { completion_tokens?: number } } | undefined;
+    tracker.finished(body?.usage?.completion_tokens ?? 0, r.response?.status_code !== 200);
+    return r;
+  };
+  try {
+    for await (const result of ordered(inputLines(options.input, skip), concurrency, work, abort.signal)) {
+      // Once interrupted, answers of cancelled lines are incomplete: the file keeps a prefix.
+      if (abort.signal.aborted) break;
+      fs.writeSync(fd, JSON.stringify(result) + "\n");
+    }
+  } catch (e) {
+    if (!abort.signal.aborted) throw e;
+  } finally {
+    fs.closeSync(fd);
+    bar?.finish();
+    await engine.close();
+  }
+  if (abort.signal.aborted) {
+    writeStderr(`batch ${(abort.signal.reason as Error).message}: ${options.output} answers a prefix of the input; run again with --resume to continue\n`);
+    return 130;
+  }
+  const p = tracker.progress;
+  // One machine-readable summary (the bench reads it): time from the loaded engine to the end.
+  writeStderr(`batch: ${p.done} lines (${p.failed} failed) in ${p.elapsedSeconds.toFixed(2)} s: ${p.tokens} tokens, ${p.tokensPerSecond.toFixed(1)} tok/s\n`);
+  return 0;
+}

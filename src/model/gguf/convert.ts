@@ -1,0 +1,178 @@
+/**
+ * Hugging Face checkpoint -> GGUF file that llama.cpp and our loader both run: llama.cpp's
+ * tensor names and metadata for llama, mistral (as llama), qwen2, qwen3 and gemma2, the
+ * vocabulary from tokenizer.json, and optionally the decoder's linear weights as Q8_0 or
+ * Q4_0 blocks made by exactly the load-time quantizer ({@link quantizeSource}), so a
+ * converted file loads to the same weights as `--quantization` on the checkpoint.
+ * Embeddings and the LM head keep 16 bits (f32 stays f32; bf16 becomes f32, which holds it
+ * exactly where f16 might not), norms and biases are f32. One tensor is in memory at a time.
+ * @module
+ */
+import { readTextFile } from "../../runtime/runtime.ts";
+import { loadModelSpec, type ModelSpec } from "../config.ts";
+import { openCheckpointTensors } from "../safetensors.ts";
+import { collectChunks } from "../tensor_source.ts";
+import { ropeInverseFrequencies } from "../rope.ts";
+import { Tokenizer } from "../tokenizer.ts";
+import { dequantize } from "../quant/dequantize.ts";
+import type { LoadQuantization } from "../quant/ggml_types.ts";
+import { quantizeSource } from "../quant/quantized_source.ts";
+import { GGUF_ARCH, ggufName, permutedHeads, permuteQkRows } from "./names.ts";
+import { type GgufTensor, type GgufValue, writeGguf } from "./writer.ts";
+import { ggufVocab } from "./vocab.ts";
+
+/** What {@link convertToGguf} wrote. */
+export interface GgufConversion {
+  path: string;
+  bytes: number;
+  tensors: number;
+  /** llama.cpp's name of the file type: F32, F16, Q8_0 or Q4_0. */
+  fileType: "F32" | "F16" | "Q8_0" | "Q4_0";
+}
+
+/** Options of {@link convertToGguf}. */
+export interface ConvertOptions {
+  /** Quantize the decoder's linear weights (default "none"). */
+  quantization?: LoadQuantization;
+}
+
+// llama_ftype values for general.file_type.
+const FILE_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7 } as const;
+
+/** Writes `outPath` from the checkpoint directory `dir`. */
+export async function convertToGguf(dir: string, outPath: string, options: ConvertOptions = {}): Promise<GgufConversion> {
+  const spec = await loadModelSpec(dir);
+  const base = dir.replace(/\/+$/, "");
+  const tokenizerJson = JSON.parse(await readTextFile(`${base}/tokenizer.json`));
+  const tokenizer = await Tokenizer.load(dir);
+  const quantization = options.quantization ?? "none";
+  const source = quantizeSource(await openCheckpointTensors(dir), quantization);
+  try {
+    const tensors: GgufTensor[] = [];
+    let anyF16 = false;
+    for (const name of source.names()) {
+      const gg = ggufName(name, spec.architecture);
+      if (gg === null || (name === "lm_head.weight" && spec.tieWordEmbeddings)) continue;
+      const info = source.get(name);
+      const heads = permutedHeads(name, spec.architecture, spec.numHeads, spec.numKvHeads);
+      const isMatrix = info.shape.length === 2;
+      if (info.blocks) {
+        const blocks = info.blocks;
+        tensors.push({
+          name: gg,
+          dims: [...info.shape].reverse(),
+          type: blocks.type,
+          bytes: async () => permute(await collectChunks(blocks.byteLength, source.readBlocks!(info)), heads, blocks.rowBytes),
+        });
+        continue;
+      }
+      const f16 = isMatrix && info.dtype === "F16";
+      anyF16 ||= f16;
+      // Gemma's norms are stored as 1 + w, as llama.cpp's converter does.
+      const addOne = spec.architecture === "gemma2" && /norm\.weight$/.test(name);
+      tensors.push({
+        name: gg,
+        dims: [...info.shape].reverse(),
+        type: f16 ? "F16" : "F32",
+        bytes: async () => {
+          const raw = await source.read(info);
+          let bytes: Uint8Array = raw;
+          if (!f16) {
+            const values = dequantize(info.dtype, raw);
+            if (addOne) for (let i = 0; i < values.length; i++) values[i] = Math.fround(values[i] + 1);
+            bytes = new Uint8Array(values.buffer);
+          }
+          const rowBytes = isMatrix ? info.shape[1] * (f16 ? 2 : 4) : f16 ? 2 : 4;
+          return permute(bytes, heads, rowBytes);
+        },
+      });
+    }
+    const freqs = ropeFactors(spec);
+    if (freqs) tensors.push({ name: "rope_freqs.weight", dims: [freqs.length], type: "F32", bytes: () => new Uint8Array(freqs.buffer) });
+    const fileType = quantization === "q8_0" ? "Q8_0" : quantization === "q4_0" ? "Q4_0" : anyF16 ? "F16" : "F32";
+    const name = base.split("/").at(-1) ?? "model";
+    const bytes = await writeGguf(outPath, {
+      metadata: metadata(spec, name, FILE_TYPE[fileType], tokenizerJson, tokenizer, await chatTemplate(base, tokenizer)),
+      tensors,
+      alignment: 32,
+    });
+    return { path: outPath, bytes, tensors: tensors.length, fileType };
+  } finally {
+    source.close();
+  }
+}
+
+function permute(bytes: Uint8Array, heads: number, rowBytes: number): Uint8Array {
+  return heads ? permuteQkRows(bytes, heads, rowBytes) : bytes;
+}
+
+/** Llama-3.1 rope scaling as llama.cpp stores it: per-pair frequency divisors. */
+function ropeFactors(spec: ModelSpec): Float32Array | null {
+  if (spec.rope.type !== "llama3") return null;
+  const plain = ropeInverseFrequencies({ ...spec.rope, type: "default" }, spec.headDim);
+  const scaled = ropeInverseFrequencies(spec.rope, spec.headDim);
+  return plain.map((p, i) => p / scaled[i]);
+}
+
+async function chatTemplate(base: string, tokenizer: Tokenizer): Promise<string | null> {
+  if (tokenizer.chatTemplate) return tokenizer.chatTemplate;
+  try {
+    return await readTextFile(`${base}/chat_template.jinja`);
+  } catch {
+    return null;
+  }
+}
+
+function metadata(
+  spec: ModelSpec,
+  name: string,
+  fileType: number,
+  tokenizerJson: unknown,
+  tokenizer: Tokenizer,
+  template: string | null,
+): [string, GgufValue][] {
+  const arch = GGUF_ARCH[spec.architecture];
+  const u32 = (value: number): GgufValue => ({ type: "u32", value });
+  const f32 = (value: number): GgufValue => ({ type: "f32", value });
+  const k = (key: string) => `${arch}.${key}`;
+  const vocab = ggufVocab(tokenizerJson, spec.vocabSize);
+  const out: [string, GgufValue][] = [
+    ["general.architecture", { type: "string", value: arch }],
+    ["general.name", { type: "string", value: name }],
+    ["general.file_type", u32(fileType)],
+    [k("context_length"), u32(spec.maxPositionEmbeddings)],
+    [k("embedding_length"), u32(spec.hiddenSize)],
+    [k("block_count"), u32(spec.numLayers)],
+    [k("feed_forward_length"), u32(spec.intermediateSize)],
+    [k("attention.head_count"), u32(spec.numHeads)],
+    [k("attention.head_count_kv"), u32(spec.numKvHeads)],
+    [k("attention.key_length"), u32(spec.headDim)],
+    [k("attention.value_length"), u32(spec.headDim)],
+    [k("attention.layer_norm_rms_epsilon"), f32(spec.rmsNormEps)],
+    [k("rope.freq_base"), f32(spec.rope.theta)],
+    [k("rope.dimension_count"), u32(spec.headDim)],
+  ];
+  if (spec.rope.type === "linear") {
+    out.push([k("rope.scaling.type"), { type: "string", value: "linear" }], [k("rope.scaling.factor"), f32(spec.rope.factor)]);
+  }
+  const window = spec.layerWindows.find((w) => w !== null);
+  if (window != null) out.push([k("attention.sliding_window"), u32(window)]);
+  if (spec.attnLogitSoftcap !== null) out.push([k("attn_logit_softcapping"), f32(spec.attnLogitSoftcap)]);
+  if (spec.finalLogitSoftcap !== null) out.push([k("final_logit_softcapping"), f32(spec.finalLogitSoftcap)]);
+  out.push(
+    ["tokenizer.ggml.model", { type: "string", value: vocab.model }],
+    ["tokenizer.ggml.tokens", { type: "array", itemType: "string", value: vocab.tokens }],
+    ["tokenizer.ggml.scores", { type: "array", itemType: "f32", value: vocab.scores }],
+    ["tokenizer.ggml.token_type", { type: "array", itemType: "i32", value: vocab.types }],
+    ["tokenizer.ggml.add_bos_token", { type: "bool", value: tokenizer.addBosToken }],
+    ["tokenizer.ggml.add_eos_token", { type: "bool", value: false }],
+  );
+  if (vocab.model === "gpt2") out.push(["tokenizer.ggml.merges", { type: "array", itemType: "string", value: vocab.merges }]);
+  if (vocab.unk !== null) out.push(["tokenizer.ggml.unknown_token_id", u32(vocab.unk)]);
+  const bos = spec.bosTokenId ?? tokenizer.bosTokenId;
+  if (bos !== null) out.push(["tokenizer.ggml.bos_token_id", u32(bos)]);
+  const eos = spec.eosTokenIds[0] ?? tokenizer.eosTokenIds[0];
+  if (eos !== undefined) out.push(["tokenizer.ggml.eos_token_id", u32(eos)]);
+  if (template) out.push(["tokenizer.chat_template", { type: "string", value: template }]);
+  return out;
+}

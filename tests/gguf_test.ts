@@ -1,0 +1,294 @@
+/**
+ * GGUF on the CPU: the writer read back by our reader; named errors for malformed files
+ * (bad magic, unsupported version, truncation at every offset, unknown tensor type, missing
+ * metadata, inconsistent shapes); `convert` output read back (the exact blocks load-time
+ * quantization makes, q/k rows restored, Gemma's 1 + w norms); and the tokenizer built from
+ * the GGUF vocabulary, which must encode every reference prompt like the HF tokenizer.
+ */
+import { test } from "./helpers/test.ts";
+import * as sys from "./helpers/platform.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "./helpers/assert.ts";
+import { withTempDir, writeSyntheticCheckpoint } from "./helpers/synthetic_checkpoint.ts";
+import { loadGolden, MODEL_NAMES, modelDir } from "./helpers/reference.ts";
+import { encodeGgufHeader, type GgufFile, writeGguf } from "../src/model/gguf/writer.ts";
+import { parseGgufHeader, readGgufHeader } from "../src/model/gguf/reader.ts";
+import { permuteQkRows, unpermuteQkRows } from "../src/model/gguf/names.ts";
+import { convertToGguf } from "../src/model/gguf/convert.ts";
+import { openModel } from "../src/model/model_source.ts";
+import { ggufModelSpec } from "../src/model/gguf/spec.ts";
+import { sentencePieceMerges } from "../src/model/gguf/tokenizer.ts";
+import { CheckpointError, UnsupportedArchitectureError } from "../src/model/errors.ts";
+import { Tokenizer } from "../src/model/tokenizer.ts";
+import { collectChunks } from "../src/model/tensor_source.ts";
+import { dequantize } from "../src/model/quant/dequantize.ts";
+import { ModelNotFoundError, pickGguf } from "../src/hub/hub.ts";
+
+/** A small GGUF file: metadata of each value type and three tensors. */
+function smallSpec(): GgufFile {
+  return {
+    metadata: [
+      ["general.architecture", { type: "string", value: "llama" }],
+      ["x.u32", { type: "u32", value: 7 }],
+      ["x.f32", { type: "f32", value: 0.5 }],
+      ["x.bool", { type: "bool", value: true }],
+      ["x.arr", { type: "array", itemType: "string", value: ["a", "bc"] }],
+      ["x.i32s", { type: "array", itemType: "i32", value: [-1, 2] }],
+    ],
+    tensors: [
+      { name: "a", dims: [3, 2], type: "F16", bytes: () => new Uint8Array(12).fill(1) },
+      { name: "b", dims: [5], type: "F32", bytes: () => new Uint8Array(20).fill(2) },
+      { name: "q", dims: [64, 2], type: "Q8_0", bytes: () => new Uint8Array(136).fill(3) },
+    ],
+  };
+}
+
+/** Writes {@link smallSpec} to `dir/small.gguf` and returns its bytes. */
+async function smallFile(dir: string): Promise<Uint8Array> {
+  await writeGguf(`${dir}/small.gguf`, smallSpec());
+  return await sys.readFile(`${dir}/small.gguf`);
+}
+
+test("gguf: the writer's file read back (metadata types, dims, types, aligned offsets)", async () => {
+  await withTempDir(async (dir) => {
+    const bytes = await smallFile(dir);
+    const h = await readGgufHeader(`${dir}/small.gguf`);
+    assertEquals(h.version, 3);
+    assertEquals(h.metadata.get("x.u32"), 7);
+    assertEquals(h.metadata.get("x.f32"), 0.5);
+    assertEquals(h.metadata.get("x.bool"), true);
+    assertEquals(h.metadata.get("x.arr"), ["a", "bc"]);
+    assertEquals(h.metadata.get("x.i32s"), [-1, 2]);
+    const t = [...h.tensors.values()];
+    assertEquals(t.map((x) => [x.name, x.dims, x.type.name, x.byteLength]), [["a", [3, 2], "F16", 12], ["b", [5], "F32", 20], ["q", [64, 2], "Q8_0", 136]]);
+    assertEquals(t.map((x) => (x.byteOffset - h.dataOffset) % 32), [0, 0, 0]);
+    assertEquals(h.dataOffset % 32, 0);
+    assertEquals(bytes[t[2].byteOffset], 3);
+    const { header } = encodeGgufHeader({ metadata: [], tensors: [] });
+    assertEquals(parseGgufHeader(header).tensors.size, 0);
+  });
+});
+
+test("gguf: truncated at every offset, a named CheckpointError (never a crash or a hang)", async () => {
+  await withTempDir(async (dir) => {
+    const bytes = await smallFile(dir);
+    const reasons = new Set<string>();
+    for (let n = 0; n < bytes.length; n++) {
+      // The last tensor's data ends before the final alignment padding: shorter files only.
+      const cut = bytes.subarray(0, n);
+      let err: unknown = null;
+      try {
+        parseGgufHeader(cut, "cut.gguf", n);
+      } catch (e) {
+        err = e;
+      }
+      if (err === null) {
+        // Only a cut inside the trailing padding may still parse.
+        assert(n >= bytes.length - 32, `cut at ${n} of ${bytes.length} parsed`);
+        continue;
+      }
+      assert(err instanceof CheckpointError, `cut at ${n}: ${err}`);
+      assert(/truncat/.test(err.reason), `cut at ${n}: ${err.reason}`);
+      reasons.add(err.reason.replace(/\d+/g, "N").slice(0, 40));
+    }
+    assert(reasons.size > 5, `only ${reasons.size} distinct reasons`);
+    // The same through the file reader, at a few offsets.
+    for (const n of [0, 3, 10, 100, bytes.length - 40]) {
+      await sys.writeFile(`${dir}/cut.gguf`, bytes.subarray(0, n));
+      await assertRejects(() => readGgufHeader(`${dir}/cut.gguf`), CheckpointError);
+    }
+  });
+});
+
+test("gguf: bad magic, unsupported versions, unknown tensor types, absurd counts are named", async () => {
+  await withTempDir(async (dir) => {
+    const bytes = await smallFile(dir);
+    const put = async (edit: (b: Uint8Array, v: DataView) => void) => {
+      const b = bytes.slice();
+      edit(b, new DataView(b.buffer));
+      await sys.writeFile(`${dir}/bad.gguf`, b);
+      return `${dir}/bad.gguf`;
+    };
+    let e = await assertRejects(async () => readGgufHeader(await put((b) => b.set([0x50, 0x4b, 3, 4]))), CheckpointError);
+    assert(e.message.includes("bad magic"), e.message);
+    e = await assertRejects(async () => readGgufHeader(await put((_, v) => v.setUint32(4, 1, true))), CheckpointError);
+    assert(e.message.includes("unsupported GGUF version 1"), e.message);
+    e = await assertRejects(async () => readGgufHeader(await put((_, v) => v.setUint32(4, 0x03000000, true))), CheckpointError);
+    assert(e.message.includes("big-endian"), e.message);
+    // Tensor count 2^40: refused before anything is allocated.
+    e = await assertRejects(async () => readGgufHeader(await put((_, v) => v.setBigUint64(8, 1n << 40n, true))), CheckpointError);
+    assert(e.message.includes("cannot fit"), e.message);
+    // The last tensor info ends with its u32 type and u64 offset: set the type to 13 (Q5_K).
+    const infoEnd = encodeGgufHeader({ ...smallSpec(), alignment: 1 }).header.length;
+    e = await assertRejects(async () => readGgufHeader(await put((_, v) => v.setUint32(infoEnd - 12, 13, true))), CheckpointError);
+    assert(e.message.includes("tensor q has unsupported tensor type Q5_K"), e.message);
+    e = await assertRejects(async () => readGgufHeader(await put((_, v) => v.setUint32(infoEnd - 12, 99, true))), CheckpointError);
+    assert(e.message.includes("type 99"), e.message);
+  });
+});
+
+test("gguf: q/k row permutation and its inverse", () => {
+  // One head of 4 rows, 1 byte per row: HF [a0, a1, b0, b1] -> GGUF [a0, b0, a1, b1].
+  assertEquals([...permuteQkRows(Uint8Array.from([0, 1, 2, 3]), 1, 1)], [0, 2, 1, 3]);
+  assertEquals([...permuteQkRows(Uint8Array.from([0, 1, 2, 3, 4, 5, 6, 7]), 2, 1)], [0, 2, 1, 3, 4, 6, 5, 7]);
+  const rows = Uint8Array.from({ length: 8 * 6 }, (_, i) => i);
+  assertEquals([...unpermuteQkRows(permuteQkRows(rows, 2, 6), 2, 6)], [...rows]);
+});
+
+for (const name of ["stories260K", "llama-tiny", "gemma2-tiny"]) {
+  for (const quantization of ["q8_0", "q4_0"] as const) {
+    test(`gguf convert ${name} ${quantization}: our loader reads back exactly the load-time blocks and tensors`, async () => {
+      await withTempDir(async (dir) => {
+        const out = `${dir}/m.gguf`;
+        const conv = await convertToGguf(modelDir(name), out, { quantization });
+        assertEquals(conv.fileType, quantization === "q8_0" ? "Q8_0" : "Q4_0");
+        const fromGguf = await openModel(out);
+        const loadTime = await openModel(modelDir(name), { quantization });
+        try {
+          assertEquals(fromGguf.spec.numLayers, loadTime.spec.numLayers);
+          let quantized = 0;
+          for (const t of loadTime.tensors.names()) {
+            if (t === "lm_head.weight" && loadTime.spec.tieWordEmbeddings) continue;
+            const a = loadTime.tensors.get(t);
+            const b = fromGguf.tensors.get(t);
+            assertEquals(b.shape, a.shape, t);
+            assertEquals(b.blocks?.type, a.blocks?.type, t);
+            if (a.blocks) {
+              quantized++;
+              const ba = await collectChunks(a.blocks.byteLength, loadTime.tensors.readBlocks!(a));
+              const bb = await collectChunks(b.blocks!.byteLength, fromGguf.tensors.readBlocks!(b, 1000));
+              assert(ba.length === bb.length && ba.every((x, i) => x === bb[i]), `${t}: blocks differ`);
+            }
+            const va = dequantize(a.dtype, await loadTime.tensors.read(a));
+            const vb = dequantize(b.dtype, await fromGguf.tensors.read(b));
+            // Gemma's norms are stored as 1 + w (and the spec's normOffset drops to 0).
+            const gemmaNorm = name === "gemma2-tiny" && t.endsWith("norm.weight");
+            assert(va.every((x, i) => (gemmaNorm ? Math.fround(x + 1) : x) === vb[i]), `${t}: values differ`);
+          }
+          assert(quantized >= 4 * loadTime.spec.numLayers, `only ${quantized} quantized tensors`);
+          if (name === "gemma2-tiny") assertEquals([fromGguf.spec.normOffset, loadTime.spec.normOffset], [0, 1]);
+          // GGUF stores eps as f32, which is what the kernels use anyway.
+          else assertEquals({ ...fromGguf.spec, dtype: "x" }, { ...loadTime.spec, dtype: "x", rmsNormEps: Math.fround(loadTime.spec.rmsNormEps) });
+        } finally {
+          fromGguf.tensors.close();
+          loadTime.tensors.close();
+        }
+      });
+    });
+  }
+}
+
+test("gguf convert: a synthetic llama checkpoint converts with every tensor, shape and type", async () => {
+  await withTempDir(async (dir) => {
+    const written = await writeSyntheticCheckpoint(dir, { num_hidden_layers: 2 }, { dtype: "F16" });
+    const out = `${dir}/model.gguf`;
+    const conv = await convertToGguf(dir, out);
+    const h = await readGgufHeader(out);
+    // Untied: embed + 9 per layer + final norm + output.
+    assertEquals(conv.tensors, 1 + 2 * 9 + 2);
+    assertEquals(h.tensors.size, conv.tensors);
+    assertEquals(written.length, conv.tensors);
+    assertEquals(conv.fileType, "F16");
+    assertEquals(h.metadata.get("general.architecture"), "llama");
+    assertEquals(h.metadata.get("llama.block_count"), 2);
+    assertEquals(h.metadata.get("llama.attention.head_count"), 4);
+    assertEquals(h.metadata.get("llama.attention.head_count_kv"), 2);
+    assertEquals((h.metadata.get("tokenizer.ggml.tokens") as string[]).length, 512);
+    assertEquals(h.tensors.get("token_embd.weight")!.dims, [32, 512]);
+    assertEquals(h.tensors.get("blk.1.attn_q.weight")!.dims, [32, 32]);
+    assertEquals(h.tensors.get("blk.1.attn_k.weight")!.dims, [32, 16]);
+    assertEquals(h.tensors.get("blk.0.ffn_down.weight")!.dims, [64, 32]);
+    assertEquals(h.tensors.get("output.weight")!.type.name, "F16");
+    assertEquals(h.tensors.get("blk.0.attn_norm.weight")!.type.name, "F32");
+    const end = Math.max(...[...h.tensors.values()].map((t) => t.byteOffset + t.byteLength));
+    assert(h.fileSize >= end && h.fileSize - end < 32, `file ${h.fileSize}, data ends at ${end}`);
+    assertEquals(conv.bytes, h.fileSize);
+  });
+});
+
+test("gguf spec: missing metadata, unsupported architectures and inconsistent shapes are named", async () => {
+  await withTempDir(async (dir) => {
+    await writeSyntheticCheckpoint(dir, { num_hidden_layers: 1 });
+    await convertToGguf(dir, `${dir}/m.gguf`);
+    const header = await readGgufHeader(`${dir}/m.gguf`);
+    for (const key of ["general.architecture", "llama.embedding_length", "llama.block_count", "llama.context_length", "llama.attention.layer_norm_rms_epsilon"]) {
+      const m = new Map(header.metadata);
+      m.delete(key);
+      const e = assertThrows(() => ggufModelSpec({ ...header, metadata: m }), CheckpointError);
+      assert(e.message.includes(`missing required metadata ${key}`), e.message);
+    }
+    const m = new Map(header.metadata);
+    m.set("general.architecture", "mamba");
+    assertThrows(() => ggufModelSpec({ ...header, metadata: m }), UnsupportedArchitectureError);
+    // A q projection of the wrong shape: the shape check names it.
+    await convertToGguf(dir, `${dir}/wide.gguf`);
+    const wrong = new Map(header.metadata);
+    wrong.set("llama.attention.head_count", 8);
+    wrong.set("llama.attention.head_count_kv", 4);
+    const spec = ggufModelSpec({ ...header, metadata: wrong });
+    assertEquals(spec.numHeads, 8);
+    await writeGguf(`${dir}/wrong.gguf`, {
+      metadata: [...wrong].map(([k, v]) => [k, typeof v === "string" ? { type: "string", value: v } : Array.isArray(v) ? (typeof v[0] === "string" ? { type: "array", itemType: "string", value: v as string[] } : { type: "array", itemType: "f32", value: v as number[] }) : typeof v === "boolean" ? { type: "bool", value: v } : Number.isInteger(v) ? { type: "u32", value: v } : { type: "f32", value: v }]),
+      tensors: [...header.tensors.values()].map((t) => ({ name: t.name, dims: t.dims, type: t.type.name, bytes: () => new Uint8Array(t.byteLength) })),
+    });
+    const e = await assertRejects(() => openModel(`${dir}/wrong.gguf`), CheckpointError);
+    assert(/tensor model\.layers\.0\.self_attn\.(q|k)_proj\.weight has shape/.test(e.message) || /rows do not split/.test(e.message), e.message);
+  });
+});
+
+test("gguf tokenizer: merges rebuilt from pieces and scores equal tokenizer.json's", async () => {
+  const json = JSON.parse(await sys.readTextFile(`${modelDir("stories260K")}/tokenizer.json`));
+  const vocab = json.model.vocab as Record<string, number>;
+  const tokens: string[] = [];
+  for (const [p, id] of Object.entries(vocab)) tokens[id] = p;
+  const types = tokens.map((p, id) => (id < 3 ? 3 : /^<0x[0-9A-F]{2}>$/.test(p) ? 6 : 1));
+  const scores = tokens.map((_, id) => -id);
+  assertEquals(sentencePieceMerges(tokens, scores, types), json.model.merges);
+});
+
+test("gguf tokenizer: built from the GGUF vocabulary, it encodes and decodes every reference prompt like HF", async () => {
+  const legacy = await Tokenizer.load(modelDir("stories260K"));
+  await withTempDir(async (dir) => {
+    for (const name of MODEL_NAMES) {
+      // No tokenizer.json beside the file: the vocabulary metadata is all there is.
+      const path = `${dir}/${name}.gguf`;
+      await convertToGguf(modelDir(name), path);
+      const ours = await Tokenizer.load(path);
+      const hf = await Tokenizer.load(modelDir(name));
+      const golden = await loadGolden(name);
+      for (const c of golden.cases) {
+        assertEquals(ours.encode(c.prompt), c.prompt_ids, `${name}: "${c.prompt}"`);
+        assertEquals(ours.decode(c.prompt_ids), hf.decode(c.prompt_ids), `${name}: decode "${c.prompt}"`);
+        assertEquals(ours.decode(c.prompt_ids, { skipSpecialTokens: true }), hf.decode(c.prompt_ids, { skipSpecialTokens: true }));
+      }
+      // Beyond the prompts: SentencePiece's (and llama.cpp's) own behaviour, which
+      // stories260K's legacy tokenizer.json has; the newer Metaspace tokenizer.json of the
+      // random-init models prepends no "▁" to a text that starts with a space, a setting a
+      // GGUF vocabulary does not record.
+      for (const text of ["héllo wörld 🤖", "  two  spaces\nand\ttabs", "", "<s>not special</s>"]) {
+        assertEquals(ours.encode(text), legacy.encode(text), `${name}: ${JSON.stringify(text)}`);
+      }
+      assertEquals([ours.bosTokenId, ours.eosTokenIds, ours.vocabSize, ours.addBosToken], [hf.bosTokenId, hf.eosTokenIds, hf.vocabSize, hf.addBosToken]);
+      assertEquals(ours.chatTemplate, hf.chatTemplate, `${name}: chat template`);
+    }
+  });
+});
+
+test("gguf tokenizer: a tokenizer.json beside the file wins", async () => {
+  await withTempDir(async (dir) => {
+    await convertToGguf(modelDir("qwen2-tiny"), `${dir}/m.gguf`);
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) await sys.copyFile(`${modelDir("qwen2-tiny")}/${f}`, `${dir}/${f}`);
+    const t = await Tokenizer.load(`${dir}/m.gguf`);
+    assertEquals(t.encode("Hello"), (await Tokenizer.load(modelDir("qwen2-tiny"))).encode("Hello"));
+  });
+});
+
+test("hub: the .gguf of a repository without safetensors, the one named, or a named error", () => {
+  assertEquals(pickGguf("o/r", ["config.json", "m-Q4_K_M.gguf"]), "m-Q4_K_M.gguf");
+  assertEquals(pickGguf("o/r", ["model.safetensors", "m.gguf"]), null);
+  assertEquals(pickGguf("o/r", ["model.safetensors", "m.gguf"], "m.gguf"), "m.gguf");
+  assertEquals(pickGguf("o/r", ["model.safetensors"]), null);
+  let e = assertThrows(() => pickGguf("o/r", ["a-Q8_0.gguf", "a-Q4_0.gguf"]), ModelNotFoundError);
+  assert(e.message.includes("--gguf-file"), e.message);
+  e = assertThrows(() => pickGguf("o/r", ["a.gguf"], "b.gguf"), ModelNotFoundError);
+  assert(e.message.includes("has no b.gguf (its .gguf files: a.gguf)"), e.message);
+});
