@@ -25,10 +25,18 @@ export type {
   GenerateOptions,
   GenerateResult,
   HistogramSnapshot,
+  JsonSchema,
+  OutputFinishReason,
   Quantization,
+  ResponseFormat,
   SamplingParams,
   SchedulerPolicy,
   TokenLogprob,
+  ToolCall,
+  ToolCallDelta,
+  ToolCallFormat,
+  ToolChoiceOption,
+  ToolFunction,
   Usage,
 } from "./src/api/types.ts";
 export { DEFAULT_MAX_TOKENS, EngineError, InvalidRequestError, LlmError } from "./src/api/types.ts";

@@ -16,6 +16,9 @@ const FIGURES: [string, (r: BenchResults) => number | undefined, number][] = [
   ["continuous / static", (r) => offline(r)?.ratio, 2],
   ["decode steps per GPU->CPU wait (continuous)", (r) => offline(r)?.continuous.stepsPerSync, 2],
   ["single-stream stories260K tok/s", (r) => single(r)?.tokPerS, 1],
+  ["batch tok/s, none constrained (8 seqs)", (r) => constrained(r)?.variants[0].batchTokPerS, 1],
+  ["batch tok/s, 1 of 8 constrained", (r) => constrained(r)?.variants[1].batchTokPerS, 1],
+  ["others' tok/s cost of 1 constrained", (r) => constrained(r)?.othersCost, 3],
   ["GEMV matmul.wgsl GB/s (m=1)", (r) => gemv(r, 1)?.projectGbps, 2],
   ["GEMV matmul.wgsl / best simple GEMV (m=1)", (r) => gemv(r, 1)?.ratio, 2],
   ["serving req/s", (r) => serving(r)?.requestThroughput, 2],
@@ -29,6 +32,7 @@ const FIGURES: [string, (r: BenchResults) => number | undefined, number][] = [
 ];
 
 const offline = (r: BenchResults) => (r.offline.status === "ok" ? r.offline.data[0] : undefined);
+const constrained = (r: BenchResults) => (r.constrained?.status === "ok" ? r.constrained.data : undefined);
 const single = (r: BenchResults) =>
   r.singleStream.status === "ok"
     ? r.singleStream.data.find((s) => s.model.includes("stories260K"))
@@ -75,10 +79,10 @@ export function compareMarkdown(results: BenchResults[]): string {
 }
 
 function skippedNote(r: BenchResults): string {
-  const off = (["kernels", "offline", "singleStream", "serving", "peer"] as const)
-    .filter((k) => r[k].status !== "ok")
+  const off = (["kernels", "offline", "singleStream", "constrained", "serving", "peer"] as const)
+    .filter((k) => r[k] !== undefined && r[k].status !== "ok")
     .map((k) => {
-      const s = r[k];
+      const s = r[k]!;
       return `${k} ${s.status}${s.status === "ok" ? "" : `: ${s.reason}`}`;
     });
   return off.length ? `; ${off.join("; ")}` : "";

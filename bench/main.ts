@@ -1,8 +1,9 @@
 /**
- * `deno task bench [--quick] [--json PATH] [--only kernels,offline,serving,peer]` (or
- * `bun run bench/main.ts ...`, same flags): the throughput suite of issue 5. Runs kernel,
- * decode-step, offline batching, serving and llama.cpp-peer benchmarks on stories260K and a
- * synthetic SmolLM2-135M-shaped f16 model (built into a temp dir), writes
+ * `deno task bench [--quick] [--json PATH] [--only kernels,offline,constrained,serving,peer,batch]`
+ * (or `bun run bench/main.ts ...`, same flags): the throughput suite of issue 5. Runs kernel,
+ * decode-step, offline batching, constrained decoding (issue 12), serving and llama.cpp-peer
+ * benchmarks on stories260K and a synthetic SmolLM2-135M-shaped f16 model (built into a temp
+ * dir), writes
  * `bench/results/<timestamp>.json` (or PATH) and prints a markdown table. `--quick` shrinks
  * every section to finish in about a minute or two. The file records which runtime produced
  * it; `bench/compare.ts` puts a Deno run and a Bun run side by side.
@@ -19,6 +20,7 @@ import {
   type SingleStreamResult,
 } from "./offline.ts";
 import { benchServing, type ServingResult } from "./serving.ts";
+import { benchConstrained, type ConstrainedResult } from "./constrained.ts";
 import { benchPeer, loadLlamaCpp, type PeerResult } from "./peer_llama_cpp.ts";
 import { benchBatch } from "./batch.ts";
 import {
@@ -44,7 +46,7 @@ export interface BenchArgs {
   only: Set<string> | null;
 }
 
-const SECTIONS = ["kernels", "offline", "serving", "peer", "batch"];
+const SECTIONS = ["kernels", "offline", "constrained", "serving", "peer", "batch"];
 
 /** Parses `--quick`, `--json PATH` and `--only a,b`. */
 export function parseBenchArgs(argv: string[]): BenchArgs {
@@ -61,7 +63,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
       args.only = new Set(names);
     } else if (a === "--help" || a === "-h") {
       console.log(
-        "deno task bench | bun run bench/main.ts [--quick] [--json PATH] [--only kernels,offline,serving,peer,batch]",
+        "deno task bench | bun run bench/main.ts [--quick] [--json PATH] [--only kernels,offline,constrained,serving,peer,batch]",
       );
       rt.exit(0);
     } else fail(`unknown flag ${a}`);
@@ -230,6 +232,9 @@ async function main(): Promise<void> {
       return out;
     });
 
+    const constrained = await section<ConstrainedResult>("constrained", on("constrained"), () =>
+      benchConstrained({ model: STORIES, outputTokens: q ? 128 : 256, repeats: q ? 2 : 4 }, log));
+
     const serving = await section<ServingResult>("serving", on("serving"), async () => {
       const n = q ? 16 : 64;
       const rate = 4;
@@ -329,6 +334,7 @@ async function main(): Promise<void> {
       stepProfiles,
       offline,
       singleStream,
+      constrained,
       serving,
       peer,
       batch,

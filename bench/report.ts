@@ -7,6 +7,7 @@ import type { KernelSection } from "./kernels.ts";
 import type { StepProfile } from "./step_profile.ts";
 import type { OfflineResult, SingleStreamResult } from "./offline.ts";
 import type { ServingResult } from "./serving.ts";
+import type { ConstrainedResult } from "./constrained.ts";
 import type { PeerResult } from "./peer_llama_cpp.ts";
 import type { BatchBenchResult } from "./batch.ts";
 import type { Percentiles } from "./stats.ts";
@@ -33,6 +34,8 @@ export interface BenchResults {
   stepProfiles: Section<StepProfile[]>;
   offline: Section<OfflineResult[]>;
   singleStream: Section<SingleStreamResult[]>;
+  /** Constrained decoding: 1 of 8 sequences constrained vs none (absent in older files). */
+  constrained?: Section<ConstrainedResult>;
   serving: Section<ServingResult>;
   peer: Section<PeerResult[]>;
   /** Absent in files written before the batch section existed. */
@@ -315,6 +318,32 @@ export function renderMarkdown(r: BenchResults): string {
       ]),
     ));
   } else out.push(sectionNote("single stream", r.singleStream)!);
+
+  out.push("\n## Constrained decoding: 1 of 8 sequences constrained vs none");
+  const con = r.constrained ?? { status: "skipped" as const, reason: "not in this file" };
+  if (con.status === "ok") {
+    const c = con.data;
+    out.push(
+      `${c.model.split("/").at(-1)}, ${c.sequences} sequences x ${c.outputTokens} tokens (greedy, same prompts), ` +
+        `${c.repeats} interleaved repetitions, medians; the constraint: a JSON schema (an array of 64 objects).`,
+    );
+    out.push(table(
+      ["variant", "batch out tok/s", "7 unconstrained tok/s", "constrained tok/s", "forced tokens", "wall s"],
+      c.variants.map((v) => [
+        v.variant,
+        f(v.batchTokPerS, 1),
+        f(v.othersTokPerS, 1),
+        v.constrainedTokPerS === null ? "-" : f(v.constrainedTokPerS, 1),
+        v.forcedTokens === null ? "-" : f(v.forcedTokens, 0),
+        f(v.wallS, 2),
+      ]),
+    ));
+    out.push(
+      `cost to the others: ${f(100 * c.othersCost, 1)}% of their tok/s; their outputs ${
+        c.othersIdentical ? "identical" : "DIFFERED"
+      } in every run; first constrained request on a warm engine (grammar cold start) ${f(c.coldStartMs, 0)} ms`,
+    );
+  } else out.push(sectionNote("constrained", con)!);
 
   out.push("\n## Serving (serve.ts, Poisson arrivals)");
   if (r.serving.status === "ok") {

@@ -18,7 +18,7 @@ import {
 import { percentile, summarize } from "../bench/stats.ts";
 import { parseBenchArgs } from "../bench/main.ts";
 import { compareMarkdown, runtimeOf } from "../bench/compare.ts";
-import type { BenchResults } from "../bench/report.ts";
+import { type BenchResults, renderMarkdown } from "../bench/report.ts";
 
 test("bench workload: deterministic, 64 requests, 3/4 short and 1/4 long, lengths in range", () => {
   const a = makeWorkload({ vocab: 512, bosId: 1 });
@@ -92,6 +92,7 @@ test("bench CLI flags", () => {
   assertEquals(parseBenchArgs([]), { quick: false, json: null, only: null });
   const a = parseBenchArgs(["--quick", "--json", "/tmp/x.json", "--only", "kernels,peer"]);
   assertEquals([a.quick, a.json, [...a.only!]], [true, "/tmp/x.json", ["kernels", "peer"]]);
+  assertEquals([...parseBenchArgs(["--only", "constrained"]).only!], ["constrained"]);
 });
 
 test("bench compare: one column per runtime, the second over the first, n/a where not measured", () => {
@@ -134,7 +135,39 @@ test("bench compare: one column per runtime, the second over the first, n/a wher
   assertEquals(lines[0], "| figure | deno 2.9.6 --quick | bun 1.3.14 --quick | bun / deno |");
   assert(lines.includes("| serving req/s | 2.00 | 3.00 | 1.50 |"), md);
   assert(lines.includes("| offline continuous out tok/s | n/a | n/a | n/a |"), md);
+  assert(lines.includes("| batch tok/s, 1 of 8 constrained | n/a | n/a | n/a |"), md);
   assert(md.includes("offline skipped: not selected (--only)"), md);
+  // The constrained section, when there: its table and the cost line.
+  const variant = (variant: string, own: number | null) => ({
+    variant,
+    batchTokPerS: 400,
+    othersTokPerS: 350,
+    constrainedTokPerS: own,
+    forcedTokens: own === null ? null : 90,
+    wallS: 2,
+    wallsS: [2, 2],
+  });
+  const withConstrained = {
+    ...deno,
+    constrained: {
+      status: "ok" as const,
+      data: {
+        model: "x/stories260K",
+        sequences: 8,
+        outputTokens: 128,
+        repeats: 2,
+        schema: {},
+        variants: [variant("none", null), variant("1 of 8 constrained", 80)] as never,
+        othersCost: 0.02,
+        othersIdentical: true,
+        coldStartMs: 300,
+      },
+    },
+  };
+  const report = renderMarkdown(withConstrained as unknown as BenchResults);
+  assert(report.includes("| 1 of 8 constrained | 400.0 | 350.0 | 80.0 | 90 | 2.00 |"), report);
+  assert(report.includes("cost to the others: 2.0% of their tok/s; their outputs identical"), report);
+  assert(compareMarkdown([withConstrained as unknown as BenchResults]).includes("| batch tok/s, 1 of 8 constrained | 400.0 |"));
   // Files written before the runtime was recorded were Deno's.
   const old = {
     ...deno,

@@ -2,7 +2,7 @@
 import { test } from "./helpers/test.ts";
 import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
 import { GrammarError } from "../src/grammar/errors.ts";
-import { structuredOutputOf } from "../src/grammar/openai_spec.ts";
+import { structuredOptionsOf, structuredOutputOf } from "../src/grammar/openai_spec.ts";
 
 const chat = { toolFormat: "hermes" as const, endpoint: "chat" as const };
 const TOOL = {
@@ -132,5 +132,30 @@ test("openai spec: bad fields give GrammarError naming the parameter", () => {
     () => structuredOutputOf({ tools: [TOOL] }, { toolFormat: null, endpoint: "chat" }),
     GrammarError,
   );
+  assertEquals(e.param, "tools");
+});
+
+test("openai spec: body fields as request options, with the body's name of response_format", () => {
+  assertEquals(structuredOptionsOf({}, "chat"), {});
+  assertEquals(structuredOptionsOf({ guided_json: { type: "string" } }, "completion"), {
+    responseFormat: { type: "json_schema", schema: { type: "string" }, strict: true },
+    responseParam: "guided_json",
+  });
+  const o = structuredOptionsOf({
+    response_format: { type: "json_object" },
+    tools: [TOOL],
+    tool_choice: { type: "function", function: { name: "f" } },
+    parallel_tool_calls: false,
+  }, "chat");
+  assertEquals(o, {
+    responseFormat: { type: "json_object" },
+    responseParam: "response_format",
+    openaiTools: [TOOL as never],
+    tools: [TOOL.function as never],
+    toolChoice: { name: "f" },
+    parallelToolCalls: false,
+  });
+  assertEquals(structuredOptionsOf({ tools: [TOOL], tool_choice: "none" }, "chat").toolChoice, "none");
+  const e = assertThrows(() => structuredOptionsOf({ tools: [TOOL] }, "completion"), GrammarError);
   assertEquals(e.param, "tools");
 });

@@ -80,6 +80,7 @@ test("registry: every descriptor compiles in every variant the forward pass uses
       [K.ACT_MUL, [{ GELU_TANH: false }, { GELU_TANH: true }]],
       [K.SOFTCAP, [{}]],
       [K.SAMPLE, [{}]],
+      [K.MASK, [{}]],
     ];
     assertEquals(variants.map(([d]) => d.file).sort(), [...K.KERNEL_FILES].sort());
     for (const [desc, defines] of variants) {

@@ -1,7 +1,7 @@
 /** Scheduler: budget order, chunking, admission, preemption and recompute. CPU only. */
 import { test } from "./helpers/test.ts";
 import { Scheduler, type SchedulerOptions } from "../src/scheduler/scheduler.ts";
-import { Sequence, type SequenceParams } from "../src/scheduler/sequence.ts";
+import { Sequence, type SequenceConstraint, type SequenceParams } from "../src/scheduler/sequence.ts";
 import { SAMPLING_DEFAULTS } from "../src/api/types.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 
@@ -140,4 +140,105 @@ test("scheduler: a sequence whose last token is scheduled leaves at the next ste
     readBack(s, [b]);
   }
   assertEquals([b.status, b.outputIds.length, s.blocks.usedCount], ["finished", 2, 0]);
+});
+
+/**
+ * A scripted grammar: it accepts the ids in `allowed` (any when absent), terminates on a stop
+ * id, and forces `script[k]` after its k-th accepted token (`script.start` before any).
+ */
+class FakeConstraint implements SequenceConstraint {
+  accepted: number[] = [];
+  terminated = false;
+  disposed = false;
+  masks = 0;
+  constructor(readonly script: { start?: number[]; after?: Record<number, number[]>; allowed?: Set<number> } = {}) {}
+  accept(id: number): boolean {
+    if (this.script.allowed && !this.script.allowed.has(id)) return false;
+    this.accepted.push(id);
+    if (id === 2) this.terminated = true;
+    return true;
+  }
+  forced(): number[] {
+    const f = this.accepted.length === 0 ? this.script.start ?? [] : this.script.after?.[this.accepted.length] ?? [];
+    this.accepted.push(...f);
+    return [...f];
+  }
+  fillMask(): void {
+    this.masks++;
+  }
+  dispose(): void {
+    this.disposed = true;
+  }
+}
+
+/** Reads back each pending token of `seqs` with the given id. */
+function readBackId(s: Scheduler, seqs: Sequence[], id: number) {
+  return s.postprocess(seqs.flatMap((q) =>
+    Array.from({ length: q.pending }, (_, k) => ({ seq: q, outputIndex: q.outputIds.length + k, token: { id, logprob: 0 } }))
+  ));
+}
+
+test("scheduler: a constrained sequence samples only once its last token is read back; others run on", () => {
+  const s = scheduler({ numBlocks: 64, blockSize: 4, maxBatchTokens: 64, maxSeqs: 8 });
+  const c = seq(3, 6);
+  const g = new FakeConstraint();
+  c.constraint = g;
+  const u = seq(3, 6);
+  s.add(c);
+  s.add(u);
+  assertEquals(run(s).chunks.map((k) => [k.seq.id, k.sample]), [[c.id, true], [u.id, true]]);
+  // u decodes on tokens still on the GPU; c waits for its token.
+  for (let i = 0; i < 3; i++) assertEquals(run(s).chunks.map((k) => k.seq.id), [u.id]);
+  readBackId(s, [c], 7);
+  assertEquals(g.accepted, [7]);
+  assertEquals(run(s).chunks.map((k) => [k.seq.id, k.count, k.sample]), [[c.id, 1, true], [u.id, 1, true]]);
+});
+
+test("scheduler: forced tokens are outputs prefilled without sampling; the grammar's end is a stop", () => {
+  const s = scheduler({ numBlocks: 64, blockSize: 4, maxBatchTokens: 64, maxSeqs: 8 });
+  const c = seq(3, 20);
+  const g = new FakeConstraint({ start: [40, 41], after: { 3: [50, 51, 52] } });
+  c.constraint = g;
+  // The opening forced tokens are outputs before any step, prefilled with the prompt.
+  const opening = s.add(c)!;
+  assertEquals([opening.ids, opening.finishReason], [[40, 41], null]);
+  assertEquals(run(s).chunks.map((k) => [k.start, k.count, k.sample]), [[0, 5, true]]);
+  const out = readBackId(s, [c], 9);
+  // The sampled token, then what the grammar forces after it, delivered together.
+  assertEquals(out.map((o) => o.ids), [[9, 50, 51, 52]]);
+  assertEquals(run(s).chunks.map((k) => [k.start, k.count, k.sample]), [[5, 4, true]]);
+  const end = readBackId(s, [c], 2);
+  assertEquals([end[0].ids, end[0].finishReason, c.status], [[2], "stop", "finished"]);
+  assert(g.disposed, "a finished sequence frees its matcher");
+});
+
+test("scheduler: a grammar that ends is a stop even past ignored EOS; forced text stops at maxTokens", () => {
+  const s = scheduler({ numBlocks: 64, blockSize: 4, maxBatchTokens: 64, maxSeqs: 8 });
+  const c = new Sequence(500, [1, 2, 3], { maxTokens: 6, sampling: SAMPLING_DEFAULTS, stopTokenIds: new Set() }, 0);
+  c.constraint = new FakeConstraint();
+  s.add(c);
+  run(s);
+  assertEquals(readBackId(s, [c], 2)[0].finishReason, "stop");
+  // Forced text longer than what is left ends the sequence by length.
+  const d = seq(3, 4);
+  d.constraint = new FakeConstraint({ after: { 1: [60, 61, 62, 63, 64] } });
+  s.add(d);
+  run(s);
+  const out = readBackId(s, [d], 8);
+  assertEquals([out[0].ids, out[0].finishReason], [[8, 60, 61, 62], "length"]);
+  // Opening text alone may reach it.
+  const e = seq(3, 2);
+  e.constraint = new FakeConstraint({ start: [70, 71, 72] });
+  const opening = s.add(e)!;
+  assertEquals([opening.ids, opening.finishReason, s.waiting.includes(e)], [[70, 71], "length", false]);
+});
+
+test("scheduler: a token the grammar rejects is not emitted; the sequence stops", () => {
+  const s = scheduler({ numBlocks: 64, blockSize: 4, maxBatchTokens: 64, maxSeqs: 8 });
+  const c = seq(3, 6);
+  c.constraint = new FakeConstraint({ allowed: new Set([5]) });
+  s.add(c);
+  run(s);
+  const out = readBackId(s, [c], 9);
+  assertEquals([out[0].ids, out[0].finishReason, c.outputIds], [[], "stop", []]);
 });

@@ -6,7 +6,12 @@
  */
 import { stopWorker } from "../runtime/runtime.ts";
 import { Tokenizer } from "../model/tokenizer.ts";
-import { IncrementalDetokenizer, StopStringMatcher } from "./detokenizer.ts";
+import { GrammarError } from "../grammar/errors.ts";
+import { loadModelVocabulary, modelToolFormat } from "../grammar/model_vocabulary.ts";
+import { SpecChecker } from "../grammar/spec_check.ts";
+import { ToolCallStreamParser, type ToolStreamEvent } from "../grammar/tool_calls.ts";
+import { FORMAT_SYNTAX } from "../grammar/tool_format.ts";
+import { type Decoder, IncrementalDetokenizer, StopStringMatcher } from "./detokenizer.ts";
 import type { FromWorker, ToRequest, ToWorker } from "./protocol.ts";
 import {
   type Completion,
@@ -19,11 +24,16 @@ import {
   type GenerateDelta,
   type GenerateOptions,
   type GenerateResult,
+  type GrammarSpec,
   InvalidRequestError,
+  type OutputFinishReason,
   type TokenLogprob,
+  type ToolCall,
+  type ToolCallDelta,
+  type ToolCallFormat,
   type Usage,
 } from "./types.ts";
-import { stopStrings, validateRequest } from "./validate.ts";
+import { grammarParam, grammarRequestError, parsesToolCalls, stopStrings, validateRequest } from "./validate.ts";
 import { type BatchItemError, batchItemError, type BatchOptions, BatchProgressTracker, ordered } from "./batch.ts";
 
 /** Options of `createEngine`. */
@@ -37,16 +47,51 @@ export interface CreateEngineOptions extends EngineOptions {
 interface CompletionState {
   detok: IncrementalDetokenizer;
   stop: StopStringMatcher;
+  /** Tool-call parser (requests with tools). */
+  tools: ToolCallStreamParser | null;
+  /** Calls parsed so far. */
+  calls: number;
   ids: number[];
   text: string;
   logprobs: TokenLogprob[];
   finishReason: FinishReason | null;
 }
 
+/** Content text and tool-call deltas out of parser events. */
+function split(events: ToolStreamEvent[]): { text: string; calls: ToolCallDelta[] } {
+  let text = "";
+  const calls: ToolCallDelta[] = [];
+  for (const e of events) {
+    if (e.type === "content") text += e.text;
+    else calls.push(e.delta);
+  }
+  return { text, calls };
+}
+
+/** Folds tool-call deltas into calls (what a client rebuilds from a stream). */
+function foldCalls(calls: ToolCall[], deltas: readonly ToolCallDelta[]): void {
+  for (const d of deltas) {
+    const call = (calls[d.index] ??= { id: "", name: "", arguments: "" });
+    if (d.id) call.id = d.id;
+    if (d.function.name) call.name += d.function.name;
+    if (d.function.arguments) call.arguments += d.function.arguments;
+  }
+}
+
 /** A running engine, seen from the caller's thread. */
 export class EngineClient {
   readonly info: EngineInfo;
   readonly tokenizer: Tokenizer;
+  /**
+   * The model's tool-call format (from its chat template and architecture), or null when it
+   * has none this engine knows; requests with tool calls need one.
+   */
+  readonly toolCallFormat: ToolCallFormat | null;
+  #model: string;
+  /** Checks output constraints before the engine sees them (made on first use). */
+  #checker: Promise<SpecChecker> | null = null;
+  /** Special tokens a constrained or tool-calling output keeps as text (tool-call markers). */
+  #markerIds: Set<number>;
   #worker: Worker;
   #stats: EngineStats | null = null;
   #statsAt = performance.now();
@@ -57,11 +102,17 @@ export class EngineClient {
   #open = new Map<MessagePort, (error: Error) => void>();
   #dead: Error | null = null;
 
-  private constructor(worker: Worker, info: EngineInfo, tokenizer: Tokenizer, onStats?: (s: EngineStats) => void) {
+  private constructor(worker: Worker, info: EngineInfo, tokenizer: Tokenizer, model: string, onStats?: (s: EngineStats) => void) {
     this.#worker = worker;
     this.info = info;
     this.tokenizer = tokenizer;
+    this.#model = model;
     this.#onStats = onStats;
+    this.toolCallFormat = modelToolFormat(tokenizer, info.architecture);
+    const markers = this.toolCallFormat ? FORMAT_SYNTAX[this.toolCallFormat].literalTokens : [];
+    this.#markerIds = new Set(
+      markers.map((p) => tokenizer.pieceToToken(p)).filter((id): id is number => id !== undefined && tokenizer.isSpecial(id)),
+    );
   }
 
   /**
@@ -92,7 +143,7 @@ export class EngineClient {
       throw errorFromWire(first.error);
     }
     if (first.type !== "ready") throw new EngineError("engine_start_failed", "unexpected first message from the engine");
-    const client = new EngineClient(worker, first.info, tokenizer, onStats);
+    const client = new EngineClient(worker, first.info, tokenizer, options.model, onStats);
     client.#stats = first.stats;
     worker.onmessage = (e: MessageEvent<FromWorker>) => client.#onMessage(e.data);
     worker.onerror = (e) => {
@@ -118,6 +169,7 @@ export class EngineClient {
   /** Generates to completion. */
   async generate(options: GenerateOptions): Promise<GenerateResult> {
     let usage: Usage | undefined;
+    let warnings: string[] | undefined;
     const states = new Map<number, Completion>();
     for await (const d of this.stream(options)) {
       let c = states.get(d.index);
@@ -125,12 +177,14 @@ export class EngineClient {
       c.ids.push(...d.ids);
       c.text += d.text;
       if (d.logprobs) (c.logprobs ??= []).push(...d.logprobs);
+      if (d.toolCalls) foldCalls(c.toolCalls ??= [], d.toolCalls);
       if (d.finishReason) c.finishReason = d.finishReason;
       if (d.usage) usage = d.usage;
+      if (d.warnings) warnings = d.warnings;
     }
     const choices = [...states.values()].sort((a, b) => a.index - b.index);
     const promptIds = this.#promptIds(options.prompt);
-    return { ...choices[0], usage: usage!, promptIds, choices };
+    return { ...choices[0], usage: usage!, promptIds, choices, ...(warnings ? { warnings } : {}) };
   }
 
   /**
@@ -164,23 +218,40 @@ export class EngineClient {
     return out;
   }
 
-  /** Streams text deltas as tokens arrive. */
+  /**
+   * Streams text deltas as tokens arrive. Options are validated at once (throws
+   * {@link InvalidRequestError}); an output constraint is then compiled in a probe Worker
+   * before the engine sees it, and one that cannot be enforced ends the stream with an
+   * {@link InvalidRequestError} of code `invalid_grammar` before any delta.
+   */
   stream(options: GenerateOptions): AsyncIterable<GenerateDelta> {
     const promptIds = this.#promptIds(options.prompt);
-    const request = validateRequest(options, promptIds, this.info);
+    const request = validateRequest(options, promptIds, { ...this.info, toolCallFormat: this.toolCallFormat });
     if (this.#closed) throw new EngineError("engine_closed", "the engine is closed");
     if (this.#dead) throw this.#dead;
     const stops = stopStrings(options);
     const channel = new MessageChannel();
     const port = channel.port1;
+    const toolFormat = parsesToolCalls(options) ? this.toolCallFormat : null;
+    // Tool-call markers that are special tokens stay in the text of outputs that may hold them.
+    const decoder = (request.grammar || toolFormat) && this.#markerIds.size > 0 ? this.#keepMarkers() : null;
     const states: CompletionState[] = Array.from({ length: request.n }, () => ({
-      detok: new IncrementalDetokenizer(this.tokenizer, promptIds),
+      detok: decoder ? new IncrementalDetokenizer(decoder, promptIds, false) : new IncrementalDetokenizer(this.tokenizer, promptIds),
       stop: new StopStringMatcher(stops),
+      tools: toolFormat ? new ToolCallStreamParser(toolFormat) : null,
+      calls: 0,
       ids: [],
       text: "",
       logprobs: [],
       finishReason: null,
     }));
+    /** Content and tool-call deltas of some decoded text (all content without tools). */
+    const parse = (s: CompletionState, text: string, final: boolean): { text: string; calls?: ToolCallDelta[] } => {
+      if (!s.tools) return { text };
+      const out = split([...s.tools.push(text), ...(final ? s.tools.finish() : [])]);
+      for (const c of out.calls) if (c.id !== undefined) s.calls++;
+      return out.calls.length ? out : { text: out.text };
+    };
     const queue: (GenerateDelta | Error)[] = [];
     let notify: (() => void) | null = null;
     let remaining = request.n;
@@ -226,15 +297,19 @@ export class EngineClient {
           s.finishReason = "stop";
           port.postMessage({ type: "cancel", index: m.index });
         }
-        push({ index: m.index, text, ids, logprobs: m.logprobs ? lps : undefined });
+        const out = parse(s, text, false);
+        push({ index: m.index, text: out.text, ids, logprobs: m.logprobs ? lps : undefined, ...(out.calls ? { toolCalls: out.calls } : {}) });
       } else if (m.type === "done") {
         this.#updateStats(m.stats);
         promptTokens = m.promptTokens;
         cachedTokens = Math.max(cachedTokens, m.cachedTokens);
         const reason = s.finishReason ?? m.finishReason;
-        const tail = s.finishReason ? "" : s.stop.push(s.detok.flush()) + s.stop.flush();
+        const tail = parse(s, s.finishReason ? "" : s.stop.push(s.detok.flush()) + s.stop.flush(), true);
         s.finishReason = reason;
-        const last: GenerateDelta = { index: m.index, text: tail, ids: [], finishReason: reason };
+        // A completion that called tools and stopped ends with "tool_calls" (OpenAI's reason).
+        const shown: OutputFinishReason = reason === "stop" && s.calls > 0 ? "tool_calls" : reason;
+        const last: GenerateDelta = { index: m.index, text: tail.text, ids: [], finishReason: shown };
+        if (tail.calls) last.toolCalls = tail.calls;
         if (--remaining === 0) {
           last.usage = {
             promptTokens,
@@ -246,8 +321,24 @@ export class EngineClient {
         push(last);
       }
     };
-    this.#worker.postMessage({ type: "join", request, port: channel.port2 } satisfies ToWorker, [channel.port2]);
-    if (options.signal?.aborted) onAbort();
+    const join = () => {
+      this.#worker.postMessage({ type: "join", request, port: channel.port2 } satisfies ToWorker, [channel.port2]);
+      if (options.signal?.aborted) onAbort();
+    };
+    if (!request.grammar) join();
+    else {
+      // The engine sees only a grammar the probe compiled: a bad one ends here, before any delta.
+      this.#check(request.grammar).then((warnings) => {
+        if (remaining === 0) return; // the engine died meanwhile
+        if (warnings.length) push({ index: 0, text: "", ids: [], warnings });
+        join();
+      }, (e) => {
+        push(e instanceof Error ? e : new Error(String(e)));
+        remaining = 0;
+        finish();
+        channel.port2.close();
+      });
+    }
     const cancel = () => {
       if (remaining > 0) port.postMessage({ type: "cancel" });
     };
@@ -272,9 +363,32 @@ export class EngineClient {
     };
   }
 
+  /** Checks a grammar in the probe Worker; resolves to its warnings, rejects with the request error. */
+  async #check(spec: GrammarSpec): Promise<string[]> {
+    this.#checker ??= loadModelVocabulary(this.#model, this.tokenizer, {
+      vocabSize: this.info.vocabSize,
+      architecture: this.info.architecture,
+    }).then(({ vocabulary }) => new SpecChecker(vocabulary));
+    const checker = await this.#checker;
+    try {
+      return (await checker.check(spec)).warnings;
+    } catch (e) {
+      if (e instanceof GrammarError) throw grammarRequestError(e, grammarParam(spec));
+      throw e;
+    }
+  }
+
+  /** A decoder that skips special tokens other than the tool-call markers. */
+  #keepMarkers(): Decoder {
+    const tok = this.tokenizer;
+    const keep = this.#markerIds;
+    return { decode: (ids) => tok.decode(ids.filter((id) => !tok.isSpecial(id) || keep.has(id))) };
+  }
+
   /** Cancels all requests, stops the engine and its Worker. */
   close(): Promise<void> {
     if (this.#dead) return Promise.resolve();
+    this.#closeChecker();
     if (!this.#closed) {
       this.#closed = new Promise<void>((resolve) => (this.#closedResolve = resolve));
       this.#worker.postMessage({ type: "close" } satisfies ToWorker);
@@ -296,7 +410,12 @@ export class EngineClient {
     this.#onStats?.(stats);
   }
 
+  #closeChecker(): void {
+    this.#checker?.then((c) => c.close(), () => {});
+  }
+
   #workerDied(error: Error): void {
+    this.#closeChecker();
     this.#dead = error;
     for (const fail of [...this.#open.values()]) fail(error);
     stopWorker(this.#worker);

@@ -5,8 +5,14 @@
  * @module
  */
 
-/** Why a completion ended. */
+/** Why a completion ended, as the engine decides it. */
 export type FinishReason = "stop" | "length" | "cancelled";
+
+/**
+ * Why a completion ended, as callers see it: the engine's reason, or "tool_calls" when the
+ * output was parsed into tool calls (the model stopped after calling tools).
+ */
+export type OutputFinishReason = FinishReason | "tool_calls";
 
 /** Attention implementation: the fast paged kernel or the plain eager reference. */
 export type AttentionImpl = "paged" | "eager";
@@ -58,6 +64,76 @@ export const SAMPLING_DEFAULTS: Readonly<SamplingParams> = Object.freeze({
 /** Tokens generated when a request does not say (bounded by the context that is left). */
 export const DEFAULT_MAX_TOKENS = 256;
 
+/** A JSON schema: an object, or `true` for any value. */
+export type JsonSchema = Record<string, unknown> | boolean;
+
+/** An output constraint (`responseFormat`); the output is generated to match it. */
+export type ResponseFormat =
+  /** Any JSON object (OpenAI's `{"type": "json_object"}`). */
+  | { type: "json_object" }
+  /** JSON valid against a schema; `strict: false` allows properties the schema does not list. */
+  | { type: "json_schema"; schema: JsonSchema; strict?: boolean }
+  /** Text matching a regular expression in full (vLLM's `guided_regex`). */
+  | { type: "regex"; pattern: string }
+  /** Exactly one of some strings (vLLM's `guided_choice`). */
+  | { type: "choice"; choices: string[] }
+  /** An EBNF grammar in xgrammar's dialect, start rule `root` (vLLM's `guided_grammar`). */
+  | { type: "ebnf"; grammar: string };
+
+/** A function the model may call (OpenAI's `tools[].function`). */
+export interface ToolFunction {
+  name: string;
+  description?: string;
+  /** JSON schema of the arguments object (absent: any object). */
+  parameters?: Record<string, unknown>;
+}
+
+/**
+ * Which tool calls a request allows: "none" (no calls parsed), "auto" (the model decides;
+ * calls are parsed out of its text), "required" (one or more calls, enforced by a grammar) or
+ * one named function (exactly one call of it, enforced).
+ */
+export type ToolChoiceOption = "none" | "auto" | "required" | { name: string };
+
+/** A model family's tool-call format (see `src/grammar/tool_format.ts`). */
+export type ToolCallFormat = "hermes" | "llama3_json" | "mistral";
+
+/** Tool calls in a model family's format, their arguments valid against each tool's schema. */
+export interface ToolCallSpec {
+  type: "tool_calls";
+  format: ToolCallFormat;
+  tools: ToolFunction[];
+  /**
+   * "required": one or more calls and nothing else; a name: exactly one call of that function;
+   * "auto": free text, and wherever a call starts it must be a valid call.
+   */
+  choice: Exclude<ToolChoiceOption, "none">;
+  /** Whether several calls may follow each other ("required" and "auto"; default true). */
+  parallel?: boolean;
+}
+
+/** What the engine constrains an output to (a checked, normalized spec). */
+export type GrammarSpec = ResponseFormat | ToolCallSpec;
+
+/** One tool call parsed out of an output. */
+export interface ToolCall {
+  id: string;
+  /** The function's name. */
+  name: string;
+  /** The arguments as JSON text. */
+  arguments: string;
+}
+
+/** A piece of a tool call as it streams (OpenAI's `delta.tool_calls[i]`). */
+export interface ToolCallDelta {
+  /** Which call of the completion (0, 1, ...). */
+  index: number;
+  /** Set on the call's first piece. */
+  id?: string;
+  type?: "function";
+  function: { name?: string; arguments?: string };
+}
+
 /** Options of one generation request (`engine.generate` / `engine.stream`). */
 export interface GenerateOptions extends
   Partial<
@@ -82,6 +158,18 @@ export interface GenerateOptions extends
   n?: number;
   /** Cancels the request: it leaves at the next step and its blocks return to the pool. */
   signal?: AbortSignal;
+  /** Constrains the output to JSON, a schema, a regex, a choice or a grammar. */
+  responseFormat?: ResponseFormat;
+  /**
+   * Functions the model may call. Their calls are parsed out of the output in the model's
+   * tool-call format (`toolCalls`, finish reason "tool_calls"); render them into the prompt
+   * yourself (the server passes them to the chat template).
+   */
+  tools?: readonly ToolFunction[];
+  /** Which calls are allowed (default "auto" with tools, "none" without). */
+  toolChoice?: ToolChoiceOption;
+  /** Whether several calls may follow each other (default true). */
+  parallelToolCalls?: boolean;
 }
 
 /** A validated request, as the engine receives it (plain data: it crosses to the Worker). */
@@ -93,6 +181,8 @@ export interface EngineRequest {
   sampling: SamplingParams;
   /** Ids that end a completion: the given stop ids, plus EOS unless ignored. */
   stopTokenIds: number[];
+  /** The output constraint, already checked on the caller's side (absent: none). */
+  grammar?: GrammarSpec;
 }
 
 /** Logprob information for one generated token. */
@@ -115,9 +205,12 @@ export interface Usage {
 export interface Completion {
   index: number;
   ids: number[];
+  /** The output text; with tools, the text outside tool calls. */
   text: string;
-  finishReason: FinishReason;
+  finishReason: OutputFinishReason;
   logprobs?: TokenLogprob[];
+  /** Tool calls parsed out of the output (requests with tools). */
+  toolCalls?: ToolCall[];
 }
 
 /** Result of `generate`: the first completion's fields, plus all completions when n > 1. */
@@ -125,6 +218,8 @@ export interface GenerateResult extends Completion {
   usage: Usage;
   promptIds: number[];
   choices: Completion[];
+  /** Parts of a `responseFormat` or tool schema enforced more loosely than written. */
+  warnings?: string[];
 }
 
 /** One streamed piece of a completion. */
@@ -135,10 +230,14 @@ export interface GenerateDelta {
   /** New token ids. */
   ids: number[];
   logprobs?: TokenLogprob[];
+  /** Tool-call pieces (requests with tools): name and id first, then argument text. */
+  toolCalls?: ToolCallDelta[];
   /** Set on the completion's last delta. */
-  finishReason?: FinishReason;
+  finishReason?: OutputFinishReason;
   /** Set on the request's last delta. */
   usage?: Usage;
+  /** On the request's first delta: parts of the constraint enforced more loosely than written. */
+  warnings?: string[];
 }
 
 /**
@@ -170,6 +269,12 @@ export interface EngineOptions {
   maxSeqs?: number;
   /** Steps between GPU->CPU readbacks (default 8). */
   stepsPerSync?: number;
+  /**
+   * Steps between readbacks while a constrained sequence (`responseFormat`, forced tool
+   * calls) waits for its token, which it needs on the CPU before its next step (default 2;
+   * `stepsPerSync` leaves the other sequences' readbacks as they are).
+   */
+  constrainedStepsPerSync?: number;
   /** Longest sequence in tokens (default: the model's max_position_embeddings). */
   maxContext?: number;
   /** Matrix storage on the GPU ("auto": f32 checkpoints stay f32, 16-bit ones become f16). */
@@ -257,6 +362,11 @@ export type ErrorCode =
   | "invalid_request"
   /** Prompt plus maxTokens exceed the context or the KV cache. */
   | "context_length_exceeded"
+  /**
+   * A `responseFormat` or tool schema that cannot be enforced: malformed, an unsupported
+   * keyword, a bad regex or grammar, or too large to compile in time; `param` names the option.
+   */
+  | "invalid_grammar"
   /** The engine cannot start (see the message; the cause of a Worker failure). */
   | "engine_start_failed"
   /** The engine's step loop or Worker has died; it serves nothing more. */
@@ -291,10 +401,14 @@ export class LlmError extends Error {
   }
 }
 
+/** The codes of {@link InvalidRequestError}. */
+export type InvalidRequestCode = "invalid_request" | "context_length_exceeded" | "invalid_grammar";
+
 /**
- * A request option is out of range or the request cannot fit (code `invalid_request` or
- * `context_length_exceeded`). The message is `param` followed by `detail`, so a surface that
- * names options differently (the OpenAI API) can say the same with its own name.
+ * A request option is out of range, the request cannot fit, or its output constraint cannot
+ * be enforced (code `invalid_request`, `context_length_exceeded` or `invalid_grammar`). The
+ * message is `param` followed by `detail`, so a surface that names options differently (the
+ * OpenAI API) can say the same with its own name.
  */
 export class InvalidRequestError extends LlmError {
   /** The offending option (GenerateOptions' name). */
@@ -302,7 +416,7 @@ export class InvalidRequestError extends LlmError {
   /** What is wrong with it, without its name ("must be ..., got ..."). */
   readonly detail: string;
 
-  constructor(param: string, detail: string, code: "invalid_request" | "context_length_exceeded" = "invalid_request") {
+  constructor(param: string, detail: string, code: InvalidRequestCode = "invalid_request") {
     super(code, `${param} ${detail}`, { param });
     this.name = "InvalidRequestError";
     this.detail = detail;
@@ -338,7 +452,7 @@ export function errorToWire(e: unknown): WireError {
 /** Rebuilds an error from the wire, as the most specific class its code has. */
 export function errorFromWire(w: WireError): LlmError {
   let err: LlmError;
-  if (w.code === "invalid_request" || w.code === "context_length_exceeded") {
+  if (w.code === "invalid_request" || w.code === "context_length_exceeded" || w.code === "invalid_grammar") {
     err = new InvalidRequestError(w.param ?? "request", w.detail ?? w.message, w.code);
   } else if (w.code === "engine_start_failed" || w.code === "engine_failed" || w.code === "engine_closed") {
     err = new EngineError(w.code, w.message);

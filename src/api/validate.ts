@@ -3,19 +3,29 @@
  * must fit, and the defaults. Every entry point (mod.ts, serve.ts, the CLI) goes through it.
  * @module
  */
+import { GrammarError } from "../grammar/errors.ts";
+import { staticCheck } from "../grammar/spec_check.ts";
+import { normalizeSpec } from "../grammar/spec.ts";
 import {
   DEFAULT_MAX_TOKENS,
   type EngineInfo,
   type EngineRequest,
   type GenerateOptions,
+  type GrammarSpec,
   InvalidRequestError,
   SAMPLING_DEFAULTS,
+  type ToolCallFormat,
+  type ToolChoiceOption,
 } from "./types.ts";
 
 /** The limits a request is validated against (an {@link EngineInfo}, or part of one). */
 export type RequestLimits =
   & Pick<EngineInfo, "vocabSize" | "maxContext" | "maxTopLogprobs" | "maxN">
-  & Partial<Pick<EngineInfo, "kvBlocksTotal" | "blockSize" | "eosTokenIds">>;
+  & Partial<Pick<EngineInfo, "kvBlocksTotal" | "blockSize" | "eosTokenIds">>
+  & {
+    /** The model's tool-call format (null: none; requests with tool calls are refused). */
+    toolCallFormat?: ToolCallFormat | null;
+  };
 
 function num(
   value: unknown,
@@ -121,13 +131,113 @@ export function validateRequest(
   if (!options.ignoreEos) {
     for (const id of limits.eosTokenIds ?? []) if (!stopTokenIds.includes(id)) stopTokenIds.push(id);
   }
+  const grammar = outputGrammar(options, limits.toolCallFormat ?? null);
   return {
     promptIds: prompt,
     n,
     maxTokens,
     sampling: { temperature, topK, topP, minP, repetitionPenalty, presencePenalty, frequencyPenalty, seed, logprobs, topLogprobs },
     stopTokenIds,
+    ...(grammar ? { grammar } : {}),
   };
+}
+
+/** The effective tool choice: "auto" with tools, "none" without, unless given. */
+function toolChoiceOf(options: GenerateOptions): ToolChoiceOption {
+  return options.toolChoice ?? (options.tools && options.tools.length > 0 ? "auto" : "none");
+}
+
+/** Whether tool calls are parsed out of the request's output (tools offered, choice not "none"). */
+export function parsesToolCalls(options: GenerateOptions): boolean {
+  return (options.tools?.length ?? 0) > 0 && toolChoiceOf(options) !== "none";
+}
+
+/** A GrammarError as the request error naming the option at fault. */
+export function grammarRequestError(e: GrammarError, param: string): InvalidRequestError {
+  if (e.code === "invalid_spec") return new InvalidRequestError(param, `is invalid: ${e.message}`);
+  return new InvalidRequestError(param, `cannot be enforced (${e.code}): ${e.message}`, "invalid_grammar");
+}
+
+/** The option a spec comes from (for errors). */
+export function grammarParam(spec: GrammarSpec): "tools" | "responseFormat" {
+  return spec.type === "tool_calls" ? "tools" : "responseFormat";
+}
+
+/**
+ * The output constraint of a request, normalized and statically checked (shape, size, the
+ * schema audit; the compile check runs on the caller's side before the engine sees it):
+ * `responseFormat`, or the grammar of `toolChoice` "required" or a named function (a tool
+ * choice "auto" is parsed, not constrained: the row keeps the GPU-resident multi-step decode).
+ * Throws {@link InvalidRequestError} naming the option.
+ */
+export function outputGrammar(options: GenerateOptions, toolFormat: ToolCallFormat | null): GrammarSpec | undefined {
+  const { tools, responseFormat } = options;
+  if (tools !== undefined && !Array.isArray(tools)) throw new InvalidRequestError("tools", "must be an array of functions");
+  if (options.parallelToolCalls !== undefined && typeof options.parallelToolCalls !== "boolean") {
+    throw new InvalidRequestError("parallelToolCalls", "must be a boolean");
+  }
+  const choice = toolChoiceOf(options);
+  const named = typeof choice === "object" && choice !== null;
+  if (!named && choice !== "none" && choice !== "auto" && choice !== "required") {
+    throw new InvalidRequestError("toolChoice", `must be "none", "auto", "required" or {name}, got ${JSON.stringify(choice)}`);
+  }
+  if (choice !== "none" && !(tools && tools.length > 0)) {
+    throw new InvalidRequestError("toolChoice", `${JSON.stringify(choice)} needs tools`);
+  }
+  if (named && (typeof choice.name !== "string" || !tools!.some((t) => t?.name === choice.name))) {
+    throw new InvalidRequestError("toolChoice", `names ${JSON.stringify(choice.name)}, which is not in tools`);
+  }
+  const calls = choice !== "none";
+  if (calls && toolFormat === null) {
+    throw new InvalidRequestError("tools", "cannot be used: this model has no tool-call format this engine knows (hermes, llama3_json, mistral)");
+  }
+  const forced = choice === "required" || named;
+  if (forced && responseFormat !== undefined) {
+    throw new InvalidRequestError("toolChoice", `${JSON.stringify(choice)} cannot be combined with responseFormat`);
+  }
+  let spec: unknown = null;
+  let param: "tools" | "responseFormat" = "tools";
+  if (tools && tools.length > 0) {
+    const toolSpec = {
+      type: "tool_calls",
+      format: toolFormat ?? "hermes",
+      tools,
+      choice: choice === "none" ? "auto" : choice,
+      parallel: options.parallelToolCalls,
+    };
+    // The tools' shapes are checked whatever the choice; only a forced choice constrains.
+    if (forced) spec = toolSpec;
+    else {
+      try {
+        normalizeSpec(toolSpec);
+      } catch (e) {
+        if (e instanceof GrammarError) throw grammarRequestError(e, "tools");
+        throw e;
+      }
+    }
+  }
+  if (!spec && responseFormat !== undefined) {
+    spec = responseFormatSpec(responseFormat);
+    param = "responseFormat";
+  }
+  if (!spec) return undefined;
+  try {
+    return staticCheck(spec).spec;
+  } catch (e) {
+    if (e instanceof GrammarError) throw grammarRequestError(e, param);
+    throw e;
+  }
+}
+
+/** `responseFormat` as a spec; OpenAI's nested `{type: "json_schema", json_schema: {schema, strict}}` is accepted too. */
+function responseFormatSpec(rf: unknown): unknown {
+  if (typeof rf !== "object" || rf === null) throw new InvalidRequestError("responseFormat", "must be an object with a type");
+  const r = rf as Record<string, unknown>;
+  if (r.type === "json_schema" && r.schema === undefined && typeof r.json_schema === "object" && r.json_schema !== null) {
+    const js = r.json_schema as Record<string, unknown>;
+    return { type: "json_schema", schema: js.schema ?? { type: "object" }, strict: js.strict ?? undefined };
+  }
+  return rf;
 }
 
 /** The stop strings of a request as a list. */

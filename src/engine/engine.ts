@@ -20,6 +20,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { ModelRunner } from "../runner/model_runner.ts";
 import { Scheduler, type SequenceOutput, type StepPlan } from "../scheduler/scheduler.ts";
 import { Sequence } from "../scheduler/sequence.ts";
+import { EngineGrammar } from "./constraints.ts";
 import { EngineMetrics } from "./metrics.ts";
 
 /** Most logprob alternatives a request may ask for. */
@@ -68,11 +69,18 @@ export class Engine {
   #closing = false;
   #loop: Promise<void>;
   #failure: Error | null = null;
+  /** Grammar constraints for this model (null without a checkpoint directory). */
+  #grammar: EngineGrammar | null;
+  /** Constrained sequences whose matcher is being made (not yet in the scheduler). */
+  #preparing = new Set<Sequence>();
   /** Called after every readback and when idle (the Worker posts stats from here). */
   onProgress: (() => void) | null = null;
 
-  private constructor(runner: ModelRunner, options: Pick<EngineOptions, "policy">) {
+  private constructor(runner: ModelRunner, options: Pick<EngineOptions, "policy"> & { model?: string }) {
     this.runner = runner;
+    this.#grammar = options.model
+      ? new EngineGrammar({ model: options.model, vocabSize: runner.spec.vocabSize, architecture: runner.spec.architecture })
+      : null;
     this.#maxBatchTokens = runner.capacity.maxTokens;
     this.scheduler = new Scheduler({
       numBlocks: runner.cache.options.numBlocks,
@@ -110,6 +118,7 @@ export class Engine {
       weightDType: options.weightDType,
       quantization: options.quantization,
       stepsPerSync: options.stepsPerSync,
+      constrainedStepsPerSync: options.constrainedStepsPerSync,
       maxTopLogprobs: MAX_TOP_LOGPROBS,
       gpu: options.gpu,
       onProgress: options.onLoadProgress,
@@ -117,8 +126,11 @@ export class Engine {
     return new Engine(runner, options);
   }
 
-  /** Starts the step loop over an already loaded runner (which the engine then owns). */
-  static start(runner: ModelRunner, options: Pick<EngineOptions, "policy"> = {}): Engine {
+  /**
+   * Starts the step loop over an already loaded runner (which the engine then owns). Without
+   * `model` (the checkpoint directory, for its tokenizer) requests with a grammar are refused.
+   */
+  static start(runner: ModelRunner, options: Pick<EngineOptions, "policy"> & { model?: string } = {}): Engine {
     return new Engine(runner, options);
   }
 
@@ -126,6 +138,8 @@ export class Engine {
   submit(request: EngineRequest, sink: RequestSink): RequestHandle {
     if (this.#closing) throw new EngineError("engine_closed", "the engine is closing");
     if (this.#failure) throw new EngineError("engine_failed", `the engine has failed: ${this.#failure.message}`);
+    const grammar = request.grammar;
+    if (grammar && !this.#grammar) throw new EngineError("engine_failed", "this engine has no checkpoint directory to build grammars from");
     const now = performance.now();
     const stopTokenIds = new Set(request.stopTokenIds);
     const seqs: Sequence[] = [];
@@ -136,9 +150,10 @@ export class Engine {
       if (i > 0) seq.gate = seqs[0];
       seqs.push(seq);
       this.#members.set(seq, { sink, index: i });
-      this.scheduler.add(seq);
       this.metrics.promptTokens += request.promptIds.length;
     }
+    if (grammar) this.#addConstrained(seqs, grammar, !request.sampling.logprobs);
+    else for (const seq of seqs) this.scheduler.add(seq);
     this.#wakeUp();
     return {
       cancel: (index?: number) => {
@@ -148,6 +163,48 @@ export class Engine {
         this.#wakeUp();
       },
     };
+  }
+
+  /**
+   * Gives each sequence its own matcher of the (cached) compiled grammar, then queues them in
+   * order. The grammar's opening forced text, if any, is delivered at once.
+   */
+  #addConstrained(seqs: Sequence[], spec: NonNullable<EngineRequest["grammar"]>, jumpForward: boolean): void {
+    for (const seq of seqs) this.#preparing.add(seq);
+    (async () => {
+      for (const seq of seqs) {
+        const constraint = await this.#grammar!.constraint(spec, jumpForward);
+        if (!this.#preparing.delete(seq) || !this.#members.has(seq)) {
+          constraint.dispose();
+          continue;
+        }
+        if (seq.cancelled) {
+          seq.status = "finished";
+          seq.finishReason = "cancelled";
+          constraint.dispose();
+          this.#done(seq);
+          continue;
+        }
+        seq.constraint = constraint;
+        const opening = this.scheduler.add(seq);
+        if (opening) {
+          // Known before any step ran: not a first token for TTFT.
+          const member = this.#members.get(seq)!;
+          this.metrics.delivered(opening.ids.length, performance.now());
+          member.sink.tokens(member.index, opening.ids, seq.sampling.logprobs ? [] : undefined);
+          if (opening.finishReason) this.#done(seq);
+        }
+      }
+      this.#wakeUp();
+    })().catch((e) => {
+      const error = e instanceof Error ? e : new Error(String(e));
+      for (const seq of seqs) {
+        if (!this.#preparing.delete(seq)) continue;
+        const member = this.#members.get(seq);
+        this.#members.delete(seq);
+        member?.sink.fail(member.index, error);
+      }
+    });
   }
 
   /** Current metrics. */
@@ -202,6 +259,13 @@ export class Engine {
     if (!this.#closing) {
       this.#closing = true;
       for (const seq of this.#members.keys()) this.scheduler.cancel(seq);
+      // Sequences still waiting for their matcher never reach the scheduler: end them here.
+      for (const seq of [...this.#preparing]) {
+        this.#preparing.delete(seq);
+        seq.status = "finished";
+        seq.finishReason = "cancelled";
+        this.#done(seq);
+      }
       this.#wakeUp();
     }
     await this.#loop;
@@ -215,7 +279,7 @@ export class Engine {
     if (plan.chunks.length) this.#record(plan);
     const rows = await this.runner.step(plan);
     if (rows) {
-      this.metrics.syncs++;
+      this.metrics.syncs = this.runner.syncs;
       this.#deliver(this.scheduler.postprocess(rows));
       this.onProgress?.();
     }

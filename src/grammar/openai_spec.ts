@@ -11,6 +11,7 @@
  * `constrainAuto` a started call must be valid, at the price of a mask every step.
  * @module
  */
+import type { ResponseFormat, ToolChoiceOption } from "../api/types.ts";
 import { GrammarError } from "./errors.ts";
 import type { GrammarSpec, JsonSchema, ToolChoice } from "./spec.ts";
 import type { ToolCallFormat, ToolFunction } from "./tool_format.ts";
@@ -187,6 +188,54 @@ function toolChoiceOf(body: Json, tools: OpenAITool[] | undefined): "none" | Too
     "tool_choice",
     `tool_choice must be "none", "auto", "required" or {"type": "function", "function": {"name": ...}}`,
   );
+}
+
+/** A request body's structured-output fields as the engine's request options. */
+export interface StructuredOptions {
+  responseFormat?: ResponseFormat;
+  tools?: ToolFunction[];
+  toolChoice?: ToolChoiceOption;
+  parallelToolCalls?: boolean;
+  /** Which body field `responseFormat` came from (`response_format` or a `guided_*`). */
+  responseParam?: string;
+  /** The tools in OpenAI's shape (what the chat template is given). */
+  openaiTools?: OpenAITool[];
+}
+
+/**
+ * Reads the structured-output fields of a request body as request options (shapes checked
+ * here, with the parameter named; the combination and the grammar itself are checked by the
+ * engine's request validation).
+ */
+export function structuredOptionsOf(
+  body: Json,
+  endpoint: "chat" | "completion",
+): StructuredOptions {
+  const response = responseSpec(body);
+  const out: StructuredOptions = {};
+  if (response) {
+    out.responseFormat = response.spec as ResponseFormat;
+    out.responseParam = response.param;
+  }
+  if (endpoint === "completion") {
+    for (const k of ["tools", "tool_choice", "parallel_tool_calls"]) {
+      if (present(body, k)) bad(k, `${k} is only supported on /v1/chat/completions`);
+    }
+    return out;
+  }
+  const tools = toolsOf(body);
+  if (tools) {
+    out.openaiTools = tools;
+    out.tools = tools.map((t) => t.function);
+  }
+  if (present(body, "tool_choice")) out.toolChoice = toolChoiceOf(body, tools);
+  if (present(body, "parallel_tool_calls")) {
+    if (typeof body.parallel_tool_calls !== "boolean") {
+      bad("parallel_tool_calls", "parallel_tool_calls must be a boolean");
+    }
+    out.parallelToolCalls = body.parallel_tool_calls;
+  }
+  return out;
 }
 
 /** Reads the structured-output fields of a request body. */

@@ -4,42 +4,14 @@
  * caches compiled grammars by {@link specKey}.
  * @module
  */
+import type { GrammarSpec, JsonSchema, ToolCallSpec, ToolFunction } from "../api/types.ts";
 import { GrammarError } from "./errors.ts";
-import type { ToolCallFormat, ToolFunction } from "./tool_format.ts";
 
-/** A JSON schema (an object, or `true` for any value). */
-export type JsonSchema = Record<string, unknown> | boolean;
+// The spec types are request data, declared with the request options in api/types.ts.
+export type { GrammarSpec, JsonSchema, ToolCallSpec } from "../api/types.ts";
 
 /** Which tool calls a {@link ToolCallSpec} allows (OpenAI's `tool_choice` minus "none"). */
-export type ToolChoice = "auto" | "required" | { name: string };
-
-/** Tool calls in a model family's format, their arguments valid against each tool's schema. */
-export interface ToolCallSpec {
-  type: "tool_calls";
-  format: ToolCallFormat;
-  tools: ToolFunction[];
-  /**
-   * "required": one or more calls and nothing else; a name: exactly one call of that function;
-   * "auto": free text, and wherever a call starts it must be a valid call (see tool_grammar.ts).
-   */
-  choice: ToolChoice;
-  /** Whether several calls may follow each other ("required" and "auto"; default true). */
-  parallel?: boolean;
-}
-
-/** An output constraint. */
-export type GrammarSpec =
-  /** Any JSON object (OpenAI `{"type": "json_object"}`). */
-  | { type: "json_object" }
-  /** JSON valid against a schema; `strict: false` allows properties the schema does not list. */
-  | { type: "json_schema"; schema: JsonSchema; strict?: boolean }
-  /** Text matching a regular expression in full (vLLM `guided_regex`). */
-  | { type: "regex"; pattern: string }
-  /** Exactly one of some strings (vLLM `guided_choice`). */
-  | { type: "choice"; choices: string[] }
-  /** An EBNF grammar in xgrammar's dialect (GBNF-like; vLLM `guided_grammar`), start rule `root`. */
-  | { type: "ebnf"; grammar: string }
-  | ToolCallSpec;
+export type ToolChoice = ToolCallSpec["choice"];
 
 type Json = Record<string, unknown>;
 

@@ -16,28 +16,16 @@
  * returned exactly.
  * @module
  */
+import type { ToolCall, ToolCallDelta } from "../api/types.ts";
 import { FORMAT_SYNTAX, type ToolCallFormat } from "./tool_format.ts";
 
-/** One parsed call (OpenAI's `message.tool_calls[i]` minus `type`). */
-export interface ToolCall {
-  id: string;
-  name: string;
-  /** The arguments as JSON text. */
-  arguments: string;
-}
+// Result data, declared with the results in api/types.ts.
+export type { ToolCall, ToolCallDelta } from "../api/types.ts";
 
 /** A whole output split into content and calls. */
 export interface ParsedOutput {
   content: string;
   toolCalls: ToolCall[];
-}
-
-/** One OpenAI `delta.tool_calls` item. */
-export interface ToolCallDelta {
-  index: number;
-  id?: string;
-  type?: "function";
-  function: { name?: string; arguments?: string };
 }
 
 /** What the stream parser emits. */

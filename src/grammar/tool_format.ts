@@ -8,17 +8,10 @@
  * - `mistral` (Mistral v3 tokenizers): `[TOOL_CALLS][{"name": ..., "arguments": {...}}, ...]`.
  * @module
  */
+import type { ToolCallFormat } from "../api/types.ts";
 
-/** A tool-call format. */
-export type ToolCallFormat = "hermes" | "llama3_json" | "mistral";
-
-/** One function a request offers (OpenAI's `tools[].function`). */
-export interface ToolFunction {
-  name: string;
-  description?: string;
-  /** JSON schema of the arguments object (absent: any object). */
-  parameters?: Record<string, unknown>;
-}
+// Request data, declared with the request options in api/types.ts.
+export type { ToolCallFormat, ToolFunction } from "../api/types.ts";
 
 /** The literal pieces of a format. */
 export interface FormatSyntax {

@@ -42,6 +42,9 @@ export const SOFTCAP: KernelDescriptor<Record<string, never>, "x"> = kernel("sof
 export const SAMPLE: KernelDescriptor<Record<string, never>, "logits" | "counts" | "prompt_mask" | "records"> =
   kernel("sample", ["logits", "counts", "prompt_mask", "records"]);
 
+/** Constrained decoding: a per-row token bitmask applied to the logits before sampling. */
+export const MASK: KernelDescriptor<Record<string, never>, "logits" | "masks"> = kernel("mask", ["logits", "masks"]);
+
 /** Every kernel file the model needs. */
-export const KERNEL_FILES: readonly string[] = [EMBED, RMSNORM, MATMUL, ROPE_KV, PAGED_ATTENTION, EAGER_ATTENTION, ACT_MUL, SOFTCAP, SAMPLE]
+export const KERNEL_FILES: readonly string[] = [EMBED, RMSNORM, MATMUL, ROPE_KV, PAGED_ATTENTION, EAGER_ATTENTION, ACT_MUL, SOFTCAP, SAMPLE, MASK]
   .map((k) => k.file);

@@ -51,15 +51,22 @@ export const RECORD_REF = 0x80000000;
 /** KV slot of a token whose K/V are not stored. */
 export const NO_SLOT = 0xffffffff;
 
+/** Mask row of a logit row that is not constrained (kernels/mask.wgsl leaves it alone). */
+export const NO_MASK = 0xffffffff;
+
 /** Per-row fields packed beside the sampling parameters. */
 export interface SamplingRowExtras {
   /** Index of the token being sampled within its sequence's output. */
   outputIndex: number;
   /** The sequence's row in the sampler's penalty tables. */
   seqSlot: number;
+  /** The row's token bitmask in the step's mask buffer, or NO_MASK (default). */
+  maskRow?: number;
 }
 
 type RowField = keyof SamplingParams | keyof SamplingRowExtras;
+
+const EXTRAS: ReadonlySet<RowField> = new Set(["outputIndex", "seqSlot", "maskRow"]);
 
 /** One logit row's sampling words, in order, with their WGSL scalar type. */
 export const SAMPLING_ROW: readonly (readonly [RowField, "f32" | "u32"])[] = [
@@ -75,6 +82,7 @@ export const SAMPLING_ROW: readonly (readonly [RowField, "f32" | "u32"])[] = [
   ["seqSlot", "u32"],
   ["topLogprobs", "u32"],
   ["logprobs", "u32"],
+  ["maskRow", "u32"],
 ];
 
 /** u32 words of sampling parameters per logit row. */
@@ -90,7 +98,11 @@ export function packSamplingRow(
 ): void {
   for (let k = 0; k < SAMPLING_ROW.length; k++) {
     const [field, type] = SAMPLING_ROW[k];
-    const v = field === "outputIndex" || field === "seqSlot" ? extras[field] : sampling[field];
+    const v = field === "maskRow"
+      ? extras.maskRow ?? NO_MASK
+      : EXTRAS.has(field)
+      ? extras[field as keyof SamplingRowExtras]
+      : sampling[field as keyof SamplingParams];
     if (type === "f32") outF[offset + k] = v as number;
     else out[offset + k] = typeof v === "boolean" ? (v ? 1 : 0) : (v as number) >>> 0;
   }
@@ -113,6 +125,7 @@ export function layoutWgsl(): string {
   lines.push(`const STEP_HEADER_WORDS: u32 = ${STEP_HEADER_WORDS}u;`);
   lines.push(`const RECORD_REF: u32 = 0x${RECORD_REF.toString(16)}u;`);
   lines.push(`const NO_SLOT: u32 = 0x${NO_SLOT.toString(16)}u;`);
+  lines.push(`const NO_MASK: u32 = 0x${NO_MASK.toString(16)}u;`);
   SAMPLING_ROW.forEach(([name], k) => lines.push(`const ROW_${snake(name)}: u32 = ${k}u;`));
   lines.push(`const ROW_WORDS: u32 = ${SAMPLING_ROW_WORDS}u;`);
   for (const [name, index] of Object.entries(RECORD)) lines.push(`const RECORD_${snake(name)}: u32 = ${index}u;`);

@@ -22,7 +22,8 @@ import type { SampledRow, StepPlan } from "../scheduler/scheduler.ts";
 import type { Sequence } from "../scheduler/sequence.ts";
 import { ForwardPass, type StepShape } from "./forward.ts";
 import { GpuSampler } from "./sampler.ts";
-import { ReadbackRing } from "./readback.ts";
+import { type ReadBatch, ReadbackRing, RowReadback } from "./readback.ts";
+import { TokenMaskPass } from "./token_mask.ts";
 import {
   buildStepBatch,
   metaSlotWords,
@@ -58,6 +59,12 @@ export interface ModelRunnerOptions {
   quantization?: Quantization;
   /** Steps between readbacks (default 8). */
   stepsPerSync?: number;
+  /**
+   * Steps between readbacks while a constrained sequence waits for its token (default 2, at
+   * most `stepsPerSync`): its rows come back on their own, but the engine only takes them when
+   * it passes by a readback, so shorter batches while one waits get it its tokens sooner.
+   */
+  constrainedStepsPerSync?: number;
   /** Most logprob alternatives a row may ask for. */
   maxTopLogprobs?: number;
   /** An existing device to use. */
@@ -77,6 +84,8 @@ export class ModelRunner {
   readonly pipelines: PipelineCache;
   /** Samples every logit row on the GPU into a ring of output records. */
   readonly sampler: GpuSampler;
+  /** Applies constrained rows' token bitmasks to their logits before sampling. */
+  readonly masks: TokenMaskPass;
   #meta: GPUBuffer;
   #slotStride: number;
   #slots: number;
@@ -84,6 +93,10 @@ export class ModelRunner {
   #ringSteps: number;
   #stepIndex = 0;
   #readback: ReadbackRing<Sequence>;
+  /** Records of constrained rows, read back right after their step. */
+  #rowReadback: RowReadback<Sequence>;
+  #constrainedSync: number;
+  #syncs = 0;
   /** The output record holding each sequence's newest sampled token. */
   #lastRecord = new WeakMap<Sequence, number>();
   #logitsRead: GPUBuffer | null = null;
@@ -97,6 +110,7 @@ export class ModelRunner {
     pipelines: PipelineCache;
     attn: AttentionImpl;
     stepsPerSync: number;
+    constrainedStepsPerSync: number;
     maxTopLogprobs: number;
   }) {
     const device = init.gpu.device;
@@ -110,6 +124,7 @@ export class ModelRunner {
     // needs its own metadata slot (writeBuffer lands before any later submit) and its
     // records must stay in the ring until read back and fed to the next step.
     const sync = init.stepsPerSync;
+    this.#constrainedSync = Math.max(1, Math.min(sync, init.constrainedStepsPerSync));
     this.#slots = 2 * sync + 2;
     this.#ringSteps = 4 * sync + 4;
     const slotBytes = metaSlotWords(init.capacity) * 4;
@@ -135,7 +150,11 @@ export class ModelRunner {
       tokenRecords: { buffer: this.sampler.records, recordWords: this.sampler.recordWords },
     });
     this.sampler.bind(this.#meta, slotBytes, this.forward.logits);
-    this.#readback = new ReadbackRing(device, { stepsPerSync: sync, maxRowsPerStep: rows, recordBytes: this.sampler.recordWords * 4 });
+    this.masks = new TokenMaskPass(device, init.pipelines, { vocab: init.spec.vocabSize, maxRows: rows });
+    this.masks.bind(this.#meta, slotBytes, this.forward.logits);
+    const recordBytes = this.sampler.recordWords * 4;
+    this.#readback = new ReadbackRing(device, { stepsPerSync: sync, maxRowsPerStep: rows, recordBytes });
+    this.#rowReadback = new RowReadback(device, { maxRowsPerStep: rows, recordBytes });
   }
 
   /** Loads a Hugging Face checkpoint directory or a GGUF file onto the GPU. */
@@ -179,6 +198,7 @@ export class ModelRunner {
         pipelines,
         attn: options.attn ?? "paged",
         stepsPerSync: options.stepsPerSync ?? 8,
+        constrainedStepsPerSync: options.constrainedStepsPerSync ?? 2,
         maxTopLogprobs: options.maxTopLogprobs ?? 0,
       });
       const error = await device.popErrorScope();
@@ -201,7 +221,12 @@ export class ModelRunner {
 
   /** Whether submitted steps still have records to read back. */
   get busy(): boolean {
-    return this.#readback.pendingSteps > 0 || this.#readback.inflight > 0;
+    return this.#readback.pendingSteps > 0 || this.#readback.inflight > 0 || this.#rowReadback.pending > 0;
+  }
+
+  /** Batched readbacks completed (GPU->CPU waits of the ring; constrained rows' own not counted). */
+  get syncs(): number {
+    return this.#syncs;
   }
 
   /**
@@ -209,18 +234,35 @@ export class ModelRunner {
    * completed, else null. Readbacks complete after every `stepsPerSync` steps (the GPU stays
    * up to two batches ahead) and, when there is nothing to schedule, for whatever is in
    * flight: an empty plan with nothing in flight returns null (idle).
+   *
+   * Constrained rows come back on their own ({@link RowReadback}): whatever of theirs is
+   * mapped is returned with any step's result, never waited for while the plan has work;
+   * with an empty plan their oldest readback is waited for first (their sequences are what
+   * the next step waits for). While one is pending, batches close every
+   * `constrainedStepsPerSync` steps.
    */
   async step(plan: StepPlan): Promise<SampledRow[] | null> {
     const ring = this.#readback;
+    const own = this.#rowReadback;
+    const batches: ReadBatch<Sequence>[] = [];
     if (plan.chunks.length > 0) {
       this.#submit(plan);
-      if (ring.full) ring.flush();
-      if (ring.inflight < ring.maxInflight) return null;
+      if (ring.full || (own.pending > 0 && ring.pendingSteps >= this.#constrainedSync)) ring.flush();
+      if (ring.inflight >= ring.maxInflight) batches.push(await ring.drainOldest());
+    } else if (own.pending > 0) {
+      // Start mapping what the ring holds (when a batch may still be added), then wait for
+      // the constrained rows.
+      if (ring.pendingSteps > 0 && ring.inflight < ring.maxInflight - 1) ring.flush();
+      await own.waitOldest();
+      if (ring.oldestReady) batches.push(await ring.drainOldest());
     } else {
       if (ring.pendingSteps > 0) ring.flush();
-      if (ring.inflight === 0) return null;
+      if (ring.inflight > 0) batches.push(await ring.drainOldest());
     }
-    return this.#read(await ring.drainOldest());
+    this.#syncs += batches.length;
+    batches.push(...own.takeMapped());
+    if (batches.length === 0) return null;
+    return batches.flatMap((b) => this.#read(b));
   }
 
   #submit(plan: StepPlan): void {
@@ -231,6 +273,9 @@ export class ModelRunner {
     const chunks: SequenceChunk[] = [];
     const rows: RowSampling[] = [];
     const owners: { owner: Sequence; outputIndex: number }[] = [];
+    /** Constrained rows: row index and owner, in mask-row order. */
+    const constrained: { row: number; owner: Sequence; outputIndex: number }[] = [];
+    const maskWords = this.masks.maskWords;
     for (const c of plan.chunks) {
       const seq = c.seq;
       const tokens: number[] = [];
@@ -243,19 +288,61 @@ export class ModelRunner {
       if (!c.sample) continue;
       // The scheduler counted this token as pending already.
       const outputIndex = seq.generated - 1;
-      rows.push({ sampling: seq.sampling, outputIndex, seqSlot: seq.slot });
-      owners.push({ owner: seq, outputIndex });
+      if (seq.constraint) {
+        // Its state is known on the CPU (the scheduler waited for its last token).
+        const maskRow = constrained.length;
+        seq.constraint.fillMask(this.masks.staging, maskRow * maskWords);
+        constrained.push({ row: rows.length, owner: seq, outputIndex });
+        rows.push({ sampling: seq.sampling, outputIndex, seqSlot: seq.slot, maskRow });
+      } else {
+        rows.push({ sampling: seq.sampling, outputIndex, seqSlot: seq.slot });
+        owners.push({ owner: seq, outputIndex });
+      }
       this.#lastRecord.set(seq, recordBase + rows.length - 1);
     }
     const batch = buildStepBatch(chunks, this.cache.options.blockSize);
     const offset = this.writeStep(batch, { rows, recordBase });
+    this.masks.upload(constrained.length);
     const encoder = device.createCommandEncoder();
     const pass = encoder.beginComputePass();
     this.forward.encode(pass, offset, shapeOf(batch));
+    if (constrained.length) this.masks.encode(pass, offset, rows.length);
     this.sampler.encode(pass, offset, rows.length);
     pass.end();
-    this.#readback.addStep(encoder, this.sampler.records, recordBase, owners);
+    // Unconstrained rows' records are contiguous only when no constrained row sits between
+    // them: copy each run of them, so the ring keeps one record per owner in order.
+    if (constrained.length === 0) {
+      this.#readback.addStep(encoder, this.sampler.records, recordBase, owners);
+    } else {
+      this.#addMixedStep(encoder, recordBase, rows.length, constrained, owners);
+    }
     device.queue.submit([encoder.finish()]);
+    this.#rowReadback.flush();
+  }
+
+  /** Copies a step's records where some rows are constrained: those to their own readback. */
+  #addMixedStep(
+    encoder: GPUCommandEncoder,
+    recordBase: number,
+    rowCount: number,
+    constrained: { row: number; owner: Sequence; outputIndex: number }[],
+    owners: { owner: Sequence; outputIndex: number }[],
+  ): void {
+    let next = 0; // next unconstrained owner
+    let runStart = 0;
+    const records = this.sampler.records;
+    const flushRun = (end: number) => {
+      const n = end - runStart;
+      if (n > 0) this.#readback.addRecords(encoder, records, recordBase + runStart, owners.slice(next, next + n));
+      next += n;
+    };
+    for (const c of constrained) {
+      flushRun(c.row);
+      this.#rowReadback.add(encoder, records, recordBase + c.row, c);
+      runStart = c.row + 1;
+    }
+    flushRun(rowCount);
+    this.#readback.endStep();
   }
 
   #read(batch: { words: Uint32Array; rows: { owner: Sequence; outputIndex: number }[] }): SampledRow[] {
@@ -313,6 +400,8 @@ export class ModelRunner {
   /** Frees every GPU resource this runner created. */
   close(): void {
     this.#readback.destroy();
+    this.#rowReadback.destroy();
+    this.masks.destroy();
     this.sampler.destroy();
     this.forward.destroy();
     this.cache.destroy();

@@ -94,10 +94,18 @@ export class Scheduler {
     this.#freeSlots = Array.from({ length: options.maxSeqs }, (_, i) => options.maxSeqs - 1 - i);
   }
 
-  /** Queues a new sequence. */
-  add(seq: Sequence): void {
+  /**
+   * Queues a new sequence. A constrained sequence first takes the tokens its grammar forces
+   * at the start as known outputs (they are prefilled with the prompt); those are returned
+   * for delivery, with the finish when they already reach `maxTokens`.
+   */
+  add(seq: Sequence): SequenceOutput | null {
     seq.status = "waiting";
+    const o: SequenceOutput = { seq, ids: [], logprobs: [], finishReason: null };
+    if (seq.constraint) this.#appendForced(seq, o);
+    if (o.finishReason) return o;
     this.waiting.push(seq);
+    return o.ids.length ? o : null;
   }
 
   /** Whether anything is queued, running or waiting for its last tokens. */
@@ -119,13 +127,15 @@ export class Scheduler {
     this.draining.delete(seq);
     seq.status = "finished";
     seq.finishReason = reason;
+    seq.constraint?.dispose();
   }
 
   /**
    * Applies tokens read back from the GPU, in step order: appends them, ends sequences that
    * sampled a stop token or reached their length, and commits newly full blocks to the prefix
    * cache. Tokens of sequences that already ended (sampled past a stop while the GPU ran
-   * ahead, or cancelled) are dropped.
+   * ahead, or cancelled) are dropped. A constrained sequence's grammar accepts each token
+   * (it ends with "stop" once complete), then adds the tokens it forces next.
    */
   postprocess(rows: Iterable<SampledRow>): SequenceOutput[] {
     const out = new Map<Sequence, SequenceOutput>();
@@ -133,20 +143,44 @@ export class Scheduler {
       seq.pending--;
       if (seq.status === "finished" || seq.cancelled) continue;
       if (outputIndex !== seq.outputIds.length) throw new Error(`sequence ${seq.id}: output ${outputIndex} out of order`);
-      seq.outputIds.push(token.id);
       let o = out.get(seq);
       if (!o) out.set(seq, o = { seq, ids: [], logprobs: [], finishReason: null });
+      const constraint = seq.constraint;
+      if (constraint && !constraint.accept(token.id)) {
+        // Only when every token was masked (a grammar with no way on): end rather than emit
+        // a token the grammar forbids.
+        this.finish(seq, "stop");
+        o.finishReason = "stop";
+        continue;
+      }
+      seq.outputIds.push(token.id);
       o.ids.push(token.id);
       if (seq.sampling.logprobs) o.logprobs.push(token);
-      const reason = seq.stopTokenIds.has(token.id) ? "stop" : seq.outputIds.length >= seq.maxTokens ? "length" : null;
+      const reason = seq.stopTokenIds.has(token.id) || constraint?.terminated
+        ? "stop"
+        : seq.outputIds.length >= seq.maxTokens
+        ? "length"
+        : null;
       if (reason) {
         this.finish(seq, reason);
         o.finishReason = reason;
-      } else {
-        this.commitBlocks(seq);
+        continue;
       }
+      if (constraint) this.#appendForced(seq, o);
+      if (!o.finishReason) this.commitBlocks(seq);
     }
     return [...out.values()];
+  }
+
+  /** Appends the tokens a constrained sequence's grammar forces (up to its length). */
+  #appendForced(seq: Sequence, o: SequenceOutput): void {
+    const forced = seq.constraint!.forced().slice(0, seq.maxTokens - seq.outputIds.length);
+    seq.outputIds.push(...forced);
+    o.ids.push(...forced);
+    if (seq.outputIds.length >= seq.maxTokens) {
+      this.finish(seq, "length");
+      o.finishReason = "length";
+    }
   }
 
   /** Registers full blocks whose tokens are all known in the prefix cache. */
@@ -196,7 +230,7 @@ export class Scheduler {
         if (budget <= 0) break;
         // Chunked prefill (or recompute) still in progress: more than one token to compute.
         if (seq.status !== "running" || this.#scheduled(plan, seq)) continue;
-        if (seq.totalLength - seq.numComputed <= 1) continue;
+        if (seq.totalLength - seq.numComputed <= 1 || (seq.constraint && seq.pending > 0)) continue;
         const n = Math.min(budget, seq.totalLength - seq.numComputed);
         if (!this.#ensureBlocks(seq, seq.numComputed + n, plan) || seq.status !== "running") continue;
         budget -= this.#take(plan, seq, n, false);
@@ -231,9 +265,13 @@ export class Scheduler {
     return plan;
   }
 
-  /** Decode wanted: a sampled token waits to be fed and the output is not complete. */
+  /**
+   * Decode wanted: a sampled token waits to be fed and the output is not complete. A
+   * constrained sequence waits until that token is read back: its mask depends on it.
+   */
   #wantsDecode(seq: Sequence): boolean {
-    return seq.totalLength - seq.numComputed === 1 && seq.generated < seq.maxTokens;
+    return seq.totalLength - seq.numComputed === 1 && seq.generated < seq.maxTokens &&
+      !(seq.constraint && seq.pending > 0);
   }
 
   #ready(seq: Sequence, plan: StepPlan): boolean {

@@ -15,6 +15,28 @@ export interface SequenceParams {
 }
 
 /**
+ * A sequence's output constraint (a grammar matcher, as the scheduler and runner see it). A
+ * constrained sequence is scheduled to sample only once every token it has is known on the
+ * CPU: the runner asks the constraint for the mask of the next token when it builds the step,
+ * and the scheduler feeds it each token read back.
+ */
+export interface SequenceConstraint {
+  /** Advances by one token read back; false (state unchanged) when the grammar rejects it. */
+  accept(id: number): boolean;
+  /** Whether the grammar is complete (it accepted a stop token). */
+  readonly terminated: boolean;
+  /**
+   * Tokens the grammar forces next (jump-forward: text every valid continuation starts with),
+   * already accepted; [] when none. They are appended like prompt tokens, without sampling.
+   */
+  forced(): number[];
+  /** Writes the mask of the next token (bit set = allowed) at word `offset` of `out`. */
+  fillMask(out: Uint32Array, offset: number): void;
+  /** Frees it (the sequence has ended). Idempotent. */
+  dispose(): void;
+}
+
+/**
  * Where a sequence is. "draining": every token it will generate has been scheduled, so it
  * has given back its blocks and slot, and waits only for its last tokens to be read back.
  */
@@ -53,6 +75,8 @@ export class Sequence {
   admittedAt = 0;
   /** Asked to leave; the scheduler ends it at its next step. */
   cancelled = false;
+  /** The output constraint, or null (set before the sequence is added to the scheduler). */
+  constraint: SequenceConstraint | null = null;
 
   constructor(id: number, promptIds: readonly number[], params: SequenceParams, arrival: number) {
     this.id = id;

@@ -195,11 +195,7 @@ export class App {
     if (e instanceof ApiError) return e.toResponse();
     if (isBodyError(e, "body_timeout")) return new ApiError(408, (e as Error).message, { code: "body_timeout" }).toResponse();
     if (isBodyError(e, "malformed_body")) return badParam("body", (e as Error).message, "malformed_body").toResponse();
-    if (e instanceof InvalidRequestError) {
-      const param = PARAM_NAMES[e.param] ?? e.param;
-      const code = e.code === "context_length_exceeded" ? e.code : null;
-      return badParam(param, `${param} ${e.detail}`, code).toResponse();
-    }
+    if (e instanceof InvalidRequestError) return requestError(e).toResponse();
     if (e instanceof ChatTemplateError) return badParam("messages", e.message).toResponse();
     if (e instanceof LlmError) {
       const unavailable = e.code === "engine_failed" || e.code === "engine_closed";
@@ -346,7 +342,10 @@ export class App {
     if (!this.#chat) {
       throw badParam("messages", `model ${this.options.modelName} has no chat template; use /v1/completions`, "no_chat_template");
     }
-    const ids = await this.#encode(this.#chat.render(request.messages), false, "messages", engine) as number[];
+    // Tools reach the template as transformers' apply_chat_template(tools=...) passes them
+    // (whatever the tool choice, as vLLM does).
+    const text = this.#chat.render(request.messages, true, request.tools ? { tools: request.tools } : {});
+    const ids = await this.#encode(text, false, "messages", engine) as number[];
     return { request, jobs: [{ prompt: ids, options: request.options, firstChoice: 0 }], choices: n };
   }
 
@@ -383,6 +382,17 @@ export class App {
     if (!this.#admitting) throw new ApiError(503, "the server is shutting down", { code: "shutting_down" });
     const body = await this.#readJson(req);
     const request = kind === "completion" ? parseCompletionRequest(body) : parseChatRequest(body);
+    try {
+      return await this.#run(req, request, engine);
+    } catch (e) {
+      // The engine names its options; answer with the body's names (e.g. guided_json).
+      if (e instanceof InvalidRequestError) throw requestError(e, request.paramNames);
+      throw e;
+    }
+  }
+
+  async #run(req: Request, request: CompletionRequest | ChatRequest, engine: ServedEngine): Promise<Response> {
+    const kind = request.kind;
     const prep = await this.#prepare(request, engine);
     if (req.signal.aborted) throw new ApiError(CLIENT_GONE, "the client closed the connection", { code: "client_gone" });
     const seqs = prep.choices;
@@ -438,6 +448,13 @@ export class App {
     this.#activeRequests--;
     if (this.#activeRequests === 0) for (const resolve of this.#idle.splice(0)) resolve();
   }
+}
+
+/** A request error as a 400 naming the body's parameter (`names`: the request's own names first). */
+function requestError(e: InvalidRequestError, names: Record<string, string> = {}): ApiError {
+  const param = names[e.param] ?? PARAM_NAMES[e.param] ?? e.param;
+  const code = e.code === "invalid_request" ? null : e.code;
+  return badParam(param, `${param} ${e.detail}`, code);
 }
 
 /** Whether `e` is the HTTP layer's RequestBodyError of this code (checked by code: Request may wrap). */

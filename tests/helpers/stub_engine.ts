@@ -8,7 +8,8 @@ import { App, type AppOptions } from "../../src/server/app.ts";
 import type { ServedEngine } from "../../src/server/served_engine.ts";
 import { Tokenizer } from "../../src/model/tokenizer.ts";
 import { validateRequest } from "../../src/api/validate.ts";
-import type { EngineInfo, EngineStats, GenerateDelta, GenerateOptions, HistogramSnapshot } from "../../src/api/types.ts";
+import type { EngineInfo, EngineStats, GenerateDelta, GenerateOptions, HistogramSnapshot, ToolCallFormat } from "../../src/api/types.ts";
+import { modelToolFormat } from "../../src/grammar/model_vocabulary.ts";
 import { serveHttp } from "../../src/runtime/runtime.ts";
 import { modelDir } from "./reference.ts";
 
@@ -59,6 +60,9 @@ export class StubEngine implements ServedEngine {
   current: EngineStats;
   /** What `statsAgeMs` returns. */
   statsAgeMs = 0;
+  readonly toolCallFormat: ToolCallFormat | null;
+  /** The prompt ids of every request, in order (what the server rendered and tokenized). */
+  readonly prompts: number[][] = [];
 
   constructor(tokenizer: Tokenizer, info: Partial<EngineInfo> = {}) {
     this.tokenizer = tokenizer;
@@ -76,6 +80,7 @@ export class StubEngine implements ServedEngine {
       ...info,
     };
     this.current = idleStats(this.info);
+    this.toolCallFormat = modelToolFormat(tokenizer, null);
   }
 
   /** A stub with the tokenizer (and chat template) of a reference model. */
@@ -89,7 +94,8 @@ export class StubEngine implements ServedEngine {
 
   stream(options: GenerateOptions): AsyncIterable<GenerateDelta> {
     const promptIds = typeof options.prompt === "string" ? this.tokenizer.encode(options.prompt) : [...options.prompt];
-    const request = validateRequest(options, promptIds, this.info);
+    const request = validateRequest(options, promptIds, { ...this.info, toolCallFormat: this.toolCallFormat });
+    this.prompts.push(promptIds);
     const id = request.promptIds.at(-1)!;
     const tokenizer = this.tokenizer;
     return (async function* () {
@@ -115,9 +121,9 @@ export interface StubServer {
   close(): Promise<void>;
 }
 
-/** Starts an App around a stub engine. */
-export async function stubServer(options: Partial<AppOptions> = {}, model = "stories260K"): Promise<StubServer> {
-  const engine = await StubEngine.load(model);
+/** Starts an App around a stub engine (`info` overrides its limits). */
+export async function stubServer(options: Partial<AppOptions> = {}, model = "stories260K", info: Partial<EngineInfo> = {}): Promise<StubServer> {
+  const engine = await StubEngine.load(model, info);
   const app = new App({ modelName: model, maxBodyBytes: 1 << 20, maxQueue: 64, ...options });
   app.setEngine(engine);
   const http = serveHttp({ hostname: "127.0.0.1", port: 0 }, (req) => app.handle(req));

@@ -6,8 +6,10 @@
  * @module
  */
 import type { GenerateOptions } from "../../../mod.ts";
+import { GrammarError } from "../../grammar/errors.ts";
+import { structuredOptionsOf } from "../../grammar/openai_spec.ts";
 import { badParam } from "../api_error.ts";
-import type { ChatMessage } from "../chat_template.ts";
+import type { ChatMessage, ChatTool, ChatToolCall } from "../chat_template.ts";
 
 /** Engine request options shared by every prompt of an API request. */
 export type RequestOptions = Omit<GenerateOptions, "prompt" | "signal">;
@@ -22,6 +24,8 @@ export interface CompletionRequest {
   includeUsage: boolean;
   /** Whether logprobs were asked for (the legacy `logprobs` integer). */
   logprobs: boolean;
+  /** The body's name of an engine option where it is not the usual one (e.g. `guided_json`). */
+  paramNames: Record<string, string>;
 }
 
 /** A parsed `/v1/chat/completions` body. */
@@ -29,10 +33,13 @@ export interface ChatRequest {
   kind: "chat";
   model: string | null;
   messages: ChatMessage[];
+  /** Tools for the chat template (OpenAI's shape), when offered. */
+  tools?: ChatTool[];
   options: RequestOptions;
   stream: boolean;
   includeUsage: boolean;
   logprobs: boolean;
+  paramNames: Record<string, string>;
 }
 
 type Body = Record<string, unknown>;
@@ -48,6 +55,9 @@ export const PARAM_NAMES: Record<string, string> = {
   frequencyPenalty: "frequency_penalty",
   stopTokenIds: "stop_token_ids",
   ignoreEos: "ignore_eos",
+  responseFormat: "response_format",
+  toolChoice: "tool_choice",
+  parallelToolCalls: "parallel_tool_calls",
 };
 
 const MAX_PROMPTS = 64;
@@ -91,12 +101,24 @@ function unsupported(body: Body, key: string, allowed: (v: unknown) => boolean, 
   if (present(body, key) && !allowed(body[key])) throw badParam(key, `${key}: ${what} is not supported`);
 }
 
+/** The structured-output fields (response_format, guided_*, tools...) as request options. */
+function structured(body: Body, kind: "completion" | "chat") {
+  try {
+    return structuredOptionsOf(body, kind);
+  } catch (e) {
+    if (e instanceof GrammarError) throw badParam(e.param ?? "body", e.message);
+    throw e;
+  }
+}
+
 /** Parameters common to both endpoints. */
 function common(body: Body, kind: "completion" | "chat"): {
   model: string | null;
   options: RequestOptions;
   stream: boolean;
   includeUsage: boolean;
+  paramNames: Record<string, string>;
+  tools?: ChatTool[];
 } {
   if (!isObject(body)) throw badParam("body", "the request body must be a JSON object");
   let model: string | null = null;
@@ -148,8 +170,10 @@ function common(body: Body, kind: "completion" | "chat"): {
   };
   // vLLM's convention: top_k -1 means off.
   if (options.topK === -1) options.topK = 0;
-  void kind;
-  return { model, options, stream, includeUsage };
+  const { responseParam, openaiTools, ...output } = structured(body, kind);
+  Object.assign(options, output);
+  const paramNames: Record<string, string> = responseParam ? { responseFormat: responseParam } : {};
+  return { model, options, stream, includeUsage, paramNames, ...(openaiTools ? { tools: openaiTools } : {}) };
 }
 
 /** Parses a `/v1/completions` body. */
@@ -178,6 +202,7 @@ export function parseCompletionRequest(body: unknown): CompletionRequest {
     stream: c.stream,
     includeUsage: c.includeUsage,
     logprobs: logprobs !== undefined,
+    paramNames: c.paramNames,
   };
 }
 
@@ -207,10 +232,23 @@ export function parseChatRequest(body: unknown): ChatRequest {
     if (typeof m.role !== "string" || !ROLES.has(m.role)) {
       throw badParam(`messages[${i}].role`, `role must be one of ${[...ROLES].join(", ")}`);
     }
-    return { role: m.role, content: messageText(m.content, i) };
+    const toolCalls = m.role === "assistant" && present(m, "tool_calls") ? toolCallsOf(m.tool_calls, i) : undefined;
+    // An assistant message that only calls tools may have no content.
+    const content = toolCalls && !present(m, "content") ? null : messageText(m.content, i);
+    const out: ChatMessage = { role: m.role, content };
+    if (toolCalls) out.tool_calls = toolCalls;
+    if (m.role === "tool") {
+      if (present(m, "tool_call_id") && typeof m.tool_call_id !== "string") {
+        throw badParam(`messages[${i}].tool_call_id`, "tool_call_id must be a string");
+      }
+      if (typeof m.tool_call_id === "string") out.tool_call_id = m.tool_call_id;
+    }
+    if (present(m, "name")) {
+      if (typeof m.name !== "string") throw badParam(`messages[${i}].name`, "name must be a string");
+      out.name = m.name;
+    }
+    return out;
   });
-  unsupported(b, "tools", (v) => Array.isArray(v) && v.length === 0, "tool calling");
-  unsupported(b, "response_format", (v) => isObject(v) && v.type === "text", "a response_format other than text");
   const logprobs = optBool(b, "logprobs") ?? false;
   const top = optInt(b, "top_logprobs");
   if (top !== undefined && !logprobs) throw badParam("top_logprobs", "top_logprobs needs logprobs: true");
@@ -224,5 +262,28 @@ export function parseChatRequest(body: unknown): ChatRequest {
     stream: c.stream,
     includeUsage: c.includeUsage,
     logprobs,
+    paramNames: c.paramNames,
+    ...(c.tools ? { tools: c.tools } : {}),
   };
+}
+
+/** An assistant message's `tool_calls` (OpenAI's shape; `arguments` a JSON string). */
+function toolCallsOf(v: unknown, i: number): ChatToolCall[] {
+  const where = `messages[${i}].tool_calls`;
+  if (!Array.isArray(v)) throw badParam(where, "tool_calls must be an array");
+  return v.map((c, j) => {
+    const f = isObject(c) ? c.function : undefined;
+    if (!isObject(c) || !isObject(f) || typeof f.name !== "string") {
+      throw badParam(`${where}[${j}]`, `each tool call must be {"type": "function", "function": {"name", "arguments"}}`);
+    }
+    if (f.arguments !== undefined && typeof f.arguments !== "string" && !isObject(f.arguments)) {
+      throw badParam(`${where}[${j}].function.arguments`, "arguments must be a JSON string");
+    }
+    const call: ChatToolCall = {
+      type: "function",
+      function: { name: f.name, arguments: (f.arguments as string | Record<string, unknown> | undefined) ?? "{}" },
+    };
+    if (typeof c.id === "string") call.id = c.id;
+    return call;
+  });
 }

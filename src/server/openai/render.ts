@@ -4,7 +4,7 @@
  * aborts its engine requests, which leave at the next step and free their blocks.
  * @module
  */
-import type { FinishReason, GenerateDelta, TokenLogprob, Tokenizer } from "../../../mod.ts";
+import type { GenerateDelta, OutputFinishReason, TokenLogprob, Tokenizer, ToolCall, ToolCallDelta } from "../../../mod.ts";
 import type { ServedEngine } from "../served_engine.ts";
 import type { ChatRequest, CompletionRequest, RequestOptions } from "./parse.ts";
 
@@ -28,7 +28,8 @@ interface Choice {
   text: string;
   ids: number[];
   logprobs: TokenLogprob[];
-  finishReason: FinishReason | null;
+  toolCalls: ToolCall[];
+  finishReason: OutputFinishReason | null;
 }
 
 interface Totals {
@@ -38,7 +39,7 @@ interface Totals {
 }
 
 /** OpenAI's names for finish reasons ("cancelled" never reaches a client that is still there). */
-function finishName(r: FinishReason | null): string | null {
+function finishName(r: OutputFinishReason | null): string | null {
   return r === null ? null : r === "cancelled" ? "abort" : r;
 }
 
@@ -72,6 +73,25 @@ function chatLogprobs(tok: Tokenizer, lps: TokenLogprob[]) {
   };
   return {
     content: lps.map((lp) => ({ ...entry(lp.id, lp.logprob), top_logprobs: (lp.top ?? []).map((t) => entry(t.id, t.logprob)) })),
+  };
+}
+
+/** OpenAI's `delta.tool_calls` items. */
+function toolCallDeltas(deltas: readonly ToolCallDelta[]) {
+  return deltas.map((d) => ({
+    index: d.index,
+    ...(d.id !== undefined ? { id: d.id, type: "function" } : {}),
+    function: d.function,
+  }));
+}
+
+/** A chat completion's message: content (null when it only calls tools) and `tool_calls`. */
+function chatMessage(c: Choice) {
+  if (c.toolCalls.length === 0) return { role: "assistant", content: c.text };
+  return {
+    role: "assistant",
+    content: c.text.length > 0 ? c.text : null,
+    tool_calls: c.toolCalls.map((t) => ({ id: t.id, type: "function", function: { name: t.name, arguments: t.arguments } })),
   };
 }
 
@@ -134,15 +154,23 @@ export async function completeJson(
   meta: ResponseMeta,
   signal: AbortSignal,
 ): Promise<Record<string, unknown>> {
-  const choices: Choice[] = Array.from({ length: prep.choices }, (_, index) => ({ index, text: "", ids: [], logprobs: [], finishReason: null }));
+  const choices: Choice[] = Array.from({ length: prep.choices }, (_, index) => ({ index, text: "", ids: [], logprobs: [], toolCalls: [], finishReason: null }));
   const totals: Totals = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
+  const warnings = new Set<string>();
   for await (const { choice, delta } of merged(engine, prep.jobs, signal)) {
     const c = choices[choice];
     c.text += delta.text;
     c.ids.push(...delta.ids);
     if (delta.logprobs) c.logprobs.push(...delta.logprobs);
+    for (const d of delta.toolCalls ?? []) {
+      const call = (c.toolCalls[d.index] ??= { id: "", name: "", arguments: "" });
+      if (d.id) call.id = d.id;
+      if (d.function.name) call.name += d.function.name;
+      if (d.function.arguments) call.arguments += d.function.arguments;
+    }
     if (delta.finishReason) c.finishReason = delta.finishReason;
     if (delta.usage) addUsage(totals, delta.usage);
+    for (const w of delta.warnings ?? []) warnings.add(w);
   }
   const tok = engine.tokenizer;
   const chat = prep.request.kind === "chat";
@@ -155,7 +183,7 @@ export async function completeJson(
       chat
         ? {
           index: c.index,
-          message: { role: "assistant", content: c.text },
+          message: chatMessage(c),
           logprobs: prep.request.logprobs ? chatLogprobs(tok, c.logprobs) : null,
           finish_reason: finishName(c.finishReason),
         }
@@ -167,6 +195,8 @@ export async function completeJson(
         }
     ),
     usage: usageBody(totals),
+    // Not OpenAI's: parts of response_format or a tool schema enforced more loosely than written.
+    ...(warnings.size ? { warnings: [...warnings] } : {}),
   };
 }
 
@@ -214,12 +244,15 @@ export async function completeStream(
       out.push(chunk([{ index: choice, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]));
     }
     const hasLogprobs = prep.request.logprobs && d.logprobs && d.logprobs.length > 0;
-    if (d.text || hasLogprobs || d.finishReason) {
+    const calls = chat && d.toolCalls && d.toolCalls.length > 0 ? toolCallDeltas(d.toolCalls) : null;
+    if (d.text || hasLogprobs || d.finishReason || calls) {
       const finish = finishName(d.finishReason ?? null);
       if (chat) {
+        const delta: Record<string, unknown> = d.text ? { content: d.text } : {};
+        if (calls) delta.tool_calls = calls;
         out.push(chunk([{
           index: choice,
-          delta: d.text ? { content: d.text } : {},
+          delta,
           logprobs: hasLogprobs ? chatLogprobs(tok, d.logprobs!) : null,
           finish_reason: finish,
         }]));
@@ -243,16 +276,22 @@ export async function completeStream(
     },
     async pull(controller) {
       try {
-        const next = await gen.next();
-        if (next.done) {
-          if (includeUsage) controller.enqueue(chunk([], totals));
-          controller.enqueue(enc.encode("data: [DONE]\n\n"));
-          controller.close();
-          finished = true;
-          onEnd(false);
-          return;
+        // A pull that enqueues nothing is not called again: read on until a delta shows
+        // (one holding only part of a character, or of a tool-call marker, renders nothing).
+        for (;;) {
+          const next = await gen.next();
+          if (next.done) {
+            if (includeUsage) controller.enqueue(chunk([], totals));
+            controller.enqueue(enc.encode("data: [DONE]\n\n"));
+            controller.close();
+            finished = true;
+            onEnd(false);
+            return;
+          }
+          const out = render(next.value.choice, next.value.delta);
+          for (const c of out) controller.enqueue(c);
+          if (out.length) return;
         }
-        for (const c of render(next.value.choice, next.value.delta)) controller.enqueue(c);
       } catch (e) {
         // The engine failed mid-stream: say so in the stream, then end it.
         const err = e as Error;
