@@ -15,7 +15,7 @@ import {
   detectVocabType,
   tokenBytes,
 } from "../src/grammar/vocabulary.ts";
-import { loadXGrammar } from "../src/grammar/xgrammar.ts";
+import { loadXGrammar, tokenizerInfoOf } from "../src/grammar/xgrammar.ts";
 import { Tokenizer } from "../src/model/tokenizer.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -55,13 +55,7 @@ for (const name of MODEL_NAMES) {
     assertEquals(v.stopTokenIds, tokenizer.eosTokenIds);
     assertEquals(v.vocabSize, tokenizer.vocabSize);
     const xg = await loadXGrammar();
-    const info = await xg.TokenizerInfo.createTokenizerInfo(
-      v.encoded,
-      v.vocabType,
-      v.addPrefixSpace,
-      v.vocabSize,
-      v.stopTokenIds,
-    );
+    const info = await tokenizerInfoOf(xg, v);
     assertEquals(info.getVocabSize(), tokenizer.vocabSize);
     const decoded = info.getDecodedVocabHandle();
     // Our decode of one token, without the decoder's leading-space strip: decode it after "a".
@@ -179,13 +173,7 @@ test("vocabulary: a GPT-2 style byte-level tokenizer is detected and decoded byt
     );
   }
   const xg = await loadXGrammar();
-  const info = await xg.TokenizerInfo.createTokenizerInfo(
-    v.encoded,
-    v.vocabType,
-    v.addPrefixSpace,
-    v.vocabSize,
-    v.stopTokenIds,
-  );
+  const info = await tokenizerInfoOf(xg, v);
   const decoded = info.getDecodedVocabHandle();
   assertEquals(decoded.get(vocab["Ġthe"]), " the");
   assertEquals(decoded.get(vocab["Ã©"]), "é");

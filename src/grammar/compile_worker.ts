@@ -8,7 +8,7 @@ import type * as XG from "@mlc-ai/web-xgrammar";
 import { compileSpec } from "./grammar_source.ts";
 import type { ProbeReply, ProbeRequest } from "./compile_protocol.ts";
 import type { Vocabulary } from "./vocabulary.ts";
-import { loadXGrammar, type XGrammarInstance } from "./xgrammar.ts";
+import { compilerOf, loadXGrammar, type XGrammarInstance } from "./xgrammar.ts";
 
 // deno-lint-ignore no-explicit-any
 const scope = globalThis as any;
@@ -16,16 +16,8 @@ let vocabulary: Vocabulary | null = null;
 let state: { xg: XGrammarInstance; compiler: XG.GrammarCompiler } | null = null;
 
 async function fresh(): Promise<{ xg: XGrammarInstance; compiler: XG.GrammarCompiler }> {
-  const v = vocabulary!;
   const xg = await loadXGrammar();
-  const info = await xg.TokenizerInfo.createTokenizerInfo(
-    v.encoded,
-    v.vocabType,
-    v.addPrefixSpace,
-    v.vocabSize,
-    v.stopTokenIds,
-  );
-  return { xg, compiler: await xg.GrammarCompiler.createGrammarCompiler(info, false) };
+  return { xg, compiler: await compilerOf(xg, vocabulary!) };
 }
 
 scope.onmessage = async (e: MessageEvent<ProbeRequest>) => {

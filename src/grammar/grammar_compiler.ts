@@ -16,7 +16,7 @@ import { type CheckedSpec, SpecChecker, type SpecCheckOptions, staticCheck } fro
 import type { GrammarSpec } from "./spec.ts";
 import { Utf8Guard } from "./utf8_guard.ts";
 import type { Vocabulary } from "./vocabulary.ts";
-import { loadXGrammar, type XGrammarInstance } from "./xgrammar.ts";
+import { compilerOf, loadXGrammar, type XGrammarInstance } from "./xgrammar.ts";
 
 /** Options of {@link GrammarCompiler.create}. */
 export interface GrammarCompilerOptions extends SpecCheckOptions {
@@ -123,16 +123,7 @@ export class GrammarCompiler {
     options: GrammarCompilerOptions = {},
   ): Promise<GrammarCompiler> {
     const xg = await loadXGrammar();
-    const v = vocabulary;
-    const info = await xg.TokenizerInfo.createTokenizerInfo(
-      v.encoded,
-      v.vocabType,
-      v.addPrefixSpace,
-      v.vocabSize,
-      v.stopTokenIds,
-    );
-    // xgrammar's own cache is off: this class caches, with a bound.
-    const compiler = await xg.GrammarCompiler.createGrammarCompiler(info, false);
+    const compiler = await compilerOf(xg, vocabulary);
     return new GrammarCompiler(vocabulary, xg, compiler, options);
   }
 

@@ -15,6 +15,7 @@ import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import type * as XG from "@mlc-ai/web-xgrammar";
 import { readTextFile } from "../runtime/runtime.ts";
+import type { Vocabulary } from "./vocabulary.ts";
 
 /** The package specifier, pinned to a version in deno.json and package.json. */
 export const XGRAMMAR_PACKAGE = "@mlc-ai/web-xgrammar";
@@ -114,4 +115,20 @@ export async function loadXGrammar(): Promise<XGrammarInstance> {
     log,
     takeLog: () => log.splice(0),
   };
+}
+
+/** xgrammar's view of a vocabulary (the tokens' bytes, how they are encoded, the stop ids). */
+export function tokenizerInfoOf(xg: XGrammarInstance, v: Vocabulary): Promise<XG.TokenizerInfo> {
+  return xg.TokenizerInfo.createTokenizerInfo(
+    v.encoded,
+    v.vocabType,
+    v.addPrefixSpace,
+    v.vocabSize,
+    v.stopTokenIds,
+  );
+}
+
+/** A compiler over a vocabulary, with xgrammar's own cache off (callers cache, with a bound). */
+export async function compilerOf(xg: XGrammarInstance, v: Vocabulary): Promise<XG.GrammarCompiler> {
+  return await xg.GrammarCompiler.createGrammarCompiler(await tokenizerInfoOf(xg, v), false);
 }
