@@ -4,7 +4,7 @@
 #include common
 struct Params {
   nh: u32, nkv: u32, block_size: u32, q_stride: u32, window: u32, scale: f32, softcap: f32,
-  max_splits: u32,
+  max_splits: u32, split_len: u32,
 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> part_acc: array<vec4<f32>>;

@@ -2,8 +2,10 @@
 //
 // Grid (kv head, query tile, split). A query tile is TQ consecutive tokens of one sequence
 // (TQ = 1: one decode or prefill token); its G * TQ queries share every K/V row the workgroup
-// loads. The tile's keys (window start of its first token .. position of its last) are cut
-// into `num_workgroups.z` splits, so one long sequence still spreads over every thread.
+// loads. Split s covers keys [s * split_len, (s + 1) * split_len), so one long sequence still
+// spreads over every thread. The boundaries are absolute and the lane of key j is fixed
+// ((j - s * split_len) % WG), so a token's result does not depend on the rest of the batch,
+// on its query tile or on the split count of the step (empty splits add exact zeros).
 //
 // Each invocation walks its own keys (lane, lane + WG, ...) with an online softmax kept in
 // private memory: q (pre-scaled) and the running max, sum and weighted value sum per query.
@@ -18,7 +20,7 @@
 #include common
 struct Params {
   nh: u32, nkv: u32, block_size: u32, q_stride: u32, window: u32, scale: f32, softcap: f32,
-  max_splits: u32,
+  max_splits: u32, split_len: u32,
 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> qv: array<vec4<f32>>;
@@ -90,9 +92,11 @@ fn main(
   let seq = token_seq(t0);
   let hi = token_pos(t0 + nt - 1u) + 1u;
   let lo = window_lo(token_pos(t0));
-  let per = ((hi - lo + splits - 1u) / splits + WG - 1u) / WG * WG;
-  let s_lo = lo + split * per;
-  let s_hi = min(hi, s_lo + per);
+  let s_lo = split * p.split_len;
+  let s_hi = min(hi, s_lo + p.split_len);
+  // Skip whole rounds of lanes before the window start (split_len % WG == 0 keeps key j on
+  // lane j % WG); the keys left before it are masked below.
+  let first = s_lo + (max(lo, s_lo) - s_lo) / WG * WG;
 
   var q: array<vec4<f32>, QN * D4>;
   var qpos: array<u32, TQ>;
@@ -112,7 +116,7 @@ fn main(
   var acc: array<vec4<f32>, QN * D4>;
   for (var qi = 0u; qi < QN; qi++) { m[qi] = NEG; }
 
-  for (var j = s_lo + lid; j < s_hi; j += WG) {
+  for (var j = first + lid; j < s_hi; j += WG) {
     let kb = key_row(seq, kvh, j);
     // Explicit zeros: naga does not re-zero an uninitialised var declared inside a loop.
     var s = array<f32, QN>();

@@ -464,18 +464,22 @@ async function checkAttention(kit: GpuKit, c: AttentionCase, rng: Rng, t: { step
   await kit.run([{ kernel: pk, group: kit.bind(pk, meta, [kit.uniform(pp), qb, kb, vb, curOut]), grid: [c.nkv, T, 1] }]);
   const cur = await kit.readF32(curOut, outWords);
   assert(maxRelErr(cur, ref) <= TOL, `${c.name}: paged_attention.wgsl vs reference ${maxRelErr(cur, ref)}`);
-  const maxSplits = 4;
-  const params = kit.uniform(packAttentionParams({ numHeads: c.nh, numKvHeads: c.nkv, blockSize: bs, qStride: qkvCols, window: c.window, scale, softcap: c.softcap, maxSplits }));
   const maxQuery = Math.max(...c.chunks.map((ch) => ch.tokens.length));
-  for (const tq of maxQuery > 1 ? [1, 2, 4] : [1]) {
-    for (const splits of [1, 3]) {
+  const tqs = maxQuery > 1 ? [1, 2, 4] : [1];
+  const group = c.nh / c.nkv;
+  // One lane count for every tile size (the lane of a key fixes the summation order).
+  const lanes = attentionLanes(group, c.hd, Math.max(...tqs));
+  const maxContext = Math.max(...batch.contextLens);
+  const results: Float32Array[] = [];
+  for (const tq of tqs) {
+    for (const splitLen of [1024, 16]) {
+      const splits = Math.ceil(maxContext / splitLen);
       await t.step(`${c.name} TQ=${tq} splits=${splits}`, async () => {
-        const group = c.nh / c.nkv;
-        const lanes = attentionLanes(group, c.hd, tq);
+        const params = kit.uniform(packAttentionParams({ numHeads: c.nh, numKvHeads: c.nkv, blockSize: bs, qStride: qkvCols, window: c.window, scale, softcap: c.softcap, maxSplits: splits, splitLen }));
         const ak = kit.kernel(ATTENTION_LANES, { GROUP: group, HEAD_DIM: c.hd, TQ: tq, WG: lanes });
         const out = kit.buffer(outWords * 4);
-        const partAcc = kit.buffer(T * c.nh * maxSplits * c.hd * 4);
-        const partMl = kit.buffer(T * c.nh * maxSplits * 8);
+        const partAcc = kit.buffer(T * c.nh * splits * c.hd * 4);
+        const partMl = kit.buffer(T * c.nh * splits * 8);
         const info = kit.buffer(16);
         const tiles = tq === 1 ? T : Math.ceil(T / tq) + c.chunks.length;
         const dispatches = [{ kernel: ak, group: kit.bind(ak, meta, [params, qb, kb, vb, out, partAcc, partMl, info]), grid: [c.nkv, tiles, splits] as [number, number, number] }];
@@ -487,12 +491,42 @@ async function checkAttention(kit: GpuKit, c: AttentionCase, rng: Rng, t: { step
         const got = await kit.readF32(out, outWords);
         assert(maxRelErr(got, ref) <= TOL, `error vs reference ${maxRelErr(got, ref)}`);
         assert(maxRelErr(got, cur) <= TOL, `difference from paged_attention.wgsl ${maxRelErr(got, cur)}`);
+        if (splitLen === 16) results.push(got);
       });
     }
   }
+  // Query tiles change nothing (same lanes, same absolute splits): bit for bit.
+  for (const r of results.slice(1)) assertEquals(Array.from(r), Array.from(results[0]), `${c.name}: tiles changed the bits`);
+  // Each sequence alone gives the bits it gets in the batch.
+  await t.step(`${c.name} each sequence alone`, async () => {
+    const splitLen = 16;
+    for (let s = 0; s < c.chunks.length; s++) {
+      const alone = buildStepBatch([c.chunks[s]], bs);
+      const first = batch.queryStart[s];
+      const n = c.chunks[s].tokens.length;
+      const ameta = kit.meta(alone, cap);
+      const aq = kit.buffer(q.slice(first * qkvCols, (first + n) * qkvCols));
+      const splits = Math.ceil(Math.max(...alone.contextLens) / splitLen);
+      const params = kit.uniform(packAttentionParams({ numHeads: c.nh, numKvHeads: c.nkv, blockSize: bs, qStride: qkvCols, window: c.window, scale, softcap: c.softcap, maxSplits: splits, splitLen }));
+      const ak = kit.kernel(ATTENTION_LANES, { GROUP: group, HEAD_DIM: c.hd, TQ: 1, WG: lanes });
+      const out = kit.buffer(n * c.nh * c.hd * 4);
+      const partAcc = kit.buffer(n * c.nh * splits * c.hd * 4);
+      const partMl = kit.buffer(n * c.nh * splits * 8);
+      const info = kit.buffer(16);
+      const dispatches = [{ kernel: ak, group: kit.bind(ak, ameta, [params, aq, kb, vb, out, partAcc, partMl, info]), grid: [c.nkv, n, splits] as [number, number, number] }];
+      if (splits > 1) {
+        const ck = kit.kernel(ATTENTION_COMBINE, { HEAD_DIM: c.hd });
+        dispatches.push({ kernel: ck, group: kit.bind(ck, ameta, [params, partAcc, partMl, info, out]), grid: [n, 1, 1] });
+      }
+      await kit.run(dispatches);
+      const got = await kit.readF32(out, n * c.nh * c.hd);
+      const inBatch = results[0].subarray(first * c.nh * c.hd, (first + n) * c.nh * c.hd);
+      assertEquals(Array.from(got), Array.from(inBatch), `${c.name}: sequence ${s} alone differs from in the batch`);
+    }
+  });
 }
 
-test("proto attention: decode, split-K + combine, GQA 1/3/4, window, soft-cap vs reference and paged_attention", async (t) => {
+test("proto attention: decode, split-K + combine, GQA 1/3/4, window, soft-cap vs reference and paged_attention; batch-invariant", async (t) => {
   const kit = await GpuKit.create();
   try {
     const rng = new Rng(21);

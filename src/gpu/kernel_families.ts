@@ -211,11 +211,16 @@ export interface AttentionParams {
   softcap: number;
   /** Splits the partial buffers hold per (token, head). */
   maxSplits: number;
+  /**
+   * Keys per split (a multiple of the lane count). Fixed per deployment, not per step: split
+   * boundaries are absolute, so results do not depend on the batch.
+   */
+  splitLen: number;
 }
 
-/** Packs {@link AttentionParams} into the 32-byte uniform. */
+/** Packs {@link AttentionParams} into the 48-byte uniform. */
 export function packAttentionParams(p: AttentionParams): ArrayBuffer {
-  const data = new ArrayBuffer(32);
+  const data = new ArrayBuffer(48);
   const u = new Uint32Array(data);
   const f = new Float32Array(data);
   u[0] = p.numHeads;
@@ -226,10 +231,15 @@ export function packAttentionParams(p: AttentionParams): ArrayBuffer {
   f[5] = p.scale;
   f[6] = p.softcap;
   u[7] = p.maxSplits;
+  u[8] = p.splitLen;
   return data;
 }
 
-/** Largest lane count (power of two, <= 16) whose merge buffers fit 32 KiB of workgroup memory. */
+/**
+ * Largest lane count (power of two, <= 16) whose merge buffers fit 32 KiB of workgroup memory
+ * for the largest query tile in use. Use one count for every tile size of a model: the lane
+ * of a key decides the summation order, so it must not change with the batch.
+ */
 export function attentionLanes(group: number, headDim: number, tq: number, maxWorkgroupBytes = 32768): number {
   let wg = 16;
   while (wg > 1 && wg * tq * group * (headDim * 4 + 8) > maxWorkgroupBytes) wg /= 2;

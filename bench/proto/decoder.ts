@@ -1,0 +1,373 @@
+/**
+ * A whole forward step assembled from the prototype kernels, for measuring (and checking)
+ * what they reach together: per layer 5 dispatches (6 when attention is split over keys):
+ *
+ *   1. q|k|v matmul with the input RMSNorm folded in and RoPE + the KV-cache write as its
+ *      epilogue (q to a buffer, k and v into their cache slots);
+ *   2. attention_lanes (and 2b. attention_combine when the keys are split);
+ *   3. o matmul, adding into the residual stream;
+ *   4. gate|up matmul with the post-attention RMSNorm folded in and act(gate) * up as its
+ *      epilogue;
+ *   5. down matmul, adding into the residual stream;
+ *
+ * plus the embedding gather, the LM head (final norm folded in, only the logit rows) and the
+ * argmax. Llama, Mistral and Qwen2 shapes (see host_weights.ts). Not the serving path: one
+ * metadata slot, no sampler, no weight splitting over the binding limit.
+ * @module
+ */
+import type { ModelSpec } from "../../src/model/config.ts";
+import type { CompiledKernel } from "../../src/gpu/kernel.ts";
+import { ARGMAX, EMBED } from "../../src/gpu/descriptors.ts";
+import {
+  ATTENTION_COMBINE,
+  ATTENTION_LANES,
+  attentionLanes,
+  type KernelFamily,
+  MATMUL_DEFAULTS,
+  type MatmulDefines,
+  matmulDescriptor,
+  type MatmulFile,
+  packAttentionParams,
+  packMatmulParams,
+} from "../../src/gpu/kernel_families.ts";
+import {
+  type ColumnMap,
+  gluColumns,
+  type HostMatrix,
+  normScale,
+  packColumnBlocks,
+  packPaddedRows,
+  permuteColumns,
+  ropeColumns,
+} from "../../src/model/weight_layout.ts";
+import { ropeInverseFrequencies } from "../../src/model/rope.ts";
+import { metaSlotWords, packStepMeta, type StepBatch, type StepCapacity } from "../../src/model/step_batch.ts";
+import type { GpuKit, Grid } from "./gpu_kit.ts";
+import { checkSupported, type HostWeights } from "./host_weights.ts";
+
+/** How the RMSNorm weight reaches the matmul after the norm. */
+export type NormMode = "fold" | "gamma";
+
+/** Options of {@link ProtoDecoder}. */
+export interface ProtoDecoderOptions {
+  family: KernelFamily;
+  /** "fold": norm weight multiplied into the f16 matrix at load; "gamma": applied to x on load. */
+  norm: NormMode;
+  capacity: StepCapacity;
+  blockSize: number;
+  numBlocks: number;
+  /** Most key splits of attention per step. */
+  maxSplits?: number;
+  /** Attention query tile for steps with several tokens per sequence (1 for decode). */
+  queryTile?: number;
+  /** Attention workgroups to aim for when choosing splits (default 16: fills 2..16 threads). */
+  attentionTarget?: number;
+}
+
+/** What a step's dispatch sizes depend on. */
+export interface DecoderShape {
+  tokens: number;
+  logitRows: number;
+  seqs: number;
+  /** Longest run of tokens of one sequence in the step. */
+  maxQueryLen: number;
+  /** Longest context (tokens in cache after the step) of any sequence. */
+  maxContext: number;
+}
+
+interface Op {
+  label: string;
+  /** Candidates; `pick` chooses one per shape. */
+  kernels: CompiledKernel[];
+  pick: (s: DecoderShape) => number;
+  group: GPUBindGroup;
+  grid: (s: DecoderShape, kernel: number) => Grid;
+}
+
+/** The shape of a step's batch. */
+export function shapeOf(batch: StepBatch): DecoderShape {
+  let maxQueryLen = 0;
+  for (let s = 0; s + 1 < batch.queryStart.length; s++) {
+    maxQueryLen = Math.max(maxQueryLen, batch.queryStart[s + 1] - batch.queryStart[s]);
+  }
+  return {
+    tokens: batch.tokenIds.length,
+    logitRows: batch.logitTokens.length,
+    seqs: batch.blockTables.length,
+    maxQueryLen,
+    maxContext: Math.max(0, ...batch.contextLens),
+  };
+}
+
+const TILES = [1, 2, 4, 8];
+const tileIndex = (rows: number) => (rows <= 1 ? 0 : rows <= 2 ? 1 : rows <= 4 ? 2 : 3);
+
+/** One forward step from the prototype kernels over GPU buffers it owns. */
+export class ProtoDecoder {
+  readonly spec: ModelSpec;
+  readonly options: Required<ProtoDecoderOptions>;
+  /** [logitRows, vocab] f32. */
+  readonly logits: GPUBuffer;
+  /** Argmax id per logit row. */
+  readonly ids: GPUBuffer;
+  readonly kCache: GPUBuffer[] = [];
+  readonly vCache: GPUBuffer[] = [];
+  /** Bytes of packed weights uploaded. */
+  readonly weightBytes: number = 0;
+  #kit: GpuKit;
+  #meta: GPUBuffer;
+  #metaBytes: number;
+  #ops: Op[] = [];
+
+  constructor(kit: GpuKit, spec: ModelSpec, weights: HostWeights, options: ProtoDecoderOptions) {
+    checkSupported(spec);
+    this.#kit = kit;
+    this.spec = spec;
+    this.options = { maxSplits: 8, queryTile: 1, attentionTarget: 16, ...options };
+    const { capacity: cap, blockSize: bs, numBlocks } = options;
+    const T = cap.maxTokens;
+    const R = cap.maxLogitRows;
+    const H = spec.hiddenSize;
+    const I = spec.intermediateSize;
+    const nh = spec.numHeads;
+    const nkv = spec.numKvHeads;
+    const hd = spec.headDim;
+    this.#metaBytes = metaSlotWords(cap) * 4;
+    this.#meta = kit.buffer(this.#metaBytes);
+    const meta = { buffer: this.#meta, bytes: this.#metaBytes };
+
+    const x = kit.buffer(T * H * 4);
+    const q = kit.buffer(T * nh * hd * 4);
+    const attn = kit.buffer(T * nh * hd * 4);
+    const act = kit.buffer(T * I * 4);
+    this.logits = kit.buffer(R * spec.vocabSize * 4);
+    this.ids = kit.buffer(Math.max(R, 4) * 4);
+    const invFreq = kit.buffer(ropeInverseFrequencies(spec.rope, hd));
+    const maxSplits = this.options.maxSplits;
+    const partAcc = kit.buffer(T * nh * maxSplits * hd * 4);
+    const partMl = kit.buffer(T * nh * maxSplits * 8);
+    const info = kit.buffer(16);
+    const cacheWords = numBlocks * nkv * bs * hd;
+    for (let l = 0; l < spec.numLayers; l++) {
+      this.kCache.push(kit.buffer(cacheWords * 4));
+      this.vCache.push(kit.buffer(cacheWords * 4));
+    }
+
+    // Embedding gather (the existing kernel, HF-layout f16 table).
+    {
+      const k = kit.kernel(EMBED, { F16: true });
+      const p = new ArrayBuffer(32);
+      new Uint32Array(p).set([H, 0, spec.vocabSize]);
+      new Float32Array(p)[3] = spec.embeddingScale;
+      new Uint32Array(p)[4] = 1;
+      const group = kit.bind(k, meta, [kit.uniform(p), kit.buffer(weights.embed.data as Uint16Array<ArrayBuffer>), x, kit.buffer(16)]);
+      this.#ops.push({ label: "embed", kernels: [k], pick: () => 0, group, grid: (s) => [Math.ceil(H / 64), s.tokens, 1] });
+    }
+
+    let bytes = 0;
+    const matmul = (
+      label: string,
+      w: HostMatrix,
+      o: {
+        columns?: ColumnMap;
+        norm?: Float32Array;
+        bias?: Float32Array | null;
+        rope?: boolean;
+        defines: Partial<MatmulDefines>;
+        xBuf: GPUBuffer;
+        out: GPUBuffer;
+        ldo: number;
+        nOut: number;
+        layer?: number;
+        logits?: boolean;
+      },
+    ) => {
+      const fold = o.norm && options.norm === "fold" ? normScale(o.norm, spec.normOffset) : undefined;
+      const gamma = o.norm && options.norm === "gamma" ? normScale(o.norm, spec.normOffset) : undefined;
+      const cpu = options.family === "cpu";
+      const packed = cpu
+        ? packColumnBlocks(w, { columns: o.columns, kScale: fold })
+        : packPaddedRows(w, { columns: o.columns, kScale: fold });
+      bytes += packed.data.byteLength;
+      const files: { file: MatmulFile; defines: Partial<MatmulDefines> }[] = cpu
+        ? TILES.map((TM) => ({ file: "gemv_c8", defines: { TM, WG: 16 } }))
+        : [
+          ...TILES.map((TM) => ({ file: "gemv_wg" as const, defines: { TM, WG: 64, SLICED: true, MAX_SLICES: Math.ceil(w.cols / 32) } })),
+          { file: "gemm_tiled", defines: {} },
+        ];
+      const flags = { rope: !!o.rope, bias: !!o.bias, gamma: !!gamma };
+      const kernels = files.map((f) =>
+        kit.kernel(matmulDescriptor(f.file, flags), {
+          ...MATMUL_DEFAULTS,
+          XVEC: w.cols % 4 === 0,
+          ...f.defines,
+          ...o.defines,
+          ROPE: flags.rope,
+          BIAS: flags.bias,
+          GAMMA: flags.gamma,
+        })
+      );
+      const params = packMatmulParams({
+        k: w.cols,
+        blocks: packed.cols / 8,
+        ldx: w.cols,
+        ldo: o.ldo,
+        nOut: o.nOut,
+        rowsKind: o.logits ? 1 : 0,
+        eps: spec.rmsNormEps,
+        numHeads: nh,
+        numKvHeads: nkv,
+        headDim: hd,
+        blockSize: bs,
+        wStride: packed.rowStride,
+      });
+      const buffers: GPUBuffer[] = [kit.uniform(params), o.xBuf, kit.buffer(packed.data), o.out];
+      if (gamma) buffers.push(kit.buffer(gamma));
+      if (o.bias) buffers.push(kit.buffer(permuteColumns(o.bias, o.columns ?? packedIdentity(packed.cols, w.rows))));
+      if (o.rope) buffers.push(invFreq, this.kCache[o.layer!], this.vCache[o.layer!]);
+      const group = kit.bind(kernels[0], meta, buffers);
+      const blocks = packed.cols / 8;
+      const rowsOf = (s: DecoderShape) => (o.logits ? s.logitRows : s.tokens);
+      this.#ops.push({
+        label,
+        kernels,
+        group,
+        pick: (s) => (!cpu && rowsOf(s) >= 16 ? TILES.length : tileIndex(rowsOf(s))),
+        grid: (s, i) => {
+          const rows = rowsOf(s);
+          if (cpu) return [Math.ceil(blocks / 16), Math.ceil(rows / TILES[i]), 1];
+          if (i === TILES.length) return [Math.ceil(blocks / 8), Math.ceil(rows / 32), 1];
+          return [blocks, Math.ceil(rows / TILES[i]), 1];
+        },
+      });
+    };
+
+    const group = nh / nkv;
+    const tq = this.options.queryTile;
+    const attnKernels = [1, tq].map((TQ) =>
+      kit.kernel(ATTENTION_LANES, { GROUP: group, HEAD_DIM: hd, TQ, WG: attentionLanes(group, hd, TQ) })
+    );
+    const combine = kit.kernel(ATTENTION_COMBINE, { HEAD_DIM: hd });
+
+    weights.layers.forEach((w, l) => {
+      const window = spec.layerWindows[l] ?? 0;
+      matmul(`l${l}.qkv`, w.qkv, {
+        columns: ropeColumns(nh, nkv, hd),
+        norm: w.inputNorm,
+        bias: w.qkvBias,
+        rope: true,
+        layer: l,
+        defines: { NORM: true },
+        xBuf: x,
+        out: q,
+        ldo: nh * hd,
+        nOut: (nh + 2 * nkv) * hd,
+      });
+      const params = kit.uniform(packAttentionParams({
+        numHeads: nh,
+        numKvHeads: nkv,
+        blockSize: bs,
+        qStride: nh * hd,
+        window,
+        scale: spec.attnScale,
+        softcap: spec.attnLogitSoftcap ?? 0,
+        maxSplits,
+      }));
+      const attnGroup = kit.bind(attnKernels[0], meta, [params, q, this.kCache[l], this.vCache[l], attn, partAcc, partMl, info]);
+      this.#ops.push({
+        label: `l${l}.attention`,
+        kernels: attnKernels,
+        group: attnGroup,
+        pick: (s) => (s.maxQueryLen > 1 && tq > 1 ? 1 : 0),
+        grid: (s, i) => {
+          const tiles = i === 0 ? s.tokens : Math.ceil(s.tokens / tq) + s.seqs;
+          return [nkv, tiles, this.splitsFor(s, tiles)];
+        },
+      });
+      this.#ops.push({
+        label: `l${l}.attention_combine`,
+        kernels: [combine],
+        pick: () => 0,
+        group: kit.bind(combine, meta, [params, partAcc, partMl, info, attn]),
+        grid: (s) => {
+          const tiles = s.maxQueryLen > 1 && tq > 1 ? Math.ceil(s.tokens / tq) + s.seqs : s.tokens;
+          return this.splitsFor(s, tiles) > 1 ? [s.tokens, 1, 1] : [0, 1, 1];
+        },
+      });
+      matmul(`l${l}.o`, w.o, { defines: { ACCUM: true }, xBuf: attn, out: x, ldo: H, nOut: H });
+      matmul(`l${l}.gate_up`, w.gateUp, {
+        columns: gluColumns(I),
+        norm: w.postAttnNorm,
+        defines: { NORM: true, GLU: true, GELU: spec.hiddenAct === "gelu_tanh" },
+        xBuf: x,
+        out: act,
+        ldo: I,
+        nOut: I,
+      });
+      matmul(`l${l}.down`, w.down, { defines: { ACCUM: true }, xBuf: act, out: x, ldo: H, nOut: H });
+    });
+    matmul("lm_head", weights.lmHead, {
+      norm: weights.finalNorm,
+      defines: { NORM: true, GATHER: true },
+      xBuf: x,
+      out: this.logits,
+      ldo: spec.vocabSize,
+      nOut: spec.vocabSize,
+      logits: true,
+    });
+    {
+      const k = kit.kernel(ARGMAX, {});
+      const group = kit.bind(k, meta, [kit.uniform(new Uint32Array([spec.vocabSize, 0, 0, 0]).buffer), this.logits, this.ids]);
+      this.#ops.push({ label: "argmax", kernels: [k], pick: () => 0, group, grid: (s) => [s.logitRows, 1, 1] });
+    }
+    this.weightBytes = bytes;
+  }
+
+  /** Key splits of attention for a step: enough workgroups for the threads, >= 64 keys each. */
+  splitsFor(s: DecoderShape, tiles: number): number {
+    const want = Math.ceil(this.options.attentionTarget / Math.max(1, tiles * this.spec.numKvHeads));
+    return Math.max(1, Math.min(want, this.options.maxSplits, Math.ceil(s.maxContext / 64)));
+  }
+
+  /** Writes a step's metadata (one slot: wait for the previous step before the next). */
+  writeStep(batch: StepBatch): DecoderShape {
+    this.#kit.device.queue.writeBuffer(this.#meta, 0, packStepMeta(batch, this.options.capacity));
+    return shapeOf(batch);
+  }
+
+  /** The dispatches of a step: labels and grids (zero grids skipped). */
+  plan(shape: DecoderShape): { label: string; kernel: CompiledKernel; group: GPUBindGroup; grid: Grid }[] {
+    const out = [];
+    for (const op of this.#ops) {
+      const i = op.pick(shape);
+      const grid = op.grid(shape, i);
+      if (grid[0] === 0 || grid[1] === 0 || grid[2] === 0) continue;
+      out.push({ label: op.label, kernel: op.kernels[i], group: op.group, grid });
+    }
+    return out;
+  }
+
+  /** Encodes a whole step into one pass. */
+  encode(pass: GPUComputePassEncoder, shape: DecoderShape): number {
+    const plan = this.plan(shape);
+    for (const d of plan) {
+      pass.setPipeline(d.kernel.pipeline);
+      pass.setBindGroup(0, d.group, [0]);
+      pass.dispatchWorkgroups(...d.grid);
+    }
+    return plan.length;
+  }
+
+  /** Clears the KV cache (between independent runs). */
+  clearCache(): void {
+    const encoder = this.#kit.device.createCommandEncoder();
+    for (const b of [...this.kCache, ...this.vCache]) encoder.clearBuffer(b);
+    this.#kit.device.queue.submit([encoder.finish()]);
+  }
+}
+
+function packedIdentity(cols: number, rows: number): ColumnMap {
+  const map = new Int32Array(cols).fill(-1);
+  for (let i = 0; i < rows; i++) map[i] = i;
+  return map;
+}
