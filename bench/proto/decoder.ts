@@ -56,12 +56,13 @@ export interface ProtoDecoderOptions {
   capacity: StepCapacity;
   blockSize: number;
   numBlocks: number;
-  /** Most key splits of attention per step. */
-  maxSplits?: number;
+  /**
+   * Keys per attention split (default 256, a multiple of the lane count). A sequence of n
+   * tokens of context spreads over ceil(n / splitLen) workgroups per kv head.
+   */
+  splitLen?: number;
   /** Attention query tile for steps with several tokens per sequence (1 for decode). */
   queryTile?: number;
-  /** Attention workgroups to aim for when choosing splits (default 16: fills 2..16 threads). */
-  attentionTarget?: number;
 }
 
 /** What a step's dispatch sizes depend on. */
@@ -123,7 +124,7 @@ export class ProtoDecoder {
     checkSupported(spec);
     this.#kit = kit;
     this.spec = spec;
-    this.options = { maxSplits: 8, queryTile: 1, attentionTarget: 16, ...options };
+    this.options = { splitLen: 256, queryTile: 1, ...options };
     const { capacity: cap, blockSize: bs, numBlocks } = options;
     const T = cap.maxTokens;
     const R = cap.maxLogitRows;
@@ -143,7 +144,7 @@ export class ProtoDecoder {
     this.logits = kit.buffer(R * spec.vocabSize * 4);
     this.ids = kit.buffer(Math.max(R, 4) * 4);
     const invFreq = kit.buffer(ropeInverseFrequencies(spec.rope, hd));
-    const maxSplits = this.options.maxSplits;
+    const maxSplits = Math.ceil(cap.maxBlocksPerSeq * bs / this.options.splitLen);
     const partAcc = kit.buffer(T * nh * maxSplits * hd * 4);
     const partMl = kit.buffer(T * nh * maxSplits * 8);
     const info = kit.buffer(16);
@@ -244,9 +245,10 @@ export class ProtoDecoder {
 
     const group = nh / nkv;
     const tq = this.options.queryTile;
-    const attnKernels = [1, tq].map((TQ) =>
-      kit.kernel(ATTENTION_LANES, { GROUP: group, HEAD_DIM: hd, TQ, WG: attentionLanes(group, hd, TQ) })
-    );
+    // One lane count for both tile sizes: the lane of a key fixes the summation order.
+    const lanes = attentionLanes(group, hd, tq);
+    if (this.options.splitLen % lanes !== 0) throw new RangeError(`splitLen must be a multiple of ${lanes}`);
+    const attnKernels = [1, tq].map((TQ) => kit.kernel(ATTENTION_LANES, { GROUP: group, HEAD_DIM: hd, TQ, WG: lanes }));
     const combine = kit.kernel(ATTENTION_COMBINE, { HEAD_DIM: hd });
 
     weights.layers.forEach((w, l) => {
@@ -272,6 +274,7 @@ export class ProtoDecoder {
         scale: spec.attnScale,
         softcap: spec.attnLogitSoftcap ?? 0,
         maxSplits,
+        splitLen: this.options.splitLen,
       }));
       const attnGroup = kit.bind(attnKernels[0], meta, [params, q, this.kCache[l], this.vCache[l], attn, partAcc, partMl, info]);
       this.#ops.push({
@@ -281,7 +284,7 @@ export class ProtoDecoder {
         pick: (s) => (s.maxQueryLen > 1 && tq > 1 ? 1 : 0),
         grid: (s, i) => {
           const tiles = i === 0 ? s.tokens : Math.ceil(s.tokens / tq) + s.seqs;
-          return [nkv, tiles, this.splitsFor(s, tiles)];
+          return [nkv, tiles, this.splitsFor(s)];
         },
       });
       this.#ops.push({
@@ -289,10 +292,7 @@ export class ProtoDecoder {
         kernels: [combine],
         pick: () => 0,
         group: kit.bind(combine, meta, [params, partAcc, partMl, info, attn]),
-        grid: (s) => {
-          const tiles = s.maxQueryLen > 1 && tq > 1 ? Math.ceil(s.tokens / tq) + s.seqs : s.tokens;
-          return this.splitsFor(s, tiles) > 1 ? [s.tokens, 1, 1] : [0, 1, 1];
-        },
+        grid: (s) => (this.splitsFor(s) > 1 ? [s.tokens, 1, 1] : [0, 1, 1]),
       });
       matmul(`l${l}.o`, w.o, { defines: { ACCUM: true }, xBuf: attn, out: x, ldo: H, nOut: H });
       matmul(`l${l}.gate_up`, w.gateUp, {
@@ -323,10 +323,9 @@ export class ProtoDecoder {
     this.weightBytes = bytes;
   }
 
-  /** Key splits of attention for a step: enough workgroups for the threads, >= 64 keys each. */
-  splitsFor(s: DecoderShape, tiles: number): number {
-    const want = Math.ceil(this.options.attentionTarget / Math.max(1, tiles * this.spec.numKvHeads));
-    return Math.max(1, Math.min(want, this.options.maxSplits, Math.ceil(s.maxContext / 64)));
+  /** Key splits of attention for a step (the longest context decides; shorter ones add zeros). */
+  splitsFor(s: DecoderShape): number {
+    return Math.max(1, Math.ceil(s.maxContext / this.options.splitLen));
   }
 
   /** Writes a step's metadata (one slot: wait for the previous step before the next). */
