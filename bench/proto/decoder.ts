@@ -63,6 +63,20 @@ export interface ProtoDecoderOptions {
   splitLen?: number;
   /** Attention query tile for steps with several tokens per sequence (1 for decode). */
   queryTile?: number;
+  /** Metadata slots (steps written ahead; the benchmark keeps one per step shape). */
+  metaSlots?: number;
+  /**
+   * cpu family: narrow matrices split K over up to 8 invocations per column block until
+   * they have this many invocations (default 0: off; it measured no faster on lavapipe).
+   */
+  kSplitLanes?: number;
+}
+
+/** K slices for a narrow matrix: powers of two until `lanes` invocations, >= 64 k per slice. */
+export function kSlices(blocks: number, k: number, lanes: number): number {
+  let ks = 1;
+  while (blocks * ks < lanes && ks < 8 && k / (2 * ks) >= 64) ks *= 2;
+  return ks;
 }
 
 /** What a step's dispatch sizes depend on. */
@@ -118,13 +132,14 @@ export class ProtoDecoder {
   #kit: GpuKit;
   #meta: GPUBuffer;
   #metaBytes: number;
+  #slotStride: number;
   #ops: Op[] = [];
 
   constructor(kit: GpuKit, spec: ModelSpec, weights: HostWeights, options: ProtoDecoderOptions) {
     checkSupported(spec);
     this.#kit = kit;
     this.spec = spec;
-    this.options = { splitLen: 256, queryTile: 1, ...options };
+    this.options = { splitLen: 256, queryTile: 1, metaSlots: 1, kSplitLanes: 0, ...options };
     const { capacity: cap, blockSize: bs, numBlocks } = options;
     const T = cap.maxTokens;
     const R = cap.maxLogitRows;
@@ -134,7 +149,9 @@ export class ProtoDecoder {
     const nkv = spec.numKvHeads;
     const hd = spec.headDim;
     this.#metaBytes = metaSlotWords(cap) * 4;
-    this.#meta = kit.buffer(this.#metaBytes);
+    const align = kit.device.limits.minStorageBufferOffsetAlignment;
+    this.#slotStride = Math.ceil(this.#metaBytes / align) * align;
+    this.#meta = kit.buffer(this.#slotStride * this.options.metaSlots);
     const meta = { buffer: this.#meta, bytes: this.#metaBytes };
 
     const x = kit.buffer(T * H * 4);
@@ -154,14 +171,15 @@ export class ProtoDecoder {
       this.vCache.push(kit.buffer(cacheWords * 4));
     }
 
-    // Embedding gather (the existing kernel, HF-layout f16 table).
+    // Embedding gather (the existing kernel, HF-layout f16 table). Token ids with the top bit
+    // set name a logit row of the previous step: its argmax (decoding without readbacks).
     {
       const k = kit.kernel(EMBED, { F16: true });
       const p = new ArrayBuffer(32);
       new Uint32Array(p).set([H, 0, spec.vocabSize]);
       new Float32Array(p)[3] = spec.embeddingScale;
       new Uint32Array(p)[4] = 1;
-      const group = kit.bind(k, meta, [kit.uniform(p), kit.buffer(weights.embed.data as Uint16Array<ArrayBuffer>), x, kit.buffer(16)]);
+      const group = kit.bind(k, meta, [kit.uniform(p), kit.buffer(weights.embed.data as Uint16Array<ArrayBuffer>), x, this.ids]);
       this.#ops.push({ label: "embed", kernels: [k], pick: () => 0, group, grid: (s) => [Math.ceil(H / 64), s.tokens, 1] });
     }
 
@@ -190,8 +208,9 @@ export class ProtoDecoder {
         ? packColumnBlocks(w, { columns: o.columns, kScale: fold })
         : packPaddedRows(w, { columns: o.columns, kScale: fold });
       bytes += packed.data.byteLength;
+      const ks = cpu ? kSlices(packed.cols / 8, w.cols, this.options.kSplitLanes) : 1;
       const files: { file: MatmulFile; defines: Partial<MatmulDefines> }[] = cpu
-        ? TILES.map((TM) => ({ file: "gemv_c8", defines: { TM, WG: 16 } }))
+        ? TILES.map((TM) => ({ file: "gemv_c8", defines: { TM, WG: 16, KS: ks } }))
         : [
           ...TILES.map((TM) => ({ file: "gemv_wg" as const, defines: { TM, WG: 64, SLICED: true, MAX_SLICES: Math.ceil(w.cols / 32) } })),
           { file: "gemm_tiled", defines: {} },
@@ -236,7 +255,7 @@ export class ProtoDecoder {
         pick: (s) => (!cpu && rowsOf(s) >= 16 ? TILES.length : tileIndex(rowsOf(s))),
         grid: (s, i) => {
           const rows = rowsOf(s);
-          if (cpu) return [Math.ceil(blocks / 16), Math.ceil(rows / TILES[i]), 1];
+          if (cpu) return [Math.ceil(blocks / (16 / ks)), Math.ceil(rows / TILES[i]), 1];
           if (i === TILES.length) return [Math.ceil(blocks / 8), Math.ceil(rows / 32), 1];
           return [blocks, Math.ceil(rows / TILES[i]), 1];
         },
@@ -328,10 +347,14 @@ export class ProtoDecoder {
     return Math.max(1, Math.ceil(s.maxContext / this.options.splitLen));
   }
 
-  /** Writes a step's metadata (one slot: wait for the previous step before the next). */
-  writeStep(batch: StepBatch): DecoderShape {
-    this.#kit.device.queue.writeBuffer(this.#meta, 0, packStepMeta(batch, this.options.capacity));
-    return shapeOf(batch);
+  /**
+   * Writes a step's metadata into `slot` (queue-ordered: a step submitted before this write
+   * still reads the old contents); returns the shape and the slot's dynamic offset.
+   */
+  writeStep(batch: StepBatch, slot = 0): DecoderShape & { offset: number } {
+    const offset = slot * this.#slotStride;
+    this.#kit.device.queue.writeBuffer(this.#meta, offset, packStepMeta(batch, this.options.capacity));
+    return { ...shapeOf(batch), offset };
   }
 
   /** The dispatches of a step: labels and grids (zero grids skipped). */
@@ -346,12 +369,12 @@ export class ProtoDecoder {
     return out;
   }
 
-  /** Encodes a whole step into one pass. */
-  encode(pass: GPUComputePassEncoder, shape: DecoderShape): number {
+  /** Encodes a whole step into one pass, reading the metadata slot at `offset`. */
+  encode(pass: GPUComputePassEncoder, shape: DecoderShape, offset = 0): number {
     const plan = this.plan(shape);
     for (const d of plan) {
       pass.setPipeline(d.kernel.pipeline);
-      pass.setBindGroup(0, d.group, [0]);
+      pass.setBindGroup(0, d.group, [offset]);
       pass.dispatchWorkgroups(...d.grid);
     }
     return plan.length;

@@ -33,6 +33,7 @@ export interface MatmulVariant {
 export function matmulVariants(hasSubgroups: boolean): MatmulVariant[] {
   const v: MatmulVariant[] = [
     { name: "gemv_c8", file: "gemv_c8", defines: { WG: 16 } },
+    { name: "gemv_c8 k-split 4", file: "gemv_c8", defines: { WG: 16, KS: 4 } },
     { name: "gemv_wg", file: "gemv_wg", defines: { WG: 64 } },
     { name: "gemv_wg sliced", file: "gemv_wg", defines: { WG: 64, SLICED: true } },
     { name: "gemm_tiled", file: "gemm_tiled", defines: { WG: 64 } },
@@ -53,7 +54,7 @@ export function packFor(file: MatmulFile, m: HostMatrix, columns?: ColumnMap, kS
 
 /** The dispatch grid of a packed matmul over `rows` rows. */
 export function matmulGrid(file: MatmulFile, blocks: number, rows: number, defines: MatmulDefines): Grid {
-  if (file === "gemv_c8") return [Math.ceil(blocks / defines.WG), Math.ceil(rows / defines.TM), 1];
+  if (file === "gemv_c8") return [Math.ceil(blocks / (defines.WG / defines.KS)), Math.ceil(rows / defines.TM), 1];
   if (file === "gemv_wg") return [blocks, Math.ceil(rows / defines.TM), 1];
   return [Math.ceil(blocks / 8), Math.ceil(rows / 32), 1];
 }
@@ -64,6 +65,8 @@ export interface BuiltMatmul {
   group: GPUBindGroup;
   grid: Grid;
   packed: PackedMatrix;
+  /** The same bind group with another weight buffer (benchmarks rotate copies). */
+  rebind: (weight: GPUBuffer) => GPUBindGroup;
 }
 
 /** Inputs of {@link buildMatmul}. */
@@ -89,12 +92,15 @@ export interface MatmulJob {
   rope?: { invFreq: GPUBuffer; kCache: GPUBuffer; vCache: GPUBuffer; numHeads: number; numKvHeads: number; headDim: number; blockSize: number };
   /** Force a rows-per-invocation tile (default: {@link rowTile}). */
   tm?: number;
+  /** Already packed for this file (skips packing), and already uploaded (skips the upload). */
+  packed?: PackedMatrix;
+  weightBuffer?: GPUBuffer;
 }
 
 /** Packs, uploads and binds one matmul. */
 export function buildMatmul(kit: GpuKit, job: MatmulJob): BuiltMatmul {
   const { variant } = job;
-  const packed = packFor(variant.file, job.weight, job.columns, job.kScale);
+  const packed = job.packed ?? packFor(variant.file, job.weight, job.columns, job.kScale);
   const defines: MatmulDefines = {
     ...MATMUL_DEFAULTS,
     XVEC: job.weight.cols % 4 === 0,
@@ -125,12 +131,13 @@ export function buildMatmul(kit: GpuKit, job: MatmulJob): BuiltMatmul {
     blockSize: job.rope?.blockSize,
     wStride: packed.rowStride,
   });
-  const buffers: GPUBuffer[] = [kit.uniform(params), job.x, kit.buffer(packed.data), job.out];
+  const buffers: GPUBuffer[] = [kit.uniform(params), job.x, job.weightBuffer ?? kit.buffer(packed.data), job.out];
   if (job.gamma) buffers.push(job.gamma);
   if (job.bias) buffers.push(job.bias);
   if (job.rope) buffers.push(job.rope.invFreq, job.rope.kCache, job.rope.vCache);
   const group = kit.bind(kernel, job.meta, buffers);
-  return { kernel, group, grid: matmulGrid(variant.file, packed.cols / 8, job.rows, defines), packed };
+  const rebind = (weight: GPUBuffer) => kit.bind(kernel, job.meta, buffers.map((b, i) => (i === 2 ? weight : b)));
+  return { kernel, group, grid: matmulGrid(variant.file, packed.cols / 8, job.rows, defines), packed, rebind };
 }
 
 /** Builds and runs one matmul, waiting for it. */

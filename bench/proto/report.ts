@@ -1,0 +1,102 @@
+/**
+ * Markdown tables for the prototype benchmark's JSON (bench/proto/main.ts), plus the issue-10
+ * targets computed from it.
+ * @module
+ */
+import type { MatmulSection } from "./bench_matmul.ts";
+import type { AttentionRow } from "./bench_attention.ts";
+import type { StepSection } from "./bench_step.ts";
+import type { PeerRates } from "./bench_peer.ts";
+
+const f = (v: number, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : "n/a");
+
+function table(head: string[], rows: (string | number)[][]): string {
+  return [
+    `| ${head.join(" | ")} |`,
+    `|${head.map(() => "---").join("|")}|`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+  ].join("\n");
+}
+
+function matmulTables(m: MatmulSection): string {
+  const out: string[] = [];
+  out.push(table(["roof kernel", "GB/s"], m.roofs.map((r) => [r.kernel, f(r.gbps)])));
+  const shapes = [...new Set(m.rows.map((r) => r.shape))];
+  const ms = [...new Set(m.rows.map((r) => r.m))].sort((a, b) => a - b);
+  for (const rows of ms) {
+    const kernels = [...new Set(m.rows.filter((r) => r.m === rows).map((r) => r.kernel))];
+    const body = kernels.map((k) => {
+      const rs = shapes.map((s) => m.rows.find((r) => r.kernel === k && r.shape === s && r.m === rows));
+      const present = rs.filter((r) => r) as MatmulSection["rows"];
+      // The decode mix: total weight bytes over total time, over the shapes measured.
+      const bytes = present.reduce((a, r) => a + r.gbps * r.gpuMs, 0);
+      const ms_ = present.reduce((a, r) => a + r.gpuMs, 0);
+      const all = bytes / ms_;
+      return [
+        k,
+        ...rs.map((r) => (r ? `${f(r.gbps)} (${f(r.gpuMs, 3)} ms)` : "")),
+        `${f(all)} = ${f((100 * all) / m.roofGbps, 0)}% of roof`,
+      ];
+    });
+    out.push(`\n**${rows} row${rows > 1 ? "s" : ""}** (GB/s of weights, median GPU time per dispatch):\n`);
+    out.push(table(["kernel", ...shapes, "shapes together"], body));
+  }
+  return out.join("\n");
+}
+
+function attentionTable(rows: AttentionRow[]): string {
+  return table(
+    ["case", "kernel", "splits", "ms / layer", "x30 layers", "KV GB/s", "cpu ms"],
+    rows.map((r) => [r.case, r.kernel, r.splits, f(r.gpuMs, 3), f(30 * r.gpuMs, 1), f(r.gbps), f(r.cpuMs, 3)]),
+  );
+}
+
+function stepTables(s: StepSection, peer: PeerRates | undefined): string {
+  const out: string[] = [];
+  out.push(table(
+    ["norm weight", "logits vs current pass (max rel)"],
+    s.logitsRelDiff.map((r) => [r.norm === "gamma" ? "applied on load (GAMMA)" : "folded into f16 weights", r.relDiff.toExponential(2)]),
+  ));
+  const keys = [...new Set(s.steps.map((r) => `${r.seqs}|${r.context}`))];
+  out.push("\n" + table(
+    ["seqs", "context", "current ms", "prototype ms", "speedup", "dispatches (current / proto)", "proto step tok/s"],
+    keys.map((key) => {
+      const [seqs, context] = key.split("|").map(Number);
+      const cur = s.steps.find((r) => r.impl.startsWith("current") && r.seqs === seqs && r.context === context)!;
+      const pro = s.steps.find((r) => r.impl.startsWith("prototype") && r.seqs === seqs && r.context === context)!;
+      return [seqs, context, f(cur.gpuMs, 1), f(pro.gpuMs, 1), `${f(cur.gpuMs / pro.gpuMs)}x`, `${cur.dispatches} / ${pro.dispatches}`, f((1000 * seqs) / pro.gpuMs, 1)];
+    }),
+  ));
+  const seqsList = [...new Set(s.ops.map((o) => o.seqs))];
+  for (const seqs of seqsList) {
+    const ops = s.ops.filter((o) => o.seqs === seqs).sort((a, b) => b.ms - a.ms);
+    const total = ops.reduce((a, o) => a + o.ms, 0);
+    out.push(`\nPrototype step, ${seqs} seq, per op (each op in its own timed pass; sum ${f(total, 1)} ms):\n`);
+    out.push(table(["op", "dispatches", "ms", "share"], ops.map((o) => [o.op, o.dispatches, f(o.ms, 2), `${f((100 * o.ms) / total, 0)}%`])));
+  }
+  out.push("\n" + table(
+    ["decode loop (ids on the GPU)", "seqs", "ms / step", "tok/s", "llama.cpp tok/s", "ratio"],
+    s.loops.map((l) => {
+      const p = peer ? (l.seqs === 1 ? peer.singleTokPerS : peer.parallelTokPerS) : NaN;
+      return [l.impl, l.seqs, f(l.msPerStep, 1), f(l.tokPerS, 1), f(p, 1), f(l.tokPerS / p)];
+    }),
+  ));
+  return out.join("\n");
+}
+
+/** Renders the whole report. */
+export function renderProtoMarkdown(r: Record<string, unknown>): string {
+  const out: string[] = [];
+  const a = r.adapter as Record<string, unknown>;
+  out.push(`## Kernel prototypes (issue 10): ${a.description}`);
+  out.push(
+    `\nruntime ${JSON.stringify(r.runtime)}, ${r.cpus} CPUs, family ${a.family}, subgroups ${a.subgroups}, ` +
+      `load average at start ${r.loadAverageStart}, at end ${r.loadAverageEnd}; ${f(r.durationS as number, 0)} s.\n`,
+  );
+  if (r.matmul) out.push("### Roofs and matmuls\n\n" + matmulTables(r.matmul as MatmulSection));
+  if (r.attention) out.push("\n### Attention (one layer)\n\n" + attentionTable(r.attention as AttentionRow[]));
+  const peer = r.peer && !(r.peer as { skipped?: string }).skipped ? (r.peer as PeerRates) : undefined;
+  if (r.step) out.push("\n### Whole decode steps (SmolLM2-shaped, 30 layers)\n\n" + stepTables(r.step as StepSection, peer));
+  if (r.peer) out.push(`\n### llama.cpp\n\n\`${JSON.stringify(r.peer)}\``);
+  return out.join("\n");
+}
