@@ -17,6 +17,7 @@
 // normalised output, several write (max, sum, values) partials for attention_combine.
 //
 // Causal per query, sliding window, soft-capping; K/V read through the block table.
+// KV_F16: the cache holds f16 (8 per 16-byte word), half the load instructions per key.
 #include common
 struct Params {
   nh: u32, nkv: u32, block_size: u32, q_stride: u32, window: u32, scale: f32, softcap: f32,
@@ -24,8 +25,13 @@ struct Params {
 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> qv: array<vec4<f32>>;
+#if KV_F16
+@group(0) @binding(3) var<storage, read> k_cache: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read> v_cache: array<vec4<u32>>;
+#else
 @group(0) @binding(3) var<storage, read> k_cache: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> v_cache: array<vec4<f32>>;
+#endif
 @group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> part_acc: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> part_ml: array<vec2<f32>>;
@@ -50,9 +56,14 @@ fn window_lo(pos: u32) -> u32 {
   return 0u;
 }
 
-// First vec4 of key j's row for kv head kvh (the cache is [block][kv head][slot][head dim]).
+// First 16-byte word of key j's row for kv head kvh (cache [block][kv head][slot][head dim]).
 fn key_row(seq: u32, kvh: u32, j: u32) -> u32 {
-  return ((block_of(seq, j / p.block_size) * p.nkv + kvh) * p.block_size + j % p.block_size) * D4;
+  let row = (block_of(seq, j / p.block_size) * p.nkv + kvh) * p.block_size + j % p.block_size;
+#if KV_F16
+  return row * (D4 / 2u);
+#else
+  return row * D4;
+#endif
 }
 
 @compute @workgroup_size({{WG}})
@@ -120,10 +131,19 @@ fn main(
     let kb = key_row(seq, kvh, j);
     // Explicit zeros: naga does not re-zero an uninitialised var declared inside a loop.
     var s = array<f32, QN>();
+#if KV_F16
+    for (var i = 0u; i < D4; i += 2u) {
+      let kw = k_cache[kb + i / 2u];
+      let k0 = vec4<f32>(unpack2x16float(kw.x), unpack2x16float(kw.y));
+      let k1 = vec4<f32>(unpack2x16float(kw.z), unpack2x16float(kw.w));
+      for (var qi = 0u; qi < QN; qi++) { s[qi] += dot(q[qi * D4 + i], k0) + dot(q[qi * D4 + i + 1u], k1); }
+    }
+#else
     for (var i = 0u; i < D4; i++) {
       let kv = k_cache[kb + i];
       for (var qi = 0u; qi < QN; qi++) { s[qi] += dot(q[qi * D4 + i], kv); }
     }
+#endif
     var corr: array<f32, QN>;
     var pw: array<f32, QN>;
     for (var qi = 0u; qi < QN; qi++) {
@@ -138,12 +158,24 @@ fn main(
       l[qi] = l[qi] * corr[qi] + pw[qi];
       m[qi] = mn;
     }
+#if KV_F16
+    for (var i = 0u; i < D4; i += 2u) {
+      let vw = v_cache[kb + i / 2u];
+      let v0 = vec4<f32>(unpack2x16float(vw.x), unpack2x16float(vw.y));
+      let v1 = vec4<f32>(unpack2x16float(vw.z), unpack2x16float(vw.w));
+      for (var qi = 0u; qi < QN; qi++) {
+        acc[qi * D4 + i] = acc[qi * D4 + i] * corr[qi] + pw[qi] * v0;
+        acc[qi * D4 + i + 1u] = acc[qi * D4 + i + 1u] * corr[qi] + pw[qi] * v1;
+      }
+    }
+#else
     for (var i = 0u; i < D4; i++) {
       let vv = v_cache[kb + i];
       for (var qi = 0u; qi < QN; qi++) {
         acc[qi * D4 + i] = acc[qi * D4 + i] * corr[qi] + pw[qi] * vv;
       }
     }
+#endif
   }
 
   // Merge the lanes' partial softmaxes.

@@ -21,8 +21,14 @@ struct Params {
 #endif
 #if ROPE
 @group(0) @binding({{B_ROPE}}) var<storage, read> inv_freq: array<f32>;
+#if KV_F16
+// An f16 cache: every invocation writes whole u32 words (two adjacent dims it owns).
+@group(0) @binding({{B_ROPE1}}) var<storage, read_write> k_cache: array<u32>;
+@group(0) @binding({{B_ROPE2}}) var<storage, read_write> v_cache: array<u32>;
+#else
 @group(0) @binding({{B_ROPE1}}) var<storage, read_write> k_cache: array<f32>;
 @group(0) @binding({{B_ROPE2}}) var<storage, read_write> v_cache: array<f32>;
+#endif
 #endif
 
 // The x row a matmul row reads: logit rows gather their token's row (final norm + LM head
@@ -81,17 +87,34 @@ fn rope_store(t: u32, c: u32, v0: vec4<f32>, v1: vec4<f32>) {
       }
     } else if (slot != NO_SLOT) {
       let kvh = h - p.nh;
+#if KV_F16
+      let a = cache_index(slot, kvh, d) / 2u;
+      let b = cache_index(slot, kvh, half + d) / 2u;
+      k_cache[a] = pack2x16float(r0.xy);
+      k_cache[a + 1u] = pack2x16float(r0.zw);
+      k_cache[b] = pack2x16float(r1.xy);
+      k_cache[b + 1u] = pack2x16float(r1.zw);
+#else
       for (var q = 0u; q < 4u; q++) {
         k_cache[cache_index(slot, kvh, d + q)] = r0[q];
         k_cache[cache_index(slot, kvh, half + d + q)] = r1[q];
       }
+#endif
     }
   } else if (slot != NO_SLOT) {
     let kvh = h - p.nh - p.nkv;
+#if KV_F16
+    let a = cache_index(slot, kvh, 8u * i) / 2u;
+    v_cache[a] = pack2x16float(v0.xy);
+    v_cache[a + 1u] = pack2x16float(v0.zw);
+    v_cache[a + 2u] = pack2x16float(v1.xy);
+    v_cache[a + 3u] = pack2x16float(v1.zw);
+#else
     for (var q = 0u; q < 4u; q++) {
       v_cache[cache_index(slot, kvh, 8u * i + q)] = v0[q];
       v_cache[cache_index(slot, kvh, 8u * i + 4u + q)] = v1[q];
     }
+#endif
   }
 }
 #endif

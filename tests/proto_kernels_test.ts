@@ -347,6 +347,32 @@ test("proto matmul: q|k|v with RoPE + KV-cache write in the epilogue (and bias) 
       for (let tk = 0; tk < rows; tk++) curQ.set(curQkv.subarray(tk * cols, tk * cols + nh * hd), tk * nh * hd);
       const curKv = [await kit.readF32(curK, cacheWords), await kit.readF32(curV, cacheWords)];
       for (const variant of variants) {
+        await t.step(`${variant.name}${withBias ? " + bias" : ""} f16 cache`, async () => {
+          const q = kit.buffer(rows * nh * hd * 4);
+          const kc = kit.buffer(cacheWords * 2);
+          const vc = kit.buffer(cacheWords * 2);
+          const columns = ropeColumns(nh, nkv, hd);
+          await runMatmul(kit, {
+            variant,
+            weight: { data: w.bits, rows: cols, cols: k },
+            columns,
+            rows,
+            meta,
+            x: xb,
+            out: q,
+            ldx: k,
+            ldo: nh * hd,
+            nOut: cols,
+            bias: withBias ? kit.buffer(permuteColumns(bias, columns)) : undefined,
+            rope: { invFreq: kit.buffer(invFreq), kCache: kc, vCache: vc, numHeads: nh, numKvHeads: nkv, headDim: hd, blockSize: bs },
+            defines: { KV_F16: true },
+          });
+          const halves = async (b: GPUBuffer) => Float32Array.from(new Float16Array((await kit.readF32(b, cacheWords / 2)).buffer));
+          // One f16 rounding of an f32 result: within an f16 ulp (2^-10 relative).
+          const ek = maxRelErr(await halves(kc), host.k);
+          const ev = maxRelErr(await halves(vc), host.v);
+          assert(ek <= 1e-3 && ev <= 1e-3, `f16 cache error k ${ek} v ${ev}`);
+        });
         await t.step(`${variant.name}${withBias ? " + bias" : ""}`, async () => {
           const q = kit.buffer(rows * nh * hd * 4);
           const kc = kit.buffer(cacheWords * 4);
@@ -476,7 +502,7 @@ async function checkAttention(kit: GpuKit, c: AttentionCase, rng: Rng, t: { step
       const splits = Math.ceil(maxContext / splitLen);
       await t.step(`${c.name} TQ=${tq} splits=${splits}`, async () => {
         const params = kit.uniform(packAttentionParams({ numHeads: c.nh, numKvHeads: c.nkv, blockSize: bs, qStride: qkvCols, window: c.window, scale, softcap: c.softcap, maxSplits: splits, splitLen }));
-        const ak = kit.kernel(ATTENTION_LANES, { GROUP: group, HEAD_DIM: c.hd, TQ: tq, WG: lanes });
+        const ak = kit.kernel(ATTENTION_LANES, { GROUP: group, HEAD_DIM: c.hd, TQ: tq, WG: lanes, KV_F16: false });
         const out = kit.buffer(outWords * 4);
         const partAcc = kit.buffer(T * c.nh * splits * c.hd * 4);
         const partMl = kit.buffer(T * c.nh * splits * 8);
@@ -508,7 +534,7 @@ async function checkAttention(kit: GpuKit, c: AttentionCase, rng: Rng, t: { step
       const aq = kit.buffer(q.slice(first * qkvCols, (first + n) * qkvCols));
       const splits = Math.ceil(Math.max(...alone.contextLens) / splitLen);
       const params = kit.uniform(packAttentionParams({ numHeads: c.nh, numKvHeads: c.nkv, blockSize: bs, qStride: qkvCols, window: c.window, scale, softcap: c.softcap, maxSplits: splits, splitLen }));
-      const ak = kit.kernel(ATTENTION_LANES, { GROUP: group, HEAD_DIM: c.hd, TQ: 1, WG: lanes });
+      const ak = kit.kernel(ATTENTION_LANES, { GROUP: group, HEAD_DIM: c.hd, TQ: 1, WG: lanes, KV_F16: false });
       const out = kit.buffer(n * c.nh * c.hd * 4);
       const partAcc = kit.buffer(n * c.nh * splits * c.hd * 4);
       const partMl = kit.buffer(n * c.nh * splits * 8);
@@ -524,6 +550,32 @@ async function checkAttention(kit: GpuKit, c: AttentionCase, rng: Rng, t: { step
       assertEquals(Array.from(got), Array.from(inBatch), `${c.name}: sequence ${s} alone differs from in the batch`);
     }
   });
+  // An f16 cache: the same kernel reading half the words, against the reference on the
+  // f16-rounded cache.
+  if (c.hd % 8 === 0) {
+    await t.step(`${c.name} f16 KV cache`, async () => {
+      const kh = new Float16Array(cache.k);
+      const vh = new Float16Array(cache.v);
+      const rounded = { ...cache, k: Float32Array.from(kh), v: Float32Array.from(vh) };
+      const ref16 = attentionRef({ q, qStride: qkvCols, tokens, cache: rounded, numHeads: c.nh, scale, window: c.window, softcap: c.softcap });
+      const splitLen = 16;
+      const splits = Math.ceil(maxContext / splitLen);
+      const params = kit.uniform(packAttentionParams({ numHeads: c.nh, numKvHeads: c.nkv, blockSize: bs, qStride: qkvCols, window: c.window, scale, softcap: c.softcap, maxSplits: splits, splitLen }));
+      const ak = kit.kernel(ATTENTION_LANES, { GROUP: group, HEAD_DIM: c.hd, TQ: 1, WG: lanes, KV_F16: true });
+      const out = kit.buffer(outWords * 4);
+      const partAcc = kit.buffer(T * c.nh * splits * c.hd * 4);
+      const partMl = kit.buffer(T * c.nh * splits * 8);
+      const info = kit.buffer(16);
+      const dispatches = [{ kernel: ak, group: kit.bind(ak, meta, [params, qb, kit.buffer(new Uint16Array(kh.buffer)), kit.buffer(new Uint16Array(vh.buffer)), out, partAcc, partMl, info]), grid: [c.nkv, T, splits] as [number, number, number] }];
+      if (splits > 1) {
+        const ck = kit.kernel(ATTENTION_COMBINE, { HEAD_DIM: c.hd });
+        dispatches.push({ kernel: ck, group: kit.bind(ck, meta, [params, partAcc, partMl, info, out]), grid: [T, 1, 1] });
+      }
+      await kit.run(dispatches);
+      const got = await kit.readF32(out, outWords);
+      assert(maxRelErr(got, ref16) <= TOL, `error vs reference on the f16 cache ${maxRelErr(got, ref16)}`);
+    });
+  }
 }
 
 test("proto attention: decode, split-K + combine, GQA 1/3/4, window, soft-cap vs reference and paged_attention; batch-invariant", async (t) => {

@@ -85,6 +85,7 @@ export async function benchAttention(
     const qkv = kit.buffer(Float32Array.from({ length: T * qkvCols }, () => rng.next() - 0.5));
     const out = kit.buffer(T * NH * HD * 4);
     // Each query reads its keys' K and V rows once (causal prefill: the triangle).
+    // GB/s counts f32 K/V bytes for every kernel (the f16 cache moves half of them).
     const keysRead = c.queries === 1 ? seqs * c.context : (c.queries * (c.queries + 1)) / 2;
     const bytes = keysRead * NKV * HD * 4 * 2;
     const add = (kernel: string, splits: number, encode: Timed["encode"]) => {
@@ -105,8 +106,14 @@ export async function benchAttention(
       });
     }
     const splitLens = c.queries === 1 && c.context > options.splitLen ? [1 << 20, options.splitLen] : [options.splitLen];
-    for (const tq of c.queries > 1 ? [1, 4] : [1]) {
-      for (const splitLen of splitLens) {
+    // The same K/V as f16 (the cache a later issue may adopt).
+    const k16 = kit.buffer(cacheWords * 2);
+    const v16 = kit.buffer(cacheWords * 2);
+    const variants: { tq: number; f16: boolean }[] = c.queries > 1
+      ? [{ tq: 1, f16: false }, { tq: 4, f16: false }, { tq: 4, f16: true }]
+      : [{ tq: 1, f16: false }, { tq: 1, f16: true }];
+    for (const { tq, f16 } of variants) {
+      for (const splitLen of f16 ? [options.splitLen] : splitLens) {
         const splits = Math.ceil(c.context / splitLen);
         const params = kit.uniform(packAttentionParams({
           numHeads: NH,
@@ -119,15 +126,15 @@ export async function benchAttention(
           maxSplits: splits,
           splitLen,
         }));
-        const ak = kit.kernel(ATTENTION_LANES, { GROUP: NH / NKV, HEAD_DIM: HD, TQ: tq, WG: lanes });
+        const ak = kit.kernel(ATTENTION_LANES, { GROUP: NH / NKV, HEAD_DIM: HD, TQ: tq, WG: lanes, KV_F16: f16 });
         const partAcc = kit.buffer(T * NH * splits * HD * 4);
         const partMl = kit.buffer(T * NH * splits * 8);
         const info = kit.buffer(16);
-        const group = kit.bind(ak, meta, [params, qkv, k, v, out, partAcc, partMl, info]);
+        const group = kit.bind(ak, meta, [params, qkv, f16 ? k16 : k, f16 ? v16 : v, out, partAcc, partMl, info]);
         const ck = kit.kernel(ATTENTION_COMBINE, { HEAD_DIM: HD });
         const cgroup = kit.bind(ck, meta, [params, partAcc, partMl, info, out]);
         const tiles = tq === 1 ? T : Math.ceil(T / tq) + seqs;
-        add(`attention_lanes${tq > 1 ? ` TQ=${tq}` : ""}${splits > 1 ? " + combine" : ""}`, splits, (pass) => {
+        add(`attention_lanes${tq > 1 ? ` TQ=${tq}` : ""}${f16 ? " f16 KV" : ""}${splits > 1 ? " + combine" : ""}`, splits, (pass) => {
           pass.setPipeline(ak.pipeline);
           pass.setBindGroup(0, group, [0]);
           pass.dispatchWorkgroups(NKV, tiles, splits);

@@ -46,7 +46,7 @@ export interface LoopRow {
 /** The section's results. */
 export interface StepSection {
   /** Max |proto - current| / max |current| over a 16-token prefill's logits. */
-  logitsRelDiff: { norm: NormMode; relDiff: number }[];
+  logitsRelDiff: { norm: NormMode | "gamma + f16 KV"; relDiff: number }[];
   steps: StepRow[];
   ops: OpRow[];
   loops: LoopRow[];
@@ -98,6 +98,15 @@ export async function benchSteps(
     numBlocks,
     metaSlots: configs.length + 1,
   });
+  const protoF16 = new ProtoDecoder(kit, spec, weights, {
+    family: "cpu",
+    norm: "gamma",
+    capacity: cap,
+    blockSize: BS,
+    numBlocks,
+    metaSlots: configs.length + 1,
+    kvF16: true,
+  });
   const V = spec.vocabSize;
   try {
     // Cross-check: a 16-token prefill through both (and through the folded-norm variant).
@@ -120,7 +129,10 @@ export async function benchSteps(
       }
       return diff / scale;
     };
-    const logitsRelDiff = [{ norm: "gamma" as NormMode, relDiff: await relDiff(proto) }];
+    const logitsRelDiff: StepSection["logitsRelDiff"] = [
+      { norm: "gamma", relDiff: await relDiff(proto) },
+      { norm: "gamma + f16 KV" as const, relDiff: await relDiff(protoF16) },
+    ];
     {
       const folded = new ProtoDecoder(kit, spec, weights, {
         family: "cpu",
@@ -145,6 +157,9 @@ export async function benchSteps(
       const pshape = proto.writeStep(batch, i + 1);
       items.push({ id: `proto ${seqs}x${context}`, encode: (pass) => proto.encode(pass, pshape, pshape.offset) });
       steps.push({ impl: "prototype kernels", seqs, context, dispatches: proto.plan(pshape).length });
+      const fshape = protoF16.writeStep(batch, i + 1);
+      items.push({ id: `proto f16 ${seqs}x${context}`, encode: (pass) => protoF16.encode(pass, fshape, fshape.offset) });
+      steps.push({ impl: "prototype kernels, f16 KV", seqs, context, dispatches: protoF16.plan(fshape).length });
     });
     options.log(`  timing ${items.length} whole steps...`);
     const times = await timeInterleaved(kit.device, items, { rounds: options.rounds, targetPassMs: 1, maxReps: 1 });

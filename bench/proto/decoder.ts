@@ -65,6 +65,8 @@ export interface ProtoDecoderOptions {
   queryTile?: number;
   /** Metadata slots (steps written ahead; the benchmark keeps one per step shape). */
   metaSlots?: number;
+  /** An f16 KV cache (half the bytes and load instructions per key). */
+  kvF16?: boolean;
   /**
    * cpu family: narrow matrices split K over up to 8 invocations per column block until
    * they have this many invocations (default 0: off; it measured no faster on lavapipe).
@@ -139,7 +141,7 @@ export class ProtoDecoder {
     checkSupported(spec);
     this.#kit = kit;
     this.spec = spec;
-    this.options = { splitLen: 256, queryTile: 1, metaSlots: 1, kSplitLanes: 0, ...options };
+    this.options = { splitLen: 256, queryTile: 1, metaSlots: 1, kSplitLanes: 0, kvF16: false, ...options };
     const { capacity: cap, blockSize: bs, numBlocks } = options;
     const T = cap.maxTokens;
     const R = cap.maxLogitRows;
@@ -165,10 +167,10 @@ export class ProtoDecoder {
     const partAcc = kit.buffer(T * nh * maxSplits * hd * 4);
     const partMl = kit.buffer(T * nh * maxSplits * 8);
     const info = kit.buffer(16);
-    const cacheWords = numBlocks * nkv * bs * hd;
+    const cacheBytes = numBlocks * nkv * bs * hd * (this.options.kvF16 ? 2 : 4);
     for (let l = 0; l < spec.numLayers; l++) {
-      this.kCache.push(kit.buffer(cacheWords * 4));
-      this.vCache.push(kit.buffer(cacheWords * 4));
+      this.kCache.push(kit.buffer(cacheBytes));
+      this.vCache.push(kit.buffer(cacheBytes));
     }
 
     // Embedding gather (the existing kernel, HF-layout f16 table). Token ids with the top bit
@@ -225,6 +227,7 @@ export class ProtoDecoder {
           ROPE: flags.rope,
           BIAS: flags.bias,
           GAMMA: flags.gamma,
+          KV_F16: this.options.kvF16,
         })
       );
       const params = packMatmulParams({
@@ -267,7 +270,7 @@ export class ProtoDecoder {
     // One lane count for both tile sizes: the lane of a key fixes the summation order.
     const lanes = attentionLanes(group, hd, tq);
     if (this.options.splitLen % lanes !== 0) throw new RangeError(`splitLen must be a multiple of ${lanes}`);
-    const attnKernels = [1, tq].map((TQ) => kit.kernel(ATTENTION_LANES, { GROUP: group, HEAD_DIM: hd, TQ, WG: lanes }));
+    const attnKernels = [1, tq].map((TQ) => kit.kernel(ATTENTION_LANES, { GROUP: group, HEAD_DIM: hd, TQ, WG: lanes, KV_F16: this.options.kvF16 }));
     const combine = kit.kernel(ATTENTION_COMBINE, { HEAD_DIM: hd });
 
     weights.layers.forEach((w, l) => {

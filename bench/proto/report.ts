@@ -55,16 +55,21 @@ function stepTables(s: StepSection, peer: PeerRates | undefined): string {
   const out: string[] = [];
   out.push(table(
     ["norm weight", "logits vs current pass (max rel)"],
-    s.logitsRelDiff.map((r) => [r.norm === "gamma" ? "applied on load (GAMMA)" : "folded into f16 weights", r.relDiff.toExponential(2)]),
+    s.logitsRelDiff.map((r) => [
+      r.norm === "gamma" ? "applied on load (GAMMA)" : r.norm === "fold" ? "folded into f16 weights" : "GAMMA, f16 KV cache",
+      r.relDiff.toExponential(2),
+    ]),
   ));
   const keys = [...new Set(s.steps.map((r) => `${r.seqs}|${r.context}`))];
   out.push("\n" + table(
-    ["seqs", "context", "current ms", "prototype ms", "speedup", "dispatches (current / proto)", "proto step tok/s"],
+    ["seqs", "context", "current ms", "prototype ms", "speedup", "proto, f16 KV ms", "dispatches (current / proto)", "proto step tok/s"],
     keys.map((key) => {
       const [seqs, context] = key.split("|").map(Number);
-      const cur = s.steps.find((r) => r.impl.startsWith("current") && r.seqs === seqs && r.context === context)!;
-      const pro = s.steps.find((r) => r.impl.startsWith("prototype") && r.seqs === seqs && r.context === context)!;
-      return [seqs, context, f(cur.gpuMs, 1), f(pro.gpuMs, 1), `${f(cur.gpuMs / pro.gpuMs)}x`, `${cur.dispatches} / ${pro.dispatches}`, f((1000 * seqs) / pro.gpuMs, 1)];
+      const find = (impl: string) => s.steps.find((r) => r.impl === impl && r.seqs === seqs && r.context === context);
+      const cur = find("current forward pass")!;
+      const pro = find("prototype kernels")!;
+      const f16 = find("prototype kernels, f16 KV");
+      return [seqs, context, f(cur.gpuMs, 1), f(pro.gpuMs, 1), `${f(cur.gpuMs / pro.gpuMs)}x`, f(f16?.gpuMs ?? NaN, 1), `${cur.dispatches} / ${pro.dispatches}`, f((1000 * seqs) / pro.gpuMs, 1)];
     }),
   ));
   const seqsList = [...new Set(s.ops.map((o) => o.seqs))];
@@ -84,6 +89,38 @@ function stepTables(s: StepSection, peer: PeerRates | undefined): string {
   return out.join("\n");
 }
 
+/** Issue 10's targets as far as this run measures them. */
+function targets(r: Record<string, unknown>): string {
+  const rows: (string | number)[][] = [];
+  const step = r.step as StepSection | undefined;
+  const peer = r.peer && !(r.peer as { skipped?: string }).skipped ? (r.peer as PeerRates) : undefined;
+  if (step) {
+    for (const l of step.loops) {
+      const p = peer ? (l.seqs === 1 ? peer.singleTokPerS : peer.parallelTokPerS) : NaN;
+      const want = l.seqs === 1 ? 0.6 : 1.0;
+      rows.push([`${l.seqs === 1 ? "single stream" : `${l.seqs} parallel streams`} >= ${want}x llama.cpp`, `${f(l.tokPerS, 1)} / ${f(p, 1)} tok/s = ${f(l.tokPerS / p)}x`, l.tokPerS / p >= want ? "met" : "not met"]);
+    }
+    const layers = 30;
+    const d = step.steps.filter((x) => x.impl === "prototype kernels");
+    const maxD = Math.max(...d.map((x) => x.dispatches));
+    const minD = Math.min(...d.map((x) => x.dispatches));
+    rows.push([`dispatches per decode step <= 5 x ${layers} + 4 = ${5 * layers + 4}`, `${minD} (keys in one split) .. ${maxD} (split: + combine)`, maxD <= 5 * layers + 4 ? "met" : minD <= 5 * layers + 4 ? "met without key splits" : "not met"]);
+    for (const impl of ["prototype kernels", "prototype kernels, f16 KV"]) {
+      const at = (c: number) => step.steps.find((x) => x.impl === impl && x.seqs === 1 && x.context === c)?.gpuMs ?? NaN;
+      const ratio = at(2048) / at(128);
+      if (Number.isFinite(ratio)) rows.push([`${impl}: 1-seq step at 2048 <= 1.5 x step at 128`, `${f(at(2048), 1)} / ${f(at(128), 1)} ms = ${f(ratio)}`, ratio <= 1.5 ? "met" : "not met"]);
+    }
+  }
+  const m = r.matmul as MatmulSection | undefined;
+  if (m) {
+    const rs = m.rows.filter((x) => x.kernel === "gemv_c8" && x.m === 1);
+    const bytes = rs.reduce((a, x) => a + x.gbps * x.gpuMs, 0);
+    const ms = rs.reduce((a, x) => a + x.gpuMs, 0);
+    rows.push(["decode GEMV (gemv_c8, 1 row, SmolLM2 shapes) as a fraction of the streaming roof", `${f(bytes / ms)} / ${f(m.roofGbps)} GB/s = ${f((100 * bytes) / ms / m.roofGbps, 0)}%`, "(GPU target: >= 60%)"]);
+  }
+  return rows.length ? "\n### Issue 10 targets in this run\n\n" + table(["target", "measured", ""], rows) : "";
+}
+
 /** Renders the whole report. */
 export function renderProtoMarkdown(r: Record<string, unknown>): string {
   const out: string[] = [];
@@ -98,5 +135,6 @@ export function renderProtoMarkdown(r: Record<string, unknown>): string {
   const peer = r.peer && !(r.peer as { skipped?: string }).skipped ? (r.peer as PeerRates) : undefined;
   if (r.step) out.push("\n### Whole decode steps (SmolLM2-shaped, 30 layers)\n\n" + stepTables(r.step as StepSection, peer));
   if (r.peer) out.push(`\n### llama.cpp\n\n\`${JSON.stringify(r.peer)}\``);
+  out.push(targets(r));
   return out.join("\n");
 }

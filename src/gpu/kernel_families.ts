@@ -53,6 +53,8 @@ export interface MatmulDefines {
   ROPE: boolean;
   /** Per-column bias (permuted like the columns). */
   BIAS: boolean;
+  /** ROPE: the KV cache holds f16 (pairs packed in u32). */
+  KV_F16: boolean;
   /** Logit rows read their token's x row. */
   GATHER: boolean;
   /** Multiply x by the norm weight as it is loaded (binding after `out`). */
@@ -77,6 +79,7 @@ export const MATMUL_DEFAULTS: MatmulDefines = {
   GELU: false,
   ROPE: false,
   BIAS: false,
+  KV_F16: false,
   GATHER: false,
   GAMMA: false,
   SUBGROUPS: false,
@@ -175,6 +178,8 @@ export interface AttentionLanesDefines {
   TQ: number;
   /** Lanes (keys in flight) per workgroup; WG * TQ * GROUP * HEAD_DIM * 4 bytes <= 32 KiB. */
   WG: number;
+  /** The KV cache holds f16 (needs HEAD_DIM % 8 == 0). */
+  KV_F16: boolean;
 }
 
 /** Split-K attention, lanes = keys (cpu family). */
