@@ -14,6 +14,7 @@ import { ModelRunner } from "../../src/model/model_runner.ts";
 import { buildStepBatch, type SequenceChunk, type StepCapacity } from "../../src/model/step_batch.ts";
 import { GpuTimer } from "../gpu_timer.ts";
 import { percentile } from "../stats.ts";
+import type { LlamaCppPeer, PeerRates } from "./bench_peer.ts";
 
 /** One step-time measurement. */
 export interface StepRow {
@@ -34,13 +35,17 @@ export interface OpRow {
   ms: number;
 }
 
-/** The decode loop's wall time. */
+/** The decode loop's wall time (median over the rounds), next to llama.cpp's in the same rounds. */
 export interface LoopRow {
   impl: string;
   seqs: number;
   steps: number;
   msPerStep: number;
   tokPerS: number;
+  /** llama.cpp tok/s, median of the runs alternating with ours (when the peer ran). */
+  peerTokPerS?: number;
+  /** Median of the per-round ratios ours / llama.cpp. */
+  ratio?: number;
 }
 
 /** The section's results. */
@@ -52,6 +57,8 @@ export interface StepSection {
   loops: LoopRow[];
   /** Packed weight bytes of the prototype decoder. */
   weightBytes: number;
+  /** llama.cpp's rates from the alternating rounds. */
+  peer?: PeerRates;
 }
 
 const BS = 16;
@@ -70,7 +77,17 @@ const family = (label: string) => label.replace(/^l\d+\./, "").replace(/\[\d+\]$
 /** Runs the section on a synthetic checkpoint directory. */
 export async function benchSteps(
   kit: GpuKit,
-  options: { modelDir: string; contexts: number[]; seqs: number[]; rounds: number; loopSteps: number; log: (s: string) => void },
+  options: {
+    modelDir: string;
+    contexts: number[];
+    seqs: number[];
+    rounds: number;
+    loopSteps: number;
+    log: (s: string) => void;
+    /** llama.cpp, alternated with our decode loop round by round. */
+    peer?: LlamaCppPeer;
+    peerRounds?: number;
+  },
 ): Promise<StepSection> {
   const { spec, weights } = await loadHostWeights(options.modelDir);
   const maxContext = Math.max(...options.contexts);
@@ -199,7 +216,11 @@ export async function benchSteps(
     }
 
     // Decode loop: ids stay on the GPU (a token id with the top bit names last step's row).
+    // Rounds alternate with llama.cpp's runs of the same length when the peer is there.
     const loops: LoopRow[] = [];
+    let peerRates: PeerRates | undefined;
+    const peerSingle: number[] = [];
+    const peerParallel: number[] = [];
     for (const seqs of options.seqs) {
       const run = async (steps: number) => {
         const t0 = performance.now();
@@ -219,11 +240,42 @@ export async function benchSteps(
         return (performance.now() - t0) / steps;
       };
       await run(2);
-      const ms = await run(options.loopSteps);
-      loops.push({ impl: "prototype kernels", seqs, steps: options.loopSteps, msPerStep: ms, tokPerS: (seqs * 1000) / ms });
-      options.log(`  decode loop ${seqs} seq: ${ms.toFixed(1)} ms/step, ${((seqs * 1000) / ms).toFixed(1)} tok/s`);
+      const ours: number[] = [];
+      const theirs: number[] = [];
+      const ratios: number[] = [];
+      const rounds = options.peer ? options.peerRounds ?? 3 : 1;
+      for (let r = 0; r < rounds; r++) {
+        const ms = await run(options.loopSteps);
+        ours.push((seqs * 1000) / ms);
+        if (options.peer) {
+          const p = seqs === 1
+            ? await options.peer.single(options.loopSteps)
+            : await options.peer.parallelRate(options.loopSteps);
+          theirs.push(p);
+          ratios.push(ours.at(-1)! / p);
+          (seqs === 1 ? peerSingle : peerParallel).push(p);
+        }
+      }
+      const tok = percentile(ours, 50);
+      const row: LoopRow = { impl: "prototype kernels", seqs, steps: options.loopSteps, msPerStep: (seqs * 1000) / tok, tokPerS: tok };
+      if (options.peer) {
+        row.peerTokPerS = percentile(theirs, 50);
+        row.ratio = percentile(ratios, 50);
+      }
+      loops.push(row);
+      options.log(`  decode loop ${seqs} seq: ${row.msPerStep.toFixed(1)} ms/step, ${tok.toFixed(1)} tok/s` +
+        (options.peer ? `; llama.cpp ${row.peerTokPerS!.toFixed(1)} tok/s, ratio ${row.ratio!.toFixed(2)}` : ""));
     }
-    return { logitsRelDiff, steps: stepRows, ops, loops, weightBytes: proto.weightBytes };
+    if (options.peer) {
+      peerRates = {
+        singleTokPerS: percentile(peerSingle, 50),
+        parallelTokPerS: percentile(peerParallel, 50),
+        parallel: options.peer.parallel,
+        outputTokens: options.loopSteps,
+        threads: options.peer.threads,
+      };
+    }
+    return { logitsRelDiff, steps: stepRows, ops, loops, weightBytes: proto.weightBytes, peer: peerRates };
   } finally {
     runner.close();
   }

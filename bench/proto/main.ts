@@ -10,7 +10,7 @@ import { GpuKit } from "./gpu_kit.ts";
 import { benchMatmuls, SMOLLM2_SHAPES } from "./bench_matmul.ts";
 import { benchAttention } from "./bench_attention.ts";
 import { benchSteps } from "./bench_step.ts";
-import { llamaCppRates } from "./bench_peer.ts";
+import { LlamaCppPeer } from "./bench_peer.ts";
 import { kernelFamilyFor } from "../../src/gpu/kernel_families.ts";
 import { SMOLLM2_135M_CONFIG, writeSyntheticModel } from "../synthetic_model.ts";
 import { renderProtoMarkdown } from "./report.ts";
@@ -93,25 +93,34 @@ async function main() {
     if (args.only.has("step") || args.only.has("peer")) {
       await writeSyntheticModel(smol, { tokenizerDir: `${ROOT}tests/fixtures/models/stories260K` });
     }
-    if (args.only.has("step")) {
-      log("[proto] whole steps...");
-      results.step = await benchSteps(kit, {
-        modelDir: smol,
-        contexts: q ? [128, 2048] : [128, 512, 1024, 2048, 4096],
-        seqs: [1, 8],
-        rounds: q ? 3 : 5,
-        loopSteps: q ? 8 : 32,
-        log,
-      });
-      kit.destroy();
-    }
+    let peer: LlamaCppPeer | undefined;
     if (args.only.has("peer")) {
-      log("[proto] llama.cpp peer...");
+      log("[proto] loading llama.cpp (node-llama-cpp) on the same checkpoint...");
       try {
-        results.peer = await llamaCppRates(smol, `${tmp}/smol.gguf`, q ? 16 : 64, 8);
+        peer = await LlamaCppPeer.open(smol, `${tmp}/smol.gguf`, 8, 64);
       } catch (e) {
         results.peer = { skipped: (e as Error).message };
       }
+    }
+    try {
+      if (args.only.has("step")) {
+        log("[proto] whole steps (decode loops alternate with llama.cpp)...");
+        const step = await benchSteps(kit, {
+          modelDir: smol,
+          contexts: q ? [128, 2048] : [128, 512, 1024, 2048, 4096],
+          seqs: [1, 8],
+          rounds: q ? 3 : 5,
+          loopSteps: q ? 16 : 32,
+          log,
+          peer,
+          peerRounds: q ? 2 : 3,
+        });
+        results.step = step;
+        if (step.peer) results.peer = step.peer;
+        kit.destroy();
+      }
+    } finally {
+      await peer?.dispose();
     }
   } finally {
     await rt.remove(tmp).catch(() => {});
