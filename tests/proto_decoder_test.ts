@@ -23,7 +23,13 @@ import type { KernelFamily } from "../src/gpu/kernel_families.ts";
 const REL_TOL = 1e-4;
 const FOLD_TOL = 2e-3;
 const BS = 16;
-const CAP: StepCapacity = { maxTokens: 128, maxSeqs: 2, maxLogitRows: 128, maxBlocksPerSeq: 8, samplingWordsPerRow: 0 };
+const CAP: StepCapacity = {
+  maxTokens: 128,
+  maxSeqs: 2,
+  maxLogitRows: 128,
+  maxBlocksPerSeq: 8,
+  samplingWordsPerRow: 0,
+};
 
 /** Runs one step of `ids` at `start` (block table 0..7); returns logits of the asked rows and their argmax. */
 async function step(
@@ -33,7 +39,12 @@ async function step(
   start: number,
   logits: "all" | "last",
 ): Promise<{ logits: Float32Array; ids: Uint32Array }> {
-  const batch = buildStepBatch([{ tokens: ids, start, blockTable: [0, 1, 2, 3, 4, 5, 6, 7], logits }], BS);
+  const batch = buildStepBatch([{
+    tokens: ids,
+    start,
+    blockTable: [0, 1, 2, 3, 4, 5, 6, 7],
+    logits,
+  }], BS);
   const shape = dec.writeStep(batch);
   const encoder = kit.device.createCommandEncoder();
   const pass = encoder.beginComputePass();
@@ -52,7 +63,10 @@ async function step(
 function relErr(ours: Float32Array, V: number, rows: number[], refs: ArrayLike<number>[]): number {
   let worst = 0;
   rows.forEach((r, k) => {
-    worst = Math.max(worst, maxAbsDiff(ours.subarray(r * V, (r + 1) * V), refs[k]) / maxAbs(refs[k]));
+    worst = Math.max(
+      worst,
+      maxAbsDiff(ours.subarray(r * V, (r + 1) * V), refs[k]) / maxAbs(refs[k]),
+    );
   });
   return worst;
 }
@@ -91,70 +105,86 @@ for (const m of MODELS) {
     try {
       for (const c of CONFIGS) {
         const name = `${c.family}/${c.norm}${c.kvF16 ? "/f16 KV" : ""}`;
-        await t.step(`${c.family} family, norm ${c.norm}${c.kvF16 ? ", f16 KV cache" : ""}`, async () => {
-          // splitLen 16: prompts of 20+ tokens use split attention + combine.
-          const dec = new ProtoDecoder(kit, spec, weights, {
-            ...c,
-            capacity: CAP,
-            blockSize: BS,
-            numBlocks: 8,
-            splitLen: 16,
-            queryTile: 4,
-          });
-          const tol = c.norm === "gamma" && !c.kvF16 ? REL_TOL : FOLD_TOL;
-          for (const g of golden.cases) {
-            const ids = g.prompt_ids;
-            dec.clearCache();
-            const prefill = await step(kit, dec, ids, 0, "all");
-            const table = runner.blocks.allocate(Math.ceil(ids.length / BS));
-            const current = (await runner.run(
-              buildStepBatch([{ tokens: ids, start: 0, blockTable: table, logits: "all" }], BS),
-              { logits: true },
-            )).logits!;
-            runner.blocks.release(table);
-            const all = ids.map((_, i) => i);
-            const vsCurrent = relErr(prefill.logits, V, all, all.map((i) => current.subarray(i * V, (i + 1) * V)));
-            assert(vsCurrent <= tol, `${m.name} ${name}: vs current pass ${vsCurrent} > ${tol}`);
-            let vsGolden = NaN;
-            if (m.golden) {
-              vsGolden = relErr(prefill.logits, V, g.logit_positions, g.logits);
-              assert(vsGolden <= tol, `${m.name} ${name}: vs transformers ${vsGolden} > ${tol}`);
-            }
-            // The same prompt one token per step: the same bits.
-            dec.clearCache();
-            for (let i = 0; i < ids.length; i++) {
-              const d = await step(kit, dec, [ids[i]], i, "last");
-              assertEquals(
-                Array.from(d.logits),
-                Array.from(prefill.logits.subarray(i * V, (i + 1) * V)),
-                `${m.name} ${name}: decode step ${i} differs from the prefill row`,
+        await t.step(
+          `${c.family} family, norm ${c.norm}${c.kvF16 ? ", f16 KV cache" : ""}`,
+          async () => {
+            // splitLen 16: prompts of 20+ tokens use split attention + combine.
+            const dec = new ProtoDecoder(kit, spec, weights, {
+              ...c,
+              capacity: CAP,
+              blockSize: BS,
+              numBlocks: 8,
+              splitLen: 16,
+              queryTile: 4,
+            });
+            const tol = c.norm === "gamma" && !c.kvF16 ? REL_TOL : FOLD_TOL;
+            for (const g of golden.cases) {
+              const ids = g.prompt_ids;
+              dec.clearCache();
+              const prefill = await step(kit, dec, ids, 0, "all");
+              const table = runner.blocks.allocate(Math.ceil(ids.length / BS));
+              const current = (await runner.run(
+                buildStepBatch([{ tokens: ids, start: 0, blockTable: table, logits: "all" }], BS),
+                { logits: true },
+              )).logits!;
+              runner.blocks.release(table);
+              const all = ids.map((_, i) => i);
+              const vsCurrent = relErr(
+                prefill.logits,
+                V,
+                all,
+                all.map((i) => current.subarray(i * V, (i + 1) * V)),
+              );
+              assert(vsCurrent <= tol, `${m.name} ${name}: vs current pass ${vsCurrent} > ${tol}`);
+              let vsGolden = NaN;
+              if (m.golden) {
+                vsGolden = relErr(prefill.logits, V, g.logit_positions, g.logits);
+                assert(vsGolden <= tol, `${m.name} ${name}: vs transformers ${vsGolden} > ${tol}`);
+              }
+              // The same prompt one token per step: the same bits.
+              dec.clearCache();
+              for (let i = 0; i < ids.length; i++) {
+                const d = await step(kit, dec, [ids[i]], i, "last");
+                assertEquals(
+                  Array.from(d.logits),
+                  Array.from(prefill.logits.subarray(i * V, (i + 1) * V)),
+                  `${m.name} ${name}: decode step ${i} differs from the prefill row`,
+                );
+              }
+              // Greedy continuation from the prefilled cache.
+              let next = prefill.ids[ids.length - 1];
+              const greedy = [next];
+              for (let i = ids.length; greedy.length < g.greedy_ids.length; i++) {
+                next = (await step(kit, dec, [next], i, "last")).ids[0];
+                greedy.push(next);
+              }
+              let agree = greedy.length;
+              if (m.golden) {
+                const k = greedy.findIndex((id, j) => id !== g.greedy_ids[j]);
+                if (k >= 0) {
+                  const tolAbs = 2 * tol * Math.max(...g.logits.map(maxAbs));
+                  assert(
+                    g.greedy_top2_margin[k] < tolAbs,
+                    `${m.name} ${name}: greedy id ${k} is ${greedy[k]}, transformers ${
+                      g.greedy_ids[k]
+                    } (margin ${g.greedy_top2_margin[k]})`,
+                  );
+                  agree = k;
+                }
+              }
+              console.log(
+                `  ${m.name} ${name} "${g.prompt.slice(0, 16)}": vs current ${
+                  vsCurrent.toExponential(2)
+                }` +
+                  (m.golden
+                    ? `, vs transformers ${
+                      vsGolden.toExponential(2)
+                    }, ${agree}/${greedy.length} greedy ids equal`
+                    : ""),
               );
             }
-            // Greedy continuation from the prefilled cache.
-            let next = prefill.ids[ids.length - 1];
-            const greedy = [next];
-            for (let i = ids.length; greedy.length < g.greedy_ids.length; i++) {
-              next = (await step(kit, dec, [next], i, "last")).ids[0];
-              greedy.push(next);
-            }
-            let agree = greedy.length;
-            if (m.golden) {
-              const k = greedy.findIndex((id, j) => id !== g.greedy_ids[j]);
-              if (k >= 0) {
-                const tolAbs = 2 * tol * Math.max(...g.logits.map(maxAbs));
-                assert(
-                  g.greedy_top2_margin[k] < tolAbs,
-                  `${m.name} ${name}: greedy id ${k} is ${greedy[k]}, transformers ${g.greedy_ids[k]} (margin ${g.greedy_top2_margin[k]})`,
-                );
-                agree = k;
-              }
-            }
-            console.log(
-              `  ${m.name} ${name} "${g.prompt.slice(0, 16)}": vs current ${vsCurrent.toExponential(2)}` +
-                (m.golden ? `, vs transformers ${vsGolden.toExponential(2)}, ${agree}/${greedy.length} greedy ids equal` : ""),
-            );
-          }
-        });
+          },
+        );
       }
     } finally {
       runner.close();

@@ -13,7 +13,12 @@
 import { test } from "./helpers/test.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { GpuKit } from "../bench/proto/gpu_kit.ts";
-import { buildMatmul, matmulVariants, type MatmulVariant, rowTile, runMatmul } from "../bench/proto/matmul_runner.ts";
+import {
+  type MatmulVariant,
+  matmulVariants,
+  rowTile,
+  runMatmul,
+} from "../bench/proto/matmul_runner.ts";
 import {
   attentionRef,
   geluTanh,
@@ -25,8 +30,21 @@ import {
   ropeRef,
   silu,
 } from "../bench/proto/cpu_reference.ts";
-import { gluColumns, identityColumns, normScale, permuteColumns, ropeColumns } from "../src/model/weight_layout.ts";
-import { ACT_MUL, MATMUL, MATMUL_BIAS, PAGED_ATTENTION, RMSNORM, ROPE_KV } from "../src/gpu/descriptors.ts";
+import {
+  gluColumns,
+  identityColumns,
+  normScale,
+  permuteColumns,
+  ropeColumns,
+} from "../src/model/weight_layout.ts";
+import {
+  ACT_MUL,
+  MATMUL,
+  MATMUL_BIAS,
+  PAGED_ATTENTION,
+  RMSNORM,
+  ROPE_KV,
+} from "../src/gpu/descriptors.ts";
 import {
   ATTENTION_COMBINE,
   ATTENTION_LANES,
@@ -45,17 +63,32 @@ function randomF32(rng: Rng, n: number, scale = 1): Float32Array<ArrayBuffer> {
 }
 
 /** Random f16 weights as bits, plus their exact f32 values for the reference. */
-function randomF16(rng: Rng, n: number, scale = 0.5): { bits: Uint16Array<ArrayBuffer>; values: Float32Array } {
+function randomF16(
+  rng: Rng,
+  n: number,
+  scale = 0.5,
+): { bits: Uint16Array<ArrayBuffer>; values: Float32Array } {
   const h = new Float16Array(n);
   for (let i = 0; i < n; i++) h[i] = scale * (rng.next() * 2 - 1);
   return { bits: new Uint16Array(h.buffer), values: Float32Array.from(h) };
 }
 
-const CAP: StepCapacity = { maxTokens: 64, maxSeqs: 4, maxLogitRows: 64, maxBlocksPerSeq: 8, samplingWordsPerRow: 0 };
+const CAP: StepCapacity = {
+  maxTokens: 64,
+  maxSeqs: 4,
+  maxLogitRows: 64,
+  maxBlocksPerSeq: 8,
+  samplingWordsPerRow: 0,
+};
 
 /** A step of `rows` tokens of one sequence (positions 0..rows-1) with logits for `logitRows`. */
 function tokensStep(kit: GpuKit, rows: number, logits: "all" | "last" = "all") {
-  const batch = buildStepBatch([{ tokens: Array(rows).fill(1), start: 0, blockTable: [0, 1, 2, 3, 4, 5, 6, 7], logits }], 16);
+  const batch = buildStepBatch([{
+    tokens: Array(rows).fill(1),
+    start: 0,
+    blockTable: [0, 1, 2, 3, 4, 5, 6, 7],
+    logits,
+  }], 16);
   return kit.meta(batch, CAP);
 }
 
@@ -73,14 +106,26 @@ async function currentMatmul(
 ): Promise<void> {
   const tm = rowTile(rows);
   const desc = bias ? MATMUL_BIAS : MATMUL;
-  const kernel = kit.kernel(desc, { F16: true, VEC: k % 8 === 0, TM: tm, ACCUM: false, BIAS: !!bias });
+  const kernel = kit.kernel(desc, {
+    F16: true,
+    VEC: k % 8 === 0,
+    TM: tm,
+    ACCUM: false,
+    BIAS: !!bias,
+  });
   const params = new Uint32Array([k, n, 0, n, 0, 0, 0, 0]);
   const buffers = [kit.uniform(params.buffer), x, kit.buffer(w), out];
   if (bias) buffers.push(bias);
-  await kit.run([{ kernel, group: kit.bind(kernel, meta, buffers), grid: [Math.ceil(n / 64), Math.ceil(rows / tm), 1] }]);
+  await kit.run([{
+    kernel,
+    group: kit.bind(kernel, meta, buffers),
+    grid: [Math.ceil(n / 64), Math.ceil(rows / tm), 1],
+  }]);
 }
 
-async function withKit(fn: (kit: GpuKit, variants: MatmulVariant[]) => Promise<void>): Promise<void> {
+async function withKit(
+  fn: (kit: GpuKit, variants: MatmulVariant[]) => Promise<void>,
+): Promise<void> {
   const kit = await GpuKit.create();
   try {
     await fn(kit, matmulVariants(kit.gpu.hasSubgroups));
@@ -113,7 +158,17 @@ test("proto matmul: every family matches the reference and matmul.wgsl (odd shap
         for (const variant of variants) {
           await t.step(`${variant.name} N=${n} K=${k} rows=${rows}`, async () => {
             const out = kit.buffer(rows * n * 4);
-            await runMatmul(kit, { variant, weight: { data: w.bits, rows: n, cols: k }, rows, meta, x: xb, out, ldx: k, ldo: n, nOut: n });
+            await runMatmul(kit, {
+              variant,
+              weight: { data: w.bits, rows: n, cols: k },
+              rows,
+              meta,
+              x: xb,
+              out,
+              ldx: k,
+              ldo: n,
+              nOut: n,
+            });
             const got = await kit.readF32(out, rows * n);
             const e = maxRelErr(got, ref);
             assert(e <= TOL, `${variant.name}: error vs reference ${e}`);
@@ -203,7 +258,11 @@ test("proto matmul: RMSNorm folded in (weight in the matrix, or GAMMA on x) vs r
     const rp = new ArrayBuffer(16);
     new Uint32Array(rp)[0] = k;
     new Float32Array(rp)[1] = eps;
-    await kit.run([{ kernel: rk, group: kit.bind(rk, meta, [kit.uniform(rp), xb, kit.buffer(gamma), normed]), grid: [rows, 1, 1] }]);
+    await kit.run([{
+      kernel: rk,
+      group: kit.bind(rk, meta, [kit.uniform(rp), xb, kit.buffer(gamma), normed]),
+      grid: [rows, 1, 1],
+    }]);
     const current = kit.buffer(rows * n * 4);
     await currentMatmul(kit, meta, normed, w.bits, n, k, rows, current);
     const cur = await kit.readF32(current, rows * n);
@@ -268,11 +327,21 @@ test("proto matmul: gate|up with act(gate) * up in the epilogue (SiLU, GELU) vs 
       const act = gelu ? geluTanh : silu;
       const expect = new Float32Array(rows * inter);
       for (let r = 0; r < rows; r++) {
-        for (let i = 0; i < inter; i++) expect[r * inter + i] = act(gu[r * 2 * inter + i]) * gu[r * 2 * inter + inter + i];
+        for (let i = 0; i < inter; i++) {
+          expect[r * inter + i] = act(gu[r * 2 * inter + i]) * gu[r * 2 * inter + inter + i];
+        }
       }
       const ak = kit.kernel(ACT_MUL, { GELU_TANH: gelu });
       const actBuf = kit.buffer(rows * inter * 4);
-      await kit.run([{ kernel: ak, group: kit.bind(ak, meta, [kit.uniform(new Uint32Array([inter, 0, 0, 0]).buffer), guBuf, actBuf]), grid: [1, rows, 1] }]);
+      await kit.run([{
+        kernel: ak,
+        group: kit.bind(ak, meta, [
+          kit.uniform(new Uint32Array([inter, 0, 0, 0]).buffer),
+          guBuf,
+          actBuf,
+        ]),
+        grid: [1, rows, 1],
+      }]);
       const cur = await kit.readF32(actBuf, rows * inter);
       for (const variant of variants) {
         await t.step(`${variant.name} ${gelu ? "GELU" : "SiLU"}`, async () => {
@@ -292,7 +361,10 @@ test("proto matmul: gate|up with act(gate) * up in the epilogue (SiLU, GELU) vs 
           });
           const got = await kit.readF32(out, rows * inter);
           assert(maxRelErr(got, expect) <= TOL, `error vs reference ${maxRelErr(got, expect)}`);
-          assert(maxRelErr(got, cur) <= TOL, `difference from matmul+act_mul ${maxRelErr(got, cur)}`);
+          assert(
+            maxRelErr(got, cur) <= TOL,
+            `difference from matmul+act_mul ${maxRelErr(got, cur)}`,
+          );
         });
       }
     }
@@ -315,13 +387,26 @@ test("proto matmul: q|k|v with RoPE + KV-cache write in the epilogue (and bias) 
     const w = randomF16(rng, cols * k);
     const x = randomF32(rng, rows * k);
     const bias = randomF32(rng, cols, 0.3);
-    const invFreq = ropeInverseFrequencies({ theta: 10000, type: "default", factor: 1, lowFreqFactor: 1, highFreqFactor: 1, originalMaxPositionEmbeddings: 0 }, hd);
+    const invFreq = ropeInverseFrequencies({
+      theta: 10000,
+      type: "default",
+      factor: 1,
+      lowFreqFactor: 1,
+      highFreqFactor: 1,
+      originalMaxPositionEmbeddings: 0,
+    }, hd);
     const cacheWords = 4 * nkv * bs * hd;
     for (const withBias of [false, true]) {
       const qkv = matmulRef(x, w.values, rows, cols, k);
       if (withBias) qkv.forEach((v, i) => (qkv[i] = v + bias[i % cols]));
       // Reference: rotate q and k heads, scatter k and v into the cache.
-      const host: HostKvCache = { k: new Float32Array(cacheWords), v: new Float32Array(cacheWords), numKvHeads: nkv, headDim: hd, blockSize: bs };
+      const host: HostKvCache = {
+        k: new Float32Array(cacheWords),
+        v: new Float32Array(cacheWords),
+        numKvHeads: nkv,
+        headDim: hd,
+        blockSize: bs,
+      };
       const qRef = new Float32Array(rows * nh * hd);
       for (let tk = 0; tk < rows; tk++) {
         for (let h = 0; h < nh + 2 * nkv; h++) {
@@ -335,16 +420,32 @@ test("proto matmul: q|k|v with RoPE + KV-cache write in the epilogue (and bias) 
       // The current kernels: matmul (+bias) into qkv rows, then rope_kv.
       const xb = kit.buffer(x);
       const qkvBuf = kit.buffer(rows * cols * 4);
-      await currentMatmul(kit, meta, xb, w.bits, cols, k, rows, qkvBuf, withBias ? kit.buffer(bias) : undefined);
+      await currentMatmul(
+        kit,
+        meta,
+        xb,
+        w.bits,
+        cols,
+        k,
+        rows,
+        qkvBuf,
+        withBias ? kit.buffer(bias) : undefined,
+      );
       const curK = kit.buffer(cacheWords * 4);
       const curV = kit.buffer(cacheWords * 4);
       const rk = kit.kernel(ROPE_KV, { QK_NORM: false, HALF: hd / 2 });
       const rp = new ArrayBuffer(32);
       new Uint32Array(rp).set([nh, nkv, hd, bs, cols]);
-      await kit.run([{ kernel: rk, group: kit.bind(rk, meta, [kit.uniform(rp), qkvBuf, kit.buffer(invFreq), curK, curV]), grid: [nh + 2 * nkv, rows, 1] }]);
+      await kit.run([{
+        kernel: rk,
+        group: kit.bind(rk, meta, [kit.uniform(rp), qkvBuf, kit.buffer(invFreq), curK, curV]),
+        grid: [nh + 2 * nkv, rows, 1],
+      }]);
       const curQkv = await kit.readF32(qkvBuf, rows * cols);
       const curQ = new Float32Array(rows * nh * hd);
-      for (let tk = 0; tk < rows; tk++) curQ.set(curQkv.subarray(tk * cols, tk * cols + nh * hd), tk * nh * hd);
+      for (let tk = 0; tk < rows; tk++) {
+        curQ.set(curQkv.subarray(tk * cols, tk * cols + nh * hd), tk * nh * hd);
+      }
       const curKv = [await kit.readF32(curK, cacheWords), await kit.readF32(curV, cacheWords)];
       for (const variant of variants) {
         await t.step(`${variant.name}${withBias ? " + bias" : ""} f16 cache`, async () => {
@@ -364,10 +465,19 @@ test("proto matmul: q|k|v with RoPE + KV-cache write in the epilogue (and bias) 
             ldo: nh * hd,
             nOut: cols,
             bias: withBias ? kit.buffer(permuteColumns(bias, columns)) : undefined,
-            rope: { invFreq: kit.buffer(invFreq), kCache: kc, vCache: vc, numHeads: nh, numKvHeads: nkv, headDim: hd, blockSize: bs },
+            rope: {
+              invFreq: kit.buffer(invFreq),
+              kCache: kc,
+              vCache: vc,
+              numHeads: nh,
+              numKvHeads: nkv,
+              headDim: hd,
+              blockSize: bs,
+            },
             defines: { KV_F16: true },
           });
-          const halves = async (b: GPUBuffer) => Float32Array.from(new Float16Array((await kit.readF32(b, cacheWords / 2)).buffer));
+          const halves = async (b: GPUBuffer) =>
+            Float32Array.from(new Float16Array((await kit.readF32(b, cacheWords / 2)).buffer));
           // One f16 rounding of an f32 result: within an f16 ulp (2^-10 relative).
           const ek = maxRelErr(await halves(kc), host.k);
           const ev = maxRelErr(await halves(vc), host.v);
@@ -390,7 +500,15 @@ test("proto matmul: q|k|v with RoPE + KV-cache write in the epilogue (and bias) 
             ldo: nh * hd,
             nOut: cols,
             bias: withBias ? kit.buffer(permuteColumns(bias, columns)) : undefined,
-            rope: { invFreq: kit.buffer(invFreq), kCache: kc, vCache: vc, numHeads: nh, numKvHeads: nkv, headDim: hd, blockSize: bs },
+            rope: {
+              invFreq: kit.buffer(invFreq),
+              kCache: kc,
+              vCache: vc,
+              numHeads: nh,
+              numKvHeads: nkv,
+              headDim: hd,
+              blockSize: bs,
+            },
           });
           const gotQ = await kit.readF32(q, rows * nh * hd);
           const gotK = await kit.readF32(kc, cacheWords);
@@ -438,7 +556,11 @@ test("proto matmul: a row's bits do not depend on the batch (every family; gemv_
         const alone = await rowsOf(1);
         for (const rows of [2, 3, 5, 9]) {
           const batch = await rowsOf(rows);
-          assertEquals(Array.from(batch.subarray(0, n)), Array.from(alone), `row 0 alone vs in ${rows} rows`);
+          assertEquals(
+            Array.from(batch.subarray(0, n)),
+            Array.from(alone),
+            `row 0 alone vs in ${rows} rows`,
+          );
         }
         results.set(variant.name, await rowsOf(9));
       });
@@ -450,9 +572,21 @@ test("proto matmul: a row's bits do not depend on the batch (every family; gemv_
 });
 
 /** A paged cache filled with random K/V for `seqs` (each a context length and a block table). */
-function randomCache(rng: Rng, numBlocks: number, nkv: number, hd: number, bs: number): HostKvCache {
+function randomCache(
+  rng: Rng,
+  numBlocks: number,
+  nkv: number,
+  hd: number,
+  bs: number,
+): HostKvCache {
   const words = numBlocks * nkv * bs * hd;
-  return { k: randomF32(rng, words), v: randomF32(rng, words), numKvHeads: nkv, headDim: hd, blockSize: bs };
+  return {
+    k: randomF32(rng, words),
+    v: randomF32(rng, words),
+    numKvHeads: nkv,
+    headDim: hd,
+    blockSize: bs,
+  };
 }
 
 interface AttentionCase {
@@ -465,18 +599,44 @@ interface AttentionCase {
   softcap: number;
 }
 
-async function checkAttention(kit: GpuKit, c: AttentionCase, rng: Rng, t: { step: (n: string, f: () => Promise<void>) => Promise<void> }) {
+async function checkAttention(
+  kit: GpuKit,
+  c: AttentionCase,
+  rng: Rng,
+  t: { step: (n: string, f: () => Promise<void>) => Promise<void> },
+) {
   const bs = 16;
   const batch = buildStepBatch(c.chunks, bs);
-  const cap: StepCapacity = { maxTokens: 64, maxSeqs: 4, maxLogitRows: 64, maxBlocksPerSeq: 8, samplingWordsPerRow: 0 };
+  const cap: StepCapacity = {
+    maxTokens: 64,
+    maxSeqs: 4,
+    maxLogitRows: 64,
+    maxBlocksPerSeq: 8,
+    samplingWordsPerRow: 0,
+  };
   const meta = kit.meta(batch, cap);
   const T = batch.tokenIds.length;
   const qkvCols = (c.nh + 2 * c.nkv) * c.hd;
   const q = randomF32(rng, T * qkvCols);
   const cache = randomCache(rng, 32, c.nkv, c.hd, bs);
   const scale = 1 / Math.sqrt(c.hd);
-  const tokens = Array.from({ length: T }, (_, i) => ({ pos: batch.positions[i], blockTable: Array.from(batch.blockTables[batch.tokenSeq[i]]) }));
-  const ref = attentionRef({ q, qStride: qkvCols, tokens, cache, numHeads: c.nh, scale, window: c.window, softcap: c.softcap });
+  const tokens = Array.from(
+    { length: T },
+    (_, i) => ({
+      pos: batch.positions[i],
+      blockTable: Array.from(batch.blockTables[batch.tokenSeq[i]]),
+    }),
+  );
+  const ref = attentionRef({
+    q,
+    qStride: qkvCols,
+    tokens,
+    cache,
+    numHeads: c.nh,
+    scale,
+    window: c.window,
+    softcap: c.softcap,
+  });
   const qb = kit.buffer(q);
   const kb = kit.buffer(cache.k);
   const vb = kit.buffer(cache.v);
@@ -487,9 +647,16 @@ async function checkAttention(kit: GpuKit, c: AttentionCase, rng: Rng, t: { step
   new Uint32Array(pp).set([c.nh, c.nkv, bs, qkvCols, c.window]);
   new Float32Array(pp).set([scale, c.softcap], 5);
   const curOut = kit.buffer(outWords * 4);
-  await kit.run([{ kernel: pk, group: kit.bind(pk, meta, [kit.uniform(pp), qb, kb, vb, curOut]), grid: [c.nkv, T, 1] }]);
+  await kit.run([{
+    kernel: pk,
+    group: kit.bind(pk, meta, [kit.uniform(pp), qb, kb, vb, curOut]),
+    grid: [c.nkv, T, 1],
+  }]);
   const cur = await kit.readF32(curOut, outWords);
-  assert(maxRelErr(cur, ref) <= TOL, `${c.name}: paged_attention.wgsl vs reference ${maxRelErr(cur, ref)}`);
+  assert(
+    maxRelErr(cur, ref) <= TOL,
+    `${c.name}: paged_attention.wgsl vs reference ${maxRelErr(cur, ref)}`,
+  );
   const maxQuery = Math.max(...c.chunks.map((ch) => ch.tokens.length));
   const tqs = maxQuery > 1 ? [1, 2, 4] : [1];
   const group = c.nh / c.nkv;
@@ -501,28 +668,59 @@ async function checkAttention(kit: GpuKit, c: AttentionCase, rng: Rng, t: { step
     for (const splitLen of [1024, 16]) {
       const splits = Math.ceil(maxContext / splitLen);
       await t.step(`${c.name} TQ=${tq} splits=${splits}`, async () => {
-        const params = kit.uniform(packAttentionParams({ numHeads: c.nh, numKvHeads: c.nkv, blockSize: bs, qStride: qkvCols, window: c.window, scale, softcap: c.softcap, maxSplits: splits, splitLen }));
-        const ak = kit.kernel(ATTENTION_LANES, { GROUP: group, HEAD_DIM: c.hd, TQ: tq, WG: lanes, KV_F16: false });
+        const params = kit.uniform(
+          packAttentionParams({
+            numHeads: c.nh,
+            numKvHeads: c.nkv,
+            blockSize: bs,
+            qStride: qkvCols,
+            window: c.window,
+            scale,
+            softcap: c.softcap,
+            maxSplits: splits,
+            splitLen,
+          }),
+        );
+        const ak = kit.kernel(ATTENTION_LANES, {
+          GROUP: group,
+          HEAD_DIM: c.hd,
+          TQ: tq,
+          WG: lanes,
+          KV_F16: false,
+        });
         const out = kit.buffer(outWords * 4);
         const partAcc = kit.buffer(T * c.nh * splits * c.hd * 4);
         const partMl = kit.buffer(T * c.nh * splits * 8);
         const info = kit.buffer(16);
         const tiles = tq === 1 ? T : Math.ceil(T / tq) + c.chunks.length;
-        const dispatches = [{ kernel: ak, group: kit.bind(ak, meta, [params, qb, kb, vb, out, partAcc, partMl, info]), grid: [c.nkv, tiles, splits] as [number, number, number] }];
+        const dispatches = [{
+          kernel: ak,
+          group: kit.bind(ak, meta, [params, qb, kb, vb, out, partAcc, partMl, info]),
+          grid: [c.nkv, tiles, splits] as [number, number, number],
+        }];
         if (splits > 1) {
           const ck = kit.kernel(ATTENTION_COMBINE, { HEAD_DIM: c.hd });
-          dispatches.push({ kernel: ck, group: kit.bind(ck, meta, [params, partAcc, partMl, info, out]), grid: [T, 1, 1] });
+          dispatches.push({
+            kernel: ck,
+            group: kit.bind(ck, meta, [params, partAcc, partMl, info, out]),
+            grid: [T, 1, 1],
+          });
         }
         await kit.run(dispatches);
         const got = await kit.readF32(out, outWords);
         assert(maxRelErr(got, ref) <= TOL, `error vs reference ${maxRelErr(got, ref)}`);
-        assert(maxRelErr(got, cur) <= TOL, `difference from paged_attention.wgsl ${maxRelErr(got, cur)}`);
+        assert(
+          maxRelErr(got, cur) <= TOL,
+          `difference from paged_attention.wgsl ${maxRelErr(got, cur)}`,
+        );
         if (splitLen === 16) results.push(got);
       });
     }
   }
   // Query tiles change nothing (same lanes, same absolute splits): bit for bit.
-  for (const r of results.slice(1)) assertEquals(Array.from(r), Array.from(results[0]), `${c.name}: tiles changed the bits`);
+  for (const r of results.slice(1)) {
+    assertEquals(Array.from(r), Array.from(results[0]), `${c.name}: tiles changed the bits`);
+  }
   // Each sequence alone gives the bits it gets in the batch.
   await t.step(`${c.name} each sequence alone`, async () => {
     const splitLen = 16;
@@ -533,21 +731,51 @@ async function checkAttention(kit: GpuKit, c: AttentionCase, rng: Rng, t: { step
       const ameta = kit.meta(alone, cap);
       const aq = kit.buffer(q.slice(first * qkvCols, (first + n) * qkvCols));
       const splits = Math.ceil(Math.max(...alone.contextLens) / splitLen);
-      const params = kit.uniform(packAttentionParams({ numHeads: c.nh, numKvHeads: c.nkv, blockSize: bs, qStride: qkvCols, window: c.window, scale, softcap: c.softcap, maxSplits: splits, splitLen }));
-      const ak = kit.kernel(ATTENTION_LANES, { GROUP: group, HEAD_DIM: c.hd, TQ: 1, WG: lanes, KV_F16: false });
+      const params = kit.uniform(
+        packAttentionParams({
+          numHeads: c.nh,
+          numKvHeads: c.nkv,
+          blockSize: bs,
+          qStride: qkvCols,
+          window: c.window,
+          scale,
+          softcap: c.softcap,
+          maxSplits: splits,
+          splitLen,
+        }),
+      );
+      const ak = kit.kernel(ATTENTION_LANES, {
+        GROUP: group,
+        HEAD_DIM: c.hd,
+        TQ: 1,
+        WG: lanes,
+        KV_F16: false,
+      });
       const out = kit.buffer(n * c.nh * c.hd * 4);
       const partAcc = kit.buffer(n * c.nh * splits * c.hd * 4);
       const partMl = kit.buffer(n * c.nh * splits * 8);
       const info = kit.buffer(16);
-      const dispatches = [{ kernel: ak, group: kit.bind(ak, ameta, [params, aq, kb, vb, out, partAcc, partMl, info]), grid: [c.nkv, n, splits] as [number, number, number] }];
+      const dispatches = [{
+        kernel: ak,
+        group: kit.bind(ak, ameta, [params, aq, kb, vb, out, partAcc, partMl, info]),
+        grid: [c.nkv, n, splits] as [number, number, number],
+      }];
       if (splits > 1) {
         const ck = kit.kernel(ATTENTION_COMBINE, { HEAD_DIM: c.hd });
-        dispatches.push({ kernel: ck, group: kit.bind(ck, ameta, [params, partAcc, partMl, info, out]), grid: [n, 1, 1] });
+        dispatches.push({
+          kernel: ck,
+          group: kit.bind(ck, ameta, [params, partAcc, partMl, info, out]),
+          grid: [n, 1, 1],
+        });
       }
       await kit.run(dispatches);
       const got = await kit.readF32(out, n * c.nh * c.hd);
       const inBatch = results[0].subarray(first * c.nh * c.hd, (first + n) * c.nh * c.hd);
-      assertEquals(Array.from(got), Array.from(inBatch), `${c.name}: sequence ${s} alone differs from in the batch`);
+      assertEquals(
+        Array.from(got),
+        Array.from(inBatch),
+        `${c.name}: sequence ${s} alone differs from in the batch`,
+      );
     }
   });
   // An f16 cache: the same kernel reading half the words, against the reference on the
@@ -557,23 +785,70 @@ async function checkAttention(kit: GpuKit, c: AttentionCase, rng: Rng, t: { step
       const kh = new Float16Array(cache.k);
       const vh = new Float16Array(cache.v);
       const rounded = { ...cache, k: Float32Array.from(kh), v: Float32Array.from(vh) };
-      const ref16 = attentionRef({ q, qStride: qkvCols, tokens, cache: rounded, numHeads: c.nh, scale, window: c.window, softcap: c.softcap });
+      const ref16 = attentionRef({
+        q,
+        qStride: qkvCols,
+        tokens,
+        cache: rounded,
+        numHeads: c.nh,
+        scale,
+        window: c.window,
+        softcap: c.softcap,
+      });
       const splitLen = 16;
       const splits = Math.ceil(maxContext / splitLen);
-      const params = kit.uniform(packAttentionParams({ numHeads: c.nh, numKvHeads: c.nkv, blockSize: bs, qStride: qkvCols, window: c.window, scale, softcap: c.softcap, maxSplits: splits, splitLen }));
-      const ak = kit.kernel(ATTENTION_LANES, { GROUP: group, HEAD_DIM: c.hd, TQ: 1, WG: lanes, KV_F16: true });
+      const params = kit.uniform(
+        packAttentionParams({
+          numHeads: c.nh,
+          numKvHeads: c.nkv,
+          blockSize: bs,
+          qStride: qkvCols,
+          window: c.window,
+          scale,
+          softcap: c.softcap,
+          maxSplits: splits,
+          splitLen,
+        }),
+      );
+      const ak = kit.kernel(ATTENTION_LANES, {
+        GROUP: group,
+        HEAD_DIM: c.hd,
+        TQ: 1,
+        WG: lanes,
+        KV_F16: true,
+      });
       const out = kit.buffer(outWords * 4);
       const partAcc = kit.buffer(T * c.nh * splits * c.hd * 4);
       const partMl = kit.buffer(T * c.nh * splits * 8);
       const info = kit.buffer(16);
-      const dispatches = [{ kernel: ak, group: kit.bind(ak, meta, [params, qb, kit.buffer(new Uint16Array(kh.buffer)), kit.buffer(new Uint16Array(vh.buffer)), out, partAcc, partMl, info]), grid: [c.nkv, T, splits] as [number, number, number] }];
+      const dispatches = [{
+        kernel: ak,
+        group: kit.bind(ak, meta, [
+          params,
+          qb,
+          kit.buffer(new Uint16Array(kh.buffer)),
+          kit.buffer(new Uint16Array(vh.buffer)),
+          out,
+          partAcc,
+          partMl,
+          info,
+        ]),
+        grid: [c.nkv, T, splits] as [number, number, number],
+      }];
       if (splits > 1) {
         const ck = kit.kernel(ATTENTION_COMBINE, { HEAD_DIM: c.hd });
-        dispatches.push({ kernel: ck, group: kit.bind(ck, meta, [params, partAcc, partMl, info, out]), grid: [T, 1, 1] });
+        dispatches.push({
+          kernel: ck,
+          group: kit.bind(ck, meta, [params, partAcc, partMl, info, out]),
+          grid: [T, 1, 1],
+        });
       }
       await kit.run(dispatches);
       const got = await kit.readF32(out, outWords);
-      assert(maxRelErr(got, ref16) <= TOL, `error vs reference on the f16 cache ${maxRelErr(got, ref16)}`);
+      assert(
+        maxRelErr(got, ref16) <= TOL,
+        `error vs reference on the f16 cache ${maxRelErr(got, ref16)}`,
+      );
     });
   }
 }
@@ -589,10 +864,34 @@ test("proto attention: decode, split-K + combine, GQA 1/3/4, window, soft-cap vs
       { tokens: [1], start: 69, blockTable: [11, 0, 5, 13, 20], logits: "last" },
     ];
     const cases: AttentionCase[] = [
-      { name: "GQA 3 (9/3, hd 64)", nh: 9, nkv: 3, hd: 64, chunks: decode(), window: 0, softcap: 0 },
+      {
+        name: "GQA 3 (9/3, hd 64)",
+        nh: 9,
+        nkv: 3,
+        hd: 64,
+        chunks: decode(),
+        window: 0,
+        softcap: 0,
+      },
       { name: "MHA (3/3, hd 32)", nh: 3, nkv: 3, hd: 32, chunks: decode(), window: 0, softcap: 0 },
-      { name: "GQA 4 (8/2, hd 32) window 20", nh: 8, nkv: 2, hd: 32, chunks: decode(), window: 20, softcap: 0 },
-      { name: "GQA 2 (4/2, hd 16) soft-cap 5", nh: 4, nkv: 2, hd: 16, chunks: decode(), window: 0, softcap: 5 },
+      {
+        name: "GQA 4 (8/2, hd 32) window 20",
+        nh: 8,
+        nkv: 2,
+        hd: 32,
+        chunks: decode(),
+        window: 20,
+        softcap: 0,
+      },
+      {
+        name: "GQA 2 (4/2, hd 16) soft-cap 5",
+        nh: 4,
+        nkv: 2,
+        hd: 16,
+        chunks: decode(),
+        window: 0,
+        softcap: 5,
+      },
     ];
     for (const c of cases) await checkAttention(kit, c, rng, t);
   } finally {
@@ -610,8 +909,24 @@ test("proto attention: ragged prefill + decode batch, query tiles TQ 1/2/4, wind
       { tokens: [1], start: 40, blockTable: [2, 6, 10], logits: "last" },
     ];
     const cases: AttentionCase[] = [
-      { name: "GQA 3 (6/2, hd 32)", nh: 6, nkv: 2, hd: 32, chunks: chunks(), window: 0, softcap: 0 },
-      { name: "GQA 4 (4/1, hd 16) window 6 soft-cap 8", nh: 4, nkv: 1, hd: 16, chunks: chunks(), window: 6, softcap: 8 },
+      {
+        name: "GQA 3 (6/2, hd 32)",
+        nh: 6,
+        nkv: 2,
+        hd: 32,
+        chunks: chunks(),
+        window: 0,
+        softcap: 0,
+      },
+      {
+        name: "GQA 4 (4/1, hd 16) window 6 soft-cap 8",
+        nh: 4,
+        nkv: 1,
+        hd: 16,
+        chunks: chunks(),
+        window: 6,
+        softcap: 8,
+      },
     ];
     for (const c of cases) await checkAttention(kit, c, rng, t);
   } finally {

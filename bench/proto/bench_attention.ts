@@ -39,7 +39,15 @@ const BS = 16;
 /** Runs the attention cases. */
 export async function benchAttention(
   kit: GpuKit,
-  options: { contexts: number[]; seqs: number[]; prefill: number; splitLen: number; rounds: number; targetPassMs: number; log: (s: string) => void },
+  options: {
+    contexts: number[];
+    seqs: number[];
+    prefill: number;
+    splitLen: number;
+    rounds: number;
+    targetPassMs: number;
+    log: (s: string) => void;
+  },
 ): Promise<AttentionRow[]> {
   const rng = new Rng(20);
   const items: Timed[] = [];
@@ -69,7 +77,12 @@ export async function benchAttention(
       name: `prefill 1x${n}`,
       context: n,
       queries: n,
-      chunks: [{ tokens: Array(n).fill(1), start: 0, blockTable: Array.from({ length: Math.ceil(n / BS) }, (_, j) => j), logits: "last" }],
+      chunks: [{
+        tokens: Array(n).fill(1),
+        start: 0,
+        blockTable: Array.from({ length: Math.ceil(n / BS) }, (_, j) => j),
+        logits: "last",
+      }],
     });
   }
   for (const c of cases) {
@@ -78,7 +91,13 @@ export async function benchAttention(
     const seqs = c.chunks.length;
     const blocks = c.chunks.reduce((n, ch) => n + ch.blockTable.length, 0);
     const maxBlocks = Math.max(...c.chunks.map((ch) => ch.blockTable.length));
-    const meta = kit.meta(batch, { maxTokens: T, maxSeqs: seqs, maxLogitRows: T, maxBlocksPerSeq: maxBlocks, samplingWordsPerRow: 0 });
+    const meta = kit.meta(batch, {
+      maxTokens: T,
+      maxSeqs: seqs,
+      maxLogitRows: T,
+      maxBlocksPerSeq: maxBlocks,
+      samplingWordsPerRow: 0,
+    });
     const cacheWords = blocks * NKV * BS * HD;
     const k = kit.buffer(Float32Array.from({ length: cacheWords }, () => rng.next() - 0.5));
     const v = kit.buffer(Float32Array.from({ length: cacheWords }, () => rng.next() - 0.5));
@@ -91,7 +110,15 @@ export async function benchAttention(
     const add = (kernel: string, splits: number, encode: Timed["encode"]) => {
       const id = `${kernel} | ${c.name} | ${splits}`;
       items.push({ id, encode });
-      rows.push({ kernel, case: c.name, seqs, context: c.context, queries: c.queries, splits, gbps: bytes });
+      rows.push({
+        kernel,
+        case: c.name,
+        seqs,
+        context: c.context,
+        queries: c.queries,
+        splits,
+        gbps: bytes,
+      });
     };
     {
       const kernel = kit.kernel(PAGED_ATTENTION, { GROUP: NH / NKV, HEAD_DIM: HD });
@@ -105,7 +132,9 @@ export async function benchAttention(
         pass.dispatchWorkgroups(NKV, T, 1);
       });
     }
-    const splitLens = c.queries === 1 && c.context > options.splitLen ? [1 << 20, options.splitLen] : [options.splitLen];
+    const splitLens = c.queries === 1 && c.context > options.splitLen
+      ? [1 << 20, options.splitLen]
+      : [options.splitLen];
     // The same K/V as f16 (the cache a later issue may adopt).
     const k16 = kit.buffer(cacheWords * 2);
     const v16 = kit.buffer(cacheWords * 2);
@@ -126,29 +155,54 @@ export async function benchAttention(
           maxSplits: splits,
           splitLen,
         }));
-        const ak = kit.kernel(ATTENTION_LANES, { GROUP: NH / NKV, HEAD_DIM: HD, TQ: tq, WG: lanes, KV_F16: f16 });
+        const ak = kit.kernel(ATTENTION_LANES, {
+          GROUP: NH / NKV,
+          HEAD_DIM: HD,
+          TQ: tq,
+          WG: lanes,
+          KV_F16: f16,
+        });
         const partAcc = kit.buffer(T * NH * splits * HD * 4);
         const partMl = kit.buffer(T * NH * splits * 8);
         const info = kit.buffer(16);
-        const group = kit.bind(ak, meta, [params, qkv, f16 ? k16 : k, f16 ? v16 : v, out, partAcc, partMl, info]);
+        const group = kit.bind(ak, meta, [
+          params,
+          qkv,
+          f16 ? k16 : k,
+          f16 ? v16 : v,
+          out,
+          partAcc,
+          partMl,
+          info,
+        ]);
         const ck = kit.kernel(ATTENTION_COMBINE, { HEAD_DIM: HD });
         const cgroup = kit.bind(ck, meta, [params, partAcc, partMl, info, out]);
         const tiles = tq === 1 ? T : Math.ceil(T / tq) + seqs;
-        add(`attention_lanes${tq > 1 ? ` TQ=${tq}` : ""}${f16 ? " f16 KV" : ""}${splits > 1 ? " + combine" : ""}`, splits, (pass) => {
-          pass.setPipeline(ak.pipeline);
-          pass.setBindGroup(0, group, [0]);
-          pass.dispatchWorkgroups(NKV, tiles, splits);
-          if (splits > 1) {
-            pass.setPipeline(ck.pipeline);
-            pass.setBindGroup(0, cgroup, [0]);
-            pass.dispatchWorkgroups(T, 1, 1);
-          }
-        });
+        add(
+          `attention_lanes${tq > 1 ? ` TQ=${tq}` : ""}${f16 ? " f16 KV" : ""}${
+            splits > 1 ? " + combine" : ""
+          }`,
+          splits,
+          (pass) => {
+            pass.setPipeline(ak.pipeline);
+            pass.setBindGroup(0, group, [0]);
+            pass.dispatchWorkgroups(NKV, tiles, splits);
+            if (splits > 1) {
+              pass.setPipeline(ck.pipeline);
+              pass.setBindGroup(0, cgroup, [0]);
+              pass.dispatchWorkgroups(T, 1, 1);
+            }
+          },
+        );
       }
     }
   }
   options.log(`  timing ${items.length} attention measurements...`);
-  const times = await timeInterleaved(kit.device, items, { rounds: options.rounds, targetPassMs: options.targetPassMs, maxReps: 32 });
+  const times = await timeInterleaved(kit.device, items, {
+    rounds: options.rounds,
+    targetPassMs: options.targetPassMs,
+    maxReps: 32,
+  });
   return rows.map((r, i) => {
     const t = times.get(items[i].id)!;
     return { ...r, gpuMs: t.gpuMs, cpuMs: t.cpuMs, gbps: r.gbps / (t.gpuMs * 1e6) };

@@ -9,8 +9,14 @@
  * @module
  */
 import type { GpuKit } from "./gpu_kit.ts";
-import { type Timed, timeInterleaved, type TimedResult } from "./timing.ts";
-import { packTransposed, ROOF_ADJACENT, ROOF_RUNS, TRANSPOSED_GEMV, type YardstickKernel } from "./roofs.ts";
+import { type Timed, type TimedResult, timeInterleaved } from "./timing.ts";
+import {
+  packTransposed,
+  ROOF_ADJACENT,
+  ROOF_RUNS,
+  TRANSPOSED_GEMV,
+  type YardstickKernel,
+} from "./roofs.ts";
 import { buildMatmul, type MatmulVariant, packFor, rowTile } from "./matmul_runner.ts";
 import { MATMUL } from "../../src/gpu/descriptors.ts";
 import { buildStepBatch } from "../../src/model/step_batch.ts";
@@ -74,7 +80,10 @@ function yardstickPipeline(device: GPUDevice, k: YardstickKernel): GPUComputePip
   return device.createComputePipeline({
     label: k.name,
     layout: "auto",
-    compute: { module: device.createShaderModule({ code: k.source, label: k.name }), entryPoint: "main" },
+    compute: {
+      module: device.createShaderModule({ code: k.source, label: k.name }),
+      entryPoint: "main",
+    },
   });
 }
 
@@ -87,11 +96,19 @@ function randomHalves(rng: Rng, n: number): Uint16Array<ArrayBuffer> {
 /** Runs the roofs and the matmuls; `ms` are the row counts, `prefillMs` extra ones for K/N shapes. */
 export async function benchMatmuls(
   kit: GpuKit,
-  options: { shapes: MatmulShape[]; ms: number[]; prefillMs: number[]; rounds: number; targetPassMs: number; log: (s: string) => void },
+  options: {
+    shapes: MatmulShape[];
+    ms: number[];
+    prefillMs: number[];
+    rounds: number;
+    targetPassMs: number;
+    log: (s: string) => void;
+  },
 ): Promise<MatmulSection> {
   const device = kit.device;
   const rng = new Rng(10);
-  const uniform = (k: number, n: number, m: number, words: number) => kit.uniform(new Uint32Array([k, n, m, words]).buffer);
+  const uniform = (k: number, n: number, m: number, words: number) =>
+    kit.uniform(new Uint32Array([k, n, m, words]).buffer);
 
   // Roofs: 16 rotating 8 MiB buffers.
   const roofItems: Timed[] = [];
@@ -104,9 +121,11 @@ export async function benchMatmuls(
     const groups = Array.from({ length: roofCopies }, () =>
       device.createBindGroup({
         layout: pipeline.getBindGroupLayout(0),
-        entries: [uniform(0, 0, 0, roofBytes / 16), x, kit.buffer(roofBytes), out].map((b, binding) => ({ binding, resource: { buffer: b } })),
-      })
-    );
+        entries: [uniform(0, 0, 0, roofBytes / 16), x, kit.buffer(roofBytes), out].map((
+          b,
+          binding,
+        ) => ({ binding, resource: { buffer: b } })),
+      }));
     roofItems.push({
       id: rk.name,
       encode: (pass, rep) => {
@@ -120,13 +139,20 @@ export async function benchMatmuls(
   // Matmuls.
   const items: Timed[] = [];
   const meta: { id: string; shape: MatmulShape; m: number; kernel: string }[] = [];
-  const variant = (name: string, file: MatmulVariant["file"], defines: MatmulVariant["defines"]): MatmulVariant => ({ name, file, defines });
+  const variant = (
+    name: string,
+    file: MatmulVariant["file"],
+    defines: MatmulVariant["defines"],
+  ): MatmulVariant => ({ name, file, defines });
   for (const shape of options.shapes) {
     const { n, k } = shape;
     const bytes = n * k * 2;
     const copies = Math.max(1, Math.ceil(ROTATE_BYTES / bytes));
     const w: HostMatrix = { data: randomHalves(rng, n * k), rows: n, cols: k };
-    const wBuffers = Array.from({ length: copies }, () => kit.buffer(w.data as Uint16Array<ArrayBuffer>));
+    const wBuffers = Array.from(
+      { length: copies },
+      () => kit.buffer(w.data as Uint16Array<ArrayBuffer>),
+    );
     const transposed = packTransposed(w);
     const tBuffers = Array.from({ length: copies }, () => kit.buffer(transposed));
     // One packed matrix per layout, in rotating copies shared by every row count.
@@ -136,8 +162,19 @@ export async function benchMatmuls(
     const paddedBuffers = Array.from({ length: copies }, () => kit.buffer(padded.data));
     const ms = [...options.ms, ...(shape.name === "lm_head" ? [] : options.prefillMs)];
     for (const m of ms) {
-      const batch = buildStepBatch([{ tokens: Array(m).fill(1), start: 0, blockTable: Array(Math.ceil(m / 16)).fill(0), logits: "all" }], 16);
-      const slot = kit.meta(batch, { maxTokens: m, maxSeqs: 1, maxLogitRows: m, maxBlocksPerSeq: Math.ceil(m / 16), samplingWordsPerRow: 0 });
+      const batch = buildStepBatch([{
+        tokens: Array(m).fill(1),
+        start: 0,
+        blockTable: Array(Math.ceil(m / 16)).fill(0),
+        logits: "all",
+      }], 16);
+      const slot = kit.meta(batch, {
+        maxTokens: m,
+        maxSeqs: 1,
+        maxLogitRows: m,
+        maxBlocksPerSeq: Math.ceil(m / 16),
+        samplingWordsPerRow: 0,
+      });
       const x = kit.buffer(Float32Array.from({ length: m * k }, () => rng.next() - 0.5));
       const out = kit.buffer(m * n * 4);
       const add = (kernel: string, encode: Timed["encode"]) => {
@@ -148,7 +185,13 @@ export async function benchMatmuls(
       // The current kernel.
       {
         const tm = rowTile(m);
-        const kernel = kit.kernel(MATMUL, { F16: true, VEC: k % 8 === 0, TM: tm, ACCUM: false, BIAS: false });
+        const kernel = kit.kernel(MATMUL, {
+          F16: true,
+          VEC: k % 8 === 0,
+          TM: tm,
+          ACCUM: false,
+          BIAS: false,
+        });
         const params = kit.uniform(new Uint32Array([k, n, 0, n, 0, 0, 0, 0]).buffer);
         const groups = wBuffers.map((wb) => kit.bind(kernel, slot, [params, x, wb, out]));
         add("matmul.wgsl (current)", (pass, rep) => {
@@ -162,7 +205,10 @@ export async function benchMatmuls(
         const pipeline = yardstickPipeline(device, TRANSPOSED_GEMV);
         const u = uniform(k, n, m, 0);
         const groups = tBuffers.map((tb) =>
-          device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [u, x, tb, out].map((b, binding) => ({ binding, resource: { buffer: b } })) })
+          device.createBindGroup({
+            layout: pipeline.getBindGroupLayout(0),
+            entries: [u, x, tb, out].map((b, binding) => ({ binding, resource: { buffer: b } })),
+          })
         );
         add("transposed GEMV (reference)", (pass, rep) => {
           pass.setPipeline(pipeline);
@@ -175,14 +221,39 @@ export async function benchMatmuls(
         { label: "gemv_c8", v: variant("gemv_c8", "gemv_c8", { WG: 16 }) },
       ];
       const ks = kSlices(c8.cols / 8, k, 256);
-      if (ks > 1) packedVariants.push({ label: "gemv_c8 k-split", v: variant("gemv_c8", "gemv_c8", { WG: 16, KS: ks }) });
-      if (m === 1 || m === 8) packedVariants.push({ label: "gemv_c8 WG=8", v: variant("gemv_c8", "gemv_c8", { WG: 8 }) });
-      if (shape.norm && (m === 1 || m === 8)) {
-        packedVariants.push({ label: "gemv_c8 + norm (GAMMA)", v: variant("gemv_c8", "gemv_c8", { WG: 16 }), norm: "gamma" });
-        packedVariants.push({ label: "gemv_c8 + norm (folded)", v: variant("gemv_c8", "gemv_c8", { WG: 16 }), norm: "fold" });
+      if (ks > 1) {
+        packedVariants.push({
+          label: "gemv_c8 k-split",
+          v: variant("gemv_c8", "gemv_c8", { WG: 16, KS: ks }),
+        });
       }
-      if (m === 1 || m === 8) packedVariants.push({ label: "gemv_wg sliced (gpu family)", v: variant("gemv_wg", "gemv_wg", { WG: 64, SLICED: true }) });
-      if (m >= 16) packedVariants.push({ label: "gemm_tiled (gpu family)", v: variant("gemm_tiled", "gemm_tiled", {}) });
+      if (m === 1 || m === 8) {
+        packedVariants.push({ label: "gemv_c8 WG=8", v: variant("gemv_c8", "gemv_c8", { WG: 8 }) });
+      }
+      if (shape.norm && (m === 1 || m === 8)) {
+        packedVariants.push({
+          label: "gemv_c8 + norm (GAMMA)",
+          v: variant("gemv_c8", "gemv_c8", { WG: 16 }),
+          norm: "gamma",
+        });
+        packedVariants.push({
+          label: "gemv_c8 + norm (folded)",
+          v: variant("gemv_c8", "gemv_c8", { WG: 16 }),
+          norm: "fold",
+        });
+      }
+      if (m === 1 || m === 8) {
+        packedVariants.push({
+          label: "gemv_wg sliced (gpu family)",
+          v: variant("gemv_wg", "gemv_wg", { WG: 64, SLICED: true }),
+        });
+      }
+      if (m >= 16) {
+        packedVariants.push({
+          label: "gemm_tiled (gpu family)",
+          v: variant("gemm_tiled", "gemm_tiled", {}),
+        });
+      }
       for (const pv of packedVariants) {
         const cpu = pv.v.file === "gemv_c8";
         const wb = cpu ? c8Buffers : paddedBuffers;
@@ -191,7 +262,9 @@ export async function benchMatmuls(
           weight: w,
           packed: cpu ? c8 : padded,
           weightBuffer: wb[0],
-          gamma: pv.norm === "gamma" ? kit.buffer(Float32Array.from({ length: k }, () => 1)) : undefined,
+          gamma: pv.norm === "gamma"
+            ? kit.buffer(Float32Array.from({ length: k }, () => 1))
+            : undefined,
           rows: m,
           meta: slot,
           x,
@@ -212,10 +285,21 @@ export async function benchMatmuls(
     }
   }
   options.log(`  timing ${items.length} matmul measurements and the roofs, interleaved...`);
-  const times: Map<string, TimedResult> = await timeInterleaved(device, [...roofItems, ...items], { rounds: options.rounds, targetPassMs: options.targetPassMs, maxReps: 32 });
+  const times: Map<string, TimedResult> = await timeInterleaved(device, [...roofItems, ...items], {
+    rounds: options.rounds,
+    targetPassMs: options.targetPassMs,
+    maxReps: 32,
+  });
   const roofs = [ROOF_RUNS, ROOF_ADJACENT].map((rk) => {
     const t = times.get(rk.name)!;
-    return { kernel: rk.name, description: rk.description, mib: roofBytes / 2 ** 20, gpuMs: t.gpuMs, cpuMs: t.cpuMs, gbps: roofBytes / (t.gpuMs * 1e6) };
+    return {
+      kernel: rk.name,
+      description: rk.description,
+      mib: roofBytes / 2 ** 20,
+      gpuMs: t.gpuMs,
+      cpuMs: t.cpuMs,
+      gbps: roofBytes / (t.gpuMs * 1e6),
+    };
   });
   const roofGbps = Math.max(...roofs.map((r) => r.gbps));
   for (const r of roofs) options.log(`  ${r.kernel}: ${r.gbps.toFixed(2)} GB/s`);
@@ -223,8 +307,16 @@ export async function benchMatmuls(
     const t = times.get(id)!;
     const bytes = shape.n * shape.k * 2;
     const gbps = bytes / (t.gpuMs * 1e6);
-    return { kernel, shape: shape.name, m, gpuMs: t.gpuMs, cpuMs: t.cpuMs, gbps, ofRoof: gbps / roofGbps, gflops: (2 * m * shape.n * shape.k) / (t.gpuMs * 1e6) };
+    return {
+      kernel,
+      shape: shape.name,
+      m,
+      gpuMs: t.gpuMs,
+      cpuMs: t.cpuMs,
+      gbps,
+      ofRoof: gbps / roofGbps,
+      gflops: (2 * m * shape.n * shape.k) / (t.gpuMs * 1e6),
+    };
   });
   return { roofs, roofGbps, rows };
 }
-

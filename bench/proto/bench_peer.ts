@@ -29,7 +29,14 @@ export class LlamaCppPeer {
   #context: LlamaContext;
   #prompts: number[][];
 
-  private constructor(llama: Llama, model: LlamaModel, context: LlamaContext, prompts: number[][], parallel: number, threads: number) {
+  private constructor(
+    llama: Llama,
+    model: LlamaModel,
+    context: LlamaContext,
+    prompts: number[][],
+    parallel: number,
+    threads: number,
+  ) {
     this.#llama = llama;
     this.#model = model;
     this.#context = context;
@@ -39,11 +46,22 @@ export class LlamaCppPeer {
   }
 
   /** Converts the checkpoint, loads it and warms up. */
-  static async open(modelDir: string, ggufPath: string, parallel: number, maxTokens: number): Promise<LlamaCppPeer> {
+  static async open(
+    modelDir: string,
+    ggufPath: string,
+    parallel: number,
+    maxTokens: number,
+  ): Promise<LlamaCppPeer> {
     await convertToGguf(modelDir, ggufPath);
     const llama = await loadLlamaCpp();
     const threads = navigator.hardwareConcurrency || 2;
-    const prompts = makeWorkload({ vocab: 49152, bosId: 1, requests: parallel, promptLen: [16, 32], seed: 3 }).map((r) => r.promptIds);
+    const prompts = makeWorkload({
+      vocab: 49152,
+      bosId: 1,
+      requests: parallel,
+      promptLen: [16, 32],
+      seed: 3,
+    }).map((r) => r.promptIds);
     const model = await llama.loadModel({ modelPath: ggufPath });
     const context = await model.createContext({
       contextSize: (Math.max(...prompts.map((p) => p.length)) + maxTokens + 8) * parallel,
@@ -58,7 +76,11 @@ export class LlamaCppPeer {
     return peer;
   }
 
-  async #generate(seq: ReturnType<LlamaContext["getSequence"]>, prompt: number[], tokens: number): Promise<number> {
+  async #generate(
+    seq: ReturnType<LlamaContext["getSequence"]>,
+    prompt: number[],
+    tokens: number,
+  ): Promise<number> {
     let n = 0;
     for await (const _ of seq.evaluate(prompt as Token[], { temperature: 0 })) {
       if (++n >= tokens) break;
@@ -84,7 +106,9 @@ export class LlamaCppPeer {
     const seqs = this.#prompts.map(() => this.#context.getSequence());
     try {
       const t0 = performance.now();
-      const counts = await Promise.all(this.#prompts.map((p, i) => this.#generate(seqs[i], p, tokens)));
+      const counts = await Promise.all(
+        this.#prompts.map((p, i) => this.#generate(seqs[i], p, tokens)),
+      );
       return counts.reduce((a, b) => a + b, 0) / ((performance.now() - t0) / 1000);
     } finally {
       await Promise.all(seqs.map((s) => s.dispose()));

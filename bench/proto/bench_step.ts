@@ -11,7 +11,11 @@ import { type Timed, timeInterleaved } from "./timing.ts";
 import { type NormMode, ProtoDecoder } from "./decoder.ts";
 import { loadHostWeights } from "./host_weights.ts";
 import { ModelRunner } from "../../src/model/model_runner.ts";
-import { buildStepBatch, type SequenceChunk, type StepCapacity } from "../../src/model/step_batch.ts";
+import {
+  buildStepBatch,
+  type SequenceChunk,
+  type StepCapacity,
+} from "../../src/model/step_batch.ts";
 import { GpuTimer } from "../gpu_timer.ts";
 import { percentile } from "../stats.ts";
 import type { LlamaCppPeer, PeerRates } from "./bench_peer.ts";
@@ -63,7 +67,12 @@ export interface StepSection {
 
 const BS = 16;
 
-function decodeChunks(seqs: number, context: number, perSeq: number, token: (s: number) => number): SequenceChunk[] {
+function decodeChunks(
+  seqs: number,
+  context: number,
+  perSeq: number,
+  token: (s: number) => number,
+): SequenceChunk[] {
   return Array.from({ length: seqs }, (_, s) => ({
     tokens: [token(s)],
     start: context - 1,
@@ -94,9 +103,19 @@ export async function benchSteps(
   const perSeq = Math.ceil(maxContext / BS);
   const maxSeqs = Math.max(...options.seqs);
   const numBlocks = maxSeqs * perSeq + 1;
-  const configs = options.seqs.flatMap((seqs) => options.contexts.map((context) => ({ seqs, context })));
-  const cap: StepCapacity = { maxTokens: 64, maxSeqs, maxLogitRows: 16, maxBlocksPerSeq: perSeq, samplingWordsPerRow: 0 };
-  options.log(`  loading the current pass and the prototype decoder (${numBlocks} KV blocks each)...`);
+  const configs = options.seqs.flatMap((seqs) =>
+    options.contexts.map((context) => ({ seqs, context }))
+  );
+  const cap: StepCapacity = {
+    maxTokens: 64,
+    maxSeqs,
+    maxLogitRows: 16,
+    maxBlocksPerSeq: perSeq,
+    samplingWordsPerRow: 0,
+  };
+  options.log(
+    `  loading the current pass and the prototype decoder (${numBlocks} KV blocks each)...`,
+  );
   const runner = await ModelRunner.load(options.modelDir, {
     gpu: kit.gpu,
     maxTokens: 64,
@@ -128,7 +147,10 @@ export async function benchSteps(
   try {
     // Cross-check: a 16-token prefill through both (and through the folded-norm variant).
     const prompt = Array.from({ length: 16 }, (_, i) => 100 + 37 * i);
-    const prefill = buildStepBatch([{ tokens: prompt, start: 0, blockTable: [0], logits: "all" }], BS);
+    const prefill = buildStepBatch(
+      [{ tokens: prompt, start: 0, blockTable: [0], logits: "all" }],
+      BS,
+    );
     const current = (await runner.run(prefill, { logits: true })).logits!;
     const relDiff = async (dec: ProtoDecoder) => {
       const shape = dec.writeStep(prefill, 0);
@@ -160,7 +182,9 @@ export async function benchSteps(
       });
       logitsRelDiff.push({ norm: "fold", relDiff: await relDiff(folded) });
     }
-    for (const r of logitsRelDiff) options.log(`  logits vs current pass (norm ${r.norm}): ${r.relDiff.toExponential(2)}`);
+    for (const r of logitsRelDiff) {
+      options.log(`  logits vs current pass (norm ${r.norm}): ${r.relDiff.toExponential(2)}`);
+    }
 
     // Step times, every (seqs, context) in its own metadata slot, interleaved.
     const items: Timed[] = [];
@@ -169,18 +193,50 @@ export async function benchSteps(
       const batch = buildStepBatch(decodeChunks(seqs, context, perSeq, (s) => 5 + s), BS);
       const shape = { tokens: seqs, logitRows: seqs, maxContext: context };
       const offset = runner.writeStep(batch);
-      items.push({ id: `current ${seqs}x${context}`, encode: (pass) => runner.forward.encode(pass, offset, shape) });
-      steps.push({ impl: "current forward pass", seqs, context, dispatches: runner.forward.dispatchCount });
+      items.push({
+        id: `current ${seqs}x${context}`,
+        encode: (pass) => runner.forward.encode(pass, offset, shape),
+      });
+      steps.push({
+        impl: "current forward pass",
+        seqs,
+        context,
+        dispatches: runner.forward.dispatchCount,
+      });
       const pshape = proto.writeStep(batch, i + 1);
-      items.push({ id: `proto ${seqs}x${context}`, encode: (pass) => proto.encode(pass, pshape, pshape.offset) });
-      steps.push({ impl: "prototype kernels", seqs, context, dispatches: proto.plan(pshape).length });
+      items.push({
+        id: `proto ${seqs}x${context}`,
+        encode: (pass) => proto.encode(pass, pshape, pshape.offset),
+      });
+      steps.push({
+        impl: "prototype kernels",
+        seqs,
+        context,
+        dispatches: proto.plan(pshape).length,
+      });
       const fshape = protoF16.writeStep(batch, i + 1);
-      items.push({ id: `proto f16 ${seqs}x${context}`, encode: (pass) => protoF16.encode(pass, fshape, fshape.offset) });
-      steps.push({ impl: "prototype kernels, f16 KV", seqs, context, dispatches: protoF16.plan(fshape).length });
+      items.push({
+        id: `proto f16 ${seqs}x${context}`,
+        encode: (pass) => protoF16.encode(pass, fshape, fshape.offset),
+      });
+      steps.push({
+        impl: "prototype kernels, f16 KV",
+        seqs,
+        context,
+        dispatches: protoF16.plan(fshape).length,
+      });
     });
     options.log(`  timing ${items.length} whole steps...`);
-    const times = await timeInterleaved(kit.device, items, { rounds: options.rounds, targetPassMs: 1, maxReps: 1 });
-    const stepRows = steps.map((s, i) => ({ ...s, gpuMs: times.get(items[i].id)!.gpuMs, cpuMs: times.get(items[i].id)!.cpuMs }));
+    const times = await timeInterleaved(kit.device, items, {
+      rounds: options.rounds,
+      targetPassMs: 1,
+      maxReps: 1,
+    });
+    const stepRows = steps.map((s, i) => ({
+      ...s,
+      gpuMs: times.get(items[i].id)!.gpuMs,
+      cpuMs: times.get(items[i].id)!.cpuMs,
+    }));
 
     // Per-op time at the shortest context.
     const ops: OpRow[] = [];
@@ -257,14 +313,24 @@ export async function benchSteps(
         }
       }
       const tok = percentile(ours, 50);
-      const row: LoopRow = { impl: "prototype kernels", seqs, steps: options.loopSteps, msPerStep: (seqs * 1000) / tok, tokPerS: tok };
+      const row: LoopRow = {
+        impl: "prototype kernels",
+        seqs,
+        steps: options.loopSteps,
+        msPerStep: (seqs * 1000) / tok,
+        tokPerS: tok,
+      };
       if (options.peer) {
         row.peerTokPerS = percentile(theirs, 50);
         row.ratio = percentile(ratios, 50);
       }
       loops.push(row);
-      options.log(`  decode loop ${seqs} seq: ${row.msPerStep.toFixed(1)} ms/step, ${tok.toFixed(1)} tok/s` +
-        (options.peer ? `; llama.cpp ${row.peerTokPerS!.toFixed(1)} tok/s, ratio ${row.ratio!.toFixed(2)}` : ""));
+      options.log(
+        `  decode loop ${seqs} seq: ${row.msPerStep.toFixed(1)} ms/step, ${tok.toFixed(1)} tok/s` +
+          (options.peer
+            ? `; llama.cpp ${row.peerTokPerS!.toFixed(1)} tok/s, ratio ${row.ratio!.toFixed(2)}`
+            : ""),
+      );
     }
     if (options.peer) {
       peerRates = {
@@ -275,7 +341,14 @@ export async function benchSteps(
         threads: options.peer.threads,
       };
     }
-    return { logitsRelDiff, steps: stepRows, ops, loops, weightBytes: proto.weightBytes, peer: peerRates };
+    return {
+      logitsRelDiff,
+      steps: stepRows,
+      ops,
+      loops,
+      weightBytes: proto.weightBytes,
+      peer: peerRates,
+    };
   } finally {
     runner.close();
   }

@@ -6,7 +6,13 @@
  */
 
 /** out[m, n] = sum_k x[m, k] * w[n, k] (w row-major [n, k]). */
-export function matmulRef(x: ArrayLike<number>, w: ArrayLike<number>, m: number, n: number, k: number): Float32Array {
+export function matmulRef(
+  x: ArrayLike<number>,
+  w: ArrayLike<number>,
+  m: number,
+  n: number,
+  k: number,
+): Float32Array {
   const out = new Float32Array(m * n);
   for (let r = 0; r < m; r++) {
     for (let c = 0; c < n; c++) {
@@ -73,7 +79,8 @@ export interface HostKvCache {
 /** Offset of (slot, kv head) in a cache laid out [block][kv head][slot in block][head dim]. */
 export function kvOffset(cache: Omit<HostKvCache, "k" | "v">, slot: number, kvh: number): number {
   const block = Math.floor(slot / cache.blockSize);
-  return ((block * cache.numKvHeads + kvh) * cache.blockSize + (slot % cache.blockSize)) * cache.headDim;
+  return ((block * cache.numKvHeads + kvh) * cache.blockSize + (slot % cache.blockSize)) *
+    cache.headDim;
 }
 
 /** One query token of an attention reference call. */
@@ -111,10 +118,13 @@ export function attentionRef(o: AttentionRefOptions): Float32Array {
       const kvh = Math.floor(h / group);
       const scores: number[] = [];
       for (let j = lo; j <= tok.pos; j++) {
-        const slot = tok.blockTable[Math.floor(j / cache.blockSize)] * cache.blockSize + (j % cache.blockSize);
+        const slot = tok.blockTable[Math.floor(j / cache.blockSize)] * cache.blockSize +
+          (j % cache.blockSize);
         const base = kvOffset(cache, slot, kvh);
         let s = 0;
-        for (let d = 0; d < hd; d++) s += o.q[t * o.qStride + h * hd + d] * o.scale * cache.k[base + d];
+        for (let d = 0; d < hd; d++) {
+          s += o.q[t * o.qStride + h * hd + d] * o.scale * cache.k[base + d];
+        }
         if (o.softcap) s = o.softcap * Math.tanh(s / o.softcap);
         scores.push(s);
       }
@@ -122,7 +132,8 @@ export function attentionRef(o: AttentionRefOptions): Float32Array {
       const e = scores.map((s) => Math.exp(s - mx));
       const sum = e.reduce((a, b) => a + b, 0);
       for (let j = lo; j <= tok.pos; j++) {
-        const slot = tok.blockTable[Math.floor(j / cache.blockSize)] * cache.blockSize + (j % cache.blockSize);
+        const slot = tok.blockTable[Math.floor(j / cache.blockSize)] * cache.blockSize +
+          (j % cache.blockSize);
         const base = kvOffset(cache, slot, kvh);
         const pr = e[j - lo] / sum;
         for (let d = 0; d < hd; d++) out[(t * nh + h) * hd + d] += pr * cache.v[base + d];

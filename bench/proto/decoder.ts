@@ -41,7 +41,12 @@ import {
   ropeColumns,
 } from "../../src/model/weight_layout.ts";
 import { ropeInverseFrequencies } from "../../src/model/rope.ts";
-import { metaSlotWords, packStepMeta, type StepBatch, type StepCapacity } from "../../src/model/step_batch.ts";
+import {
+  metaSlotWords,
+  packStepMeta,
+  type StepBatch,
+  type StepCapacity,
+} from "../../src/model/step_batch.ts";
 import type { GpuKit, Grid } from "./gpu_kit.ts";
 import { checkSupported, type HostWeights } from "./host_weights.ts";
 
@@ -143,7 +148,14 @@ export class ProtoDecoder {
     checkSupported(spec);
     this.#kit = kit;
     this.spec = spec;
-    this.options = { splitLen: 256, queryTile: 1, metaSlots: 1, kSplitLanes: 0, kvF16: false, ...options };
+    this.options = {
+      splitLen: 256,
+      queryTile: 1,
+      metaSlots: 1,
+      kSplitLanes: 0,
+      kvF16: false,
+      ...options,
+    };
     const { capacity: cap, blockSize: bs, numBlocks } = options;
     const T = cap.maxTokens;
     const R = cap.maxLogitRows;
@@ -183,8 +195,19 @@ export class ProtoDecoder {
       new Uint32Array(p).set([H, 0, spec.vocabSize]);
       new Float32Array(p)[3] = spec.embeddingScale;
       new Uint32Array(p)[4] = 1;
-      const group = kit.bind(k, meta, [kit.uniform(p), kit.buffer(weights.embed.data as Uint16Array<ArrayBuffer>), x, this.ids]);
-      this.#ops.push({ label: "embed", kernels: [k], pick: () => 0, group, grid: (s) => [Math.ceil(H / 64), s.tokens, 1] });
+      const group = kit.bind(k, meta, [
+        kit.uniform(p),
+        kit.buffer(weights.embed.data as Uint16Array<ArrayBuffer>),
+        x,
+        this.ids,
+      ]);
+      this.#ops.push({
+        label: "embed",
+        kernels: [k],
+        pick: () => 0,
+        group,
+        grid: (s) => [Math.ceil(H / 64), s.tokens, 1],
+      });
     }
 
     let bytes = 0;
@@ -205,8 +228,12 @@ export class ProtoDecoder {
         logits?: boolean;
       },
     ) => {
-      const fold = o.norm && options.norm === "fold" ? normScale(o.norm, spec.normOffset) : undefined;
-      const gamma = o.norm && options.norm === "gamma" ? normScale(o.norm, spec.normOffset) : undefined;
+      const fold = o.norm && options.norm === "fold"
+        ? normScale(o.norm, spec.normOffset)
+        : undefined;
+      const gamma = o.norm && options.norm === "gamma"
+        ? normScale(o.norm, spec.normOffset)
+        : undefined;
       const cpu = options.family === "cpu";
       const packed = cpu
         ? packColumnBlocks(w, { columns: o.columns, kScale: fold })
@@ -216,7 +243,10 @@ export class ProtoDecoder {
       const files: { file: MatmulFile; defines: Partial<MatmulDefines> }[] = cpu
         ? TILES.map((TM) => ({ file: "gemv_c8", defines: { TM, WG: CPU_WG, KS: ks } }))
         : [
-          ...TILES.map((TM) => ({ file: "gemv_wg" as const, defines: { TM, WG: 64, SLICED: true, MAX_SLICES: Math.ceil(w.cols / 32) } })),
+          ...TILES.map((TM) => ({
+            file: "gemv_wg" as const,
+            defines: { TM, WG: 64, SLICED: true, MAX_SLICES: Math.ceil(w.cols / 32) },
+          })),
           { file: "gemm_tiled", defines: {} },
         ];
       const flags = { rope: !!o.rope, bias: !!o.bias, gamma: !!gamma };
@@ -248,7 +278,11 @@ export class ProtoDecoder {
       });
       const buffers: GPUBuffer[] = [kit.uniform(params), o.xBuf, kit.buffer(packed.data), o.out];
       if (gamma) buffers.push(kit.buffer(gamma));
-      if (o.bias) buffers.push(kit.buffer(permuteColumns(o.bias, o.columns ?? packedIdentity(packed.cols, w.rows))));
+      if (o.bias) {
+        buffers.push(
+          kit.buffer(permuteColumns(o.bias, o.columns ?? packedIdentity(packed.cols, w.rows))),
+        );
+      }
       if (o.rope) buffers.push(invFreq, this.kCache[o.layer!], this.vCache[o.layer!]);
       const group = kit.bind(kernels[0], meta, buffers);
       const blocks = packed.cols / 8;
@@ -271,8 +305,18 @@ export class ProtoDecoder {
     const tq = this.options.queryTile;
     // One lane count for both tile sizes: the lane of a key fixes the summation order.
     const lanes = attentionLanes(group, hd, tq);
-    if (this.options.splitLen % lanes !== 0) throw new RangeError(`splitLen must be a multiple of ${lanes}`);
-    const attnKernels = [1, tq].map((TQ) => kit.kernel(ATTENTION_LANES, { GROUP: group, HEAD_DIM: hd, TQ, WG: lanes, KV_F16: this.options.kvF16 }));
+    if (this.options.splitLen % lanes !== 0) {
+      throw new RangeError(`splitLen must be a multiple of ${lanes}`);
+    }
+    const attnKernels = [1, tq].map((TQ) =>
+      kit.kernel(ATTENTION_LANES, {
+        GROUP: group,
+        HEAD_DIM: hd,
+        TQ,
+        WG: lanes,
+        KV_F16: this.options.kvF16,
+      })
+    );
     const combine = kit.kernel(ATTENTION_COMBINE, { HEAD_DIM: hd });
 
     weights.layers.forEach((w, l) => {
@@ -300,7 +344,16 @@ export class ProtoDecoder {
         maxSplits,
         splitLen: this.options.splitLen,
       }));
-      const attnGroup = kit.bind(attnKernels[0], meta, [params, q, this.kCache[l], this.vCache[l], attn, partAcc, partMl, info]);
+      const attnGroup = kit.bind(attnKernels[0], meta, [
+        params,
+        q,
+        this.kCache[l],
+        this.vCache[l],
+        attn,
+        partAcc,
+        partMl,
+        info,
+      ]);
       this.#ops.push({
         label: `l${l}.attention`,
         kernels: attnKernels,
@@ -328,7 +381,13 @@ export class ProtoDecoder {
         ldo: I,
         nOut: I,
       });
-      matmul(`l${l}.down`, w.down, { defines: { ACCUM: true }, xBuf: act, out: x, ldo: H, nOut: H });
+      matmul(`l${l}.down`, w.down, {
+        defines: { ACCUM: true },
+        xBuf: act,
+        out: x,
+        ldo: H,
+        nOut: H,
+      });
     });
     matmul("lm_head", weights.lmHead, {
       norm: weights.finalNorm,
@@ -341,8 +400,18 @@ export class ProtoDecoder {
     });
     {
       const k = kit.kernel(ARGMAX, {});
-      const group = kit.bind(k, meta, [kit.uniform(new Uint32Array([spec.vocabSize, 0, 0, 0]).buffer), this.logits, this.ids]);
-      this.#ops.push({ label: "argmax", kernels: [k], pick: () => 0, group, grid: (s) => [s.logitRows, 1, 1] });
+      const group = kit.bind(k, meta, [
+        kit.uniform(new Uint32Array([spec.vocabSize, 0, 0, 0]).buffer),
+        this.logits,
+        this.ids,
+      ]);
+      this.#ops.push({
+        label: "argmax",
+        kernels: [k],
+        pick: () => 0,
+        group,
+        grid: (s) => [s.logitRows, 1, 1],
+      });
     }
     this.weightBytes = bytes;
   }
@@ -358,12 +427,18 @@ export class ProtoDecoder {
    */
   writeStep(batch: StepBatch, slot = 0): DecoderShape & { offset: number } {
     const offset = slot * this.#slotStride;
-    this.#kit.device.queue.writeBuffer(this.#meta, offset, packStepMeta(batch, this.options.capacity));
+    this.#kit.device.queue.writeBuffer(
+      this.#meta,
+      offset,
+      packStepMeta(batch, this.options.capacity),
+    );
     return { ...shapeOf(batch), offset };
   }
 
   /** The dispatches of a step: labels and grids (zero grids skipped). */
-  plan(shape: DecoderShape): { label: string; kernel: CompiledKernel; group: GPUBindGroup; grid: Grid }[] {
+  plan(
+    shape: DecoderShape,
+  ): { label: string; kernel: CompiledKernel; group: GPUBindGroup; grid: Grid }[] {
     const out = [];
     for (const op of this.#ops) {
       const i = op.pick(shape);

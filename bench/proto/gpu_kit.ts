@@ -13,7 +13,12 @@ import {
   PipelineCache,
 } from "../../src/gpu/kernel.ts";
 import { KERNEL_FILES } from "../../src/gpu/descriptors.ts";
-import { metaSlotWords, packStepMeta, type StepBatch, type StepCapacity } from "../../src/model/step_batch.ts";
+import {
+  metaSlotWords,
+  packStepMeta,
+  type StepBatch,
+  type StepCapacity,
+} from "../../src/model/step_batch.ts";
 
 /** The new kernel files (plus every existing one, for side-by-side runs). */
 export const PROTO_KERNEL_FILES = [
@@ -60,14 +65,23 @@ export class GpuKit {
   }
 
   /** A storage buffer holding `data` (or `bytes` zeroed bytes). */
-  buffer(data: ArrayBufferView<ArrayBuffer> | number, usage: number = GPUBufferUsage.STORAGE): GPUBuffer {
+  buffer(
+    data: ArrayBufferView<ArrayBuffer> | number,
+    usage: number = GPUBufferUsage.STORAGE,
+  ): GPUBuffer {
     const bytes = typeof data === "number" ? data : data.byteLength;
     const b = this.device.createBuffer({
       size: Math.max(16, Math.ceil(bytes / 16) * 16),
       usage: usage | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
     });
     if (typeof data !== "number") {
-      this.device.queue.writeBuffer(b, 0, data.buffer, data.byteOffset, Math.ceil(data.byteLength / 4) * 4);
+      this.device.queue.writeBuffer(
+        b,
+        0,
+        data.buffer,
+        data.byteOffset,
+        Math.ceil(data.byteLength / 4) * 4,
+      );
     }
     this.#owned.push(b);
     return b;
@@ -90,18 +104,30 @@ export class GpuKit {
   }
 
   /** A bind group: the metadata slot at binding 0, then `buffers` from binding 1 on. */
-  bind(kernel: CompiledKernel, meta: MetaSlot, buffers: (GPUBuffer | GPUBufferBinding)[]): GPUBindGroup {
+  bind(
+    kernel: CompiledKernel,
+    meta: MetaSlot,
+    buffers: (GPUBuffer | GPUBufferBinding)[],
+  ): GPUBindGroup {
     return this.device.createBindGroup({
       layout: kernel.layout,
       entries: [
         { binding: 0, resource: { buffer: meta.buffer, offset: 0, size: meta.bytes } },
-        ...buffers.map((b, i) => ({ binding: i + 1, resource: b instanceof GPUBuffer ? { buffer: b } : b })),
+        ...buffers.map((b, i) => ({
+          binding: i + 1,
+          resource: b instanceof GPUBuffer ? { buffer: b } : b,
+        })),
       ],
     });
   }
 
   /** Encodes one dispatch into a pass (skipped when the grid is empty). */
-  static encode(pass: GPUComputePassEncoder, kernel: CompiledKernel, group: GPUBindGroup, grid: Grid): void {
+  static encode(
+    pass: GPUComputePassEncoder,
+    kernel: CompiledKernel,
+    group: GPUBindGroup,
+    grid: Grid,
+  ): void {
     if (grid[0] === 0 || grid[1] === 0 || grid[2] === 0) return;
     pass.setPipeline(kernel.pipeline);
     pass.setBindGroup(0, group, [0]);
@@ -109,7 +135,9 @@ export class GpuKit {
   }
 
   /** Runs dispatches in one pass and waits for them; throws on a validation error. */
-  async run(dispatches: { kernel: CompiledKernel; group: GPUBindGroup; grid: Grid }[]): Promise<void> {
+  async run(
+    dispatches: { kernel: CompiledKernel; group: GPUBindGroup; grid: Grid }[],
+  ): Promise<void> {
     this.device.pushErrorScope("validation");
     const encoder = this.device.createCommandEncoder();
     const pass = encoder.beginComputePass();
@@ -122,9 +150,16 @@ export class GpuKit {
   }
 
   /** Reads `floats` f32 values from the start of a buffer. */
-  async readF32(buffer: GPUBuffer, floats: number, offsetFloats = 0): Promise<Float32Array<ArrayBuffer>> {
+  async readF32(
+    buffer: GPUBuffer,
+    floats: number,
+    offsetFloats = 0,
+  ): Promise<Float32Array<ArrayBuffer>> {
     const bytes = floats * 4;
-    const staging = this.device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const staging = this.device.createBuffer({
+      size: Math.max(16, Math.ceil(bytes / 16) * 16),
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
     const encoder = this.device.createCommandEncoder();
     encoder.copyBufferToBuffer(buffer, offsetFloats * 4, staging, 0, Math.ceil(bytes / 4) * 4);
     this.device.queue.submit([encoder.finish()]);

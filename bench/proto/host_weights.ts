@@ -41,10 +41,16 @@ export class UnsupportedModelError extends Error {
 
 /** Whether the prototype decoder runs this spec (llama, mistral, qwen2: no sandwich or q/k norms). */
 export function checkSupported(spec: ModelSpec): void {
-  if (spec.sandwichNorm || spec.qkNorm || spec.finalLogitSoftcap || spec.oProjBias || spec.mlpBias) {
-    throw new UnsupportedModelError(`${spec.architecture}: the prototype decoder covers llama, mistral and qwen2`);
+  if (
+    spec.sandwichNorm || spec.qkNorm || spec.finalLogitSoftcap || spec.oProjBias || spec.mlpBias
+  ) {
+    throw new UnsupportedModelError(
+      `${spec.architecture}: the prototype decoder covers llama, mistral and qwen2`,
+    );
   }
-  if (spec.headDim % 8 !== 0) throw new UnsupportedModelError(`head_dim ${spec.headDim} is not a multiple of 8`);
+  if (spec.headDim % 8 !== 0) {
+    throw new UnsupportedModelError(`head_dim ${spec.headDim} is not a multiple of 8`);
+  }
 }
 
 async function f32Of(index: TensorIndex, name: string): Promise<Float32Array<ArrayBuffer>> {
@@ -77,7 +83,9 @@ async function vectorOf(index: TensorIndex, names: string[]): Promise<Float32Arr
 }
 
 /** Reads a checkpoint's weights (matrices rounded to f16, as the runtime stores them). */
-export async function loadHostWeights(dir: string): Promise<{ spec: ModelSpec; weights: HostWeights }> {
+export async function loadHostWeights(
+  dir: string,
+): Promise<{ spec: ModelSpec; weights: HostWeights }> {
   const spec = await loadModelSpec(dir);
   checkSupported(spec);
   const index = await openCheckpointTensors(dir);
@@ -88,8 +96,14 @@ export async function loadHostWeights(dir: string): Promise<{ spec: ModelSpec; w
       const m = `model.layers.${i}.mlp`;
       layers.push({
         inputNorm: await vectorOf(index, [`model.layers.${i}.input_layernorm.weight`]),
-        qkv: await matrixOf(index, [`${a}.q_proj.weight`, `${a}.k_proj.weight`, `${a}.v_proj.weight`]),
-        qkvBias: spec.qkvBias ? await vectorOf(index, [`${a}.q_proj.bias`, `${a}.k_proj.bias`, `${a}.v_proj.bias`]) : null,
+        qkv: await matrixOf(index, [
+          `${a}.q_proj.weight`,
+          `${a}.k_proj.weight`,
+          `${a}.v_proj.weight`,
+        ]),
+        qkvBias: spec.qkvBias
+          ? await vectorOf(index, [`${a}.q_proj.bias`, `${a}.k_proj.bias`, `${a}.v_proj.bias`])
+          : null,
         o: await matrixOf(index, [`${a}.o_proj.weight`]),
         postAttnNorm: await vectorOf(index, [`model.layers.${i}.post_attention_layernorm.weight`]),
         gateUp: await matrixOf(index, [`${m}.gate_proj.weight`, `${m}.up_proj.weight`]),
@@ -139,7 +153,9 @@ export function randomHostWeights(spec: ModelSpec, seed = 135): HostWeights {
     layers: Array.from({ length: spec.numLayers }, () => ({
       inputNorm: norm(H),
       qkv: matrix(qkvRows, H),
-      qkvBias: spec.qkvBias ? Float32Array.from({ length: qkvRows }, () => 0.02 * rng.normal()) : null,
+      qkvBias: spec.qkvBias
+        ? Float32Array.from({ length: qkvRows }, () => 0.02 * rng.normal())
+        : null,
       o: matrix(H, spec.numHeads * spec.headDim),
       postAttnNorm: norm(H),
       gateUp: matrix(2 * I, H),

@@ -61,13 +61,17 @@ async function main() {
     adapter,
     quick: q,
   };
-  log(`[proto] adapter ${adapter.description} (family ${adapter.family}, subgroups ${adapter.subgroups})`);
+  log(
+    `[proto] adapter ${adapter.description} (family ${adapter.family}, subgroups ${adapter.subgroups})`,
+  );
   const tmp = await rt.makeTempDir("proto_bench_");
   try {
     if (args.only.has("matmul")) {
       log("[proto] roofs and matmuls...");
       results.matmul = await benchMatmuls(kit, {
-        shapes: Deno.env.get("PROTO_SHAPES") ? SMOLLM2_SHAPES.filter((s) => Deno.env.get("PROTO_SHAPES")!.split(",").includes(s.name)) : SMOLLM2_SHAPES,
+        shapes: Deno.env.get("PROTO_SHAPES")
+          ? SMOLLM2_SHAPES.filter((s) => Deno.env.get("PROTO_SHAPES")!.split(",").includes(s.name))
+          : SMOLLM2_SHAPES,
         ms: q ? [1, 8] : [1, 2, 4, 8, 16],
         prefillMs: q ? [] : [64],
         rounds: q ? 3 : 7,
@@ -128,7 +132,8 @@ async function main() {
   results.loadAverageEnd = await loadAverage();
   results.durationS = (Date.now() - started.getTime()) / 1000;
   results.model = { name: "SmolLM2-135M-shaped synthetic f16", config: SMOLLM2_135M_CONFIG };
-  const path = args.json || `${ROOT}bench/proto/results/${started.toISOString().replace(/[:.]/g, "-")}.json`;
+  const path = args.json ||
+    `${ROOT}bench/proto/results/${started.toISOString().replace(/[:.]/g, "-")}.json`;
   await rt.mkdir(path.replace(/\/[^/]*$/, ""));
   await rt.writeFile(path, JSON.stringify(results, null, 2) + "\n");
   console.log(renderProtoMarkdown(results));

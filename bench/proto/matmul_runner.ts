@@ -16,8 +16,8 @@ import {
   type ColumnMap,
   type HostMatrix,
   packColumnBlocks,
-  packPaddedRows,
   type PackedMatrix,
+  packPaddedRows,
 } from "../../src/model/weight_layout.ts";
 import type { CompiledKernel } from "../../src/gpu/kernel.ts";
 
@@ -38,7 +38,9 @@ export function matmulVariants(hasSubgroups: boolean): MatmulVariant[] {
     { name: "gemv_wg sliced", file: "gemv_wg", defines: { WG: 64, SLICED: true } },
     { name: "gemm_tiled", file: "gemm_tiled", defines: { WG: 64 } },
   ];
-  if (hasSubgroups) v.push({ name: "gemv_wg subgroups", file: "gemv_wg", defines: { WG: 64, SUBGROUPS: true } });
+  if (hasSubgroups) {
+    v.push({ name: "gemv_wg subgroups", file: "gemv_wg", defines: { WG: 64, SUBGROUPS: true } });
+  }
   return v;
 }
 
@@ -48,13 +50,27 @@ export function rowTile(rows: number): number {
 }
 
 /** The packed layout a file reads. */
-export function packFor(file: MatmulFile, m: HostMatrix, columns?: ColumnMap, kScale?: Float32Array): PackedMatrix {
-  return file === "gemv_c8" ? packColumnBlocks(m, { columns, kScale }) : packPaddedRows(m, { columns, kScale });
+export function packFor(
+  file: MatmulFile,
+  m: HostMatrix,
+  columns?: ColumnMap,
+  kScale?: Float32Array,
+): PackedMatrix {
+  return file === "gemv_c8"
+    ? packColumnBlocks(m, { columns, kScale })
+    : packPaddedRows(m, { columns, kScale });
 }
 
 /** The dispatch grid of a packed matmul over `rows` rows. */
-export function matmulGrid(file: MatmulFile, blocks: number, rows: number, defines: MatmulDefines): Grid {
-  if (file === "gemv_c8") return [Math.ceil(blocks / (defines.WG / defines.KS)), Math.ceil(rows / defines.TM), 1];
+export function matmulGrid(
+  file: MatmulFile,
+  blocks: number,
+  rows: number,
+  defines: MatmulDefines,
+): Grid {
+  if (file === "gemv_c8") {
+    return [Math.ceil(blocks / (defines.WG / defines.KS)), Math.ceil(rows / defines.TM), 1];
+  }
   if (file === "gemv_wg") return [blocks, Math.ceil(rows / defines.TM), 1];
   return [Math.ceil(blocks / 8), Math.ceil(rows / 32), 1];
 }
@@ -89,7 +105,15 @@ export interface MatmulJob {
   defines?: Partial<MatmulDefines>;
   gamma?: GPUBuffer;
   bias?: GPUBuffer;
-  rope?: { invFreq: GPUBuffer; kCache: GPUBuffer; vCache: GPUBuffer; numHeads: number; numKvHeads: number; headDim: number; blockSize: number };
+  rope?: {
+    invFreq: GPUBuffer;
+    kCache: GPUBuffer;
+    vCache: GPUBuffer;
+    numHeads: number;
+    numKvHeads: number;
+    headDim: number;
+    blockSize: number;
+  };
   /** Force a rows-per-invocation tile (default: {@link rowTile}). */
   tm?: number;
   /** Already packed for this file (skips packing), and already uploaded (skips the upload). */
@@ -131,13 +155,25 @@ export function buildMatmul(kit: GpuKit, job: MatmulJob): BuiltMatmul {
     blockSize: job.rope?.blockSize,
     wStride: packed.rowStride,
   });
-  const buffers: GPUBuffer[] = [kit.uniform(params), job.x, job.weightBuffer ?? kit.buffer(packed.data), job.out];
+  const buffers: GPUBuffer[] = [
+    kit.uniform(params),
+    job.x,
+    job.weightBuffer ?? kit.buffer(packed.data),
+    job.out,
+  ];
   if (job.gamma) buffers.push(job.gamma);
   if (job.bias) buffers.push(job.bias);
   if (job.rope) buffers.push(job.rope.invFreq, job.rope.kCache, job.rope.vCache);
   const group = kit.bind(kernel, job.meta, buffers);
-  const rebind = (weight: GPUBuffer) => kit.bind(kernel, job.meta, buffers.map((b, i) => (i === 2 ? weight : b)));
-  return { kernel, group, grid: matmulGrid(variant.file, packed.cols / 8, job.rows, defines), packed, rebind };
+  const rebind = (weight: GPUBuffer) =>
+    kit.bind(kernel, job.meta, buffers.map((b, i) => (i === 2 ? weight : b)));
+  return {
+    kernel,
+    group,
+    grid: matmulGrid(variant.file, packed.cols / 8, job.rows, defines),
+    packed,
+    rebind,
+  };
 }
 
 /** Builds and runs one matmul, waiting for it. */

@@ -66,7 +66,8 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 /** Issue 10's transposed f16 GEMV: 4 columns per invocation, words [k / 2][n / 4]. */
 export const TRANSPOSED_GEMV: YardstickKernel = {
   name: "reference: transposed GEMV",
-  description: "f16 weights transposed (adjacent invocations, adjacent 16-byte words), 4 columns x 2 k per word",
+  description:
+    "f16 weights transposed (adjacent invocations, adjacent 16-byte words), 4 columns x 2 k per word",
   source: HEADER.replace("array<u32>;\n", "array<f32>;\n") + `
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {

@@ -61,7 +61,13 @@ export async function timeInterleaved(
   for (const item of items) {
     await once(item, 1); // compile and warm
     const one = (await once(item, 1)).gpu;
-    reps.set(item.id, Math.max(1, Math.min(options.maxReps ?? 64, Math.round(options.targetPassMs / Math.max(one, 1e-3)))));
+    reps.set(
+      item.id,
+      Math.max(
+        1,
+        Math.min(options.maxReps ?? 64, Math.round(options.targetPassMs / Math.max(one, 1e-3))),
+      ),
+    );
   }
   const gpu = new Map<string, number[]>(items.map((i) => [i.id, []]));
   const cpu = new Map<string, number[]>(items.map((i) => [i.id, []]));

@@ -99,8 +99,20 @@ export function matmulDescriptor(
   file: MatmulFile,
   options: { rope: boolean; bias: boolean; gamma?: boolean },
 ): KernelDescriptor<MatmulDefines> {
-  const bindings: BindingKind[] = ["meta", "uniform", "read-only-storage", "read-only-storage", "storage"];
-  const numbers: Record<string, number> = { B_GAMMA: 0, B_BIAS: 0, B_ROPE: 0, B_ROPE1: 0, B_ROPE2: 0 };
+  const bindings: BindingKind[] = [
+    "meta",
+    "uniform",
+    "read-only-storage",
+    "read-only-storage",
+    "storage",
+  ];
+  const numbers: Record<string, number> = {
+    B_GAMMA: 0,
+    B_BIAS: 0,
+    B_ROPE: 0,
+    B_ROPE1: 0,
+    B_ROPE2: 0,
+  };
   if (options.gamma) numbers.B_GAMMA = bindings.push("read-only-storage") - 1;
   if (options.bias) numbers.B_BIAS = bindings.push("read-only-storage") - 1;
   if (options.rope) {
@@ -202,7 +214,14 @@ export const ATTENTION_LANES: KernelDescriptor<AttentionLanesDefines> = {
 /** Merge of attention_lanes' split partials. */
 export const ATTENTION_COMBINE: KernelDescriptor<{ HEAD_DIM: number }> = {
   file: "attention_combine",
-  bindings: ["meta", "uniform", "read-only-storage", "read-only-storage", "read-only-storage", "storage"],
+  bindings: [
+    "meta",
+    "uniform",
+    "read-only-storage",
+    "read-only-storage",
+    "read-only-storage",
+    "storage",
+  ],
 };
 
 /** The uniform parameters of the attention kernels. */
@@ -249,7 +268,13 @@ export function packAttentionParams(p: AttentionParams): ArrayBuffer {
  * lane of a key decides the summation order, so it must not change with the batch. 8 (one
  * SIMD row of lavapipe) measured ~10% faster than 16 on short contexts.
  */
-export function attentionLanes(group: number, headDim: number, tq: number, maxWorkgroupBytes = 32768, max = 8): number {
+export function attentionLanes(
+  group: number,
+  headDim: number,
+  tq: number,
+  maxWorkgroupBytes = 32768,
+  max = 8,
+): number {
   let wg = max;
   while (wg > 1 && wg * tq * group * (headDim * 4 + 8) > maxWorkgroupBytes) wg /= 2;
   return wg;

@@ -104,7 +104,9 @@ function resolveColumns(m: HostMatrix, options: PackOptions): ColumnMap {
     throw new WeightLayoutError(`column map of ${columns.length} is not a multiple of 8`);
   }
   for (const r of columns) {
-    if (r < -1 || r >= m.rows) throw new WeightLayoutError(`column map refers to row ${r} of ${m.rows}`);
+    if (r < -1 || r >= m.rows) {
+      throw new WeightLayoutError(`column map refers to row ${r} of ${m.rows}`);
+    }
   }
   if (options.kScale && options.kScale.length !== m.cols) {
     throw new WeightLayoutError(`kScale has ${options.kScale.length} values for K = ${m.cols}`);
@@ -146,7 +148,9 @@ export function gluColumns(inter: number): ColumnMap {
  * v heads keep their order. Needs `headDim % 8 == 0`.
  */
 export function ropeColumns(numHeads: number, numKvHeads: number, headDim: number): ColumnMap {
-  if (headDim % 8 !== 0) throw new WeightLayoutError(`RoPE layout needs head_dim % 8 == 0, got ${headDim}`);
+  if (headDim % 8 !== 0) {
+    throw new WeightLayoutError(`RoPE layout needs head_dim % 8 == 0, got ${headDim}`);
+  }
   const half = headDim / 2;
   const heads = numHeads + 2 * numKvHeads;
   const map = new Int32Array(heads * headDim);
@@ -164,7 +168,10 @@ export function ropeColumns(numHeads: number, numKvHeads: number, headDim: numbe
 }
 
 /** Reorders a per-column vector (a bias) by a column map; padding columns get 0. */
-export function permuteColumns(values: Float32Array, columns: ColumnMap): Float32Array<ArrayBuffer> {
+export function permuteColumns(
+  values: Float32Array,
+  columns: ColumnMap,
+): Float32Array<ArrayBuffer> {
   const out = new Float32Array(columns.length);
   columns.forEach((r, i) => (out[i] = r < 0 ? 0 : values[r]));
   return out;
