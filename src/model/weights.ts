@@ -17,6 +17,7 @@ import {
   gluColumns,
   identityColumns,
   type MatrixLayout,
+  type HostMatrix,
   normScale,
   packMatrix,
   permuteColumns,
@@ -225,42 +226,66 @@ class Uploader {
       await this.stream(info, options.dtype, (off, data) => host.set(data, base + off));
       base += count(info);
     }
-    const packed = packMatrix({ data: host, rows: n, cols: k }, options.layout, options.columns);
-    const elem = packed.data.BYTES_PER_ELEMENT;
-    const blocks = packed.cols / 8;
-    const perPart = Math.floor(options.maxBinding / (packed.blockElements * elem));
-    if (perPart < 1) {
-      throw new CheckpointError(infos[0].file, `tensor ${infos[0].name}: 8 columns exceed the binding limit`);
-    }
-    const parts: MatrixPart[] = [];
-    for (let b = 0; b < blocks; b += perPart) {
-      const count = Math.min(perPart, blocks - b);
-      const buffer = this.#device.createBuffer({
-        label: `${options.label}[${b}]`,
-        size: count * packed.blockElements * elem,
-        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-      });
-      // dataOffset/size in elements rather than a subarray view: Dawn's node bindings
-      // ignore a view's byteOffset.
-      this.#device.queue.writeBuffer(buffer, 0, packed.data, b * packed.blockElements, count * packed.blockElements);
-      parts.push({ buffer, blockStart: b, blocks: count });
-    }
-    this.bytes += packed.data.byteLength;
-    return {
-      kind: "dense",
-      dtype: options.dtype,
-      layout: options.layout,
-      n,
-      k,
-      cols: packed.cols,
-      rowStride: packed.rowStride,
-      parts,
-    };
+    const m = uploadMatrix(this.#device, { data: host, rows: n, cols: k }, options);
+    this.bytes += m.bytes;
+    return m.weight;
   }
 }
 
 function count(info: TensorInfo): number {
   return info.shape.reduce((a, b) => a * b, 1);
+}
+
+/** Options of {@link uploadMatrix}. */
+export interface UploadMatrixOptions {
+  layout: MatrixLayout;
+  /** Output column order (default: identity, padded to a multiple of 8). */
+  columns?: ColumnMap;
+  /** Largest buffer binding: parts hold at most this many bytes of whole blocks. */
+  maxBinding: number;
+  label: string;
+}
+
+/**
+ * Packs a host matrix (f16 bits or f32 values, HF layout [n, k]) in `layout` and uploads it
+ * as parts of whole 8-column blocks; returns the weight and the bytes written.
+ */
+export function uploadMatrix(
+  device: GPUDevice,
+  m: HostMatrix,
+  options: UploadMatrixOptions,
+): { weight: MatrixWeight; bytes: number } {
+  const packed = packMatrix(m, options.layout, options.columns);
+  const elem = packed.data.BYTES_PER_ELEMENT;
+  const blocks = packed.cols / 8;
+  const perPart = Math.floor(options.maxBinding / (packed.blockElements * elem));
+  if (perPart < 1) {
+    throw new CheckpointError(options.label, `8 columns of ${m.cols} exceed the binding limit ${options.maxBinding}`);
+  }
+  const parts: MatrixPart[] = [];
+  for (let b = 0; b < blocks; b += perPart) {
+    const n = Math.min(perPart, blocks - b);
+    const buffer = device.createBuffer({
+      label: `${options.label}[${b}]`,
+      size: n * packed.blockElements * elem,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    });
+    // dataOffset/size in elements rather than a subarray view: Dawn's node bindings ignore a
+    // view's byteOffset.
+    device.queue.writeBuffer(buffer, 0, packed.data, b * packed.blockElements, n * packed.blockElements);
+    parts.push({ buffer, blockStart: b, blocks: n });
+  }
+  const weight: MatrixWeight = {
+    kind: "dense",
+    dtype: m.data instanceof Float32Array ? "f32" : "f16",
+    layout: options.layout,
+    n: m.rows,
+    k: m.cols,
+    cols: packed.cols,
+    rowStride: packed.rowStride,
+    parts,
+  };
+  return { weight, bytes: packed.data.byteLength };
 }
 
 /** Uploads every weight of `spec` from `index` to `device`. */

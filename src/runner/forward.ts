@@ -30,42 +30,13 @@ import type { MatrixWeight, ModelWeights } from "../model/weights.ts";
 import { ropeInverseFrequencies } from "../model/rope.ts";
 import type { KvCache } from "../gpu/kv_cache.ts";
 import type { BindingResource, CompiledKernel, PipelineCache } from "../kernels/registry.ts";
-import {
-  ATTENTION_COMBINE,
-  ATTENTION_LANES,
-  EAGER_ATTENTION,
-  EMBED,
-  GEMM_TILED,
-  GEMV_C8,
-  GEMV_WG,
-  type MatmulFlags,
-  RMSNORM,
-  ROPE_KV,
-} from "../kernels/descriptors.ts";
-import {
-  ATTENTION_QUERY_TILE,
-  ATTENTION_SPLIT,
-  attentionLanes,
-  CPU_MATMUL_WG,
-  GEMM_MIN_ROWS,
-  GEMM_TILE,
-  GPU_MATMUL_WG,
-  ROW_TILES,
-  rowTileIndex,
-} from "../kernels/family.ts";
-import type { StepCapacity } from "./step_meta.ts";
+import { EMBED, RMSNORM, ROPE_KV } from "../kernels/descriptors.ts";
+import { ATTENTION_SPLIT } from "../kernels/family.ts";
+import { type Grid, matmulOp, type MatmulUse, rowsGrid } from "./matmul_op.ts";
+import type { StepCapacity, StepShape } from "./step_meta.ts";
+import { type AttentionImplementation, EagerAttention, PagedAttention } from "./attention_op.ts";
 
-/** The sizes of one step that decide kernel variants and workgroup counts. */
-export interface StepShape {
-  tokens: number;
-  logitRows: number;
-  /** Sequences in the step. */
-  seqs: number;
-  /** Longest run of tokens of one sequence (1 for a decode-only step). */
-  maxQueryLen: number;
-  /** Largest context length (tokens in cache after the step) of any sequence. */
-  maxContext: number;
-}
+export type { StepShape } from "./step_meta.ts";
 
 /** Options for {@link ForwardPass}. */
 export interface ForwardOptions {
@@ -84,8 +55,7 @@ export interface ForwardOptions {
   tokenRecords?: { buffer: GPUBuffer; recordWords: number };
 }
 
-type Grid = [number, number, number];
-type Rows = "tokens" | "logits";
+type Rows = MatmulUse["rows"];
 
 interface Op {
   label: string;
@@ -97,31 +67,7 @@ interface Op {
   grid: (shape: StepShape, variant: number) => Grid;
 }
 
-/** What a matmul does besides the product. */
-interface MatmulUse {
-  x: GPUBuffer;
-  out: GPUBuffer;
-  /** Floats between output rows. */
-  ldo: number;
-  /** Output columns that exist (GLU: the intermediate size). */
-  nOut: number;
-  rows: Rows;
-  /** RMSNorm before the matmul: its gamma (offset + w). */
-  norm?: GPUBuffer;
-  bias?: GPUBuffer | null;
-  accumulate?: boolean;
-  glu?: boolean;
-  rope?: { invFreq: GPUBuffer; kCache: GPUBuffer; vCache: GPUBuffer };
-  softcap?: number | null;
-}
-
-const ROW_KIND: Record<Rows, number> = { tokens: 0, logits: 1 };
 const MAX_Y = 65535;
-
-/** Splits a row count over y and z (65535 workgroups per dimension). */
-function rowsGrid(x: number, rows: number): Grid {
-  return rows <= MAX_Y ? [x, rows, 1] : [x, MAX_Y, Math.ceil(rows / MAX_Y)];
-}
 
 function rowsOf(shape: StepShape, rows: Rows): number {
   return rows === "tokens" ? shape.tokens : shape.logitRows;
@@ -141,6 +87,7 @@ export class ForwardPass {
   #options: ForwardOptions;
   #spec: ModelSpec;
   #cache: KvCache;
+  #attention: AttentionImplementation;
   #owned: GPUBuffer[] = [];
 
   constructor(
@@ -172,8 +119,9 @@ export class ForwardPass {
     const bs = cache.options.blockSize;
     const kvF16 = cache.dtype === "f16";
     const fusedRope = weights.ropeInQkv;
+    const eps = spec.rmsNormEps;
     if (options.attn === "paged" && hd % 4 !== 0) {
-      throw new LlmError("unsupported_architecture", `paged attention reads heads as vec4: head_dim ${hd} is not a multiple of 4`);
+      throw new LlmError("unsupported_architecture", `paged attention needs head_dim % 4 == 0, got ${hd}`);
     }
 
     const x = this.#buffer("x", T * H);
@@ -208,25 +156,11 @@ export class ForwardPass {
       }, (s) => rowsGrid(Math.ceil(H / 64), s.tokens));
     }
 
-    // Attention: lanes are keys; one lane count for both query tiles (it fixes the
-    // summation order), and the largest tile that keeps it.
-    const group = nh / nkv;
-    const lanes = attentionLanes(group, hd, 1, options.maxWorkgroupBytes);
-    let tq = ATTENTION_QUERY_TILE;
-    while (tq > 1 && attentionLanes(group, hd, tq, options.maxWorkgroupBytes) < lanes) tq /= 2;
-    const splitLen = this.splitLen;
-    if (splitLen % lanes !== 0) throw new RangeError(`attention split ${splitLen} is not a multiple of ${lanes} lanes`);
-    const maxSplits = Math.max(1, Math.ceil(maxContext / splitLen));
-    const splitsOf = (s: StepShape) => Math.max(1, Math.ceil(s.maxContext / splitLen));
-    const paged = options.attn === "paged";
-    const partAcc = paged ? this.#buffer("attn_part_acc", T * nh * maxSplits * hd) : null;
-    const partMl = paged ? this.#buffer("attn_part_ml", T * nh * maxSplits * 2) : null;
-    const info = paged ? this.#buffer("attn_info", 4) : null;
-    const scores = paged ? null : this.#buffer("eager_scores", T * nh * maxContext);
-    const attnKernels = paged
-      ? [...new Set([1, tq])].map((TQ) => pipelines.get(ATTENTION_LANES, { GROUP: group, HEAD_DIM: hd, TQ, WG: lanes, KV_F16: kvF16 }))
-      : [];
-    const combine = paged ? pipelines.get(ATTENTION_COMBINE, { HEAD_DIM: hd }) : null;
+    const attnShape = { numHeads: nh, numKvHeads: nkv, headDim: hd, blockSize: bs, kvF16, maxTokens: T, maxContext };
+    const limits = { maxBindingBytes: options.maxBindingBytes, maxWorkgroupBytes: options.maxWorkgroupBytes };
+    this.#attention = options.attn === "paged"
+      ? new PagedAttention(device, pipelines, attnShape, { ...limits, splitLen: this.splitLen })
+      : new EagerAttention(device, pipelines, attnShape, limits);
 
     for (let l = 0; l < spec.numLayers; l++) {
       const w = weights.layers[l];
@@ -238,9 +172,9 @@ export class ForwardPass {
         ldo: qStride,
         nOut: qkvRows,
         rows: "tokens",
-        norm: w.inputNorm,
+        norm: { gamma: w.inputNorm, eps },
         bias: w.qkvBias,
-        rope: fusedRope ? { invFreq, kCache, vCache } : undefined,
+        rope: fusedRope ? { invFreq, kCache, vCache, kvF16, numHeads: nh, numKvHeads: nkv, headDim: hd, blockSize: bs } : undefined,
       });
       if (!fusedRope) {
         const rope = pipelines.get(ROPE_KV, { QK_NORM: spec.qkNorm, HALF: hd / 2, KV_F16: kvF16 });
@@ -254,67 +188,17 @@ export class ForwardPass {
         }, (s) => rowsGrid(nh + 2 * nkv, s.tokens));
       }
 
-      const window = spec.layerWindows[l] ?? 0;
-      const softcap = spec.attnLogitSoftcap ?? 0;
-      if (paged) {
-        const params = this.#uniform(attnKernels[0], {
-          nh,
-          nkv,
-          block_size: bs,
-          q_stride: qStride,
-          window,
-          scale: spec.attnScale,
-          softcap,
-          max_splits: maxSplits,
-          split_len: splitLen,
-        });
-        this.#op(`l${l}.attention`, attnKernels, {
-          p: params,
-          query: q,
-          k_cache: kCache,
-          v_cache: vCache,
-          out: attn,
-          part_acc: partAcc!,
-          part_ml: partMl!,
-          info: info!,
-        }, (s, i) => [nkv, i === 0 ? s.tokens : Math.ceil(s.tokens / tq) + s.seqs, splitsOf(s)], (s) =>
-          attnKernels.length > 1 && s.maxQueryLen > 1 ? 1 : 0);
-        this.#op(`l${l}.attention_combine`, [combine!], {
-          p: params,
-          part_acc: partAcc!,
-          part_ml: partMl!,
-          info: info!,
-          out: attn,
-        }, (s) => (splitsOf(s) > 1 ? rowsGrid(s.tokens, 1) : [0, 0, 0]));
-      } else {
-        const phases: [string, Partial<Record<string, boolean>>, (s: StepShape) => Grid][] = [
-          ["scores", { PHASE_SCORES: true }, (s) => [Math.ceil(s.maxContext / 64), nh, s.tokens]],
-          ["softmax", { PHASE_SOFTMAX: true }, (s) => [1, nh, s.tokens]],
-          ["values", { PHASE_VALUES: true }, (s) => [Math.ceil(hd / 64), nh, s.tokens]],
-        ];
-        let params: GPUBuffer | null = null;
-        for (const [name, flags, grid] of phases) {
-          const k = pipelines.get(EAGER_ATTENTION, {
-            PHASE_SCORES: false,
-            PHASE_SOFTMAX: false,
-            PHASE_VALUES: false,
-            KV_F16: kvF16,
-            ...flags,
-          });
-          params ??= this.#uniform(k, {
-            nh,
-            nkv,
-            head_dim: hd,
-            block_size: bs,
-            q_stride: qStride,
-            window,
-            scale: spec.attnScale,
-            softcap,
-            max_context: maxContext,
-          });
-          this.#op(`l${l}.eager_${name}`, [k], { p: params, query: q, k_cache: kCache, v_cache: vCache, scores: scores!, out: attn }, grid);
-        }
-      }
+      const layer = {
+        query: q,
+        qStride,
+        kCache,
+        vCache,
+        out: attn,
+        window: spec.layerWindows[l] ?? 0,
+        scale: spec.attnScale,
+        softcap: spec.attnLogitSoftcap ?? 0,
+      };
+      for (const d of this.#attention.layer(layer, `l${l}.attention`)) this.#op(d.label, d.kernels, d.resources, d.grid, d.pick);
 
       if (spec.sandwichNorm) {
         this.#matmul(`l${l}.o`, w.o, { x: attn, out: tmp!, ldo: H, nOut: H, rows: "tokens", bias: w.oBias });
@@ -328,9 +212,9 @@ export class ForwardPass {
         ldo: I,
         nOut: I,
         rows: "tokens",
-        norm: spec.sandwichNorm ? w.preFfnNorm! : w.postAttnNorm,
+        norm: { gamma: spec.sandwichNorm ? w.preFfnNorm! : w.postAttnNorm, eps },
         bias: w.gateUpBias,
-        glu: true,
+        glu: { gelu: spec.hiddenAct === "gelu_tanh" },
       });
       if (spec.sandwichNorm) {
         this.#matmul(`l${l}.down`, w.down, { x: act, out: tmp!, ldo: H, nOut: H, rows: "tokens", bias: w.downBias });
@@ -347,7 +231,7 @@ export class ForwardPass {
       ldo: V,
       nOut: V,
       rows: "logits",
-      norm: weights.finalNorm,
+      norm: { gamma: weights.finalNorm, eps },
       softcap: spec.finalLogitSoftcap,
     });
   }
@@ -410,6 +294,7 @@ export class ForwardPass {
   /** Frees the activation buffers (weights and cache belong to their owners). */
   destroy(): void {
     for (const b of this.#owned) b.destroy();
+    this.#attention.destroy();
   }
 
   #buffer(label: string, words: number, extraUsage = 0): GPUBuffer {
@@ -462,64 +347,11 @@ export class ForwardPass {
 
   /** out (+)= epilogue(norm(x) @ w^T + bias), one op per weight part. */
   #matmul(label: string, w: MatrixWeight, use: MatmulUse): void {
-    const spec = this.#spec;
-    const defines: MatmulFlags = {
-      W_F32: w.dtype === "f32",
-      XVEC: w.k % 4 === 0,
-      NORM: !!use.norm,
-      GAMMA: !!use.norm,
-      ACCUM: !!use.accumulate,
-      GLU: !!use.glu,
-      GELU: !!use.glu && spec.hiddenAct === "gelu_tanh",
-      ROPE: !!use.rope,
-      KV_F16: !!use.rope && this.#cache.dtype === "f16",
-      BIAS: !!use.bias,
-      SOFTCAP: !!use.softcap,
-      GATHER: use.rows === "logits",
-    };
-    const cpu = this.family === "cpu";
-    const kernels = cpu
-      ? ROW_TILES.map((TM) => this.#pipelines.get(GEMV_C8, { ...defines, TM, WG: CPU_MATMUL_WG }))
-      : [
-        ...ROW_TILES.map((TM) => this.#pipelines.get(GEMV_WG, { ...defines, TM, WG: GPU_MATMUL_WG })),
-        this.#pipelines.get(GEMM_TILED, { ...defines, TM: 1, WG: 64 }),
-      ];
-    const tiled = ROW_TILES.length;
-    const pick = (s: StepShape) => {
-      const r = rowsOf(s, use.rows);
-      return !cpu && r >= GEMM_MIN_ROWS ? tiled : rowTileIndex(r);
-    };
-    for (const part of w.parts) {
-      const resources: Partial<Record<string, BindingResource>> = {
-        p: this.#uniform(kernels[0], {
-          k: w.k,
-          blocks: part.blocks,
-          block_off: part.blockStart,
-          ldx: w.k,
-          ldo: use.ldo,
-          n_out: use.nOut,
-          rows_kind: ROW_KIND[use.rows],
-          eps: spec.rmsNormEps,
-          nh: spec.numHeads,
-          nkv: spec.numKvHeads,
-          head_dim: spec.headDim,
-          block_size: this.#cache.options.blockSize,
-          w_stride: w.rowStride,
-          cap: use.softcap ?? 0,
-        }),
-        x: use.x,
-        w: part.buffer,
-        out: use.out,
-      };
-      if (use.norm) resources.gamma = use.norm;
-      if (use.bias) resources.bias = use.bias;
-      if (use.rope) Object.assign(resources, { inv_freq: use.rope.invFreq, k_cache: use.rope.kCache, v_cache: use.rope.vCache });
-      this.#op(`${label}[${part.blockStart}]`, kernels, resources, (s, i) => {
-        const r = rowsOf(s, use.rows);
-        if (i === tiled) return rowsGrid(Math.ceil(part.blocks / (GEMM_TILE.cols / 8)), Math.ceil(r / GEMM_TILE.rows));
-        const blocks = cpu ? Math.ceil(part.blocks / CPU_MATMUL_WG) : part.blocks;
-        return rowsGrid(blocks, Math.ceil(r / ROW_TILES[i]));
-      }, pick);
+    const op = matmulOp(this.#pipelines, this.family, w, use, label);
+    this.#owned.push(...op.uniforms);
+    const rows = (s: StepShape) => rowsOf(s, use.rows);
+    for (const part of op.parts) {
+      this.#op(part.label, op.kernels, part.resources, (s, i) => part.grid(rows(s), i), (s) => op.variant(rows(s)));
     }
   }
 }

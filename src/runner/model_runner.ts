@@ -9,7 +9,7 @@
  * token; records come back every `stepsPerSync` steps.
  * @module
  */
-import { type AttentionImpl, type KernelFamily, type KvDtype, LlmError, type Quantization, type TokenLogprob } from "../api/types.ts";
+import { type AttentionImpl, type KernelFamily, type KvDtype, LlmError, type Quantization } from "../api/types.ts";
 import { createGpu, type Gpu } from "../gpu/device.ts";
 import { KvCache } from "../gpu/kv_cache.ts";
 import { loadKernelSources, PipelineCache } from "../kernels/registry.ts";
@@ -21,12 +21,13 @@ import { openModel } from "../model/model_source.ts";
 import { type ModelWeights, uploadWeights } from "../model/weights.ts";
 import type { SampledRow, StepPlan } from "../scheduler/scheduler.ts";
 import type { Sequence } from "../scheduler/sequence.ts";
-import { ForwardPass, type StepShape } from "./forward.ts";
+import { ForwardPass } from "./forward.ts";
 import { GpuSampler } from "./sampler.ts";
 import { ReadbackRing } from "./readback.ts";
 import {
   buildStepBatch,
   metaSlotWords,
+  shapeOf,
   packStepMeta,
   type RowSampling,
   type SequenceChunk,
@@ -337,23 +338,6 @@ export class ModelRunner {
     this.#meta.destroy();
     this.#logitsRead?.destroy();
   }
-}
-
-/** The sizes of a batch that choose kernel variants and workgroup counts. */
-export function shapeOf(batch: StepBatch): StepShape {
-  let maxContext = 0;
-  for (const c of batch.contextLens) maxContext = Math.max(maxContext, c);
-  let maxQueryLen = 0;
-  for (let s = 0; s + 1 < batch.queryStart.length; s++) {
-    maxQueryLen = Math.max(maxQueryLen, batch.queryStart[s + 1] - batch.queryStart[s]);
-  }
-  return {
-    tokens: batch.tokenIds.length,
-    logitRows: batch.logitTokens.length,
-    seqs: batch.blockTables.length,
-    maxQueryLen,
-    maxContext,
-  };
 }
 
 /**
