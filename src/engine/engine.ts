@@ -117,6 +117,8 @@ export class Engine {
       maxContext: options.maxContext,
       weightDType: options.weightDType,
       quantization: options.quantization,
+      kernelFamily: options.kernelFamily,
+      kvDtype: options.kvDtype,
       stepsPerSync: options.stepsPerSync,
       constrainedStepsPerSync: options.constrainedStepsPerSync,
       maxTopLogprobs: MAX_TOP_LOGPROBS,

@@ -27,6 +27,10 @@ export interface Gpu {
   hasF16: boolean;
   /** Whether `timestamp-query` was enabled. */
   hasTimestamps: boolean;
+  /** Whether `subgroups` was enabled (subgroup builtins in WGSL). */
+  hasSubgroups: boolean;
+  /** Whether the adapter says it is a fallback (CPU) adapter, where the runtime reports it. */
+  isFallbackAdapter: boolean;
   /** Adapter description for logs. */
   description: string;
 }
@@ -68,6 +72,7 @@ export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
   const requiredFeatures: GPUFeatureName[] = [];
   if (adapter.features.has("shader-f16")) requiredFeatures.push("shader-f16");
   if (adapter.features.has("timestamp-query")) requiredFeatures.push("timestamp-query");
+  if (adapter.features.has("subgroups")) requiredFeatures.push("subgroups" as GPUFeatureName);
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   device.addEventListener?.("uncapturederror", (e: Event) => {
     console.error("WebGPU error:", (e as GPUUncapturedErrorEvent).error.message);
@@ -81,6 +86,8 @@ export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
     limits,
     hasF16: device.features.has("shader-f16"),
     hasTimestamps: device.features.has("timestamp-query"),
+    hasSubgroups: device.features.has("subgroups"),
+    isFallbackAdapter: Boolean((info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter),
     description: info?.description || info?.vendor || "unknown adapter",
   };
 }
