@@ -15,7 +15,13 @@ import {
 } from "../../src/kernels/registry.ts";
 import { KERNEL_FILES } from "../../src/kernels/descriptors.ts";
 import { QUANT_KERNEL_FILES } from "../../src/kernels/quant_matmul.ts";
-import { buildStepBatch, metaSlotWords, packStepMeta, type StepCapacity } from "../../src/runner/step_meta.ts";
+import {
+  buildStepBatch,
+  metaSlotWords,
+  packStepMeta,
+  type StepBatch,
+  type StepCapacity,
+} from "../../src/runner/step_meta.ts";
 
 /** A dispatch grid. */
 export type Grid = [number, number, number];
@@ -82,6 +88,17 @@ export class QuantKit {
       logits: "all",
     }], 16);
     if (logitTokens) batch.logitTokens = Uint32Array.from(logitTokens);
+    return { buffer: this.buffer(packStepMeta(batch, cap)), bytes: metaSlotWords(cap) * 4 };
+  }
+
+  /** Metadata of an arbitrary step. */
+  metaBatch(batch: StepBatch): MetaSlot {
+    const cap: StepCapacity = {
+      maxTokens: batch.tokenIds.length,
+      maxSeqs: batch.blockTables.length,
+      maxLogitRows: Math.max(1, batch.logitTokens.length),
+      maxBlocksPerSeq: Math.max(...batch.blockTables.map((t) => t.length)),
+    };
     return { buffer: this.buffer(packStepMeta(batch, cap)), bytes: metaSlotWords(cap) * 4 };
   }
 

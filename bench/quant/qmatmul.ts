@@ -6,13 +6,17 @@
  */
 import type { Dispatch, MetaSlot, QuantKit } from "./kit.ts";
 import {
+  QGEMM_TILED,
   QGEMV_C8,
+  QGEMV_WG,
+  qgemvWgRowTile,
   QMATMUL_DEFAULTS,
   type QMatmulDefines,
   QUANTIZE_ROWS,
   xqRowWords,
 } from "../../src/kernels/quant_matmul.ts";
 import { type PackedQuantMatrix, packQuantColumnBlocks, type QuantMatrix } from "../../src/model/quant/pack_c8.ts";
+import { packQuantRows } from "../../src/model/quant/pack_rows.ts";
 import type { ColumnMap } from "../../src/model/weight_layout.ts";
 
 /** Rows per invocation for a batch of `rows` (1, 2, 4, 8). */
@@ -20,8 +24,18 @@ export function rowTile(rows: number): number {
   return rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
 }
 
+/** Which kernel: the CPU family's `qgemv_c8`, or the GPU family's `qgemv_wg` / `qgemm_tiled`. */
+export type QKernelName = "qgemv_c8" | "qgemv_wg" | "qgemm_tiled";
+
+/** The packed layout a kernel reads. */
+export function packQuantFor(kernel: QKernelName, m: QuantMatrix, columns?: ColumnMap): PackedQuantMatrix {
+  return kernel === "qgemv_c8" ? packQuantColumnBlocks(m, columns) : packQuantRows(m, columns);
+}
+
 /** A quantized matmul job. */
 export interface QMatmulJob {
+  /** Default qgemv_c8. */
+  kernel?: QKernelName;
   weight: QuantMatrix;
   columns?: ColumnMap;
   /** Fast path: quantize x to Q8 blocks first. */
@@ -65,13 +79,16 @@ export interface BuiltQMatmul {
   dispatches: Dispatch[];
   packed: PackedQuantMatrix;
   weightBuffer: GPUBuffer;
+  /** The quantized activations (fast path only). */
+  xqBuffer?: GPUBuffer;
   /** Rebinds the matmul to another copy of the weights (benchmarks rotate copies). */
   rebind: (weight: GPUBuffer) => Dispatch[];
 }
 
 /** Packs, uploads and binds one quantized matmul. */
 export function buildQMatmul(kit: QuantKit, job: QMatmulJob): BuiltQMatmul {
-  const packed = job.packed ?? packQuantColumnBlocks(job.weight, job.columns);
+  const name = job.kernel ?? "qgemv_c8";
+  const packed = job.packed ?? packQuantFor(name, job.weight, job.columns);
   const weightBuffer = job.weightBuffer ?? kit.buffer(packed.data);
   const dot4 = job.defines?.DOT4 ?? kit.gpu.hasPacked4x8;
   const gather = !!job.defines?.GATHER;
@@ -89,9 +106,12 @@ export function buildQMatmul(kit: QuantKit, job: QMatmulJob): BuiltQMatmul {
     out.push(kit.dispatch(qk, job.meta, { k, ldx: job.ldx, ldq: words, rows_kind: gather ? 1 : 0, eps: job.eps ?? 0 }, buffers, [1, job.rows, 1]));
     ldx = words;
   }
-  const tm = job.tm ?? rowTile(job.rows);
+  const kb = k / 32;
+  const tm = name === "qgemm_tiled" ? 1 : job.tm ?? (name === "qgemv_wg" ? qgemvWgRowTile(k, job.rows) : rowTile(job.rows));
   const defines: QMatmulDefines = {
     ...QMATMUL_DEFAULTS,
+    WG: name === "qgemv_c8" ? 8 : 64,
+    MAX_SLICES: kb,
     ...job.defines,
     TM: tm,
     Q4: job.weight.type === "Q4_0",
@@ -104,7 +124,7 @@ export function buildQMatmul(kit: QuantKit, job: QMatmulJob): BuiltQMatmul {
     // With xq the quantizer already gathered the logit rows.
     GATHER: gather && !xq,
   };
-  const kernel = kit.kernel(QGEMV_C8, defines);
+  const kernel = kit.kernel(name === "qgemv_c8" ? QGEMV_C8 : name === "qgemv_wg" ? QGEMV_WG : QGEMM_TILED, defines);
   const params = {
     k,
     blocks: packed.cols / 8,
@@ -120,7 +140,12 @@ export function buildQMatmul(kit: QuantKit, job: QMatmulJob): BuiltQMatmul {
     block_size: job.rope?.blockSize ?? 0,
     w_stride: 0,
   };
-  const grid: [number, number, number] = [Math.ceil(packed.cols / 8 / defines.WG), Math.ceil(job.rows / tm), 1];
+  const blocks = packed.cols / 8;
+  const grid: [number, number, number] = name === "qgemv_c8"
+    ? [Math.ceil(blocks / defines.WG), Math.ceil(job.rows / tm), 1]
+    : name === "qgemv_wg"
+    ? [blocks, Math.ceil(job.rows / tm), 1]
+    : [Math.ceil(blocks / 8), Math.ceil(job.rows / 32), 1];
   const bind = (w: GPUBuffer) => {
     const buffers: Record<string, GPUBuffer> = { x: xBuffer, w, out: job.out };
     if (defines.GAMMA) buffers.gamma = job.gamma!;
@@ -132,6 +157,7 @@ export function buildQMatmul(kit: QuantKit, job: QMatmulJob): BuiltQMatmul {
     dispatches: [...out, bind(weightBuffer)],
     packed,
     weightBuffer,
+    xqBuffer: xq ? xBuffer : undefined,
     rebind: (w) => [...out, bind(w)],
   };
 }

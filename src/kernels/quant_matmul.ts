@@ -38,6 +38,8 @@ export interface QMatmulDefines {
   KV_F16: boolean;
   /** Logit rows read their token's x row. */
   GATHER: boolean;
+  /** qgemv_wg: K blocks its workgroup memory holds (>= K / 32). */
+  MAX_SLICES: number;
 }
 
 /** All-off defines (Q8_0, exact path, one row); spread and override. */
@@ -56,6 +58,7 @@ export const QMATMUL_DEFAULTS: QMatmulDefines = {
   BIAS: false,
   KV_F16: false,
   GATHER: false,
+  MAX_SLICES: 1,
 };
 
 type QMatmulBinding = "x" | "w" | "out" | "gamma" | "bias" | "inv_freq" | "k_cache" | "v_cache";
@@ -88,6 +91,36 @@ export const QGEMV_C8: KernelDescriptor<QMatmulDefines, QMatmulBinding> = kernel
   },
 );
 
+/** GPU-family quantized GEMV (decode batches): a workgroup per 8 columns, K split by blocks. */
+export const QGEMV_WG: KernelDescriptor<QMatmulDefines, QMatmulBinding> = kernel(
+  "qgemv_wg",
+  ["x", "w", "out", "gamma", "bias", "inv_freq", "k_cache", "v_cache"],
+  (d) => {
+    checkDefines("qgemv_wg", d);
+    return bindingNumbers(d);
+  },
+);
+
+/** GPU-family quantized tiled matmul (prefill): 32 x 64 tiles; same bits as QGEMV_WG. */
+export const QGEMM_TILED: KernelDescriptor<QMatmulDefines, QMatmulBinding> = kernel(
+  "qgemm_tiled",
+  ["x", "w", "out", "gamma", "bias", "inv_freq", "k_cache", "v_cache"],
+  (d) => {
+    checkDefines("qgemm_tiled", d);
+    return bindingNumbers(d);
+  },
+);
+
+/**
+ * Rows per workgroup of `qgemv_wg` for a batch of `rows` (1, 2, 4, 8), lowered until its
+ * slice buffer (K / 32 blocks x rows x 9 floats) fits `maxWorkgroupBytes`.
+ */
+export function qgemvWgRowTile(k: number, rows: number, maxWorkgroupBytes = 16384): number {
+  let tm = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
+  while (tm > 1 && (k / 32) * tm * 9 * 4 + tm * 36 > maxWorkgroupBytes) tm /= 2;
+  return tm;
+}
+
 /** Defines of `quantize_rows`. */
 export interface QuantizeRowsDefines {
   [name: string]: number | boolean;
@@ -115,4 +148,11 @@ export function xqRowWords(k: number): number {
 }
 
 /** Kernel files of the quantized matmuls. */
-export const QUANT_KERNEL_FILES: readonly string[] = ["matmul_epilogue", "qgemv_c8", "quantize_rows"];
+export const QUANT_KERNEL_FILES: readonly string[] = [
+  "matmul_epilogue",
+  "qmatmul_common",
+  "qgemv_c8",
+  "qgemv_wg",
+  "qgemm_tiled",
+  "quantize_rows",
+];
