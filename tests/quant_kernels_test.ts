@@ -13,7 +13,12 @@
 import { test } from "./helpers/test.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { QuantKit } from "../bench/quant/kit.ts";
-import { type BuiltQMatmul, type QKernelName, type QMatmulJob, runQMatmul } from "../bench/quant/qmatmul.ts";
+import {
+  type BuiltQMatmul,
+  type QKernelName,
+  type QMatmulJob,
+  runQMatmul,
+} from "../bench/quant/qmatmul.ts";
 import {
   dequantizeMatrix,
   fastMatmulRef,
@@ -22,8 +27,20 @@ import {
   type QuantRow,
   readQuantRows,
 } from "../bench/quant/reference.ts";
-import { geluTanh, type HostKvCache, kvOffset, maxRelErr, rmsNormRef, ropeRef, silu } from "../bench/proto/cpu_reference.ts";
-import { c8TileWords, packQuantColumnBlocks, type QuantMatrix } from "../src/model/quant/pack_c8.ts";
+import {
+  geluTanh,
+  type HostKvCache,
+  kvOffset,
+  maxRelErr,
+  rmsNormRef,
+  ropeRef,
+  silu,
+} from "../bench/proto/cpu_reference.ts";
+import {
+  c8TileWords,
+  packQuantColumnBlocks,
+  type QuantMatrix,
+} from "../src/model/quant/pack_c8.ts";
 import { packQuantRows } from "../src/model/quant/pack_rows.ts";
 import { quantizeQ8_0 } from "../src/model/quant/q8_0.ts";
 import { quantizeQ4_0 } from "../src/model/quant/q4_0.ts";
@@ -61,13 +78,22 @@ async function withKit(fn: (kit: QuantKit) => Promise<void>): Promise<void> {
 }
 
 /** Runs a job and reads `rows * n` outputs. */
-async function run(kit: QuantKit, job: QMatmulJob, n: number): Promise<{ out: Float32Array; built: BuiltQMatmul }> {
+async function run(
+  kit: QuantKit,
+  job: QMatmulJob,
+  n: number,
+): Promise<{ out: Float32Array; built: BuiltQMatmul }> {
   const built = await runQMatmul(kit, job);
   return { out: await kit.readF32(job.out, job.rows * n), built };
 }
 
 /** The quantized activations a fast-path job produced. */
-async function readXq(kit: QuantKit, built: BuiltQMatmul, rows: number, k: number): Promise<QuantRow[]> {
+async function readXq(
+  kit: QuantKit,
+  built: BuiltQMatmul,
+  rows: number,
+  k: number,
+): Promise<QuantRow[]> {
   const words = new Uint32Array(await kit.read(built.xqBuffer!, rows * xqRowWords(k)));
   return readQuantRows(words, rows, k);
 }
@@ -111,7 +137,8 @@ test("quant packers: column blocks and quantized rows hold llama.cpp's blocks (d
         const d = f16((c8.data[tile + (q >> 1)] >>> (16 * (q & 1))) & 0xffff);
         let byte: number;
         if (type === "Q8_0") {
-          byte = (c8.data[tile + 4 * (1 + 2 * (kk >> 2) + (q >> 2)) + (q & 3)] >>> (8 * (kk & 3))) & 0xff;
+          byte = (c8.data[tile + 4 * (1 + 2 * (kk >> 2) + (q >> 2)) + (q & 3)] >>> (8 * (kk & 3))) &
+            0xff;
         } else {
           const j = kk & 15;
           const word = c8.data[tile + 4 * (1 + 2 * (j >> 2) + (q >> 2)) + (q & 3)];
@@ -158,7 +185,17 @@ test("quant matmul: exact path equals f32 math on the dequantized weights (every
           const meta = kit.meta(rows);
           for (const kernel of KERNELS) {
             await t.step(`${kernel} ${type} N=${n} K=${k} rows=${rows}`, async () => {
-              const { out } = await run(kit, { kernel, weight, rows, meta, x: xb, ldx: k, out: kit.buffer(rows * n * 4), ldo: n, nOut: n }, n);
+              const { out } = await run(kit, {
+                kernel,
+                weight,
+                rows,
+                meta,
+                x: xb,
+                ldx: k,
+                out: kit.buffer(rows * n * 4),
+                ldo: n,
+                nOut: n,
+              }, n);
               const e = maxRelErr(out, ref);
               assert(e <= TOL, `error ${e}`);
             });
@@ -172,7 +209,11 @@ test("quant matmul: exact path equals f32 math on the dequantized weights (every
 test("quant matmul: fast path = llama.cpp's Q8 activation blocks times the weight blocks in exact integers (every kernel and type)", async (t) => {
   await withKit(async (kit) => {
     const rng = new Rng(43);
-    const shapes: [number, number, number][] = [[40, 64, 1], [13, 96, 5], [36, 32, 9], [20, 160, 40]];
+    const shapes: [number, number, number][] = [[40, 64, 1], [13, 96, 5], [36, 32, 9], [
+      20,
+      160,
+      40,
+    ]];
     for (const [n, k, rows] of shapes) {
       for (const type of TYPES) {
         const weight = quantMatrix(rng, type, n, k);
@@ -184,7 +225,18 @@ test("quant matmul: fast path = llama.cpp's Q8 activation blocks times the weigh
         const meta = kit.meta(rows);
         for (const kernel of KERNELS) {
           await t.step(`${kernel} ${type} N=${n} K=${k} rows=${rows}`, async () => {
-            const { out, built } = await run(kit, { kernel, weight, xq: true, rows, meta, x: xb, ldx: k, out: kit.buffer(rows * n * 4), ldo: n, nOut: n }, n);
+            const { out, built } = await run(kit, {
+              kernel,
+              weight,
+              xq: true,
+              rows,
+              meta,
+              x: xb,
+              ldx: k,
+              out: kit.buffer(rows * n * 4),
+              ldo: n,
+              nOut: n,
+            }, n);
             const xq = await readXq(kit, built, rows, k);
             checkQuantRows(xq, x, k);
             const e = maxRelErr(out, fastMatmulRef(xq, weight));
@@ -214,34 +266,54 @@ test("quant matmul: batch invariance bit for bit (a row alone vs in 2..9 rows; q
         const results = new Map<string, Float32Array>();
         for (const kernel of KERNELS) {
           for (const dot4 of dot4s) {
-            await t.step(`${kernel} ${type} ${xq ? "fast" : "exact"}${dot4 ? " dot4" : ""}`, async () => {
-              const job = (rows: number, x: GPUBuffer) => ({
-                kernel, weight, xq, rows, meta: kit.meta(rows), x, ldx: k, out: kit.buffer(rows * n * 4), ldo: n, nOut: n,
-                defines: { DOT4: dot4 },
-              });
-              const single = [];
-              for (let r = 0; r < 9; r++) single.push((await run(kit, job(1, alone[r]), n)).out);
-              for (let rows = 2; rows <= 9; rows++) {
-                const { out } = await run(kit, job(rows, xb), n);
-                for (let r = 0; r < rows; r++) {
-                  assertEquals(
-                    Array.from(new Uint32Array(out.slice(r * n, (r + 1) * n).buffer)),
-                    Array.from(new Uint32Array(single[r].buffer)),
-                    `row ${r} of ${rows}`,
-                  );
+            await t.step(
+              `${kernel} ${type} ${xq ? "fast" : "exact"}${dot4 ? " dot4" : ""}`,
+              async () => {
+                const job = (rows: number, x: GPUBuffer) => ({
+                  kernel,
+                  weight,
+                  xq,
+                  rows,
+                  meta: kit.meta(rows),
+                  x,
+                  ldx: k,
+                  out: kit.buffer(rows * n * 4),
+                  ldo: n,
+                  nOut: n,
+                  defines: { DOT4: dot4 },
+                });
+                const single = [];
+                for (let r = 0; r < 9; r++) single.push((await run(kit, job(1, alone[r]), n)).out);
+                for (let rows = 2; rows <= 9; rows++) {
+                  const { out } = await run(kit, job(rows, xb), n);
+                  for (let r = 0; r < rows; r++) {
+                    assertEquals(
+                      Array.from(new Uint32Array(out.slice(r * n, (r + 1) * n).buffer)),
+                      Array.from(new Uint32Array(single[r].buffer)),
+                      `row ${r} of ${rows}`,
+                    );
+                  }
+                  if (rows === 9) results.set(`${kernel}${dot4}`, out);
                 }
-                if (rows === 9) results.set(`${kernel}${dot4}`, out);
-              }
-            });
+              },
+            );
           }
         }
         const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer));
         for (const dot4 of dot4s) {
-          assertEquals(bits(results.get(`qgemv_wg${dot4}`)!), bits(results.get(`qgemm_tiled${dot4}`)!), "qgemv_wg vs qgemm_tiled");
+          assertEquals(
+            bits(results.get(`qgemv_wg${dot4}`)!),
+            bits(results.get(`qgemm_tiled${dot4}`)!),
+            "qgemv_wg vs qgemm_tiled",
+          );
         }
         if (dot4s.length === 2) {
           for (const kernel of KERNELS) {
-            assertEquals(bits(results.get(`${kernel}true`)!), bits(results.get(`${kernel}false`)!), `${kernel}: builtins vs shifts`);
+            assertEquals(
+              bits(results.get(`${kernel}true`)!),
+              bits(results.get(`${kernel}false`)!),
+              `${kernel}: builtins vs shifts`,
+            );
           }
         }
       }
@@ -266,22 +338,41 @@ test("quant matmul: epilogues (residual + bias, logit-row gather, RMSNorm + gamm
           const tag = `${kernel} ${type} ${xq ? "fast" : "exact"}`;
           const base = { kernel, weight, xq, rows, meta, x: xb, ldx: k, ldo: n, nOut: n };
           // The plain product on this path (fast: checked above against integer references).
-          const plain = xq ? (await run(kit, { ...base, out: kit.buffer(rows * n * 4) }, n)).out : quantMatmulRef(x, weight, rows);
+          const plain = xq
+            ? (await run(kit, { ...base, out: kit.buffer(rows * n * 4) }, n)).out
+            : quantMatmulRef(x, weight, rows);
           await t.step(`${tag} ACCUM + BIAS`, async () => {
-            const { out } = await run(kit, { ...base, out: kit.buffer(residual), bias: kit.buffer(bias), defines: { ACCUM: true } }, n);
+            const { out } = await run(kit, {
+              ...base,
+              out: kit.buffer(residual),
+              bias: kit.buffer(bias),
+              defines: { ACCUM: true },
+            }, n);
             const want = plain.map((v, i) => v + bias[i % n] + residual[i]);
             assert(maxRelErr(out, want) <= EPILOGUE_TOL, `error ${maxRelErr(out, want)}`);
           });
           await t.step(`${tag} GATHER (logit rows of tokens 4, 1, 2)`, async () => {
             const gmeta = kit.meta(rows, [4, 1, 2]);
-            const { out } = await run(kit, { ...base, meta: gmeta, rows: 3, out: kit.buffer(3 * n * 4), defines: { GATHER: true } }, n);
+            const { out } = await run(kit, {
+              ...base,
+              meta: gmeta,
+              rows: 3,
+              out: kit.buffer(3 * n * 4),
+              defines: { GATHER: true },
+            }, n);
             const want = new Float64Array(3 * n);
             [4, 1, 2].forEach((tok, r) => want.set(plain.subarray(tok * n, (tok + 1) * n), r * n));
             assert(maxRelErr(out, want) <= EPILOGUE_TOL, `error ${maxRelErr(out, want)}`);
           });
           await t.step(`${tag} NORM + GAMMA`, async () => {
             const normed = rmsNormRef(x, gamma, rows, k, eps);
-            const { out, built } = await run(kit, { ...base, out: kit.buffer(rows * n * 4), norm: true, gamma: kit.buffer(gamma), eps }, n);
+            const { out, built } = await run(kit, {
+              ...base,
+              out: kit.buffer(rows * n * 4),
+              norm: true,
+              gamma: kit.buffer(gamma),
+              eps,
+            }, n);
             let want: ArrayLike<number>;
             if (xq) {
               const q = await readXq(kit, built, rows, k);
@@ -299,26 +390,32 @@ test("quant matmul: epilogues (residual + bias, logit-row gather, RMSNorm + gamm
       for (const kernel of KERNELS) {
         for (const xq of [false, true]) {
           for (const gelu of [false, true]) {
-            await t.step(`${kernel} ${type} ${xq ? "fast" : "exact"} GLU ${gelu ? "GELU" : "SiLU"}`, async () => {
-              const base = { kernel, weight, xq, rows, meta, x: xb, ldx: k };
-              const plain = xq
-                ? (await run(kit, { ...base, out: kit.buffer(rows * n * 4), ldo: n, nOut: n }, n)).out
-                : quantMatmulRef(x, weight, rows);
-              const act = gelu ? geluTanh : silu;
-              const want = new Float64Array(rows * inter);
-              for (let r = 0; r < rows; r++) {
-                for (let i = 0; i < inter; i++) want[r * inter + i] = act(plain[r * n + i]) * plain[r * n + inter + i];
-              }
-              const { out } = await run(kit, {
-                ...base,
-                columns: gluColumns(inter),
-                out: kit.buffer(rows * inter * 4),
-                ldo: inter,
-                nOut: inter,
-                defines: { GLU: true, GELU: gelu },
-              }, inter);
-              assert(maxRelErr(out, want) <= EPILOGUE_TOL, `error ${maxRelErr(out, want)}`);
-            });
+            await t.step(
+              `${kernel} ${type} ${xq ? "fast" : "exact"} GLU ${gelu ? "GELU" : "SiLU"}`,
+              async () => {
+                const base = { kernel, weight, xq, rows, meta, x: xb, ldx: k };
+                const plain = xq
+                  ? (await run(kit, { ...base, out: kit.buffer(rows * n * 4), ldo: n, nOut: n }, n))
+                    .out
+                  : quantMatmulRef(x, weight, rows);
+                const act = gelu ? geluTanh : silu;
+                const want = new Float64Array(rows * inter);
+                for (let r = 0; r < rows; r++) {
+                  for (let i = 0; i < inter; i++) {
+                    want[r * inter + i] = act(plain[r * n + i]) * plain[r * n + inter + i];
+                  }
+                }
+                const { out } = await run(kit, {
+                  ...base,
+                  columns: gluColumns(inter),
+                  out: kit.buffer(rows * inter * 4),
+                  ldo: inter,
+                  nOut: inter,
+                  defines: { GLU: true, GELU: gelu },
+                }, inter);
+                assert(maxRelErr(out, want) <= EPILOGUE_TOL, `error ${maxRelErr(out, want)}`);
+              },
+            );
           }
         }
       }
@@ -357,13 +454,26 @@ test("quant matmul: q|k|v with RoPE + KV-cache write (f32 and f16 cache, with bi
         for (const xq of [false, true]) {
           const base = { kernel, weight, xq, rows, meta, x: xb, ldx: k };
           const plain = xq
-            ? (await run(kit, { ...base, out: kit.buffer(rows * cols * 4), ldo: cols, nOut: cols }, cols)).out
+            ? (await run(
+              kit,
+              { ...base, out: kit.buffer(rows * cols * 4), ldo: cols, nOut: cols },
+              cols,
+            )).out
             : quantMatmulRef(x, weight, rows);
-          const host: HostKvCache = { k: new Float32Array(cacheWords), v: new Float32Array(cacheWords), numKvHeads: nkv, headDim: hd, blockSize: bs };
+          const host: HostKvCache = {
+            k: new Float32Array(cacheWords),
+            v: new Float32Array(cacheWords),
+            numKvHeads: nkv,
+            headDim: hd,
+            blockSize: bs,
+          };
           const qRef = new Float32Array(rows * nh * hd);
           for (let tk = 0; tk < rows; tk++) {
             for (let h = 0; h < nh + 2 * nkv; h++) {
-              const v = Float32Array.from({ length: hd }, (_, d) => plain[tk * cols + h * hd + d] + bias[h * hd + d]);
+              const v = Float32Array.from(
+                { length: hd },
+                (_, d) => plain[tk * cols + h * hd + d] + bias[h * hd + d],
+              );
               if (h < nh + nkv) ropeRef(v, batch.positions[tk], invFreq);
               if (h < nh) qRef.set(v, (tk * nh + h) * hd);
               else if (h < nh + nkv) host.k.set(v, kvOffset(host, batch.slots[tk], h - nh));
@@ -371,29 +481,45 @@ test("quant matmul: q|k|v with RoPE + KV-cache write (f32 and f16 cache, with bi
             }
           }
           for (const f16 of [false, true]) {
-            await t.step(`${kernel} ${type} ${xq ? "fast" : "exact"} ${f16 ? "f16" : "f32"} cache`, async () => {
-              const q = kit.buffer(rows * nh * hd * 4);
-              const kc = kit.buffer(cacheWords * (f16 ? 2 : 4));
-              const vc = kit.buffer(cacheWords * (f16 ? 2 : 4));
-              await runQMatmul(kit, {
-                ...base,
-                columns,
-                out: q,
-                ldo: nh * hd,
-                nOut: cols,
-                bias: kit.buffer(permuteColumns(bias, columns)),
-                rope: { invFreq: kit.buffer(invFreq), kCache: kc, vCache: vc, numHeads: nh, numKvHeads: nkv, headDim: hd, blockSize: bs },
-                defines: { KV_F16: f16 },
-              });
-              const read = async (b: GPUBuffer) =>
-                f16 ? Float32Array.from(new Float16Array(await kit.read(b, cacheWords / 2))) : await kit.readF32(b, cacheWords);
-              // The f16 cache rounds an f32 result once: within 2^-10 relative.
-              const tol = f16 ? 1e-3 : EPILOGUE_TOL;
-              const eq = maxRelErr(await kit.readF32(q, rows * nh * hd), qRef);
-              const ek = maxRelErr(await read(kc), host.k);
-              const ev = maxRelErr(await read(vc), host.v);
-              assert(eq <= EPILOGUE_TOL && ek <= tol && ev <= tol, `q ${eq}, k cache ${ek}, v cache ${ev}`);
-            });
+            await t.step(
+              `${kernel} ${type} ${xq ? "fast" : "exact"} ${f16 ? "f16" : "f32"} cache`,
+              async () => {
+                const q = kit.buffer(rows * nh * hd * 4);
+                const kc = kit.buffer(cacheWords * (f16 ? 2 : 4));
+                const vc = kit.buffer(cacheWords * (f16 ? 2 : 4));
+                await runQMatmul(kit, {
+                  ...base,
+                  columns,
+                  out: q,
+                  ldo: nh * hd,
+                  nOut: cols,
+                  bias: kit.buffer(permuteColumns(bias, columns)),
+                  rope: {
+                    invFreq: kit.buffer(invFreq),
+                    kCache: kc,
+                    vCache: vc,
+                    numHeads: nh,
+                    numKvHeads: nkv,
+                    headDim: hd,
+                    blockSize: bs,
+                  },
+                  defines: { KV_F16: f16 },
+                });
+                const read = async (b: GPUBuffer) =>
+                  f16
+                    ? Float32Array.from(new Float16Array(await kit.read(b, cacheWords / 2)))
+                    : await kit.readF32(b, cacheWords);
+                // The f16 cache rounds an f32 result once: within 2^-10 relative.
+                const tol = f16 ? 1e-3 : EPILOGUE_TOL;
+                const eq = maxRelErr(await kit.readF32(q, rows * nh * hd), qRef);
+                const ek = maxRelErr(await read(kc), host.k);
+                const ev = maxRelErr(await read(vc), host.v);
+                assert(
+                  eq <= EPILOGUE_TOL && ek <= tol && ev <= tol,
+                  `q ${eq}, k cache ${ek}, v cache ${ev}`,
+                );
+              },
+            );
           }
         }
       }

@@ -11,7 +11,7 @@
  */
 import { QuantKit } from "./kit.ts";
 import { buildQMatmul, rowTile } from "./qmatmul.ts";
-import { type Timed, timeInterleaved } from "../proto/timing.ts";
+import { type Timed, timeInterleaved } from "./timing.ts";
 import { kernel } from "../../src/kernels/registry.ts";
 import { packQuantColumnBlocks, type QuantMatrix } from "../../src/model/quant/pack_c8.ts";
 import { packColumnBlocks } from "../../src/model/weight_layout.ts";
@@ -57,17 +57,30 @@ const ROTATE_BYTES = 64 << 20;
 const GEMV_C8 = kernel(
   "gemv_c8",
   ["x", "w", "out", "gamma", "bias", "inv_freq", "k_cache", "v_cache"],
-  (d: Record<string, number | boolean>) => ({ B_GAMMA: 5, B_BIAS: 0, B_ROPE: 0, B_ROPE1: 0, B_ROPE2: 0, KSPLIT: (d.KS as number) > 1 }),
+  (d: Record<string, number | boolean>) => ({
+    B_GAMMA: 5,
+    B_BIAS: 0,
+    B_ROPE: 0,
+    B_ROPE1: 0,
+    B_ROPE2: 0,
+    KSPLIT: (d.KS as number) > 1,
+  }),
 );
 
-function gaussian(rng: Rng, n: number, scale: number): Float32Array {
+function gaussian(rng: Rng, n: number, scale: number): Float32Array<ArrayBuffer> {
   return Float32Array.from({ length: n }, () => scale * rng.normal());
 }
 
 /** Times every variant on every shape; returns the rows. */
 export async function benchQMatmuls(
   gpu: Gpu,
-  options: { shapes?: QShape[]; ms?: number[]; rounds?: number; targetPassMs?: number; log?: (s: string) => void } = {},
+  options: {
+    shapes?: QShape[];
+    ms?: number[];
+    rounds?: number;
+    targetPassMs?: number;
+    log?: (s: string) => void;
+  } = {},
 ): Promise<QMatmulRow[]> {
   const shapes = options.shapes ?? SMOLLM2_QSHAPES;
   const ms = options.ms ?? [1, 8];
@@ -75,7 +88,7 @@ export async function benchQMatmuls(
   const rng = new Rng(31);
   const rows: QMatmulRow[] = [];
   for (const shape of shapes) {
-    const kit = await QuantKit.create({ gpu });
+    const kit = await QuantKit.create({ shared: gpu });
     try {
       const { n, k } = shape;
       const wf = gaussian(rng, n * k, 0.02);
@@ -85,12 +98,17 @@ export async function benchQMatmuls(
         q4_0: { type: "Q4_0", rows: n, k, data: quantizeQ4_0(wf) },
       };
       const copies = (bytes: number, data: ArrayBufferView<ArrayBuffer>) =>
-        Array.from({ length: Math.max(2, Math.ceil(ROTATE_BYTES / bytes)) }, () => kit.buffer(data));
+        Array.from(
+          { length: Math.max(2, Math.ceil(ROTATE_BYTES / bytes)) },
+          () => kit.buffer(data),
+        );
       const f16Buffers = copies(f16.data.byteLength, f16.data);
-      const packed = Object.fromEntries(Object.entries(quant).map(([name, m]) => {
-        const p = packQuantColumnBlocks(m);
-        return [name, { packed: p, buffers: copies(p.data.byteLength, p.data) }];
-      }));
+      const packed = Object.fromEntries(
+        Object.entries(quant).map(([name, m]) => {
+          const p = packQuantColumnBlocks(m);
+          return [name, { packed: p, buffers: copies(p.data.byteLength, p.data) }];
+        }),
+      );
       const items: Timed[] = [];
       const info = new Map<string, { variant: string; m: number; bytes: number }>();
       const add = (variant: string, m: number, bytes: number, encode: Timed["encode"]) => {
@@ -105,36 +123,112 @@ export async function benchQMatmuls(
         {
           const tm = rowTile(m);
           const kern = kit.kernel(GEMV_C8, {
-            TM: tm, WG: 8, KS: 1, XVEC: true, NORM: false, ACCUM: false, GLU: false, GELU: false,
-            ROPE: false, BIAS: false, KV_F16: false, GATHER: false, GAMMA: false,
+            TM: tm,
+            WG: 8,
+            KS: 1,
+            XVEC: true,
+            NORM: false,
+            ACCUM: false,
+            GLU: false,
+            GELU: false,
+            ROPE: false,
+            BIAS: false,
+            KV_F16: false,
+            GATHER: false,
+            GAMMA: false,
           });
-          const params = { k, blocks: f16.cols / 8, ldx: k, ldo: n, n_off: 0, n_out: n, rows_kind: 0, eps: 0, nh: 0, nkv: 0, head_dim: 0, block_size: 0, w_stride: 0 };
-          const ds = f16Buffers.map((w) => kit.dispatch(kern, meta, params, { x, w, out }, [Math.ceil(f16.cols / 8 / 8), Math.ceil(m / tm), 1]));
-          add("f16 gemv_c8", m, f16.data.byteLength, (pass, rep) => QuantKit.encode(pass, ds[rep % ds.length]));
+          const params = {
+            k,
+            blocks: f16.cols / 8,
+            ldx: k,
+            ldo: n,
+            n_off: 0,
+            n_out: n,
+            rows_kind: 0,
+            eps: 0,
+            nh: 0,
+            nkv: 0,
+            head_dim: 0,
+            block_size: 0,
+            w_stride: 0,
+          };
+          const ds = f16Buffers.map((w) =>
+            kit.dispatch(kern, meta, params, { x, w, out }, [
+              Math.ceil(f16.cols / 8 / 8),
+              Math.ceil(m / tm),
+              1,
+            ])
+          );
+          add(
+            "f16 gemv_c8",
+            m,
+            f16.data.byteLength,
+            (pass, rep) => QuantKit.encode(pass, ds[rep % ds.length]),
+          );
         }
         for (const [name, { packed: p, buffers }] of Object.entries(packed)) {
-          const base = { weight: quant[name], packed: p, weightBuffer: buffers[0], rows: m, meta, x, ldx: k, out, ldo: n, nOut: n };
+          const base = {
+            weight: quant[name],
+            packed: p,
+            weightBuffer: buffers[0],
+            rows: m,
+            meta,
+            x,
+            ldx: k,
+            out,
+            ldo: n,
+            nOut: n,
+          };
           const exact = buildQMatmul(kit, base);
           const exactAll = buffers.map((b) => exact.rebind(b));
-          add(`${name} exact`, m, p.data.byteLength, (pass, rep) => exactAll[rep % buffers.length].forEach((d) => QuantKit.encode(pass, d)));
+          add(
+            `${name} exact`,
+            m,
+            p.data.byteLength,
+            (pass, rep) => exactAll[rep % buffers.length].forEach((d) => QuantKit.encode(pass, d)),
+          );
           for (const dot4 of kit.gpu.hasPacked4x8 ? [true, false] : [false]) {
             const fast = buildQMatmul(kit, { ...base, xq: true, defines: { DOT4: dot4 } });
             const fastAll = buffers.map((b) => fast.rebind(b));
             const tag = dot4 ? "" : " (no dot4)";
-            add(`${name} fast${tag}`, m, p.data.byteLength, (pass, rep) => fastAll[rep % buffers.length].forEach((d) => QuantKit.encode(pass, d)));
-            add(`${name} fast${tag}, matmul only`, m, p.data.byteLength, (pass, rep) => QuantKit.encode(pass, fastAll[rep % buffers.length][1]));
+            add(
+              `${name} fast${tag}`,
+              m,
+              p.data.byteLength,
+              (pass, rep) => fastAll[rep % buffers.length].forEach((d) => QuantKit.encode(pass, d)),
+            );
+            add(
+              `${name} fast${tag}, matmul only`,
+              m,
+              p.data.byteLength,
+              (pass, rep) => QuantKit.encode(pass, fastAll[rep % buffers.length][1]),
+            );
           }
           const q = buildQMatmul(kit, { ...base, xq: true });
           add(`${name} quantize_rows only`, m, 0, (pass) => QuantKit.encode(pass, q.dispatches[0]));
         }
       }
       log(`  ${shape.name} (${n} x ${k}): timing ${items.length} variants, interleaved...`);
-      const times = await timeInterleaved(kit.device, items, { rounds: options.rounds ?? 7, targetPassMs: options.targetPassMs ?? 20, maxReps: 32 });
+      const times = await timeInterleaved(kit.device, items, {
+        rounds: options.rounds ?? 7,
+        targetPassMs: options.targetPassMs ?? 20,
+        maxReps: 32,
+      });
       const f16Ms = new Map<number, number>();
-      for (const [id, t] of times) if (info.get(id)!.variant === "f16 gemv_c8") f16Ms.set(info.get(id)!.m, t.gpuMs);
+      for (const [id, t] of times) {
+        if (info.get(id)!.variant === "f16 gemv_c8") f16Ms.set(info.get(id)!.m, t.gpuMs);
+      }
       for (const [id, t] of times) {
         const { variant, m, bytes } = info.get(id)!;
-        rows.push({ variant, shape: shape.name, m, gpuMs: t.gpuMs, weightBytes: bytes, gbps: bytes / (t.gpuMs * 1e6), speedup: f16Ms.get(m)! / t.gpuMs });
+        rows.push({
+          variant,
+          shape: shape.name,
+          m,
+          gpuMs: t.gpuMs,
+          weightBytes: bytes,
+          gbps: bytes / (t.gpuMs * 1e6),
+          speedup: f16Ms.get(m)! / t.gpuMs,
+        });
       }
     } finally {
       kit.destroy();
@@ -145,7 +239,11 @@ export async function benchQMatmuls(
 
 /** A markdown table of the rows, plus the totals over the shapes (one decoder layer). */
 export function renderQMatmuls(rows: QMatmulRow[]): string {
-  const lines = ["| variant | m | " + [...new Set(rows.map((r) => r.shape))].join(" | ") + " | layer ms | vs f16 | GB/s |", ""];
+  const lines = [
+    "| variant | m | " + [...new Set(rows.map((r) => r.shape))].join(" | ") +
+    " | layer ms | vs f16 | GB/s |",
+    "",
+  ];
   lines[1] = lines[0].replace(/[^|]+/g, "---");
   const keys = [...new Set(rows.map((r) => `${r.m}\u0000${r.variant}`))];
   for (const key of keys) {
@@ -155,7 +253,11 @@ export function renderQMatmuls(rows: QMatmulRow[]): string {
     const total = rs.reduce((s, r) => s + r.gpuMs, 0);
     const bytes = rs.reduce((s, r) => s + r.weightBytes, 0);
     const f16Total = f16.reduce((s, r) => s + r.gpuMs, 0);
-    lines.push(`| ${variant} | ${m} | ${rs.map((r) => r.gpuMs.toFixed(3)).join(" | ")} | ${total.toFixed(3)} | ${(f16Total / total).toFixed(2)}x | ${(bytes / (total * 1e6)).toFixed(2)} |`);
+    lines.push(
+      `| ${variant} | ${m} | ${rs.map((r) => r.gpuMs.toFixed(3)).join(" | ")} | ${
+        total.toFixed(3)
+      } | ${(f16Total / total).toFixed(2)}x | ${(bytes / (total * 1e6)).toFixed(2)} |`,
+    );
   }
   return lines.join("\n");
 }

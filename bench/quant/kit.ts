@@ -50,9 +50,11 @@ export class QuantKit {
     this.pipelines = pipelines;
   }
 
-  /** Opens a device (or uses `gpu`) and loads the kernel sources. */
-  static async create(options: CreateGpuOptions & { gpu?: Gpu; files?: readonly string[] } = {}): Promise<QuantKit> {
-    const gpu = options.gpu ?? await createGpu(options);
+  /** Opens a device (or uses `shared`) and loads the kernel sources. */
+  static async create(
+    options: CreateGpuOptions & { shared?: Gpu; files?: readonly string[] } = {},
+  ): Promise<QuantKit> {
+    const gpu = options.shared ?? await createGpu(options);
     const files = options.files ?? [...KERNEL_FILES, ...QUANT_KERNEL_FILES, "gemv_c8"];
     return new QuantKit(gpu, new PipelineCache(gpu.device, await loadKernelSources(files)));
   }
@@ -62,7 +64,10 @@ export class QuantKit {
   }
 
   /** A storage buffer holding `data` (or `bytes` zero bytes). */
-  buffer(data: ArrayBufferView<ArrayBuffer> | number, usage: number = GPUBufferUsage.STORAGE): GPUBuffer {
+  buffer(
+    data: ArrayBufferView<ArrayBuffer> | number,
+    usage: number = GPUBufferUsage.STORAGE,
+  ): GPUBuffer {
     const bytes = typeof data === "number" ? data : data.byteLength;
     const b = this.device.createBuffer({
       size: Math.max(16, Math.ceil(bytes / 16) * 16),
@@ -80,7 +85,12 @@ export class QuantKit {
   /** Metadata of one step: `rows` tokens of one sequence, logits for every token (or `logitTokens`). */
   meta(rows: number, logitTokens?: number[]): MetaSlot {
     const blocks = Math.ceil(rows / 16) + 1;
-    const cap: StepCapacity = { maxTokens: rows, maxSeqs: 1, maxLogitRows: rows, maxBlocksPerSeq: blocks };
+    const cap: StepCapacity = {
+      maxTokens: rows,
+      maxSeqs: 1,
+      maxLogitRows: rows,
+      maxBlocksPerSeq: blocks,
+    };
     const batch = buildStepBatch([{
       tokens: Array(rows).fill(1),
       start: 0,
@@ -103,7 +113,10 @@ export class QuantKit {
   }
 
   /** Compiles (or fetches) a kernel. */
-  kernel<D extends Defines, B extends string>(desc: KernelDescriptor<D, B>, defines: D): CompiledKernel<B> {
+  kernel<D extends Defines, B extends string>(
+    desc: KernelDescriptor<D, B>,
+    defines: D,
+  ): CompiledKernel<B> {
     return this.pipelines.get(desc, defines);
   }
 
@@ -149,7 +162,10 @@ export class QuantKit {
   /** Reads `words` 32-bit words from a buffer. */
   async read(buffer: GPUBuffer, words: number): Promise<ArrayBuffer> {
     const bytes = Math.max(4, words * 4);
-    const staging = this.device.createBuffer({ size: Math.ceil(bytes / 16) * 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const staging = this.device.createBuffer({
+      size: Math.ceil(bytes / 16) * 16,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
     const encoder = this.device.createCommandEncoder();
     encoder.copyBufferToBuffer(buffer, 0, staging, 0, Math.ceil(bytes / 4) * 4);
     this.device.queue.submit([encoder.finish()]);

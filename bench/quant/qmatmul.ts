@@ -15,7 +15,11 @@ import {
   QUANTIZE_ROWS,
   xqRowWords,
 } from "../../src/kernels/quant_matmul.ts";
-import { type PackedQuantMatrix, packQuantColumnBlocks, type QuantMatrix } from "../../src/model/quant/pack_c8.ts";
+import {
+  type PackedQuantMatrix,
+  packQuantColumnBlocks,
+  type QuantMatrix,
+} from "../../src/model/quant/pack_c8.ts";
 import { packQuantRows } from "../../src/model/quant/pack_rows.ts";
 import type { ColumnMap } from "../../src/model/weight_layout.ts";
 
@@ -28,7 +32,11 @@ export function rowTile(rows: number): number {
 export type QKernelName = "qgemv_c8" | "qgemv_wg" | "qgemm_tiled";
 
 /** The packed layout a kernel reads. */
-export function packQuantFor(kernel: QKernelName, m: QuantMatrix, columns?: ColumnMap): PackedQuantMatrix {
+export function packQuantFor(
+  kernel: QKernelName,
+  m: QuantMatrix,
+  columns?: ColumnMap,
+): PackedQuantMatrix {
   return kernel === "qgemv_c8" ? packQuantColumnBlocks(m, columns) : packQuantRows(m, columns);
 }
 
@@ -100,14 +108,30 @@ export function buildQMatmul(kit: QuantKit, job: QMatmulJob): BuiltQMatmul {
   if (xq) {
     const words = xqRowWords(k);
     xBuffer = job.xqBuffer ?? kit.buffer(job.rows * words * 4);
-    const qk = kit.kernel(QUANTIZE_ROWS, { WG: 8, NORM: !!job.norm, GAMMA: !!job.gamma, GATHER: gather, DOT4: dot4 });
+    const qk = kit.kernel(QUANTIZE_ROWS, {
+      WG: 8,
+      NORM: !!job.norm,
+      GAMMA: !!job.gamma,
+      GATHER: gather,
+      DOT4: dot4,
+    });
     const buffers: Record<string, GPUBuffer> = { x: job.x, xq: xBuffer };
     if (job.gamma) buffers.gamma = job.gamma;
-    out.push(kit.dispatch(qk, job.meta, { k, ldx: job.ldx, ldq: words, rows_kind: gather ? 1 : 0, eps: job.eps ?? 0 }, buffers, [1, job.rows, 1]));
+    out.push(
+      kit.dispatch(
+        qk,
+        job.meta,
+        { k, ldx: job.ldx, ldq: words, rows_kind: gather ? 1 : 0, eps: job.eps ?? 0 },
+        buffers,
+        [1, job.rows, 1],
+      ),
+    );
     ldx = words;
   }
   const kb = k / 32;
-  const tm = name === "qgemm_tiled" ? 1 : job.tm ?? (name === "qgemv_wg" ? qgemvWgRowTile(k, job.rows) : rowTile(job.rows));
+  const tm = name === "qgemm_tiled"
+    ? 1
+    : job.tm ?? (name === "qgemv_wg" ? qgemvWgRowTile(k, job.rows) : rowTile(job.rows));
   const defines: QMatmulDefines = {
     ...QMATMUL_DEFAULTS,
     WG: name === "qgemv_c8" ? 8 : 64,
@@ -124,7 +148,10 @@ export function buildQMatmul(kit: QuantKit, job: QMatmulJob): BuiltQMatmul {
     // With xq the quantizer already gathered the logit rows.
     GATHER: gather && !xq,
   };
-  const kernel = kit.kernel(name === "qgemv_c8" ? QGEMV_C8 : name === "qgemv_wg" ? QGEMV_WG : QGEMM_TILED, defines);
+  const kernel = kit.kernel(
+    name === "qgemv_c8" ? QGEMV_C8 : name === "qgemv_wg" ? QGEMV_WG : QGEMM_TILED,
+    defines,
+  );
   const params = {
     k,
     blocks: packed.cols / 8,
@@ -150,7 +177,13 @@ export function buildQMatmul(kit: QuantKit, job: QMatmulJob): BuiltQMatmul {
     const buffers: Record<string, GPUBuffer> = { x: xBuffer, w, out: job.out };
     if (defines.GAMMA) buffers.gamma = job.gamma!;
     if (job.bias) buffers.bias = job.bias;
-    if (job.rope) Object.assign(buffers, { inv_freq: job.rope.invFreq, k_cache: job.rope.kCache, v_cache: job.rope.vCache });
+    if (job.rope) {
+      Object.assign(buffers, {
+        inv_freq: job.rope.invFreq,
+        k_cache: job.rope.kCache,
+        v_cache: job.rope.vCache,
+      });
+    }
     return kit.dispatch(kernel, job.meta, params, buffers, grid);
   };
   return {

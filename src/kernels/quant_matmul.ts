@@ -78,7 +78,9 @@ function bindingNumbers(d: QMatmulDefines): Record<string, number> {
 }
 
 function checkDefines(file: string, d: QMatmulDefines): void {
-  if (d.XQ && (d.NORM || d.GAMMA)) throw new Error(`${file}: with XQ the norm belongs to quantize_rows`);
+  if (d.XQ && (d.NORM || d.GAMMA)) {
+    throw new Error(`${file}: with XQ the norm belongs to quantize_rows`);
+  }
 }
 
 /** CPU-family quantized GEMV: column blocks of 8, TM rows per invocation. */

@@ -49,15 +49,23 @@ export function c8TileWords(type: MatmulQuantType): number {
 
 /** Checks a quantized matrix's geometry and its column map; returns the map. */
 export function checkQuantMatrix(m: QuantMatrix, columns?: ColumnMap): ColumnMap {
-  if (m.k % 32 !== 0) throw new WeightLayoutError(`${m.type} matrix K = ${m.k} is not a multiple of 32`);
+  if (m.k % 32 !== 0) {
+    throw new WeightLayoutError(`${m.type} matrix K = ${m.k} is not a multiple of 32`);
+  }
   const bytes = m.rows * (m.k / 32) * GGML_TYPES[m.type].blockBytes;
   if (m.data.length !== bytes) {
-    throw new WeightLayoutError(`${m.type} matrix has ${m.data.length} bytes, expected ${bytes} for ${m.rows} x ${m.k}`);
+    throw new WeightLayoutError(
+      `${m.type} matrix has ${m.data.length} bytes, expected ${bytes} for ${m.rows} x ${m.k}`,
+    );
   }
   const map = columns ?? identityColumns(m.rows);
-  if (map.length % 8 !== 0) throw new WeightLayoutError(`column map of ${map.length} is not a multiple of 8`);
+  if (map.length % 8 !== 0) {
+    throw new WeightLayoutError(`column map of ${map.length} is not a multiple of 8`);
+  }
   for (const r of map) {
-    if (r < -1 || r >= m.rows) throw new WeightLayoutError(`column map refers to row ${r} of ${m.rows}`);
+    if (r < -1 || r >= m.rows) {
+      throw new WeightLayoutError(`column map refers to row ${r} of ${m.rows}`);
+    }
   }
   return map;
 }
@@ -86,7 +94,9 @@ export function packQuantColumnBlocks(m: QuantMatrix, columns?: ColumnMap): Pack
         const o = (c * kb + b) * tile;
         // Scales: u32 q/2 holds columns 2(q/2) (low half) and 2(q/2)+1 (high half).
         out[o + (q >> 1)] |= (m.data[at] | (m.data[at + 1] << 8)) << (16 * (q & 1));
-        for (let i = 0; i < quads; i++) out[o + 4 * (1 + 2 * i + h) + lane] = readU32(m.data, at + 2 + 4 * i);
+        for (let i = 0; i < quads; i++) {
+          out[o + 4 * (1 + 2 * i + h) + lane] = readU32(m.data, at + 2 + 4 * i);
+        }
       }
     }
   }
