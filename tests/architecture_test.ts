@@ -30,7 +30,7 @@ const LAYERS: Layer[] = [
   { name: "engine", match: (p) => p.startsWith("src/engine/") },
   { name: "api", match: (p) => p.startsWith("src/api/") },
   { name: "mod", match: (p) => p === "mod.ts" },
-  { name: "hub", match: (p) => p.startsWith("src/hub/"), only: ["runtime"] },
+  { name: "hub", match: (p) => p.startsWith("src/hub/"), only: ["types", "runtime"] },
   { name: "server", match: (p) => p.startsWith("src/server/") },
   { name: "cli", match: (p) => p.startsWith("src/cli/") },
   { name: "serve", match: (p) => p === "serve.ts" },

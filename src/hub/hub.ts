@@ -6,12 +6,13 @@
  * replaces https://huggingface.co; `HF_HUB_OFFLINE=1` never downloads.
  * @module
  */
+import { LlmError } from "../api/types.ts";
 import { createFile, env as processEnv, mkdir, readDir, readTextFile, remove, rename, stat, writeFile } from "../runtime/runtime.ts";
 
-/** Raised when a model can be neither found nor downloaded. */
-export class ModelNotFoundError extends Error {
+/** Raised when a model can be neither found nor downloaded (code `model_not_found`). */
+export class ModelNotFoundError extends LlmError {
   constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
+    super("model_not_found", message, options);
     this.name = "ModelNotFoundError";
   }
 }
