@@ -24,7 +24,7 @@ struct Params {
   max_splits: u32, split_len: u32,
 }
 @group(0) @binding(1) var<uniform> p: Params;
-@group(0) @binding(2) var<storage, read> qv: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> query: array<vec4<f32>>;
 #if KV_F16
 @group(0) @binding(3) var<storage, read> k_cache: array<vec4<u32>>;
 @group(0) @binding(4) var<storage, read> v_cache: array<vec4<u32>>;
@@ -48,8 +48,6 @@ const NONE: u32 = 0xffffffffu;
 
 var<workgroup> sh_acc: array<vec4<f32>, WG * QN * D4>;
 var<workgroup> sh_ml: array<vec2<f32>, WG * QN>;
-
-fn query_start(s: u32) -> u32 { return step[step[11] + s]; }
 
 fn window_lo(pos: u32) -> u32 {
   if (p.window > 0u && pos + 1u > p.window) { return pos + 1u - p.window; }
@@ -119,7 +117,7 @@ fn main(
     qlo[ti] = select(NONE, window_lo(pos), ti < nt);
     for (var g = 0u; g < G; g++) {
       let qb = (t * p.q_stride + (kvh * G + g) * HD) / 4u;
-      for (var i = 0u; i < D4; i++) { q[(ti * G + g) * D4 + i] = qv[qb + i] * p.scale; }
+      for (var i = 0u; i < D4; i++) { q[(ti * G + g) * D4 + i] = query[qb + i] * p.scale; }
     }
   }
   var m: array<f32, QN>;

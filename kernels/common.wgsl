@@ -19,3 +19,7 @@ fn sampling_word(r: u32, field: u32) -> u32 { return step[step[STEP_SAMPLING_PAR
 fn output_record_base() -> u32 { return step[STEP_RECORD_BASE]; }
 // Rows a kernel works on: 0 = tokens, 1 = logit rows.
 fn rows_of(kind: u32) -> u32 { return select(num_tokens(), num_logit_rows(), kind == 1u); }
+// Ragged sequences of the step: first token of sequence s (s = num_seqs() gives the end),
+// and its context length (tokens in cache) after the step.
+fn query_start(s: u32) -> u32 { return step[step[STEP_QUERY_START] + s]; }
+fn context_len(s: u32) -> u32 { return step[step[STEP_CONTEXT_LENS] + s]; }

@@ -1,15 +1,25 @@
 // The reference attention, deliberately plain: materialise every score, softmax each row,
-// then weight the values. Three entry points share this file via PHASE.
-// Scores live in a scratch buffer of [tokens, heads, max_context].
+// then weight the values. Three entry points share this file via PHASE. Scores live in a
+// scratch buffer of [tokens, heads, max_context]; queries are rows of q_stride floats (heads
+// of head_dim); K/V are read through the block table from an f32 or f16 (KV_F16) cache.
 #include common
 struct Params {
-  nh: u32, nkv: u32, head_dim: u32, block_size: u32, qkv_stride: u32, window: u32,
+  nh: u32, nkv: u32, head_dim: u32, block_size: u32, q_stride: u32, window: u32,
   scale: f32, softcap: f32, max_context: u32,
 }
 @group(0) @binding(1) var<uniform> p: Params;
-@group(0) @binding(2) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read> query: array<f32>;
+#if KV_F16
+@group(0) @binding(3) var<storage, read> k_cache: array<u32>;
+@group(0) @binding(4) var<storage, read> v_cache: array<u32>;
+fn k_at(i: u32) -> f32 { return unpack2x16float(k_cache[i >> 1u])[i & 1u]; }
+fn v_at(i: u32) -> f32 { return unpack2x16float(v_cache[i >> 1u])[i & 1u]; }
+#else
 @group(0) @binding(3) var<storage, read> k_cache: array<f32>;
 @group(0) @binding(4) var<storage, read> v_cache: array<f32>;
+fn k_at(i: u32) -> f32 { return k_cache[i]; }
+fn v_at(i: u32) -> f32 { return v_cache[i]; }
+#endif
 @group(0) @binding(5) var<storage, read_write> scores: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
@@ -38,7 +48,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var s = 0.0;
   let kb = cache_row(t, j, kvh);
   for (var d = 0u; d < p.head_dim; d++) {
-    s += qkv[t * p.qkv_stride + h * p.head_dim + d] * k_cache[kb + d];
+    s += query[t * p.q_stride + h * p.head_dim + d] * k_at(kb + d);
   }
   s *= p.scale;
   if (p.softcap > 0.0) { s = p.softcap * tanh(s / p.softcap); }
@@ -61,7 +71,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let d = gid.x;
   if (d >= p.head_dim) { return; }
   var a = 0.0;
-  for (var j = 0u; j < ctx; j++) { a += scores[row + j] * v_cache[cache_row(t, j, kvh) + d]; }
+  for (var j = 0u; j < ctx; j++) { a += scores[row + j] * v_at(cache_row(t, j, kvh) + d); }
   out[t * p.nh * p.head_dim + h * p.head_dim + d] = a;
 #endif
 }

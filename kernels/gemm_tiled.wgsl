@@ -12,7 +12,6 @@
 #else
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 #endif
-@group(0) @binding(3) var<storage, read> w: array<vec4<u32>>;
 #if GAMMA
 @group(0) @binding({{B_GAMMA}}) var<storage, read> gamma: array<f32>;
 #endif
@@ -69,12 +68,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let col = e / (BK / 8u);
       let kw = e % (BK / 8u);
       let j = k0 / 8u + kw;
-      var q = vec4<u32>(0u);
-      if (j < words && cb0 * 8u + col < p.blocks * 8u) { q = w[(cb0 * 8u + col) * words + j]; }
-      let h = array<vec2<f32>, 4>(
-        unpack2x16float(q.x), unpack2x16float(q.y), unpack2x16float(q.z), unpack2x16float(q.w),
-      );
-      for (var i = 0u; i < 8u; i++) { ws[(8u * kw + i) * (BN / 4u) + col / 4u][col % 4u] = h[i / 2u][i % 2u]; }
+      var q = W8(vec4<f32>(0.0), vec4<f32>(0.0));
+      if (j < words && cb0 * 8u + col < p.blocks * 8u) { q = w8((cb0 * 8u + col) * words + j); }
+      for (var i = 0u; i < 4u; i++) {
+        ws[(8u * kw + i) * (BN / 4u) + col / 4u][col % 4u] = q.l[i];
+        ws[(8u * kw + 4u + i) * (BN / 4u) + col / 4u][col % 4u] = q.h[i];
+      }
     }
     workgroupBarrier();
     for (var e = 0u; e < 8u; e++) { pt[e] = vec4<f32>(0.0); }

@@ -1,11 +1,12 @@
-// RMSNorm of one row per workgroup, f32 throughout: y = x / rms(x) * (offset + w).
-// ADD accumulates into the output (Gemma-2's post-norms feed the residual directly);
-// GATHER reads the token row of each logit row (final norm only where logits are needed).
+// RMSNorm of one row per workgroup, f32 throughout, added into the output:
+// out += x / rms(x) * gamma (gamma holds the norm's offset + weight). Only Gemma-2's
+// post-norms run as their own dispatch (they need the whole row of a matmul's output and feed
+// the residual directly); every other norm is folded into the matmul that follows it.
 #include common
-struct Params { dim: u32, eps: f32, offset: f32, rows_kind: u32 }
+struct Params { dim: u32, eps: f32 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> gamma: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 const WG: u32 = 128u;
@@ -14,13 +15,8 @@ var<workgroup> partial: array<f32, WG>;
 @compute @workgroup_size(128)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let row = wid.x + wid.y * 65535u;
-  let rows = rows_of(p.rows_kind);
-#if GATHER
-  let in_row = select(0u, logit_row_token(row), row < rows);
-#else
-  let in_row = row;
-#endif
-  let base = in_row * p.dim;
+  let live = row < num_tokens();
+  let base = select(0u, row, live) * p.dim;
   var ss = 0.0;
   for (var i = lid; i < p.dim; i += WG) {
     let v = x[base + i];
@@ -32,15 +28,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (lid < s) { partial[lid] += partial[lid + s]; }
     workgroupBarrier();
   }
-  if (row >= rows) { return; }
+  if (!live) { return; }
   let inv = inverseSqrt(partial[0] / f32(p.dim) + p.eps);
-  let obase = row * p.dim;
   for (var i = lid; i < p.dim; i += WG) {
-    let y = x[base + i] * inv * (p.offset + w[i]);
-#if ADD
-    out[obase + i] += y;
-#else
-    out[obase + i] = y;
-#endif
+    out[base + i] += x[base + i] * inv * gamma[i];
   }
 }

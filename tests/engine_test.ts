@@ -1,7 +1,7 @@
 /**
  * The continuous-batching engine end to end through `mod.ts` (engine in a Worker, each
- * request an actor on its own MessageChannel): batch invariance, joins mid-flight,
- * preemption, chunked prefill, prefix caching, cancellation and finish reasons.
+ * request an actor on its own MessageChannel): batch invariance (both kernel families),
+ * joins mid-flight, preemption, chunked prefill, prefix caching, cancellation and finish reasons.
  */
 import { test } from "./helpers/test.ts";
 import { createEngine, type EngineClient, type GenerateOptions } from "../mod.ts";
@@ -47,9 +47,9 @@ async function waitIdle(engine: EngineClient, timeoutMs = 20000): Promise<void> 
   throw new Error(`engine not idle: ${JSON.stringify({ ...engine.stats(), batchFill: 0, stepTokens: 0, ttft: 0, interTokenLatency: 0, e2eLatency: 0, queueTime: 0 })}`);
 }
 
-for (const model of ["stories260K", "gemma2-tiny"]) {
-  test(`engine ${model}: 20 concurrent greedy requests equal their solo runs`, async () => {
-    const engine = await createEngine({ model: modelDir(model), maxBatchTokens: 64, maxSeqs: 32 });
+for (const [model, kernelFamily] of [["stories260K", "cpu"], ["stories260K", "gpu"], ["gemma2-tiny", "cpu"], ["gemma2-tiny", "gpu"]] as const) {
+  test(`engine ${model} (${kernelFamily} kernels): 20 concurrent greedy requests equal their solo runs`, async () => {
+    const engine = await createEngine({ model: modelDir(model), maxBatchTokens: 64, maxSeqs: 32, kernelFamily });
     try {
       const reqs = workload(20);
       const alone = await solo(engine, reqs);

@@ -51,10 +51,14 @@ test("layout: every header field and sampling word reaches WGSL as a constant, a
   SAMPLING_ROW.forEach(([name], k) => {
     assert(wgsl.includes(`const ROW_${name.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}: u32 = ${k}u;`), `${name} missing`);
   });
-  const common = (await loadKernelSources([])).get("common")!;
-  // No header word index written by hand: every step[...] access goes through a constant.
-  for (const m of common.matchAll(/step\[([^\]]*)\]/g)) {
-    assert(!/^\d/.test(m[1].trim()), `common.wgsl indexes the header by hand: step[${m[1]}]`);
+  // No header word index written by hand, in any kernel: every step[...] access goes through
+  // a constant (common.wgsl's accessors).
+  const sources = await loadKernelSources(K.KERNEL_FILES);
+  assert(sources.has("matmul_epilogue"), "included files are loaded");
+  for (const [file, code] of sources) {
+    for (const m of code.matchAll(/step\[([^\]]*)\]/g)) {
+      assert(!/^\d/.test(m[1].trim()), `${file}.wgsl indexes the header by hand: step[${m[1]}]`);
+    }
   }
 });
 
@@ -62,23 +66,43 @@ test("registry: every descriptor compiles in every variant the forward pass uses
   const gpu = await createGpu();
   try {
     const cache = new PipelineCache(gpu.device, await loadKernelSources(K.KERNEL_FILES));
+    const off = {
+      W_F32: false,
+      XVEC: true,
+      NORM: false,
+      GAMMA: false,
+      ACCUM: false,
+      GLU: false,
+      GELU: false,
+      ROPE: false,
+      KV_F16: false,
+      BIAS: false,
+      SOFTCAP: false,
+      GATHER: false,
+    };
+    // Every optional binding of the matmuls in some variant, in every combination order.
+    const matmuls = [1, 8].flatMap((TM) => [
+      { ...off, TM, WG: 8 },
+      { ...off, TM, WG: 64, W_F32: true, XVEC: false, NORM: true, GAMMA: true, BIAS: true, ROPE: true, KV_F16: true },
+      { ...off, TM, WG: 64, ACCUM: true, BIAS: true, GLU: true, GELU: true },
+      { ...off, TM, WG: 64, NORM: true, GAMMA: true, GATHER: true, SOFTCAP: true, ROPE: true },
+    ]);
     const variants: [KernelDescriptor<any, string>, Record<string, number | boolean>[]][] = [
-      [K.EMBED, [{ F16: true }, { F16: false }]],
-      [K.RMSNORM, [{ ADD: false, GATHER: false }, { ADD: true, GATHER: false }, { ADD: false, GATHER: true }]],
-      [K.MATMUL, [1, 8].flatMap((TM) => [
-        { F16: true, VEC: true, TM, ACCUM: false, BIAS: false },
-        { F16: false, VEC: false, TM, ACCUM: true, BIAS: true },
-      ])],
-      [K.ROPE_KV, [{ QK_NORM: false, HALF: 16 }, { QK_NORM: true, HALF: 32 }]],
-      [K.PAGED_ATTENTION, [{ GROUP: 2, HEAD_DIM: 32 }]],
+      [K.EMBED, [{ F16: true, COLUMN_BLOCKS: true }, { F16: false, COLUMN_BLOCKS: false }]],
+      [K.RMSNORM, [{}]],
+      [K.GEMV_C8, matmuls],
+      [K.GEMV_WG, matmuls],
+      [K.GEMM_TILED, matmuls],
+      [K.ROPE_KV, [{ QK_NORM: false, HALF: 16, KV_F16: false }, { QK_NORM: true, HALF: 32, KV_F16: true }]],
+      [K.ATTENTION_LANES, [{ GROUP: 2, HEAD_DIM: 32, TQ: 1, WG: 8, KV_F16: false }, { GROUP: 3, HEAD_DIM: 64, TQ: 4, WG: 4, KV_F16: true }]],
+      [K.ATTENTION_COMBINE, [{ HEAD_DIM: 64 }]],
       [K.EAGER_ATTENTION, ["PHASE_SCORES", "PHASE_SOFTMAX", "PHASE_VALUES"].map((p) => ({
         PHASE_SCORES: false,
         PHASE_SOFTMAX: false,
         PHASE_VALUES: false,
+        KV_F16: p === "PHASE_VALUES",
         [p]: true,
       }))],
-      [K.ACT_MUL, [{ GELU_TANH: false }, { GELU_TANH: true }]],
-      [K.SOFTCAP, [{}]],
       [K.SAMPLE, [{}]],
     ];
     assertEquals(variants.map(([d]) => d.file).sort(), [...K.KERNEL_FILES].sort());
@@ -94,17 +118,21 @@ test("registry: every descriptor compiles in every variant the forward pass uses
       assertEquals([...seen].filter((n) => n !== "step" && n !== "p").sort(), [...desc.bindings].sort(), desc.file);
     }
     // Binding and parameter names are checked.
-    const softcap = cache.get(K.SOFTCAP, {});
+    const norm = cache.get(K.RMSNORM, {});
     const x = gpu.device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE });
-    assertThrows(() => softcap.packParams({ cols: 1, cap: 2 }), KernelCompileError, "missing parameter rows_kind");
-    assertThrows(() => softcap.packParams({ cols: 1, cap: 2, rows_kind: 0, extra: 1 }), KernelCompileError, "unknown parameters extra");
-    assertThrows(() => softcap.bindGroup("t", { x } as never), KernelCompileError, "no resource for binding");
-    const p = softcap.uniform({ cols: 1, cap: 2, rows_kind: 0 });
-    assertThrows(() => softcap.bindGroup("t", { step: x, p, x, y: x } as never), KernelCompileError, "declares no binding y");
-    const packed = new DataView(softcap.packParams({ cols: 7, cap: 2.5, rows_kind: 1 }));
-    assertEquals([packed.getUint32(0, true), packed.getFloat32(4, true), packed.getUint32(8, true)], [7, 2.5, 1]);
+    assertThrows(() => norm.packParams({ dim: 1 }), KernelCompileError, "missing parameter eps");
+    assertThrows(() => norm.packParams({ dim: 1, eps: 2, extra: 1 }), KernelCompileError, "unknown parameters extra");
+    assertThrows(() => norm.bindGroup("t", { x } as never), KernelCompileError, "no resource for binding");
+    const p = norm.uniform({ dim: 1, eps: 2 });
+    assertThrows(() => norm.bindGroup("t", { step: x, p, x, gamma: x, out: x, y: x } as never), KernelCompileError, "declares no binding y");
+    const packed = new DataView(norm.packParams({ dim: 7, eps: 2.5 }));
+    assertEquals([packed.getUint32(0, true), packed.getFloat32(4, true)], [7, 2.5]);
+    // The matmuls' optional bindings are numbered after `out` in order, without gaps.
+    const full = cache.get(K.GEMV_C8, matmuls[1]);
+    assertEquals(full.bindings.map((b) => b.name), ["step", "p", "x", "w", "out", "gamma", "bias", "inv_freq", "k_cache", "v_cache"]);
+    assertEquals(cache.get(K.GEMV_C8, matmuls[2]).bindings.map((b) => b.name), ["step", "p", "x", "w", "out", "bias"]);
     // A descriptor that does not name a binding its file declares is refused.
-    assertThrows(() => cache.get({ file: "softcap", bindings: [] }, {}), KernelCompileError, "not in the descriptor");
+    assertThrows(() => cache.get({ file: "rmsnorm", bindings: [] }, {}), KernelCompileError, "not in the descriptor");
   } finally {
     gpu.device.destroy();
   }

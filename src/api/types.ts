@@ -11,6 +11,22 @@ export type FinishReason = "stop" | "length" | "cancelled";
 /** Attention implementation: the fast paged kernel or the plain eager reference. */
 export type AttentionImpl = "paged" | "eager";
 
+/**
+ * Kernel family: "cpu" (shaped for CPU adapters such as lavapipe: column-block weights, one
+ * invocation per 8 output columns) or "gpu" (coalesced padded-row weights, workgroup
+ * reductions, tiled GEMM for prefill). Both are correct on any adapter.
+ */
+export type KernelFamily = "cpu" | "gpu";
+
+/** The values of {@link KernelFamily}, for flag parsing. */
+export const KERNEL_FAMILIES: readonly KernelFamily[] = ["cpu", "gpu"];
+
+/** KV-cache element type: f16 halves the cache's bytes (twice the blocks for a budget). */
+export type KvDtype = "f16" | "f32";
+
+/** The values of {@link KvDtype}, for flag parsing. */
+export const KV_DTYPES: readonly KvDtype[] = ["f16", "f32"];
+
 /** Scheduling policy: decodes first ("fifo") or pending prefills first. */
 export type SchedulerPolicy = "fifo" | "prefill_first";
 
@@ -176,6 +192,10 @@ export interface EngineOptions {
   weightDType?: "auto" | "f32" | "f16";
   /** Quantize the decoder's linear weights while loading (default "none"). */
   quantization?: Quantization;
+  /** Kernel family (default: "cpu" on fallback/CPU adapters, else "gpu"). */
+  kernelFamily?: KernelFamily;
+  /** KV-cache element type (default "f16" where the adapter has `shader-f16`, else "f32"). */
+  kvDtype?: KvDtype;
 }
 
 /** What a running engine's model looks like to callers: the limits requests are checked against. */

@@ -109,6 +109,8 @@ export class Engine {
       maxContext: options.maxContext,
       weightDType: options.weightDType,
       quantization: options.quantization,
+      kernelFamily: options.kernelFamily,
+      kvDtype: options.kvDtype,
       stepsPerSync: options.stepsPerSync,
       maxTopLogprobs: MAX_TOP_LOGPROBS,
       gpu: options.gpu,

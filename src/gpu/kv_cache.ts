@@ -1,9 +1,10 @@
 /**
  * The GPU side of the paged KV cache: per layer one K and one V buffer laid out as
- * [block][kv head][slot in block][head dim], f32.
+ * [block][kv head][slot in block][head dim], f32 or f16 (two halves per u32 word: half the
+ * bytes, so twice the blocks for the same memory).
  * @module
  */
-import { LlmError } from "../api/types.ts";
+import { type KvDtype, LlmError } from "../api/types.ts";
 
 /** Options for {@link KvCache}. */
 export interface KvCacheOptions {
@@ -12,6 +13,8 @@ export interface KvCacheOptions {
   headDim: number;
   blockSize: number;
   numBlocks: number;
+  /** Element type (default "f32"). */
+  dtype?: KvDtype;
 }
 
 /** Raised when the cache shape cannot be allocated on this device. */
@@ -30,7 +33,10 @@ export class KvCache {
 
   constructor(device: GPUDevice, options: KvCacheOptions, maxBindingBytes?: number) {
     this.options = options;
-    const perLayer = KvCache.layerBytes(options);
+    if (options.dtype === "f16" && options.headDim % 2 !== 0) {
+      throw new KvCacheSizeError(`an f16 KV cache needs an even head_dim, got ${options.headDim}`);
+    }
+    const perLayer = Math.ceil(KvCache.layerBytes(options) / 4) * 4;
     const limit = Math.min(
       maxBindingBytes ?? device.limits.maxStorageBufferBindingSize,
       device.limits.maxBufferSize,
@@ -50,12 +56,17 @@ export class KvCache {
 
   /** Bytes of one layer's K (or V) buffer. */
   static layerBytes(o: Omit<KvCacheOptions, "numLayers">): number {
-    return o.numBlocks * o.numKvHeads * o.blockSize * o.headDim * 4;
+    return o.numBlocks * o.numKvHeads * o.blockSize * o.headDim * elementBytes(o.dtype);
   }
 
   /** Bytes of one block across all layers, K and V. */
   static blockBytes(o: Omit<KvCacheOptions, "numBlocks">): number {
-    return 2 * o.numLayers * o.numKvHeads * o.blockSize * o.headDim * 4;
+    return 2 * o.numLayers * o.numKvHeads * o.blockSize * o.headDim * elementBytes(o.dtype);
+  }
+
+  /** The element type. */
+  get dtype(): KvDtype {
+    return this.options.dtype ?? "f32";
   }
 
   /** Total bytes held on the GPU. */
@@ -67,4 +78,8 @@ export class KvCache {
   destroy(): void {
     for (const b of [...this.keys, ...this.values]) b.destroy();
   }
+}
+
+function elementBytes(dtype: KvDtype | undefined): number {
+  return dtype === "f16" ? 2 : 4;
 }

@@ -4,44 +4,129 @@
  * dispatched lives with the op that uses it.
  * @module
  */
-import { kernel, type KernelDescriptor } from "./registry.ts";
+import { type Defines, kernel, type KernelDescriptor } from "./registry.ts";
 
-/** Embedding gather (one table part); ids may refer to sampler output records. */
-export const EMBED: KernelDescriptor<{ F16: boolean }, "table" | "out" | "records"> = kernel("embed", ["table", "out", "records"]);
+/** Embedding gather (one table part, in its family's matmul layout); ids may refer to sampler records. */
+export const EMBED: KernelDescriptor<{ F16: boolean; COLUMN_BLOCKS: boolean }, "table" | "out" | "records"> = kernel(
+  "embed",
+  ["table", "out", "records"],
+);
 
-/** RMSNorm, optionally accumulating into its output or gathering logit rows. */
-export const RMSNORM: KernelDescriptor<{ ADD: boolean; GATHER: boolean }, "x" | "w" | "out"> = kernel("rmsnorm", ["x", "w", "out"]);
+/** RMSNorm added into its output (Gemma-2's post-norms). */
+export const RMSNORM: KernelDescriptor<Record<string, never>, "x" | "gamma" | "out"> = kernel("rmsnorm", ["x", "gamma", "out"]);
 
-/** Matmul/GEMV against an HF Linear weight; TM rows per invocation; optional bias. */
-export const MATMUL: KernelDescriptor<
-  { F16: boolean; VEC: boolean; TM: number; ACCUM: boolean; BIAS: boolean },
-  "x" | "w" | "out" | "bias"
-> = kernel("matmul", ["x", "w", "out", "bias"]);
+/** What a packed-weight matmul computes (the epilogue and input flags of matmul_epilogue.wgsl). */
+export type MatmulFlags = {
+  /** Weights stored f32 (else f16). */
+  W_F32: boolean;
+  /** x rows read as vec4 (K % 4 == 0). */
+  XVEC: boolean;
+  /** Scale each row by 1/rms(x) (the RMSNorm before the matmul folded in). */
+  NORM: boolean;
+  /** Multiply x by the norm weight as it is loaded (binding `gamma`). */
+  GAMMA: boolean;
+  /** Add into `out` (residual add). */
+  ACCUM: boolean;
+  /** act(gate) * up epilogue (gluColumns layout). */
+  GLU: boolean;
+  /** GELU-tanh instead of SiLU in the GLU epilogue. */
+  GELU: boolean;
+  /** RoPE + KV-cache write epilogue (ropeColumns layout; bindings inv_freq, k_cache, v_cache). */
+  ROPE: boolean;
+  /** ROPE: the KV cache holds f16. */
+  KV_F16: boolean;
+  /** Per-column bias (permuted like the columns; binding `bias`). */
+  BIAS: boolean;
+  /** cap * tanh(v / cap) on the outputs. */
+  SOFTCAP: boolean;
+  /** Logit rows read their token's x row. */
+  GATHER: boolean;
+};
 
-/** q/k norm (Qwen3) + RoPE + KV-cache write. */
-export const ROPE_KV: KernelDescriptor<{ QK_NORM: boolean; HALF: number }, "qkv" | "inv_freq" | "k_cache" | "v_cache" | "q_norm" | "k_norm"> =
-  kernel("rope_kv", ["qkv", "inv_freq", "k_cache", "v_cache", "q_norm", "k_norm"]);
+/** Defines of the packed-weight matmuls (gemv_c8, gemv_wg, gemm_tiled). */
+export type MatmulDefines = MatmulFlags & {
+  /** Rows per invocation (gemv_c8, gemv_wg; gemm_tiled: ignored). */
+  TM: number;
+  /** Workgroup size (gemv_c8, gemv_wg; gemm_tiled: ignored). */
+  WG: number;
+};
 
-/** Paged attention (the fast path). */
-export const PAGED_ATTENTION: KernelDescriptor<{ GROUP: number; HEAD_DIM: number }, "qkv" | "k_cache" | "v_cache" | "out"> =
-  kernel("paged_attention", ["qkv", "k_cache", "v_cache", "out"]);
+/** The binding names of the packed matmuls. */
+export type MatmulBinding = "x" | "w" | "out" | "gamma" | "bias" | "inv_freq" | "k_cache" | "v_cache";
+
+const MATMUL_BINDINGS: readonly MatmulBinding[] = ["x", "w", "out", "gamma", "bias", "inv_freq", "k_cache", "v_cache"];
+
+/** Numbers the optional bindings after `out` (4) in order, so each variant's are 0..n-1. */
+function optionalBindings(d: MatmulDefines): Defines {
+  let next = 5;
+  const n = (on: boolean) => (on ? next++ : 0);
+  return {
+    B_GAMMA: n(d.GAMMA),
+    B_BIAS: n(d.BIAS),
+    B_INV_FREQ: n(d.ROPE),
+    B_K_CACHE: n(d.ROPE),
+    B_V_CACHE: n(d.ROPE),
+  };
+}
+
+/** CPU-family matmul: column-block weights, 8 columns and TM rows per invocation. */
+export const GEMV_C8: KernelDescriptor<MatmulDefines, MatmulBinding> = kernel("gemv_c8", MATMUL_BINDINGS, optionalBindings);
+/** GPU-family GEMV: padded-row weights, a workgroup per 8-column block, fixed K slices. */
+export const GEMV_WG: KernelDescriptor<MatmulDefines, MatmulBinding> = kernel("gemv_wg", MATMUL_BINDINGS, optionalBindings);
+/** GPU-family tiled GEMM for many rows; the same K slices as GEMV_WG (bit-identical rows). */
+export const GEMM_TILED: KernelDescriptor<MatmulDefines, MatmulBinding> = kernel("gemm_tiled", MATMUL_BINDINGS, optionalBindings);
+
+/** q/k norm (Qwen3) + RoPE + KV-cache write over qkv rows (the unfused path). */
+export const ROPE_KV: KernelDescriptor<
+  { QK_NORM: boolean; HALF: number; KV_F16: boolean },
+  "qkv" | "inv_freq" | "k_cache" | "v_cache" | "q_norm" | "k_norm"
+> = kernel("rope_kv", ["qkv", "inv_freq", "k_cache", "v_cache", "q_norm", "k_norm"]);
+
+/** Defines of attention_lanes. */
+export type AttentionLanesDefines = {
+  /** Query heads per kv head. */
+  GROUP: number;
+  HEAD_DIM: number;
+  /** Tokens per query tile (1 for decode). */
+  TQ: number;
+  /** Lanes (keys in flight) per workgroup. */
+  WG: number;
+  /** The KV cache holds f16 (needs HEAD_DIM % 8 == 0). */
+  KV_F16: boolean;
+};
+
+/** Split-K paged attention, lanes are keys (the fast path). */
+export const ATTENTION_LANES: KernelDescriptor<
+  AttentionLanesDefines,
+  "query" | "k_cache" | "v_cache" | "out" | "part_acc" | "part_ml" | "info"
+> = kernel("attention_lanes", ["query", "k_cache", "v_cache", "out", "part_acc", "part_ml", "info"], (d) => ({ TILED: d.TQ > 1 }));
+
+/** Merge of attention_lanes' split partials. */
+export const ATTENTION_COMBINE: KernelDescriptor<{ HEAD_DIM: number }, "part_acc" | "part_ml" | "info" | "out"> = kernel(
+  "attention_combine",
+  ["part_acc", "part_ml", "info", "out"],
+);
 
 /** Eager reference attention; PHASE_* selects scores, softmax or values. */
 export const EAGER_ATTENTION: KernelDescriptor<
-  { PHASE_SCORES: boolean; PHASE_SOFTMAX: boolean; PHASE_VALUES: boolean },
-  "qkv" | "k_cache" | "v_cache" | "scores" | "out"
-> = kernel("eager_attention", ["qkv", "k_cache", "v_cache", "scores", "out"]);
-
-/** Gated activation (SiLU or GELU-tanh) times up. */
-export const ACT_MUL: KernelDescriptor<{ GELU_TANH: boolean }, "gu" | "out"> = kernel("act_mul", ["gu", "out"]);
-
-/** In-place logit soft-capping. */
-export const SOFTCAP: KernelDescriptor<Record<string, never>, "x"> = kernel("softcap", ["x"]);
+  { PHASE_SCORES: boolean; PHASE_SOFTMAX: boolean; PHASE_VALUES: boolean; KV_F16: boolean },
+  "query" | "k_cache" | "v_cache" | "scores" | "out"
+> = kernel("eager_attention", ["query", "k_cache", "v_cache", "scores", "out"]);
 
 /** GPU sampling of every logit row into output records. */
 export const SAMPLE: KernelDescriptor<Record<string, never>, "logits" | "counts" | "prompt_mask" | "records"> =
   kernel("sample", ["logits", "counts", "prompt_mask", "records"]);
 
 /** Every kernel file the model needs. */
-export const KERNEL_FILES: readonly string[] = [EMBED, RMSNORM, MATMUL, ROPE_KV, PAGED_ATTENTION, EAGER_ATTENTION, ACT_MUL, SOFTCAP, SAMPLE]
-  .map((k) => k.file);
+export const KERNEL_FILES: readonly string[] = [
+  EMBED,
+  RMSNORM,
+  GEMV_C8,
+  GEMV_WG,
+  GEMM_TILED,
+  ROPE_KV,
+  ATTENTION_LANES,
+  ATTENTION_COMBINE,
+  EAGER_ATTENTION,
+  SAMPLE,
+].map((k) => k.file);

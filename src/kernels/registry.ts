@@ -246,12 +246,20 @@ export class PipelineCache {
   }
 }
 
-/** Reads kernel sources from `kernels/` (once each), by file or over fetch when remote. */
+/**
+ * Reads kernel sources from `kernels/` (once each, with the files they `#include`), by file
+ * or over fetch when remote.
+ */
 export async function loadKernelSources(files: Iterable<string>): Promise<Map<string, string>> {
   const sources = new Map<string, string>();
-  for (const file of new Set(["common", ...files])) {
+  const queue = ["common", ...files];
+  while (queue.length) {
+    const file = queue.shift()!;
+    if (sources.has(file) || file === "layout") continue;
     const url = new URL(`../../kernels/${file}.wgsl`, import.meta.url);
-    sources.set(file, url.protocol === "file:" ? await readTextFile(url) : await (await fetch(url)).text());
+    const text = url.protocol === "file:" ? await readTextFile(url) : await (await fetch(url)).text();
+    sources.set(file, text);
+    for (const m of text.matchAll(/^\s*#include\s+(\w+)/gm)) queue.push(m[1]);
   }
   return sources;
 }

@@ -5,17 +5,17 @@
  * want other orders, chosen once when the checkpoint is uploaded:
  *
  * - **column blocks** (`packColumnBlocks`, CPU family, `kernels/gemv_c8.wgsl`): output columns
- *   are grouped eight at a time; block `c` is stored as K consecutive 16-byte words, word `k`
- *   holding the eight f16 weights of columns `8c..8c+7` at input `k`. One invocation owns one
- *   block and streams its own words front to back, so every load is a full 16-byte word and
- *   each weight is unpacked once for all rows of the batch. Any K works (one word per k).
+ *   are grouped eight at a time; block `c` is stored as K consecutive groups of 8 weights
+ *   (one 16-byte word in f16, two in f32), group `k` holding columns `8c..8c+7` at input `k`.
+ *   One invocation owns one block and streams its own words front to back, so every load is
+ *   a full 16-byte word and each weight is unpacked once for all rows of the batch.
  * - **padded rows** (`packPaddedRows`, GPU family, `kernels/gemv_wg.wgsl` and
- *   `kernels/gemm_tiled.wgsl`): HF order with each row padded to a multiple of 8 halves, so a
- *   workgroup reads a row as coalesced 16-byte words.
+ *   `kernels/gemm_tiled.wgsl`): HF order with each row padded to a multiple of 8 weights, so
+ *   a workgroup reads a row as coalesced 16-byte words.
  *
  * Both take a {@link ColumnMap} (which source row feeds each output column: a permutation with
- * zero padding) and an optional per-input scale, which folds an RMSNorm weight into the matrix
- * that follows the norm (`x / rms(x) * g` times `W` equals `(x / rms(x))` times `W * g`).
+ * zero padding to a multiple of 8). Blocks of 8 columns are independent, so a packed matrix
+ * splits over several buffers at any block boundary.
  * @module
  */
 
@@ -38,28 +38,23 @@ export interface HostMatrix {
 /** For each output column, the source row it takes, or -1 for a zero column (padding). */
 export type ColumnMap = Int32Array;
 
-/** Options shared by the packers. */
-export interface PackOptions {
-  /** Output column order (default: identity padded to a multiple of 8). */
-  columns?: ColumnMap;
-  /** Multiplies input `k` of every row (an RMSNorm weight folded into the matrix). */
-  kScale?: Float32Array;
-}
+/** Which layout a packed matrix is in. */
+export type MatrixLayout = "column_blocks" | "padded_rows";
 
-/** A packed matrix: f16 bit patterns plus the shape the kernels see. */
+/** A packed matrix: elements of the source's type, plus the shape the kernels see. */
 export interface PackedMatrix {
-  /** f16 bit patterns, ready for `writeBuffer`. */
-  data: Uint16Array<ArrayBuffer>;
+  /** f16 bit patterns or f32 values, ready for `writeBuffer`. */
+  data: Uint16Array<ArrayBuffer> | Float32Array<ArrayBuffer>;
+  layout: MatrixLayout;
   /** Output columns including padding (a multiple of 8). */
   cols: number;
   /** Input length (reduction length) of the source matrix. */
   k: number;
-  /** Halves per row in the padded-rows layout (K rounded up to 8); K for column blocks. */
+  /** Elements per padded row (K rounded up to 8), or K for column blocks. */
   rowStride: number;
+  /** Elements of one block of 8 columns (8 x rowStride). */
+  blockElements: number;
 }
-
-const F16 = new Float16Array(1);
-const F16_BITS = new Uint16Array(F16.buffer);
 
 function checkSource(m: HostMatrix): void {
   if (m.data.length !== m.rows * m.cols) {
@@ -69,49 +64,22 @@ function checkSource(m: HostMatrix): void {
   }
 }
 
-/** Value reader for a source matrix as f32 (f16 bits decoded). */
-function reader(m: HostMatrix): (row: number, k: number) => number {
-  if (m.data instanceof Float32Array) {
-    const d = m.data;
-    return (row, k) => d[row * m.cols + k];
+function resolveColumns(m: HostMatrix, columns: ColumnMap | undefined): ColumnMap {
+  const map = columns ?? identityColumns(m.rows);
+  if (map.length % 8 !== 0) {
+    throw new WeightLayoutError(`column map of ${map.length} is not a multiple of 8`);
   }
-  const halves = new Float16Array(m.data.buffer, m.data.byteOffset, m.data.length);
-  return (row, k) => halves[row * m.cols + k];
-}
-
-/** f16 bits of `v`. */
-function toF16Bits(v: number): number {
-  F16[0] = v;
-  return F16_BITS[0];
-}
-
-/** The source value at (row, k) as f16 bits, scaled when a scale is given. */
-function sourceBits(
-  m: HostMatrix,
-  read: (row: number, k: number) => number,
-  scale: Float32Array | undefined,
-): (row: number, k: number) => number {
-  if (!scale && m.data instanceof Uint16Array) {
-    const d = m.data;
-    return (row, k) => d[row * m.cols + k];
-  }
-  return (row, k) => toF16Bits(scale ? read(row, k) * scale[k] : read(row, k));
-}
-
-function resolveColumns(m: HostMatrix, options: PackOptions): ColumnMap {
-  const columns = options.columns ?? identityColumns(m.rows);
-  if (columns.length % 8 !== 0) {
-    throw new WeightLayoutError(`column map of ${columns.length} is not a multiple of 8`);
-  }
-  for (const r of columns) {
+  for (const r of map) {
     if (r < -1 || r >= m.rows) {
       throw new WeightLayoutError(`column map refers to row ${r} of ${m.rows}`);
     }
   }
-  if (options.kScale && options.kScale.length !== m.cols) {
-    throw new WeightLayoutError(`kScale has ${options.kScale.length} values for K = ${m.cols}`);
-  }
-  return columns;
+  return map;
+}
+
+/** An empty array of the source's element type. */
+function like(m: HostMatrix, n: number): Uint16Array<ArrayBuffer> | Float32Array<ArrayBuffer> {
+  return m.data instanceof Float32Array ? new Float32Array(n) : new Uint16Array(n);
 }
 
 /** Identity order over `n` columns, padded with zero columns to a multiple of `multiple`. */
@@ -125,7 +93,7 @@ export function identityColumns(n: number, multiple = 8): ColumnMap {
 /**
  * Column order for a fused gate|up matrix (`gate` rows `0..inter-1`, `up` rows
  * `inter..2*inter-1`): blocks of 8 columns hold gate `4b..4b+3` then up `4b..4b+3`, so one
- * 8-column block computes `act(gate) * up` for 4 outputs (`gemv_c8` `GLU` epilogue).
+ * 8-column block computes `act(gate) * up` for 4 outputs (the `GLU` epilogue).
  */
 export function gluColumns(inter: number): ColumnMap {
   const blocks = Math.ceil(inter / 4);
@@ -177,40 +145,44 @@ export function permuteColumns(
   return out;
 }
 
-/** The `(offset + w)` an RMSNorm multiplies by, as the scale to fold into the next matrix. */
+/** The `(offset + w)` an RMSNorm multiplies by (bound as `gamma`). */
 export function normScale(weight: Float32Array, offset: number): Float32Array<ArrayBuffer> {
   return Float32Array.from(weight, (w) => offset + w);
 }
 
 /** Column-block layout for `kernels/gemv_c8.wgsl` (CPU family); see the module docs. */
-export function packColumnBlocks(m: HostMatrix, options: PackOptions = {}): PackedMatrix {
+export function packColumnBlocks(m: HostMatrix, columns?: ColumnMap): PackedMatrix {
   checkSource(m);
-  const columns = resolveColumns(m, options);
+  const map = resolveColumns(m, columns);
   const K = m.cols;
-  const bits = sourceBits(m, reader(m), options.kScale);
-  const out = new Uint16Array(columns.length * K);
-  for (let c = 0; c < columns.length / 8; c++) {
+  const src = m.data;
+  const out = like(m, map.length * K);
+  for (let c = 0; c < map.length / 8; c++) {
     for (let q = 0; q < 8; q++) {
-      const row = columns[8 * c + q];
+      const row = map[8 * c + q];
       if (row < 0) continue;
       let o = c * K * 8 + q;
-      for (let k = 0; k < K; k++, o += 8) out[o] = bits(row, k);
+      const base = row * K;
+      for (let k = 0; k < K; k++, o += 8) out[o] = src[base + k];
     }
   }
-  return { data: out, cols: columns.length, k: K, rowStride: K };
+  return { data: out, layout: "column_blocks", cols: map.length, k: K, rowStride: K, blockElements: 8 * K };
 }
 
 /** Padded-rows layout for the GPU family (`gemv_wg`, `gemm_tiled`); see the module docs. */
-export function packPaddedRows(m: HostMatrix, options: PackOptions = {}): PackedMatrix {
+export function packPaddedRows(m: HostMatrix, columns?: ColumnMap): PackedMatrix {
   checkSource(m);
-  const columns = resolveColumns(m, options);
+  const map = resolveColumns(m, columns);
   const K = m.cols;
   const stride = Math.ceil(K / 8) * 8;
-  const bits = sourceBits(m, reader(m), options.kScale);
-  const out = new Uint16Array(columns.length * stride);
-  columns.forEach((row, n) => {
-    if (row < 0) return;
-    for (let k = 0; k < K; k++) out[n * stride + k] = bits(row, k);
+  const out = like(m, map.length * stride);
+  map.forEach((row, n) => {
+    if (row >= 0) out.set(m.data.subarray(row * K, (row + 1) * K), n * stride);
   });
-  return { data: out, cols: columns.length, k: K, rowStride: stride };
+  return { data: out, layout: "padded_rows", cols: map.length, k: K, rowStride: stride, blockElements: 8 * stride };
+}
+
+/** Packs `m` in `layout`. */
+export function packMatrix(m: HostMatrix, layout: MatrixLayout, columns?: ColumnMap): PackedMatrix {
+  return layout === "column_blocks" ? packColumnBlocks(m, columns) : packPaddedRows(m, columns);
 }

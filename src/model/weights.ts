@@ -1,28 +1,64 @@
 /**
- * Uploads a checkpoint's tensors to GPU buffers, streaming chunk by chunk (the file is never
- * held in memory), converting dtypes and fusing projections that run as one matmul:
- * q|k|v and gate|up. Matrices above the binding limit are split by rows.
+ * Uploads a checkpoint's tensors to GPU buffers in the layouts the kernels read, chosen at
+ * load time: matrices packed for their kernel family (column blocks or padded rows, see
+ * `weight_layout.ts`), with q|k|v and gate|up fused and their columns ordered for the fused
+ * epilogues (RoPE, act(gate) * up); norm weights as `gamma` vectors (offset + w); biases
+ * permuted like their columns. Tensors stream from disk chunk by chunk; one matrix at a time
+ * is gathered on the host to be packed. A packed matrix above the binding limit is split
+ * into parts of whole 8-column blocks.
  * @module
  */
 import type { ModelSpec } from "./config.ts";
 import type { SafetensorsDType, TensorInfo } from "./safetensors.ts";
 import type { TensorSource } from "./tensor_source.ts";
 import { CheckpointError } from "./errors.ts";
+import {
+  type ColumnMap,
+  gluColumns,
+  identityColumns,
+  type MatrixLayout,
+  type HostMatrix,
+  normScale,
+  packMatrix,
+  permuteColumns,
+  ropeColumns,
+} from "./weight_layout.ts";
 
 /** How matrices are stored on the GPU. Norms and biases are always f32. */
 export type WeightDType = "f32" | "f16";
 
-/** A row-split matrix in HF Linear layout [rows, cols]. */
-export interface MatrixWeight {
-  rows: number;
-  cols: number;
-  dtype: WeightDType;
-  parts: { buffer: GPUBuffer; rowStart: number; rows: number }[];
+/** One buffer of a packed matrix: whole blocks of 8 output columns. */
+export interface MatrixPart {
+  buffer: GPUBuffer;
+  /** First block (output columns 8 * blockStart ...). */
+  blockStart: number;
+  blocks: number;
 }
 
-/** The GPU weights of one decoder layer. */
+/**
+ * A linear weight on the GPU, packed for its kernel family. `kind` says how its elements are
+ * stored, and the forward pass dispatches on it ("dense": f16/f32 values; a quantized kind
+ * with its own kernels goes beside it).
+ */
+export interface MatrixWeight {
+  kind: "dense";
+  dtype: WeightDType;
+  layout: MatrixLayout;
+  /** Output columns of the source (rows of the HF tensor). */
+  n: number;
+  /** Input length (columns of the HF tensor). */
+  k: number;
+  /** Packed output columns (a multiple of 8, padding included). */
+  cols: number;
+  /** Elements per packed row (padded rows) or K (column blocks). */
+  rowStride: number;
+  parts: MatrixPart[];
+}
+
+/** The GPU weights of one decoder layer. Norm vectors hold offset + w. */
 export interface LayerWeights {
   inputNorm: GPUBuffer;
+  /** q|k|v, columns in RoPE order when {@link ModelWeights.ropeInQkv}. */
   qkv: MatrixWeight;
   qkvBias: GPUBuffer | null;
   qNorm: GPUBuffer | null;
@@ -34,6 +70,7 @@ export interface LayerWeights {
   /** Gemma-2 only: the pre-MLP norm and the norm on the MLP output. */
   preFfnNorm: GPUBuffer | null;
   postFfnNorm: GPUBuffer | null;
+  /** gate|up, columns in GLU order (4 gate then 4 up per block). */
   gateUp: MatrixWeight;
   gateUpBias: GPUBuffer | null;
   down: MatrixWeight;
@@ -42,11 +79,13 @@ export interface LayerWeights {
 
 /** All GPU weights of a model. */
 export interface ModelWeights {
+  /** The embedding table, in the same layout as the LM head (the same object when tied). */
   embed: MatrixWeight;
   layers: LayerWeights[];
   finalNorm: GPUBuffer;
-  /** The embedding itself when tied. */
   lmHead: MatrixWeight;
+  /** Whether q|k|v's columns are in RoPE order (RoPE + the KV write in its epilogue). */
+  ropeInQkv: boolean;
   /** Bytes uploaded. */
   bytes: number;
   destroy(): void;
@@ -56,12 +95,23 @@ export interface ModelWeights {
 export interface UploadOptions {
   /** Matrix storage: "auto" keeps f32 checkpoints f32 and stores f16/bf16 ones as f16. */
   weightDType?: "auto" | WeightDType;
+  /** The kernel family's layout (default column blocks). */
+  layout?: MatrixLayout;
   /** Called after each tensor with bytes done and total, for progress bars. */
   onProgress?: (done: number, total: number) => void;
   /** Read granularity from disk. */
   chunkBytes?: number;
-  /** Largest storage binding; larger matrices are split by rows (default: the device's). */
+  /** Largest storage binding; larger matrices are split by column blocks (default: the device's). */
   maxBindingBytes?: number;
+}
+
+/**
+ * Whether a model's q|k|v matmul can apply RoPE and write K/V in its epilogue: each 8-column
+ * block must hold rotation partners (head_dim % 8 == 0), and nothing may sit between the
+ * projection and RoPE (Qwen3's q/k norm needs the whole head).
+ */
+export function ropeInQkv(spec: ModelSpec): boolean {
+  return !spec.qkNorm && spec.headDim % 8 === 0;
 }
 
 const ELEMENT_BYTES: Record<SafetensorsDType, number> = { F32: 4, F16: 2, BF16: 2 };
@@ -132,81 +182,110 @@ class Uploader {
     }
   }
 
-  /** Uploads 1-D tensors (norms, biases) concatenated into one f32 buffer. */
-  async vector(names: string[], label: string): Promise<GPUBuffer> {
+  /** Reads 1-D tensors (norms, biases) concatenated, as f32. */
+  async hostVector(names: string[]): Promise<Float32Array<ArrayBuffer>> {
     const infos = names.map((n) => this.#index.get(n));
-    const total = infos.reduce((n, i) => n + i.shape.reduce((a, b) => a * b, 1), 0);
-    const buffer = this.#device.createBuffer({
-      label,
-      size: Math.max(16, total * 4),
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-    });
+    const out = new Float32Array(infos.reduce((n, i) => n + count(i), 0));
     let base = 0;
     for (const info of infos) {
-      await this.stream(info, "f32", (off, data) => {
-        this.#device.queue.writeBuffer(buffer, (base + off) * 4, data);
-      });
-      base += info.shape.reduce((a, b) => a * b, 1);
+      await this.stream(info, "f32", (off, data) => out.set(data, base + off));
+      base += count(info);
     }
-    this.bytes += total * 4;
+    return out;
+  }
+
+  /** Uploads an f32 vector. */
+  upload(data: Float32Array<ArrayBuffer>, label: string): GPUBuffer {
+    const buffer = this.#device.createBuffer({
+      label,
+      size: Math.max(16, Math.ceil(data.byteLength / 16) * 16),
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    });
+    this.#device.queue.writeBuffer(buffer, 0, data);
+    this.bytes += data.byteLength;
     return buffer;
   }
 
-  /** Uploads matrices stacked by rows into one row-split {@link MatrixWeight}. */
-  async matrix(names: string[], dtype: WeightDType, maxBinding: number, label: string) {
+  /** Uploads matrices stacked by rows, packed in `layout` with `columns`, split by blocks. */
+  async matrix(
+    names: string[],
+    options: { dtype: WeightDType; layout: MatrixLayout; columns?: ColumnMap; maxBinding: number; label: string },
+  ): Promise<MatrixWeight> {
     const infos = names.map((n) => this.#index.get(n));
-    const cols = infos[0].shape[1];
+    const k = infos[0].shape[1];
     for (const info of infos) {
-      if (info.shape.length !== 2 || info.shape[1] !== cols) {
-        throw new CheckpointError(info.file, `tensor ${info.name} has shape [${info.shape}], expected [*, ${cols}]`);
+      if (info.shape.length !== 2 || info.shape[1] !== k) {
+        throw new CheckpointError(info.file, `tensor ${info.name} has shape [${info.shape}], expected [*, ${k}]`);
       }
     }
-    // f16 pairs live in u32 words: an odd row length would straddle words.
-    const store: WeightDType = cols % 2 === 0 ? dtype : "f32";
-    const elem = store === "f16" ? 2 : 4;
-    const rows = infos.reduce((n, i) => n + i.shape[0], 0);
-    // Parts start on 64-row boundaries so bias slices bind at aligned offsets.
-    const rowsPerPart = Math.floor(maxBinding / (cols * elem) / 64) * 64 || Math.floor(maxBinding / (cols * elem));
-    if (rowsPerPart < 1) {
-      throw new CheckpointError(infos[0].file, `tensor ${infos[0].name}: one row exceeds the binding limit`);
-    }
-    const parts: MatrixWeight["parts"] = [];
-    for (let r = 0; r < rows; r += rowsPerPart) {
-      const n = Math.min(rowsPerPart, rows - r);
-      parts.push({
-        rowStart: r,
-        rows: n,
-        buffer: this.#device.createBuffer({
-          label: `${label}[${r}]`,
-          size: Math.ceil((n * cols * elem) / 4) * 4,
-          usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-        }),
-      });
-    }
-    let rowBase = 0;
+    const n = infos.reduce((a, i) => a + i.shape[0], 0);
+    // The stacked source on the host (one matrix at a time), then its packed copy.
+    const host = options.dtype === "f16" ? new Uint16Array(n * k) : new Float32Array(n * k);
+    let base = 0;
     for (const info of infos) {
-      const base = rowBase * cols;
-      await this.stream(info, store, (off, data) => {
-        // Split the span at part boundaries (row-aligned, so even for f16 with even cols).
-        let start = base + off;
-        let i = 0;
-        while (i < data.length) {
-          const row = Math.floor(start / cols);
-          const part = parts[Math.floor(row / rowsPerPart)];
-          const partEnd = (part.rowStart + part.rows) * cols;
-          const n = Math.min(data.length - i, partEnd - start);
-          // dataOffset/size in elements rather than a subarray view: Dawn's node bindings
-          // ignore a view's byteOffset.
-          this.#device.queue.writeBuffer(part.buffer, (start - part.rowStart * cols) * elem, data, i, n);
-          start += n;
-          i += n;
-        }
-      });
-      rowBase += info.shape[0];
+      await this.stream(info, options.dtype, (off, data) => host.set(data, base + off));
+      base += count(info);
     }
-    this.bytes += rows * cols * elem;
-    return { rows, cols, dtype: store, parts } satisfies MatrixWeight;
+    const m = uploadMatrix(this.#device, { data: host, rows: n, cols: k }, options);
+    this.bytes += m.bytes;
+    return m.weight;
   }
+}
+
+function count(info: TensorInfo): number {
+  return info.shape.reduce((a, b) => a * b, 1);
+}
+
+/** Options of {@link uploadMatrix}. */
+export interface UploadMatrixOptions {
+  layout: MatrixLayout;
+  /** Output column order (default: identity, padded to a multiple of 8). */
+  columns?: ColumnMap;
+  /** Largest buffer binding: parts hold at most this many bytes of whole blocks. */
+  maxBinding: number;
+  label: string;
+}
+
+/**
+ * Packs a host matrix (f16 bits or f32 values, HF layout [n, k]) in `layout` and uploads it
+ * as parts of whole 8-column blocks; returns the weight and the bytes written.
+ */
+export function uploadMatrix(
+  device: GPUDevice,
+  m: HostMatrix,
+  options: UploadMatrixOptions,
+): { weight: MatrixWeight; bytes: number } {
+  const packed = packMatrix(m, options.layout, options.columns);
+  const elem = packed.data.BYTES_PER_ELEMENT;
+  const blocks = packed.cols / 8;
+  const perPart = Math.floor(options.maxBinding / (packed.blockElements * elem));
+  if (perPart < 1) {
+    throw new CheckpointError(options.label, `8 columns of ${m.cols} exceed the binding limit ${options.maxBinding}`);
+  }
+  const parts: MatrixPart[] = [];
+  for (let b = 0; b < blocks; b += perPart) {
+    const n = Math.min(perPart, blocks - b);
+    const buffer = device.createBuffer({
+      label: `${options.label}[${b}]`,
+      size: n * packed.blockElements * elem,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    });
+    // dataOffset/size in elements rather than a subarray view: Dawn's node bindings ignore a
+    // view's byteOffset.
+    device.queue.writeBuffer(buffer, 0, packed.data, b * packed.blockElements, n * packed.blockElements);
+    parts.push({ buffer, blockStart: b, blocks: n });
+  }
+  const weight: MatrixWeight = {
+    kind: "dense",
+    dtype: m.data instanceof Float32Array ? "f32" : "f16",
+    layout: options.layout,
+    n: m.rows,
+    k: m.cols,
+    cols: packed.cols,
+    rowStride: packed.rowStride,
+    parts,
+  };
+  return { weight, bytes: packed.data.byteLength };
 }
 
 /** Uploads every weight of `spec` from `index` to `device`. */
@@ -223,41 +302,50 @@ export async function uploadWeights(
   const dtype: WeightDType = options.weightDType && options.weightDType !== "auto"
     ? options.weightDType
     : spec.dtype === "float32" ? "f32" : "f16";
+  const layout = options.layout ?? "column_blocks";
   const up = new Uploader(device, index, options.chunkBytes ?? (8 << 20));
   const total = index.names().reduce((n, name) => n + index.get(name).byteLength, 0);
   const progress = () => options.onProgress?.(Math.min(up.bytes, total), total);
   const p = (i: number) => `model.layers.${i}`;
+  const matrix = (names: string[], label: string, columns?: ColumnMap) =>
+    up.matrix(names, { dtype, layout, columns, maxBinding, label });
+  const norm = async (name: string, label: string) =>
+    up.upload(normScale(await up.hostVector([name]), spec.normOffset), label);
+  // Biases are permuted like their matrix's columns (padding columns get 0).
+  const bias = async (cond: boolean, names: string[], columns: ColumnMap, label: string) =>
+    cond ? up.upload(permuteColumns(await up.hostVector(names), columns), label) : null;
 
-  const embed = await up.matrix(["model.embed_tokens.weight"], dtype, maxBinding, "embed");
+  const H = spec.hiddenSize;
+  const I = spec.intermediateSize;
+  const rope = ropeInQkv(spec);
+  const qkvRows = (spec.numHeads + 2 * spec.numKvHeads) * spec.headDim;
+  const qkvColumns = rope ? ropeColumns(spec.numHeads, spec.numKvHeads, spec.headDim) : identityColumns(qkvRows);
+  const embed = await matrix(["model.embed_tokens.weight"], "embed");
   progress();
   const layers: LayerWeights[] = [];
   for (let i = 0; i < spec.numLayers; i++) {
     const a = `${p(i)}.self_attn`;
     const m = `${p(i)}.mlp`;
-    const opt = (cond: boolean, names: string[], label: string) =>
-      cond ? up.vector(names, label) : Promise.resolve(null);
     layers.push({
-      inputNorm: await up.vector([`${p(i)}.input_layernorm.weight`], `l${i}.input_norm`),
-      qkv: await up.matrix([`${a}.q_proj.weight`, `${a}.k_proj.weight`, `${a}.v_proj.weight`], dtype, maxBinding, `l${i}.qkv`),
-      qkvBias: await opt(spec.qkvBias, [`${a}.q_proj.bias`, `${a}.k_proj.bias`, `${a}.v_proj.bias`], `l${i}.qkv_bias`),
-      qNorm: await opt(spec.qkNorm, [`${a}.q_norm.weight`], `l${i}.q_norm`),
-      kNorm: await opt(spec.qkNorm, [`${a}.k_norm.weight`], `l${i}.k_norm`),
-      o: await up.matrix([`${a}.o_proj.weight`], dtype, maxBinding, `l${i}.o`),
-      oBias: await opt(spec.oProjBias, [`${a}.o_proj.bias`], `l${i}.o_bias`),
-      postAttnNorm: await up.vector([`${p(i)}.post_attention_layernorm.weight`], `l${i}.post_attn_norm`),
-      preFfnNorm: await opt(spec.sandwichNorm, [`${p(i)}.pre_feedforward_layernorm.weight`], `l${i}.pre_ffn_norm`),
-      postFfnNorm: await opt(spec.sandwichNorm, [`${p(i)}.post_feedforward_layernorm.weight`], `l${i}.post_ffn_norm`),
-      gateUp: await up.matrix([`${m}.gate_proj.weight`, `${m}.up_proj.weight`], dtype, maxBinding, `l${i}.gate_up`),
-      gateUpBias: await opt(spec.mlpBias, [`${m}.gate_proj.bias`, `${m}.up_proj.bias`], `l${i}.gate_up_bias`),
-      down: await up.matrix([`${m}.down_proj.weight`], dtype, maxBinding, `l${i}.down`),
-      downBias: await opt(spec.mlpBias, [`${m}.down_proj.bias`], `l${i}.down_bias`),
+      inputNorm: await norm(`${p(i)}.input_layernorm.weight`, `l${i}.input_norm`),
+      qkv: await matrix([`${a}.q_proj.weight`, `${a}.k_proj.weight`, `${a}.v_proj.weight`], `l${i}.qkv`, qkvColumns),
+      qkvBias: await bias(spec.qkvBias, [`${a}.q_proj.bias`, `${a}.k_proj.bias`, `${a}.v_proj.bias`], qkvColumns, `l${i}.qkv_bias`),
+      qNorm: spec.qkNorm ? await norm(`${a}.q_norm.weight`, `l${i}.q_norm`) : null,
+      kNorm: spec.qkNorm ? await norm(`${a}.k_norm.weight`, `l${i}.k_norm`) : null,
+      o: await matrix([`${a}.o_proj.weight`], `l${i}.o`),
+      oBias: await bias(spec.oProjBias, [`${a}.o_proj.bias`], identityColumns(H), `l${i}.o_bias`),
+      postAttnNorm: await norm(`${p(i)}.post_attention_layernorm.weight`, `l${i}.post_attn_norm`),
+      preFfnNorm: spec.sandwichNorm ? await norm(`${p(i)}.pre_feedforward_layernorm.weight`, `l${i}.pre_ffn_norm`) : null,
+      postFfnNorm: spec.sandwichNorm ? await norm(`${p(i)}.post_feedforward_layernorm.weight`, `l${i}.post_ffn_norm`) : null,
+      gateUp: await matrix([`${m}.gate_proj.weight`, `${m}.up_proj.weight`], `l${i}.gate_up`, gluColumns(I)),
+      gateUpBias: await bias(spec.mlpBias, [`${m}.gate_proj.bias`, `${m}.up_proj.bias`], gluColumns(I), `l${i}.gate_up_bias`),
+      down: await matrix([`${m}.down_proj.weight`], `l${i}.down`),
+      downBias: await bias(spec.mlpBias, [`${m}.down_proj.bias`], identityColumns(H), `l${i}.down_bias`),
     });
     progress();
   }
-  const finalNorm = await up.vector(["model.norm.weight"], "final_norm");
-  const lmHead = spec.tieWordEmbeddings
-    ? embed
-    : await up.matrix(["lm_head.weight"], dtype, maxBinding, "lm_head");
+  const finalNorm = await norm("model.norm.weight", "final_norm");
+  const lmHead = spec.tieWordEmbeddings ? embed : await matrix(["lm_head.weight"], "lm_head");
   progress();
   const buffers = (): GPUBuffer[] => {
     const out: GPUBuffer[] = [finalNorm];
@@ -276,6 +364,7 @@ export async function uploadWeights(
     layers,
     finalNorm,
     lmHead,
+    ropeInQkv: rope,
     bytes: up.bytes,
     destroy: () => buffers().forEach((b) => b.destroy()),
   };

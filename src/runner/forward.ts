@@ -1,86 +1,93 @@
 /**
  * Records one forward step as a fixed list of dispatches. Pipelines, bind groups and
- * buffers are built once here; a step only picks workgroup counts for its shape and reads
- * its own metadata slot (a dynamic offset), so nothing is created per step and nothing waits
- * on the CPU inside the pass.
+ * buffers are built once here; a step only picks, per op, a kernel variant and workgroup
+ * counts for its shape and reads its own metadata slot (a dynamic offset), so nothing is
+ * created per step and nothing waits on the CPU inside the pass.
+ *
+ * Per layer (Llama, Mistral, Qwen2), five dispatches:
+ *   1. q|k|v matmul: input RMSNorm folded in (NORM + GAMMA), RoPE and the KV-cache write as
+ *      its epilogue (q to a buffer, k and v into their cache slots);
+ *   2. attention (`attention_lanes`, split over keys; `attention_combine` as a sixth when the
+ *      step's longest context needs several splits);
+ *   3. o matmul, added into the residual stream;
+ *   4. gate|up matmul: post-attention RMSNorm folded in, act(gate) * up as its epilogue;
+ *   5. down matmul, added into the residual stream;
+ * plus per step the embedding gather, the LM head (final norm folded in, only the rows that
+ * need logits, Gemma's soft-cap as its epilogue) and the sampler (model_runner.ts).
+ * Qwen3 (q/k norm) and head dims not a multiple of 8 run RoPE as its own dispatch
+ * (`rope_kv`): 6 per layer. Gemma-2's sandwich norms need a matmul's whole output row: its
+ * o and down write a scratch row that `rmsnorm` adds into the residual: 7 per layer.
+ *
+ * Matmuls use the kernel family's kernels (cpu: `gemv_c8` with 1..8 rows per invocation;
+ * gpu: `gemv_wg` below 16 rows, `gemm_tiled` from 16), each of which gives a row the same
+ * bits whatever the batch, so a sequence's output does not depend on what runs beside it.
+ * `attn: "eager"` swaps attention for the plain three-phase reference kernel.
  * @module
  */
-import type { AttentionImpl } from "../api/types.ts";
+import { type AttentionImpl, type KernelFamily, LlmError } from "../api/types.ts";
 import type { ModelSpec } from "../model/config.ts";
 import type { MatrixWeight, ModelWeights } from "../model/weights.ts";
 import { ropeInverseFrequencies } from "../model/rope.ts";
 import type { KvCache } from "../gpu/kv_cache.ts";
 import type { BindingResource, CompiledKernel, PipelineCache } from "../kernels/registry.ts";
-import {
-  ACT_MUL,
-  EAGER_ATTENTION,
-  EMBED,
-  MATMUL,
-  PAGED_ATTENTION,
-  RMSNORM,
-  ROPE_KV,
-  SOFTCAP,
-} from "../kernels/descriptors.ts";
-import type { StepCapacity } from "./step_meta.ts";
+import { EMBED, RMSNORM, ROPE_KV } from "../kernels/descriptors.ts";
+import { ATTENTION_SPLIT } from "../kernels/family.ts";
+import { type Grid, matmulOp, type MatmulUse, rowsGrid } from "./matmul_op.ts";
+import type { StepCapacity, StepShape } from "./step_meta.ts";
+import { type AttentionImplementation, EagerAttention, PagedAttention } from "./attention_op.ts";
 
-/** The sizes of one step that decide workgroup counts. */
-export interface StepShape {
-  tokens: number;
-  logitRows: number;
-  /** Largest context length of any sequence in the step (eager attention only). */
-  maxContext: number;
-}
+export type { StepShape } from "./step_meta.ts";
 
 /** Options for {@link ForwardPass}. */
 export interface ForwardOptions {
   attn: AttentionImpl;
+  family: KernelFamily;
   capacity: StepCapacity;
   /** Bytes of one metadata slot (the dynamic-offset binding size). */
   metaSlotBytes: number;
   /** Largest storage binding. */
   maxBindingBytes: number;
+  /** Workgroup memory per workgroup (attention's merge buffers must fit). */
+  maxWorkgroupBytes: number;
+  /** Keys per attention split (default: the family's, see `kernels/family.ts`). */
+  splitLen?: number;
   /** Sampler output records that token ids with the top bit set refer to. */
   tokenRecords?: { buffer: GPUBuffer; recordWords: number };
 }
 
-type Grid = [number, number, number];
-type Rows = "tokens" | "logits";
+type Rows = MatmulUse["rows"];
 
 interface Op {
   label: string;
-  /** One kernel, or variants indexed by rows-per-invocation (1, 2, 4, 8). */
+  /** Variants of one op (row tiles, query tiles); `pick` chooses one per step. */
   kernels: CompiledKernel[];
-  rows?: Rows;
+  pick: (shape: StepShape) => number;
   bindGroup: GPUBindGroup;
-  grid: (shape: StepShape) => Grid;
+  /** Workgroups for the picked variant; a zero dimension skips the op. */
+  grid: (shape: StepShape, variant: number) => Grid;
 }
 
-const ROW_KIND: Record<Rows, number> = { tokens: 0, logits: 1 };
 const MAX_Y = 65535;
-
-/** Splits a row count over y and z (65535 workgroups per dimension). */
-function rowsGrid(x: number, rows: number): Grid {
-  return rows <= MAX_Y ? [x, rows, 1] : [x, MAX_Y, Math.ceil(rows / MAX_Y)];
-}
 
 function rowsOf(shape: StepShape, rows: Rows): number {
   return rows === "tokens" ? shape.tokens : shape.logitRows;
-}
-
-/** Matmul rows per invocation for a row count: 1, 2, 4 or 8. */
-function tileIndex(rows: number): number {
-  return rows <= 1 ? 0 : rows <= 2 ? 1 : rows <= 4 ? 2 : 3;
 }
 
 /** One step's dispatch list for a model, plus the activation buffers it owns. */
 export class ForwardPass {
   /** Logits of the requested rows, [logitRows, vocab] f32. */
   readonly logits: GPUBuffer;
+  /** Keys per attention split. */
+  readonly splitLen: number;
+  readonly family: KernelFamily;
   #ops: Op[] = [];
   #device: GPUDevice;
   #pipelines: PipelineCache;
   #meta: GPUBufferBinding;
   #options: ForwardOptions;
+  #spec: ModelSpec;
+  #cache: KvCache;
+  #attention: AttentionImplementation;
   #owned: GPUBuffer[] = [];
 
   constructor(
@@ -96,39 +103,50 @@ export class ForwardPass {
     this.#pipelines = pipelines;
     this.#meta = { buffer: meta, offset: 0, size: options.metaSlotBytes };
     this.#options = options;
-    const { maxTokens: T, maxLogitRows: R } = options.capacity;
+    this.#spec = spec;
+    this.#cache = cache;
+    this.family = options.family;
+    this.splitLen = options.splitLen ?? ATTENTION_SPLIT[options.family];
+    const { maxTokens: T, maxLogitRows: R, maxSeqs } = options.capacity;
+    if (T + maxSeqs > MAX_Y) throw new RangeError(`maxTokens ${T} + maxSeqs ${maxSeqs} exceeds ${MAX_Y} attention tiles`);
     const H = spec.hiddenSize;
     const hd = spec.headDim;
     const nh = spec.numHeads;
     const nkv = spec.numKvHeads;
     const I = spec.intermediateSize;
     const V = spec.vocabSize;
-    const qkvCols = (nh + 2 * nkv) * hd;
+    const qkvRows = (nh + 2 * nkv) * hd;
     const bs = cache.options.blockSize;
+    const kvF16 = cache.dtype === "f16";
+    const fusedRope = weights.ropeInQkv;
+    const eps = spec.rmsNormEps;
+    if (options.attn === "paged" && hd % 4 !== 0) {
+      throw new LlmError("unsupported_architecture", `paged attention needs head_dim % 4 == 0, got ${hd}`);
+    }
 
     const x = this.#buffer("x", T * H);
-    const xn = this.#buffer("xn", T * H);
-    const qkv = this.#buffer("qkv", T * qkvCols);
+    // q rows when RoPE is fused into the q|k|v matmul, else the whole q|k|v rows.
+    const q = this.#buffer(fusedRope ? "q" : "qkv", T * (fusedRope ? nh * hd : qkvRows));
+    const qStride = fusedRope ? nh * hd : qkvRows;
     const attn = this.#buffer("attn", T * nh * hd);
-    const tmp = spec.sandwichNorm ? this.#buffer("tmp", T * H) : null;
-    const gu = this.#buffer("gate_up", T * 2 * I);
     const act = this.#buffer("act", T * I);
-    const fin = this.#buffer("final", R * H);
+    const tmp = spec.sandwichNorm ? this.#buffer("tmp", T * H) : null;
     this.logits = this.#buffer("logits", R * V, GPUBufferUsage.COPY_SRC);
     const invFreq = this.#buffer("inv_freq", hd / 2);
     device.queue.writeBuffer(invFreq, 0, ropeInverseFrequencies(spec.rope, hd));
     const maxContext = options.capacity.maxBlocksPerSeq * bs;
-    const scores = options.attn === "eager" ? this.#buffer("eager_scores", T * nh * maxContext) : null;
 
-    // Embedding, one op per table part.
+    // Embedding, one op per table part (the table shares the LM head's layout).
     const records = options.tokenRecords ?? { buffer: this.#buffer("no_records", 4), recordWords: 1 };
-    for (const part of weights.embed.parts) {
-      const k = pipelines.get(EMBED, { F16: weights.embed.dtype === "f16" });
-      this.#op("embed", [k], {
+    const embed = weights.embed;
+    for (const part of embed.parts) {
+      const k = pipelines.get(EMBED, { F16: embed.dtype === "f16", COLUMN_BLOCKS: embed.layout === "column_blocks" });
+      this.#op(`embed[${part.blockStart}]`, [k], {
         p: this.#uniform(k, {
           dim: H,
-          row_start: part.rowStart,
-          row_end: part.rowStart + part.rows,
+          row_start: part.blockStart * 8,
+          row_end: Math.min(embed.n, (part.blockStart + part.blocks) * 8),
+          stride: embed.rowStride,
           scale: spec.embeddingScale,
           record_words: records.recordWords,
         }),
@@ -138,100 +156,117 @@ export class ForwardPass {
       }, (s) => rowsGrid(Math.ceil(H / 64), s.tokens));
     }
 
+    const attnShape = { numHeads: nh, numKvHeads: nkv, headDim: hd, blockSize: bs, kvF16, maxTokens: T, maxContext };
+    const limits = { maxBindingBytes: options.maxBindingBytes, maxWorkgroupBytes: options.maxWorkgroupBytes };
+    this.#attention = options.attn === "paged"
+      ? new PagedAttention(device, pipelines, attnShape, { ...limits, splitLen: this.splitLen })
+      : new EagerAttention(device, pipelines, attnShape, limits);
+
     for (let l = 0; l < spec.numLayers; l++) {
       const w = weights.layers[l];
-      const window = spec.layerWindows[l] ?? 0;
-      this.#rmsnorm(`l${l}.input_norm`, spec, x, w.inputNorm, xn, false, "tokens");
-      this.#matmul(`l${l}.qkv`, xn, w.qkv, w.qkvBias, qkv, qkvCols, false, "tokens");
-      const rope = pipelines.get(ROPE_KV, { QK_NORM: spec.qkNorm, HALF: hd / 2 });
-      this.#op(`l${l}.rope_kv`, [rope], {
-        p: this.#uniform(rope, { nh, nkv, head_dim: hd, block_size: bs, qkv_stride: qkvCols, eps: spec.rmsNormEps }),
-        qkv,
-        inv_freq: invFreq,
-        k_cache: cache.keys[l],
-        v_cache: cache.values[l],
-        ...(spec.qkNorm ? { q_norm: w.qNorm!, k_norm: w.kNorm! } : {}),
-      }, (s) => rowsGrid(nh + 2 * nkv, s.tokens));
+      const kCache = cache.keys[l];
+      const vCache = cache.values[l];
+      this.#matmul(`l${l}.qkv`, w.qkv, {
+        x,
+        out: q,
+        ldo: qStride,
+        nOut: qkvRows,
+        rows: "tokens",
+        norm: { gamma: w.inputNorm, eps },
+        bias: w.qkvBias,
+        rope: fusedRope ? { invFreq, kCache, vCache, kvF16, numHeads: nh, numKvHeads: nkv, headDim: hd, blockSize: bs } : undefined,
+      });
+      if (!fusedRope) {
+        const rope = pipelines.get(ROPE_KV, { QK_NORM: spec.qkNorm, HALF: hd / 2, KV_F16: kvF16 });
+        this.#op(`l${l}.rope_kv`, [rope], {
+          p: this.#uniform(rope, { nh, nkv, head_dim: hd, block_size: bs, qkv_stride: qkvRows, eps: spec.rmsNormEps }),
+          qkv: q,
+          inv_freq: invFreq,
+          k_cache: kCache,
+          v_cache: vCache,
+          ...(spec.qkNorm ? { q_norm: w.qNorm!, k_norm: w.kNorm! } : {}),
+        }, (s) => rowsGrid(nh + 2 * nkv, s.tokens));
+      }
 
-      const attnParams = {
-        nh,
-        nkv,
-        block_size: bs,
-        qkv_stride: qkvCols,
-        window,
+      const layer = {
+        query: q,
+        qStride,
+        kCache,
+        vCache,
+        out: attn,
+        window: spec.layerWindows[l] ?? 0,
         scale: spec.attnScale,
         softcap: spec.attnLogitSoftcap ?? 0,
       };
-      const kv = { qkv, k_cache: cache.keys[l], v_cache: cache.values[l] };
-      if (options.attn === "paged") {
-        const k = pipelines.get(PAGED_ATTENTION, { GROUP: nh / nkv, HEAD_DIM: hd });
-        this.#op(`l${l}.attention`, [k], { p: this.#uniform(k, attnParams), ...kv, out: attn }, (s) => rowsGrid(nkv, s.tokens));
-      } else {
-        const phases: [string, Partial<Record<string, boolean>>, (s: StepShape) => Grid][] = [
-          ["scores", { PHASE_SCORES: true }, (s) => [Math.ceil(s.maxContext / 64), nh, s.tokens]],
-          ["softmax", { PHASE_SOFTMAX: true }, (s) => [1, nh, s.tokens]],
-          ["values", { PHASE_VALUES: true }, (s) => [Math.ceil(hd / 64), nh, s.tokens]],
-        ];
-        let params: GPUBuffer | null = null;
-        for (const [name, flags, grid] of phases) {
-          const k = pipelines.get(EAGER_ATTENTION, { PHASE_SCORES: false, PHASE_SOFTMAX: false, PHASE_VALUES: false, ...flags });
-          params ??= this.#uniform(k, { ...attnParams, head_dim: hd, max_context: maxContext });
-          this.#op(`l${l}.eager_${name}`, [k], { p: params, ...kv, scores: scores!, out: attn }, grid);
-        }
-      }
+      for (const d of this.#attention.layer(layer, `l${l}.attention`)) this.#op(d.label, d.kernels, d.resources, d.grid, d.pick);
 
       if (spec.sandwichNorm) {
-        this.#matmul(`l${l}.o`, attn, w.o, w.oBias, tmp!, H, false, "tokens");
-        this.#rmsnorm(`l${l}.post_attn_norm`, spec, tmp!, w.postAttnNorm, x, true, "tokens");
-        this.#rmsnorm(`l${l}.pre_ffn_norm`, spec, x, w.preFfnNorm!, xn, false, "tokens");
+        this.#matmul(`l${l}.o`, w.o, { x: attn, out: tmp!, ldo: H, nOut: H, rows: "tokens", bias: w.oBias });
+        this.#rmsnorm(`l${l}.post_attn_norm`, tmp!, w.postAttnNorm, x);
       } else {
-        this.#matmul(`l${l}.o`, attn, w.o, w.oBias, x, H, true, "tokens");
-        this.#rmsnorm(`l${l}.post_attn_norm`, spec, x, w.postAttnNorm, xn, false, "tokens");
+        this.#matmul(`l${l}.o`, w.o, { x: attn, out: x, ldo: H, nOut: H, rows: "tokens", bias: w.oBias, accumulate: true });
       }
-      this.#matmul(`l${l}.gate_up`, xn, w.gateUp, w.gateUpBias, gu, 2 * I, false, "tokens");
-      const actK = pipelines.get(ACT_MUL, { GELU_TANH: spec.hiddenAct === "gelu_tanh" });
-      this.#op(`l${l}.act`, [actK], { p: this.#uniform(actK, { inter: I }), gu, out: act }, (s) => rowsGrid(Math.ceil(I / 64), s.tokens));
+      this.#matmul(`l${l}.gate_up`, w.gateUp, {
+        x,
+        out: act,
+        ldo: I,
+        nOut: I,
+        rows: "tokens",
+        norm: { gamma: spec.sandwichNorm ? w.preFfnNorm! : w.postAttnNorm, eps },
+        bias: w.gateUpBias,
+        glu: { gelu: spec.hiddenAct === "gelu_tanh" },
+      });
       if (spec.sandwichNorm) {
-        this.#matmul(`l${l}.down`, act, w.down, w.downBias, tmp!, H, false, "tokens");
-        this.#rmsnorm(`l${l}.post_ffn_norm`, spec, tmp!, w.postFfnNorm!, x, true, "tokens");
+        this.#matmul(`l${l}.down`, w.down, { x: act, out: tmp!, ldo: H, nOut: H, rows: "tokens", bias: w.downBias });
+        this.#rmsnorm(`l${l}.post_ffn_norm`, tmp!, w.postFfnNorm!, x);
       } else {
-        this.#matmul(`l${l}.down`, act, w.down, w.downBias, x, H, true, "tokens");
+        this.#matmul(`l${l}.down`, w.down, { x: act, out: x, ldo: H, nOut: H, rows: "tokens", bias: w.downBias, accumulate: true });
       }
     }
 
-    // Final norm only on the rows that need logits, then the LM head.
-    this.#rmsnorm("final_norm", spec, x, weights.finalNorm, fin, false, "logits", true);
-    this.#matmul("lm_head", fin, weights.lmHead, null, this.logits, V, false, "logits");
-    if (spec.finalLogitSoftcap) {
-      const k = pipelines.get(SOFTCAP, {});
-      this.#op("softcap", [k], {
-        p: this.#uniform(k, { cols: V, cap: spec.finalLogitSoftcap, rows_kind: ROW_KIND.logits }),
-        x: this.logits,
-      }, (s) => rowsGrid(Math.ceil(V / 64), s.logitRows));
-    }
+    // Final norm and LM head only on the rows that need logits.
+    this.#matmul("lm_head", weights.lmHead, {
+      x,
+      out: this.logits,
+      ldo: V,
+      nOut: V,
+      rows: "logits",
+      norm: { gamma: weights.finalNorm, eps },
+      softcap: spec.finalLogitSoftcap,
+    });
   }
 
-  /** Number of dispatches one step records (for tests and benchmarks). */
-  get dispatchCount(): number {
+  /** Number of ops recorded (a step skips the ones its shape does not need). */
+  get opCount(): number {
     return this.#ops.length;
   }
 
-  /** Labels of the recorded dispatches, in order. */
+  /** Labels of the recorded ops, in order. */
   get opLabels(): string[] {
     return this.#ops.map((o) => o.label);
   }
 
-  /** Encodes the whole step into `pass`, reading the metadata slot at `metaOffset`. */
-  encode(pass: GPUComputePassEncoder, metaOffset: number, shape: StepShape): void {
+  /** The dispatches a step of `shape` encodes: label, kernel and grid, in order. */
+  plan(shape: StepShape): { label: string; kernel: CompiledKernel; bindGroup: GPUBindGroup; grid: Grid }[] {
+    const out = [];
     for (const op of this.#ops) {
-      const rows = op.rows ? rowsOf(shape, op.rows) : 0;
-      const kernel = op.kernels.length > 1 ? op.kernels[tileIndex(rows)] : op.kernels[0];
-      const [gx, gy, gz] = op.grid(shape);
-      if (gx === 0 || gy === 0 || gz === 0) continue;
-      pass.setPipeline(kernel.pipeline);
-      pass.setBindGroup(0, op.bindGroup, [metaOffset]);
-      pass.dispatchWorkgroups(gx, gy, gz);
+      const variant = op.pick(shape);
+      const grid = op.grid(shape, variant);
+      if (grid[0] === 0 || grid[1] === 0 || grid[2] === 0) continue;
+      out.push({ label: op.label, kernel: op.kernels[variant], bindGroup: op.bindGroup, grid });
     }
+    return out;
+  }
+
+  /** Encodes the whole step into `pass`, reading the metadata slot at `metaOffset`. */
+  encode(pass: GPUComputePassEncoder, metaOffset: number, shape: StepShape): number {
+    const plan = this.plan(shape);
+    for (const d of plan) {
+      pass.setPipeline(d.kernel.pipeline);
+      pass.setBindGroup(0, d.bindGroup, [metaOffset]);
+      pass.dispatchWorkgroups(...d.grid);
+    }
+    return plan.length;
   }
 
   /**
@@ -246,25 +281,20 @@ export class ForwardPass {
     shape: StepShape,
     passFor: (index: number, label: string) => GPUComputePassDescriptor,
   ): string[] {
-    const labels: string[] = [];
-    for (const op of this.#ops) {
-      const rows = op.rows ? rowsOf(shape, op.rows) : 0;
-      const kernel = op.kernels.length > 1 ? op.kernels[tileIndex(rows)] : op.kernels[0];
-      const [gx, gy, gz] = op.grid(shape);
-      if (gx === 0 || gy === 0 || gz === 0) continue;
-      const pass = encoder.beginComputePass(passFor(labels.length, op.label));
-      pass.setPipeline(kernel.pipeline);
-      pass.setBindGroup(0, op.bindGroup, [metaOffset]);
-      pass.dispatchWorkgroups(gx, gy, gz);
+    return this.plan(shape).map((d, i) => {
+      const pass = encoder.beginComputePass(passFor(i, d.label));
+      pass.setPipeline(d.kernel.pipeline);
+      pass.setBindGroup(0, d.bindGroup, [metaOffset]);
+      pass.dispatchWorkgroups(...d.grid);
       pass.end();
-      labels.push(op.label);
-    }
-    return labels;
+      return d.label;
+    });
   }
 
   /** Frees the activation buffers (weights and cache belong to their owners). */
   destroy(): void {
     for (const b of this.#owned) b.destroy();
+    this.#attention.destroy();
   }
 
   #buffer(label: string, words: number, extraUsage = 0): GPUBuffer {
@@ -273,7 +303,7 @@ export class ForwardPass {
     if (size > limit) {
       throw new RangeError(
         `activation buffer ${label} needs ${size} bytes, over the binding limit ${limit}: ` +
-          `lower maxBatchTokens or the number of logit rows`,
+          `lower maxBatchTokens, the number of logit rows or the context length`,
       );
     }
     const b = this.#device.createBuffer({
@@ -296,64 +326,32 @@ export class ForwardPass {
     label: string,
     kernels: CompiledKernel<B>[],
     resources: Partial<Record<B | "p", BindingResource>>,
-    grid: (shape: StepShape) => Grid,
-    rows?: Rows,
+    grid: (shape: StepShape, variant: number) => Grid,
+    pick: (shape: StepShape) => number = () => 0,
   ): void {
     const all = { ...resources, step: this.#meta } as Partial<Record<B | "p" | "step", BindingResource>>;
     const bindGroup = kernels[0].bindGroup(label, all);
-    this.#ops.push({ label, kernels, rows, bindGroup, grid });
+    this.#ops.push({ label, kernels, pick, bindGroup, grid });
   }
 
-  #rmsnorm(
-    label: string,
-    spec: ModelSpec,
-    input: GPUBuffer,
-    weight: GPUBuffer,
-    out: GPUBuffer,
-    add: boolean,
-    rows: Rows,
-    gather = false,
-  ): void {
-    const k = this.#pipelines.get(RMSNORM, { ADD: add, GATHER: gather });
+  /** Gemma-2's post-norms: out += rmsnorm(input) * gamma, one workgroup per token. */
+  #rmsnorm(label: string, input: GPUBuffer, gamma: GPUBuffer, out: GPUBuffer): void {
+    const k = this.#pipelines.get(RMSNORM, {});
     this.#op(label, [k], {
-      p: this.#uniform(k, { dim: spec.hiddenSize, eps: spec.rmsNormEps, offset: spec.normOffset, rows_kind: ROW_KIND[rows] }),
+      p: this.#uniform(k, { dim: this.#spec.hiddenSize, eps: this.#spec.rmsNormEps }),
       x: input,
-      w: weight,
+      gamma,
       out,
-    }, (s) => {
-      // One workgroup per row; the kernel reads row = x + y * 65535.
-      const r = rowsOf(s, rows);
-      return r <= MAX_Y ? [r, 1, 1] : [MAX_Y, Math.ceil(r / MAX_Y), 1];
-    });
+    }, (s) => (s.tokens <= MAX_Y ? [s.tokens, 1, 1] : [MAX_Y, Math.ceil(s.tokens / MAX_Y), 1]));
   }
 
-  /** out[:, n_off:] (+)= input @ w^T (+ bias), one op per weight part. */
-  #matmul(
-    label: string,
-    input: GPUBuffer,
-    w: MatrixWeight,
-    bias: GPUBuffer | null,
-    out: GPUBuffer,
-    ldo: number,
-    accumulate: boolean,
-    rows: Rows,
-  ): void {
-    const vec = w.cols % 8 === 0;
-    const tiles = [1, 2, 4, 8];
-    const kernels = tiles.map((TM) =>
-      this.#pipelines.get(MATMUL, { F16: w.dtype === "f16", VEC: vec, TM, ACCUM: accumulate, BIAS: !!bias })
-    );
-    for (const part of w.parts) {
-      this.#op(`${label}[${part.rowStart}]`, kernels, {
-        p: this.#uniform(kernels[0], { k: w.cols, n: part.rows, n_off: part.rowStart, ldo, rows_kind: ROW_KIND[rows] }),
-        x: input,
-        w: part.buffer,
-        out,
-        ...(bias ? { bias: { buffer: bias, offset: part.rowStart * 4, size: part.rows * 4 } } : {}),
-      }, (s) => {
-        const r = rowsOf(s, rows);
-        return rowsGrid(Math.ceil(part.rows / 64), Math.ceil(r / tiles[tileIndex(r)]));
-      }, rows);
+  /** out (+)= epilogue(norm(x) @ w^T + bias), one op per weight part. */
+  #matmul(label: string, w: MatrixWeight, use: MatmulUse): void {
+    const op = matmulOp(this.#pipelines, this.family, w, use, label);
+    this.#owned.push(...op.uniforms);
+    const rows = (s: StepShape) => rowsOf(s, use.rows);
+    for (const part of op.parts) {
+      this.#op(part.label, op.kernels, part.resources, (s, i) => part.grid(rows(s), i), (s) => op.variant(rows(s)));
     }
   }
 }

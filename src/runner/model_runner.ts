@@ -9,23 +9,25 @@
  * token; records come back every `stepsPerSync` steps.
  * @module
  */
-import type { AttentionImpl, Quantization, TokenLogprob } from "../api/types.ts";
+import { type AttentionImpl, type KernelFamily, type KvDtype, LlmError, type Quantization } from "../api/types.ts";
 import { createGpu, type Gpu } from "../gpu/device.ts";
 import { KvCache } from "../gpu/kv_cache.ts";
 import { loadKernelSources, PipelineCache } from "../kernels/registry.ts";
 import { KERNEL_FILES } from "../kernels/descriptors.ts";
+import { kernelFamilyFor } from "../kernels/family.ts";
 import { RECORD_REF } from "../kernels/layout.ts";
 import type { ModelSpec } from "../model/config.ts";
 import { openModel } from "../model/model_source.ts";
 import { type ModelWeights, uploadWeights } from "../model/weights.ts";
 import type { SampledRow, StepPlan } from "../scheduler/scheduler.ts";
 import type { Sequence } from "../scheduler/sequence.ts";
-import { ForwardPass, type StepShape } from "./forward.ts";
+import { ForwardPass } from "./forward.ts";
 import { GpuSampler } from "./sampler.ts";
 import { ReadbackRing } from "./readback.ts";
 import {
   buildStepBatch,
   metaSlotWords,
+  shapeOf,
   packStepMeta,
   type RowSampling,
   type SequenceChunk,
@@ -38,6 +40,12 @@ import {
 export interface ModelRunnerOptions {
   /** Attention implementation: the fast paged kernel or the eager reference. */
   attn?: AttentionImpl;
+  /** Kernel family (default: by adapter, see `kernels/family.ts`). */
+  kernelFamily?: KernelFamily;
+  /** KV-cache element type (default f16 where the adapter has `shader-f16` and head_dim % 8 == 0). */
+  kvDtype?: KvDtype;
+  /** Keys per attention split (default: the family's; tests use small ones to exercise the combine). */
+  attentionSplit?: number;
   /** Most tokens in one step (the batch token budget). */
   maxTokens?: number;
   /** Most sequences in one step (and rows of the sampler's per-sequence tables). */
@@ -96,6 +104,8 @@ export class ModelRunner {
     capacity: StepCapacity;
     pipelines: PipelineCache;
     attn: AttentionImpl;
+    family: KernelFamily;
+    attentionSplit?: number;
     stepsPerSync: number;
     maxTopLogprobs: number;
   }) {
@@ -129,9 +139,12 @@ export class ModelRunner {
     });
     this.forward = new ForwardPass(device, init.pipelines, init.spec, init.weights, init.cache, this.#meta, {
       attn: init.attn,
+      family: init.family,
+      splitLen: init.attentionSplit,
       capacity: init.capacity,
       metaSlotBytes: slotBytes,
       maxBindingBytes: init.gpu.limits.maxStorageBufferBindingSize,
+      maxWorkgroupBytes: init.gpu.limits.maxComputeWorkgroupStorageSize,
       tokenRecords: { buffer: this.sampler.records, recordWords: this.sampler.recordWords },
     });
     this.sampler.bind(this.#meta, slotBytes, this.forward.logits);
@@ -150,7 +163,9 @@ export class ModelRunner {
       const blockSize = options.blockSize ?? 16;
       const maxSeqs = options.maxSeqs ?? 16;
       const maxTokens = options.maxTokens ?? 256;
-      const cacheShape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize };
+      const family = kernelFamilyFor(gpu, options.kernelFamily);
+      const kvDtype = kvDtypeFor(spec, gpu, options.kvDtype);
+      const cacheShape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize, dtype: kvDtype };
       const numBlocks = options.numBlocks ?? defaultNumBlocks(
         cacheShape,
         options.kvCacheBytes ?? 256 << 20,
@@ -166,6 +181,7 @@ export class ModelRunner {
       device.pushErrorScope("validation");
       const weights = await uploadWeights(device, spec, tensors, {
         weightDType: options.weightDType,
+        layout: family === "cpu" ? "column_blocks" : "padded_rows",
         onProgress: options.onProgress,
         maxBindingBytes: gpu.limits.maxStorageBufferBindingSize,
       });
@@ -178,6 +194,8 @@ export class ModelRunner {
         capacity,
         pipelines,
         attn: options.attn ?? "paged",
+        family,
+        attentionSplit: options.attentionSplit,
         stepsPerSync: options.stepsPerSync ?? 8,
         maxTopLogprobs: options.maxTopLogprobs ?? 0,
       });
@@ -322,15 +340,20 @@ export class ModelRunner {
   }
 }
 
-function shapeOf(batch: StepBatch): StepShape {
-  let maxContext = 0;
-  for (const c of batch.contextLens) maxContext = Math.max(maxContext, c);
-  return { tokens: batch.tokenIds.length, logitRows: batch.logitTokens.length, maxContext };
+/**
+ * The KV-cache element type: the option, else f16 where the adapter has `shader-f16` (half
+ * the bytes; attention reads 8 halves per 16-byte word, so head_dim % 8 == 0), else f32.
+ */
+export function kvDtypeFor(spec: ModelSpec, gpu: Pick<Gpu, "hasF16">, option?: KvDtype): KvDtype {
+  if (option === "f16" && spec.headDim % 8 !== 0) {
+    throw new LlmError("unsupported_architecture", `an f16 KV cache needs head_dim % 8 == 0, got ${spec.headDim}`);
+  }
+  return option ?? (gpu.hasF16 && spec.headDim % 8 === 0 ? "f16" : "f32");
 }
 
 /** Blocks that fit a byte budget and the per-layer binding limit. */
 export function defaultNumBlocks(
-  shape: { numLayers: number; numKvHeads: number; headDim: number; blockSize: number },
+  shape: { numLayers: number; numKvHeads: number; headDim: number; blockSize: number; dtype?: KvDtype },
   budgetBytes: number,
   maxBinding: number,
 ): number {

@@ -95,6 +95,35 @@ export function buildStepBatch(chunks: readonly SequenceChunk[], blockSize: numb
   };
 }
 
+/** The sizes of one step that decide kernel variants and workgroup counts. */
+export interface StepShape {
+  tokens: number;
+  logitRows: number;
+  /** Sequences in the step. */
+  seqs: number;
+  /** Longest run of tokens of one sequence (1 for a decode-only step). */
+  maxQueryLen: number;
+  /** Largest context length (tokens in cache after the step) of any sequence. */
+  maxContext: number;
+}
+
+/** The shape of a batch. */
+export function shapeOf(batch: StepBatch): StepShape {
+  let maxContext = 0;
+  for (const c of batch.contextLens) maxContext = Math.max(maxContext, c);
+  let maxQueryLen = 0;
+  for (let s = 0; s + 1 < batch.queryStart.length; s++) {
+    maxQueryLen = Math.max(maxQueryLen, batch.queryStart[s + 1] - batch.queryStart[s]);
+  }
+  return {
+    tokens: batch.tokenIds.length,
+    logitRows: batch.logitTokens.length,
+    seqs: batch.blockTables.length,
+    maxQueryLen,
+    maxContext,
+  };
+}
+
 /** Capacity of one metadata slot. */
 export interface StepCapacity {
   maxTokens: number;

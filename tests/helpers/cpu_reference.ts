@@ -1,7 +1,7 @@
 /**
- * Plain CPU references for the prototype kernels (JavaScript doubles, so at least f32
- * accurate): matmul, RMSNorm, gated activations, rotate-half RoPE and paged attention over
- * the KV layout the GPU uses ([block][kv head][slot][head dim]).
+ * Plain CPU references for the kernels (JavaScript doubles, so at least f32 accurate):
+ * matmul, RMSNorm, gated activations, rotate-half RoPE and paged attention over the KV
+ * layout the GPU uses ([block][kv head][slot][head dim]).
  * @module
  */
 
@@ -88,7 +88,7 @@ export interface RefToken {
   /** Position (keys 0..pos of its sequence are visible, causal). */
   pos: number;
   /** Its sequence's block table. */
-  blockTable: readonly number[];
+  blockTable: ArrayLike<number>;
 }
 
 /** Options of {@link attentionRef}. */
