@@ -17,7 +17,6 @@
 #else
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 #endif
-@group(0) @binding(3) var<storage, read> w: array<vec4<u32>>;
 #if GAMMA
 @group(0) @binding({{B_GAMMA}}) var<storage, read> gamma: array<vec4<f32>>;
 #endif

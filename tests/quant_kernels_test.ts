@@ -35,7 +35,7 @@ import {
   rmsNormRef,
   ropeRef,
   silu,
-} from "../bench/proto/cpu_reference.ts";
+} from "./helpers/cpu_reference.ts";
 import {
   c8TileWords,
   packQuantColumnBlocks,

@@ -56,7 +56,8 @@ export interface QMatmulJob {
   out: GPUBuffer;
   ldo: number;
   nOut: number;
-  nOff?: number;
+  /** First column block of this part (its columns are global from there). */
+  blockOff?: number;
   eps?: number;
   /** Norm weight (NORM + GAMMA; with xq it goes to the quantizer). */
   gamma?: GPUBuffer;
@@ -157,7 +158,7 @@ export function buildQMatmul(kit: QuantKit, job: QMatmulJob): BuiltQMatmul {
     blocks: packed.cols / 8,
     ldx,
     ldo: job.ldo,
-    n_off: job.nOff ?? 0,
+    block_off: job.blockOff ?? 0,
     n_out: job.nOut,
     rows_kind: gather ? 1 : 0,
     eps: job.eps ?? 0,
@@ -166,6 +167,7 @@ export function buildQMatmul(kit: QuantKit, job: QMatmulJob): BuiltQMatmul {
     head_dim: job.rope?.headDim ?? 0,
     block_size: job.rope?.blockSize ?? 0,
     w_stride: 0,
+    cap: 0,
   };
   const blocks = packed.cols / 8;
   const grid: [number, number, number] = name === "qgemv_c8"

@@ -66,13 +66,13 @@ type QMatmulBinding = "x" | "w" | "out" | "gamma" | "bias" | "inv_freq" | "k_cac
 /** Bindings after `out` are numbered in this order, for the ones a specialisation declares. */
 function bindingNumbers(d: QMatmulDefines): Record<string, number> {
   let next = 5;
-  const n = { B_GAMMA: 0, B_BIAS: 0, B_ROPE: 0, B_ROPE1: 0, B_ROPE2: 0 };
+  const n = { B_GAMMA: 0, B_BIAS: 0, B_INV_FREQ: 0, B_K_CACHE: 0, B_V_CACHE: 0 };
   if (d.GAMMA) n.B_GAMMA = next++;
   if (d.BIAS) n.B_BIAS = next++;
   if (d.ROPE) {
-    n.B_ROPE = next++;
-    n.B_ROPE1 = next++;
-    n.B_ROPE2 = next++;
+    n.B_INV_FREQ = next++;
+    n.B_K_CACHE = next++;
+    n.B_V_CACHE = next++;
   }
   return n;
 }
