@@ -9,6 +9,7 @@ import type { KernelFamily } from "../api/types.ts";
 import type { MatrixWeight } from "../model/weights.ts";
 import type { BindingResource, CompiledKernel, PipelineCache } from "../kernels/registry.ts";
 import { GEMM_TILED, GEMV_C8, GEMV_WG, type MatmulFlags } from "../kernels/descriptors.ts";
+import { quantMatmulOp, type QuantMatmulEnv } from "./quant_matmul_op.ts";
 import { CPU_MATMUL_WG, GEMM_MIN_ROWS, GEMM_TILE, GPU_MATMUL_WG, ROW_TILES, rowTileIndex } from "../kernels/family.ts";
 
 /** A dispatch grid. */
@@ -54,6 +55,11 @@ export interface MatmulUse {
   };
   /** cap * tanh(v / cap) on every output. */
   softcap?: number | null;
+  /**
+   * Quantized weights only: scratch for the activation rows as Q8 blocks; when present the
+   * fast path runs (see `quant_matmul_op.ts`).
+   */
+  xq?: GPUBuffer;
 }
 
 /** A matmul ready to dispatch: kernel variants and, per weight part, resources and grid. */
@@ -69,6 +75,13 @@ export interface MatmulOp {
   }[];
   /** The uniform buffers it created (the caller owns them). */
   uniforms: GPUBuffer[];
+  /** A dispatch before the parts (the fast quantized path's activation quantizer). */
+  prelude?: {
+    label: string;
+    kernel: CompiledKernel;
+    resources: Record<string, BindingResource>;
+    grid: (rows: number) => Grid;
+  };
 }
 
 /** The defines a use of `w` compiles to. */
@@ -96,10 +109,12 @@ export function matmulOp(
   w: MatrixWeight,
   use: MatmulUse,
   label: string,
+  env: QuantMatmulEnv = { dot4: false, maxWorkgroupBytes: 16384 },
 ): MatmulOp {
   if ((family === "cpu") !== (w.layout === "column_blocks")) {
     throw new RangeError(`${label}: a ${w.layout} matrix cannot run on the ${family} family's kernels`);
   }
+  if (w.kind === "quant") return quantMatmulOp(pipelines, family, w, use, label, env);
   const flags = matmulFlags(w, use);
   const cpu = family === "cpu";
   const kernels = cpu
