@@ -16,8 +16,9 @@ const FIGURES: [string, (r: BenchResults) => number | undefined, number][] = [
   ["continuous / static", (r) => offline(r)?.ratio, 2],
   ["decode steps per GPU->CPU wait (continuous)", (r) => offline(r)?.continuous.stepsPerSync, 2],
   ["single-stream stories260K tok/s", (r) => single(r)?.tokPerS, 1],
-  ["GEMV matmul.wgsl GB/s (m=1)", (r) => gemv(r, 1)?.projectGbps, 2],
-  ["GEMV matmul.wgsl / best simple GEMV (m=1)", (r) => gemv(r, 1)?.ratio, 2],
+  ["decode GEMV (project family) GB/s (m=1)", (r) => gemv(r, 1)?.projectGbps, 2],
+  ["decode GEMV / best simple GEMV (m=1)", (r) => gemv(r, 1)?.ratio, 2],
+  ["decode GEMV / streaming-read roof (m=1)", (r) => gemv(r, 1)?.projectOfRoof, 2],
   ["serving req/s", (r) => serving(r)?.requestThroughput, 2],
   ["serving out tok/s", (r) => serving(r)?.outputTokPerS, 1],
   ["serving TTFT p50 ms", (r) => serving(r)?.ttftMs.p50, 0],
@@ -25,6 +26,8 @@ const FIGURES: [string, (r: BenchResults) => number | undefined, number][] = [
   ["peer llama.cpp stories260K 1x tok/s", (r) => peer(r)?.llamaCpp.singleTokPerS, 1],
   ["peer llama.cpp stories260K 8x tok/s", (r) => peer(r)?.llamaCpp.parallelTokPerS, 1],
   ["peer ours / llama.cpp stories260K 1x", (r) => peer(r)?.singleRatio, 2],
+  ["peer ours / llama.cpp SmolLM2-shaped 1x", (r) => peer(r, "smollm2")?.singleRatio, 2],
+  ["peer ours / llama.cpp SmolLM2-shaped 8x", (r) => peer(r, "smollm2")?.parallelRatio, 2],
   ["suite wall time s", (r) => r.durationS, 0],
 ];
 
@@ -37,8 +40,8 @@ const gemv = (r: BenchResults, m: number) =>
   r.kernels.status === "ok" ? r.kernels.data.gemvVsBest.find((g) => g.m === m) : undefined;
 const serving = (r: BenchResults) =>
   r.serving.status === "ok" && r.serving.data.skipped === undefined ? r.serving.data : undefined;
-const peer = (r: BenchResults) =>
-  r.peer.status === "ok" ? r.peer.data.find((p) => p.model.includes("stories260K")) : undefined;
+const peer = (r: BenchResults, model = "stories260K") =>
+  r.peer.status === "ok" ? r.peer.data.find((p) => p.model.includes(model)) : undefined;
 
 /** The runtime that produced a file (files from before it was recorded were Deno's). */
 export function runtimeOf(r: BenchResults): string {

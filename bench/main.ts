@@ -12,6 +12,7 @@ import { createGpu, type Gpu } from "../src/gpu/device.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
 import { benchKernels, llamaGemvShapes } from "./kernels.ts";
 import { profileDecodeStep, type StepProfile } from "./step_profile.ts";
+import { type StepSweep, sweepBlocks, sweepSteps } from "./step_sweep.ts";
 import {
   benchOffline,
   benchSingleStream,
@@ -132,26 +133,9 @@ async function main(): Promise<void> {
           headDim: c.head_dim,
           vocab: c.vocab_size,
         }),
-        attention: [
-          {
-            name: "smollm2 8x256",
-            heads: 9,
-            kvHeads: 3,
-            headDim: 64,
-            blockSize: 16,
-            seqs: 8,
-            context: 256,
-          },
-          ...(q ? [] : [{
-            name: "smollm2 1x1024",
-            heads: 9,
-            kvHeads: 3,
-            headDim: 64,
-            blockSize: 16,
-            seqs: 1,
-            context: 1024,
-          }]),
-        ],
+        attention: ([[1, 2048], [8, 256], ...(q ? [] : [[1, 4096], [8, 1024]])] as [number, number][]).map((
+          [seqs, context],
+        ) => ({ name: `smollm2 ${seqs}x${context}`, heads: 9, kvHeads: 3, headDim: 64, blockSize: 16, seqs, context })),
         ms: [1, 8],
         targetPassMs: q ? 15 : 60,
         benchTimeMs: q ? 30 : 300,
@@ -192,6 +176,40 @@ async function main(): Promise<void> {
       return out;
     });
 
+    // Whole steps: single stream against context length, and the step cost per batch size
+    // (the continuous-vs-static cost model on stories260K, the offline model).
+    const stepSweeps = await section("decode steps by context and batch", on("kernels") || on("offline"), async () => {
+      const out: StepSweep[] = [];
+      const cases: [string, number[]][] = [
+        ...(on("kernels") ? [[smol, [128, 512, 1024, 2048, 4096]]] as [string, number[]][] : []),
+        [STORIES, [128]],
+      ];
+      const batches = [1, 2, 4, 8];
+      for (const [model, contexts] of cases) {
+        const blocks = sweepBlocks(contexts, batches, 128, 16);
+        const runner = await ModelRunner.load(model, {
+          gpu,
+          maxTokens: 64,
+          maxSeqs: 8,
+          numBlocks: blocks + 8,
+          maxContext: Math.max(...contexts) + 16,
+        });
+        try {
+          out.push(await sweepSteps(runner, { model, contexts, batches, batchContext: 128, rounds: q ? 3 : 7 }));
+          const sw = out.at(-1)!;
+          log(`  ${model.split("/").at(-1)}: ${sw.byContext.map((p) => `${p.context}: ${p.gpuMs.toFixed(1)} ms`).join(", ")}; batch ${
+            sw.byBatch.map((p) => `${p.seqs}: ${p.wallMs.toFixed(1)} ms`).join(", ")
+          }`);
+        } finally {
+          runner.close();
+        }
+      }
+      return out;
+    });
+    const storiesStepMs = stepSweeps.status === "ok"
+      ? stepSweeps.data.find((s) => s.model === STORIES)?.byBatch.map((p) => ({ seqs: p.seqs, ms: p.wallMs }))
+      : undefined;
+
     const offlineEngine = { model: STORIES, maxSeqs: 8, maxBatchTokens: 256, maxContext: 1024 };
     const offline = await section("offline", on("offline"), async () => {
       const out: OfflineResult[] = [];
@@ -205,6 +223,7 @@ async function main(): Promise<void> {
           makeWorkload({ ...base, vocab: 512, bosId: 1 }),
           note,
           log,
+          storiesStepMs,
         ),
       );
       if (!q) {
@@ -258,9 +277,9 @@ async function main(): Promise<void> {
       const out: PeerResult[] = [];
       const llama = await loadLlamaCpp();
       const threads = navigator.hardwareConcurrency || 2;
-      // --quick: stories260K only (the SmolLM2-shaped model takes ~50 s here even for 8 tokens).
-      const cases: [string, number, number][] = q ? [[STORIES, 512, 64]] : [[STORIES, 512, 256], [smol, 49152, 64]];
-      if (q) notes.push("--quick: peer on stories260K only (the SmolLM2-shaped peer runs without --quick)");
+      // The SmolLM2-shaped model is the number users care about: it runs in --quick too.
+      const cases: [string, number, number][] = q ? [[smol, 49152, 32]] : [[STORIES, 512, 256], [smol, 49152, 64]];
+      if (q) notes.push("--quick: peer on the SmolLM2-shaped model only, 32 tokens per stream, 3 alternating rounds");
       try {
         for (const [model, vocab, tokens] of cases) {
           const prompts = makeWorkload({
@@ -281,6 +300,7 @@ async function main(): Promise<void> {
               threads,
               maxContext: 512,
               llama,
+              rounds: q ? 3 : 5,
             }),
           );
           log(
@@ -327,6 +347,7 @@ async function main(): Promise<void> {
       notes,
       kernels,
       stepProfiles,
+      stepSweeps,
       offline,
       singleStream,
       serving,

@@ -10,11 +10,13 @@ import { createEngine, type EngineClient, type EngineStats } from "../mod.ts";
 import {
   type BenchRequest,
   continuousDecodeSteps,
+  costIdealBatchingRatio,
   idealBatchingRatio,
   staticDecodeSteps,
 } from "./workload.ts";
 import { RequestClock, type RequestTiming } from "./request_timing.ts";
 import { type Percentiles, scalePercentiles, summarize } from "./stats.ts";
+import { stepCostModel } from "./step_sweep.ts";
 
 /** Engine options the offline runs use. */
 export interface OfflineEngineOptions {
@@ -62,6 +64,11 @@ export interface OfflineResult {
   idealContinuousSteps: number;
   /** ratio / idealRatio. */
   ofIdeal: number;
+  /**
+   * The ideal from the measured step cost per batch size (static's summed step cost /
+   * continuous's), when a cost was measured: the target's denominator.
+   */
+  costModel?: { stepMs: { seqs: number; ms: number }[]; idealRatio: number; ofIdeal: number };
 }
 
 /** Single-stream decode speed. */
@@ -171,6 +178,7 @@ export async function benchOffline(
   workload: BenchRequest[],
   note: string,
   log: (line: string) => void = () => {},
+  stepMs?: { seqs: number; ms: number }[],
 ): Promise<OfflineResult> {
   const outputs = workload.map((r) => r.maxTokens);
   const continuous = await runMode(options, "continuous", workload);
@@ -199,6 +207,12 @@ export async function benchOffline(
     idealStaticSteps: staticDecodeSteps(outputs, options.maxSeqs),
     idealContinuousSteps: continuousDecodeSteps(outputs, options.maxSeqs),
     ofIdeal: ratio / idealRatio,
+    ...(stepMs?.length
+      ? (() => {
+        const costIdeal = costIdealBatchingRatio(outputs, options.maxSeqs, stepCostModel(stepMs));
+        return { costModel: { stepMs, idealRatio: costIdeal, ofIdeal: ratio / costIdeal } };
+      })()
+      : {}),
   };
 }
 

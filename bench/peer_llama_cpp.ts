@@ -45,6 +45,8 @@ export interface PeerOptions {
   maxContext: number;
   /** From {@link loadLlamaCpp}. */
   llama: Llama;
+  /** Alternating rounds (default 1). */
+  rounds?: number;
 }
 
 /** One side's numbers. */
@@ -69,13 +71,29 @@ export interface PeerResult {
   /** ours / llama.cpp. */
   singleRatio: number;
   parallelRatio: number;
+  rounds: number;
+  /** Every round's tok/s, in order (llama.cpp and ours alternate). */
+  samples: { llamaSingle: number[]; oursSingle: number[]; llamaPar: number[]; oursPar: number[] };
 }
 
-/** Runs llama.cpp then our engine on the same GGUF-converted weights and prompts. */
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/**
+ * Loads both sides on the same GGUF-converted weights and prompts, warms both of llama.cpp's
+ * paths (its first generations after loading are far slower), then alternates the two round
+ * by round (llama.cpp single, ours single, llama.cpp parallel, ours parallel): on a shared
+ * machine the load changes by the minute, and only interleaved runs give ratios that mean
+ * something. Rates are medians over the rounds.
+ */
 export async function benchPeer(options: PeerOptions): Promise<PeerResult> {
   const conversion = await convertToGguf(options.model, options.ggufPath);
   const n = options.outputTokens;
   const par = options.prompts.slice(0, options.parallel);
+  const rounds = Math.max(1, options.rounds ?? 1);
 
   const model = await options.llama.loadModel({ modelPath: options.ggufPath });
   const contextSize = Math.max(...options.prompts.map((p) => p.length)) + n + 8;
@@ -85,54 +103,55 @@ export async function benchPeer(options: PeerOptions): Promise<PeerResult> {
     threads: options.threads,
     batchSize: 512,
   });
-  let llamaFirst: number[] = [];
-  const llamaCpp: PeerSide = { singleTokPerS: 0, parallelTokPerS: 0 };
-  try {
-    const generate = async (seq: ReturnType<typeof context.getSequence>, prompt: number[]) => {
-      const out: number[] = [];
-      for await (const t of seq.evaluate(prompt as Token[], { temperature: 0 })) {
-        out.push(t as number);
-        if (out.length >= n) break;
-      }
-      return out;
-    };
-    const seqs = Array.from({ length: options.parallel }, () => context.getSequence());
-    await generate(seqs[0], [1, 5, 6, 7]); // warm-up
-    await seqs[0].clearHistory();
-    let t0 = performance.now();
-    llamaFirst = await generate(seqs[0], options.prompts[0]);
-    llamaCpp.singleTokPerS = llamaFirst.length / ((performance.now() - t0) / 1000);
-    await seqs[0].clearHistory();
-    t0 = performance.now();
-    const outs = await Promise.all(par.map((p, i) => generate(seqs[i], p)));
-    llamaCpp.parallelTokPerS = outs.reduce((a, o) => a + o.length, 0) /
-      ((performance.now() - t0) / 1000);
-  } finally {
-    await context.dispose();
-    await model.dispose();
-  }
-
   const engine = await createEngine({
     model: options.model,
     maxSeqs: options.parallel,
     maxContext: options.maxContext,
   });
-  const ours: PeerSide = { singleTokPerS: 0, parallelTokPerS: 0 };
+  let llamaFirst: number[] = [];
   let ourFirst: number[] = [];
+  const samples = { llamaSingle: [] as number[], llamaPar: [] as number[], oursSingle: [] as number[], oursPar: [] as number[] };
   try {
-    const gen = (prompt: number[]) =>
-      engine.generate({ prompt, maxTokens: n, ignoreEos: true, temperature: 0 });
-    await gen([1, 5, 6, 7]);
-    let t0 = performance.now();
-    ourFirst = (await gen(options.prompts[0])).ids;
-    ours.singleTokPerS = ourFirst.length / ((performance.now() - t0) / 1000);
-    t0 = performance.now();
-    const outs = await Promise.all(par.map(gen));
-    ours.parallelTokPerS = outs.reduce((a, o) => a + o.ids.length, 0) /
-      ((performance.now() - t0) / 1000);
+    const seqs = Array.from({ length: options.parallel }, () => context.getSequence());
+    const llamaGen = async (i: number, prompt: number[], tokens: number) => {
+      const out: number[] = [];
+      for await (const t of seqs[i].evaluate(prompt as Token[], { temperature: 0 })) {
+        out.push(t as number);
+        if (out.length >= tokens) break;
+      }
+      await seqs[i].clearHistory();
+      return out;
+    };
+    const ourGen = (prompt: number[], tokens: number) =>
+      engine.generate({ prompt, maxTokens: tokens, ignoreEos: true, temperature: 0 }).then((r) => r.ids);
+    const rate = async (run: () => Promise<number[][]>) => {
+      const t0 = performance.now();
+      const outs = await run();
+      return { outs, tokPerS: outs.reduce((a, o) => a + o.length, 0) / ((performance.now() - t0) / 1000) };
+    };
+    // Warm-up: both llama.cpp paths and every row tile of ours.
+    await llamaGen(0, [1, 5, 6, 7], 16);
+    await Promise.all(par.map((p, i) => llamaGen(i, p, 16)));
+    await ourGen([1, 5, 6, 7], 4);
+    await Promise.all(par.map((p) => ourGen(p, 4)));
+    for (let r = 0; r < rounds; r++) {
+      const ls = await rate(async () => [await llamaGen(0, options.prompts[0], n)]);
+      const os = await rate(async () => [await ourGen(options.prompts[0], n)]);
+      const lp = await rate(() => Promise.all(par.map((p, i) => llamaGen(i, p, n))));
+      const op = await rate(() => Promise.all(par.map((p) => ourGen(p, n))));
+      if (r === 0) [llamaFirst, ourFirst] = [ls.outs[0], os.outs[0]];
+      samples.llamaSingle.push(ls.tokPerS);
+      samples.oursSingle.push(os.tokPerS);
+      samples.llamaPar.push(lp.tokPerS);
+      samples.oursPar.push(op.tokPerS);
+    }
   } finally {
     await engine.close();
+    await context.dispose();
+    await model.dispose();
   }
+  const llamaCpp: PeerSide = { singleTokPerS: median(samples.llamaSingle), parallelTokPerS: median(samples.llamaPar) };
+  const ours: PeerSide = { singleTokPerS: median(samples.oursSingle), parallelTokPerS: median(samples.oursPar) };
   let prefix = 0;
   while (
     prefix < Math.min(ourFirst.length, llamaFirst.length) && ourFirst[prefix] === llamaFirst[prefix]
@@ -151,5 +170,7 @@ export async function benchPeer(options: PeerOptions): Promise<PeerResult> {
     ours,
     singleRatio: ours.singleTokPerS / llamaCpp.singleTokPerS,
     parallelRatio: ours.parallelTokPerS / llamaCpp.parallelTokPerS,
+    rounds,
+    samples,
   };
 }

@@ -1,9 +1,16 @@
 /**
- * Simple GEMV/matmul kernels written for the benchmark, the yardstick for the project's
- * `kernels/matmul.wgsl` on the same adapter: the textbook one-output-row-per-thread kernel,
- * and one workgroup per output row with coalesced vector loads and a shared-memory
- * reduction. Both read HF-layout f16 weights packed two to a u32, like the project's.
- * Bindings: 0 uniform {k, n, m}, 1 x [m, k] f32, 2 w [n, k] f16, 3 out [m, n] f32.
+ * Yardsticks written for the benchmark (not runtime kernels), run on the same adapter as the
+ * project's matmul family:
+ *
+ * - simple GEMVs: the textbook one-output-row-per-thread kernel, one workgroup per output
+ *   row with coalesced vector loads and a shared-memory reduction (both on HF-layout f16
+ *   weights [n, k]), and issue 10's transposed GEMV (f16 weights stored [k / 2][n / 4] so
+ *   adjacent invocations read adjacent 16-byte words, 4 output columns per invocation).
+ *   Bindings: 0 uniform {k, n, m}, 1 x [m, k] f32, 2 w (layout above), 3 out [m, n] f32.
+ * - streaming-read roofs: read-reduce kernels that only load bytes and fold them together,
+ *   each invocation on its own contiguous run, or adjacent invocations on adjacent words. The
+ *   faster one is the adapter's bandwidth roof the matmuls are reported against.
+ *   Bindings: 0 uniform {words}, 1 w (vec4<u32>), 2 out (u32).
  * @module
  */
 
@@ -11,6 +18,8 @@
 export interface ReferenceKernel {
   name: string;
   description: string;
+  /** Weight layout it reads: HF [n, k] f16 (default) or {@link packTransposed}'s. */
+  layout?: "hf" | "transposed";
   source: (m: number) => string;
   grid: (n: number, m: number) => [number, number, number];
 }
@@ -88,5 +97,104 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   grid: (n) => (n <= 65535 ? [n, 1, 1] : [65535, Math.ceil(n / 65535), 1]),
 };
 
-/** The reference kernels the benchmark runs. */
-export const REFERENCE_GEMVS: readonly ReferenceKernel[] = [NAIVE_GEMV, WORKGROUP_ROW_GEMV];
+/** Issue 10's transposed f16 GEMV: 4 columns per invocation; needs n % 4 == 0 and k % 4 == 0. */
+export const TRANSPOSED_GEMV: ReferenceKernel = {
+  name: "transposed_4col",
+  description: "f16 weights transposed, adjacent invocations read adjacent 16-byte words, 4 columns x 2 k per word",
+  layout: "transposed",
+  source: () =>
+    HEADER + `
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let c = g.x;
+  let nc = p.n / 4u;
+  if (c >= nc) { return; }
+  for (var r = 0u; r < p.m; r++) {
+    var acc = vec4<f32>(0.0);
+    for (var j = 0u; j < p.k / 4u; j++) {
+      let xv = x[r * p.k / 4u + j];
+      let q0 = w[(2u * j) * nc + c];
+      let q1 = w[(2u * j + 1u) * nc + c];
+      acc += vec4<f32>(dot(unpack2x16float(q0.x), xv.xy), dot(unpack2x16float(q0.y), xv.xy),
+                       dot(unpack2x16float(q0.z), xv.xy), dot(unpack2x16float(q0.w), xv.xy));
+      acc += vec4<f32>(dot(unpack2x16float(q1.x), xv.zw), dot(unpack2x16float(q1.y), xv.zw),
+                       dot(unpack2x16float(q1.z), xv.zw), dot(unpack2x16float(q1.w), xv.zw));
+    }
+    for (var q = 0u; q < 4u; q++) { out[r * p.n + 4u * c + q] = acc[q]; }
+  }
+}`,
+  grid: (n) => [Math.ceil(n / 4 / 64), 1, 1],
+};
+
+/** The transposed layout of f16 bits [n, k]: word (j, c) = columns 4c..4c+3 at k = 2j, 2j+1. */
+export function packTransposed(data: Uint16Array, n: number, k: number): Uint16Array<ArrayBuffer> {
+  if (n % 4 !== 0 || k % 4 !== 0) throw new RangeError(`transposed GEMV needs n, k multiples of 4 (${n}, ${k})`);
+  const out = new Uint16Array(n * k);
+  let i = 0;
+  for (let j = 0; j < k / 2; j++) {
+    for (let c = 0; c < n / 4; c++) {
+      for (let q = 0; q < 4; q++) {
+        out[i++] = data[(4 * c + q) * k + 2 * j];
+        out[i++] = data[(4 * c + q) * k + 2 * j + 1];
+      }
+    }
+  }
+  return out;
+}
+
+/** The reference GEMVs the benchmark runs. */
+export const REFERENCE_GEMVS: readonly ReferenceKernel[] = [NAIVE_GEMV, WORKGROUP_ROW_GEMV, TRANSPOSED_GEMV];
+
+/** A streaming-read kernel: WGSL source and grid for a buffer of `words` 16-byte words. */
+export interface RoofKernel {
+  name: string;
+  description: string;
+  source: string;
+  grid: [number, number, number];
+}
+
+/** Invocations of the roof kernels (each reads words / ROOF_LANES words). */
+export const ROOF_LANES = 384;
+
+const ROOF_HEADER = `
+struct P { words: u32, p1: u32, p2: u32, p3: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read_write> out: array<u32>;
+`;
+
+/** Read-reduce, each invocation its own contiguous run, 4 words per step. */
+export const ROOF_RUNS: RoofKernel = {
+  name: "read_reduce_runs",
+  description: "each of 384 invocations XORs its own contiguous run of 16-byte words, 4 per step",
+  source: ROOF_HEADER + `
+@compute @workgroup_size(16)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let per = p.words / ${ROOF_LANES}u;
+  let b = g.x * per;
+  var a = vec4<u32>(0u);
+  for (var i = 0u; i + 3u < per; i += 4u) { a ^= w[b + i] ^ w[b + i + 1u] ^ w[b + i + 2u] ^ w[b + i + 3u]; }
+  out[g.x] = a.x ^ a.y ^ a.z ^ a.w;
+}`,
+  grid: [ROOF_LANES / 16, 1, 1],
+};
+
+/** Read-reduce, adjacent invocations reading adjacent words (the coalesced GPU pattern). */
+export const ROOF_ADJACENT: RoofKernel = {
+  name: "read_reduce_adjacent",
+  description: "invocation i XORs words i, i + 384, ... (adjacent invocations, adjacent words)",
+  source: ROOF_HEADER + `
+@compute @workgroup_size(16)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  var a = vec4<u32>(0u);
+  for (var i = g.x; i < p.words; i += ${ROOF_LANES}u) { a ^= w[i]; }
+  out[g.x] = a.x ^ a.y ^ a.z ^ a.w;
+}`,
+  grid: [ROOF_LANES / 16, 1, 1],
+};
+
+/** The roof kernels; the faster is the adapter's streaming-read bandwidth. */
+export const ROOF_KERNELS: readonly RoofKernel[] = [ROOF_RUNS, ROOF_ADJACENT];

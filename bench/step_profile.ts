@@ -6,7 +6,7 @@
  */
 import { Bench } from "tinybench";
 import type { ModelRunner } from "../src/runner/model_runner.ts";
-import { buildStepBatch } from "../src/runner/step_meta.ts";
+import { buildStepBatch, shapeOf } from "../src/runner/step_meta.ts";
 import { SAMPLING_DEFAULTS } from "../src/api/types.ts";
 import { GpuTimer } from "./gpu_timer.ts";
 import { percentile } from "./stats.ts";
@@ -71,8 +71,8 @@ export async function profileDecodeStep(
     bs,
   );
   const rows = Array.from({ length: options.seqs }, (_, s) => ({ sampling: SAMPLING_DEFAULTS, outputIndex: 0, seqSlot: s }));
-  const shape = { tokens: options.seqs, logitRows: options.seqs, maxContext: options.context };
-  const timer = new GpuTimer(device, runner.forward.dispatchCount + 1);
+  const shape = shapeOf(batch);
+  const timer = new GpuTimer(device, runner.forward.plan(shape).length + 1);
   const stepOnce = async (profiled: boolean): Promise<{ labels: string[]; ns: number[] }> => {
     const offset = runner.writeStep(batch, { rows, recordBase: 0 });
     const encoder = device.createCommandEncoder();

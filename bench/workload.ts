@@ -130,3 +130,47 @@ export function scaleWorkloadOptions(
     longOutput: s(o.longOutput),
   };
 }
+
+/** Running sequences at each decode step of static batching (groups of `concurrency`, each until its longest is done). */
+export function staticRunning(outputs: readonly number[], concurrency: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < outputs.length; i += concurrency) {
+    const group = outputs.slice(i, i + concurrency);
+    const longest = Math.max(...group);
+    for (let t = 0; t < longest; t++) out.push(group.filter((n) => n > t).length);
+  }
+  return out;
+}
+
+/** Running sequences at each decode step of continuous batching (the schedule of {@link continuousDecodeSteps}). */
+export function continuousRunning(outputs: readonly number[], concurrency: number): number[] {
+  const free = new Array(Math.min(concurrency, outputs.length)).fill(0);
+  const delta: number[] = [];
+  for (const len of outputs) {
+    let slot = 0;
+    for (let s = 1; s < free.length; s++) if (free[s] < free[slot]) slot = s;
+    delta[free[slot]] = (delta[free[slot]] ?? 0) + 1;
+    free[slot] += len;
+    delta[free[slot]] = (delta[free[slot]] ?? 0) - 1;
+  }
+  const end = Math.max(0, ...free);
+  const out: number[] = [];
+  let running = 0;
+  for (let t = 0; t < end; t++) out.push((running += delta[t] ?? 0));
+  return out;
+}
+
+/**
+ * The most continuous batching can gain over static when a step running `b` sequences costs
+ * `cost(b)` (measured per batch size): static's summed step cost / continuous's. With a
+ * constant cost this is {@link idealBatchingRatio}.
+ */
+export function costIdealBatchingRatio(
+  outputs: readonly number[],
+  concurrency: number,
+  cost: (batch: number) => number,
+): number {
+  const sum = (running: number[]) => running.reduce((a, b) => a + cost(b), 0);
+  const c = sum(continuousRunning(outputs, concurrency));
+  return c === 0 ? 1 : sum(staticRunning(outputs, concurrency)) / c;
+}

@@ -9,12 +9,16 @@ import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
 import { withTempDir, writeSyntheticCheckpoint } from "./helpers/synthetic_checkpoint.ts";
 import {
   continuousDecodeSteps,
+  continuousRunning,
+  costIdealBatchingRatio,
   DEFAULT_WORKLOAD,
   idealBatchingRatio,
   makeWorkload,
   poissonArrivals,
   staticDecodeSteps,
+  staticRunning,
 } from "../bench/workload.ts";
+import { stepCostModel } from "../bench/step_sweep.ts";
 import { percentile, summarize } from "../bench/stats.ts";
 import { parseBenchArgs } from "../bench/main.ts";
 import { compareMarkdown, runtimeOf } from "../bench/compare.ts";
@@ -141,4 +145,23 @@ test("bench compare: one column per runtime, the second over the first, n/a wher
     environment: { deno: "2.9.5", v8: "x", os: "linux", cpus: 2, adapter: "a" },
   };
   assertEquals(runtimeOf(old as unknown as BenchResults), "deno 2.9.5");
+});
+
+test("bench ideal ratio from a measured step cost per batch size", () => {
+  // [10, 1, 1, 1] on 2 slots: static runs 2,1,...,1 (10 steps) then 2 (1 step);
+  // continuous runs 2 for 3 steps then 1 for 7.
+  assertEquals(staticRunning([10, 1, 1, 1], 2), [2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2]);
+  assertEquals(continuousRunning([10, 1, 1, 1], 2), [2, 2, 2, 1, 1, 1, 1, 1, 1, 1]);
+  const w = makeWorkload({ vocab: 512 }).map((r) => r.maxTokens);
+  assertEquals(staticRunning(w, 8).length, staticDecodeSteps(w, 8));
+  assertEquals(continuousRunning(w, 8).length, continuousDecodeSteps(w, 8));
+  const tokens = w.reduce((a, b) => a + b, 0);
+  assertEquals(staticRunning(w, 8).reduce((a, b) => a + b, 0), tokens);
+  assertEquals(continuousRunning(w, 8).reduce((a, b) => a + b, 0), tokens);
+  // A constant cost gives the step ratio; a cost growing with the batch lowers the ideal.
+  assertEquals(costIdealBatchingRatio(w, 8, () => 3), idealBatchingRatio(w, 8));
+  const linear = stepCostModel([{ seqs: 1, ms: 10 }, { seqs: 8, ms: 80 }]);
+  assertEquals([linear(1), linear(4.5), linear(8), linear(20)], [10, 45, 80, 80]);
+  assert(costIdealBatchingRatio(w, 8, linear) < idealBatchingRatio(w, 8), "per-token cost: continuous gains less");
+  assertEquals(stepCostModel([])(3), 1);
 });
