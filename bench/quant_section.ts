@@ -5,8 +5,10 @@
  * weight bytes on the GPU, load time, decode tok/s with one stream and with `parallel`
  * streams, and the peak host memory of a load (RSS high-water mark, measured in a child
  * process, {@link ./quant_load_probe.ts}) against its bound: the largest tensor's f32 size +
- * the runtime's baseline (the high-water mark after creating the device) + the bytes uploaded
- * (on a CPU adapter GPU buffers are host memory too). Our side runs the default (exact) path
+ * the runtime's baseline + the bytes uploaded (on a CPU adapter GPU buffers are host memory
+ * too). The baseline is the peak of the same probe loading a tiny model (`baselineModel`,
+ * stories260K: runtime, adapter and shader compilers, ~1 MB of weights), since compiling the
+ * kernels alone raises the high-water mark by tens of MB on lavapipe. Our side runs the default (exact) path
  * and, for the quantized types, the fast path (`quantizedActivations`).
  *
  * Standalone: `deno run -A bench/quant_section.ts [--tokens N] [--model DIR]`.
@@ -42,6 +44,8 @@ export interface QuantSectionResult {
   parallel: number;
   threads: number;
   largestTensorF32Bytes: number;
+  /** The tiny model's load peak (the bound's baseline). */
+  baselineHwmBytes: number;
   rows: QuantRow[];
   notes: string[];
 }
@@ -55,6 +59,8 @@ export interface QuantSectionOptions {
   outputTokens: number;
   parallel: number;
   threads: number;
+  /** A tiny model whose load peak is the runtime's baseline. */
+  baselineModel: string;
 }
 
 function run(cmd: string, args: string[]): Promise<string> {
@@ -144,6 +150,7 @@ async function llamaDecode(
 export async function benchQuant(o: QuantSectionOptions, log: (line: string) => void = console.log): Promise<QuantSectionResult> {
   const notes: string[] = [];
   const largest = await largestTensorF32(o.model);
+  const baseline = await probe(o.baselineModel, "none");
   let llama: Llama | null = null;
   try {
     llama = await loadLlamaCpp();
@@ -158,7 +165,7 @@ export async function benchQuant(o: QuantSectionOptions, log: (line: string) => 
       const conversion = await convertToGguf(o.model, gguf, { quantization });
       const load = await probe(o.model, quantization);
       const ggufLoad = await probe(gguf, "none");
-      const boundBytes = largest + load.baselineHwmBytes + load.weightBytes;
+      const boundBytes = largest + baseline.peakHwmBytes + load.weightBytes;
       const ours = await oursDecode(o.model, quantization, false, o);
       const oursFast = type === "f16" ? undefined : await oursDecode(o.model, quantization, true, o);
       const llamaCpp = llama ? await llamaDecode(llama, gguf, o) : null;
@@ -184,7 +191,7 @@ export async function benchQuant(o: QuantSectionOptions, log: (line: string) => 
     await llama?.dispose();
   }
   notes.push("types measured one after another on a shared 2-core machine: compare within a run, and see the load average");
-  return { model: o.model, outputTokens: o.outputTokens, parallel: o.parallel, threads: o.threads, largestTensorF32Bytes: largest, rows, notes };
+  return { model: o.model, outputTokens: o.outputTokens, parallel: o.parallel, threads: o.threads, largestTensorF32Bytes: largest, baselineHwmBytes: baseline.peakHwmBytes, rows, notes };
 }
 
 if (import.meta.main) {
@@ -197,12 +204,14 @@ if (import.meta.main) {
   const { makeWorkload } = await import("./workload.ts");
   const tmp = await rt.makeTempDir("quant-bench-");
   try {
+    const stories = new URL("../tests/fixtures/models/stories260K", import.meta.url).pathname;
     let model = flag("--model");
     if (!model) {
       model = `${tmp}/smollm2-135m-synthetic`;
-      await writeSyntheticModel(model, { tokenizerDir: new URL("../tests/fixtures/models/stories260K", import.meta.url).pathname });
+      await writeSyntheticModel(model, { tokenizerDir: stories });
     }
-    const prompts = makeWorkload({ vocab: 49152, bosId: 1, requests: 8, promptLen: [16, 32], seed: 3 }).map((r) => r.promptIds);
+    const vocab = JSON.parse(await rt.readTextFile(`${model}/config.json`)).vocab_size as number;
+    const prompts = makeWorkload({ vocab, bosId: 1, requests: 8, promptLen: [16, 32], seed: 3 }).map((r) => r.promptIds);
     const result = await benchQuant({
       model,
       tmp,
@@ -210,6 +219,7 @@ if (import.meta.main) {
       outputTokens: Number(flag("--tokens") ?? 16),
       parallel: 8,
       threads: navigator.hardwareConcurrency || 2,
+      baselineModel: stories,
     });
     const out = flag("--json");
     if (out) await rt.writeFile(out, JSON.stringify(result, null, 2));

@@ -34,7 +34,7 @@ import { EMBED, RMSNORM, ROPE_KV } from "../kernels/descriptors.ts";
 import { ATTENTION_SPLIT } from "../kernels/family.ts";
 import { type Grid, matmulOp, type MatmulUse, rowsGrid } from "./matmul_op.ts";
 import type { StepCapacity, StepShape } from "./step_meta.ts";
-import { xqScratchWords } from "./quant_matmul_op.ts";
+import { quantMatmulOp, xqScratchWords } from "./quant_matmul_op.ts";
 import { type AttentionImplementation, EagerAttention, PagedAttention } from "./attention_op.ts";
 
 export type { StepShape } from "./step_meta.ts";
@@ -363,7 +363,9 @@ export class ForwardPass {
   #matmul(label: string, w: MatrixWeight, use: MatmulUse): void {
     const env = { dot4: !!this.#options.packed4x8, maxWorkgroupBytes: this.#options.maxWorkgroupBytes };
     const xq = w.kind === "quant" && this.#xq ? this.#xq : undefined;
-    const op = matmulOp(this.#pipelines, this.family, w, { ...use, xq }, label, env);
+    const op = w.kind === "quant"
+      ? quantMatmulOp(this.#pipelines, this.family, w, { ...use, xq }, label, env)
+      : matmulOp(this.#pipelines, this.family, w, use, label);
     this.#owned.push(...op.uniforms);
     const rows = (s: StepShape) => rowsOf(s, use.rows);
     const pre = op.prelude;

@@ -9,7 +9,6 @@ import type { KernelFamily } from "../api/types.ts";
 import type { MatrixWeight } from "../model/weights.ts";
 import type { BindingResource, CompiledKernel, PipelineCache } from "../kernels/registry.ts";
 import { GEMM_TILED, GEMV_C8, GEMV_WG, type MatmulFlags } from "../kernels/descriptors.ts";
-import { quantMatmulOp, type QuantMatmulEnv } from "./quant_matmul_op.ts";
 import { CPU_MATMUL_WG, GEMM_MIN_ROWS, GEMM_TILE, GPU_MATMUL_WG, ROW_TILES, rowTileIndex } from "../kernels/family.ts";
 
 /** A dispatch grid. */
@@ -109,12 +108,11 @@ export function matmulOp(
   w: MatrixWeight,
   use: MatmulUse,
   label: string,
-  env: QuantMatmulEnv = { dot4: false, maxWorkgroupBytes: 16384 },
 ): MatmulOp {
   if ((family === "cpu") !== (w.layout === "column_blocks")) {
     throw new RangeError(`${label}: a ${w.layout} matrix cannot run on the ${family} family's kernels`);
   }
-  if (w.kind === "quant") return quantMatmulOp(pipelines, family, w, use, label, env);
+  if (w.kind !== "dense") throw new RangeError(`${label}: a ${w.dtype} matrix runs on the quantized matmuls (quant_matmul_op.ts)`);
   const flags = matmulFlags(w, use);
   const cpu = family === "cpu";
   const kernels = cpu

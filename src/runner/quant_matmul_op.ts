@@ -50,6 +50,9 @@ export function quantMatmulOp(
   env: QuantMatmulEnv,
 ): MatmulOp {
   if (w.kind !== "quant") throw new RangeError(`${label}: not a quantized weight`);
+  if ((family === "cpu") !== (w.layout === "column_blocks")) {
+    throw new RangeError(`${label}: a ${w.layout} matrix cannot run on the ${family} family's kernels`);
+  }
   if (use.softcap) throw new RangeError(`${label}: the quantized matmuls have no soft-cap epilogue`);
   const cpu = family === "cpu";
   const fast = !!use.xq;
