@@ -22,6 +22,7 @@ import {
 import { benchServing, type ServingResult } from "./serving.ts";
 import { benchPeer, loadLlamaCpp, type PeerResult } from "./peer_llama_cpp.ts";
 import { benchBatch } from "./batch.ts";
+import { benchQuant } from "./quant_section.ts";
 import {
   DEFAULT_WORKLOAD,
   makeWorkload,
@@ -45,7 +46,7 @@ export interface BenchArgs {
   only: Set<string> | null;
 }
 
-const SECTIONS = ["kernels", "offline", "serving", "peer", "batch"];
+const SECTIONS = ["kernels", "offline", "serving", "peer", "batch", "quant"];
 
 /** Parses `--quick`, `--json PATH` and `--only a,b`. */
 export function parseBenchArgs(argv: string[]): BenchArgs {
@@ -62,7 +63,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
       args.only = new Set(names);
     } else if (a === "--help" || a === "-h") {
       console.log(
-        "deno task bench | bun run bench/main.ts [--quick] [--json PATH] [--only kernels,offline,serving,peer,batch]",
+        "deno task bench | bun run bench/main.ts [--quick] [--json PATH] [--only kernels,offline,serving,peer,batch,quant]",
       );
       rt.exit(0);
     } else fail(`unknown flag ${a}`);
@@ -111,7 +112,7 @@ async function main(): Promise<void> {
   const tmp = await rt.makeTempDir("bench_");
   try {
     const smol = `${tmp}/smollm2-135m-synthetic`;
-    if (on("kernels") || on("peer") || (!q && on("offline"))) {
+    if (on("kernels") || on("peer") || (!q && on("offline")) || on("quant")) {
       const bytes = await writeSyntheticModel(smol, { tokenizerDir: STORIES });
       notes.push(
         `synthetic SmolLM2-135M-shaped model (random f16, ${
@@ -334,6 +335,17 @@ async function main(): Promise<void> {
         log,
       }));
     if (q) notes.push("--quick: the batch memory runs use 500 and 5,000 lines (20,000 without --quick)");
+    // f16 / Q8_0 / Q4_0 on the SmolLM2-shaped model next to llama.cpp (bench/quant_section.ts).
+    const quant = await section("quant", on("quant"), () =>
+      benchQuant({
+        model: smol,
+        tmp,
+        prompts: makeWorkload({ vocab: 49152, bosId: 1, requests: 8, promptLen: [16, 32], seed: 3 }).map((r) => r.promptIds),
+        outputTokens: q ? 8 : 32,
+        parallel: 8,
+        threads: navigator.hardwareConcurrency || 2,
+        baselineModel: STORIES,
+      }, log));
     gpu.device.destroy();
 
     const partial = {
@@ -353,6 +365,7 @@ async function main(): Promise<void> {
       serving,
       peer,
       batch,
+      quant,
     };
     const results: BenchResults = {
       ...partial,

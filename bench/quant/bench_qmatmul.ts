@@ -12,7 +12,7 @@
 import { QuantKit } from "./kit.ts";
 import { buildQMatmul, rowTile } from "./qmatmul.ts";
 import { type Timed, timeInterleaved } from "./timing.ts";
-import { kernel } from "../../src/kernels/registry.ts";
+import { GEMV_C8 } from "../../src/kernels/descriptors.ts";
 import { packQuantColumnBlocks, type QuantMatrix } from "../../src/model/quant/pack_c8.ts";
 import { packColumnBlocks } from "../../src/model/weight_layout.ts";
 import { quantizeQ8_0 } from "../../src/model/quant/q8_0.ts";
@@ -53,19 +53,6 @@ export interface QMatmulRow {
 
 const ROTATE_BYTES = 64 << 20;
 
-// The f16 column-block GEMV of the prototypes (descriptor in the registry's style).
-const GEMV_C8 = kernel(
-  "gemv_c8",
-  ["x", "w", "out", "gamma", "bias", "inv_freq", "k_cache", "v_cache"],
-  (d: Record<string, number | boolean>) => ({
-    B_GAMMA: 5,
-    B_BIAS: 0,
-    B_ROPE: 0,
-    B_ROPE1: 0,
-    B_ROPE2: 0,
-    KSPLIT: (d.KS as number) > 1,
-  }),
-);
 
 function gaussian(rng: Rng, n: number, scale: number): Float32Array<ArrayBuffer> {
   return Float32Array.from({ length: n }, () => scale * rng.normal());
@@ -125,7 +112,8 @@ export async function benchQMatmuls(
           const kern = kit.kernel(GEMV_C8, {
             TM: tm,
             WG: 8,
-            KS: 1,
+            W_F32: false,
+            SOFTCAP: false,
             XVEC: true,
             NORM: false,
             ACCUM: false,
@@ -142,7 +130,7 @@ export async function benchQMatmuls(
             blocks: f16.cols / 8,
             ldx: k,
             ldo: n,
-            n_off: 0,
+            block_off: 0,
             n_out: n,
             rows_kind: 0,
             eps: 0,
@@ -150,7 +138,8 @@ export async function benchQMatmuls(
             nkv: 0,
             head_dim: 0,
             block_size: 0,
-            w_stride: 0,
+            w_stride: k,
+            cap: 0,
           };
           const ds = f16Buffers.map((w) =>
             kit.dispatch(kern, meta, params, { x, w, out }, [
