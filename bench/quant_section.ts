@@ -95,17 +95,25 @@ async function oursDecode(
   quantizedActivations: boolean,
   o: QuantSectionOptions,
 ): Promise<{ singleTokPerS: number; parallelTokPerS: number }> {
-  const engine = await createEngine({ model, quantization, quantizedActivations, maxSeqs: o.parallel, maxContext: 256 });
+  const engine = await createEngine({
+    model,
+    quantization,
+    quantizedActivations,
+    maxSeqs: o.parallel,
+    maxContext: 256,
+  });
   try {
     const n = o.outputTokens;
-    const gen = (prompt: number[]) => engine.generate({ prompt, maxTokens: n, ignoreEos: true, temperature: 0 });
+    const gen = (prompt: number[]) =>
+      engine.generate({ prompt, maxTokens: n, ignoreEos: true, temperature: 0 });
     await gen([1, 5, 6, 7]);
     let t0 = performance.now();
     const one = await gen(o.prompts[0]);
     const singleTokPerS = one.ids.length / ((performance.now() - t0) / 1000);
     t0 = performance.now();
     const outs = await Promise.all(o.prompts.slice(0, o.parallel).map(gen));
-    const parallelTokPerS = outs.reduce((a, r) => a + r.ids.length, 0) / ((performance.now() - t0) / 1000);
+    const parallelTokPerS = outs.reduce((a, r) => a + r.ids.length, 0) /
+      ((performance.now() - t0) / 1000);
     return { singleTokPerS, parallelTokPerS };
   } finally {
     await engine.close();
@@ -119,7 +127,12 @@ async function llamaDecode(
 ): Promise<{ singleTokPerS: number; parallelTokPerS: number }> {
   const model = await llama.loadModel({ modelPath: gguf });
   const contextSize = Math.max(...o.prompts.map((p) => p.length)) + o.outputTokens + 8;
-  const context = await model.createContext({ contextSize: contextSize * o.parallel, sequences: o.parallel, threads: o.threads, batchSize: 512 });
+  const context = await model.createContext({
+    contextSize: contextSize * o.parallel,
+    sequences: o.parallel,
+    threads: o.threads,
+    batchSize: 512,
+  });
   try {
     const generate = async (seq: ReturnType<typeof context.getSequence>, prompt: number[]) => {
       const out: number[] = [];
@@ -137,8 +150,11 @@ async function llamaDecode(
     const singleTokPerS = one.length / ((performance.now() - t0) / 1000);
     await seqs[0].clearHistory();
     t0 = performance.now();
-    const outs = await Promise.all(o.prompts.slice(0, o.parallel).map((p, i) => generate(seqs[i], p)));
-    const parallelTokPerS = outs.reduce((a, r) => a + r.length, 0) / ((performance.now() - t0) / 1000);
+    const outs = await Promise.all(
+      o.prompts.slice(0, o.parallel).map((p, i) => generate(seqs[i], p)),
+    );
+    const parallelTokPerS = outs.reduce((a, r) => a + r.length, 0) /
+      ((performance.now() - t0) / 1000);
     return { singleTokPerS, parallelTokPerS };
   } finally {
     await context.dispose();
@@ -147,7 +163,10 @@ async function llamaDecode(
 }
 
 /** Runs the section (types one after another: a noisy shared machine, see the notes). */
-export async function benchQuant(o: QuantSectionOptions, log: (line: string) => void = console.log): Promise<QuantSectionResult> {
+export async function benchQuant(
+  o: QuantSectionOptions,
+  log: (line: string) => void = console.log,
+): Promise<QuantSectionResult> {
   const notes: string[] = [];
   const largest = await largestTensorF32(o.model);
   const baseline = await probe(o.baselineModel, "none");
@@ -167,7 +186,9 @@ export async function benchQuant(o: QuantSectionOptions, log: (line: string) => 
       const ggufLoad = await probe(gguf, "none");
       const boundBytes = largest + baseline.peakHwmBytes + load.weightBytes;
       const ours = await oursDecode(o.model, quantization, false, o);
-      const oursFast = type === "f16" ? undefined : await oursDecode(o.model, quantization, true, o);
+      const oursFast = type === "f16"
+        ? undefined
+        : await oursDecode(o.model, quantization, true, o);
       const llamaCpp = llama ? await llamaDecode(llama, gguf, o) : null;
       rows.push({
         type,
@@ -180,18 +201,35 @@ export async function benchQuant(o: QuantSectionOptions, log: (line: string) => 
       });
       const f = (v: number) => v.toFixed(2);
       log(
-        `  ${type}: weights ${(load.weightBytes / 2 ** 20).toFixed(1)} MiB, load ${f(load.loadS)} s (gguf ${f(ggufLoad.loadS)} s), ` +
-          `peak RSS ${(load.peakHwmBytes / 2 ** 20).toFixed(0)} MiB (bound ${(boundBytes / 2 ** 20).toFixed(0)}), ` +
+        `  ${type}: weights ${(load.weightBytes / 2 ** 20).toFixed(1)} MiB, load ${
+          f(load.loadS)
+        } s (gguf ${f(ggufLoad.loadS)} s), ` +
+          `peak RSS ${(load.peakHwmBytes / 2 ** 20).toFixed(0)} MiB (bound ${
+            (boundBytes / 2 ** 20).toFixed(0)
+          }), ` +
           `ours ${f(ours.singleTokPerS)} / ${f(ours.parallelTokPerS)} tok/s` +
           (oursFast ? `, fast ${f(oursFast.singleTokPerS)} / ${f(oursFast.parallelTokPerS)}` : "") +
-          (llamaCpp ? `, llama.cpp ${f(llamaCpp.singleTokPerS)} / ${f(llamaCpp.parallelTokPerS)}` : ""),
+          (llamaCpp
+            ? `, llama.cpp ${f(llamaCpp.singleTokPerS)} / ${f(llamaCpp.parallelTokPerS)}`
+            : ""),
       );
     }
   } finally {
     await llama?.dispose();
   }
-  notes.push("types measured one after another on a shared 2-core machine: compare within a run, and see the load average");
-  return { model: o.model, outputTokens: o.outputTokens, parallel: o.parallel, threads: o.threads, largestTensorF32Bytes: largest, baselineHwmBytes: baseline.peakHwmBytes, rows, notes };
+  notes.push(
+    "types measured one after another on a shared 2-core machine: compare within a run, and see the load average",
+  );
+  return {
+    model: o.model,
+    outputTokens: o.outputTokens,
+    parallel: o.parallel,
+    threads: o.threads,
+    largestTensorF32Bytes: largest,
+    baselineHwmBytes: baseline.peakHwmBytes,
+    rows,
+    notes,
+  };
 }
 
 if (import.meta.main) {
@@ -211,7 +249,8 @@ if (import.meta.main) {
       await writeSyntheticModel(model, { tokenizerDir: stories });
     }
     const vocab = JSON.parse(await rt.readTextFile(`${model}/config.json`)).vocab_size as number;
-    const prompts = makeWorkload({ vocab, bosId: 1, requests: 8, promptLen: [16, 32], seed: 3 }).map((r) => r.promptIds);
+    const prompts = makeWorkload({ vocab, bosId: 1, requests: 8, promptLen: [16, 32], seed: 3 })
+      .map((r) => r.promptIds);
     const result = await benchQuant({
       model,
       tmp,

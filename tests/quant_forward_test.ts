@@ -19,12 +19,28 @@ import { Engine } from "../src/engine/engine.ts";
 import { createGpu } from "../src/gpu/device.ts";
 import { convertToGguf } from "../src/model/gguf/convert.ts";
 import { KERNEL_FAMILIES } from "../src/api/types.ts";
-import { greedyIds, loadGolden, maxAbs, maxAbsDiff, MODEL_NAMES, modelDir, promptLogits } from "./helpers/reference.ts";
+import {
+  greedyIds,
+  loadGolden,
+  maxAbs,
+  maxAbsDiff,
+  MODEL_NAMES,
+  modelDir,
+  promptLogits,
+} from "./helpers/reference.ts";
 import { loadQuantGoldens, worstRelativeError } from "./helpers/quant_goldens.ts";
 
 /** The fast path's bound on these models (see above; the issue's default gate is 1e-2). */
 const FAST_TOL = 5e-2;
-const OPTS = { maxTokens: 128, maxLogitRows: 128, maxSeqs: 1, blockSize: 16, numBlocks: 16, weightDType: "f32", kvDtype: "f32" } as const;
+const OPTS = {
+  maxTokens: 128,
+  maxLogitRows: 128,
+  maxSeqs: 1,
+  blockSize: 16,
+  numBlocks: 16,
+  weightDType: "f32",
+  kvDtype: "f32",
+} as const;
 
 for (const kernelFamily of KERNEL_FAMILIES) {
   test(`quant forward ${kernelFamily}: the fast path (Q8 activations) stays within ${FAST_TOL} of the goldens on every reference model`, async () => {
@@ -34,8 +50,19 @@ for (const kernelFamily of KERNEL_FAMILIES) {
       for (const name of MODEL_NAMES) {
         const errors: string[] = [];
         for (const q of ["q8_0", "q4_0"] as const) {
-          const fast = await ModelRunner.load(modelDir(name), { ...OPTS, gpu, kernelFamily, quantization: q, quantizedActivations: true });
-          const exact = await ModelRunner.load(modelDir(name), { ...OPTS, gpu, kernelFamily, quantization: q });
+          const fast = await ModelRunner.load(modelDir(name), {
+            ...OPTS,
+            gpu,
+            kernelFamily,
+            quantization: q,
+            quantizedActivations: true,
+          });
+          const exact = await ModelRunner.load(modelDir(name), {
+            ...OPTS,
+            gpu,
+            kernelFamily,
+            quantization: q,
+          });
           try {
             assertEquals(fast.weights.layers[0].qkv.kind, "quant");
             const e = await worstRelativeError(fast, goldens[name][q]);
@@ -45,7 +72,10 @@ for (const kernelFamily of KERNEL_FAMILIES) {
             const apart = maxAbsDiff(a, b) / maxAbs(b);
             errors.push(`${q} ${e.toExponential(2)} (vs exact ${apart.toExponential(2)})`);
             assert(e <= FAST_TOL, `${name} ${q} fast path: relative error ${e} > ${FAST_TOL}`);
-            assert(apart > 1e-5, `${name} ${q}: the fast path gave the exact path's logits (${apart})`);
+            assert(
+              apart > 1e-5,
+              `${name} ${q}: the fast path gave the exact path's logits (${apart})`,
+            );
           } finally {
             fast.close();
             exact.close();
@@ -105,7 +135,11 @@ for (const kernelFamily of KERNEL_FAMILIES) {
         assertEquals(engine.runner.weights.layers[0].gateUp.kind, "quant");
         const device = engine.runner.gpu.device;
         const counts = { pipelines: 0, bindGroups: 0, buffers: 0, submits: 0 };
-        const wrap = <T extends object, K extends keyof T>(obj: T, key: K, counter: keyof typeof counts) => {
+        const wrap = <T extends object, K extends keyof T>(
+          obj: T,
+          key: K,
+          counter: keyof typeof counts,
+        ) => {
           const original = obj[key] as unknown as (...a: unknown[]) => unknown;
           obj[key] = ((...args: unknown[]) => {
             counts[counter]++;
@@ -136,13 +170,24 @@ for (const kernelFamily of KERNEL_FAMILIES) {
     const small = await createGpu({ maxStorageBindingBytes: 32 << 10 });
     try {
       for (const quantizedActivations of [false, true]) {
-        const opts = { maxTokens: 16, maxLogitRows: 16, maxSeqs: 2, numBlocks: 16, kernelFamily, quantization: "q8_0", quantizedActivations } as const;
+        const opts = {
+          maxTokens: 16,
+          maxLogitRows: 16,
+          maxSeqs: 2,
+          numBlocks: 16,
+          kernelFamily,
+          quantization: "q8_0",
+          quantizedActivations,
+        } as const;
         const whole = await ModelRunner.load(modelDir("gemma2-tiny"), { ...opts, gpu });
         const split = await ModelRunner.load(modelDir("gemma2-tiny"), { ...opts, gpu: small });
         try {
           assertEquals(whole.weights.layers[0].gateUp.parts.length, 1);
           assert(split.weights.layers[0].gateUp.parts.length >= 2, "gate_up was not split");
-          assertEquals(maxAbsDiff(await promptLogits(whole, ids), await promptLogits(split, ids)), 0);
+          assertEquals(
+            maxAbsDiff(await promptLogits(whole, ids), await promptLogits(split, ids)),
+            0,
+          );
         } finally {
           whole.close();
           split.close();

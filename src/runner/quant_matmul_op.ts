@@ -23,7 +23,14 @@ import {
   QUANTIZE_ROWS,
   xqRowWords,
 } from "../kernels/quant_matmul.ts";
-import { CPU_MATMUL_WG, GEMM_MIN_ROWS, GEMM_TILE, GPU_MATMUL_WG, ROW_TILES, rowTileIndex } from "../kernels/family.ts";
+import {
+  CPU_MATMUL_WG,
+  GEMM_MIN_ROWS,
+  GEMM_TILE,
+  GPU_MATMUL_WG,
+  ROW_TILES,
+  rowTileIndex,
+} from "../kernels/family.ts";
 import type { Grid, MatmulOp, MatmulUse } from "./matmul_op.ts";
 import { rowsGrid } from "./matmul_op.ts";
 
@@ -51,9 +58,13 @@ export function quantMatmulOp(
 ): MatmulOp {
   if (w.kind !== "quant") throw new RangeError(`${label}: not a quantized weight`);
   if ((family === "cpu") !== (w.layout === "column_blocks")) {
-    throw new RangeError(`${label}: a ${w.layout} matrix cannot run on the ${family} family's kernels`);
+    throw new RangeError(
+      `${label}: a ${w.layout} matrix cannot run on the ${family} family's kernels`,
+    );
   }
-  if (use.softcap) throw new RangeError(`${label}: the quantized matmuls have no soft-cap epilogue`);
+  if (use.softcap) {
+    throw new RangeError(`${label}: the quantized matmuls have no soft-cap epilogue`);
+  }
   const cpu = family === "cpu";
   const fast = !!use.xq;
   const kb = w.k / 32;
@@ -79,21 +90,41 @@ export function quantMatmulOp(
   };
   // Row tiles per variant: cpu 1/2/4/8 rows per invocation; gpu qgemv_wg's tiles as its
   // workgroup memory allows, then qgemm_tiled.
-  const tiles = cpu ? [...ROW_TILES] : ROW_TILES.map((r) => qgemvWgRowTile(w.k, r, env.maxWorkgroupBytes));
-  const kernels = cpu
-    ? tiles.map((TM) => pipelines.get(QGEMV_C8, { ...base, TM }))
-    : [...tiles.map((TM) => pipelines.get(QGEMV_WG, { ...base, TM })), pipelines.get(QGEMM_TILED, { ...base, TM: 1, WG: GPU_MATMUL_WG })];
+  const tiles = cpu
+    ? [...ROW_TILES]
+    : ROW_TILES.map((r) => qgemvWgRowTile(w.k, r, env.maxWorkgroupBytes));
+  const kernels = cpu ? tiles.map((TM) => pipelines.get(QGEMV_C8, { ...base, TM })) : [
+    ...tiles.map((TM) => pipelines.get(QGEMV_WG, { ...base, TM })),
+    pipelines.get(QGEMM_TILED, { ...base, TM: 1, WG: GPU_MATMUL_WG }),
+  ];
   const tiled = tiles.length;
   const ldq = xqRowWords(w.k);
 
   let prelude: MatmulOp["prelude"];
   if (fast) {
-    const qk = pipelines.get(QUANTIZE_ROWS, { WG: 8, NORM: !!use.norm, GAMMA: !!use.norm, GATHER: gather, DOT4: env.dot4 });
-    const p = qk.uniform({ k: w.k, ldx: use.ldx ?? w.k, ldq, rows_kind: gather ? 1 : 0, eps: use.norm?.eps ?? 0 }, `${label}.quantize.params`);
+    const qk = pipelines.get(QUANTIZE_ROWS, {
+      WG: 8,
+      NORM: !!use.norm,
+      GAMMA: !!use.norm,
+      GATHER: gather,
+      DOT4: env.dot4,
+    });
+    const p = qk.uniform({
+      k: w.k,
+      ldx: use.ldx ?? w.k,
+      ldq,
+      rows_kind: gather ? 1 : 0,
+      eps: use.norm?.eps ?? 0,
+    }, `${label}.quantize.params`);
     uniforms.push(p);
     const resources: Record<string, BindingResource> = { p, x: use.x, xq: use.xq! };
     if (use.norm) resources.gamma = use.norm.gamma;
-    prelude = { label: `${label}.quantize`, kernel: qk, resources, grid: (rows) => rowsGrid(1, rows) };
+    prelude = {
+      label: `${label}.quantize`,
+      kernel: qk,
+      resources,
+      grid: (rows) => rowsGrid(1, rows),
+    };
   }
 
   const parts = w.parts.map((part) => {
@@ -114,12 +145,28 @@ export function quantMatmulOp(
       cap: 0,
     }, `${label}[${part.blockStart}].params`);
     uniforms.push(p);
-    const resources: Record<string, BindingResource> = { p, x: fast ? use.xq! : use.x, w: part.buffer, out: use.out };
+    const resources: Record<string, BindingResource> = {
+      p,
+      x: fast ? use.xq! : use.x,
+      w: part.buffer,
+      out: use.out,
+    };
     if (base.GAMMA) resources.gamma = use.norm!.gamma;
     if (use.bias) resources.bias = use.bias;
-    if (use.rope) Object.assign(resources, { inv_freq: use.rope.invFreq, k_cache: use.rope.kCache, v_cache: use.rope.vCache });
+    if (use.rope) {
+      Object.assign(resources, {
+        inv_freq: use.rope.invFreq,
+        k_cache: use.rope.kCache,
+        v_cache: use.rope.vCache,
+      });
+    }
     const grid = (rows: number, variant: number): Grid => {
-      if (variant === tiled) return rowsGrid(Math.ceil(part.blocks / (GEMM_TILE.cols / 8)), Math.ceil(rows / GEMM_TILE.rows));
+      if (variant === tiled) {
+        return rowsGrid(
+          Math.ceil(part.blocks / (GEMM_TILE.cols / 8)),
+          Math.ceil(rows / GEMM_TILE.rows),
+        );
+      }
       const x = cpu ? Math.ceil(part.blocks / CPU_MATMUL_WG) : part.blocks;
       return rowsGrid(x, Math.ceil(rows / tiles[variant]));
     };
