@@ -24,8 +24,18 @@ import { KERNEL_FILES } from "../src/kernels/descriptors.ts";
 import { kernelFamilyFor } from "../src/kernels/family.ts";
 import { uploadMatrix } from "../src/model/weights.ts";
 import { matmulOp } from "../src/runner/matmul_op.ts";
-import { type AttentionImplementation, EagerAttention, PagedAttention } from "../src/runner/attention_op.ts";
-import { buildStepBatch, metaSlotWords, packStepMeta, shapeOf, type StepCapacity } from "../src/runner/step_meta.ts";
+import {
+  type AttentionImplementation,
+  EagerAttention,
+  PagedAttention,
+} from "../src/runner/attention_op.ts";
+import {
+  buildStepBatch,
+  metaSlotWords,
+  packStepMeta,
+  shapeOf,
+  type StepCapacity,
+} from "../src/runner/step_meta.ts";
 import { ATTENTION_SPLIT } from "../src/kernels/family.ts";
 import { GpuTimer } from "./gpu_timer.ts";
 import { packTransposed, REFERENCE_GEMVS, ROOF_KERNELS } from "./reference_kernels.ts";
@@ -167,7 +177,8 @@ export async function benchKernels(options: KernelBenchOptions): Promise<KernelS
     return b;
   };
   const rng = new Rng(7);
-  const randomF32 = (n: number, scale = 1) => Float32Array.from({ length: n }, () => scale * rng.normal());
+  const randomF32 = (n: number, scale = 1) =>
+    Float32Array.from({ length: n }, () => scale * rng.normal());
   const randomF16 = (n: number) => {
     const f = new Float16Array(n);
     for (let i = 0; i < n; i++) f[i] = 0.02 * (rng.next() * 2 - 1);
@@ -184,12 +195,18 @@ export async function benchKernels(options: KernelBenchOptions): Promise<KernelS
   // Roofs: read-reduce over 8 MiB buffers in rotation.
   const roofBytes = 8 << 20;
   const roofCopies = ROTATE_BYTES / roofBytes;
-  const roofBuffers = Array.from({ length: roofCopies }, () => buffer(roofBytes, GPUBufferUsage.STORAGE));
+  const roofBuffers = Array.from(
+    { length: roofCopies },
+    () => buffer(roofBytes, GPUBufferUsage.STORAGE),
+  );
   for (const rk of ROOF_KERNELS) {
     const pipeline = device.createComputePipeline({
       label: rk.name,
       layout: "auto",
-      compute: { module: device.createShaderModule({ code: rk.source, label: rk.name }), entryPoint: "main" },
+      compute: {
+        module: device.createShaderModule({ code: rk.source, label: rk.name }),
+        entryPoint: "main",
+      },
     });
     const p = uniform(roofBytes / 16);
     const out = buffer(4 * 1024, GPUBufferUsage.STORAGE);
@@ -220,9 +237,15 @@ export async function benchKernels(options: KernelBenchOptions): Promise<KernelS
     const { n, k } = shape;
     const copies = Math.max(2, Math.ceil(ROTATE_BYTES / (n * k * 2)));
     const host = randomF16(n * k);
-    const hf = Array.from({ length: copies }, () => buffer(n * k * 2, GPUBufferUsage.STORAGE, host));
+    const hf = Array.from(
+      { length: copies },
+      () => buffer(n * k * 2, GPUBufferUsage.STORAGE, host),
+    );
     const transposed = packTransposed(host, n, k);
-    const tr = Array.from({ length: copies }, () => buffer(n * k * 2, GPUBufferUsage.STORAGE, transposed));
+    const tr = Array.from(
+      { length: copies },
+      () => buffer(n * k * 2, GPUBufferUsage.STORAGE, transposed),
+    );
     const packed = Array.from({ length: copies }, (_, i) => {
       const w = uploadMatrix(device, { data: host, rows: n, cols: k }, {
         layout: family === "cpu" ? "column_blocks" : "padded_rows",
@@ -239,9 +262,25 @@ export async function benchKernels(options: KernelBenchOptions): Promise<KernelS
       const flops = 2 * m * n * k;
       // m tokens of one sequence: the matmul reads only the token count.
       const cap: StepCapacity = { maxTokens: m, maxSeqs: 1, maxLogitRows: 1, maxBlocksPerSeq: m };
-      const step = buildStepBatch([{ tokens: new Array(m).fill(0), start: 0, blockTable: Array.from({ length: m }, (_, i) => i), logits: "none" }], 1);
-      const meta = { buffer: buffer(metaSlotWords(cap) * 4, GPUBufferUsage.STORAGE, packStepMeta(step, cap)), size: metaSlotWords(cap) * 4 };
-      const ops = packed.map((w, i) => matmulOp(pipelines, family, w, { x, out, ldo: n, nOut: n, rows: "tokens" }, `${shape.name}#${i}`));
+      const step = buildStepBatch([{
+        tokens: new Array(m).fill(0),
+        start: 0,
+        blockTable: Array.from({ length: m }, (_, i) => i),
+        logits: "none",
+      }], 1);
+      const meta = {
+        buffer: buffer(metaSlotWords(cap) * 4, GPUBufferUsage.STORAGE, packStepMeta(step, cap)),
+        size: metaSlotWords(cap) * 4,
+      };
+      const ops = packed.map((w, i) =>
+        matmulOp(
+          pipelines,
+          family,
+          w,
+          { x, out, ldo: n, nOut: n, rows: "tokens" },
+          `${shape.name}#${i}`,
+        )
+      );
       for (const op of ops) owned.push(...op.uniforms);
       const variant = ops[0].variant(m);
       const kernel = ops[0].kernels[variant];
@@ -268,7 +307,10 @@ export async function benchKernels(options: KernelBenchOptions): Promise<KernelS
       });
       for (const ref of REFERENCE_GEMVS) {
         const module = device.createShaderModule({ code: ref.source(m), label: ref.name });
-        const pipeline = device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" } });
+        const pipeline = device.createComputePipeline({
+          layout: "auto",
+          compute: { module, entryPoint: "main" },
+        });
         const rp = uniform(k, n, m, 0);
         const groups = (ref.layout === "transposed" ? tr : hf).map((w) =>
           device.createBindGroup({
@@ -296,11 +338,17 @@ export async function benchKernels(options: KernelBenchOptions): Promise<KernelS
   // Decode attention: split-K paged attention against the eager three-phase reference.
   const attentionOwners: AttentionImplementation[] = [];
   for (const a of options.attention) {
-    work.push(...attentionWork(a, options.gpu, pipelines, family, buffer, randomF32, attentionOwners));
+    work.push(
+      ...attentionWork(a, options.gpu, pipelines, family, buffer, randomF32, attentionOwners),
+    );
   }
 
   const timer = new GpuTimer(device, 1);
-  const bench = new Bench({ time: options.benchTimeMs, iterations: options.iterations, warmup: false });
+  const bench = new Bench({
+    time: options.benchTimeMs,
+    iterations: options.iterations,
+    warmup: false,
+  });
   const gpuTimes = new Map<string, number[]>();
   const reps = new Map<string, number>();
   const timePass = async (item: Measurable, count: number) => {
@@ -317,7 +365,10 @@ export async function benchKernels(options: KernelBenchOptions): Promise<KernelS
     const id = idOf(item);
     await timePass(item, 1); // compile + warm
     const one = await timePass(item, 1);
-    const count = Math.max(2, Math.min(256, Math.round(options.targetPassMs / Math.max(one, 1e-3))));
+    const count = Math.max(
+      2,
+      Math.min(256, Math.round(options.targetPassMs / Math.max(one, 1e-3))),
+    );
     reps.set(id, count);
     gpuTimes.set(id, []);
     bench.add(id, async () => {
@@ -352,9 +403,9 @@ export async function benchKernels(options: KernelBenchOptions): Promise<KernelS
       ofRoof: gbps / roofGbps,
     };
     options.log?.(
-      `  ${idOf(item)}: ${gpuMs.toFixed(3)} ms GPU, ${gbps.toFixed(2)} GB/s (${(100 * result.ofRoof).toFixed(0)}% of roof), ${
-        result.gflops.toFixed(2)
-      } GFLOP/s`,
+      `  ${idOf(item)}: ${gpuMs.toFixed(3)} ms GPU, ${gbps.toFixed(2)} GB/s (${
+        (100 * result.ofRoof).toFixed(0)
+      }% of roof), ${result.gflops.toFixed(2)} GFLOP/s`,
     );
     return result;
   });
@@ -378,7 +429,9 @@ export function summarizeGemvs(
 ): GemvSummary[] {
   return ms.map((m) => {
     const total = (kernel: string) => {
-      const rs = results.filter((r) => r.m === m && r.kernel === kernel && shapes.some((s) => s.name === r.shape));
+      const rs = results.filter((r) =>
+        r.m === m && r.kernel === kernel && shapes.some((s) => s.name === r.shape)
+      );
       const bytes = rs.reduce((a, r) => a + r.bytes, 0);
       const ms = rs.reduce((a, r) => a + r.gpuMs, 0);
       return ms > 0 ? bytes / (ms * 1e6) : 0;
@@ -415,7 +468,12 @@ function attentionWork(
   const kvF16 = gpu.hasF16 && hd % 8 === 0; // the runtime's default KV type
   const blocksPerSeq = Math.ceil(context / bs);
   const numBlocks = seqs * blocksPerSeq;
-  const cap: StepCapacity = { maxTokens: seqs, maxSeqs: seqs, maxLogitRows: seqs, maxBlocksPerSeq: blocksPerSeq };
+  const cap: StepCapacity = {
+    maxTokens: seqs,
+    maxSeqs: seqs,
+    maxLogitRows: seqs,
+    maxBlocksPerSeq: blocksPerSeq,
+  };
   const batch = buildStepBatch(
     Array.from({ length: seqs }, (_, s) => ({
       tokens: [10 + s],
@@ -427,7 +485,10 @@ function attentionWork(
   );
   const shape = shapeOf(batch);
   const metaBytes = metaSlotWords(cap) * 4;
-  const step = { buffer: buffer(metaBytes, GPUBufferUsage.STORAGE, packStepMeta(batch, cap)), size: metaBytes };
+  const step = {
+    buffer: buffer(metaBytes, GPUBufferUsage.STORAGE, packStepMeta(batch, cap)),
+    size: metaBytes,
+  };
   const query = buffer(seqs * nh * hd * 4, GPUBufferUsage.STORAGE, randomF32(seqs * nh * hd));
   const kvWords = numBlocks * nkv * bs * hd;
   const kvValues = randomF32(kvWords, 0.5);
@@ -438,15 +499,46 @@ function attentionWork(
   const out = buffer(seqs * nh * hd * 4, GPUBufferUsage.STORAGE);
   const bytes = seqs * (context * nkv * hd * elem * 2 + 2 * nh * hd * 4);
   const flops = seqs * 4 * nh * hd * context;
-  const attnShape = { numHeads: nh, numKvHeads: nkv, headDim: hd, blockSize: bs, kvF16, maxTokens: seqs, maxContext: context };
-  const limits = { maxBindingBytes: gpu.limits.maxStorageBufferBindingSize, maxWorkgroupBytes: gpu.limits.maxComputeWorkgroupStorageSize };
+  const attnShape = {
+    numHeads: nh,
+    numKvHeads: nkv,
+    headDim: hd,
+    blockSize: bs,
+    kvF16,
+    maxTokens: seqs,
+    maxContext: context,
+  };
+  const limits = {
+    maxBindingBytes: gpu.limits.maxStorageBufferBindingSize,
+    maxWorkgroupBytes: gpu.limits.maxComputeWorkgroupStorageSize,
+  };
   const impls: [string, KernelResult["impl"], AttentionImplementation][] = [
-    [`attention_lanes (split ${ATTENTION_SPLIT[family]})`, "project", new PagedAttention(device, pipelines, attnShape, { ...limits, splitLen: ATTENTION_SPLIT[family] })],
-    ["eager_attention (3 phases)", "reference", new EagerAttention(device, pipelines, attnShape, limits)],
+    [
+      `attention_lanes (split ${ATTENTION_SPLIT[family]})`,
+      "project",
+      new PagedAttention(device, pipelines, attnShape, {
+        ...limits,
+        splitLen: ATTENTION_SPLIT[family],
+      }),
+    ],
+    [
+      "eager_attention (3 phases)",
+      "reference",
+      new EagerAttention(device, pipelines, attnShape, limits),
+    ],
   ];
   return impls.map(([kernel, impl, attention]) => {
     owners.push(attention);
-    const layer = { query, qStride: nh * hd, kCache, vCache, out, window: 0, scale: 1 / Math.sqrt(hd), softcap: 0 };
+    const layer = {
+      query,
+      qStride: nh * hd,
+      kCache,
+      vCache,
+      out,
+      window: 0,
+      scale: 1 / Math.sqrt(hd),
+      softcap: 0,
+    };
     const dispatches = attention.layer(layer, kernel).flatMap((d) => {
       const v = d.pick(shape);
       const grid = d.grid(shape, v);

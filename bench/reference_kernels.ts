@@ -100,7 +100,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 /** Issue 10's transposed f16 GEMV: 4 columns per invocation; needs n % 4 == 0 and k % 4 == 0. */
 export const TRANSPOSED_GEMV: ReferenceKernel = {
   name: "transposed_4col",
-  description: "f16 weights transposed, adjacent invocations read adjacent 16-byte words, 4 columns x 2 k per word",
+  description:
+    "f16 weights transposed, adjacent invocations read adjacent 16-byte words, 4 columns x 2 k per word",
   layout: "transposed",
   source: () =>
     HEADER + `
@@ -131,7 +132,9 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 
 /** The transposed layout of f16 bits [n, k]: word (j, c) = columns 4c..4c+3 at k = 2j, 2j+1. */
 export function packTransposed(data: Uint16Array, n: number, k: number): Uint16Array<ArrayBuffer> {
-  if (n % 4 !== 0 || k % 4 !== 0) throw new RangeError(`transposed GEMV needs n, k multiples of 4 (${n}, ${k})`);
+  if (n % 4 !== 0 || k % 4 !== 0) {
+    throw new RangeError(`transposed GEMV needs n, k multiples of 4 (${n}, ${k})`);
+  }
   const out = new Uint16Array(n * k);
   let i = 0;
   for (let j = 0; j < k / 2; j++) {
@@ -146,7 +149,11 @@ export function packTransposed(data: Uint16Array, n: number, k: number): Uint16A
 }
 
 /** The reference GEMVs the benchmark runs. */
-export const REFERENCE_GEMVS: readonly ReferenceKernel[] = [NAIVE_GEMV, WORKGROUP_ROW_GEMV, TRANSPOSED_GEMV];
+export const REFERENCE_GEMVS: readonly ReferenceKernel[] = [
+  NAIVE_GEMV,
+  WORKGROUP_ROW_GEMV,
+  TRANSPOSED_GEMV,
+];
 
 /** A streaming-read kernel: WGSL source and grid for a buffer of `words` 16-byte words. */
 export interface RoofKernel {

@@ -37,7 +37,12 @@ export interface StepSweep {
 }
 
 /** Blocks a runner needs for {@link sweepSteps} over these points (one table per sequence). */
-export function sweepBlocks(contexts: readonly number[], batches: readonly number[], batchContext: number, blockSize: number): number {
+export function sweepBlocks(
+  contexts: readonly number[],
+  batches: readonly number[],
+  batchContext: number,
+  blockSize: number,
+): number {
   const one = Math.ceil(Math.max(...contexts) / blockSize);
   const many = Math.max(...batches) * Math.ceil(batchContext / blockSize);
   return Math.max(one, many);
@@ -46,7 +51,13 @@ export function sweepBlocks(contexts: readonly number[], batches: readonly numbe
 /** Measures decode steps of one sequence at `contexts` and of `batches` sequences at `batchContext`. */
 export async function sweepSteps(
   runner: ModelRunner,
-  options: { model: string; contexts: number[]; batches: number[]; batchContext: number; rounds: number },
+  options: {
+    model: string;
+    contexts: number[];
+    batches: number[];
+    batchContext: number;
+    rounds: number;
+  },
 ): Promise<StepSweep> {
   const device = runner.gpu.device;
   const bs = runner.cache.options.blockSize;
@@ -55,7 +66,9 @@ export async function sweepSteps(
     ...options.batches.map((seqs) => ({ seqs, context: options.batchContext })),
   ].map(({ seqs, context }) => {
     const perSeq = Math.ceil(context / bs);
-    if (perSeq * seqs > runner.cache.options.numBlocks) throw new RangeError(`not enough KV blocks for ${seqs} x ${context}`);
+    if (perSeq * seqs > runner.cache.options.numBlocks) {
+      throw new RangeError(`not enough KV blocks for ${seqs} x ${context}`);
+    }
     const batch = buildStepBatch(
       Array.from({ length: seqs }, (_, s) => ({
         tokens: [5 + s],
@@ -65,8 +78,19 @@ export async function sweepSteps(
       })),
       bs,
     );
-    const rows = Array.from({ length: seqs }, (_, s) => ({ sampling: SAMPLING_DEFAULTS, outputIndex: 0, seqSlot: s }));
-    return { seqs, context, batch, rows, shape: shapeOf(batch), gpu: [] as number[], wall: [] as number[] };
+    const rows = Array.from(
+      { length: seqs },
+      (_, s) => ({ sampling: SAMPLING_DEFAULTS, outputIndex: 0, seqSlot: s }),
+    );
+    return {
+      seqs,
+      context,
+      batch,
+      rows,
+      shape: shapeOf(batch),
+      gpu: [] as number[],
+      wall: [] as number[],
+    };
   });
   const timer = new GpuTimer(device, 1);
   const encodeStep = (p: (typeof points)[number], timed: boolean) => {
@@ -115,7 +139,9 @@ export async function sweepSteps(
  * Step cost per batch size from measured points (linear between them, flat beyond): the
  * cost model of the continuous-vs-static ideal.
  */
-export function stepCostModel(points: readonly { seqs: number; ms: number }[]): (batch: number) => number {
+export function stepCostModel(
+  points: readonly { seqs: number; ms: number }[],
+): (batch: number) => number {
   const p = [...points].sort((a, b) => a.seqs - b.seqs);
   if (p.length === 0) return () => 1;
   return (b) => {

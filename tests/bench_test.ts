@@ -4,9 +4,7 @@
  * No GPU, no timing assertions.
  */
 import { test } from "./helpers/test.ts";
-import * as sys from "./helpers/platform.ts";
 import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
-import { withTempDir, writeSyntheticCheckpoint } from "./helpers/synthetic_checkpoint.ts";
 import {
   continuousDecodeSteps,
   continuousRunning,

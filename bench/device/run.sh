@@ -41,6 +41,7 @@ PYTHONUNBUFFERED=1 timeout 90 python3 bench/device/transformers_generate_batch.p
   --streams 64 --tokens 64 --out "$OUT/transformers.json" >>"$OUT/run.log" 2>&1 || log "transformers failed ($?)"
 
 t=$(left)
+[ "$t" -gt 60 ] || { log "no time left for bench --quick (${t} s)"; exit 0; }
 log "bench --quick with ${t} s left"
 timeout "$t" deno run --cached-only -A --no-check=remote bench/main.ts --quick --json "$OUT/bench.json" \
   >"$OUT/bench.md" 2>"$OUT/bench.log" || log "bench exited $? (timeout 124: the sections done before it are in bench.log only)"

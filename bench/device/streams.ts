@@ -29,11 +29,26 @@ const gpu = await createGpu();
 const adapter = gpu.description;
 const family = kernelFamilyFor(gpu);
 gpu.device.destroy();
-const prompts = makeWorkload({ vocab: 49152, bosId: 1, requests: streams, promptLen: [16, 32], seed: 3 }).map((r) => r.promptIds);
-const engine = await createEngine({ model: dir, maxSeqs: streams, maxContext: 128, maxBatchTokens: 2048 });
+const prompts = makeWorkload({
+  vocab: 49152,
+  bosId: 1,
+  requests: streams,
+  promptLen: [16, 32],
+  seed: 3,
+}).map((r) => r.promptIds);
+const engine = await createEngine({
+  model: dir,
+  maxSeqs: streams,
+  maxContext: 128,
+  maxBatchTokens: 2048,
+});
 try {
   const run = (n: number) =>
-    Promise.all(prompts.map((prompt) => engine.generate({ prompt, maxTokens: n, ignoreEos: true, temperature: 0 })));
+    Promise.all(
+      prompts.map((prompt) =>
+        engine.generate({ prompt, maxTokens: n, ignoreEos: true, temperature: 0 })
+      ),
+    );
   await run(8); // warm-up: every row-count variant up to `streams`
   const t0 = performance.now();
   const outs = await run(tokens);

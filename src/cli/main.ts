@@ -192,6 +192,8 @@ async function logits(flags: Map<string, string>): Promise<number> {
     maxLogitRows: ids.length,
     maxSeqs: 1,
     quantization: quantizationOf(flags),
+    // Logits for comparison with references: an f32 KV cache whatever the adapter's default.
+    kvDtype: "f32",
   });
   try {
     const vocab = runner.spec.vocabSize;
