@@ -1,7 +1,8 @@
 /**
- * `deno task bench [--quick] [--json PATH] [--only kernels,offline,constrained,serving,peer,batch]`
+ * `deno task bench [--quick] [--json PATH] [--only SECTIONS]`
  * (or `bun run bench/main.ts ...`, same flags): the throughput suite of issue 5. Runs kernel,
- * decode-step, offline batching, constrained decoding (issue 12), serving and llama.cpp-peer
+ * decode-step, offline batching, constrained decoding (issue 12), serving, llama.cpp-peer and
+ * quantized-weight (issue 11)
  * benchmarks on stories260K and a synthetic SmolLM2-135M-shaped f16 model (built into a temp
  * dir), writes
  * `bench/results/<timestamp>.json` (or PATH) and prints a markdown table. `--quick` shrinks
@@ -24,6 +25,7 @@ import { benchServing, type ServingResult } from "./serving.ts";
 import { benchConstrained, type ConstrainedResult } from "./constrained.ts";
 import { benchPeer, loadLlamaCpp, type PeerResult } from "./peer_llama_cpp.ts";
 import { benchBatch } from "./batch.ts";
+import { benchQuant } from "./quant_section.ts";
 import {
   DEFAULT_WORKLOAD,
   makeWorkload,
@@ -47,7 +49,7 @@ export interface BenchArgs {
   only: Set<string> | null;
 }
 
-const SECTIONS = ["kernels", "offline", "constrained", "serving", "peer", "batch"];
+const SECTIONS = ["kernels", "offline", "constrained", "serving", "peer", "batch", "quant"];
 
 /** Parses `--quick`, `--json PATH` and `--only a,b`. */
 export function parseBenchArgs(argv: string[]): BenchArgs {
@@ -64,7 +66,9 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
       args.only = new Set(names);
     } else if (a === "--help" || a === "-h") {
       console.log(
-        "deno task bench | bun run bench/main.ts [--quick] [--json PATH] [--only kernels,offline,constrained,serving,peer,batch]",
+        `deno task bench | bun run bench/main.ts [--quick] [--json PATH] [--only ${
+          SECTIONS.join(",")
+        }]`,
       );
       rt.exit(0);
     } else fail(`unknown flag ${a}`);
@@ -113,7 +117,7 @@ async function main(): Promise<void> {
   const tmp = await rt.makeTempDir("bench_");
   try {
     const smol = `${tmp}/smollm2-135m-synthetic`;
-    if (on("kernels") || on("peer") || (!q && on("offline"))) {
+    if (on("kernels") || on("peer") || (!q && on("offline")) || on("quant")) {
       const bytes = await writeSyntheticModel(smol, { tokenizerDir: STORIES });
       notes.push(
         `synthetic SmolLM2-135M-shaped model (random f16, ${
@@ -135,9 +139,18 @@ async function main(): Promise<void> {
           headDim: c.head_dim,
           vocab: c.vocab_size,
         }),
-        attention: ([[1, 2048], [8, 256], ...(q ? [] : [[1, 4096], [8, 1024]])] as [number, number][]).map((
-          [seqs, context],
-        ) => ({ name: `smollm2 ${seqs}x${context}`, heads: 9, kvHeads: 3, headDim: 64, blockSize: 16, seqs, context })),
+        attention:
+          ([[1, 2048], [8, 256], ...(q ? [] : [[1, 4096], [8, 1024]])] as [number, number][]).map((
+            [seqs, context],
+          ) => ({
+            name: `smollm2 ${seqs}x${context}`,
+            heads: 9,
+            kvHeads: 3,
+            headDim: 64,
+            blockSize: 16,
+            seqs,
+            context,
+          })),
         ms: [1, 8],
         targetPassMs: q ? 15 : 60,
         benchTimeMs: q ? 30 : 300,
@@ -180,36 +193,53 @@ async function main(): Promise<void> {
 
     // Whole steps: single stream against context length, and the step cost per batch size
     // (the continuous-vs-static cost model on stories260K, the offline model).
-    const stepSweeps = await section("decode steps by context and batch", on("kernels") || on("offline"), async () => {
-      const out: StepSweep[] = [];
-      const cases: [string, number[]][] = [
-        ...(on("kernels") ? [[smol, [128, 512, 1024, 2048, 4096]]] as [string, number[]][] : []),
-        [STORIES, [128]],
-      ];
-      const batches = [1, 2, 4, 8];
-      for (const [model, contexts] of cases) {
-        const blocks = sweepBlocks(contexts, batches, 128, 16);
-        const runner = await ModelRunner.load(model, {
-          gpu,
-          maxTokens: 64,
-          maxSeqs: 8,
-          numBlocks: blocks + 8,
-          maxContext: Math.max(...contexts) + 16,
-        });
-        try {
-          out.push(await sweepSteps(runner, { model, contexts, batches, batchContext: 128, rounds: q ? 3 : 7 }));
-          const sw = out.at(-1)!;
-          log(`  ${model.split("/").at(-1)}: ${sw.byContext.map((p) => `${p.context}: ${p.gpuMs.toFixed(1)} ms`).join(", ")}; batch ${
-            sw.byBatch.map((p) => `${p.seqs}: ${p.wallMs.toFixed(1)} ms`).join(", ")
-          }`);
-        } finally {
-          runner.close();
+    const stepSweeps = await section(
+      "decode steps by context and batch",
+      on("kernels") || on("offline"),
+      async () => {
+        const out: StepSweep[] = [];
+        const cases: [string, number[]][] = [
+          ...(on("kernels") ? [[smol, [128, 512, 1024, 2048, 4096]]] as [string, number[]][] : []),
+          [STORIES, [128]],
+        ];
+        const batches = [1, 2, 4, 8];
+        for (const [model, contexts] of cases) {
+          const blocks = sweepBlocks(contexts, batches, 128, 16);
+          const runner = await ModelRunner.load(model, {
+            gpu,
+            maxTokens: 64,
+            maxSeqs: 8,
+            numBlocks: blocks + 8,
+            maxContext: Math.max(...contexts) + 16,
+          });
+          try {
+            out.push(
+              await sweepSteps(runner, {
+                model,
+                contexts,
+                batches,
+                batchContext: 128,
+                rounds: q ? 3 : 7,
+              }),
+            );
+            const sw = out.at(-1)!;
+            log(
+              `  ${model.split("/").at(-1)}: ${
+                sw.byContext.map((p) => `${p.context}: ${p.gpuMs.toFixed(1)} ms`).join(", ")
+              }; batch ${sw.byBatch.map((p) => `${p.seqs}: ${p.wallMs.toFixed(1)} ms`).join(", ")}`,
+            );
+          } finally {
+            runner.close();
+          }
         }
-      }
-      return out;
-    });
+        return out;
+      },
+    );
     const storiesStepMs = stepSweeps.status === "ok"
-      ? stepSweeps.data.find((s) => s.model === STORIES)?.byBatch.map((p) => ({ seqs: p.seqs, ms: p.wallMs }))
+      ? stepSweeps.data.find((s) => s.model === STORIES)?.byBatch.map((p) => ({
+        seqs: p.seqs,
+        ms: p.wallMs,
+      }))
       : undefined;
 
     const offlineEngine = { model: STORIES, maxSeqs: 8, maxBatchTokens: 256, maxContext: 1024 };
@@ -251,8 +281,12 @@ async function main(): Promise<void> {
       return out;
     });
 
-    const constrained = await section<ConstrainedResult>("constrained", on("constrained"), () =>
-      benchConstrained({ model: STORIES, outputTokens: q ? 128 : 256, repeats: q ? 2 : 4 }, log));
+    const constrained = await section<ConstrainedResult>(
+      "constrained",
+      on("constrained"),
+      () =>
+        benchConstrained({ model: STORIES, outputTokens: q ? 128 : 256, repeats: q ? 2 : 4 }, log),
+    );
 
     const serving = await section<ServingResult>("serving", on("serving"), async () => {
       const n = q ? 16 : 64;
@@ -283,8 +317,14 @@ async function main(): Promise<void> {
       const llama = await loadLlamaCpp();
       const threads = navigator.hardwareConcurrency || 2;
       // The SmolLM2-shaped model is the number users care about: it runs in --quick too.
-      const cases: [string, number, number][] = q ? [[smol, 49152, 32]] : [[STORIES, 512, 256], [smol, 49152, 64]];
-      if (q) notes.push("--quick: peer on the SmolLM2-shaped model only, 32 tokens per stream, 3 alternating rounds");
+      const cases: [string, number, number][] = q
+        ? [[smol, 49152, 32]]
+        : [[STORIES, 512, 256], [smol, 49152, 64]];
+      if (q) {
+        notes.push(
+          "--quick: peer on the SmolLM2-shaped model only, 32 tokens per stream, 3 alternating rounds",
+        );
+      }
       try {
         for (const [model, vocab, tokens] of cases) {
           const prompts = makeWorkload({
@@ -338,7 +378,21 @@ async function main(): Promise<void> {
         root: ROOT,
         log,
       }));
-    if (q) notes.push("--quick: the batch memory runs use 500 and 5,000 lines (20,000 without --quick)");
+    if (q) {
+      notes.push("--quick: the batch memory runs use 500 and 5,000 lines (20,000 without --quick)");
+    }
+    // f16 / Q8_0 / Q4_0 on the SmolLM2-shaped model next to llama.cpp (bench/quant_section.ts).
+    const quant = await section("quant", on("quant"), () =>
+      benchQuant({
+        model: smol,
+        tmp,
+        prompts: makeWorkload({ vocab: 49152, bosId: 1, requests: 8, promptLen: [16, 32], seed: 3 })
+          .map((r) => r.promptIds),
+        outputTokens: q ? 8 : 32,
+        parallel: 8,
+        threads: navigator.hardwareConcurrency || 2,
+        baselineModel: STORIES,
+      }, log));
     gpu.device.destroy();
 
     const partial = {
@@ -359,6 +413,7 @@ async function main(): Promise<void> {
       serving,
       peer,
       batch,
+      quant,
     };
     const results: BenchResults = {
       ...partial,

@@ -1,7 +1,9 @@
 /**
  * Quality on the trained model: perplexity of stories260K on the text in the reference
  * models' README, f32 against transformers' 2.310, and Q8_0 / Q4_0 load-time quantization
- * within 1% / 10% of our f32 figure (transformers measured +0.0% and +4.4%).
+ * within 1% / 10% of our f32 figure (transformers measured +0.0% and +4.4%), through the
+ * quantized matmuls: on the exact path (the default) and on the fast path (activations
+ * quantized to Q8 blocks, `quantizedActivations`), which must pass the same gates.
  */
 import { test } from "./helpers/test.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
@@ -25,17 +27,27 @@ test("perplexity stories260K: f32 as transformers (2.310), Q8_0 within 1% and Q4
   try {
     const base = await perplexity(f32, ids);
     f32.close();
-    const q8r = await ModelRunner.load(modelDir("stories260K"), { ...opts, gpu, quantization: "q8_0" });
-    const q8 = await perplexity(q8r, ids);
-    q8r.close();
-    const q4r = await ModelRunner.load(modelDir("stories260K"), { ...opts, gpu, quantization: "q4_0" });
-    const q4 = await perplexity(q4r, ids);
-    q4r.close();
-    console.log(`  perplexity f32 ${base.toFixed(4)}, Q8_0 ${q8.toFixed(4)} (${((q8 / base - 1) * 100).toFixed(2)}%), Q4_0 ${q4.toFixed(4)} (${((q4 / base - 1) * 100).toFixed(2)}%)`);
+    const quantized = async (quantization: "q8_0" | "q4_0", quantizedActivations: boolean) => {
+      const r = await ModelRunner.load(modelDir("stories260K"), { ...opts, gpu, quantization, quantizedActivations });
+      try {
+        assertEquals(r.weights.layers[0].gateUp.kind, "quant");
+        return await perplexity(r, ids);
+      } finally {
+        r.close();
+      }
+    };
+    const pct = (v: number) => `${v.toFixed(4)} (${((v / base - 1) * 100).toFixed(2)}%)`;
+    const q8 = await quantized("q8_0", false);
+    const q4 = await quantized("q4_0", false);
+    const q8f = await quantized("q8_0", true);
+    const q4f = await quantized("q4_0", true);
+    console.log(`  perplexity f32 ${base.toFixed(4)}, exact: Q8_0 ${pct(q8)}, Q4_0 ${pct(q4)}; fast: Q8_0 ${pct(q8f)}, Q4_0 ${pct(q4f)}`);
     assert(Math.abs(base - 2.310) < 0.0051, `f32 perplexity ${base}, transformers 2.310`);
-    assert(Math.abs(q8 / base - 1) <= 0.01, `Q8_0 perplexity ${q8} vs f32 ${base}`);
-    assert(Math.abs(q4 / base - 1) <= 0.10, `Q4_0 perplexity ${q4} vs f32 ${base}`);
-    // The goldens' figures, to the printed digits: the round trip is the same.
+    for (const [name, v8, v4] of [["exact", q8, q4], ["fast", q8f, q4f]] as const) {
+      assert(Math.abs(v8 / base - 1) <= 0.01, `${name} Q8_0 perplexity ${v8} vs f32 ${base}`);
+      assert(Math.abs(v4 / base - 1) <= 0.10, `${name} Q4_0 perplexity ${v4} vs f32 ${base}`);
+    }
+    // The goldens' figures, to the printed digits: the exact path's round trip is the same.
     assert(Math.abs(q8 - 2.308) < 0.0051 && Math.abs(q4 - 2.411) < 0.0051, `Q8_0 ${q8} (HF 2.308), Q4_0 ${q4} (HF 2.411)`);
   } finally {
     gpu.device.destroy();

@@ -297,6 +297,12 @@ export interface EngineOptions {
   weightDType?: "auto" | "f32" | "f16";
   /** Quantize the decoder's linear weights while loading (default "none"). */
   quantization?: Quantization;
+  /**
+   * Quantized weights (load-time or GGUF Q8_0/Q4_0): also quantize activations to Q8 blocks
+   * and sum exact int8 products, as llama.cpp's CPU kernels do (faster on CPU adapters, within
+   * ~1e-2 of the logit range); default false: f32 activations times the dequantized weights.
+   */
+  quantizedActivations?: boolean;
   /** Kernel family (default: "cpu" on fallback/CPU adapters, else "gpu"). */
   kernelFamily?: KernelFamily;
   /** KV-cache element type (default "f16" where the adapter has `shader-f16`, else "f32"). */

@@ -117,6 +117,7 @@ export class Engine {
       maxContext: options.maxContext,
       weightDType: options.weightDType,
       quantization: options.quantization,
+      quantizedActivations: options.quantizedActivations,
       kernelFamily: options.kernelFamily,
       kvDtype: options.kvDtype,
       stepsPerSync: options.stepsPerSync,

@@ -29,6 +29,8 @@ export interface Gpu {
   hasTimestamps: boolean;
   /** Whether `subgroups` was enabled (subgroup builtins in WGSL). */
   hasSubgroups: boolean;
+  /** Whether WGSL offers `packed_4x8_integer_dot_product` (dot4I8Packed, unpack4xI8, ...). */
+  hasPacked4x8: boolean;
   /** Whether the adapter says it is a fallback (CPU) adapter, where the runtime reports it. */
   isFallbackAdapter: boolean;
   /** Adapter description for logs. */
@@ -87,9 +89,15 @@ export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
     hasF16: device.features.has("shader-f16"),
     hasTimestamps: device.features.has("timestamp-query"),
     hasSubgroups: device.features.has("subgroups"),
+    hasPacked4x8: hasWgslFeature(gpu, "packed_4x8_integer_dot_product"),
     isFallbackAdapter: Boolean((info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter),
     description: info?.description || info?.vendor || "unknown adapter",
   };
+}
+
+/** Whether WGSL offers a language feature (`GPU.wgslLanguageFeatures`, absent from older typings). */
+function hasWgslFeature(gpu: GPU, name: string): boolean {
+  return (gpu as { wgslLanguageFeatures?: ReadonlySet<string> }).wgslLanguageFeatures?.has(name) ?? false;
 }
 
 function cappedLimits(limits: GPUSupportedLimits, maxBinding: number): GPUSupportedLimits {

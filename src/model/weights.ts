@@ -23,11 +23,16 @@ import {
   permuteColumns,
   ropeColumns,
 } from "./weight_layout.ts";
+import { packQuantParts, readQuantMatrix } from "./quant/quant_matrix.ts";
+import type { QuantMatrix } from "./quant/pack_c8.ts";
 
 /** How matrices are stored on the GPU. Norms and biases are always f32. */
 export type WeightDType = "f32" | "f16";
 
-/** One buffer of a packed matrix: whole blocks of 8 output columns. */
+/** llama.cpp block types the quantized matmuls compute on (`kind: "quant"` weights). */
+export type QuantWeightDType = "q8_0" | "q4_0";
+
+/** One buffer of a packed matrix: whole blocks of 8 output columns (a quantized part is a self-contained layout). */
 export interface MatrixPart {
   buffer: GPUBuffer;
   /** First block (output columns 8 * blockStart ...). */
@@ -37,12 +42,15 @@ export interface MatrixPart {
 
 /**
  * A linear weight on the GPU, packed for its kernel family. `kind` says how its elements are
- * stored, and the forward pass dispatches on it ("dense": f16/f32 values; a quantized kind
- * with its own kernels goes beside it).
+ * stored, and the forward pass dispatches on it ("dense": f16/f32 values, the packed matmuls;
+ * "quant": llama.cpp Q8_0/Q4_0 blocks in `model/quant/quant_matrix.ts`'s layouts, the
+ * quantized matmuls, which dequantize in registers).
  */
 export interface MatrixWeight {
-  kind: "dense";
-  dtype: WeightDType;
+  kind: "dense" | "quant";
+  /** f16/f32 for "dense", q8_0/q4_0 for "quant". */
+  dtype: WeightDType | QuantWeightDType;
+  /** The family's layout (for "quant", "padded_rows" means the quantized rows layout). */
   layout: MatrixLayout;
   /** Output columns of the source (rows of the HF tensor). */
   n: number;
@@ -50,10 +58,13 @@ export interface MatrixWeight {
   k: number;
   /** Packed output columns (a multiple of 8, padding included). */
   cols: number;
-  /** Elements per packed row (padded rows) or K (column blocks). */
+  /** Elements per packed row (padded rows) or K (column blocks); 0 for "quant". */
   rowStride: number;
   parts: MatrixPart[];
 }
+
+/** A weight the 16-bit kernels read (the embedding and the LM head are never quantized). */
+export type DenseMatrixWeight = MatrixWeight & { kind: "dense"; dtype: WeightDType };
 
 /** The GPU weights of one decoder layer. Norm vectors hold offset + w. */
 export interface LayerWeights {
@@ -80,10 +91,10 @@ export interface LayerWeights {
 /** All GPU weights of a model. */
 export interface ModelWeights {
   /** The embedding table, in the same layout as the LM head (the same object when tied). */
-  embed: MatrixWeight;
+  embed: DenseMatrixWeight;
   layers: LayerWeights[];
   finalNorm: GPUBuffer;
-  lmHead: MatrixWeight;
+  lmHead: DenseMatrixWeight;
   /** Whether q|k|v's columns are in RoPE order (RoPE + the KV write in its epilogue). */
   ropeInQkv: boolean;
   /** Bytes uploaded. */
@@ -103,6 +114,12 @@ export interface UploadOptions {
   chunkBytes?: number;
   /** Largest storage binding; larger matrices are split by column blocks (default: the device's). */
   maxBindingBytes?: number;
+  /**
+   * Decoder linear weights the source holds as Q8_0/Q4_0 blocks (load-time quantization, GGUF)
+   * are uploaded as those blocks for the quantized matmuls (default true); false dequantizes
+   * them to `weightDType` (the reference path for tests).
+   */
+  quantizedKernels?: boolean;
 }
 
 /**
@@ -206,11 +223,22 @@ class Uploader {
     return buffer;
   }
 
-  /** Uploads matrices stacked by rows, packed in `layout` with `columns`, split by blocks. */
+  /**
+   * Uploads matrices stacked by rows, packed in `layout` with `columns`, split by blocks; as
+   * their Q8_0/Q4_0 blocks when `quant` and the source holds them so (never dequantized).
+   */
   async matrix(
     names: string[],
-    options: { dtype: WeightDType; layout: MatrixLayout; columns?: ColumnMap; maxBinding: number; label: string },
+    options: { dtype: WeightDType; layout: MatrixLayout; columns?: ColumnMap; maxBinding: number; label: string; quant?: boolean },
   ): Promise<MatrixWeight> {
+    if (options.quant) {
+      const q = await readQuantMatrix(this.#index, names);
+      if (q) {
+        const m = uploadQuantMatrix(this.#device, q, options);
+        this.bytes += m.bytes;
+        return m.weight;
+      }
+    }
     const infos = names.map((n) => this.#index.get(n));
     const k = infos[0].shape[1];
     for (const info of infos) {
@@ -254,7 +282,7 @@ export function uploadMatrix(
   device: GPUDevice,
   m: HostMatrix,
   options: UploadMatrixOptions,
-): { weight: MatrixWeight; bytes: number } {
+): { weight: DenseMatrixWeight; bytes: number } {
   const packed = packMatrix(m, options.layout, options.columns);
   const elem = packed.data.BYTES_PER_ELEMENT;
   const blocks = packed.cols / 8;
@@ -275,7 +303,7 @@ export function uploadMatrix(
     device.queue.writeBuffer(buffer, 0, packed.data, b * packed.blockElements, n * packed.blockElements);
     parts.push({ buffer, blockStart: b, blocks: n });
   }
-  const weight: MatrixWeight = {
+  const weight: DenseMatrixWeight = {
     kind: "dense",
     dtype: m.data instanceof Float32Array ? "f32" : "f16",
     layout: options.layout,
@@ -286,6 +314,42 @@ export function uploadMatrix(
     parts,
   };
   return { weight, bytes: packed.data.byteLength };
+}
+
+/**
+ * Packs a matrix of llama.cpp blocks for the quantized kernels of `layout`'s family and uploads
+ * it as parts of whole 8-column blocks; returns the weight and the bytes written.
+ */
+export function uploadQuantMatrix(
+  device: GPUDevice,
+  m: QuantMatrix,
+  options: UploadMatrixOptions,
+): { weight: MatrixWeight; bytes: number } {
+  const columns = options.columns ?? identityColumns(m.rows);
+  const parts: MatrixPart[] = [];
+  let bytes = 0;
+  for (const part of packQuantParts(m, columns, options.layout === "column_blocks" ? "column_blocks" : "rows", options.maxBinding)) {
+    const data = part.packed.data;
+    const buffer = device.createBuffer({
+      label: `${options.label}[${part.blockStart}]`,
+      size: Math.max(16, data.byteLength),
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    });
+    device.queue.writeBuffer(buffer, 0, data);
+    bytes += data.byteLength;
+    parts.push({ buffer, blockStart: part.blockStart, blocks: part.blocks });
+  }
+  const weight: MatrixWeight = {
+    kind: "quant",
+    dtype: m.type === "Q8_0" ? "q8_0" : "q4_0",
+    layout: options.layout,
+    n: m.rows,
+    k: m.k,
+    cols: columns.length,
+    rowStride: 0,
+    parts,
+  };
+  return { weight, bytes };
 }
 
 /** Uploads every weight of `spec` from `index` to `device`. */
@@ -307,8 +371,11 @@ export async function uploadWeights(
   const total = index.names().reduce((n, name) => n + index.get(name).byteLength, 0);
   const progress = () => options.onProgress?.(Math.min(up.bytes, total), total);
   const p = (i: number) => `model.layers.${i}`;
-  const matrix = (names: string[], label: string, columns?: ColumnMap) =>
-    up.matrix(names, { dtype, layout, columns, maxBinding, label });
+  const quant = options.quantizedKernels ?? true;
+  // Decoder linear weights may run quantized; the embedding and the LM head stay 16-bit.
+  const matrix = (names: string[], label: string, columns?: ColumnMap, q = false) =>
+    up.matrix(names, { dtype, layout, columns, maxBinding, label, quant: q && quant });
+  const dense = async (names: string[], label: string) => (await matrix(names, label)) as DenseMatrixWeight;
   const norm = async (name: string, label: string) =>
     up.upload(normScale(await up.hostVector([name]), spec.normOffset), label);
   // Biases are permuted like their matrix's columns (padding columns get 0).
@@ -320,7 +387,7 @@ export async function uploadWeights(
   const rope = ropeInQkv(spec);
   const qkvRows = (spec.numHeads + 2 * spec.numKvHeads) * spec.headDim;
   const qkvColumns = rope ? ropeColumns(spec.numHeads, spec.numKvHeads, spec.headDim) : identityColumns(qkvRows);
-  const embed = await matrix(["model.embed_tokens.weight"], "embed");
+  const embed = await dense(["model.embed_tokens.weight"], "embed");
   progress();
   const layers: LayerWeights[] = [];
   for (let i = 0; i < spec.numLayers; i++) {
@@ -328,28 +395,28 @@ export async function uploadWeights(
     const m = `${p(i)}.mlp`;
     layers.push({
       inputNorm: await norm(`${p(i)}.input_layernorm.weight`, `l${i}.input_norm`),
-      qkv: await matrix([`${a}.q_proj.weight`, `${a}.k_proj.weight`, `${a}.v_proj.weight`], `l${i}.qkv`, qkvColumns),
+      qkv: await matrix([`${a}.q_proj.weight`, `${a}.k_proj.weight`, `${a}.v_proj.weight`], `l${i}.qkv`, qkvColumns, true),
       qkvBias: await bias(spec.qkvBias, [`${a}.q_proj.bias`, `${a}.k_proj.bias`, `${a}.v_proj.bias`], qkvColumns, `l${i}.qkv_bias`),
       qNorm: spec.qkNorm ? await norm(`${a}.q_norm.weight`, `l${i}.q_norm`) : null,
       kNorm: spec.qkNorm ? await norm(`${a}.k_norm.weight`, `l${i}.k_norm`) : null,
-      o: await matrix([`${a}.o_proj.weight`], `l${i}.o`),
+      o: await matrix([`${a}.o_proj.weight`], `l${i}.o`, undefined, true),
       oBias: await bias(spec.oProjBias, [`${a}.o_proj.bias`], identityColumns(H), `l${i}.o_bias`),
       postAttnNorm: await norm(`${p(i)}.post_attention_layernorm.weight`, `l${i}.post_attn_norm`),
       preFfnNorm: spec.sandwichNorm ? await norm(`${p(i)}.pre_feedforward_layernorm.weight`, `l${i}.pre_ffn_norm`) : null,
       postFfnNorm: spec.sandwichNorm ? await norm(`${p(i)}.post_feedforward_layernorm.weight`, `l${i}.post_ffn_norm`) : null,
-      gateUp: await matrix([`${m}.gate_proj.weight`, `${m}.up_proj.weight`], `l${i}.gate_up`, gluColumns(I)),
+      gateUp: await matrix([`${m}.gate_proj.weight`, `${m}.up_proj.weight`], `l${i}.gate_up`, gluColumns(I), true),
       gateUpBias: await bias(spec.mlpBias, [`${m}.gate_proj.bias`, `${m}.up_proj.bias`], gluColumns(I), `l${i}.gate_up_bias`),
-      down: await matrix([`${m}.down_proj.weight`], `l${i}.down`),
+      down: await matrix([`${m}.down_proj.weight`], `l${i}.down`, undefined, true),
       downBias: await bias(spec.mlpBias, [`${m}.down_proj.bias`], identityColumns(H), `l${i}.down_bias`),
     });
     progress();
   }
   const finalNorm = await norm("model.norm.weight", "final_norm");
-  const lmHead = spec.tieWordEmbeddings ? embed : await matrix(["lm_head.weight"], "lm_head");
+  const lmHead = spec.tieWordEmbeddings ? embed : await dense(["lm_head.weight"], "lm_head");
   progress();
   const buffers = (): GPUBuffer[] => {
     const out: GPUBuffer[] = [finalNorm];
-    const mats = [embed, ...(spec.tieWordEmbeddings ? [] : [lmHead])];
+    const mats: MatrixWeight[] = [embed, ...(spec.tieWordEmbeddings ? [] : [lmHead])];
     for (const l of layers) {
       mats.push(l.qkv, l.o, l.gateUp, l.down);
       for (const b of [l.inputNorm, l.qkvBias, l.qNorm, l.kNorm, l.oBias, l.postAttnNorm, l.preFfnNorm, l.postFfnNorm, l.gateUpBias, l.downBias]) {

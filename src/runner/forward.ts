@@ -34,6 +34,7 @@ import { EMBED, RMSNORM, ROPE_KV } from "../kernels/descriptors.ts";
 import { ATTENTION_SPLIT } from "../kernels/family.ts";
 import { type Grid, matmulOp, type MatmulUse, rowsGrid } from "./matmul_op.ts";
 import type { StepCapacity, StepShape } from "./step_meta.ts";
+import { quantMatmulOp, xqScratchWords } from "./quant_matmul_op.ts";
 import { type AttentionImplementation, EagerAttention, PagedAttention } from "./attention_op.ts";
 
 export type { StepShape } from "./step_meta.ts";
@@ -53,6 +54,13 @@ export interface ForwardOptions {
   splitLen?: number;
   /** Sampler output records that token ids with the top bit set refer to. */
   tokenRecords?: { buffer: GPUBuffer; recordWords: number };
+  /**
+   * Quantized weights: quantize activations to Q8 blocks too (llama.cpp's fast path) instead
+   * of the exact f32 path (default false).
+   */
+  quantizedActivations?: boolean;
+  /** The adapter has WGSL's packed_4x8_integer_dot_product (quantized kernels; same bits). */
+  packed4x8?: boolean;
 }
 
 type Rows = MatmulUse["rows"];
@@ -89,6 +97,8 @@ export class ForwardPass {
   #cache: KvCache;
   #attention: AttentionImplementation;
   #owned: GPUBuffer[] = [];
+  /** The fast quantized path's activation rows as Q8 blocks (shared: ops run in order). */
+  #xq: GPUBuffer | null = null;
 
   constructor(
     device: GPUDevice,
@@ -135,6 +145,10 @@ export class ForwardPass {
     const invFreq = this.#buffer("inv_freq", hd / 2);
     device.queue.writeBuffer(invFreq, 0, ropeInverseFrequencies(spec.rope, hd));
     const maxContext = options.capacity.maxBlocksPerSeq * bs;
+    if (options.quantizedActivations) {
+      const ks = weights.layers.flatMap((w) => [w.qkv, w.o, w.gateUp, w.down]).filter((w) => w.kind === "quant").map((w) => w.k);
+      if (ks.length) this.#xq = this.#buffer("xq", T * xqScratchWords(Math.max(...ks)));
+    }
 
     // Embedding, one op per table part (the table shares the LM head's layout).
     const records = options.tokenRecords ?? { buffer: this.#buffer("no_records", 4), recordWords: 1 };
@@ -347,9 +361,15 @@ export class ForwardPass {
 
   /** out (+)= epilogue(norm(x) @ w^T + bias), one op per weight part. */
   #matmul(label: string, w: MatrixWeight, use: MatmulUse): void {
-    const op = matmulOp(this.#pipelines, this.family, w, use, label);
+    const env = { dot4: !!this.#options.packed4x8, maxWorkgroupBytes: this.#options.maxWorkgroupBytes };
+    const xq = w.kind === "quant" && this.#xq ? this.#xq : undefined;
+    const op = w.kind === "quant"
+      ? quantMatmulOp(this.#pipelines, this.family, w, { ...use, xq }, label, env)
+      : matmulOp(this.#pipelines, this.family, w, use, label);
     this.#owned.push(...op.uniforms);
     const rows = (s: StepShape) => rowsOf(s, use.rows);
+    const pre = op.prelude;
+    if (pre) this.#op(pre.label, [pre.kernel], pre.resources, (s) => pre.grid(rows(s)));
     for (const part of op.parts) {
       this.#op(part.label, op.kernels, part.resources, (s, i) => part.grid(rows(s), i), (s) => op.variant(rows(s)));
     }

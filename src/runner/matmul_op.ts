@@ -54,6 +54,11 @@ export interface MatmulUse {
   };
   /** cap * tanh(v / cap) on every output. */
   softcap?: number | null;
+  /**
+   * Quantized weights only: scratch for the activation rows as Q8 blocks; when present the
+   * fast path runs (see `quant_matmul_op.ts`).
+   */
+  xq?: GPUBuffer;
 }
 
 /** A matmul ready to dispatch: kernel variants and, per weight part, resources and grid. */
@@ -69,6 +74,13 @@ export interface MatmulOp {
   }[];
   /** The uniform buffers it created (the caller owns them). */
   uniforms: GPUBuffer[];
+  /** A dispatch before the parts (the fast quantized path's activation quantizer). */
+  prelude?: {
+    label: string;
+    kernel: CompiledKernel;
+    resources: Record<string, BindingResource>;
+    grid: (rows: number) => Grid;
+  };
 }
 
 /** The defines a use of `w` compiles to. */
@@ -100,6 +112,7 @@ export function matmulOp(
   if ((family === "cpu") !== (w.layout === "column_blocks")) {
     throw new RangeError(`${label}: a ${w.layout} matrix cannot run on the ${family} family's kernels`);
   }
+  if (w.kind !== "dense") throw new RangeError(`${label}: a ${w.dtype} matrix runs on the quantized matmuls (quant_matmul_op.ts)`);
   const flags = matmulFlags(w, use);
   const cpu = family === "cpu";
   const kernels = cpu

@@ -14,6 +14,7 @@ import { createGpu, type Gpu } from "../gpu/device.ts";
 import { KvCache } from "../gpu/kv_cache.ts";
 import { loadKernelSources, PipelineCache } from "../kernels/registry.ts";
 import { KERNEL_FILES } from "../kernels/descriptors.ts";
+import { QUANT_KERNEL_FILES } from "../kernels/quant_matmul.ts";
 import { kernelFamilyFor } from "../kernels/family.ts";
 import { RECORD_REF } from "../kernels/layout.ts";
 import type { ModelSpec } from "../model/config.ts";
@@ -65,6 +66,8 @@ export interface ModelRunnerOptions {
   weightDType?: "auto" | "f32" | "f16";
   /** Load-time quantization of the decoder's linear weights (default "none"). */
   quantization?: Quantization;
+  /** Quantized weights: the fast path on Q8-quantized activations (default false: exact). */
+  quantizedActivations?: boolean;
   /** Steps between readbacks (default 8). */
   stepsPerSync?: number;
   /**
@@ -119,6 +122,7 @@ export class ModelRunner {
     attn: AttentionImpl;
     family: KernelFamily;
     attentionSplit?: number;
+    quantizedActivations?: boolean;
     stepsPerSync: number;
     constrainedStepsPerSync: number;
     maxTopLogprobs: number;
@@ -161,6 +165,8 @@ export class ModelRunner {
       maxBindingBytes: init.gpu.limits.maxStorageBufferBindingSize,
       maxWorkgroupBytes: init.gpu.limits.maxComputeWorkgroupStorageSize,
       tokenRecords: { buffer: this.sampler.records, recordWords: this.sampler.recordWords },
+      quantizedActivations: init.quantizedActivations,
+      packed4x8: init.gpu.hasPacked4x8,
     });
     this.sampler.bind(this.#meta, slotBytes, this.forward.logits);
     this.masks = new TokenMaskPass(device, init.pipelines, { vocab: init.spec.vocabSize, maxRows: rows });
@@ -172,13 +178,13 @@ export class ModelRunner {
 
   /** Loads a Hugging Face checkpoint directory or a GGUF file onto the GPU. */
   static async load(dir: string, options: ModelRunnerOptions = {}): Promise<ModelRunner> {
-    // A checkpoint directory or a .gguf file; quantized blocks are dequantized on upload
-    // until the dequantizing matmul kernels exist (see model/quant/quantized_source.ts).
+    // A checkpoint directory or a .gguf file; Q8_0/Q4_0 decoder weights upload as blocks for
+    // the quantized matmuls, other block types (Q4_K, Q6_K) dequantize on upload.
     const { spec, tensors } = await openModel(dir, { quantization: options.quantization });
     try {
       const gpu = options.gpu ?? await createGpu();
       const device = gpu.device;
-      const pipelines = new PipelineCache(device, await loadKernelSources(KERNEL_FILES));
+      const pipelines = new PipelineCache(device, await loadKernelSources([...new Set([...KERNEL_FILES, ...QUANT_KERNEL_FILES])]));
       const blockSize = options.blockSize ?? 16;
       const maxSeqs = options.maxSeqs ?? 16;
       const maxTokens = options.maxTokens ?? 256;
@@ -215,6 +221,7 @@ export class ModelRunner {
         attn: options.attn ?? "paged",
         family,
         attentionSplit: options.attentionSplit,
+        quantizedActivations: options.quantizedActivations,
         stepsPerSync: options.stepsPerSync ?? 8,
         constrainedStepsPerSync: options.constrainedStepsPerSync ?? 2,
         maxTopLogprobs: options.maxTopLogprobs ?? 0,

@@ -1,0 +1,269 @@
+/**
+ * The quant section: f16, Q8_0 and Q4_0 weights of one model (the SmolLM2-135M-shaped
+ * synthetic model) side by side, ours next to llama.cpp (node-llama-cpp) on a GGUF file of the
+ * same type written by our converter (the same blocks as our load-time quantization):
+ * weight bytes on the GPU, load time, decode tok/s with one stream and with `parallel`
+ * streams, and the peak host memory of a load (RSS high-water mark, measured in a child
+ * process, {@link ./quant_load_probe.ts}) against its bound: the largest tensor's f32 size +
+ * the runtime's baseline + the bytes uploaded (on a CPU adapter GPU buffers are host memory
+ * too). The baseline is the peak of the same probe loading a tiny model (`baselineModel`,
+ * stories260K: runtime, adapter and shader compilers, ~1 MB of weights), since compiling the
+ * kernels alone raises the high-water mark by tens of MB on lavapipe. Our side runs the default (exact) path
+ * and, for the quantized types, the fast path (`quantizedActivations`).
+ *
+ * Standalone: `deno run -A bench/quant_section.ts [--tokens N] [--model DIR]`.
+ * @module
+ */
+import { execFile } from "node:child_process";
+import type { Llama, Token } from "node-llama-cpp";
+import { createEngine } from "../mod.ts";
+import type { Quantization } from "../src/api/types.ts";
+import { convertToGguf } from "../src/model/gguf/convert.ts";
+import { openCheckpointTensors } from "../src/model/safetensors.ts";
+import * as rt from "../src/runtime/runtime.ts";
+import type { LoadProbe } from "./quant_load_probe.ts";
+import { loadLlamaCpp } from "./peer_llama_cpp.ts";
+
+/** One weight type's row. */
+export interface QuantRow {
+  type: "f16" | "q8_0" | "q4_0";
+  load: LoadProbe & { boundBytes: number; withinBound: boolean };
+  /** Load of the GGUF file of this type (the same blocks). */
+  ggufLoad: LoadProbe;
+  ggufBytes: number;
+  ours: { singleTokPerS: number; parallelTokPerS: number };
+  /** Quantized types: the fast path (activations quantized too). */
+  oursFast?: { singleTokPerS: number; parallelTokPerS: number };
+  llamaCpp: { singleTokPerS: number; parallelTokPerS: number } | null;
+}
+
+/** The section's result. */
+export interface QuantSectionResult {
+  model: string;
+  outputTokens: number;
+  parallel: number;
+  threads: number;
+  largestTensorF32Bytes: number;
+  /** The tiny model's load peak (the bound's baseline). */
+  baselineHwmBytes: number;
+  rows: QuantRow[];
+  notes: string[];
+}
+
+/** Options of {@link benchQuant}. */
+export interface QuantSectionOptions {
+  model: string;
+  /** Temp dir for the GGUF files. */
+  tmp: string;
+  prompts: number[][];
+  outputTokens: number;
+  parallel: number;
+  threads: number;
+  /** A tiny model whose load peak is the runtime's baseline. */
+  baselineModel: string;
+}
+
+function run(cmd: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${cmd} ${args.join(" ")}: ${err.message}\n${stderr}`));
+      else resolve(String(stdout));
+    });
+  });
+}
+
+/** Loads `model` in a child process and returns its probe line. */
+async function probe(model: string, quantization: Quantization): Promise<LoadProbe> {
+  const script = new URL("./quant_load_probe.ts", import.meta.url).pathname;
+  const { cmd, args } = rt.scriptCommand(script, [model, quantization]);
+  const out = await run(cmd, args);
+  return JSON.parse(out.trim().split("\n").at(-1)!);
+}
+
+async function largestTensorF32(model: string): Promise<number> {
+  const index = await openCheckpointTensors(model);
+  try {
+    return Math.max(...index.names().map((n) => 4 * index.get(n).shape.reduce((a, b) => a * b, 1)));
+  } finally {
+    index.close();
+  }
+}
+
+async function oursDecode(
+  model: string,
+  quantization: Quantization,
+  quantizedActivations: boolean,
+  o: QuantSectionOptions,
+): Promise<{ singleTokPerS: number; parallelTokPerS: number }> {
+  const engine = await createEngine({
+    model,
+    quantization,
+    quantizedActivations,
+    maxSeqs: o.parallel,
+    maxContext: 256,
+  });
+  try {
+    const n = o.outputTokens;
+    const gen = (prompt: number[]) =>
+      engine.generate({ prompt, maxTokens: n, ignoreEos: true, temperature: 0 });
+    await gen([1, 5, 6, 7]);
+    let t0 = performance.now();
+    const one = await gen(o.prompts[0]);
+    const singleTokPerS = one.ids.length / ((performance.now() - t0) / 1000);
+    t0 = performance.now();
+    const outs = await Promise.all(o.prompts.slice(0, o.parallel).map(gen));
+    const parallelTokPerS = outs.reduce((a, r) => a + r.ids.length, 0) /
+      ((performance.now() - t0) / 1000);
+    return { singleTokPerS, parallelTokPerS };
+  } finally {
+    await engine.close();
+  }
+}
+
+async function llamaDecode(
+  llama: Llama,
+  gguf: string,
+  o: QuantSectionOptions,
+): Promise<{ singleTokPerS: number; parallelTokPerS: number }> {
+  const model = await llama.loadModel({ modelPath: gguf });
+  const contextSize = Math.max(...o.prompts.map((p) => p.length)) + o.outputTokens + 8;
+  const context = await model.createContext({
+    contextSize: contextSize * o.parallel,
+    sequences: o.parallel,
+    threads: o.threads,
+    batchSize: 512,
+  });
+  try {
+    const generate = async (seq: ReturnType<typeof context.getSequence>, prompt: number[]) => {
+      const out: number[] = [];
+      for await (const t of seq.evaluate(prompt as Token[], { temperature: 0 })) {
+        out.push(t as number);
+        if (out.length >= o.outputTokens) break;
+      }
+      return out;
+    };
+    const seqs = Array.from({ length: o.parallel }, () => context.getSequence());
+    await generate(seqs[0], [1, 5, 6, 7]);
+    await seqs[0].clearHistory();
+    let t0 = performance.now();
+    const one = await generate(seqs[0], o.prompts[0]);
+    const singleTokPerS = one.length / ((performance.now() - t0) / 1000);
+    await seqs[0].clearHistory();
+    t0 = performance.now();
+    const outs = await Promise.all(
+      o.prompts.slice(0, o.parallel).map((p, i) => generate(seqs[i], p)),
+    );
+    const parallelTokPerS = outs.reduce((a, r) => a + r.length, 0) /
+      ((performance.now() - t0) / 1000);
+    return { singleTokPerS, parallelTokPerS };
+  } finally {
+    await context.dispose();
+    await model.dispose();
+  }
+}
+
+/** Runs the section (types one after another: a noisy shared machine, see the notes). */
+export async function benchQuant(
+  o: QuantSectionOptions,
+  log: (line: string) => void = console.log,
+): Promise<QuantSectionResult> {
+  const notes: string[] = [];
+  const largest = await largestTensorF32(o.model);
+  const baseline = await probe(o.baselineModel, "none");
+  let llama: Llama | null = null;
+  try {
+    llama = await loadLlamaCpp();
+  } catch (e) {
+    notes.push(`llama.cpp side skipped: ${(e as Error).message}`);
+  }
+  const rows: QuantRow[] = [];
+  try {
+    for (const type of ["f16", "q8_0", "q4_0"] as const) {
+      const quantization: Quantization = type === "f16" ? "none" : type;
+      const gguf = `${o.tmp}/${type}.gguf`;
+      const conversion = await convertToGguf(o.model, gguf, { quantization });
+      const load = await probe(o.model, quantization);
+      const ggufLoad = await probe(gguf, "none");
+      const boundBytes = largest + baseline.peakHwmBytes + load.weightBytes;
+      const ours = await oursDecode(o.model, quantization, false, o);
+      const oursFast = type === "f16"
+        ? undefined
+        : await oursDecode(o.model, quantization, true, o);
+      const llamaCpp = llama ? await llamaDecode(llama, gguf, o) : null;
+      rows.push({
+        type,
+        load: { ...load, boundBytes, withinBound: load.peakHwmBytes <= boundBytes },
+        ggufLoad,
+        ggufBytes: conversion.bytes,
+        ours,
+        oursFast,
+        llamaCpp,
+      });
+      const f = (v: number) => v.toFixed(2);
+      log(
+        `  ${type}: weights ${(load.weightBytes / 2 ** 20).toFixed(1)} MiB, load ${
+          f(load.loadS)
+        } s (gguf ${f(ggufLoad.loadS)} s), ` +
+          `peak RSS ${(load.peakHwmBytes / 2 ** 20).toFixed(0)} MiB (bound ${
+            (boundBytes / 2 ** 20).toFixed(0)
+          }), ` +
+          `ours ${f(ours.singleTokPerS)} / ${f(ours.parallelTokPerS)} tok/s` +
+          (oursFast ? `, fast ${f(oursFast.singleTokPerS)} / ${f(oursFast.parallelTokPerS)}` : "") +
+          (llamaCpp
+            ? `, llama.cpp ${f(llamaCpp.singleTokPerS)} / ${f(llamaCpp.parallelTokPerS)}`
+            : ""),
+      );
+    }
+  } finally {
+    await llama?.dispose();
+  }
+  notes.push(
+    "types measured one after another on a shared 2-core machine: compare within a run, and see the load average",
+  );
+  return {
+    model: o.model,
+    outputTokens: o.outputTokens,
+    parallel: o.parallel,
+    threads: o.threads,
+    largestTensorF32Bytes: largest,
+    baselineHwmBytes: baseline.peakHwmBytes,
+    rows,
+    notes,
+  };
+}
+
+if (import.meta.main) {
+  const argv = rt.args();
+  const flag = (name: string) => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const { writeSyntheticModel } = await import("./synthetic_model.ts");
+  const { makeWorkload } = await import("./workload.ts");
+  const tmp = await rt.makeTempDir("quant-bench-");
+  try {
+    const stories = new URL("../tests/fixtures/models/stories260K", import.meta.url).pathname;
+    let model = flag("--model");
+    if (!model) {
+      model = `${tmp}/smollm2-135m-synthetic`;
+      await writeSyntheticModel(model, { tokenizerDir: stories });
+    }
+    const vocab = JSON.parse(await rt.readTextFile(`${model}/config.json`)).vocab_size as number;
+    const prompts = makeWorkload({ vocab, bosId: 1, requests: 8, promptLen: [16, 32], seed: 3 })
+      .map((r) => r.promptIds);
+    const result = await benchQuant({
+      model,
+      tmp,
+      prompts,
+      outputTokens: Number(flag("--tokens") ?? 16),
+      parallel: 8,
+      threads: navigator.hardwareConcurrency || 2,
+      baselineModel: stories,
+    });
+    const out = flag("--json");
+    if (out) await rt.writeFile(out, JSON.stringify(result, null, 2));
+    else console.log(JSON.stringify(result, null, 2));
+  } finally {
+    await rt.remove(tmp);
+  }
+}

@@ -1,0 +1,59 @@
+// Shared by the GPU-family quantized matmuls (qgemv_wg, qgemm_tiled): int8 helpers and the
+// quantized rows layout (src/model/quant/pack_rows.ts). `w` is array<vec4<u32>>: column n's
+// block s is word n * KB + s (Q4_0: 16 bytes of nibbles) or words 2(n * KB + s), +1 (Q8_0:
+// 32 int8); the f16 scale of (n, s) is half n * KB + s of the region after all quants.
+// DOT4: WGSL's packed_4x8_integer_dot_product builtins; without it the same integers come
+// from shifts, so both give the same bits.
+#if DOT4
+fn i8x4(u: u32) -> vec4<i32> { return unpack4xI8(u); }
+fn u8x4(u: u32) -> vec4<u32> { return unpack4xU8(u); }
+fn dot4(a: u32, b: u32) -> i32 { return dot4I8Packed(a, b); }
+#else
+fn i8x4(u: u32) -> vec4<i32> {
+  return bitcast<vec4<i32>>(vec4<u32>(u) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u);
+}
+fn u8x4(u: u32) -> vec4<u32> { return (vec4<u32>(u) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(255u); }
+fn dot4(a: u32, b: u32) -> i32 { return dot(i8x4(a), i8x4(b)); }
+#endif
+
+// One block's quants (Q4_0 uses q0 only).
+struct QBlock { q0: vec4<u32>, q1: vec4<u32> }
+
+fn load_block(n: u32, s: u32) -> QBlock {
+  let i = n * (p.k / 32u) + s;
+#if Q4
+  return QBlock(w[i], vec4<u32>(0u));
+#else
+  return QBlock(w[2u * i], w[2u * i + 1u]);
+#endif
+}
+
+fn block_scale(n: u32, s: u32) -> f32 {
+#if Q4
+  let region = p.blocks * 8u * (p.k / 32u);
+#else
+  let region = p.blocks * 16u * (p.k / 32u);
+#endif
+  let h = n * (p.k / 32u) + s;
+  let word = w[region + h / 8u][(h / 2u) % 4u];
+  return unpack2x16float(word)[h % 2u];
+}
+
+// The block's k-quad j (k 4j..4j+3) as 4 int8 in a u32 (Q4_0: the nibbles, unsigned).
+fn quad_bits(b: QBlock, j: u32) -> u32 {
+#if Q4
+  return (b.q0[j % 4u] >> (4u * (j / 4u))) & 0x0f0f0f0fu;
+#else
+  if (j < 4u) { return b.q0[j]; }
+  return b.q1[j - 4u];
+#endif
+}
+
+// The block's k-quad j dequantized: f32(q * d) (Q4_0: (q - 8) * d), llama.cpp's values.
+fn quad_weights(b: QBlock, j: u32, d: f32) -> vec4<f32> {
+#if Q4
+  return (vec4<f32>(u8x4(quad_bits(b, j))) - 8.0) * d;
+#else
+  return vec4<f32>(i8x4(quad_bits(b, j))) * d;
+#endif
+}

@@ -1,0 +1,182 @@
+/**
+ * One quantized matmul (a `kind: "quant"` weight) as the forward pass dispatches it: the
+ * quantized kernels of the family (cpu: `qgemv_c8` with 1, 2, 4 or 8 rows per invocation;
+ * gpu: `qgemv_wg` below 16 rows, `qgemm_tiled` from 16: the same bits for a row either way)
+ * with the same epilogues as the dense matmuls (`matmul_epilogue.wgsl`).
+ *
+ * Two paths: exact (f32 activations times the dequantized weights, the arithmetic of the
+ * quant goldens) and, when the use brings an `xq` scratch buffer, the fast path of llama.cpp's
+ * CPU kernels: `quantize_rows` first turns the (normalized) activation rows into Q8 blocks
+ * (a prelude dispatch, the RMSNorm folded in), then the matmul sums exact int8 products.
+ * @module
+ */
+import type { KernelFamily } from "../api/types.ts";
+import type { MatrixWeight } from "../model/weights.ts";
+import type { BindingResource, PipelineCache } from "../kernels/registry.ts";
+import {
+  QGEMM_TILED,
+  QGEMV_C8,
+  QGEMV_WG,
+  qgemvWgRowTile,
+  QMATMUL_DEFAULTS,
+  type QMatmulDefines,
+  QUANTIZE_ROWS,
+  xqRowWords,
+} from "../kernels/quant_matmul.ts";
+import {
+  CPU_MATMUL_WG,
+  GEMM_MIN_ROWS,
+  GEMM_TILE,
+  GPU_MATMUL_WG,
+  ROW_TILES,
+  rowTileIndex,
+} from "../kernels/family.ts";
+import type { Grid, MatmulOp, MatmulUse } from "./matmul_op.ts";
+import { rowsGrid } from "./matmul_op.ts";
+
+/** What the adapter offers the quantized kernels. */
+export interface QuantMatmulEnv {
+  /** WGSL's packed_4x8_integer_dot_product (same bits without it). */
+  dot4: boolean;
+  /** Workgroup memory per workgroup (bounds qgemv_wg's rows per workgroup). */
+  maxWorkgroupBytes: number;
+}
+
+/** u32 words a fast-path scratch row needs for input length `k` (see `quantize_rows.wgsl`). */
+export function xqScratchWords(k: number): number {
+  return xqRowWords(k);
+}
+
+/** Builds the dispatches of the quantized weight `w` used as `use`. */
+export function quantMatmulOp(
+  pipelines: PipelineCache,
+  family: KernelFamily,
+  w: MatrixWeight,
+  use: MatmulUse,
+  label: string,
+  env: QuantMatmulEnv,
+): MatmulOp {
+  if (w.kind !== "quant") throw new RangeError(`${label}: not a quantized weight`);
+  if ((family === "cpu") !== (w.layout === "column_blocks")) {
+    throw new RangeError(
+      `${label}: a ${w.layout} matrix cannot run on the ${family} family's kernels`,
+    );
+  }
+  if (use.softcap) {
+    throw new RangeError(`${label}: the quantized matmuls have no soft-cap epilogue`);
+  }
+  const cpu = family === "cpu";
+  const fast = !!use.xq;
+  const kb = w.k / 32;
+  const gather = use.rows === "logits";
+  const uniforms: GPUBuffer[] = [];
+  const base: QMatmulDefines = {
+    ...QMATMUL_DEFAULTS,
+    WG: cpu ? CPU_MATMUL_WG : GPU_MATMUL_WG,
+    MAX_SLICES: kb,
+    Q4: w.dtype === "q4_0",
+    XQ: fast,
+    DOT4: env.dot4,
+    // With XQ the quantizer applies the norm and gathers the logit rows.
+    NORM: !fast && !!use.norm,
+    GAMMA: !fast && !!use.norm,
+    ACCUM: !!use.accumulate,
+    GLU: !!use.glu,
+    GELU: !!use.glu?.gelu,
+    ROPE: !!use.rope,
+    KV_F16: !!use.rope?.kvF16,
+    BIAS: !!use.bias,
+    GATHER: gather && !fast,
+  };
+  // Row tiles per variant: cpu 1/2/4/8 rows per invocation; gpu qgemv_wg's tiles as its
+  // workgroup memory allows, then qgemm_tiled.
+  const tiles = cpu
+    ? [...ROW_TILES]
+    : ROW_TILES.map((r) => qgemvWgRowTile(w.k, r, env.maxWorkgroupBytes));
+  const kernels = cpu ? tiles.map((TM) => pipelines.get(QGEMV_C8, { ...base, TM })) : [
+    ...tiles.map((TM) => pipelines.get(QGEMV_WG, { ...base, TM })),
+    pipelines.get(QGEMM_TILED, { ...base, TM: 1, WG: GPU_MATMUL_WG }),
+  ];
+  const tiled = tiles.length;
+  const ldq = xqRowWords(w.k);
+
+  let prelude: MatmulOp["prelude"];
+  if (fast) {
+    const qk = pipelines.get(QUANTIZE_ROWS, {
+      WG: 8,
+      NORM: !!use.norm,
+      GAMMA: !!use.norm,
+      GATHER: gather,
+      DOT4: env.dot4,
+    });
+    const p = qk.uniform({
+      k: w.k,
+      ldx: use.ldx ?? w.k,
+      ldq,
+      rows_kind: gather ? 1 : 0,
+      eps: use.norm?.eps ?? 0,
+    }, `${label}.quantize.params`);
+    uniforms.push(p);
+    const resources: Record<string, BindingResource> = { p, x: use.x, xq: use.xq! };
+    if (use.norm) resources.gamma = use.norm.gamma;
+    prelude = {
+      label: `${label}.quantize`,
+      kernel: qk,
+      resources,
+      grid: (rows) => rowsGrid(1, rows),
+    };
+  }
+
+  const parts = w.parts.map((part) => {
+    const p = kernels[0].uniform({
+      k: w.k,
+      blocks: part.blocks,
+      block_off: part.blockStart,
+      ldx: fast ? ldq : use.ldx ?? w.k,
+      ldo: use.ldo,
+      n_out: use.nOut,
+      rows_kind: gather ? 1 : 0,
+      eps: use.norm?.eps ?? 0,
+      nh: use.rope?.numHeads ?? 0,
+      nkv: use.rope?.numKvHeads ?? 0,
+      head_dim: use.rope?.headDim ?? 0,
+      block_size: use.rope?.blockSize ?? 0,
+      w_stride: 0,
+      cap: 0,
+    }, `${label}[${part.blockStart}].params`);
+    uniforms.push(p);
+    const resources: Record<string, BindingResource> = {
+      p,
+      x: fast ? use.xq! : use.x,
+      w: part.buffer,
+      out: use.out,
+    };
+    if (base.GAMMA) resources.gamma = use.norm!.gamma;
+    if (use.bias) resources.bias = use.bias;
+    if (use.rope) {
+      Object.assign(resources, {
+        inv_freq: use.rope.invFreq,
+        k_cache: use.rope.kCache,
+        v_cache: use.rope.vCache,
+      });
+    }
+    const grid = (rows: number, variant: number): Grid => {
+      if (variant === tiled) {
+        return rowsGrid(
+          Math.ceil(part.blocks / (GEMM_TILE.cols / 8)),
+          Math.ceil(rows / GEMM_TILE.rows),
+        );
+      }
+      const x = cpu ? Math.ceil(part.blocks / CPU_MATMUL_WG) : part.blocks;
+      return rowsGrid(x, Math.ceil(rows / tiles[variant]));
+    };
+    return { label: `${label}[${part.blockStart}]`, resources, grid };
+  });
+  return {
+    kernels,
+    variant: (rows) => (!cpu && rows >= GEMM_MIN_ROWS ? tiled : rowTileIndex(rows)),
+    parts,
+    uniforms,
+    prelude,
+  };
+}
