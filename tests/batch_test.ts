@@ -111,12 +111,12 @@ test("engine.generateBatch: a signal cancels the batch and every block comes bac
     let done = 0;
     // A lazy source of many long requests: cancellation must not drain it.
     let pulled = 0;
-    async function* requests(): AsyncGenerator<GenerateOptions> {
+    const requests = async function* (): AsyncGenerator<GenerateOptions> {
       for (let i = 0; i < 10_000; i++) {
         pulled++;
         yield { prompt: "Once upon a time", maxTokens: 200, ignoreEos: true };
       }
-    }
+    };
     const batch = engine.generateBatch(requests(), {
       signal: ac.signal,
       concurrency: 4,
