@@ -97,6 +97,7 @@ export async function startServer(options: ServeOptions, reporting: ServerReport
       attn: options.attn,
       policy: options.policy,
       quantization: options.quantization,
+      ...options.tuning,
       onLoadProgress: (done, total) => bar.update(done, total),
     }).catch(async (e) => {
       (await tokenizing.catch(() => null))?.close();
@@ -107,7 +108,7 @@ export async function startServer(options: ServeOptions, reporting: ServerReport
     app.setEngine(engine, tokenizer);
     if (app.chatTemplateError) log(`chat requests will be refused: ${app.chatTemplateError}`);
     const info = engine.info;
-    log(`ready: ${info.architecture} on ${info.device}, context ${info.maxContext}, ${info.kvBlocksTotal} KV blocks of ${info.blockSize}`);
+    log(`ready: ${info.architecture} on ${info.device}, context ${info.maxContext}, ${info.kvBlocksTotal} KV blocks of ${info.blockSize} (${info.kvDtype}), ${info.kernelFamily} kernels`);
   })();
   ready.catch((e) => {
     app.setLoadError(`${(e as Error).name}: ${(e as Error).message}`);

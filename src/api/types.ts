@@ -323,6 +323,10 @@ export interface EngineInfo {
   blockSize: number;
   /** Most sequences running at once. */
   maxSeqs: number;
+  /** The matmul kernels in use. */
+  kernelFamily: KernelFamily;
+  /** The KV cache's element type. */
+  kvDtype: KvDtype;
 }
 
 /** A histogram's state. Bucket bounds are upper bounds (le); counts are cumulative. */

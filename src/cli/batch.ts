@@ -13,7 +13,7 @@ import { BatchProgressTracker, ordered } from "../api/batch.ts";
 import { App } from "../server/app.ts";
 import { ProgressBar } from "../hub/progress.ts";
 import { onSignal, writeStderr } from "../runtime/runtime.ts";
-import type { Quantization } from "../api/types.ts";
+import type { EngineOptions, Quantization } from "../api/types.ts";
 import { type BatchResultLine, countLines, parseBatchLine, readLines, resumeState } from "./batch_file.ts";
 
 /** Options of {@link runBatch}. */
@@ -31,6 +31,8 @@ export interface BatchCliOptions {
   attn?: "paged" | "eager";
   /** Load-time quantization of the decoder's linear weights. */
   quantization?: Quantization;
+  /** Kernel family, KV-cache type and quantized-activation path (engine defaults when absent). */
+  tuning?: Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations">;
   /** Progress on stderr (default true). */
   progress?: boolean;
 }
@@ -94,7 +96,7 @@ export async function runBatch(options: BatchCliOptions): Promise<number> {
   if (!fs.existsSync(options.input)) throw new Error(`${options.input}: no such input file`);
   const skip = options.resume ? await resumeState(options.output) : [];
   const total = await countLines(options.input);
-  const engine = await createEngine({ model: options.model, maxBatchTokens: options.maxBatchTokens, maxSeqs: options.maxSeqs, attn: options.attn, quantization: options.quantization });
+  const engine = await createEngine({ model: options.model, maxBatchTokens: options.maxBatchTokens, maxSeqs: options.maxSeqs, attn: options.attn, quantization: options.quantization, ...options.tuning });
   const app = new App({
     modelName: options.servedModelName ?? options.model,
     modelAliases: [options.model],

@@ -8,21 +8,29 @@
 import process from "node:process";
 import { args, exit } from "../runtime/runtime.ts";
 import { createEngine, type GenerateOptions, LlmError } from "../../mod.ts";
-import { type AttentionImpl, type Quantization, QUANTIZATIONS } from "../api/types.ts";
+import {
+  type AttentionImpl,
+  type EngineOptions,
+  KERNEL_FAMILIES,
+  KV_DTYPES,
+  type Quantization,
+  QUANTIZATIONS,
+} from "../api/types.ts";
 import { convertToGguf } from "../model/gguf/convert.ts";
 import { ModelRunner } from "../runner/model_runner.ts";
 import { buildStepBatch } from "../runner/step_meta.ts";
 import { runBatch } from "./batch.ts";
 import { UsageError } from "../server/args.ts";
 
-
 const USAGE = `usage:
   cli generate --model DIR|FILE.gguf --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
                [--top-p P] [--min-p P] [--seed S] [--ignore-eos] [--json] [--attn paged|eager]
-               [--quantization q8_0|q4_0|none]
+               [--quantization q8_0|q4_0|none] [--quantized-activations]
+               [--kernel-family cpu|gpu] [--kv-dtype f16|f32]
   cli batch --model DIR|FILE.gguf --input requests.jsonl --output results.jsonl [--resume]
             [--concurrency N] [--served-model-name NAME] [--max-batch-tokens N] [--max-seqs N]
-            [--attn paged|eager] [--quantization q8_0|q4_0|none]
+            [--attn paged|eager] [--quantization q8_0|q4_0|none] [--quantized-activations]
+            [--kernel-family cpu|gpu] [--kv-dtype f16|f32]
   cli logits --model DIR|FILE.gguf --ids 1,2,3 [--json] [--attn paged|eager] [--quantization q8_0|q4_0|none]
   cli convert --model DIR --out FILE.gguf [--quantization q8_0|q4_0|none]`;
 
@@ -41,6 +49,9 @@ const COMMANDS: Record<string, Record<string, boolean>> = {
     json: true,
     attn: false,
     quantization: false,
+    "kernel-family": false,
+    "kv-dtype": false,
+    "quantized-activations": true,
   },
   batch: {
     model: false,
@@ -53,13 +64,18 @@ const COMMANDS: Record<string, Record<string, boolean>> = {
     "max-seqs": false,
     attn: false,
     quantization: false,
+    "kernel-family": false,
+    "kv-dtype": false,
+    "quantized-activations": true,
   },
   logits: { model: false, ids: false, json: true, attn: false, quantization: false },
   convert: { model: false, out: false, quantization: false },
 };
 
 /** Parses `command --flag value` / `--flag=value` / boolean flags; unknown flags are errors. */
-export function parseArgs(argv: string[]): { command: string | undefined; flags: Map<string, string> } {
+export function parseArgs(
+  argv: string[],
+): { command: string | undefined; flags: Map<string, string> } {
   const flags = new Map<string, string>();
   let command: string | undefined;
   for (let i = 0; i < argv.length; i++) {
@@ -78,7 +94,11 @@ export function parseArgs(argv: string[]): { command: string | undefined; flags:
     const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
     const known = command === undefined ? undefined : COMMANDS[command][name];
     if (known === undefined) {
-      throw new UsageError(command === undefined ? `--${name} before the command` : `unknown flag --${name} for ${command}`);
+      throw new UsageError(
+        command === undefined
+          ? `--${name} before the command`
+          : `unknown flag --${name} for ${command}`,
+      );
     }
     if (eq > 0) flags.set(name, a.slice(eq + 1));
     else if (known) flags.set(name, "true");
@@ -109,8 +129,33 @@ function number(flags: Map<string, string>, name: string, integer = false): numb
 
 function attnOf(flags: Map<string, string>): AttentionImpl {
   const a = flags.get("attn") ?? "paged";
-  if (a !== "paged" && a !== "eager") throw new UsageError(`--attn must be paged or eager, got ${a}`);
+  if (a !== "paged" && a !== "eager") {
+    throw new UsageError(`--attn must be paged or eager, got ${a}`);
+  }
   return a;
+}
+
+function oneOf<T extends string>(
+  flags: Map<string, string>,
+  name: string,
+  allowed: readonly T[],
+): T | undefined {
+  const v = flags.get(name);
+  if (v !== undefined && !allowed.includes(v as T)) {
+    throw new UsageError(`--${name} must be one of ${allowed.join(", ")}, got ${v}`);
+  }
+  return v as T | undefined;
+}
+
+/** `--kernel-family`, `--kv-dtype` and `--quantized-activations` (engine defaults when absent). */
+function tuningOf(
+  flags: Map<string, string>,
+): Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations"> {
+  return {
+    kernelFamily: oneOf(flags, "kernel-family", KERNEL_FAMILIES),
+    kvDtype: oneOf(flags, "kv-dtype", KV_DTYPES),
+    quantizedActivations: flags.has("quantized-activations") || undefined,
+  };
 }
 
 function quantizationOf(flags: Map<string, string>): Quantization {
@@ -124,7 +169,9 @@ function quantizationOf(flags: Map<string, string>): Quantization {
 async function convert(flags: Map<string, string>): Promise<number> {
   const out = required(flags, "out");
   if (!/\.gguf$/i.test(out)) throw new UsageError(`--out must name a .gguf file, got ${out}`);
-  const r = await convertToGguf(required(flags, "model"), out, { quantization: quantizationOf(flags) });
+  const r = await convertToGguf(required(flags, "model"), out, {
+    quantization: quantizationOf(flags),
+  });
   console.log(`wrote ${r.path}: ${r.tensors} tensors, ${r.bytes} bytes, ${r.fileType}`);
   return 0;
 }
@@ -142,11 +189,24 @@ async function generate(flags: Map<string, string>): Promise<number> {
     seed: number(flags, "seed", true),
     ignoreEos: flags.has("ignore-eos"),
   };
-  const engine = await createEngine({ model, attn: attnOf(flags), maxSeqs: 1, quantization: quantizationOf(flags) });
+  const engine = await createEngine({
+    model,
+    attn: attnOf(flags),
+    maxSeqs: 1,
+    quantization: quantizationOf(flags),
+    ...tuningOf(flags),
+  });
   try {
     if (flags.has("json")) {
       const r = await engine.generate(options);
-      console.log(JSON.stringify({ prompt_ids: r.promptIds, ids: r.ids, text: r.text, finish_reason: r.finishReason }));
+      console.log(
+        JSON.stringify({
+          prompt_ids: r.promptIds,
+          ids: r.ids,
+          text: r.text,
+          finish_reason: r.finishReason,
+        }),
+      );
     } else {
       process.stdout.write(prompt);
       for await (const d of engine.stream(options)) process.stdout.write(d.text);
@@ -160,7 +220,9 @@ async function generate(flags: Map<string, string>): Promise<number> {
 
 function positive(flags: Map<string, string>, name: string): number | undefined {
   const v = number(flags, name, true);
-  if (v !== undefined && v < 1) throw new UsageError(`--${name} must be a positive integer, got ${v}`);
+  if (v !== undefined && v < 1) {
+    throw new UsageError(`--${name} must be a positive integer, got ${v}`);
+  }
   return v;
 }
 
@@ -176,6 +238,7 @@ function batch(flags: Map<string, string>): Promise<number> {
     maxSeqs: positive(flags, "max-seqs"),
     attn: attnOf(flags),
     quantization: quantizationOf(flags),
+    tuning: tuningOf(flags),
   });
 }
 
@@ -183,7 +246,9 @@ async function logits(flags: Map<string, string>): Promise<number> {
   const model = required(flags, "model");
   const ids = required(flags, "ids").split(",").map((s) => {
     const v = Number(s.trim());
-    if (s.trim() === "" || !Number.isInteger(v) || v < 0) throw new UsageError(`--ids must be comma-separated token ids, got ${s}`);
+    if (s.trim() === "" || !Number.isInteger(v) || v < 0) {
+      throw new UsageError(`--ids must be comma-separated token ids, got ${s}`);
+    }
     return v;
   });
   const runner = await ModelRunner.load(model, {
@@ -198,15 +263,22 @@ async function logits(flags: Map<string, string>): Promise<number> {
   try {
     const vocab = runner.spec.vocabSize;
     const bad = ids.find((i) => i >= vocab);
-    if (bad !== undefined) throw new UsageError(`token id ${bad} is outside the vocabulary (${vocab})`);
+    if (bad !== undefined) {
+      throw new UsageError(`token id ${bad} is outside the vocabulary (${vocab})`);
+    }
     const bs = runner.cache.options.blockSize;
     const table = Array.from({ length: Math.ceil(ids.length / bs) }, (_, i) => i);
-    const out = await runner.logits(buildStepBatch([{ tokens: ids, start: 0, blockTable: table, logits: "all" }], bs));
+    const out = await runner.logits(
+      buildStepBatch([{ tokens: ids, start: 0, blockTable: table, logits: "all" }], bs),
+    );
     const rows = ids.map((_, r) => Array.from(out.subarray(r * vocab, (r + 1) * vocab)));
     if (flags.has("json")) console.log(JSON.stringify({ logits: rows }));
     else {
       rows.forEach((row, r) => {
-        const top = row.map((v, i): [number, number] => [v, i]).sort((a, b) => b[0] - a[0]).slice(0, 5);
+        const top = row.map((v, i): [number, number] => [v, i]).sort((a, b) => b[0] - a[0]).slice(
+          0,
+          5,
+        );
         console.log(`${r}: ${top.map(([v, i]) => `${i}:${v.toFixed(4)}`).join(" ")}`);
       });
     }

@@ -100,6 +100,8 @@ export class Engine {
       kvBlocksTotal: runner.cache.options.numBlocks,
       blockSize: runner.cache.options.blockSize,
       maxSeqs: runner.capacity.maxSeqs,
+      kernelFamily: runner.forward.family,
+      kvDtype: runner.cache.dtype,
     };
     this.#loop = this.#run();
   }

@@ -2,7 +2,8 @@
  * Command-line flags of `serve.ts`.
  * @module
  */
-import type { AttentionImpl, Quantization, SchedulerPolicy } from "../../mod.ts";
+import type { AttentionImpl, EngineOptions, Quantization, SchedulerPolicy } from "../../mod.ts";
+import { KERNEL_FAMILIES, KV_DTYPES, QUANTIZATIONS } from "../api/types.ts";
 
 /** The model served when `--model` is omitted. */
 export const DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct";
@@ -27,6 +28,8 @@ export interface ServeOptions {
   /** Requests allowed to wait for a sequence slot before new ones get 429. */
   maxQueue: number;
   attn?: AttentionImpl;
+  /** Kernel family, KV-cache type and quantized-activation path (engine defaults when absent). */
+  tuning?: Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations">;
   policy?: SchedulerPolicy;
   apiKey?: string;
   /** The name clients use in `model` (default: the `--model` value). */
@@ -72,6 +75,10 @@ export const USAGE = `Usage: deno run -A serve.ts [flags]
   --max-seqs N               sequences running at once (default 32)
   --max-queue N              requests waiting beyond those before 429 (default 64)
   --attn paged|eager         attention implementation (default paged)
+  --kernel-family cpu|gpu    matmul kernels (default: cpu on CPU/fallback adapters, else gpu)
+  --kv-dtype f16|f32         KV-cache element type (default f16 where the adapter has shader-f16)
+  --quantized-activations    with q8_0/q4_0 weights, also quantize activations to 8 bits per
+                             block (llama.cpp's CPU arithmetic; off: exact f32 activations)
   --policy fifo|prefill_first  scheduling policy (default fifo)
   --api-key KEY              require "Authorization: Bearer KEY" on /v1 (or ${API_KEY_ENV})
   --served-model-name NAME   model name in the API (default: the --model value)
@@ -100,6 +107,8 @@ const VALUE_FLAGS = new Set([
   "max-seqs",
   "max-queue",
   "attn",
+  "kernel-family",
+  "kv-dtype",
   "policy",
   "api-key",
   "served-model-name",
@@ -113,13 +122,23 @@ const VALUE_FLAGS = new Set([
   "max-connections",
 ]);
 
+/** Flags that take no value. */
+const SWITCH_FLAGS = new Set(["quantized-activations"]);
+
 /** Parses `serve.ts` flags; `null` means `--help` was asked for. */
-export function parseServeArgs(argv: readonly string[], env: (name: string) => string | undefined): ServeOptions | null {
+export function parseServeArgs(
+  argv: readonly string[],
+  env: (name: string) => string | undefined,
+): ServeOptions | null {
   const values = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === "--help" || arg === "-h") return null;
     const m = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
+    if (m && SWITCH_FLAGS.has(m[1]) && m[2] === undefined) {
+      values.set(m[1], "true");
+      continue;
+    }
     if (!m || !VALUE_FLAGS.has(m[1])) throw new UsageError(`unknown argument ${arg}`);
     const value = m[2] ?? argv[++i];
     if (value === undefined) throw new UsageError(`--${m[1]} needs a value`);
@@ -129,20 +148,26 @@ export function parseServeArgs(argv: readonly string[], env: (name: string) => s
     const v = values.get(name);
     if (v === undefined) return undefined;
     const n = Number(v);
-    if (!/^\d+$/.test(v) || n < min || n > max) throw new UsageError(`--${name} must be an integer in [${min}, ${max}], got ${v}`);
+    if (!/^\d+$/.test(v) || n < min || n > max) {
+      throw new UsageError(`--${name} must be an integer in [${min}, ${max}], got ${v}`);
+    }
     return n;
   };
   const oneOf = <T extends string>(name: string, allowed: readonly T[]): T | undefined => {
     const v = values.get(name);
     if (v === undefined) return undefined;
-    if (!allowed.includes(v as T)) throw new UsageError(`--${name} must be one of ${allowed.join(", ")}, got ${v}`);
+    if (!allowed.includes(v as T)) {
+      throw new UsageError(`--${name} must be one of ${allowed.join(", ")}, got ${v}`);
+    }
     return v as T;
   };
   const seconds = (name: string, max = 3600): number | undefined => {
     const v = values.get(name);
     if (v === undefined) return undefined;
     const n = Number(v);
-    if (!/^\d+(\.\d+)?$/.test(v) || n > max) throw new UsageError(`--${name} must be a number of seconds in [0, ${max}], got ${v}`);
+    if (!/^\d+(\.\d+)?$/.test(v) || n > max) {
+      throw new UsageError(`--${name} must be a number of seconds in [0, ${max}], got ${v}`);
+    }
     return Math.round(n * 1000);
   };
   const positiveSeconds = (name: string): number | undefined => {
@@ -153,7 +178,11 @@ export function parseServeArgs(argv: readonly string[], env: (name: string) => s
   const shutdownTimeoutMs = seconds("shutdown-timeout") ?? 10_000;
   const drainDelayMs = seconds("drain-delay") ?? 0;
   if (drainDelayMs > 0 && drainDelayMs >= shutdownTimeoutMs) {
-    throw new UsageError(`--drain-delay (${drainDelayMs / 1000} s) must be shorter than --shutdown-timeout (${shutdownTimeoutMs / 1000} s), which includes it`);
+    throw new UsageError(
+      `--drain-delay (${drainDelayMs / 1000} s) must be shorter than --shutdown-timeout (${
+        shutdownTimeoutMs / 1000
+      } s), which includes it`,
+    );
   }
   const model = values.get("model") ?? DEFAULT_MODEL;
   if (!model.trim()) throw new UsageError("--model is empty");
@@ -167,7 +196,12 @@ export function parseServeArgs(argv: readonly string[], env: (name: string) => s
     maxSeqs: int("max-seqs", 1, 1024),
     maxQueue: int("max-queue", 0) ?? 64,
     attn: oneOf("attn", ["paged", "eager"] as const),
-    quantization: oneOf("quantization", ["q8_0", "q4_0", "none"] as const),
+    quantization: oneOf("quantization", QUANTIZATIONS),
+    tuning: {
+      kernelFamily: oneOf("kernel-family", KERNEL_FAMILIES),
+      kvDtype: oneOf("kv-dtype", KV_DTYPES),
+      quantizedActivations: values.has("quantized-activations") || undefined,
+    },
     ggufFile: values.get("gguf-file"),
     policy: oneOf("policy", ["fifo", "prefill_first"] as const),
     apiKey: values.get("api-key") ?? (env(API_KEY_ENV) || undefined),

@@ -54,6 +54,7 @@ export function renderVllmMetrics(stats: EngineStats, info: EngineInfo, modelNam
   single(m.cacheConfig, "gauge", "Information of the KV cache configuration (value is always 1).", 1, {
     block_size: info.blockSize,
     num_gpu_blocks: info.kvBlocksTotal,
+    cache_dtype: info.kvDtype,
     enable_prefix_caching: "True",
   });
   single(m.promptTokens, "counter", "Number of prefill tokens processed.", stats.promptTokens);

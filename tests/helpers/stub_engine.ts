@@ -77,6 +77,8 @@ export class StubEngine implements ServedEngine {
       kvBlocksTotal: 64,
       blockSize: 16,
       maxSeqs: 8,
+      kernelFamily: "cpu",
+      kvDtype: "f32",
       ...info,
     };
     this.current = idleStats(this.info);
