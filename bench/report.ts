@@ -11,6 +11,7 @@ import type { ServingResult } from "./serving.ts";
 import type { ConstrainedResult } from "./constrained.ts";
 import type { PeerResult } from "./peer_llama_cpp.ts";
 import type { BatchBenchResult } from "./batch.ts";
+import type { QuantSectionResult } from "./quant_section.ts";
 import type { Percentiles } from "./stats.ts";
 
 /** Thrown by a section that cannot run here; the suite records it as skipped with the message. */
@@ -43,6 +44,8 @@ export interface BenchResults {
   peer: Section<PeerResult[]>;
   /** Absent in files written before the batch section existed. */
   batch?: Section<BatchBenchResult>;
+  /** Quantized weights (issue 11; absent in older files). */
+  quant?: Section<QuantSectionResult>;
   targets: Target[];
   durationS: number;
 }
@@ -77,14 +80,18 @@ export function evaluateTargets(r: Omit<BenchResults, "targets" | "durationS">):
     out.push({
       name: "continuous vs static output tok/s",
       goal: ">= 2x",
-      measured: `${f(off.ratio)}x (${f(c.outputTokPerS, 1)} vs ${f(s.outputTokPerS, 1)} tok/s; batch fill p50 ${
-        f(c.batchFill.p50)
-      } vs ${f(s.batchFill.p50)}, sequence fill ${f(c.seqFill)} vs ${f(s.seqFill)})`,
+      measured: `${f(off.ratio)}x (${f(c.outputTokPerS, 1)} vs ${
+        f(s.outputTokPerS, 1)
+      } tok/s; batch fill p50 ${f(c.batchFill.p50)} vs ${f(s.batchFill.p50)}, sequence fill ${
+        f(c.seqFill)
+      } vs ${f(s.seqFill)})`,
       met: off.ratio >= 2,
       limit: off.ratio >= 2
         ? undefined
         : (off.costModel?.idealRatio ?? off.idealRatio) < 2
-        ? `the lengths and the measured step cost per batch size allow only ${f(off.costModel?.idealRatio ?? off.idealRatio)}x; ${stepNote}`
+        ? `the lengths and the measured step cost per batch size allow only ${
+          f(off.costModel?.idealRatio ?? off.idealRatio)
+        }x; ${stepNote}`
         : stepNote,
     });
     const cm = off.costModel;
@@ -94,10 +101,16 @@ export function evaluateTargets(r: Omit<BenchResults, "targets" | "durationS">):
       measured: cm
         ? `${f(100 * cm.ofIdeal, 0)}% of ${f(cm.idealRatio)}x (step ms at batch ${
           cm.stepMs.map((p) => `${p.seqs}: ${f(p.ms, 1)}`).join(", ")
-        }); constant-cost ideal ${f(off.idealRatio)}x (${off.idealStaticSteps} / ${off.idealContinuousSteps} steps)`
-        : `${f(100 * off.ofIdeal, 0)}% of the constant-cost ideal ${f(off.idealRatio)}x (no step cost measured)`,
+        }); constant-cost ideal ${
+          f(off.idealRatio)
+        }x (${off.idealStaticSteps} / ${off.idealContinuousSteps} steps)`
+        : `${f(100 * off.ofIdeal, 0)}% of the constant-cost ideal ${
+          f(off.idealRatio)
+        }x (no step cost measured)`,
       met: (cm?.ofIdeal ?? off.ofIdeal) >= 0.85,
-      limit: (cm?.ofIdeal ?? off.ofIdeal) >= 0.85 ? undefined : `${stepNote}; steps: continuous ${c.steps}, static ${s.steps}`,
+      limit: (cm?.ofIdeal ?? off.ofIdeal) >= 0.85
+        ? undefined
+        : `${stepNote}; steps: continuous ${c.steps}, static ${s.steps}`,
     });
     out.push({
       name: "decode steps per GPU->CPU wait (continuous)",
@@ -147,15 +160,16 @@ export function evaluateTargets(r: Omit<BenchResults, "targets" | "durationS">):
     });
   }
   out.push(...issue10Targets(r));
+  if (r.quant?.status === "ok") out.push(...quantTargets(r.quant.data));
   if (r.kernels.status === "ok") {
     const g = r.kernels.data.gemvVsBest.find((x) => x.m === 1);
     if (g) {
       out.push({
         name: "decode GEMV bandwidth vs the best simple GEMV",
         goal: ">= 80%",
-        measured: `${f(100 * g.ratio, 0)}% (${g.projectKernel} ${f(g.projectGbps)} vs ${g.bestReference} ${
-          f(g.bestReferenceGbps)
-        } GB/s, SmolLM2 shapes, m=1)`,
+        measured: `${f(100 * g.ratio, 0)}% (${g.projectKernel} ${
+          f(g.projectGbps)
+        } vs ${g.bestReference} ${f(g.bestReferenceGbps)} GB/s, SmolLM2 shapes, m=1)`,
         met: g.ratio >= 0.8,
         limit: g.ratio >= 0.8 ? undefined : "see the kernel table",
       });
@@ -166,9 +180,13 @@ export function evaluateTargets(r: Omit<BenchResults, "targets" | "durationS">):
     out.push({
       name: "cli batch vs serve.ts (8 clients), output tok/s",
       goal: ">= 1x",
-      measured: `${f(b.ratio)}x (${f(b.cli.tokPerS, 1)} vs ${f(b.serve.tokPerS, 1)} tok/s, ${b.requests} requests)`,
+      measured: `${f(b.ratio)}x (${f(b.cli.tokPerS, 1)} vs ${
+        f(b.serve.tokPerS, 1)
+      } tok/s, ${b.requests} requests)`,
       met: b.ratio >= 1,
-      limit: b.ratio >= 1 ? undefined : "the batch's engine loop or its in-process HTTP handling costs more than the server's",
+      limit: b.ratio >= 1
+        ? undefined
+        : "the batch's engine loop or its in-process HTTP handling costs more than the server's",
     });
     const [small, large] = [b.memory[0], b.memory.at(-1)];
     if (small && large && large.lines > small.lines) {
@@ -176,9 +194,71 @@ export function evaluateTargets(r: Omit<BenchResults, "targets" | "durationS">):
       out.push({
         name: "cli batch peak memory flat over the input length",
         goal: "<= 1.2x peak RSS for 10x the lines",
-        measured: `${f(growth)}x (${f(small.peakRssMiB, 0)} MiB at ${small.lines} lines, ${f(large.peakRssMiB, 0)} MiB at ${large.lines})`,
+        measured: `${f(growth)}x (${f(small.peakRssMiB, 0)} MiB at ${small.lines} lines, ${
+          f(large.peakRssMiB, 0)
+        } MiB at ${large.lines})`,
         met: growth <= 1.2,
         limit: growth <= 1.2 ? undefined : "something grows with the number of lines",
+      });
+    }
+  }
+  return out;
+}
+
+/** Issue 11's targets: bytes, decode speed against our f16 and llama.cpp's same type, load memory. */
+export function quantTargets(q: QuantSectionResult): Target[] {
+  const out: Target[] = [];
+  const f16 = q.rows.find((r) => r.type === "f16");
+  const mib = (b: number) => `${f(b / 2 ** 20, 1)} MiB`;
+  const q4 = q.rows.find((r) => r.type === "q4_0");
+  if (f16 && q4) {
+    const ratio = q4.load.weightBytes / f16.load.weightBytes;
+    out.push({
+      name: "Q4_0 weight bytes vs f16 (whole model)",
+      goal: "<= 0.3x",
+      measured: `${f(ratio)}x (${mib(q4.load.weightBytes)} vs ${mib(f16.load.weightBytes)})`,
+      met: ratio <= 0.3,
+      limit: ratio <= 0.3
+        ? undefined
+        : "the embedding / LM head stays 16-bit (a fixed share of a 135M model)",
+    });
+  }
+  for (const row of q.rows) {
+    if (row.type !== "f16" && f16) {
+      const ratio = row.ours.singleTokPerS / f16.ours.singleTokPerS;
+      out.push({
+        name: `${row.type} single-stream decode vs our f16`,
+        goal: ">= 1.3x",
+        measured: `${f(ratio)}x (${f(row.ours.singleTokPerS, 1)} vs ${
+          f(f16.ours.singleTokPerS, 1)
+        } tok/s)`,
+        met: ratio >= 1.3,
+        limit: ratio >= 1.3
+          ? undefined
+          : "lavapipe is compute-bound on the inner loop: unpacking blocks costs more than the bytes it saves",
+      });
+    }
+    if (row.llamaCpp) {
+      const ratio = row.ours.singleTokPerS / row.llamaCpp.singleTokPerS;
+      out.push({
+        name: `${row.type} single stream vs llama.cpp ${row.type.toUpperCase()}`,
+        goal: ">= 0.6x",
+        measured: `${f(ratio)}x (${f(row.ours.singleTokPerS, 1)} vs ${
+          f(row.llamaCpp.singleTokPerS, 1)
+        } tok/s)`,
+        met: ratio >= 0.6,
+        limit: ratio >= 0.6 ? undefined : "as for f16: lavapipe's matmul throughput",
+      });
+    }
+    if (row.type !== "f16") {
+      out.push({
+        name: `${row.type} load peak host memory`,
+        goal: "<= largest tensor's f32 + baseline + weights",
+        measured: `${mib(row.load.peakHwmBytes)} (bound ${mib(row.load.boundBytes)})`,
+        met: row.load.withinBound,
+        limit: row.load.withinBound
+          ? undefined
+          : "something beyond one tensor is held while loading",
       });
     }
   }
@@ -198,16 +278,22 @@ function issue10Targets(r: Omit<BenchResults, "targets" | "durationS">): Target[
     out.push({
       name: "SmolLM2-shaped single stream vs llama.cpp F16",
       goal: ">= 0.6x",
-      measured: `${f(peer.singleRatio)}x (${f(peer.ours.singleTokPerS, 1)} vs ${f(peer.llamaCpp.singleTokPerS, 1)} tok/s; ${when})`,
+      measured: `${f(peer.singleRatio)}x (${f(peer.ours.singleTokPerS, 1)} vs ${
+        f(peer.llamaCpp.singleTokPerS, 1)
+      } tok/s; ${when})`,
       met: peer.singleRatio >= 0.6,
       limit: peer.singleRatio >= 0.6 ? undefined : peerLimit,
     });
     out.push({
       name: `SmolLM2-shaped ${peer.parallel} parallel streams vs llama.cpp F16`,
       goal: ">= 1.0x",
-      measured: `${f(peer.parallelRatio)}x (${f(peer.ours.parallelTokPerS, 1)} vs ${f(peer.llamaCpp.parallelTokPerS, 1)} tok/s)`,
+      measured: `${f(peer.parallelRatio)}x (${f(peer.ours.parallelTokPerS, 1)} vs ${
+        f(peer.llamaCpp.parallelTokPerS, 1)
+      } tok/s)`,
       met: peer.parallelRatio >= 1,
-      limit: peer.parallelRatio >= 1 ? undefined : "matmuls with 8 rows and attention over 8 sequences on lavapipe (see the step profile)",
+      limit: peer.parallelRatio >= 1
+        ? undefined
+        : "matmuls with 8 rows and attention over 8 sequences on lavapipe (see the step profile)",
     });
   } else {
     out.push({
@@ -218,19 +304,27 @@ function issue10Targets(r: Omit<BenchResults, "targets" | "durationS">): Target[
       limit: r.peer.status === "ok" ? "no SmolLM2-shaped peer result" : r.peer.reason,
     });
   }
-  const sweep = r.stepSweeps?.status === "ok" ? r.stepSweeps.data.find((s) => s.model.endsWith(SMOL)) : undefined;
+  const sweep = r.stepSweeps?.status === "ok"
+    ? r.stepSweeps.data.find((s) => s.model.endsWith(SMOL))
+    : undefined;
   if (sweep) {
     const at = (ctx: number) => sweep.byContext.find((p) => p.context === ctx);
     const first = sweep.byContext[0];
     const last = sweep.byContext.at(-1)!;
     const bound = 5 * sweep.layers + 4;
-    const worst = Math.max(...sweep.byContext.map((p) => p.dispatches), ...sweep.byBatch.map((p) => p.dispatches));
+    const worst = Math.max(
+      ...sweep.byContext.map((p) => p.dispatches),
+      ...sweep.byBatch.map((p) => p.dispatches),
+    );
     out.push({
       name: "dispatches per decode step (SmolLM2-shaped)",
       goal: `<= 5 per layer + 4 = ${bound}`,
-      measured: `${first.dispatches} at context ${first.context}, ${last.dispatches} at ${last.context} (${sweep.layers} layers)`,
+      measured:
+        `${first.dispatches} at context ${first.context}, ${last.dispatches} at ${last.context} (${sweep.layers} layers)`,
       met: worst <= bound,
-      limit: worst <= bound ? undefined : "a step whose longest context spans several attention splits adds one combine dispatch per layer",
+      limit: worst <= bound
+        ? undefined
+        : "a step whose longest context spans several attention splits adds one combine dispatch per layer",
     });
     const a = at(128);
     const b = at(2048);
@@ -243,7 +337,9 @@ function issue10Targets(r: Omit<BenchResults, "targets" | "durationS">): Target[
           sweep.byContext.map((p) => `${p.context}: ${f(p.gpuMs, 1)}`).join(", ")
         } ms)`,
         met: ratio <= 1.5,
-        limit: ratio <= 1.5 ? undefined : "attention reads K/V at a few GB/s on lavapipe (see the attention rows of the kernel table)",
+        limit: ratio <= 1.5
+          ? undefined
+          : "attention reads K/V at a few GB/s on lavapipe (see the attention rows of the kernel table)",
       });
     }
   }
@@ -254,11 +350,15 @@ function issue10Targets(r: Omit<BenchResults, "targets" | "durationS">): Target[
       out.push({
         name: "decode GEMV vs the streaming-read roof (the GPU target, measured on this adapter)",
         goal: ">= 60%",
-        measured: `${f(100 * g.projectOfRoof, 0)}% (${g.projectKernel} ${f(g.projectGbps)} GB/s over the 5 SmolLM2 shapes, m=1; roof ${k.roofKernel} ${
+        measured: `${f(100 * g.projectOfRoof, 0)}% (${g.projectKernel} ${
+          f(g.projectGbps)
+        } GB/s over the 5 SmolLM2 shapes, m=1; roof ${k.roofKernel} ${
           f(k.roofGbps)
         } GB/s; ${k.adapter})`,
         met: g.projectOfRoof >= 0.6,
-        limit: g.projectOfRoof >= 0.6 ? undefined : "narrow shapes (o, down, qkv) are dispatch- and balance-bound on 2 threads; see the kernel table",
+        limit: g.projectOfRoof >= 0.6
+          ? undefined
+          : "narrow shapes (o, down, qkv) are dispatch- and balance-bound on 2 threads; see the kernel table",
       });
     }
   }
@@ -300,7 +400,11 @@ export function renderMarkdown(r: BenchResults): string {
   if (r.kernels.status === "ok") {
     const k = r.kernels.data;
     if (k.roofKernel) {
-      out.push(`Streaming-read roof: ${k.roofKernel} ${f(k.roofGbps)} GB/s; project matmul family: ${k.family}.`);
+      out.push(
+        `Streaming-read roof: ${k.roofKernel} ${
+          f(k.roofGbps)
+        } GB/s; project matmul family: ${k.family}.`,
+      );
     }
     out.push(table(
       ["kernel", "impl", "shape", "m", "GPU ms", "GB/s", "of roof", "GFLOP/s"],
@@ -317,7 +421,14 @@ export function renderMarkdown(r: BenchResults): string {
     ));
     out.push("");
     out.push(table(
-      ["m", "project GEMV (all shapes) GB/s", "of roof", "best reference", "GB/s", "project / reference"],
+      [
+        "m",
+        "project GEMV (all shapes) GB/s",
+        "of roof",
+        "best reference",
+        "GB/s",
+        "project / reference",
+      ],
       k.gemvVsBest.map((g) => [
         g.m,
         `${g.projectKernel ?? "matmul.wgsl"} ${f(g.projectGbps)}`,
@@ -333,11 +444,24 @@ export function renderMarkdown(r: BenchResults): string {
     out.push("\n## Decode steps against context length and batch size (whole step + sampler)");
     if (r.stepSweeps.status === "ok") {
       for (const sw of r.stepSweeps.data) {
-        out.push(`\n**${sw.model.split("/").at(-1)}** (${sw.layers} layers, medians of ${sw.rounds} interleaved rounds)`);
+        out.push(
+          `\n**${
+            sw.model.split("/").at(-1)
+          }** (${sw.layers} layers, medians of ${sw.rounds} interleaved rounds)`,
+        );
         const base = sw.byContext[0]?.gpuMs;
         out.push(table(
-          ["seqs", "context", "dispatches", "GPU ms", "wall ms/step (8 per wait)", "GPU ms / 1 seq at first context"],
-          [...sw.byContext, ...sw.byBatch].map((p) => [p.seqs, p.context, p.dispatches, f(p.gpuMs, 1), f(p.wallMs, 1), f(p.gpuMs / base)]),
+          [
+            "seqs",
+            "context",
+            "dispatches",
+            "GPU ms",
+            "wall ms/step (8 per wait)",
+            "GPU ms / 1 seq at first context",
+          ],
+          [...sw.byContext, ...sw.byBatch].map((
+            p,
+          ) => [p.seqs, p.context, p.dispatches, f(p.gpuMs, 1), f(p.wallMs, 1), f(p.gpuMs / base)]),
         ));
       }
     } else out.push(sectionNote("step sweep", r.stepSweeps)!);
@@ -406,7 +530,9 @@ export function renderMarkdown(r: BenchResults): string {
           f(100 * o.ofIdeal, 0)
         }% of it` +
           (o.costModel
-            ? `; ideal from the measured step cost per batch size ${f(o.costModel.idealRatio)}x, ${f(100 * o.costModel.ofIdeal, 0)}% of it`
+            ? `; ideal from the measured step cost per batch size ${f(o.costModel.idealRatio)}x, ${
+              f(100 * o.costModel.ofIdeal, 0)
+            }% of it`
             : ""),
       );
     }
@@ -442,11 +568,20 @@ export function renderMarkdown(r: BenchResults): string {
   if (con.status === "ok") {
     const c = con.data;
     out.push(
-      `${c.model.split("/").at(-1)}, ${c.sequences} sequences x ${c.outputTokens} tokens (greedy, same prompts), ` +
+      `${
+        c.model.split("/").at(-1)
+      }, ${c.sequences} sequences x ${c.outputTokens} tokens (greedy, same prompts), ` +
         `${c.repeats} interleaved repetitions, medians; the constraint: a JSON schema (an array of 64 objects).`,
     );
     out.push(table(
-      ["variant", "batch out tok/s", "7 unconstrained tok/s", "constrained tok/s", "forced tokens", "wall s"],
+      [
+        "variant",
+        "batch out tok/s",
+        "7 unconstrained tok/s",
+        "constrained tok/s",
+        "forced tokens",
+        "wall s",
+      ],
       c.variants.map((v) => [
         v.variant,
         f(v.batchTokPerS, 1),
@@ -459,7 +594,9 @@ export function renderMarkdown(r: BenchResults): string {
     out.push(
       `cost to the others: ${f(100 * c.othersCost, 1)}% of their tok/s; their outputs ${
         c.othersIdentical ? "identical" : "DIFFERED"
-      } in every run; first constrained request on a warm engine (grammar cold start) ${f(c.coldStartMs, 0)} ms`,
+      } in every run; first constrained request on a warm engine (grammar cold start) ${
+        f(c.coldStartMs, 0)
+      } ms`,
     );
   } else out.push(sectionNote("constrained", con)!);
 
@@ -521,7 +658,11 @@ export function renderMarkdown(r: BenchResults): string {
       ]),
     ));
     if (r.peer.data[0]) {
-      out.push(`runtime: ${r.peer.data[0].runtime}; ${r.peer.data[0].threads} threads; medians of ${r.peer.data[0].rounds ?? 1} alternating rounds`);
+      out.push(
+        `runtime: ${r.peer.data[0].runtime}; ${r.peer.data[0].threads} threads; medians of ${
+          r.peer.data[0].rounds ?? 1
+        } alternating rounds`,
+      );
     }
   } else out.push(sectionNote("peer", r.peer)!);
 
@@ -532,13 +673,65 @@ export function renderMarkdown(r: BenchResults): string {
       out.push(table(
         ["run", "requests", "s", "output tokens", "tok/s", "failed"],
         [
-          ["cli batch", b.requests, f(b.cli.seconds, 1), b.cli.outputTokens, f(b.cli.tokPerS, 1), b.cli.failed],
-          [`serve.ts, ${b.clients} clients`, b.requests, f(b.serve.seconds, 1), b.serve.outputTokens, f(b.serve.tokPerS, 1), b.serve.failed],
+          [
+            "cli batch",
+            b.requests,
+            f(b.cli.seconds, 1),
+            b.cli.outputTokens,
+            f(b.cli.tokPerS, 1),
+            b.cli.failed,
+          ],
+          [
+            `serve.ts, ${b.clients} clients`,
+            b.requests,
+            f(b.serve.seconds, 1),
+            b.serve.outputTokens,
+            f(b.serve.tokPerS, 1),
+            b.serve.failed,
+          ],
         ],
       ));
       out.push("");
-      out.push(table(["input lines", "peak RSS MiB", "s"], b.memory.map((m) => [m.lines, f(m.peakRssMiB, 0), f(m.seconds, 1)])));
+      out.push(
+        table(
+          ["input lines", "peak RSS MiB", "s"],
+          b.memory.map((m) => [m.lines, f(m.peakRssMiB, 0), f(m.seconds, 1)]),
+        ),
+      );
     } else out.push(sectionNote("batch", r.batch)!);
+  }
+
+  if (r.quant) {
+    out.push(
+      "\n## Quantized weights (SmolLM2-shaped, load-time quantization; llama.cpp on the GGUF of the same type)",
+    );
+    if (r.quant.status === "ok") {
+      const q = r.quant.data;
+      const mib = (b: number) => f(b / 2 ** 20, 1);
+      const pair = (p: { singleTokPerS: number; parallelTokPerS: number } | null | undefined) =>
+        p ? `${f(p.singleTokPerS, 1)} / ${f(p.parallelTokPerS, 1)}` : "-";
+      out.push(table(
+        [
+          "type",
+          "weights MiB",
+          "load s (.gguf)",
+          "peak RSS MiB (bound)",
+          `ours 1 / ${q.parallel} tok/s`,
+          "fast path",
+          `llama.cpp 1 / ${q.parallel}`,
+        ],
+        q.rows.map((r) => [
+          r.type,
+          mib(r.load.weightBytes),
+          `${f(r.load.loadS)} (${f(r.ggufLoad.loadS)})`,
+          `${mib(r.load.peakHwmBytes)} (${mib(r.load.boundBytes)})`,
+          pair(r.ours),
+          pair(r.oursFast),
+          pair(r.llamaCpp),
+        ]),
+      ));
+      for (const n of q.notes) out.push(`- ${n}`);
+    } else out.push(sectionNote("quant", r.quant)!);
   }
   return out.join("\n") + "\n";
 }

@@ -20,7 +20,7 @@ import { stepCostModel } from "../bench/step_sweep.ts";
 import { percentile, summarize } from "../bench/stats.ts";
 import { parseBenchArgs } from "../bench/main.ts";
 import { compareMarkdown, runtimeOf } from "../bench/compare.ts";
-import { type BenchResults, renderMarkdown } from "../bench/report.ts";
+import { type BenchResults, quantTargets, renderMarkdown } from "../bench/report.ts";
 
 test("bench workload: deterministic, 64 requests, 3/4 short and 1/4 long, lengths in range", () => {
   const a = makeWorkload({ vocab: 512, bosId: 1 });
@@ -168,8 +168,15 @@ test("bench compare: one column per runtime, the second over the first, n/a wher
   };
   const report = renderMarkdown(withConstrained as unknown as BenchResults);
   assert(report.includes("| 1 of 8 constrained | 400.0 | 350.0 | 80.0 | 90 | 2.00 |"), report);
-  assert(report.includes("cost to the others: 2.0% of their tok/s; their outputs identical"), report);
-  assert(compareMarkdown([withConstrained as unknown as BenchResults]).includes("| batch tok/s, 1 of 8 constrained | 400.0 |"));
+  assert(
+    report.includes("cost to the others: 2.0% of their tok/s; their outputs identical"),
+    report,
+  );
+  assert(
+    compareMarkdown([withConstrained as unknown as BenchResults]).includes(
+      "| batch tok/s, 1 of 8 constrained | 400.0 |",
+    ),
+  );
   // Files written before the runtime was recorded were Deno's.
   const old = {
     ...deno,
@@ -193,6 +200,84 @@ test("bench ideal ratio from a measured step cost per batch size", () => {
   assertEquals(costIdealBatchingRatio(w, 8, () => 3), idealBatchingRatio(w, 8));
   const linear = stepCostModel([{ seqs: 1, ms: 10 }, { seqs: 8, ms: 80 }]);
   assertEquals([linear(1), linear(4.5), linear(8), linear(20)], [10, 45, 80, 80]);
-  assert(costIdealBatchingRatio(w, 8, linear) < idealBatchingRatio(w, 8), "per-token cost: continuous gains less");
+  assert(
+    costIdealBatchingRatio(w, 8, linear) < idealBatchingRatio(w, 8),
+    "per-token cost: continuous gains less",
+  );
   assertEquals(stepCostModel([])(3), 1);
+});
+
+test("bench quant section: issue 11's targets from the rows, and its table", () => {
+  const MiB = 2 ** 20;
+  const load = (weightMiB: number, peakMiB: number, boundMiB: number) => ({
+    loadS: 4,
+    weightBytes: weightMiB * MiB,
+    baselineHwmBytes: 100 * MiB,
+    peakHwmBytes: peakMiB * MiB,
+    quantKernels: true,
+    boundBytes: boundMiB * MiB,
+    withinBound: peakMiB <= boundMiB,
+  });
+  const row = (
+    type: "f16" | "q8_0" | "q4_0",
+    weightMiB: number,
+    peak: number,
+    bound: number,
+    tokPerS: number,
+    llama: number,
+  ) => ({
+    type,
+    load: load(weightMiB, peak, bound),
+    ggufLoad: load(weightMiB, peak, bound),
+    ggufBytes: weightMiB * MiB,
+    ours: { singleTokPerS: tokPerS, parallelTokPerS: 2 * tokPerS },
+    oursFast: type === "f16" ? undefined : { singleTokPerS: tokPerS / 2, parallelTokPerS: tokPerS },
+    llamaCpp: { singleTokPerS: llama, parallelTokPerS: 2 * llama },
+  });
+  const data = {
+    model: "smollm2",
+    outputTokens: 16,
+    parallel: 8,
+    threads: 2,
+    largestTensorF32Bytes: 108 * MiB,
+    baselineHwmBytes: 197 * MiB,
+    rows: [
+      row("f16", 256, 500, 560, 10, 40),
+      row("q8_0", 160, 440, 460, 14, 20),
+      row("q4_0", 70, 430, 416, 8, 10),
+    ],
+    notes: ["a note"],
+  };
+  const targets = quantTargets(data);
+  const met = (name: string) => targets.find((t) => t.name === name)?.met;
+  assertEquals(met("Q4_0 weight bytes vs f16 (whole model)"), true); // 70 / 256 = 0.27
+  assertEquals(met("q8_0 single-stream decode vs our f16"), true); // 1.4x
+  assertEquals(met("q4_0 single-stream decode vs our f16"), false); // 0.8x
+  assertEquals(met("q8_0 single stream vs llama.cpp Q8_0"), true); // 0.7x
+  assertEquals(met("f16 single stream vs llama.cpp F16"), false); // 0.25x
+  assertEquals(met("q8_0 load peak host memory"), true);
+  assertEquals(met("q4_0 load peak host memory"), false);
+  const skipped = { status: "skipped" as const, reason: "not selected (--only)" };
+  const report = renderMarkdown({
+    startedAt: "2026-01-01T00:00:00.000Z",
+    quick: true,
+    environment: { runtime: "deno 2.9.6", engine: "V8", os: "linux", cpus: 2, adapter: "llvmpipe" },
+    notes: [],
+    kernels: skipped,
+    stepProfiles: skipped,
+    offline: skipped,
+    singleStream: skipped,
+    serving: skipped,
+    peer: skipped,
+    quant: { status: "ok", data },
+    targets,
+    durationS: 1,
+  } as unknown as BenchResults);
+  assert(
+    report.includes(
+      "| q8_0 | 160.0 | 4.00 (4.00) | 440.0 (460.0) | 14.0 / 28.0 | 7.0 / 14.0 | 20.0 / 40.0 |",
+    ),
+    report,
+  );
+  assert(report.includes("| q4_0 load peak host memory |"), report);
 });
