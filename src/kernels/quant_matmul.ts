@@ -152,6 +152,7 @@ export function xqRowWords(k: number): number {
 /** Kernel files of the quantized matmuls. */
 export const QUANT_KERNEL_FILES: readonly string[] = [
   "matmul_epilogue",
+  "int8_dot",
   "qmatmul_common",
   "qgemv_c8",
   "qgemv_wg",
