@@ -8,32 +8,31 @@ import { test } from "./helpers/test.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { createGpu, NoGpuAdapterError } from "../src/gpu/device.ts";
-import { greedyIds, loadGolden, maxAbs, maxAbsDiff, modelDir, promptLogits } from "./helpers/reference.ts";
+import { countGpuCalls } from "./helpers/gpu_counts.ts";
+import {
+  greedyIds,
+  loadGolden,
+  maxAbs,
+  maxAbsDiff,
+  modelDir,
+  promptLogits,
+} from "./helpers/reference.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
 import { KERNEL_FAMILIES } from "../src/api/types.ts";
 
 for (const kernelFamily of KERNEL_FAMILIES) {
   test(`forward ${kernelFamily}: steps create no pipelines or bind groups and submit once each`, async () => {
-    const engine = await Engine.load({ model: modelDir("gemma2-tiny"), maxBatchTokens: 32, numBlocks: 32, kernelFamily });
+    const engine = await Engine.load({
+      model: modelDir("gemma2-tiny"),
+      maxBatchTokens: 32,
+      numBlocks: 32,
+      kernelFamily,
+    });
     try {
-      const device = engine.runner.gpu.device;
-      const counts = { pipelines: 0, bindGroups: 0, buffers: 0, submits: 0 };
-      const wrap = <T extends object, K extends keyof T>(obj: T, key: K, counter: keyof typeof counts) => {
-        const original = obj[key] as unknown as (...a: unknown[]) => unknown;
-        obj[key] = ((...args: unknown[]) => {
-          counts[counter]++;
-          return original.apply(obj, args);
-        }) as T[K];
-        return () => (obj[key] = original as T[K]);
-      };
-      const restore = [
-        wrap(device, "createComputePipeline", "pipelines"),
-        wrap(device, "createBindGroup", "bindGroups"),
-        wrap(device, "createBuffer", "buffers"),
-        wrap(device.queue, "submit", "submits"),
-      ];
-      const ids = await greedyIds(engine, [1, 403, 407, 261, 378], 10);
-      restore.forEach((r) => r());
+      const { result: ids, counts } = await countGpuCalls(
+        engine.runner.gpu.device,
+        () => greedyIds(engine, [1, 403, 407, 261, 378], 10),
+      );
       assertEquals(ids.length, 10);
       // One prefill step and nine decode steps.
       assertEquals(counts, { pipelines: 0, bindGroups: 0, buffers: 0, submits: 10 });
@@ -67,9 +66,19 @@ for (const kernelFamily of KERNEL_FAMILIES) {
     const golden = await loadGolden("llama-tiny");
     const ids = golden.cases[2].prompt_ids;
     // An f32 KV cache: f16 rounding of K and V would magnify the last-bit differences.
-    const opts = { maxTokens: 128, maxLogitRows: 128, numBlocks: 16, kvDtype: "f32", kernelFamily } as const;
+    const opts = {
+      maxTokens: 128,
+      maxLogitRows: 128,
+      numBlocks: 16,
+      kvDtype: "f32",
+      kernelFamily,
+    } as const;
     const f16 = await ModelRunner.load(modelDir("llama-tiny"), { ...opts, weightDType: "f16" });
-    const f32 = await ModelRunner.load(modelDir("llama-tiny"), { ...opts, weightDType: "f32", gpu: f16.gpu });
+    const f32 = await ModelRunner.load(modelDir("llama-tiny"), {
+      ...opts,
+      weightDType: "f32",
+      gpu: f16.gpu,
+    });
     try {
       assertEquals(f16.weights.layers[0].qkv.dtype, "f16");
       assertEquals(f32.weights.layers[0].qkv.dtype, "f32");
@@ -83,7 +92,6 @@ for (const kernelFamily of KERNEL_FAMILIES) {
       f32.close();
     }
   });
-
 }
 
 test("gpu: no adapter gives an error that says how to get one", async () => {
@@ -94,7 +102,13 @@ test("gpu: no adapter gives an error that says how to get one", async () => {
 
 /** Dispatches one decode step records (forward pass + sampler) at `context`. */
 function decodeDispatches(runner: ModelRunner, seqs: number, context: number): number {
-  return runner.forward.plan({ tokens: seqs, logitRows: seqs, seqs, maxQueryLen: 1, maxContext: context }).length + 1;
+  return runner.forward.plan({
+    tokens: seqs,
+    logitRows: seqs,
+    seqs,
+    maxQueryLen: 1,
+    maxContext: context,
+  }).length + 1;
 }
 
 test("forward: dispatches per decode step (<= 5 per layer + 4 for llama/mistral/qwen2), per architecture", async () => {
@@ -112,16 +126,35 @@ test("forward: dispatches per decode step (<= 5 per layer + 4 for llama/mistral/
   try {
     for (const [name, perLayer] of cases) {
       for (const kernelFamily of KERNEL_FAMILIES) {
-        const runner = await ModelRunner.load(modelDir(name), { gpu, kernelFamily, maxSeqs: 8, numBlocks: 64, attentionSplit: 256 });
+        const runner = await ModelRunner.load(modelDir(name), {
+          gpu,
+          kernelFamily,
+          maxSeqs: 8,
+          numBlocks: 64,
+          attentionSplit: 256,
+        });
         try {
           const L = runner.spec.numLayers;
           // embed, L x perLayer, LM head, sampler: 5L + 3 <= 5L + 4.
-          for (const seqs of [1, 8]) assertEquals(decodeDispatches(runner, seqs, 200), perLayer * L + 3, `${name} ${kernelFamily}`);
+          for (const seqs of [1, 8]) {
+            assertEquals(
+              decodeDispatches(runner, seqs, 200),
+              perLayer * L + 3,
+              `${name} ${kernelFamily}`,
+            );
+          }
           // Past one split of keys, every layer adds the combine.
-          assertEquals(decodeDispatches(runner, 1, 600), (perLayer + 1) * L + 3, `${name} ${kernelFamily} split`);
+          assertEquals(
+            decodeDispatches(runner, 1, 600),
+            (perLayer + 1) * L + 3,
+            `${name} ${kernelFamily} split`,
+          );
           // A step with no logit rows skips the LM head.
           const shape = { tokens: 4, logitRows: 0, seqs: 1, maxQueryLen: 4, maxContext: 4 };
-          assert(!runner.forward.plan(shape).some((d) => d.label.startsWith("lm_head")), "LM head ran without logit rows");
+          assert(
+            !runner.forward.plan(shape).some((d) => d.label.startsWith("lm_head")),
+            "LM head ran without logit rows",
+          );
         } finally {
           runner.close();
         }

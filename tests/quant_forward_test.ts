@@ -11,6 +11,7 @@
  * - steps create no pipelines, bind groups or buffers and submit once each (both paths);
  * - quantized matrices split over a small binding limit give identical logits.
  */
+import { countGpuCalls } from "./helpers/gpu_counts.ts";
 import { test } from "./helpers/test.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { withTempDir } from "./helpers/synthetic_checkpoint.ts";
@@ -133,28 +134,10 @@ for (const kernelFamily of KERNEL_FAMILIES) {
       });
       try {
         assertEquals(engine.runner.weights.layers[0].gateUp.kind, "quant");
-        const device = engine.runner.gpu.device;
-        const counts = { pipelines: 0, bindGroups: 0, buffers: 0, submits: 0 };
-        const wrap = <T extends object, K extends keyof T>(
-          obj: T,
-          key: K,
-          counter: keyof typeof counts,
-        ) => {
-          const original = obj[key] as unknown as (...a: unknown[]) => unknown;
-          obj[key] = ((...args: unknown[]) => {
-            counts[counter]++;
-            return original.apply(obj, args);
-          }) as T[K];
-          return () => (obj[key] = original as T[K]);
-        };
-        const restore = [
-          wrap(device, "createComputePipeline", "pipelines"),
-          wrap(device, "createBindGroup", "bindGroups"),
-          wrap(device, "createBuffer", "buffers"),
-          wrap(device.queue, "submit", "submits"),
-        ];
-        const ids = await greedyIds(engine, [1, 403, 407, 261, 378], 10);
-        restore.forEach((r) => r());
+        const { result: ids, counts } = await countGpuCalls(
+          engine.runner.gpu.device,
+          () => greedyIds(engine, [1, 403, 407, 261, 378], 10),
+        );
         assertEquals(ids.length, 10);
         assertEquals(counts, { pipelines: 0, bindGroups: 0, buffers: 0, submits: 10 });
       } finally {
