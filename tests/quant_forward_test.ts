@@ -5,7 +5,7 @@
  *   as llama.cpp's CPU kernels do) against the goldens on every reference model. Measured
  *   1.3e-2 .. 3.7e-2 of the largest logit on these random-weight tiny models, above the
  *   issue's 1e-2 gate for a default, so the exact path stays the default; held here to
- *   FAST_TOL, and it must differ from the exact path (it really ran);
+ *   FAST_TOL, and it must differ from the exact path (it really ran; checked on one model);
  * - a GGUF file holding Q8_0 / Q4_0 blocks gives bit-identical logits to load-time
  *   quantization of the same checkpoint, both paths;
  * - steps create no pipelines, bind groups or buffers and submit once each (both paths);
@@ -58,28 +58,34 @@ for (const kernelFamily of KERNEL_FAMILIES) {
             quantization: q,
             quantizedActivations: true,
           });
-          const exact = await ModelRunner.load(modelDir(name), {
-            ...OPTS,
-            gpu,
-            kernelFamily,
-            quantization: q,
-          });
+          // That it really ran: its logits differ from the exact path's (one model is enough;
+          // the exact path itself is held to the goldens in quant_reference_test.ts).
+          const exact = name === MODEL_NAMES[0]
+            ? await ModelRunner.load(modelDir(name), {
+              ...OPTS,
+              gpu,
+              kernelFamily,
+              quantization: q,
+            })
+            : null;
           try {
             assertEquals(fast.weights.layers[0].qkv.kind, "quant");
             const e = await worstRelativeError(fast, goldens[name][q]);
-            const ids = goldens[name][q][0].prompt_ids;
-            const a = await promptLogits(fast, ids);
-            const b = await promptLogits(exact, ids);
-            const apart = maxAbsDiff(a, b) / maxAbs(b);
-            errors.push(`${q} ${e.toExponential(2)} (vs exact ${apart.toExponential(2)})`);
+            errors.push(`${q} ${e.toExponential(2)}`);
             assert(e <= FAST_TOL, `${name} ${q} fast path: relative error ${e} > ${FAST_TOL}`);
-            assert(
-              apart > 1e-5,
-              `${name} ${q}: the fast path gave the exact path's logits (${apart})`,
-            );
+            if (exact) {
+              const ids = goldens[name][q][0].prompt_ids;
+              const a = await promptLogits(fast, ids);
+              const b = await promptLogits(exact, ids);
+              const apart = maxAbsDiff(a, b) / maxAbs(b);
+              assert(
+                apart > 1e-5,
+                `${name} ${q}: the fast path gave the exact path's logits (${apart})`,
+              );
+            }
           } finally {
             fast.close();
-            exact.close();
+            exact?.close();
           }
         }
         console.log(`  ${kernelFamily} ${name}: ${errors.join(", ")}`);
