@@ -32,9 +32,10 @@ import type { KvCache } from "../gpu/kv_cache.ts";
 import type { BindingResource, CompiledKernel, PipelineCache } from "../kernels/registry.ts";
 import { EMBED, RMSNORM, ROPE_KV } from "../kernels/descriptors.ts";
 import { ATTENTION_SPLIT } from "../kernels/family.ts";
+import { xqRowWords } from "../kernels/quant_matmul.ts";
 import { type Grid, matmulOp, type MatmulUse, rowsGrid } from "./matmul_op.ts";
 import type { StepCapacity, StepShape } from "./step_meta.ts";
-import { quantMatmulOp, xqScratchWords } from "./quant_matmul_op.ts";
+import { quantMatmulOp } from "./quant_matmul_op.ts";
 import { type AttentionImplementation, EagerAttention, PagedAttention } from "./attention_op.ts";
 
 export type { StepShape } from "./step_meta.ts";
@@ -147,7 +148,7 @@ export class ForwardPass {
     const maxContext = options.capacity.maxBlocksPerSeq * bs;
     if (options.quantizedActivations) {
       const ks = weights.layers.flatMap((w) => [w.qkv, w.o, w.gateUp, w.down]).filter((w) => w.kind === "quant").map((w) => w.k);
-      if (ks.length) this.#xq = this.#buffer("xq", T * xqScratchWords(Math.max(...ks)));
+      if (ks.length) this.#xq = this.#buffer("xq", T * xqRowWords(Math.max(...ks)));
     }
 
     // Embedding, one op per table part (the table shares the LM head's layout).

@@ -42,11 +42,6 @@ export interface QuantMatmulEnv {
   maxWorkgroupBytes: number;
 }
 
-/** u32 words a fast-path scratch row needs for input length `k` (see `quantize_rows.wgsl`). */
-export function xqScratchWords(k: number): number {
-  return xqRowWords(k);
-}
-
 /** Builds the dispatches of the quantized weight `w` used as `use`. */
 export function quantMatmulOp(
   pipelines: PipelineCache,
