@@ -9,7 +9,14 @@ import type { KernelFamily } from "../api/types.ts";
 import type { MatrixWeight } from "../model/weights.ts";
 import type { BindingResource, CompiledKernel, PipelineCache } from "../kernels/registry.ts";
 import { GEMM_TILED, GEMV_C8, GEMV_WG, type MatmulFlags } from "../kernels/descriptors.ts";
-import { CPU_MATMUL_WG, GEMM_MIN_ROWS, GEMM_TILE, GPU_MATMUL_WG, ROW_TILES, rowTileIndex } from "../kernels/family.ts";
+import {
+  CPU_MATMUL_WG,
+  GEMM_MIN_ROWS,
+  GEMM_TILE,
+  GPU_MATMUL_WG,
+  ROW_TILES,
+  rowTileIndex,
+} from "../kernels/family.ts";
 
 /** A dispatch grid. */
 export type Grid = [number, number, number];
@@ -19,6 +26,27 @@ const MAX_Y = 65535;
 /** Splits a row count over y and z (65535 workgroups per dimension). */
 export function rowsGrid(x: number, rows: number): Grid {
   return rows <= MAX_Y ? [x, rows, 1] : [x, MAX_Y, Math.ceil(rows / MAX_Y)];
+}
+
+/**
+ * The grid of one part of `blocks` column blocks for `rows` rows: variants below
+ * `tiles.length` take `tiles[variant]` rows per invocation (cpu: CPU_MATMUL_WG blocks per
+ * workgroup; gpu: a workgroup per block); the variant `tiles.length` is the tiled GEMM.
+ */
+export function partGrid(
+  cpu: boolean,
+  tiles: readonly number[],
+  blocks: number,
+  rows: number,
+  variant: number,
+): Grid {
+  if (variant === tiles.length) {
+    return rowsGrid(Math.ceil(blocks / (GEMM_TILE.cols / 8)), Math.ceil(rows / GEMM_TILE.rows));
+  }
+  return rowsGrid(
+    cpu ? Math.ceil(blocks / CPU_MATMUL_WG) : blocks,
+    Math.ceil(rows / tiles[variant]),
+  );
 }
 
 /** What a matmul reads and writes, and what it does besides the product. */
@@ -110,9 +138,15 @@ export function matmulOp(
   label: string,
 ): MatmulOp {
   if ((family === "cpu") !== (w.layout === "column_blocks")) {
-    throw new RangeError(`${label}: a ${w.layout} matrix cannot run on the ${family} family's kernels`);
+    throw new RangeError(
+      `${label}: a ${w.layout} matrix cannot run on the ${family} family's kernels`,
+    );
   }
-  if (w.kind !== "dense") throw new RangeError(`${label}: a ${w.dtype} matrix runs on the quantized matmuls (quant_matmul_op.ts)`);
+  if (w.kind !== "dense") {
+    throw new RangeError(
+      `${label}: a ${w.dtype} matrix runs on the quantized matmuls (quant_matmul_op.ts)`,
+    );
+  }
   const flags = matmulFlags(w, use);
   const cpu = family === "cpu";
   const kernels = cpu
@@ -141,15 +175,23 @@ export function matmulOp(
       cap: use.softcap ?? 0,
     }, `${label}[${part.blockStart}].params`);
     uniforms.push(p);
-    const resources: Record<string, BindingResource> = { p, x: use.x, w: part.buffer, out: use.out };
+    const resources: Record<string, BindingResource> = {
+      p,
+      x: use.x,
+      w: part.buffer,
+      out: use.out,
+    };
     if (use.norm) resources.gamma = use.norm.gamma;
     if (use.bias) resources.bias = use.bias;
-    if (use.rope) Object.assign(resources, { inv_freq: use.rope.invFreq, k_cache: use.rope.kCache, v_cache: use.rope.vCache });
-    const grid = (rows: number, variant: number): Grid => {
-      if (variant === tiled) return rowsGrid(Math.ceil(part.blocks / (GEMM_TILE.cols / 8)), Math.ceil(rows / GEMM_TILE.rows));
-      const x = cpu ? Math.ceil(part.blocks / CPU_MATMUL_WG) : part.blocks;
-      return rowsGrid(x, Math.ceil(rows / ROW_TILES[variant]));
-    };
+    if (use.rope) {
+      Object.assign(resources, {
+        inv_freq: use.rope.invFreq,
+        k_cache: use.rope.kCache,
+        v_cache: use.rope.vCache,
+      });
+    }
+    const grid = (rows: number, variant: number): Grid =>
+      partGrid(cpu, ROW_TILES, part.blocks, rows, variant);
     return { label: `${label}[${part.blockStart}]`, resources, grid };
   });
   return {

@@ -26,13 +26,12 @@ import {
 import {
   CPU_MATMUL_WG,
   GEMM_MIN_ROWS,
-  GEMM_TILE,
   GPU_MATMUL_WG,
   ROW_TILES,
   rowTileIndex,
 } from "../kernels/family.ts";
 import type { Grid, MatmulOp, MatmulUse } from "./matmul_op.ts";
-import { rowsGrid } from "./matmul_op.ts";
+import { partGrid, rowsGrid } from "./matmul_op.ts";
 
 /** What the adapter offers the quantized kernels. */
 export interface QuantMatmulEnv {
@@ -155,16 +154,8 @@ export function quantMatmulOp(
         v_cache: use.rope.vCache,
       });
     }
-    const grid = (rows: number, variant: number): Grid => {
-      if (variant === tiled) {
-        return rowsGrid(
-          Math.ceil(part.blocks / (GEMM_TILE.cols / 8)),
-          Math.ceil(rows / GEMM_TILE.rows),
-        );
-      }
-      const x = cpu ? Math.ceil(part.blocks / CPU_MATMUL_WG) : part.blocks;
-      return rowsGrid(x, Math.ceil(rows / tiles[variant]));
-    };
+    const grid = (rows: number, variant: number): Grid =>
+      partGrid(cpu, tiles, part.blocks, rows, variant);
     return { label: `${label}[${part.blockStart}]`, resources, grid };
   });
   return {
