@@ -21,14 +21,6 @@ export type QuantGoldens = Record<string, { q8_0: QuantCase[]; q4_0: QuantCase[]
 
 /** How close an exact quantized path must be to the goldens (the f32 path's bound on golden.json). */
 export const EXACT_TOL = 1e-4;
-/** The bound for the goldens our README-exact blocks do not reproduce (see quant_reference_test.ts). */
-export const LOOSE_TOL = 2e-2;
-const LOOSE = new Set(["llama-tiny/q8_0", "llama3-rope-tiny/q8_0", "llama3-rope-tiny/q4_0", "qwen2-tiny/q8_0", "qwen3-tiny/q8_0", "gemma2-tiny/q8_0"]);
-
-/** The exact-path tolerance of (model, type). */
-export function exactTolerance(name: string, type: "q8_0" | "q4_0"): number {
-  return LOOSE.has(`${name}/${type}`) ? LOOSE_TOL : EXACT_TOL;
-}
 
 let cached: Promise<QuantGoldens> | null = null;
 

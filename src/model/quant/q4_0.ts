@@ -1,8 +1,9 @@
 /**
  * llama.cpp's Q4_0: blocks of 32 values along a row, each an f16 scale `d` then 16 bytes
  * whose low nibbles are values 0..15 and high nibbles values 16..31; value = (q - 8) * d.
- * Quantized as tests/fixtures/models/README.md states: m = the block's first value of
- * largest magnitude (with its sign), d = m / -8 in f32, q = min(15, trunc(x / d + 8.5)).
+ * Quantized with llama.cpp's reference formula (quantize_row_q4_0_ref) in double precision, as
+ * quant-goldens.json was made: m = the block's first value of largest magnitude (with its
+ * sign), d = m / -8, q = min(15, trunc(x * (1 / d) + 8.5)), the stored scale f16(d).
  * @module
  */
 import { readF16, writeF16 } from "./f16.ts";
@@ -30,11 +31,9 @@ export function quantizeQ4_0(x: Float32Array, out: Uint8Array = new Uint8Array((
         max = v;
       }
     }
-    const d = f32(max / -8);
-    for (let j = 0; j < Q4_0_BLOCK; j++) {
-      const v = d === 0 ? 0 : f32(x[base + j] / d);
-      q[j] = Math.min(15, Math.trunc(f32(v + 8.5)));
-    }
+    const d = max / -8;
+    const id = d === 0 ? 0 : 1 / d;
+    for (let j = 0; j < Q4_0_BLOCK; j++) q[j] = Math.min(15, Math.trunc(x[base + j] * id + 8.5));
     const at = outOffset + b * Q4_0_BYTES;
     writeF16(out, at, d);
     for (let j = 0; j < 16; j++) out[at + 2 + j] = q[j] | (q[j + 16] << 4);

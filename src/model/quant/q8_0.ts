@@ -1,9 +1,10 @@
 /**
  * llama.cpp's Q8_0: blocks of 32 values along a row, each an f16 scale `d` then 32 int8
- * quants; value = q * d. Quantized as tests/fixtures/models/README.md states (and as the
- * quant goldens were made): d = max|x| / 127 in f32, q = round(x / d) with halves away from
- * zero, the stored scale f16(d). llama.cpp's own quantizer multiplies by 1/d instead of
- * dividing, which can differ by one level on an exact tie; the block layout is the same.
+ * quants; value = q * d. Quantized with llama.cpp's reference formula (quantize_row_q8_0_ref)
+ * carried out in double precision, which is how quant-goldens.json was made: d = max|x| / 127,
+ * q = round(x * (1 / d)) with halves away from zero, the stored scale f16(d). On 16-bit
+ * checkpoints x = ±max/2 is an exact tie (63.5) on about 0.4% of weights; f32 arithmetic or a
+ * plain x / d resolves some of them the other way, which moves logits by ~2e-3 of their range.
  * @module
  */
 import { readF16, writeF16 } from "./f16.ts";
@@ -23,11 +24,12 @@ export function quantizeQ8_0(x: Float32Array, out: Uint8Array = new Uint8Array((
     const base = b * Q8_0_BLOCK;
     let amax = 0;
     for (let j = 0; j < Q8_0_BLOCK; j++) amax = Math.max(amax, Math.abs(x[base + j]));
-    const d = f32(amax / 127);
+    const d = amax / 127;
+    const id = d === 0 ? 0 : 1 / d;
     const at = outOffset + b * Q8_0_BYTES;
     writeF16(out, at, d);
     for (let j = 0; j < Q8_0_BLOCK; j++) {
-      const v = d === 0 ? 0 : f32(x[base + j] / d);
+      const v = x[base + j] * id;
       // Halves away from zero (C's roundf), not Math.round's halves up.
       qs[at + 2 + j] = Math.sign(v) * Math.floor(Math.abs(v) + 0.5);
     }
