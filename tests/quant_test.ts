@@ -34,6 +34,20 @@ test("quant Q8_0: a hand-computed block (d = 1, halves away from zero)", () => {
   assertEquals(q.slice(10), new Array(22).fill(0));
 });
 
+test("quant Q8_0: x * (1 / d) in double precision decides the ±max/2 ties of 16-bit weights (the goldens' arithmetic)", () => {
+  // bf16 weights where x = max/2 is 63.5 levels: in f64, x * (1 / d) lands just below 63.5
+  // for max 0.1650390625 (q = 63) and on 63.5 for 0.1669921875 (q = 64); an f32 x / d gives
+  // 63.5 and 63.500004 (64 both), the one-level difference quant-goldens.json tells apart.
+  for (const [max, q] of [[0.1650390625, 63], [0.1669921875, 64]]) {
+    const x = new Float32Array(32);
+    x[0] = max;
+    x[1] = max / 2;
+    x[2] = -max / 2;
+    const qs = new Int8Array(quantizeQ8_0(x).buffer, 2, 32);
+    assertEquals([qs[0], qs[1], qs[2]], [127, q, -q], `max ${max}`);
+  }
+});
+
 test("quant Q8_0: scale is f16(max|x| / 127) and values q * f16(d)", () => {
   const x = new Float32Array(32).fill(0.001);
   x[7] = -0.3;
