@@ -10,6 +10,7 @@
  */
 import process from "node:process";
 import { Rng } from "./rng.ts";
+import { byteLevelTokenizerJson } from "./byte_level_tokenizer.ts";
 import { summarize } from "./stats.ts";
 import { allowedIds } from "../src/grammar/bitmask.ts";
 import { GrammarCompiler } from "../src/grammar/grammar_compiler.ts";
@@ -99,38 +100,7 @@ function syntheticVocabulary(
     for (let i = 0; i < len; i++) w += letters[Math.floor(rng.next() * letters.length)];
     add(w);
   }
-  const json = {
-    version: "1.0",
-    added_tokens: specials.map((content, id) => ({
-      id,
-      content,
-      single_word: false,
-      lstrip: false,
-      rstrip: false,
-      normalized: false,
-      special: true,
-    })),
-    normalizer: null,
-    pre_tokenizer: {
-      type: "ByteLevel",
-      add_prefix_space: false,
-      trim_offsets: true,
-      use_regex: true,
-    },
-    post_processor: null,
-    decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: {
-      type: "BPE",
-      dropout: null,
-      unk_token: null,
-      continuing_subword_prefix: "",
-      end_of_word_suffix: "",
-      fuse_unk: false,
-      byte_fallback: false,
-      vocab,
-      merges: [],
-    },
-  };
+  const json = byteLevelTokenizerJson(vocab, [], specials);
   return {
     tokenizer: new Tokenizer({
       tokenizer: json,

@@ -17,6 +17,7 @@ import {
 } from "../src/grammar/vocabulary.ts";
 import { loadXGrammar, tokenizerInfoOf } from "../src/grammar/xgrammar.ts";
 import { Tokenizer } from "../src/model/tokenizer.ts";
+import { byteLevelTokenizerJson } from "../bench/byte_level_tokenizer.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 function validUtf8(bytes: Uint8Array): string | null {
@@ -121,38 +122,7 @@ test("vocabulary: a GPT-2 style byte-level tokenizer is detected and decoded byt
   for (const [x, y] of merges) vocab[x + y] = Object.keys(vocab).length;
   const eos = Object.keys(vocab).length;
   vocab["<|endoftext|>"] = eos;
-  const json = {
-    version: "1.0",
-    added_tokens: [{
-      id: eos,
-      content: "<|endoftext|>",
-      single_word: false,
-      lstrip: false,
-      rstrip: false,
-      normalized: false,
-      special: true,
-    }],
-    normalizer: null,
-    pre_tokenizer: {
-      type: "ByteLevel",
-      add_prefix_space: false,
-      trim_offsets: true,
-      use_regex: true,
-    },
-    post_processor: null,
-    decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: {
-      type: "BPE",
-      dropout: null,
-      unk_token: null,
-      continuing_subword_prefix: "",
-      end_of_word_suffix: "",
-      fuse_unk: false,
-      byte_fallback: false,
-      vocab,
-      merges: merges.map((m) => m.join(" ")),
-    },
-  };
+  const json = byteLevelTokenizerJson(vocab, merges.map((m) => m.join(" ")), ["<|endoftext|>"]);
   const tokenizer = new Tokenizer({ tokenizer: json, config: { eos_token: "<|endoftext|>" } });
   assertEquals(detectVocabType(json), "byte_level");
   assertEquals(detectAddPrefixSpace(json), false);
