@@ -16,16 +16,7 @@ import {
   withTempDir,
   writeSyntheticCheckpoint,
 } from "./helpers/synthetic_checkpoint.ts";
-
-const MODELS = [
-  "stories260K",
-  "llama-tiny",
-  "llama3-rope-tiny",
-  "qwen2-tiny",
-  "qwen3-tiny",
-  "mistral-tiny",
-  "gemma2-tiny",
-] as const;
+import { MODEL_NAMES } from "./helpers/reference.ts";
 
 const specs = new Map<string, ModelSpec>();
 async function spec(name: string): Promise<ModelSpec> {
@@ -222,7 +213,7 @@ test("config: gemma2-tiny (softcaps, scaled embeddings, sandwich norms, alternat
 });
 
 test("config: every reference checkpoint matches its expected tensors exactly", async () => {
-  for (const name of MODELS) {
+  for (const name of MODEL_NAMES) {
     const s = await spec(name);
     const index = await openCheckpointTensors(MODELS_DIR + name);
     try {

@@ -6,16 +6,7 @@ import { CheckpointError } from "../src/model/errors.ts";
 import { Tokenizer } from "../src/model/tokenizer.ts";
 import { assert, assertEquals, assertRejects, assertThrows } from "./helpers/assert.ts";
 import { withTempDir } from "./helpers/synthetic_checkpoint.ts";
-
-const MODELS = [
-  "stories260K",
-  "llama-tiny",
-  "llama3-rope-tiny",
-  "qwen2-tiny",
-  "qwen3-tiny",
-  "mistral-tiny",
-  "gemma2-tiny",
-] as const;
+import { MODEL_NAMES } from "./helpers/reference.ts";
 
 interface Golden {
   cases: { prompt: string; prompt_ids: number[]; greedy_ids: number[] }[];
@@ -29,7 +20,7 @@ async function readJson(name: string, file: string): Promise<Record<string, unkn
   return JSON.parse(await sys.readTextFile(`${MODELS_DIR}${name}/${file}`));
 }
 
-for (const name of MODELS) {
+for (const name of MODEL_NAMES) {
   test(`tokenizer ${name}: encode reproduces every golden prompt_ids (BOS included)`, async () => {
     const tok = await Tokenizer.load(MODELS_DIR + name);
     const g = await golden(name);
