@@ -11,11 +11,11 @@
  * @module
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { createServer } from "node:net";
 import process from "node:process";
 import OpenAI from "openai";
 import { makeTempDir, remove, RUNTIME, runtimeInfo, scriptCommand, writeFile } from "../src/runtime/runtime.ts";
 import { percentile } from "./stats.ts";
+import { freePort } from "./free_port.ts";
 
 /** Options of {@link runRollingRestart}. */
 export interface RollingRestartOptions {
@@ -76,18 +76,6 @@ interface Sample {
   end: number;
   ok: boolean;
   error?: string;
-}
-
-/** A loopback port that was free a moment ago. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

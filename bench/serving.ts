@@ -7,12 +7,12 @@
  * @module
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { createServer } from "node:net";
 import process from "node:process";
 import { scriptCommand, stat } from "../src/runtime/runtime.ts";
 import type { BenchRequest } from "./workload.ts";
 import { RequestClock, type RequestTiming } from "./request_timing.ts";
 import { type Percentiles, scalePercentiles, summarize } from "./stats.ts";
+import { freePort } from "./free_port.ts";
 
 /** Options of {@link benchServing}. */
 export interface ServingOptions {
@@ -49,18 +49,6 @@ export type ServingResult =
     e2eMs: Percentiles;
     errors: string[];
   };
-
-/** A loopback port that was free a moment ago. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitHealthy(
   base: string,
