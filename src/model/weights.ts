@@ -30,6 +30,7 @@ import {
 import { packQuantParts, readQuantMatrix } from "./quant/quant_matrix.ts";
 import type { QuantMatrix } from "./quant/pack_c8.ts";
 import { type UploadData, UploadQueue } from "./upload_queue.ts";
+import { release } from "./release.ts";
 
 /** How matrices are stored on the GPU. Norms and biases are always f32. */
 export type WeightDType = "f32" | "f16";
@@ -178,7 +179,10 @@ class Uploader {
     return this.#queue.drain();
   }
 
-  /** Writes tensor `info` into `sink(elementOffset, data)` in even-sized pieces, in order. */
+  /**
+   * Writes tensor `info` into `sink(elementOffset, data)` in even-sized pieces, in order. The
+   * sink copies what it keeps: `data` is released once the sink has returned.
+   */
   async stream(
     info: TensorInfo,
     dtype: WeightDType,
@@ -202,11 +206,17 @@ class Uploader {
         // Already f16 bits: no f32 round trip (it would allocate 3x the chunk per chunk).
         await sink(cursor, new Uint16Array(data.buffer as ArrayBuffer, data.byteOffset, usable));
         cursor += usable;
-        continue;
+      } else {
+        const f32 = decodeToF32(data.subarray(0, usable * elemBytes), info.dtype);
+        const out = dtype === "f16" ? encodeF16(f32) : f32;
+        if (out.length) await sink(cursor, out);
+        cursor += f32.length;
+        release(out);
+        release(f32);
       }
-      const f32 = decodeToF32(data.subarray(0, usable * elemBytes), info.dtype);
-      if (f32.length) await sink(cursor, dtype === "f16" ? encodeF16(f32) : f32);
-      cursor += f32.length;
+      // The sink has copied what it keeps; the chunk is ours (a fresh buffer per chunk).
+      release(data);
+      release(bytes);
     }
     if (carry.length) {
       const f32 = decodeToF32(carry, info.dtype);
@@ -253,11 +263,11 @@ class Uploader {
   ): Promise<MatrixWeight> {
     const q = options.quant ? await readQuantMatrix(this.#index, names) : null;
     if (!q && !options.columns) return await this.#streamMatrix(names, options);
-    // Only the packed copy stays referenced while it is written (the source's is garbage).
-    const placed = q
-      ? placeQuantMatrix(this.#device, q, options)
-      : placeMatrix(this.#device, await this.#hostMatrix(names, options.dtype), options);
+    const source = q ?? await this.#hostMatrix(names, options.dtype);
+    const placed = q ? placeQuantMatrix(this.#device, q, options) : placeMatrix(this.#device, source as HostMatrix, options);
+    release(source.data);
     for (const w of placed.writes) await this.#queue.write(w.buffer, 0, w.data, w.start, w.count);
+    for (const w of placed.writes) release(w.data);
     this.bytes += placed.bytes;
     return placed.weight;
   }
@@ -316,6 +326,8 @@ class Uploader {
           const packed = packMatrix({ data: batch, rows: batch.length / k, cols: k }, options.layout);
           await this.#writeBlocks(parts, row / 8, packed.data, blockElements);
           batchStart += batch.length;
+          release(packed.data);
+          release(batch);
           batch = alloc(Math.min(batchRows, n - batchStart / k));
         }
       }
