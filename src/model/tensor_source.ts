@@ -35,11 +35,14 @@ export interface TensorSource {
   names(): string[];
   /** The tensor; throws a CheckpointError when absent. */
   get(name: string): SourceTensor;
-  /** The tensor's values as `dtype` bytes, in chunks of whole elements. */
+  /**
+   * The tensor's values as `dtype` bytes, in chunks of whole elements. Each chunk is a fresh
+   * buffer the consumer owns: it may keep it or release it (`release.ts`) once used.
+   */
   readChunks(info: SourceTensor, maxChunkBytes?: number): AsyncIterable<TensorChunk>;
   /** The whole tensor (small tensors, tests). */
   read(info: SourceTensor): Promise<Uint8Array<ArrayBuffer>>;
-  /** The tensor's blocks in chunks of whole rows; only for tensors with `blocks`. */
+  /** The tensor's blocks in chunks of whole rows (fresh buffers, as `readChunks`'); only for tensors with `blocks`. */
   readBlocks?(info: SourceTensor, maxChunkBytes?: number): AsyncIterable<TensorChunk>;
   close(): void;
 }

@@ -150,6 +150,11 @@ export function normScale(weight: Float32Array, offset: number): Float32Array<Ar
   return Float32Array.from(weight, (w) => offset + w);
 }
 
+/** Elements a packed row takes in `layout`: K for column blocks, K rounded up to 8 for padded rows. */
+export function layoutRowStride(k: number, layout: MatrixLayout): number {
+  return layout === "column_blocks" ? k : Math.ceil(k / 8) * 8;
+}
+
 /** Column-block layout for `kernels/gemv_c8.wgsl` (CPU family); see the module docs. */
 export function packColumnBlocks(m: HostMatrix, columns?: ColumnMap): PackedMatrix {
   checkSource(m);
@@ -174,7 +179,7 @@ export function packPaddedRows(m: HostMatrix, columns?: ColumnMap): PackedMatrix
   checkSource(m);
   const map = resolveColumns(m, columns);
   const K = m.cols;
-  const stride = Math.ceil(K / 8) * 8;
+  const stride = layoutRowStride(K, "padded_rows");
   const out = like(m, map.length * stride);
   map.forEach((row, n) => {
     if (row >= 0) out.set(m.data.subarray(row * K, (row + 1) * K), n * stride);

@@ -3,9 +3,12 @@
  * load time: matrices packed for their kernel family (column blocks or padded rows, see
  * `weight_layout.ts`), with q|k|v and gate|up fused and their columns ordered for the fused
  * epilogues (RoPE, act(gate) * up); norm weights as `gamma` vectors (offset + w); biases
- * permuted like their columns. Tensors stream from disk chunk by chunk; one matrix at a time
- * is gathered on the host to be packed. A packed matrix above the binding limit is split
- * into parts of whole 8-column blocks.
+ * permuted like their columns. Tensors stream from disk chunk by chunk. A matrix in source
+ * row order (the embedding, the LM head, o and down) is packed batch of rows by batch of rows
+ * as it streams, so the largest tensor is never whole on the host; a matrix whose columns are
+ * reordered (q|k|v, gate|up) is gathered on the host to be packed. A packed matrix above the
+ * binding limit is split into parts of whole 8-column blocks. Writes go through an
+ * {@link UploadQueue}, so the staging copies of queued writes stay bounded.
  * @module
  */
 import type { ModelSpec } from "./config.ts";
@@ -18,6 +21,7 @@ import {
   identityColumns,
   type MatrixLayout,
   type HostMatrix,
+  layoutRowStride,
   normScale,
   packMatrix,
   permuteColumns,
@@ -25,6 +29,8 @@ import {
 } from "./weight_layout.ts";
 import { packQuantParts, readQuantMatrix } from "./quant/quant_matrix.ts";
 import type { QuantMatrix } from "./quant/pack_c8.ts";
+import { type UploadData, UploadQueue } from "./upload_queue.ts";
+import { release } from "./release.ts";
 
 /** How matrices are stored on the GPU. Norms and biases are always f32. */
 export type WeightDType = "f32" | "f16";
@@ -112,6 +118,8 @@ export interface UploadOptions {
   onProgress?: (done: number, total: number) => void;
   /** Read granularity from disk. */
   chunkBytes?: number;
+  /** Bytes of queued writes before the upload waits for the queue (default: upload_queue.ts's `UPLOAD_BYTES_IN_FLIGHT`). */
+  maxBytesInFlight?: number;
   /** Largest storage binding; larger matrices are split by column blocks (default: the device's). */
   maxBindingBytes?: number;
   /**
@@ -156,19 +164,29 @@ class Uploader {
   #device: GPUDevice;
   #index: TensorSource;
   #chunkBytes: number;
+  #queue: UploadQueue;
   bytes = 0;
 
-  constructor(device: GPUDevice, index: TensorSource, chunkBytes: number) {
+  constructor(device: GPUDevice, index: TensorSource, chunkBytes: number, maxBytesInFlight?: number) {
     this.#device = device;
     this.#index = index;
     this.#chunkBytes = chunkBytes;
+    this.#queue = new UploadQueue(device.queue, maxBytesInFlight);
   }
 
-  /** Writes tensor `info` into `sink(elementOffset, data)` in even-sized pieces. */
+  /** Waits until every write has executed. */
+  drain(): Promise<void> {
+    return this.#queue.drain();
+  }
+
+  /**
+   * Writes tensor `info` into `sink(elementOffset, data)` in even-sized pieces, in order. The
+   * sink copies what it keeps: `data` is released once the sink has returned.
+   */
   async stream(
     info: TensorInfo,
     dtype: WeightDType,
-    sink: (elementOffset: number, data: Float32Array<ArrayBuffer> | Uint16Array<ArrayBuffer>) => void,
+    sink: (elementOffset: number, data: Float32Array<ArrayBuffer> | Uint16Array<ArrayBuffer>) => void | Promise<void>,
   ): Promise<void> {
     const elemBytes = ELEMENT_BYTES[info.dtype];
     let carry = new Uint8Array(0);
@@ -183,14 +201,26 @@ class Uploader {
       // Keep whole elements, and an even count so f16 writes stay 4-byte aligned.
       let usable = Math.floor(data.length / elemBytes);
       if (usable % 2 === 1) usable--;
-      const f32 = decodeToF32(data.subarray(0, usable * elemBytes), info.dtype);
       carry = data.slice(usable * elemBytes);
-      if (f32.length) sink(cursor, dtype === "f16" ? encodeF16(f32) : f32);
-      cursor += f32.length;
+      if (usable && info.dtype === "F16" && dtype === "f16" && data.byteOffset % 2 === 0) {
+        // Already f16 bits: no f32 round trip (it would allocate 3x the chunk per chunk).
+        await sink(cursor, new Uint16Array(data.buffer as ArrayBuffer, data.byteOffset, usable));
+        cursor += usable;
+      } else {
+        const f32 = decodeToF32(data.subarray(0, usable * elemBytes), info.dtype);
+        const out = dtype === "f16" ? encodeF16(f32) : f32;
+        if (out.length) await sink(cursor, out);
+        cursor += f32.length;
+        release(out);
+        release(f32);
+      }
+      // The sink has copied what it keeps; the chunk is ours (a fresh buffer per chunk).
+      release(data);
+      release(bytes);
     }
     if (carry.length) {
       const f32 = decodeToF32(carry, info.dtype);
-      sink(cursor, dtype === "f16" ? encodeF16(f32) : f32);
+      await sink(cursor, dtype === "f16" ? encodeF16(f32) : f32);
       cursor += f32.length;
     }
     const expected = info.shape.reduce((a, b) => a * b, 1);
@@ -212,13 +242,13 @@ class Uploader {
   }
 
   /** Uploads an f32 vector. */
-  upload(data: Float32Array<ArrayBuffer>, label: string): GPUBuffer {
+  async upload(data: Float32Array<ArrayBuffer>, label: string): Promise<GPUBuffer> {
     const buffer = this.#device.createBuffer({
       label,
       size: Math.max(16, Math.ceil(data.byteLength / 16) * 16),
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
     });
-    this.#device.queue.writeBuffer(buffer, 0, data);
+    await this.#queue.write(buffer, 0, data);
     this.bytes += data.byteLength;
     return buffer;
   }
@@ -231,14 +261,19 @@ class Uploader {
     names: string[],
     options: { dtype: WeightDType; layout: MatrixLayout; columns?: ColumnMap; maxBinding: number; label: string; quant?: boolean },
   ): Promise<MatrixWeight> {
-    if (options.quant) {
-      const q = await readQuantMatrix(this.#index, names);
-      if (q) {
-        const m = uploadQuantMatrix(this.#device, q, options);
-        this.bytes += m.bytes;
-        return m.weight;
-      }
-    }
+    const q = options.quant ? await readQuantMatrix(this.#index, names) : null;
+    if (!q && !options.columns) return await this.#streamMatrix(names, options);
+    const source = q ?? await this.#hostMatrix(names, options.dtype);
+    const placed = q ? placeQuantMatrix(this.#device, q, options) : placeMatrix(this.#device, source as HostMatrix, options);
+    release(source.data);
+    for (const w of placed.writes) await this.#queue.write(w.buffer, 0, w.data, w.start, w.count);
+    for (const w of placed.writes) release(w.data);
+    this.bytes += placed.bytes;
+    return placed.weight;
+  }
+
+  /** The tensors of a row-stacked matrix, checked to share K; with the stacked row count. */
+  #matrixInfos(names: string[]): { infos: TensorInfo[]; n: number; k: number } {
     const infos = names.map((n) => this.#index.get(n));
     const k = infos[0].shape[1];
     for (const info of infos) {
@@ -246,22 +281,119 @@ class Uploader {
         throw new CheckpointError(info.file, `tensor ${info.name} has shape [${info.shape}], expected [*, ${k}]`);
       }
     }
-    const n = infos.reduce((a, i) => a + i.shape[0], 0);
-    // The stacked source on the host (one matrix at a time), then its packed copy.
-    const host = options.dtype === "f16" ? new Uint16Array(n * k) : new Float32Array(n * k);
+    return { infos, n: infos.reduce((a, i) => a + i.shape[0], 0), k };
+  }
+
+  /** Matrices stacked by rows on the host, as `dtype` values. */
+  async #hostMatrix(names: string[], dtype: WeightDType): Promise<HostMatrix> {
+    const { infos, n, k } = this.#matrixInfos(names);
+    const host = dtype === "f16" ? new Uint16Array(n * k) : new Float32Array(n * k);
     let base = 0;
     for (const info of infos) {
-      await this.stream(info, options.dtype, (off, data) => host.set(data, base + off));
+      await this.stream(info, dtype, (off, data) => host.set(data, base + off));
       base += count(info);
     }
-    const m = uploadMatrix(this.#device, { data: host, rows: n, cols: k }, options);
-    this.bytes += m.bytes;
-    return m.weight;
+    return { data: host, rows: n, cols: k };
+  }
+
+  /**
+   * Uploads matrices stacked by rows in source order (identity columns), packing batches of
+   * whole 8-row blocks as they stream: in that order a batch packs to a contiguous run of the
+   * packed matrix, so only a read chunk's worth is ever on the host, never the tensor.
+   */
+  async #streamMatrix(
+    names: string[],
+    options: { dtype: WeightDType; layout: MatrixLayout; maxBinding: number; label: string },
+  ): Promise<MatrixWeight> {
+    const { infos, n, k } = this.#matrixInfos(names);
+    const elem = options.dtype === "f16" ? 2 : 4;
+    const rowStride = layoutRowStride(k, options.layout);
+    const blockElements = 8 * rowStride;
+    const blocks = Math.ceil(n / 8);
+    const parts = createParts(this.#device, blocks, blockElements * elem, options.maxBinding, options.label, k);
+    const batchRows = 8 * Math.max(1, Math.floor(this.#chunkBytes / (8 * k * elem)));
+    const alloc = (rows: number) => options.dtype === "f16" ? new Uint16Array(rows * k) : new Float32Array(rows * k);
+    let batch = alloc(Math.min(batchRows, n));
+    let batchStart = 0; // first element of `batch` in the stacked matrix
+    const put = async (at: number, data: Float32Array | Uint16Array) => {
+      for (let i = 0; i < data.length;) {
+        const take = Math.min(data.length - i, batchStart + batch.length - (at + i));
+        if (take <= 0) throw new CheckpointError(options.label, `more than ${n} x ${k} values`);
+        batch.set(data.subarray(i, i + take), at + i - batchStart);
+        i += take;
+        if (at + i === batchStart + batch.length) {
+          const row = batchStart / k;
+          const packed = packMatrix({ data: batch, rows: batch.length / k, cols: k }, options.layout);
+          await this.#writeBlocks(parts, row / 8, packed.data, blockElements);
+          batchStart += batch.length;
+          release(packed.data);
+          release(batch);
+          batch = alloc(Math.min(batchRows, n - batchStart / k));
+        }
+      }
+    };
+    let base = 0;
+    for (const info of infos) {
+      await this.stream(info, options.dtype, (off, data) => put(base + off, data));
+      base += count(info);
+    }
+    this.bytes += blocks * blockElements * elem;
+    return {
+      kind: "dense",
+      dtype: options.dtype,
+      layout: options.layout,
+      n,
+      k,
+      cols: 8 * blocks,
+      rowStride,
+      parts,
+    };
+  }
+
+  /** Writes packed blocks `first ..` (`data`, whole blocks) into the parts that hold them. */
+  async #writeBlocks(parts: MatrixPart[], first: number, data: UploadData, blockElements: number): Promise<void> {
+    const last = first + data.length / blockElements;
+    const elem = data.BYTES_PER_ELEMENT;
+    for (const p of parts) {
+      const lo = Math.max(first, p.blockStart);
+      const hi = Math.min(last, p.blockStart + p.blocks);
+      if (lo >= hi) continue;
+      await this.#queue.write(p.buffer, (lo - p.blockStart) * blockElements * elem, data, (lo - first) * blockElements, (hi - lo) * blockElements);
+    }
   }
 }
 
 function count(info: TensorInfo): number {
   return info.shape.reduce((a, b) => a * b, 1);
+}
+
+/**
+ * Creates the buffers of a packed matrix's parts: `blocks` 8-column blocks of `blockBytes`,
+ * as many whole blocks per buffer as `maxBinding` allows.
+ */
+function createParts(
+  device: GPUDevice,
+  blocks: number,
+  blockBytes: number,
+  maxBinding: number,
+  label: string,
+  k: number,
+): MatrixPart[] {
+  const perPart = Math.floor(maxBinding / blockBytes);
+  if (perPart < 1) {
+    throw new CheckpointError(label, `8 columns of ${k} exceed the binding limit ${maxBinding}`);
+  }
+  const parts: MatrixPart[] = [];
+  for (let b = 0; b < blocks; b += perPart) {
+    const n = Math.min(perPart, blocks - b);
+    const buffer = device.createBuffer({
+      label: `${label}[${b}]`,
+      size: n * blockBytes,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    });
+    parts.push({ buffer, blockStart: b, blocks: n });
+  }
+  return parts;
 }
 
 /** Options of {@link uploadMatrix}. */
@@ -274,6 +406,22 @@ export interface UploadMatrixOptions {
   label: string;
 }
 
+/** A write a placed matrix still needs: `count` elements of `data` from `start`, to offset 0 of `buffer`. */
+export interface PartWrite {
+  buffer: GPUBuffer;
+  data: UploadData;
+  start: number;
+  count: number;
+}
+
+/** A matrix packed, its parts' buffers created, and the writes that fill them. */
+export interface PlacedMatrix<W extends MatrixWeight = MatrixWeight> {
+  weight: W;
+  /** Bytes the writes carry. */
+  bytes: number;
+  writes: PartWrite[];
+}
+
 /**
  * Packs a host matrix (f16 bits or f32 values, HF layout [n, k]) in `layout` and uploads it
  * as parts of whole 8-column blocks; returns the weight and the bytes written.
@@ -283,26 +431,27 @@ export function uploadMatrix(
   m: HostMatrix,
   options: UploadMatrixOptions,
 ): { weight: DenseMatrixWeight; bytes: number } {
+  const { weight, bytes, writes } = placeMatrix(device, m, options);
+  for (const w of writes) device.queue.writeBuffer(w.buffer, 0, w.data, w.start, w.count);
+  return { weight, bytes };
+}
+
+/** {@link uploadMatrix} without the writes: packs and creates the parts' buffers. */
+export function placeMatrix(
+  device: GPUDevice,
+  m: HostMatrix,
+  options: UploadMatrixOptions,
+): PlacedMatrix<DenseMatrixWeight> {
   const packed = packMatrix(m, options.layout, options.columns);
   const elem = packed.data.BYTES_PER_ELEMENT;
-  const blocks = packed.cols / 8;
-  const perPart = Math.floor(options.maxBinding / (packed.blockElements * elem));
-  if (perPart < 1) {
-    throw new CheckpointError(options.label, `8 columns of ${m.cols} exceed the binding limit ${options.maxBinding}`);
-  }
-  const parts: MatrixPart[] = [];
-  for (let b = 0; b < blocks; b += perPart) {
-    const n = Math.min(perPart, blocks - b);
-    const buffer = device.createBuffer({
-      label: `${options.label}[${b}]`,
-      size: n * packed.blockElements * elem,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-    });
-    // dataOffset/size in elements rather than a subarray view: Dawn's node bindings ignore a
-    // view's byteOffset.
-    device.queue.writeBuffer(buffer, 0, packed.data, b * packed.blockElements, n * packed.blockElements);
-    parts.push({ buffer, blockStart: b, blocks: n });
-  }
+  const parts = createParts(device, packed.cols / 8, packed.blockElements * elem, options.maxBinding, options.label, m.cols);
+  // Element offsets rather than a subarray view: Dawn's node bindings ignore a view's byteOffset.
+  const writes: PartWrite[] = parts.map((p) => ({
+    buffer: p.buffer,
+    data: packed.data,
+    start: p.blockStart * packed.blockElements,
+    count: p.blocks * packed.blockElements,
+  }));
   const weight: DenseMatrixWeight = {
     kind: "dense",
     dtype: m.data instanceof Float32Array ? "f32" : "f16",
@@ -313,7 +462,7 @@ export function uploadMatrix(
     rowStride: packed.rowStride,
     parts,
   };
-  return { weight, bytes: packed.data.byteLength };
+  return { weight, bytes: packed.data.byteLength, writes };
 }
 
 /**
@@ -325,8 +474,20 @@ export function uploadQuantMatrix(
   m: QuantMatrix,
   options: UploadMatrixOptions,
 ): { weight: MatrixWeight; bytes: number } {
+  const { weight, bytes, writes } = placeQuantMatrix(device, m, options);
+  for (const w of writes) device.queue.writeBuffer(w.buffer, 0, w.data, w.start, w.count);
+  return { weight, bytes };
+}
+
+/** {@link uploadQuantMatrix} without the writes: packs and creates the parts' buffers. */
+export function placeQuantMatrix(
+  device: GPUDevice,
+  m: QuantMatrix,
+  options: UploadMatrixOptions,
+): PlacedMatrix {
   const columns = options.columns ?? identityColumns(m.rows);
   const parts: MatrixPart[] = [];
+  const writes: PartWrite[] = [];
   let bytes = 0;
   for (const part of packQuantParts(m, columns, options.layout === "column_blocks" ? "column_blocks" : "rows", options.maxBinding)) {
     const data = part.packed.data;
@@ -335,7 +496,7 @@ export function uploadQuantMatrix(
       size: Math.max(16, data.byteLength),
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
     });
-    device.queue.writeBuffer(buffer, 0, data);
+    writes.push({ buffer, data, start: 0, count: data.length });
     bytes += data.byteLength;
     parts.push({ buffer, blockStart: part.blockStart, blocks: part.blocks });
   }
@@ -349,7 +510,7 @@ export function uploadQuantMatrix(
     rowStride: 0,
     parts,
   };
-  return { weight, bytes };
+  return { weight, bytes, writes };
 }
 
 /** Uploads every weight of `spec` from `index` to `device`. */
@@ -367,7 +528,7 @@ export async function uploadWeights(
     ? options.weightDType
     : spec.dtype === "float32" ? "f32" : "f16";
   const layout = options.layout ?? "column_blocks";
-  const up = new Uploader(device, index, options.chunkBytes ?? (8 << 20));
+  const up = new Uploader(device, index, options.chunkBytes ?? (8 << 20), options.maxBytesInFlight);
   const total = index.names().reduce((n, name) => n + index.get(name).byteLength, 0);
   const progress = () => options.onProgress?.(Math.min(up.bytes, total), total);
   const p = (i: number) => `model.layers.${i}`;
@@ -413,6 +574,7 @@ export async function uploadWeights(
   }
   const finalNorm = await norm("model.norm.weight", "final_norm");
   const lmHead = spec.tieWordEmbeddings ? embed : await dense(["lm_head.weight"], "lm_head");
+  await up.drain();
   progress();
   const buffers = (): GPUBuffer[] => {
     const out: GPUBuffer[] = [finalNorm];

@@ -12,6 +12,7 @@ import { collectChunks, type SourceTensor, type TensorSource } from "../tensor_s
 import type { Architecture } from "../config.ts";
 import { isQuantType } from "../quant/ggml_types.ts";
 import { dequantize } from "../quant/dequantize.ts";
+import { release } from "../release.ts";
 import type { GgufHeader, GgufTensorInfo } from "./reader.ts";
 import { hfName, permutedHeads, unpermuteQkRows } from "./names.ts";
 
@@ -95,6 +96,7 @@ export class GgufTensorSource implements TensorSource {
     const expand = (info.byteLength / e.gguf.byteLength) || 1;
     for await (const { offset, bytes } of this.#raw(e, Math.max(1, Math.floor(maxChunkBytes / expand)))) {
       const values = dequantize(info.blocks.type, bytes);
+      release(bytes);
       yield { offset: (offset / e.rowBytes) * e.gguf.dims[0] * 4, bytes: new Uint8Array(values.buffer) };
     }
   }
@@ -141,7 +143,13 @@ export class GgufTensorSource implements TensorSource {
           if (n === 0) throw new CheckpointError(this.source, `tensor ${e.gguf.name}: unexpected end of file (file truncated?)`);
           done += n;
         }
-        yield { offset, bytes: e.heads ? unpermuteQkRows(bytes, bytes.length / (e.rowBytes * unit), e.rowBytes) : bytes };
+        if (!e.heads) {
+          yield { offset, bytes };
+          continue;
+        }
+        const rows = unpermuteQkRows(bytes, bytes.length / (e.rowBytes * unit), e.rowBytes);
+        release(bytes);
+        yield { offset, bytes: rows };
       }
     } finally {
       await file.close();

@@ -6,7 +6,7 @@
  * @module
  */
 import type { SourceTensor, TensorSource } from "../tensor_source.ts";
-import { collectChunks } from "../tensor_source.ts";
+import { release } from "../release.ts";
 import type { ColumnMap } from "../weight_layout.ts";
 import {
   type MatmulQuantType,
@@ -44,7 +44,11 @@ export async function readQuantMatrix(
   const data = new Uint8Array(total);
   let at = 0;
   for (const info of infos) {
-    data.set(await collectChunks(info.blocks!.byteLength, source.readBlocks(info)), at);
+    // Chunks straight into place (no per-tensor copy), each freed once copied.
+    for await (const { offset, bytes } of source.readBlocks(info)) {
+      data.set(bytes, at + offset);
+      release(bytes);
+    }
     at += info.blocks!.byteLength;
   }
   return { type, rows: infos.reduce((s, i) => s + i.shape[0], 0), k, data };

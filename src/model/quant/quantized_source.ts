@@ -20,6 +20,7 @@ import { f32Rows } from "./rows.ts";
 import { quantizeQ8_0 } from "./q8_0.ts";
 import { quantizeQ4_0 } from "./q4_0.ts";
 import { dequantize } from "./dequantize.ts";
+import { release } from "../release.ts";
 
 const DEFAULT_CHUNK = 8 << 20;
 
@@ -78,7 +79,9 @@ class QuantizedSource implements TensorSource {
     const inner = this.#inner.get(info.name);
     const rowsPerBatch = Math.max(1, Math.floor(maxChunkBytes / (cols * 4)));
     for await (const { row, values } of f32Rows(this.#inner, inner, cols, rowsPerBatch, maxChunkBytes)) {
-      yield { offset: row * info.blocks.rowBytes, bytes: quantizeRows(info.blocks.type as "Q8_0" | "Q4_0", values) };
+      const bytes = quantizeRows(info.blocks.type as "Q8_0" | "Q4_0", values);
+      release(values);
+      yield { offset: row * info.blocks.rowBytes, bytes };
     }
   }
 
@@ -90,6 +93,7 @@ class QuantizedSource implements TensorSource {
     const rowElems = info.shape[1];
     for await (const { offset, bytes } of this.readBlocks(info, maxChunkBytes)) {
       const values = dequantize(info.blocks.type, bytes);
+      release(bytes);
       yield { offset: (offset / info.blocks.rowBytes) * rowElems * 4, bytes: new Uint8Array(values.buffer) };
     }
   }

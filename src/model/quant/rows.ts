@@ -5,10 +5,14 @@
  */
 import type { SourceTensor, TensorSource } from "../tensor_source.ts";
 import { dequantize } from "./dequantize.ts";
+import { release } from "../release.ts";
 
 const ELEMENT_BYTES = { F32: 4, F16: 2, BF16: 2 } as const;
 
-/** Batches of whole rows (`rowsPerBatch` x cols f32 values, the last batch shorter). */
+/**
+ * Batches of whole rows (`rowsPerBatch` x cols f32 values, the last batch shorter). Each batch
+ * is a fresh buffer the consumer owns (it may release it once used).
+ */
 export async function* f32Rows(
   source: TensorSource,
   info: SourceTensor,
@@ -32,6 +36,9 @@ export async function* f32Rows(
     const usable = Math.floor(data.length / elem) * elem;
     carry = data.slice(usable);
     const values = dequantize(info.dtype, data.subarray(0, usable));
+    // Freed now rather than at a later GC (see release.ts); the chunk is ours.
+    release(data);
+    release(bytes);
     let i = 0;
     while (i < values.length) {
       const n = Math.min(values.length - i, batch.length - filled);
@@ -39,12 +46,14 @@ export async function* f32Rows(
       filled += n;
       i += n;
       if (filled === batch.length) {
+        const rows = batch.length / cols; // before the yield: the consumer may release the batch
         yield { row, values: batch };
-        row += batch.length / cols;
+        row += rows;
         batch = new Float32Array(Math.min(rowsPerBatch * cols, total - row * cols));
         filled = 0;
       }
     }
+    release(values);
   }
   if (row * cols !== total || carry.length) {
     throw new RangeError(`tensor ${info.name}: read ${row * cols + filled} of ${total} values`);
