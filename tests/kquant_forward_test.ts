@@ -16,6 +16,7 @@ import { ModelRunner } from "../src/runner/model_runner.ts";
 import { createGpu } from "../src/gpu/device.ts";
 import { convertToGguf } from "../src/model/gguf/convert.ts";
 import { dequantize } from "../src/model/quant/dequantize.ts";
+import { linearWeightDTypes } from "../src/model/weights.ts";
 import { KERNEL_FAMILIES } from "../src/api/types.ts";
 
 const TOL = 1e-5;
@@ -76,6 +77,9 @@ test("K-quant GGUF (Q4_K + Q6_K, mixed q|k|v): in-kernel Q8X weights give the de
             assertEquals([m.kind, m.dtype], ["quant", "q8x"]);
           }
           assertEquals(ref.weights.layers[0].qkv.kind, "dense");
+          // What engine info reports.
+          assertEquals(linearWeightDTypes(exact.weights), ["q8x"]);
+          assertEquals(linearWeightDTypes(ref.weights), ["f32"]);
           for (const ids of PROMPTS) {
             const want = await promptLogits(ref, ids);
             const got = await promptLogits(exact, ids);

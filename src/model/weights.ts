@@ -106,6 +106,11 @@ export interface ModelWeights {
   destroy(): void;
 }
 
+/** How the decoder's linear weights are stored: each dtype present, in layer order. */
+export function linearWeightDTypes(weights: ModelWeights): (WeightDType | QuantWeightDType)[] {
+  return [...new Set(weights.layers.flatMap((l) => [l.qkv, l.o, l.gateUp, l.down].map((m) => m.dtype)))];
+}
+
 /** Options for {@link uploadWeights}. */
 export interface UploadOptions {
   /** Matrix storage: "auto" keeps f32 checkpoints f32 and stores f16/bf16 ones as f16. */
