@@ -1,4 +1,5 @@
-// GPU-family tiled matmul on llama.cpp Q8_0 / Q4_0 weights for prefill (many rows), weights
+// GPU-family tiled matmul on llama.cpp Q8_0 / Q4_0 (or Q8X: exact path only) weights for
+// prefill (many rows), weights
 // in the quantized rows layout (see qmatmul_common.wgsl). A workgroup of 64 computes a
 // 32-row x 64-column tile; K advances one 32-wide block at a time: each invocation brings one
 // column's block into workgroup memory (exact path: dequantized to f32 there, never in
@@ -108,7 +109,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 #endif
     }
     var blk = QBlock(vec4<u32>(0u), vec4<u32>(0u));
-    var d = 0.0;
+    var d: QScale;
     if (live) {
       blk = load_block(n, s);
       d = block_scale(n, s);

@@ -6,6 +6,9 @@
 // 2i + h = k-quad i of columns 4h..4h+3; Q4_0: 8 words, word 2i + h = the nibble bytes
 // 4i..4i+3 of columns 4h..4h+3, low nibbles k-quad i, high nibbles k-quad i + 4). The
 // weights are dequantized in registers, never in memory; sums are f32.
+// Q8X (K-quants transcoded at load, src/model/quant/q8x.ts; exact path only): 22 words per
+// tile, f32 scales of k 0..15 (words 0-1), of k 16..31 (2-3), mins (4-5), then Q8_0's
+// 16 words of int8; each weight is q * scale - min.
 //
 // Two paths (XQ):
 //   exact (XQ off): x rows are f32; each weight becomes f32(q * d) (Q4_0: (q - 8) * d), which
@@ -32,12 +35,19 @@
 #endif
 
 const TM: u32 = {{TM}}u;
+#if Q8X
+// Words per 32 x 8 tile: six of f32 scales and mins, sixteen of int8.
+const TILE: u32 = 22u;
+const QOFF: u32 = 6u;
+#else
 #if Q4
 // Words per 32 x 8 tile: one of scales, eight of nibbles.
 const TILE: u32 = 9u;
 #else
 // Words per 32 x 8 tile: one of scales, sixteen of int8.
 const TILE: u32 = 17u;
+const QOFF: u32 = 1u;
+#endif
 #endif
 
 #include int8_dot
@@ -81,9 +91,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var ss = array<f32, TM>();
   var base = c * kb * TILE;
   for (var b = 0u; b < kb; b++) {
+#if Q8X
+    let lo0 = bitcast<vec4<f32>>(w[base]);
+    let lo1 = bitcast<vec4<f32>>(w[base + 1u]);
+    let hi0 = bitcast<vec4<f32>>(w[base + 2u]);
+    let hi1 = bitcast<vec4<f32>>(w[base + 3u]);
+    let mn0 = bitcast<vec4<f32>>(w[base + 4u]);
+    let mn1 = bitcast<vec4<f32>>(w[base + 5u]);
+#else
     let sw = w[base];
     let d0 = scales_lo(sw);
     let d1 = scales_hi(sw);
+#endif
 #if XQ
     var s0 = array<vec4<i32>, TM>();
     var s1 = array<vec4<i32>, TM>();
@@ -170,8 +189,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
 #else
     for (var i = 0u; i < 8u; i++) {
-      let q0 = w[base + 1u + 2u * i];
-      let q1 = w[base + 2u + 2u * i];
+      let q0 = w[base + QOFF + 2u * i];
+      let q1 = w[base + QOFF + 1u + 2u * i];
+#if Q8X
+      // k-quads 0..3 are k 0..15 (the lo scales), 4..7 are k 16..31.
+      let d0 = select(hi0, lo0, i < 4u);
+      let d1 = select(hi1, lo1, i < 4u);
+      let c00 = w_q(q0.x) * d0.x - mn0.x;
+      let c01 = w_q(q0.y) * d0.y - mn0.y;
+      let c02 = w_q(q0.z) * d0.z - mn0.z;
+      let c03 = w_q(q0.w) * d0.w - mn0.w;
+      let c10 = w_q(q1.x) * d1.x - mn1.x;
+      let c11 = w_q(q1.y) * d1.y - mn1.y;
+      let c12 = w_q(q1.z) * d1.z - mn1.z;
+      let c13 = w_q(q1.w) * d1.w - mn1.w;
+#else
       let c00 = w_q(q0.x) * d0.x;
       let c01 = w_q(q0.y) * d0.y;
       let c02 = w_q(q0.z) * d0.z;
@@ -180,6 +212,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let c11 = w_q(q1.y) * d1.y;
       let c12 = w_q(q1.z) * d1.z;
       let c13 = w_q(q1.w) * d1.w;
+#endif
 #if GAMMA
       let g = gamma[8u * b + i];
 #endif

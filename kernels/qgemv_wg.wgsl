@@ -1,4 +1,5 @@
-// GPU-family matmul on llama.cpp Q8_0 / Q4_0 weights for decode batches: one workgroup per
+// GPU-family matmul on llama.cpp Q8_0 / Q4_0 weights (or Q8X, K-quants transcoded at load;
+// exact path only) for decode batches: one workgroup per
 // block of 8 output columns and TM rows, weights in the quantized rows layout
 // (src/model/quant/pack_rows.ts): each column's blocks are contiguous runs of quants (Q8_0:
 // 32 bytes, Q4_0: 16 bytes of nibbles per block), the f16 scales in a region after all quants.
@@ -32,7 +33,7 @@ var<workgroup> fin: array<f32, TM * 9u>;
 // One slice (block s of one column) against one x row starting at vec4 `xb`: (sum, sum of
 // squares of x over the slice). Exact: fma in k order from zero; XQ: an exact i32 dot product
 // scaled by d * d_x (Q4_0: minus 8 * the sum of the block's x quants).
-fn slice_dot(b: QBlock, d: f32, xb: u32, s: u32) -> vec2<f32> {
+fn slice_dot(b: QBlock, d: QScale, xb: u32, s: u32) -> vec2<f32> {
 #if XQ
   let xa = x[xb + 2u * s];
   let xc = x[xb + 2u * s + 1u];

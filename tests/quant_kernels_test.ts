@@ -9,6 +9,8 @@
  *   packed_4x8 builtins == their shift fallback);
  * - the shared epilogues (residual + bias, logit-row gather, RMSNorm, GLU, RoPE + KV cache).
  * Shapes: K a multiple of 32, N not a multiple of 8, 1..9 rows and 40 (two qgemm row tiles).
+ * Q8X (K-quants transcoded at load; exact path only) has its own tests at the end: packers,
+ * exact products at decode and prefill row counts, batch invariance, and the epilogues.
  */
 import { test } from "./helpers/test.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
@@ -42,10 +44,12 @@ import {
   type QuantMatrix,
 } from "../src/model/quant/pack_c8.ts";
 import { packQuantRows } from "../src/model/quant/pack_rows.ts";
+import { Q8X_BYTES, transcodeToQ8X } from "../src/model/quant/q8x.ts";
+import { randomQ4K, randomQ6K } from "./helpers/k_quant_blocks.ts";
 import { quantizeQ8_0 } from "../src/model/quant/q8_0.ts";
 import { quantizeQ4_0 } from "../src/model/quant/q4_0.ts";
 import { gluColumns, permuteColumns, ropeColumns } from "../src/model/weight_layout.ts";
-import { xqRowWords } from "../src/kernels/quant_matmul.ts";
+import { QGEMV_C8, QMATMUL_DEFAULTS, xqRowWords } from "../src/kernels/quant_matmul.ts";
 import { buildStepBatch } from "../src/runner/step_meta.ts";
 import { ropeInverseFrequencies } from "../src/model/rope.ts";
 import { Rng } from "../bench/rng.ts";
@@ -523,6 +527,188 @@ test("quant matmul: q|k|v with RoPE + KV-cache write (f32 and f16 cache, with bi
           }
         }
       }
+    }
+  });
+});
+
+/**
+ * A Q8X matrix: with K a multiple of 256, Q4_K rows then Q6_K rows transcoded (a Q4_K_M q|k|v);
+ * otherwise random blocks (scales that differ per half, mins, a zero block).
+ */
+function q8xMatrix(rng: Rng, rows: number, k: number): QuantMatrix {
+  if (k % 256 === 0) {
+    const a = Math.ceil(rows / 2);
+    const sb = k / 256;
+    const data = new Uint8Array(rows * (k / 32) * Q8X_BYTES);
+    data.set(transcodeToQ8X("Q4_K", randomQ4K(rng, a * sb), a * sb));
+    data.set(
+      transcodeToQ8X("Q6_K", randomQ6K(rng, (rows - a) * sb), (rows - a) * sb),
+      a * (k / 32) * Q8X_BYTES,
+    );
+    return { type: "Q8X", rows, k, data };
+  }
+  const blocks = rows * (k / 32);
+  const data = new Uint8Array(blocks * Q8X_BYTES);
+  const view = new DataView(data.buffer);
+  for (let b = 1; b < blocks; b++) {
+    view.setFloat32(44 * b, 0.02 * rng.next(), true);
+    view.setFloat32(44 * b + 4, 0.02 * rng.next(), true);
+    view.setFloat32(44 * b + 8, b % 3 === 0 ? 0 : 0.1 * rng.next(), true);
+    for (let i = 0; i < 32; i++) data[44 * b + 12 + i] = Math.floor(rng.next() * 64) - 32;
+  }
+  return { type: "Q8X", rows, k, data };
+}
+
+test("quant Q8X packers: column blocks and quantized rows decode back to the blocks' values", () => {
+  const m = q8xMatrix(new Rng(51), 13, 96);
+  const want = dequantizeMatrix(m);
+  const kb = m.k / 32;
+  const f = (u: number) => new Float32Array(new Uint32Array([u]).buffer)[0];
+  const value = (byte: number, s: number, min: number) =>
+    Math.fround(Math.fround(((byte << 24) >> 24) * s) - min);
+  const c8 = packQuantColumnBlocks(m);
+  assertEquals(c8.data.length, 2 * kb * 4 * c8TileWords("Q8X"));
+  const rows = packQuantRows(m);
+  const nb = rows.cols * kb;
+  assertEquals(rows.data.length, 11 * nb);
+  for (let n = 0; n < m.rows; n++) {
+    for (let k = 0; k < m.k; k++) {
+      const [c, q, b, kk] = [n >> 3, n & 7, k >> 5, k & 31];
+      const tile = (c * kb + b) * 4 * c8TileWords("Q8X");
+      const lane = (t: number) => c8.data[tile + 4 * (2 * t + (q >> 2)) + (q & 3)];
+      const byte = (c8.data[tile + 4 * (6 + 2 * (kk >> 2) + (q >> 2)) + (q & 3)] >>> (8 * (kk & 3))) &
+        0xff;
+      const s = f(lane(kk < 16 ? 0 : 1));
+      assertEquals(value(byte, s, f(lane(2))), want[n * m.k + k], `c8 n=${n} k=${k}`);
+      const h = n * kb + b;
+      const rbyte = (rows.data[8 * h + (kk >> 2)] >>> (8 * (kk & 3))) & 0xff;
+      const rs = f(rows.data[8 * nb + (kk < 16 ? 0 : nb) + h]);
+      assertEquals(value(rbyte, rs, f(rows.data[10 * nb + h])), want[n * m.k + k], `rows n=${n} k=${k}`);
+    }
+  }
+});
+
+test("quant Q8X matmul: exact path at decode and prefill row counts, batch invariance, no fast path", async (t) => {
+  await withKit(async (kit) => {
+    const rng = new Rng(52);
+    // K = 256: transcoded Q4_K / Q6_K rows; K = 96: random Q8X blocks.
+    for (const [n, k] of [[44, 256], [20, 96]] as const) {
+      const weight = q8xMatrix(rng, n, k);
+      const x = gaussian(rng, 40 * k);
+      const xb = kit.buffer(x);
+      const ref = quantMatmulRef(x, weight, 40);
+      const results = new Map<string, Float32Array>();
+      for (const kernel of KERNELS) {
+        for (const rows of [1, 2, 8, 9, 40]) {
+          await t.step(`${kernel} N=${n} K=${k} rows=${rows}`, async () => {
+            const { out } = await run(kit, {
+              kernel,
+              weight,
+              rows,
+              meta: kit.meta(rows),
+              x: xb,
+              ldx: k,
+              out: kit.buffer(rows * n * 4),
+              ldo: n,
+              nOut: n,
+            }, n);
+            // Relative to the largest product: Q4_K's mins make large terms that cancel.
+            const want = ref.subarray(0, rows * n);
+            const scale = want.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+            const e = out.reduce((m, v, i) => Math.max(m, Math.abs(v - want[i])), 0) / scale;
+            assert(e <= TOL, `error ${e} of the largest product`);
+            results.set(`${kernel} ${rows}`, out);
+          });
+        }
+      }
+      const bits = (a: Float32Array, rows = a.length) => Array.from(new Uint32Array(a.buffer, 0, rows));
+      for (const kernel of KERNELS) {
+        for (const rows of [2, 8, 9, 40]) {
+          // Row 0 of any batch is the row alone, bit for bit.
+          assertEquals(
+            bits(results.get(`${kernel} ${rows}`)!, n),
+            bits(results.get(`${kernel} 1`)!),
+            `${kernel}: row 0 of ${rows}`,
+          );
+        }
+      }
+      assertEquals(bits(results.get("qgemv_wg 9")!), bits(results.get("qgemm_tiled 9")!));
+    }
+  });
+  let refused = false;
+  try {
+    QGEMV_C8.derive!({ ...QMATMUL_DEFAULTS, Q8X: true, XQ: true });
+  } catch {
+    refused = true;
+  }
+  assert(refused, "XQ with Q8X weights must be refused");
+});
+
+test("quant Q8X matmul: epilogues (residual + bias, gather, RMSNorm + gamma, GLU)", async (t) => {
+  await withKit(async (kit) => {
+    const rng = new Rng(53);
+    const [n, k, rows, eps] = [36, 256, 5, 1e-5];
+    const weight = q8xMatrix(rng, n, k);
+    const x = gaussian(rng, rows * k, 2);
+    const xb = kit.buffer(x);
+    const meta = kit.meta(rows);
+    const residual = gaussian(rng, rows * n);
+    const bias = gaussian(rng, n, 0.3);
+    const gamma = Float32Array.from({ length: k }, () => 1 + 0.3 * (rng.next() - 0.5));
+    const plain = quantMatmulRef(x, weight, rows);
+    const inter = n / 2;
+    for (const kernel of KERNELS) {
+      const base = { kernel, weight, rows, meta, x: xb, ldx: k, ldo: n, nOut: n };
+      await t.step(`${kernel} ACCUM + BIAS`, async () => {
+        const { out } = await run(kit, {
+          ...base,
+          out: kit.buffer(residual),
+          bias: kit.buffer(bias),
+          defines: { ACCUM: true },
+        }, n);
+        const want = plain.map((v, i) => v + bias[i % n] + residual[i]);
+        assert(maxRelErr(out, want) <= EPILOGUE_TOL, `error ${maxRelErr(out, want)}`);
+      });
+      await t.step(`${kernel} GATHER`, async () => {
+        const { out } = await run(kit, {
+          ...base,
+          meta: kit.meta(rows, [4, 1, 2]),
+          rows: 3,
+          out: kit.buffer(3 * n * 4),
+          defines: { GATHER: true },
+        }, n);
+        const want = new Float64Array(3 * n);
+        [4, 1, 2].forEach((tok, r) => want.set(plain.subarray(tok * n, (tok + 1) * n), r * n));
+        assert(maxRelErr(out, want) <= EPILOGUE_TOL, `error ${maxRelErr(out, want)}`);
+      });
+      await t.step(`${kernel} NORM + GAMMA`, async () => {
+        const { out } = await run(kit, {
+          ...base,
+          out: kit.buffer(rows * n * 4),
+          norm: true,
+          gamma: kit.buffer(gamma),
+          eps,
+        }, n);
+        const want = quantMatmulRef(rmsNormRef(x, gamma, rows, k, eps), weight, rows);
+        assert(maxRelErr(out, want) <= EPILOGUE_TOL, `error ${maxRelErr(out, want)}`);
+      });
+      await t.step(`${kernel} GLU`, async () => {
+        const want = new Float64Array(rows * inter);
+        for (let r = 0; r < rows; r++) {
+          for (let i = 0; i < inter; i++) {
+            want[r * inter + i] = silu(plain[r * n + i]) * plain[r * n + inter + i];
+          }
+        }
+        const { out } = await run(kit, {
+          ...base,
+          columns: gluColumns(inter),
+          out: kit.buffer(rows * inter * 4),
+          ldo: inter,
+          nOut: inter,
+          defines: { GLU: true },
+        }, inter);
+        assert(maxRelErr(out, want) <= EPILOGUE_TOL, `error ${maxRelErr(out, want)}`);
+      });
     }
   });
 });

@@ -2,7 +2,8 @@
  * Quantized matrices for the uploader (src/model/quant/quant_matrix.ts): fused q|k|v blocks
  * read through `readBlocks` are the load-time quantizer's blocks of the stacked tensors;
  * dense or mixed tensors are refused (the caller uploads floats); parts split by whole column
- * blocks pack the same blocks as the whole matrix (CPU only).
+ * blocks pack the same blocks as the whole matrix (CPU only); K-quant tensors and fused
+ * matrices mixing block types become Q8X (the transcoded blocks of each tensor, stacked).
  */
 import { test } from "./helpers/test.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
@@ -20,6 +21,43 @@ import {
 import { packQuantColumnBlocks } from "../src/model/quant/pack_c8.ts";
 import { packQuantRows } from "../src/model/quant/pack_rows.ts";
 import { gluColumns, ropeColumns } from "../src/model/weight_layout.ts";
+import type { SourceTensor, TensorSource } from "../src/model/tensor_source.ts";
+import type { QuantType } from "../src/model/quant/ggml_types.ts";
+import { transcodeToQ8X } from "../src/model/quant/q8x.ts";
+import { randomQ4K, randomQ6K } from "./helpers/k_quant_blocks.ts";
+import { Rng } from "../bench/rng.ts";
+
+/** An in-memory source of block tensors (what a GGUF file's readBlocks yields). */
+function blockSource(tensors: Record<string, { type: QuantType; rows: number; k: number; data: Uint8Array }>): TensorSource {
+  const info = (name: string): SourceTensor => {
+    const t = tensors[name];
+    return {
+      name,
+      dtype: "F32",
+      shape: [t.rows, t.k],
+      file: "mem",
+      byteOffset: 0,
+      byteLength: t.rows * t.k * 4,
+      blocks: { type: t.type, rowBytes: t.data.length / t.rows, byteLength: t.data.length },
+    };
+  };
+  return {
+    source: "mem",
+    has: (n) => n in tensors,
+    names: () => Object.keys(tensors),
+    get: info,
+    readChunks: () => { throw new Error("not used"); },
+    read: () => { throw new Error("not used"); },
+    // Two chunks, to exercise the stitching.
+    async *readBlocks(i) {
+      const d = tensors[i.name].data;
+      const half = (tensors[i.name].rows >> 1) * (d.length / tensors[i.name].rows);
+      yield { offset: 0, bytes: d.slice(0, half) };
+      yield { offset: half, bytes: d.slice(half) };
+    },
+    close() {},
+  };
+}
 
 const QKV = ["q_proj", "k_proj", "v_proj"].map((p) => `model.layers.1.self_attn.${p}.weight`);
 
@@ -108,5 +146,43 @@ test("quant matrix: parts of whole column blocks pack the whole matrix's blocks 
     }
   } finally {
     index.close();
+  }
+});
+
+test("quant matrix: K-quants and mixed block types become Q8X, each tensor transcoded and stacked (parts in both layouts)", async () => {
+  const rng = new Rng(9);
+  const k = 512;
+  const normal = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
+  const tensors = {
+    q: { type: "Q4_K", rows: 24, k, data: randomQ4K(rng, 24 * 2) },
+    k: { type: "Q4_K", rows: 8, k, data: randomQ4K(rng, 8 * 2) },
+    v: { type: "Q6_K", rows: 8, k, data: randomQ6K(rng, 8 * 2) },
+    a: { type: "Q8_0", rows: 8, k, data: quantizeQ8_0(normal(8 * k)) },
+    b: { type: "Q4_0", rows: 8, k, data: quantizeQ4_0(normal(8 * k)) },
+  } as const;
+  const source = blockSource(tensors);
+  const cases: [(keyof typeof tensors)[], string][] = [
+    [["q", "k", "v"], "Q8X"],
+    [["v"], "Q8X"],
+    [["a", "b"], "Q8X"],
+    [["a"], "Q8_0"],
+  ];
+  for (const [names, type] of cases) {
+    const m = (await readQuantMatrix(source, names))!;
+    assertEquals([m.type, m.k, m.rows], [type, k, names.reduce((s, n) => s + tensors[n].rows, 0)]);
+    if (type !== "Q8X") continue;
+    const parts = names.map((n) => {
+      const t = tensors[n];
+      return transcodeToQ8X(t.type, t.data, (t.rows * k) / (t.type.endsWith("K") ? 256 : 32));
+    });
+    assertEquals([...m.data], parts.flatMap((p) => [...p]), names.join("|"));
+    for (const layout of ["column_blocks", "rows"] as const) {
+      const block = quantBlockBytes("Q8X", k, layout);
+      const whole = layout === "rows" ? packQuantRows(m) : packQuantColumnBlocks(m);
+      assertEquals(whole.data.byteLength, (m.rows / 8) * block, layout);
+      const split = packQuantParts(m, gluColumns(m.rows / 2), layout, 2 * block + 16);
+      assertEquals(split.reduce((s, p) => s + p.blocks, 0), m.rows / 8);
+      assert(split.every((p) => p.blocks <= 2 && p.packed.data.byteLength <= 2 * block), layout);
+    }
   }
 });

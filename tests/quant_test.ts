@@ -3,7 +3,8 @@
  * hand-computed blocks (rounding halves away from zero, the first largest magnitude, the
  * clamp at 15, nibble order), round-trip bounds and idempotence on random rows, hand-built
  * Q4_K / Q6_K super-blocks, and the load-time quantized source (blocks independent of the
- * read chunk size, dequantized chunks equal to the blocks' values).
+ * read chunk size, dequantized chunks equal to the blocks' values), and the Q8X transcoding of
+ * random K-quant (and Q8_0 / Q4_0) blocks against ggml's dequantizers bit for bit.
  */
 import { test } from "./helpers/test.ts";
 import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
@@ -17,6 +18,9 @@ import { isQuantTarget } from "../src/model/quant/targets.ts";
 import { collectChunks } from "../src/model/tensor_source.ts";
 import { openCheckpointTensors } from "../src/model/safetensors.ts";
 import { modelDir } from "./helpers/reference.ts";
+import { dequantizeQ8X, Q8X_BYTES, transcodeToQ8X } from "../src/model/quant/q8x.ts";
+import type { QuantType } from "../src/model/quant/ggml_types.ts";
+import { quantizeQ4K, quantizeQ6K, randomQ4K, randomQ6K } from "./helpers/k_quant_blocks.ts";
 
 function randomRow(rng: Rng, n: number, scale = 1): Float32Array {
   return Float32Array.from({ length: n }, () => Math.fround((rng.next() * 2 - 1) * scale));
@@ -236,5 +240,36 @@ test("quant source: blocks do not depend on the read chunk size; chunks are the 
     assertEquals(embed.dtype, "BF16");
   } finally {
     q4.close();
+  }
+});
+
+test("quant Q8X: transcoding random Q4_K / Q6_K / Q8_0 / Q4_0 blocks gives ggml's dequantized values bit for bit", () => {
+  const rng = new Rng(77);
+  const cases: [QuantType, Uint8Array, number][] = [
+    ["Q4_K", randomQ4K(rng, 6), 6],
+    ["Q6_K", randomQ6K(rng, 6), 6],
+    ["Q8_0", quantizeQ8_0(Float32Array.from({ length: 256 }, () => rng.normal())), 8],
+    ["Q4_0", quantizeQ4_0(Float32Array.from({ length: 256 }, () => rng.normal())), 8],
+  ];
+  for (const [type, blocks, n] of cases) {
+    const want = dequantize(type, blocks);
+    const q8x = transcodeToQ8X(type, blocks, n);
+    assertEquals(q8x.length, (want.length / 32) * Q8X_BYTES);
+    const got = new Float32Array(want.length);
+    dequantizeQ8X(q8x, 0, want.length / 32, got);
+    for (let i = 0; i < want.length; i++) {
+      assert(Object.is(got[i], want[i]), `${type} [${i}]: ${got[i]} vs ${want[i]}`);
+    }
+    assert(want.some((v) => v !== 0), `${type}: random blocks dequantize to something`);
+  }
+});
+
+test("quant Q8X: the test quantizers make valid Q4_K / Q6_K blocks close to their input", () => {
+  const rng = new Rng(78);
+  const x = Float32Array.from({ length: 512 }, () => 0.05 * rng.normal());
+  for (const [type, q] of [["Q4_K", quantizeQ4K(x)], ["Q6_K", quantizeQ6K(x)]] as const) {
+    const y = dequantize(type, q);
+    const err = y.reduce((m, v, i) => Math.max(m, Math.abs(v - x[i])), 0);
+    assert(err < (type === "Q4_K" ? 0.03 : 0.01), `${type}: max error ${err}`);
   }
 });

@@ -140,6 +140,7 @@ export function buildQMatmul(kit: QuantKit, job: QMatmulJob): BuiltQMatmul {
     ...job.defines,
     TM: tm,
     Q4: job.weight.type === "Q4_0",
+    Q8X: job.weight.type === "Q8X",
     XQ: xq,
     DOT4: dot4,
     NORM: !xq && !!job.norm,

@@ -327,6 +327,12 @@ export interface EngineInfo {
   kernelFamily: KernelFamily;
   /** The KV cache's element type. */
   kvDtype: KvDtype;
+  /**
+   * How the decoder's linear weights are stored, one entry per kind present: "f16" / "f32"
+   * (16/32-bit values), "q8_0" / "q4_0" (llama.cpp blocks, in-kernel), "q8x" (Q4_K / Q6_K
+   * GGUF weights transcoded at load to int8 blocks with f32 scales, in-kernel, 11 bits a weight).
+   */
+  linearWeights: string[];
 }
 
 /** A histogram's state. Bucket bounds are upper bounds (le); counts are cumulative. */

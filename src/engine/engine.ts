@@ -18,6 +18,7 @@ import {
 } from "../api/types.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { ModelRunner } from "../runner/model_runner.ts";
+import { linearWeightDTypes } from "../model/weights.ts";
 import { Scheduler, type SequenceOutput, type StepPlan } from "../scheduler/scheduler.ts";
 import { Sequence } from "../scheduler/sequence.ts";
 import { EngineGrammar } from "./constraints.ts";
@@ -102,6 +103,7 @@ export class Engine {
       maxSeqs: runner.capacity.maxSeqs,
       kernelFamily: runner.forward.family,
       kvDtype: runner.cache.dtype,
+      linearWeights: linearWeightDTypes(runner.weights),
     };
     this.#loop = this.#run();
   }

@@ -1,5 +1,6 @@
 /**
- * The quantized matmuls (`qgemv_c8` for CPU adapters, `qgemv_wg` for GPUs) and the activation
+ * The quantized matmuls (`qgemv_c8` for CPU adapters, `qgemv_wg` / `qgemm_tiled` for GPUs; on
+ * Q8_0, Q4_0 or Q8X blocks) and the activation
  * quantizer of their fast path (`quantize_rows`): descriptors, defines and the sizes their
  * buffers need. They share `matmul_epilogue.wgsl` (parameters and epilogues) with the f16
  * packed matmuls, so the parameters are that file's `struct Params`.
@@ -16,6 +17,11 @@ export interface QMatmulDefines {
   WG: number;
   /** Weights are Q4_0 (else Q8_0). */
   Q4: boolean;
+  /**
+   * Weights are Q8X (K-quants, or fused matrices mixing block types, transcoded at load;
+   * `src/model/quant/q8x.ts`). Exact path only: no XQ kernels exist for it.
+   */
+  Q8X: boolean;
   /** Fast path: x rows are Q8 blocks from `quantize_rows` (integer dot products). */
   XQ: boolean;
   /** The adapter offers WGSL's packed_4x8_integer_dot_product (same bits without it). */
@@ -47,6 +53,7 @@ export const QMATMUL_DEFAULTS: QMatmulDefines = {
   TM: 1,
   WG: 8,
   Q4: false,
+  Q8X: false,
   XQ: false,
   DOT4: false,
   NORM: false,
@@ -80,6 +87,9 @@ function bindingNumbers(d: QMatmulDefines): Record<string, number> {
 function checkDefines(file: string, d: QMatmulDefines): void {
   if (d.XQ && (d.NORM || d.GAMMA)) {
     throw new Error(`${file}: with XQ the norm belongs to quantize_rows`);
+  }
+  if (d.Q8X && (d.XQ || d.Q4)) {
+    throw new Error(`${file}: Q8X weights run the exact path only (no XQ, not Q4)`);
   }
 }
 

@@ -35,8 +35,12 @@ import { release } from "./release.ts";
 /** How matrices are stored on the GPU. Norms and biases are always f32. */
 export type WeightDType = "f32" | "f16";
 
-/** llama.cpp block types the quantized matmuls compute on (`kind: "quant"` weights). */
-export type QuantWeightDType = "q8_0" | "q4_0";
+/**
+ * Block types the quantized matmuls compute on (`kind: "quant"` weights): llama.cpp's Q8_0 /
+ * Q4_0 as stored, and q8x, the load-time transcoding of Q4_K / Q6_K (and of fused matrices that
+ * mix types) to 32-value blocks of int8 with f32 scales and min (`quant/q8x.ts`).
+ */
+export type QuantWeightDType = "q8_0" | "q4_0" | "q8x";
 
 /** One buffer of a packed matrix: whole blocks of 8 output columns (a quantized part is a self-contained layout). */
 export interface MatrixPart {
@@ -49,12 +53,12 @@ export interface MatrixPart {
 /**
  * A linear weight on the GPU, packed for its kernel family. `kind` says how its elements are
  * stored, and the forward pass dispatches on it ("dense": f16/f32 values, the packed matmuls;
- * "quant": llama.cpp Q8_0/Q4_0 blocks in `model/quant/quant_matrix.ts`'s layouts, the
+ * "quant": Q8_0/Q4_0/Q8X blocks in `model/quant/quant_matrix.ts`'s layouts, the
  * quantized matmuls, which dequantize in registers).
  */
 export interface MatrixWeight {
   kind: "dense" | "quant";
-  /** f16/f32 for "dense", q8_0/q4_0 for "quant". */
+  /** f16/f32 for "dense", q8_0/q4_0/q8x for "quant". */
   dtype: WeightDType | QuantWeightDType;
   /** The family's layout (for "quant", "padded_rows" means the quantized rows layout). */
   layout: MatrixLayout;
@@ -108,6 +112,11 @@ export interface ModelWeights {
   destroy(): void;
 }
 
+/** How the decoder's linear weights are stored: each dtype present, in layer order. */
+export function linearWeightDTypes(weights: ModelWeights): (WeightDType | QuantWeightDType)[] {
+  return [...new Set(weights.layers.flatMap((l) => [l.qkv, l.o, l.gateUp, l.down].map((m) => m.dtype)))];
+}
+
 /** Options for {@link uploadWeights}. */
 export interface UploadOptions {
   /** Matrix storage: "auto" keeps f32 checkpoints f32 and stores f16/bf16 ones as f16. */
@@ -123,8 +132,8 @@ export interface UploadOptions {
   /** Largest storage binding; larger matrices are split by column blocks (default: the device's). */
   maxBindingBytes?: number;
   /**
-   * Decoder linear weights the source holds as Q8_0/Q4_0 blocks (load-time quantization, GGUF)
-   * are uploaded as those blocks for the quantized matmuls (default true); false dequantizes
+   * Decoder linear weights the source holds as blocks (load-time quantization, GGUF; Q4_K /
+   * Q6_K transcoded to Q8X) are uploaded as blocks for the quantized matmuls (default true); false dequantizes
    * them to `weightDType` (the reference path for tests).
    */
   quantizedKernels?: boolean;
@@ -255,7 +264,8 @@ class Uploader {
 
   /**
    * Uploads matrices stacked by rows, packed in `layout` with `columns`, split by blocks; as
-   * their Q8_0/Q4_0 blocks when `quant` and the source holds them so (never dequantized).
+   * their blocks when `quant` and the source holds them so (never dequantized; K-quants and
+   * mixed types as Q8X).
    */
   async matrix(
     names: string[],
@@ -502,7 +512,7 @@ export function placeQuantMatrix(
   }
   const weight: MatrixWeight = {
     kind: "quant",
-    dtype: m.type === "Q8_0" ? "q8_0" : "q4_0",
+    dtype: m.type === "Q8_0" ? "q8_0" : m.type === "Q4_0" ? "q4_0" : "q8x",
     layout: options.layout,
     n: m.rows,
     k: m.k,

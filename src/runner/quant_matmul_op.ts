@@ -8,6 +8,8 @@
  * quant goldens) and, when the use brings an `xq` scratch buffer, the fast path of llama.cpp's
  * CPU kernels: `quantize_rows` first turns the (normalized) activation rows into Q8 blocks
  * (a prelude dispatch, the RMSNorm folded in), then the matmul sums exact int8 products.
+ * Q8X weights (K-quants transcoded at load) have no fast path: they run the exact kernels
+ * even when the use brings `xq` (the forward's x and norm are there for them either way).
  * @module
  */
 import type { KernelFamily } from "../api/types.ts";
@@ -60,7 +62,9 @@ export function quantMatmulOp(
     throw new RangeError(`${label}: the quantized matmuls have no soft-cap epilogue`);
   }
   const cpu = family === "cpu";
-  const fast = !!use.xq;
+  const q8x = w.dtype === "q8x";
+  // Q8X has only the exact kernels; it ignores the fast path's scratch.
+  const fast = !!use.xq && !q8x;
   const kb = w.k / 32;
   const gather = use.rows === "logits";
   const uniforms: GPUBuffer[] = [];
@@ -69,6 +73,7 @@ export function quantMatmulOp(
     WG: cpu ? CPU_MATMUL_WG : GPU_MATMUL_WG,
     MAX_SLICES: kb,
     Q4: w.dtype === "q4_0",
+    Q8X: q8x,
     XQ: fast,
     DOT4: env.dot4,
     // With XQ the quantizer applies the norm and gathers the logit rows.

@@ -79,6 +79,7 @@ export class StubEngine implements ServedEngine {
       maxSeqs: 8,
       kernelFamily: "cpu",
       kvDtype: "f32",
+      linearWeights: ["f32"],
       ...info,
     };
     this.current = idleStats(this.info);

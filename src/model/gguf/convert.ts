@@ -15,7 +15,7 @@ import { collectChunks } from "../tensor_source.ts";
 import { ropeInverseFrequencies } from "../rope.ts";
 import { Tokenizer } from "../tokenizer.ts";
 import { dequantize } from "../quant/dequantize.ts";
-import type { LoadQuantization } from "../quant/ggml_types.ts";
+import type { LoadQuantization, QuantType } from "../quant/ggml_types.ts";
 import { quantizeSource } from "../quant/quantized_source.ts";
 import { GGUF_ARCH, ggufName, permutedHeads, permuteQkRows } from "./names.ts";
 import { type GgufTensor, type GgufValue, writeGguf } from "./writer.ts";
@@ -30,10 +30,22 @@ export interface GgufConversion {
   fileType: "F32" | "F16" | "Q8_0" | "Q4_0";
 }
 
+/**
+ * Matrices to store as other block types (tests: K-quant files such as a Q4_K_M's, which
+ * nothing here quantizes to): `type` picks by HF tensor name, `encode` gets its f32 values
+ * in HF row order and returns the blocks (the converter permutes q/k rows as usual).
+ */
+export interface BlockOverride {
+  type: (name: string) => QuantType | null;
+  encode: (name: string, values: Float32Array) => Uint8Array;
+}
+
 /** Options of {@link convertToGguf}. */
 export interface ConvertOptions {
   /** Quantize the decoder's linear weights (default "none"). */
   quantization?: LoadQuantization;
+  /** Store some unquantized matrices as blocks of another type (see {@link BlockOverride}). */
+  blocks?: BlockOverride;
 }
 
 // llama_ftype values for general.file_type.
@@ -63,6 +75,20 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
           dims: [...info.shape].reverse(),
           type: blocks.type,
           bytes: async () => permute(await collectChunks(blocks.byteLength, source.readBlocks!(info)), heads, blocks.rowBytes),
+        });
+        continue;
+      }
+      const override = isMatrix ? options.blocks?.type(name) ?? null : null;
+      if (override) {
+        const rows = info.shape[0];
+        tensors.push({
+          name: gg,
+          dims: [...info.shape].reverse(),
+          type: override,
+          bytes: async () => {
+            const b = options.blocks!.encode(name, dequantize(info.dtype, await source.read(info)));
+            return permute(b, heads, b.length / rows);
+          },
         });
         continue;
       }

@@ -1,5 +1,5 @@
 /**
- * Load-time layout of Q8_0 / Q4_0 matrices for the CPU-family quantized matmul
+ * Load-time layout of Q8_0 / Q4_0 / Q8X matrices for the CPU-family quantized matmul
  * (`kernels/qgemv_c8.wgsl`), packed straight from llama.cpp's block bytes (no dequantizing).
  *
  * Output columns go eight at a time (column block `c` = columns 8c..8c+7, in the order of a
@@ -10,15 +10,26 @@
  *   `4h..4h+3`, one column per u32 (the block's int8 bytes 4i..4i+3 as they are stored).
  * - Q4_0 (9 words per tile): word `1 + 2i + h` holds the nibble bytes 4i..4i+3 of columns
  *   `4h..4h+3`: low nibbles are k-quad `i`, high nibbles k-quad `i + 4` (llama.cpp's order).
+ * - Q8X (22 words per tile, `q8x.ts`): words 0-1 the eight f32 `lo` scales (columns 0..3,
+ *   4..7), 2-3 the `hi` scales, 4-5 the mins, then word `6 + 2i + h` as Q8_0's `1 + 2i + h`.
  * One invocation streams its own run front to back with full-word loads; the bytes of a Q8_0
- * matrix grow by 1/16 (scales padded to a word per tile), Q4_0's by 0 (same 18 bytes a block).
+ * matrix grow by 1/16 (scales padded to a word per tile), Q4_0's by 0 (same 18 bytes a block),
+ * Q8X's by 0 (44 bytes a block).
  * @module
  */
 import { type ColumnMap, identityColumns, WeightLayoutError } from "../weight_layout.ts";
-import { GGML_TYPES } from "./ggml_types.ts";
+import { Q8X_BYTES } from "./q8x.ts";
 
-/** The block types the quantized matmuls compute on. */
-export type MatmulQuantType = "Q8_0" | "Q4_0";
+/**
+ * The block types the quantized matmuls compute on: llama.cpp's Q8_0 / Q4_0 as stored, and
+ * Q8X, the load-time transcoding of K-quants and of mixed-type fused matrices (`q8x.ts`).
+ */
+export type MatmulQuantType = "Q8_0" | "Q4_0" | "Q8X";
+
+/** Bytes per 32-value block of a matmul quant type. */
+export function matmulBlockBytes(type: MatmulQuantType): number {
+  return type === "Q8_0" ? 34 : type === "Q4_0" ? 18 : Q8X_BYTES;
+}
 
 /** A row-major `[rows, k]` matrix of llama.cpp blocks (each row k / 32 blocks). */
 export interface QuantMatrix {
@@ -44,7 +55,7 @@ export interface PackedQuantMatrix {
 
 /** 16-byte words per 32 x 8 tile of the column-block layout. */
 export function c8TileWords(type: MatmulQuantType): number {
-  return type === "Q8_0" ? 17 : 9;
+  return type === "Q8_0" ? 17 : type === "Q4_0" ? 9 : 22;
 }
 
 /** Checks a quantized matrix's geometry and its column map; returns the map. */
@@ -52,7 +63,7 @@ export function checkQuantMatrix(m: QuantMatrix, columns?: ColumnMap): ColumnMap
   if (m.k % 32 !== 0) {
     throw new WeightLayoutError(`${m.type} matrix K = ${m.k} is not a multiple of 32`);
   }
-  const bytes = m.rows * (m.k / 32) * GGML_TYPES[m.type].blockBytes;
+  const bytes = m.rows * (m.k / 32) * matmulBlockBytes(m.type);
   if (m.data.length !== bytes) {
     throw new WeightLayoutError(
       `${m.type} matrix has ${m.data.length} bytes, expected ${bytes} for ${m.rows} x ${m.k}`,
@@ -79,7 +90,8 @@ export function readU32(bytes: Uint8Array, at: number): number {
 export function packQuantColumnBlocks(m: QuantMatrix, columns?: ColumnMap): PackedQuantMatrix {
   const map = checkQuantMatrix(m, columns);
   const kb = m.k / 32;
-  const blockBytes = GGML_TYPES[m.type].blockBytes;
+  if (m.type === "Q8X") return packQ8XColumnBlocks(m, map);
+  const blockBytes = matmulBlockBytes(m.type);
   const tile = 4 * c8TileWords(m.type);
   const quads = m.type === "Q8_0" ? 8 : 4;
   const out = new Uint32Array((map.length / 8) * kb * tile);
@@ -96,6 +108,32 @@ export function packQuantColumnBlocks(m: QuantMatrix, columns?: ColumnMap): Pack
         out[o + (q >> 1)] |= (m.data[at] | (m.data[at + 1] << 8)) << (16 * (q & 1));
         for (let i = 0; i < quads; i++) {
           out[o + 4 * (1 + 2 * i + h) + lane] = readU32(m.data, at + 2 + 4 * i);
+        }
+      }
+    }
+  }
+  return { type: m.type, data: out, cols: map.length, k: m.k };
+}
+
+/** Q8X tiles: f32 lo / hi / min words, then the int8 quants as Q8_0's (see the module docs). */
+function packQ8XColumnBlocks(m: QuantMatrix, map: ColumnMap): PackedQuantMatrix {
+  const kb = m.k / 32;
+  const tile = 4 * c8TileWords("Q8X");
+  const out = new Uint32Array((map.length / 8) * kb * tile);
+  const view = new DataView(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+  for (let c = 0; c < map.length / 8; c++) {
+    for (let q = 0; q < 8; q++) {
+      const row = map[8 * c + q];
+      if (row < 0) continue;
+      const h = q >> 2;
+      const lane = q & 3;
+      for (let b = 0; b < kb; b++) {
+        const at = (row * kb + b) * Q8X_BYTES;
+        const o = (c * kb + b) * tile;
+        // lo, hi, min: word 2t + h, lane q & 3 (the f32 bits as stored).
+        for (let t = 0; t < 3; t++) out[o + 4 * (2 * t + h) + lane] = view.getUint32(at + 4 * t, true);
+        for (let i = 0; i < 8; i++) {
+          out[o + 4 * (6 + 2 * i + h) + lane] = view.getUint32(at + 12 + 4 * i, true);
         }
       }
     }

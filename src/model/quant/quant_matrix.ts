@@ -1,55 +1,77 @@
 /**
  * Quantized matrices for the weight uploader: the blocks of one or several HF tensors fused
- * by rows (q|k|v, gate|up) read through `TensorSource.readBlocks` (never dequantized), and
+ * by rows (q|k|v, gate|up) read through `TensorSource.readBlocks` (never dequantized; K-quants
+ * and fused matrices that mix block types are transcoded to Q8X blocks, see `q8x.ts`), and
  * their packing for a kernel family, split into parts of whole 8-column blocks that each fit
  * one storage binding (each part a self-contained layout, so a part binds like a matrix).
  * @module
  */
-import type { SourceTensor, TensorSource } from "../tensor_source.ts";
+import { collectChunks, type SourceTensor, type TensorSource } from "../tensor_source.ts";
 import { release } from "../release.ts";
 import type { ColumnMap } from "../weight_layout.ts";
 import {
+  c8TileWords,
   type MatmulQuantType,
   type PackedQuantMatrix,
   packQuantColumnBlocks,
   type QuantMatrix,
 } from "./pack_c8.ts";
 import { packQuantRows } from "./pack_rows.ts";
+import { Q8X_BYTES, sourceBlocksPerRow, transcodeToQ8X } from "./q8x.ts";
 
 /** The layouts the quantized kernels read: CPU family column blocks, GPU family rows. */
 export type QuantLayout = "column_blocks" | "rows";
 
-/** Whether a source tensor is held as blocks the quantized matmuls compute on. */
+/**
+ * The block type the quantized matmuls run a source tensor as: Q8_0 / Q4_0 as stored, K-quants
+ * (Q4_K, Q6_K) as Q8X; null for float tensors.
+ */
 export function matmulQuantType(info: SourceTensor): MatmulQuantType | null {
   const t = info.blocks?.type;
-  return t === "Q8_0" || t === "Q4_0" ? t : null;
+  if (!t) return null;
+  return t === "Q8_0" || t === "Q4_0" ? t : "Q8X";
 }
 
 /**
  * The blocks of `names` stacked by rows as one matrix, or null unless every tensor is held as
- * Q8_0 (or every one as Q4_0) blocks with the same K (then the caller uploads floats).
+ * blocks with the same K, a multiple of 32 (then the caller uploads floats). One Q8_0 or Q4_0
+ * type throughout stays as stored; K-quants, or a mix of types (a Q4_K_M file's Q4_K q/k with
+ * Q6_K v), become Q8X, whose dequantized values are exactly the sources'.
  */
 export async function readQuantMatrix(
   source: TensorSource,
   names: readonly string[],
 ): Promise<QuantMatrix | null> {
   const infos = names.map((n) => source.get(n));
-  const type = matmulQuantType(infos[0]);
+  const types = infos.map(matmulQuantType);
   const k = infos[0].shape[1];
   if (
-    !type || !source.readBlocks ||
-    infos.some((i) => matmulQuantType(i) !== type || i.shape[1] !== k)
+    !source.readBlocks || k % 32 !== 0 ||
+    infos.some((i, n) =>
+      !types[n] || i.shape.length !== 2 || i.shape[1] !== k ||
+      !Number.isInteger(sourceBlocksPerRow(i.blocks!.type, k))
+    )
   ) return null;
-  const total = infos.reduce((s, i) => s + i.blocks!.byteLength, 0);
-  const data = new Uint8Array(total);
+  const type = types.every((t) => t === types[0]) ? types[0]! : "Q8X";
+  const outBytes = (i: SourceTensor) => type === "Q8X" ? i.shape[0] * (k / 32) * Q8X_BYTES : i.blocks!.byteLength;
+  const data = new Uint8Array(infos.reduce((s, i) => s + outBytes(i), 0));
   let at = 0;
   for (const info of infos) {
-    // Chunks straight into place (no per-tensor copy), each freed once copied.
-    for await (const { offset, bytes } of source.readBlocks(info)) {
-      data.set(bytes, at + offset);
-      release(bytes);
+    const blocks = info.blocks!;
+    if (type === "Q8X") {
+      const raw = await collectChunks(blocks.byteLength, source.readBlocks(info));
+      const q8x = transcodeToQ8X(blocks.type, raw, info.shape[0] * sourceBlocksPerRow(blocks.type, k));
+      release(raw);
+      data.set(q8x, at);
+      release(q8x);
+    } else {
+      // Chunks straight into place (no per-tensor copy), each freed once copied.
+      for await (const { offset, bytes } of source.readBlocks(info)) {
+        data.set(bytes, at + offset);
+        release(bytes);
+      }
     }
-    at += info.blocks!.byteLength;
+    at += outBytes(info);
   }
   return { type, rows: infos.reduce((s, i) => s + i.shape[0], 0), k, data };
 }
@@ -64,7 +86,8 @@ export interface QuantPart {
 /** Bytes one 8-column block of a `type` matrix with input length `k` takes in a layout. */
 export function quantBlockBytes(type: MatmulQuantType, k: number, layout: QuantLayout): number {
   const kb = k / 32;
-  if (layout === "column_blocks") return kb * 16 * (type === "Q8_0" ? 17 : 9);
+  if (layout === "column_blocks") return kb * 16 * c8TileWords(type);
+  if (type === "Q8X") return 8 * kb * 44;
   return 8 * kb * (type === "Q8_0" ? 32 : 16) + 8 * kb * 2;
 }
 

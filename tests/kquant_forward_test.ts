@@ -1,0 +1,106 @@
+/**
+ * K-quant GGUF weights run in-kernel: a Q4_K_M-like file (decoder linear weights Q4_K, v and
+ * down Q6_K, so q|k|v fuses mixed types) loads its linear weights as `kind: "quant"` Q8X
+ * blocks (never a 16-bit copy), and on both kernel families its logits match the same model
+ * whose safetensors checkpoint holds those blocks' dequantized values as F32 (the
+ * dequantize-on-upload reference) within 1e-5 of the largest logit. The fast path
+ * (`quantizedActivations`) has no Q8X kernels: it must give the exact path's logits bit for bit
+ * (checked on the CPU family only: the fallback is in the family-independent dispatch code).
+ * The reference models' hidden size (128) is no multiple of 256, so the checkpoint is synthetic.
+ */
+import { test } from "./helpers/test.ts";
+import { assert, assertEquals } from "./helpers/assert.ts";
+import { withTempDir, writeSyntheticCheckpoint } from "./helpers/synthetic_checkpoint.ts";
+import { quantizeQ4K, quantizeQ6K } from "./helpers/k_quant_blocks.ts";
+import { maxAbs, maxAbsDiff, promptLogits } from "./helpers/reference.ts";
+import { ModelRunner } from "../src/runner/model_runner.ts";
+import { createGpu } from "../src/gpu/device.ts";
+import { convertToGguf } from "../src/model/gguf/convert.ts";
+import { dequantize } from "../src/model/quant/dequantize.ts";
+import { linearWeightDTypes } from "../src/model/weights.ts";
+import { KERNEL_FAMILIES } from "../src/api/types.ts";
+
+const TOL = 1e-5;
+const CONFIG = {
+  hidden_size: 256,
+  intermediate_size: 512,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  num_hidden_layers: 2,
+};
+const OPTS = {
+  maxTokens: 64,
+  maxLogitRows: 64,
+  maxSeqs: 1,
+  blockSize: 16,
+  numBlocks: 8,
+  weightDType: "f32",
+  kvDtype: "f32",
+} as const;
+// Prefill (20 rows: the GPU family's tiled kernel) and a decode-sized prompt.
+const PROMPTS = [[1, 5, 9, 44, 7, 100, 3, 250, 17, 8, 61, 2, 90, 33, 12, 400, 5, 6, 77, 301], [1, 42]];
+
+/** Q4_K_M's choice: v and down Q6_K, the other linear weights Q4_K. */
+function kType(name: string): "Q4_K" | "Q6_K" | null {
+  if (!/^model\.layers\.\d+\.(self_attn|mlp)\.\w+_proj\.weight$/.test(name)) return null;
+  return /(v_proj|down_proj)/.test(name) ? "Q6_K" : "Q4_K";
+}
+
+test("K-quant GGUF (Q4_K + Q6_K, mixed q|k|v): in-kernel Q8X weights give the dequantized checkpoint's logits on both families", async () => {
+  await withTempDir(async (dir) => {
+    const blocks = new Map<string, Uint8Array>();
+    // The checkpoint holds the blocks' dequantized values, the GGUF the blocks themselves.
+    await writeSyntheticCheckpoint(`${dir}/ck`, CONFIG, {
+      mutate: (tensors) => {
+        for (const t of tensors) {
+          const type = kType(t.name);
+          if (!type) continue;
+          const b = type === "Q4_K" ? quantizeQ4K(t.data) : quantizeQ6K(t.data);
+          blocks.set(t.name, b);
+          t.data = dequantize(type, b);
+        }
+      },
+    });
+    assertEquals(blocks.size, 2 * 7);
+    const file = `${dir}/model-q4_k_m.gguf`;
+    await convertToGguf(`${dir}/ck`, file, {
+      blocks: { type: kType, encode: (name) => blocks.get(name)! },
+    });
+    const gpu = await createGpu();
+    try {
+      for (const kernelFamily of KERNEL_FAMILIES) {
+        const ref = await ModelRunner.load(`${dir}/ck`, { ...OPTS, gpu, kernelFamily });
+        const exact = await ModelRunner.load(file, { ...OPTS, gpu, kernelFamily });
+        // The fast-path fallback is family-independent (quant_matmul_op.ts): checked once.
+        const fast = kernelFamily === "cpu"
+          ? await ModelRunner.load(file, { ...OPTS, gpu, kernelFamily, quantizedActivations: true })
+          : null;
+        try {
+          const l = exact.weights.layers[0];
+          for (const m of [l.qkv, l.o, l.gateUp, l.down]) {
+            assertEquals([m.kind, m.dtype], ["quant", "q8x"]);
+          }
+          assertEquals(ref.weights.layers[0].qkv.kind, "dense");
+          // What engine info reports.
+          assertEquals(linearWeightDTypes(exact.weights), ["q8x"]);
+          assertEquals(linearWeightDTypes(ref.weights), ["f32"]);
+          for (const ids of PROMPTS) {
+            const want = await promptLogits(ref, ids);
+            const got = await promptLogits(exact, ids);
+            const e = maxAbsDiff(got, want) / maxAbs(want);
+            console.log(`  ${kernelFamily} ${ids.length} tokens: ${e.toExponential(2)} of the largest logit`);
+            assert(e <= TOL, `${kernelFamily} ${ids.length} tokens: ${e} > ${TOL}`);
+            if (fast) assertEquals(maxAbsDiff(await promptLogits(fast, ids), got), 0, "fast path on Q8X");
+          }
+          console.log(`  ${kernelFamily} weight bytes: q8x GGUF ${exact.weights.bytes}, f32 ${ref.weights.bytes}`);
+        } finally {
+          ref.close();
+          exact.close();
+          fast?.close();
+        }
+      }
+    } finally {
+      gpu.device.destroy();
+    }
+  });
+});
