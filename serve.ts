@@ -108,7 +108,7 @@ export async function startServer(options: ServeOptions, reporting: ServerReport
     app.setEngine(engine, tokenizer);
     if (app.chatTemplateError) log(`chat requests will be refused: ${app.chatTemplateError}`);
     const info = engine.info;
-    log(`ready: ${info.architecture} on ${info.device}, context ${info.maxContext}, ${info.kvBlocksTotal} KV blocks of ${info.blockSize} (${info.kvDtype}), ${info.kernelFamily} kernels`);
+    log(`ready: ${info.architecture} on ${info.device}, context ${info.maxContext}, ${info.kvBlocksTotal} KV blocks of ${info.blockSize} (${info.kvDtype}), ${info.kernelFamily} kernels, linear weights ${info.linearWeights.join("/")}`);
   })();
   ready.catch((e) => {
     app.setLoadError(`${(e as Error).name}: ${(e as Error).message}`);

@@ -18,9 +18,12 @@ import { convertToGguf } from "../src/model/gguf/convert.ts";
 const PROMPT = "Once upon a time";
 const TOKENS = 20;
 
-async function engineText(model: string, quantization: Quantization): Promise<string> {
+async function engineText(model: string, quantization: Quantization, linearWeights: string[]): Promise<string> {
   const engine = await createEngine({ model, quantization, maxSeqs: 2 });
   try {
+    // The decoder's matmuls run on blocks (stories260K's down projection, K = 172, is not
+    // whole blocks and stays f32).
+    assertEquals(engine.info.linearWeights.toSorted(), linearWeights);
     const r = await engine.generate({ prompt: PROMPT, maxTokens: TOKENS, temperature: 0, ignoreEos: true });
     assertEquals(r.ids.length, TOKENS);
     return r.text;
@@ -50,11 +53,11 @@ test("serve.ts and mod.ts: a Q4_0 GGUF file and load-time Q8_0 serve like any ch
   await withTempDir(async (dir) => {
     const gguf = `${dir}/stories260K-q4_0.gguf`;
     await convertToGguf(modelDir("stories260K"), gguf, { quantization: "q4_0" });
-    const q4LoadTime = await engineText(modelDir("stories260K"), "q4_0");
-    assertEquals(await engineText(gguf, "none"), q4LoadTime, "mod.ts: the GGUF file's blocks are load-time Q4_0's");
+    const q4LoadTime = await engineText(modelDir("stories260K"), "q4_0", ["f32", "q4_0"]);
+    assertEquals(await engineText(gguf, "none", ["f32", "q4_0"]), q4LoadTime, "mod.ts: the GGUF file's blocks are load-time Q4_0's");
     assertEquals(await servedText(gguf, "none"), q4LoadTime, "serve.ts on the GGUF file");
 
-    const q8 = await engineText(modelDir("stories260K"), "q8_0");
+    const q8 = await engineText(modelDir("stories260K"), "q8_0", ["f32", "q8_0"]);
     assertEquals(await servedText(modelDir("stories260K"), "q8_0"), q8, "serve.ts with quantization q8_0");
     assert(q8.length > 20 && q4LoadTime.length > 20, `texts: ${JSON.stringify([q8, q4LoadTime])}`);
   });
