@@ -392,6 +392,7 @@ async function main(): Promise<void> {
         parallel: 8,
         threads: navigator.hardwareConcurrency || 2,
         baselineModel: STORIES,
+        rounds: q ? 1 : 3,
       }, log));
     gpu.device.destroy();
 

@@ -11,7 +11,11 @@
  * kernels alone raises the high-water mark by tens of MB on lavapipe. Our side runs the default (exact) path
  * and, for the quantized types, the fast path (`quantizedActivations`).
  *
- * Standalone: `deno run -A bench/quant_section.ts [--tokens N] [--model DIR]`.
+ * Decode runs every engine (ours exact and fast, llama.cpp) loaded at once, round-robin over
+ * `rounds` rounds with a rotating start, and reports medians: on a shared machine a busy
+ * moment then slows every variant alike instead of one type's whole measurement.
+ *
+ * Standalone: `deno run -A bench/quant_section.ts [--tokens N] [--rounds N] [--model DIR]`.
  * @module
  */
 import { execFile } from "node:child_process";
@@ -46,6 +50,8 @@ export interface QuantSectionResult {
   largestTensorF32Bytes: number;
   /** The tiny model's load peak (the bound's baseline). */
   baselineHwmBytes: number;
+  /** Decode rounds; each figure is the median over them. */
+  rounds: number;
   rows: QuantRow[];
   notes: string[];
 }
@@ -61,6 +67,8 @@ export interface QuantSectionOptions {
   threads: number;
   /** A tiny model whose load peak is the runtime's baseline. */
   baselineModel: string;
+  /** Interleaved decode rounds (each variant once a round; medians reported). */
+  rounds?: number;
 }
 
 function run(cmd: string, args: string[]): Promise<string> {
@@ -89,12 +97,22 @@ async function largestTensorF32(model: string): Promise<number> {
   }
 }
 
-async function oursDecode(
+/** Decode tok/s of one stream and of `parallel` streams. */
+type DecodeRate = { singleTokPerS: number; parallelTokPerS: number };
+
+/** One engine (ours or llama.cpp) kept loaded across the rounds. */
+interface Decoder {
+  /** One stream, then `parallel` streams at once (tok/s of the whole requests). */
+  measure(): Promise<DecodeRate>;
+  close(): Promise<void>;
+}
+
+async function oursDecoder(
   model: string,
   quantization: Quantization,
   quantizedActivations: boolean,
   o: QuantSectionOptions,
-): Promise<{ singleTokPerS: number; parallelTokPerS: number }> {
+): Promise<Decoder> {
   const engine = await createEngine({
     model,
     quantization,
@@ -102,29 +120,25 @@ async function oursDecode(
     maxSeqs: o.parallel,
     maxContext: 256,
   });
-  try {
-    const n = o.outputTokens;
-    const gen = (prompt: number[]) =>
-      engine.generate({ prompt, maxTokens: n, ignoreEos: true, temperature: 0 });
-    await gen([1, 5, 6, 7]);
-    let t0 = performance.now();
-    const one = await gen(o.prompts[0]);
-    const singleTokPerS = one.ids.length / ((performance.now() - t0) / 1000);
-    t0 = performance.now();
-    const outs = await Promise.all(o.prompts.slice(0, o.parallel).map(gen));
-    const parallelTokPerS = outs.reduce((a, r) => a + r.ids.length, 0) /
-      ((performance.now() - t0) / 1000);
-    return { singleTokPerS, parallelTokPerS };
-  } finally {
-    await engine.close();
-  }
+  const gen = (prompt: number[]) =>
+    engine.generate({ prompt, maxTokens: o.outputTokens, ignoreEos: true, temperature: 0 });
+  await gen([1, 5, 6, 7]);
+  return {
+    async measure() {
+      let t0 = performance.now();
+      const one = await gen(o.prompts[0]);
+      const singleTokPerS = one.ids.length / ((performance.now() - t0) / 1000);
+      t0 = performance.now();
+      const outs = await Promise.all(o.prompts.slice(0, o.parallel).map(gen));
+      const parallelTokPerS = outs.reduce((a, r) => a + r.ids.length, 0) /
+        ((performance.now() - t0) / 1000);
+      return { singleTokPerS, parallelTokPerS };
+    },
+    close: () => engine.close(),
+  };
 }
 
-async function llamaDecode(
-  llama: Llama,
-  gguf: string,
-  o: QuantSectionOptions,
-): Promise<{ singleTokPerS: number; parallelTokPerS: number }> {
+async function llamaDecoder(llama: Llama, gguf: string, o: QuantSectionOptions): Promise<Decoder> {
   const model = await llama.loadModel({ modelPath: gguf });
   const contextSize = Math.max(...o.prompts.map((p) => p.length)) + o.outputTokens + 8;
   const context = await model.createContext({
@@ -133,33 +147,62 @@ async function llamaDecode(
     threads: o.threads,
     batchSize: 512,
   });
-  try {
-    const generate = async (seq: ReturnType<typeof context.getSequence>, prompt: number[]) => {
-      const out: number[] = [];
-      for await (const t of seq.evaluate(prompt as Token[], { temperature: 0 })) {
-        out.push(t as number);
-        if (out.length >= o.outputTokens) break;
-      }
-      return out;
-    };
-    const seqs = Array.from({ length: o.parallel }, () => context.getSequence());
-    await generate(seqs[0], [1, 5, 6, 7]);
-    await seqs[0].clearHistory();
-    let t0 = performance.now();
-    const one = await generate(seqs[0], o.prompts[0]);
-    const singleTokPerS = one.length / ((performance.now() - t0) / 1000);
-    await seqs[0].clearHistory();
-    t0 = performance.now();
-    const outs = await Promise.all(
-      o.prompts.slice(0, o.parallel).map((p, i) => generate(seqs[i], p)),
-    );
-    const parallelTokPerS = outs.reduce((a, r) => a + r.length, 0) /
-      ((performance.now() - t0) / 1000);
-    return { singleTokPerS, parallelTokPerS };
-  } finally {
-    await context.dispose();
-    await model.dispose();
+  const seqs = Array.from({ length: o.parallel }, () => context.getSequence());
+  const generate = async (seq: ReturnType<typeof context.getSequence>, prompt: number[]) => {
+    const out: number[] = [];
+    for await (const t of seq.evaluate(prompt as Token[], { temperature: 0 })) {
+      out.push(t as number);
+      if (out.length >= o.outputTokens) break;
+    }
+    await seq.clearHistory();
+    return out;
+  };
+  await generate(seqs[0], [1, 5, 6, 7]);
+  return {
+    async measure() {
+      let t0 = performance.now();
+      const one = await generate(seqs[0], o.prompts[0]);
+      const singleTokPerS = one.length / ((performance.now() - t0) / 1000);
+      t0 = performance.now();
+      const outs = await Promise.all(
+        o.prompts.slice(0, o.parallel).map((p, i) => generate(seqs[i], p)),
+      );
+      const parallelTokPerS = outs.reduce((a, r) => a + r.length, 0) /
+        ((performance.now() - t0) / 1000);
+      return { singleTokPerS, parallelTokPerS };
+    },
+    async close() {
+      await context.dispose();
+      await model.dispose();
+    },
+  };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/**
+ * Measures every decoder `rounds` times, round-robin with a rotating start (a busy minute on a
+ * shared machine then hits every variant, not one), and returns the medians.
+ */
+async function interleaved(decoders: Map<string, Decoder>, rounds: number): Promise<Map<string, DecodeRate>> {
+  const names = [...decoders.keys()];
+  const seen = new Map(names.map((n) => [n, [] as DecodeRate[]]));
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < names.length; i++) {
+      const name = names[(i + r) % names.length];
+      seen.get(name)!.push(await decoders.get(name)!.measure());
+    }
   }
+  return new Map(names.map((n) => {
+    const rs = seen.get(n)!;
+    return [n, {
+      singleTokPerS: median(rs.map((x) => x.singleTokPerS)),
+      parallelTokPerS: median(rs.map((x) => x.parallelTokPerS)),
+    }];
+  }));
 }
 
 /** Runs the section (types one after another: a noisy shared machine, see the notes). */
@@ -176,49 +219,55 @@ export async function benchQuant(
   } catch (e) {
     notes.push(`llama.cpp side skipped: ${(e as Error).message}`);
   }
-  const rows: QuantRow[] = [];
+  const rounds = o.rounds ?? 3;
+  const types = ["f16", "q8_0", "q4_0"] as const;
+  const loads = new Map<string, Pick<QuantRow, "load" | "ggufLoad" | "ggufBytes">>();
+  const decoders = new Map<string, Decoder>();
+  let rates: Map<string, DecodeRate>;
   try {
-    for (const type of ["f16", "q8_0", "q4_0"] as const) {
+    // Loads (each in a child process, for its memory peak), then every engine at once.
+    for (const type of types) {
       const quantization: Quantization = type === "f16" ? "none" : type;
       const gguf = `${o.tmp}/${type}.gguf`;
       const conversion = await convertToGguf(o.model, gguf, { quantization });
       const load = await probe(o.model, quantization);
       const ggufLoad = await probe(gguf, "none");
       const boundBytes = largest + baseline.peakHwmBytes + load.weightBytes;
-      const ours = await oursDecode(o.model, quantization, false, o);
-      const oursFast = type === "f16"
-        ? undefined
-        : await oursDecode(o.model, quantization, true, o);
-      const llamaCpp = llama ? await llamaDecode(llama, gguf, o) : null;
-      rows.push({
-        type,
+      loads.set(type, {
         load: { ...load, boundBytes, withinBound: load.peakHwmBytes <= boundBytes },
         ggufLoad,
         ggufBytes: conversion.bytes,
-        ours,
-        oursFast,
-        llamaCpp,
       });
-      const f = (v: number) => v.toFixed(2);
-      log(
-        `  ${type}: weights ${(load.weightBytes / 2 ** 20).toFixed(1)} MiB, load ${
-          f(load.loadS)
-        } s (gguf ${f(ggufLoad.loadS)} s), ` +
-          `peak RSS ${(load.peakHwmBytes / 2 ** 20).toFixed(0)} MiB (bound ${
-            (boundBytes / 2 ** 20).toFixed(0)
-          }), ` +
-          `ours ${f(ours.singleTokPerS)} / ${f(ours.parallelTokPerS)} tok/s` +
-          (oursFast ? `, fast ${f(oursFast.singleTokPerS)} / ${f(oursFast.parallelTokPerS)}` : "") +
-          (llamaCpp
-            ? `, llama.cpp ${f(llamaCpp.singleTokPerS)} / ${f(llamaCpp.parallelTokPerS)}`
-            : ""),
-      );
+      decoders.set(`ours ${type}`, await oursDecoder(o.model, quantization, false, o));
+      if (type !== "f16") decoders.set(`fast ${type}`, await oursDecoder(o.model, quantization, true, o));
+      if (llama) decoders.set(`llama.cpp ${type}`, await llamaDecoder(llama, gguf, o));
     }
+    log(`  decode: ${decoders.size} engines, ${rounds} interleaved round(s)...`);
+    rates = await interleaved(decoders, rounds);
   } finally {
+    for (const d of decoders.values()) await d.close();
     await llama?.dispose();
   }
+  const rows: QuantRow[] = types.map((type) => ({
+    type,
+    ...loads.get(type)!,
+    ours: rates.get(`ours ${type}`)!,
+    oursFast: rates.get(`fast ${type}`),
+    llamaCpp: rates.get(`llama.cpp ${type}`) ?? null,
+  }));
+  const f = (v: number) => v.toFixed(2);
+  const mib = (b: number) => (b / 2 ** 20).toFixed(0);
+  for (const r of rows) {
+    log(
+      `  ${r.type}: weights ${(r.load.weightBytes / 2 ** 20).toFixed(1)} MiB, load ${f(r.load.loadS)} s ` +
+        `(gguf ${f(r.ggufLoad.loadS)} s), peak RSS ${mib(r.load.peakHwmBytes)} MiB (gguf ${mib(r.ggufLoad.peakHwmBytes)}; ` +
+        `bound ${mib(r.load.boundBytes)}), ours ${f(r.ours.singleTokPerS)} / ${f(r.ours.parallelTokPerS)} tok/s` +
+        (r.oursFast ? `, fast ${f(r.oursFast.singleTokPerS)} / ${f(r.oursFast.parallelTokPerS)}` : "") +
+        (r.llamaCpp ? `, llama.cpp ${f(r.llamaCpp.singleTokPerS)} / ${f(r.llamaCpp.parallelTokPerS)}` : ""),
+    );
+  }
   notes.push(
-    "types measured one after another on a shared 2-core machine: compare within a run, and see the load average",
+    `decode figures are medians of ${rounds} interleaved round(s), every engine loaded at once (a busy moment hits every variant); a shared 2-core machine: compare within a run`,
   );
   return {
     model: o.model,
@@ -227,6 +276,7 @@ export async function benchQuant(
     threads: o.threads,
     largestTensorF32Bytes: largest,
     baselineHwmBytes: baseline.peakHwmBytes,
+    rounds,
     rows,
     notes,
   };
@@ -256,6 +306,7 @@ if (import.meta.main) {
       tmp,
       prompts,
       outputTokens: Number(flag("--tokens") ?? 16),
+      rounds: Number(flag("--rounds") ?? 3),
       parallel: 8,
       threads: navigator.hardwareConcurrency || 2,
       baselineModel: stories,

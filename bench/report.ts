@@ -223,20 +223,20 @@ export function quantTargets(q: QuantSectionResult): Target[] {
         : "the embedding / LM head stays 16-bit (a fixed share of a 135M model)",
     });
   }
+  const decodeLimit =
+    "lavapipe is compute-bound on the inner loop: unpacking blocks costs about what the bytes save";
   for (const row of q.rows) {
     if (row.type !== "f16" && f16) {
-      const ratio = row.ours.singleTokPerS / f16.ours.singleTokPerS;
-      out.push({
-        name: `${row.type} single-stream decode vs our f16`,
-        goal: ">= 1.3x",
-        measured: `${f(ratio)}x (${f(row.ours.singleTokPerS, 1)} vs ${
-          f(f16.ours.singleTokPerS, 1)
-        } tok/s)`,
-        met: ratio >= 1.3,
-        limit: ratio >= 1.3
-          ? undefined
-          : "lavapipe is compute-bound on the inner loop: unpacking blocks costs more than the bytes it saves",
-      });
+      for (const [streams, key] of [["single-stream", "singleTokPerS"], [`${q.parallel}-stream`, "parallelTokPerS"]] as const) {
+        const ratio = row.ours[key] / f16.ours[key];
+        out.push({
+          name: `${row.type} ${streams} decode vs our f16`,
+          goal: ">= 1.3x",
+          measured: `${f(ratio)}x (${f(row.ours[key], 1)} vs ${f(f16.ours[key], 1)} tok/s)`,
+          met: ratio >= 1.3,
+          limit: ratio >= 1.3 ? undefined : decodeLimit,
+        });
+      }
     }
     if (row.llamaCpp) {
       const ratio = row.ours.singleTokPerS / row.llamaCpp.singleTokPerS;
@@ -251,15 +251,16 @@ export function quantTargets(q: QuantSectionResult): Target[] {
       });
     }
     if (row.type !== "f16") {
-      out.push({
-        name: `${row.type} load peak host memory`,
-        goal: "<= largest tensor's f32 + baseline + weights",
-        measured: `${mib(row.load.peakHwmBytes)} (bound ${mib(row.load.boundBytes)})`,
-        met: row.load.withinBound,
-        limit: row.load.withinBound
-          ? undefined
-          : "something beyond one tensor is held while loading",
-      });
+      for (const [from, probe] of [["load-time", row.load], [".gguf", row.ggufLoad]] as const) {
+        const within = probe.peakHwmBytes <= row.load.boundBytes;
+        out.push({
+          name: `${row.type} ${from} load peak host memory`,
+          goal: "<= largest tensor's f32 + baseline + weights",
+          measured: `${mib(probe.peakHwmBytes)} (bound ${mib(row.load.boundBytes)})`,
+          met: within,
+          limit: within ? undefined : "something beyond one tensor is held while loading",
+        });
+      }
     }
   }
   return out;
@@ -715,7 +716,7 @@ export function renderMarkdown(r: BenchResults): string {
           "type",
           "weights MiB",
           "load s (.gguf)",
-          "peak RSS MiB (bound)",
+          "peak RSS MiB: load-time / .gguf (bound)",
           `ours 1 / ${q.parallel} tok/s`,
           "fast path",
           `llama.cpp 1 / ${q.parallel}`,
@@ -724,7 +725,7 @@ export function renderMarkdown(r: BenchResults): string {
           r.type,
           mib(r.load.weightBytes),
           `${f(r.load.loadS)} (${f(r.ggufLoad.loadS)})`,
-          `${mib(r.load.peakHwmBytes)} (${mib(r.load.boundBytes)})`,
+          `${mib(r.load.peakHwmBytes)} / ${mib(r.ggufLoad.peakHwmBytes)} (${mib(r.load.boundBytes)})`,
           pair(r.ours),
           pair(r.oursFast),
           pair(r.llamaCpp),
