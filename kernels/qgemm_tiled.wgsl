@@ -1,4 +1,4 @@
-// GPU-family tiled matmul on llama.cpp Q8_0 / Q4_0 (or Q8X: exact path only) weights for
+// GPU-family tiled matmul on llama.cpp Q8_0 / Q4_0 (or Q8X / Q4X: exact path only) weights for
 // prefill (many rows), weights
 // in the quantized rows layout (see qmatmul_common.wgsl). A workgroup of 64 computes a
 // 32-row x 64-column tile; K advances one 32-wide block at a time: each invocation brings one

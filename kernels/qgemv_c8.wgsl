@@ -9,6 +9,10 @@
 // Q8X (K-quants transcoded at load, src/model/quant/q8x.ts; exact path only): 22 words per
 // tile, f32 scales of k 0..15 (words 0-1), of k 16..31 (2-3), mins (4-5), then Q8_0's
 // 16 words of int8; each weight is q * scale - min.
+// Q4X (Q4_K transcoded at load, src/model/quant/q4x.ts; defined with Q4, exact path only): 12
+// words per tile, f32 scales (words 0-1), mins (2-3), then Q4_0's 8 words of nibbles; each
+// weight is q * scale - min, dequantized per weight like Q8X's (the same bits as the reference
+// dequantization; a per-block sum(q * x) * scale - min * sum(x) would round differently).
 //
 // Two paths (XQ):
 //   exact (XQ off): x rows are f32; each weight becomes f32(q * d) (Q4_0: (q - 8) * d), which
@@ -40,13 +44,20 @@ const TM: u32 = {{TM}}u;
 const TILE: u32 = 22u;
 const QOFF: u32 = 6u;
 #else
+#if Q4X
+// Words per 32 x 8 tile: four of f32 scales and mins, eight of nibbles.
+const TILE: u32 = 12u;
+const QOFF: u32 = 4u;
+#else
 #if Q4
 // Words per 32 x 8 tile: one of scales, eight of nibbles.
 const TILE: u32 = 9u;
+const QOFF: u32 = 1u;
 #else
 // Words per 32 x 8 tile: one of scales, sixteen of int8.
 const TILE: u32 = 17u;
 const QOFF: u32 = 1u;
+#endif
 #endif
 #endif
 
@@ -63,8 +74,13 @@ fn dot4x4(q: vec4<u32>, xq: u32) -> vec4<i32> {
 #else
 // One column's 4 consecutive k as f32, before the scale.
 #if Q4
-// Four nibbles already masked into the bytes of `u`.
+// Four nibbles already masked into the bytes of `u` (Q4_0: minus its offset 8; Q4X's min
+// comes with the scale).
+#if Q4X
+fn w_nib(u: u32) -> vec4<f32> { return vec4<f32>(u8x4(u)); }
+#else
 fn w_nib(u: u32) -> vec4<f32> { return vec4<f32>(u8x4(u)) - 8.0; }
+#endif
 #else
 fn w_q(u: u32) -> vec4<f32> { return vec4<f32>(i8x4(u)); }
 #endif
@@ -99,9 +115,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let mn0 = bitcast<vec4<f32>>(w[base + 4u]);
     let mn1 = bitcast<vec4<f32>>(w[base + 5u]);
 #else
+#if Q4X
+    let d0 = bitcast<vec4<f32>>(w[base]);
+    let d1 = bitcast<vec4<f32>>(w[base + 1u]);
+    let mn0 = bitcast<vec4<f32>>(w[base + 2u]);
+    let mn1 = bitcast<vec4<f32>>(w[base + 3u]);
+#else
     let sw = w[base];
     let d0 = scales_lo(sw);
     let d1 = scales_hi(sw);
+#endif
 #endif
 #if XQ
     var s0 = array<vec4<i32>, TM>();
@@ -111,7 +134,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var lq: array<vec4<u32>, 8>;
     var hq: array<vec4<u32>, 8>;
     for (var i = 0u; i < 8u; i++) {
-      let q = w[base + 1u + i];
+      let q = w[base + QOFF + i];
       lq[i] = q & vec4<u32>(0x0f0f0f0fu);
       hq[i] = (q >> vec4<u32>(4u)) & vec4<u32>(0x0f0f0f0fu);
     }
@@ -155,12 +178,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // Word pair i holds k-quads i (low nibbles) and i + 4 (high), done one after the other
     // so that only 8 columns x 4 k of weights are live at a time.
     for (var i = 0u; i < 4u; i++) {
-      let p0 = w[base + 1u + 2u * i];
-      let p1 = w[base + 2u + 2u * i];
+      let p0 = w[base + QOFF + 2u * i];
+      let p1 = w[base + QOFF + 1u + 2u * i];
       for (var h = 0u; h < 2u; h++) {
         let s = i + 4u * h;
         let q0 = (p0 >> vec4<u32>(4u * h)) & vec4<u32>(0x0f0f0f0fu);
         let q1 = (p1 >> vec4<u32>(4u * h)) & vec4<u32>(0x0f0f0f0fu);
+#if Q4X
+        let c00 = w_nib(q0.x) * d0.x - mn0.x;
+        let c01 = w_nib(q0.y) * d0.y - mn0.y;
+        let c02 = w_nib(q0.z) * d0.z - mn0.z;
+        let c03 = w_nib(q0.w) * d0.w - mn0.w;
+        let c10 = w_nib(q1.x) * d1.x - mn1.x;
+        let c11 = w_nib(q1.y) * d1.y - mn1.y;
+        let c12 = w_nib(q1.z) * d1.z - mn1.z;
+        let c13 = w_nib(q1.w) * d1.w - mn1.w;
+#else
         let c00 = w_nib(q0.x) * d0.x;
         let c01 = w_nib(q0.y) * d0.y;
         let c02 = w_nib(q0.z) * d0.z;
@@ -169,6 +202,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let c11 = w_nib(q1.y) * d1.y;
         let c12 = w_nib(q1.z) * d1.z;
         let c13 = w_nib(q1.w) * d1.w;
+#endif
 #if GAMMA
         let g = gamma[8u * b + s];
 #endif

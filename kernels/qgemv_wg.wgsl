@@ -1,5 +1,5 @@
-// GPU-family matmul on llama.cpp Q8_0 / Q4_0 weights (or Q8X, K-quants transcoded at load;
-// exact path only) for decode batches: one workgroup per
+// GPU-family matmul on llama.cpp Q8_0 / Q4_0 weights (or Q8X / Q4X, K-quants transcoded at
+// load; exact path only) for decode batches: one workgroup per
 // block of 8 output columns and TM rows, weights in the quantized rows layout
 // (src/model/quant/pack_rows.ts): each column's blocks are contiguous runs of quants (Q8_0:
 // 32 bytes, Q4_0: 16 bytes of nibbles per block), the f16 scales in a region after all quants.

@@ -4,13 +4,20 @@
 // 32 int8); the f16 scale of (n, s) is half n * KB + s of the region after all quants.
 // Q8X (K-quants transcoded at load, src/model/quant/q8x.ts): quants as Q8_0's, then three
 // regions of one f32 per (n, s): the scale of k 0..15, the scale of k 16..31, the min.
+// Q4X (Q4_K transcoded at load, src/model/quant/q4x.ts; defined with Q4): nibbles as Q4_0's,
+// then two such regions: the scale, the min.
 #include int8_dot
 
 #if Q8X
 // (scale of k 0..15, scale of k 16..31, min); the exact path only (no XQ).
 alias QScale = vec3<f32>;
 #else
+#if Q4X
+// (scale, min); the exact path only (no XQ).
+alias QScale = vec2<f32>;
+#else
 alias QScale = f32;
+#endif
 #endif
 
 // One block's quants (Q4_0 uses q0 only).
@@ -35,6 +42,14 @@ fn block_scale(n: u32, s: u32) -> QScale {
   return QScale(bitcast<f32>(w[at][h % 4u]), bitcast<f32>(w[at + rw][h % 4u]),
     bitcast<f32>(w[at + 2u * rw][h % 4u]));
 #else
+#if Q4X
+  let region = p.blocks * 8u * (p.k / 32u);
+  // Words per f32 region, as Q8X's.
+  let rw = p.blocks * 2u * (p.k / 32u);
+  let h = n * (p.k / 32u) + s;
+  let at = region + h / 4u;
+  return QScale(bitcast<f32>(w[at][h % 4u]), bitcast<f32>(w[at + rw][h % 4u]));
+#else
 #if Q4
   let region = p.blocks * 8u * (p.k / 32u);
 #else
@@ -43,6 +58,7 @@ fn block_scale(n: u32, s: u32) -> QScale {
   let h = n * (p.k / 32u) + s;
   let word = w[region + h / 8u][(h / 2u) % 4u];
   return unpack2x16float(word)[h % 2u];
+#endif
 #endif
 }
 
@@ -56,11 +72,15 @@ fn quad_bits(b: QBlock, j: u32) -> u32 {
 #endif
 }
 
-// The block's k-quad j dequantized: f32(q * d) (Q4_0: (q - 8) * d; Q8X: q * scale - min),
+// The block's k-quad j dequantized: f32(q * d) (Q4_0: (q - 8) * d; Q8X, Q4X: q * scale - min),
 // llama.cpp's values.
 fn quad_weights(b: QBlock, j: u32, d: QScale) -> vec4<f32> {
 #if Q4
+#if Q4X
+  return vec4<f32>(u8x4(quad_bits(b, j))) * d.x - d.y;
+#else
   return (vec4<f32>(u8x4(quad_bits(b, j))) - 8.0) * d;
+#endif
 #else
 #if Q8X
   return vec4<f32>(i8x4(quad_bits(b, j))) * select(d.y, d.x, j < 4u) - d.z;

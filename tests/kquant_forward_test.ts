@@ -1,10 +1,11 @@
 /**
  * K-quant GGUF weights run in-kernel: a Q4_K_M-like file (decoder linear weights Q4_K, v and
- * down Q6_K, so q|k|v fuses mixed types) loads its linear weights as `kind: "quant"` Q8X
- * blocks (never a 16-bit copy), and on both kernel families its logits match the same model
+ * down Q6_K, so q|k|v fuses mixed types) loads its linear weights as `kind: "quant"` blocks
+ * (never a 16-bit copy): the all-Q4_K o and gate|up as Q4X, the mixed q|k|v and the Q6_K down
+ * as Q8X; and on both kernel families its logits match the same model
  * whose safetensors checkpoint holds those blocks' dequantized values as F32 (the
  * dequantize-on-upload reference) within 1e-5 of the largest logit. The fast path
- * (`quantizedActivations`) has no Q8X kernels: it must give the exact path's logits bit for bit
+ * (`quantizedActivations`) has no Q8X / Q4X kernels: it must give the exact path's logits bit for bit
  * (checked on the CPU family only: the fallback is in the family-independent dispatch code).
  * The reference models' hidden size (128) is no multiple of 256, so the checkpoint is synthetic.
  */
@@ -46,7 +47,7 @@ function kType(name: string): "Q4_K" | "Q6_K" | null {
   return /(v_proj|down_proj)/.test(name) ? "Q6_K" : "Q4_K";
 }
 
-test("K-quant GGUF (Q4_K + Q6_K, mixed q|k|v): in-kernel Q8X weights give the dequantized checkpoint's logits on both families", async () => {
+test("K-quant GGUF (Q4_K + Q6_K, mixed q|k|v): in-kernel Q4X / Q8X weights give the dequantized checkpoint's logits on both families", async () => {
   await withTempDir(async (dir) => {
     const blocks = new Map<string, Uint8Array>();
     // The checkpoint holds the blocks' dequantized values, the GGUF the blocks themselves.
@@ -76,13 +77,20 @@ test("K-quant GGUF (Q4_K + Q6_K, mixed q|k|v): in-kernel Q8X weights give the de
           ? await ModelRunner.load(file, { ...OPTS, gpu, kernelFamily, quantizedActivations: true })
           : null;
         try {
-          const l = exact.weights.layers[0];
-          for (const m of [l.qkv, l.o, l.gateUp, l.down]) {
-            assertEquals([m.kind, m.dtype], ["quant", "q8x"]);
+          for (const l of exact.weights.layers) {
+            // All Q4_K: Q4X; Q6_K alone or mixed with Q4_K: Q8X.
+            const dtypes = [l.qkv, l.o, l.gateUp, l.down].map((m) => [m.kind, m.dtype]);
+            assertEquals(dtypes, [["quant", "q8x"], ["quant", "q4x"], ["quant", "q4x"], ["quant", "q8x"]]);
           }
+          // Linear weight bytes on the GPU: 655,360 values as Q4X (24 bytes per 32), 524,288 as
+          // Q8X (44 per 32); all Q8X took 1,622,016.
+          const linear = exact.weights.layers.flatMap((l) => [l.qkv, l.o, l.gateUp, l.down])
+            .flatMap((m) => m.parts).reduce((n, p) => n + p.buffer.size, 0);
+          assertEquals(linear, (655_360 / 32) * 24 + (524_288 / 32) * 44);
+          console.log(`  ${kernelFamily} linear weight bytes: ${linear}`);
           assertEquals(ref.weights.layers[0].qkv.kind, "dense");
           // What engine info reports.
-          assertEquals(linearWeightDTypes(exact.weights), ["q8x"]);
+          assertEquals(linearWeightDTypes(exact.weights), ["q8x", "q4x"]);
           assertEquals(linearWeightDTypes(ref.weights), ["f32"]);
           for (const ids of PROMPTS) {
             const want = await promptLogits(ref, ids);
@@ -90,9 +98,9 @@ test("K-quant GGUF (Q4_K + Q6_K, mixed q|k|v): in-kernel Q8X weights give the de
             const e = maxAbsDiff(got, want) / maxAbs(want);
             console.log(`  ${kernelFamily} ${ids.length} tokens: ${e.toExponential(2)} of the largest logit`);
             assert(e <= TOL, `${kernelFamily} ${ids.length} tokens: ${e} > ${TOL}`);
-            if (fast) assertEquals(maxAbsDiff(await promptLogits(fast, ids), got), 0, "fast path on Q8X");
+            if (fast) assertEquals(maxAbsDiff(await promptLogits(fast, ids), got), 0, "fast path on Q4X / Q8X");
           }
-          console.log(`  ${kernelFamily} weight bytes: q8x GGUF ${exact.weights.bytes}, f32 ${ref.weights.bytes}`);
+          console.log(`  ${kernelFamily} weight bytes: q4x/q8x GGUF ${exact.weights.bytes}, f32 ${ref.weights.bytes}`);
         } finally {
           ref.close();
           exact.close();

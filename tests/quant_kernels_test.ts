@@ -9,8 +9,9 @@
  *   packed_4x8 builtins == their shift fallback);
  * - the shared epilogues (residual + bias, logit-row gather, RMSNorm, GLU, RoPE + KV cache).
  * Shapes: K a multiple of 32, N not a multiple of 8, 1..9 rows and 40 (two qgemm row tiles).
- * Q8X (K-quants transcoded at load; exact path only) has its own tests at the end: packers,
- * exact products at decode and prefill row counts, batch invariance, and the epilogues.
+ * Q8X and Q4X (K-quants transcoded at load; exact path only) have their own tests at the end:
+ * packers, exact products at decode and prefill row counts, batch invariance, the refusal of
+ * XQ, and the epilogues.
  */
 import { test } from "./helpers/test.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
@@ -45,11 +46,18 @@ import {
 } from "../src/model/quant/pack_c8.ts";
 import { packQuantRows } from "../src/model/quant/pack_rows.ts";
 import { Q8X_BYTES, transcodeToQ8X } from "../src/model/quant/q8x.ts";
+import { Q4X_BYTES, transcodeQ4KToQ4X } from "../src/model/quant/q4x.ts";
 import { randomQ4K, randomQ6K } from "./helpers/k_quant_blocks.ts";
 import { quantizeQ8_0 } from "../src/model/quant/q8_0.ts";
 import { quantizeQ4_0 } from "../src/model/quant/q4_0.ts";
 import { gluColumns, permuteColumns, ropeColumns } from "../src/model/weight_layout.ts";
-import { QGEMV_C8, QMATMUL_DEFAULTS, xqRowWords } from "../src/kernels/quant_matmul.ts";
+import {
+  QGEMM_TILED,
+  QGEMV_C8,
+  QGEMV_WG,
+  QMATMUL_DEFAULTS,
+  xqRowWords,
+} from "../src/kernels/quant_matmul.ts";
 import { buildStepBatch } from "../src/runner/step_meta.ts";
 import { ropeInverseFrequencies } from "../src/model/rope.ts";
 import { Rng } from "../bench/rng.ts";
@@ -559,6 +567,55 @@ function q8xMatrix(rng: Rng, rows: number, k: number): QuantMatrix {
   return { type: "Q8X", rows, k, data };
 }
 
+/**
+ * A Q4X matrix: with K a multiple of 256, transcoded Q4_K rows (an all-Q4_K q|k or gate|up);
+ * otherwise random blocks (scales, mins, a zero block).
+ */
+function q4xMatrix(rng: Rng, rows: number, k: number): QuantMatrix {
+  const sb = (rows * k) / 256;
+  if (k % 256 === 0) return { type: "Q4X", rows, k, data: transcodeQ4KToQ4X(randomQ4K(rng, sb), sb) };
+  const blocks = rows * (k / 32);
+  const data = new Uint8Array(blocks * Q4X_BYTES);
+  const view = new DataView(data.buffer);
+  for (let b = 1; b < blocks; b++) {
+    view.setFloat32(24 * b, 0.02 * rng.next(), true);
+    view.setFloat32(24 * b + 4, b % 3 === 0 ? 0 : 0.1 * rng.next(), true);
+    for (let i = 0; i < 16; i++) data[24 * b + 8 + i] = Math.floor(rng.next() * 256);
+  }
+  return { type: "Q4X", rows, k, data };
+}
+
+/** The Q8X / Q4X test matrices. */
+const X_MATRICES = { Q8X: q8xMatrix, Q4X: q4xMatrix } as const;
+
+test("quant Q4X packers: column blocks and quantized rows decode back to the blocks' values", () => {
+  const m = q4xMatrix(new Rng(61), 13, 96);
+  const want = dequantizeMatrix(m);
+  const kb = m.k / 32;
+  const f = (u: number) => new Float32Array(new Uint32Array([u]).buffer)[0];
+  const value = (q: number, s: number, min: number) => Math.fround(Math.fround(q * s) - min);
+  const c8 = packQuantColumnBlocks(m);
+  assertEquals(c8.data.length, 2 * kb * 4 * c8TileWords("Q4X"));
+  const rows = packQuantRows(m);
+  const nb = rows.cols * kb;
+  assertEquals(rows.data.length, 6 * nb);
+  for (let n = 0; n < m.rows; n++) {
+    for (let k = 0; k < m.k; k++) {
+      const [c, q, b, kk] = [n >> 3, n & 7, k >> 5, k & 31];
+      // Nibble byte kk % 16 (low: k < 16), in Q4_0's order: word 4i + h holds bytes 4i..4i+3.
+      const [byteAt, shift] = [kk & 15, kk < 16 ? 0 : 4];
+      const tile = (c * kb + b) * 4 * c8TileWords("Q4X");
+      const lane = (t: number) => c8.data[tile + 4 * (2 * t + (q >> 2)) + (q & 3)];
+      const word = c8.data[tile + 4 * (4 + 2 * (byteAt >> 2) + (q >> 2)) + (q & 3)];
+      const nib = (word >>> (8 * (byteAt & 3) + shift)) & 0xf;
+      assertEquals(value(nib, f(lane(0)), f(lane(1))), want[n * m.k + k], `c8 n=${n} k=${k}`);
+      const h = n * kb + b;
+      const rnib = (rows.data[4 * h + (byteAt >> 2)] >>> (8 * (byteAt & 3) + shift)) & 0xf;
+      assertEquals(value(rnib, f(rows.data[4 * nb + h]), f(rows.data[5 * nb + h])), want[n * m.k + k], `rows n=${n} k=${k}`);
+    }
+  }
+});
+
 test("quant Q8X packers: column blocks and quantized rows decode back to the blocks' values", () => {
   const m = q8xMatrix(new Rng(51), 13, 96);
   const want = dequantizeMatrix(m);
@@ -588,12 +645,12 @@ test("quant Q8X packers: column blocks and quantized rows decode back to the blo
   }
 });
 
-test("quant Q8X matmul: exact path at decode and prefill row counts, batch invariance, no fast path", async (t) => {
+for (const [type, seed] of [["Q8X", 52], ["Q4X", 62]] as const) test(`quant ${type} matmul: exact path at decode and prefill row counts, batch invariance, no fast path`, async (t) => {
   await withKit(async (kit) => {
-    const rng = new Rng(52);
-    // K = 256: transcoded Q4_K / Q6_K rows; K = 96: random Q8X blocks.
+    const rng = new Rng(seed);
+    // K = 256: transcoded Q4_K (Q8X: and Q6_K) rows; K = 96: random blocks.
     for (const [n, k] of [[44, 256], [20, 96]] as const) {
-      const weight = q8xMatrix(rng, n, k);
+      const weight = X_MATRICES[type](rng, n, k);
       const x = gaussian(rng, 40 * k);
       const xb = kit.buffer(x);
       const ref = quantMatmulRef(x, weight, 40);
@@ -635,20 +692,25 @@ test("quant Q8X matmul: exact path at decode and prefill row counts, batch invar
       assertEquals(bits(results.get("qgemv_wg 9")!), bits(results.get("qgemm_tiled 9")!));
     }
   });
-  let refused = false;
-  try {
-    QGEMV_C8.derive!({ ...QMATMUL_DEFAULTS, Q8X: true, XQ: true });
-  } catch {
-    refused = true;
+  // Q4X is defined with Q4 (Q4_0's nibble layout); XQ is refused either way.
+  const defines = type === "Q8X" ? { Q8X: true } : { Q4: true, Q4X: true };
+  for (const kernel of [QGEMV_C8, QGEMV_WG, QGEMM_TILED]) {
+    kernel.derive!({ ...QMATMUL_DEFAULTS, ...defines });
+    let refused = false;
+    try {
+      kernel.derive!({ ...QMATMUL_DEFAULTS, ...defines, XQ: true });
+    } catch {
+      refused = true;
+    }
+    assert(refused, `${kernel.file}: XQ with ${type} weights must be refused`);
   }
-  assert(refused, "XQ with Q8X weights must be refused");
 });
 
-test("quant Q8X matmul: epilogues (residual + bias, gather, RMSNorm + gamma, GLU)", async (t) => {
+for (const [type, seed] of [["Q8X", 53], ["Q4X", 63]] as const) test(`quant ${type} matmul: epilogues (residual + bias, gather, RMSNorm + gamma, GLU)`, async (t) => {
   await withKit(async (kit) => {
-    const rng = new Rng(53);
+    const rng = new Rng(seed);
     const [n, k, rows, eps] = [36, 256, 5, 1e-5];
-    const weight = q8xMatrix(rng, n, k);
+    const weight = X_MATRICES[type](rng, n, k);
     const x = gaussian(rng, rows * k, 2);
     const xb = kit.buffer(x);
     const meta = kit.meta(rows);

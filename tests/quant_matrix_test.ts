@@ -2,8 +2,9 @@
  * Quantized matrices for the uploader (src/model/quant/quant_matrix.ts): fused q|k|v blocks
  * read through `readBlocks` are the load-time quantizer's blocks of the stacked tensors;
  * dense or mixed tensors are refused (the caller uploads floats); parts split by whole column
- * blocks pack the same blocks as the whole matrix (CPU only); K-quant tensors and fused
- * matrices mixing block types become Q8X (the transcoded blocks of each tensor, stacked).
+ * blocks pack the same blocks as the whole matrix (CPU only); matrices all Q4_K become Q4X,
+ * Q6_K and fused matrices mixing block types become Q8X (the transcoded blocks of each tensor,
+ * stacked).
  */
 import { test } from "./helpers/test.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
@@ -24,6 +25,7 @@ import { gluColumns, ropeColumns } from "../src/model/weight_layout.ts";
 import type { SourceTensor, TensorSource } from "../src/model/tensor_source.ts";
 import type { QuantType } from "../src/model/quant/ggml_types.ts";
 import { transcodeToQ8X } from "../src/model/quant/q8x.ts";
+import { transcodeQ4KToQ4X } from "../src/model/quant/q4x.ts";
 import { randomQ4K, randomQ6K } from "./helpers/k_quant_blocks.ts";
 import { Rng } from "../bench/rng.ts";
 
@@ -149,7 +151,7 @@ test("quant matrix: parts of whole column blocks pack the whole matrix's blocks 
   }
 });
 
-test("quant matrix: K-quants and mixed block types become Q8X, each tensor transcoded and stacked (parts in both layouts)", async () => {
+test("quant matrix: all-Q4_K matrices become Q4X, Q6_K and mixed block types Q8X, each tensor transcoded and stacked (parts in both layouts)", async () => {
   const rng = new Rng(9);
   const k = 512;
   const normal = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
@@ -163,21 +165,27 @@ test("quant matrix: K-quants and mixed block types become Q8X, each tensor trans
   const source = blockSource(tensors);
   const cases: [(keyof typeof tensors)[], string][] = [
     [["q", "k", "v"], "Q8X"],
+    [["q", "k"], "Q4X"],
+    [["q"], "Q4X"],
     [["v"], "Q8X"],
+    [["k", "a"], "Q8X"],
     [["a", "b"], "Q8X"],
     [["a"], "Q8_0"],
   ];
   for (const [names, type] of cases) {
     const m = (await readQuantMatrix(source, names))!;
     assertEquals([m.type, m.k, m.rows], [type, k, names.reduce((s, n) => s + tensors[n].rows, 0)]);
-    if (type !== "Q8X") continue;
+    if (type !== "Q8X" && type !== "Q4X") continue;
     const parts = names.map((n) => {
       const t = tensors[n];
-      return transcodeToQ8X(t.type, t.data, (t.rows * k) / (t.type.endsWith("K") ? 256 : 32));
+      const blocks = (t.rows * k) / (t.type.endsWith("K") ? 256 : 32);
+      return type === "Q4X" ? transcodeQ4KToQ4X(t.data, blocks) : transcodeToQ8X(t.type, t.data, blocks);
     });
     assertEquals([...m.data], parts.flatMap((p) => [...p]), names.join("|"));
     for (const layout of ["column_blocks", "rows"] as const) {
-      const block = quantBlockBytes("Q8X", k, layout);
+      const block = quantBlockBytes(m.type, k, layout);
+      // Both layouts keep the block's bytes: 44 (Q8X) or 24 (Q4X) per 32 values.
+      assertEquals(block, 8 * (k / 32) * (type === "Q4X" ? 24 : 44));
       const whole = layout === "rows" ? packQuantRows(m) : packQuantColumnBlocks(m);
       assertEquals(whole.data.byteLength, (m.rows / 8) * block, layout);
       const split = packQuantParts(m, gluColumns(m.rows / 2), layout, 2 * block + 16);

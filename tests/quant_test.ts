@@ -4,7 +4,8 @@
  * clamp at 15, nibble order), round-trip bounds and idempotence on random rows, hand-built
  * Q4_K / Q6_K super-blocks, and the load-time quantized source (blocks independent of the
  * read chunk size, dequantized chunks equal to the blocks' values), and the Q8X transcoding of
- * random K-quant (and Q8_0 / Q4_0) blocks against ggml's dequantizers bit for bit.
+ * random K-quant (and Q8_0 / Q4_0) blocks against ggml's dequantizers bit for bit, and the Q4X
+ * transcoding of random Q4_K blocks likewise (with Q4X's nibble order checked by hand).
  */
 import { test } from "./helpers/test.ts";
 import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
@@ -19,6 +20,7 @@ import { collectChunks } from "../src/model/tensor_source.ts";
 import { openCheckpointTensors } from "../src/model/safetensors.ts";
 import { modelDir } from "./helpers/reference.ts";
 import { dequantizeQ8X, Q8X_BYTES, transcodeToQ8X } from "../src/model/quant/q8x.ts";
+import { dequantizeQ4X, Q4X_BYTES, transcodeQ4KToQ4X } from "../src/model/quant/q4x.ts";
 import type { QuantType } from "../src/model/quant/ggml_types.ts";
 import { quantizeQ4K, quantizeQ6K, randomQ4K, randomQ6K } from "./helpers/k_quant_blocks.ts";
 
@@ -262,6 +264,37 @@ test("quant Q8X: transcoding random Q4_K / Q6_K / Q8_0 / Q4_0 blocks gives ggml'
     }
     assert(want.some((v) => v !== 0), `${type}: random blocks dequantize to something`);
   }
+});
+
+test("quant Q4X: transcoding random Q4_K blocks gives ggml's dequantized values bit for bit", () => {
+  const rng = new Rng(79);
+  for (const n of [1, 7]) {
+    const blocks = randomQ4K(rng, n);
+    const want = new Float32Array(256 * n);
+    dequantizeQ4_K(blocks, 0, n, want);
+    const q4x = transcodeQ4KToQ4X(blocks, n);
+    assertEquals(q4x.length, (want.length / 32) * Q4X_BYTES);
+    const got = new Float32Array(want.length);
+    dequantizeQ4X(q4x, 0, want.length / 32, got);
+    for (let i = 0; i < want.length; i++) {
+      assert(Object.is(got[i], want[i]), `Q4_K -> Q4X [${i}]: ${got[i]} vs ${want[i]}`);
+    }
+    assert(want.some((v) => v !== 0), "random blocks dequantize to something");
+  }
+  assertThrows(() => transcodeQ4KToQ4X(new Uint8Array(100), 1));
+});
+
+test("quant Q4X: a hand-built block (Q4_0's nibble order, value = scale * q - min)", () => {
+  const block = new Uint8Array(Q4X_BYTES);
+  const view = new DataView(block.buffer);
+  view.setFloat32(0, 0.5, true);
+  view.setFloat32(4, 2, true);
+  // Byte j: low nibble value j, high nibble value j + 16.
+  for (let j = 0; j < 16; j++) block[8 + j] = j | ((15 - j) << 4);
+  const got = new Float32Array(32);
+  dequantizeQ4X(block, 0, 1, got);
+  const want = Array.from({ length: 32 }, (_, i) => 0.5 * (i < 16 ? i : 31 - i) - 2);
+  assertEquals(Array.from(got), want);
 });
 
 test("quant Q8X: the test quantizers make valid Q4_K / Q6_K blocks close to their input", () => {

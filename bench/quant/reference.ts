@@ -10,12 +10,13 @@ import type { QuantMatrix } from "../../src/model/quant/pack_c8.ts";
 import { GGML_TYPES } from "../../src/model/quant/ggml_types.ts";
 import { xqRowWords } from "../../src/kernels/quant_matmul.ts";
 import { dequantizeQ8X } from "../../src/model/quant/q8x.ts";
+import { dequantizeQ4X } from "../../src/model/quant/q4x.ts";
 
 /** The dequantized weights, row-major [rows, k] (llama.cpp's values). */
 export function dequantizeMatrix(m: QuantMatrix): Float32Array {
-  if (m.type !== "Q8X") return dequantize(m.type, m.data);
+  if (m.type !== "Q8X" && m.type !== "Q4X") return dequantize(m.type, m.data);
   const out = new Float32Array(m.rows * m.k);
-  dequantizeQ8X(m.data, 0, (m.rows * m.k) / 32, out);
+  (m.type === "Q8X" ? dequantizeQ8X : dequantizeQ4X)(m.data, 0, (m.rows * m.k) / 32, out);
   return out;
 }
 
@@ -79,7 +80,7 @@ export function quantizeRowRef(u: ArrayLike<number>): QuantRow {
 
 /** The fast path's result from quantized rows: per block, exact integer dot times d_w * d_x. */
 export function fastMatmulRef(xq: QuantRow[], m: QuantMatrix): Float64Array {
-  if (m.type === "Q8X") throw new RangeError("Q8X has no fast path");
+  if (m.type === "Q8X" || m.type === "Q4X") throw new RangeError(`${m.type} has no fast path`);
   const kb = m.k / 32;
   const bytes = GGML_TYPES[m.type].blockBytes;
   const signed = new Int8Array(m.data.buffer, m.data.byteOffset, m.data.byteLength);

@@ -329,8 +329,10 @@ export interface EngineInfo {
   kvDtype: KvDtype;
   /**
    * How the decoder's linear weights are stored, one entry per kind present: "f16" / "f32"
-   * (16/32-bit values), "q8_0" / "q4_0" (llama.cpp blocks, in-kernel), "q8x" (Q4_K / Q6_K
-   * GGUF weights transcoded at load to int8 blocks with f32 scales, in-kernel, 11 bits a weight).
+   * (16/32-bit values), "q8_0" / "q4_0" (llama.cpp blocks, in-kernel), "q4x" (Q4_K GGUF
+   * weights transcoded at load to nibble blocks with an f32 scale and min, in-kernel, 6 bits a
+   * weight), "q8x" (Q6_K GGUF weights, and fused matrices mixing types, transcoded at load to
+   * int8 blocks with f32 scales, in-kernel, 11 bits a weight).
    */
   linearWeights: string[];
 }

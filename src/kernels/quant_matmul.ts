@@ -1,6 +1,6 @@
 /**
  * The quantized matmuls (`qgemv_c8` for CPU adapters, `qgemv_wg` / `qgemm_tiled` for GPUs; on
- * Q8_0, Q4_0 or Q8X blocks) and the activation
+ * Q8_0, Q4_0, Q8X or Q4X blocks) and the activation
  * quantizer of their fast path (`quantize_rows`): descriptors, defines and the sizes their
  * buffers need. They share `matmul_epilogue.wgsl` (parameters and epilogues) with the f16
  * packed matmuls, so the parameters are that file's `struct Params`.
@@ -22,6 +22,12 @@ export interface QMatmulDefines {
    * `src/model/quant/q8x.ts`). Exact path only: no XQ kernels exist for it.
    */
   Q8X: boolean;
+  /**
+   * Weights are Q4X (all-Q4_K matrices transcoded at load; `src/model/quant/q4x.ts`), set
+   * together with Q4: the nibbles are laid out as Q4_0's and share its unpacking, the f32
+   * scale and min replace its f16 scale and offset 8. Exact path only.
+   */
+  Q4X: boolean;
   /** Fast path: x rows are Q8 blocks from `quantize_rows` (integer dot products). */
   XQ: boolean;
   /** The adapter offers WGSL's packed_4x8_integer_dot_product (same bits without it). */
@@ -54,6 +60,7 @@ export const QMATMUL_DEFAULTS: QMatmulDefines = {
   WG: 8,
   Q4: false,
   Q8X: false,
+  Q4X: false,
   XQ: false,
   DOT4: false,
   NORM: false,
@@ -90,6 +97,9 @@ function checkDefines(file: string, d: QMatmulDefines): void {
   }
   if (d.Q8X && (d.XQ || d.Q4)) {
     throw new Error(`${file}: Q8X weights run the exact path only (no XQ, not Q4)`);
+  }
+  if (d.Q4X && (d.XQ || d.Q8X || !d.Q4)) {
+    throw new Error(`${file}: Q4X weights set Q4 and run the exact path only (no XQ, not Q8X)`);
   }
 }
 

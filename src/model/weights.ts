@@ -37,10 +37,11 @@ export type WeightDType = "f32" | "f16";
 
 /**
  * Block types the quantized matmuls compute on (`kind: "quant"` weights): llama.cpp's Q8_0 /
- * Q4_0 as stored, and q8x, the load-time transcoding of Q4_K / Q6_K (and of fused matrices that
- * mix types) to 32-value blocks of int8 with f32 scales and min (`quant/q8x.ts`).
+ * Q4_0 as stored; q4x, the load-time transcoding of matrices all Q4_K to 32-value blocks of
+ * nibbles with an f32 scale and min (`quant/q4x.ts`); and q8x, that of Q6_K and of fused
+ * matrices that mix types, to blocks of int8 with f32 scales and min (`quant/q8x.ts`).
  */
-export type QuantWeightDType = "q8_0" | "q4_0" | "q8x";
+export type QuantWeightDType = "q8_0" | "q4_0" | "q8x" | "q4x";
 
 /** One buffer of a packed matrix: whole blocks of 8 output columns (a quantized part is a self-contained layout). */
 export interface MatrixPart {
@@ -53,12 +54,12 @@ export interface MatrixPart {
 /**
  * A linear weight on the GPU, packed for its kernel family. `kind` says how its elements are
  * stored, and the forward pass dispatches on it ("dense": f16/f32 values, the packed matmuls;
- * "quant": Q8_0/Q4_0/Q8X blocks in `model/quant/quant_matrix.ts`'s layouts, the
+ * "quant": Q8_0/Q4_0/Q8X/Q4X blocks in `model/quant/quant_matrix.ts`'s layouts, the
  * quantized matmuls, which dequantize in registers).
  */
 export interface MatrixWeight {
   kind: "dense" | "quant";
-  /** f16/f32 for "dense", q8_0/q4_0/q8x for "quant". */
+  /** f16/f32 for "dense", q8_0/q4_0/q8x/q4x for "quant". */
   dtype: WeightDType | QuantWeightDType;
   /** The family's layout (for "quant", "padded_rows" means the quantized rows layout). */
   layout: MatrixLayout;
@@ -132,8 +133,8 @@ export interface UploadOptions {
   /** Largest storage binding; larger matrices are split by column blocks (default: the device's). */
   maxBindingBytes?: number;
   /**
-   * Decoder linear weights the source holds as blocks (load-time quantization, GGUF; Q4_K /
-   * Q6_K transcoded to Q8X) are uploaded as blocks for the quantized matmuls (default true); false dequantizes
+   * Decoder linear weights the source holds as blocks (load-time quantization, GGUF; Q4_K
+   * transcoded to Q4X, Q6_K and mixed types to Q8X) are uploaded as blocks for the quantized matmuls (default true); false dequantizes
    * them to `weightDType` (the reference path for tests).
    */
   quantizedKernels?: boolean;
@@ -264,8 +265,8 @@ class Uploader {
 
   /**
    * Uploads matrices stacked by rows, packed in `layout` with `columns`, split by blocks; as
-   * their blocks when `quant` and the source holds them so (never dequantized; K-quants and
-   * mixed types as Q8X).
+   * their blocks when `quant` and the source holds them so (never dequantized; Q4_K as Q4X,
+   * Q6_K and mixed types as Q8X).
    */
   async matrix(
     names: string[],
@@ -512,7 +513,7 @@ export function placeQuantMatrix(
   }
   const weight: MatrixWeight = {
     kind: "quant",
-    dtype: m.type === "Q8_0" ? "q8_0" : m.type === "Q4_0" ? "q4_0" : "q8x",
+    dtype: ({ Q8_0: "q8_0", Q4_0: "q4_0", Q8X: "q8x", Q4X: "q4x" } as const)[m.type],
     layout: options.layout,
     n: m.rows,
     k: m.k,

@@ -179,7 +179,8 @@ export class ModelRunner {
   /** Loads a Hugging Face checkpoint directory or a GGUF file onto the GPU. */
   static async load(dir: string, options: ModelRunnerOptions = {}): Promise<ModelRunner> {
     // A checkpoint directory or a .gguf file; quantized decoder weights upload as blocks for
-    // the quantized matmuls (Q8_0/Q4_0 as stored, Q4_K/Q6_K transcoded to Q8X).
+    // the quantized matmuls (Q8_0/Q4_0 as stored, Q4_K transcoded to Q4X, Q6_K and mixed
+    // types to Q8X).
     const { spec, tensors } = await openModel(dir, { quantization: options.quantization });
     try {
       const gpu = options.gpu ?? await createGpu();

@@ -8,7 +8,7 @@
  * quant goldens) and, when the use brings an `xq` scratch buffer, the fast path of llama.cpp's
  * CPU kernels: `quantize_rows` first turns the (normalized) activation rows into Q8 blocks
  * (a prelude dispatch, the RMSNorm folded in), then the matmul sums exact int8 products.
- * Q8X weights (K-quants transcoded at load) have no fast path: they run the exact kernels
+ * Q8X / Q4X weights (K-quants transcoded at load) have no fast path: they run the exact kernels
  * even when the use brings `xq` (the forward's x and norm are there for them either way).
  * @module
  */
@@ -63,8 +63,9 @@ export function quantMatmulOp(
   }
   const cpu = family === "cpu";
   const q8x = w.dtype === "q8x";
-  // Q8X has only the exact kernels; it ignores the fast path's scratch.
-  const fast = !!use.xq && !q8x;
+  const q4x = w.dtype === "q4x";
+  // Q8X and Q4X have only the exact kernels; they ignore the fast path's scratch.
+  const fast = !!use.xq && !q8x && !q4x;
   const kb = w.k / 32;
   const gather = use.rows === "logits";
   const uniforms: GPUBuffer[] = [];
@@ -72,8 +73,10 @@ export function quantMatmulOp(
     ...QMATMUL_DEFAULTS,
     WG: cpu ? CPU_MATMUL_WG : GPU_MATMUL_WG,
     MAX_SLICES: kb,
-    Q4: w.dtype === "q4_0",
+    // Q4X shares Q4_0's nibble layout (Q4X with Q4).
+    Q4: w.dtype === "q4_0" || q4x,
     Q8X: q8x,
+    Q4X: q4x,
     XQ: fast,
     DOT4: env.dot4,
     // With XQ the quantizer applies the norm and gathers the logit rows.

@@ -1,5 +1,5 @@
 /**
- * Load-time layout of Q8_0 / Q4_0 / Q8X matrices for the CPU-family quantized matmul
+ * Load-time layout of Q8_0 / Q4_0 / Q8X / Q4X matrices for the CPU-family quantized matmul
  * (`kernels/qgemv_c8.wgsl`), packed straight from llama.cpp's block bytes (no dequantizing).
  *
  * Output columns go eight at a time (column block `c` = columns 8c..8c+7, in the order of a
@@ -12,24 +12,38 @@
  *   `4h..4h+3`: low nibbles are k-quad `i`, high nibbles k-quad `i + 4` (llama.cpp's order).
  * - Q8X (22 words per tile, `q8x.ts`): words 0-1 the eight f32 `lo` scales (columns 0..3,
  *   4..7), 2-3 the `hi` scales, 4-5 the mins, then word `6 + 2i + h` as Q8_0's `1 + 2i + h`.
+ * - Q4X (12 words per tile, `q4x.ts`): words 0-1 the f32 scales, 2-3 the mins, then word
+ *   `4 + 2i + h` as Q4_0's `1 + 2i + h` (the same nibble order, so the kernel shares Q4_0's
+ *   unpacking).
  * One invocation streams its own run front to back with full-word loads; the bytes of a Q8_0
  * matrix grow by 1/16 (scales padded to a word per tile), Q4_0's by 0 (same 18 bytes a block),
- * Q8X's by 0 (44 bytes a block).
+ * Q8X's and Q4X's by 0 (44 and 24 bytes a block).
  * @module
  */
 import { type ColumnMap, identityColumns, WeightLayoutError } from "../weight_layout.ts";
 import { Q8X_BYTES } from "./q8x.ts";
+import { Q4X_BYTES } from "./q4x.ts";
 
 /**
- * The block types the quantized matmuls compute on: llama.cpp's Q8_0 / Q4_0 as stored, and
- * Q8X, the load-time transcoding of K-quants and of mixed-type fused matrices (`q8x.ts`).
+ * The block types the quantized matmuls compute on: llama.cpp's Q8_0 / Q4_0 as stored, Q4X,
+ * the load-time transcoding of Q4_K (`q4x.ts`), and Q8X, that of other K-quants and of
+ * mixed-type fused matrices (`q8x.ts`).
  */
-export type MatmulQuantType = "Q8_0" | "Q4_0" | "Q8X";
+export type MatmulQuantType = "Q8_0" | "Q4_0" | "Q8X" | "Q4X";
 
 /** Bytes per 32-value block of a matmul quant type. */
 export function matmulBlockBytes(type: MatmulQuantType): number {
-  return type === "Q8_0" ? 34 : type === "Q4_0" ? 18 : Q8X_BYTES;
+  return { Q8_0: 34, Q4_0: 18, Q8X: Q8X_BYTES, Q4X: Q4X_BYTES }[type];
 }
+
+/**
+ * The f32 header words (scales, min) and the 32 quants' bytes of the load-time block types,
+ * whose layouts put one f32 per (column, block) before the quants.
+ */
+export const FLOAT_HEADER_BLOCKS: Record<"Q8X" | "Q4X", { floats: number; quantBytes: number }> = {
+  Q8X: { floats: 3, quantBytes: 32 },
+  Q4X: { floats: 2, quantBytes: 16 },
+};
 
 /** A row-major `[rows, k]` matrix of llama.cpp blocks (each row k / 32 blocks). */
 export interface QuantMatrix {
@@ -55,7 +69,7 @@ export interface PackedQuantMatrix {
 
 /** 16-byte words per 32 x 8 tile of the column-block layout. */
 export function c8TileWords(type: MatmulQuantType): number {
-  return type === "Q8_0" ? 17 : type === "Q4_0" ? 9 : 22;
+  return { Q8_0: 17, Q4_0: 9, Q8X: 22, Q4X: 12 }[type];
 }
 
 /** Checks a quantized matrix's geometry and its column map; returns the map. */
@@ -90,7 +104,7 @@ export function readU32(bytes: Uint8Array, at: number): number {
 export function packQuantColumnBlocks(m: QuantMatrix, columns?: ColumnMap): PackedQuantMatrix {
   const map = checkQuantMatrix(m, columns);
   const kb = m.k / 32;
-  if (m.type === "Q8X") return packQ8XColumnBlocks(m, map);
+  if (m.type === "Q8X" || m.type === "Q4X") return packFloatHeaderColumnBlocks(m, map);
   const blockBytes = matmulBlockBytes(m.type);
   const tile = 4 * c8TileWords(m.type);
   const quads = m.type === "Q8_0" ? 8 : 4;
@@ -115,10 +129,15 @@ export function packQuantColumnBlocks(m: QuantMatrix, columns?: ColumnMap): Pack
   return { type: m.type, data: out, cols: map.length, k: m.k };
 }
 
-/** Q8X tiles: f32 lo / hi / min words, then the int8 quants as Q8_0's (see the module docs). */
-function packQ8XColumnBlocks(m: QuantMatrix, map: ColumnMap): PackedQuantMatrix {
+/**
+ * Q8X / Q4X tiles: the f32 header words (Q8X lo / hi / min, Q4X scale / min), then the quants
+ * as Q8_0's or Q4_0's (see the module docs).
+ */
+function packFloatHeaderColumnBlocks(m: QuantMatrix, map: ColumnMap): PackedQuantMatrix {
+  const { floats, quantBytes } = FLOAT_HEADER_BLOCKS[m.type as "Q8X" | "Q4X"];
+  const bytes = matmulBlockBytes(m.type);
   const kb = m.k / 32;
-  const tile = 4 * c8TileWords("Q8X");
+  const tile = 4 * c8TileWords(m.type);
   const out = new Uint32Array((map.length / 8) * kb * tile);
   const view = new DataView(m.data.buffer, m.data.byteOffset, m.data.byteLength);
   for (let c = 0; c < map.length / 8; c++) {
@@ -128,12 +147,12 @@ function packQ8XColumnBlocks(m: QuantMatrix, map: ColumnMap): PackedQuantMatrix 
       const h = q >> 2;
       const lane = q & 3;
       for (let b = 0; b < kb; b++) {
-        const at = (row * kb + b) * Q8X_BYTES;
+        const at = (row * kb + b) * bytes;
         const o = (c * kb + b) * tile;
-        // lo, hi, min: word 2t + h, lane q & 3 (the f32 bits as stored).
-        for (let t = 0; t < 3; t++) out[o + 4 * (2 * t + h) + lane] = view.getUint32(at + 4 * t, true);
-        for (let i = 0; i < 8; i++) {
-          out[o + 4 * (6 + 2 * i + h) + lane] = view.getUint32(at + 12 + 4 * i, true);
+        // Header float t: word 2t + h, lane q & 3 (the f32 bits as stored).
+        for (let t = 0; t < floats; t++) out[o + 4 * (2 * t + h) + lane] = view.getUint32(at + 4 * t, true);
+        for (let i = 0; i < quantBytes / 4; i++) {
+          out[o + 4 * (2 * floats + 2 * i + h) + lane] = view.getUint32(at + 4 * floats + 4 * i, true);
         }
       }
     }

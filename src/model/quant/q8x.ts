@@ -40,7 +40,7 @@ function header(view: DataView, at: number, lo: number, hi: number, min: number)
 }
 
 /** Q4_K's j-th 6-bit (scale, min) pair from the 12 scale bytes at `s` (ggml's get_scale_min_k4). */
-function scaleMin(b: Uint8Array, s: number, j: number): [number, number] {
+export function q4kScaleMin(b: Uint8Array, s: number, j: number): [number, number] {
   if (j < 4) return [b[s + j] & 63, b[s + j + 4] & 63];
   return [
     (b[s + j + 4] & 0xf) | ((b[s + j - 4] >> 6) << 4),
@@ -76,7 +76,7 @@ export function transcodeToQ8X(type: QuantType, src: Uint8Array, blocks: number)
       const dmin = readF16(src, at + 2);
       // Sub-block 2g: low nibbles of bytes 32g..32g+31; sub-block 2g + 1: their high nibbles.
       for (let s = 0; s < 8; s++) {
-        const [sc, m] = scaleMin(src, at + 4, s);
+        const [sc, m] = q4kScaleMin(src, at + 4, s);
         const scale = f32(d * sc);
         header(view, o, scale, scale, f32(dmin * m));
         const q = at + 16 + 32 * (s >> 1);

@@ -1,7 +1,8 @@
 /**
  * Quantized matrices for the weight uploader: the blocks of one or several HF tensors fused
- * by rows (q|k|v, gate|up) read through `TensorSource.readBlocks` (never dequantized; K-quants
- * and fused matrices that mix block types are transcoded to Q8X blocks, see `q8x.ts`), and
+ * by rows (q|k|v, gate|up) read through `TensorSource.readBlocks` (never dequantized; Q4_K is
+ * transcoded to Q4X blocks, `q4x.ts`, and Q6_K and fused matrices that mix block types to Q8X
+ * blocks, `q8x.ts`), and
  * their packing for a kernel family, split into parts of whole 8-column blocks that each fit
  * one storage binding (each part a self-contained layout, so a part binds like a matrix).
  * @module
@@ -11,6 +12,7 @@ import { release } from "../release.ts";
 import type { ColumnMap } from "../weight_layout.ts";
 import {
   c8TileWords,
+  matmulBlockBytes,
   type MatmulQuantType,
   type PackedQuantMatrix,
   packQuantColumnBlocks,
@@ -18,25 +20,27 @@ import {
 } from "./pack_c8.ts";
 import { packQuantRows } from "./pack_rows.ts";
 import { Q8X_BYTES, sourceBlocksPerRow, transcodeToQ8X } from "./q8x.ts";
+import { Q4X_BYTES, transcodeQ4KToQ4X } from "./q4x.ts";
 
 /** The layouts the quantized kernels read: CPU family column blocks, GPU family rows. */
 export type QuantLayout = "column_blocks" | "rows";
 
 /**
- * The block type the quantized matmuls run a source tensor as: Q8_0 / Q4_0 as stored, K-quants
- * (Q4_K, Q6_K) as Q8X; null for float tensors.
+ * The block type the quantized matmuls run a source tensor as on its own: Q8_0 / Q4_0 as
+ * stored, Q4_K as Q4X, Q6_K as Q8X; null for float tensors.
  */
 export function matmulQuantType(info: SourceTensor): MatmulQuantType | null {
   const t = info.blocks?.type;
   if (!t) return null;
-  return t === "Q8_0" || t === "Q4_0" ? t : "Q8X";
+  return t === "Q8_0" || t === "Q4_0" ? t : t === "Q4_K" ? "Q4X" : "Q8X";
 }
 
 /**
  * The blocks of `names` stacked by rows as one matrix, or null unless every tensor is held as
  * blocks with the same K, a multiple of 32 (then the caller uploads floats). One Q8_0 or Q4_0
- * type throughout stays as stored; K-quants, or a mix of types (a Q4_K_M file's Q4_K q/k with
- * Q6_K v), become Q8X, whose dequantized values are exactly the sources'.
+ * type throughout stays as stored; Q4_K throughout becomes Q4X (6 bits a weight); Q6_K, or a
+ * mix of types (a Q4_K_M file's Q4_K q/k with Q6_K v), becomes Q8X (11 bits a weight, room for
+ * every type's quants). Q4X's and Q8X's dequantized values are exactly the sources'.
  */
 export async function readQuantMatrix(
   source: TensorSource,
@@ -53,17 +57,20 @@ export async function readQuantMatrix(
     )
   ) return null;
   const type = types.every((t) => t === types[0]) ? types[0]! : "Q8X";
-  const outBytes = (i: SourceTensor) => type === "Q8X" ? i.shape[0] * (k / 32) * Q8X_BYTES : i.blocks!.byteLength;
+  const transcoded = type === "Q8X" ? Q8X_BYTES : type === "Q4X" ? Q4X_BYTES : 0;
+  const outBytes = (i: SourceTensor) => transcoded ? i.shape[0] * (k / 32) * transcoded : i.blocks!.byteLength;
   const data = new Uint8Array(infos.reduce((s, i) => s + outBytes(i), 0));
   let at = 0;
   for (const info of infos) {
     const blocks = info.blocks!;
-    if (type === "Q8X") {
+    if (transcoded) {
       const raw = await collectChunks(blocks.byteLength, source.readBlocks(info));
-      const q8x = transcodeToQ8X(blocks.type, raw, info.shape[0] * sourceBlocksPerRow(blocks.type, k));
+      const n = info.shape[0] * sourceBlocksPerRow(blocks.type, k);
+      // Q4X only when every tensor is Q4_K (matmulQuantType).
+      const out = type === "Q4X" ? transcodeQ4KToQ4X(raw, n) : transcodeToQ8X(blocks.type, raw, n);
       release(raw);
-      data.set(q8x, at);
-      release(q8x);
+      data.set(out, at);
+      release(out);
     } else {
       // Chunks straight into place (no per-tensor copy), each freed once copied.
       for await (const { offset, bytes } of source.readBlocks(info)) {
@@ -87,7 +94,7 @@ export interface QuantPart {
 export function quantBlockBytes(type: MatmulQuantType, k: number, layout: QuantLayout): number {
   const kb = k / 32;
   if (layout === "column_blocks") return kb * 16 * c8TileWords(type);
-  if (type === "Q8X") return 8 * kb * 44;
+  if (type === "Q8X" || type === "Q4X") return 8 * kb * matmulBlockBytes(type);
   return 8 * kb * (type === "Q8_0" ? 32 : 16) + 8 * kb * 2;
 }
 
