@@ -176,11 +176,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 #else
 #if Q4
     // Word pair i holds k-quads i (low nibbles) and i + 4 (high), done one after the other
-    // so that only 8 columns x 4 k of weights are live at a time.
+    // so that only 8 columns x 4 k of weights are live at a time. Q4X goes in k order (each
+    // word pair read twice) so that its sums are the dequantized f32 matmul's bit for bit, as
+    // Q8X's are; Q4_0 keeps its goldens' order.
+#if Q4X
+    for (var h = 0u; h < 2u; h++) {
+      for (var i = 0u; i < 4u; i++) {
+#else
     for (var i = 0u; i < 4u; i++) {
-      let p0 = w[base + QOFF + 2u * i];
-      let p1 = w[base + QOFF + 1u + 2u * i];
       for (var h = 0u; h < 2u; h++) {
+#endif
+        let p0 = w[base + QOFF + 2u * i];
+        let p1 = w[base + QOFF + 1u + 2u * i];
         let s = i + 4u * h;
         let q0 = (p0 >> vec4<u32>(4u * h)) & vec4<u32>(0x0f0f0f0fu);
         let q1 = (p1 >> vec4<u32>(4u * h)) & vec4<u32>(0x0f0f0f0fu);

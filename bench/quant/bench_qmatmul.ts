@@ -2,8 +2,9 @@
  * Quantized matmuls against the f16 `gemv_c8` on the SmolLM2-135M shapes (CPU family):
  * Q8_0 and Q4_0, exact path (f32 activations) and fast path (activations quantized to Q8 by
  * `quantize_rows`, integer dot products; timed with and without that pass), at 1 and 8 rows;
- * Q8X (what Q4_K / Q6_K GGUF weights run as; exact path only), here transcoded from Q4_0
- * since these K are no multiple of 256 (the kernel's cost does not depend on the source type).
+ * Q8X (what Q6_K and mixed-type GGUF matrices run as) and Q4X (what all-Q4_K ones run as),
+ * exact path only, here made from Q4_0 blocks since these K are no multiple of 256 (the
+ * kernels' cost does not depend on the values).
  * Every matrix rotates through >= 64 MiB of copies so each dispatch streams from memory as a
  * decode step does; variants of one shape are interleaved round by round (a busy moment on a
  * shared machine hits all alike) and medians are reported.
@@ -20,9 +21,25 @@ import { packColumnBlocks } from "../../src/model/weight_layout.ts";
 import { quantizeQ8_0 } from "../../src/model/quant/q8_0.ts";
 import { quantizeQ4_0 } from "../../src/model/quant/q4_0.ts";
 import { transcodeToQ8X } from "../../src/model/quant/q8x.ts";
+import { Q4X_BYTES, Q4X_QS } from "../../src/model/quant/q4x.ts";
+import { readF16 } from "../../src/model/quant/f16.ts";
 import { createGpu, type Gpu } from "../../src/gpu/device.ts";
 import * as rt from "../../src/runtime/runtime.ts";
 import { Rng } from "../rng.ts";
+
+/** Q4X blocks with Q4_0's values (scale d, min 8d; the same nibbles), for timing only. */
+function q4xFromQ4_0(q4: Uint8Array): Uint8Array {
+  const blocks = q4.length / 18;
+  const out = new Uint8Array(blocks * Q4X_BYTES);
+  const view = new DataView(out.buffer);
+  for (let b = 0; b < blocks; b++) {
+    const d = readF16(q4, 18 * b);
+    view.setFloat32(b * Q4X_BYTES, d, true);
+    view.setFloat32(b * Q4X_BYTES + 4, 8 * d, true);
+    out.set(q4.subarray(18 * b + 2, 18 * b + 18), b * Q4X_BYTES + Q4X_QS);
+  }
+  return out;
+}
 
 /** A matmul shape (N outputs, K inputs). */
 export interface QShape {
@@ -87,6 +104,7 @@ export async function benchQMatmuls(
         q8_0: { type: "Q8_0", rows: n, k, data: quantizeQ8_0(wf) },
         q4_0: { type: "Q4_0", rows: n, k, data: quantizeQ4_0(wf) },
         q8x: { type: "Q8X", rows: n, k, data: transcodeToQ8X("Q4_0", quantizeQ4_0(wf), (n * k) / 32) },
+        q4x: { type: "Q4X", rows: n, k, data: q4xFromQ4_0(quantizeQ4_0(wf)) },
       };
       const copies = (bytes: number, data: ArrayBufferView<ArrayBuffer>) =>
         Array.from(
@@ -180,8 +198,8 @@ export async function benchQMatmuls(
             p.data.byteLength,
             (pass, rep) => exactAll[rep % buffers.length].forEach((d) => QuantKit.encode(pass, d)),
           );
-          // Q8X has no fast path.
-          if (name === "q8x") continue;
+          // Q8X and Q4X have no fast path.
+          if (name === "q8x" || name === "q4x") continue;
           for (const dot4 of kit.gpu.hasPacked4x8 ? [true, false] : [false]) {
             const fast = buildQMatmul(kit, { ...base, xq: true, defines: { DOT4: dot4 } });
             const fastAll = buffers.map((b) => fast.rebind(b));
