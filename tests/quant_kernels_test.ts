@@ -11,7 +11,7 @@
  * Shapes: K a multiple of 32, N not a multiple of 8, 1..9 rows and 40 (two qgemm row tiles).
  * Q8X and Q4X (K-quants transcoded at load; exact path only) have their own tests at the end:
  * packers, exact products at decode and prefill row counts, batch invariance, the refusal of
- * XQ, and the epilogues.
+ * XQ, and the epilogues (RoPE + KV cache in the q|k|v test above).
  */
 import { test } from "./helpers/test.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
@@ -435,7 +435,7 @@ test("quant matmul: epilogues (residual + bias, logit-row gather, RMSNorm + gamm
   });
 });
 
-test("quant matmul: q|k|v with RoPE + KV-cache write (f32 and f16 cache, with bias) on both paths", async (t) => {
+test("quant matmul: q|k|v with RoPE + KV-cache write (f32 and f16 cache, with bias) on both paths (Q8X, Q4X: exact)", async (t) => {
   await withKit(async (kit) => {
     const rng = new Rng(46);
     const [nh, nkv, hd, k, bs] = [3, 1, 16, 64, 4];
@@ -460,10 +460,12 @@ test("quant matmul: q|k|v with RoPE + KV-cache write (f32 and f16 cache, with bi
     const x = gaussian(rng, rows * k);
     const xb = kit.buffer(x);
     const bias = gaussian(rng, cols, 0.3);
-    for (const type of TYPES) {
-      const weight = quantMatrix(rng, type, cols, k);
+    // Q8X / Q4X (random blocks: K is no multiple of 256) have the exact path only.
+    for (const type of [...TYPES, "Q8X", "Q4X"] as const) {
+      const x8 = type === "Q8X" || type === "Q4X";
+      const weight = x8 ? X_MATRICES[type](rng, cols, k) : quantMatrix(rng, type, cols, k);
       for (const kernel of KERNELS) {
-        for (const xq of [false, true]) {
+        for (const xq of x8 ? [false] : [false, true]) {
           const base = { kernel, weight, xq, rows, meta, x: xb, ldx: k };
           const plain = xq
             ? (await run(
