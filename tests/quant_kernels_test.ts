@@ -130,6 +130,16 @@ function checkQuantRows(got: QuantRow[], u: Float32Array, k: number): void {
   });
 }
 
+/** act(gate) * up of each row of `plain` (gate | up halves of n columns). */
+function gluRef(plain: ArrayLike<number>, rows: number, n: number, act: (v: number) => number): Float64Array {
+  const inter = n / 2;
+  const want = new Float64Array(rows * inter);
+  for (let r = 0; r < rows; r++) {
+    for (let i = 0; i < inter; i++) want[r * inter + i] = act(plain[r * n + i]) * plain[r * n + inter + i];
+  }
+  return want;
+}
+
 test("quant packers: column blocks and quantized rows hold llama.cpp's blocks (decoded back on the CPU)", () => {
   const rng = new Rng(41);
   for (const type of TYPES) {
@@ -410,13 +420,7 @@ test("quant matmul: epilogues (residual + bias, logit-row gather, RMSNorm + gamm
                   ? (await run(kit, { ...base, out: kit.buffer(rows * n * 4), ldo: n, nOut: n }, n))
                     .out
                   : quantMatmulRef(x, weight, rows);
-                const act = gelu ? geluTanh : silu;
-                const want = new Float64Array(rows * inter);
-                for (let r = 0; r < rows; r++) {
-                  for (let i = 0; i < inter; i++) {
-                    want[r * inter + i] = act(plain[r * n + i]) * plain[r * n + inter + i];
-                  }
-                }
+                const want = gluRef(plain, rows, n, gelu ? geluTanh : silu);
                 const { out } = await run(kit, {
                   ...base,
                   columns: gluColumns(inter),
@@ -757,12 +761,7 @@ for (const [type, seed] of [["Q8X", 53], ["Q4X", 63]] as const) test(`quant ${ty
         assert(maxRelErr(out, want) <= EPILOGUE_TOL, `error ${maxRelErr(out, want)}`);
       });
       await t.step(`${kernel} GLU`, async () => {
-        const want = new Float64Array(rows * inter);
-        for (let r = 0; r < rows; r++) {
-          for (let i = 0; i < inter; i++) {
-            want[r * inter + i] = silu(plain[r * n + i]) * plain[r * n + inter + i];
-          }
-        }
+        const want = gluRef(plain, rows, n, silu);
         const { out } = await run(kit, {
           ...base,
           columns: gluColumns(inter),
