@@ -77,17 +77,26 @@ fn dot4x4(q: vec4<u32>, xq: u32) -> vec4<i32> {
 // Four nibbles already masked into the bytes of `u` (Q4_0: minus its offset 8; Q4X's min
 // comes with the scale).
 #if Q4X
-fn w_nib(u: u32) -> vec4<f32> { return vec4<f32>(u8x4(u)); }
+fn w_quad(u: u32) -> vec4<f32> { return vec4<f32>(u8x4(u)); }
 #else
-fn w_nib(u: u32) -> vec4<f32> { return vec4<f32>(u8x4(u)) - 8.0; }
+fn w_quad(u: u32) -> vec4<f32> { return vec4<f32>(u8x4(u)) - 8.0; }
 #endif
 #else
-fn w_q(u: u32) -> vec4<f32> { return vec4<f32>(i8x4(u)); }
+fn w_quad(u: u32) -> vec4<f32> { return vec4<f32>(i8x4(u)); }
 #endif
-// Four columns' dequantized weights (each f32(q * d), llama.cpp's value) at 4 consecutive k,
-// times x at those k: one sum per column.
-fn mac4(c0: vec4<f32>, c1: vec4<f32>, c2: vec4<f32>, c3: vec4<f32>, xv: vec4<f32>) -> vec4<f32> {
-  return vec4<f32>(dot(c0, xv), dot(c1, xv), dot(c2, xv), dot(c3, xv));
+// Four columns' dequantized weights at 4 consecutive k (column j from the u32 q[j]): each
+// f32(q * d) - min, llama.cpp's value (Q8_0 / Q4_0 have min 0, which the compiler drops).
+fn cols4(q: vec4<u32>, d: vec4<f32>, mn: vec4<f32>) -> mat4x4<f32> {
+  return mat4x4<f32>(
+    w_quad(q.x) * d.x - mn.x,
+    w_quad(q.y) * d.y - mn.y,
+    w_quad(q.z) * d.z - mn.z,
+    w_quad(q.w) * d.w - mn.w,
+  );
+}
+// Those weights times x at the same 4 k: one sum per column.
+fn mac4(c: mat4x4<f32>, xv: vec4<f32>) -> vec4<f32> {
+  return vec4<f32>(dot(c[0], xv), dot(c[1], xv), dot(c[2], xv), dot(c[3], xv));
 }
 #endif
 
@@ -124,6 +133,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let sw = w[base];
     let d0 = scales_lo(sw);
     let d1 = scales_hi(sw);
+    let mn0 = vec4<f32>(0.0);
+    let mn1 = vec4<f32>(0.0);
 #endif
 #endif
 #if XQ
@@ -191,25 +202,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let s = i + 4u * h;
         let q0 = (p0 >> vec4<u32>(4u * h)) & vec4<u32>(0x0f0f0f0fu);
         let q1 = (p1 >> vec4<u32>(4u * h)) & vec4<u32>(0x0f0f0f0fu);
-#if Q4X
-        let c00 = w_nib(q0.x) * d0.x - mn0.x;
-        let c01 = w_nib(q0.y) * d0.y - mn0.y;
-        let c02 = w_nib(q0.z) * d0.z - mn0.z;
-        let c03 = w_nib(q0.w) * d0.w - mn0.w;
-        let c10 = w_nib(q1.x) * d1.x - mn1.x;
-        let c11 = w_nib(q1.y) * d1.y - mn1.y;
-        let c12 = w_nib(q1.z) * d1.z - mn1.z;
-        let c13 = w_nib(q1.w) * d1.w - mn1.w;
-#else
-        let c00 = w_nib(q0.x) * d0.x;
-        let c01 = w_nib(q0.y) * d0.y;
-        let c02 = w_nib(q0.z) * d0.z;
-        let c03 = w_nib(q0.w) * d0.w;
-        let c10 = w_nib(q1.x) * d1.x;
-        let c11 = w_nib(q1.y) * d1.y;
-        let c12 = w_nib(q1.z) * d1.z;
-        let c13 = w_nib(q1.w) * d1.w;
-#endif
+        let c0 = cols4(q0, d0, mn0);
+        let c1 = cols4(q1, d1, mn1);
 #if GAMMA
         let g = gamma[8u * b + s];
 #endif
@@ -223,8 +217,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 #else
           let xv = xraw;
 #endif
-          a0[r] += mac4(c00, c01, c02, c03, xv);
-          a1[r] += mac4(c10, c11, c12, c13, xv);
+          a0[r] += mac4(c0, xv);
+          a1[r] += mac4(c1, xv);
         }
       }
     }
@@ -234,25 +228,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let q1 = w[base + QOFF + 1u + 2u * i];
 #if Q8X
       // k-quads 0..3 are k 0..15 (the lo scales), 4..7 are k 16..31.
-      let d0 = select(hi0, lo0, i < 4u);
-      let d1 = select(hi1, lo1, i < 4u);
-      let c00 = w_q(q0.x) * d0.x - mn0.x;
-      let c01 = w_q(q0.y) * d0.y - mn0.y;
-      let c02 = w_q(q0.z) * d0.z - mn0.z;
-      let c03 = w_q(q0.w) * d0.w - mn0.w;
-      let c10 = w_q(q1.x) * d1.x - mn1.x;
-      let c11 = w_q(q1.y) * d1.y - mn1.y;
-      let c12 = w_q(q1.z) * d1.z - mn1.z;
-      let c13 = w_q(q1.w) * d1.w - mn1.w;
+      let c0 = cols4(q0, select(hi0, lo0, i < 4u), mn0);
+      let c1 = cols4(q1, select(hi1, lo1, i < 4u), mn1);
 #else
-      let c00 = w_q(q0.x) * d0.x;
-      let c01 = w_q(q0.y) * d0.y;
-      let c02 = w_q(q0.z) * d0.z;
-      let c03 = w_q(q0.w) * d0.w;
-      let c10 = w_q(q1.x) * d1.x;
-      let c11 = w_q(q1.y) * d1.y;
-      let c12 = w_q(q1.z) * d1.z;
-      let c13 = w_q(q1.w) * d1.w;
+      let c0 = cols4(q0, d0, mn0);
+      let c1 = cols4(q1, d1, mn1);
 #endif
 #if GAMMA
       let g = gamma[8u * b + i];
@@ -267,8 +247,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 #else
         let xv = xraw;
 #endif
-        a0[r] += mac4(c00, c01, c02, c03, xv);
-        a1[r] += mac4(c10, c11, c12, c13, xv);
+        a0[r] += mac4(c0, xv);
+        a1[r] += mac4(c1, xv);
       }
     }
 #endif
