@@ -343,12 +343,14 @@ test("quant matmul: batch invariance bit for bit (a row alone vs in 2..9 rows; q
   });
 });
 
-test("quant matmul: epilogues (residual + bias, logit-row gather, RMSNorm + gamma, GLU, RoPE + KV cache) on both paths", async (t) => {
+test("quant matmul: epilogues (residual + bias, logit-row gather, RMSNorm + gamma, GLU) on both paths (Q8X, Q4X: exact)", async (t) => {
   await withKit(async (kit) => {
     const rng = new Rng(45);
     const [n, k, rows, eps] = [36, 64, 5, 1e-5];
-    for (const type of TYPES) {
-      const weight = quantMatrix(rng, type, n, k);
+    // Q8X / Q4X (random blocks: K is no multiple of 256) have the exact path only.
+    for (const type of [...TYPES, "Q8X", "Q4X"] as const) {
+      const x8 = type === "Q8X" || type === "Q4X";
+      const weight = x8 ? X_MATRICES[type](rng, n, k) : quantMatrix(rng, type, n, k);
       const x = gaussian(rng, rows * k, 2);
       const xb = kit.buffer(x);
       const meta = kit.meta(rows);
@@ -356,7 +358,7 @@ test("quant matmul: epilogues (residual + bias, logit-row gather, RMSNorm + gamm
       const bias = gaussian(rng, n, 0.3);
       const gamma = Float32Array.from({ length: k }, () => 1 + 0.3 * (rng.next() - 0.5));
       for (const kernel of KERNELS) {
-        for (const xq of [false, true]) {
+        for (const xq of x8 ? [false] : [false, true]) {
           const tag = `${kernel} ${type} ${xq ? "fast" : "exact"}`;
           const base = { kernel, weight, xq, rows, meta, x: xb, ldx: k, ldo: n, nOut: n };
           // The plain product on this path (fast: checked above against integer references).
@@ -410,7 +412,7 @@ test("quant matmul: epilogues (residual + bias, logit-row gather, RMSNorm + gamm
       // GLU: gate | up rows (inter = n / 2), column order gluColumns.
       const inter = n / 2;
       for (const kernel of KERNELS) {
-        for (const xq of [false, true]) {
+        for (const xq of x8 ? [false] : [false, true]) {
           for (const gelu of [false, true]) {
             await t.step(
               `${kernel} ${type} ${xq ? "fast" : "exact"} GLU ${gelu ? "GELU" : "SiLU"}`,
@@ -712,66 +714,3 @@ for (const [type, seed] of [["Q8X", 52], ["Q4X", 62]] as const) test(`quant ${ty
   }
 });
 
-for (const [type, seed] of [["Q8X", 53], ["Q4X", 63]] as const) test(`quant ${type} matmul: epilogues (residual + bias, gather, RMSNorm + gamma, GLU)`, async (t) => {
-  await withKit(async (kit) => {
-    const rng = new Rng(seed);
-    const [n, k, rows, eps] = [36, 256, 5, 1e-5];
-    const weight = X_MATRICES[type](rng, n, k);
-    const x = gaussian(rng, rows * k, 2);
-    const xb = kit.buffer(x);
-    const meta = kit.meta(rows);
-    const residual = gaussian(rng, rows * n);
-    const bias = gaussian(rng, n, 0.3);
-    const gamma = Float32Array.from({ length: k }, () => 1 + 0.3 * (rng.next() - 0.5));
-    const plain = quantMatmulRef(x, weight, rows);
-    const inter = n / 2;
-    for (const kernel of KERNELS) {
-      const base = { kernel, weight, rows, meta, x: xb, ldx: k, ldo: n, nOut: n };
-      await t.step(`${kernel} ACCUM + BIAS`, async () => {
-        const { out } = await run(kit, {
-          ...base,
-          out: kit.buffer(residual),
-          bias: kit.buffer(bias),
-          defines: { ACCUM: true },
-        }, n);
-        const want = plain.map((v, i) => v + bias[i % n] + residual[i]);
-        assert(maxRelErr(out, want) <= EPILOGUE_TOL, `error ${maxRelErr(out, want)}`);
-      });
-      await t.step(`${kernel} GATHER`, async () => {
-        const { out } = await run(kit, {
-          ...base,
-          meta: kit.meta(rows, [4, 1, 2]),
-          rows: 3,
-          out: kit.buffer(3 * n * 4),
-          defines: { GATHER: true },
-        }, n);
-        const want = new Float64Array(3 * n);
-        [4, 1, 2].forEach((tok, r) => want.set(plain.subarray(tok * n, (tok + 1) * n), r * n));
-        assert(maxRelErr(out, want) <= EPILOGUE_TOL, `error ${maxRelErr(out, want)}`);
-      });
-      await t.step(`${kernel} NORM + GAMMA`, async () => {
-        const { out } = await run(kit, {
-          ...base,
-          out: kit.buffer(rows * n * 4),
-          norm: true,
-          gamma: kit.buffer(gamma),
-          eps,
-        }, n);
-        const want = quantMatmulRef(rmsNormRef(x, gamma, rows, k, eps), weight, rows);
-        assert(maxRelErr(out, want) <= EPILOGUE_TOL, `error ${maxRelErr(out, want)}`);
-      });
-      await t.step(`${kernel} GLU`, async () => {
-        const want = gluRef(plain, rows, n, silu);
-        const { out } = await run(kit, {
-          ...base,
-          columns: gluColumns(inter),
-          out: kit.buffer(rows * inter * 4),
-          ldo: inter,
-          nOut: inter,
-          defines: { GLU: true },
-        }, inter);
-        assert(maxRelErr(out, want) <= EPILOGUE_TOL, `error ${maxRelErr(out, want)}`);
-      });
-    }
-  });
-});
