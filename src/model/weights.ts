@@ -477,20 +477,9 @@ export function placeMatrix(
 }
 
 /**
- * Packs a matrix of llama.cpp blocks for the quantized kernels of `layout`'s family and uploads
- * it as parts of whole 8-column blocks; returns the weight and the bytes written.
+ * Packs a matrix of llama.cpp blocks for the quantized kernels of `layout`'s family and creates
+ * its parts' buffers (whole 8-column blocks); the writes that fill them are returned.
  */
-export function uploadQuantMatrix(
-  device: GPUDevice,
-  m: QuantMatrix,
-  options: UploadMatrixOptions,
-): { weight: MatrixWeight; bytes: number } {
-  const { weight, bytes, writes } = placeQuantMatrix(device, m, options);
-  for (const w of writes) device.queue.writeBuffer(w.buffer, 0, w.data, w.start, w.count);
-  return { weight, bytes };
-}
-
-/** {@link uploadQuantMatrix} without the writes: packs and creates the parts' buffers. */
 export function placeQuantMatrix(
   device: GPUDevice,
   m: QuantMatrix,
