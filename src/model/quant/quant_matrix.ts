@@ -19,8 +19,8 @@ import {
   type QuantMatrix,
 } from "./pack_c8.ts";
 import { packQuantRows } from "./pack_rows.ts";
-import { Q8X_BYTES, sourceBlocksPerRow, transcodeToQ8X } from "./q8x.ts";
-import { Q4X_BYTES, transcodeQ4KToQ4X } from "./q4x.ts";
+import { sourceBlocksPerRow, transcodeToQ8X } from "./q8x.ts";
+import { transcodeQ4KToQ4X } from "./q4x.ts";
 
 /** The layouts the quantized kernels read: CPU family column blocks, GPU family rows. */
 export type QuantLayout = "column_blocks" | "rows";
@@ -57,8 +57,8 @@ export async function readQuantMatrix(
     )
   ) return null;
   const type = types.every((t) => t === types[0]) ? types[0]! : "Q8X";
-  const transcoded = type === "Q8X" ? Q8X_BYTES : type === "Q4X" ? Q4X_BYTES : 0;
-  const outBytes = (i: SourceTensor) => transcoded ? i.shape[0] * (k / 32) * transcoded : i.blocks!.byteLength;
+  const transcoded = type === "Q8X" || type === "Q4X";
+  const outBytes = (i: SourceTensor) => i.shape[0] * (k / 32) * matmulBlockBytes(type);
   const data = new Uint8Array(infos.reduce((s, i) => s + outBytes(i), 0));
   let at = 0;
   for (const info of infos) {
