@@ -38,8 +38,8 @@ export type {
   ToolChoiceOption,
   ToolFunction,
   Usage,
-} from "./src/api/types.ts";
-export { DEFAULT_MAX_TOKENS, EngineError, InvalidRequestError, LlmError } from "./src/api/types.ts";
+} from "./src/types/api.ts";
+export { DEFAULT_MAX_TOKENS, EngineError, InvalidRequestError, LlmError } from "./src/types/api.ts";
 export { type CreateEngineOptions, EngineClient } from "./src/api/client.ts";
 export type { BatchItemError, BatchOptions, BatchProgress } from "./src/api/batch.ts";
 export { CheckpointError, UnsupportedArchitectureError } from "./src/model/errors.ts";

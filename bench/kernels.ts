@@ -18,7 +18,7 @@
  */
 import { Bench } from "tinybench";
 import type { Gpu } from "../src/gpu/device.ts";
-import type { KernelFamily } from "../src/api/types.ts";
+import type { KernelFamily } from "../src/types/api.ts";
 import { loadKernelSources, PipelineCache } from "../src/kernels/registry.ts";
 import { KERNEL_FILES } from "../src/kernels/descriptors.ts";
 import { kernelFamilyFor } from "../src/kernels/family.ts";

@@ -8,7 +8,7 @@
  */
 import { createGpu } from "../src/gpu/device.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
-import type { Quantization } from "../src/api/types.ts";
+import type { Quantization } from "../src/types/api.ts";
 import { args, readTextFile } from "../src/runtime/runtime.ts";
 
 /** What the probe prints. */

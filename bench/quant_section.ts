@@ -21,7 +21,7 @@
 import { execFile } from "node:child_process";
 import type { Llama, Token } from "node-llama-cpp";
 import { createEngine } from "../mod.ts";
-import type { Quantization } from "../src/api/types.ts";
+import type { Quantization } from "../src/types/api.ts";
 import { convertToGguf } from "../src/model/gguf/convert.ts";
 import { openCheckpointTensors } from "../src/model/safetensors.ts";
 import * as rt from "../src/runtime/runtime.ts";

@@ -7,7 +7,7 @@
 import { Bench } from "tinybench";
 import type { ModelRunner } from "../src/runner/model_runner.ts";
 import { buildStepBatch, shapeOf } from "../src/runner/step_meta.ts";
-import { SAMPLING_DEFAULTS } from "../src/api/types.ts";
+import { SAMPLING_DEFAULTS } from "../src/types/api.ts";
 import { GpuTimer } from "./gpu_timer.ts";
 import { percentile } from "./stats.ts";
 

@@ -8,7 +8,7 @@
  */
 import type { ModelRunner } from "../src/runner/model_runner.ts";
 import { buildStepBatch, shapeOf } from "../src/runner/step_meta.ts";
-import { SAMPLING_DEFAULTS } from "../src/api/types.ts";
+import { SAMPLING_DEFAULTS } from "../src/types/api.ts";
 import { GpuTimer } from "./gpu_timer.ts";
 import { percentile } from "./stats.ts";
 

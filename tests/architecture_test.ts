@@ -1,8 +1,8 @@
 /**
  * Dependencies point one way: runtime -> gpu -> kernels -> model -> scheduler -> runner ->
- * engine -> api -> mod.ts -> server / cli -> serve.ts, with `src/api/types.ts` (the public
+ * engine -> api -> mod.ts -> server / cli -> serve.ts, with `src/types/api.ts` (the public
  * types) below everything and the scheduler depending on nothing but those types. No import
- * cycles. The checker is tested on a graph with a reversed import and a cycle, so a passing
+ * cycles, between files or between top-level folders. The checker is tested on a graph with a reversed import and a cycle, so a passing
  * check means something.
  */
 import { test } from "./helpers/test.ts";
@@ -19,7 +19,7 @@ interface Layer {
 
 /** Lowest first: a file may import its own layer and the layers listed before it. */
 const LAYERS: Layer[] = [
-  { name: "types", match: (p) => p === "src/api/types.ts" },
+  { name: "types", match: (p) => p.startsWith("src/types/") },
   { name: "runtime", match: (p) => p.startsWith("src/runtime/") },
   { name: "gpu", match: (p) => p.startsWith("src/gpu/") },
   { name: "kernels", match: (p) => p.startsWith("src/kernels/") },
@@ -114,15 +114,60 @@ test("architecture: the checker finds a reversed import, a scheduler reaching th
   const graph: Graph = new Map([
     ["src/model/config.ts", ["src/runner/forward.ts"]],
     ["src/runner/forward.ts", ["src/model/config.ts"]],
-    ["src/scheduler/scheduler.ts", ["src/gpu/device.ts", "src/api/types.ts"]],
+    ["src/scheduler/scheduler.ts", ["src/gpu/device.ts", "src/types/api.ts"]],
     ["src/gpu/device.ts", []],
-    ["src/api/types.ts", []],
+    ["src/types/api.ts", []],
   ]);
   const problems = checkDependencies(graph);
   assert(problems.some((p) => p.startsWith("src/model/config.ts (model) imports src/runner/forward.ts (runner)")), problems.join("\n"));
   assert(problems.some((p) => p.startsWith("src/scheduler/scheduler.ts (scheduler) imports src/gpu/device.ts")), problems.join("\n"));
   assert(problems.some((p) => p.startsWith("import cycle:")), problems.join("\n"));
   assertEquals(problems.length, 3, problems.join("\n"));
+});
+
+/**
+ * The folder graph: top-level source folder (`src/model`, subfolders included) -> the folders
+ * its files import; a file outside `src/` is its own node.
+ */
+export function folderGraph(graph: Graph): Graph {
+  const folderOf = (file: string) => file.startsWith("src/") ? file.split("/").slice(0, 2).join("/") : file;
+  const folders: Graph = new Map();
+  for (const [from, targets] of graph) {
+    const a = folderOf(from);
+    const set = new Set(folders.get(a) ?? []);
+    for (const to of targets) if (folderOf(to) !== a) set.add(folderOf(to));
+    folders.set(a, [...set]);
+  }
+  for (const targets of [...folders.values()]) for (const t of targets) if (!folders.has(t)) folders.set(t, []);
+  return folders;
+}
+
+/** Import cycles between folders (a folder importing itself is fine). */
+export function folderCycles(graph: Graph): string[] {
+  const folders = folderGraph(graph);
+  const problems: string[] = [];
+  const state = new Map<string, "open" | "done">();
+  const visit = (node: string, path: string[]) => {
+    state.set(node, "open");
+    for (const next of folders.get(node) ?? []) {
+      if (state.get(next) === "open") problems.push(`folder cycle: ${[...path.slice(path.indexOf(next)), next].join(" -> ")}`);
+      else if (!state.has(next)) visit(next, [...path, next]);
+    }
+    state.set(node, "done");
+  };
+  for (const node of folders.keys()) if (!state.has(node)) visit(node, [node]);
+  return problems;
+}
+
+test("architecture: the folder check finds a cycle between folders whose files form none", () => {
+  // model/a -> api/types, api/client -> engine/e, engine/e -> model/a: no file cycle, a folder cycle.
+  const graph: Graph = new Map([
+    ["src/model/a.ts", ["src/api/types.ts"]],
+    ["src/api/client.ts", ["src/engine/e.ts"]],
+    ["src/engine/e.ts", ["src/model/a.ts"]],
+    ["src/api/types.ts", []],
+  ]);
+  assertEquals(folderCycles(graph), ["folder cycle: src/model -> src/api -> src/engine -> src/model"]);
 });
 
 test("architecture: dependencies point one way and form no cycle", async () => {
@@ -132,4 +177,5 @@ test("architecture: dependencies point one way and form no cycle", async () => {
   assert(graph.get("src/engine/engine.ts")!.includes("src/runner/model_runner.ts"));
   assert(graph.get("src/api/client.ts")!.includes("src/api/worker.ts"), "the Worker's URL import is a dependency");
   assertEquals(checkDependencies(graph), []);
+  assertEquals(folderCycles(graph), []);
 });

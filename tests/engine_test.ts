@@ -6,7 +6,7 @@
 import { test } from "./helpers/test.ts";
 import { createEngine, type EngineClient, type GenerateOptions } from "../mod.ts";
 import { modelDir } from "./helpers/reference.ts";
-import { SAMPLING_DEFAULTS } from "../src/api/types.ts";
+import { SAMPLING_DEFAULTS } from "../src/types/api.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 
 const PROMPTS = [

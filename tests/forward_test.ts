@@ -18,7 +18,7 @@ import {
   promptLogits,
 } from "./helpers/reference.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
-import { KERNEL_FAMILIES } from "../src/api/types.ts";
+import { KERNEL_FAMILIES } from "../src/types/api.ts";
 
 for (const kernelFamily of KERNEL_FAMILIES) {
   test(`forward ${kernelFamily}: steps create no pipelines or bind groups and submit once each`, async () => {

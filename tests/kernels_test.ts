@@ -26,7 +26,7 @@ import { buildStepBatch, type SequenceChunk, shapeOf, type StepCapacity } from "
 import { ropeInverseFrequencies } from "../src/model/rope.ts";
 import type { RopeSpec } from "../src/model/config.ts";
 import { EMBED, RMSNORM, ROPE_KV } from "../src/kernels/descriptors.ts";
-import { KERNEL_FAMILIES, type KernelFamily } from "../src/api/types.ts";
+import { KERNEL_FAMILIES, type KernelFamily } from "../src/types/api.ts";
 import { Rng } from "../bench/rng.ts";
 
 const TOL = 2e-5;

@@ -19,7 +19,7 @@ import { createGpu } from "../src/gpu/device.ts";
 import { convertToGguf } from "../src/model/gguf/convert.ts";
 import { dequantize } from "../src/model/quant/dequantize.ts";
 import { linearWeightDTypes } from "../src/model/weights.ts";
-import { KERNEL_FAMILIES } from "../src/api/types.ts";
+import { KERNEL_FAMILIES } from "../src/types/api.ts";
 
 const TOL = 1e-5;
 const CONFIG = {

@@ -19,7 +19,7 @@ import { ModelRunner } from "../src/runner/model_runner.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { createGpu } from "../src/gpu/device.ts";
 import { convertToGguf } from "../src/model/gguf/convert.ts";
-import { KERNEL_FAMILIES } from "../src/api/types.ts";
+import { KERNEL_FAMILIES } from "../src/types/api.ts";
 import {
   greedyIds,
   loadGolden,

@@ -14,7 +14,7 @@
 import { test } from "./helpers/test.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
-import { KERNEL_FAMILIES } from "../src/api/types.ts";
+import { KERNEL_FAMILIES } from "../src/types/api.ts";
 import { MODEL_NAMES, modelDir } from "./helpers/reference.ts";
 import { EXACT_TOL, loadQuantGoldens, worstRelativeError } from "./helpers/quant_goldens.ts";
 

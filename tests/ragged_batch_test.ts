@@ -10,7 +10,7 @@ import { test } from "./helpers/test.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
 import { buildStepBatch, type SequenceChunk } from "../src/runner/step_meta.ts";
 import { BlockManager } from "../src/scheduler/block_manager.ts";
-import { KERNEL_FAMILIES, KV_DTYPES } from "../src/api/types.ts";
+import { KERNEL_FAMILIES, KV_DTYPES } from "../src/types/api.ts";
 import { createGpu } from "../src/gpu/device.ts";
 import { loadGolden, maxAbsDiff, modelDir } from "./helpers/reference.ts";
 import { assertEquals } from "./helpers/assert.ts";

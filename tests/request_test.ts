@@ -1,7 +1,7 @@
 /** Validation of request options: every bad value names its option. */
 import { test } from "./helpers/test.ts";
 import { validateRequest } from "../src/api/validate.ts";
-import { InvalidRequestError } from "../src/api/types.ts";
+import { InvalidRequestError } from "../src/types/api.ts";
 import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
 
 const LIMITS = { vocabSize: 512, maxContext: 64, maxTopLogprobs: 20, maxN: 8 };

@@ -8,7 +8,7 @@ import { createGpu, type Gpu } from "../src/gpu/device.ts";
 import { loadKernelSources, PipelineCache } from "../src/kernels/registry.ts";
 import { GpuSampler } from "../src/runner/sampler.ts";
 import { buildStepBatch, metaSlotWords, packStepMeta, type StepCapacity } from "../src/runner/step_meta.ts";
-import { SAMPLING_DEFAULTS, type SamplingParams, type TokenLogprob } from "../src/api/types.ts";
+import { SAMPLING_DEFAULTS, type SamplingParams, type TokenLogprob } from "../src/types/api.ts";
 import type { SamplingRowExtras } from "../src/kernels/layout.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 

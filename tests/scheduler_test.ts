@@ -2,7 +2,7 @@
 import { test } from "./helpers/test.ts";
 import { Scheduler, type SchedulerOptions } from "../src/scheduler/scheduler.ts";
 import { Sequence, type SequenceConstraint, type SequenceParams } from "../src/scheduler/sequence.ts";
-import { SAMPLING_DEFAULTS } from "../src/api/types.ts";
+import { SAMPLING_DEFAULTS } from "../src/types/api.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 
 const PARAMS: SequenceParams = { maxTokens: 4, sampling: SAMPLING_DEFAULTS, stopTokenIds: new Set([2]) };

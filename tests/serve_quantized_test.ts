@@ -12,7 +12,7 @@ import { testServer } from "./helpers/server.ts";
 import { modelDir } from "./helpers/reference.ts";
 import { withTempDir } from "./helpers/synthetic_checkpoint.ts";
 import { createEngine } from "../mod.ts";
-import type { Quantization } from "../src/api/types.ts";
+import type { Quantization } from "../src/types/api.ts";
 import { convertToGguf } from "../src/model/gguf/convert.ts";
 
 const PROMPT = "Once upon a time";

@@ -9,7 +9,7 @@ import { loadKernelSources, PipelineCache } from "../src/kernels/registry.ts";
 import { GpuSampler } from "../src/runner/sampler.ts";
 import { TokenMaskPass } from "../src/runner/token_mask.ts";
 import { buildStepBatch, metaSlotWords, packStepMeta, type StepCapacity } from "../src/runner/step_meta.ts";
-import { SAMPLING_DEFAULTS, type SamplingParams } from "../src/api/types.ts";
+import { SAMPLING_DEFAULTS, type SamplingParams } from "../src/types/api.ts";
 import { applyBitmask, bitmaskWords, isAllowed } from "../src/grammar/bitmask.ts";
 import { Rng } from "../bench/rng.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";

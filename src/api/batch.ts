@@ -4,8 +4,8 @@
  * `engine.generateBatch` and `cli batch` use.
  * @module
  */
-import type { ErrorCode } from "./types.ts";
-import { LlmError } from "./types.ts";
+import type { ErrorCode } from "../types/api.ts";
+import { LlmError } from "../types/api.ts";
 
 /** Where a batch is. */
 export interface BatchProgress {

@@ -32,7 +32,7 @@ import {
   type ToolCallDelta,
   type ToolCallFormat,
   type Usage,
-} from "./types.ts";
+} from "../types/api.ts";
 import { grammarParam, grammarRequestError, parsesToolCalls, stopStrings, validateRequest } from "./validate.ts";
 import { type BatchItemError, batchItemError, type BatchOptions, BatchProgressTracker, ordered } from "./batch.ts";
 

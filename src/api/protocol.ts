@@ -11,7 +11,7 @@ import type {
   FinishReason,
   TokenLogprob,
   WireError,
-} from "./types.ts";
+} from "../types/api.ts";
 
 /** Main thread -> Worker. */
 export type ToWorker =

@@ -16,7 +16,7 @@ import {
   SAMPLING_DEFAULTS,
   type ToolCallFormat,
   type ToolChoiceOption,
-} from "./types.ts";
+} from "../types/api.ts";
 
 /** The limits a request is validated against (an {@link EngineInfo}, or part of one). */
 export type RequestLimits =

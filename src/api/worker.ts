@@ -8,7 +8,7 @@
 import { endThisWorker } from "../runtime/runtime.ts";
 import { Engine, type RequestHandle } from "../engine/engine.ts";
 import type { FromRequest, FromWorker, ToRequest, ToWorker } from "./protocol.ts";
-import { EngineError, type EngineStats, errorToWire } from "./types.ts";
+import { EngineError, type EngineStats, errorToWire } from "../types/api.ts";
 
 const STATS_INTERVAL_MS = 50;
 

@@ -13,7 +13,7 @@ import { BatchProgressTracker, ordered } from "../api/batch.ts";
 import { App } from "../server/app.ts";
 import { ProgressBar } from "../hub/progress.ts";
 import { onSignal, writeStderr } from "../runtime/runtime.ts";
-import type { EngineOptions, Quantization } from "../api/types.ts";
+import type { EngineOptions, Quantization } from "../types/api.ts";
 import { type BatchResultLine, countLines, parseBatchLine, readLines, resumeState } from "./batch_file.ts";
 
 /** Options of {@link runBatch}. */

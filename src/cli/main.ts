@@ -15,7 +15,7 @@ import {
   KV_DTYPES,
   type Quantization,
   QUANTIZATIONS,
-} from "../api/types.ts";
+} from "../types/api.ts";
 import { convertToGguf } from "../model/gguf/convert.ts";
 import { ModelRunner } from "../runner/model_runner.ts";
 import { buildStepBatch } from "../runner/step_meta.ts";

@@ -9,7 +9,7 @@
  * has no way to hand a compiled grammar across), once per spec: cached.
  * @module
  */
-import type { GrammarSpec } from "../api/types.ts";
+import type { GrammarSpec } from "../types/api.ts";
 import { ForcedTokenizer } from "../grammar/forced_tokens.ts";
 import { GrammarCompiler } from "../grammar/grammar_compiler.ts";
 import type { GrammarMatcher } from "../grammar/matcher.ts";

@@ -15,7 +15,7 @@ import {
   type EngineStats,
   type FinishReason,
   type TokenLogprob,
-} from "../api/types.ts";
+} from "../types/api.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { ModelRunner } from "../runner/model_runner.ts";
 import { linearWeightDTypes } from "../model/weights.ts";

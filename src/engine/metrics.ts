@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { FinishReason, HistogramSnapshot } from "../api/types.ts";
+import type { FinishReason, HistogramSnapshot } from "../types/api.ts";
 
 /** Bucketed counts plus a ring of recent samples. */
 export class Histogram {

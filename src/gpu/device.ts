@@ -2,7 +2,7 @@
  * GPU bootstrap: one adapter, one device with the adapter's real limits.
  * @module
  */
-import { LlmError } from "../api/types.ts";
+import { LlmError } from "../types/api.ts";
 import { webgpu } from "../runtime/runtime.ts";
 
 /** Raised when no WebGPU adapter exists on this machine. */

@@ -4,7 +4,7 @@
  * bytes, so twice the blocks for the same memory).
  * @module
  */
-import { type KvDtype, LlmError } from "../api/types.ts";
+import { type KvDtype, LlmError } from "../types/api.ts";
 
 /** Options for {@link KvCache}. */
 export interface KvCacheOptions {

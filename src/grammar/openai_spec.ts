@@ -11,7 +11,7 @@
  * `constrainAuto` a started call must be valid, at the price of a mask every step.
  * @module
  */
-import type { ResponseFormat, ToolChoiceOption } from "../api/types.ts";
+import type { ResponseFormat, ToolChoiceOption } from "../types/api.ts";
 import { GrammarError } from "./errors.ts";
 import type { GrammarSpec, JsonSchema, ToolChoice } from "./spec.ts";
 import type { ToolCallFormat, ToolFunction } from "./tool_format.ts";

@@ -4,11 +4,11 @@
  * caches compiled grammars by {@link specKey}.
  * @module
  */
-import type { GrammarSpec, JsonSchema, ToolCallSpec, ToolFunction } from "../api/types.ts";
+import type { GrammarSpec, JsonSchema, ToolCallSpec, ToolFunction } from "../types/api.ts";
 import { GrammarError } from "./errors.ts";
 
-// The spec types are request data, declared with the request options in api/types.ts.
-export type { GrammarSpec, JsonSchema, ToolCallSpec } from "../api/types.ts";
+// The spec types are request data, declared with the request options in types/api.ts.
+export type { GrammarSpec, JsonSchema, ToolCallSpec } from "../types/api.ts";
 
 /** Which tool calls a {@link ToolCallSpec} allows (OpenAI's `tool_choice` minus "none"). */
 export type ToolChoice = ToolCallSpec["choice"];

@@ -16,11 +16,11 @@
  * returned exactly.
  * @module
  */
-import type { ToolCall, ToolCallDelta } from "../api/types.ts";
+import type { ToolCall, ToolCallDelta } from "../types/api.ts";
 import { FORMAT_SYNTAX, type ToolCallFormat } from "./tool_format.ts";
 
-// Result data, declared with the results in api/types.ts.
-export type { ToolCall, ToolCallDelta } from "../api/types.ts";
+// Result data, declared with the results in types/api.ts.
+export type { ToolCall, ToolCallDelta } from "../types/api.ts";
 
 /** A whole output split into content and calls. */
 export interface ParsedOutput {

@@ -8,10 +8,10 @@
  * - `mistral` (Mistral v3 tokenizers): `[TOOL_CALLS][{"name": ..., "arguments": {...}}, ...]`.
  * @module
  */
-import type { ToolCallFormat } from "../api/types.ts";
+import type { ToolCallFormat } from "../types/api.ts";
 
-// Request data, declared with the request options in api/types.ts.
-export type { ToolCallFormat, ToolFunction } from "../api/types.ts";
+// Request data, declared with the request options in types/api.ts.
+export type { ToolCallFormat, ToolFunction } from "../types/api.ts";
 
 /** The literal pieces of a format. */
 export interface FormatSyntax {

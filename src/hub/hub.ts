@@ -6,7 +6,7 @@
  * replaces https://huggingface.co; `HF_HUB_OFFLINE=1` never downloads.
  * @module
  */
-import { LlmError } from "../api/types.ts";
+import { LlmError } from "../types/api.ts";
 import { createFile, env as processEnv, mkdir, readDir, readTextFile, remove, rename, stat, writeFile } from "../runtime/runtime.ts";
 
 /** Raised when a model can be neither found nor downloaded (code `model_not_found`). */

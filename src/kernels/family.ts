@@ -10,7 +10,7 @@
  * overrides it; both families are correct everywhere.
  * @module
  */
-import type { KernelFamily } from "../api/types.ts";
+import type { KernelFamily } from "../types/api.ts";
 
 /** What {@link kernelFamilyFor} looks at (a subset of `Gpu`). */
 export interface AdapterFacts {

@@ -4,7 +4,7 @@
  * per-row sampling parameters, the sampler's output records and the token-id markers.
  * @module
  */
-import type { SamplingParams } from "../api/types.ts";
+import type { SamplingParams } from "../types/api.ts";
 
 /**
  * The step-metadata header: word index of each field. A metadata slot is one flat u32 array

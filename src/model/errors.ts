@@ -4,7 +4,7 @@
  * always starts with the offending file.
  * @module
  */
-import { LlmError } from "../api/types.ts";
+import { LlmError } from "../types/api.ts";
 
 /** A checkpoint file is missing, malformed or inconsistent with the model config. */
 export class CheckpointError extends LlmError {

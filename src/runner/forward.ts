@@ -24,7 +24,7 @@
  * `attn: "eager"` swaps attention for the plain three-phase reference kernel.
  * @module
  */
-import { type AttentionImpl, type KernelFamily, LlmError } from "../api/types.ts";
+import { type AttentionImpl, type KernelFamily, LlmError } from "../types/api.ts";
 import type { ModelSpec } from "../model/config.ts";
 import type { MatrixWeight, ModelWeights } from "../model/weights.ts";
 import { ropeInverseFrequencies } from "../model/rope.ts";

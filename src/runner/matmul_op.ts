@@ -5,7 +5,7 @@
  * resources and workgroup grid. Shared by the forward pass, the kernel tests and the bench.
  * @module
  */
-import type { KernelFamily } from "../api/types.ts";
+import type { KernelFamily } from "../types/api.ts";
 import type { MatrixWeight } from "../model/weights.ts";
 import type { BindingResource, CompiledKernel, PipelineCache } from "../kernels/registry.ts";
 import { GEMM_TILED, GEMV_C8, GEMV_WG, type MatmulFlags } from "../kernels/descriptors.ts";

@@ -9,7 +9,7 @@
  * token; records come back every `stepsPerSync` steps.
  * @module
  */
-import { type AttentionImpl, type KernelFamily, type KvDtype, LlmError, type Quantization } from "../api/types.ts";
+import { type AttentionImpl, type KernelFamily, type KvDtype, LlmError, type Quantization } from "../types/api.ts";
 import { createGpu, type Gpu } from "../gpu/device.ts";
 import { KvCache } from "../gpu/kv_cache.ts";
 import { loadKernelSources, PipelineCache } from "../kernels/registry.ts";

@@ -12,7 +12,7 @@
  * even when the use brings `xq` (the forward's x and norm are there for them either way).
  * @module
  */
-import type { KernelFamily } from "../api/types.ts";
+import type { KernelFamily } from "../types/api.ts";
 import type { MatrixWeight } from "../model/weights.ts";
 import type { BindingResource, PipelineCache } from "../kernels/registry.ts";
 import {

@@ -5,7 +5,7 @@
  * lives on the GPU in rows indexed by the sequence's slot.
  * @module
  */
-import type { TokenLogprob } from "../api/types.ts";
+import type { TokenLogprob } from "../types/api.ts";
 import type { CompiledKernel, PipelineCache } from "../kernels/registry.ts";
 import { SAMPLE } from "../kernels/descriptors.ts";
 import { RECORD, recordWords } from "../kernels/layout.ts";

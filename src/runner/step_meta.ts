@@ -4,7 +4,7 @@
  * `src/kernels/layout.ts`, emitted into the WGSL).
  * @module
  */
-import type { SamplingParams } from "../api/types.ts";
+import type { SamplingParams } from "../types/api.ts";
 import {
   packSamplingRow,
   SAMPLING_ROW_WORDS,

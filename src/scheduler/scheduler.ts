@@ -12,7 +12,7 @@
  * Plain CPU code: it never touches the GPU.
  * @module
  */
-import type { FinishReason, SchedulerPolicy, TokenLogprob } from "../api/types.ts";
+import type { FinishReason, SchedulerPolicy, TokenLogprob } from "../types/api.ts";
 import { BlockManager } from "./block_manager.ts";
 import type { Sequence } from "./sequence.ts";
 

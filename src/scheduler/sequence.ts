@@ -3,7 +3,7 @@
  * GPU has got. Tokens sampled on the GPU but not yet read back are counted, not known.
  * @module
  */
-import type { FinishReason, SamplingParams } from "../api/types.ts";
+import type { FinishReason, SamplingParams } from "../types/api.ts";
 
 /** What a sequence generates with, and when it ends (already validated). */
 export interface SequenceParams {

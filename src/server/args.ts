@@ -3,7 +3,7 @@
  * @module
  */
 import type { AttentionImpl, EngineOptions, Quantization, SchedulerPolicy } from "../../mod.ts";
-import { KERNEL_FAMILIES, KV_DTYPES, QUANTIZATIONS } from "../api/types.ts";
+import { KERNEL_FAMILIES, KV_DTYPES, QUANTIZATIONS } from "../types/api.ts";
 
 /** The model served when `--model` is omitted. */
 export const DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct";

@@ -4,7 +4,7 @@
  * that an output parses and validates (ajv).
  * @module
  */
-import type { ToolFunction } from "../../src/api/types.ts";
+import type { ToolFunction } from "../../src/types/api.ts";
 import { validator } from "./grammar.ts";
 import { assert } from "./assert.ts";
 

@@ -8,7 +8,7 @@ import { App, type AppOptions } from "../../src/server/app.ts";
 import type { ServedEngine } from "../../src/server/served_engine.ts";
 import { Tokenizer } from "../../src/model/tokenizer.ts";
 import { validateRequest } from "../../src/api/validate.ts";
-import type { EngineInfo, EngineStats, GenerateDelta, GenerateOptions, HistogramSnapshot, ToolCallFormat } from "../../src/api/types.ts";
+import type { EngineInfo, EngineStats, GenerateDelta, GenerateOptions, HistogramSnapshot, ToolCallFormat } from "../../src/types/api.ts";
 import { modelToolFormat } from "../../src/grammar/model_vocabulary.ts";
 import { serveHttp } from "../../src/runtime/runtime.ts";
 import { modelDir } from "./reference.ts";

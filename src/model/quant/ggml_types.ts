@@ -3,7 +3,7 @@
  * ggml-common.h): a row of K values is K / blockElems blocks of blockBytes bytes each.
  * @module
  */
-import type { Quantization } from "../../api/types.ts";
+import type { Quantization } from "../../types/api.ts";
 
 /** Type names as llama.cpp spells them. */
 export type GgmlTypeName = "F32" | "F16" | "BF16" | "Q8_0" | "Q4_0" | "Q4_K" | "Q6_K";
