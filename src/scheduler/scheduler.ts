@@ -314,7 +314,9 @@ export class Scheduler {
     }
     seq.blockTable = [...hit.blocks, ...this.blocks.allocate(need)];
     seq.numComputed = hit.numTokens;
-    seq.cachedTokens = hit.numTokens;
+    // Usage reports prompt tokens served from the cache: a hit may run past the prompt into
+    // output already known at admission (a grammar's forced opening, or a preempted row's).
+    seq.cachedTokens = Math.min(hit.numTokens, seq.promptIds.length);
     seq.committedBlocks = hit.blocks.length;
     seq.lastBlockKey = hit.lastKey;
     seq.slot = this.#freeSlots.pop()!;
