@@ -10,6 +10,7 @@ import { ChatTemplate, ChatTemplateError } from "./chat_template.ts";
 import { dashboardHtml } from "./dashboard.ts";
 import { completeJson, completeStream, type PreparedRequest, type PromptJob } from "./openai/render.ts";
 import { type ChatRequest, type CompletionRequest, PARAM_NAMES, parseChatRequest, parseCompletionRequest } from "./openai/parse.ts";
+import { CHAT_FIELDS, COMPLETION_FIELDS, type KnownFields } from "./openai/fields.ts";
 import { renderMetrics, ServerCounters } from "./prometheus.ts";
 import type { ServedEngine } from "./served_engine.ts";
 import type { PromptTokenizer } from "./prompt_tokenizer.ts";
@@ -32,6 +33,8 @@ export interface AppOptions {
   maxQueue: number;
   /** Sequences one request may ask for (prompts x n; default: the engine's max-seqs). */
   maxRequestSeqs?: number;
+  /** Ignore request fields a route does not know instead of answering 400 (default false). */
+  lenientFields?: boolean;
 }
 
 /** Route label of paths under /v1/models/ (metrics labels are route templates, never raw paths). */
@@ -156,6 +159,8 @@ export class App {
     const route = !methods ? "other" : model ? MODEL_ROUTE : path;
     let res: Response;
     try {
+      // The key first: without it, no answer tells which /v1 routes or methods exist.
+      if (path === "/v1" || path.startsWith("/v1/")) this.#authorize(req);
       if (!methods) throw new ApiError(404, `no route ${req.method} ${path}`, { code: "not_found", type: "not_found_error" });
       const handler = methods.get(req.method) ?? (req.method === "HEAD" ? methods.get("GET") : undefined);
       if (!handler) {
@@ -164,7 +169,6 @@ export class App {
           headers: { allow: [...methods.keys()].join(", ") },
         });
       }
-      if (path.startsWith("/v1/")) this.#authorize(req);
       res = await handler(req);
       if (req.method === "HEAD") res = new Response(null, { status: res.status, headers: res.headers });
     } catch (e) {
@@ -324,6 +328,11 @@ export class App {
     }
   }
 
+  /** Refuses a body with a field the route does not know (400), unless fields are lenient. */
+  #checkFields(body: unknown, fields: KnownFields): void {
+    if (!this.options.lenientFields) fields.check(body);
+  }
+
   async #prepare(request: CompletionRequest | ChatRequest, engine: ServedEngine): Promise<PreparedRequest> {
     if (request.model !== null && !this.#knownModel(request.model)) {
       throw new ApiError(404, `model ${request.model} does not exist; this server serves ${this.options.modelName}`, {
@@ -381,6 +390,7 @@ export class App {
     const engine = this.#ready();
     if (!this.#admitting) throw new ApiError(503, "the server is shutting down", { code: "shutting_down" });
     const body = await this.#readJson(req);
+    this.#checkFields(body, kind === "completion" ? COMPLETION_FIELDS : CHAT_FIELDS);
     const request = kind === "completion" ? parseCompletionRequest(body) : parseChatRequest(body);
     try {
       return await this.#run(req, request, engine);
