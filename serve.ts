@@ -15,7 +15,7 @@ import { parseServeArgs, type ServeOptions, UsageError, USAGE } from "./src/serv
 import { App } from "./src/server/app.ts";
 import { resolveModel } from "./src/hub/hub.ts";
 import { ProgressBar } from "./src/hub/progress.ts";
-import { DEFAULT_HTTP_LIMITS, Http1Server } from "./src/server/http1.ts";
+import { DEFAULT_HTTP_LIMITS, Http1Server, ListenError } from "./src/server/http1.ts";
 import { PromptTokenizer } from "./src/server/prompt_tokenizer.ts";
 import { args, env, exit, onSignal, openFileLimit } from "./src/runtime/runtime.ts";
 
@@ -63,6 +63,7 @@ export async function startServer(options: ServeOptions, reporting: ServerReport
     maxBodyBytes: options.maxBodyBytes,
     maxQueue: options.maxQueue,
     maxRequestSeqs: options.maxRequestSeqs,
+    lenientFields: options.lenientFields,
   });
   const files = await openFileLimit();
   const maxConnections = options.maxConnections ??
@@ -158,7 +159,17 @@ if (import.meta.main) {
     console.log(USAGE);
     exit(0);
   }
-  const server = await startServer(options);
+  let server: Server;
+  try {
+    server = await startServer(options);
+  } catch (e) {
+    if (!(e instanceof ListenError)) throw e;
+    const hint = e.code === "address_in_use"
+      ? `stop what uses port ${e.port}, or choose another with --port N (--port 0 picks a free one and logs it)`
+      : "choose another address with --host and --port";
+    console.error(`error: ${e.message}; ${hint}`);
+    exit(1);
+  }
   console.error(`[serve] listening on http://${server.addr.hostname}:${server.addr.port}`);
   let signals = 0;
   const handleSignal = () => {

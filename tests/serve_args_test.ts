@@ -16,3 +16,11 @@ test("serve args: drain delay, shutdown deadline, listener limits and the per-re
   assertThrows(() => parse("--body-timeout", "-1"), UsageError);
   assertThrows(() => parse("--max-connections", "0"), UsageError);
 });
+
+test("serve args: --write-timeout and --lenient-fields", () => {
+  assertEquals([parse().writeTimeoutMs, parse().lenientFields], [undefined, undefined]);
+  const o = parse("--write-timeout", "0.5", "--lenient-fields");
+  assertEquals([o.writeTimeoutMs, o.lenientFields], [500, true]);
+  assertThrows(() => parse("--write-timeout", "0"), UsageError, "more than 0");
+  assertThrows(() => parse("--lenient-fields=yes"), UsageError);
+});

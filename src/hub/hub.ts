@@ -65,7 +65,8 @@ const isGguf = (name: string) => /\.gguf$/i.test(name);
  */
 export async function resolveModel(spec: string, options: ResolveOptions = {}): Promise<string> {
   if (await isDir(spec)) return spec;
-  if (isGguf(spec) && await isFile(spec)) return spec;
+  // Any other local file goes to the loader too, which names what is expected.
+  if (await isFile(spec)) return spec;
   const id = parseHubId(spec);
   if (!id || spec.startsWith(".") || spec.startsWith("/")) {
     throw new ModelNotFoundError(`model directory ${spec} does not exist`);

@@ -7,6 +7,7 @@ import { checkTensorShapes, loadModelSpec, type ModelSpec } from "./config.ts";
 import { openCheckpointTensors } from "./safetensors.ts";
 import type { TensorSource } from "./tensor_source.ts";
 import { isGgufPath } from "./gguf/reader.ts";
+import { checkModelPath } from "./model_path.ts";
 import { openGgufModel } from "./gguf/open.ts";
 import type { LoadQuantization } from "./quant/ggml_types.ts";
 import { quantizeSource } from "./quant/quantized_source.ts";
@@ -27,6 +28,7 @@ export interface OpenedModel {
 export async function openModel(path: string, options: OpenModelOptions = {}): Promise<OpenedModel> {
   let spec: ModelSpec;
   let tensors: TensorSource;
+  await checkModelPath(path);
   if (isGgufPath(path)) {
     ({ spec, tensors } = await openGgufModel(path));
   } else {

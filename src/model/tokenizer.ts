@@ -8,6 +8,7 @@ import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { CheckpointError } from "./errors.ts";
 import { isGgufPath, readGgufHeader } from "./gguf/reader.ts";
 import { ggufTokenizerFiles } from "./gguf/tokenizer.ts";
+import { checkModelPath } from "./model_path.ts";
 
 /** Options for {@link Tokenizer.encode}. */
 export interface EncodeOptions {
@@ -147,6 +148,7 @@ export class Tokenizer {
    */
   static async load(dir: string): Promise<Tokenizer> {
     if (isGgufPath(dir)) return await Tokenizer.#loadGguf(dir);
+    await checkModelPath(dir);
     const base = dir.replace(/\/+$/, "");
     const file = `${base}/tokenizer.json`;
     const tokenizer = (await readJsonFile(file, false))!;

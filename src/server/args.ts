@@ -50,6 +50,10 @@ export interface ServeOptions {
   idleTimeoutMs?: number;
   /** Open connections at most (default: 1024, or less when the open-file limit is lower). */
   maxConnections?: number;
+  /** A response write that makes no progress this long closes the connection (slow readers). */
+  writeTimeoutMs?: number;
+  /** Ignore unknown request fields instead of answering 400. */
+  lenientFields?: boolean;
 }
 
 /** A bad command line. */
@@ -93,6 +97,9 @@ export const USAGE = `Usage: deno run -A serve.ts [flags]
   --idle-timeout S           close keep-alive connections idle this long (default 5)
   --max-connections N        open connections at most; more get 503 (default 1024, lowered to
                              fit the open-file limit)
+  --write-timeout S          close a connection whose client reads nothing of its response for
+                             this long, freeing its sequence (default 30)
+  --lenient-fields           ignore unknown request fields (default: 400 naming the field)
   --help                     this text`;
 
 const VALUE_FLAGS = new Set([
@@ -120,10 +127,11 @@ const VALUE_FLAGS = new Set([
   "body-timeout",
   "idle-timeout",
   "max-connections",
+  "write-timeout",
 ]);
 
 /** Flags that take no value. */
-const SWITCH_FLAGS = new Set(["quantized-activations"]);
+const SWITCH_FLAGS = new Set(["quantized-activations", "lenient-fields"]);
 
 /** Parses `serve.ts` flags; `null` means `--help` was asked for. */
 export function parseServeArgs(
@@ -214,5 +222,7 @@ export function parseServeArgs(
     bodyTimeoutMs: positiveSeconds("body-timeout"),
     idleTimeoutMs: positiveSeconds("idle-timeout"),
     maxConnections: int("max-connections", 1),
+    writeTimeoutMs: positiveSeconds("write-timeout"),
+    lenientFields: values.has("lenient-fields") || undefined,
   };
 }

@@ -50,6 +50,37 @@ export class RequestBodyError extends Error {
   }
 }
 
+/** Why the server could not listen. */
+export class ListenError extends Error {
+  /** `address_in_use`: another process holds the port; `permission_denied`: e.g. a port below 1024; `listen_failed`: anything else. */
+  readonly code: "address_in_use" | "permission_denied" | "listen_failed";
+  readonly hostname: string;
+  readonly port: number;
+  constructor(code: ListenError["code"], hostname: string, port: number, options?: ErrorOptions) {
+    const why = code === "address_in_use"
+      ? "the port is already in use"
+      : code === "permission_denied"
+      ? "permission denied"
+      : `${(options?.cause as Error)?.message ?? "failed"}`;
+    super(`cannot listen on ${hostname}:${port}: ${why}`, options);
+    this.name = "ListenError";
+    this.code = code;
+    this.hostname = hostname;
+    this.port = port;
+  }
+}
+
+/** The runtime's listen error (Deno's error classes, Node's and Bun's errno codes) as a {@link ListenError}. */
+function listenError(e: unknown, hostname: string, port: number): ListenError {
+  const { name, code } = (e ?? {}) as { name?: string; code?: string };
+  const kind = name === "AddrInUse" || code === "EADDRINUSE"
+    ? "address_in_use"
+    : name === "PermissionDenied" || code === "EACCES" || code === "EPERM"
+    ? "permission_denied"
+    : "listen_failed";
+  return new ListenError(kind, hostname, port, { cause: e });
+}
+
 /** What the listener has refused or cut off (for /metrics). */
 export interface HttpListenerCounters {
   /** Connections answered 503 because `maxConnections` were open. */
@@ -561,21 +592,25 @@ export class Http1Server {
     this.finished = new Promise((r) => (this.#finished = r));
   }
 
-  /** Starts listening. */
+  /** Starts listening; a port that cannot be bound throws {@link ListenError}. */
   static async listen(options: Http1ServerOptions, handler: Handler): Promise<Http1Server> {
     // Limits left undefined keep their defaults.
     const given = Object.entries(options.limits ?? {}).filter(([, v]) => v !== undefined);
     const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...Object.fromEntries(given) };
     const onError = options.onError ?? (() => {});
     const server = new Http1Server(handler, limits, onError);
-    server.#listener = await listenTcp({
-      hostname: options.hostname,
-      port: options.port,
-      onAcceptError: (e) => {
-        server.counters.acceptErrors++;
-        onError(`accept failed (${e.message}); retrying`);
-      },
-    }, (conn) => server.#accept(conn));
+    try {
+      server.#listener = await listenTcp({
+        hostname: options.hostname,
+        port: options.port,
+        onAcceptError: (e) => {
+          server.counters.acceptErrors++;
+          onError(`accept failed (${e.message}); retrying`);
+        },
+      }, (conn) => server.#accept(conn));
+    } catch (e) {
+      throw listenError(e, options.hostname, options.port);
+    }
     return server;
   }
 
