@@ -75,6 +75,7 @@ export async function startServer(options: ServeOptions, reporting: ServerReport
       headersTimeoutMs: options.headerTimeoutMs,
       bodyTimeoutMs: options.bodyTimeoutMs,
       idleTimeoutMs: options.idleTimeoutMs,
+      writeTimeoutMs: options.writeTimeoutMs,
       maxConnections,
     },
     onError: log,

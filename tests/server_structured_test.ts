@@ -214,7 +214,7 @@ test("server structured: specs that cannot be enforced get a 400 naming the para
       [completions, { prompt: "x", guided_regex: "(unclosed" }, "guided_regex", "invalid_grammar"],
       [completions, { prompt: "x", guided_grammar: "root ::= nowhere" }, "guided_grammar", "invalid_grammar"],
       [completions, { prompt: "x", response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object", not: {} } } } }, "response_format", "invalid_grammar"],
-      [completions, { prompt: "x", tools: tool({ type: "object" }) }, "tools", null],
+      [completions, { prompt: "x", tools: tool({ type: "object" }) }, "tools", "unknown_parameter"],
       // Shapes and the static check, at the server's validation (a stub engine behind it).
       [chat, { messages, response_format: { type: "yaml" } }, "response_format", null],
       [chat, { messages, guided_json: { type: "object", properties: { a: { type: "integer", multipleOf: 3 } } } }, "guided_json", "invalid_grammar"],

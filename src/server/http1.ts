@@ -25,6 +25,18 @@ export interface HttpLimits {
   maxConnections: number;
   /** Request line plus headers. */
   maxHeaderBytes: number;
+  /** A response write the client does not take within this long closes the connection (a reader that stopped reading). */
+  writeTimeoutMs: number;
+  /**
+   * Lingering close: after an answer given before the request body was read (413, 401...),
+   * the rest of the body is read and discarded for at most this long, so that a client still
+   * sending reads the answer instead of a reset; then the connection closes.
+   */
+  lingerMs: number;
+  /** At most this many bytes are discarded while lingering. */
+  lingerBytes: number;
+  /** Lingering also ends once the client has sent nothing for this long (a body of unknown length). */
+  lingerIdleMs: number;
 }
 
 /** Defaults of {@link HttpLimits}. */
@@ -34,6 +46,10 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
   idleTimeoutMs: 5_000,
   maxConnections: 1024,
   maxHeaderBytes: 16 * 1024,
+  writeTimeoutMs: 30_000,
+  lingerMs: 10_000,
+  lingerBytes: 64 << 20,
+  lingerIdleMs: 1_000,
 };
 
 /** Why a request body could not be read to its end. */
@@ -85,8 +101,8 @@ function listenError(e: unknown, hostname: string, port: number): ListenError {
 export interface HttpListenerCounters {
   /** Connections answered 503 because `maxConnections` were open. */
   connectionsRejected: number;
-  /** Connections closed by a deadline, by which one. */
-  timeouts: { headers: number; body: number; idle: number };
+  /** Connections closed by a deadline, by which one (`write`: the client stopped reading its response). */
+  timeouts: { headers: number; body: number; idle: number; write: number };
   /** Requests answered 400/431 before reaching the handler. */
   malformed: number;
   /** Accept failures survived (e.g. out of file descriptors). */
@@ -165,8 +181,14 @@ class ConnBuffer {
 
   /** Takes up to `n` bytes (a copy). */
   take(n: number): Uint8Array {
+    const out = this.#buf.slice(this.#start, this.#start + Math.min(n, this.length));
+    this.skip(out.length);
+    return out;
+  }
+
+  /** Drops up to `n` bytes; returns how many. */
+  skip(n: number): number {
     const k = Math.min(n, this.length);
-    const out = this.#buf.slice(this.#start, this.#start + k);
     this.#start += k;
     if (this.#start === this.#end) this.#start = this.#end = 0;
     if (this.length < READ_AHEAD) {
@@ -174,7 +196,7 @@ class ConnBuffer {
       this.#room = null;
       r?.();
     }
-    return out;
+    return k;
   }
 
   setEof(): void {
@@ -232,6 +254,14 @@ function parseHead(text: string): Parsed {
   return { method: m[1], target: m[2], version: version as "1.0" | "1.1", headers };
 }
 
+/** How far a request body has been read. */
+interface BodyState {
+  /** Read to its end. */
+  done: boolean;
+  /** Bytes of a content-length body not read yet; null for a chunked one. */
+  left: number | null;
+}
+
 /** One client connection: reads requests, runs the handler, writes responses. */
 class Connection {
   readonly #conn: TcpConn;
@@ -283,8 +313,22 @@ class Connection {
     this.#onGone?.();
   }
 
+  /** Writes all of `data`; a client that does not take it within the write timeout is cut off. */
   async #write(data: Uint8Array): Promise<void> {
-    await this.#conn.write(data);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.#server.counters.timeouts.write++;
+        // Closing aborts the request (its sequence is cancelled) and fails the pending write.
+        this.close();
+        reject(new RequestBodyError("client_gone", "the client did not read its response in time"));
+      }, this.#server.limits.writeTimeoutMs);
+    });
+    try {
+      await Promise.race([this.#conn.write(data), expired]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async #fail(status: number, message: string, code: string, counter?: keyof HttpListenerCounters["timeouts"]): Promise<void> {
@@ -328,7 +372,7 @@ class Connection {
       let keepAlive: boolean;
       let http10 = false;
       let request: Request;
-      let bodyState: { done: boolean };
+      let bodyState: BodyState;
       const abort = new AbortController();
       try {
         const parsed = parseHead(head);
@@ -359,11 +403,13 @@ class Connection {
       if (http10 && response.headers.get("content-length") === null) keepAlive = false;
       const ok = await this.#respond(request.method, response, keepAlive, abort.signal, http10);
       this.#onGone = null;
+      // Answered before its body was read (413, 401...): the client may still be sending it.
+      if (ok && !bodyState.done) await this.#linger(bodyState);
       if (!ok || !keepAlive) return;
     }
   }
 
-  #request(p: Parsed, abort: AbortController): { request: Request; keepAlive: boolean; bodyState: { done: boolean } } {
+  #request(p: Parsed, abort: AbortController): { request: Request; keepAlive: boolean; bodyState: BodyState } {
     const get = (name: string) => p.headers.filter(([k]) => k === name).map(([, v]) => v);
     const connection = get("connection").join(",").toLowerCase();
     const keepAlive = p.version === "1.1" ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection);
@@ -395,7 +441,7 @@ class Connection {
     } catch {
       throw new BadRequest(400, "malformed header", "malformed_header");
     }
-    const bodyState = { done: length === 0 };
+    const bodyState: BodyState = { done: length === 0, left: length === "chunked" ? null : length };
     let body: ReadableStream<Uint8Array> | null = null;
     if (length !== 0 && p.method !== "GET" && p.method !== "HEAD") {
       body = this.#bodyStream(length, bodyState, get("expect")[0]?.toLowerCase() === "100-continue");
@@ -419,7 +465,7 @@ class Connection {
     return { request, keepAlive, bodyState };
   }
 
-  #bodyStream(length: number | "chunked", state: { done: boolean }, expectContinue: boolean): ReadableStream<Uint8Array> {
+  #bodyStream(length: number | "chunked", state: BodyState, expectContinue: boolean): ReadableStream<Uint8Array> {
     let remaining = length === "chunked" ? 0 : length;
     let chunkedDone = false;
     let started = false;
@@ -457,6 +503,7 @@ class Connection {
             await need(1);
             const part = buf.take(Math.min(remaining, READ_SIZE));
             remaining -= part.length;
+            state.left = remaining;
             controller.enqueue(part);
           } else {
             if (remaining === 0) {
@@ -496,6 +543,43 @@ class Connection {
         }
       },
     }, { highWaterMark: 0 });
+  }
+
+  /**
+   * Lingering close (nginx's name): reads and discards the rest of a request body answered
+   * early, until its end, the client's close, `lingerBytes`, `lingerMs`, or `lingerIdleMs`
+   * without a byte; the caller then closes. Closing with unread bytes would reset the
+   * connection, and a client still writing its body (Python's http.client) would see the
+   * reset instead of the answer.
+   */
+  async #linger(body: BodyState): Promise<void> {
+    const limits = this.#server.limits;
+    const buf = this.#buf;
+    let expired = false;
+    let wake = () => {};
+    this.#deadline(limits.lingerMs, () => {
+      expired = true;
+      wake();
+    });
+    let budget = limits.lingerBytes;
+    while (!expired && budget > 0 && body.left !== 0) {
+      if (buf.length > 0) {
+        const n = buf.skip(Math.min(budget, body.left ?? Infinity));
+        budget -= n;
+        if (body.left !== null) body.left -= n;
+        continue;
+      }
+      if (buf.eof) break;
+      let idle: ReturnType<typeof setTimeout> | undefined;
+      const quiet = new Promise<boolean>((r) => {
+        wake = () => r(false);
+        idle = setTimeout(() => r(false), limits.lingerIdleMs);
+      });
+      const arrived = await Promise.race([buf.more().then(() => true), quiet]);
+      clearTimeout(idle);
+      if (!arrived) break;
+    }
+    clearTimeout(this.#timer);
   }
 
   /** Writes the response; false when the connection can no longer be used. */
@@ -572,7 +656,7 @@ export class Http1Server {
   readonly handler: Handler;
   readonly counters: HttpListenerCounters = {
     connectionsRejected: 0,
-    timeouts: { headers: 0, body: 0, idle: 0 },
+    timeouts: { headers: 0, body: 0, idle: 0, write: 0 },
     malformed: 0,
     acceptErrors: 0,
   };

@@ -18,7 +18,7 @@ export function renderListenerMetrics(s: ListenerStats): string {
     .counter("http_connections_rejected", "Connections answered 503 because the connection cap was reached.", s.connectionsRejected)
     .labelledCounter(
       "http_timeouts",
-      "Connections closed by a deadline (headers, body, or idle keep-alive).",
+      "Connections closed by a deadline (headers, body, idle keep-alive, or write: a client that stopped reading).",
       Object.entries(s.timeouts).map(([kind, value]) => ({ labels: { kind }, value })),
     )
     .counter("http_malformed_requests", "Requests refused before routing (malformed, oversized headers).", s.malformed)
