@@ -6,7 +6,7 @@
  */
 import net from "node:net";
 import { test } from "./helpers/test.ts";
-import { assert, assertEquals } from "./helpers/assert.ts";
+import { assertEquals } from "./helpers/assert.ts";
 import { Http1Server } from "../src/server/http1.ts";
 import { App } from "../src/server/app.ts";
 import { StubEngine } from "./helpers/stub_engine.ts";
