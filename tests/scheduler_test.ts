@@ -115,6 +115,24 @@ test("scheduler: prefix cache hits skip prefill tokens", () => {
   assertEquals(b.cachedTokens, 8);
 });
 
+test("scheduler: cachedTokens counts prompt tokens only, when the hit runs into outputs known at admission", () => {
+  const s = scheduler({ numBlocks: 32, blockSize: 4, maxBatchTokens: 64, maxSeqs: 8 });
+  const a = seq(6, 4);
+  s.add(a);
+  for (let i = 0; i < 3; i++) {
+    run(s);
+    readBack(s, [a]);
+  }
+  // b's prompt is a's, and a's first outputs are already b's outputs at admission (as a
+  // grammar's forced opening is): the cache holds 8 of its 9 known tokens, 6 of them prompt.
+  const b = new Sequence(99, a.promptIds, { ...PARAMS, maxTokens: 4 }, 0);
+  b.outputIds.push(...a.outputIds.slice(0, 3));
+  s.add(b);
+  const chunk = run(s).chunks.find((c) => c.seq === b)!;
+  assertEquals([chunk.start, chunk.count], [8, 1]);
+  assertEquals(b.cachedTokens, 6);
+});
+
 test("scheduler: a sequence whose last token is scheduled leaves at the next step, before any readback", () => {
   const s = scheduler({ numBlocks: 16, blockSize: 4, maxBatchTokens: 64, maxSeqs: 1 });
   const a = seq(4, 2);
