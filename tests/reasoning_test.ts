@@ -12,7 +12,7 @@ import { modelDir } from "./helpers/reference.ts";
 
 /** Runs the parser over `text` cut into pieces of `size` characters. */
 function split(text: string, open: boolean, size: number): { reasoning: string; content: string } {
-  const p = new ThinkStreamParser("<think>", "</think>", open);
+  const p = new ThinkStreamParser("<think>", "</think>", open ? "open" : "expect");
   let reasoning = "";
   let content = "";
   for (let i = 0; i < text.length; i += size) {
@@ -50,9 +50,14 @@ test("reasoning parser: chosen by the chat template, and the prompt says whether
   assertEquals(detectReasoningParser(think), "think");
   assertEquals(detectReasoningParser(await Tokenizer.load(modelDir("qwen3-tiny"))), null);
   const open = reasoningStart(REASONING_PARSERS.think, think, think.encode("<|im_start|>assistant\n<think>\n", { addSpecialTokens: false }));
-  assertEquals(open, { open: true, gate: { startTokenId: 3, endTokenId: 4, open: true } });
+  assertEquals(open, { start: "open", gate: { startTokenId: 3, endTokenId: 4, open: true } });
+  // A template that turns thinking off closes the block itself: no reasoning, no gate.
   const closed = reasoningStart(REASONING_PARSERS.think, think, think.encode("assistant\n<think>\n\n</think>\n\n", { addSpecialTokens: false }));
-  assertEquals(closed.open, false);
+  assertEquals(closed, { start: "closed", gate: null });
+  const history = reasoningStart(REASONING_PARSERS.think, think, think.encode("<think>a</think>b<|im_end|>\nuser\nhi\nassistant\n", { addSpecialTokens: false }));
+  assertEquals(history, { start: "expect", gate: { startTokenId: 3, endTokenId: 4, open: false } });
+  const p = new ThinkStreamParser("<think>", "</think>", "closed");
+  assertEquals([p.push("<think>x</think>y"), p.finish()], [{ reasoning: "", content: "<think>x</think>y" }, { reasoning: "", content: "" }]);
 });
 
 function allowed(mask: Uint32Array, id: number): boolean {

@@ -255,7 +255,7 @@ export class EngineClient {
       detok: decoder ? new IncrementalDetokenizer(decoder, promptIds, false) : new IncrementalDetokenizer(this.tokenizer, promptIds),
       stop: new StopStringMatcher(stops),
       tools: toolFormat ? new ToolCallStreamParser(toolFormat) : null,
-      reasoning: reasoningFormat ? reasoningFormat.parser(reasoning!.open) : null,
+      reasoning: reasoningFormat ? reasoningFormat.parser(reasoning!.start) : null,
       calls: 0,
       ids: [],
       text: "",

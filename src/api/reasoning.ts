@@ -29,11 +29,8 @@ export interface ReasoningFormat {
   start: string;
   /** Text that ends it; the answer follows. */
   end: string;
-  /**
-   * A parser for one completion; `open`: the prompt already opened the block (a template that
-   * ends its generation prompt with the start marker), so the output starts in reasoning.
-   */
-  parser(open: boolean): ReasoningStreamParser;
+  /** A parser for one completion that starts where its prompt leaves it. */
+  parser(start: ReasoningStart): ReasoningStreamParser;
 }
 
 /** The reasoning parsers this engine knows, by name (vLLM's names are aliases). */
@@ -41,7 +38,7 @@ export const REASONING_PARSERS: Record<string, ReasoningFormat> = {
   think: {
     start: "<think>",
     end: "</think>",
-    parser: (open) => new ThinkStreamParser("<think>", "</think>", open),
+    parser: (start) => new ThinkStreamParser("<think>", "</think>", start),
   },
 };
 
@@ -71,24 +68,34 @@ export function detectReasoningParser(tokenizer: Tokenizer): string | null {
   return null;
 }
 
+/** Where a completion starts, from its prompt (see {@link reasoningStart}). */
+export type ReasoningStart = "open" | "closed" | "expect";
+
 /**
- * Where a completion of `promptIds` starts: in reasoning when the prompt's last marker opens a
- * block, and the token ids of the markers (single tokens only) for the grammar gate. Markers
- * that are not single tokens are looked for in the prompt's text.
+ * Where a completion of `promptIds` starts: "open" (in reasoning) when the prompt's last
+ * marker opens a block; "closed" (no reasoning: all answer) when the prompt ends with a closed
+ * block, as templates write one to turn thinking off (`enable_thinking: false`); else
+ * "expect" (the model may open a block first). `gate`: the markers' token ids for the
+ * grammar, when they are single tokens and the output may reason.
  */
 export function reasoningStart(
   format: ReasoningFormat,
   tokenizer: Tokenizer,
   promptIds: readonly number[],
-): { open: boolean; gate: ReasoningGate | null } {
+): { start: ReasoningStart; gate: ReasoningGate | null } {
+  const tail = tokenizer.decode(promptIds.slice(-64) as number[]);
+  const end = tail.lastIndexOf(format.end);
+  const start: ReasoningStart = tail.lastIndexOf(format.start) > end
+    ? "open"
+    : end >= 0 && !tail.slice(end + format.end.length).trim()
+    ? "closed"
+    : "expect";
   const startId = tokenizer.pieceToToken(format.start);
   const endId = tokenizer.pieceToToken(format.end);
-  if (startId !== undefined && endId !== undefined) {
-    const open = promptIds.lastIndexOf(startId) > promptIds.lastIndexOf(endId);
-    return { open, gate: { startTokenId: startId, endTokenId: endId, open } };
-  }
-  const tail = tokenizer.decode(promptIds.slice(-64) as number[]);
-  return { open: tail.lastIndexOf(format.start) > tail.lastIndexOf(format.end), gate: null };
+  const gate = startId !== undefined && endId !== undefined && start !== "closed"
+    ? { startTokenId: startId, endTokenId: endId, open: start === "open" }
+    : null;
+  return { start, gate };
 }
 
 /** Checks a parser name a request gives (throws {@link InvalidRequestError}). */
@@ -109,7 +116,7 @@ function heldSuffix(text: string, marker: string): number {
 }
 
 /**
- * `<start>reasoning<end>answer`. At the start of an output (not opened by the prompt) the
+ * `<start>reasoning<end>answer`. At the start of an output the prompt left undecided the
  * parser waits to see whether the text opens a block: leading whitespace then the start
  * marker means reasoning; anything else means the output is all answer. A block the output
  * never closes (cut by max_tokens) stays reasoning. Whitespace right after either marker is
@@ -124,11 +131,11 @@ export class ThinkStreamParser implements ReasoningStreamParser {
   /** Dropping whitespace after a marker. */
   #trim: boolean;
 
-  constructor(start: string, end: string, open: boolean) {
+  constructor(start: string, end: string, from: ReasoningStart) {
     this.#start = start;
     this.#end = end;
-    this.#state = open ? "reasoning" : "start";
-    this.#trim = open;
+    this.#state = from === "open" ? "reasoning" : from === "closed" ? "content" : "start";
+    this.#trim = from === "open";
   }
 
   /** Whether the output is inside a reasoning block now. */

@@ -14,6 +14,11 @@ import { renderMetrics, ServerCounters } from "./prometheus.ts";
 import type { ServedEngine } from "./served_engine.ts";
 import type { PromptTokenizer } from "./prompt_tokenizer.ts";
 import { renderVllmMetrics } from "./vllm_metrics.ts";
+import { detectReasoningParser } from "../api/reasoning.ts";
+import type { ChatApi } from "./chat_api.ts";
+import { RESPONSES_API } from "./responses/render.ts";
+import { MESSAGES_API } from "./anthropic/render.ts";
+import { detokenize, tokenize } from "./tokenize.ts";
 import { type ListenerStats, renderListenerMetrics } from "./listener_metrics.ts";
 
 /** Options of {@link App}. */
@@ -26,6 +31,8 @@ export interface AppOptions {
   stallMs?: number;
   /** Bearer key required on /v1 when set. */
   apiKey?: string;
+  /** Reasoning parser of chat answers: a name, "none", or absent (the chat template's). */
+  reasoningParser?: string;
   /** Largest request body in bytes. */
   maxBodyBytes: number;
   /** Sequences allowed to wait beyond the running batch before 429. */
@@ -71,6 +78,7 @@ export class App {
   #chat: ChatTemplate | null = null;
   #chatError: string | null = null;
   #tokenizer: PromptTokenizer | null = null;
+  #reasoningParser: string | null = null;
   /** New generation requests are accepted (false once drain() was called). */
   #admitting = false;
   #loadError: string | null = null;
@@ -91,6 +99,10 @@ export class App {
       ["/v1/models", new Map<string, Handler>([["GET", () => this.#models()]])],
       ["/v1/completions", new Map<string, Handler>([["POST", (r: Request) => this.#generate(r, "completion")]])],
       ["/v1/chat/completions", new Map<string, Handler>([["POST", (r: Request) => this.#generate(r, "chat")]])],
+      ["/v1/responses", new Map<string, Handler>([["POST", (r: Request) => this.#generateApi(r, RESPONSES_API)]])],
+      ["/v1/messages", new Map<string, Handler>([["POST", (r: Request) => this.#generateApi(r, MESSAGES_API)]])],
+      ["/tokenize", new Map<string, Handler>([["POST", (r: Request) => this.#tokenize(r, "tokenize")]])],
+      ["/detokenize", new Map<string, Handler>([["POST", (r: Request) => this.#tokenize(r, "detokenize")]])],
     ]);
   }
 
@@ -110,6 +122,8 @@ export class App {
   setEngine(engine: ServedEngine, tokenizer?: PromptTokenizer): void {
     this.#engine = engine;
     this.#tokenizer = tokenizer ?? null;
+    const parser = this.options.reasoningParser;
+    this.#reasoningParser = parser === undefined ? detectReasoningParser(engine.tokenizer) : parser === "none" ? null : parser;
     try {
       this.#chat = ChatTemplate.of(engine.tokenizer);
     } catch (e) {
@@ -164,7 +178,7 @@ export class App {
           headers: { allow: [...methods.keys()].join(", ") },
         });
       }
-      if (path.startsWith("/v1/")) this.#authorize(req);
+      if (path.startsWith("/v1/") || path === "/tokenize" || path === "/detokenize") this.#authorize(req);
       res = await handler(req);
       if (req.method === "HEAD") res = new Response(null, { status: res.status, headers: res.headers });
     } catch (e) {
@@ -172,6 +186,8 @@ export class App {
       res = req.signal.aborted || isBodyError(e, "client_gone")
         ? new ApiError(CLIENT_GONE, "the client closed the connection", { code: "client_gone" }).toResponse()
         : this.#errorResponse(e);
+      // The Messages API answers errors in Anthropic's shape.
+      if (route === "/v1/messages" && res.status >= 400) res = MESSAGES_API.errorResponse(await apiErrorOf(res));
     }
     this.counters.count(route, res.status);
     return res;
@@ -181,9 +197,10 @@ export class App {
     const key = this.options.apiKey;
     if (!key) return;
     const auth = req.headers.get("authorization") ?? "";
-    const m = /^Bearer\s+(.+)$/i.exec(auth);
+    // Anthropic's clients send the key as x-api-key.
+    const m = /^Bearer\s+(.+)$/i.exec(auth) ?? (req.headers.has("x-api-key") ? [auth, req.headers.get("x-api-key")!] : null);
     if (!m || !sameSecret(m[1].trim(), key)) {
-      throw new ApiError(401, m ? "invalid API key" : "missing API key: send Authorization: Bearer KEY", {
+      throw new ApiError(401, m ? "invalid API key" : "missing API key: send Authorization: Bearer KEY (or x-api-key: KEY)", {
         type: "authentication_error",
         code: "invalid_api_key",
         headers: { "www-authenticate": "Bearer" },
@@ -344,9 +361,13 @@ export class App {
     }
     // Tools reach the template as transformers' apply_chat_template(tools=...) passes them
     // (whatever the tool choice, as vLLM does).
-    const text = this.#chat.render(request.messages, true, request.tools ? { tools: request.tools } : {});
+    const text = this.#chat.render(request.messages, true, {
+      ...(request.tools ? { tools: request.tools } : {}),
+      ...(request.templateKwargs ? { kwargs: request.templateKwargs } : {}),
+    });
     const ids = await this.#encode(text, false, "messages", engine) as number[];
-    return { request, jobs: [{ prompt: ids, options: request.options, firstChoice: 0 }], choices: n };
+    const options = this.#reasoningParser ? { ...request.options, reasoningParser: this.#reasoningParser } : request.options;
+    return { request, jobs: [{ prompt: ids, options, firstChoice: 0 }], choices: n };
   }
 
   /** Refuses a request that alone asks for more sequences than one request may (400). */
@@ -391,7 +412,39 @@ export class App {
     }
   }
 
-  async #run(req: Request, request: CompletionRequest | ChatRequest, engine: ServedEngine): Promise<Response> {
+  /** A request of a chat-like API (Responses, Messages): parsed to a chat request, answered its way. */
+  async #generateApi(req: Request, api: ChatApi): Promise<Response> {
+    const engine = this.#ready();
+    if (!this.#admitting) throw new ApiError(503, "the server is shutting down", { code: "shutting_down" });
+    const request = api.parse(await this.#readJson(req));
+    try {
+      return await this.#run(req, request, engine, api);
+    } catch (e) {
+      if (e instanceof InvalidRequestError) throw requestError(e, request.paramNames);
+      throw e;
+    }
+  }
+
+  /** POST /tokenize and /detokenize (vLLM's shapes). */
+  async #tokenize(req: Request, op: "tokenize" | "detokenize"): Promise<Response> {
+    const engine = this.#ready();
+    const body = await this.#readJson(req);
+    if (op === "detokenize") return json(detokenize(body, engine));
+    return json(await tokenize(body, engine, {
+      chat: () => {
+        if (this.#chatError) throw badParam("messages", this.#chatError, "chat_template_error");
+        if (!this.#chat) throw badParam("messages", `model ${this.options.modelName} has no chat template`, "no_chat_template");
+        return this.#chat;
+      },
+      checkModel: (model) => {
+        if (model !== null && !this.#knownModel(model)) {
+          throw new ApiError(404, `model ${model} does not exist; this server serves ${this.options.modelName}`, { param: "model", code: "model_not_found" });
+        }
+      },
+    }));
+  }
+
+  async #run(req: Request, request: CompletionRequest | ChatRequest, engine: ServedEngine, api?: ChatApi): Promise<Response> {
     const kind = request.kind;
     const prep = await this.#prepare(request, engine);
     if (req.signal.aborted) throw new ApiError(CLIENT_GONE, "the client closed the connection", { code: "client_gone" });
@@ -406,7 +459,7 @@ export class App {
       });
     }
     const meta = {
-      id: `${kind === "chat" ? "chatcmpl" : "cmpl"}-${Date.now().toString(36)}${(this.#nextId++).toString(36)}`,
+      id: `${api ? api.idPrefix : kind === "chat" ? "chatcmpl-" : "cmpl-"}${Date.now().toString(36)}${(this.#nextId++).toString(36)}`,
       created: Math.floor(Date.now() / 1000),
       model: this.options.modelName,
     };
@@ -423,6 +476,13 @@ export class App {
       this.#end(seqs);
     };
     try {
+      if (api) {
+        const run = { engine, prep, meta, abort, onEnd: end };
+        if (request.stream) return new Response(await api.stream(run), { headers: SSE_HEADERS });
+        const body = await api.json(run);
+        end(req.signal.aborted);
+        return json(body);
+      }
       if (request.stream) {
         const stream = await completeStream(engine, prep, meta, abort, end);
         return new Response(stream, {
@@ -448,6 +508,23 @@ export class App {
     this.#activeRequests--;
     if (this.#activeRequests === 0) for (const resolve of this.#idle.splice(0)) resolve();
   }
+}
+
+const SSE_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no" };
+
+/** The error an OpenAI-shaped error response carries (to answer it in another API's shape). */
+async function apiErrorOf(res: Response): Promise<ApiError> {
+  const headers: Record<string, string> = {};
+  res.headers.forEach((v, k) => {
+    if (k !== "content-type" && k !== "content-length") headers[k] = v;
+  });
+  let message = res.statusText;
+  try {
+    message = (await res.json())?.error?.message ?? message;
+  } catch {
+    // not JSON: keep the status text
+  }
+  return new ApiError(res.status, message, { headers });
 }
 
 /** A request error as a 400 naming the body's parameter (`names`: the request's own names first). */
