@@ -9,6 +9,7 @@ import { detectReasoningParser, REASONING_PARSERS, reasoningStart, ThinkStreamPa
 import { Tokenizer } from "../src/model/tokenizer.ts";
 import { EngineGrammar } from "../src/engine/constraints.ts";
 import { modelDir } from "./helpers/reference.ts";
+import { parseServeArgs, UsageError } from "../src/server/args.ts";
 
 /** Runs the parser over `text` cut into pieces of `size` characters. */
 function split(text: string, open: boolean, size: number): { reasoning: string; content: string } {
@@ -96,4 +97,18 @@ test("reasoning gate: the grammar starts after </think>; before it every token i
   plain.fillMask(mask, 0);
   assert(!allowed(mask, 3) && allowed(mask, yes));
   plain.dispose();
+});
+
+test("reasoning parser: --reasoning-parser takes a known name or none", () => {
+  const parse = (...argv: string[]) => parseServeArgs(argv, () => undefined)!;
+  assertEquals(parse().reasoningParser, undefined);
+  assertEquals(parse("--reasoning-parser", "none").reasoningParser, "none");
+  assertEquals(parse("--reasoning-parser=qwen3").reasoningParser, "qwen3");
+  let error: unknown = null;
+  try {
+    parse("--reasoning-parser", "harmony-ish");
+  } catch (e) {
+    error = e;
+  }
+  assert(error instanceof UsageError && error.message.includes("think"), String(error));
 });

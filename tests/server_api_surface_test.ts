@@ -188,6 +188,20 @@ test({
           ...GREEDY,
         });
         assertEquals(plain.content.map((b) => b.type), ["text"]);
+        // Greedy output of these weights holds a space within 8 tokens: the stop sequence ends it.
+        const text = (plain.content[0] as Anthropic.TextBlock).text;
+        assert(text.includes(" "), JSON.stringify(text));
+        const stopped = await anthropic.messages.create({
+          model: MODEL,
+          max_tokens: 8,
+          system: "Answer yes or no.",
+          messages: [{ role: "user", content: [{ type: "text", text: "ok?" }] }],
+          thinking: { type: "disabled" },
+          stop_sequences: [" "],
+          ...GREEDY,
+        });
+        assertEquals([stopped.stop_reason, stopped.stop_sequence], ["stop_sequence", " "]);
+        assertEquals((stopped.content[0] as Anthropic.TextBlock).text, text.slice(0, text.indexOf(" ")));
       });
 
       await t.step("anthropic: streamed events rebuild the message", async () => {
@@ -279,6 +293,21 @@ test({
         assertEquals(chat.json.count, r.json.usage.prompt_tokens, "the prompt chat completions run");
         const off = await post(`${s.base}/tokenize`, { messages, chat_template_kwargs: { enable_thinking: false } }, auth);
         assert(off.json.count > chat.json.count, "enable_thinking false closes the block in the prompt");
+      });
+
+      await t.step("--reasoning-parser none: the raw text is the content", async () => {
+        const raw = await testServer(MODEL, { reasoningParser: "none" });
+        try {
+          const body = { messages: [{ role: "user", content: "hi" }], max_tokens: 6, temperature: 0, ignore_eos: true };
+          const r = await post(`${raw.base}/v1/chat/completions`, body);
+          const m = r.json.choices[0].message;
+          assert(!("reasoning_content" in m), JSON.stringify(m));
+          const split = await post(`${s.base}/v1/chat/completions`, body, auth);
+          // The same greedy tokens: parsed, they are the reasoning of the open block.
+          assertEquals(m.content.trim(), split.json.choices[0].message.reasoning_content.trim());
+        } finally {
+          await raw.close();
+        }
       });
 
       await t.step("metrics count the new routes", async () => {
