@@ -17,7 +17,7 @@ import { renderVllmMetrics } from "./vllm_metrics.ts";
 import { detectReasoningParser } from "../api/reasoning.ts";
 import type { ChatApi } from "./chat_api.ts";
 import { RESPONSES_API } from "./responses/render.ts";
-import { MESSAGES_API } from "./anthropic/render.ts";
+import { anthropicError, MESSAGES_API } from "./anthropic/render.ts";
 import { detokenize, tokenize } from "./tokenize.ts";
 import { type ListenerStats, renderListenerMetrics } from "./listener_metrics.ts";
 
@@ -187,7 +187,7 @@ export class App {
         ? new ApiError(CLIENT_GONE, "the client closed the connection", { code: "client_gone" }).toResponse()
         : this.#errorResponse(e);
       // The Messages API answers errors in Anthropic's shape.
-      if (route === "/v1/messages" && res.status >= 400) res = MESSAGES_API.errorResponse(await apiErrorOf(res));
+      if (route === "/v1/messages" && res.status >= 400) res = anthropicError(await apiErrorOf(res));
     }
     this.counters.count(route, res.status);
     return res;
@@ -430,7 +430,7 @@ export class App {
     const engine = this.#ready();
     const body = await this.#readJson(req);
     if (op === "detokenize") return json(detokenize(body, engine));
-    return json(await tokenize(body, engine, {
+    return json(tokenize(body, engine, {
       chat: () => {
         if (this.#chatError) throw badParam("messages", this.#chatError, "chat_template_error");
         if (!this.#chat) throw badParam("messages", `model ${this.options.modelName} has no chat template`, "no_chat_template");

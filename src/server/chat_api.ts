@@ -5,7 +5,6 @@
  * @module
  */
 import type { GenerateDelta } from "../../mod.ts";
-import type { ApiError } from "./api_error.ts";
 import type { ChatRequest } from "./openai/parse.ts";
 import type { PreparedRequest, ResponseMeta } from "./openai/render.ts";
 import type { ServedEngine } from "./served_engine.ts";
@@ -24,14 +23,12 @@ export interface ApiRun {
 export interface ChatApi {
   /** Prefix of response ids. */
   idPrefix: string;
-  /** The body as a chat request (throws an {@link ApiError} for a bad body). */
+  /** The body as a chat request (throws an `ApiError` for a bad body). */
   parse(body: unknown): ChatRequest;
   /** Runs to the end; the JSON body. */
   json(run: ApiRun): Promise<unknown>;
   /** Runs streaming (the first delta, or a refusal, is awaited before it returns). */
   stream(run: ApiRun): Promise<ReadableStream<Uint8Array>>;
-  /** An error in this API's shape. */
-  errorResponse(e: ApiError): Response;
 }
 
 /** The deltas of a prepared single-prompt request (these APIs have no `n`). */

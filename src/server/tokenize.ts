@@ -37,7 +37,7 @@ export interface TokenizeContext {
 }
 
 /** `/tokenize`: `{count, max_model_len, tokens, token_strs}`. */
-export function tokenize(body: unknown, engine: ServedEngine, ctx: TokenizeContext): Promise<Body> {
+export function tokenize(body: unknown, engine: ServedEngine, ctx: TokenizeContext): Body {
   if (!isObject(body)) throw badParam("body", "the request body must be a JSON object");
   ctx.checkModel(modelOf(body));
   const tok = engine.tokenizer;
@@ -64,12 +64,12 @@ export function tokenize(body: unknown, engine: ServedEngine, ctx: TokenizeConte
     ids = tok.encode(body.prompt, { addSpecialTokens: optBool(body, "add_special_tokens", true) });
   }
   const strs = optBool(body, "return_token_strs", false);
-  return Promise.resolve({
+  return {
     count: ids.length,
     max_model_len: engine.info.maxContext,
     tokens: ids,
     token_strs: strs ? ids.map((id) => tok.tokenToPiece(id) ?? tok.decode([id])) : null,
-  });
+  };
 }
 
 /** `/detokenize`: `{prompt}`. */

@@ -143,5 +143,4 @@ export const MESSAGES_API: ChatApi = {
   parse: parseMessagesRequest,
   json,
   stream,
-  errorResponse: anthropicError,
 };

@@ -5,7 +5,6 @@
  * @module
  */
 import type { Usage } from "../../../mod.ts";
-import type { ApiError } from "../api_error.ts";
 import { type ApiRun, type ChatApi, drain, eventStream, sseEvent } from "../chat_api.ts";
 import { apiId, type BlockEvent, type OutputBlock, OutputBlocks } from "../output_blocks.ts";
 import { parseResponsesRequest, type ResponsesRequest } from "./parse.ts";
@@ -146,5 +145,4 @@ export const RESPONSES_API: ChatApi = {
   parse: parseResponsesRequest,
   json,
   stream,
-  errorResponse: (e: ApiError) => e.toResponse(),
 };
