@@ -10,6 +10,9 @@ import { Tokenizer } from "../src/model/tokenizer.ts";
 import { EngineGrammar } from "../src/engine/constraints.ts";
 import { modelDir } from "./helpers/reference.ts";
 import { parseServeArgs, UsageError } from "../src/server/args.ts";
+import { OutputParser } from "../src/api/output_parser.ts";
+import { ToolCallStreamParser } from "../src/grammar/tool_calls.ts";
+import type { ToolCall } from "../src/types/api.ts";
 
 /** Runs the parser over `text` cut into pieces of `size` characters. */
 function split(text: string, open: boolean, size: number): { reasoning: string; content: string } {
@@ -111,4 +114,30 @@ test("reasoning parser: --reasoning-parser takes a known name or none", () => {
     error = e;
   }
   assert(error instanceof UsageError && error.message.includes("think"), String(error));
+});
+
+test("reasoning parser: tool calls are parsed in the answer only, after the reasoning", () => {
+  const call = '<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>';
+  const text = `<think>\nmaybe ${call}\n</think>\n\n${call}`;
+  for (const size of [1, 5, 1000]) {
+    const p = new OutputParser(REASONING_PARSERS.think.parser("expect"), new ToolCallStreamParser("hermes"));
+    let reasoning = "";
+    let content = "";
+    const calls: ToolCall[] = [];
+    for (let i = 0; i <= text.length; i += size) {
+      const out = p.push(text.slice(i, i + size), i + size > text.length);
+      reasoning += out.reasoning ?? "";
+      content += out.text;
+      for (const d of out.calls ?? []) {
+        const c = (calls[d.index] ??= { id: "", name: "", arguments: "" });
+        c.name += d.function.name ?? "";
+        c.arguments += d.function.arguments ?? "";
+      }
+    }
+    // The call written while reasoning stays reasoning text; the answer's call is a call.
+    assertEquals(reasoning, `maybe ${call}\n`, `pieces of ${size}`);
+    assertEquals(content.trim(), "");
+    assertEquals(calls.map((c) => [c.name, JSON.parse(c.arguments)]), [["add", { a: 1, b: 2 }]]);
+    assertEquals(p.calls, 1);
+  }
 });

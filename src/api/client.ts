@@ -9,7 +9,7 @@ import { Tokenizer } from "../model/tokenizer.ts";
 import { GrammarError } from "../grammar/errors.ts";
 import { loadModelVocabulary, modelToolFormat } from "../grammar/model_vocabulary.ts";
 import { SpecChecker } from "../grammar/spec_check.ts";
-import { ToolCallStreamParser, type ToolStreamEvent } from "../grammar/tool_calls.ts";
+import { ToolCallStreamParser } from "../grammar/tool_calls.ts";
 import { FORMAT_SYNTAX } from "../grammar/tool_format.ts";
 import { type Decoder, IncrementalDetokenizer, StopStringMatcher } from "./detokenizer.ts";
 import type { FromWorker, ToRequest, ToWorker } from "./protocol.ts";
@@ -33,7 +33,8 @@ import {
   type ToolCallFormat,
   type Usage,
 } from "../types/api.ts";
-import { detectReasoningParser, reasoningFormatOf, type ReasoningStreamParser, reasoningStart } from "./reasoning.ts";
+import { detectReasoningParser, reasoningFormatOf, reasoningStart } from "./reasoning.ts";
+import { OutputParser } from "./output_parser.ts";
 import { grammarParam, grammarRequestError, parsesToolCalls, stopStrings, validateRequest } from "./validate.ts";
 import { type BatchItemError, batchItemError, type BatchOptions, BatchProgressTracker, ordered } from "./batch.ts";
 
@@ -48,27 +49,12 @@ export interface CreateEngineOptions extends EngineOptions {
 interface CompletionState {
   detok: IncrementalDetokenizer;
   stop: StopStringMatcher;
-  /** Tool-call parser (requests with tools). */
-  tools: ToolCallStreamParser | null;
-  /** Reasoning parser (requests with a `reasoningParser`); tool calls are parsed in its answer. */
-  reasoning: ReasoningStreamParser | null;
-  /** Calls parsed so far. */
-  calls: number;
+  /** Reasoning and tool calls out of the text (requests with a reasoning parser or tools). */
+  output: OutputParser;
   ids: number[];
   text: string;
   logprobs: TokenLogprob[];
   finishReason: FinishReason | null;
-}
-
-/** Content text and tool-call deltas out of parser events. */
-function split(events: ToolStreamEvent[]): { text: string; calls: ToolCallDelta[] } {
-  let text = "";
-  const calls: ToolCallDelta[] = [];
-  for (const e of events) {
-    if (e.type === "content") text += e.text;
-    else calls.push(e.delta);
-  }
-  return { text, calls };
 }
 
 /** Folds tool-call deltas into calls (what a client rebuilds from a stream). */
@@ -254,29 +240,17 @@ export class EngineClient {
     const states: CompletionState[] = Array.from({ length: request.n }, () => ({
       detok: decoder ? new IncrementalDetokenizer(decoder, promptIds, false) : new IncrementalDetokenizer(this.tokenizer, promptIds),
       stop: new StopStringMatcher(stops),
-      tools: toolFormat ? new ToolCallStreamParser(toolFormat) : null,
-      reasoning: reasoningFormat ? reasoningFormat.parser(reasoning!.start) : null,
-      calls: 0,
+      output: new OutputParser(
+        reasoningFormat ? reasoningFormat.parser(reasoning!.start) : null,
+        toolFormat ? new ToolCallStreamParser(toolFormat) : null,
+      ),
       ids: [],
       text: "",
       logprobs: [],
       finishReason: null,
     }));
-    /** Reasoning, content and tool-call deltas of some decoded text (all content without tools). */
-    const parse = (s: CompletionState, decoded: string, final: boolean): { text: string; reasoning?: string; calls?: ToolCallDelta[] } => {
-      let text = decoded;
-      let thought: { reasoning?: string } = {};
-      if (s.reasoning) {
-        const r = s.reasoning.push(decoded);
-        const tail = final ? s.reasoning.finish() : { reasoning: "", content: "" };
-        text = r.content + tail.content;
-        thought = { reasoning: r.reasoning + tail.reasoning };
-      }
-      if (!s.tools) return { text, ...thought };
-      const out = split([...s.tools.push(text), ...(final ? s.tools.finish() : [])]);
-      for (const c of out.calls) if (c.id !== undefined) s.calls++;
-      return out.calls.length ? { ...out, ...thought } : { text: out.text, ...thought };
-    };
+    /** Reasoning, content and tool-call deltas of some decoded text (all content without a parser). */
+    const parse = (s: CompletionState, decoded: string, final: boolean) => s.output.push(decoded, final);
     const queue: (GenerateDelta | Error)[] = [];
     let notify: (() => void) | null = null;
     let remaining = request.n;
@@ -339,7 +313,7 @@ export class EngineClient {
         const tail = parse(s, s.finishReason ? "" : s.stop.push(s.detok.flush()) + s.stop.flush(), true);
         s.finishReason = reason;
         // A completion that called tools and stopped ends with "tool_calls" (OpenAI's reason).
-        const shown: OutputFinishReason = reason === "stop" && s.calls > 0 ? "tool_calls" : reason;
+        const shown: OutputFinishReason = reason === "stop" && s.output.calls > 0 ? "tool_calls" : reason;
         const last: GenerateDelta = { index: m.index, text: tail.text, ids: [], finishReason: shown };
         if (tail.reasoning !== undefined) last.reasoning = tail.reasoning;
         if (tail.calls) last.toolCalls = tail.calls;
