@@ -316,6 +316,12 @@ test({
           assert(text.includes(`route="${route}",status="200"`), `${route} in /metrics`);
         }
         assert(text.includes(`route="/v1/messages",status="400"`));
+        // The dashboard's stats count requests by API route too.
+        const stats = await (await fetch(`${s.base}/dashboard/stats`)).json();
+        for (const route of ["/v1/chat/completions", "/v1/responses", "/v1/messages", "/tokenize"]) {
+          assert(stats.routes[route] > 0, `${route} in /dashboard/stats: ${JSON.stringify(stats.routes)}`);
+        }
+        assert((await (await fetch(`${s.base}/`)).text()).includes('id="routes"'));
       });
     } finally {
       await s.close();

@@ -237,7 +237,7 @@ export class App {
 
   #statsJson(): Response {
     const engine = this.#ready();
-    return json(engine.stats(), 200, { "cache-control": "no-store" });
+    return json({ ...engine.stats(), routes: this.counters.byRoute() }, 200, { "cache-control": "no-store" });
   }
 
   #health(): Response {
