@@ -78,6 +78,7 @@ test({
         assert(item.content![0].text.length > 0);
         assertEquals(r.output_text, "");
         assertEquals(r.usage?.output_tokens, 6);
+        assertEquals(r.usage?.output_tokens_details.reasoning_tokens, 6, "all of it was reasoning");
         assert((r.usage?.input_tokens ?? 0) > 0);
         const answer = await openai.responses.create({
           model: MODEL,
@@ -91,6 +92,7 @@ test({
         assertEquals(answer.status, "completed");
         assertEquals(answer.output.map((o) => o.type), ["message"]);
         assertValidJson(answer.output_text, SCHEMAS.person, "text.format json_schema");
+        assertEquals(answer.usage?.output_tokens_details.reasoning_tokens, 0);
       });
 
       await t.step("responses: streamed events rebuild the final response", async () => {

@@ -24,13 +24,20 @@ export class OutputBlocks {
   finishReason: OutputFinishReason | null = null;
   usage: Usage | null = null;
   warnings: string[] = [];
+  /** Tokens of the reasoning: those generated from its first text until the answer began. */
+  reasoningTokens = 0;
   #open: OutputBlock | null = null;
+  #reasoned = false;
+  #answered = false;
   /** Tool call index (of the completion) to its block. */
   #calls = new Map<number, OutputBlock & { kind: "tool_call" }>();
 
   /** The events of one delta. */
   push(d: GenerateDelta): BlockEvent[] {
     const events: BlockEvent[] = [];
+    if (d.reasoning) this.#reasoned = true;
+    if (d.text || d.toolCalls?.length) this.#answered = true;
+    else if (this.#reasoned && !this.#answered) this.reasoningTokens += d.ids.length;
     if (d.reasoning) this.#text("reasoning", d.reasoning, events);
     if (d.text) this.#text("text", d.text, events);
     for (const t of d.toolCalls ?? []) {

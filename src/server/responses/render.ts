@@ -4,7 +4,6 @@
  * `response.output_item.added`, `response.output_text.delta`, ..., `response.completed`).
  * @module
  */
-import type { Usage } from "../../../mod.ts";
 import { type ApiRun, type ChatApi, drain, eventStream, sseEvent } from "../chat_api.ts";
 import { apiId, type BlockEvent, type OutputBlock, OutputBlocks } from "../output_blocks.ts";
 import { parseResponsesRequest, type ResponsesRequest } from "./parse.ts";
@@ -38,14 +37,15 @@ function textPart(text: string): Item {
   return { type: "output_text", text, annotations: [], logprobs: [] };
 }
 
-function usageOf(u: Usage | null): Item {
+function usageOf(blocks: OutputBlocks): Item {
+  const u = blocks.usage;
   const input = u?.promptTokens ?? 0;
   const output = u?.completionTokens ?? 0;
   return {
     input_tokens: input,
     input_tokens_details: { cached_tokens: u?.cachedTokens ?? 0 },
     output_tokens: output,
-    output_tokens_details: { reasoning_tokens: 0 },
+    output_tokens_details: { reasoning_tokens: blocks.reasoningTokens },
     total_tokens: input + output,
   };
 }
@@ -78,7 +78,7 @@ function responseOf(run: ApiRun, blocks: OutputBlocks | null, ids: ItemIds): Ite
     tools: e.tools,
     top_p: e.topP,
     truncation: "disabled",
-    usage: blocks ? usageOf(blocks.usage) : null,
+    usage: blocks ? usageOf(blocks) : null,
     metadata: e.metadata,
     ...(blocks?.warnings.length ? { warnings: blocks.warnings } : {}),
   };
