@@ -206,6 +206,15 @@ test({
         assertEquals((stopped.content[0] as Anthropic.TextBlock).text, text.slice(0, text.indexOf(" ")));
       });
 
+      await t.step("anthropic: count_tokens counts the prompt messages.create runs", async () => {
+        const params = { model: MODEL, system: "Be brief.", messages: [{ role: "user" as const, content: "hi" }], thinking: { type: "disabled" as const } };
+        const counted = await anthropic.messages.countTokens(params);
+        const m = await anthropic.messages.create({ ...params, max_tokens: 1 });
+        assertEquals(counted.input_tokens, m.usage.input_tokens);
+        const bad = await post(`${s.base}/v1/messages/count_tokens`, { messages: 5 }, { "x-api-key": KEY });
+        assertEquals([bad.status, bad.json.type, bad.json.error.type], [400, "error", "invalid_request_error"]);
+      });
+
       await t.step("anthropic: streamed events rebuild the message", async () => {
         const stream = anthropic.messages.stream({ model: MODEL, max_tokens: 5, messages: [{ role: "user", content: "hi" }], ...GREEDY });
         const types: string[] = [];

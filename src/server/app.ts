@@ -18,6 +18,7 @@ import { detectReasoningParser } from "../api/reasoning.ts";
 import type { ChatApi } from "./chat_api.ts";
 import { RESPONSES_API } from "./responses/render.ts";
 import { anthropicError, MESSAGES_API } from "./anthropic/render.ts";
+import { parseMessagesRequest } from "./anthropic/parse.ts";
 import { detokenize, tokenize } from "./tokenize.ts";
 import { type ListenerStats, renderListenerMetrics } from "./listener_metrics.ts";
 
@@ -101,6 +102,7 @@ export class App {
       ["/v1/chat/completions", new Map<string, Handler>([["POST", (r: Request) => this.#generate(r, "chat")]])],
       ["/v1/responses", new Map<string, Handler>([["POST", (r: Request) => this.#generateApi(r, RESPONSES_API)]])],
       ["/v1/messages", new Map<string, Handler>([["POST", (r: Request) => this.#generateApi(r, MESSAGES_API)]])],
+      ["/v1/messages/count_tokens", new Map<string, Handler>([["POST", (r: Request) => this.#countMessageTokens(r)]])],
       ["/tokenize", new Map<string, Handler>([["POST", (r: Request) => this.#tokenize(r, "tokenize")]])],
       ["/detokenize", new Map<string, Handler>([["POST", (r: Request) => this.#tokenize(r, "detokenize")]])],
     ]);
@@ -187,7 +189,7 @@ export class App {
         ? new ApiError(CLIENT_GONE, "the client closed the connection", { code: "client_gone" }).toResponse()
         : this.#errorResponse(e);
       // The Messages API answers errors in Anthropic's shape.
-      if (route === "/v1/messages" && res.status >= 400) res = anthropicError(await apiErrorOf(res));
+      if (route.startsWith("/v1/messages") && res.status >= 400) res = anthropicError(await apiErrorOf(res));
     }
     this.counters.count(route, res.status);
     return res;
@@ -425,6 +427,16 @@ export class App {
     }
   }
 
+  /** POST /v1/messages/count_tokens: the prompt tokens a Messages body would take. */
+  async #countMessageTokens(req: Request): Promise<Response> {
+    const engine = this.#ready();
+    const body = await this.#readJson(req);
+    // The same body as /v1/messages, less max_tokens (counting generates nothing).
+    const request = parseMessagesRequest(isObject(body) ? { ...body, max_tokens: 1, stream: false } : body);
+    const prep = await this.#prepare(request, engine);
+    return json({ input_tokens: prep.jobs[0].prompt.length });
+  }
+
   /** POST /tokenize and /detokenize (vLLM's shapes). */
   async #tokenize(req: Request, op: "tokenize" | "detokenize"): Promise<Response> {
     const engine = this.#ready();
@@ -532,6 +544,10 @@ function requestError(e: InvalidRequestError, names: Record<string, string> = {}
   const param = names[e.param] ?? PARAM_NAMES[e.param] ?? e.param;
   const code = e.code === "invalid_request" ? null : e.code;
   return badParam(param, `${param} ${e.detail}`, code);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 /** Whether `e` is the HTTP layer's RequestBodyError of this code (checked by code: Request may wrap). */
