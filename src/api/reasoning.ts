@@ -83,7 +83,8 @@ export function reasoningStart(
   tokenizer: Tokenizer,
   promptIds: readonly number[],
 ): { start: ReasoningStart; gate: ReasoningGate | null } {
-  const tail = tokenizer.decode(promptIds.slice(-64) as number[]);
+  // Ids past the tokenizer's table (a model may have more logits than pieces) decode to nothing.
+  const tail = tokenizer.decode(promptIds.slice(-64).filter((id) => id < tokenizer.vocabSize));
   const end = tail.lastIndexOf(format.end);
   const start: ReasoningStart = tail.lastIndexOf(format.start) > end
     ? "open"
