@@ -57,7 +57,8 @@ function stopOf(run: ApiRun, blocks: OutputBlocks, ids: number[]): { stop_reason
   if (r === "tool_calls") return { stop_reason: "tool_use", stop_sequence: null };
   const stops = (run.prep.request as MessagesRequest).stopSequences;
   if (stops.length && ids.length && !run.engine.info.eosTokenIds.includes(ids[ids.length - 1])) {
-    const tail = run.engine.tokenizer.decode(ids.slice(-32));
+    const tok = run.engine.tokenizer;
+    const tail = tok.decode(ids.slice(-32).filter((id) => id < tok.vocabSize));
     const hit = stops.find((s) => tail.includes(s));
     if (hit !== undefined) return { stop_reason: "stop_sequence", stop_sequence: hit };
   }
