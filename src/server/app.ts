@@ -497,9 +497,7 @@ export class App {
       }
       if (request.stream) {
         const stream = await completeStream(engine, prep, meta, abort, end);
-        return new Response(stream, {
-          headers: { "content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no" },
-        });
+        return new Response(stream, { headers: SSE_HEADERS });
       }
       const body = await completeJson(engine, prep, meta, abort.signal);
       end(req.signal.aborted);
@@ -522,6 +520,7 @@ export class App {
   }
 }
 
+/** Headers of a server-sent event stream (no proxy buffering). */
 const SSE_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no" };
 
 /** The error an OpenAI-shaped error response carries (to answer it in another API's shape). */
