@@ -11,7 +11,7 @@ import { test } from "./helpers/test.ts";
 import OpenAI from "openai";
 import Anthropic from "@anthropic-ai/sdk";
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { post, testServer } from "./helpers/server.ts";
+import { post, testServer, waitFor } from "./helpers/server.ts";
 import { assertValidCall, assertValidJson, SCHEMAS, TOOLS } from "./helpers/structured.ts";
 
 const MODEL = "qwen3-think-tiny";
@@ -262,6 +262,33 @@ test({
         const again = final.content.find((b) => b.type === "tool_use") as Anthropic.ToolUseBlock;
         assert(again, JSON.stringify(final.content));
         assertEquals(JSON.parse(json), again.input);
+      });
+
+      await t.step("a client that leaves a Responses or Messages stream frees its sequence", async () => {
+        const streams: [string, unknown, Record<string, string>][] = [
+          ["/v1/messages", { max_tokens: 400, messages: [{ role: "user", content: "hi" }], stream: true }, { "x-api-key": KEY }],
+          ["/v1/responses", { input: "hi", max_output_tokens: 400, stream: true }, auth],
+        ];
+        for (const [path, body, headers] of streams) {
+          const ac = new AbortController();
+          const res = await fetch(`${s.base}${path}`, {
+            method: "POST",
+            headers: { ...headers, "content-type": "application/json" },
+            // Greedy: these weights do not end the answer within its first tokens.
+            body: JSON.stringify({ ...body as object, temperature: 0 }),
+            signal: ac.signal,
+          });
+          assertEquals(res.status, 200);
+          const reader = res.body!.getReader();
+          await reader.read(); // under way
+          ac.abort();
+          await reader.cancel().catch(() => {});
+          await waitFor(() => s.server.app.activeRequests, (n) => n === 0);
+        }
+        const text = await (await fetch(`${s.base}/metrics`)).text();
+        const line = text.split("\n").find((l) => l.startsWith("webgpu_llm_client_disconnects_total "));
+        assert(Number(line?.split(" ")[1]) >= 2, String(line));
+        await waitFor(async () => (await (await fetch(`${s.base}/dashboard/stats`)).json()).kvBlocksUsed, (n) => n === 0);
       });
 
       await t.step("malformed bodies get each API's own 4xx, never a 500", async () => {
