@@ -60,6 +60,7 @@ export async function startServer(options: ServeOptions, reporting: ServerReport
     modelName: options.servedModelName,
     modelAliases: [options.model],
     apiKey: options.apiKey,
+    reasoningParser: options.reasoningParser,
     maxBodyBytes: options.maxBodyBytes,
     maxQueue: options.maxQueue,
     maxRequestSeqs: options.maxRequestSeqs,

@@ -9,7 +9,7 @@ import { Tokenizer } from "../model/tokenizer.ts";
 import { GrammarError } from "../grammar/errors.ts";
 import { loadModelVocabulary, modelToolFormat } from "../grammar/model_vocabulary.ts";
 import { SpecChecker } from "../grammar/spec_check.ts";
-import { ToolCallStreamParser, type ToolStreamEvent } from "../grammar/tool_calls.ts";
+import { ToolCallStreamParser } from "../grammar/tool_calls.ts";
 import { FORMAT_SYNTAX } from "../grammar/tool_format.ts";
 import { type Decoder, IncrementalDetokenizer, StopStringMatcher } from "./detokenizer.ts";
 import type { FromWorker, ToRequest, ToWorker } from "./protocol.ts";
@@ -33,6 +33,8 @@ import {
   type ToolCallFormat,
   type Usage,
 } from "../types/api.ts";
+import { detectReasoningParser, reasoningFormatOf, reasoningStart } from "./reasoning.ts";
+import { OutputParser } from "./output_parser.ts";
 import { grammarParam, grammarRequestError, parsesToolCalls, stopStrings, validateRequest } from "./validate.ts";
 import { type BatchItemError, batchItemError, type BatchOptions, BatchProgressTracker, ordered } from "./batch.ts";
 
@@ -47,25 +49,12 @@ export interface CreateEngineOptions extends EngineOptions {
 interface CompletionState {
   detok: IncrementalDetokenizer;
   stop: StopStringMatcher;
-  /** Tool-call parser (requests with tools). */
-  tools: ToolCallStreamParser | null;
-  /** Calls parsed so far. */
-  calls: number;
+  /** Reasoning and tool calls out of the text (requests with a reasoning parser or tools). */
+  output: OutputParser;
   ids: number[];
   text: string;
   logprobs: TokenLogprob[];
   finishReason: FinishReason | null;
-}
-
-/** Content text and tool-call deltas out of parser events. */
-function split(events: ToolStreamEvent[]): { text: string; calls: ToolCallDelta[] } {
-  let text = "";
-  const calls: ToolCallDelta[] = [];
-  for (const e of events) {
-    if (e.type === "content") text += e.text;
-    else calls.push(e.delta);
-  }
-  return { text, calls };
 }
 
 /** Folds tool-call deltas into calls (what a client rebuilds from a stream). */
@@ -87,6 +76,8 @@ export class EngineClient {
    * has none this engine knows; requests with tool calls need one.
    */
   readonly toolCallFormat: ToolCallFormat | null;
+  /** The reasoning parser the model's chat template calls for (e.g. "think"), or null. */
+  readonly reasoningParser: string | null;
   #model: string;
   /** Checks output constraints before the engine sees them (made on first use). */
   #checker: Promise<SpecChecker> | null = null;
@@ -109,6 +100,7 @@ export class EngineClient {
     this.#model = model;
     this.#onStats = onStats;
     this.toolCallFormat = modelToolFormat(tokenizer, info.architecture);
+    this.reasoningParser = detectReasoningParser(tokenizer);
     const markers = this.toolCallFormat ? FORMAT_SYNTAX[this.toolCallFormat].literalTokens : [];
     this.#markerIds = new Set(
       markers.map((p) => tokenizer.pieceToToken(p)).filter((id): id is number => id !== undefined && tokenizer.isSpecial(id)),
@@ -176,6 +168,7 @@ export class EngineClient {
       if (!c) states.set(d.index, c = { index: d.index, ids: [], text: "", finishReason: "length" });
       c.ids.push(...d.ids);
       c.text += d.text;
+      if (options.reasoningParser) c.reasoning = (c.reasoning ?? "") + (d.reasoning ?? "");
       if (d.logprobs) (c.logprobs ??= []).push(...d.logprobs);
       if (d.toolCalls) foldCalls(c.toolCalls ??= [], d.toolCalls);
       if (d.finishReason) c.finishReason = d.finishReason;
@@ -230,28 +223,34 @@ export class EngineClient {
     if (this.#closed) throw new EngineError("engine_closed", "the engine is closed");
     if (this.#dead) throw this.#dead;
     const stops = stopStrings(options);
+    const reasoningFormat = options.reasoningParser ? reasoningFormatOf(options.reasoningParser) : null;
+    const reasoning = reasoningFormat ? reasoningStart(reasoningFormat, this.tokenizer, promptIds) : null;
+    // The output's grammar starts after its reasoning.
+    if (request.grammar && reasoning?.gate) request.reasoning = reasoning.gate;
     const channel = new MessageChannel();
     const port = channel.port1;
     const toolFormat = parsesToolCalls(options) ? this.toolCallFormat : null;
     // Tool-call markers that are special tokens stay in the text of outputs that may hold them.
-    const decoder = (request.grammar || toolFormat) && this.#markerIds.size > 0 ? this.#keepMarkers() : null;
+    const keep = new Set((request.grammar || toolFormat) ? this.#markerIds : []);
+    // Reasoning markers that are special tokens stay in the text the parser reads.
+    for (const id of reasoning?.gate ? [reasoning.gate.startTokenId, reasoning.gate.endTokenId] : []) {
+      if (this.tokenizer.isSpecial(id)) keep.add(id);
+    }
+    const decoder = keep.size > 0 ? this.#keepMarkers(keep) : null;
     const states: CompletionState[] = Array.from({ length: request.n }, () => ({
       detok: decoder ? new IncrementalDetokenizer(decoder, promptIds, false) : new IncrementalDetokenizer(this.tokenizer, promptIds),
       stop: new StopStringMatcher(stops),
-      tools: toolFormat ? new ToolCallStreamParser(toolFormat) : null,
-      calls: 0,
+      output: new OutputParser(
+        reasoningFormat ? reasoningFormat.parser(reasoning!.start) : null,
+        toolFormat ? new ToolCallStreamParser(toolFormat) : null,
+      ),
       ids: [],
       text: "",
       logprobs: [],
       finishReason: null,
     }));
-    /** Content and tool-call deltas of some decoded text (all content without tools). */
-    const parse = (s: CompletionState, text: string, final: boolean): { text: string; calls?: ToolCallDelta[] } => {
-      if (!s.tools) return { text };
-      const out = split([...s.tools.push(text), ...(final ? s.tools.finish() : [])]);
-      for (const c of out.calls) if (c.id !== undefined) s.calls++;
-      return out.calls.length ? out : { text: out.text };
-    };
+    /** Reasoning, content and tool-call deltas of some decoded text (all content without a parser). */
+    const parse = (s: CompletionState, decoded: string, final: boolean) => s.output.push(decoded, final);
     const queue: (GenerateDelta | Error)[] = [];
     let notify: (() => void) | null = null;
     let remaining = request.n;
@@ -298,7 +297,14 @@ export class EngineClient {
           port.postMessage({ type: "cancel", index: m.index });
         }
         const out = parse(s, text, false);
-        push({ index: m.index, text: out.text, ids, logprobs: m.logprobs ? lps : undefined, ...(out.calls ? { toolCalls: out.calls } : {}) });
+        push({
+          index: m.index,
+          text: out.text,
+          ids,
+          ...(out.reasoning !== undefined ? { reasoning: out.reasoning } : {}),
+          logprobs: m.logprobs ? lps : undefined,
+          ...(out.calls ? { toolCalls: out.calls } : {}),
+        });
       } else if (m.type === "done") {
         this.#updateStats(m.stats);
         promptTokens = m.promptTokens;
@@ -307,8 +313,9 @@ export class EngineClient {
         const tail = parse(s, s.finishReason ? "" : s.stop.push(s.detok.flush()) + s.stop.flush(), true);
         s.finishReason = reason;
         // A completion that called tools and stopped ends with "tool_calls" (OpenAI's reason).
-        const shown: OutputFinishReason = reason === "stop" && s.calls > 0 ? "tool_calls" : reason;
+        const shown: OutputFinishReason = reason === "stop" && s.output.calls > 0 ? "tool_calls" : reason;
         const last: GenerateDelta = { index: m.index, text: tail.text, ids: [], finishReason: shown };
+        if (tail.reasoning !== undefined) last.reasoning = tail.reasoning;
         if (tail.calls) last.toolCalls = tail.calls;
         if (--remaining === 0) {
           last.usage = {
@@ -378,10 +385,9 @@ export class EngineClient {
     }
   }
 
-  /** A decoder that skips special tokens other than the tool-call markers. */
-  #keepMarkers(): Decoder {
+  /** A decoder that skips special tokens other than `keep` (tool-call and reasoning markers). */
+  #keepMarkers(keep: ReadonlySet<number>): Decoder {
     const tok = this.tokenizer;
-    const keep = this.#markerIds;
     return { decode: (ids) => tok.decode(ids.filter((id) => !tok.isSpecial(id) || keep.has(id))) };
   }
 

@@ -9,7 +9,7 @@
  * has no way to hand a compiled grammar across), once per spec: cached.
  * @module
  */
-import type { GrammarSpec } from "../types/api.ts";
+import type { GrammarSpec, ReasoningGate } from "../types/api.ts";
 import { ForcedTokenizer } from "../grammar/forced_tokens.ts";
 import { GrammarCompiler } from "../grammar/grammar_compiler.ts";
 import type { GrammarMatcher } from "../grammar/matcher.ts";
@@ -30,6 +30,11 @@ export class GrammarConstraint implements SequenceConstraint {
     this.#forced = options.forced;
     this.#words = options.maskWords;
     this.#scratch = matcher.maskWords === options.maskWords ? null : new Uint32Array(matcher.maskWords);
+  }
+
+  /** Words of a mask row this constraint writes. */
+  get maskWords(): number {
+    return this.#words;
   }
 
   get terminated(): boolean {
@@ -69,6 +74,63 @@ export class GrammarConstraint implements SequenceConstraint {
   }
 }
 
+/**
+ * A constraint that starts after the output's reasoning: while the model reasons (from its
+ * start marker, or from the first token when the prompt opened the block) every token is
+ * allowed, and the grammar takes over after the end marker. An output that does not open a
+ * block is constrained from its first token, which may also be the start marker.
+ */
+export class ReasoningGatedConstraint implements SequenceConstraint {
+  #inner: GrammarConstraint;
+  #gate: ReasoningGate;
+  #state: "expect" | "reasoning" | "active";
+
+  constructor(inner: GrammarConstraint, gate: ReasoningGate) {
+    this.#inner = inner;
+    this.#gate = gate;
+    this.#state = gate.open ? "reasoning" : "expect";
+  }
+
+  get terminated(): boolean {
+    return this.#state === "active" && this.#inner.terminated;
+  }
+
+  accept(id: number): boolean {
+    if (this.#state === "reasoning") {
+      if (id === this.#gate.endTokenId) this.#state = "active";
+      return true;
+    }
+    if (this.#state === "expect") {
+      if (id === this.#gate.startTokenId) {
+        this.#state = "reasoning";
+        return true;
+      }
+      this.#state = "active";
+    }
+    return this.#inner.accept(id);
+  }
+
+  forced(): number[] {
+    return this.#state === "active" ? this.#inner.forced() : [];
+  }
+
+  fillMask(out: Uint32Array, offset: number): void {
+    if (this.#state === "active") return this.#inner.fillMask(out, offset);
+    const words = this.#inner.maskWords;
+    if (this.#state === "reasoning") {
+      out.fill(0xffffffff, offset, offset + words);
+      return;
+    }
+    this.#inner.fillMask(out, offset);
+    const id = this.#gate.startTokenId;
+    if (id < words * 32) out[offset + (id >>> 5)] |= 1 << (id & 31);
+  }
+
+  dispose(): void {
+    this.#inner.dispose();
+  }
+}
+
 /** What {@link EngineGrammar} needs to know about the model. */
 export interface EngineGrammarOptions {
   /** The checkpoint directory (its tokenizer files). */
@@ -103,13 +165,15 @@ export class EngineGrammar {
   /**
    * A fresh constraint for one sequence. `jumpForward`: forced text is appended without
    * sampling (off when the request wants logprobs, which forced tokens do not have).
+   * `reasoning`: the grammar starts after the output's reasoning.
    */
-  async constraint(spec: GrammarSpec, jumpForward: boolean): Promise<GrammarConstraint> {
+  async constraint(spec: GrammarSpec, jumpForward: boolean, reasoning?: ReasoningGate): Promise<SequenceConstraint> {
     const { compiler, forced } = await this.#load();
     const grammar = await compiler.compile(spec);
-    return new GrammarConstraint(await grammar.createMatcher(), {
+    const constraint = new GrammarConstraint(await grammar.createMatcher(), {
       forced: jumpForward ? forced : null,
       maskWords: this.#maskWords,
     });
+    return reasoning ? new ReasoningGatedConstraint(constraint, reasoning) : constraint;
   }
 }

@@ -10,11 +10,17 @@ import { ChatTemplate, ChatTemplateError } from "./chat_template.ts";
 import { dashboardHtml } from "./dashboard.ts";
 import { completeJson, completeStream, type PreparedRequest, type PromptJob } from "./openai/render.ts";
 import { type ChatRequest, type CompletionRequest, PARAM_NAMES, parseChatRequest, parseCompletionRequest } from "./openai/parse.ts";
-import { CHAT_FIELDS, COMPLETION_FIELDS, type KnownFields } from "./openai/fields.ts";
+import { CHAT_FIELDS, COMPLETION_FIELDS, type KnownFields, MESSAGES_FIELDS } from "./openai/fields.ts";
 import { renderMetrics, ServerCounters } from "./prometheus.ts";
 import type { ServedEngine } from "./served_engine.ts";
 import type { PromptTokenizer } from "./prompt_tokenizer.ts";
 import { renderVllmMetrics } from "./vllm_metrics.ts";
+import { detectReasoningParser } from "../api/reasoning.ts";
+import type { ChatApi } from "./chat_api.ts";
+import { RESPONSES_API } from "./responses/render.ts";
+import { anthropicError, MESSAGES_API } from "./anthropic/render.ts";
+import { parseMessagesRequest } from "./anthropic/parse.ts";
+import { detokenize, tokenize } from "./tokenize.ts";
 import { type ListenerStats, renderListenerMetrics } from "./listener_metrics.ts";
 
 /** Options of {@link App}. */
@@ -27,6 +33,8 @@ export interface AppOptions {
   stallMs?: number;
   /** Bearer key required on /v1 when set. */
   apiKey?: string;
+  /** Reasoning parser of chat answers: a name, "none", or absent (the chat template's). */
+  reasoningParser?: string;
   /** Largest request body in bytes. */
   maxBodyBytes: number;
   /** Sequences allowed to wait beyond the running batch before 429. */
@@ -74,6 +82,7 @@ export class App {
   #chat: ChatTemplate | null = null;
   #chatError: string | null = null;
   #tokenizer: PromptTokenizer | null = null;
+  #reasoningParser: string | null = null;
   /** New generation requests are accepted (false once drain() was called). */
   #admitting = false;
   #loadError: string | null = null;
@@ -94,6 +103,11 @@ export class App {
       ["/v1/models", new Map<string, Handler>([["GET", () => this.#models()]])],
       ["/v1/completions", new Map<string, Handler>([["POST", (r: Request) => this.#generate(r, "completion")]])],
       ["/v1/chat/completions", new Map<string, Handler>([["POST", (r: Request) => this.#generate(r, "chat")]])],
+      ["/v1/responses", new Map<string, Handler>([["POST", (r: Request) => this.#generateApi(r, RESPONSES_API)]])],
+      ["/v1/messages", new Map<string, Handler>([["POST", (r: Request) => this.#generateApi(r, MESSAGES_API)]])],
+      ["/v1/messages/count_tokens", new Map<string, Handler>([["POST", (r: Request) => this.#countMessageTokens(r)]])],
+      ["/tokenize", new Map<string, Handler>([["POST", (r: Request) => this.#tokenize(r, "tokenize")]])],
+      ["/detokenize", new Map<string, Handler>([["POST", (r: Request) => this.#tokenize(r, "detokenize")]])],
     ]);
   }
 
@@ -113,6 +127,8 @@ export class App {
   setEngine(engine: ServedEngine, tokenizer?: PromptTokenizer): void {
     this.#engine = engine;
     this.#tokenizer = tokenizer ?? null;
+    const parser = this.options.reasoningParser;
+    this.#reasoningParser = parser === undefined ? detectReasoningParser(engine.tokenizer) : parser === "none" ? null : parser;
     try {
       this.#chat = ChatTemplate.of(engine.tokenizer);
     } catch (e) {
@@ -160,7 +176,7 @@ export class App {
     let res: Response;
     try {
       // The key first: without it, no answer tells which /v1 routes or methods exist.
-      if (path === "/v1" || path.startsWith("/v1/")) this.#authorize(req);
+      if (path === "/v1" || path.startsWith("/v1/") || path === "/tokenize" || path === "/detokenize") this.#authorize(req);
       if (!methods) throw new ApiError(404, `no route ${req.method} ${path}`, { code: "not_found", type: "not_found_error" });
       const handler = methods.get(req.method) ?? (req.method === "HEAD" ? methods.get("GET") : undefined);
       if (!handler) {
@@ -176,6 +192,8 @@ export class App {
       res = req.signal.aborted || isBodyError(e, "client_gone")
         ? new ApiError(CLIENT_GONE, "the client closed the connection", { code: "client_gone" }).toResponse()
         : this.#errorResponse(e);
+      // The Messages API answers errors in Anthropic's shape.
+      if (route.startsWith("/v1/messages") && res.status >= 400) res = anthropicError(await apiErrorOf(res));
     }
     this.counters.count(route, res.status);
     return res;
@@ -185,9 +203,10 @@ export class App {
     const key = this.options.apiKey;
     if (!key) return;
     const auth = req.headers.get("authorization") ?? "";
-    const m = /^Bearer\s+(.+)$/i.exec(auth);
+    // Anthropic's clients send the key as x-api-key.
+    const m = /^Bearer\s+(.+)$/i.exec(auth) ?? (req.headers.has("x-api-key") ? [auth, req.headers.get("x-api-key")!] : null);
     if (!m || !sameSecret(m[1].trim(), key)) {
-      throw new ApiError(401, m ? "invalid API key" : "missing API key: send Authorization: Bearer KEY", {
+      throw new ApiError(401, m ? "invalid API key" : "missing API key: send Authorization: Bearer KEY (or x-api-key: KEY)", {
         type: "authentication_error",
         code: "invalid_api_key",
         headers: { "www-authenticate": "Bearer" },
@@ -224,7 +243,7 @@ export class App {
 
   #statsJson(): Response {
     const engine = this.#ready();
-    return json(engine.stats(), 200, { "cache-control": "no-store" });
+    return json({ ...engine.stats(), routes: this.counters.byRoute() }, 200, { "cache-control": "no-store" });
   }
 
   #health(): Response {
@@ -353,9 +372,13 @@ export class App {
     }
     // Tools reach the template as transformers' apply_chat_template(tools=...) passes them
     // (whatever the tool choice, as vLLM does).
-    const text = this.#chat.render(request.messages, true, request.tools ? { tools: request.tools } : {});
+    const text = this.#chat.render(request.messages, true, {
+      ...(request.tools ? { tools: request.tools } : {}),
+      ...(request.templateKwargs ? { kwargs: request.templateKwargs } : {}),
+    });
     const ids = await this.#encode(text, false, "messages", engine) as number[];
-    return { request, jobs: [{ prompt: ids, options: request.options, firstChoice: 0 }], choices: n };
+    const options = this.#reasoningParser ? { ...request.options, reasoningParser: this.#reasoningParser } : request.options;
+    return { request, jobs: [{ prompt: ids, options, firstChoice: 0 }], choices: n };
   }
 
   /** Refuses a request that alone asks for more sequences than one request may (400). */
@@ -401,7 +424,52 @@ export class App {
     }
   }
 
-  async #run(req: Request, request: CompletionRequest | ChatRequest, engine: ServedEngine): Promise<Response> {
+  /** A request of a chat-like API (Responses, Messages): parsed to a chat request, answered its way. */
+  async #generateApi(req: Request, api: ChatApi): Promise<Response> {
+    const engine = this.#ready();
+    if (!this.#admitting) throw new ApiError(503, "the server is shutting down", { code: "shutting_down" });
+    const body = await this.#readJson(req);
+    this.#checkFields(body, api.fields);
+    const request = api.parse(body);
+    try {
+      return await this.#run(req, request, engine, api);
+    } catch (e) {
+      if (e instanceof InvalidRequestError) throw requestError(e, request.paramNames);
+      throw e;
+    }
+  }
+
+  /** POST /v1/messages/count_tokens: the prompt tokens a Messages body would take. */
+  async #countMessageTokens(req: Request): Promise<Response> {
+    const engine = this.#ready();
+    const body = await this.#readJson(req);
+    this.#checkFields(body, MESSAGES_FIELDS);
+    // The same body as /v1/messages, less max_tokens (counting generates nothing).
+    const request = parseMessagesRequest(isObject(body) ? { ...body, max_tokens: 1, stream: false } : body);
+    const prep = await this.#prepare(request, engine);
+    return json({ input_tokens: prep.jobs[0].prompt.length });
+  }
+
+  /** POST /tokenize and /detokenize (vLLM's shapes). */
+  async #tokenize(req: Request, op: "tokenize" | "detokenize"): Promise<Response> {
+    const engine = this.#ready();
+    const body = await this.#readJson(req);
+    if (op === "detokenize") return json(detokenize(body, engine));
+    return json(tokenize(body, engine, {
+      chat: () => {
+        if (this.#chatError) throw badParam("messages", this.#chatError, "chat_template_error");
+        if (!this.#chat) throw badParam("messages", `model ${this.options.modelName} has no chat template`, "no_chat_template");
+        return this.#chat;
+      },
+      checkModel: (model) => {
+        if (model !== null && !this.#knownModel(model)) {
+          throw new ApiError(404, `model ${model} does not exist; this server serves ${this.options.modelName}`, { param: "model", code: "model_not_found" });
+        }
+      },
+    }));
+  }
+
+  async #run(req: Request, request: CompletionRequest | ChatRequest, engine: ServedEngine, api?: ChatApi): Promise<Response> {
     const kind = request.kind;
     const prep = await this.#prepare(request, engine);
     if (req.signal.aborted) throw new ApiError(CLIENT_GONE, "the client closed the connection", { code: "client_gone" });
@@ -416,7 +484,7 @@ export class App {
       });
     }
     const meta = {
-      id: `${kind === "chat" ? "chatcmpl" : "cmpl"}-${Date.now().toString(36)}${(this.#nextId++).toString(36)}`,
+      id: `${api ? api.idPrefix : kind === "chat" ? "chatcmpl-" : "cmpl-"}${Date.now().toString(36)}${(this.#nextId++).toString(36)}`,
       created: Math.floor(Date.now() / 1000),
       model: this.options.modelName,
     };
@@ -433,11 +501,16 @@ export class App {
       this.#end(seqs);
     };
     try {
+      if (api) {
+        const run = { engine, prep, meta, abort, onEnd: end };
+        if (request.stream) return new Response(await api.stream(run), { headers: SSE_HEADERS });
+        const body = await api.json(run);
+        end(req.signal.aborted);
+        return json(body);
+      }
       if (request.stream) {
         const stream = await completeStream(engine, prep, meta, abort, end);
-        return new Response(stream, {
-          headers: { "content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no" },
-        });
+        return new Response(stream, { headers: SSE_HEADERS });
       }
       const body = await completeJson(engine, prep, meta, abort.signal);
       end(req.signal.aborted);
@@ -460,11 +533,33 @@ export class App {
   }
 }
 
+/** Headers of a server-sent event stream (no proxy buffering). */
+const SSE_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no" };
+
+/** The error an OpenAI-shaped error response carries (to answer it in another API's shape). */
+async function apiErrorOf(res: Response): Promise<ApiError> {
+  const headers: Record<string, string> = {};
+  res.headers.forEach((v, k) => {
+    if (k !== "content-type" && k !== "content-length") headers[k] = v;
+  });
+  let message = res.statusText;
+  try {
+    message = (await res.json())?.error?.message ?? message;
+  } catch {
+    // not JSON: keep the status text
+  }
+  return new ApiError(res.status, message, { headers });
+}
+
 /** A request error as a 400 naming the body's parameter (`names`: the request's own names first). */
 function requestError(e: InvalidRequestError, names: Record<string, string> = {}): ApiError {
   const param = names[e.param] ?? PARAM_NAMES[e.param] ?? e.param;
   const code = e.code === "invalid_request" ? null : e.code;
   return badParam(param, `${param} ${e.detail}`, code);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 /** Whether `e` is the HTTP layer's RequestBodyError of this code (checked by code: Request may wrap). */

@@ -4,6 +4,7 @@
  */
 import type { AttentionImpl, EngineOptions, Quantization, SchedulerPolicy } from "../../mod.ts";
 import { KERNEL_FAMILIES, KV_DTYPES, QUANTIZATIONS } from "../types/api.ts";
+import { reasoningParserName, reasoningParserNames } from "../api/reasoning.ts";
 
 /** The model served when `--model` is omitted. */
 export const DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct";
@@ -32,6 +33,8 @@ export interface ServeOptions {
   tuning?: Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations">;
   policy?: SchedulerPolicy;
   apiKey?: string;
+  /** Reasoning parser of chat outputs: a name, "none", or absent (chosen by the chat template). */
+  reasoningParser?: string;
   /** The name clients use in `model` (default: the `--model` value). */
   servedModelName: string;
   /** Largest request body in bytes. */
@@ -85,6 +88,8 @@ export const USAGE = `Usage: deno run -A serve.ts [flags]
                              block (llama.cpp's CPU arithmetic; off: exact f32 activations)
   --policy fifo|prefill_first  scheduling policy (default fifo)
   --api-key KEY              require "Authorization: Bearer KEY" on /v1 (or ${API_KEY_ENV})
+  --reasoning-parser NAME|none  split reasoning off chat answers with this parser ("think":
+                             <think>...</think>); default: the one the chat template calls for
   --served-model-name NAME   model name in the API (default: the --model value)
   --max-body-bytes N         largest request body (default 1048576)
   --shutdown-timeout S       hard deadline in seconds from SIGINT/SIGTERM to exit, drain delay
@@ -119,6 +124,7 @@ const VALUE_FLAGS = new Set([
   "policy",
   "api-key",
   "served-model-name",
+  "reasoning-parser",
   "max-body-bytes",
   "shutdown-timeout",
   "drain-delay",
@@ -214,6 +220,7 @@ export function parseServeArgs(
     policy: oneOf("policy", ["fifo", "prefill_first"] as const),
     apiKey: values.get("api-key") ?? (env(API_KEY_ENV) || undefined),
     servedModelName: values.get("served-model-name") ?? model,
+    reasoningParser: reasoningParserFlag(values.get("reasoning-parser")),
     maxBodyBytes: int("max-body-bytes", 1) ?? 1 << 20,
     shutdownTimeoutMs,
     drainDelayMs,
@@ -225,4 +232,13 @@ export function parseServeArgs(
     writeTimeoutMs: positiveSeconds("write-timeout"),
     lenientFields: values.has("lenient-fields") || undefined,
   };
+}
+
+/** `--reasoning-parser`: a known parser name or "none". */
+function reasoningParserFlag(v: string | undefined): string | undefined {
+  if (v === undefined || v === "none") return v;
+  if (!reasoningParserName(v)) {
+    throw new UsageError(`--reasoning-parser must be none or one of ${reasoningParserNames().join(", ")}, got ${v}`);
+  }
+  return v;
 }

@@ -27,6 +27,8 @@ export interface ChatMessage {
   tool_call_id?: string;
   /** A `tool` message: the function's name (some templates print it). */
   name?: string;
+  /** An assistant's reasoning (thinking models' templates may print it). */
+  reasoning_content?: string;
 }
 
 /** A tool offered to the model (OpenAI's `tools[]`). */
@@ -39,6 +41,8 @@ export interface ChatTool {
 export interface RenderOptions {
   /** Tools, passed to the template as `tools`, as transformers' `apply_chat_template(tools=...)` does. */
   tools?: readonly ChatTool[];
+  /** More template variables (`chat_template_kwargs`, e.g. `enable_thinking`). */
+  kwargs?: Record<string, unknown>;
 }
 
 /**
@@ -98,6 +102,7 @@ export class ChatTemplate {
     const piece = (id: number | null | undefined) => (id === null || id === undefined ? "" : tok.decode([id]));
     try {
       return this.#template.render({
+        ...options.kwargs,
         messages: forTemplate(messages),
         add_generation_prompt: addGenerationPrompt,
         bos_token: piece(tok.bosTokenId),

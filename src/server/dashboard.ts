@@ -1,7 +1,7 @@
 /**
  * The live dashboard at `GET /`: one self-contained page (no external assets) that polls
  * `/dashboard/stats` and redraws KV-cache usage, batch fill, the decode/prefill ratio,
- * running and waiting requests, throughput and latencies.
+ * running and waiting requests, requests by API route, throughput and latencies.
  * @module
  */
 
@@ -70,6 +70,9 @@ export function dashboardHtml(modelName: string, pollMs = 500): string {
     <div class="row"><span>decode tokens</span><span id="decode-tokens">0</span></div>
     <div class="row"><span>prefix-cache hit rate</span><span id="prefix-hit-rate">0</span></div>
   </section>
+  <section class="card"><h2>Requests by API</h2>
+    <div id="routes"></div>
+  </section>
   <section class="card wide"><h2>Throughput (generated tokens/s)</h2>
     <div class="big" id="tokens-per-second">0</div>
     <canvas id="tps-chart" width="600" height="60"></canvas>
@@ -136,6 +139,19 @@ function render(s) {
   if (history.tps.length > 120) { history.tps.shift(); history.kv.shift(); }
   chart($("tps-chart"), history.tps, 0, "#4fb3ff");
   chart($("kv-chart"), history.kv, 1, "#ffb454");
+  const routes = $("routes");
+  routes.replaceChildren(...Object.entries(s.routes ?? {})
+    .filter(([route]) => route.startsWith("/v1/") || route === "/tokenize" || route === "/detokenize")
+    .map(([route, n]) => {
+      const row = document.createElement("div");
+      row.className = "row";
+      const name = document.createElement("span");
+      name.textContent = route;
+      const count = document.createElement("span");
+      count.textContent = n;
+      row.append(name, count);
+      return row;
+    }));
   const st = $("status");
   st.textContent = s.error ? "engine failed: " + s.error : "live";
   st.className = s.error ? "bad" : "ok";

@@ -19,6 +19,16 @@ export class ServerCounters {
     const key = `${route}\u0000${status}`;
     this.responses.set(key, (this.responses.get(key) ?? 0) + 1);
   }
+
+  /** Responses by route, all statuses together (the dashboard's requests by API). */
+  byRoute(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [key, n] of this.responses) {
+      const route = key.slice(0, key.indexOf("\u0000"));
+      out[route] = (out[route] ?? 0) + n;
+    }
+    return out;
+  }
 }
 
 const PREFIX = "webgpu_llm_";

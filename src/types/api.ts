@@ -186,6 +186,23 @@ export interface GenerateOptions extends
   toolChoice?: ToolChoiceOption;
   /** Whether several calls may follow each other (default true). */
   parallelToolCalls?: boolean;
+  /**
+   * Splits the model's reasoning off its answer with this parser (e.g. "think" for
+   * `<think>...</think>`; see `REASONING_PARSERS`): deltas carry it in `reasoning`, `text` is
+   * the answer alone, and tool calls and `responseFormat` apply to the answer only.
+   */
+  reasoningParser?: string;
+}
+
+/**
+ * Where an output's reasoning ends, for its grammar: the constraint starts after the end
+ * marker (single tokens), so the reasoning before it is free text.
+ */
+export interface ReasoningGate {
+  startTokenId: number;
+  endTokenId: number;
+  /** The prompt opened the block: the output starts in reasoning. */
+  open: boolean;
 }
 
 /** A validated request, as the engine receives it (plain data: it crosses to the Worker). */
@@ -199,6 +216,8 @@ export interface EngineRequest {
   stopTokenIds: number[];
   /** The output constraint, already checked on the caller's side (absent: none). */
   grammar?: GrammarSpec;
+  /** With a grammar: it applies only after the output's reasoning (absent: from the start). */
+  reasoning?: ReasoningGate;
 }
 
 /** Logprob information for one generated token. */
@@ -221,8 +240,10 @@ export interface Usage {
 export interface Completion {
   index: number;
   ids: number[];
-  /** The output text; with tools, the text outside tool calls. */
+  /** The output text; with tools, the text outside tool calls; with a reasoning parser, the answer. */
   text: string;
+  /** The reasoning before the answer (requests with a `reasoningParser`). */
+  reasoning?: string;
   finishReason: OutputFinishReason;
   logprobs?: TokenLogprob[];
   /** Tool calls parsed out of the output (requests with tools). */
@@ -245,6 +266,8 @@ export interface GenerateDelta {
   text: string;
   /** New token ids. */
   ids: number[];
+  /** New reasoning text (requests with a `reasoningParser`). */
+  reasoning?: string;
   logprobs?: TokenLogprob[];
   /** Tool-call pieces (requests with tools): name and id first, then argument text. */
   toolCalls?: ToolCallDelta[];

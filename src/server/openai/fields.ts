@@ -37,7 +37,7 @@ const VLLM_GUIDED = ["guided_json", "guided_regex", "guided_choice", "guided_gra
 export class KnownFields {
   /** The route, as named in error messages. */
   readonly route: string;
-  /** Fields of OpenAI's reference for the route. */
+  /** Fields of the API's own reference for the route (OpenAI's, or Anthropic's for /v1/messages). */
   readonly openai: readonly string[];
   /** Documented extensions (vLLM, llama.cpp) implemented here. */
   readonly extensions: readonly string[];
@@ -132,5 +132,63 @@ export const CHAT_FIELDS: KnownFields = new KnownFields("/v1/chat/completions", 
     "verbosity",
     "web_search_options",
   ],
-  extensions: [...VLLM_SAMPLING, ...VLLM_GUIDED],
+  extensions: [...VLLM_SAMPLING, ...VLLM_GUIDED, "chat_template_kwargs"],
+});
+
+/** `/v1/responses` (OpenAI's Responses API). */
+export const RESPONSES_FIELDS: KnownFields = new KnownFields("/v1/responses", {
+  openai: [
+    "model",
+    "input",
+    "instructions",
+    "max_output_tokens",
+    "temperature",
+    "top_p",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "text",
+    "reasoning",
+    "stream",
+    "store",
+    "previous_response_id",
+    // Accepted and ignored (or refused by the parser where they ask for what is not kept).
+    "background",
+    "conversation",
+    "include",
+    "max_tool_calls",
+    "metadata",
+    "prompt",
+    "prompt_cache_key",
+    "safety_identifier",
+    "service_tier",
+    "stream_options",
+    "top_logprobs",
+    "truncation",
+    "user",
+  ],
+});
+
+/** `/v1/messages` and `/v1/messages/count_tokens` (Anthropic's Messages API). */
+export const MESSAGES_FIELDS: KnownFields = new KnownFields("/v1/messages", {
+  openai: [
+    "model",
+    "messages",
+    "system",
+    "max_tokens",
+    "stop_sequences",
+    "stream",
+    "temperature",
+    "top_p",
+    "top_k",
+    "tools",
+    "tool_choice",
+    "thinking",
+    // Accepted and ignored.
+    "metadata",
+    "service_tier",
+    "container",
+    "context_management",
+    "mcp_servers",
+  ],
 });

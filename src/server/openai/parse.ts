@@ -35,6 +35,8 @@ export interface ChatRequest {
   messages: ChatMessage[];
   /** Tools for the chat template (OpenAI's shape), when offered. */
   tools?: ChatTool[];
+  /** `chat_template_kwargs`: more variables for the chat template (e.g. `enable_thinking`). */
+  templateKwargs?: Record<string, unknown>;
   options: RequestOptions;
   stream: boolean;
   includeUsage: boolean;
@@ -247,6 +249,10 @@ export function parseChatRequest(body: unknown): ChatRequest {
       if (typeof m.name !== "string") throw badParam(`messages[${i}].name`, "name must be a string");
       out.name = m.name;
     }
+    if (m.role === "assistant" && present(m, "reasoning_content")) {
+      if (typeof m.reasoning_content !== "string") throw badParam(`messages[${i}].reasoning_content`, "reasoning_content must be a string");
+      out.reasoning_content = m.reasoning_content;
+    }
     return out;
   });
   const logprobs = optBool(b, "logprobs") ?? false;
@@ -254,6 +260,9 @@ export function parseChatRequest(body: unknown): ChatRequest {
   if (top !== undefined && !logprobs) throw badParam("top_logprobs", "top_logprobs needs logprobs: true");
   if (top !== undefined && top < 0) throw badParam("top_logprobs", "top_logprobs must be a non-negative integer");
   const maxTokens = optInt(b, "max_completion_tokens") ?? optInt(b, "max_tokens");
+  if (present(b, "chat_template_kwargs") && !isObject(b.chat_template_kwargs)) {
+    throw badParam("chat_template_kwargs", "chat_template_kwargs must be an object");
+  }
   return {
     kind: "chat",
     model: c.model,
@@ -264,6 +273,7 @@ export function parseChatRequest(body: unknown): ChatRequest {
     logprobs,
     paramNames: c.paramNames,
     ...(c.tools ? { tools: c.tools } : {}),
+    ...(present(b, "chat_template_kwargs") ? { templateKwargs: b.chat_template_kwargs as Record<string, unknown> } : {}),
   };
 }
 

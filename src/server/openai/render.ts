@@ -26,6 +26,8 @@ export interface ResponseMeta {
 interface Choice {
   index: number;
   text: string;
+  /** Reasoning (requests with a reasoning parser; null without one). */
+  reasoning: string | null;
   ids: number[];
   logprobs: TokenLogprob[];
   toolCalls: ToolCall[];
@@ -87,10 +89,12 @@ function toolCallDeltas(deltas: readonly ToolCallDelta[]) {
 
 /** A chat completion's message: content (null when it only calls tools) and `tool_calls`. */
 function chatMessage(c: Choice) {
-  if (c.toolCalls.length === 0) return { role: "assistant", content: c.text };
+  const reasoning = c.reasoning === null ? {} : { reasoning_content: c.reasoning || null };
+  if (c.toolCalls.length === 0) return { role: "assistant", content: c.text, ...reasoning };
   return {
     role: "assistant",
     content: c.text.length > 0 ? c.text : null,
+    ...reasoning,
     tool_calls: c.toolCalls.map((t) => ({ id: t.id, type: "function", function: { name: t.name, arguments: t.arguments } })),
   };
 }
@@ -154,12 +158,21 @@ export async function completeJson(
   meta: ResponseMeta,
   signal: AbortSignal,
 ): Promise<Record<string, unknown>> {
-  const choices: Choice[] = Array.from({ length: prep.choices }, (_, index) => ({ index, text: "", ids: [], logprobs: [], toolCalls: [], finishReason: null }));
+  const choices: Choice[] = Array.from({ length: prep.choices }, (_, index) => ({
+    index,
+    text: "",
+    reasoning: prep.jobs[0]?.options.reasoningParser ? "" : null,
+    ids: [],
+    logprobs: [],
+    toolCalls: [],
+    finishReason: null,
+  }));
   const totals: Totals = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
   const warnings = new Set<string>();
   for await (const { choice, delta } of merged(engine, prep.jobs, signal)) {
     const c = choices[choice];
     c.text += delta.text;
+    if (delta.reasoning && c.reasoning !== null) c.reasoning += delta.reasoning;
     c.ids.push(...delta.ids);
     if (delta.logprobs) c.logprobs.push(...delta.logprobs);
     for (const d of delta.toolCalls ?? []) {
@@ -245,10 +258,11 @@ export async function completeStream(
     }
     const hasLogprobs = prep.request.logprobs && d.logprobs && d.logprobs.length > 0;
     const calls = chat && d.toolCalls && d.toolCalls.length > 0 ? toolCallDeltas(d.toolCalls) : null;
-    if (d.text || hasLogprobs || d.finishReason || calls) {
+    if (d.text || d.reasoning || hasLogprobs || d.finishReason || calls) {
       const finish = finishName(d.finishReason ?? null);
       if (chat) {
         const delta: Record<string, unknown> = d.text ? { content: d.text } : {};
+        if (d.reasoning) delta.reasoning_content = d.reasoning;
         if (calls) delta.tool_calls = calls;
         out.push(chunk([{
           index: choice,
