@@ -29,6 +29,7 @@ const USAGE = `usage:
                [--kernel-family cpu|gpu] [--kv-dtype f16|f32]
   cli batch --model DIR|FILE.gguf --input requests.jsonl --output results.jsonl [--resume]
             [--concurrency N] [--served-model-name NAME] [--max-batch-tokens N] [--max-seqs N]
+            [--max-line-bytes N]
             [--attn paged|eager] [--quantization q8_0|q4_0|none] [--quantized-activations]
             [--kernel-family cpu|gpu] [--kv-dtype f16|f32]
   cli logits --model DIR|FILE.gguf --ids 1,2,3 [--json] [--attn paged|eager] [--quantization q8_0|q4_0|none]
@@ -60,6 +61,7 @@ const COMMANDS: Record<string, Record<string, boolean>> = {
     resume: true,
     concurrency: false,
     "served-model-name": false,
+    "max-line-bytes": false,
     "max-batch-tokens": false,
     "max-seqs": false,
     attn: false,
@@ -236,6 +238,7 @@ function batch(flags: Map<string, string>): Promise<number> {
     servedModelName: flags.get("served-model-name"),
     maxBatchTokens: positive(flags, "max-batch-tokens"),
     maxSeqs: positive(flags, "max-seqs"),
+    maxLineBytes: positive(flags, "max-line-bytes"),
     attn: attnOf(flags),
     quantization: quantizationOf(flags),
     tuning: tuningOf(flags),

@@ -11,6 +11,9 @@ export const DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct";
 /** Environment variable read for the API key when `--api-key` is absent. */
 export const API_KEY_ENV = "WEBGPU_LLM_API_KEY";
 
+/** The largest request body by default (also `cli batch`'s largest input line). */
+export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
+
 /** Parsed server options. */
 export interface ServeOptions {
   /** A checkpoint directory, a .gguf file or a Hugging Face hub id. */
@@ -82,7 +85,7 @@ export const USAGE = `Usage: deno run -A serve.ts [flags]
   --policy fifo|prefill_first  scheduling policy (default fifo)
   --api-key KEY              require "Authorization: Bearer KEY" on /v1 (or ${API_KEY_ENV})
   --served-model-name NAME   model name in the API (default: the --model value)
-  --max-body-bytes N         largest request body (default 1048576)
+  --max-body-bytes N         largest request body (default ${DEFAULT_MAX_BODY_BYTES})
   --shutdown-timeout S       hard deadline in seconds from SIGINT/SIGTERM to exit, drain delay
                              included: in-flight work still running then is cancelled (default 10)
   --drain-delay S            seconds after SIGTERM during which /health answers 503 but requests
@@ -206,7 +209,7 @@ export function parseServeArgs(
     policy: oneOf("policy", ["fifo", "prefill_first"] as const),
     apiKey: values.get("api-key") ?? (env(API_KEY_ENV) || undefined),
     servedModelName: values.get("served-model-name") ?? model,
-    maxBodyBytes: int("max-body-bytes", 1) ?? 1 << 20,
+    maxBodyBytes: int("max-body-bytes", 1) ?? DEFAULT_MAX_BODY_BYTES,
     shutdownTimeoutMs,
     drainDelayMs,
     maxRequestSeqs: int("max-request-seqs", 1),
