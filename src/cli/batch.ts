@@ -43,7 +43,7 @@ export interface BatchCliOptions {
   /** Load-time quantization of the decoder's linear weights. */
   quantization?: Quantization;
   /** Kernel family, KV-cache type and quantized-activation path (engine defaults when absent). */
-  tuning?: Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations">;
+  tuning?: Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations" | "allowFallbackAdapter">;
   /** Progress on stderr (default true). */
   progress?: boolean;
   /**
@@ -143,6 +143,7 @@ export async function runBatch(options: BatchCliOptions): Promise<number> {
     maxQueue: Number.MAX_SAFE_INTEGER,
   });
   app.setEngine(engine, tokenizer);
+  writeStderr(`adapter: ${engine.info.device}\n`);
   const abort = new AbortController();
   onSignal("SIGINT", () => abort.abort(new Error("interrupted")));
   onSignal("SIGTERM", () => abort.abort(new Error("terminated")));

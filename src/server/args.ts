@@ -32,7 +32,7 @@ export interface ServeOptions {
   maxQueue: number;
   attn?: AttentionImpl;
   /** Kernel family, KV-cache type and quantized-activation path (engine defaults when absent). */
-  tuning?: Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations">;
+  tuning?: Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations" | "allowFallbackAdapter">;
   policy?: SchedulerPolicy;
   apiKey?: string;
   /** The name clients use in `model` (default: the `--model` value). */
@@ -80,6 +80,8 @@ export const USAGE = `Usage: deno run -A serve.ts [flags]
   --attn paged|eager         attention implementation (default paged)
   --kernel-family cpu|gpu    matmul kernels (default: cpu on CPU/fallback adapters, else gpu)
   --kv-dtype f16|f32         KV-cache element type (default f16 where the adapter has shader-f16)
+  --allow-fallback-adapter   run on an OpenGL or software fallback adapter when it is the only
+                             one (default: refused; a CPU Vulkan driver, lavapipe, is used)
   --quantized-activations    with q8_0/q4_0 weights, also quantize activations to 8 bits per
                              block (llama.cpp's CPU arithmetic; off: exact f32 activations)
   --policy fifo|prefill_first  scheduling policy (default fifo)
@@ -126,7 +128,7 @@ const VALUE_FLAGS = new Set([
 ]);
 
 /** Flags that take no value. */
-const SWITCH_FLAGS = new Set(["quantized-activations"]);
+const SWITCH_FLAGS = new Set(["quantized-activations", "allow-fallback-adapter"]);
 
 /** Parses `serve.ts` flags; `null` means `--help` was asked for. */
 export function parseServeArgs(
@@ -204,6 +206,7 @@ export function parseServeArgs(
       kernelFamily: oneOf("kernel-family", KERNEL_FAMILIES),
       kvDtype: oneOf("kv-dtype", KV_DTYPES),
       quantizedActivations: values.has("quantized-activations") || undefined,
+      allowFallbackAdapter: values.has("allow-fallback-adapter") || undefined,
     },
     ggufFile: values.get("gguf-file"),
     policy: oneOf("policy", ["fifo", "prefill_first"] as const),
