@@ -85,6 +85,9 @@ function mutants(base: Layout, dataSize: number): [string, (l: Layout) => void][
     for (const value of values) out.push([`${key} = ${JSON.stringify(value.value, (_, x) => (typeof x === "bigint" ? `${x}` : x))} (${value.type})`, set(key, value)]);
     out.push([`${key} removed`, (l) => void (l.metadata = l.metadata.filter(([k]) => k !== key))]);
   }
+  const tokens = base.metadata.find(([k]) => k === "tokenizer.ggml.tokens")![1] as { value: readonly string[] };
+  out.push(["tokenizer.ggml.tokens one more", set("tokenizer.ggml.tokens", { type: "array", itemType: "string", value: [...tokens.value, "extra"] })]);
+  out.push(["tokenizer.ggml.tokens one less", set("tokenizer.ggml.tokens", { type: "array", itemType: "string", value: tokens.value.slice(0, -1) })]);
   out.push(["general.architecture = qwen2", set("general.architecture", { type: "string", value: "qwen2" })]);
   out.push(["general.architecture = mamba", set("general.architecture", { type: "string", value: "mamba" })]);
   // Tensor infos: a few of each kind (embedding, norms, q/k/v/o, MLP, output).
@@ -164,7 +167,7 @@ test("gguf fuzz: every mutant of a converted file is a named CheckpointError or 
     console.log(`  ${list.length} mutants in ${seconds.toFixed(2)} s: ${list.length - passed.length} refused (${reasons.size} distinct reasons), ${passed.length} pass: ${passed.map((p) => p.name).join("; ")}`);
     assert(seconds < 20, `validation took ${seconds} s`);
     // The defects of issue 19: each of these is refused.
-    for (const name of ["llama.block_count = 4294967295 (u32)", "llama.block_count = 2 (u32)", "every offset 0", "llama.rope.dimension_count = 3 (u32)", "llama.context_length = 4294967295 (u32)", "llama.attention.value_length = 1 (u32)", "llama.attention.value_length = 2147483647 (u32)"]) {
+    for (const name of ["llama.block_count = 4294967295 (u32)", "llama.block_count = 2 (u32)", "every offset 0", "llama.rope.dimension_count = 3 (u32)", "llama.context_length = 4294967295 (u32)", "llama.attention.value_length = 1 (u32)", "llama.attention.value_length = 2147483647 (u32)", "tokenizer.ggml.tokens one more"]) {
       assert(list.some(([n]) => n === name), `no mutant ${name}`);
       assert(!passed.some((p) => p.name === name), `${name} passed validation`);
     }

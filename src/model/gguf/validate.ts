@@ -104,7 +104,8 @@ export interface GgufModelSizes {
  * {@link GGUF_ARCHS}): `block_count` equals the blocks the tensors hold (blk.0 to blk.N-1,
  * none missing), the embedding length, head counts and head dims match the embedding and the
  * attention tensors of every block, `value_length` and `rope.dimension_count` are ones this
- * runtime computes, the context length is sane, and token ids name rows of the embedding.
+ * runtime computes, the context length is sane, and token ids (the vocabulary's, the special
+ * tokens') name rows of the embedding.
  */
 export function checkGgufSizes(m: GgufMeta, arch: string): GgufModelSizes {
   const rules = GGUF_ARCHS[arch];
@@ -158,6 +159,10 @@ export function checkGgufSizes(m: GgufMeta, arch: string): GgufModelSizes {
   const maxPositionEmbeddings = m.int(k("context_length"));
   if (maxPositionEmbeddings > MAX_GGUF_CONTEXT) {
     m.fail(`metadata ${k("context_length")} is ${maxPositionEmbeddings}, beyond any model (at most ${MAX_GGUF_CONTEXT})`);
+  }
+  const tokens = m.raw("tokenizer.ggml.tokens");
+  if (Array.isArray(tokens) && tokens.length > vocabSize) {
+    m.fail(`metadata tokenizer.ggml.tokens has ${tokens.length} tokens, more than the ${vocabSize} rows of token_embd.weight`);
   }
   for (const key of ["bos", "eos", "eot", "eom", "unknown", "padding"].map((t) => `tokenizer.ggml.${t}_token_id`)) {
     const id = m.id(key);
