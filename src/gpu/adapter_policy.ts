@@ -72,6 +72,6 @@ export function judgeAdapter(f: AdapterFacts, allowFallbackAdapter: boolean): Ad
 }
 
 /** What to do when no usable adapter exists. */
-export const VULKAN_HINT = "Install a Vulkan driver: without a GPU, Mesa's lavapipe " +
-  "(apt-get install -y mesa-vulkan-drivers libvulkan1); or pass --allow-fallback-adapter " +
-  "(allowFallbackAdapter: true) to run on it anyway.";
+export const VULKAN_HINT = "Install a Vulkan driver (without a GPU: Mesa's lavapipe, " +
+  "apt-get install -y mesa-vulkan-drivers libvulkan1), or pass --allow-fallback-adapter " +
+  "(allowFallbackAdapter: true) to use a fallback adapter anyway.";

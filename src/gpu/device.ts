@@ -11,7 +11,7 @@ export class NoGpuAdapterError extends LlmError {
   constructor() {
     super(
       "no_gpu_adapter",
-      "No WebGPU adapter found (OpenGL fallbacks are not used by default). On Linux without a GPU " +
+      "No WebGPU adapter found (wgpu's OpenGL fallback is not used unless allowed). " +
         `${VULKAN_HINT} Elsewhere check that your GPU driver supports Vulkan, Metal or D3D12.`,
     );
     this.name = "NoGpuAdapterError";
