@@ -6,9 +6,10 @@
  */
 import { test } from "./helpers/test.ts";
 import * as sys from "./helpers/platform.ts";
-import { assert, assertEquals } from "./helpers/assert.ts";
+import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
 import { type AdapterFacts, judgeAdapter } from "../src/gpu/adapter_policy.ts";
 import { modelDir } from "./helpers/reference.ts";
+import { createGpu, FallbackAdapterError } from "../src/gpu/device.ts";
 
 const PROBE = new URL("./helpers/adapter_probe.ts", import.meta.url).pathname;
 const MAIN = new URL("../src/cli/main.ts", import.meta.url).pathname;
@@ -48,6 +49,19 @@ test("adapter policy: lavapipe and GPUs are used; OpenGL and software fallbacks 
   }
   assertEquals(judgeAdapter(cases[0][1], false).label, `${LLVMPIPE} (Vulkan, CPU Vulkan driver)`);
   assertEquals(judgeAdapter(cases[5][1], true).label, `${LLVMPIPE} (OpenGL, OpenGL fallback adapter)`);
+});
+
+test("adapter: createGpu refuses a simulated OpenGL or software adapter with FallbackAdapterError", async () => {
+  const fake = (info: Partial<GPUAdapterInfo> & { isFallbackAdapter?: boolean }) =>
+    ({ requestAdapter: () => Promise.resolve({ info, limits: {}, features: new Set(), requestDevice: () => Promise.reject(new Error("no device expected")) }) }) as unknown as GPU;
+  for (const info of [{ description: "ANGLE (Mesa, llvmpipe, OpenGL 4.5)", vendor: "mesa" }, { description: "Microsoft Basic Render Driver", isFallbackAdapter: true }]) {
+    const e = await assertRejects(() => createGpu({ gpu: fake(info) }), FallbackAdapterError);
+    assertEquals(e.code, "fallback_adapter");
+    assert(e.message.includes(info.description) && e.message.includes("--allow-fallback-adapter"), e.message);
+    // Allowed, it goes on to request the device.
+    const allowed = await assertRejects(() => createGpu({ gpu: fake(info), allowFallbackAdapter: true }), Error);
+    assertEquals(allowed.message, "no device expected");
+  }
 });
 
 test("adapter: the CPU Vulkan driver here is used and named", async () => {
