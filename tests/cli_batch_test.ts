@@ -9,6 +9,7 @@ import * as sys from "./helpers/platform.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { modelDir } from "./helpers/reference.ts";
 import { post, testServer } from "./helpers/server.ts";
+import * as fs from "node:fs";
 
 const MAIN = new URL("../src/cli/main.ts", import.meta.url).pathname;
 const MODEL = "qwen2-tiny";
@@ -132,4 +133,68 @@ test("cli batch: usage errors name the flag", async () => {
   const missing = await sys.runScript(MAIN, ["batch", "--model", modelDir(MODEL), "--input", "/nonexistent.jsonl", "--output", "/tmp/x.jsonl"]);
   assertEquals(missing.code, 1);
   assert(missing.stderr.includes("/nonexistent.jsonl"), missing.stderr);
+});
+
+/**
+ * Writes an input whose hostile lines sit between good ones: a 50 MB line (streamed to disk,
+ * never built as a string), a line that is not UTF-8, a repeated custom_id and a chat message
+ * far longer in bytes than the context holds.
+ */
+function writeHostileInput(path: string): void {
+  const good = (id: string) => JSON.stringify({ custom_id: id, method: "POST", url: "/v1/completions", body: { model: MODEL, prompt: "Once upon a time", max_tokens: 3, temperature: 0 } });
+  const fd = fs.openSync(path, "w");
+  try {
+    fs.writeSync(fd, good("ok-0") + "\n");
+    fs.writeSync(fd, `{"custom_id":"huge","method":"POST","url":"/v1/completions","body":{"model":"${MODEL}","prompt":"`);
+    const mb = new Uint8Array(1 << 20).fill(0x61);
+    for (let i = 0; i < 50; i++) fs.writeSync(fd, mb);
+    fs.writeSync(fd, `"}}\n${good("ok-1")}\n`);
+    // custom_id "bad-\xff": a lone 0xff byte is never UTF-8.
+    fs.writeSync(fd, new Uint8Array([...new TextEncoder().encode('{"custom_id":"bad-'), 0xff, ...new TextEncoder().encode(`","method":"POST","url":"/v1/completions","body":{"prompt":"x"}}\n`)]));
+    fs.writeSync(fd, good("ok-2") + "\r\n" + good("ok-0") + "\n");
+    const long = { custom_id: "long-chat", method: "POST", url: "/v1/chat/completions", body: { model: MODEL, messages: [{ role: "user", content: "a ".repeat(100_000) }], max_tokens: 2 } };
+    fs.writeSync(fd, JSON.stringify(long) + "\n" + good("ok-3"));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+test("cli batch: an oversized line, invalid UTF-8, a repeated custom_id and an over-long message are error lines; the lines around them are answered; --resume passes them", async () => {
+  const dir = await sys.makeTempDir();
+  try {
+    writeHostileInput(`${dir}/in.jsonl`);
+    const t0 = performance.now();
+    const r = await batch(dir, "--concurrency", "2");
+    assertEquals(r.code, 0, r.stderr);
+    const out = await resultLines(`${dir}/out.jsonl`);
+    assertEquals(out.map((l) => l.custom_id), ["ok-0", null, "ok-1", null, "ok-2", "ok-0", "long-chat", "ok-3"]);
+    for (const i of [0, 2, 4, 7]) assertEquals(out[i].response?.status_code, 200, JSON.stringify(out[i]));
+    assertEquals(out[1].error.code, "line_too_large");
+    assert(out[1].error.message.includes(`${50 * (1 << 20) + 102}`), out[1].error.message);
+    // The same code serve.ts answers a body that is not UTF-8 with; no U+FFFD in any id.
+    assertEquals(out[3].error.code, "invalid_encoding");
+    assertEquals(out[5].error.code, "duplicate_custom_id");
+    assertEquals(out[5].response, null);
+    // Refused by its byte length before any tokenizing, as serve.ts refuses it.
+    assertEquals(out[6].response.status_code, 400);
+    assertEquals(out[6].response.body.error.code, "context_length_exceeded");
+    assert(/is \d+ bytes/.test(out[6].response.body.error.message), out[6].response.body.error.message);
+    const seconds = (performance.now() - t0) / 1000;
+
+    // A run killed after the oversized line resumes past it.
+    const whole = out.map(stable);
+    const text = await sys.readTextFile(`${dir}/out.jsonl`);
+    await sys.writeTextFile(`${dir}/out.jsonl`, text.split("\n").slice(0, 2).join("\n") + "\n");
+    const resumed = await batch(dir, "--resume", "--concurrency", "2");
+    assertEquals(resumed.code, 0, resumed.stderr);
+    assertEquals((await resultLines(`${dir}/out.jsonl`)).map(stable), whole);
+
+    // A smaller bound refuses the line that fit before.
+    const bounded = await batch(dir, "--max-line-bytes", "150");
+    assertEquals(bounded.code, 0, bounded.stderr);
+    assertEquals((await resultLines(`${dir}/out.jsonl`)).map((l) => l.error?.code ?? null), [null, "line_too_large", null, "invalid_encoding", null, "duplicate_custom_id", "line_too_large", null]);
+    assert(seconds < 120, `the batch took ${seconds} s`);
+  } finally {
+    await sys.remove(dir, { recursive: true });
+  }
 });

@@ -22,10 +22,19 @@ async function consumerExample(specifier: string): Promise<string> {
 }
 
 test("package: the versions and entry points of deno.json and package.json agree", () => {
+  // One scoped name in both registries (the unscoped "webgpu-llm" on npm is another project).
+  assertEquals(packageJson.name, denoJson.name);
+  assert(/^@[a-z0-9-]+\/[a-z0-9-]+$/.test(packageJson.name), packageJson.name);
   assertEquals(denoJson.version, packageJson.version);
   assertEquals(denoJson.license, packageJson.license);
   assertEquals(denoJson.exports, packageJson.exports);
   assertEquals(denoJson.exports["."], "./mod.ts");
+});
+
+test("package: the README shows the import line another project writes", async () => {
+  const readme = await sys.readTextFile(`${ROOT}README.md`);
+  assert(readme.includes(`import { createEngine } from "${denoJson.name}";`), "README lacks the package's import line");
+  assert(!/import `"webgpu-llm"`|from "webgpu-llm"/.test(readme), "README names the unscoped package");
 });
 
 if (sys.RUNTIME === "deno") {

@@ -11,10 +11,21 @@ import * as fs from "node:fs";
 import { createEngine } from "../../mod.ts";
 import { BatchProgressTracker, ordered } from "../api/batch.ts";
 import { App } from "../server/app.ts";
+import { DEFAULT_MAX_BODY_BYTES } from "../server/args.ts";
+import { PromptTokenizer } from "../server/prompt_tokenizer.ts";
 import { ProgressBar } from "../hub/progress.ts";
 import { onSignal, writeStderr } from "../runtime/runtime.ts";
 import type { EngineOptions, Quantization } from "../types/api.ts";
-import { type BatchResultLine, countLines, parseBatchLine, readLines, resumeState } from "./batch_file.ts";
+import {
+  type BatchLineError,
+  type BatchRequestLine,
+  type BatchResultLine,
+  countLines,
+  decodeBatchLine,
+  isBlankLine,
+  readRawLines,
+  resumeState,
+} from "./batch_file.ts";
 
 /** Options of {@link runBatch}. */
 export interface BatchCliOptions {
@@ -32,9 +43,14 @@ export interface BatchCliOptions {
   /** Load-time quantization of the decoder's linear weights. */
   quantization?: Quantization;
   /** Kernel family, KV-cache type and quantized-activation path (engine defaults when absent). */
-  tuning?: Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations">;
+  tuning?: Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations" | "allowFallbackAdapter">;
   /** Progress on stderr (default true). */
   progress?: boolean;
+  /**
+   * Longest input line in bytes (default: serve.ts's body limit); a longer line is answered
+   * with a `line_too_large` error line without ever being held in memory.
+   */
+  maxLineBytes?: number;
 }
 
 /** Raised when an output file does not answer the input it is resumed against. */
@@ -48,23 +64,32 @@ export class ResumeMismatchError extends Error {
 interface InputLine {
   /** Position among the input's non-blank lines. */
   index: number;
-  text: string;
+  parsed: BatchRequestLine | BatchLineError;
 }
 
-async function* inputLines(path: string, skip: (string | null)[]): AsyncGenerator<InputLine> {
+async function* inputLines(path: string, skip: (string | null)[], maxLineBytes: number): AsyncGenerator<InputLine> {
   let index = 0;
-  for await (const text of readLines(path)) {
-    if (!text.trim()) continue;
+  // Each custom_id's first line: a later line with the same id is an error line (as OpenAI's
+  // batch validation refuses duplicates), so every answer names one request.
+  const seen = new Map<string, number>();
+  for await (const raw of readRawLines(path, maxLineBytes)) {
+    if (isBlankLine(raw)) continue;
+    let parsed = decodeBatchLine(raw, maxLineBytes);
+    const id = parsed.customId;
+    if (id !== null) {
+      const first = seen.get(id);
+      if (first === undefined) seen.set(id, index);
+      else parsed = { customId: id, code: "duplicate_custom_id", message: `custom_id ${JSON.stringify(id)} was already used by request ${first + 1}; each custom_id must be unique` };
+    }
     if (index < skip.length) {
       // Resuming: the output already answers this line; it must be the same request.
-      const parsed = parseBatchLine(text);
       if (parsed.customId !== skip[index]) {
         throw new ResumeMismatchError(
           `line ${index + 1} of the input has custom_id ${JSON.stringify(parsed.customId)}, but the output's line ${index + 1} answers ${JSON.stringify(skip[index])}: not the output of this input`,
         );
       }
     } else {
-      yield { index, text };
+      yield { index, parsed };
     }
     index++;
   }
@@ -74,7 +99,7 @@ async function* inputLines(path: string, skip: (string | null)[]): AsyncGenerato
 /** Answers one input line through the app. */
 async function answer(app: App, line: InputLine, signal: AbortSignal): Promise<BatchResultLine> {
   const id = `batch_req_${line.index}`;
-  const parsed = parseBatchLine(line.text);
+  const parsed = line.parsed;
   if ("code" in parsed) return { id, custom_id: parsed.customId, response: null, error: { code: parsed.code, message: parsed.message } };
   if (parsed.body.stream === true) {
     return { id, custom_id: parsed.customId, response: null, error: { code: "stream_unsupported", message: "stream is not supported in a batch" } };
@@ -94,17 +119,31 @@ async function answer(app: App, line: InputLine, signal: AbortSignal): Promise<B
 /** Runs a batch file; returns the process exit code (130 when interrupted). */
 export async function runBatch(options: BatchCliOptions): Promise<number> {
   if (!fs.existsSync(options.input)) throw new Error(`${options.input}: no such input file`);
+  const maxLineBytes = options.maxLineBytes ?? DEFAULT_MAX_BODY_BYTES;
   const skip = options.resume ? await resumeState(options.output) : [];
-  const total = await countLines(options.input);
-  const engine = await createEngine({ model: options.model, maxBatchTokens: options.maxBatchTokens, maxSeqs: options.maxSeqs, attn: options.attn, quantization: options.quantization, ...options.tuning });
+  const total = await countLines(options.input, maxLineBytes);
+  // Prompts are tokenized as serve.ts does: off this thread, and text longer in bytes than the
+  // context could hold is refused before any tokenizing.
+  const tokenizing = PromptTokenizer.start(options.model);
+  const engine = await createEngine({ model: options.model, maxBatchTokens: options.maxBatchTokens, maxSeqs: options.maxSeqs, attn: options.attn, quantization: options.quantization, ...options.tuning })
+    .catch(async (e) => {
+      (await tokenizing.catch(() => null))?.close();
+      throw e;
+    });
+  const tokenizer = await tokenizing.catch(async (e) => {
+    await engine.close();
+    throw e;
+  });
   const app = new App({
     modelName: options.servedModelName ?? options.model,
     modelAliases: [options.model],
-    maxBodyBytes: 64 << 20,
+    // The line is bounded; its body, parsed and written again, can differ a little in length.
+    maxBodyBytes: 2 * maxLineBytes,
     // The batch bounds its own concurrency; the server's queue limit must never refuse a line.
     maxQueue: Number.MAX_SAFE_INTEGER,
   });
-  app.setEngine(engine);
+  app.setEngine(engine, tokenizer);
+  writeStderr(`adapter: ${engine.info.device}\n`);
   const abort = new AbortController();
   onSignal("SIGINT", () => abort.abort(new Error("interrupted")));
   onSignal("SIGTERM", () => abort.abort(new Error("terminated")));
@@ -126,7 +165,7 @@ export async function runBatch(options: BatchCliOptions): Promise<number> {
     return r;
   };
   try {
-    for await (const result of ordered(inputLines(options.input, skip), concurrency, work, abort.signal)) {
+    for await (const result of ordered(inputLines(options.input, skip, maxLineBytes), concurrency, work, abort.signal)) {
       // Once interrupted, answers of cancelled lines are incomplete: the file keeps a prefix.
       if (abort.signal.aborted) break;
       fs.writeSync(fd, JSON.stringify(result) + "\n");
@@ -136,6 +175,7 @@ export async function runBatch(options: BatchCliOptions): Promise<number> {
   } finally {
     fs.closeSync(fd);
     bar?.finish();
+    tokenizer.close();
     await engine.close();
   }
   if (abort.signal.aborted) {

@@ -46,6 +46,90 @@ export function parseBatchLine(line: string): BatchRequestLine | BatchLineError 
   return { customId, url: o.url as BatchUrl, body: o.body as Record<string, unknown> };
 }
 
+/** One input line as bytes, or only its size when it was longer than the bound. */
+export type RawLine = { bytes: Uint8Array } | { oversizeBytes: number };
+
+const NEWLINE = 0x0a;
+const CR = 0x0d;
+
+/**
+ * The lines of a file as bytes, one at a time. A line longer than `maxLineBytes` is never held:
+ * its bytes are counted and dropped as they stream past, and only its size is returned. A
+ * trailing CR (CRLF files) is not part of the line.
+ */
+export async function* readRawLines(path: string, maxLineBytes: number): AsyncGenerator<RawLine> {
+  let parts: Uint8Array[] = [];
+  let size = 0;
+  let oversize = false;
+  const line = (): RawLine => {
+    if (oversize) return { oversizeBytes: size };
+    let bytes = parts.length === 1 ? parts[0] : new Uint8Array(size);
+    if (parts.length !== 1) {
+      let off = 0;
+      for (const p of parts) {
+        bytes.set(p, off);
+        off += p.length;
+      }
+    }
+    if (bytes.length > 0 && bytes[bytes.length - 1] === CR) bytes = bytes.subarray(0, bytes.length - 1);
+    return { bytes };
+  };
+  const take = (segment: Uint8Array) => {
+    size += segment.length;
+    if (oversize) return;
+    if (size > maxLineBytes) {
+      oversize = true;
+      parts = [];
+      return;
+    }
+    // A copy: a short line must not keep the whole read chunk alive.
+    if (segment.length > 0) parts.push(segment.slice());
+  };
+  for await (const chunk of fs.createReadStream(path, { highWaterMark: 1 << 16 })) {
+    const data = chunk as Uint8Array;
+    let pos = 0;
+    for (let nl = data.indexOf(NEWLINE, pos); nl >= 0; nl = data.indexOf(NEWLINE, pos)) {
+      take(data.subarray(pos, nl));
+      yield line();
+      parts = [];
+      size = 0;
+      oversize = false;
+      pos = nl + 1;
+    }
+    take(data.subarray(pos));
+  }
+  if (size > 0) yield line();
+}
+
+const WHITESPACE = new Set([0x20, 0x09, CR, 0x0b, 0x0c]);
+
+/** Whether a line holds nothing but ASCII whitespace (blank lines are skipped, not answered). */
+export function isBlankLine(line: RawLine): boolean {
+  return "bytes" in line && line.bytes.every((b) => WHITESPACE.has(b));
+}
+
+/**
+ * Decodes and parses one input line with the server's rules: a line over the byte bound and a
+ * line that is not valid UTF-8 (never replaced by U+FFFD, which would change even a
+ * custom_id) are error lines, as a too large or badly encoded request body is for serve.ts.
+ */
+export function decodeBatchLine(line: RawLine, maxLineBytes: number): BatchRequestLine | BatchLineError {
+  if ("oversizeBytes" in line) {
+    return {
+      customId: null,
+      code: "line_too_large",
+      message: `the line is ${line.oversizeBytes} bytes, more than the limit of ${maxLineBytes} (--max-line-bytes)`,
+    };
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(line.bytes);
+  } catch {
+    return { customId: null, code: "invalid_encoding", message: "the line is not valid UTF-8" };
+  }
+  return parseBatchLine(text);
+}
+
 /** The result line of one input line (`{"id","custom_id","response","error"}`). */
 export interface BatchResultLine {
   id: string;
@@ -102,8 +186,8 @@ export async function resumeState(path: string): Promise<(string | null)[]> {
 }
 
 /** Lines of a file that are not blank (a cheap first pass, for progress). */
-export async function countLines(path: string): Promise<number> {
+export async function countLines(path: string, maxLineBytes: number): Promise<number> {
   let n = 0;
-  for await (const line of readLines(path)) if (line.trim()) n++;
+  for await (const line of readRawLines(path, maxLineBytes)) if (!isBlankLine(line)) n++;
   return n;
 }

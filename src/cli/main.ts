@@ -26,12 +26,14 @@ const USAGE = `usage:
   cli generate --model DIR|FILE.gguf --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
                [--top-p P] [--min-p P] [--seed S] [--ignore-eos] [--json] [--attn paged|eager]
                [--quantization q8_0|q4_0|none] [--quantized-activations]
-               [--kernel-family cpu|gpu] [--kv-dtype f16|f32]
+               [--kernel-family cpu|gpu] [--kv-dtype f16|f32] [--allow-fallback-adapter]
   cli batch --model DIR|FILE.gguf --input requests.jsonl --output results.jsonl [--resume]
             [--concurrency N] [--served-model-name NAME] [--max-batch-tokens N] [--max-seqs N]
+            [--max-line-bytes N]
             [--attn paged|eager] [--quantization q8_0|q4_0|none] [--quantized-activations]
-            [--kernel-family cpu|gpu] [--kv-dtype f16|f32]
+            [--kernel-family cpu|gpu] [--kv-dtype f16|f32] [--allow-fallback-adapter]
   cli logits --model DIR|FILE.gguf --ids 1,2,3 [--json] [--attn paged|eager] [--quantization q8_0|q4_0|none]
+             [--allow-fallback-adapter]
   cli convert --model DIR --out FILE.gguf [--quantization q8_0|q4_0|none]`;
 
 /** The flags each command accepts; `true` marks a boolean flag. */
@@ -52,6 +54,7 @@ const COMMANDS: Record<string, Record<string, boolean>> = {
     "kernel-family": false,
     "kv-dtype": false,
     "quantized-activations": true,
+    "allow-fallback-adapter": true,
   },
   batch: {
     model: false,
@@ -60,6 +63,7 @@ const COMMANDS: Record<string, Record<string, boolean>> = {
     resume: true,
     concurrency: false,
     "served-model-name": false,
+    "max-line-bytes": false,
     "max-batch-tokens": false,
     "max-seqs": false,
     attn: false,
@@ -67,8 +71,9 @@ const COMMANDS: Record<string, Record<string, boolean>> = {
     "kernel-family": false,
     "kv-dtype": false,
     "quantized-activations": true,
+    "allow-fallback-adapter": true,
   },
-  logits: { model: false, ids: false, json: true, attn: false, quantization: false },
+  logits: { model: false, ids: false, json: true, attn: false, quantization: false, "allow-fallback-adapter": true },
   convert: { model: false, out: false, quantization: false },
 };
 
@@ -150,11 +155,12 @@ function oneOf<T extends string>(
 /** `--kernel-family`, `--kv-dtype` and `--quantized-activations` (engine defaults when absent). */
 function tuningOf(
   flags: Map<string, string>,
-): Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations"> {
+): Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations" | "allowFallbackAdapter"> {
   return {
     kernelFamily: oneOf(flags, "kernel-family", KERNEL_FAMILIES),
     kvDtype: oneOf(flags, "kv-dtype", KV_DTYPES),
     quantizedActivations: flags.has("quantized-activations") || undefined,
+    allowFallbackAdapter: flags.has("allow-fallback-adapter") || undefined,
   };
 }
 
@@ -196,6 +202,7 @@ async function generate(flags: Map<string, string>): Promise<number> {
     quantization: quantizationOf(flags),
     ...tuningOf(flags),
   });
+  process.stderr.write(`adapter: ${engine.info.device}\n`);
   try {
     if (flags.has("json")) {
       const r = await engine.generate(options);
@@ -236,6 +243,7 @@ function batch(flags: Map<string, string>): Promise<number> {
     servedModelName: flags.get("served-model-name"),
     maxBatchTokens: positive(flags, "max-batch-tokens"),
     maxSeqs: positive(flags, "max-seqs"),
+    maxLineBytes: positive(flags, "max-line-bytes"),
     attn: attnOf(flags),
     quantization: quantizationOf(flags),
     tuning: tuningOf(flags),
@@ -257,6 +265,7 @@ async function logits(flags: Map<string, string>): Promise<number> {
     maxLogitRows: ids.length,
     maxSeqs: 1,
     quantization: quantizationOf(flags),
+    allowFallbackAdapter: flags.has("allow-fallback-adapter"),
     // Logits for comparison with references: an f32 KV cache whatever the adapter's default.
     kvDtype: "f32",
   });

@@ -124,6 +124,7 @@ export class Engine {
       quantizedActivations: options.quantizedActivations,
       kernelFamily: options.kernelFamily,
       kvDtype: options.kvDtype,
+      allowFallbackAdapter: options.allowFallbackAdapter,
       stepsPerSync: options.stepsPerSync,
       constrainedStepsPerSync: options.constrainedStepsPerSync,
       maxTopLogprobs: MAX_TOP_LOGPROBS,

@@ -3,18 +3,26 @@
  * @module
  */
 import { LlmError } from "../types/api.ts";
-import { webgpu } from "../runtime/runtime.ts";
+import { webgpu, webgpuBackend } from "../runtime/runtime.ts";
+import { type AdapterKind, judgeAdapter, VULKAN_HINT } from "./adapter_policy.ts";
 
 /** Raised when no WebGPU adapter exists on this machine. */
 export class NoGpuAdapterError extends LlmError {
   constructor() {
     super(
       "no_gpu_adapter",
-      "No WebGPU adapter found. On Linux without a GPU install Mesa's lavapipe " +
-        "(apt-get install -y mesa-vulkan-drivers libvulkan1); elsewhere check that " +
-        "your GPU driver supports Vulkan, Metal or D3D12.",
+      "No WebGPU adapter found (wgpu's OpenGL fallback is not used unless allowed). " +
+        `${VULKAN_HINT} Elsewhere check that your GPU driver supports Vulkan, Metal or D3D12.`,
     );
     this.name = "NoGpuAdapterError";
+  }
+}
+
+/** Raised when the only adapter is an OpenGL or software fallback and fallbacks are not allowed. */
+export class FallbackAdapterError extends LlmError {
+  constructor(reason: string) {
+    super("fallback_adapter", reason);
+    this.name = "FallbackAdapterError";
   }
 }
 
@@ -33,8 +41,10 @@ export interface Gpu {
   hasPacked4x8: boolean;
   /** Whether the adapter says it is a fallback (CPU) adapter, where the runtime reports it. */
   isFallbackAdapter: boolean;
-  /** Adapter description for logs. */
+  /** The adapter for logs: name, backend and kind (see {@link judgeAdapter}). */
   description: string;
+  /** GPU, CPU Vulkan driver, or a fallback let through by `allowFallbackAdapter`. */
+  adapterKind: AdapterKind;
 }
 
 /** Options for {@link createGpu}. */
@@ -48,6 +58,11 @@ export interface CreateGpuOptions {
    * splitting on small models).
    */
   maxStorageBindingBytes?: number;
+  /**
+   * Use an OpenGL or software fallback adapter when it is all there is (default false: a
+   * {@link FallbackAdapterError}). A CPU Vulkan driver (lavapipe) is always used.
+   */
+  allowFallbackAdapter?: boolean;
 }
 
 const WANTED_LIMITS = [
@@ -65,10 +80,21 @@ const WANTED_LIMITS = [
  * below what real adapters offer) and `shader-f16` / `timestamp-query` where offered.
  */
 export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
-  const gpu = options.gpu ?? (await webgpu());
+  const allowFallback = options.allowFallbackAdapter ?? false;
+  const gpu = options.gpu ?? (await webgpu({ allowGl: allowFallback }));
   if (!gpu) throw new NoGpuAdapterError();
   const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference });
   if (!adapter) throw new NoGpuAdapterError();
+  const info = adapter.info;
+  const verdict = judgeAdapter({
+    description: info?.description ?? "",
+    vendor: info?.vendor ?? "",
+    architecture: info?.architecture ?? "",
+    device: info?.device ?? "",
+    isFallbackAdapter: Boolean((info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter),
+    backend: webgpuBackend(),
+  }, allowFallback);
+  if (verdict.refusal) throw new FallbackAdapterError(verdict.refusal);
   const requiredLimits: Record<string, number> = {};
   for (const name of WANTED_LIMITS) requiredLimits[name] = adapter.limits[name] as number;
   const requiredFeatures: GPUFeatureName[] = [];
@@ -79,7 +105,6 @@ export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
   device.addEventListener?.("uncapturederror", (e: Event) => {
     console.error("WebGPU error:", (e as GPUUncapturedErrorEvent).error.message);
   });
-  const info = adapter.info;
   const limits = options.maxStorageBindingBytes
     ? cappedLimits(device.limits, options.maxStorageBindingBytes)
     : device.limits;
@@ -91,7 +116,8 @@ export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
     hasSubgroups: device.features.has("subgroups"),
     hasPacked4x8: hasWgslFeature(gpu, "packed_4x8_integer_dot_product"),
     isFallbackAdapter: Boolean((info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter),
-    description: info?.description || info?.vendor || "unknown adapter",
+    description: verdict.label,
+    adapterKind: verdict.kind,
   };
 }
 

@@ -46,6 +46,8 @@ export interface ModelRunnerOptions {
   kernelFamily?: KernelFamily;
   /** KV-cache element type (default f16 where the adapter has `shader-f16` and head_dim % 8 == 0). */
   kvDtype?: KvDtype;
+  /** Use an OpenGL or software fallback adapter (see `createGpu`); ignored when `gpu` is given. */
+  allowFallbackAdapter?: boolean;
   /** Keys per attention split (default: the family's; tests use small ones to exercise the combine). */
   attentionSplit?: number;
   /** Most tokens in one step (the batch token budget). */
@@ -183,7 +185,7 @@ export class ModelRunner {
     // types to Q8X).
     const { spec, tensors } = await openModel(dir, { quantization: options.quantization });
     try {
-      const gpu = options.gpu ?? await createGpu();
+      const gpu = options.gpu ?? await createGpu({ allowFallbackAdapter: options.allowFallbackAdapter });
       const device = gpu.device;
       const pipelines = new PipelineCache(device, await loadKernelSources([...new Set([...KERNEL_FILES, ...QUANT_KERNEL_FILES])]));
       const blockSize = options.blockSize ?? 16;

@@ -41,12 +41,26 @@ export interface ListenTcpOptions {
 /** A fetch-style request handler. */
 export type HttpHandler = (req: Request) => Response | Promise<Response>;
 
+/** The native graphics API under a WebGPU adapter, as far as the runtime can tell. */
+export type GpuBackend = "vulkan" | "metal" | "d3d12" | "gl" | "unknown";
+
+/** Options of `webgpu`. */
+export interface WebGpuOptions {
+  /**
+   * Let the runtime fall back to an OpenGL adapter (wgpu does when no Vulkan driver loads;
+   * its GL path is slow and crashes on teardown). Default false: only native backends.
+   */
+  allowGl?: boolean;
+}
+
 /** What a runtime provides. */
 export interface RuntimeAdapter {
   /** Which runtime this is. */
   readonly name: "deno" | "bun";
   /** The WebGPU entry point, or undefined when the runtime has none. */
-  webgpu(): Promise<GPU | undefined>;
+  webgpu(options?: WebGpuOptions): Promise<GPU | undefined>;
+  /** The backend the adapters of `webgpu` run on ("unknown" when several are possible). */
+  webgpuBackend(): GpuBackend;
   /** Command-line arguments after the script. */
   args(): string[];
   /** Runs `handler` on a signal. */

@@ -22,7 +22,10 @@ async function loadDawn(): Promise<GPU> {
 export const bunAdapter: RuntimeAdapter = {
   name: "bun",
   // One Dawn instance per thread, like navigator.gpu: Dawn does not survive several.
+  // Dawn (the `webgpu` package) has no OpenGL fallback: the options change nothing.
   webgpu: () => globals.__webgpuLlmDawn ??= loadDawn(),
+  // Dawn's adapters report no backend; it picks the platform's native one.
+  webgpuBackend: () => process.platform === "linux" ? "vulkan" : process.platform === "darwin" ? "metal" : "unknown",
   args: () => process.argv.slice(2),
   onSignal: (signal, handler) => process.on(signal, handler),
   serveHttp(options, handler) {

@@ -7,11 +7,11 @@
  */
 import * as fs from "node:fs/promises";
 import process from "node:process";
-import type { HttpHandler, HttpServer, ListenTcpOptions, RuntimeAdapter, TcpConn, TcpListener } from "./adapter.ts";
+import type { GpuBackend, HttpHandler, HttpServer, ListenTcpOptions, RuntimeAdapter, TcpConn, TcpListener, WebGpuOptions } from "./adapter.ts";
 import { bunAdapter } from "./bun.ts";
 import { denoAdapter } from "./deno.ts";
 
-export type { HttpHandler, HttpServer, ListenTcpOptions, TcpConn, TcpListener } from "./adapter.ts";
+export type { GpuBackend, HttpHandler, HttpServer, ListenTcpOptions, TcpConn, TcpListener, WebGpuOptions } from "./adapter.ts";
 
 /** The adapter of the runtime this process runs on. */
 export const adapter: RuntimeAdapter = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? bunAdapter : denoAdapter;
@@ -20,8 +20,13 @@ export const adapter: RuntimeAdapter = typeof (globalThis as { Bun?: unknown }).
 export const RUNTIME: "deno" | "bun" = adapter.name;
 
 /** The WebGPU entry point of this runtime, or undefined when it has none. */
-export function webgpu(): Promise<GPU | undefined> {
-  return adapter.webgpu();
+export function webgpu(options?: WebGpuOptions): Promise<GPU | undefined> {
+  return adapter.webgpu(options);
+}
+
+/** The backend the adapters of {@link webgpu} run on, as far as the runtime can tell. */
+export function webgpuBackend(): GpuBackend {
+  return adapter.webgpuBackend();
 }
 
 /** Whether an error is "no such file or directory". */

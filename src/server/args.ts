@@ -12,6 +12,9 @@ export const DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct";
 /** Environment variable read for the API key when `--api-key` is absent. */
 export const API_KEY_ENV = "WEBGPU_LLM_API_KEY";
 
+/** The largest request body by default (also `cli batch`'s largest input line). */
+export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
+
 /** Parsed server options. */
 export interface ServeOptions {
   /** A checkpoint directory, a .gguf file or a Hugging Face hub id. */
@@ -30,7 +33,7 @@ export interface ServeOptions {
   maxQueue: number;
   attn?: AttentionImpl;
   /** Kernel family, KV-cache type and quantized-activation path (engine defaults when absent). */
-  tuning?: Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations">;
+  tuning?: Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations" | "allowFallbackAdapter">;
   policy?: SchedulerPolicy;
   apiKey?: string;
   /** Reasoning parser of chat outputs: a name, "none", or absent (chosen by the chat template). */
@@ -84,6 +87,8 @@ export const USAGE = `Usage: deno run -A serve.ts [flags]
   --attn paged|eager         attention implementation (default paged)
   --kernel-family cpu|gpu    matmul kernels (default: cpu on CPU/fallback adapters, else gpu)
   --kv-dtype f16|f32         KV-cache element type (default f16 where the adapter has shader-f16)
+  --allow-fallback-adapter   run on an OpenGL or software fallback adapter when it is the only
+                             one (default: refused; a CPU Vulkan driver, lavapipe, is used)
   --quantized-activations    with q8_0/q4_0 weights, also quantize activations to 8 bits per
                              block (llama.cpp's CPU arithmetic; off: exact f32 activations)
   --policy fifo|prefill_first  scheduling policy (default fifo)
@@ -91,7 +96,7 @@ export const USAGE = `Usage: deno run -A serve.ts [flags]
   --reasoning-parser NAME|none  split reasoning off chat answers with this parser ("think":
                              <think>...</think>); default: the one the chat template calls for
   --served-model-name NAME   model name in the API (default: the --model value)
-  --max-body-bytes N         largest request body (default 1048576)
+  --max-body-bytes N         largest request body (default ${DEFAULT_MAX_BODY_BYTES})
   --shutdown-timeout S       hard deadline in seconds from SIGINT/SIGTERM to exit, drain delay
                              included: in-flight work still running then is cancelled (default 10)
   --drain-delay S            seconds after SIGTERM during which /health answers 503 but requests
@@ -137,7 +142,7 @@ const VALUE_FLAGS = new Set([
 ]);
 
 /** Flags that take no value. */
-const SWITCH_FLAGS = new Set(["quantized-activations", "lenient-fields"]);
+const SWITCH_FLAGS = new Set(["quantized-activations", "lenient-fields", "allow-fallback-adapter"]);
 
 /** Parses `serve.ts` flags; `null` means `--help` was asked for. */
 export function parseServeArgs(
@@ -215,13 +220,14 @@ export function parseServeArgs(
       kernelFamily: oneOf("kernel-family", KERNEL_FAMILIES),
       kvDtype: oneOf("kv-dtype", KV_DTYPES),
       quantizedActivations: values.has("quantized-activations") || undefined,
+      allowFallbackAdapter: values.has("allow-fallback-adapter") || undefined,
     },
     ggufFile: values.get("gguf-file"),
     policy: oneOf("policy", ["fifo", "prefill_first"] as const),
     apiKey: values.get("api-key") ?? (env(API_KEY_ENV) || undefined),
     servedModelName: values.get("served-model-name") ?? model,
     reasoningParser: reasoningParserFlag(values.get("reasoning-parser")),
-    maxBodyBytes: int("max-body-bytes", 1) ?? 1 << 20,
+    maxBodyBytes: int("max-body-bytes", 1) ?? DEFAULT_MAX_BODY_BYTES,
     shutdownTimeoutMs,
     drainDelayMs,
     maxRequestSeqs: int("max-request-seqs", 1),

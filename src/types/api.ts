@@ -330,6 +330,12 @@ export interface EngineOptions {
   kernelFamily?: KernelFamily;
   /** KV-cache element type (default "f16" where the adapter has `shader-f16`, else "f32"). */
   kvDtype?: KvDtype;
+  /**
+   * Run on an OpenGL or software fallback adapter when it is all there is (default false:
+   * the engine refuses it with a `fallback_adapter` error; a CPU Vulkan driver such as Mesa's
+   * lavapipe is not a fallback here and is always used).
+   */
+  allowFallbackAdapter?: boolean;
 }
 
 /** What a running engine's model looks like to callers: the limits requests are checked against. */
@@ -436,6 +442,8 @@ export type ErrorCode =
   | "engine_closed"
   /** No WebGPU adapter on this machine. */
   | "no_gpu_adapter"
+  /** The only adapter is an OpenGL or software fallback, and `allowFallbackAdapter` is off. */
+  | "fallback_adapter"
   /** A checkpoint file is missing, malformed or inconsistent. */
   | "checkpoint_invalid"
   /** The checkpoint's architecture is not implemented. */

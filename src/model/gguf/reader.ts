@@ -4,8 +4,8 @@
  * that grows until it holds the header, and tensor data is read by range
  * ({@link ./source.ts}). Every problem is a {@link CheckpointError} naming the file and the
  * reason (bad magic, unsupported version, truncated header or data, unknown tensor type,
- * inconsistent shapes), never a crash or a hang: counts and lengths are checked against the
- * file size before anything is allocated.
+ * inconsistent shapes, overlapping tensors), never a crash or a hang: counts and lengths are
+ * checked against the file size before anything is allocated.
  *
  * Layout (little-endian): "GGUF", u32 version (2 or 3), u64 tensor count, u64 metadata
  * count, the metadata (u64-length string key, u32 value type, value), the tensor infos
@@ -231,6 +231,14 @@ function parse(c: Cursor): GgufHeader {
       );
     }
     tensors.set(name, { name, dims, type, byteOffset: dataOffset + offset, byteLength });
+  }
+  // No two tensors share bytes: a file whose offsets all say 0 is corrupt, not a model.
+  const byOffset = [...tensors.values()].sort((a, b) => a.byteOffset - b.byteOffset);
+  for (let i = 1; i < byOffset.length; i++) {
+    const [a, b] = [byOffset[i - 1], byOffset[i]];
+    if (a.byteOffset + a.byteLength > b.byteOffset) {
+      c.fail(`tensors ${a.name} and ${b.name} overlap: their data starts at ${a.byteOffset - dataOffset} and ${b.byteOffset - dataOffset} of the data section, and ${a.name} is ${a.byteLength} bytes`);
+    }
   }
   return { path: c.path, version, metadata, tensors, dataOffset, fileSize: c.fileSize };
 }

@@ -1,92 +1,32 @@
 /**
  * GGUF metadata -> {@link ModelSpec} for llama (and Mistral, which llama.cpp runs as llama
  * with `llama.attention.sliding_window`), qwen2, qwen3 and gemma2, with llama.cpp's keys
- * and defaults. Missing required metadata is a named {@link CheckpointError}.
+ * and defaults. Missing required metadata is a named `CheckpointError`; sizes are checked against
+ * the tensors first (validate.ts).
  * @module
  */
 import type { Architecture, ModelSpec, RopeSpec } from "../config.ts";
-import { CheckpointError, UnsupportedArchitectureError } from "../errors.ts";
-import type { GgufHeader, GgufMetaValue } from "./reader.ts";
+import { UnsupportedArchitectureError } from "../errors.ts";
+import type { GgufHeader } from "./reader.ts";
+import { checkGgufSizes, GGUF_ARCHS, GgufMeta } from "./validate.ts";
 
-const ARCHS = ["llama", "qwen2", "qwen3", "gemma2"] as const;
-
-/** Typed metadata access naming the file and key on every failure. */
-class Meta {
-  constructor(readonly header: GgufHeader) {}
-
-  fail(reason: string): never {
-    throw new CheckpointError(this.header.path, reason);
-  }
-
-  raw(key: string): GgufMetaValue | undefined {
-    return this.header.metadata.get(key);
-  }
-
-  /** A positive integer (an array of equal ones is accepted: per-layer values). */
-  int(key: string, fallback?: number): number {
-    let v = this.raw(key);
-    if (v === undefined) {
-      if (fallback !== undefined) return fallback;
-      return this.fail(`missing required metadata ${key}`);
-    }
-    if (Array.isArray(v) && v.length > 0) {
-      const first = v[0];
-      if (v.every((x) => x === first)) v = first;
-    }
-    if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) {
-      return this.fail(`metadata ${key} must be a positive integer, got ${JSON.stringify(v)}`);
-    }
-    return v;
-  }
-
-  num(key: string, fallback?: number): number {
-    const v = this.raw(key);
-    if (v === undefined) {
-      if (fallback !== undefined) return fallback;
-      return this.fail(`missing required metadata ${key}`);
-    }
-    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
-      return this.fail(`metadata ${key} must be a positive number, got ${JSON.stringify(v)}`);
-    }
-    return v;
-  }
-
-  str(key: string): string | undefined {
-    const v = this.raw(key);
-    if (v !== undefined && typeof v !== "string") this.fail(`metadata ${key} must be a string, got ${JSON.stringify(v)}`);
-    return v;
-  }
-
-  id(key: string): number | null {
-    const v = this.raw(key);
-    if (v === undefined) return null;
-    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) this.fail(`metadata ${key} must be a token id, got ${JSON.stringify(v)}`);
-    return v;
-  }
-}
+const ARCHS = Object.keys(GGUF_ARCHS);
 
 /**
  * The spec of a GGUF model. `ropeFactors` are the values of a `rope_freqs.weight` tensor
  * (llama.cpp's form of Llama-3.1 rope scaling), when the file has one.
  */
 export function ggufModelSpec(header: GgufHeader, ropeFactors: Float32Array | null = null): ModelSpec {
-  const m: Meta = new Meta(header);
+  const m: GgufMeta = new GgufMeta(header);
   const gguf = m.str("general.architecture");
   if (gguf === undefined) m.fail("missing required metadata general.architecture");
-  if (!(ARCHS as readonly string[]).includes(gguf)) {
+  if (!ARCHS.includes(gguf)) {
     throw new UnsupportedArchitectureError(header.path, gguf, ARCHS);
   }
   const k = (key: string) => `${gguf}.${key}`;
   const has = (t: string) => header.tensors.has(t);
-  const hiddenSize = m.int(k("embedding_length"));
-  const numHeads = m.int(k("attention.head_count"));
-  const numKvHeads = m.int(k("attention.head_count_kv"), numHeads);
-  const numLayers = m.int(k("block_count"));
-  if (numHeads % numKvHeads !== 0) m.fail(`${k("attention.head_count")} (${numHeads}) is not divisible by ${k("attention.head_count_kv")} (${numKvHeads})`);
-  const headDim = m.int(k("attention.key_length"), Math.floor(hiddenSize / numHeads));
-  const embd = header.tensors.get("token_embd.weight");
-  if (!embd) m.fail("missing tensor token_embd.weight");
-  if (embd.dims.length !== 2) m.fail(`tensor token_embd.weight has ${embd.dims.length} dimensions, expected 2`);
+  // Checked against the tensors before anything is sized from them.
+  const { numLayers, hiddenSize, numHeads, numKvHeads, headDim, vocabSize, maxPositionEmbeddings } = checkGgufSizes(m, gguf);
   const window = m.raw(k("attention.sliding_window")) === undefined ? null : m.int(k("attention.sliding_window"));
   const gemma = gguf === "gemma2";
   const architecture: Architecture = gguf === "llama" && window !== null ? "mistral" : gguf as Architecture;
@@ -101,8 +41,8 @@ export function ggufModelSpec(header: GgufHeader, ropeFactors: Float32Array | nu
     numHeads,
     numKvHeads,
     headDim,
-    vocabSize: embd.dims[1],
-    maxPositionEmbeddings: m.int(k("context_length")),
+    vocabSize,
+    maxPositionEmbeddings,
     rmsNormEps: m.num(k("attention.layer_norm_rms_epsilon")),
     rope: ropeOf(m, k, ropeFactors, headDim),
     tieWordEmbeddings: !has("output.weight"),
@@ -130,7 +70,7 @@ export function ggufModelSpec(header: GgufHeader, ropeFactors: Float32Array | nu
   };
 }
 
-function ropeOf(m: Meta, k: (key: string) => string, factors: Float32Array | null, headDim: number): RopeSpec {
+function ropeOf(m: GgufMeta, k: (key: string) => string, factors: Float32Array | null, headDim: number): RopeSpec {
   const theta = m.num(k("rope.freq_base"), 10000);
   const maxPos = m.int(k("context_length"));
   const type = m.str(k("rope.scaling.type")) ?? "none";

@@ -26,6 +26,11 @@ export interface GgufTensor {
   type: GgmlTypeName;
   /** The tensor's bytes (produced lazily, so big files never sit in memory at once). */
   bytes: () => Uint8Array | Promise<Uint8Array>;
+  /**
+   * The data offset to write in the header instead of the next aligned one ({@link
+   * encodeGgufHeader} only: tests build malformed files with it).
+   */
+  offset?: number;
 }
 
 /** What {@link writeGguf} writes. */
@@ -146,8 +151,8 @@ export function encodeGgufHeader(file: GgufFile): { header: Uint8Array; offsets:
     w.u32(t.dims.length);
     for (const d of t.dims) w.u64(d);
     w.u32(GGML_TYPES[t.type].id);
-    w.u64(offset);
-    offsets.push(offset);
+    w.u64(t.offset ?? offset);
+    offsets.push(t.offset ?? offset);
     offset += ggmlTensorBytes(t.type, t.dims);
     offset = Math.ceil(offset / alignment) * alignment;
   }
