@@ -38,6 +38,7 @@ export function idleStats(info: EngineInfo): EngineStats {
     prefixCacheQueries: 0,
     prefixCacheHits: 0,
     requestsFinished: { stop: 0, length: 0, cancelled: 0 },
+    embeddingsFinished: 0,
     batchFill: EMPTY_HISTOGRAM,
     stepTokens: EMPTY_HISTOGRAM,
     ttft: EMPTY_HISTOGRAM,
@@ -80,6 +81,8 @@ export class StubEngine implements ServedEngine {
       kernelFamily: "cpu",
       kvDtype: "f32",
       linearWeights: ["f32"],
+      hiddenSize: 64,
+      pooling: "last",
       ...info,
     };
     this.current = idleStats(this.info);
