@@ -10,6 +10,8 @@ import { ChatTemplate, ChatTemplateError } from "./chat_template.ts";
 import { dashboardHtml } from "./dashboard.ts";
 import { completeJson, completeStream, type PreparedRequest, type PromptJob } from "./openai/render.ts";
 import { type ChatRequest, type CompletionRequest, PARAM_NAMES, parseChatRequest, parseCompletionRequest } from "./openai/parse.ts";
+import { embeddingResponse, parseEmbeddingRequest } from "./openai/embeddings.ts";
+import { embedInputs, isSingleInput } from "../api/embed_request.ts";
 import { renderMetrics, ServerCounters } from "./prometheus.ts";
 import type { ServedEngine } from "./served_engine.ts";
 import type { PromptTokenizer } from "./prompt_tokenizer.ts";
@@ -91,6 +93,7 @@ export class App {
       ["/v1/models", new Map<string, Handler>([["GET", () => this.#models()]])],
       ["/v1/completions", new Map<string, Handler>([["POST", (r: Request) => this.#generate(r, "completion")]])],
       ["/v1/chat/completions", new Map<string, Handler>([["POST", (r: Request) => this.#generate(r, "chat")]])],
+      ["/v1/embeddings", new Map<string, Handler>([["POST", (r: Request) => this.#embeddings(r)]])],
     ]);
   }
 
@@ -435,6 +438,41 @@ export class App {
     } catch (e) {
       end(req.signal.aborted);
       throw e;
+    }
+  }
+
+  /** `POST /v1/embeddings`: one prefill-only sequence per input, in the generation batch. */
+  async #embeddings(req: Request): Promise<Response> {
+    const engine = this.#ready();
+    if (!this.#admitting) throw new ApiError(503, "the server is shutting down", { code: "shutting_down" });
+    const request = parseEmbeddingRequest(await this.#readJson(req));
+    if (request.model !== null && !this.#knownModel(request.model)) {
+      throw new ApiError(404, `model ${request.model} does not exist; this server serves ${this.options.modelName}`, {
+        param: "model",
+        code: "model_not_found",
+      });
+    }
+    const inputs = embedInputs(request.input);
+    this.#checkSeqs(inputs.length, engine);
+    const limit = engine.info.maxSeqs + this.options.maxQueue;
+    if (this.#activeSeqs + inputs.length > limit) {
+      this.counters.rejectedQueueFull++;
+      throw new ApiError(429, `the server is busy (${this.#activeSeqs} sequences in flight, limit ${limit}); retry later`, {
+        type: "rate_limit_error",
+        code: "queue_full",
+        headers: { "retry-after": "1" },
+      });
+    }
+    this.#begin(inputs.length);
+    try {
+      // Text is tokenized off this thread; the engine appends the end-of-text token to ids too.
+      const ids = await Promise.all(inputs.map((x) => typeof x === "string" && x !== "" ? this.#encode(x, true, "input", engine) : x));
+      // One input stays one input (its errors name `input`, not `input[0]`).
+      const input = isSingleInput(request.input) ? ids[0] as string | number[] : ids as (string | number[])[];
+      const result = await engine.embed({ input, dimensions: request.dimensions, signal: req.signal });
+      return json(embeddingResponse(result, request.encodingFormat, this.options.modelName));
+    } finally {
+      this.#end(inputs.length);
     }
   }
 

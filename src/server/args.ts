@@ -3,7 +3,7 @@
  * @module
  */
 import type { AttentionImpl, EngineOptions, Quantization, SchedulerPolicy } from "../../mod.ts";
-import { KERNEL_FAMILIES, KV_DTYPES, QUANTIZATIONS } from "../types/api.ts";
+import { KERNEL_FAMILIES, KV_DTYPES, POOLINGS, QUANTIZATIONS } from "../types/api.ts";
 
 /** The model served when `--model` is omitted. */
 export const DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct";
@@ -29,7 +29,7 @@ export interface ServeOptions {
   maxQueue: number;
   attn?: AttentionImpl;
   /** Kernel family, KV-cache type and quantized-activation path (engine defaults when absent). */
-  tuning?: Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations">;
+  tuning?: Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations" | "pooling">;
   policy?: SchedulerPolicy;
   apiKey?: string;
   /** The name clients use in `model` (default: the `--model` value). */
@@ -80,6 +80,8 @@ export const USAGE = `Usage: deno run -A serve.ts [flags]
   --quantized-activations    with q8_0/q4_0 weights, also quantize activations to 8 bits per
                              block (llama.cpp's CPU arithmetic; off: exact f32 activations)
   --policy fifo|prefill_first  scheduling policy (default fifo)
+  --pooling last|mean        how /v1/embeddings pools hidden states (default: the checkpoint's
+                             sentence-transformers config, else last token + end-of-text)
   --api-key KEY              require "Authorization: Bearer KEY" on /v1 (or ${API_KEY_ENV})
   --served-model-name NAME   model name in the API (default: the --model value)
   --max-body-bytes N         largest request body (default 1048576)
@@ -110,6 +112,7 @@ const VALUE_FLAGS = new Set([
   "kernel-family",
   "kv-dtype",
   "policy",
+  "pooling",
   "api-key",
   "served-model-name",
   "max-body-bytes",
@@ -201,6 +204,7 @@ export function parseServeArgs(
       kernelFamily: oneOf("kernel-family", KERNEL_FAMILIES),
       kvDtype: oneOf("kv-dtype", KV_DTYPES),
       quantizedActivations: values.has("quantized-activations") || undefined,
+      pooling: oneOf("pooling", POOLINGS),
     },
     ggufFile: values.get("gguf-file"),
     policy: oneOf("policy", ["fifo", "prefill_first"] as const),
