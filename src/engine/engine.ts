@@ -25,7 +25,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { ModelRunner } from "../runner/model_runner.ts";
 import { linearWeightDTypes } from "../model/weights.ts";
 import { type EmbeddingOutput, Scheduler, type SequenceOutput, type StepPlan } from "../scheduler/scheduler.ts";
-import { readPoolingConfig } from "../model/pooling_config.ts";
+import { resolvePooling } from "../model/pooling_config.ts";
 import { Sequence } from "../scheduler/sequence.ts";
 import { EngineGrammar } from "./constraints.ts";
 import { EngineMetrics } from "./metrics.ts";
@@ -140,9 +140,7 @@ export class Engine {
   /** Loads the model and starts the step loop. */
   static async load(options: EngineLoadOptions): Promise<Engine> {
     const maxSeqs = options.maxSeqs ?? 32;
-    // The option, else the checkpoint's sentence-transformers pooling, else Qwen3-Embedding's.
-    const config = options.pooling ? null : await readPoolingConfig(options.model);
-    const pooling = options.pooling ?? (config === null ? "last" : "pooling" in config ? config.pooling : null);
+    const pooling = await resolvePooling(options.model, options.pooling);
     const runner = await ModelRunner.load(options.model, {
       attn: options.attn,
       maxTokens: options.maxBatchTokens ?? 256,

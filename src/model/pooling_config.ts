@@ -44,6 +44,16 @@ export async function readPoolingConfig(dir: string): Promise<PoolingConfig> {
   return { unsupported: modes.length ? modes.join(" + ") : "none" };
 }
 
+/**
+ * The pooling embeddings use: `option` when given, else what the checkpoint declares, else
+ * "last" (Qwen3-Embedding's recipe); null when the checkpoint declares one not implemented.
+ */
+export async function resolvePooling(dir: string, option?: Pooling): Promise<Pooling | null> {
+  if (option) return option;
+  const config = await readPoolingConfig(dir);
+  return config === null ? "last" : "pooling" in config ? config.pooling : null;
+}
+
 async function readJsonFile(path: string): Promise<unknown> {
   let text: string;
   try {
