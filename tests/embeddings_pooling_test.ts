@@ -93,3 +93,15 @@ test("embeddings pooling: mod.ts embed on a mean-pooling checkpoint; an unimplem
     await sys.remove(clsDir, { recursive: true });
   }
 });
+
+test("cli embed: prints transformers' embedding of a text; a bad --pooling is a usage error", async () => {
+  const golden = JSON.parse(await readTextFile(`${modelDir("qwen3-tiny")}/embedding-golden.json`));
+  const main = new URL("../src/cli/main.ts", import.meta.url).pathname;
+  const r = await sys.runScript(main, ["embed", "--model", modelDir("qwen3-tiny"), "--input", golden.cases[0].input, "--kv-dtype", "f32"]);
+  assertEquals(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assertEquals(out.prompt_tokens, golden.cases[0].input_ids.length);
+  assert(maxAbsDiff(out.embedding, golden.cases[0].embedding) <= 1e-4, "cli embed vs golden");
+  const bad = await sys.runScript(main, ["embed", "--model", modelDir("qwen3-tiny"), "--input", "A", "--pooling", "cls"]);
+  assertEquals(bad.code, 2, bad.stderr);
+});
