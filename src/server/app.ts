@@ -280,6 +280,16 @@ export class App {
     return json(this.#modelCard());
   }
 
+  /** 404 unless `name` (a body's `model`, null when absent) is the served model. */
+  #checkModel(name: string | null): void {
+    if (name !== null && !this.#knownModel(name)) {
+      throw new ApiError(404, `model ${name} does not exist; this server serves ${this.options.modelName}`, {
+        param: "model",
+        code: "model_not_found",
+      });
+    }
+  }
+
   #knownModel(name: string): boolean {
     return name === this.options.modelName || (this.options.modelAliases ?? []).includes(name);
   }
@@ -446,23 +456,10 @@ export class App {
     const engine = this.#ready();
     if (!this.#admitting) throw new ApiError(503, "the server is shutting down", { code: "shutting_down" });
     const request = parseEmbeddingRequest(await this.#readJson(req));
-    if (request.model !== null && !this.#knownModel(request.model)) {
-      throw new ApiError(404, `model ${request.model} does not exist; this server serves ${this.options.modelName}`, {
-        param: "model",
-        code: "model_not_found",
-      });
-    }
+    this.#checkModel(request.model);
     const inputs = embedInputs(request.input);
     this.#checkSeqs(inputs.length, engine);
-    const limit = engine.info.maxSeqs + this.options.maxQueue;
-    if (this.#activeSeqs + inputs.length > limit) {
-      this.counters.rejectedQueueFull++;
-      throw new ApiError(429, `the server is busy (${this.#activeSeqs} sequences in flight, limit ${limit}); retry later`, {
-        type: "rate_limit_error",
-        code: "queue_full",
-        headers: { "retry-after": "1" },
-      });
-    }
+    this.#checkQueue(inputs.length, engine);
     this.#begin(inputs.length);
     try {
       // Text is tokenized off this thread; the engine appends the end-of-text token to ids too.
@@ -473,6 +470,19 @@ export class App {
       return json(embeddingResponse(result, request.encodingFormat, this.options.modelName));
     } finally {
       this.#end(inputs.length);
+    }
+  }
+
+  /** 429 when `seqs` more sequences would overfill the running batch and the queue. */
+  #checkQueue(seqs: number, engine: ServedEngine): void {
+    const limit = engine.info.maxSeqs + this.options.maxQueue;
+    if (this.#activeSeqs + seqs > limit) {
+      this.counters.rejectedQueueFull++;
+      throw new ApiError(429, `the server is busy (${this.#activeSeqs} sequences in flight, limit ${limit}); retry later`, {
+        type: "rate_limit_error",
+        code: "queue_full",
+        headers: { "retry-after": "1" },
+      });
     }
   }
 
