@@ -307,7 +307,7 @@ export class ModelRunner {
     }
     this.#syncs += batches.length;
     batches.push(...own.takeMapped());
-    const pooledRows = pooled.takeMapped().flatMap((b) => this.#readPooled(b));
+    const pooledRows = pooled.pending > 0 ? pooled.takeMapped().flatMap((b) => this.#readPooled(b)) : [];
     if (batches.length === 0 && pooledRows.length === 0) return null;
     return { tokens: batches.flatMap((b) => this.#read(b)), pooled: pooledRows };
   }
