@@ -95,6 +95,25 @@ test("embeddings: qwen3-tiny matches transformers (last token, both kernel famil
         });
         assertEquals(engine.stats().kvBlocksUsed, 0);
       });
+
+      await t.step(`${family}: cancelled embeddings end with no vector and return their blocks`, async () => {
+        const inputs = Array.from({ length: 8 }, (_, i) => golden.cases[i % 3].input_ids);
+        const got: (Float32Array | null)[] = [];
+        let left = inputs.length;
+        const done = new Promise<void>((resolve, reject) => {
+          const handle = engine.submitEmbedding({ inputs, pooling: "mean" }, {
+            embedding: (index, embedding) => {
+              got[index] = embedding;
+              if (--left === 0) resolve();
+            },
+            fail: (_i, e) => reject(e),
+          });
+          for (let i = 1; i < inputs.length; i += 2) handle.cancel(i);
+        });
+        await done;
+        got.forEach((v, i) => assertEquals(v === null, i % 2 === 1, `input ${i}`));
+        assertEquals(engine.stats().kvBlocksUsed, 0);
+      });
     }
   } finally {
     for (const [, e] of all) await e.close();
