@@ -7,6 +7,7 @@
  * const r = await engine.generate({ prompt: "Once upon a time", maxTokens: 24 });
  * console.log(r.text);
  * for await (const d of engine.stream({ prompt: "Lily", maxTokens: 16 })) console.log(d.text);
+ * const { embeddings } = await engine.embed({ input: ["Once upon a time", "Lily"] });
  * await engine.close();
  * ```
  * @module
@@ -16,6 +17,8 @@ import { type CreateEngineOptions, EngineClient } from "./src/api/client.ts";
 export type {
   AttentionImpl,
   Completion,
+  EmbedOptions,
+  EmbedResult,
   EngineInfo,
   EngineOptions,
   EngineStats,
@@ -27,6 +30,7 @@ export type {
   HistogramSnapshot,
   JsonSchema,
   OutputFinishReason,
+  Pooling,
   Quantization,
   ResponseFormat,
   SamplingParams,

@@ -17,6 +17,10 @@ fn block_of(seq: u32, j: u32) -> u32 { return step[step[STEP_BLOCK_TABLES] + seq
 fn logit_row_token(r: u32) -> u32 { return step[step[STEP_LOGIT_ROWS] + r]; }
 fn sampling_word(r: u32, field: u32) -> u32 { return step[step[STEP_SAMPLING_PARAMS] + r * ROW_WORDS + field]; }
 fn output_record_base() -> u32 { return step[STEP_RECORD_BASE]; }
+fn num_pool_rows() -> u32 { return step[STEP_NUM_POOL_ROWS]; }
+// Pooled row r sums the final hidden states of `count` tokens from token `first`.
+fn pool_first(r: u32) -> u32 { return step[step[STEP_POOL_RANGES] + 2u * r]; }
+fn pool_count(r: u32) -> u32 { return step[step[STEP_POOL_RANGES] + 2u * r + 1u]; }
 // Rows a kernel works on: 0 = tokens, 1 = logit rows.
 fn rows_of(kind: u32) -> u32 { return select(num_tokens(), num_logit_rows(), kind == 1u); }
 // Ragged sequences of the step: first token of sequence s (s = num_seqs() gives the end),

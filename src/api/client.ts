@@ -2,6 +2,7 @@
  * The request side of the engine, on the caller's thread: starts the engine Worker, and runs
  * each request as an actor with its own MessageChannel. The actor tokenizes the prompt,
  * detokenizes incrementally, applies stop strings and turns an AbortSignal into a cancel.
+ * Embedding requests go the same way ({@link EngineClient.embed}).
  * @module
  */
 import { stopWorker } from "../runtime/runtime.ts";
@@ -15,6 +16,8 @@ import { type Decoder, IncrementalDetokenizer, StopStringMatcher } from "./detok
 import type { FromWorker, ToRequest, ToWorker } from "./protocol.ts";
 import {
   type Completion,
+  type EmbedOptions,
+  type EmbedResult,
   type EngineInfo,
   EngineError,
   type EngineOptions,
@@ -36,6 +39,7 @@ import {
 import { detectReasoningParser, reasoningFormatOf, reasoningStart } from "./reasoning.ts";
 import { OutputParser } from "./output_parser.ts";
 import { grammarParam, grammarRequestError, parsesToolCalls, stopStrings, validateRequest } from "./validate.ts";
+import { finishEmbedding, validateEmbedRequest } from "./embed_request.ts";
 import { type BatchItemError, batchItemError, type BatchOptions, BatchProgressTracker, ordered } from "./batch.ts";
 
 /** Options of `createEngine`. */
@@ -368,6 +372,57 @@ export class EngineClient {
         },
       }),
     };
+  }
+
+  /**
+   * Embeds each input (a string, strings, token ids or token-id arrays): the final hidden
+   * state after the model's final norm, pooled as `info.pooling` says (the last token, with
+   * the end-of-text token appended, or the mean over all tokens) and L2-normalized, cut to
+   * `dimensions` first when given. The inputs run in the same batch as generation, as
+   * prefill-only sequences. Options are validated at once ({@link InvalidRequestError}).
+   */
+  async embed(options: EmbedOptions): Promise<EmbedResult> {
+    const { request, dimensions } = validateEmbedRequest(options, (text) => this.tokenizer.encode(text), this.info);
+    if (this.#closed) throw new EngineError("engine_closed", "the engine is closed");
+    if (this.#dead) throw this.#dead;
+    const signal = options.signal;
+    const channel = new MessageChannel();
+    const port = channel.port1;
+    const embeddings: Float32Array[] = [];
+    let left = request.inputs.length;
+    let promptTokens = 0;
+    return await new Promise<EmbedResult>((resolve, reject) => {
+      const finish = () => {
+        port.onmessage = null;
+        port.close();
+        this.#open.delete(port);
+        signal?.removeEventListener("abort", onAbort);
+      };
+      const fail = (error: unknown) => {
+        finish();
+        reject(error);
+      };
+      const onAbort = () => {
+        port.postMessage({ type: "cancel" });
+        fail(signal!.reason);
+      };
+      this.#open.set(port, fail);
+      port.onmessage = (e: MessageEvent<ToRequest>) => {
+        const m = e.data;
+        if (m.type === "error") return fail(errorFromWire(m.error));
+        if (m.type !== "embedding") return;
+        this.#updateStats(m.stats);
+        if (!m.embedding) return fail(new EngineError("engine_closed", "the engine closed before the embedding was done"));
+        embeddings[m.index] = finishEmbedding(m.embedding, dimensions);
+        promptTokens += m.promptTokens;
+        if (--left > 0) return;
+        finish();
+        resolve({ embeddings, usage: { promptTokens } });
+      };
+      if (signal?.aborted) return fail(signal.reason);
+      signal?.addEventListener("abort", onAbort);
+      this.#worker.postMessage({ type: "embed", request, port: channel.port2 } satisfies ToWorker, [channel.port2]);
+    });
   }
 
   /** Checks a grammar in the probe Worker; resolves to its warnings, rejects with the request error. */

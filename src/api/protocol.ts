@@ -4,6 +4,7 @@
  * @module
  */
 import type {
+  EmbedRequest,
   EngineInfo,
   EngineOptions,
   EngineRequest,
@@ -17,6 +18,8 @@ import type {
 export type ToWorker =
   | { type: "init"; options: EngineOptions }
   | { type: "join"; request: EngineRequest; port: MessagePort }
+  /** An embedding request; its results come back on `port` as "embedding" messages. */
+  | { type: "embed"; request: EmbedRequest; port: MessagePort }
   | { type: "close" };
 
 /** Worker -> main thread. */
@@ -37,6 +40,14 @@ export type ToRequest =
     promptTokens: number;
     cachedTokens: number;
     /** The engine's stats once this completion has left (its blocks freed). */
+    stats: EngineStats;
+  }
+  | {
+    /** Input `index` of an embedding request: its pooled hidden state, null if cancelled. */
+    type: "embedding";
+    index: number;
+    embedding: Float32Array | null;
+    promptTokens: number;
     stats: EngineStats;
   }
   | { type: "error"; error: WireError };

@@ -51,6 +51,8 @@ class EngineHost {
       }
     } else if (msg.type === "join") {
       this.#join(msg.request, msg.port);
+    } else if (msg.type === "embed") {
+      this.#embed(msg.request, msg.port);
     } else if (msg.type === "close") {
       clearTimeout(this.#statsTimer);
       await this.#engine?.close();
@@ -75,6 +77,39 @@ class EngineHost {
         tokens: (index, ids, logprobs) => send({ type: "tokens", index, ids, logprobs }),
         done: (index, finishReason, promptTokens, cachedTokens) => {
           send({ type: "done", index, finishReason, promptTokens, cachedTokens, stats: this.#stats(engine) });
+          if (--open === 0) port.close();
+        },
+        fail: (_index, error) => {
+          if (open <= 0) return;
+          open = 0;
+          send({ type: "error", error: errorToWire(new EngineError("engine_failed", error.message)) });
+          port.close();
+        },
+      });
+    } catch (e) {
+      send({ type: "error", error: errorToWire(e) });
+      port.close();
+      return;
+    }
+    port.onmessage = (e: MessageEvent<FromRequest>) => {
+      if (e.data?.type === "cancel") handle.cancel(e.data.index);
+    };
+  }
+
+  #embed(request: Extract<ToWorker, { type: "embed" }>["request"], port: MessagePort): void {
+    const send = (m: ToRequest, transfer: Transferable[] = []) => port.postMessage(m, transfer);
+    const engine = this.#engine;
+    if (!engine) {
+      send({ type: "error", error: errorToWire(new EngineError("engine_closed", "engine is not loaded")) });
+      port.close();
+      return;
+    }
+    let open = request.inputs.length;
+    let handle: RequestHandle;
+    try {
+      handle = engine.submitEmbedding(request, {
+        embedding: (index, embedding, promptTokens) => {
+          send({ type: "embedding", index, embedding, promptTokens, stats: this.#stats(engine) }, embedding ? [embedding.buffer as ArrayBuffer] : []);
           if (--open === 0) port.close();
         },
         fail: (_index, error) => {

@@ -1,7 +1,8 @@
 /**
  * Command line: `generate` runs a request through the engine (the same path as `mod.ts` and
  * serve.ts); `batch` answers an OpenAI Batch API file; `logits` prints the teacher-forced
- * logits of token ids; `convert` writes a checkpoint as a GGUF file llama.cpp runs.
+ * logits of token ids; `convert` writes a checkpoint as a GGUF file llama.cpp runs; `embed`
+ * prints a text's embedding (the same path as `engine.embed` and /v1/embeddings).
  * Usage: see {@link USAGE} (`deno task cli --help`).
  * @module
  */
@@ -13,6 +14,7 @@ import {
   type EngineOptions,
   KERNEL_FAMILIES,
   KV_DTYPES,
+  POOLINGS,
   type Quantization,
   QUANTIZATIONS,
 } from "../types/api.ts";
@@ -34,7 +36,9 @@ const USAGE = `usage:
             [--kernel-family cpu|gpu] [--kv-dtype f16|f32] [--allow-fallback-adapter]
   cli logits --model DIR|FILE.gguf --ids 1,2,3 [--json] [--attn paged|eager] [--quantization q8_0|q4_0|none]
              [--allow-fallback-adapter]
-  cli convert --model DIR --out FILE.gguf [--quantization q8_0|q4_0|none]`;
+  cli convert --model DIR --out FILE.gguf [--quantization q8_0|q4_0|none]
+  cli embed --model DIR|FILE.gguf --input TEXT [--dimensions N] [--pooling last|mean]
+            [--kernel-family cpu|gpu] [--kv-dtype f16|f32] [--allow-fallback-adapter]`;
 
 /** The flags each command accepts; `true` marks a boolean flag. */
 const COMMANDS: Record<string, Record<string, boolean>> = {
@@ -75,6 +79,15 @@ const COMMANDS: Record<string, Record<string, boolean>> = {
   },
   logits: { model: false, ids: false, json: true, attn: false, quantization: false, "allow-fallback-adapter": true },
   convert: { model: false, out: false, quantization: false },
+  embed: {
+    model: false,
+    input: false,
+    dimensions: false,
+    pooling: false,
+    "kernel-family": false,
+    "kv-dtype": false,
+    "allow-fallback-adapter": true,
+  },
 };
 
 /** Parses `command --flag value` / `--flag=value` / boolean flags; unknown flags are errors. */
@@ -297,6 +310,22 @@ async function logits(flags: Map<string, string>): Promise<number> {
   return 0;
 }
 
+/** Prints `{"embedding": [...], "prompt_tokens": N}` for one text. */
+async function embed(flags: Map<string, string>): Promise<number> {
+  const model = required(flags, "model");
+  const input = required(flags, "input");
+  const dimensions = positive(flags, "dimensions");
+  const pooling = oneOf(flags, "pooling", POOLINGS);
+  const engine = await createEngine({ model, maxSeqs: 1, pooling, ...tuningOf(flags) });
+  try {
+    const r = await engine.embed({ input, dimensions });
+    console.log(JSON.stringify({ embedding: Array.from(r.embeddings[0]), prompt_tokens: r.usage.promptTokens }));
+  } finally {
+    await engine.close();
+  }
+  return 0;
+}
+
 /** Runs the CLI; returns the process exit code. */
 export async function main(argv: string[]): Promise<number> {
   const { command, flags } = parseArgs(argv);
@@ -306,6 +335,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (command === "batch") return await batch(flags);
   if (command === "convert") return await convert(flags);
+  if (command === "embed") return await embed(flags);
   return command === "generate" ? await generate(flags) : await logits(flags);
 }
 

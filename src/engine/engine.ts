@@ -5,21 +5,27 @@
  * Steps are submitted without waiting; sampled tokens come back in batches (see
  * `runner/model_runner.ts`). The scheduler decides every finish (cancel, stop token, length);
  * the engine routes tokens and finishes to each request's sink and keeps the metrics.
+ * Embedding requests join the same batch as prefill-only sequences
+ * (`step() = schedule -> run -> postprocess + postprocessPooled`).
  * @module
  */
 import {
+  type EmbedRequest,
   type EngineInfo,
   EngineError,
   type EngineOptions,
   type EngineRequest,
   type EngineStats,
   type FinishReason,
+  type Pooling,
+  SAMPLING_DEFAULTS,
   type TokenLogprob,
 } from "../types/api.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { ModelRunner } from "../runner/model_runner.ts";
 import { linearWeightDTypes } from "../model/weights.ts";
-import { Scheduler, type SequenceOutput, type StepPlan } from "../scheduler/scheduler.ts";
+import { type EmbeddingOutput, Scheduler, type SequenceOutput, type StepPlan } from "../scheduler/scheduler.ts";
+import { resolvePooling } from "../model/pooling_config.ts";
 import { Sequence } from "../scheduler/sequence.ts";
 import { EngineGrammar } from "./constraints.ts";
 import { EngineMetrics } from "./metrics.ts";
@@ -44,6 +50,17 @@ export interface RequestSink {
   fail(index: number, error: Error): void;
 }
 
+/** Where an embedding request's results go. */
+export interface EmbeddingSink {
+  /**
+   * Input `index` is done: its pooled final hidden state (not normalized), or null when it
+   * was cancelled; `promptTokens` is its length.
+   */
+  embedding(index: number, embedding: Float32Array | null, promptTokens: number): void;
+  /** The engine failed; the request ends with this error (called once per input). */
+  fail(index: number, error: Error): void;
+}
+
 /** A submitted request. */
 export interface RequestHandle {
   /** Cancels one completion, or all of them. */
@@ -55,6 +72,14 @@ interface Member {
   index: number;
 }
 
+interface Embedder {
+  sink: EmbeddingSink;
+  index: number;
+}
+
+/** Engine options of {@link Engine.start} and the constructor. */
+type StartOptions = Pick<EngineOptions, "policy"> & { model?: string; pooling?: Pooling | null };
+
 /** The continuous-batching engine over one model. */
 export class Engine {
   readonly runner: ModelRunner;
@@ -63,6 +88,8 @@ export class Engine {
   readonly info: EngineInfo;
   #maxBatchTokens: number;
   #members = new Map<Sequence, Member>();
+  /** Sequences of embedding requests, and where their results go. */
+  #embedders = new Map<Sequence, Embedder>();
   #nextSeqId = 0;
   #wake: (() => void) | null = null;
   /** Set by submit/cancel: there may be new work since the loop last looked. */
@@ -77,7 +104,7 @@ export class Engine {
   /** Called after every readback and when idle (the Worker posts stats from here). */
   onProgress: (() => void) | null = null;
 
-  private constructor(runner: ModelRunner, options: Pick<EngineOptions, "policy"> & { model?: string }) {
+  private constructor(runner: ModelRunner, options: StartOptions) {
     this.runner = runner;
     this.#grammar = options.model
       ? new EngineGrammar({ model: options.model, vocabSize: runner.spec.vocabSize, architecture: runner.spec.architecture })
@@ -104,6 +131,8 @@ export class Engine {
       kernelFamily: runner.forward.family,
       kvDtype: runner.cache.dtype,
       linearWeights: linearWeightDTypes(runner.weights),
+      hiddenSize: runner.spec.hiddenSize,
+      pooling: options.pooling === undefined ? "last" : options.pooling,
     };
     this.#loop = this.#run();
   }
@@ -111,6 +140,7 @@ export class Engine {
   /** Loads the model and starts the step loop. */
   static async load(options: EngineLoadOptions): Promise<Engine> {
     const maxSeqs = options.maxSeqs ?? 32;
+    const pooling = await resolvePooling(options.model, options.pooling);
     const runner = await ModelRunner.load(options.model, {
       attn: options.attn,
       maxTokens: options.maxBatchTokens ?? 256,
@@ -131,14 +161,14 @@ export class Engine {
       gpu: options.gpu,
       onProgress: options.onLoadProgress,
     });
-    return new Engine(runner, options);
+    return new Engine(runner, { ...options, pooling });
   }
 
   /**
    * Starts the step loop over an already loaded runner (which the engine then owns). Without
    * `model` (the checkpoint directory, for its tokenizer) requests with a grammar are refused.
    */
-  static start(runner: ModelRunner, options: Pick<EngineOptions, "policy"> & { model?: string } = {}): Engine {
+  static start(runner: ModelRunner, options: StartOptions = {}): Engine {
     return new Engine(runner, options);
   }
 
@@ -162,6 +192,34 @@ export class Engine {
     }
     if (grammar) this.#addConstrained(seqs, grammar, !request.sampling.logprobs, request.reasoning);
     else for (const seq of seqs) this.scheduler.add(seq);
+    this.#wakeUp();
+    return {
+      cancel: (index?: number) => {
+        for (const [i, seq] of seqs.entries()) {
+          if (index === undefined || index === i) this.scheduler.cancel(seq);
+        }
+        this.#wakeUp();
+      },
+    };
+  }
+
+  /**
+   * Submits a validated embedding request: one prefill-only sequence per input, in the same
+   * batch as generation. Each input's pooled hidden state goes to `sink` when its last chunk
+   * is read back.
+   */
+  submitEmbedding(request: EmbedRequest, sink: EmbeddingSink): RequestHandle {
+    if (this.#closing) throw new EngineError("engine_closed", "the engine is closing");
+    if (this.#failure) throw new EngineError("engine_failed", `the engine has failed: ${this.#failure.message}`);
+    const now = performance.now();
+    const params = { maxTokens: 0, sampling: { ...SAMPLING_DEFAULTS }, stopTokenIds: new Set<number>(), pooling: request.pooling };
+    const seqs = request.inputs.map((ids, index) => {
+      const seq = new Sequence(this.#nextSeqId++, ids, params, now);
+      this.#embedders.set(seq, { sink, index });
+      this.metrics.promptTokens += ids.length;
+      this.scheduler.add(seq);
+      return seq;
+    });
     this.#wakeUp();
     return {
       cancel: (index?: number) => {
@@ -243,6 +301,7 @@ export class Engine {
       prefixCacheQueries: blocks.counters.queriedTokens,
       prefixCacheHits: blocks.counters.hitTokens,
       requestsFinished: { ...m.finished },
+      embeddingsFinished: m.embeddingsFinished,
       batchFill: m.batchFill.snapshot(),
       stepTokens: m.stepTokens.snapshot(),
       ttft: m.ttft.snapshot(),
@@ -266,7 +325,7 @@ export class Engine {
   async close(): Promise<void> {
     if (!this.#closing) {
       this.#closing = true;
-      for (const seq of this.#members.keys()) this.scheduler.cancel(seq);
+      for (const seq of [...this.#members.keys(), ...this.#embedders.keys()]) this.scheduler.cancel(seq);
       // Sequences still waiting for their matcher never reach the scheduler: end them here.
       for (const seq of [...this.#preparing]) {
         this.#preparing.delete(seq);
@@ -285,13 +344,14 @@ export class Engine {
     const plan = this.scheduler.schedule();
     for (const seq of plan.finished) this.#done(seq);
     if (plan.chunks.length) this.#record(plan);
-    const rows = await this.runner.step(plan);
-    if (rows) {
+    const out = await this.runner.step(plan);
+    if (out) {
       this.metrics.syncs = this.runner.syncs;
-      this.#deliver(this.scheduler.postprocess(rows));
+      this.#deliver(this.scheduler.postprocess(out.tokens));
+      this.#deliverEmbeddings(this.scheduler.postprocessPooled(out.pooled));
       this.onProgress?.();
     }
-    return rows !== null || plan.chunks.length > 0 || plan.finished.length > 0;
+    return out !== null || plan.chunks.length > 0 || plan.finished.length > 0;
   }
 
   async #run(): Promise<void> {
@@ -313,6 +373,11 @@ export class Engine {
         this.scheduler.finish(seq, "cancelled");
         this.#members.delete(seq);
         member.sink.fail(member.index, this.#failure);
+      }
+      for (const [seq, embedder] of [...this.#embedders]) {
+        this.scheduler.finish(seq, "cancelled");
+        this.#embedders.delete(seq);
+        embedder.sink.fail(embedder.index, this.#failure);
       }
       this.onProgress?.();
     }
@@ -353,8 +418,27 @@ export class Engine {
     }
   }
 
+  /** Hands finished embeddings to their requests. */
+  #deliverEmbeddings(outputs: EmbeddingOutput[]): void {
+    const now = performance.now();
+    for (const { seq, embedding } of outputs) {
+      const embedder = this.#embedders.get(seq)!;
+      this.#embedders.delete(seq);
+      this.metrics.embeddingsFinished++;
+      this.metrics.e2e.observe((now - seq.arrival) / 1000);
+      embedder.sink.embedding(embedder.index, embedding, seq.promptIds.length);
+    }
+  }
+
   /** Reports a sequence the scheduler has ended. */
   #done(seq: Sequence): void {
+    const embedder = this.#embedders.get(seq);
+    if (embedder) {
+      // Only cancellation ends an embedding here (a finished one is delivered with its vector).
+      this.#embedders.delete(seq);
+      embedder.sink.embedding(embedder.index, null, seq.promptIds.length);
+      return;
+    }
     const member = this.#members.get(seq);
     if (!member) return;
     const reason = seq.finishReason!;

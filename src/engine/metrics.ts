@@ -60,6 +60,8 @@ export class EngineMetrics {
   promptTokens = 0;
   generationTokens = 0;
   finished: Record<FinishReason, number> = { stop: 0, length: 0, cancelled: 0 };
+  /** Embedding inputs finished. */
+  embeddingsFinished = 0;
   lastStepAt = 0;
   readonly batchFill = new Histogram(FILL);
   readonly stepTokens = new Histogram(STEP_TOKENS);

@@ -15,6 +15,9 @@ export const EMBED: KernelDescriptor<{ F16: boolean; COLUMN_BLOCKS: boolean }, "
 /** RMSNorm added into its output (Gemma-2's post-norms). */
 export const RMSNORM: KernelDescriptor<Record<string, never>, "x" | "gamma" | "out"> = kernel("rmsnorm", ["x", "gamma", "out"]);
 
+/** Pooled final hidden states (final RMSNorm, summed over each pooled row's tokens): embeddings. */
+export const POOL_HIDDEN: KernelDescriptor<Record<string, never>, "x" | "gamma" | "out"> = kernel("pool_hidden", ["x", "gamma", "out"]);
+
 /** What a packed-weight matmul computes (the epilogue and input flags of matmul_epilogue.wgsl). */
 export type MatmulFlags = {
   /** Weights stored f32 (else f16). */
@@ -133,4 +136,5 @@ export const KERNEL_FILES: readonly string[] = [
   EAGER_ATTENTION,
   SAMPLE,
   MASK,
+  POOL_HIDDEN,
 ].map((k) => k.file);

@@ -40,6 +40,10 @@ export const STEP_HEADER = {
   samplingParams: 12,
   /** First output record of this step in the sampler's ring. */
   recordBase: 13,
+  /** Pooled hidden-state rows the step computes (embedding requests). */
+  numPoolRows: 14,
+  /** Array: (first token, token count) per pooled row (kernels/pool_hidden.wgsl). */
+  poolRanges: 15,
 } as const;
 
 /** Words reserved for the header. */

@@ -13,7 +13,8 @@
  *   4. gate|up matmul: post-attention RMSNorm folded in, act(gate) * up as its epilogue;
  *   5. down matmul, added into the residual stream;
  * plus per step the embedding gather, the LM head (final norm folded in, only the rows that
- * need logits, Gemma's soft-cap as its epilogue) and the sampler (model_runner.ts).
+ * need logits, Gemma's soft-cap as its epilogue) and the sampler (model_runner.ts); steps
+ * with embedding rows add `pool_hidden` (the final norm's output pooled per row, no LM head).
  * Qwen3 (q/k norm) and head dims not a multiple of 8 run RoPE as its own dispatch
  * (`rope_kv`): 6 per layer. Gemma-2's sandwich norms need a matmul's whole output row: its
  * o and down write a scratch row that `rmsnorm` adds into the residual: 7 per layer.
@@ -30,7 +31,7 @@ import type { MatrixWeight, ModelWeights } from "../model/weights.ts";
 import { ropeInverseFrequencies } from "../model/rope.ts";
 import type { KvCache } from "../gpu/kv_cache.ts";
 import type { BindingResource, CompiledKernel, PipelineCache } from "../kernels/registry.ts";
-import { EMBED, RMSNORM, ROPE_KV } from "../kernels/descriptors.ts";
+import { EMBED, POOL_HIDDEN, RMSNORM, ROPE_KV } from "../kernels/descriptors.ts";
 import { ATTENTION_SPLIT } from "../kernels/family.ts";
 import { xqRowWords } from "../kernels/quant_matmul.ts";
 import { type Grid, matmulOp, type MatmulUse, rowsGrid } from "./matmul_op.ts";
@@ -86,6 +87,8 @@ function rowsOf(shape: StepShape, rows: Rows): number {
 export class ForwardPass {
   /** Logits of the requested rows, [logitRows, vocab] f32. */
   readonly logits: GPUBuffer;
+  /** Pooled final hidden states of the step's pooled rows, [poolRows, hidden] f32 (embeddings). */
+  readonly hidden: GPUBuffer;
   /** Keys per attention split. */
   readonly splitLen: number;
   readonly family: KernelFamily;
@@ -143,6 +146,7 @@ export class ForwardPass {
     const act = this.#buffer("act", T * I);
     const tmp = spec.sandwichNorm ? this.#buffer("tmp", T * H) : null;
     this.logits = this.#buffer("logits", R * V, GPUBufferUsage.COPY_SRC);
+    this.hidden = this.#buffer("hidden", maxSeqs * H, GPUBufferUsage.COPY_SRC);
     const invFreq = this.#buffer("inv_freq", hd / 2);
     device.queue.writeBuffer(invFreq, 0, ropeInverseFrequencies(spec.rope, hd));
     const maxContext = options.capacity.maxBlocksPerSeq * bs;
@@ -249,6 +253,15 @@ export class ForwardPass {
       norm: { gamma: weights.finalNorm, eps },
       softcap: spec.finalLogitSoftcap,
     });
+
+    // Embedding rows: the final norm's output pooled over their tokens (skipped when none).
+    const pool = pipelines.get(POOL_HIDDEN, {});
+    this.#op("pool_hidden", [pool], {
+      p: this.#uniform(pool, { dim: H, eps }),
+      x,
+      gamma: weights.finalNorm,
+      out: this.hidden,
+    }, (s) => [s.poolRows ?? 0, 1, 1]);
   }
 
   /** Number of ops recorded (a step skips the ones its shape does not need). */

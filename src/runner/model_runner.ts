@@ -6,7 +6,9 @@
  * forward pass and the sampler into one compute pass, submits without waiting, and copies the
  * step's output records into the current readback batch. A decode token sampled by a step
  * still in flight is fed by reference to its output record, so the loop never waits for a
- * token; records come back every `stepsPerSync` steps.
+ * token; records come back every `stepsPerSync` steps. Embedding chunks add pooled
+ * hidden-state rows (only those rows: one per chunk, `hidden` floats each), read back on
+ * their own right after their step.
  * @module
  */
 import { type AttentionImpl, type KernelFamily, type KvDtype, LlmError, type Quantization } from "../types/api.ts";
@@ -20,7 +22,7 @@ import { RECORD_REF } from "../kernels/layout.ts";
 import type { ModelSpec } from "../model/config.ts";
 import { openModel } from "../model/model_source.ts";
 import { type ModelWeights, uploadWeights } from "../model/weights.ts";
-import type { SampledRow, StepPlan } from "../scheduler/scheduler.ts";
+import type { PooledRow, SampledRow, StepPlan } from "../scheduler/scheduler.ts";
 import type { Sequence } from "../scheduler/sequence.ts";
 import { ForwardPass } from "./forward.ts";
 import { GpuSampler } from "./sampler.ts";
@@ -86,6 +88,18 @@ export interface ModelRunnerOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
+/** What a readback brought back: sampled tokens and embeddings' pooled rows, in step order. */
+export interface StepOutput {
+  tokens: SampledRow[];
+  pooled: PooledRow[];
+}
+
+/** Who a pooled row belongs to. */
+interface PooledOwner {
+  seq: Sequence;
+  final: boolean;
+}
+
 /** A model on the GPU that runs steps. */
 export class ModelRunner {
   readonly gpu: Gpu;
@@ -108,6 +122,8 @@ export class ModelRunner {
   #readback: ReadbackRing<Sequence>;
   /** Records of constrained rows, read back right after their step. */
   #rowReadback: RowReadback<Sequence>;
+  /** Embedding chunks' pooled hidden states, read back right after their step. */
+  #pooledReadback: RowReadback<PooledOwner>;
   #constrainedSync: number;
   #syncs = 0;
   /** The output record holding each sequence's newest sampled token. */
@@ -176,6 +192,7 @@ export class ModelRunner {
     const recordBytes = this.sampler.recordWords * 4;
     this.#readback = new ReadbackRing(device, { stepsPerSync: sync, maxRowsPerStep: rows, recordBytes });
     this.#rowReadback = new RowReadback(device, { maxRowsPerStep: rows, recordBytes });
+    this.#pooledReadback = new RowReadback(device, { maxRowsPerStep: init.capacity.maxSeqs, recordBytes: init.spec.hiddenSize * 4 });
   }
 
   /** Loads a Hugging Face checkpoint directory or a GGUF file onto the GPU. */
@@ -249,7 +266,8 @@ export class ModelRunner {
 
   /** Whether submitted steps still have records to read back. */
   get busy(): boolean {
-    return this.#readback.pendingSteps > 0 || this.#readback.inflight > 0 || this.#rowReadback.pending > 0;
+    return this.#readback.pendingSteps > 0 || this.#readback.inflight > 0 || this.#rowReadback.pending > 0 ||
+      this.#pooledReadback.pending > 0;
   }
 
   /** Batched readbacks completed (GPU->CPU waits of the ring; constrained rows' own not counted). */
@@ -267,21 +285,23 @@ export class ModelRunner {
    * mapped is returned with any step's result, never waited for while the plan has work;
    * with an empty plan their oldest readback is waited for first (their sequences are what
    * the next step waits for). While one is pending, batches close every
-   * `constrainedStepsPerSync` steps.
+   * `constrainedStepsPerSync` steps. Embeddings' pooled rows come back the same way as
+   * constrained rows.
    */
-  async step(plan: StepPlan): Promise<SampledRow[] | null> {
+  async step(plan: StepPlan): Promise<StepOutput | null> {
     const ring = this.#readback;
     const own = this.#rowReadback;
+    const pooled = this.#pooledReadback;
     const batches: ReadBatch<Sequence>[] = [];
     if (plan.chunks.length > 0) {
       this.#submit(plan);
       if (ring.full || (own.pending > 0 && ring.pendingSteps >= this.#constrainedSync)) ring.flush();
       if (ring.inflight >= ring.maxInflight) batches.push(await ring.drainOldest());
-    } else if (own.pending > 0) {
+    } else if (own.pending > 0 || pooled.pending > 0) {
       // Start mapping what the ring holds (when a batch may still be added), then wait for
-      // the constrained rows.
+      // the constrained (or pooled) rows.
       if (ring.pendingSteps > 0 && ring.inflight < ring.maxInflight - 1) ring.flush();
-      await own.waitOldest();
+      await (own.pending > 0 ? own.waitOldest() : pooled.waitOldest());
       if (ring.oldestReady) batches.push(await ring.drainOldest());
     } else {
       if (ring.pendingSteps > 0) ring.flush();
@@ -289,13 +309,14 @@ export class ModelRunner {
     }
     this.#syncs += batches.length;
     batches.push(...own.takeMapped());
-    if (batches.length === 0) return null;
-    return batches.flatMap((b) => this.#read(b));
+    const pooledRows = pooled.pending > 0 ? pooled.takeMapped().flatMap((b) => this.#readPooled(b)) : [];
+    if (batches.length === 0 && pooledRows.length === 0) return null;
+    return { tokens: batches.flatMap((b) => this.#read(b)), pooled: pooledRows };
   }
 
   #submit(plan: StepPlan): void {
     const device = this.gpu.device;
-    for (const seq of plan.admitted) this.sampler.admit(seq.slot, seq.promptIds, seq.outputIds);
+    for (const seq of plan.admitted) if (!seq.pooling) this.sampler.admit(seq.slot, seq.promptIds, seq.outputIds);
     const ringSlot = this.#stepIndex++ % this.#ringSteps;
     const recordBase = ringSlot * this.capacity.maxLogitRows;
     const chunks: SequenceChunk[] = [];
@@ -304,6 +325,8 @@ export class ModelRunner {
     /** Constrained rows: row index and owner, in mask-row order. */
     const constrained: { row: number; owner: Sequence; outputIndex: number }[] = [];
     const maskWords = this.masks.maskWords;
+    /** Pooled rows (embedding chunks), in row order. */
+    const pooled: PooledOwner[] = [];
     for (const c of plan.chunks) {
       const seq = c.seq;
       const tokens: number[] = [];
@@ -312,7 +335,8 @@ export class ModelRunner {
         // on the GPU: refer to its output record.
         tokens.push(seq.tokenAt(i) ?? (RECORD_REF | this.#lastRecord.get(seq)!) >>> 0);
       }
-      chunks.push({ tokens, start: c.start, blockTable: seq.blockTable, logits: c.sample ? "last" : "none" });
+      chunks.push({ tokens, start: c.start, blockTable: seq.blockTable, logits: c.sample ? "last" : "none", pool: c.pool });
+      if (c.pool !== "none") pooled.push({ seq, final: c.start + c.count === seq.promptIds.length });
       if (!c.sample) continue;
       // The scheduler counted this token as pending already.
       const outputIndex = seq.generated - 1;
@@ -344,8 +368,10 @@ export class ModelRunner {
     } else {
       this.#addMixedStep(encoder, recordBase, rows.length, constrained, owners);
     }
+    pooled.forEach((owner, r) => this.#pooledReadback.add(encoder, this.forward.hidden, r, { owner, outputIndex: 0 }));
     device.queue.submit([encoder.finish()]);
     this.#rowReadback.flush();
+    this.#pooledReadback.flush();
   }
 
   /** Copies a step's records where some rows are constrained: those to their own readback. */
@@ -380,6 +406,12 @@ export class ModelRunner {
       outputIndex,
       token: records.at(r, seq.sampling.logprobs ? seq.sampling.topLogprobs : 0),
     }));
+  }
+
+  #readPooled(batch: ReadBatch<PooledOwner>): PooledRow[] {
+    const H = this.spec.hiddenSize;
+    const values = new Float32Array(batch.words.buffer, batch.words.byteOffset, batch.rows.length * H);
+    return batch.rows.map(({ owner }, r) => ({ seq: owner.seq, final: owner.final, values: values.subarray(r * H, (r + 1) * H) }));
   }
 
   /**
@@ -429,6 +461,7 @@ export class ModelRunner {
   close(): void {
     this.#readback.destroy();
     this.#rowReadback.destroy();
+    this.#pooledReadback.destroy();
     this.masks.destroy();
     this.sampler.destroy();
     this.forward.destroy();

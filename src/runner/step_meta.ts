@@ -31,6 +31,8 @@ export interface StepBatch {
   blockTables: Uint32Array[];
   /** Token indices whose logits are computed (in output row order). */
   logitTokens: Uint32Array;
+  /** Pooled hidden-state rows: (first token, token count) pairs, one pair per row. */
+  poolRanges: Uint32Array;
 }
 
 /** One sequence's share of a step. */
@@ -43,6 +45,11 @@ export interface SequenceChunk {
   blockTable: ArrayLike<number>;
   /** Which of this chunk's tokens need logits: all, only the last, or none. */
   logits: "all" | "last" | "none";
+  /**
+   * Pooled final hidden state this chunk outputs (embedding requests): its last token's, the
+   * sum over all its tokens, or none (default).
+   */
+  pool?: "last" | "sum" | "none";
 }
 
 /** Raised when a step does not fit the buffers the forward pass was built for. */
@@ -63,6 +70,7 @@ export function buildStepBatch(chunks: readonly SequenceChunk[], blockSize: numb
   const queryStart = new Uint32Array(chunks.length + 1);
   const contextLens = new Uint32Array(chunks.length);
   const logitTokens: number[] = [];
+  const poolRanges: number[] = [];
   let t = 0;
   chunks.forEach((c, s) => {
     queryStart[s] = t;
@@ -81,6 +89,8 @@ export function buildStepBatch(chunks: readonly SequenceChunk[], blockSize: numb
       }
     }
     contextLens[s] = end;
+    if (c.pool === "last") poolRanges.push(t - 1, 1);
+    else if (c.pool === "sum") poolRanges.push(t - c.tokens.length, c.tokens.length);
   });
   queryStart[chunks.length] = t;
   return {
@@ -92,6 +102,7 @@ export function buildStepBatch(chunks: readonly SequenceChunk[], blockSize: numb
     contextLens,
     blockTables: chunks.map((c) => Uint32Array.from(c.blockTable)),
     logitTokens: Uint32Array.from(logitTokens),
+    poolRanges: Uint32Array.from(poolRanges),
   };
 }
 
@@ -105,6 +116,8 @@ export interface StepShape {
   maxQueryLen: number;
   /** Largest context length (tokens in cache after the step) of any sequence. */
   maxContext: number;
+  /** Pooled hidden-state rows (embedding requests; absent = 0). */
+  poolRows?: number;
 }
 
 /** The shape of a batch. */
@@ -121,6 +134,7 @@ export function shapeOf(batch: StepBatch): StepShape {
     seqs: batch.blockTables.length,
     maxQueryLen,
     maxContext,
+    poolRows: batch.poolRanges.length / 2,
   };
 }
 
@@ -148,7 +162,7 @@ export interface StepSampling {
 /** Words one metadata slot needs for a capacity. */
 export function metaSlotWords(cap: StepCapacity): number {
   return STEP_HEADER_WORDS + 4 * cap.maxTokens + cap.maxSeqs * cap.maxBlocksPerSeq +
-    cap.maxLogitRows + cap.maxSeqs + (cap.maxSeqs + 1) + cap.maxLogitRows * SAMPLING_ROW_WORDS;
+    cap.maxLogitRows + cap.maxSeqs + (cap.maxSeqs + 1) + cap.maxLogitRows * SAMPLING_ROW_WORDS + 2 * cap.maxSeqs;
 }
 
 /** Packs a batch into one metadata slot (a single `writeBuffer`). */
@@ -160,12 +174,14 @@ export function packStepMeta(
   const T = batch.tokenIds.length;
   const S = batch.blockTables.length;
   const R = batch.logitTokens.length;
+  const P = batch.poolRanges.length / 2;
   if (T === 0) throw new StepCapacityError("empty step");
   if (T > cap.maxTokens) throw new StepCapacityError(`${T} tokens > maxTokens ${cap.maxTokens}`);
   if (S > cap.maxSeqs) throw new StepCapacityError(`${S} sequences > maxSeqs ${cap.maxSeqs}`);
   if (R > cap.maxLogitRows) {
     throw new StepCapacityError(`${R} logit rows > maxLogitRows ${cap.maxLogitRows}`);
   }
+  if (P > cap.maxSeqs) throw new StepCapacityError(`${P} pooled rows > maxSeqs ${cap.maxSeqs}`);
   const W = cap.maxBlocksPerSeq;
   const meta = new Uint32Array(metaSlotWords(cap));
   let off = STEP_HEADER_WORDS;
@@ -193,6 +209,9 @@ export function packStepMeta(
   put(H.logitRows, batch.logitTokens, cap.maxLogitRows);
   put(H.contextLens, batch.contextLens, cap.maxSeqs);
   put(H.queryStart, batch.queryStart, cap.maxSeqs + 1);
+  meta[H.numPoolRows] = P;
+  meta[H.poolRanges] = off + cap.maxLogitRows * SAMPLING_ROW_WORDS;
+  meta.set(batch.poolRanges, meta[H.poolRanges]);
   meta[H.samplingParams] = off;
   if (sampling) {
     if (sampling.rows.length !== R) throw new StepCapacityError(`${sampling.rows.length} sampled rows for ${R} logit rows`);

@@ -9,7 +9,10 @@
  *
  * The scheduler owns the KV blocks and makes every finish decision: cancellations at the start
  * of a step, stop tokens and length when sampled tokens come back ({@link Scheduler.postprocess}).
- * Plain CPU code: it never touches the GPU.
+ * Embedding requests are prefill-only sequences: admitted and chunked like prompts, never
+ * sampled; their chunks output pooled hidden states, their blocks go back right after their
+ * last chunk, and they finish when that chunk's pooled row is read back
+ * ({@link Scheduler.postprocessPooled}). Plain CPU code: it never touches the GPU.
  * @module
  */
 import type { FinishReason, SchedulerPolicy, TokenLogprob } from "../types/api.ts";
@@ -38,6 +41,11 @@ export interface ScheduledChunk {
   count: number;
   /** Whether the chunk's last token is sampled. */
   sample: boolean;
+  /**
+   * Embedding requests: the pooled hidden state this chunk outputs (its last token's on the
+   * last chunk of last pooling, the sum over its tokens for mean pooling), else "none".
+   */
+  pool: "last" | "sum" | "none";
 }
 
 /** A step's plan. */
@@ -60,6 +68,21 @@ export interface SampledRow {
   outputIndex: number;
   /** The token (with its logprob and alternatives when the sequence asked for them). */
   token: TokenLogprob;
+}
+
+/** One chunk's pooled hidden state read back from the GPU (embedding requests). */
+export interface PooledRow {
+  seq: Sequence;
+  /** The last token's final hidden state, or the sum over the chunk's tokens (mean pooling). */
+  values: Float32Array;
+  /** Whether the chunk was the sequence's last. */
+  final: boolean;
+}
+
+/** An embedding sequence that has finished: its pooled (not yet normalized) hidden state. */
+export interface EmbeddingOutput {
+  seq: Sequence;
+  embedding: Float32Array;
 }
 
 /** What one readback did to a sequence. */
@@ -172,6 +195,26 @@ export class Scheduler {
     return [...out.values()];
   }
 
+  /**
+   * Applies pooled rows read back from the GPU: adds each chunk's row to its sequence's sum;
+   * a sequence whose last chunk came back finishes ("stop") with its pooled hidden state (the
+   * last token's, or the mean over the input). Rows of sequences already ended are dropped.
+   */
+  postprocessPooled(rows: Iterable<PooledRow>): EmbeddingOutput[] {
+    const out: EmbeddingOutput[] = [];
+    for (const { seq, values, final } of rows) {
+      seq.pendingPooled--;
+      if (seq.status === "finished" || seq.cancelled) continue;
+      const sum = (seq.pooledSum ??= new Float64Array(values.length));
+      for (let i = 0; i < values.length; i++) sum[i] += values[i];
+      if (!final) continue;
+      const n = seq.pooling === "mean" ? seq.promptIds.length : 1;
+      out.push({ seq, embedding: Float32Array.from(sum, (v) => v / n) });
+      this.finish(seq, "stop");
+    }
+    return out;
+  }
+
   /** Appends the tokens a constrained sequence's grammar forces (up to its length). */
   #appendForced(seq: Sequence, o: SequenceOutput): void {
     const forced = seq.constraint!.forced().slice(0, seq.maxTokens - seq.outputIds.length);
@@ -228,9 +271,11 @@ export class Scheduler {
     const prefills = () => {
       for (const seq of [...this.running]) {
         if (budget <= 0) break;
-        // Chunked prefill (or recompute) still in progress: more than one token to compute.
+        // Chunked prefill (or recompute) still in progress: more than one token to compute
+        // (an embedding's prompt is all prefill, down to its last token).
         if (seq.status !== "running" || this.#scheduled(plan, seq)) continue;
-        if (seq.totalLength - seq.numComputed <= 1 || (seq.constraint && seq.pending > 0)) continue;
+        const left = seq.totalLength - seq.numComputed;
+        if (left < (seq.pooling ? 1 : 2) || (seq.constraint && seq.pending > 0)) continue;
         const n = Math.min(budget, seq.totalLength - seq.numComputed);
         if (!this.#ensureBlocks(seq, seq.numComputed + n, plan) || seq.status !== "running") continue;
         budget -= this.#take(plan, seq, n, false);
@@ -278,7 +323,7 @@ export class Scheduler {
     // A preempted sequence resumes only when all its tokens are known again; an n > 1
     // sibling waits for the first one's prefill to have run (not merely be scheduled in
     // this step), so that the prompt's blocks are in the prefix cache to share.
-    if (seq.pending > 0 || seq.cancelled) return false;
+    if (seq.pending > 0 || seq.pendingPooled > 0 || seq.cancelled) return false;
     const gate = seq.gate;
     return !gate || gate.status === "finished" || gate.status === "draining" || (gate.prefilled && !this.#scheduled(plan, gate));
   }
@@ -291,8 +336,9 @@ export class Scheduler {
   #take(plan: StepPlan, seq: Sequence, n: number, decode: boolean): number {
     const start = seq.numComputed;
     seq.numComputed += n;
+    if (seq.pooling) return this.#takePrefillOnly(plan, seq, start, n);
     const sample = seq.numComputed === seq.totalLength && seq.generated < seq.maxTokens;
-    plan.chunks.push({ seq, start, count: n, sample });
+    plan.chunks.push({ seq, start, count: n, sample, pool: "none" });
     // The token sampled at the chunk's end stays on the GPU until a readback.
     if (sample) seq.pending++;
     if (sample && seq.generated >= seq.maxTokens) this.#completing.push(seq);
@@ -301,10 +347,26 @@ export class Scheduler {
     return n;
   }
 
+  /**
+   * An embedding's chunk: pooled (every chunk for mean pooling, the last one for last
+   * pooling), never sampled; after its last chunk the sequence gives back its blocks at the
+   * next plan and waits only for its pooled rows.
+   */
+  #takePrefillOnly(plan: StepPlan, seq: Sequence, start: number, n: number): number {
+    const final = seq.numComputed === seq.promptIds.length;
+    const pool = seq.pooling === "mean" ? "sum" : final ? "last" : "none";
+    plan.chunks.push({ seq, start, count: n, sample: false, pool });
+    if (pool !== "none") seq.pendingPooled++;
+    if (final) this.#completing.push(seq);
+    plan.prefillTokens += n;
+    return n;
+  }
+
   /** Admits a waiting sequence if its first chunk's blocks fit, keeping a reserve. */
   #admit(seq: Sequence, budget: number, now: number): boolean {
     const tokens = seq.knownTokens();
-    const hit = this.blocks.acquirePrefix(tokens);
+    // Mean pooling needs every position's hidden state: no prefix-cache hits.
+    const hit = seq.pooling === "mean" ? { blocks: [], numTokens: 0, lastKey: null } : this.blocks.acquirePrefix(tokens);
     const first = Math.min(budget, tokens.length - hit.numTokens);
     const need = Math.ceil((hit.numTokens + first) / this.blocks.blockSize) - hit.blocks.length;
     // Keep one block per running sequence free so running decodes can go on.
@@ -320,6 +382,8 @@ export class Scheduler {
     seq.committedBlocks = hit.blocks.length;
     seq.lastBlockKey = hit.lastKey;
     seq.slot = this.#freeSlots.pop()!;
+    // An embedding recomputed after a preemption pools from scratch (its old rows are all in).
+    seq.pooledSum = null;
     seq.status = "running";
     seq.admittedAt = now;
     this.running.push(seq);

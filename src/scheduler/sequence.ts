@@ -3,7 +3,7 @@
  * GPU has got. Tokens sampled on the GPU but not yet read back are counted, not known.
  * @module
  */
-import type { FinishReason, SamplingParams } from "../types/api.ts";
+import type { FinishReason, Pooling, SamplingParams } from "../types/api.ts";
 
 /** What a sequence generates with, and when it ends (already validated). */
 export interface SequenceParams {
@@ -12,6 +12,11 @@ export interface SequenceParams {
   sampling: SamplingParams;
   /** Ids that end the sequence (EOS unless ignored, plus the request's stop ids). */
   stopTokenIds: ReadonlySet<number>;
+  /**
+   * Set for an embedding request: the sequence only prefills (no sampling, `maxTokens` 0)
+   * and outputs its final hidden states pooled this way.
+   */
+  pooling?: Pooling;
 }
 
 /**
@@ -77,6 +82,12 @@ export class Sequence {
   cancelled = false;
   /** The output constraint, or null (set before the sequence is added to the scheduler). */
   constraint: SequenceConstraint | null = null;
+  /** Embedding requests: how the hidden states are pooled; null for a generating sequence. */
+  readonly pooling: Pooling | null;
+  /** Embedding requests: pooled rows scheduled on the GPU, not yet read back. */
+  pendingPooled = 0;
+  /** Embedding requests: sum of the pooled rows read back since the last admission. */
+  pooledSum: Float64Array | null = null;
 
   constructor(id: number, promptIds: readonly number[], params: SequenceParams, arrival: number) {
     this.id = id;
@@ -84,6 +95,7 @@ export class Sequence {
     this.maxTokens = params.maxTokens;
     this.sampling = params.sampling;
     this.stopTokenIds = params.stopTokenIds;
+    this.pooling = params.pooling ?? null;
     this.arrival = arrival;
   }
 

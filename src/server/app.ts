@@ -10,7 +10,9 @@ import { ChatTemplate, ChatTemplateError } from "./chat_template.ts";
 import { dashboardHtml } from "./dashboard.ts";
 import { completeJson, completeStream, type PreparedRequest, type PromptJob } from "./openai/render.ts";
 import { type ChatRequest, type CompletionRequest, PARAM_NAMES, parseChatRequest, parseCompletionRequest } from "./openai/parse.ts";
-import { CHAT_FIELDS, COMPLETION_FIELDS, type KnownFields, MESSAGES_FIELDS } from "./openai/fields.ts";
+import { CHAT_FIELDS, COMPLETION_FIELDS, EMBEDDINGS_FIELDS, type KnownFields, MESSAGES_FIELDS } from "./openai/fields.ts";
+import { embeddingResponse, parseEmbeddingRequest } from "./openai/embeddings.ts";
+import { embedInputs, isSingleInput } from "../api/embed_request.ts";
 import { renderMetrics, ServerCounters } from "./prometheus.ts";
 import type { ServedEngine } from "./served_engine.ts";
 import type { PromptTokenizer } from "./prompt_tokenizer.ts";
@@ -108,6 +110,7 @@ export class App {
       ["/v1/messages/count_tokens", new Map<string, Handler>([["POST", (r: Request) => this.#countMessageTokens(r)]])],
       ["/tokenize", new Map<string, Handler>([["POST", (r: Request) => this.#tokenize(r, "tokenize")]])],
       ["/detokenize", new Map<string, Handler>([["POST", (r: Request) => this.#tokenize(r, "detokenize")]])],
+      ["/v1/embeddings", new Map<string, Handler>([["POST", (r: Request) => this.#embeddings(r)]])],
     ]);
   }
 
@@ -300,6 +303,16 @@ export class App {
     return json(this.#modelCard());
   }
 
+  /** 404 unless `name` (a body's `model`, null when absent) is the served model. */
+  #checkModel(name: string | null): void {
+    if (name !== null && !this.#knownModel(name)) {
+      throw new ApiError(404, `model ${name} does not exist; this server serves ${this.options.modelName}`, {
+        param: "model",
+        code: "model_not_found",
+      });
+    }
+  }
+
   #knownModel(name: string): boolean {
     return name === this.options.modelName || (this.options.modelAliases ?? []).includes(name);
   }
@@ -353,12 +366,7 @@ export class App {
   }
 
   async #prepare(request: CompletionRequest | ChatRequest, engine: ServedEngine): Promise<PreparedRequest> {
-    if (request.model !== null && !this.#knownModel(request.model)) {
-      throw new ApiError(404, `model ${request.model} does not exist; this server serves ${this.options.modelName}`, {
-        param: "model",
-        code: "model_not_found",
-      });
-    }
+    this.#checkModel(request.model);
     const n = request.options.n ?? 1;
     this.#checkSeqs(request.kind === "completion" ? request.prompts.length * n : n, engine);
     if (request.kind === "completion") {
@@ -461,11 +469,7 @@ export class App {
         if (!this.#chat) throw badParam("messages", `model ${this.options.modelName} has no chat template`, "no_chat_template");
         return this.#chat;
       },
-      checkModel: (model) => {
-        if (model !== null && !this.#knownModel(model)) {
-          throw new ApiError(404, `model ${model} does not exist; this server serves ${this.options.modelName}`, { param: "model", code: "model_not_found" });
-        }
-      },
+      checkModel: (model) => this.#checkModel(model),
     }));
   }
 
@@ -474,15 +478,7 @@ export class App {
     const prep = await this.#prepare(request, engine);
     if (req.signal.aborted) throw new ApiError(CLIENT_GONE, "the client closed the connection", { code: "client_gone" });
     const seqs = prep.choices;
-    const limit = engine.info.maxSeqs + this.options.maxQueue;
-    if (this.#activeSeqs + seqs > limit) {
-      this.counters.rejectedQueueFull++;
-      throw new ApiError(429, `the server is busy (${this.#activeSeqs} sequences in flight, limit ${limit}); retry later`, {
-        type: "rate_limit_error",
-        code: "queue_full",
-        headers: { "retry-after": "1" },
-      });
-    }
+    this.#checkQueue(seqs, engine);
     const meta = {
       id: `${api ? api.idPrefix : kind === "chat" ? "chatcmpl-" : "cmpl-"}${Date.now().toString(36)}${(this.#nextId++).toString(36)}`,
       created: Math.floor(Date.now() / 1000),
@@ -518,6 +514,43 @@ export class App {
     } catch (e) {
       end(req.signal.aborted);
       throw e;
+    }
+  }
+
+  /** `POST /v1/embeddings`: one prefill-only sequence per input, in the generation batch. */
+  async #embeddings(req: Request): Promise<Response> {
+    const engine = this.#ready();
+    if (!this.#admitting) throw new ApiError(503, "the server is shutting down", { code: "shutting_down" });
+    const body = await this.#readJson(req);
+    this.#checkFields(body, EMBEDDINGS_FIELDS);
+    const request = parseEmbeddingRequest(body);
+    this.#checkModel(request.model);
+    const inputs = embedInputs(request.input);
+    this.#checkSeqs(inputs.length, engine);
+    this.#checkQueue(inputs.length, engine);
+    this.#begin(inputs.length);
+    try {
+      // Text is tokenized off this thread; the engine appends the end-of-text token to ids too.
+      const ids = await Promise.all(inputs.map((x) => typeof x === "string" && x !== "" ? this.#encode(x, true, "input", engine) : x));
+      // One input stays one input (its errors name `input`, not `input[0]`).
+      const input = isSingleInput(request.input) ? ids[0] as string | number[] : ids as (string | number[])[];
+      const result = await engine.embed({ input, dimensions: request.dimensions, signal: req.signal });
+      return json(embeddingResponse(result, request.encodingFormat, this.options.modelName));
+    } finally {
+      this.#end(inputs.length);
+    }
+  }
+
+  /** 429 when `seqs` more sequences would overfill the running batch and the queue. */
+  #checkQueue(seqs: number, engine: ServedEngine): void {
+    const limit = engine.info.maxSeqs + this.options.maxQueue;
+    if (this.#activeSeqs + seqs > limit) {
+      this.counters.rejectedQueueFull++;
+      throw new ApiError(429, `the server is busy (${this.#activeSeqs} sequences in flight, limit ${limit}); retry later`, {
+        type: "rate_limit_error",
+        code: "queue_full",
+        headers: { "retry-after": "1" },
+      });
     }
   }
 

@@ -3,7 +3,7 @@
  * @module
  */
 import type { AttentionImpl, EngineOptions, Quantization, SchedulerPolicy } from "../../mod.ts";
-import { KERNEL_FAMILIES, KV_DTYPES, QUANTIZATIONS } from "../types/api.ts";
+import { KERNEL_FAMILIES, KV_DTYPES, POOLINGS, QUANTIZATIONS } from "../types/api.ts";
 import { reasoningParserName, reasoningParserNames } from "../api/reasoning.ts";
 
 /** The model served when `--model` is omitted. */
@@ -33,7 +33,7 @@ export interface ServeOptions {
   maxQueue: number;
   attn?: AttentionImpl;
   /** Kernel family, KV-cache type and quantized-activation path (engine defaults when absent). */
-  tuning?: Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations" | "allowFallbackAdapter">;
+  tuning?: Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations" | "allowFallbackAdapter" | "pooling">;
   policy?: SchedulerPolicy;
   apiKey?: string;
   /** Reasoning parser of chat outputs: a name, "none", or absent (chosen by the chat template). */
@@ -92,6 +92,8 @@ export const USAGE = `Usage: deno run -A serve.ts [flags]
   --quantized-activations    with q8_0/q4_0 weights, also quantize activations to 8 bits per
                              block (llama.cpp's CPU arithmetic; off: exact f32 activations)
   --policy fifo|prefill_first  scheduling policy (default fifo)
+  --pooling last|mean        how /v1/embeddings pools hidden states (default: the checkpoint's
+                             sentence-transformers config, else last token + end-of-text)
   --api-key KEY              require "Authorization: Bearer KEY" on /v1 (or ${API_KEY_ENV})
   --reasoning-parser NAME|none  split reasoning off chat answers with this parser ("think":
                              <think>...</think>); default: the one the chat template calls for
@@ -127,6 +129,7 @@ const VALUE_FLAGS = new Set([
   "kernel-family",
   "kv-dtype",
   "policy",
+  "pooling",
   "api-key",
   "served-model-name",
   "reasoning-parser",
@@ -221,6 +224,7 @@ export function parseServeArgs(
       kvDtype: oneOf("kv-dtype", KV_DTYPES),
       quantizedActivations: values.has("quantized-activations") || undefined,
       allowFallbackAdapter: values.has("allow-fallback-adapter") || undefined,
+      pooling: oneOf("pooling", POOLINGS),
     },
     ggufFile: values.get("gguf-file"),
     policy: oneOf("policy", ["fifo", "prefill_first"] as const),

@@ -63,6 +63,7 @@ export function dashboardHtml(modelName: string, pollMs = 500): string {
     <div class="row"><span>waiting</span><span class="big" id="waiting">0</span></div>
     <div class="row"><span>finished</span><span id="finished">0</span></div>
     <div class="row"><span>preemptions</span><span id="preemptions">0</span></div>
+    <div class="row"><span>embeddings</span><span id="embeddings">0</span></div>
   </section>
   <section class="card"><h2>Tokens</h2>
     <div class="row"><span>decode / prefill</span><span id="decode-prefill-ratio">0</span></div>
@@ -127,6 +128,7 @@ function render(s) {
   const f = s.requestsFinished;
   $("finished").textContent = f.stop + f.length + f.cancelled;
   $("preemptions").textContent = s.preemptions;
+  $("embeddings").textContent = s.embeddingsFinished;
   $("decode-prefill-ratio").textContent = fmt(s.decodePrefillRatio, 2);
   $("prefill-tokens").textContent = s.prefillTokens;
   $("decode-tokens").textContent = s.decodeTokens;

@@ -120,6 +120,7 @@ export function renderMetrics(stats: EngineStats, server: ServerCounters, modelN
       "Completions finished, by reason.",
       Object.entries(stats.requestsFinished).map(([reason, value]) => ({ labels: { reason }, value })),
     )
+    .counter("embeddings", "Inputs embedded (/v1/embeddings, engine.embed).", stats.embeddingsFinished)
     .counter("requests_rejected_queue_full", "Requests answered 429 because the queue was full.", server.rejectedQueueFull)
     .counter("client_disconnects", "Requests whose client went away before the end.", server.clientDisconnects)
     .labelledCounter(

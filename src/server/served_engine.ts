@@ -6,4 +6,4 @@
 import type { EngineClient } from "../../mod.ts";
 
 /** The part of {@link EngineClient} the server uses. */
-export type ServedEngine = Pick<EngineClient, "info" | "tokenizer" | "toolCallFormat" | "stats" | "statsAgeMs" | "stream">;
+export type ServedEngine = Pick<EngineClient, "info" | "tokenizer" | "toolCallFormat" | "stats" | "statsAgeMs" | "stream" | "embed">;

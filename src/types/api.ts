@@ -33,6 +33,16 @@ export type KvDtype = "f16" | "f32";
 /** The values of {@link KvDtype}, for flag parsing. */
 export const KV_DTYPES: readonly KvDtype[] = ["f16", "f32"];
 
+/**
+ * How an embedding pools a sequence's final hidden states (after the final norm, before the
+ * LM head): the last token's (Qwen3-Embedding's recipe, with the end-of-text token appended)
+ * or the mean over all tokens (sentence-transformers' mean pooling).
+ */
+export type Pooling = "last" | "mean";
+
+/** The values of {@link Pooling}, for flag parsing. */
+export const POOLINGS: readonly Pooling[] = ["last", "mean"];
+
 /** Scheduling policy: decodes first ("fifo") or pending prefills first. */
 export type SchedulerPolicy = "fifo" | "prefill_first";
 
@@ -220,6 +230,33 @@ export interface EngineRequest {
   reasoning?: ReasoningGate;
 }
 
+/** A validated embedding request, as the engine receives it (plain data). */
+export interface EmbedRequest {
+  /** Token ids of each input (the end-of-text token already appended for last pooling). */
+  inputs: number[][];
+  pooling: Pooling;
+}
+
+/** Options of `engine.embed`. */
+export interface EmbedOptions {
+  /**
+   * What to embed: a string, an array of strings, token ids, or an array of token-id arrays
+   * (OpenAI's `input`). Each string or id array is one input and gets one embedding.
+   */
+  input: string | readonly number[] | readonly (string | readonly number[])[];
+  /** Keep the first `dimensions` values, then L2-normalize again (default: all of them). */
+  dimensions?: number;
+  /** Cancels the request: it leaves at the next step. */
+  signal?: AbortSignal;
+}
+
+/** Result of `embed`: one L2-normalized vector per input, in input order. */
+export interface EmbedResult {
+  embeddings: Float32Array[];
+  /** Tokens of every input together (end-of-text tokens included). */
+  usage: { promptTokens: number };
+}
+
 /** Logprob information for one generated token. */
 export interface TokenLogprob {
   id: number;
@@ -336,6 +373,11 @@ export interface EngineOptions {
    * lavapipe is not a fallback here and is always used).
    */
   allowFallbackAdapter?: boolean;
+  /**
+   * How embeddings pool the final hidden states (default: what the checkpoint's
+   * sentence-transformers `modules.json` / `1_Pooling/config.json` says, else "last").
+   */
+  pooling?: Pooling;
 }
 
 /** What a running engine's model looks like to callers: the limits requests are checked against. */
@@ -364,6 +406,14 @@ export interface EngineInfo {
    * int8 blocks with f32 scales, in-kernel, 11 bits a weight).
    */
   linearWeights: string[];
+  /** Width of the final hidden state (an embedding's full dimension). */
+  hiddenSize: number;
+  /**
+   * How embeddings are pooled, or null when the checkpoint's sentence-transformers config asks
+   * for a pooling this engine does not implement (embedding requests are then refused unless
+   * `pooling` is set).
+   */
+  pooling: Pooling | null;
 }
 
 /** A histogram's state. Bucket bounds are upper bounds (le); counts are cumulative. */
@@ -405,6 +455,8 @@ export interface EngineStats {
   prefixCacheQueries: number;
   prefixCacheHits: number;
   requestsFinished: Record<FinishReason, number>;
+  /** Embedding inputs finished (one per input of an embedding request). */
+  embeddingsFinished: number;
   /** Scheduled tokens / token budget per step. */
   batchFill: HistogramSnapshot;
   stepTokens: HistogramSnapshot;

@@ -8,7 +8,8 @@ import { App, type AppOptions } from "../../src/server/app.ts";
 import type { ServedEngine } from "../../src/server/served_engine.ts";
 import { Tokenizer } from "../../src/model/tokenizer.ts";
 import { validateRequest } from "../../src/api/validate.ts";
-import type { EngineInfo, EngineStats, GenerateDelta, GenerateOptions, HistogramSnapshot, ToolCallFormat } from "../../src/types/api.ts";
+import { finishEmbedding, validateEmbedRequest } from "../../src/api/embed_request.ts";
+import type { EmbedOptions, EmbedResult, EngineInfo, EngineStats, GenerateDelta, GenerateOptions, HistogramSnapshot, ToolCallFormat } from "../../src/types/api.ts";
 import { modelToolFormat } from "../../src/grammar/model_vocabulary.ts";
 import { serveHttp } from "../../src/runtime/runtime.ts";
 import { modelDir } from "./reference.ts";
@@ -38,6 +39,7 @@ export function idleStats(info: EngineInfo): EngineStats {
     prefixCacheQueries: 0,
     prefixCacheHits: 0,
     requestsFinished: { stop: 0, length: 0, cancelled: 0 },
+    embeddingsFinished: 0,
     batchFill: EMPTY_HISTOGRAM,
     stepTokens: EMPTY_HISTOGRAM,
     ttft: EMPTY_HISTOGRAM,
@@ -80,6 +82,8 @@ export class StubEngine implements ServedEngine {
       kernelFamily: "cpu",
       kvDtype: "f32",
       linearWeights: ["f32"],
+      hiddenSize: 64,
+      pooling: "last",
       ...info,
     };
     this.current = idleStats(this.info);
@@ -93,6 +97,16 @@ export class StubEngine implements ServedEngine {
 
   stats(): EngineStats {
     return this.current;
+  }
+
+  /** Validates like the real engine; each vector is made up from its input's token ids. */
+  embed(options: EmbedOptions): Promise<EmbedResult> {
+    const { request, dimensions } = validateEmbedRequest(options, (text) => this.tokenizer.encode(text), this.info);
+    this.prompts.push(...request.inputs);
+    const embeddings = request.inputs.map((ids) =>
+      finishEmbedding(Array.from({ length: this.info.hiddenSize }, (_, j) => Math.sin(ids.reduce((a, b) => a + b, j))), dimensions)
+    );
+    return Promise.resolve({ embeddings, usage: { promptTokens: request.inputs.reduce((n, ids) => n + ids.length, 0) } });
   }
 
   stream(options: GenerateOptions): AsyncIterable<GenerateDelta> {

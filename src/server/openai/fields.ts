@@ -135,6 +135,11 @@ export const CHAT_FIELDS: KnownFields = new KnownFields("/v1/chat/completions", 
   extensions: [...VLLM_SAMPLING, ...VLLM_GUIDED, "chat_template_kwargs"],
 });
 
+/** `/v1/embeddings`. */
+export const EMBEDDINGS_FIELDS: KnownFields = new KnownFields("/v1/embeddings", {
+  openai: ["model", "input", "encoding_format", "dimensions", "user"],
+});
+
 /** `/v1/responses` (OpenAI's Responses API). */
 export const RESPONSES_FIELDS: KnownFields = new KnownFields("/v1/responses", {
   openai: [
