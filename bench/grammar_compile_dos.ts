@@ -8,7 +8,6 @@
  * @module
  */
 import { createEngine, type EngineClient } from "../mod.ts";
-import { percentile } from "./stats.ts";
 
 const model = Deno.args[0] ?? "tests/fixtures/models/stories260K";
 const deadlineMs = Number(Deno.args[1] ?? 3000);
@@ -45,7 +44,8 @@ async function measure(e: EngineClient): Promise<{ plain: number; small: number 
     p.push(await ms(plain(e)));
     s.push(await ms(schema(e, small())));
   }
-  return { plain: percentile(p, 50), small: percentile(s, 50) };
+  // The worst: the first requests wait behind whatever is queued, the later ones not.
+  return { plain: Math.max(...p), small: Math.max(...s) };
 }
 
 async function run(label: string, fastLaneMs: number): Promise<void> {
@@ -70,6 +70,6 @@ async function run(label: string, fastLaneMs: number): Promise<void> {
   }
 }
 
-console.log(`${model}, deadline ${deadlineMs} ms, medians of 5`);
+console.log(`${model}, deadline ${deadlineMs} ms, worst of 5 (plain and small alternate)`);
 await run("two lanes (fast lane 500 ms)", 500);
 await run("one lane", deadlineMs);
