@@ -8,7 +8,7 @@ import { stopWorker } from "../runtime/runtime.ts";
 import { Tokenizer } from "../model/tokenizer.ts";
 import { GrammarError } from "../grammar/errors.ts";
 import { loadModelVocabulary, modelToolFormat } from "../grammar/model_vocabulary.ts";
-import { SpecChecker, type SpecCheckOptions, type SpecCheckStats } from "../grammar/spec_check.ts";
+import { type CheckedSpec, SpecChecker, type SpecCheckOptions, type SpecCheckStats } from "../grammar/spec_check.ts";
 import { ToolCallStreamParser, type ToolStreamEvent } from "../grammar/tool_calls.ts";
 import { FORMAT_SYNTAX } from "../grammar/tool_format.ts";
 import { type Decoder, IncrementalDetokenizer, StopStringMatcher } from "./detokenizer.ts";
@@ -351,8 +351,9 @@ export class EngineClient {
     if (!request.grammar) join();
     else {
       // The engine sees only a grammar the probe compiled: a bad one ends here, before any delta.
-      this.#check(request.grammar).then((warnings) => {
+      this.#check(request.grammar).then(({ warnings, compileMs }) => {
         if (remaining === 0) return; // the engine died meanwhile
+        if (compileMs !== undefined) request.grammarCompileMs = compileMs;
         if (warnings.length) push({ index: 0, text: "", ids: [], warnings });
         join();
       }, (e) => {
@@ -386,15 +387,15 @@ export class EngineClient {
     };
   }
 
-  /** Checks a grammar in the probe Worker; resolves to its warnings, rejects with the request error. */
-  async #check(spec: GrammarSpec): Promise<string[]> {
+  /** Checks a grammar in the probe Worker; resolves to the checked spec, rejects with the request error. */
+  async #check(spec: GrammarSpec): Promise<CheckedSpec> {
     this.#checker ??= loadModelVocabulary(this.#model, this.tokenizer, {
       vocabSize: this.info.vocabSize,
       architecture: this.info.architecture,
     }).then(({ vocabulary }) => new SpecChecker(vocabulary, this.#grammarOptions));
     const checker = await this.#checker;
     try {
-      return (await checker.check(spec)).warnings;
+      return await checker.check(spec);
     } catch (e) {
       if (e instanceof GrammarError) throw grammarRequestError(e, grammarParam(spec));
       throw e;

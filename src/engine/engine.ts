@@ -159,7 +159,7 @@ export class Engine {
       this.#members.set(seq, { sink, index: i });
       this.metrics.promptTokens += request.promptIds.length;
     }
-    if (grammar) this.#addConstrained(seqs, grammar, !request.sampling.logprobs);
+    if (grammar) this.#addConstrained(seqs, grammar, !request.sampling.logprobs, request.grammarCompileMs);
     else for (const seq of seqs) this.scheduler.add(seq);
     this.#wakeUp();
     return {
@@ -176,11 +176,11 @@ export class Engine {
    * Gives each sequence its own matcher of the (cached) compiled grammar, then queues them in
    * order. The grammar's opening forced text, if any, is delivered at once.
    */
-  #addConstrained(seqs: Sequence[], spec: NonNullable<EngineRequest["grammar"]>, jumpForward: boolean): void {
+  #addConstrained(seqs: Sequence[], spec: NonNullable<EngineRequest["grammar"]>, jumpForward: boolean, compileMs: number | undefined): void {
     for (const seq of seqs) this.#preparing.add(seq);
     (async () => {
       for (const seq of seqs) {
-        const constraint = await this.#grammar!.constraint(spec, jumpForward);
+        const constraint = await this.#grammar!.constraint(spec, jumpForward, compileMs);
         if (!this.#preparing.delete(seq) || !this.#members.has(seq)) {
           constraint.dispose();
           continue;
@@ -276,6 +276,7 @@ export class Engine {
       this.#wakeUp();
     }
     await this.#loop;
+    this.#grammar?.close();
     this.runner.close();
   }
 

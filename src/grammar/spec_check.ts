@@ -52,6 +52,8 @@ export interface CheckedSpec {
   key: string;
   /** Parts of the spec enforced more loosely than written (see schema_audit.ts). */
   warnings: string[];
+  /** What the check's compile took, in ms (absent from a static check). */
+  compileMs?: number;
 }
 
 const DEFAULTS = { cacheSize: 64, compileTimeoutMs: 10_000, fastLaneMs: 500, maxSpecBytes: 64 * 1024 };
@@ -205,7 +207,8 @@ export class SpecChecker {
     }
     const running = this.#inflight.get(checked.key);
     if (running) return running;
-    const p = this.#compileCheck(checked.spec, checked.key).then(() => {
+    const p = this.#compileCheck(checked.spec, checked.key).then((compileMs) => {
+      checked.compileMs = compileMs;
       remember(this.#checked, checked.key, checked, this.#options.cacheSize);
       return checked;
     }, (e) => {
@@ -217,7 +220,8 @@ export class SpecChecker {
   }
 
   /** Compiles the spec somewhere it may fail or take too long: the probe, or a scratch instance. */
-  async #compileCheck(spec: GrammarSpec, key: string): Promise<void> {
+  /** Resolves to the compile's milliseconds. */
+  async #compileCheck(spec: GrammarSpec, key: string): Promise<number> {
     if (this.#probe) {
       const r = await this.#probe.check(spec, key);
       if (r.kind === "timeout") {
@@ -230,7 +234,7 @@ export class SpecChecker {
         const reason = reasonOf(r.message, r.log);
         throw new GrammarError(codeFor(spec, reason), reason);
       }
-      return;
+      return r.ms;
     }
     this.#scratch ??= (async () => {
       const xg = await loadXGrammar();
@@ -238,9 +242,11 @@ export class SpecChecker {
       return { xg, compiler: await xg.GrammarCompiler.createGrammarCompiler(info, false) };
     })();
     const { xg, compiler } = await this.#scratch;
+    const t0 = performance.now();
     try {
       (await compileSpec(xg, compiler, spec)).dispose();
       xg.takeLog();
+      return performance.now() - t0;
     } catch (e) {
       // An abort leaves the instance unusable: the next check gets a fresh one.
       this.#scratch = null;

@@ -199,6 +199,8 @@ export interface EngineRequest {
   stopTokenIds: number[];
   /** The output constraint, already checked on the caller's side (absent: none). */
   grammar?: GrammarSpec;
+  /** What the check's compile of `grammar` took, in ms (a slow one is compiled off the engine's thread). */
+  grammarCompileMs?: number;
 }
 
 /** Logprob information for one generated token. */
