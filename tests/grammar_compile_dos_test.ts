@@ -149,3 +149,35 @@ test("grammar compile: a spec estimated cheap that passes the fast lane's budget
   assert(compileCost(normalizeSpec({ type: "json_schema", schema: SMALL })) <= SLOW_COST);
   assert(compileCost(normalizeSpec({ type: "json_schema", schema: hostile("x") })) > SLOW_COST);
 });
+
+test("grammar compile: a schema that compiles just under the deadline does not stall other users' generation", async () => {
+  const e = await createEngine({ model: modelDir("stories260K"), maxBatchTokens: 64, grammar: { compileTimeoutMs: 60_000 } });
+  try {
+    await timed(e, { type: "boolean" }); // cold start
+    const plain = async () => {
+      const t0 = performance.now();
+      await e.generate({ prompt: "Once", maxTokens: 4, temperature: 0 });
+      return performance.now() - t0;
+    };
+    const idle = Math.max(await plain(), await plain());
+    // Seconds to compile (in the probe, then again for the engine), under the deadline.
+    const properties: Record<string, unknown> = { id: { type: "integer", minimum: 0, maximum: 9 } };
+    for (let i = 0; i < 100; i++) properties[`s${i}`] = { type: "array", items: { type: "string", maxLength: 30 }, maxItems: 30 };
+    const schema = { type: "object", properties, required: ["id"], additionalProperties: false };
+    let slowDone = false;
+    const slow = timed(e, schema, 12).finally(() => (slowDone = true));
+    let worst = 0;
+    let runs = 0;
+    while (!slowDone) {
+      worst = Math.max(worst, await plain());
+      runs++;
+    }
+    const [slowMs, err] = await slow;
+    assertEquals(err, null);
+    console.log(`slow schema ${slowMs.toFixed(0)} ms; plain completions meanwhile: worst ${worst.toFixed(0)} ms of ${runs} (idle ${idle.toFixed(0)} ms)`);
+    assert(slowMs > 2000, `the schema compiled in ${slowMs.toFixed(0)} ms: too fast to prove anything`);
+    assert(worst < idle + 700, `a plain completion took ${worst.toFixed(0)} ms while the schema compiled`);
+  } finally {
+    await e.close();
+  }
+});

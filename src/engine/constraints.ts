@@ -83,9 +83,11 @@ export interface EngineGrammarOptions {
   vocabSize: number;
   /** config.json's `model_type`. */
   architecture: string;
+  /** Probe compile time (ms) above which a grammar gets a host Worker (default {@link HOST_COMPILE_MS}). */
+  hostCompileMs?: number;
 }
 
-/** Probe compile time (ms) above which a grammar gets a host Worker instead of a compile here. */
+/** Default probe compile time (ms) above which a grammar gets a host Worker instead of a compile here. */
 export const HOST_COMPILE_MS = 250;
 
 /** Host Workers kept; past this, hosts without live matchers are closed (least recently used first). */
@@ -129,7 +131,7 @@ export class EngineGrammar {
    */
   async constraint(spec: GrammarSpec, jumpForward: boolean, compileMs?: number): Promise<GrammarConstraint> {
     const { compiler, forced, vocabulary } = await this.#load();
-    const matcher = compileMs !== undefined && compileMs > HOST_COMPILE_MS
+    const matcher = compileMs !== undefined && compileMs > (this.#options.hostCompileMs ?? HOST_COMPILE_MS)
       ? await this.#hostMatcher(spec, vocabulary)
       : await (await compiler.compile(spec)).createMatcher();
     return new GrammarConstraint(matcher, { forced: jumpForward ? forced : null, maskWords: this.#maskWords });

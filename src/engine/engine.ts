@@ -77,10 +77,15 @@ export class Engine {
   /** Called after every readback and when idle (the Worker posts stats from here). */
   onProgress: (() => void) | null = null;
 
-  private constructor(runner: ModelRunner, options: Pick<EngineOptions, "policy"> & { model?: string }) {
+  private constructor(runner: ModelRunner, options: Pick<EngineOptions, "policy" | "grammarHostCompileMs"> & { model?: string }) {
     this.runner = runner;
     this.#grammar = options.model
-      ? new EngineGrammar({ model: options.model, vocabSize: runner.spec.vocabSize, architecture: runner.spec.architecture })
+      ? new EngineGrammar({
+        model: options.model,
+        vocabSize: runner.spec.vocabSize,
+        architecture: runner.spec.architecture,
+        hostCompileMs: options.grammarHostCompileMs,
+      })
       : null;
     this.#maxBatchTokens = runner.capacity.maxTokens;
     this.scheduler = new Scheduler({

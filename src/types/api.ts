@@ -309,6 +309,11 @@ export interface EngineOptions {
   kernelFamily?: KernelFamily;
   /** KV-cache element type (default "f16" where the adapter has `shader-f16`, else "f32"). */
   kvDtype?: KvDtype;
+  /**
+   * A grammar whose check compile took longer than this (ms) is compiled and matched in a
+   * Worker of its own instead of on the engine's thread (default 250; Infinity: never).
+   */
+  grammarHostCompileMs?: number;
 }
 
 /** What a running engine's model looks like to callers: the limits requests are checked against. */
