@@ -13,7 +13,7 @@ import type { GrammarSpec } from "../src/types/api.ts";
 /** Compiles in about a second here: optional arrays of bounded strings. */
 function slowSchema(): GrammarSpec {
   const properties: Record<string, unknown> = { id: { type: "integer", minimum: 0, maximum: 999 } };
-  for (let i = 0; i < 24; i++) properties[`p${i}`] = { type: "array", items: { type: "string", maxLength: 30 }, maxItems: 30 };
+  for (let i = 0; i < 48; i++) properties[`p${i}`] = { type: "array", items: { type: "string", maxLength: 30 }, maxItems: 30 };
   return { type: "json_schema", schema: { type: "object", properties, required: ["id"] } };
 }
 
