@@ -26,6 +26,13 @@ const CASES: NumberBounds[] = [
   { type: "number", exclusiveMinimum: -2.5, exclusiveMaximum: -0.5 },
   { type: "number", minimum: 0, exclusiveMaximum: 0.001 },
   { type: "number", minimum: 3, exclusiveMinimum: 2, maximum: 4, exclusiveMaximum: 9 },
+  // Bounds whose digits collapse into classes (100-299, 10-199, -999..999, 0-9.999999).
+  { type: "integer", minimum: 100, maximum: 299 },
+  { type: "integer", minimum: 10, maximum: 199 },
+  { type: "integer", minimum: 105, maximum: 990 },
+  { type: "integer", minimum: -999, maximum: 999 },
+  { type: "number", minimum: 0, maximum: 9.999999 },
+  { type: "number", minimum: 1, exclusiveMaximum: 2 },
 ];
 
 function candidates(): string[] {
@@ -102,4 +109,14 @@ test("number range: empty or out-of-range bounds throw RangeError", () => {
     RangeError,
   );
   assertThrows(() => numberRangeEbnf({ type: "number", minimum: 1e300 }), RangeError);
+});
+
+test("number range: the expression grows with the square of the digits, not exponentially", () => {
+  // ±10^14 was a 2 MB grammar (80 s to compile at ±10^12 on a 512-token vocabulary).
+  for (const type of ["integer", "number"] as const) {
+    const ebnf = numberRangeEbnf({ type, minimum: -100000000000000, maximum: 100000000000000 });
+    assert(ebnf.length < 4000, `${type}: ${ebnf.length} characters`);
+    const odd = numberRangeEbnf({ type, minimum: -123456789012345, maximum: 987654321098765 });
+    assert(odd.length < 8000, `${type}: ${odd.length} characters`);
+  }
 });

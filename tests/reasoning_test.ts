@@ -78,7 +78,7 @@ test("reasoning gate: the grammar starts after </think>; before it every token i
   assert(yes !== undefined && other !== undefined);
   const words = 512 / 32;
   // Opened by the prompt: free until the end marker, then only the grammar.
-  const open = await grammar.constraint(spec, false, { startTokenId: 3, endTokenId: 4, open: true });
+  const open = await grammar.constraint(spec, false, { reasoning: { startTokenId: 3, endTokenId: 4, open: true } });
   const mask = new Uint32Array(words);
   open.fillMask(mask, 0);
   assert(mask.every((w) => w === 0xffffffff), "every token allowed while reasoning");
@@ -89,7 +89,7 @@ test("reasoning gate: the grammar starts after </think>; before it every token i
   assert(!open.accept(other), "the grammar rejects what it does not allow");
   open.dispose();
   // Not opened: the first token is the grammar's or the start marker.
-  const expect = await grammar.constraint(spec, false, { startTokenId: 3, endTokenId: 4, open: false });
+  const expect = await grammar.constraint(spec, false, { reasoning: { startTokenId: 3, endTokenId: 4, open: false } });
   expect.fillMask(mask, 0);
   assert(allowed(mask, 3) && allowed(mask, yes) && !allowed(mask, other), "grammar or <think> first");
   assert(expect.accept(yes), "an answer without reasoning is constrained from its first token");

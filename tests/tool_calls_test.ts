@@ -200,37 +200,45 @@ for (const c of CASES) {
   });
 }
 
-test("tool calls: arguments stream as the model writes them, name first", () => {
+test("tool calls: a call is emitted once complete, in one delta (index, id, name, arguments)", () => {
   const p = new ToolCallStreamParser("hermes", { newId: ids() });
   assertEquals(p.push("<tool_call>\n"), []);
-  assertEquals(p.push('{"name": "get_weather", "argu'), [{
+  assertEquals(p.push('{"name": "get_weather", "argu'), []);
+  assertEquals(p.push('ments": {"city": "Pa'), []);
+  assertEquals(p.push('ris"}}\n</tool_call>'), [{
     type: "tool_call",
     delta: {
       index: 0,
       id: "call_0",
       type: "function",
-      function: { name: "get_weather", arguments: "" },
+      function: { name: "get_weather", arguments: '{"city": "Paris"}' },
     },
-  }]);
-  assertEquals(p.push('ments": {"city": "Pa'), [{
-    type: "tool_call",
-    delta: { index: 0, function: { arguments: '{"city": "Pa' } },
-  }]);
-  assertEquals(p.push('ris"}}\n</tool_call>'), [{
-    type: "tool_call",
-    delta: { index: 0, function: { arguments: 'ris"}' } },
   }]);
   assertEquals(p.finish(), []);
 });
 
-test("tool calls: a call cut off by max_tokens keeps what was generated", () => {
-  const r = parseToolCalls('<tool_call>\n{"name": "f", "arguments": {"a": [1, 2', "hermes", {
-    newId: ids(),
-  });
-  assertEquals(r, {
-    content: "",
-    toolCalls: [{ id: "call_0", name: "f", arguments: '{"a": [1, 2' }],
-  });
+test("tool calls: a call cut off by max_tokens is content (its text), not a call, streamed or not", () => {
+  const cases: [ToolCallFormat, string, string, string[]][] = [
+    ["hermes", '<tool_call>\n{"name": "f", "arguments": {"a": [1, 2', '<tool_call>\n{"name": "f", "arguments": {"a": [1, 2', []],
+    ["hermes", 'Sure.\n<tool_call>\n{"name": "f"', 'Sure.\n<tool_call>\n{"name": "f"', []],
+    ["hermes", "<tool_c", "<tool_c", []],
+    [
+      "hermes",
+      '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>\n<tool_call>\n{"name": "g", "argum',
+      '<tool_call>\n{"name": "g", "argum',
+      ["f"],
+    ],
+    ["mistral", '[TOOL_CALLS][{"name": "f", "arguments": {}}, {"name": "g"', '{"name": "g"', ["f"]],
+    ["llama3_json", '{"name": "f", "parameters": {"x"', '{"name": "f", "parameters": {"x"', []],
+  ];
+  for (const [format, text, content, names] of cases) {
+    const whole = parseToolCalls(text, format, { newId: ids() });
+    assertEquals([whole.content, whole.toolCalls.map((c) => c.name)], [content, names], `${format} ${text}`);
+    for (let i = 0; i <= text.length; i++) {
+      const streamed = collect(stream({ name: text, format, text, content, calls: [] }, [text.slice(0, i), text.slice(i)]));
+      assertEquals(streamed, whole, `${format} ${text} split at ${i}`);
+    }
+  }
 });
 
 test("tool calls: default ids (OpenAI style; 9 alphanumerics for mistral, as its templates require)", () => {

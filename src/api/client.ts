@@ -9,7 +9,7 @@ import { stopWorker } from "../runtime/runtime.ts";
 import { Tokenizer } from "../model/tokenizer.ts";
 import { GrammarError } from "../grammar/errors.ts";
 import { loadModelVocabulary, modelToolFormat } from "../grammar/model_vocabulary.ts";
-import { SpecChecker } from "../grammar/spec_check.ts";
+import { type CheckedSpec, SpecChecker, type SpecCheckOptions, type SpecCheckStats } from "../grammar/spec_check.ts";
 import { ToolCallStreamParser } from "../grammar/tool_calls.ts";
 import { FORMAT_SYNTAX } from "../grammar/tool_format.ts";
 import { type Decoder, IncrementalDetokenizer, StopStringMatcher } from "./detokenizer.ts";
@@ -48,7 +48,16 @@ export interface CreateEngineOptions extends EngineOptions {
   onStats?: (stats: EngineStats) => void;
   /** Weight upload progress while the model loads (bytes or tensors done, of total). */
   onLoadProgress?: (done: number, total: number) => void;
+  /**
+   * How output constraints are compiled before the engine sees them: the deadline
+   * (`compileTimeoutMs`, default 10 000), the fast lane's budget (`fastLaneMs`, default 500)
+   * and the caches' size (`cacheSize`, default 64). See docs/grammar_compile.md.
+   */
+  grammar?: GrammarCheckOptions;
 }
+
+/** The grammar check's options a client may set (see {@link SpecCheckOptions}). */
+export type GrammarCheckOptions = Pick<SpecCheckOptions, "compileTimeoutMs" | "fastLaneMs" | "cacheSize">;
 
 interface CompletionState {
   detok: IncrementalDetokenizer;
@@ -85,6 +94,7 @@ export class EngineClient {
   #model: string;
   /** Checks output constraints before the engine sees them (made on first use). */
   #checker: Promise<SpecChecker> | null = null;
+  #grammarOptions: GrammarCheckOptions;
   /** Special tokens a constrained or tool-calling output keeps as text (tool-call markers). */
   #markerIds: Set<number>;
   #worker: Worker;
@@ -97,8 +107,16 @@ export class EngineClient {
   #open = new Map<MessagePort, (error: Error) => void>();
   #dead: Error | null = null;
 
-  private constructor(worker: Worker, info: EngineInfo, tokenizer: Tokenizer, model: string, onStats?: (s: EngineStats) => void) {
+  private constructor(
+    worker: Worker,
+    info: EngineInfo,
+    tokenizer: Tokenizer,
+    model: string,
+    onStats: ((s: EngineStats) => void) | undefined,
+    grammarOptions: GrammarCheckOptions,
+  ) {
     this.#worker = worker;
+    this.#grammarOptions = grammarOptions;
     this.info = info;
     this.tokenizer = tokenizer;
     this.#model = model;
@@ -116,7 +134,7 @@ export class EngineClient {
    * rejects with the loader's error (its `code` says why, e.g. `checkpoint_invalid`).
    */
   static async create(options: CreateEngineOptions): Promise<EngineClient> {
-    const { onStats, onLoadProgress, ...engineOptions } = options;
+    const { onStats, onLoadProgress, grammar, ...engineOptions } = options;
     const tokenizer = await Tokenizer.load(options.model);
     const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
     const first = await new Promise<FromWorker>((resolve, reject) => {
@@ -139,7 +157,7 @@ export class EngineClient {
       throw errorFromWire(first.error);
     }
     if (first.type !== "ready") throw new EngineError("engine_start_failed", "unexpected first message from the engine");
-    const client = new EngineClient(worker, first.info, tokenizer, options.model, onStats);
+    const client = new EngineClient(worker, first.info, tokenizer, options.model, onStats, grammar ?? {});
     client.#stats = first.stats;
     worker.onmessage = (e: MessageEvent<FromWorker>) => client.#onMessage(e.data);
     worker.onerror = (e) => {
@@ -152,6 +170,11 @@ export class EngineClient {
   /** The latest metrics the engine reported. */
   stats(): EngineStats {
     return this.#stats!;
+  }
+
+  /** Counters of the grammar check (failure cache, compile lanes); null before the first constrained request. */
+  async grammarStats(): Promise<SpecCheckStats | null> {
+    return this.#checker ? (await this.#checker).stats : null;
   }
 
   /**
@@ -339,8 +362,9 @@ export class EngineClient {
     if (!request.grammar) join();
     else {
       // The engine sees only a grammar the probe compiled: a bad one ends here, before any delta.
-      this.#check(request.grammar).then((warnings) => {
+      this.#check(request.grammar).then(({ warnings, compileMs }) => {
         if (remaining === 0) return; // the engine died meanwhile
+        if (compileMs !== undefined) request.grammarCompileMs = compileMs;
         if (warnings.length) push({ index: 0, text: "", ids: [], warnings });
         join();
       }, (e) => {
@@ -425,15 +449,15 @@ export class EngineClient {
     });
   }
 
-  /** Checks a grammar in the probe Worker; resolves to its warnings, rejects with the request error. */
-  async #check(spec: GrammarSpec): Promise<string[]> {
+  /** Checks a grammar in the probe Worker; resolves to the checked spec, rejects with the request error. */
+  async #check(spec: GrammarSpec): Promise<CheckedSpec> {
     this.#checker ??= loadModelVocabulary(this.#model, this.tokenizer, {
       vocabSize: this.info.vocabSize,
       architecture: this.info.architecture,
-    }).then(({ vocabulary }) => new SpecChecker(vocabulary));
+    }).then(({ vocabulary }) => new SpecChecker(vocabulary, this.#grammarOptions));
     const checker = await this.#checker;
     try {
-      return (await checker.check(spec)).warnings;
+      return await checker.check(spec);
     } catch (e) {
       if (e instanceof GrammarError) throw grammarRequestError(e, grammarParam(spec));
       throw e;

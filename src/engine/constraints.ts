@@ -5,27 +5,33 @@
  *
  * Specs arrive checked: the caller's thread compiled each one in its probe Worker first
  * (`src/grammar/spec_check.ts`), so the compiler here is `trusted` and a spec that would make
- * xgrammar abort never reaches this instance. Compiling still runs on this thread (xgrammar
- * has no way to hand a compiled grammar across), once per spec: cached.
+ * xgrammar abort never reaches this instance. xgrammar cannot hand a compiled grammar from one
+ * instance to another, so a spec is compiled again here, once (cached), when the probe found
+ * it cheap; one whose probe compile took over {@link HOST_COMPILE_MS} is compiled and matched
+ * in a grammar host Worker of its own (`src/grammar/grammar_host.ts`) instead, so that no slow
+ * compile runs on the engine's thread and stalls the other sequences.
  * @module
  */
 import type { GrammarSpec, ReasoningGate } from "../types/api.ts";
 import { ForcedTokenizer } from "../grammar/forced_tokens.ts";
 import { GrammarCompiler } from "../grammar/grammar_compiler.ts";
-import type { GrammarMatcher } from "../grammar/matcher.ts";
+import type { TokenMatcher } from "../grammar/matcher.ts";
+import { GrammarHost } from "../grammar/grammar_host.ts";
+import { normalizeSpec, specKey } from "../grammar/spec.ts";
+import type { Vocabulary } from "../grammar/vocabulary.ts";
 import { loadModelVocabulary } from "../grammar/model_vocabulary.ts";
 import { Tokenizer } from "../model/tokenizer.ts";
 import type { SequenceConstraint } from "../scheduler/sequence.ts";
 
 /** One sequence's grammar matcher, as the scheduler and runner use it. */
 export class GrammarConstraint implements SequenceConstraint {
-  #matcher: GrammarMatcher;
+  #matcher: TokenMatcher;
   #forced: ForcedTokenizer | null;
   /** Words of a mask row on the GPU (the model's logits), when they differ from the matcher's. */
   #words: number;
   #scratch: Uint32Array | null;
 
-  constructor(matcher: GrammarMatcher, options: { forced: ForcedTokenizer | null; maskWords: number }) {
+  constructor(matcher: TokenMatcher, options: { forced: ForcedTokenizer | null; maskWords: number }) {
     this.#matcher = matcher;
     this.#forced = options.forced;
     this.#words = options.maskWords;
@@ -139,41 +145,110 @@ export interface EngineGrammarOptions {
   vocabSize: number;
   /** config.json's `model_type`. */
   architecture: string;
+  /** Probe compile time (ms) above which a grammar gets a host Worker (default {@link HOST_COMPILE_MS}). */
+  hostCompileMs?: number;
+}
+
+/** Default probe compile time (ms) above which a grammar gets a host Worker instead of a compile here. */
+export const HOST_COMPILE_MS = 250;
+
+/** Host Workers kept; past this, hosts without live matchers are closed (least recently used first). */
+const MAX_IDLE_HOSTS = 4;
+
+interface Loaded {
+  compiler: GrammarCompiler;
+  forced: ForcedTokenizer;
+  vocabulary: Vocabulary;
 }
 
 /** The engine's grammar compiler for its model, made on first use. */
 export class EngineGrammar {
   #options: EngineGrammarOptions;
-  #ready: Promise<{ compiler: GrammarCompiler; forced: ForcedTokenizer }> | null = null;
+  #ready: Promise<Loaded> | null = null;
   #maskWords: number;
+  /** Grammar hosts by spec key, least recently used first. */
+  #hosts = new Map<string, GrammarHost>();
+  /** Constraints waiting for a host's compile (such a host is not idle). */
+  #waiting = new Map<GrammarHost, number>();
 
   constructor(options: EngineGrammarOptions) {
     this.#options = options;
     this.#maskWords = Math.ceil(options.vocabSize / 32);
   }
 
-  #load(): Promise<{ compiler: GrammarCompiler; forced: ForcedTokenizer }> {
+  #load(): Promise<Loaded> {
     return this.#ready ??= (async () => {
       const { model, vocabSize, architecture } = this.#options;
       const tokenizer = await Tokenizer.load(model);
       const { vocabulary } = await loadModelVocabulary(model, tokenizer, { vocabSize, architecture });
       const compiler = await GrammarCompiler.create(vocabulary, { trusted: true, probe: false });
-      return { compiler, forced: new ForcedTokenizer(vocabulary) };
+      return { compiler, forced: new ForcedTokenizer(vocabulary), vocabulary };
     })();
   }
 
   /**
    * A fresh constraint for one sequence. `jumpForward`: forced text is appended without
    * sampling (off when the request wants logprobs, which forced tokens do not have).
+   * `compileMs`: what the probe's compile took, when known (a slow grammar gets a host);
    * `reasoning`: the grammar starts after the output's reasoning.
    */
-  async constraint(spec: GrammarSpec, jumpForward: boolean, reasoning?: ReasoningGate): Promise<SequenceConstraint> {
-    const { compiler, forced } = await this.#load();
-    const grammar = await compiler.compile(spec);
-    const constraint = new GrammarConstraint(await grammar.createMatcher(), {
-      forced: jumpForward ? forced : null,
-      maskWords: this.#maskWords,
-    });
+  async constraint(
+    spec: GrammarSpec,
+    jumpForward: boolean,
+    { compileMs, reasoning }: { compileMs?: number; reasoning?: ReasoningGate } = {},
+  ): Promise<SequenceConstraint> {
+    const { compiler, forced, vocabulary } = await this.#load();
+    const matcher = compileMs !== undefined && compileMs > (this.#options.hostCompileMs ?? HOST_COMPILE_MS)
+      ? await this.#hostMatcher(spec, vocabulary)
+      : await (await compiler.compile(spec)).createMatcher();
+    const constraint = new GrammarConstraint(matcher, { forced: jumpForward ? forced : null, maskWords: this.#maskWords });
     return reasoning ? new ReasoningGatedConstraint(constraint, reasoning) : constraint;
+  }
+
+  /** A matcher in the spec's host Worker (started, and the spec compiled there, on first use). */
+  async #hostMatcher(spec: GrammarSpec, vocabulary: Vocabulary): Promise<TokenMatcher> {
+    const normalized = normalizeSpec(spec);
+    const key = specKey(normalized);
+    let host = this.#hosts.get(key);
+    if (host) this.#hosts.delete(key);
+    else host = new GrammarHost(vocabulary, normalized);
+    this.#hosts.set(key, host);
+    this.#waiting.set(host, (this.#waiting.get(host) ?? 0) + 1);
+    try {
+      await host.ready;
+    } catch (e) {
+      if (this.#hosts.get(key) === host) this.#hosts.delete(key);
+      host.close();
+      throw e;
+    } finally {
+      const n = this.#waiting.get(host)! - 1;
+      if (n > 0) this.#waiting.set(host, n);
+      else this.#waiting.delete(host);
+    }
+    const matcher = host.createMatcher();
+    this.#evictIdleHosts();
+    return matcher;
+  }
+
+  #evictIdleHosts(): void {
+    let over = this.#hosts.size - MAX_IDLE_HOSTS;
+    for (const [key, host] of this.#hosts) {
+      if (over <= 0) break;
+      if (host.liveMatchers > 0 || this.#waiting.has(host)) continue;
+      host.close();
+      this.#hosts.delete(key);
+      over--;
+    }
+  }
+
+  /** Grammar host Workers running. */
+  get hosts(): number {
+    return this.#hosts.size;
+  }
+
+  /** Stops the grammar host Workers. */
+  close(): void {
+    for (const host of this.#hosts.values()) host.close();
+    this.#hosts.clear();
   }
 }

@@ -78,7 +78,7 @@ interface Embedder {
 }
 
 /** Engine options of {@link Engine.start} and the constructor. */
-type StartOptions = Pick<EngineOptions, "policy"> & { model?: string; pooling?: Pooling | null };
+type StartOptions = Pick<EngineOptions, "policy" | "grammarHostCompileMs"> & { model?: string; pooling?: Pooling | null };
 
 /** The continuous-batching engine over one model. */
 export class Engine {
@@ -107,7 +107,12 @@ export class Engine {
   private constructor(runner: ModelRunner, options: StartOptions) {
     this.runner = runner;
     this.#grammar = options.model
-      ? new EngineGrammar({ model: options.model, vocabSize: runner.spec.vocabSize, architecture: runner.spec.architecture })
+      ? new EngineGrammar({
+        model: options.model,
+        vocabSize: runner.spec.vocabSize,
+        architecture: runner.spec.architecture,
+        hostCompileMs: options.grammarHostCompileMs,
+      })
       : null;
     this.#maxBatchTokens = runner.capacity.maxTokens;
     this.scheduler = new Scheduler({
@@ -190,7 +195,7 @@ export class Engine {
       this.#members.set(seq, { sink, index: i });
       this.metrics.promptTokens += request.promptIds.length;
     }
-    if (grammar) this.#addConstrained(seqs, grammar, !request.sampling.logprobs, request.reasoning);
+    if (grammar) this.#addConstrained(seqs, grammar, !request.sampling.logprobs, request.grammarCompileMs, request.reasoning);
     else for (const seq of seqs) this.scheduler.add(seq);
     this.#wakeUp();
     return {
@@ -235,11 +240,17 @@ export class Engine {
    * Gives each sequence its own matcher of the (cached) compiled grammar, then queues them in
    * order. The grammar's opening forced text, if any, is delivered at once.
    */
-  #addConstrained(seqs: Sequence[], spec: NonNullable<EngineRequest["grammar"]>, jumpForward: boolean, reasoning?: EngineRequest["reasoning"]): void {
+  #addConstrained(
+    seqs: Sequence[],
+    spec: NonNullable<EngineRequest["grammar"]>,
+    jumpForward: boolean,
+    compileMs: number | undefined,
+    reasoning: EngineRequest["reasoning"],
+  ): void {
     for (const seq of seqs) this.#preparing.add(seq);
     (async () => {
       for (const seq of seqs) {
-        const constraint = await this.#grammar!.constraint(spec, jumpForward, reasoning);
+        const constraint = await this.#grammar!.constraint(spec, jumpForward, { compileMs, reasoning });
         if (!this.#preparing.delete(seq) || !this.#members.has(seq)) {
           constraint.dispose();
           continue;
@@ -336,6 +347,7 @@ export class Engine {
       this.#wakeUp();
     }
     await this.#loop;
+    this.#grammar?.close();
     this.runner.close();
   }
 

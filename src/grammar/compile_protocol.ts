@@ -16,4 +16,13 @@ export type ProbeRequest = { type: "init"; vocabulary: Vocabulary } | {
 export type ProbeReply =
   | { type: "ready" }
   | { type: "failed"; message: string }
-  | { type: "result"; id: number; ok: boolean; ms: number; log: string[]; message?: string };
+  | {
+    type: "result";
+    id: number;
+    ok: boolean;
+    ms: number;
+    log: string[];
+    message?: string;
+    /** The instance's WebAssembly memory after the compile (it never shrinks). */
+    heapBytes: number;
+  };

@@ -34,6 +34,7 @@ scope.onmessage = async (e: MessageEvent<ProbeRequest>) => {
     return;
   }
   state ??= await fresh();
+  const heapBytes = () => (state?.xg.binding as { HEAPU8?: Uint8Array } | undefined)?.HEAPU8?.length ?? 0;
   const t0 = performance.now();
   try {
     const compiled = await compileSpec(state.xg, state.compiler, msg.spec);
@@ -44,9 +45,11 @@ scope.onmessage = async (e: MessageEvent<ProbeRequest>) => {
       ok: true,
       ms: performance.now() - t0,
       log: state.xg.takeLog(),
+      heapBytes: heapBytes(),
     });
   } catch (err) {
     const log = state.xg.takeLog();
+    const heap = heapBytes();
     // An abort leaves the instance unusable: the next request gets a fresh one.
     state = null;
     reply({
@@ -56,6 +59,7 @@ scope.onmessage = async (e: MessageEvent<ProbeRequest>) => {
       ms: performance.now() - t0,
       log,
       message: String((err as Error)?.message ?? err),
+      heapBytes: heap,
     });
   }
 };

@@ -15,8 +15,24 @@ interface MatcherHandle {
   GetNextTokenBitmask(vocabSize: number): { delete(): void };
 }
 
+/** What a sequence's constraint needs of a matcher (local, or in a grammar host Worker). */
+export interface TokenMatcher {
+  /** u32 words of one mask. */
+  readonly maskWords: number;
+  /** Writes the mask of tokens allowed next into `out` at word `offset`. */
+  fillNextTokenBitmask(out: Uint32Array, offset?: number): void;
+  /** Advances by one token; false (state unchanged) when the grammar rejects it. */
+  acceptToken(id: number): boolean;
+  /** Whether the grammar is complete and a stop token was accepted. */
+  isTerminated(): boolean;
+  /** The text every valid continuation starts with (jump-forward). */
+  findJumpForwardString(): string;
+  /** Frees the matcher (idempotent). */
+  dispose(): void;
+}
+
 /** A grammar matcher for one sequence. */
-export class GrammarMatcher {
+export class GrammarMatcher implements TokenMatcher {
   /** Logits per row the mask covers. */
   readonly vocabSize: number;
   /** u32 words of one mask. */

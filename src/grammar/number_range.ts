@@ -69,17 +69,31 @@ const anyDigits = (min: number, max: number | null) =>
 const seq = (...parts: string[]) => parts.filter((p) => p !== "").join(" ") || '""';
 const alt = (parts: string[]) => (parts.length === 1 ? parts[0] : `(${parts.join(" | ")})`);
 
-/** Same-length digit strings in [lo, hi] (equal lengths, lo <= hi). */
+const ZEROS = /^0*$/;
+const NINES = /^9*$/;
+
+/**
+ * Same-length digit strings in [lo, hi] (equal lengths, lo <= hi). A first digit whose rest
+ * spans every digit string joins the middle class, so only one branch recurses per side: the
+ * expression grows with the square of the length, not exponentially (a bound of 10^14 once
+ * made a 2 MB grammar that took minutes to compile).
+ */
 function sameLength(lo: string, hi: string): string {
   if (lo.length === 0) return '""';
   if (lo === hi) return lit(lo);
+  const rest = lo.length - 1;
+  if (ZEROS.test(lo) && NINES.test(hi)) return anyDigits(lo.length, lo.length);
   const a = Number(lo[0]);
   const b = Number(hi[0]);
-  const rest = lo.length - 1;
   if (a === b) return seq(lit(lo[0]), sameLength(lo.slice(1), hi.slice(1)));
-  const parts = [seq(lit(lo[0]), sameLength(lo.slice(1), "9".repeat(rest)))];
-  if (a + 1 <= b - 1) parts.push(seq(digitClass(a + 1, b - 1), anyDigits(rest, rest)));
-  parts.push(seq(lit(hi[0]), sameLength("0".repeat(rest), hi.slice(1))));
+  const loFull = ZEROS.test(lo.slice(1));
+  const hiFull = NINES.test(hi.slice(1));
+  const from = loFull ? a : a + 1;
+  const to = hiFull ? b : b - 1;
+  const parts: string[] = [];
+  if (!loFull) parts.push(seq(lit(lo[0]), sameLength(lo.slice(1), "9".repeat(rest))));
+  if (from <= to) parts.push(seq(digitClass(from, to), anyDigits(rest, rest)));
+  if (!hiFull) parts.push(seq(lit(hi[0]), sameLength("0".repeat(rest), hi.slice(1))));
   return alt(parts);
 }
 
@@ -109,10 +123,14 @@ function fraction(
   loStrict: boolean,
   hiStrict: boolean,
 ): { empty: boolean; some: string | null } {
-  const zerosLo = /^0*$/.test(lo);
-  const zerosHi = /^0*$/.test(hi);
+  const zerosLo = ZEROS.test(lo);
+  const zerosHi = ZEROS.test(hi);
   const empty = (!loStrict ? zerosLo : false) && (hiStrict ? !zerosHi : true);
   if (lo.length === 0) return { empty, some: null };
+  // Every digit string (see sameLength: collapsing keeps the expression small).
+  if (zerosLo && !loStrict && NINES.test(hi) && !hiStrict) {
+    return { empty, some: anyDigits(1, lo.length) };
+  }
   const a = Number(lo[0]);
   const b = Number(hi[0]);
   const rest = lo.length - 1;

@@ -13,7 +13,7 @@
  */
 import type { ResponseFormat, ToolChoiceOption } from "../types/api.ts";
 import { GrammarError } from "./errors.ts";
-import type { GrammarSpec, JsonSchema, ToolChoice } from "./spec.ts";
+import { type GrammarSpec, type JsonSchema, type ToolChoice, toolParametersProblem } from "./spec.ts";
 import type { ToolCallFormat, ToolFunction } from "./tool_format.ts";
 
 /** OpenAI's `tools[]` entry. */
@@ -158,9 +158,8 @@ function toolsOf(body: Json): OpenAITool[] | undefined {
     if (f.description !== undefined && typeof f.description !== "string") {
       bad(`tools[${i}].function.description`, "description must be a string");
     }
-    if (f.parameters !== undefined && !isObject(f.parameters)) {
-      bad(`tools[${i}].function.parameters`, "parameters must be a JSON schema object");
-    }
+    const problem = f.parameters === undefined ? null : toolParametersProblem(f.parameters);
+    if (problem) bad(`tools[${i}].function.parameters`, problem);
     return { type: "function", function: f as unknown as ToolFunction };
   });
 }

@@ -30,6 +30,18 @@ function nonEmptyString(v: unknown, what: string): string {
 
 const FUNCTION_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
+/**
+ * Why a tool's `parameters` cannot be used, or null: it must be a JSON schema object whose
+ * `type`, when given, is "object" (a call's arguments are an object; OpenAI refuses the rest).
+ */
+export function toolParametersProblem(parameters: unknown): string | null {
+  if (!isObject(parameters)) return "parameters must be a JSON schema object";
+  if (parameters.type !== undefined && parameters.type !== "object") {
+    return `parameters must be a JSON schema of type "object", got type ${JSON.stringify(parameters.type)}`;
+  }
+  return null;
+}
+
 function checkTools(tools: unknown): ToolFunction[] {
   if (!Array.isArray(tools) || tools.length === 0) fail("tools must be a non-empty array");
   const seen = new Set<string>();
@@ -44,9 +56,8 @@ function checkTools(tools: unknown): ToolFunction[] {
     if (t.description !== undefined && typeof t.description !== "string") {
       fail(`tools[${i}].description must be a string`);
     }
-    if (t.parameters !== undefined && !isObject(t.parameters)) {
-      fail(`tools[${i}].parameters must be a JSON schema object`);
-    }
+    const problem = t.parameters === undefined ? null : toolParametersProblem(t.parameters);
+    if (problem) fail(`tools[${i}].${problem}`);
     const out: ToolFunction = { name };
     if (t.description !== undefined) out.description = t.description as string;
     if (t.parameters !== undefined) out.parameters = t.parameters as Json;

@@ -1,17 +1,20 @@
 /**
  * The check of a grammar spec before anything that must not fail compiles it: shape
  * ({@link normalizeSpec}) and size limit; the schema audit (schema_audit.ts: unsupported
- * keywords are errors, loosely enforced ones warnings); a compile in the probe Worker with a
- * deadline (compile_probe.ts: the bound on compile time, and where xgrammar's aborts on bad
- * input land), or on a disposable instance on this thread without the probe.
+ * keywords are errors, loosely enforced ones warnings); a compile in a probe Worker with a
+ * deadline (compile_pool.ts: a fast and a slow lane; the bound on compile time, and where
+ * xgrammar's aborts on bad input land), or on a disposable instance on this thread without
+ * the probe.
  *
  * Runs on the caller's thread (a bad spec is refused before the engine sees it); the engine
  * then compiles the checked spec on its own instance ({@link GrammarCompiler} with
- * `trusted`). Results are kept by {@link specKey}, so a spec is probed once.
+ * `trusted`). Results are kept by {@link specKey}, failures too (a bounded LRU each), so a
+ * spec is probed once and a repeated bad one is answered at once.
  * @module
  */
 import type * as XG from "@mlc-ai/web-xgrammar";
-import { CompileProbe } from "./compile_probe.ts";
+import { CompilePool } from "./compile_pool.ts";
+import type { CompileProbeStats } from "./compile_probe.ts";
 import { GrammarError, type GrammarErrorCode } from "./errors.ts";
 import { compileSpec } from "./grammar_source.ts";
 import { auditSchema, DEFAULT_SCHEMA_LIMITS, type SchemaLimits } from "./schema_audit.ts";
@@ -21,10 +24,15 @@ import { loadXGrammar, type XGrammarInstance } from "./xgrammar.ts";
 
 /** Options of {@link SpecChecker}. */
 export interface SpecCheckOptions {
-  /** Checked specs remembered (least recently used dropped first). Default 64. */
+  /** Checked specs remembered, and failed ones (least recently used dropped first). Default 64. */
   cacheSize?: number;
   /** Deadline of one compile in the probe Worker, in ms. Default 10 000. */
   compileTimeoutMs?: number;
+  /**
+   * Budget of a compile in the fast lane, in ms (default 500): a spec that passes it is
+   * compiled again in the slow lane, so small specs never wait a whole deadline behind it.
+   */
+  fastLaneMs?: number;
   /**
    * Compile new specs in a Worker (default true). Without it there is no deadline, and input
    * errors are caught on a disposable instance on this thread instead.
@@ -44,9 +52,21 @@ export interface CheckedSpec {
   key: string;
   /** Parts of the spec enforced more loosely than written (see schema_audit.ts). */
   warnings: string[];
+  /** What the check's compile took, in ms (absent from a static check). */
+  compileMs?: number;
 }
 
-const DEFAULTS = { cacheSize: 64, compileTimeoutMs: 10_000, maxSpecBytes: 64 * 1024 };
+const DEFAULTS = { cacheSize: 64, compileTimeoutMs: 10_000, fastLaneMs: 500, maxSpecBytes: 64 * 1024 };
+
+/** Counters of a {@link SpecChecker}. */
+export interface SpecCheckStats {
+  /** Checks answered from the cache of failures. */
+  failureHits: number;
+  /** Failed specs remembered. */
+  failures: number;
+  /** The compile lanes' counters (null without the probe). */
+  lanes: { fast: CompileProbeStats; slow: CompileProbeStats; liveWorkers: number } | null;
+}
 
 /** xgrammar's `[FATAL] file:line: Check failed: (...) is false: reason` to the reason. */
 function reasonOf(message: string, log: readonly string[]): string {
@@ -117,24 +137,43 @@ export function staticCheck(
   return { spec: normalized, key, warnings };
 }
 
+/** Sets `key` in an LRU map, dropping the least recently used past `size`. */
+function remember<V>(map: Map<string, V>, key: string, value: V, size: number): void {
+  map.set(key, value);
+  while (map.size > size) map.delete(map.keys().next().value!);
+}
+
 /** Checks specs for one vocabulary: statically, then by compiling them where failure is safe. */
 export class SpecChecker {
   #vocabulary: Vocabulary;
-  #probe: CompileProbe | null;
+  #probe: CompilePool | null;
   #options: Required<Omit<SpecCheckOptions, "probe">>;
   #checked = new Map<string, CheckedSpec>();
+  /** Specs whose compile failed or passed the deadline, with their error (compiles are deterministic). */
+  #failed = new Map<string, GrammarError>();
+  #failureHits = 0;
   #inflight = new Map<string, Promise<CheckedSpec>>();
   #scratch: Promise<{ xg: XGrammarInstance; compiler: XG.GrammarCompiler }> | null = null;
 
   constructor(vocabulary: Vocabulary, options: SpecCheckOptions = {}) {
     this.#vocabulary = vocabulary;
-    this.#probe = options.probe === false ? null : new CompileProbe(vocabulary);
     this.#options = {
       cacheSize: options.cacheSize ?? DEFAULTS.cacheSize,
       compileTimeoutMs: options.compileTimeoutMs ?? DEFAULTS.compileTimeoutMs,
+      fastLaneMs: options.fastLaneMs ?? DEFAULTS.fastLaneMs,
       maxSpecBytes: options.maxSpecBytes ?? DEFAULTS.maxSpecBytes,
       schemaLimits: options.schemaLimits ?? DEFAULT_SCHEMA_LIMITS,
     };
+    this.#probe = options.probe === false ? null : new CompilePool(vocabulary, {
+      timeoutMs: this.#options.compileTimeoutMs,
+      fastLaneMs: this.#options.fastLaneMs,
+      rememberSlow: this.#options.cacheSize,
+    });
+  }
+
+  /** Counters: the failure cache and the compile lanes. */
+  get stats(): SpecCheckStats {
+    return { failureHits: this.#failureHits, failures: this.#failed.size, lanes: this.#probe?.stats ?? null };
   }
 
   /** The vocabulary specs are checked against. */
@@ -159,23 +198,32 @@ export class SpecChecker {
       this.#checked.set(checked.key, hit);
       return Promise.resolve(hit);
     }
+    const failed = this.#failed.get(checked.key);
+    if (failed) {
+      this.#failureHits++;
+      this.#failed.delete(checked.key);
+      this.#failed.set(checked.key, failed);
+      return Promise.reject(failed);
+    }
     const running = this.#inflight.get(checked.key);
     if (running) return running;
-    const p = this.#compileCheck(checked.spec).then(() => {
-      this.#checked.set(checked.key, checked);
-      while (this.#checked.size > this.#options.cacheSize) {
-        this.#checked.delete(this.#checked.keys().next().value!);
-      }
+    const p = this.#compileCheck(checked.spec, checked.key).then((compileMs) => {
+      checked.compileMs = compileMs;
+      remember(this.#checked, checked.key, checked, this.#options.cacheSize);
       return checked;
+    }, (e) => {
+      if (e instanceof GrammarError) remember(this.#failed, checked.key, e, this.#options.cacheSize);
+      throw e;
     }).finally(() => this.#inflight.delete(checked.key));
     this.#inflight.set(checked.key, p);
     return p;
   }
 
   /** Compiles the spec somewhere it may fail or take too long: the probe, or a scratch instance. */
-  async #compileCheck(spec: GrammarSpec): Promise<void> {
+  /** Resolves to the compile's milliseconds. */
+  async #compileCheck(spec: GrammarSpec, key: string): Promise<number> {
     if (this.#probe) {
-      const r = await this.#probe.check(spec, this.#options.compileTimeoutMs);
+      const r = await this.#probe.check(spec, key);
       if (r.kind === "timeout") {
         throw new GrammarError(
           "spec_too_large",
@@ -186,7 +234,7 @@ export class SpecChecker {
         const reason = reasonOf(r.message, r.log);
         throw new GrammarError(codeFor(spec, reason), reason);
       }
-      return;
+      return r.ms;
     }
     this.#scratch ??= (async () => {
       const xg = await loadXGrammar();
@@ -194,9 +242,11 @@ export class SpecChecker {
       return { xg, compiler: await xg.GrammarCompiler.createGrammarCompiler(info, false) };
     })();
     const { xg, compiler } = await this.#scratch;
+    const t0 = performance.now();
     try {
       (await compileSpec(xg, compiler, spec)).dispose();
       xg.takeLog();
+      return performance.now() - t0;
     } catch (e) {
       // An abort leaves the instance unusable: the next check gets a fresh one.
       this.#scratch = null;
@@ -205,7 +255,7 @@ export class SpecChecker {
     }
   }
 
-  /** Stops the probe Worker. */
+  /** Stops the probe Workers. */
   close(): void {
     this.#probe?.close();
   }

@@ -1,19 +1,21 @@
 /**
  * Generated text to OpenAI tool calls, for each family's format (tool_format.ts), streaming
  * and not. {@link ToolCallStreamParser} takes text as it is decoded and returns OpenAI-shaped
- * events: content deltas, and `delta.tool_calls` pieces (index, id and function name first,
- * then argument fragments as the model writes them). It never emits a partial marker (such as
- * `<tool_c`) as content: text that may still become a marker is held. {@link parseToolCalls}
- * runs the same parser over a whole text, so both paths give the same result by construction.
+ * events: content deltas, and one `delta.tool_calls` piece per call (index, id, function name
+ * and arguments) once the call is complete. It never emits a partial marker (such as
+ * `<tool_c`) as content: text that may still become a marker or a call is held.
+ * {@link parseToolCalls} runs the same parser over a whole text, so both paths give the same
+ * result by construction.
  *
  * What is a call: the format's marker (`<tool_call>`, `[TOOL_CALLS]`; for llama3_json a `{` or
  * `<|python_tag|>` at the very start) followed by `{"name": "...", "arguments": {...}}`
- * (`"parameters"` also accepted, in any format). Arguments are passed on as the raw JSON text
- * the model wrote; a call whose keys come in another order is recognized once complete and its
- * arguments re-serialized. A marker followed by something that is not a call is given back as
- * content. Content: the text outside calls, less whitespace next to calls (the newline between
- * `</tool_call>` and the next `<tool_call>`, or before the first one); text without calls is
- * returned exactly.
+ * (`"parameters"` also accepted, in any format), complete. Arguments are passed on as the raw
+ * JSON text the model wrote (re-serialized when the keys come in another order). A marker
+ * followed by something that is not a call, and a call the text breaks off in (cut by the
+ * token limit), are given back as content, as OpenAI does: a truncated call is text, never a
+ * `tool_calls` entry. Content: the text outside calls, less whitespace next to calls (the
+ * newline between `</tool_call>` and the next `<tool_call>`, or before the first one); text
+ * without calls is returned exactly.
  * @module
  */
 import type { ToolCall, ToolCallDelta } from "../types/api.ts";
@@ -91,17 +93,10 @@ function valueEnd(s: string, i: number): number | null {
 
 /** What is known about the call object at the start of a text. */
 type Scan =
-  /** The text ends inside the object; name and the raw arguments so far when known. */
-  | {
-    kind: "partial";
-    name?: string;
-    argsStart?: number;
-    argsComplete?: boolean;
-    argsEnd?: number;
-    streamable?: boolean;
-  }
+  /** The text ends inside the object. */
+  | { kind: "partial" }
   /** A whole call; `end`: index after its closing brace. */
-  | { kind: "complete"; name: string; args: string; end: number; argsStart?: number }
+  | { kind: "complete"; name: string; args: string; end: number }
   /** Not a call. */
   | { kind: "invalid" };
 
@@ -139,15 +134,14 @@ function scanWhole(s: string): Scan {
 }
 
 /**
- * The call object at the start of `s`: `{"name": "...", "arguments": VALUE}` read as it
- * streams in (name known early, arguments growing), or anything else via {@link scanWhole}.
+ * The call object at the start of `s`: `{"name": "...", "arguments": VALUE}` with the
+ * arguments' raw text kept, or anything else via {@link scanWhole}.
  */
 function scanCall(s: string): Scan {
   let i = skipWs(s, 0);
-  const steps: (string | string[])[] = ["{", '"name"', ":"];
-  for (const lit of steps) {
+  for (const lit of ["{", '"name"', ":"]) {
     i = skipWs(s, i);
-    const r = literal(s, i, lit as string);
+    const r = literal(s, i, lit);
     if (r === "partial") return { kind: "partial" };
     if (r === null) return scanWhole(s);
     i = r;
@@ -165,7 +159,7 @@ function scanCall(s: string): Scan {
   }
   i = skipWs(s, nameEnd);
   const comma = literal(s, i, ",");
-  if (comma === "partial") return { kind: "partial", name };
+  if (comma === "partial") return { kind: "partial" };
   if (comma === null) return scanWhole(s);
   i = skipWs(s, comma);
   let key: number | "partial" | null = null;
@@ -176,50 +170,37 @@ function scanCall(s: string): Scan {
       if (r !== "partial") break;
     }
   }
-  if (key === "partial") return { kind: "partial", name };
+  if (key === "partial") return { kind: "partial" };
   if (key === null) return scanWhole(s);
   i = skipWs(s, key);
   const colon = literal(s, i, ":");
-  if (colon === "partial") return { kind: "partial", name };
+  if (colon === "partial") return { kind: "partial" };
   if (colon === null) return scanWhole(s);
   const argsStart = skipWs(s, colon);
-  if (argsStart >= s.length) return { kind: "partial", name };
-  const streamable = s[argsStart] === "{" || s[argsStart] === "[";
+  if (argsStart >= s.length) return { kind: "partial" };
   const argsEnd = valueEnd(s, argsStart);
   if (argsEnd === -1) return scanWhole(s);
-  if (argsEnd === null) return { kind: "partial", name, argsStart, argsEnd: s.length, streamable };
+  if (argsEnd === null) return { kind: "partial" };
   const close = skipWs(s, argsEnd);
-  if (close >= s.length) {
-    return { kind: "partial", name, argsStart, argsComplete: true, argsEnd, streamable };
-  }
+  if (close >= s.length) return { kind: "partial" };
   const raw = s.slice(argsStart, argsEnd);
   let args = raw;
-  if (!streamable) {
+  if (s[argsStart] === '"') {
+    // Arguments written as a JSON string holding the JSON text.
     try {
       args = JSON.parse(raw);
     } catch {
       return { kind: "invalid" };
     }
   }
-  if (s[close] === "}") return { kind: "complete", name, args, end: close + 1, argsStart };
+  if (s[close] === "}") return { kind: "complete", name, args, end: close + 1 };
   // More keys after the arguments: the object ends where its braces balance.
   const end = valueEnd(s, skipWs(s, 0));
-  if (end === null) {
-    return { kind: "partial", name, argsStart, argsComplete: true, argsEnd, streamable };
-  }
-  return { kind: "complete", name, args, end, argsStart };
+  if (end === null) return { kind: "partial" };
+  return { kind: "complete", name, args, end };
 }
 
 type Mode = "content" | "open" | "call" | "between";
-
-/** The current call being streamed. */
-interface OpenCall {
-  index: number;
-  named: boolean;
-  /** Characters of raw arguments emitted. */
-  argsSent: number;
-  streamed: boolean;
-}
 
 /** Incremental tool-call parser for one choice of one request. */
 export class ToolCallStreamParser {
@@ -228,15 +209,16 @@ export class ToolCallStreamParser {
   #newId: () => string;
   #buf = "";
   #mode: Mode = "content";
-  /** The text that opened the current section, with the whitespace before it (given back as content if no call follows). */
-  #sectionMarker = "";
-  #sectionCalls = 0;
+  /**
+   * Call markup consumed since the last complete call (the marker with the whitespace before
+   * it, a list's `[`, a separator): given back as content when no complete call follows.
+   */
+  #held = "";
   #afterCall = false;
   #segmentStarted = false;
   /** llama3_json: the start of the output has been looked at. */
   #startDecided = false;
   #calls = 0;
-  #call: OpenCall | null = null;
   #out: ToolStreamEvent[] = [];
 
   constructor(format: ToolCallFormat, options: ToolCallParserOptions = {}) {
@@ -252,7 +234,7 @@ export class ToolCallStreamParser {
     return this.#out.splice(0);
   }
 
-  /** Ends the stream: flushes held text and closes an unfinished call. */
+  /** Ends the stream: flushes held text (an unfinished call is content). */
   finish(): ToolStreamEvent[] {
     this.#run(true);
     return this.#out.splice(0);
@@ -265,30 +247,22 @@ export class ToolCallStreamParser {
     this.#out.push({ type: "content", text });
   }
 
-  #toCall(index: number, fn: { name?: string; arguments?: string }, id?: string): void {
-    const delta: ToolCallDelta = { index, function: fn };
-    if (id !== undefined) {
-      delta.id = id;
-      delta.type = "function";
-    }
-    this.#out.push({ type: "tool_call", delta });
-  }
-
   #startSection(marker: string): void {
-    this.#sectionMarker = marker;
-    this.#sectionCalls = 0;
+    this.#held = marker;
     this.#mode = this.format === "mistral" ? "open" : "call";
   }
 
-  /** A section that turned out not to be calls: its marker is content after all. */
+  /** Markup that no complete call follows: it is content after all, and so is what comes next. */
   #revert(): void {
     this.#mode = "content";
     this.#startDecided = true;
-    this.#content(this.#sectionMarker);
+    this.#content(this.#held);
+    this.#held = "";
   }
 
   #endSection(): void {
     this.#mode = "content";
+    this.#held = "";
     this.#afterCall = true;
     this.#segmentStarted = false;
   }
@@ -379,7 +353,7 @@ export class ToolCallStreamParser {
       return;
     }
     if (this.#buf[i] === "[") {
-      this.#sectionMarker += this.#buf.slice(0, i + 1);
+      this.#held += this.#buf.slice(0, i + 1);
       this.#buf = this.#buf.slice(i + 1);
       this.#mode = "call";
       return;
@@ -389,53 +363,22 @@ export class ToolCallStreamParser {
 
   #stepCall(final: boolean): void {
     const scan = scanCall(this.#buf);
-    const call = this.#call;
-    if (scan.kind === "invalid" || (final && scan.kind === "partial" && !scan.name)) {
-      if (call?.named) {
-        // A call whose text breaks off: it ends with what was sent.
-        this.#call = null;
-        this.#buf = "";
-        this.#endSection();
-        return;
-      }
-      if (this.#sectionCalls === 0) this.#revert();
-      else this.#endSection();
+    if (scan.kind === "partial" && !final) return;
+    if (scan.kind !== "complete") {
+      // Not a call, or one the text breaks off in (the token limit): all of it is content.
+      this.#revert();
       return;
     }
-    if (!scan.name) return;
-    let c = call;
-    if (!c) {
-      c = this.#call = { index: this.#calls++, named: false, argsSent: 0, streamed: false };
-    }
-    if (!c.named) {
-      c.named = true;
-      this.#sectionCalls++;
-      this.#toCall(c.index, { name: scan.name, arguments: "" }, this.#newId());
-    }
-    if (scan.kind === "partial") {
-      if (scan.streamable && scan.argsStart !== undefined && scan.argsEnd !== undefined) {
-        this.#sendArgs(c, this.#buf.slice(scan.argsStart, scan.argsEnd));
-        c.streamed = true;
-      }
-      if (final) {
-        this.#call = null;
-        this.#buf = "";
-        this.#endSection();
-      }
-      return;
-    }
-    if (c.streamed && scan.argsStart !== undefined) this.#sendArgs(c, scan.args);
-    else if (c.argsSent === 0) this.#sendArgs(c, scan.args);
-    this.#call = null;
+    const delta: ToolCallDelta = {
+      index: this.#calls++,
+      id: this.#newId(),
+      type: "function",
+      function: { name: scan.name, arguments: scan.args },
+    };
+    this.#out.push({ type: "tool_call", delta });
+    this.#held = "";
     this.#buf = this.#buf.slice(scan.end);
     this.#mode = "between";
-  }
-
-  #sendArgs(c: OpenCall, text: string): void {
-    if (text.length > c.argsSent) {
-      this.#toCall(c.index, { arguments: text.slice(c.argsSent) });
-      c.argsSent = text.length;
-    }
   }
 
   #stepBetween(final: boolean): void {
@@ -452,7 +395,12 @@ export class ToolCallStreamParser {
     if (rest.startsWith(next)) {
       this.#buf = rest.slice(next.length);
       if (this.format === "hermes") this.#endSection();
-      else this.#mode = "call";
+      else {
+        // A next call cut off is content without the separator, as after a section's end.
+        this.#afterCall = true;
+        this.#segmentStarted = false;
+        this.#mode = "call";
+      }
       return;
     }
     if (this.format === "mistral" && rest[0] === "]") {

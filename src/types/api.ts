@@ -228,6 +228,8 @@ export interface EngineRequest {
   grammar?: GrammarSpec;
   /** With a grammar: it applies only after the output's reasoning (absent: from the start). */
   reasoning?: ReasoningGate;
+  /** What the check's compile of `grammar` took, in ms (a slow one is compiled off the engine's thread). */
+  grammarCompileMs?: number;
 }
 
 /** A validated embedding request, as the engine receives it (plain data). */
@@ -378,6 +380,11 @@ export interface EngineOptions {
    * sentence-transformers `modules.json` / `1_Pooling/config.json` says, else "last").
    */
   pooling?: Pooling;
+  /**
+   * A grammar whose check compile took longer than this (ms) is compiled and matched in a
+   * Worker of its own instead of on the engine's thread (default 250; Infinity: never).
+   */
+  grammarHostCompileMs?: number;
 }
 
 /** What a running engine's model looks like to callers: the limits requests are checked against. */
