@@ -40,6 +40,8 @@ export const STEP_HEADER = {
   samplingParams: 12,
   /** First output record of this step in the sampler's ring. */
   recordBase: 13,
+  /** Array: recurrent-state slot per sequence (hybrid models' linear-attention layers). */
+  stateSlots: 14,
 } as const;
 
 /** Words reserved for the header. */

@@ -31,6 +31,8 @@ export interface StepBatch {
   blockTables: Uint32Array[];
   /** Token indices whose logits are computed (in output row order). */
   logitTokens: Uint32Array;
+  /** Recurrent-state slot per sequence (hybrid models). */
+  stateSlots: Uint32Array;
 }
 
 /** One sequence's share of a step. */
@@ -43,6 +45,11 @@ export interface SequenceChunk {
   blockTable: ArrayLike<number>;
   /** Which of this chunk's tokens need logits: all, only the last, or none. */
   logits: "all" | "last" | "none";
+  /**
+   * The sequence's recurrent-state slot (hybrid models; default: its index in the step). A
+   * chunk starting at position 0 starts from a zero state; a later chunk continues the slot's.
+   */
+  stateSlot?: number;
 }
 
 /** Raised when a step does not fit the buffers the forward pass was built for. */
@@ -92,6 +99,7 @@ export function buildStepBatch(chunks: readonly SequenceChunk[], blockSize: numb
     contextLens,
     blockTables: chunks.map((c) => Uint32Array.from(c.blockTable)),
     logitTokens: Uint32Array.from(logitTokens),
+    stateSlots: Uint32Array.from(chunks, (c, s) => c.stateSlot ?? s),
   };
 }
 
@@ -148,7 +156,7 @@ export interface StepSampling {
 /** Words one metadata slot needs for a capacity. */
 export function metaSlotWords(cap: StepCapacity): number {
   return STEP_HEADER_WORDS + 4 * cap.maxTokens + cap.maxSeqs * cap.maxBlocksPerSeq +
-    cap.maxLogitRows + cap.maxSeqs + (cap.maxSeqs + 1) + cap.maxLogitRows * SAMPLING_ROW_WORDS;
+    cap.maxLogitRows + cap.maxSeqs + (cap.maxSeqs + 1) + cap.maxSeqs + cap.maxLogitRows * SAMPLING_ROW_WORDS;
 }
 
 /** Packs a batch into one metadata slot (a single `writeBuffer`). */
@@ -193,6 +201,7 @@ export function packStepMeta(
   put(H.logitRows, batch.logitTokens, cap.maxLogitRows);
   put(H.contextLens, batch.contextLens, cap.maxSeqs);
   put(H.queryStart, batch.queryStart, cap.maxSeqs + 1);
+  put(H.stateSlots, batch.stateSlots, cap.maxSeqs);
   meta[H.samplingParams] = off;
   if (sampling) {
     if (sampling.rows.length !== R) throw new StepCapacityError(`${sampling.rows.length} sampled rows for ${R} logit rows`);

@@ -14,6 +14,7 @@ export const GGUF_ARCH: Readonly<Record<Architecture, string>> = {
   qwen2: "qwen2",
   qwen3: "qwen3",
   gemma2: "gemma2",
+  qwen35: "qwen35",
 };
 
 const GLOBAL: [string, string][] = [

@@ -127,6 +127,9 @@ export function ggufModelSpec(header: GgufHeader, ropeFactors: Float32Array | nu
     bosTokenId: m.id("tokenizer.ggml.bos_token_id"),
     eosTokenIds: [...new Set(eos)],
     dtype: dtypeOf(header),
+    linearAttention: null,
+    attnOutputGate: false,
+    rotaryDim: headDim,
   };
 }
 
