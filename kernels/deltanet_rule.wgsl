@@ -2,7 +2,8 @@
 // sequential scan: one workgroup per (value head, sequence) walks the sequence's tokens of
 // the step in order (a decode is one token; a prefill chunk many), invocation j owning
 // column j of the head's DK x DV state in registers. Per token, with q, k the key head of
-// this value head (GQA, interleaved: head h reads key head h / (nv / nk)):
+// this value head (GQA: with value heads grouped by key head, as Hugging Face stores them,
+// head h reads key head h / (nv / nk); tiled, as llama.cpp's GGUF files store them, h % nk):
 //   q = l2norm(q) / sqrt(DK), k = l2norm(k), beta = sigmoid(b),
 //   decay = exp(-exp(A_log) * softplus(a + dt_bias)),
 //   S *= decay; u = S^T k; S += k ((v - u) * beta)^T; o = S^T q,
@@ -10,7 +11,7 @@
 // The state lives in the sequence's slot (f32 [slot][head][DK][DV]); a sequence whose first
 // token is at position 0 starts from zeros.
 #include common
-struct Params { conv_stride: u32, in_stride: u32, z_off: u32, b_off: u32, a_off: u32, num_k_heads: u32, num_v_heads: u32, eps: f32 }
+struct Params { conv_stride: u32, in_stride: u32, z_off: u32, b_off: u32, a_off: u32, num_k_heads: u32, num_v_heads: u32, tiled: u32, eps: f32 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> proj: array<f32>;
@@ -32,7 +33,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let s = wid.y;
   let first = query_start(s);
   let end = query_start(s + 1u);
-  let kh = h / (p.num_v_heads / p.num_k_heads);
+  let kh = select(h / (p.num_v_heads / p.num_k_heads), h % p.num_k_heads, p.tiled == 1u);
   let key_dim = p.num_k_heads * DK;
   let sbase = (state_slot(s) * p.num_v_heads + h) * DK * DV + j;
   let fresh = token_pos(first) == 0u;

@@ -229,7 +229,7 @@ test("config: qwen35-tiny (text_config nested, hybrid layer types, gated attenti
       attnOutputGate: true,
       rotaryDim: 16,
       tieWordEmbeddings: true,
-      linearAttention: { layers: [true, true, true, false], numKeyHeads: 2, numValueHeads: 4, keyHeadDim: 32, valueHeadDim: 32, convKernel: 4 },
+      linearAttention: { layers: [true, true, true, false], numKeyHeads: 2, numValueHeads: 4, keyHeadDim: 32, valueHeadDim: 32, convKernel: 4, valueHeadOrder: "grouped" },
     },
   );
   assertEquals(s.rope.theta, 1e7);

@@ -24,6 +24,12 @@ export interface LinearAttentionSpec {
   valueHeadDim: number;
   /** Causal depthwise conv1d kernel length over the q|k|v channels. */
   convKernel: number;
+  /**
+   * Order of the value heads in every value-indexed tensor: "grouped" by key head as Hugging
+   * Face stores them (value head h uses key head h / (nv / nk)), or "tiled" as llama.cpp's
+   * GGUF files do (h uses key head h % nk).
+   */
+  valueHeadOrder: "grouped" | "tiled";
 }
 
 /** Rotary embedding parameters (see rope.ts for how each type scales frequencies). */
@@ -383,7 +389,7 @@ function linearAttentionOf(f: Fields, arch: Architecture, numLayers: number): Li
   }
   const convKernel = f.optInt("linear_conv_kernel_dim", 4);
   if (convKernel !== 4) f.fail("linear_conv_kernel_dim", "4 (the conv kernel length this engine runs)", convKernel);
-  return { layers, numKeyHeads, numValueHeads, keyHeadDim, valueHeadDim, convKernel };
+  return { layers, numKeyHeads, numValueHeads, keyHeadDim, valueHeadDim, convKernel, valueHeadOrder: "grouped" };
 }
 
 /** Rotated dims per head: partial_rotary_factor (top level or in rope_parameters) * head_dim. */

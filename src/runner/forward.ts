@@ -435,6 +435,7 @@ export class ForwardPass {
         a_off: b.convDim + b.valueDim + lin.numValueHeads,
         num_k_heads: lin.numKeyHeads,
         num_v_heads: lin.numValueHeads,
+        tiled: lin.valueHeadOrder === "tiled" ? 1 : 0,
         eps: spec.rmsNormEps,
       }),
       x: b.convOut,
