@@ -27,3 +27,5 @@ fn rows_of(kind: u32) -> u32 { return select(num_tokens(), num_logit_rows(), kin
 // and its context length (tokens in cache) after the step.
 fn query_start(s: u32) -> u32 { return step[step[STEP_QUERY_START] + s]; }
 fn context_len(s: u32) -> u32 { return step[step[STEP_CONTEXT_LENS] + s]; }
+// Recurrent-state slot of sequence s (hybrid models' linear-attention layers).
+fn state_slot(s: u32) -> u32 { return step[step[STEP_STATE_SLOTS] + s]; }

@@ -3,7 +3,9 @@
 // optional per-head RMSNorm (QK_NORM), RoPE (rotate-half layout, inverse frequencies
 // precomputed on the CPU for the rope type), then q is written back in place and k, v go
 // straight into their paged-cache slot (f32, or f16 with KV_F16). Heads 0..nh-1 are q,
-// nh..nh+nkv-1 are k, the rest v. One invocation per rotation pair.
+// nh..nh+nkv-1 are k, the rest v. One invocation per rotation pair. PARTIAL (Qwen3.5's
+// partial_rotary_factor): only the first 2 * ROT_HALF dims rotate (rotate-half pairing among
+// them), the rest pass through.
 #include common
 struct Params { nh: u32, nkv: u32, head_dim: u32, block_size: u32, qkv_stride: u32, eps: f32 }
 @group(0) @binding(1) var<uniform> p: Params;
@@ -23,6 +25,24 @@ struct Params { nh: u32, nkv: u32, head_dim: u32, block_size: u32, qkv_stride: u
 
 const HALF: u32 = {{HALF}}u;
 var<workgroup> partial: array<f32, HALF>;
+#if PARTIAL
+const ROT_HALF: u32 = {{ROT_HALF}}u;
+// The normalised head, so each invocation can read its dims' rotation partners.
+var<workgroup> rot: array<f32, 2u * HALF>;
+
+fn rotated(d: u32, pos: f32) -> f32 {
+  if (d < ROT_HALF) {
+    let angle = pos * inv_freq[d];
+    return rot[d] * cos(angle) - rot[d + ROT_HALF] * sin(angle);
+  }
+  if (d < 2u * ROT_HALF) {
+    let e = d - ROT_HALF;
+    let angle = pos * inv_freq[e];
+    return rot[d] * cos(angle) + rot[e] * sin(angle);
+  }
+  return rot[d];
+}
+#endif
 #if KV_F16
 // The head's finished values, so each invocation can pack two adjacent dims into one word.
 var<workgroup> head: array<f32, 2u * HALF>;
@@ -60,6 +80,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
 #endif
+#if PARTIAL
+  rot[i] = a;
+  rot[i + HALF] = b;
+  workgroupBarrier();
+  if (!is_v) {
+    let pos = f32(token_pos(tt));
+    a = rotated(i, pos);
+    b = rotated(i + HALF, pos);
+  }
+#else
   if (!is_v) {
     let angle = f32(token_pos(tt)) * inv_freq[i];
     let c = cos(angle);
@@ -69,6 +99,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     a = ra;
     b = rb;
   }
+#endif
 #if KV_F16
   head[i] = a;
   head[i + HALF] = b;

@@ -3,6 +3,7 @@ import { test } from "./helpers/test.ts";
 import { MODELS_DIR } from "./helpers/fixtures.ts";
 import * as sys from "./helpers/platform.ts";
 import {
+  attentionLayers,
   checkTensorShapes,
   expectedTensors,
   loadModelSpec,
@@ -16,7 +17,7 @@ import {
   withTempDir,
   writeSyntheticCheckpoint,
 } from "./helpers/synthetic_checkpoint.ts";
-import { MODEL_NAMES } from "./helpers/reference.ts";
+import { HYBRID_MODEL_NAMES, MODEL_NAMES } from "./helpers/reference.ts";
 
 const specs = new Map<string, ModelSpec>();
 async function spec(name: string): Promise<ModelSpec> {
@@ -212,8 +213,40 @@ test("config: gemma2-tiny (softcaps, scaled embeddings, sandwich norms, alternat
   ]);
 });
 
+test("config: qwen35-tiny (text_config nested, hybrid layer types, gated attention, partial rotary, (1+w) norms)", async () => {
+  const s = await spec("qwen35-tiny");
+  assertEquals(
+    pick(s, ["architecture", "hiddenSize", "numLayers", "numHeads", "numKvHeads", "headDim", "qkNorm", "normOffset", "attnOutputGate", "rotaryDim", "tieWordEmbeddings", "linearAttention"]),
+    {
+      architecture: "qwen35",
+      hiddenSize: 128,
+      numLayers: 4,
+      numHeads: 4,
+      numKvHeads: 2,
+      headDim: 64,
+      qkNorm: true,
+      normOffset: 1,
+      attnOutputGate: true,
+      rotaryDim: 16,
+      tieWordEmbeddings: true,
+      linearAttention: { layers: [true, true, true, false], numKeyHeads: 2, numValueHeads: 4, keyHeadDim: 32, valueHeadDim: 32, convKernel: 4, valueHeadOrder: "grouped" },
+    },
+  );
+  assertEquals(s.rope.theta, 1e7);
+  assertEquals(attentionLayers(s), [3]);
+  // A layer type the engine does not run is a named error naming the field.
+  const raw = await rawConfig("qwen35-tiny");
+  const text = raw.text_config as Record<string, unknown>;
+  const bad = { ...raw, text_config: { ...text, layer_types: ["linear_attention", "mamba", "linear_attention", "full_attention"] } };
+  const e = assertThrows(() => parseModelSpec(bad, "config.json"), CheckpointError);
+  assert(e.message.includes('field "layer_types[1]"') && e.message.includes('"mamba"'), e.message);
+  assertEquals(e.code, "checkpoint_invalid");
+  const conv = { ...raw, text_config: { ...text, linear_conv_kernel_dim: 3 } };
+  assertThrows(() => parseModelSpec(conv, "config.json"), CheckpointError, "linear_conv_kernel_dim");
+});
+
 test("config: every reference checkpoint matches its expected tensors exactly", async () => {
-  for (const name of MODEL_NAMES) {
+  for (const name of [...MODEL_NAMES, ...HYBRID_MODEL_NAMES]) {
     const s = await spec(name);
     const index = await openCheckpointTensors(MODELS_DIR + name);
     try {

@@ -292,3 +292,51 @@ test("hub: the .gguf of a repository without safetensors, the one named, or a na
   e = assertThrows(() => pickGguf("o/r", ["a.gguf"], "b.gguf"), ModelNotFoundError);
   assert(e.message.includes("has no b.gguf (its .gguf files: a.gguf)"), e.message);
 });
+
+test("gguf: convert writes qwen35-tiny as llama.cpp's qwen35 (ssm_* names, metadata, -exp(A_log), tiled value heads, 1 + w norms)", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/q35.gguf`;
+    await convertToGguf(modelDir("qwen35-tiny"), path);
+    const h = await readGgufHeader(path);
+    const meta = (k: string) => h.metadata.get(`qwen35.${k}`);
+    assertEquals(h.metadata.get("general.architecture"), "qwen35");
+    assertEquals(
+      ["ssm.conv_kernel", "ssm.state_size", "ssm.group_count", "ssm.time_step_rank", "ssm.inner_size", "full_attention_interval", "rope.dimension_count"].map(meta),
+      [4, 32, 2, 4, 128, 4, 16],
+    );
+    const dims = (n: string) => h.tensors.get(n)?.dims;
+    assertEquals(dims("blk.0.attn_qkv.weight"), [128, 256]);
+    assertEquals(dims("blk.0.attn_gate.weight"), [128, 128]);
+    assertEquals(dims("blk.0.ssm_alpha.weight"), [128, 4]);
+    assertEquals(dims("blk.0.ssm_beta.weight"), [128, 4]);
+    assertEquals(dims("blk.0.ssm_conv1d.weight"), [4, 256]);
+    assertEquals(dims("blk.0.ssm_a"), [4]);
+    assertEquals(dims("blk.0.ssm_dt.bias"), [4]);
+    assertEquals(dims("blk.0.ssm_norm.weight"), [32]);
+    assertEquals(dims("blk.0.ssm_out.weight"), [128, 128]);
+    assertEquals(dims("blk.0.post_attention_norm.weight"), [128]);
+    assertEquals(dims("blk.3.attn_q.weight"), [128, 512]);
+    assertEquals(dims("blk.3.attn_q_norm.weight"), [64]);
+    assert(![...h.tensors.keys()].some((n) => n.includes("visual") || n.startsWith("mtp")));
+    // Values against the checkpoint: ssm_a = -exp(A_log) with the value heads tiled
+    // (2 key heads, 4 value heads: grouped [0 1 2 3] -> tiled [0 2 1 3]), norms as 1 + w.
+    const src = await openModel(modelDir("qwen35-tiny"));
+    const gg = await openModel(path);
+    try {
+      const hf = async (n: string) => dequantize(src.tensors.get(n).dtype, await src.tensors.read(src.tensors.get(n)));
+      const aLog = await hf("model.layers.0.linear_attn.A_log");
+      const stored = h.tensors.get("blk.0.ssm_a")!;
+      const file = await sys.readFile(path);
+      const ssmA = new Float32Array(file.slice(stored.byteOffset, stored.byteOffset + stored.byteLength).buffer);
+      assertEquals([...ssmA], [0, 2, 1, 3].map((i) => Math.fround(-Math.exp(aLog[i]))));
+      const norm = await hf("model.layers.0.input_layernorm.weight");
+      const back = await gg.tensors.read(gg.tensors.get("model.layers.0.input_layernorm.weight"));
+      assertEquals([...new Float32Array(back.buffer)], [...norm].map((w) => Math.fround(1 + w)));
+      assertEquals(gg.spec.linearAttention?.valueHeadOrder, "tiled");
+      assertEquals(gg.spec.normOffset, 0);
+    } finally {
+      src.tensors.close();
+      gg.tensors.close();
+    }
+  });
+});

@@ -387,7 +387,7 @@ test("kernels rope_kv (Qwen3 q/k norm, head dims not a multiple of 8), rmsnorm a
           const kCache = kit.buffer(words * (kvF16 ? 2 : 4));
           const vCache = kit.buffer(words * (kvF16 ? 2 : 4));
           const qkvBuf = kit.buffer(qkv);
-          const kernel = kit.pipelines.get(ROPE_KV, { QK_NORM: qkNorm, HALF: hd / 2, KV_F16: kvF16 });
+          const kernel = kit.pipelines.get(ROPE_KV, { QK_NORM: qkNorm, HALF: hd / 2, KV_F16: kvF16, PARTIAL: false, ROT_HALF: hd / 2 });
           const p = kernel.uniform({ nh, nkv, head_dim: hd, block_size: bs, qkv_stride: stride, eps });
           await kit.run(kit.meta(batch, CAP), [{
             kernel,

@@ -121,7 +121,14 @@ export class Engine {
       maxBatchTokens: this.#maxBatchTokens,
       maxSeqs: runner.capacity.maxSeqs,
       policy: options.policy ?? "fifo",
+      // A cached prefix of a hybrid model would need the recurrent state at its end too.
+      prefixCaching: runner.state === null,
     });
+    if (runner.state) {
+      console.error(
+        `[engine] ${runner.spec.architecture}: prefix caching off (linear-attention layers keep a recurrent state that KV blocks cannot restore); ${runner.state.slots} state slots of ${runner.state.bytes / runner.state.slots} bytes`,
+      );
+    }
     this.info = {
       vocabSize: runner.spec.vocabSize,
       maxContext: runner.maxContext,
@@ -290,13 +297,20 @@ export class Engine {
     const m = this.metrics;
     const now = performance.now();
     const bytes = this.runner.cache.bytes;
+    // A hybrid model's recurrent-state slots count in the cache's bytes and usage too.
+    const state = this.runner.state;
+    const slotsUsed = state ? this.scheduler.slotsInUse : 0;
+    const stateBytes = state?.bytes ?? 0;
+    const bytesUsed = blocks.usedCount * (bytes / blocks.numBlocks) + (state ? slotsUsed * (stateBytes / state.slots) : 0);
     return {
       kvBlocksUsed: blocks.usedCount,
       kvBlocksTotal: blocks.numBlocks,
       kvBlocksCached: blocks.cachedIdleCount,
-      kvBytesTotal: bytes,
-      kvBytesUsed: blocks.usedCount * (bytes / blocks.numBlocks),
-      kvUsage: blocks.usedCount / blocks.numBlocks,
+      kvBytesTotal: bytes + stateBytes,
+      kvBytesUsed: bytesUsed,
+      kvUsage: bytesUsed / (bytes + stateBytes),
+      stateSlotsUsed: slotsUsed,
+      stateSlotsTotal: state?.slots ?? 0,
       // Draining sequences (every token scheduled, some not read back) still count as running.
       running: this.scheduler.running.length + this.scheduler.draining.size,
       waiting: this.scheduler.waiting.length,

@@ -79,11 +79,29 @@ export const GEMV_WG: KernelDescriptor<MatmulDefines, MatmulBinding> = kernel("g
 /** GPU-family tiled GEMM for many rows; the same K slices as GEMV_WG (bit-identical rows). */
 export const GEMM_TILED: KernelDescriptor<MatmulDefines, MatmulBinding> = kernel("gemm_tiled", MATMUL_BINDINGS, optionalBindings);
 
-/** q/k norm (Qwen3) + RoPE + KV-cache write over qkv rows (the unfused path). */
+/**
+ * q/k norm (Qwen3) + RoPE + KV-cache write over qkv rows (the unfused path); PARTIAL rotates
+ * only the first 2 * ROT_HALF dims of each head.
+ */
 export const ROPE_KV: KernelDescriptor<
-  { QK_NORM: boolean; HALF: number; KV_F16: boolean },
+  { QK_NORM: boolean; HALF: number; KV_F16: boolean; PARTIAL: boolean; ROT_HALF: number },
   "qkv" | "inv_freq" | "k_cache" | "v_cache" | "q_norm" | "k_norm"
 > = kernel("rope_kv", ["qkv", "inv_freq", "k_cache", "v_cache", "q_norm", "k_norm"]);
+
+/** Gated DeltaNet: causal depthwise conv1d + SiLU over q|k|v, carrying the per-sequence conv state. */
+export const DELTANET_CONV: KernelDescriptor<{ CONV_K: number }, "x" | "w" | "conv_state" | "out"> = kernel(
+  "deltanet_conv",
+  ["x", "w", "conv_state", "out"],
+);
+
+/** Gated DeltaNet: the gated delta rule (sequential scan per sequence and value head) + gated RMSNorm. */
+export const DELTANET_RULE: KernelDescriptor<
+  { DK: number; DV: number },
+  "x" | "proj" | "a_log" | "dt_bias" | "norm_w" | "state" | "out"
+> = kernel("deltanet_rule", ["x", "proj", "a_log", "dt_bias", "norm_w", "state", "out"]);
+
+/** Gated attention: the attention output times sigmoid(gate). */
+export const ATTN_GATE: KernelDescriptor<Record<string, never>, "gate" | "out"> = kernel("attn_gate", ["gate", "out"]);
 
 /** Defines of attention_lanes. */
 export type AttentionLanesDefines = {
@@ -131,6 +149,9 @@ export const KERNEL_FILES: readonly string[] = [
   GEMV_WG,
   GEMM_TILED,
   ROPE_KV,
+  DELTANET_CONV,
+  DELTANET_RULE,
+  ATTN_GATE,
   ATTENTION_LANES,
   ATTENTION_COMBINE,
   EAGER_ATTENTION,

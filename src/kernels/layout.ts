@@ -44,10 +44,12 @@ export const STEP_HEADER = {
   numPoolRows: 14,
   /** Array: (first token, token count) per pooled row (kernels/pool_hidden.wgsl). */
   poolRanges: 15,
+  /** Array: recurrent-state slot per sequence (hybrid models' linear-attention layers). */
+  stateSlots: 16,
 } as const;
 
 /** Words reserved for the header. */
-export const STEP_HEADER_WORDS = 16;
+export const STEP_HEADER_WORDS = 20;
 
 /** A token id with this bit set refers to a sampler output record still on the GPU. */
 export const RECORD_REF = 0x80000000;

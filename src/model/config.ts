@@ -9,7 +9,28 @@ import { CheckpointError, UnsupportedArchitectureError } from "./errors.ts";
 import type { TensorSource } from "./tensor_source.ts";
 
 /** Decoder families this runtime implements. */
-export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3" | "gemma2";
+export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3" | "gemma2" | "qwen35";
+
+/**
+ * Qwen3.5's Gated DeltaNet (linear attention) layers: which layers they are and their shapes.
+ * A linear layer keeps a recurrent state per sequence instead of KV-cache entries.
+ */
+export interface LinearAttentionSpec {
+  /** Per layer: true for a Gated DeltaNet layer, false for (gated) full attention. */
+  layers: boolean[];
+  numKeyHeads: number;
+  numValueHeads: number;
+  keyHeadDim: number;
+  valueHeadDim: number;
+  /** Causal depthwise conv1d kernel length over the q|k|v channels. */
+  convKernel: number;
+  /**
+   * Order of the value heads in every value-indexed tensor: "grouped" by key head as Hugging
+   * Face stores them (value head h uses key head h / (nv / nk)), or "tiled" as llama.cpp's
+   * GGUF files do (h uses key head h % nk).
+   */
+  valueHeadOrder: "grouped" | "tiled";
+}
 
 /** Rotary embedding parameters (see rope.ts for how each type scales frequencies). */
 export interface RopeSpec {
@@ -69,6 +90,22 @@ export interface ModelSpec {
   eosTokenIds: number[];
   /** The dtype the checkpoint was saved in. */
   dtype: "float32" | "float16" | "bfloat16";
+  /** Gated DeltaNet layers (Qwen3.5), or null for a pure-attention model. */
+  linearAttention: LinearAttentionSpec | null;
+  /** q_proj also yields a per-head sigmoid gate on the attention output (Qwen3.5). */
+  attnOutputGate: boolean;
+  /** Leading dims of each head that RoPE rotates (partial_rotary_factor * head_dim). */
+  rotaryDim: number;
+}
+
+/** Whether layer `l` is a Gated DeltaNet layer. */
+export function isLinearLayer(spec: ModelSpec, l: number): boolean {
+  return spec.linearAttention?.layers[l] ?? false;
+}
+
+/** Layers that hold KV-cache entries (every layer but the linear-attention ones), in order. */
+export function attentionLayers(spec: ModelSpec): number[] {
+  return Array.from({ length: spec.numLayers }, (_, l) => l).filter((l) => !isLinearLayer(spec, l));
 }
 
 const ARCHITECTURES: Record<string, Architecture> = {
@@ -77,8 +114,19 @@ const ARCHITECTURES: Record<string, Architecture> = {
   Qwen2ForCausalLM: "qwen2",
   Qwen3ForCausalLM: "qwen3",
   Gemma2ForCausalLM: "gemma2",
+  // The hub ships Qwen3.5 as the vision-language class; text serving runs its language model.
+  Qwen3_5ForConditionalGeneration: "qwen35",
+  Qwen3_5ForCausalLM: "qwen35",
 };
-const MODEL_TYPES: readonly Architecture[] = ["llama", "mistral", "qwen2", "qwen3", "gemma2"];
+const MODEL_TYPES: Record<string, Architecture> = {
+  llama: "llama",
+  mistral: "mistral",
+  qwen2: "qwen2",
+  qwen3: "qwen3",
+  gemma2: "gemma2",
+  qwen3_5: "qwen35",
+  qwen3_5_text: "qwen35",
+};
 
 // transformers' config-class defaults for fields a config.json may omit.
 const DEFAULTS: Record<
@@ -90,6 +138,7 @@ const DEFAULTS: Record<
   qwen2: { maxPos: 32768, tie: false, slidingWindow: 4096 },
   qwen3: { maxPos: 32768, tie: false, slidingWindow: 4096 },
   gemma2: { maxPos: 8192, tie: true, slidingWindow: 4096 },
+  qwen35: { maxPos: 32768, tie: false, slidingWindow: null },
 };
 
 /** Typed field access that names config.json and the field on every failure. */
@@ -182,9 +231,7 @@ function architectureOf(f: Fields, file: string): Architecture {
     throw new UnsupportedArchitectureError(file, String(name), supported);
   }
   const modelType = f.str("model_type");
-  if (modelType && (MODEL_TYPES as readonly string[]).includes(modelType)) {
-    return modelType as Architecture;
-  }
+  if (modelType && Object.hasOwn(MODEL_TYPES, modelType)) return MODEL_TYPES[modelType];
   throw new UnsupportedArchitectureError(
     file,
     modelType ?? "(no architectures or model_type)",
@@ -267,6 +314,8 @@ function activationOf(f: Fields, arch: Architecture): ModelSpec["hiddenAct"] {
 }
 
 function layerWindowsOf(f: Fields, arch: Architecture, numLayers: number): (number | null)[] {
+  // Qwen3.5's layer_types name linear / full attention (linearAttentionOf), never a window.
+  if (arch === "qwen35") return Array.from({ length: numLayers }, () => null);
   let window: number | null = f.has("sliding_window")
     ? f.int("sliding_window")
     : f.raw("sliding_window") === null
@@ -308,6 +357,53 @@ function layerWindowsOf(f: Fields, arch: Architecture, numLayers: number): (numb
   }
 }
 
+/** Qwen3.5's layer_types and DeltaNet shapes; an unknown layer type names its field. */
+function linearAttentionOf(f: Fields, arch: Architecture, numLayers: number): LinearAttentionSpec | null {
+  if (arch !== "qwen35") return null;
+  const types = f.raw("layer_types");
+  let layers: boolean[];
+  if (types === undefined || types === null) {
+    // transformers' default: every full_attention_interval-th layer is full attention.
+    const interval = f.optInt("full_attention_interval", 4);
+    layers = Array.from({ length: numLayers }, (_, i) => (i + 1) % interval !== 0);
+  } else {
+    if (!Array.isArray(types) || types.length !== numLayers) {
+      f.fail("layer_types", `a list of ${numLayers} layer types`, types);
+    }
+    layers = types.map((t, i) => {
+      if (t === "linear_attention") return true;
+      if (t === "full_attention") return false;
+      return f.fail(`layer_types[${i}]`, `"linear_attention" or "full_attention" (the layer types this engine runs)`, t);
+    });
+  }
+  const numKeyHeads = f.int("linear_num_key_heads");
+  const numValueHeads = f.int("linear_num_value_heads");
+  if (numValueHeads % numKeyHeads !== 0) {
+    f.error(`linear_num_value_heads (${numValueHeads}) is not divisible by linear_num_key_heads (${numKeyHeads})`);
+  }
+  const keyHeadDim = f.int("linear_key_head_dim");
+  const valueHeadDim = f.int("linear_value_head_dim");
+  // The delta-rule kernel keeps a state column per invocation and a head per workgroup.
+  if (keyHeadDim > 256 || valueHeadDim > 256) {
+    f.error(`linear_key_head_dim / linear_value_head_dim above 256 are not supported (got ${keyHeadDim}, ${valueHeadDim})`);
+  }
+  const convKernel = f.optInt("linear_conv_kernel_dim", 4);
+  if (convKernel !== 4) f.fail("linear_conv_kernel_dim", "4 (the conv kernel length this engine runs)", convKernel);
+  return { layers, numKeyHeads, numValueHeads, keyHeadDim, valueHeadDim, convKernel, valueHeadOrder: "grouped" };
+}
+
+/** Rotated dims per head: partial_rotary_factor (top level or in rope_parameters) * head_dim. */
+function rotaryDimOf(f: Fields, headDim: number): number {
+  const params = f.raw("rope_parameters");
+  const nested = params && typeof params === "object" ? (params as Record<string, unknown>).partial_rotary_factor : undefined;
+  const field = nested != null ? "rope_parameters.partial_rotary_factor" : "partial_rotary_factor";
+  const factor = nested ?? f.num("partial_rotary_factor", 1);
+  if (typeof factor !== "number" || !(factor > 0 && factor <= 1)) f.fail(field, "a number in (0, 1]", factor);
+  const dim = Math.floor(headDim * factor);
+  if (dim % 2 !== 0 || dim === 0) f.fail(field, `a factor giving an even number of rotary dims of head_dim ${headDim}`, factor);
+  return dim;
+}
+
 function dtypeOf(f: Fields): ModelSpec["dtype"] {
   const field = f.has("dtype") ? "dtype" : "torch_dtype";
   const v = f.str(field) ?? "float32";
@@ -326,8 +422,14 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
   if (typeof config !== "object" || config === null || Array.isArray(config)) {
     throw new CheckpointError(file, "not a JSON object");
   }
-  const f = new Fields(config, file);
+  let f = new Fields(config, file);
   const architecture = architectureOf(f, file);
+  // Vision-language checkpoints nest the language model's config under text_config.
+  const text = config.text_config;
+  if (text !== undefined && text !== null) {
+    if (typeof text !== "object" || Array.isArray(text)) f.fail("text_config", "an object", text);
+    f = new Fields({ ...config, ...(text as Record<string, unknown>) }, file);
+  }
   const hiddenSize = f.int("hidden_size");
   const intermediateSize = f.int("intermediate_size");
   const numLayers = f.int("num_hidden_layers");
@@ -350,6 +452,7 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
   if (rmsNormEps <= 0) f.fail("rms_norm_eps", "a positive number", rmsNormEps);
   const attentionBias = f.bool("attention_bias", false);
   const gemma = architecture === "gemma2";
+  const qwen35 = architecture === "qwen35";
 
   const softcap = (field: string, fallback: number | null): number | null => {
     // Absent means transformers' default; an explicit null turns the cap off.
@@ -381,9 +484,10 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     qkvBias: architecture === "qwen2" || (architecture !== "mistral" && attentionBias),
     oProjBias: architecture !== "qwen2" && architecture !== "mistral" && attentionBias,
     mlpBias: architecture === "llama" && f.bool("mlp_bias", false),
-    qkNorm: architecture === "qwen3",
+    qkNorm: architecture === "qwen3" || qwen35,
     hiddenAct: activationOf(f, architecture),
-    normOffset: gemma ? 1 : 0,
+    // Qwen3.5 stores its decoder norms around 0 and applies (1 + w), as Gemma.
+    normOffset: gemma || qwen35 ? 1 : 0,
     sandwichNorm: gemma,
     embeddingScale: gemma ? Math.sqrt(hiddenSize) : 1,
     attnScale: queryPreAttnScalar ** -0.5,
@@ -393,6 +497,9 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     bosTokenId: bos.length ? bos[0] : null,
     eosTokenIds,
     dtype: dtypeOf(f),
+    linearAttention: linearAttentionOf(f, architecture, numLayers),
+    attnOutputGate: qwen35,
+    rotaryDim: rotaryDimOf(f, headDim),
   };
 }
 
@@ -448,20 +555,37 @@ export function expectedTensors(spec: ModelSpec): { name: string; shape: number[
   const out: { name: string; shape: number[] }[] = [];
   const add = (name: string, shape: number[]) => out.push({ name, shape });
   add("model.embed_tokens.weight", [V, H]);
+  const lin = spec.linearAttention;
   for (let i = 0; i < spec.numLayers; i++) {
     const p = `model.layers.${i}`;
     add(`${p}.input_layernorm.weight`, [H]);
-    const projections: [string, number, number][] = [["q", q, H], ["k", kv, H], ["v", kv, H]];
+    if (lin?.layers[i]) {
+      const a = `${p}.linear_attn`;
+      const kd = lin.numKeyHeads * lin.keyHeadDim;
+      const vd = lin.numValueHeads * lin.valueHeadDim;
+      add(`${a}.in_proj_qkv.weight`, [2 * kd + vd, H]);
+      add(`${a}.in_proj_z.weight`, [vd, H]);
+      add(`${a}.in_proj_b.weight`, [lin.numValueHeads, H]);
+      add(`${a}.in_proj_a.weight`, [lin.numValueHeads, H]);
+      add(`${a}.conv1d.weight`, [2 * kd + vd, 1, lin.convKernel]);
+      add(`${a}.A_log`, [lin.numValueHeads]);
+      add(`${a}.dt_bias`, [lin.numValueHeads]);
+      add(`${a}.norm.weight`, [lin.valueHeadDim]);
+      add(`${a}.out_proj.weight`, [H, vd]);
+    }
+    const projections: [string, number, number][] = lin?.layers[i]
+      ? []
+      : [["q", spec.attnOutputGate ? 2 * q : q, H], ["k", kv, H], ["v", kv, H]];
     for (const [name, rows, cols] of projections) {
       add(`${p}.self_attn.${name}_proj.weight`, [rows, cols]);
       if (spec.qkvBias) add(`${p}.self_attn.${name}_proj.bias`, [rows]);
     }
-    if (spec.qkNorm) {
+    if (spec.qkNorm && !lin?.layers[i]) {
       add(`${p}.self_attn.q_norm.weight`, [hd]);
       add(`${p}.self_attn.k_norm.weight`, [hd]);
     }
-    add(`${p}.self_attn.o_proj.weight`, [H, q]);
-    if (spec.oProjBias) add(`${p}.self_attn.o_proj.bias`, [H]);
+    if (!lin?.layers[i]) add(`${p}.self_attn.o_proj.weight`, [H, q]);
+    if (spec.oProjBias && !lin?.layers[i]) add(`${p}.self_attn.o_proj.bias`, [H]);
     // Llama: the pre-MLP norm. Gemma-2: the norm on the attention output.
     add(`${p}.post_attention_layernorm.weight`, [H]);
     if (spec.sandwichNorm) {

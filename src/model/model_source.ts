@@ -33,7 +33,12 @@ export async function openModel(path: string, options: OpenModelOptions = {}): P
     ({ spec, tensors } = await openGgufModel(path));
   } else {
     spec = await loadModelSpec(path);
-    tensors = await openCheckpointTensors(path);
+    const index = await openCheckpointTensors(path);
+    if (index.skippedTensors > 0) {
+      // Text serving runs the language model of a vision-language checkpoint.
+      console.error(`[load] ${path}: skipping ${index.skippedTensors} vision-tower / MTP tensors (text-only serving)`);
+    }
+    tensors = index;
   }
   try {
     checkTensorShapes(spec, tensors);

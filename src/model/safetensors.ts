@@ -206,13 +206,16 @@ export class TensorIndex {
   readonly dir: string;
   /** The file that lists the tensors: model.safetensors or the shard index. */
   readonly source: string;
+  /** Tensors of a vision tower / MTP head that text serving leaves out (see languageModelTensors). */
+  readonly skippedTensors: number;
   #tensors: Map<string, TensorInfo>;
   #closed = false;
 
-  constructor(dir: string, source: string, tensors: Map<string, TensorInfo>) {
+  constructor(dir: string, source: string, tensors: Map<string, TensorInfo> & { skippedTensors?: number }) {
     this.dir = dir;
     this.source = source;
     this.#tensors = tensors;
+    this.skippedTensors = tensors.skippedTensors ?? 0;
   }
 
   /** Whether the checkpoint has a tensor of this name. */
@@ -310,12 +313,39 @@ async function readShardIndex(path: string): Promise<Map<string, string>> {
  * `model.safetensors.index.json`. Every header is validated here, so later reads can trust
  * offsets; problems throw a {@link CheckpointError} naming the file and the reason.
  */
+/** Prefix of the language model's tensors in a vision-language checkpoint (Qwen3.5 as the hub ships it). */
+const LANGUAGE_MODEL_PREFIX = "model.language_model.";
+/** Tensors text serving never reads: a vision tower, a multi-token-prediction head. */
+const SKIPPED_PREFIXES = ["model.visual.", "mtp."];
+
+/**
+ * A vision-language checkpoint's language model under the plain causal-LM names
+ * (`model.language_model.X` as `model.X`), without the vision tower and MTP head, which
+ * text serving skips (`skippedTensors` counts them for the startup log). Other checkpoints
+ * pass through unchanged.
+ */
+export function languageModelTensors(tensors: Map<string, TensorInfo>): Map<string, TensorInfo> & { skippedTensors?: number } {
+  if (![...tensors.keys()].some((n) => n.startsWith(LANGUAGE_MODEL_PREFIX))) return tensors;
+  const out: Map<string, TensorInfo> & { skippedTensors?: number } = new Map();
+  let skipped = 0;
+  for (const [name, info] of tensors) {
+    if (SKIPPED_PREFIXES.some((p) => name.startsWith(p))) {
+      skipped++;
+      continue;
+    }
+    const plain = name.startsWith(LANGUAGE_MODEL_PREFIX) ? `model.${name.slice(LANGUAGE_MODEL_PREFIX.length)}` : name;
+    out.set(plain, { ...info, name: plain });
+  }
+  out.skippedTensors = skipped;
+  return out;
+}
+
 export async function openCheckpointTensors(dir: string): Promise<TensorIndex> {
   const absDir = resolvePath(dir, ".");
   const single = resolvePath(absDir, SINGLE_FILE);
   const indexPath = resolvePath(absDir, INDEX_FILE);
   if (await statFile(single)) {
-    return new TensorIndex(absDir, single, await readHeader(single));
+    return new TensorIndex(absDir, single, languageModelTensors(await readHeader(single)));
   }
   if (!(await statFile(indexPath))) {
     throw new CheckpointError(single, `file not found (and no ${INDEX_FILE} in ${absDir})`);
@@ -340,5 +370,5 @@ export async function openCheckpointTensors(dir: string): Promise<TensorIndex> {
     }
     tensors.set(name, info);
   }
-  return new TensorIndex(absDir, indexPath, tensors);
+  return new TensorIndex(absDir, indexPath, languageModelTensors(tensors));
 }

@@ -77,16 +77,33 @@ export interface MatrixWeight {
 /** A weight the 16-bit kernels read (the embedding and the LM head are never quantized). */
 export type DenseMatrixWeight = MatrixWeight & { kind: "dense"; dtype: WeightDType };
 
+/** A Gated DeltaNet layer's small tensors (its in- and out-projections are `qkv` and `o`). */
+export interface LinearAttentionWeights {
+  /** conv1d.weight, [channels][kernel] f32. */
+  conv: GPUBuffer;
+  /** A_log and dt_bias, one per value head, f32. */
+  aLog: GPUBuffer;
+  dtBias: GPUBuffer;
+  /** The gated RMSNorm's weight (plain w, no offset), one per value-head dim. */
+  norm: GPUBuffer;
+}
+
 /** The GPU weights of one decoder layer. Norm vectors hold offset + w. */
 export interface LayerWeights {
   inputNorm: GPUBuffer;
-  /** q|k|v, columns in RoPE order when {@link ModelWeights.ropeInQkv}. */
+  /**
+   * q|k|v, columns in RoPE order when {@link ModelWeights.ropeInQkv}; with an output gate
+   * (Qwen3.5) q|k|v|gate. A Gated DeltaNet layer: its fused in-projection qkv|z|b|a.
+   */
   qkv: MatrixWeight;
   qkvBias: GPUBuffer | null;
   qNorm: GPUBuffer | null;
   kNorm: GPUBuffer | null;
+  /** o_proj; a Gated DeltaNet layer's out_proj. */
   o: MatrixWeight;
   oBias: GPUBuffer | null;
+  /** Set on Gated DeltaNet layers. */
+  linear: LinearAttentionWeights | null;
   /** Llama: the pre-MLP norm. Gemma-2: the norm applied to the attention output. */
   postAttnNorm: GPUBuffer;
   /** Gemma-2 only: the pre-MLP norm and the norm on the MLP output. */
@@ -146,7 +163,26 @@ export interface UploadOptions {
  * projection and RoPE (Qwen3's q/k norm needs the whole head).
  */
 export function ropeInQkv(spec: ModelSpec): boolean {
-  return !spec.qkNorm && spec.headDim % 8 === 0;
+  return !spec.qkNorm && spec.headDim % 8 === 0 && spec.rotaryDim === spec.headDim;
+}
+
+/**
+ * Columns of q|k|v for a q_proj that yields [query, gate] per head (Qwen3.5's gated
+ * attention): every query head first, then k and v as usual, then every gate, so the
+ * unfused RoPE path sees plain q|k|v rows and the gate sits in one block after them.
+ */
+export function gatedQkvColumns(numHeads: number, numKvHeads: number, headDim: number): ColumnMap {
+  const q = numHeads * headDim;
+  const kv = numKvHeads * headDim;
+  const map = new Int32Array(2 * q + 2 * kv);
+  for (let h = 0; h < numHeads; h++) {
+    for (let d = 0; d < headDim; d++) {
+      map[h * headDim + d] = h * 2 * headDim + d;
+      map[q + 2 * kv + h * headDim + d] = h * 2 * headDim + headDim + d;
+    }
+  }
+  for (let i = 0; i < 2 * kv; i++) map[q + i] = 2 * q + i;
+  return map;
 }
 
 const ELEMENT_BYTES: Record<SafetensorsDType, number> = { F32: 4, F16: 2, BF16: 2 };
@@ -547,13 +583,51 @@ export async function uploadWeights(
   const I = spec.intermediateSize;
   const rope = ropeInQkv(spec);
   const qkvRows = (spec.numHeads + 2 * spec.numKvHeads) * spec.headDim;
-  const qkvColumns = rope ? ropeColumns(spec.numHeads, spec.numKvHeads, spec.headDim) : identityColumns(qkvRows);
+  const qkvColumns = rope
+    ? ropeColumns(spec.numHeads, spec.numKvHeads, spec.headDim)
+    : spec.attnOutputGate
+    ? gatedQkvColumns(spec.numHeads, spec.numKvHeads, spec.headDim)
+    : identityColumns(qkvRows);
+  const vector = async (name: string, label: string) => up.upload(await up.hostVector([name]), label);
+  /** A Gated DeltaNet layer: in-projections fused as qkv|z|b|a, then its small tensors. */
+  const linearLayer = async (i: number): Promise<LayerWeights> => {
+    const a = `${p(i)}.linear_attn`;
+    const m = `${p(i)}.mlp`;
+    const inProj = ["qkv", "z", "b", "a"].map((n) => `${a}.in_proj_${n}.weight`);
+    return {
+      inputNorm: await norm(`${p(i)}.input_layernorm.weight`, `l${i}.input_norm`),
+      qkv: await matrix(inProj, `l${i}.in_proj`, undefined, true),
+      qkvBias: null,
+      qNorm: null,
+      kNorm: null,
+      o: await matrix([`${a}.out_proj.weight`], `l${i}.out_proj`, undefined, true),
+      oBias: null,
+      linear: {
+        conv: await vector(`${a}.conv1d.weight`, `l${i}.conv`),
+        aLog: await vector(`${a}.A_log`, `l${i}.a_log`),
+        dtBias: await vector(`${a}.dt_bias`, `l${i}.dt_bias`),
+        norm: await vector(`${a}.norm.weight`, `l${i}.linear_norm`),
+      },
+      postAttnNorm: await norm(`${p(i)}.post_attention_layernorm.weight`, `l${i}.post_attn_norm`),
+      preFfnNorm: null,
+      postFfnNorm: null,
+      gateUp: await matrix([`${m}.gate_proj.weight`, `${m}.up_proj.weight`], `l${i}.gate_up`, gluColumns(I), true),
+      gateUpBias: null,
+      down: await matrix([`${m}.down_proj.weight`], `l${i}.down`, undefined, true),
+      downBias: null,
+    };
+  };
   const embed = await dense(["model.embed_tokens.weight"], "embed");
   progress();
   const layers: LayerWeights[] = [];
   for (let i = 0; i < spec.numLayers; i++) {
     const a = `${p(i)}.self_attn`;
     const m = `${p(i)}.mlp`;
+    if (spec.linearAttention?.layers[i]) {
+      layers.push(await linearLayer(i));
+      progress();
+      continue;
+    }
     layers.push({
       inputNorm: await norm(`${p(i)}.input_layernorm.weight`, `l${i}.input_norm`),
       qkv: await matrix([`${a}.q_proj.weight`, `${a}.k_proj.weight`, `${a}.v_proj.weight`], `l${i}.qkv`, qkvColumns, true),
@@ -562,6 +636,7 @@ export async function uploadWeights(
       kNorm: spec.qkNorm ? await norm(`${a}.k_norm.weight`, `l${i}.k_norm`) : null,
       o: await matrix([`${a}.o_proj.weight`], `l${i}.o`, undefined, true),
       oBias: await bias(spec.oProjBias, [`${a}.o_proj.bias`], identityColumns(H), `l${i}.o_bias`),
+      linear: null,
       postAttnNorm: await norm(`${p(i)}.post_attention_layernorm.weight`, `l${i}.post_attn_norm`),
       preFfnNorm: spec.sandwichNorm ? await norm(`${p(i)}.pre_feedforward_layernorm.weight`, `l${i}.pre_ffn_norm`) : null,
       postFfnNorm: spec.sandwichNorm ? await norm(`${p(i)}.post_feedforward_layernorm.weight`, `l${i}.post_ffn_norm`) : null,
@@ -581,7 +656,8 @@ export async function uploadWeights(
     const mats: MatrixWeight[] = [embed, ...(spec.tieWordEmbeddings ? [] : [lmHead])];
     for (const l of layers) {
       mats.push(l.qkv, l.o, l.gateUp, l.down);
-      for (const b of [l.inputNorm, l.qkvBias, l.qNorm, l.kNorm, l.oBias, l.postAttnNorm, l.preFfnNorm, l.postFfnNorm, l.gateUpBias, l.downBias]) {
+      const lin = l.linear ? [l.linear.conv, l.linear.aLog, l.linear.dtBias, l.linear.norm] : [];
+      for (const b of [l.inputNorm, l.qkvBias, l.qNorm, l.kNorm, l.oBias, l.postAttnNorm, l.preFfnNorm, l.postFfnNorm, l.gateUpBias, l.downBias, ...lin]) {
         if (b) out.push(b);
       }
     }

@@ -23,15 +23,22 @@
  * gpu: `gemv_wg` below 16 rows, `gemm_tiled` from 16), each of which gives a row the same
  * bits whatever the batch, so a sequence's output does not depend on what runs beside it.
  * `attn: "eager"` swaps attention for the plain three-phase reference kernel.
+ *
+ * Qwen3.5 (hybrid): a Gated DeltaNet layer runs its fused in-projection qkv|z|b|a (input norm
+ * folded in), `deltanet_conv` (causal conv1d + SiLU, conv state per sequence),
+ * `deltanet_rule` (gated delta rule as a sequential scan per sequence and value head, gated
+ * RMSNorm) and out_proj added into the residual; a gated attention layer runs q|k|v|gate,
+ * `rope_kv` (q/k norm, partial rotary), attention and `attn_gate` before o_proj.
  * @module
  */
 import { type AttentionImpl, type KernelFamily, LlmError } from "../types/api.ts";
-import type { ModelSpec } from "../model/config.ts";
+import { attentionLayers, type ModelSpec } from "../model/config.ts";
 import type { MatrixWeight, ModelWeights } from "../model/weights.ts";
 import { ropeInverseFrequencies } from "../model/rope.ts";
 import type { KvCache } from "../gpu/kv_cache.ts";
+import type { RecurrentState } from "../gpu/recurrent_state.ts";
 import type { BindingResource, CompiledKernel, PipelineCache } from "../kernels/registry.ts";
-import { EMBED, POOL_HIDDEN, RMSNORM, ROPE_KV } from "../kernels/descriptors.ts";
+import { ATTN_GATE, DELTANET_CONV, DELTANET_RULE, EMBED, POOL_HIDDEN, RMSNORM, ROPE_KV } from "../kernels/descriptors.ts";
 import { ATTENTION_SPLIT } from "../kernels/family.ts";
 import { xqRowWords } from "../kernels/quant_matmul.ts";
 import { type Grid, matmulOp, type MatmulUse, rowsGrid } from "./matmul_op.ts";
@@ -63,6 +70,8 @@ export interface ForwardOptions {
   quantizedActivations?: boolean;
   /** The adapter has WGSL's packed_4x8_integer_dot_product (quantized kernels; same bits). */
   packed4x8?: boolean;
+  /** Hybrid models: the linear-attention layers' recurrent state (required when the spec has them). */
+  state?: RecurrentState;
 }
 
 type Rows = MatmulUse["rows"];
@@ -98,6 +107,7 @@ export class ForwardPass {
   #meta: GPUBufferBinding;
   #options: ForwardOptions;
   #spec: ModelSpec;
+  #weights: ModelWeights;
   #cache: KvCache;
   #attention: AttentionImplementation;
   #owned: GPUBuffer[] = [];
@@ -118,6 +128,7 @@ export class ForwardPass {
     this.#meta = { buffer: meta, offset: 0, size: options.metaSlotBytes };
     this.#options = options;
     this.#spec = spec;
+    this.#weights = weights;
     this.#cache = cache;
     this.family = options.family;
     this.splitLen = options.splitLen ?? ATTENTION_SPLIT[options.family];
@@ -129,7 +140,11 @@ export class ForwardPass {
     const nkv = spec.numKvHeads;
     const I = spec.intermediateSize;
     const V = spec.vocabSize;
+    // With an output gate, q|k|v rows carry the gate after v (gatedQkvColumns).
     const qkvRows = (nh + 2 * nkv) * hd;
+    const qkvCols = spec.attnOutputGate ? qkvRows + nh * hd : qkvRows;
+    const lin = spec.linearAttention;
+    const kvLayer = attentionLayers(spec);
     const bs = cache.options.blockSize;
     const kvF16 = cache.dtype === "f16";
     const fusedRope = weights.ropeInQkv;
@@ -140,15 +155,23 @@ export class ForwardPass {
 
     const x = this.#buffer("x", T * H);
     // q rows when RoPE is fused into the q|k|v matmul, else the whole q|k|v rows.
-    const q = this.#buffer(fusedRope ? "q" : "qkv", T * (fusedRope ? nh * hd : qkvRows));
-    const qStride = fusedRope ? nh * hd : qkvRows;
-    const attn = this.#buffer("attn", T * nh * hd);
+    const q = this.#buffer(fusedRope ? "q" : "qkv", T * (fusedRope ? nh * hd : qkvCols));
+    const qStride = fusedRope ? nh * hd : qkvCols;
+    // Gated DeltaNet: in-projection rows (q|k|v|z|b|a) and the conv output (q|k|v).
+    const keyDim = lin ? lin.numKeyHeads * lin.keyHeadDim : 0;
+    const valueDim = lin ? lin.numValueHeads * lin.valueHeadDim : 0;
+    const convDim = 2 * keyDim + valueDim;
+    const inStride = convDim + valueDim + 2 * (lin?.numValueHeads ?? 0);
+    const proj = lin ? this.#buffer("linear_proj", T * inStride) : null;
+    const convOut = lin ? this.#buffer("linear_conv", T * convDim) : null;
+    if (lin && !options.state) throw new LlmError("unsupported_architecture", "a hybrid model needs its recurrent state");
+    const attn = this.#buffer("attn", T * Math.max(nh * hd, valueDim));
     const act = this.#buffer("act", T * I);
     const tmp = spec.sandwichNorm ? this.#buffer("tmp", T * H) : null;
     this.logits = this.#buffer("logits", R * V, GPUBufferUsage.COPY_SRC);
     this.hidden = this.#buffer("hidden", maxSeqs * H, GPUBufferUsage.COPY_SRC);
     const invFreq = this.#buffer("inv_freq", hd / 2);
-    device.queue.writeBuffer(invFreq, 0, ropeInverseFrequencies(spec.rope, hd));
+    device.queue.writeBuffer(invFreq, 0, ropeInverseFrequencies(spec.rope, spec.rotaryDim));
     const maxContext = options.capacity.maxBlocksPerSeq * bs;
     if (options.quantizedActivations) {
       const ks = weights.layers.flatMap((w) => [w.qkv, w.o, w.gateUp, w.down]).filter((w) => w.kind === "quant").map((w) => w.k);
@@ -183,22 +206,28 @@ export class ForwardPass {
 
     for (let l = 0; l < spec.numLayers; l++) {
       const w = weights.layers[l];
-      const kCache = cache.keys[l];
-      const vCache = cache.values[l];
+      if (w.linear) {
+        this.#linearAttention(l, { x, proj: proj!, convOut: convOut!, out: attn, inStride, convDim, keyDim, valueDim });
+        this.#mlp(l, x, act, tmp);
+        continue;
+      }
+      const kCache = cache.keys[kvLayer.indexOf(l)];
+      const vCache = cache.values[kvLayer.indexOf(l)];
       this.#matmul(`l${l}.qkv`, w.qkv, {
         x,
         out: q,
         ldo: qStride,
-        nOut: qkvRows,
+        nOut: qkvCols,
         rows: "tokens",
         norm: { gamma: w.inputNorm, eps },
         bias: w.qkvBias,
         rope: fusedRope ? { invFreq, kCache, vCache, kvF16, numHeads: nh, numKvHeads: nkv, headDim: hd, blockSize: bs } : undefined,
       });
       if (!fusedRope) {
-        const rope = pipelines.get(ROPE_KV, { QK_NORM: spec.qkNorm, HALF: hd / 2, KV_F16: kvF16 });
+        const partial = spec.rotaryDim !== hd;
+        const rope = pipelines.get(ROPE_KV, { QK_NORM: spec.qkNorm, HALF: hd / 2, KV_F16: kvF16, PARTIAL: partial, ROT_HALF: spec.rotaryDim / 2 });
         this.#op(`l${l}.rope_kv`, [rope], {
-          p: this.#uniform(rope, { nh, nkv, head_dim: hd, block_size: bs, qkv_stride: qkvRows, eps: spec.rmsNormEps }),
+          p: this.#uniform(rope, { nh, nkv, head_dim: hd, block_size: bs, qkv_stride: qStride, eps: spec.rmsNormEps }),
           qkv: q,
           inv_freq: invFreq,
           k_cache: kCache,
@@ -218,6 +247,14 @@ export class ForwardPass {
         softcap: spec.attnLogitSoftcap ?? 0,
       };
       for (const d of this.#attention.layer(layer, `l${l}.attention`)) this.#op(d.label, d.kernels, d.resources, d.grid, d.pick);
+      if (spec.attnOutputGate) {
+        const k = pipelines.get(ATTN_GATE, {});
+        this.#op(`l${l}.attn_gate`, [k], {
+          p: this.#uniform(k, { dim: nh * hd, gate_stride: qStride, gate_off: qkvRows }),
+          gate: q,
+          out: attn,
+        }, (s) => rowsGrid(Math.ceil((nh * hd) / 64), s.tokens));
+      }
 
       if (spec.sandwichNorm) {
         this.#matmul(`l${l}.o`, w.o, { x: attn, out: tmp!, ldo: H, nOut: H, rows: "tokens", bias: w.oBias });
@@ -225,22 +262,7 @@ export class ForwardPass {
       } else {
         this.#matmul(`l${l}.o`, w.o, { x: attn, out: x, ldo: H, nOut: H, rows: "tokens", bias: w.oBias, accumulate: true });
       }
-      this.#matmul(`l${l}.gate_up`, w.gateUp, {
-        x,
-        out: act,
-        ldo: I,
-        nOut: I,
-        rows: "tokens",
-        norm: { gamma: spec.sandwichNorm ? w.preFfnNorm! : w.postAttnNorm, eps },
-        bias: w.gateUpBias,
-        glu: { gelu: spec.hiddenAct === "gelu_tanh" },
-      });
-      if (spec.sandwichNorm) {
-        this.#matmul(`l${l}.down`, w.down, { x: act, out: tmp!, ldo: H, nOut: H, rows: "tokens", bias: w.downBias });
-        this.#rmsnorm(`l${l}.post_ffn_norm`, tmp!, w.postFfnNorm!, x);
-      } else {
-        this.#matmul(`l${l}.down`, w.down, { x: act, out: x, ldo: H, nOut: H, rows: "tokens", bias: w.downBias, accumulate: true });
-      }
+      this.#mlp(l, x, act, tmp);
     }
 
     // Final norm and LM head only on the rows that need logits.
@@ -360,6 +382,84 @@ export class ForwardPass {
     const all = { ...resources, step: this.#meta } as Partial<Record<B | "p" | "step", BindingResource>>;
     const bindGroup = kernels[0].bindGroup(label, all);
     this.#ops.push({ label, kernels, pick, bindGroup, grid });
+  }
+
+  /** The MLP of layer `l`: gate|up (its norm folded in) and down, added into the residual `x`. */
+  #mlp(l: number, x: GPUBuffer, act: GPUBuffer, tmp: GPUBuffer | null): void {
+    const spec = this.#spec;
+    const w = this.#weights.layers[l];
+    const H = spec.hiddenSize;
+    const I = spec.intermediateSize;
+    const eps = spec.rmsNormEps;
+    this.#matmul(`l${l}.gate_up`, w.gateUp, {
+      x,
+      out: act,
+      ldo: I,
+      nOut: I,
+      rows: "tokens",
+      norm: { gamma: spec.sandwichNorm ? w.preFfnNorm! : w.postAttnNorm, eps },
+      bias: w.gateUpBias,
+      glu: { gelu: spec.hiddenAct === "gelu_tanh" },
+    });
+    if (spec.sandwichNorm) {
+      this.#matmul(`l${l}.down`, w.down, { x: act, out: tmp!, ldo: H, nOut: H, rows: "tokens", bias: w.downBias });
+      this.#rmsnorm(`l${l}.post_ffn_norm`, tmp!, w.postFfnNorm!, x);
+    } else {
+      this.#matmul(`l${l}.down`, w.down, { x: act, out: x, ldo: H, nOut: H, rows: "tokens", bias: w.downBias, accumulate: true });
+    }
+  }
+
+  /**
+   * A Gated DeltaNet layer: in-projection (input norm folded in), conv + SiLU, gated delta
+   * rule + gated norm, out_proj added into the residual `x`.
+   */
+  #linearAttention(
+    l: number,
+    b: { x: GPUBuffer; proj: GPUBuffer; convOut: GPUBuffer; out: GPUBuffer; inStride: number; convDim: number; keyDim: number; valueDim: number },
+  ): void {
+    const spec = this.#spec;
+    const lin = spec.linearAttention!;
+    const w = this.#weights.layers[l];
+    const state = this.#options.state!;
+    const H = spec.hiddenSize;
+    this.#matmul(`l${l}.in_proj`, w.qkv, {
+      x: b.x,
+      out: b.proj,
+      ldo: b.inStride,
+      nOut: b.inStride,
+      rows: "tokens",
+      norm: { gamma: w.inputNorm, eps: spec.rmsNormEps },
+    });
+    const conv = this.#pipelines.get(DELTANET_CONV, { CONV_K: lin.convKernel });
+    this.#op(`l${l}.conv`, [conv], {
+      p: this.#uniform(conv, { channels: b.convDim, in_stride: b.inStride }),
+      x: b.proj,
+      w: w.linear!.conv,
+      conv_state: state.conv[l]!,
+      out: b.convOut,
+    }, (s) => [Math.ceil(b.convDim / 64), s.seqs, 1]);
+    const rule = this.#pipelines.get(DELTANET_RULE, { DK: lin.keyHeadDim, DV: lin.valueHeadDim });
+    this.#op(`l${l}.delta_rule`, [rule], {
+      p: this.#uniform(rule, {
+        conv_stride: b.convDim,
+        in_stride: b.inStride,
+        z_off: b.convDim,
+        b_off: b.convDim + b.valueDim,
+        a_off: b.convDim + b.valueDim + lin.numValueHeads,
+        num_k_heads: lin.numKeyHeads,
+        num_v_heads: lin.numValueHeads,
+        tiled: lin.valueHeadOrder === "tiled" ? 1 : 0,
+        eps: spec.rmsNormEps,
+      }),
+      x: b.convOut,
+      proj: b.proj,
+      a_log: w.linear!.aLog,
+      dt_bias: w.linear!.dtBias,
+      norm_w: w.linear!.norm,
+      state: state.delta[l]!,
+      out: b.out,
+    }, (s) => [lin.numValueHeads, s.seqs, 1]);
+    this.#matmul(`l${l}.out_proj`, w.o, { x: b.out, out: b.x, ldo: H, nOut: H, rows: "tokens", accumulate: true });
   }
 
   /** Gemma-2's post-norms: out += rmsnorm(input) * gamma, one workgroup per token. */

@@ -14,12 +14,13 @@
 import { type AttentionImpl, type KernelFamily, type KvDtype, LlmError, type Quantization } from "../types/api.ts";
 import { createGpu, type Gpu } from "../gpu/device.ts";
 import { KvCache } from "../gpu/kv_cache.ts";
+import { RecurrentState } from "../gpu/recurrent_state.ts";
 import { loadKernelSources, PipelineCache } from "../kernels/registry.ts";
 import { KERNEL_FILES } from "../kernels/descriptors.ts";
 import { QUANT_KERNEL_FILES } from "../kernels/quant_matmul.ts";
 import { kernelFamilyFor } from "../kernels/family.ts";
 import { RECORD_REF } from "../kernels/layout.ts";
-import type { ModelSpec } from "../model/config.ts";
+import { attentionLayers, type ModelSpec } from "../model/config.ts";
 import { openModel } from "../model/model_source.ts";
 import { type ModelWeights, uploadWeights } from "../model/weights.ts";
 import type { PooledRow, SampledRow, StepPlan } from "../scheduler/scheduler.ts";
@@ -106,6 +107,8 @@ export class ModelRunner {
   readonly spec: ModelSpec;
   readonly weights: ModelWeights;
   readonly cache: KvCache;
+  /** Hybrid models' recurrent state (one slot per running sequence), else null. */
+  readonly state: RecurrentState | null;
   readonly forward: ForwardPass;
   readonly capacity: StepCapacity;
   readonly pipelines: PipelineCache;
@@ -135,6 +138,7 @@ export class ModelRunner {
     spec: ModelSpec;
     weights: ModelWeights;
     cache: KvCache;
+    state: RecurrentState | null;
     capacity: StepCapacity;
     pipelines: PipelineCache;
     attn: AttentionImpl;
@@ -150,6 +154,7 @@ export class ModelRunner {
     this.spec = init.spec;
     this.weights = init.weights;
     this.cache = init.cache;
+    this.state = init.state;
     this.capacity = init.capacity;
     this.pipelines = init.pipelines;
     // Up to two readback batches of stepsPerSync steps in flight, plus the one filling: each
@@ -185,6 +190,7 @@ export class ModelRunner {
       tokenRecords: { buffer: this.sampler.records, recordWords: this.sampler.recordWords },
       quantizedActivations: init.quantizedActivations,
       packed4x8: init.gpu.hasPacked4x8,
+      state: init.state ?? undefined,
     });
     this.sampler.bind(this.#meta, slotBytes, this.forward.logits);
     this.masks = new TokenMaskPass(device, init.pipelines, { vocab: init.spec.vocabSize, maxRows: rows });
@@ -210,7 +216,8 @@ export class ModelRunner {
       const maxTokens = options.maxTokens ?? 256;
       const family = kernelFamilyFor(gpu, options.kernelFamily);
       const kvDtype = kvDtypeFor(spec, gpu, options.kvDtype);
-      const cacheShape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize, dtype: kvDtype };
+      // Only attention layers hold KV entries (a hybrid model's linear layers keep a state).
+      const cacheShape = { numLayers: attentionLayers(spec).length, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize, dtype: kvDtype };
       const numBlocks = options.numBlocks ?? defaultNumBlocks(
         cacheShape,
         options.kvCacheBytes ?? 256 << 20,
@@ -231,11 +238,16 @@ export class ModelRunner {
         maxBindingBytes: gpu.limits.maxStorageBufferBindingSize,
       });
       const cache = new KvCache(device, { ...cacheShape, numBlocks }, gpu.limits.maxStorageBufferBindingSize);
+      // One recurrent-state slot per sequence slot (the scheduler's running sequences).
+      const state = spec.linearAttention
+        ? new RecurrentState(device, spec.linearAttention, maxSeqs, Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize))
+        : null;
       const runner = new ModelRunner({
         gpu,
         spec,
         weights,
         cache,
+        state,
         capacity,
         pipelines,
         attn: options.attn ?? "paged",
@@ -335,7 +347,14 @@ export class ModelRunner {
         // on the GPU: refer to its output record.
         tokens.push(seq.tokenAt(i) ?? (RECORD_REF | this.#lastRecord.get(seq)!) >>> 0);
       }
-      chunks.push({ tokens, start: c.start, blockTable: seq.blockTable, logits: c.sample ? "last" : "none", pool: c.pool });
+      chunks.push({
+        tokens,
+        start: c.start,
+        blockTable: seq.blockTable,
+        logits: c.sample ? "last" : "none",
+        pool: c.pool,
+        stateSlot: seq.slot,
+      });
       if (c.pool !== "none") pooled.push({ seq, final: c.start + c.count === seq.promptIds.length });
       if (!c.sample) continue;
       // The scheduler counted this token as pending already.
@@ -466,6 +485,7 @@ export class ModelRunner {
     this.sampler.destroy();
     this.forward.destroy();
     this.cache.destroy();
+    this.state?.destroy();
     this.weights.destroy();
     this.#meta.destroy();
     this.#logitsRead?.destroy();

@@ -33,6 +33,8 @@ export interface StepBatch {
   logitTokens: Uint32Array;
   /** Pooled hidden-state rows: (first token, token count) pairs, one pair per row. */
   poolRanges: Uint32Array;
+  /** Recurrent-state slot per sequence (hybrid models). */
+  stateSlots: Uint32Array;
 }
 
 /** One sequence's share of a step. */
@@ -50,6 +52,11 @@ export interface SequenceChunk {
    * sum over all its tokens, or none (default).
    */
   pool?: "last" | "sum" | "none";
+  /**
+   * The sequence's recurrent-state slot (hybrid models; default: its index in the step). A
+   * chunk starting at position 0 starts from a zero state; a later chunk continues the slot's.
+   */
+  stateSlot?: number;
 }
 
 /** Raised when a step does not fit the buffers the forward pass was built for. */
@@ -103,6 +110,7 @@ export function buildStepBatch(chunks: readonly SequenceChunk[], blockSize: numb
     blockTables: chunks.map((c) => Uint32Array.from(c.blockTable)),
     logitTokens: Uint32Array.from(logitTokens),
     poolRanges: Uint32Array.from(poolRanges),
+    stateSlots: Uint32Array.from(chunks, (c, s) => c.stateSlot ?? s),
   };
 }
 
@@ -162,7 +170,8 @@ export interface StepSampling {
 /** Words one metadata slot needs for a capacity. */
 export function metaSlotWords(cap: StepCapacity): number {
   return STEP_HEADER_WORDS + 4 * cap.maxTokens + cap.maxSeqs * cap.maxBlocksPerSeq +
-    cap.maxLogitRows + cap.maxSeqs + (cap.maxSeqs + 1) + cap.maxLogitRows * SAMPLING_ROW_WORDS + 2 * cap.maxSeqs;
+    cap.maxLogitRows + cap.maxSeqs + (cap.maxSeqs + 1) + cap.maxSeqs + cap.maxLogitRows * SAMPLING_ROW_WORDS +
+    2 * cap.maxSeqs;
 }
 
 /** Packs a batch into one metadata slot (a single `writeBuffer`). */
@@ -209,6 +218,7 @@ export function packStepMeta(
   put(H.logitRows, batch.logitTokens, cap.maxLogitRows);
   put(H.contextLens, batch.contextLens, cap.maxSeqs);
   put(H.queryStart, batch.queryStart, cap.maxSeqs + 1);
+  put(H.stateSlots, batch.stateSlots, cap.maxSeqs);
   meta[H.numPoolRows] = P;
   meta[H.poolRanges] = off + cap.maxLogitRows * SAMPLING_ROW_WORDS;
   meta.set(batch.poolRanges, meta[H.poolRanges]);

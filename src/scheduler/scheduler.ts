@@ -7,6 +7,13 @@
  * run out, the most recently admitted running sequence is preempted: its blocks are freed
  * and it goes back to the head of the queue to be recomputed later.
  *
+ * Each running sequence also owns a sequence slot (its row of the sampler's tables and, for a
+ * hybrid model, its recurrent-state slot for the linear-attention layers): admission needs a
+ * free slot and the first chunk's blocks; finish, cancel and preemption free both. A hybrid
+ * model's state cannot be rebuilt from KV blocks, so preemption recomputes from position 0
+ * and prefix caching is off (`prefixCaching: false`: a cached prefix would need the state at
+ * its end); chunked prefill carries the state from chunk to chunk in the slot.
+ *
  * The scheduler owns the KV blocks and makes every finish decision: cancellations at the start
  * of a step, stop tokens and length when sampled tokens come back ({@link Scheduler.postprocess}).
  * Embedding requests are prefill-only sequences: admitted and chunked like prompts, never
@@ -30,6 +37,8 @@ export interface SchedulerOptions {
   /** Most sequences running at once (also the most sampled rows per step). */
   maxSeqs: number;
   policy: SchedulerPolicy;
+  /** Reuse and register cached prefix blocks (default true; off for hybrid models). */
+  prefixCaching?: boolean;
 }
 
 /** One sequence's share of a step. */
@@ -131,6 +140,11 @@ export class Scheduler {
     return o.ids.length ? o : null;
   }
 
+  /** Sequence slots held (running sequences, plus draining ones until the next plan). */
+  get slotsInUse(): number {
+    return this.options.maxSeqs - this.#freeSlots.length;
+  }
+
   /** Whether anything is queued, running or waiting for its last tokens. */
   get hasWork(): boolean {
     return this.waiting.length > 0 || this.running.length > 0 || this.draining.size > 0;
@@ -228,7 +242,7 @@ export class Scheduler {
 
   /** Registers full blocks whose tokens are all known in the prefix cache. */
   commitBlocks(seq: Sequence): void {
-    if (seq.status !== "running") return;
+    if (seq.status !== "running" || this.options.prefixCaching === false) return;
     const bs = this.blocks.blockSize;
     const full = Math.floor(Math.min(seq.knownLength, seq.numComputed) / bs);
     if (seq.committedBlocks >= full) return;
@@ -365,8 +379,11 @@ export class Scheduler {
   /** Admits a waiting sequence if its first chunk's blocks fit, keeping a reserve. */
   #admit(seq: Sequence, budget: number, now: number): boolean {
     const tokens = seq.knownTokens();
-    // Mean pooling needs every position's hidden state: no prefix-cache hits.
-    const hit = seq.pooling === "mean" ? { blocks: [], numTokens: 0, lastKey: null } : this.blocks.acquirePrefix(tokens);
+    // Mean pooling needs every position's hidden state, and a hybrid model the recurrent state
+    // at the prefix's end: no prefix-cache hits for either.
+    const hit = seq.pooling === "mean" || this.options.prefixCaching === false
+      ? { blocks: [], numTokens: 0, lastKey: null }
+      : this.blocks.acquirePrefix(tokens);
     const first = Math.min(budget, tokens.length - hit.numTokens);
     const need = Math.ceil((hit.numTokens + first) / this.blocks.blockSize) - hit.blocks.length;
     // Keep one block per running sequence free so running decodes can go on.

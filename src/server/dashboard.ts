@@ -50,6 +50,7 @@ export function dashboardHtml(modelName: string, pollMs = 500): string {
     <div class="row"><span>blocks</span><span><span id="kv-blocks-used">0</span> / <span id="kv-blocks-total">0</span></span></div>
     <div class="row"><span>bytes</span><span id="kv-bytes">0</span></div>
     <div class="row"><span>prefix-cached blocks</span><span id="kv-blocks-cached">0</span></div>
+    <div class="row"><span>state slots (hybrid)</span><span><span id="state-slots-used">0</span> / <span id="state-slots-total">0</span></span></div>
   </section>
   <section class="card"><h2>Batch fill (tokens / budget)</h2>
     <div class="row"><span>P50</span><span id="batch-fill-p50">0</span></div>
@@ -111,12 +112,15 @@ function chart(canvas, values, max, color) {
   ctx.stroke();
 }
 function render(s) {
-  const kv = s.kvBlocksTotal ? s.kvBlocksUsed / s.kvBlocksTotal : 0;
+  // Blocks and (hybrid models) recurrent-state slots together, as vllm:kv_cache_usage_perc.
+  const kv = s.kvUsage;
   $("kv-usage").textContent = fmt(kv * 100, 1);
   $("kv-bar").style.width = (kv * 100).toFixed(1) + "%";
   $("kv-blocks-used").textContent = s.kvBlocksUsed;
   $("kv-blocks-total").textContent = s.kvBlocksTotal;
   $("kv-blocks-cached").textContent = s.kvBlocksCached;
+  $("state-slots-used").textContent = s.stateSlotsUsed;
+  $("state-slots-total").textContent = s.stateSlotsTotal;
   $("kv-bytes").textContent = bytes(s.kvBytesUsed) + " / " + bytes(s.kvBytesTotal);
   $("batch-fill-p50").textContent = fmt(s.batchFill.p50, 3);
   $("batch-fill-p95").textContent = fmt(s.batchFill.p95, 3);

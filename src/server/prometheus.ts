@@ -93,6 +93,8 @@ export function renderMetrics(stats: EngineStats, server: ServerCounters, modelN
     .gauge("kv_blocks_used", "KV-cache blocks held by live requests.", stats.kvBlocksUsed)
     .gauge("kv_blocks_capacity", "KV-cache blocks in all.", stats.kvBlocksTotal)
     .gauge("kv_blocks_cached", "Unreferenced KV blocks kept for prefix caching.", stats.kvBlocksCached)
+    .gauge("state_slots_used", "Recurrent-state slots held by live requests (hybrid models).", stats.stateSlotsUsed)
+    .gauge("state_slots_capacity", "Recurrent-state slots in all (hybrid models; 0 otherwise).", stats.stateSlotsTotal)
     .gauge("kv_bytes_used", "Bytes of KV cache held by live requests.", stats.kvBytesUsed)
     .gauge("kv_bytes_capacity", "Bytes of KV cache in all.", stats.kvBytesTotal)
     .gauge("kv_usage_ratio", "KV blocks used / total.", stats.kvUsage)

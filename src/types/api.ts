@@ -442,9 +442,14 @@ export interface EngineStats {
   kvBlocksTotal: number;
   /** Unreferenced blocks kept for the prefix cache (reusable, evictable). */
   kvBlocksCached: number;
+  /** KV blocks' bytes plus, for a hybrid model, its recurrent-state slots'. */
   kvBytesTotal: number;
   kvBytesUsed: number;
+  /** kvBytesUsed / kvBytesTotal (blocks and state slots together). */
   kvUsage: number;
+  /** Hybrid models: recurrent-state slots held by sequences, and in all (0 and 0 otherwise). */
+  stateSlotsUsed: number;
+  stateSlotsTotal: number;
   running: number;
   waiting: number;
   steps: number;

@@ -23,6 +23,12 @@ export const MODEL_NAMES = [
   "gemma2-tiny",
 ] as const;
 
+/**
+ * Hybrid reference models (linear-attention layers with a recurrent state beside the KV
+ * cache): the golden tests run them too; GGUF and quant goldens cover them separately.
+ */
+export const HYBRID_MODEL_NAMES = ["qwen35-tiny"] as const;
+
 /** One golden case. */
 export interface GoldenCase {
   prompt: string;

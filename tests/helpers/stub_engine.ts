@@ -25,6 +25,8 @@ export function idleStats(info: EngineInfo): EngineStats {
     kvBytesTotal: 0,
     kvBytesUsed: 0,
     kvUsage: 0,
+    stateSlotsUsed: 0,
+    stateSlotsTotal: 0,
     running: 0,
     waiting: 0,
     steps: 0,

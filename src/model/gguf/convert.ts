@@ -20,6 +20,8 @@ import { quantizeSource } from "../quant/quantized_source.ts";
 import { GGUF_ARCH, ggufName, permutedHeads, permuteQkRows } from "./names.ts";
 import { type GgufTensor, type GgufValue, writeGguf } from "./writer.ts";
 import { ggufVocab } from "./vocab.ts";
+import { Qwen35GgufSource } from "./qwen35_layout.ts";
+import { CheckpointError } from "../errors.ts";
 
 /** What {@link convertToGguf} wrote. */
 export interface GgufConversion {
@@ -58,7 +60,10 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
   const tokenizerJson = JSON.parse(await readTextFile(`${base}/tokenizer.json`));
   const tokenizer = await Tokenizer.load(dir);
   const quantization = options.quantization ?? "none";
-  const source = quantizeSource(await openCheckpointTensors(dir), quantization);
+  const checkpoint = await openCheckpointTensors(dir);
+  if (spec.linearAttention) checkQwen35Layers(spec, dir);
+  // Qwen3.5: llama.cpp's stored values (1 + w norms, -exp(A_log), tiled value heads) before quantizing.
+  const source = quantizeSource(spec.architecture === "qwen35" ? new Qwen35GgufSource(checkpoint, spec) : checkpoint, quantization);
   try {
     const tensors: GgufTensor[] = [];
     let anyF16 = false;
@@ -68,6 +73,8 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
       const info = source.get(name);
       const heads = permutedHeads(name, spec.architecture, spec.numHeads, spec.numKvHeads);
       const isMatrix = info.shape.length === 2;
+      // llama.cpp squeezes the depthwise conv weight [channels, 1, kernel] to [channels, kernel].
+      const dims = info.shape.length === 3 && info.shape[1] === 1 ? [info.shape[2], info.shape[0]] : [...info.shape].reverse();
       if (info.blocks) {
         const blocks = info.blocks;
         tensors.push({
@@ -98,7 +105,7 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
       const addOne = spec.architecture === "gemma2" && /norm\.weight$/.test(name);
       tensors.push({
         name: gg,
-        dims: [...info.shape].reverse(),
+        dims,
         type: f16 ? "F16" : "F32",
         bytes: async () => {
           const raw = await source.read(info);
@@ -125,6 +132,15 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
     return { path: outPath, bytes, tensors: tensors.length, fileType };
   } finally {
     source.close();
+  }
+}
+
+/** llama.cpp's `qwen35` marks layers recurrent by full_attention_interval only. */
+function checkQwen35Layers(spec: ModelSpec, dir: string): void {
+  const lin = spec.linearAttention!;
+  const interval = lin.layers.indexOf(false) + 1;
+  if (interval === 0 || lin.layers.some((on, i) => on !== ((i + 1) % interval !== 0))) {
+    throw new CheckpointError(dir, "layer_types: GGUF qwen35 needs a full-attention layer every full_attention_interval layers");
   }
 }
 
@@ -178,6 +194,20 @@ function metadata(
     [k("rope.freq_base"), f32(spec.rope.theta)],
     [k("rope.dimension_count"), u32(spec.headDim)],
   ];
+  const lin = spec.linearAttention;
+  if (lin) {
+    // Text positions make Qwen3.5's interleaved mrope plain RoPE whatever the sections.
+    out.splice(out.findIndex(([key]) => key === k("rope.dimension_count")), 1, [k("rope.dimension_count"), u32(spec.rotaryDim)]);
+    out.push(
+      [k("rope.dimension_sections"), { type: "array", itemType: "i32", value: [spec.rotaryDim / 2, 0, 0, 0] }],
+      [k("ssm.conv_kernel"), u32(lin.convKernel)],
+      [k("ssm.state_size"), u32(lin.keyHeadDim)],
+      [k("ssm.group_count"), u32(lin.numKeyHeads)],
+      [k("ssm.time_step_rank"), u32(lin.numValueHeads)],
+      [k("ssm.inner_size"), u32(lin.numValueHeads * lin.valueHeadDim)],
+      [k("full_attention_interval"), u32(lin.layers.indexOf(false) + 1)],
+    );
+  }
   if (spec.rope.type === "linear") {
     out.push([k("rope.scaling.type"), { type: "string", value: "linear" }], [k("rope.scaling.factor"), f32(spec.rope.factor)]);
   }

@@ -1,5 +1,5 @@
 /**
- * llama.cpp's tensor names (convert_hf_to_gguf.py) for our five architectures, both ways,
+ * llama.cpp's tensor names (convert_hf_to_gguf.py) for our architectures, both ways,
  * and the q/k row permutation it applies to llama-family attention: llama.cpp rotates
  * interleaved pairs (2j, 2j+1), Hugging Face the halves (j, j + hd/2), so the converter
  * reorders each head's q and k rows and a reader puts them back.
@@ -14,6 +14,7 @@ export const GGUF_ARCH: Readonly<Record<Architecture, string>> = {
   qwen2: "qwen2",
   qwen3: "qwen3",
   gemma2: "gemma2",
+  qwen35: "qwen35",
 };
 
 const GLOBAL: [string, string][] = [
@@ -21,6 +22,28 @@ const GLOBAL: [string, string][] = [
   ["model.norm.weight", "output_norm.weight"],
   ["lm_head.weight", "output.weight"],
 ];
+
+/** Qwen3.5's Gated DeltaNet tensors (llama.cpp's `qwen35`: attn_qkv, attn_gate, ssm_*). */
+const LINEAR_ATTENTION: [string, string][] = [
+  ["linear_attn.in_proj_qkv.weight", "attn_qkv.weight"],
+  ["linear_attn.in_proj_z.weight", "attn_gate.weight"],
+  ["linear_attn.in_proj_a.weight", "ssm_alpha.weight"],
+  ["linear_attn.in_proj_b.weight", "ssm_beta.weight"],
+  ["linear_attn.conv1d.weight", "ssm_conv1d.weight"],
+  // llama.cpp stores -exp(A_log) here (see qwen35_layout.ts).
+  ["linear_attn.A_log", "ssm_a"],
+  ["linear_attn.dt_bias", "ssm_dt.bias"],
+  ["linear_attn.norm.weight", "ssm_norm.weight"],
+  ["linear_attn.out_proj.weight", "ssm_out.weight"],
+];
+
+/** Per-layer [HF suffix, GGUF suffix] of an architecture. */
+function pairsOf(arch: Architecture): [string, string][] {
+  if (arch !== "qwen35") return layerPairs(arch === "gemma2");
+  // Qwen3.5's post_attention_layernorm is llama.cpp's attn_post_norm (the pre-MLP norm).
+  const pairs = layerPairs(false).map(([hf, gg]): [string, string] => hf === "post_attention_layernorm.weight" ? [hf, "post_attention_norm.weight"] : [hf, gg]);
+  return [...pairs, ...LINEAR_ATTENTION];
+}
 
 /** Per-layer [HF suffix, GGUF suffix]; biases follow their weights. */
 function layerPairs(gemma: boolean): [string, string][] {
@@ -51,7 +74,7 @@ export function ggufName(hfName: string, arch: Architecture): string | null {
   const global = GLOBAL.find(([hf]) => hf === hfName);
   if (global) return global[1];
   const m = /^model\.layers\.(\d+)\.(.+)$/.exec(hfName);
-  const pair = m && layerPairs(arch === "gemma2").find(([hf]) => hf === m[2]);
+  const pair = m && pairsOf(arch).find(([hf]) => hf === m[2]);
   return pair ? `blk.${m![1]}.${pair[1]}` : null;
 }
 
@@ -60,7 +83,7 @@ export function hfName(ggufTensor: string, arch: Architecture): string | null {
   const global = GLOBAL.find(([, gg]) => gg === ggufTensor);
   if (global) return global[0];
   const m = /^blk\.(\d+)\.(.+)$/.exec(ggufTensor);
-  const pair = m && layerPairs(arch === "gemma2").find(([, gg]) => gg === m[2]);
+  const pair = m && pairsOf(arch).find(([, gg]) => gg === m[2]);
   return pair ? `model.layers.${m![1]}.${pair[0]}` : null;
 }
 

@@ -15,6 +15,7 @@ import { dequantize } from "../quant/dequantize.ts";
 import { release } from "../release.ts";
 import type { GgufHeader, GgufTensorInfo } from "./reader.ts";
 import { hfName, permutedHeads, unpermuteQkRows } from "./names.ts";
+import { qwen35HfValues } from "./qwen35_layout.ts";
 
 const DEFAULT_CHUNK = 8 << 20;
 
@@ -40,18 +41,20 @@ export class GgufTensorSource implements TensorSource {
     for (const t of header.tensors.values()) {
       const name = hfName(t.name, arch);
       if (name === null) continue;
-      const shape = [...t.dims].reverse();
+      // llama.cpp's squeezed depthwise conv [kernel, channels] is HF's [channels, 1, kernel].
+      const shape = name.endsWith(".conv1d.weight") && t.dims.length === 2 ? [t.dims[1], 1, t.dims[0]] : [...t.dims].reverse();
       const rows = t.dims.slice(1).reduce((a, b) => a * b, 1);
       const rowBytes = t.byteLength / rows;
       const elements = rows * t.dims[0];
       const quant = isQuantType(t.type.name);
       const info: SourceTensor = {
         name,
-        dtype: quant ? "F32" : t.type.name as "F32" | "F16" | "BF16",
+        // A_log comes back as f32 values (see readChunks).
+        dtype: quant || name.endsWith(".A_log") ? "F32" : t.type.name as "F32" | "F16" | "BF16",
         shape,
         file: header.path,
         byteOffset: t.byteOffset,
-        byteLength: quant ? elements * 4 : t.byteLength,
+        byteLength: quant || name.endsWith(".A_log") ? elements * 4 : t.byteLength,
       };
       if (quant) info.blocks = { type: t.type.name as "Q8_0" | "Q4_0" | "Q4_K" | "Q6_K", rowBytes, byteLength: t.byteLength };
       const heads = permutedHeads(name, arch, numHeads, numKvHeads);
@@ -88,6 +91,12 @@ export class GgufTensorSource implements TensorSource {
 
   async *readChunks(info: SourceTensor, maxChunkBytes = DEFAULT_CHUNK): AsyncIterable<TensorChunk> {
     const e = this.#entry(info);
+    if (info.name.endsWith(".A_log")) {
+      // Stored as -exp(A_log) (a vector: one chunk).
+      const values = qwen35HfValues(info.name, dequantize(info.dtype, await collectChunks(e.gguf.byteLength, this.#raw(e, maxChunkBytes))));
+      yield { offset: 0, bytes: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) as Uint8Array<ArrayBuffer> };
+      return;
+    }
     if (!info.blocks) {
       yield* this.#raw(e, maxChunkBytes);
       return;

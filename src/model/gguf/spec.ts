@@ -5,7 +5,7 @@
  * the tensors first (validate.ts).
  * @module
  */
-import type { Architecture, ModelSpec, RopeSpec } from "../config.ts";
+import type { Architecture, LinearAttentionSpec, ModelSpec, RopeSpec } from "../config.ts";
 import { UnsupportedArchitectureError } from "../errors.ts";
 import type { GgufHeader } from "./reader.ts";
 import { checkGgufSizes, GGUF_ARCHS, GgufMeta } from "./validate.ts";
@@ -29,6 +29,7 @@ export function ggufModelSpec(header: GgufHeader, ropeFactors: Float32Array | nu
   const { numLayers, hiddenSize, numHeads, numKvHeads, headDim, vocabSize, maxPositionEmbeddings } = checkGgufSizes(m, gguf);
   const window = m.raw(k("attention.sliding_window")) === undefined ? null : m.int(k("attention.sliding_window"));
   const gemma = gguf === "gemma2";
+  const qwen35 = gguf === "qwen35";
   const architecture: Architecture = gguf === "llama" && window !== null ? "mistral" : gguf as Architecture;
   const layers = Array.from({ length: numLayers }, (_, i) => i);
   const eos = [m.id("tokenizer.ggml.eos_token_id"), m.id("tokenizer.ggml.eot_token_id"), m.id("tokenizer.ggml.eom_token_id")]
@@ -49,9 +50,9 @@ export function ggufModelSpec(header: GgufHeader, ropeFactors: Float32Array | nu
     qkvBias: has("blk.0.attn_q.bias"),
     oProjBias: has("blk.0.attn_output.bias"),
     mlpBias: has("blk.0.ffn_gate.bias"),
-    qkNorm: has("blk.0.attn_q_norm.weight"),
+    qkNorm: has("blk.0.attn_q_norm.weight") || qwen35,
     hiddenAct: gemma ? "gelu_tanh" : "silu",
-    // convert_hf_to_gguf stores Gemma's norm weights as 1 + w already.
+    // convert_hf_to_gguf stores Gemma's and Qwen3.5's norm weights as 1 + w already.
     normOffset: 0,
     sandwichNorm: gemma,
     embeddingScale: gemma ? Math.sqrt(hiddenSize) : 1,
@@ -67,6 +68,31 @@ export function ggufModelSpec(header: GgufHeader, ropeFactors: Float32Array | nu
     bosTokenId: m.id("tokenizer.ggml.bos_token_id"),
     eosTokenIds: [...new Set(eos)],
     dtype: dtypeOf(header),
+    linearAttention: qwen35 ? linearAttentionOf(m, k, numLayers) : null,
+    attnOutputGate: qwen35,
+    rotaryDim: qwen35 ? m.int(k("rope.dimension_count")) : headDim,
+  };
+}
+
+/** llama.cpp's `qwen35` Gated DeltaNet metadata (ssm.*); value heads are tiled in its files. */
+function linearAttentionOf(m: GgufMeta, k: (key: string) => string, numLayers: number): LinearAttentionSpec {
+  const interval = m.int(k("full_attention_interval"), 4);
+  const numValueHeads = m.int(k("ssm.time_step_rank"));
+  const numKeyHeads = m.int(k("ssm.group_count"));
+  const inner = m.int(k("ssm.inner_size"));
+  if (numValueHeads % numKeyHeads !== 0 || inner % numValueHeads !== 0) {
+    m.fail(`${k("ssm.time_step_rank")} (${numValueHeads}) must be a multiple of ${k("ssm.group_count")} (${numKeyHeads}) and divide ${k("ssm.inner_size")} (${inner})`);
+  }
+  const convKernel = m.int(k("ssm.conv_kernel"));
+  if (convKernel !== 4) m.fail(`metadata ${k("ssm.conv_kernel")} must be 4 (the conv kernel length this engine runs), got ${convKernel}`);
+  return {
+    layers: Array.from({ length: numLayers }, (_, i) => (i + 1) % interval !== 0),
+    numKeyHeads,
+    numValueHeads,
+    keyHeadDim: m.int(k("ssm.state_size")),
+    valueHeadDim: inner / numValueHeads,
+    convKernel,
+    valueHeadOrder: numKeyHeads === numValueHeads ? "grouped" : "tiled",
   };
 }
 

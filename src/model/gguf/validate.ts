@@ -15,14 +15,17 @@ export interface GgufArchRules {
   partialRope: boolean;
   /** Value heads of another width than key heads (`attention.value_length` != `key_length`). */
   distinctValueLength: boolean;
+  /** `attn_q` also yields a per-head output gate (Qwen3.5's gated attention): twice the rows. */
+  queryGate: boolean;
 }
 
 /** The GGUF `general.architecture` values this runtime loads, with their rules. */
 export const GGUF_ARCHS: Readonly<Record<string, GgufArchRules>> = {
-  llama: { partialRope: false, distinctValueLength: false },
-  qwen2: { partialRope: false, distinctValueLength: false },
-  qwen3: { partialRope: false, distinctValueLength: false },
-  gemma2: { partialRope: false, distinctValueLength: false },
+  llama: { partialRope: false, distinctValueLength: false, queryGate: false },
+  qwen2: { partialRope: false, distinctValueLength: false, queryGate: false },
+  qwen3: { partialRope: false, distinctValueLength: false, queryGate: false },
+  gemma2: { partialRope: false, distinctValueLength: false, queryGate: false },
+  qwen35: { partialRope: true, distinctValueLength: false, queryGate: true },
 };
 
 /** Longest context a file may declare (2^24 tokens: beyond every released model). */
@@ -137,7 +140,7 @@ export function checkGgufSizes(m: GgufMeta, arch: string): GgufModelSizes {
   }
   // Each block's attention: the head counts times the head dims are the projections' rows.
   const rows: [string, number, string][] = [
-    ["attn_q", numHeads * headDim, `${k("attention.head_count")} x head dim`],
+    ["attn_q", numHeads * headDim * (rules.queryGate ? 2 : 1), `${k("attention.head_count")} x head dim${rules.queryGate ? " x 2 (query and gate)" : ""}`],
     ["attn_k", numKvHeads * headDim, `${k("attention.head_count_kv")} x head dim`],
     ["attn_v", numKvHeads * valueDim, `${k("attention.head_count_kv")} x ${k("attention.value_length")}`],
   ];

@@ -1,0 +1,119 @@
+/**
+ * Qwen3.5 (hybrid) vs dense: a Qwen3.5-0.8B-shaped synthetic model (hidden 1024, 24 layers:
+ * 18 Gated DeltaNet + 6 gated attention, 8 heads of 256 / 2 KV heads, DeltaNet 16 key and
+ * 16 value heads of 128, intermediate 3584) next to a dense model of the same dims with
+ * attention on every layer (Qwen3 layout), both f16 with a 32768-token vocabulary (the real
+ * 248k vocabulary's LM head would dominate every figure here). Measures the forward pass
+ * only (no sampling): a decode step at context 128 .. 4096 for one stream, a decode step of
+ * 8 streams at context 128, and a prefill chunk. A decode step at context C only needs C
+ * entries in the cache and a state in the slot, so the KV cache is left as allocated (the
+ * values do not change the work) and steps are timed REPS at a time with one GPU wait, the
+ * fastest of RUNS such batches (prefill: one run).
+ *
+ *   deno run -A bench/hybrid.ts [--out FILE.json] [--quick]
+ * @module
+ */
+import { ModelRunner } from "../src/runner/model_runner.ts";
+import { buildStepBatch, shapeOf, type SequenceChunk } from "../src/runner/step_meta.ts";
+import { writeSyntheticModel } from "./synthetic_model.ts";
+import { args as cliArgs, makeTempDir, remove, writeFile } from "../src/runtime/runtime.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const args = cliArgs();
+const quick = args.includes("--quick");
+const out = args.includes("--out") ? args[args.indexOf("--out") + 1] : null;
+
+const COMMON = {
+  hidden_size: 1024,
+  intermediate_size: 3584,
+  num_hidden_layers: 24,
+  num_attention_heads: 8,
+  num_key_value_heads: 2,
+  head_dim: 256,
+  vocab_size: 32768,
+  max_position_embeddings: 8192,
+  rms_norm_eps: 1e-6,
+  tie_word_embeddings: true,
+  torch_dtype: "float16",
+};
+const HYBRID = {
+  ...COMMON,
+  architectures: ["Qwen3_5ForCausalLM"],
+  model_type: "qwen3_5_text",
+  layer_types: Array.from({ length: 24 }, (_, i) => ((i + 1) % 4 === 0 ? "full_attention" : "linear_attention")),
+  linear_num_key_heads: 16,
+  linear_num_value_heads: 16,
+  linear_key_head_dim: 128,
+  linear_value_head_dim: 128,
+  linear_conv_kernel_dim: 4,
+  rope_parameters: { rope_type: "default", rope_theta: 1e7, partial_rotary_factor: 0.25 },
+};
+const DENSE = { ...COMMON, architectures: ["Qwen3ForCausalLM"], model_type: "qwen3", rope_theta: 1e7 };
+
+const CONTEXTS = quick ? [128, 1024] : [128, 1024, 4096];
+const REPS = 2;
+/** Each figure is the fastest of this many timed runs (the machine is shared: noise only adds). */
+const RUNS = quick ? 2 : 3;
+const PREFILL = 32;
+
+async function measure(name: string, config: Record<string, unknown>) {
+  const dir = await makeTempDir(`bench-${name}-`);
+  try {
+    const bytes = await writeSyntheticModel(dir, { tokenizerDir: `${ROOT}tests/fixtures/models/stories260K`, config });
+    const maxContext = Math.max(...CONTEXTS);
+    const runner = await ModelRunner.load(dir, { maxTokens: Math.max(PREFILL, 8), maxSeqs: 8, maxLogitRows: 8, blockSize: 16, numBlocks: 8 * (maxContext / 16) + 8, maxContext, kvDtype: "f16" });
+    const device = runner.gpu.device;
+    const bs = 16;
+    const table = (s: number, ctx: number) => Array.from({ length: Math.ceil(ctx / bs) }, (_, i) => s * (maxContext / bs) + i);
+    const time = async (chunks: SequenceChunk[], reps: number, runs = RUNS) => {
+      const batch = buildStepBatch(chunks, bs);
+      const offset = runner.writeStep(batch);
+      const run = async (n: number) => {
+        const enc = device.createCommandEncoder();
+        for (let i = 0; i < n; i++) {
+          const pass = enc.beginComputePass();
+          runner.forward.encode(pass, offset, shapeOf(batch));
+          pass.end();
+        }
+        const t0 = performance.now();
+        device.queue.submit([enc.finish()]);
+        await device.queue.onSubmittedWorkDone();
+        return performance.now() - t0;
+      };
+      await run(1);
+      let best = Infinity;
+      for (let r = 0; r < runs; r++) best = Math.min(best, (await run(reps)) / reps);
+      return best;
+    };
+    const decode: Record<number, number> = {};
+    for (const ctx of CONTEXTS) {
+      decode[ctx] = await time([{ tokens: [5], start: ctx - 1, blockTable: table(0, ctx), logits: "last", stateSlot: 0 }], REPS);
+      console.log(`${name}: decode 1 stream @${ctx}: ${decode[ctx].toFixed(1)} ms`);
+    }
+    const eight = await time(Array.from({ length: 8 }, (_, s) => ({ tokens: [5], start: 127, blockTable: table(s, 128), logits: "last" as const, stateSlot: s })), REPS);
+    console.log(`${name}: decode 8 streams @128: ${eight.toFixed(1)} ms`);
+    const prefillMs = await time([{ tokens: Array.from({ length: PREFILL }, (_, i) => 3 + (i % 200)), start: 0, blockTable: table(0, PREFILL), logits: "last", stateSlot: 0 }], 1, 1);
+    console.log(`${name}: prefill ${PREFILL} tokens: ${prefillMs.toFixed(0)} ms (${(PREFILL / prefillMs * 1000).toFixed(1)} tok/s)`);
+    const result = {
+      name,
+      checkpointBytes: bytes,
+      weightBytes: runner.weights.bytes,
+      kvBytes: runner.cache.bytes,
+      stateBytes: runner.state?.bytes ?? 0,
+      decodeMs: decode,
+      decode8Ms: eight,
+      decode8TokPerS: 8000 / eight,
+      prefillTokPerS: PREFILL / prefillMs * 1000,
+      scaling: decode[CONTEXTS.at(-1)!] / decode[CONTEXTS[0]],
+    };
+    runner.close();
+    device.destroy();
+    return result;
+  } finally {
+    await remove(dir);
+  }
+}
+
+const results = { date: new Date().toISOString(), hybrid: await measure("qwen35-0.8B-shaped", HYBRID), dense: await measure("dense-same-dims", DENSE) };
+console.log(JSON.stringify(results, null, 2));
+if (out) await writeFile(out, JSON.stringify(results, null, 2) + "\n");
