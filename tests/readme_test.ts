@@ -79,7 +79,7 @@ test("README quick start: the test commands name files that exist and tasks that
   const start = readme.indexOf("## Quick start");
   const section = readme.slice(start, readme.indexOf("\n## ", start + 1));
   const lines = [...section.matchAll(/```sh\n([\s\S]*?)```/g)].flatMap((m) => shellCommands(m[1]));
-  const tests = lines.filter((l) => /^(deno test|deno task test|bun test)\b/.test(l));
+  const tests = lines.filter((l) => /^(deno test|deno task test|bun test|bun run test)\b/.test(l));
   assert(tests.length >= 2, `no test commands in the quick start: ${lines.join(" | ")}`);
   for (const l of tests) {
     for (const f of l.match(/tests\/\S+_test\.ts/g) ?? []) assert((await sys.stat(`${ROOT}${f}`)).isFile, `${f} (in "${l}") does not exist`);
