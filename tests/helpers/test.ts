@@ -28,7 +28,7 @@ const globals = globalThis as any;
 // may call test() before a top-level await in this module has settled.
 const bunTest: {
   test: (name: string, fn: () => Promise<void>, timeout: number) => void;
-  afterAll: (fn: () => void | Promise<void>) => void;
+  afterAll: (fn: () => void | Promise<void>, timeout: number) => void;
 } | null = RUNTIME === "bun"
   ? (import.meta as unknown as { require(id: string): never }).require(["bun", "test"].join(":"))
   : null;
@@ -51,7 +51,7 @@ export function test(a: string | TestDefinition, b?: TestFn): void {
  * tests share (one GPU device, one loaded engine), which a single test must not close.
  */
 export function afterAll(fn: () => void | Promise<void>): void {
-  if (bunTest) bunTest.afterAll(fn);
+  if (bunTest) bunTest.afterAll(fn, BUN_TIMEOUT_MS); // closing may wait for the GPU's last work
   else globals.Deno.test.afterAll(fn);
 }
 
