@@ -69,6 +69,8 @@ export interface QuantSectionOptions {
   baselineModel: string;
   /** Interleaved decode rounds (each variant once a round; medians reported). */
   rounds?: number;
+  /** Whether the fast path (quantized activations) is measured too (default true). */
+  fastPath?: boolean;
 }
 
 function run(cmd: string, args: string[]): Promise<string> {
@@ -239,7 +241,7 @@ export async function benchQuant(
         ggufBytes: conversion.bytes,
       });
       decoders.set(`ours ${type}`, await oursDecoder(o.model, quantization, false, o));
-      if (type !== "f16") decoders.set(`fast ${type}`, await oursDecoder(o.model, quantization, true, o));
+      if (type !== "f16" && o.fastPath !== false) decoders.set(`fast ${type}`, await oursDecoder(o.model, quantization, true, o));
       if (llama) decoders.set(`llama.cpp ${type}`, await llamaDecoder(llama, gguf, o));
     }
     log(`  decode: ${decoders.size} engines, ${rounds} interleaved round(s)...`);

@@ -46,5 +46,8 @@ else
 fi
 
 # Deno fetches its npm: imports itself: cache those of the server and its Workers now, so it
-# starts with --cached-only (no registry at run time).
+# starts with --cached-only (no registry at run time). The two packages with install scripts
+# (webgpu: Dawn for Bun; node-llama-cpp: the bench's peer, prebuilt binaries) need none under
+# Deno: deno.json's allowScripts.deny lists them, which keeps Deno's "Ignored build scripts" box
+# out of this output.
 deno cache --frozen-lockfile serve.ts src/api/worker.ts src/server/tokenizer_worker.ts src/grammar/compile_worker.ts

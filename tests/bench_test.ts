@@ -18,7 +18,7 @@ import {
 } from "../bench/workload.ts";
 import { stepCostModel } from "../bench/step_sweep.ts";
 import { percentile, summarize } from "../bench/stats.ts";
-import { parseBenchArgs } from "../bench/main.ts";
+import { parseBenchArgs, QUICK_BUDGET_S, section } from "../bench/main.ts";
 import { compareMarkdown, runtimeOf } from "../bench/compare.ts";
 import { type BenchResults, quantTargets, renderMarkdown } from "../bench/report.ts";
 
@@ -284,4 +284,16 @@ test("bench quant section: issue 11's targets from the rows, and its table", () 
     report,
   );
   assert(report.includes("| q4_0 load-time load peak host memory |"), report);
+});
+
+test("bench --quick: a section due to start past the time budget is skipped and says why", async () => {
+  let ran = 0;
+  const work = () => Promise.resolve(++ran);
+  assertEquals(await section("a", true, work, performance.now() + 60_000), { status: "ok", data: 1 });
+  const late = await section("b", true, work, performance.now() - 1);
+  assertEquals([late.status, ran], ["skipped", 1]);
+  assert(late.status === "skipped" && late.reason.includes(`${QUICK_BUDGET_S} s budget`), JSON.stringify(late));
+  // Without --quick nothing is ever late.
+  assertEquals((await section("c", true, work)).status, "ok");
+  assert(QUICK_BUDGET_S * 1000 < 5 * 60_000, "the budget leaves room for the last section within 5 minutes");
 });

@@ -4,7 +4,7 @@
  * bit, f16 storage of a bf16 checkpoint equal to f32 storage, the dispatches a decode step
  * records per architecture, and a clear error without an adapter.
  */
-import { test } from "./helpers/test.ts";
+import { shared, sharedTest, test } from "./helpers/test.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { createGpu, NoGpuAdapterError } from "../src/gpu/device.ts";
@@ -19,6 +19,9 @@ import {
 } from "./helpers/reference.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
 import { KERNEL_FAMILIES } from "../src/types/api.ts";
+
+// One device for the file: its pipelines, compiled once, serve every test's runners.
+const sharedGpu = shared(() => createGpu(), (gpu) => gpu.device.destroy());
 
 for (const kernelFamily of KERNEL_FAMILIES) {
   test(`forward ${kernelFamily}: steps create no pipelines or bind groups and submit once each`, async () => {
@@ -41,11 +44,11 @@ for (const kernelFamily of KERNEL_FAMILIES) {
     }
   });
 
-  test(`forward ${kernelFamily}: matrices split over a small binding limit give identical logits`, async () => {
+  sharedTest(`forward ${kernelFamily}: matrices split over a small binding limit give identical logits`, async () => {
     const golden = await loadGolden("gemma2-tiny");
     const ids = golden.cases[1].prompt_ids.slice(0, 16);
     const opts = { maxTokens: 16, maxLogitRows: 16, maxSeqs: 2, numBlocks: 16, kernelFamily };
-    const whole = await ModelRunner.load(modelDir("gemma2-tiny"), opts);
+    const whole = await ModelRunner.load(modelDir("gemma2-tiny"), { ...opts, gpu: await sharedGpu() });
     // 64 KiB splits the 128 KiB embedding/LM head in two and gate|up (192 KiB) in three.
     const small = await createGpu({ maxStorageBindingBytes: 64 << 10 });
     const split = await ModelRunner.load(modelDir("gemma2-tiny"), { ...opts, gpu: small });
@@ -62,7 +65,7 @@ for (const kernelFamily of KERNEL_FAMILIES) {
     }
   });
 
-  test(`forward ${kernelFamily}: a bf16 checkpoint stored as f16 matches f32 storage`, async () => {
+  sharedTest(`forward ${kernelFamily}: a bf16 checkpoint stored as f16 matches f32 storage`, async () => {
     const golden = await loadGolden("llama-tiny");
     const ids = golden.cases[2].prompt_ids;
     // An f32 KV cache: f16 rounding of K and V would magnify the last-bit differences.
@@ -73,7 +76,7 @@ for (const kernelFamily of KERNEL_FAMILIES) {
       kvDtype: "f32",
       kernelFamily,
     } as const;
-    const f16 = await ModelRunner.load(modelDir("llama-tiny"), { ...opts, weightDType: "f16" });
+    const f16 = await ModelRunner.load(modelDir("llama-tiny"), { ...opts, weightDType: "f16", gpu: await sharedGpu() });
     const f32 = await ModelRunner.load(modelDir("llama-tiny"), {
       ...opts,
       weightDType: "f32",
@@ -111,7 +114,7 @@ function decodeDispatches(runner: ModelRunner, seqs: number, context: number): n
   }).length + 1;
 }
 
-test("forward: dispatches per decode step (<= 5 per layer + 4 for llama/mistral/qwen2), per architecture", async () => {
+sharedTest("forward: dispatches per decode step (<= 5 per layer + 4 for llama/mistral/qwen2), per architecture", async () => {
   // [model, per layer]: Qwen3's q/k norm runs RoPE as its own dispatch; Gemma-2's two
   // sandwich norms each need a matmul's whole output row.
   const cases: [string, number][] = [
@@ -122,7 +125,7 @@ test("forward: dispatches per decode step (<= 5 per layer + 4 for llama/mistral/
     ["qwen3-tiny", 6],
     ["gemma2-tiny", 7],
   ];
-  const gpu = await createGpu();
+  const gpu = await sharedGpu();
   try {
     for (const [name, perLayer] of cases) {
       for (const kernelFamily of KERNEL_FAMILIES) {
@@ -161,6 +164,6 @@ test("forward: dispatches per decode step (<= 5 per layer + 4 for llama/mistral/
       }
     }
   } finally {
-    gpu.device.destroy();
+    // The file's shared device is destroyed after its last test.
   }
 });

@@ -5,7 +5,8 @@
  * largest logit, matrices f32), and a Q8_0 file gives the same logits as load-time Q8_0
  * quantization of the checkpoint (the same blocks, see gguf_test.ts).
  */
-import { test } from "./helpers/test.ts";
+import { shared, sharedTest } from "./helpers/test.ts";
+import { createGpu } from "../src/gpu/device.ts";
 import { assert } from "./helpers/assert.ts";
 import { withTempDir } from "./helpers/synthetic_checkpoint.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
@@ -17,37 +18,39 @@ import { worstRelativeError } from "./helpers/quant_goldens.ts";
 // has shader-f16) is measured against them in reference_test.ts.
 const OPTS = { maxTokens: 128, maxLogitRows: 128, maxSeqs: 1, blockSize: 16, numBlocks: 16, weightDType: "f32", kvDtype: "f32" } as const;
 
+// One device for the file: its pipelines, compiled once, serve every model's runners.
+const sharedGpu = shared(() => createGpu(), (gpu) => gpu.device.destroy());
+
 // qwen35-tiny (llama.cpp's `qwen35`: ssm_* tensors, -exp(A_log), value heads tiled, 1 + w norms).
 for (const name of [...MODEL_NAMES, ...HYBRID_MODEL_NAMES]) {
-  test(`gguf reference ${name}: the converted file matches transformers, and Q8_0 from GGUF equals load-time Q8_0`, async () => {
+  sharedTest(`gguf reference ${name}: the converted file matches transformers, and Q8_0 from GGUF equals load-time Q8_0`, async () => {
     await withTempDir(async (dir) => {
       await convertToGguf(modelDir(name), `${dir}/f.gguf`);
       await convertToGguf(modelDir(name), `${dir}/q8.gguf`, { quantization: "q8_0" });
       const golden = await loadGolden(name);
-      const plain = await ModelRunner.load(`${dir}/f.gguf`, OPTS);
-      const gpu = plain.gpu;
+      const gpu = await sharedGpu();
+      const plain = await ModelRunner.load(`${dir}/f.gguf`, { ...OPTS, gpu });
+      const err = await worstRelativeError(plain, golden.cases);
+      plain.close();
+      const fromFile = await ModelRunner.load(`${dir}/q8.gguf`, { ...OPTS, gpu });
+      const loadTime = await ModelRunner.load(modelDir(name), { ...OPTS, gpu, quantization: "q8_0" });
+      let same = 0;
       try {
-        const err = await worstRelativeError(plain, golden.cases);
-        plain.close();
-        const fromFile = await ModelRunner.load(`${dir}/q8.gguf`, { ...OPTS, gpu });
-        const loadTime = await ModelRunner.load(modelDir(name), { ...OPTS, gpu, quantization: "q8_0" });
-        let same = 0;
         for (const c of golden.cases) {
           const a = await promptLogits(fromFile, c.prompt_ids);
           const b = await promptLogits(loadTime, c.prompt_ids);
           same = Math.max(same, maxAbsDiff(a, b) / maxAbs(b));
         }
+      } finally {
         fromFile.close();
         loadTime.close();
-        console.log(`  ${name}: GGUF f32 vs HF ${err.toExponential(2)}, GGUF Q8_0 vs load-time Q8_0 ${same.toExponential(2)}`);
-        assert(err <= 1e-4, `${name}: GGUF logits relative error ${err}`);
-        // Qwen3.5's file tiles the value heads (out_proj sums its inputs in another order) and
-        // stores -exp(A_log) (an f32 round trip): rounding, three orders below a wrong head.
-        const sameTol = (HYBRID_MODEL_NAMES as readonly string[]).includes(name) ? 1e-5 : 1e-6;
-        assert(same <= sameTol, `${name}: GGUF Q8_0 and load-time Q8_0 differ by ${same}`);
-      } finally {
-        gpu.device.destroy();
       }
+      console.log(`  ${name}: GGUF f32 vs HF ${err.toExponential(2)}, GGUF Q8_0 vs load-time Q8_0 ${same.toExponential(2)}`);
+      assert(err <= 1e-4, `${name}: GGUF logits relative error ${err}`);
+      // Qwen3.5's file tiles the value heads (out_proj sums its inputs in another order) and
+      // stores -exp(A_log) (an f32 round trip): rounding, three orders below a wrong head.
+      const sameTol = (HYBRID_MODEL_NAMES as readonly string[]).includes(name) ? 1e-5 : 1e-6;
+      assert(same <= sameTol, `${name}: GGUF Q8_0 and load-time Q8_0 differ by ${same}`);
     });
   });
 }

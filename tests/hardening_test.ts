@@ -4,7 +4,7 @@
  * the HTTP thread, one request swamping the queue, a broken chat template taking the server
  * down.
  */
-import { test } from "./helpers/test.ts";
+import { shared, sharedTest, test } from "./helpers/test.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { post, testServer, waitFor } from "./helpers/server.ts";
 import { rawExchange } from "./helpers/raw_http.ts";
@@ -17,6 +17,10 @@ const P = "Once upon a time";
 async function metricsText(base: string): Promise<string> {
   return await (await fetch(`${base}/metrics`)).text();
 }
+
+// The tests that need only a default stories260K server share one (their counters and logs
+// do not overlap: a 400 on /v1/models, 499s on /v1/completions, 400/200 on /v1/completions).
+const defaultServer = shared(() => testServer("stories260K"), (s) => s.close());
 
 function routeLabels(text: string): Set<string> {
   return new Set([...text.matchAll(/^webgpu_llm_http_responses_total\{route="([^"]*)"/gm)].map((m) => m[1]));
@@ -38,20 +42,20 @@ test("hardening: /metrics route labels are route templates, not raw paths", asyn
   }
 });
 
-test("hardening: a malformed percent-encoding in the path is a 400, not a 500", async () => {
-  const s = await testServer("stories260K");
+sharedTest("hardening: a malformed percent-encoding in the path is a 400, not a 500", async () => {
+  const s = await defaultServer();
   try {
     const res = await fetch(`${s.base}/v1/models/%E0%A4%A`);
     const body = await res.json();
     assertEquals(res.status, 400, JSON.stringify(body));
     assertEquals(body.error.code, "invalid_path");
   } finally {
-    await s.close();
+    // The shared server is closed after the file's last test.
   }
 });
 
-test("hardening: a client that disconnects mid-upload is neither logged nor counted as a 500", async () => {
-  const s = await testServer("stories260K");
+sharedTest("hardening: a client that disconnects mid-upload is neither logged nor counted as a 500", async () => {
+  const s = await defaultServer();
   const logged: unknown[][] = [];
   const original = console.error;
   console.error = (...args: unknown[]) => logged.push(args);
@@ -66,12 +70,12 @@ test("hardening: a client that disconnects mid-upload is neither logged nor coun
     assertEquals(logged.length, 0, `logged: ${logged.map((a) => a.join(" ")).join("\n")}`);
   } finally {
     console.error = original;
-    await s.close();
+    // The shared server is closed after the file's last test.
   }
 });
 
-test("hardening: prompts are measured in bytes before tokenizing, and tokenized off the HTTP thread", async () => {
-  const s = await testServer("stories260K");
+sharedTest("hardening: prompts are measured in bytes before tokenizing, and tokenized off the HTTP thread", async () => {
+  const s = await defaultServer();
   const encode = Tokenizer.prototype.encode;
   let mainThreadEncodes = 0;
   Tokenizer.prototype.encode = function (this: Tokenizer, ...args: Parameters<Tokenizer["encode"]>) {
@@ -89,7 +93,7 @@ test("hardening: prompts are measured in bytes before tokenizing, and tokenized 
     assertEquals(mainThreadEncodes, 0, "the HTTP thread tokenized");
   } finally {
     Tokenizer.prototype.encode = encode;
-    await s.close();
+    // The shared server is closed after the file's last test.
   }
 });
 

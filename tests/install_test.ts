@@ -56,6 +56,8 @@ test("deploy: install.sh --production in a clean copy of the repository yields a
     const env = { DENO_DIR: `${dir}/.deno-cache`, NO_COLOR: "1" };
     const install = await run("sh", ["deploy/install.sh", "--production"], { cwd: dir, env });
     assertEquals(install.code, 0, `install.sh:\n${install.stdout}\n${install.stderr}`);
+    // No warnings a new user would wonder about (Deno's box about packages' install scripts).
+    assert(!/Ignored build scripts|lifecycle scripts/i.test(install.stdout + install.stderr), `install.sh warns:\n${install.stderr}`);
     const pkg = JSON.parse(await readTextFile(`${dir}/package.json`));
     for (const name of Object.keys(pkg.dependencies)) {
       assert((await run("test", ["-d", `${dir}/node_modules/${name}`])).code === 0, `${name} not installed`);

@@ -288,6 +288,21 @@ async function runAttention(
   bs: number,
   cap: StepCapacity,
 ): Promise<Float32Array> {
+  const [out] = await kit.readMany([submitAttention(kit, impl, c, cache, q, chunks, bs, cap)]);
+  return out;
+}
+
+/** Submits one attention step (its own metadata and output) without waiting for it. */
+function submitAttention(
+  kit: GpuKit,
+  impl: AttentionImplementation,
+  c: AttentionCase,
+  cache: { k: GPUBuffer; v: GPUBuffer },
+  q: Float32Array<ArrayBuffer>,
+  chunks: SequenceChunk[],
+  bs: number,
+  cap: StepCapacity,
+): { buffer: GPUBuffer; count: number } {
   const batch = buildStepBatch(chunks, bs);
   const shape = shapeOf(batch);
   const out = kit.buffer(shape.tokens * c.nh * c.hd * 4);
@@ -301,11 +316,11 @@ async function runAttention(
     scale: 1 / Math.sqrt(c.hd),
     softcap: c.softcap ?? 0,
   }, "attention");
-  await kit.run(kit.meta(batch, cap), dispatches.map((d) => {
+  kit.submit(kit.meta(batch, cap), dispatches.map((d) => {
     const v = d.pick(shape);
     return { kernel: d.kernels[v], resources: d.resources, grid: d.grid(shape, v) };
   }));
-  return await kit.read(out, shape.tokens * c.nh * c.hd);
+  return { buffer: out, count: shape.tokens * c.nh * c.hd };
 }
 
 test("kernels attention: decode and ragged prefill vs the reference (paged with 1 or many splits, eager; f32 and f16 KV); bits independent of batch, tile and split count", async (t) => {
@@ -348,15 +363,18 @@ test("kernels attention: decode and ragged prefill vs the reference (paged with 
               assert(e <= TOL, `error vs reference ${e}`);
               if (name === "eager") return;
               // Every token alone, as a one-token decode step (query tile 1, its own split
-              // count): the same bits.
+              // count): the same bits. Each is its own submitted step; all are read at once.
+              const row = c.nh * c.hd;
+              const alone: { buffer: GPUBuffer; count: number }[] = [];
               let t0 = 0;
               for (const ch of chunks) {
                 for (let i = 0; i < ch.tokens.length; i++, t0++) {
-                  const row = c.nh * c.hd;
-                  const alone = await runAttention(kit, impl, c, cache, q.slice(t0 * row, (t0 + 1) * row), [{ tokens: [1], start: ch.start + i, blockTable: ch.blockTable, logits: "last" }], bs, cap);
-                  assertEquals(Array.from(alone), Array.from(got.subarray(t0 * row, (t0 + 1) * row)), `token ${t0} alone`);
+                  alone.push(submitAttention(kit, impl, c, cache, q.slice(t0 * row, (t0 + 1) * row), [{ tokens: [1], start: ch.start + i, blockTable: ch.blockTable, logits: "last" }], bs, cap));
                 }
               }
+              (await kit.readMany(alone)).forEach((bits, k) => {
+                assertEquals(Array.from(bits), Array.from(got.subarray(k * row, (k + 1) * row)), `token ${k} alone`);
+              });
             });
           }
         }

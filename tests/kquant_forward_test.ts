@@ -9,7 +9,7 @@
  * (checked on the CPU family only: the fallback is in the family-independent dispatch code).
  * The reference models' hidden size (128) is no multiple of 256, so the checkpoint is synthetic.
  */
-import { test } from "./helpers/test.ts";
+import { shared, sharedTest } from "./helpers/test.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { withTempDir, writeSyntheticCheckpoint } from "./helpers/synthetic_checkpoint.ts";
 import { quantizeQ4K, quantizeQ6K } from "./helpers/k_quant_blocks.ts";
@@ -20,6 +20,9 @@ import { convertToGguf } from "../src/model/gguf/convert.ts";
 import { dequantize } from "../src/model/quant/dequantize.ts";
 import { linearWeightDTypes } from "../src/model/weights.ts";
 import { KERNEL_FAMILIES } from "../src/types/api.ts";
+
+// One device for the file: its pipelines, compiled once, serve every test's runners.
+const sharedGpu = shared(() => createGpu(), (gpu) => gpu.device.destroy());
 
 const TOL = 1e-5;
 const CONFIG = {
@@ -47,7 +50,7 @@ function kType(name: string): "Q4_K" | "Q6_K" | null {
   return /(v_proj|down_proj)/.test(name) ? "Q6_K" : "Q4_K";
 }
 
-test("K-quant GGUF (Q4_K + Q6_K, mixed q|k|v): in-kernel Q4X / Q8X weights give the dequantized checkpoint's logits on both families", async () => {
+sharedTest("K-quant GGUF (Q4_K + Q6_K, mixed q|k|v): in-kernel Q4X / Q8X weights give the dequantized checkpoint's logits on both families", async () => {
   await withTempDir(async (dir) => {
     const blocks = new Map<string, Uint8Array>();
     // The checkpoint holds the blocks' dequantized values, the GGUF the blocks themselves.
@@ -67,7 +70,7 @@ test("K-quant GGUF (Q4_K + Q6_K, mixed q|k|v): in-kernel Q4X / Q8X weights give 
     await convertToGguf(`${dir}/ck`, file, {
       blocks: { type: kType, encode: (name) => blocks.get(name)! },
     });
-    const gpu = await createGpu();
+    const gpu = await sharedGpu();
     try {
       for (const kernelFamily of KERNEL_FAMILIES) {
         const ref = await ModelRunner.load(`${dir}/ck`, { ...OPTS, gpu, kernelFamily });
@@ -108,7 +111,7 @@ test("K-quant GGUF (Q4_K + Q6_K, mixed q|k|v): in-kernel Q4X / Q8X weights give 
         }
       }
     } finally {
-      gpu.device.destroy();
+      // The file's shared device is destroyed after its last test.
     }
   });
 });

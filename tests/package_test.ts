@@ -7,7 +7,7 @@
 import { test } from "./helpers/test.ts";
 import * as sys from "./helpers/platform.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { checkExampleOutput, readmeExample, ROOT } from "./helpers/readme.ts";
+import { checkExampleOutput, EXAMPLE_IMPORT, readmeExample, ROOT } from "./helpers/readme.ts";
 import { MODELS_DIR } from "./helpers/fixtures.ts";
 
 const denoJson = JSON.parse(await sys.readTextFile(`${ROOT}deno.json`));
@@ -16,8 +16,8 @@ const packageJson = JSON.parse(await sys.readTextFile(`${ROOT}package.json`));
 /** The README example with the package's import specifier and an absolute model path. */
 async function consumerExample(specifier: string): Promise<string> {
   const source = await readmeExample();
-  assert(source.includes('from "./mod.ts"') && source.includes('"tests/fixtures/models/stories260K"'), source);
-  return source.replace('from "./mod.ts"', `from "${specifier}"`)
+  assert(source.includes('"tests/fixtures/models/stories260K"'), source);
+  return source.replace(EXAMPLE_IMPORT, `from "${specifier}"`)
     .replace('"tests/fixtures/models/stories260K"', JSON.stringify(`${MODELS_DIR}stories260K`));
 }
 

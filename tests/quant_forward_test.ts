@@ -12,7 +12,7 @@
  * - quantized matrices split over a small binding limit give identical logits.
  */
 import { countGpuCalls } from "./helpers/gpu_counts.ts";
-import { test } from "./helpers/test.ts";
+import { shared, sharedTest, test } from "./helpers/test.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { withTempDir } from "./helpers/synthetic_checkpoint.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
@@ -31,6 +31,9 @@ import {
 } from "./helpers/reference.ts";
 import { loadQuantGoldens, worstRelativeError } from "./helpers/quant_goldens.ts";
 
+// One device for the file: its pipelines, compiled once, serve every test's runners.
+const sharedGpu = shared(() => createGpu(), (gpu) => gpu.device.destroy());
+
 /** The fast path's bound on these models (see above; the issue's default gate is 1e-2). */
 const FAST_TOL = 5e-2;
 const OPTS = {
@@ -44,9 +47,9 @@ const OPTS = {
 } as const;
 
 for (const kernelFamily of KERNEL_FAMILIES) {
-  test(`quant forward ${kernelFamily}: the fast path (Q8 activations) stays within ${FAST_TOL} of the goldens on every reference model`, async () => {
+  sharedTest(`quant forward ${kernelFamily}: the fast path (Q8 activations) stays within ${FAST_TOL} of the goldens on every reference model`, async () => {
     const goldens = await loadQuantGoldens();
-    const gpu = await createGpu();
+    const gpu = await sharedGpu();
     try {
       for (const name of MODEL_NAMES) {
         const errors: string[] = [];
@@ -91,13 +94,13 @@ for (const kernelFamily of KERNEL_FAMILIES) {
         console.log(`  ${kernelFamily} ${name}: ${errors.join(", ")}`);
       }
     } finally {
-      gpu.device.destroy();
+      // The file's shared device is destroyed after its last test.
     }
   });
 
-  test(`quant forward ${kernelFamily}: GGUF Q8_0 / Q4_0 files give load-time quantization's logits bit for bit (both paths)`, async () => {
+  sharedTest(`quant forward ${kernelFamily}: GGUF Q8_0 / Q4_0 files give load-time quantization's logits bit for bit (both paths)`, async () => {
     await withTempDir(async (dir) => {
-      const gpu = await createGpu();
+      const gpu = await sharedGpu();
       try {
         for (const name of ["llama-tiny", "gemma2-tiny"]) {
           const ids = (await loadGolden(name)).cases[0].prompt_ids;
@@ -123,7 +126,7 @@ for (const kernelFamily of KERNEL_FAMILIES) {
           }
         }
       } finally {
-        gpu.device.destroy();
+        // The file's shared device is destroyed after its last test.
       }
     });
   });
@@ -152,9 +155,9 @@ for (const kernelFamily of KERNEL_FAMILIES) {
     }
   });
 
-  test(`quant forward ${kernelFamily}: quantized matrices split over a small binding limit give identical logits`, async () => {
+  sharedTest(`quant forward ${kernelFamily}: quantized matrices split over a small binding limit give identical logits`, async () => {
     const ids = (await loadGolden("gemma2-tiny")).cases[1].prompt_ids.slice(0, 16);
-    const gpu = await createGpu();
+    const gpu = await sharedGpu();
     // 32 KiB splits gemma2-tiny's Q8_0 gate|up (104 KiB) into four parts.
     const small = await createGpu({ maxStorageBindingBytes: 32 << 10 });
     try {
@@ -183,7 +186,7 @@ for (const kernelFamily of KERNEL_FAMILIES) {
         }
       }
     } finally {
-      gpu.device.destroy();
+      // The file's shared device is destroyed after its last test.
       small.device.destroy();
     }
   });

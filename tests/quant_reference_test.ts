@@ -11,7 +11,8 @@
  * were made with. On the 16-bit checkpoints about 0.4% of weights are exact ties (x = ±max/2
  * is 63.5 levels), so an f32 or x / d quantizer is off by ~2e-3 there, 20x this bound.
  */
-import { test } from "./helpers/test.ts";
+import { shared, sharedTest } from "./helpers/test.ts";
+import { createGpu } from "../src/gpu/device.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
 import { KERNEL_FAMILIES } from "../src/types/api.ts";
@@ -20,12 +21,16 @@ import { EXACT_TOL, loadQuantGoldens, worstRelativeError } from "./helpers/quant
 
 const OPTS = { maxTokens: 128, maxLogitRows: 128, maxSeqs: 1, blockSize: 16, numBlocks: 16, weightDType: "f32", kvDtype: "f32" } as const;
 
+// One device for the file: its pipelines, compiled once, serve every model's runners.
+const sharedGpu = shared(() => createGpu(), (gpu) => gpu.device.destroy());
+
 for (const kernelFamily of KERNEL_FAMILIES) for (const name of MODEL_NAMES) {
-  test(`quant reference ${kernelFamily} ${name}: Q8_0 and Q4_0 load-time quantization match transformers' round trip (quantized kernels, exact path)`, async () => {
+  sharedTest(`quant reference ${kernelFamily} ${name}: Q8_0 and Q4_0 load-time quantization match transformers' round trip (quantized kernels, exact path)`, async () => {
     const goldens = (await loadQuantGoldens())[name];
-    const q8 = await ModelRunner.load(modelDir(name), { ...OPTS, kernelFamily, quantization: "q8_0" });
+    const gpu = await sharedGpu();
+    const q8 = await ModelRunner.load(modelDir(name), { ...OPTS, kernelFamily, quantization: "q8_0", gpu });
     try {
-      const q4 = await ModelRunner.load(modelDir(name), { ...OPTS, kernelFamily, quantization: "q4_0", gpu: q8.gpu });
+      const q4 = await ModelRunner.load(modelDir(name), { ...OPTS, kernelFamily, quantization: "q4_0", gpu });
       try {
         // The decoder's linear weights run as blocks (no f32 copy) where K % 32 == 0 (else
         // they are not quantized: stories260K's down, K = 172); the embedding stays dense.
@@ -48,7 +53,6 @@ for (const kernelFamily of KERNEL_FAMILIES) for (const name of MODEL_NAMES) {
       }
     } finally {
       q8.close();
-      q8.gpu.device.destroy();
     }
   });
 }

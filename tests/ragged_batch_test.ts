@@ -6,7 +6,7 @@
  * gives bit for bit the logits of the same prompt fed one decode step per token (the matmul
  * and attention variants a step picks by its shape never change a row's bits).
  */
-import { test } from "./helpers/test.ts";
+import { shared, sharedTest } from "./helpers/test.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
 import { buildStepBatch, type SequenceChunk } from "../src/runner/step_meta.ts";
 import { BlockManager } from "../src/scheduler/block_manager.ts";
@@ -15,10 +15,13 @@ import { createGpu } from "../src/gpu/device.ts";
 import { loadGolden, maxAbsDiff, modelDir } from "./helpers/reference.ts";
 import { assertEquals } from "./helpers/assert.ts";
 
+// One device for the file: its pipelines, compiled once, serve every test's runners.
+const sharedGpu = shared(() => createGpu(), (gpu) => gpu.device.destroy());
+
 for (const name of ["stories260K", "gemma2-tiny", "mistral-tiny", "qwen3-tiny"]) {
-  test(`ragged batch ${name}: per-sequence logits equal solo runs; chunked prefill and token-by-token decode equal one prefill`, async (t) => {
+  sharedTest(`ragged batch ${name}: per-sequence logits equal solo runs; chunked prefill and token-by-token decode equal one prefill`, async (t) => {
     const golden = await loadGolden(name);
-    const gpu = await createGpu();
+    const gpu = await sharedGpu();
     try {
       for (const kernelFamily of KERNEL_FAMILIES) {
         for (const kvDtype of KV_DTYPES) {
@@ -43,7 +46,7 @@ for (const name of ["stories260K", "gemma2-tiny", "mistral-tiny", "qwen3-tiny"])
         }
       }
     } finally {
-      gpu.device.destroy();
+      // The file's shared device is destroyed after its last test.
     }
   });
 }

@@ -15,7 +15,8 @@
  * cancel). The bound there is 2e-3, four times 2^-11: it fails on any real error (a wrong
  * position, block or head is off by the logits' whole scale) and not on the rounding.
  */
-import { test } from "./helpers/test.ts";
+import { shared, sharedTest } from "./helpers/test.ts";
+import { createGpu } from "../src/gpu/device.ts";
 import { ModelRunner, type ModelRunnerOptions } from "../src/runner/model_runner.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { Tokenizer } from "../src/model/tokenizer.ts";
@@ -49,15 +50,19 @@ const CONFIGS: [string, ModelRunnerOptions, number][] = [
   ["gpu paged f16 KV", { kernelFamily: "gpu", attn: "paged", kvDtype: "f16" }, F16_KV_TOL],
 ];
 
+// One device for the file: its pipelines, compiled once, serve every model's runners.
+const sharedGpu = shared(() => createGpu(), (gpu) => gpu.device.destroy());
+
 for (const name of [...MODEL_NAMES, ...HYBRID_MODEL_NAMES]) {
-  test(`reference ${name}: logits and greedy ids match transformers (cpu and gpu families, paged and eager, f32 and f16 KV)`, async (t) => {
+  sharedTest(`reference ${name}: logits and greedy ids match transformers (cpu and gpu families, paged and eager, f32 and f16 KV)`, async (t) => {
     const golden = await loadGolden(name);
     const opts = { maxTokens: 128, maxLogitRows: 128, maxSeqs: 4, blockSize: 16, numBlocks: 64 };
     const tokenizer = await Tokenizer.load(modelDir(name));
     for (const c of golden.cases) assertEquals(tokenizer.encode(c.prompt), c.prompt_ids);
-    const first = await ModelRunner.load(modelDir(name), { ...opts, ...CONFIGS[0][1] });
-    const runners = [first];
-    for (const [, options] of CONFIGS.slice(1)) runners.push(await ModelRunner.load(modelDir(name), { ...opts, ...options, gpu: first.gpu }));
+    const gpu = await sharedGpu();
+    const runners: ModelRunner[] = [];
+    for (const [, options] of CONFIGS) runners.push(await ModelRunner.load(modelDir(name), { ...opts, ...options, gpu }));
+    const first = runners[0];
     // Greedy ids come from the serving path: the engine's loop over the same runners.
     const engines = runners.map((r) => Engine.start(r));
     const V = first.spec.vocabSize;

@@ -199,7 +199,7 @@ export function buildQMatmul(kit: QuantKit, job: QMatmulJob): BuiltQMatmul {
   };
 }
 
-/** Builds and runs one quantized matmul, waiting for it. */
+/** Builds and submits one quantized matmul (reading its output waits for it). */
 export async function runQMatmul(kit: QuantKit, job: QMatmulJob): Promise<BuiltQMatmul> {
   const built = buildQMatmul(kit, job);
   await kit.run(built.dispatches);

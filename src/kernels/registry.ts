@@ -246,6 +246,27 @@ export class PipelineCache {
   }
 }
 
+const SHARED = new WeakMap<GPUDevice, Map<string, Promise<PipelineCache>>>();
+
+/**
+ * The pipeline cache of `device` over these kernel files, shared by every runner on the device:
+ * a second model loaded on the same GPU (tests, benches) reuses the first one's compiled
+ * pipelines instead of compiling them again.
+ */
+export function sharedPipelineCache(device: GPUDevice, files: Iterable<string>): Promise<PipelineCache> {
+  const names = [...new Set(files)].sort();
+  let byFiles = SHARED.get(device);
+  if (!byFiles) SHARED.set(device, byFiles = new Map());
+  const key = names.join(",");
+  let cache = byFiles.get(key);
+  if (!cache) {
+    cache = loadKernelSources(names).then((sources) => new PipelineCache(device, sources));
+    cache.catch(() => byFiles.delete(key)); // a failed read is retried by the next load
+    byFiles.set(key, cache);
+  }
+  return cache;
+}
+
 /**
  * Reads kernel sources from `kernels/` (once each, with the files they `#include`), by file
  * or over fetch when remote.

@@ -15,7 +15,7 @@ import { type AttentionImpl, type KernelFamily, type KvDtype, LlmError, type Qua
 import { createGpu, type Gpu } from "../gpu/device.ts";
 import { KvCache } from "../gpu/kv_cache.ts";
 import { RecurrentState } from "../gpu/recurrent_state.ts";
-import { loadKernelSources, PipelineCache } from "../kernels/registry.ts";
+import { type PipelineCache, sharedPipelineCache } from "../kernels/registry.ts";
 import { KERNEL_FILES } from "../kernels/descriptors.ts";
 import { QUANT_KERNEL_FILES } from "../kernels/quant_matmul.ts";
 import { kernelFamilyFor } from "../kernels/family.ts";
@@ -210,7 +210,7 @@ export class ModelRunner {
     try {
       const gpu = options.gpu ?? await createGpu({ allowFallbackAdapter: options.allowFallbackAdapter });
       const device = gpu.device;
-      const pipelines = new PipelineCache(device, await loadKernelSources([...new Set([...KERNEL_FILES, ...QUANT_KERNEL_FILES])]));
+      const pipelines = await sharedPipelineCache(device, [...KERNEL_FILES, ...QUANT_KERNEL_FILES]);
       const blockSize = options.blockSize ?? 16;
       const maxSeqs = options.maxSeqs ?? 16;
       const maxTokens = options.maxTokens ?? 256;

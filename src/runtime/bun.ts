@@ -5,6 +5,7 @@
  * @module
  */
 import process from "node:process";
+import { quietDawnAdapterWarnings } from "./dawn_warnings.ts";
 import { type ListenTcpOptions, rateLimited, type RuntimeAdapter, type TcpConn, type TcpListener } from "./adapter.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -15,7 +16,7 @@ async function loadDawn(): Promise<GPU> {
   const name = "webgpu";
   const dawn = await import(name);
   Object.assign(globalThis, dawn.globals);
-  return dawn.create([]) as GPU;
+  return await quietDawnAdapterWarnings(dawn.create([]) as GPU);
 }
 
 /** Bun's implementation of {@link RuntimeAdapter}. */

@@ -55,8 +55,22 @@ export class GpuKit {
     return { buffer: this.buffer(words), offset: 0, size: metaSlotWords(cap) * 4 };
   }
 
-  /** Runs dispatches in one pass against a metadata slot and waits for them. */
-  async run(meta: GPUBufferBinding, dispatches: KitDispatch[]): Promise<void> {
+  /**
+   * Runs dispatches in one pass against a metadata slot. Their results are read with
+   * {@link read} / {@link readMany}, whose map waits for every submitted pass, so this does not
+   * wait itself (a second GPU->CPU wait per case doubled the kernel tests' time).
+   */
+  run(meta: GPUBufferBinding, dispatches: KitDispatch[]): Promise<void> {
+    this.submit(meta, dispatches);
+    return Promise.resolve();
+  }
+
+  /**
+   * Submits dispatches in one pass against a metadata slot without waiting: tests that run
+   * many independent steps submit them all, then read every result with one wait
+   * ({@link readMany}; each GPU->CPU wait costs ~11 ms here).
+   */
+  submit(meta: GPUBufferBinding, dispatches: KitDispatch[]): void {
     const encoder = this.device.createCommandEncoder();
     const pass = encoder.beginComputePass();
     for (const d of dispatches) {
@@ -67,12 +81,31 @@ export class GpuKit {
     }
     pass.end();
     this.device.queue.submit([encoder.finish()]);
-    await this.device.queue.onSubmittedWorkDone();
   }
 
   /** Reads `count` f32 values from the start of a buffer. */
   async read(buffer: GPUBuffer, count: number): Promise<Float32Array> {
     return new Float32Array(await this.readBytes(buffer, count * 4));
+  }
+
+  /** Reads `count` f32 values from the start of each buffer, with one GPU->CPU wait. */
+  async readMany(reads: { buffer: GPUBuffer; count: number }[]): Promise<Float32Array[]> {
+    const offsets: number[] = [];
+    let size = 0;
+    for (const r of reads) {
+      offsets.push(size);
+      size += Math.ceil(r.count * 4 / 256) * 256; // copy offsets stay aligned
+    }
+    const staging = this.device.createBuffer({ size: Math.max(16, size), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const encoder = this.device.createCommandEncoder();
+    reads.forEach((r, i) => encoder.copyBufferToBuffer(r.buffer, 0, staging, offsets[i], Math.ceil(r.count * 4 / 4) * 4));
+    this.device.queue.submit([encoder.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const all = staging.getMappedRange();
+    const out = reads.map((r, i) => new Float32Array(all.slice(offsets[i], offsets[i] + r.count * 4)));
+    staging.unmap();
+    staging.destroy();
+    return out;
   }
 
   /** Reads `bytes` bytes from the start of a buffer. */

@@ -24,8 +24,13 @@ const BUN_TIMEOUT_MS = 600_000;
 
 // deno-lint-ignore no-explicit-any
 const globals = globalThis as any;
-const bunTest: { test: (name: string, fn: () => Promise<void>, timeout: number) => void } | null = RUNTIME === "bun"
-  ? await import(["bun", "test"].join(":"))
+// Loaded synchronously (Bun's import.meta.require): under `bun test --parallel` a test file
+// may call test() before a top-level await in this module has settled.
+const bunTest: {
+  test: (name: string, fn: () => Promise<void>, timeout: number) => void;
+  afterAll: (fn: () => void | Promise<void>, timeout: number) => void;
+} | null = RUNTIME === "bun"
+  ? (import.meta as unknown as { require(id: string): never }).require(["bun", "test"].join(":"))
   : null;
 
 /** Registers a test. */
@@ -39,4 +44,32 @@ export function test(a: string | TestDefinition, b?: TestFn): void {
   } else {
     globals.Deno.test(def);
   }
+}
+
+/**
+ * Runs `fn` once after the file's last test (also under `--filter`): closes what the file's
+ * tests share (one GPU device, one loaded engine), which a single test must not close.
+ */
+export function afterAll(fn: () => void | Promise<void>): void {
+  if (bunTest) bunTest.afterAll(fn, BUN_TIMEOUT_MS); // closing may wait for the GPU's last work
+  else globals.Deno.test.afterAll(fn);
+}
+
+/**
+ * A value made once, at its first use, for every test of a file that asks for it (a loaded
+ * engine, a GPU device), and closed by `close` after the file's last test. Tests that use it
+ * must not close it, and under Deno they register with `sanitizeOps`/`sanitizeResources` off
+ * (see {@link sharedTest}): what it opened outlives the test that first asked.
+ */
+export function shared<T>(make: () => Promise<T>, close: (value: T) => void | Promise<void>): () => Promise<T> {
+  let value: Promise<T> | null = null;
+  afterAll(async () => {
+    if (value) await close(await value);
+  });
+  return () => value ??= make();
+}
+
+/** {@link test} for a test that uses a {@link shared} value (Deno's sanitizers off). */
+export function sharedTest(name: string, fn: TestFn): void {
+  test({ name, fn, sanitizeOps: false, sanitizeResources: false });
 }
