@@ -20,6 +20,8 @@ test("serve args: --kernel-family, --kv-dtype, --quantized-activations; bad valu
     kernelFamily: undefined,
     kvDtype: undefined,
     quantizedActivations: undefined,
+    allowFallbackAdapter: undefined,
+    pooling: undefined,
   });
   const o = parseServeArgs([
     "--kernel-family",
@@ -29,7 +31,13 @@ test("serve args: --kernel-family, --kv-dtype, --quantized-activations; bad valu
     "--quantization",
     "q8_0",
   ], env)!;
-  assertEquals(o.tuning, { kernelFamily: "gpu", kvDtype: "f32", quantizedActivations: true });
+  assertEquals(o.tuning, {
+    kernelFamily: "gpu",
+    kvDtype: "f32",
+    quantizedActivations: true,
+    allowFallbackAdapter: undefined,
+    pooling: undefined,
+  });
   assertEquals(o.quantization, "q8_0");
   let e = assertThrows(() => parseServeArgs(["--kernel-family", "npu"], env), UsageError);
   assert(e.message.includes("--kernel-family must be one of cpu, gpu, got npu"), e.message);
