@@ -7,9 +7,10 @@
 import { isNotFound, readTextFile } from "../runtime/runtime.ts";
 import { CheckpointError, UnsupportedArchitectureError } from "./errors.ts";
 import type { TensorSource } from "./tensor_source.ts";
+import { type MoeSpec, moeTensors, parseQwen3MoeSpec } from "./moe_config.ts";
 
 /** Decoder families this runtime implements. */
-export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3" | "gemma2";
+export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3" | "qwen3_moe" | "gemma2";
 
 /** Rotary embedding parameters (see rope.ts for how each type scales frequencies). */
 export interface RopeSpec {
@@ -69,6 +70,8 @@ export interface ModelSpec {
   eosTokenIds: number[];
   /** The dtype the checkpoint was saved in. */
   dtype: "float32" | "float16" | "bfloat16";
+  /** Mixture-of-experts feed-forwards (moe_config.ts), or null for a dense model. */
+  moe?: MoeSpec | null;
 }
 
 const ARCHITECTURES: Record<string, Architecture> = {
@@ -76,9 +79,10 @@ const ARCHITECTURES: Record<string, Architecture> = {
   MistralForCausalLM: "mistral",
   Qwen2ForCausalLM: "qwen2",
   Qwen3ForCausalLM: "qwen3",
+  Qwen3MoeForCausalLM: "qwen3_moe",
   Gemma2ForCausalLM: "gemma2",
 };
-const MODEL_TYPES: readonly Architecture[] = ["llama", "mistral", "qwen2", "qwen3", "gemma2"];
+const MODEL_TYPES: readonly Architecture[] = ["llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "gemma2"];
 
 // transformers' config-class defaults for fields a config.json may omit.
 const DEFAULTS: Record<
@@ -89,6 +93,7 @@ const DEFAULTS: Record<
   mistral: { maxPos: 4096 * 32, tie: false, slidingWindow: 4096 },
   qwen2: { maxPos: 32768, tie: false, slidingWindow: 4096 },
   qwen3: { maxPos: 32768, tie: false, slidingWindow: 4096 },
+  qwen3_moe: { maxPos: 32768, tie: false, slidingWindow: 4096 },
   gemma2: { maxPos: 8192, tie: true, slidingWindow: 4096 },
 };
 
@@ -273,7 +278,7 @@ function layerWindowsOf(f: Fields, arch: Architecture, numLayers: number): (numb
     ? null
     : DEFAULTS[arch].slidingWindow;
   // Qwen only slides when use_sliding_window is set, whatever sliding_window says.
-  if ((arch === "qwen2" || arch === "qwen3") && !f.bool("use_sliding_window", false)) window = null;
+  if ((arch === "qwen2" || arch === "qwen3" || arch === "qwen3_moe") && !f.bool("use_sliding_window", false)) window = null;
   const layerTypes = f.raw("layer_types");
   if (layerTypes !== undefined && layerTypes !== null) {
     if (
@@ -293,7 +298,8 @@ function layerWindowsOf(f: Fields, arch: Architecture, numLayers: number): (numb
     case "mistral":
       return layers.map(() => window);
     case "qwen2":
-    case "qwen3": {
+    case "qwen3":
+    case "qwen3_moe": {
       // 0 is legal here (slide on every layer), so this is not optInt's positive integer.
       const from = f.num("max_window_layers", 28);
       if (!Number.isSafeInteger(from) || from < 0) {
@@ -381,7 +387,7 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     qkvBias: architecture === "qwen2" || (architecture !== "mistral" && attentionBias),
     oProjBias: architecture !== "qwen2" && architecture !== "mistral" && attentionBias,
     mlpBias: architecture === "llama" && f.bool("mlp_bias", false),
-    qkNorm: architecture === "qwen3",
+    qkNorm: architecture === "qwen3" || architecture === "qwen3_moe",
     hiddenAct: activationOf(f, architecture),
     normOffset: gemma ? 1 : 0,
     sandwichNorm: gemma,
@@ -393,6 +399,7 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     bosTokenId: bos.length ? bos[0] : null,
     eosTokenIds,
     dtype: dtypeOf(f),
+    moe: architecture === "qwen3_moe" ? parseQwen3MoeSpec(config, numLayers, file) : null,
   };
 }
 
@@ -467,6 +474,10 @@ export function expectedTensors(spec: ModelSpec): { name: string; shape: number[
     if (spec.sandwichNorm) {
       add(`${p}.pre_feedforward_layernorm.weight`, [H]);
       add(`${p}.post_feedforward_layernorm.weight`, [H]);
+    }
+    if (spec.moe?.sparseLayers[i]) {
+      for (const t of moeTensors(spec.moe, p, H)) add(t.name, t.shape);
+      continue;
     }
     add(`${p}.mlp.gate_proj.weight`, [I, H]);
     if (spec.mlpBias) add(`${p}.mlp.gate_proj.bias`, [I]);

@@ -15,6 +15,7 @@ import { KvCache } from "../gpu/kv_cache.ts";
 import { loadKernelSources, PipelineCache } from "../kernels/registry.ts";
 import { KERNEL_FILES } from "../kernels/descriptors.ts";
 import { QUANT_KERNEL_FILES } from "../kernels/quant_matmul.ts";
+import { MOE_KERNEL_FILES } from "../kernels/moe_descriptors.ts";
 import { kernelFamilyFor } from "../kernels/family.ts";
 import { RECORD_REF } from "../kernels/layout.ts";
 import type { ModelSpec } from "../model/config.ts";
@@ -185,7 +186,7 @@ export class ModelRunner {
     try {
       const gpu = options.gpu ?? await createGpu();
       const device = gpu.device;
-      const pipelines = new PipelineCache(device, await loadKernelSources([...new Set([...KERNEL_FILES, ...QUANT_KERNEL_FILES])]));
+      const pipelines = new PipelineCache(device, await loadKernelSources([...new Set([...KERNEL_FILES, ...QUANT_KERNEL_FILES, ...MOE_KERNEL_FILES])]));
       const blockSize = options.blockSize ?? 16;
       const maxSeqs = options.maxSeqs ?? 16;
       const maxTokens = options.maxTokens ?? 256;

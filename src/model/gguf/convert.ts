@@ -10,6 +10,7 @@
  */
 import { readTextFile } from "../../runtime/runtime.ts";
 import { loadModelSpec, type ModelSpec } from "../config.ts";
+import { CheckpointError } from "../errors.ts";
 import { openCheckpointTensors } from "../safetensors.ts";
 import { collectChunks } from "../tensor_source.ts";
 import { ropeInverseFrequencies } from "../rope.ts";
@@ -54,6 +55,9 @@ const FILE_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7 } as const;
 /** Writes `outPath` from the checkpoint directory `dir`. */
 export async function convertToGguf(dir: string, outPath: string, options: ConvertOptions = {}): Promise<GgufConversion> {
   const spec = await loadModelSpec(dir);
+  if (spec.moe) {
+    throw new CheckpointError(dir, `GGUF conversion of mixture-of-experts models (${spec.architecture}) is not supported yet`, { code: "unsupported_architecture" });
+  }
   const base = dir.replace(/\/+$/, "");
   const tokenizerJson = JSON.parse(await readTextFile(`${base}/tokenizer.json`));
   const tokenizer = await Tokenizer.load(dir);

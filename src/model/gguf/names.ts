@@ -13,6 +13,7 @@ export const GGUF_ARCH: Readonly<Record<Architecture, string>> = {
   mistral: "llama",
   qwen2: "qwen2",
   qwen3: "qwen3",
+  qwen3_moe: "qwen3moe",
   gemma2: "gemma2",
 };
 

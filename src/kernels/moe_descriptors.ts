@@ -1,0 +1,44 @@
+/**
+ * Typed descriptors of the mixture-of-experts kernels (`kernels/moe_*.wgsl`): the router,
+ * the GPU-side grouping of a step's tokens by expert, the grouped expert matmuls and the
+ * weighted sum into the residual. See `src/runner/moe_op.ts` for how a layer chains them.
+ * @module
+ */
+import { kernel, type KernelDescriptor } from "./registry.ts";
+
+/** Assignments per expert tile (rows one expert-matmul workgroup computes). */
+export const MOE_TILE_ROWS = 8;
+/** Invocations per expert-matmul workgroup (output columns per workgroup). */
+export const MOE_WG = 64;
+
+/** Router: post-attention RMSNorm, expert logits, top-k and routing weights. */
+export const MOE_ROUTE: KernelDescriptor<
+  { E: number; TOPK: number; NORM_TOPK: boolean; TOPK_SOFTMAX: boolean },
+  "x" | "gamma" | "router" | "xn" | "ids" | "wts" | "router_bias"
+> = kernel("moe_route", ["x", "gamma", "router", "xn", "ids", "wts", "router_bias"]);
+
+/** Count, scan and scatter of assignments by expert; tiles and indirect grids. */
+export const MOE_GROUP: KernelDescriptor<{ E: number }, "ids" | "sorted" | "tiles" | "args"> = kernel(
+  "moe_group",
+  ["ids", "sorted", "tiles", "args"],
+);
+
+/** Expert gate|up with SwiGLU over one tile. */
+export const MOE_GATE_UP: KernelDescriptor<{ W_F32: boolean }, "xn" | "w" | "sorted" | "tiles" | "h"> = kernel(
+  "moe_gate_up",
+  ["xn", "w", "sorted", "tiles", "h"],
+  () => ({ TM: MOE_TILE_ROWS }),
+);
+
+/** Expert down projection over one tile, scaled by the routing weight. */
+export const MOE_DOWN: KernelDescriptor<{ W_F32: boolean }, "h" | "w" | "sorted" | "tiles" | "wts" | "y"> = kernel(
+  "moe_down",
+  ["h", "w", "sorted", "tiles", "wts", "y"],
+  () => ({ TM: MOE_TILE_ROWS }),
+);
+
+/** Sum of a token's K expert outputs into the residual. */
+export const MOE_COMBINE: KernelDescriptor<Record<string, never>, "y" | "out"> = kernel("moe_combine", ["y", "out"]);
+
+/** Every MoE kernel file. */
+export const MOE_KERNEL_FILES: readonly string[] = [MOE_ROUTE, MOE_GROUP, MOE_GATE_UP, MOE_DOWN, MOE_COMBINE].map((k) => k.file);
