@@ -19,7 +19,7 @@ import { test } from "./helpers/test.ts";
 import { ModelRunner, type ModelRunnerOptions } from "../src/runner/model_runner.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { Tokenizer } from "../src/model/tokenizer.ts";
-import { greedyIds, loadGolden, MODEL_NAMES, maxAbs, maxAbsDiff, modelDir, promptLogits } from "./helpers/reference.ts";
+import { greedyIds, loadGolden, MODEL_NAMES, MOE_MODEL_NAMES, maxAbs, maxAbsDiff, modelDir, promptLogits } from "./helpers/reference.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 
 const REL_TOL = 1e-4;
@@ -49,7 +49,7 @@ const CONFIGS: [string, ModelRunnerOptions, number][] = [
   ["gpu paged f16 KV", { kernelFamily: "gpu", attn: "paged", kvDtype: "f16" }, F16_KV_TOL],
 ];
 
-for (const name of MODEL_NAMES) {
+for (const name of [...MODEL_NAMES, ...MOE_MODEL_NAMES]) {
   test(`reference ${name}: logits and greedy ids match transformers (cpu and gpu families, paged and eager, f32 and f16 KV)`, async (t) => {
     const golden = await loadGolden(name);
     const opts = { maxTokens: 128, maxLogitRows: 128, maxSeqs: 4, blockSize: 16, numBlocks: 64 };

@@ -37,7 +37,7 @@ import { type Grid, matmulOp, type MatmulUse, rowsGrid } from "./matmul_op.ts";
 import type { StepCapacity, StepShape } from "./step_meta.ts";
 import { quantMatmulOp } from "./quant_matmul_op.ts";
 import { type AttentionImplementation, EagerAttention, PagedAttention } from "./attention_op.ts";
-import { createMoeScratch, moeLayerOps } from "./moe_op.ts";
+import { createMoeScratch, moeLayerOps, type MoeScratch } from "./moe_op.ts";
 
 export type { StepShape } from "./step_meta.ts";
 
@@ -106,6 +106,8 @@ export class ForwardPass {
   /** Keys per attention split. */
   readonly splitLen: number;
   readonly family: KernelFamily;
+  /** The sparse layers' routing and expert buffers (shared by the layers), or null. */
+  readonly moeScratch: MoeScratch | null;
   #ops: Op[] = [];
   #device: GPUDevice;
   #pipelines: PipelineCache;
@@ -195,6 +197,7 @@ export class ForwardPass {
       : new EagerAttention(device, pipelines, attnShape, limits);
 
     const moeScratch = spec.moe ? createMoeScratch(spec.moe, H, T, (label, words, usage) => this.#buffer(label, words, usage)) : null;
+    this.moeScratch = moeScratch;
     for (let l = 0; l < spec.numLayers; l++) {
       const w = weights.layers[l];
       const kCache = cache.keys[l];

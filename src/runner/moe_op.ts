@@ -62,7 +62,7 @@ export function createMoeScratch(
   if (tiles > 65535) throw new RangeError(`maxTokens ${maxTokens} makes up to ${tiles} expert tiles, over 65535`);
   return {
     xn: buffer("moe.xn", maxTokens * hiddenSize),
-    ids: buffer("moe.ids", A),
+    ids: buffer("moe.ids", A, GPUBufferUsage.COPY_SRC),
     wts: buffer("moe.wts", A),
     sorted: buffer("moe.sorted", A),
     tiles: buffer("moe.tiles", 3 * tiles, GPUBufferUsage.COPY_SRC),

@@ -23,6 +23,9 @@ export const MODEL_NAMES = [
   "gemma2-tiny",
 ] as const;
 
+/** The mixture-of-experts reference models (their experts are never quantized at load). */
+export const MOE_MODEL_NAMES = ["qwen3-moe-tiny"] as const;
+
 /** One golden case. */
 export interface GoldenCase {
   prompt: string;
