@@ -1,6 +1,7 @@
 // Expert down projection over one tile of moe_group, scaled by the routing weight:
 //   y[a, c] = wts[a] * (h[a] . down_c), weights [E][H][I] (Linear layout);
-// invocation c computes output c for every row of the tile, summing in k order.
+// invocation c computes output c for every row of the tile, summing in k order. GPTOSS adds
+// the expert's bias before the routing weight.
 #include common
 struct Params { hidden: u32, inter: u32, topk: u32 }
 @group(0) @binding(1) var<uniform> p: Params;
@@ -8,6 +9,12 @@ struct Params { hidden: u32, inter: u32, topk: u32 }
 #include moe_expert_common
 @group(0) @binding(6) var<storage, read> wts: array<f32>;
 @group(0) @binding(7) var<storage, read_write> y: array<f32>;
+#if GPTOSS
+@group(0) @binding(8) var<storage, read> w_bias: array<f32>;
+#endif
+#if W_MXFP4
+@group(0) @binding(9) var<storage, read> w_scales: array<u32>;
+#endif
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -26,6 +33,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   for (var r = 0u; r < t.count; r++) {
     let a = sorted[t.start + r];
+#if GPTOSS
+    y[a * p.hidden + c] = (acc[r] + w_bias[t.expert * p.hidden + c]) * wts[a];
+#else
     y[a * p.hidden + c] = acc[r] * wts[a];
+#endif
   }
 }

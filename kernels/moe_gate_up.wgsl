@@ -2,13 +2,23 @@
 // of one expert): invocation j computes output j of the expert for every row of the tile,
 // reading the expert's gate row j and up row j once (weights [E][2I][H], Linear layout) and
 // summing in k order, so a row's bits do not depend on which rows share its tile.
-//   h[a, j] = silu(xn[tok] . gate_j) * (xn[tok] . up_j), tok = a / topk.
+//   h[a, j] = silu(xn[tok] . gate_j) * (xn[tok] . up_j), tok = a / topk;
+// GPTOSS: gate_j and up_j are rows 2j and 2j+1, plus their biases, and
+//   h = (clamp(up, -LIMIT, LIMIT) + 1) * g * sigmoid(ALPHA * g), g = min(gate, LIMIT).
 #include common
 struct Params { hidden: u32, inter: u32, topk: u32 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> xn: array<f32>;
 #include moe_expert_common
 @group(0) @binding(6) var<storage, read_write> h: array<f32>;
+#if GPTOSS
+@group(0) @binding(7) var<storage, read> w_bias: array<f32>;
+const LIMIT: f32 = {{LIMIT}};
+const ALPHA: f32 = {{ALPHA}};
+#endif
+#if W_MXFP4
+@group(0) @binding(8) var<storage, read> w_scales: array<u32>;
+#endif
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -17,8 +27,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (j >= p.inter) { return; }
   var xrow: array<u32, TM>;
   for (var r = 0u; r < TM; r++) { xrow[r] = (sorted[t.start + min(r, t.count - 1u)] / p.topk) * p.hidden; }
+#if GPTOSS
+  let gbase = (t.expert * 2u * p.inter + 2u * j) * p.hidden;
+  let ubase = gbase + p.hidden;
+#else
   let gbase = (t.expert * 2u * p.inter + j) * p.hidden;
   let ubase = gbase + p.inter * p.hidden;
+#endif
   var g: array<f32, TM>;
   var u: array<f32, TM>;
   for (var k = 0u; k < p.hidden; k += 2u) {
@@ -35,6 +50,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   for (var r = 0u; r < t.count; r++) {
     let a = sorted[t.start + r];
+#if GPTOSS
+    let gg = min(g[r] + w_bias[t.expert * 2u * p.inter + 2u * j], LIMIT);
+    let uu = clamp(u[r] + w_bias[t.expert * 2u * p.inter + 2u * j + 1u], -LIMIT, LIMIT);
+    h[a * p.inter + j] = (uu + 1.0) * (gg / (1.0 + exp(-ALPHA * gg)));
+#else
     h[a * p.inter + j] = g[r] / (1.0 + exp(-g[r])) * u[r];
+#endif
   }
 }

@@ -32,7 +32,7 @@ const I = 32;
 const E = 8;
 const K = 2;
 const EPS = 1e-6;
-const SPEC: MoeSpec = { router: "softmax_topk", numExperts: E, topK: K, normTopkProb: true, expertIntermediateSize: I, sparseLayers: [true] };
+const SPEC: MoeSpec = { router: "softmax_topk", experts: "qwen", numExperts: E, topK: K, normTopkProb: true, expertIntermediateSize: I, sparseLayers: [true] };
 
 /** Deterministic values in [-1, 1). */
 function random(n: number, seed: number): Float32Array<ArrayBuffer> {
@@ -102,6 +102,11 @@ async function runLayer(
     down: weights(data.down),
     dtype,
     expertBytes: 3 * H * I * (dtype === "f16" ? 2 : 4),
+    routerBias: null,
+    gateUpBias: null,
+    downBias: null,
+    gateUpScales: null,
+    downScales: null,
   };
   const x = put(Float32Array.from(data.x));
   const gamma = put(data.gamma);

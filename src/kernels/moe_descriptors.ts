@@ -11,6 +11,21 @@ export const MOE_TILE_ROWS = 8;
 /** Invocations per expert-matmul workgroup (output columns per workgroup). */
 export const MOE_WG = 64;
 
+/** gpt-oss's clamp on the gate and up values of its SwiGLU. */
+export const GPT_OSS_SWIGLU_LIMIT = 7;
+/** gpt-oss's sigmoid slope in its SwiGLU. */
+export const GPT_OSS_SWIGLU_ALPHA = 1.702;
+
+/** How the expert kernels read weights and what they compute around the product. */
+export type MoeExpertDefines = {
+  /** f32 weights (else f16, unless W_MXFP4). */
+  W_F32: boolean;
+  /** MXFP4 blocks (E2M1 pairs per byte, binding `w`) and E8M0 scales per 32 (binding `w_scales`). */
+  W_MXFP4: boolean;
+  /** gpt-oss: interleaved gate/up rows, biases (binding `w_bias`), clamped SwiGLU. */
+  GPTOSS: boolean;
+};
+
 /** Router: post-attention RMSNorm, expert logits, top-k and routing weights. */
 export const MOE_ROUTE: KernelDescriptor<
   { E: number; TOPK: number; NORM_TOPK: boolean; TOPK_SOFTMAX: boolean },
@@ -24,16 +39,16 @@ export const MOE_GROUP: KernelDescriptor<{ E: number }, "ids" | "sorted" | "tile
 );
 
 /** Expert gate|up with SwiGLU over one tile. */
-export const MOE_GATE_UP: KernelDescriptor<{ W_F32: boolean }, "xn" | "w" | "sorted" | "tiles" | "h"> = kernel(
+export const MOE_GATE_UP: KernelDescriptor<MoeExpertDefines, "xn" | "w" | "sorted" | "tiles" | "h" | "w_bias" | "w_scales"> = kernel(
   "moe_gate_up",
-  ["xn", "w", "sorted", "tiles", "h"],
-  () => ({ TM: MOE_TILE_ROWS }),
+  ["xn", "w", "sorted", "tiles", "h", "w_bias", "w_scales"],
+  () => ({ TM: MOE_TILE_ROWS, LIMIT: GPT_OSS_SWIGLU_LIMIT, ALPHA: GPT_OSS_SWIGLU_ALPHA }),
 );
 
 /** Expert down projection over one tile, scaled by the routing weight. */
-export const MOE_DOWN: KernelDescriptor<{ W_F32: boolean }, "h" | "w" | "sorted" | "tiles" | "wts" | "y"> = kernel(
+export const MOE_DOWN: KernelDescriptor<MoeExpertDefines, "h" | "w" | "sorted" | "tiles" | "wts" | "y" | "w_bias" | "w_scales"> = kernel(
   "moe_down",
-  ["h", "w", "sorted", "tiles", "wts", "y"],
+  ["h", "w", "sorted", "tiles", "wts", "y", "w_bias", "w_scales"],
   () => ({ TM: MOE_TILE_ROWS }),
 );
 

@@ -7,15 +7,15 @@
 import { isNotFound, readTextFile } from "../runtime/runtime.ts";
 import { CheckpointError, UnsupportedArchitectureError } from "./errors.ts";
 import type { TensorSource } from "./tensor_source.ts";
-import { type MoeSpec, moeTensors, parseQwen3MoeSpec } from "./moe_config.ts";
+import { type MoeSpec, moeTensors, parseGptOssMoeSpec, parseQwen3MoeSpec } from "./moe_config.ts";
 
 /** Decoder families this runtime implements. */
-export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3" | "qwen3_moe" | "gemma2";
+export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3" | "qwen3_moe" | "gpt_oss" | "gemma2";
 
 /** Rotary embedding parameters (see rope.ts for how each type scales frequencies). */
 export interface RopeSpec {
   theta: number;
-  type: "default" | "linear" | "llama3";
+  type: "default" | "linear" | "llama3" | "yarn";
   /** linear / llama3 scaling factor (1 for default). */
   factor: number;
   /** llama3 only (1 otherwise). */
@@ -24,6 +24,8 @@ export interface RopeSpec {
   highFreqFactor: number;
   /** llama3 only (maxPositionEmbeddings otherwise). */
   originalMaxPositionEmbeddings: number;
+  /** YaRN only: the ramp's rotation bounds, whether they are rounded, and the attention factor. */
+  yarn?: { betaFast: number; betaSlow: number; truncate: boolean; attentionFactor: number };
   /** Per-pair divisors of the frequencies (a GGUF file's `rope_freqs.weight`), applied last. */
   freqFactors?: number[];
 }
@@ -72,6 +74,8 @@ export interface ModelSpec {
   dtype: "float32" | "float16" | "bfloat16";
   /** Mixture-of-experts feed-forwards (moe_config.ts), or null for a dense model. */
   moe?: MoeSpec | null;
+  /** A learned per-head sink logit in every attention softmax (gpt-oss `self_attn.sinks`). */
+  attnSinks?: boolean;
 }
 
 const ARCHITECTURES: Record<string, Architecture> = {
@@ -80,9 +84,10 @@ const ARCHITECTURES: Record<string, Architecture> = {
   Qwen2ForCausalLM: "qwen2",
   Qwen3ForCausalLM: "qwen3",
   Qwen3MoeForCausalLM: "qwen3_moe",
+  GptOssForCausalLM: "gpt_oss",
   Gemma2ForCausalLM: "gemma2",
 };
-const MODEL_TYPES: readonly Architecture[] = ["llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "gemma2"];
+const MODEL_TYPES: readonly Architecture[] = ["llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "gpt_oss", "gemma2"];
 
 // transformers' config-class defaults for fields a config.json may omit.
 const DEFAULTS: Record<
@@ -94,6 +99,7 @@ const DEFAULTS: Record<
   qwen2: { maxPos: 32768, tie: false, slidingWindow: 4096 },
   qwen3: { maxPos: 32768, tie: false, slidingWindow: 4096 },
   qwen3_moe: { maxPos: 32768, tie: false, slidingWindow: 4096 },
+  gpt_oss: { maxPos: 131072, tie: false, slidingWindow: 128 },
   gemma2: { maxPos: 8192, tie: true, slidingWindow: 4096 },
 };
 
@@ -224,9 +230,9 @@ function ropeOf(f: Fields, maxPos: number): RopeSpec {
   if (thetaTop <= 0) f.fail("rope_theta", "a positive number", thetaTop);
   const theta = num("rope_theta", thetaTop);
   const rawType = src?.rope_type ?? src?.type ?? "default";
-  if (rawType !== "default" && rawType !== "linear" && rawType !== "llama3") {
+  if (rawType !== "default" && rawType !== "linear" && rawType !== "llama3" && rawType !== "yarn") {
     f.error(
-      `unsupported rope_type ${JSON.stringify(rawType)} (supported: default, linear, llama3)`,
+      `unsupported rope_type ${JSON.stringify(rawType)} (supported: default, linear, llama3, yarn)`,
     );
   }
   const base: RopeSpec = {
@@ -238,6 +244,25 @@ function ropeOf(f: Fields, maxPos: number): RopeSpec {
     originalMaxPositionEmbeddings: maxPos,
   };
   if (rawType === "linear") return { ...base, factor: required("factor") };
+  if (rawType === "yarn") {
+    // transformers' _compute_yarn_parameters: defaults, and the attention factor (mscale).
+    const factor = required("factor");
+    const mscale = (scale: number, m: number) => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
+    const m = src?.mscale, mAll = src?.mscale_all_dim;
+    const attentionFactor = src?.attention_factor != null
+      ? num("attention_factor", 1)
+      : typeof m === "number" && typeof mAll === "number" && m && mAll
+      ? mscale(factor, m) / mscale(factor, mAll)
+      : mscale(factor, 1);
+    const truncate = src?.truncate ?? true;
+    if (typeof truncate !== "boolean") f.fail(sub("truncate"), "true or false", truncate);
+    return {
+      ...base,
+      factor,
+      originalMaxPositionEmbeddings: num("original_max_position_embeddings", maxPos),
+      yarn: { betaFast: num("beta_fast", 32), betaSlow: num("beta_slow", 1), truncate, attentionFactor },
+    };
+  }
   if (rawType === "llama3") {
     const rope = {
       ...base,
@@ -365,6 +390,7 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     return v;
   };
   const queryPreAttnScalar = gemma ? f.num("query_pre_attn_scalar", 256) : headDim;
+  const rope = ropeOf(f, maxPositionEmbeddings);
   if (queryPreAttnScalar <= 0) {
     f.fail("query_pre_attn_scalar", "a positive number", queryPreAttnScalar);
   }
@@ -382,7 +408,7 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     vocabSize,
     maxPositionEmbeddings,
     rmsNormEps,
-    rope: ropeOf(f, maxPositionEmbeddings),
+    rope,
     tieWordEmbeddings: f.bool("tie_word_embeddings", DEFAULTS[architecture].tie),
     qkvBias: architecture === "qwen2" || (architecture !== "mistral" && attentionBias),
     oProjBias: architecture !== "qwen2" && architecture !== "mistral" && attentionBias,
@@ -392,14 +418,20 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     normOffset: gemma ? 1 : 0,
     sandwichNorm: gemma,
     embeddingScale: gemma ? Math.sqrt(hiddenSize) : 1,
-    attnScale: queryPreAttnScalar ** -0.5,
+    // YaRN scales cos and sin, so both q and k: the scores by the factor squared.
+    attnScale: queryPreAttnScalar ** -0.5 * (rope.yarn?.attentionFactor ?? 1) ** 2,
     attnLogitSoftcap: gemma ? softcap("attn_logit_softcapping", 50) : null,
     finalLogitSoftcap: gemma ? softcap("final_logit_softcapping", 30) : null,
     layerWindows: layerWindowsOf(f, architecture, numLayers),
     bosTokenId: bos.length ? bos[0] : null,
     eosTokenIds,
     dtype: dtypeOf(f),
-    moe: architecture === "qwen3_moe" ? parseQwen3MoeSpec(config, numLayers, file) : null,
+    moe: architecture === "qwen3_moe"
+      ? parseQwen3MoeSpec(config, numLayers, file)
+      : architecture === "gpt_oss"
+      ? parseGptOssMoeSpec(config, numLayers, file)
+      : null,
+    attnSinks: architecture === "gpt_oss",
   };
 }
 
@@ -463,6 +495,7 @@ export function expectedTensors(spec: ModelSpec): { name: string; shape: number[
       add(`${p}.self_attn.${name}_proj.weight`, [rows, cols]);
       if (spec.qkvBias) add(`${p}.self_attn.${name}_proj.bias`, [rows]);
     }
+    if (spec.attnSinks) add(`${p}.self_attn.sinks`, [spec.numHeads]);
     if (spec.qkNorm) {
       add(`${p}.self_attn.q_norm.weight`, [hd]);
       add(`${p}.self_attn.k_norm.weight`, [hd]);

@@ -31,7 +31,7 @@ import { packQuantParts, readQuantMatrix } from "./quant/quant_matrix.ts";
 import type { QuantMatrix } from "./quant/pack_c8.ts";
 import { type UploadData, UploadQueue } from "./upload_queue.ts";
 import { release } from "./release.ts";
-import { type MoeLayerWeights, uploadMoeLayer } from "./moe_weights.ts";
+import { moeBuffers, type MoeLayerWeights, uploadMoeLayer } from "./moe_weights.ts";
 
 /** How matrices are stored on the GPU. Norms and biases are always f32. */
 export type WeightDType = "f32" | "f16";
@@ -86,6 +86,8 @@ export interface LayerWeights {
   qkvBias: GPUBuffer | null;
   qNorm: GPUBuffer | null;
   kNorm: GPUBuffer | null;
+  /** gpt-oss: per-head attention sink logits [numHeads] f32, else null. */
+  sinks: GPUBuffer | null;
   o: MatrixWeight;
   oBias: GPUBuffer | null;
   /** Llama: the pre-MLP norm. Gemma-2: the norm applied to the attention output. */
@@ -158,10 +160,11 @@ export function ropeInQkv(spec: ModelSpec): boolean {
   return !spec.qkNorm && spec.headDim % 8 === 0;
 }
 
-const ELEMENT_BYTES: Record<SafetensorsDType, number> = { F32: 4, F16: 2, BF16: 2 };
+const ELEMENT_BYTES: Record<SafetensorsDType, number> = { F32: 4, F16: 2, BF16: 2, U8: 1 };
 
 /** Decodes raw little-endian tensor bytes into f32 values. */
 export function decodeToF32(bytes: Uint8Array, dtype: SafetensorsDType): Float32Array<ArrayBuffer> {
+  if (dtype === "U8") return Float32Array.from(bytes);
   const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
   if (dtype === "F32") {
     return new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4).slice() as Float32Array<ArrayBuffer>;
@@ -566,7 +569,13 @@ export async function uploadWeights(
   const embed = await dense(["model.embed_tokens.weight"], "embed");
   progress();
   const layers: LayerWeights[] = [];
-  const moeIo = { device, read: (name: string) => up.hostVector([name]), write: up.write.bind(up), maxBindingBytes: maxBinding };
+  const moeIo = {
+    device,
+    read: (name: string) => up.hostVector([name]),
+    readBytes: (name: string) => index.read(index.get(name)),
+    write: up.write.bind(up),
+    maxBindingBytes: maxBinding,
+  };
   for (let i = 0; i < spec.numLayers; i++) {
     const a = `${p(i)}.self_attn`;
     const m = `${p(i)}.mlp`;
@@ -577,6 +586,7 @@ export async function uploadWeights(
       qkvBias: await bias(spec.qkvBias, [`${a}.q_proj.bias`, `${a}.k_proj.bias`, `${a}.v_proj.bias`], qkvColumns, `l${i}.qkv_bias`),
       qNorm: spec.qkNorm ? await norm(`${a}.q_norm.weight`, `l${i}.q_norm`) : null,
       kNorm: spec.qkNorm ? await norm(`${a}.k_norm.weight`, `l${i}.k_norm`) : null,
+      sinks: spec.attnSinks ? await up.upload(await up.hostVector([`${a}.sinks`]), `l${i}.sinks`) : null,
       o: await matrix([`${a}.o_proj.weight`], `l${i}.o`, undefined, true),
       oBias: await bias(spec.oProjBias, [`${a}.o_proj.bias`], identityColumns(H), `l${i}.o_bias`),
       postAttnNorm: await norm(`${p(i)}.post_attention_layernorm.weight`, `l${i}.post_attn_norm`),
@@ -599,8 +609,8 @@ export async function uploadWeights(
     const mats: MatrixWeight[] = [embed, ...(spec.tieWordEmbeddings ? [] : [lmHead])];
     for (const l of layers) {
       mats.push(...denseMatrices(l));
-      if (l.moe) out.push(l.moe.router, l.moe.gateUp, l.moe.down);
-      for (const b of [l.inputNorm, l.qkvBias, l.qNorm, l.kNorm, l.oBias, l.postAttnNorm, l.preFfnNorm, l.postFfnNorm, l.gateUpBias, l.downBias]) {
+      if (l.moe) out.push(...moeBuffers(l.moe));
+      for (const b of [l.inputNorm, l.qkvBias, l.qNorm, l.kNorm, l.sinks, l.oBias, l.postAttnNorm, l.preFfnNorm, l.postFfnNorm, l.gateUpBias, l.downBias]) {
         if (b) out.push(b);
       }
     }

@@ -190,7 +190,7 @@ export class ForwardPass {
       }, (s) => rowsGrid(Math.ceil(H / 64), s.tokens));
     }
 
-    const attnShape = { numHeads: nh, numKvHeads: nkv, headDim: hd, blockSize: bs, kvF16, maxTokens: T, maxContext };
+    const attnShape = { numHeads: nh, numKvHeads: nkv, headDim: hd, blockSize: bs, kvF16, maxTokens: T, maxContext, sinks: !!spec.attnSinks };
     const limits = { maxBindingBytes: options.maxBindingBytes, maxWorkgroupBytes: options.maxWorkgroupBytes };
     this.#attention = options.attn === "paged"
       ? new PagedAttention(device, pipelines, attnShape, { ...limits, splitLen: this.splitLen })
@@ -233,6 +233,7 @@ export class ForwardPass {
         window: spec.layerWindows[l] ?? 0,
         scale: spec.attnScale,
         softcap: spec.attnLogitSoftcap ?? 0,
+        sinks: w.sinks,
       };
       for (const d of this.#attention.layer(layer, `l${l}.attention`)) this.#op(d.label, d.kernels, d.resources, d.grid, d.pick);
 

@@ -91,6 +91,11 @@ export interface MoeLayerUse {
   hiddenSize: number;
 }
 
+function need(b: GPUBuffer | null, what: string): GPUBuffer {
+  if (!b) throw new RangeError(`sparse layer: no ${what} buffer`);
+  return b;
+}
+
 /** The dispatches of one sparse layer, with the uniform buffers it created (the caller owns them). */
 export function moeLayerOps(
   pipelines: PipelineCache,
@@ -104,11 +109,17 @@ export function moeLayerOps(
   const I = moe.expertIntermediateSize;
   const E = moe.numExperts;
   const K = moe.topK;
-  const f32 = w.dtype === "f32";
-  const route = pipelines.get(MOE_ROUTE, { E, TOPK: K, NORM_TOPK: moe.normTopkProb, TOPK_SOFTMAX: false });
+  const gptOss = moe.experts === "gpt_oss";
+  const expert = { W_F32: w.dtype === "f32", W_MXFP4: w.dtype === "mxfp4", GPTOSS: gptOss };
+  const topkSoftmax = moe.router === "topk_softmax";
+  const route = pipelines.get(MOE_ROUTE, { E, TOPK: K, NORM_TOPK: moe.normTopkProb, TOPK_SOFTMAX: topkSoftmax });
   const group = pipelines.get(MOE_GROUP, { E });
-  const gateUp = pipelines.get(MOE_GATE_UP, { W_F32: f32 });
-  const down = pipelines.get(MOE_DOWN, { W_F32: f32 });
+  const gateUp = pipelines.get(MOE_GATE_UP, expert);
+  const down = pipelines.get(MOE_DOWN, expert);
+  const extra = (bias: GPUBuffer | null, scales: GPUBuffer | null) => ({
+    ...(gptOss ? { w_bias: need(bias, "expert bias") } : {}),
+    ...(expert.W_MXFP4 ? { w_scales: need(scales, "MXFP4 scales") } : {}),
+  });
   const combine = pipelines.get(MOE_COMBINE, {});
   const uniforms = [
     route.uniform({ dim: H, eps: use.eps }, `${label}.route.params`),
@@ -122,7 +133,16 @@ export function moeLayerOps(
     {
       label: `${label}.route`,
       kernel: route,
-      resources: { p: uniforms[0], x: use.x, gamma: use.gamma, router: w.router, xn: s.xn, ids: s.ids, wts: s.wts },
+      resources: {
+        p: uniforms[0],
+        x: use.x,
+        gamma: use.gamma,
+        router: w.router,
+        xn: s.xn,
+        ids: s.ids,
+        wts: s.wts,
+        ...(topkSoftmax ? { router_bias: need(w.routerBias, "router bias") } : {}),
+      },
       grid: (shape) => [Math.min(shape.tokens, 65535), Math.ceil(shape.tokens / 65535), 1],
     },
     {
@@ -134,14 +154,14 @@ export function moeLayerOps(
     {
       label: `${label}.gate_up`,
       kernel: gateUp,
-      resources: { p: uniforms[2], xn: s.xn, w: w.gateUp, sorted: s.sorted, tiles: s.tiles, h: s.h },
+      resources: { p: uniforms[2], xn: s.xn, w: w.gateUp, sorted: s.sorted, tiles: s.tiles, h: s.h, ...extra(w.gateUpBias, w.gateUpScales) },
       grid: (shape) => shape.tokens ? [Math.ceil(I / MOE_WG), 1, 1] : none,
       indirect: { buffer: s.args, offset: 0 },
     },
     {
       label: `${label}.down`,
       kernel: down,
-      resources: { p: uniforms[3], h: s.h, w: w.down, sorted: s.sorted, tiles: s.tiles, wts: s.wts, y: s.y },
+      resources: { p: uniforms[3], h: s.h, w: w.down, sorted: s.sorted, tiles: s.tiles, wts: s.wts, y: s.y, ...extra(w.downBias, w.downScales) },
       grid: (shape) => shape.tokens ? [Math.ceil(H / MOE_WG), 1, 1] : none,
       indirect: { buffer: s.args, offset: 12 },
     },

@@ -24,7 +24,7 @@ export const MODEL_NAMES = [
 ] as const;
 
 /** The mixture-of-experts reference models (their experts are never quantized at load). */
-export const MOE_MODEL_NAMES = ["qwen3-moe-tiny"] as const;
+export const MOE_MODEL_NAMES = ["qwen3-moe-tiny", "gpt-oss-tiny", "gpt-oss-mxfp4-tiny"] as const;
 
 /** One golden case. */
 export interface GoldenCase {

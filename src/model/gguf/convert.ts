@@ -11,7 +11,7 @@
 import { readTextFile } from "../../runtime/runtime.ts";
 import { loadModelSpec, type ModelSpec } from "../config.ts";
 import { CheckpointError } from "../errors.ts";
-import { openCheckpointTensors } from "../safetensors.ts";
+import { openCheckpointTensors, valueDType } from "../safetensors.ts";
 import { collectChunks } from "../tensor_source.ts";
 import { ropeInverseFrequencies } from "../rope.ts";
 import { Tokenizer } from "../tokenizer.ts";
@@ -90,7 +90,7 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
           dims: [...info.shape].reverse(),
           type: override,
           bytes: async () => {
-            const b = options.blocks!.encode(name, dequantize(info.dtype, await source.read(info)));
+            const b = options.blocks!.encode(name, dequantize(valueDType(info), await source.read(info)));
             return permute(b, heads, b.length / rows);
           },
         });
@@ -108,7 +108,7 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
           const raw = await source.read(info);
           let bytes: Uint8Array = raw;
           if (!f16) {
-            const values = dequantize(info.dtype, raw);
+            const values = dequantize(valueDType(info), raw);
             if (addOne) for (let i = 0; i < values.length; i++) values[i] = Math.fround(values[i] + 1);
             bytes = new Uint8Array(values.buffer);
           }

@@ -14,6 +14,7 @@ export const GGUF_ARCH: Readonly<Record<Architecture, string>> = {
   qwen2: "qwen2",
   qwen3: "qwen3",
   qwen3_moe: "qwen3moe",
+  gpt_oss: "gpt-oss",
   gemma2: "gemma2",
 };
 
