@@ -19,6 +19,7 @@ import {
 import type { Gpu } from "../gpu/device.ts";
 import { ModelRunner } from "../runner/model_runner.ts";
 import { linearWeightDTypes } from "../model/weights.ts";
+import { parameterCount } from "../model/parameters.ts";
 import { Scheduler, type SequenceOutput, type StepPlan } from "../scheduler/scheduler.ts";
 import { Sequence } from "../scheduler/sequence.ts";
 import { EngineGrammar } from "./constraints.ts";
@@ -104,6 +105,7 @@ export class Engine {
       kernelFamily: runner.forward.family,
       kvDtype: runner.cache.dtype,
       linearWeights: linearWeightDTypes(runner.weights),
+      parameters: parameterCount(runner.spec),
     };
     this.#loop = this.#run();
   }

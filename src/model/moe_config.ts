@@ -153,14 +153,3 @@ export function moeTensors(moe: MoeSpec, prefix: string, hiddenSize: number): { 
   }
   return out;
 }
-
-/** Parameters of the experts: total, and those one token reads (k of them). */
-export function expertParameters(moe: MoeSpec, hiddenSize: number): { total: number; active: number } {
-  const perExpert = 3 * hiddenSize * moe.expertIntermediateSize;
-  const layers = moe.sparseLayers.filter(Boolean).length;
-  const router = moe.numExperts * hiddenSize;
-  return {
-    total: layers * (moe.numExperts * perExpert + router),
-    active: layers * (moe.topK * perExpert + router),
-  };
-}

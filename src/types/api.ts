@@ -335,6 +335,11 @@ export interface EngineInfo {
    * int8 blocks with f32 scales, in-kernel, 11 bits a weight).
    */
   linearWeights: string[];
+  /**
+   * Parameters of the model: all of them, and those one token uses (a mixture of experts
+   * reads k of its E experts per layer; equal for a dense model).
+   */
+  parameters?: { total: number; active: number };
 }
 
 /** A histogram's state. Bucket bounds are upper bounds (le); counts are cumulative. */
