@@ -3,7 +3,8 @@
 // invocation c computes output c for every row of the tile, summing in k order. GPTOSS adds
 // the expert's bias before the routing weight.
 #include common
-struct Params { hidden: u32, inter: u32, topk: u32 }
+// Runs once per part of the weights: experts first .. first + count - 1 (others' tiles exit).
+struct Params { hidden: u32, inter: u32, topk: u32, first: u32, count: u32 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> h: array<f32>;
 #include moe_expert_common
@@ -20,10 +21,10 @@ struct Params { hidden: u32, inter: u32, topk: u32 }
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let t = tile_of(wid.y);
   let c = wid.x * WG + lid;
-  if (c >= p.hidden) { return; }
+  if (c >= p.hidden || t.expert < p.first || t.expert >= p.first + p.count) { return; }
   var hrow: array<u32, TM>;
   for (var r = 0u; r < TM; r++) { hrow[r] = sorted[t.start + min(r, t.count - 1u)] * p.inter; }
-  let base = (t.expert * p.hidden + c) * p.inter;
+  let base = ((t.expert - p.first) * p.hidden + c) * p.inter;
   var acc: array<f32, TM>;
   for (var k = 0u; k < p.inter; k += 2u) {
     let wd = w2(base + k);

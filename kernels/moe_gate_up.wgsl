@@ -6,7 +6,8 @@
 // GPTOSS: gate_j and up_j are rows 2j and 2j+1, plus their biases, and
 //   h = (clamp(up, -LIMIT, LIMIT) + 1) * g * sigmoid(ALPHA * g), g = min(gate, LIMIT).
 #include common
-struct Params { hidden: u32, inter: u32, topk: u32 }
+// Runs once per part of the weights: experts first .. first + count - 1 (others' tiles exit).
+struct Params { hidden: u32, inter: u32, topk: u32, first: u32, count: u32 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> xn: array<f32>;
 #include moe_expert_common
@@ -24,14 +25,15 @@ const ALPHA: f32 = {{ALPHA}};
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let t = tile_of(wid.y);
   let j = wid.x * WG + lid;
-  if (j >= p.inter) { return; }
+  if (j >= p.inter || t.expert < p.first || t.expert >= p.first + p.count) { return; }
+  let pe = t.expert - p.first;
   var xrow: array<u32, TM>;
   for (var r = 0u; r < TM; r++) { xrow[r] = (sorted[t.start + min(r, t.count - 1u)] / p.topk) * p.hidden; }
 #if GPTOSS
-  let gbase = (t.expert * 2u * p.inter + 2u * j) * p.hidden;
+  let gbase = (pe * 2u * p.inter + 2u * j) * p.hidden;
   let ubase = gbase + p.hidden;
 #else
-  let gbase = (t.expert * 2u * p.inter + j) * p.hidden;
+  let gbase = (pe * 2u * p.inter + j) * p.hidden;
   let ubase = gbase + p.inter * p.hidden;
 #endif
   var g: array<f32, TM>;

@@ -18,7 +18,7 @@ import { loadKernelSources, PipelineCache } from "../src/kernels/registry.ts";
 import { MOE_KERNEL_FILES } from "../src/kernels/moe_descriptors.ts";
 import { createMoeScratch, moeLayerOps } from "../src/runner/moe_op.ts";
 import type { MoeSpec } from "../src/model/moe_config.ts";
-import type { MoeLayerWeights } from "../src/model/moe_weights.ts";
+import type { ExpertPart, MoeLayerWeights } from "../src/model/moe_weights.ts";
 import { rmsNormRef, silu } from "./helpers/cpu_reference.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
 import { buildStepBatch, type SequenceChunk } from "../src/runner/step_meta.ts";
@@ -95,7 +95,15 @@ async function runLayer(
     device.queue.writeBuffer(b, 0, v);
     return b;
   };
-  const weights = (v: Float32Array<ArrayBuffer>) => put(dtype === "f32" ? v : new Uint16Array(Float16Array.from(v).buffer));
+  // Experts in two parts (0..4 and 5..7), as a layer over the binding limit is split.
+  const weights = (v: Float32Array<ArrayBuffer>): ExpertPart[] => {
+    const per = v.length / E;
+    const split = (first: number, count: number) => {
+      const slice = v.slice(first * per, (first + count) * per);
+      return { buffer: put(dtype === "f32" ? slice : new Uint16Array(Float16Array.from(slice).buffer)), scales: null, first, count };
+    };
+    return [split(0, 5), split(5, 3)];
+  };
   const w: MoeLayerWeights = {
     router: put(data.router),
     gateUp: weights(data.gateUp),
@@ -105,8 +113,6 @@ async function runLayer(
     routerBias: null,
     gateUpBias: null,
     downBias: null,
-    gateUpScales: null,
-    downScales: null,
   };
   const x = put(Float32Array.from(data.x));
   const gamma = put(data.gamma);

@@ -12,7 +12,7 @@
  * @module
  */
 import type { MoeSpec } from "../model/moe_config.ts";
-import type { MoeLayerWeights } from "../model/moe_weights.ts";
+import type { ExpertPart, MoeLayerWeights } from "../model/moe_weights.ts";
 import type { BindingResource, CompiledKernel, PipelineCache } from "../kernels/registry.ts";
 import {
   MOE_COMBINE,
@@ -116,19 +116,31 @@ export function moeLayerOps(
   const group = pipelines.get(MOE_GROUP, { E });
   const gateUp = pipelines.get(MOE_GATE_UP, expert);
   const down = pipelines.get(MOE_DOWN, expert);
-  const extra = (bias: GPUBuffer | null, scales: GPUBuffer | null) => ({
+  const extra = (bias: GPUBuffer | null, part: ExpertPart) => ({
     ...(gptOss ? { w_bias: need(bias, "expert bias") } : {}),
-    ...(expert.W_MXFP4 ? { w_scales: need(scales, "MXFP4 scales") } : {}),
+    ...(expert.W_MXFP4 ? { w_scales: need(part.scales, "MXFP4 scales") } : {}),
   });
   const combine = pipelines.get(MOE_COMBINE, {});
   const uniforms = [
     route.uniform({ dim: H, eps: use.eps }, `${label}.route.params`),
     group.uniform({ topk: K, tm: MOE_TILE_ROWS, gx_gate_up: Math.ceil(I / MOE_WG), gx_down: Math.ceil(H / MOE_WG) }, `${label}.group.params`),
-    gateUp.uniform({ hidden: H, inter: I, topk: K }, `${label}.gate_up.params`),
-    down.uniform({ hidden: H, inter: I, topk: K }, `${label}.down.params`),
     combine.uniform({ hidden: H, topk: K }, `${label}.combine.params`),
   ];
   const none: Grid = [0, 0, 0];
+  // One dispatch per part of the experts; each takes the step's tile count from `args`.
+  const expertOps = (kind: "gate_up" | "down", kernel: CompiledKernel, parts: ExpertPart[], bias: GPUBuffer | null): MoeDispatch[] =>
+    parts.map((part) => {
+      const p = kernel.uniform({ hidden: H, inter: I, topk: K, first: part.first, count: part.count }, `${label}.${kind}[${part.first}].params`);
+      uniforms.push(p);
+      const io: Record<string, GPUBuffer> = kind === "gate_up" ? { xn: s.xn, h: s.h } : { h: s.h, wts: s.wts, y: s.y };
+      return {
+        label: `${label}.${kind}[${part.first}]`,
+        kernel,
+        resources: { p, w: part.buffer, sorted: s.sorted, tiles: s.tiles, ...io, ...extra(bias, part) },
+        grid: (shape: StepShape): Grid => shape.tokens ? [Math.ceil((kind === "gate_up" ? I : H) / MOE_WG), 1, 1] : none,
+        indirect: { buffer: s.args, offset: kind === "gate_up" ? 0 : 12 },
+      };
+    });
   const dispatches: MoeDispatch[] = [
     {
       label: `${label}.route`,
@@ -151,24 +163,12 @@ export function moeLayerOps(
       resources: { p: uniforms[1], ids: s.ids, sorted: s.sorted, tiles: s.tiles, args: s.args },
       grid: (shape) => shape.tokens ? [1, 1, 1] : none,
     },
-    {
-      label: `${label}.gate_up`,
-      kernel: gateUp,
-      resources: { p: uniforms[2], xn: s.xn, w: w.gateUp, sorted: s.sorted, tiles: s.tiles, h: s.h, ...extra(w.gateUpBias, w.gateUpScales) },
-      grid: (shape) => shape.tokens ? [Math.ceil(I / MOE_WG), 1, 1] : none,
-      indirect: { buffer: s.args, offset: 0 },
-    },
-    {
-      label: `${label}.down`,
-      kernel: down,
-      resources: { p: uniforms[3], h: s.h, w: w.down, sorted: s.sorted, tiles: s.tiles, wts: s.wts, y: s.y, ...extra(w.downBias, w.downScales) },
-      grid: (shape) => shape.tokens ? [Math.ceil(H / MOE_WG), 1, 1] : none,
-      indirect: { buffer: s.args, offset: 12 },
-    },
+    ...expertOps("gate_up", gateUp, w.gateUp, w.gateUpBias),
+    ...expertOps("down", down, w.down, w.downBias),
     {
       label: `${label}.combine`,
       kernel: combine,
-      resources: { p: uniforms[4], y: s.y, out: use.x },
+      resources: { p: uniforms[2], y: s.y, out: use.x },
       grid: (shape) => shape.tokens ? rowsGrid(Math.ceil(H / MOE_WG), shape.tokens) : none,
     },
   ];
