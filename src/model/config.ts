@@ -426,12 +426,9 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     bosTokenId: bos.length ? bos[0] : null,
     eosTokenIds,
     dtype: dtypeOf(f),
-    moe: architecture === "qwen3_moe"
-      ? parseQwen3MoeSpec(config, numLayers, file)
-      : architecture === "gpt_oss"
-      ? parseGptOssMoeSpec(config, numLayers, file)
-      : null,
-    attnSinks: architecture === "gpt_oss",
+    // Set only for the families that have them (a dense spec, e.g. from GGUF, omits both).
+    ...(architecture === "qwen3_moe" ? { moe: parseQwen3MoeSpec(config, numLayers, file) } : {}),
+    ...(architecture === "gpt_oss" ? { moe: parseGptOssMoeSpec(config, numLayers, file), attnSinks: true } : {}),
   };
 }
 
