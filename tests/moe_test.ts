@@ -18,7 +18,8 @@ import { loadKernelSources, PipelineCache } from "../src/kernels/registry.ts";
 import { MOE_KERNEL_FILES } from "../src/kernels/moe_descriptors.ts";
 import { createMoeScratch, moeLayerOps } from "../src/runner/moe_op.ts";
 import type { MoeSpec } from "../src/model/moe_config.ts";
-import type { ExpertPart, MoeLayerWeights } from "../src/model/moe_weights.ts";
+import { type ExpertPart, type MoeLayerWeights, packExpert } from "../src/model/moe_weights.ts";
+import { gluColumns } from "../src/model/weight_layout.ts";
 import { rmsNormRef, silu } from "./helpers/cpu_reference.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
 import { buildStepBatch, type SequenceChunk } from "../src/runner/step_meta.ts";
@@ -81,6 +82,7 @@ async function runLayer(
   device: GPUDevice,
   pipelines: PipelineCache,
   dtype: "f16" | "f32",
+  layout: MoeLayerWeights["layout"],
   data: Record<"x" | "gamma" | "router" | "gateUp" | "down", Float32Array<ArrayBuffer>>,
   T: number,
 ): Promise<{ out: Float32Array; tiles: number[][] }> {
@@ -96,19 +98,27 @@ async function runLayer(
     return b;
   };
   // Experts in two parts (0..4 and 5..7), as a layer over the binding limit is split.
-  const weights = (v: Float32Array<ArrayBuffer>): ExpertPart[] => {
-    const per = v.length / E;
+  // Column blocks: each expert packed as the loader packs it (gate|up in GLU order).
+  const weights = (v: Float32Array<ArrayBuffer>, rows: number, k: number, glu: boolean): ExpertPart[] => {
+    const per = rows * k;
     const split = (first: number, count: number) => {
-      const slice = v.slice(first * per, (first + count) * per);
-      return { buffer: put(dtype === "f32" ? slice : new Uint16Array(Float16Array.from(slice).buffer)), scales: null, first, count };
+      const out = new Float32Array(count * per);
+      const halves = new Uint16Array(count * per);
+      for (let e = first; e < first + count; e++) {
+        const one = v.slice(e * per, (e + 1) * per);
+        const packed = layout === "column_blocks" ? packExpert(one, rows, k, dtype, glu ? gluColumns(I) : undefined) : dtype === "f16" ? new Uint16Array(Float16Array.from(one).buffer) : one;
+        (dtype === "f16" ? halves : out).set(packed, (e - first) * per);
+      }
+      return { buffer: put(dtype === "f16" ? halves : out), scales: null, first, count };
     };
     return [split(0, 5), split(5, 3)];
   };
   const w: MoeLayerWeights = {
     router: put(data.router),
-    gateUp: weights(data.gateUp),
-    down: weights(data.down),
+    gateUp: weights(data.gateUp, 2 * I, H, true),
+    down: weights(data.down, H, I, false),
     dtype,
+    layout,
     expertBytes: 3 * H * I * (dtype === "f16" ? 2 : 4),
     routerBias: null,
     gateUpBias: null,
@@ -162,16 +172,16 @@ test("moe layer: routing, grouped experts and weighted sum match a TypeScript re
     const gamma = random(H, 1).map((v) => 1 + 0.2 * v);
     const gateUp = random(E * 2 * I * H, 2).map((v) => 0.2 * v);
     const down = random(E * H * I, 3).map((v) => 0.2 * v);
-    for (const dtype of ["f32", "f16"] as const) {
+    for (const [dtype, layout] of [["f32", "rows"], ["f16", "rows"], ["f32", "column_blocks"], ["f16", "column_blocks"]] as const) {
       // f16 experts: the reference sees the same rounded weights.
       const round = (v: Float32Array<ArrayBuffer>) => dtype === "f16" ? Float32Array.from(Float16Array.from(v)) : v;
       const base = { gamma, gateUp: round(gateUp), down: round(down) };
-      await t.step(`${dtype} experts, random routing over 13 tokens`, async () => {
+      await t.step(`${dtype} ${layout} experts, random routing over 13 tokens`, async () => {
         const T = 13;
         const x = random(T * H, 4);
         const router = random(E * H, 5);
         const ref = moeRef(x, gamma, router, base.gateUp, base.down, T);
-        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, { ...base, x, router }, T);
+        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, layout, { ...base, x, router }, T);
         const err = relErr(out, ref.out);
         assert(err < 1e-5, `relative error ${err}`);
         // The tile table covers each expert's assignments exactly once, in expert order.
@@ -181,7 +191,7 @@ test("moe layer: routing, grouped experts and weighted sum match a TypeScript re
         }
         assert(new Set(ref.ids).size >= 4, "tokens should route to several experts");
       });
-      await t.step(`${dtype} experts, one expert takes every token and six take none`, async () => {
+      await t.step(`${dtype} ${layout} experts, one expert takes every token and six take none`, async () => {
         const T = 16;
         // Positive activations and router rows that rank expert 3 first and 5 second for all.
         const x = random(T * H, 6).map((v) => 0.1 + Math.abs(v));
@@ -190,16 +200,16 @@ test("moe layer: routing, grouped experts and weighted sum match a TypeScript re
         router.fill(0.02, 5 * H, 6 * H);
         const ref = moeRef(x, gamma, router, base.gateUp, base.down, T);
         assertEquals(new Set(ref.ids), new Set([3, 5]));
-        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, { ...base, x, router }, T);
+        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, layout, { ...base, x, router }, T);
         assert(relErr(out, ref.out) < 1e-5, `relative error ${relErr(out, ref.out)}`);
         // 16 tokens per expert: two full tiles of 8 each for experts 3 and 5, none for the rest.
         assertEquals(tiles.map(([e, , c]) => [e, c]), [[3, 8], [3, 8], [5, 8], [5, 8]]);
       });
-      await t.step(`${dtype} experts, a decode step reads only its k experts`, async () => {
+      await t.step(`${dtype} ${layout} experts, a decode step reads only its k experts`, async () => {
         const x = random(H, 7);
         const router = random(E * H, 8);
         const ref = moeRef(x, gamma, router, base.gateUp, base.down, 1);
-        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, { ...base, x, router }, 1);
+        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, layout, { ...base, x, router }, 1);
         assert(relErr(out, ref.out) < 1e-5);
         // One workgroup row per tile reads one expert's rows: the experts read are the tiles'.
         const read = new Set(tiles.map(([e]) => e));

@@ -52,8 +52,22 @@ export const MOE_DOWN: KernelDescriptor<MoeExpertDefines, "h" | "w" | "sorted" |
   () => ({ TM: MOE_TILE_ROWS }),
 );
 
+/** Column-block experts (f16/f32): one invocation per block of 8 columns (4 SwiGLU outputs). */
+export const MOE_GATE_UP_C8: KernelDescriptor<Omit<MoeExpertDefines, "W_MXFP4">, "xn" | "w" | "sorted" | "tiles" | "h" | "w_bias"> = kernel(
+  "moe_gate_up_c8",
+  ["xn", "w", "sorted", "tiles", "h", "w_bias"],
+  () => ({ TM: MOE_TILE_ROWS, LIMIT: GPT_OSS_SWIGLU_LIMIT, ALPHA: GPT_OSS_SWIGLU_ALPHA }),
+);
+
+/** Column-block experts' down projection: one invocation per block of 8 output columns. */
+export const MOE_DOWN_C8: KernelDescriptor<Omit<MoeExpertDefines, "W_MXFP4">, "h" | "w" | "sorted" | "tiles" | "wts" | "y" | "w_bias"> = kernel(
+  "moe_down_c8",
+  ["h", "w", "sorted", "tiles", "wts", "y", "w_bias"],
+  () => ({ TM: MOE_TILE_ROWS }),
+);
+
 /** Sum of a token's K expert outputs into the residual. */
 export const MOE_COMBINE: KernelDescriptor<Record<string, never>, "y" | "out"> = kernel("moe_combine", ["y", "out"]);
 
 /** Every MoE kernel file. */
-export const MOE_KERNEL_FILES: readonly string[] = [MOE_ROUTE, MOE_GROUP, MOE_GATE_UP, MOE_DOWN, MOE_COMBINE].map((k) => k.file);
+export const MOE_KERNEL_FILES: readonly string[] = [MOE_ROUTE, MOE_GROUP, MOE_GATE_UP, MOE_DOWN, MOE_GATE_UP_C8, MOE_DOWN_C8, MOE_COMBINE].map((k) => k.file);

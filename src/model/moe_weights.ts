@@ -16,6 +16,7 @@
 import type { MoeSpec } from "./moe_config.ts";
 import { CheckpointError } from "./errors.ts";
 import { release } from "./release.ts";
+import { type ColumnMap, gluColumns, packColumnBlocks } from "./weight_layout.ts";
 
 /** Whole experts `first .. first + count - 1` of one stacked matrix, in one buffer. */
 export interface ExpertPart {
@@ -35,6 +36,12 @@ export interface MoeLayerWeights {
   /** `[E][H][I]`, split by experts. */
   down: ExpertPart[];
   dtype: "f16" | "f32" | "mxfp4";
+  /**
+   * "rows": each expert's matrices in Linear layout (MXFP4 blocks; shapes the blocks do not
+   * fit); "column_blocks": each expert packed as gemv_c8's blocks of 8 output columns, gate|up
+   * in GLU order (4 gate then 4 up per block), read 8 weights per 16-byte load.
+   */
+  layout: "rows" | "column_blocks";
   /** Bytes of one expert's matrices (gate, up and down; MXFP4 scales included). */
   expertBytes: number;
   /** gpt-oss: the router's bias [E] and the experts' biases, gate|up [E][2I] (interleaved) and down [E][H]. */
@@ -106,6 +113,7 @@ export async function uploadMoeLayer(
   }
   if (moe.experts === "gpt_oss") return await uploadGptOssLayer(io, moe, prefix, hiddenSize, dtype, label);
   const elem = dtype === "f16" ? 2 : 4;
+  const blocks = columnBlocksFit(H, I);
   const convert = (v: Float32Array<ArrayBuffer>) => dtype === "f16" ? new Uint16Array(Float16Array.from(v).buffer) : v;
   const router = buffer(io.device, `${label}.router`, E * H * 4);
   await io.write(router, 0, await io.read(`${prefix}.mlp.gate.weight`));
@@ -116,6 +124,15 @@ export async function uploadMoeLayer(
     const p = `${prefix}.mlp.experts.${e}`;
     const gu = slot(gateUp, e, 2 * matrix);
     const d = slot(down, e, matrix);
+    if (blocks) {
+      const gateRows = await io.read(`${p}.gate_proj.weight`);
+      const stacked = new Float32Array(2 * I * H);
+      stacked.set(gateRows);
+      stacked.set(await io.read(`${p}.up_proj.weight`), I * H);
+      await io.write(gu.part.buffer, gu.offset, packExpert(stacked, 2 * I, H, dtype, gluColumns(I)));
+      await io.write(d.part.buffer, d.offset, packExpert(await io.read(`${p}.down_proj.weight`), H, I, dtype));
+      continue;
+    }
     const writes: [GPUBuffer, number, string][] = [
       [gu.part.buffer, gu.offset, "gate_proj"],
       [gu.part.buffer, gu.offset + matrix, "up_proj"],
@@ -128,7 +145,46 @@ export async function uploadMoeLayer(
       if (data !== f32) release(f32);
     }
   }
-  return { router, gateUp, down, dtype, expertBytes: 3 * matrix, routerBias: null, gateUpBias: null, downBias: null };
+  return {
+    router,
+    gateUp,
+    down,
+    dtype,
+    layout: blocks ? "column_blocks" : "rows",
+    expertBytes: 3 * matrix,
+    routerBias: null,
+    gateUpBias: null,
+    downBias: null,
+  };
+}
+
+/** Whether experts of hidden `H` and width `I` pack as column blocks (whole blocks, no padding). */
+export function columnBlocksFit(H: number, I: number): boolean {
+  return H % 8 === 0 && I % 8 === 0;
+}
+
+/** One expert's `[rows, K]` Linear matrix as column blocks (`columns`: output order), f16 bits or f32. */
+export function packExpert(
+  m: Float32Array<ArrayBuffer>,
+  rows: number,
+  K: number,
+  dtype: "f16" | "f32",
+  columns?: ColumnMap,
+): Float32Array<ArrayBuffer> | Uint16Array<ArrayBuffer> {
+  const data = dtype === "f16" ? new Uint16Array(Float16Array.from(m).buffer) : m;
+  return packColumnBlocks({ data, rows, cols: K }, columns).data;
+}
+
+/** gpt-oss's gate|up rows are interleaved (2j gate j, 2j+1 up j): GLU order over them. */
+function interleavedGluColumns(I: number): ColumnMap {
+  const map = new Int32Array(2 * I);
+  for (let b = 0; b < I / 4; b++) {
+    for (let q = 0; q < 4; q++) {
+      map[8 * b + q] = 2 * (4 * b + q);
+      map[8 * b + 4 + q] = 2 * (4 * b + q) + 1;
+    }
+  }
+  return map;
 }
 
 /** [E][R][C] -> [E][C][R] (x @ W tensors to Linear rows). */
@@ -185,25 +241,32 @@ async function uploadGptOssLayer(
       gateUp: await blocks("gate_up_proj", 2 * I, H, "experts_gate_up"),
       down: await blocks("down_proj", H, I, "experts_down"),
       dtype: "mxfp4",
+      layout: "rows",
       // 4 bits per weight plus a scale byte per 32.
       expertBytes: (3 * H * I) / 2 + (3 * H * I) / 32,
     };
   }
   const elem = dtype === "f16" ? 2 : 4;
-  const matrix = async (name: string, R: number, C: number, tag: string) => {
+  const blocks = columnBlocksFit(H, I);
+  // x @ W [E][R][C] -> Linear rows [E][C][R], then (column blocks) each expert packed.
+  const matrix = async (name: string, R: number, C: number, tag: string, columns?: ColumnMap) => {
     const rows = transposeExperts(await io.read(name), E, R, C);
-    const data = dtype === "f16" ? new Uint16Array(Float16Array.from(rows).buffer) : rows;
     const parts = expertParts(io, E, R * C * elem, 0, `${label}.${tag}`);
     for (const part of parts) {
-      await io.write(part.buffer, 0, data.slice(part.first * R * C, (part.first + part.count) * R * C));
+      for (let e = part.first; e < part.first + part.count; e++) {
+        const one = rows.slice(e * R * C, (e + 1) * R * C);
+        const data = blocks ? packExpert(one, C, R, dtype, columns) : dtype === "f16" ? new Uint16Array(Float16Array.from(one).buffer) : one;
+        await io.write(part.buffer, (e - part.first) * R * C * elem, data);
+      }
     }
     return parts;
   };
   return {
     ...common,
-    gateUp: await matrix(`${m}.experts.gate_up_proj`, H, 2 * I, "experts_gate_up"),
+    gateUp: await matrix(`${m}.experts.gate_up_proj`, H, 2 * I, "experts_gate_up", interleavedGluColumns(I)),
     down: await matrix(`${m}.experts.down_proj`, I, H, "experts_down"),
     dtype,
+    layout: blocks ? "column_blocks" : "rows",
     expertBytes: 3 * H * I * elem,
   };
 }

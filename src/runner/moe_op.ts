@@ -17,7 +17,9 @@ import type { BindingResource, CompiledKernel, PipelineCache } from "../kernels/
 import {
   MOE_COMBINE,
   MOE_DOWN,
+  MOE_DOWN_C8,
   MOE_GATE_UP,
+  MOE_GATE_UP_C8,
   MOE_GROUP,
   MOE_ROUTE,
   MOE_TILE_ROWS,
@@ -114,8 +116,12 @@ export function moeLayerOps(
   const topkSoftmax = moe.router === "topk_softmax";
   const route = pipelines.get(MOE_ROUTE, { E, TOPK: K, NORM_TOPK: moe.normTopkProb, TOPK_SOFTMAX: topkSoftmax });
   const group = pipelines.get(MOE_GROUP, { E });
-  const gateUp = pipelines.get(MOE_GATE_UP, expert);
-  const down = pipelines.get(MOE_DOWN, expert);
+  const blocks = w.layout === "column_blocks";
+  const gateUp = blocks ? pipelines.get(MOE_GATE_UP_C8, { W_F32: expert.W_F32, GPTOSS: gptOss }) : pipelines.get(MOE_GATE_UP, expert);
+  const down = blocks ? pipelines.get(MOE_DOWN_C8, { W_F32: expert.W_F32, GPTOSS: gptOss }) : pipelines.get(MOE_DOWN, expert);
+  // Invocations per tile: one per output (rows), per 4 SwiGLU outputs / 8 down outputs (blocks).
+  const gxGateUp = Math.ceil((blocks ? I / 4 : I) / MOE_WG);
+  const gxDown = Math.ceil((blocks ? H / 8 : H) / MOE_WG);
   const extra = (bias: GPUBuffer | null, part: ExpertPart) => ({
     ...(gptOss ? { w_bias: need(bias, "expert bias") } : {}),
     ...(expert.W_MXFP4 ? { w_scales: need(part.scales, "MXFP4 scales") } : {}),
@@ -123,7 +129,7 @@ export function moeLayerOps(
   const combine = pipelines.get(MOE_COMBINE, {});
   const uniforms = [
     route.uniform({ dim: H, eps: use.eps }, `${label}.route.params`),
-    group.uniform({ topk: K, tm: MOE_TILE_ROWS, gx_gate_up: Math.ceil(I / MOE_WG), gx_down: Math.ceil(H / MOE_WG) }, `${label}.group.params`),
+    group.uniform({ topk: K, tm: MOE_TILE_ROWS, gx_gate_up: gxGateUp, gx_down: gxDown }, `${label}.group.params`),
     combine.uniform({ hidden: H, topk: K }, `${label}.combine.params`),
   ];
   const none: Grid = [0, 0, 0];
@@ -137,7 +143,7 @@ export function moeLayerOps(
         label: `${label}.${kind}[${part.first}]`,
         kernel,
         resources: { p, w: part.buffer, sorted: s.sorted, tiles: s.tiles, ...io, ...extra(bias, part) },
-        grid: (shape: StepShape): Grid => shape.tokens ? [Math.ceil((kind === "gate_up" ? I : H) / MOE_WG), 1, 1] : none,
+        grid: (shape: StepShape): Grid => shape.tokens ? [kind === "gate_up" ? gxGateUp : gxDown, 1, 1] : none,
         indirect: { buffer: s.args, offset: kind === "gate_up" ? 0 : 12 },
       };
     });
