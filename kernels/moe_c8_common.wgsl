@@ -16,7 +16,6 @@ fn w8(g: u32) -> array<vec4<f32>, 2> {
 @group(0) @binding(4) var<storage, read> sorted: array<u32>;
 @group(0) @binding(5) var<storage, read> tiles: array<u32>;
 
-const TM: u32 = {{TM}}u;
 const WG: u32 = 64u;
 
 struct Tile { expert: u32, start: u32, count: u32 }

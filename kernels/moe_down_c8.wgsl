@@ -1,5 +1,6 @@
 // Expert down projection over one tile of moe_group, column blocks: invocation c computes
-// output columns 8c .. 8c+7 for every row of the tile, summing in k order, then
+// output columns 8c .. 8c+7 for every row of the tile (one row after another, no per-row
+// masks), summing in k order, then
 //   y[a, col] = wts[a] * (h[a] . down_col (+ bias for GPTOSS)).
 #include common
 // Runs once per part of the weights: experts first .. first + count - 1 (others' tiles exit).
@@ -18,31 +19,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let t = tile_of(wid.y);
   let c = wid.x * WG + lid;
   if (c >= p.hidden / 8u || t.expert < p.first || t.expert >= p.first + p.count) { return; }
-  var hrow: array<u32, TM>;
-  for (var r = 0u; r < TM; r++) { hrow[r] = sorted[t.start + min(r, t.count - 1u)] * p.inter; }
   let g0 = ((t.expert - p.first) * (p.hidden / 8u) + c) * p.inter;
-  var lo: array<vec4<f32>, TM>;
-  var hi: array<vec4<f32>, TM>;
-  for (var k = 0u; k < p.inter; k++) {
-    let wv = w8(g0 + k);
-    for (var r = 0u; r < TM; r++) {
-      if (r < t.count) {
-        let hv = vec4<f32>(h[hrow[r] + k]);
-        lo[r] = fma(wv[0], hv, lo[r]);
-        hi[r] = fma(wv[1], hv, hi[r]);
-      }
-    }
-  }
   for (var r = 0u; r < t.count; r++) {
     let a = sorted[t.start + r];
+    let hrow = a * p.inter;
+    var lo = vec4<f32>(0.0);
+    var hi = vec4<f32>(0.0);
+    for (var k = 0u; k < p.inter; k++) {
+      let wv = w8(g0 + k);
+      let hv = vec4<f32>(h[hrow + k]);
+      lo = fma(wv[0], hv, lo);
+      hi = fma(wv[1], hv, hi);
+    }
     let o = a * p.hidden + 8u * c;
     for (var q = 0u; q < 4u; q++) {
 #if GPTOSS
-      y[o + q] = (lo[r][q] + w_bias[t.expert * p.hidden + 8u * c + q]) * wts[a];
-      y[o + 4u + q] = (hi[r][q] + w_bias[t.expert * p.hidden + 8u * c + 4u + q]) * wts[a];
+      y[o + q] = (lo[q] + w_bias[t.expert * p.hidden + 8u * c + q]) * wts[a];
+      y[o + 4u + q] = (hi[q] + w_bias[t.expert * p.hidden + 8u * c + 4u + q]) * wts[a];
 #else
-      y[o + q] = lo[r][q] * wts[a];
-      y[o + 4u + q] = hi[r][q] * wts[a];
+      y[o + q] = lo[q] * wts[a];
+      y[o + 4u + q] = hi[q] * wts[a];
 #endif
     }
   }

@@ -56,14 +56,13 @@ export const MOE_DOWN: KernelDescriptor<MoeExpertDefines, "h" | "w" | "sorted" |
 export const MOE_GATE_UP_C8: KernelDescriptor<Omit<MoeExpertDefines, "W_MXFP4">, "xn" | "w" | "sorted" | "tiles" | "h" | "w_bias"> = kernel(
   "moe_gate_up_c8",
   ["xn", "w", "sorted", "tiles", "h", "w_bias"],
-  () => ({ TM: MOE_TILE_ROWS, LIMIT: GPT_OSS_SWIGLU_LIMIT, ALPHA: GPT_OSS_SWIGLU_ALPHA }),
+  () => ({ LIMIT: GPT_OSS_SWIGLU_LIMIT, ALPHA: GPT_OSS_SWIGLU_ALPHA }),
 );
 
 /** Column-block experts' down projection: one invocation per block of 8 output columns. */
 export const MOE_DOWN_C8: KernelDescriptor<Omit<MoeExpertDefines, "W_MXFP4">, "h" | "w" | "sorted" | "tiles" | "wts" | "y" | "w_bias"> = kernel(
   "moe_down_c8",
   ["h", "w", "sorted", "tiles", "wts", "y", "w_bias"],
-  () => ({ TM: MOE_TILE_ROWS }),
 );
 
 /** Sum of a token's K expert outputs into the residual. */
