@@ -27,6 +27,8 @@ import { BlockManager } from "../src/scheduler/block_manager.ts";
 import { KERNEL_FAMILIES } from "../src/types/api.ts";
 import { loadGolden, maxAbsDiff, modelDir } from "./helpers/reference.ts";
 import { STEP_HEADER, STEP_HEADER_WORDS } from "../src/kernels/layout.ts";
+import { Engine } from "../src/engine/engine.ts";
+import { parameterCount } from "../src/model/parameters.ts";
 
 const H = 64;
 const I = 32;
@@ -225,7 +227,7 @@ test("moe layer: routing, grouped experts and weighted sum match a TypeScript re
   }
 });
 
-test("moe model qwen3-moe-tiny: 8 rows (4 prefill chunks, 4 decode rows) routed to different experts equal their solo runs bit for bit", async (t) => {
+test("moe model qwen3-moe-tiny: 8 rows (4 prefill chunks, 4 decode rows) routed to different experts equal their solo runs bit for bit; engine info reports total and active parameters", async (t) => {
   const golden = await loadGolden("qwen3-moe-tiny");
   const prompts = golden.cases.map((c) => c.prompt_ids);
   const gpu = await createGpu();
@@ -278,8 +280,17 @@ test("moe model qwen3-moe-tiny: 8 rows (4 prefill chunks, 4 decode rows) routed 
           assert(used.size >= 6, `the step's tokens route to only ${used.size} experts`);
           const decodeExperts = new Set(Array.from(ids.subarray(0, 8)));
           assert(decodeExperts.size >= 3, "the decode rows should route to different experts");
-        } finally {
+        } catch (e) {
           runner.close();
+          throw e;
+        }
+        // Engine info reports total and active parameters (the engine closes the runner).
+        const engine = Engine.start(runner);
+        try {
+          assertEquals(engine.info.parameters, parameterCount(runner.spec));
+          assert(engine.info.parameters!.active < engine.info.parameters!.total / 1.5);
+        } finally {
+          await engine.close();
         }
       });
     }
