@@ -27,7 +27,6 @@ fn w2(i: u32) -> vec2<f32> { return unpack2x16float(w[i / 2u]); }
 @group(0) @binding(4) var<storage, read> sorted: array<u32>;
 @group(0) @binding(5) var<storage, read> tiles: array<u32>;
 
-const TM: u32 = {{TM}}u;
 const WG: u32 = 64u;
 
 struct Tile { expert: u32, start: u32, count: u32 }

@@ -1,7 +1,8 @@
-// Expert gate|up with the SwiGLU epilogue over one tile of moe_group (up to TM assignments
+// Expert gate|up with the SwiGLU epilogue over one tile of moe_group (up to MOE_TILE_ROWS assignments
 // of one expert): invocation j computes output j of the expert for every row of the tile,
-// reading the expert's gate row j and up row j once (weights [E][2I][H], Linear layout) and
-// summing in k order, so a row's bits do not depend on which rows share its tile.
+// one row after another over the expert's gate row j and up row j (weights [E][2I][H],
+// Linear layout; MXFP4 blocks among them), summing in k order, so a row's bits do not depend
+// on which rows share its tile.
 //   h[a, j] = silu(xn[tok] . gate_j) * (xn[tok] . up_j), tok = a / topk;
 // GPTOSS: gate_j and up_j are rows 2j and 2j+1, plus their biases, and
 //   h = (clamp(up, -LIMIT, LIMIT) + 1) * g * sigmoid(ALPHA * g), g = min(gate, LIMIT).
@@ -27,8 +28,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let j = wid.x * WG + lid;
   if (j >= p.inter || t.expert < p.first || t.expert >= p.first + p.count) { return; }
   let pe = t.expert - p.first;
-  var xrow: array<u32, TM>;
-  for (var r = 0u; r < TM; r++) { xrow[r] = (sorted[t.start + min(r, t.count - 1u)] / p.topk) * p.hidden; }
 #if GPTOSS
   let gbase = (pe * 2u * p.inter + 2u * j) * p.hidden;
   let ubase = gbase + p.hidden;
@@ -36,28 +35,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let gbase = (pe * 2u * p.inter + j) * p.hidden;
   let ubase = gbase + p.inter * p.hidden;
 #endif
-  var g: array<f32, TM>;
-  var u: array<f32, TM>;
-  for (var k = 0u; k < p.hidden; k += 2u) {
-    let wg = w2(gbase + k);
-    let wu = w2(ubase + k);
-    for (var r = 0u; r < TM; r++) {
-      if (r < t.count) {
-        let x0 = xn[xrow[r] + k];
-        let x1 = xn[xrow[r] + k + 1u];
-        g[r] = fma(wg.y, x1, fma(wg.x, x0, g[r]));
-        u[r] = fma(wu.y, x1, fma(wu.x, x0, u[r]));
-      }
-    }
-  }
   for (var r = 0u; r < t.count; r++) {
     let a = sorted[t.start + r];
+    let xrow = (a / p.topk) * p.hidden;
+    var g = 0.0;
+    var u = 0.0;
+    for (var k = 0u; k < p.hidden; k += 2u) {
+      let wg = w2(gbase + k);
+      let wu = w2(ubase + k);
+      let x0 = xn[xrow + k];
+      let x1 = xn[xrow + k + 1u];
+      g = fma(wg.y, x1, fma(wg.x, x0, g));
+      u = fma(wu.y, x1, fma(wu.x, x0, u));
+    }
 #if GPTOSS
-    let gg = min(g[r] + w_bias[t.expert * 2u * p.inter + 2u * j], LIMIT);
-    let uu = clamp(u[r] + w_bias[t.expert * 2u * p.inter + 2u * j + 1u], -LIMIT, LIMIT);
+    let gg = min(g + w_bias[t.expert * 2u * p.inter + 2u * j], LIMIT);
+    let uu = clamp(u + w_bias[t.expert * 2u * p.inter + 2u * j + 1u], -LIMIT, LIMIT);
     h[a * p.inter + j] = (uu + 1.0) * (gg / (1.0 + exp(-ALPHA * gg)));
 #else
-    h[a * p.inter + j] = g[r] / (1.0 + exp(-g[r])) * u[r];
+    h[a * p.inter + j] = g / (1.0 + exp(-g)) * u;
 #endif
   }
 }

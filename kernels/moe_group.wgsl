@@ -1,6 +1,6 @@
 // Groups a step's (token, slot) assignments by expert on the GPU, one workgroup: counts per
 // expert, an exclusive scan, and a scatter of assignment indices (a = token * K + slot) into
-// `sorted`, expert by expert. Each expert's run is cut into tiles of at most TM assignments,
+// `sorted`, expert by expert. Each expert's run is cut into tiles of at most p.tm (MOE_TILE_ROWS) assignments,
 // `tiles[3 n ..]` = (expert, first index in sorted, count); experts with no tokens get none.
 // The indirect grids of the expert matmuls are written to `args`: (gx_gate_up, tiles, 1) and
 // (gx_down, tiles, 1), so a step dispatches exactly one workgroup row per tile and a decode

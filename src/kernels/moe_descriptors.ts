@@ -42,14 +42,13 @@ export const MOE_GROUP: KernelDescriptor<{ E: number }, "ids" | "sorted" | "tile
 export const MOE_GATE_UP: KernelDescriptor<MoeExpertDefines, "xn" | "w" | "sorted" | "tiles" | "h" | "w_bias" | "w_scales"> = kernel(
   "moe_gate_up",
   ["xn", "w", "sorted", "tiles", "h", "w_bias", "w_scales"],
-  () => ({ TM: MOE_TILE_ROWS, LIMIT: GPT_OSS_SWIGLU_LIMIT, ALPHA: GPT_OSS_SWIGLU_ALPHA }),
+  () => ({ LIMIT: GPT_OSS_SWIGLU_LIMIT, ALPHA: GPT_OSS_SWIGLU_ALPHA }),
 );
 
 /** Expert down projection over one tile, scaled by the routing weight. */
 export const MOE_DOWN: KernelDescriptor<MoeExpertDefines, "h" | "w" | "sorted" | "tiles" | "wts" | "y" | "w_bias" | "w_scales"> = kernel(
   "moe_down",
   ["h", "w", "sorted", "tiles", "wts", "y", "w_bias", "w_scales"],
-  () => ({ TM: MOE_TILE_ROWS }),
 );
 
 /** Column-block experts (f16/f32): one invocation per block of 8 columns (4 SwiGLU outputs). */
