@@ -6,9 +6,9 @@
  * others none; and a decode step of one token, whose tile table names exactly its k experts,
  * so the step reads k/E of the expert weights (measured from the GPU's own tile table).
  *
- * Model level (qwen3-moe-tiny, both kernel families): one step of 8 rows, 4 prefill chunks
- * and 4 decode rows whose tokens route to different experts, gives every row the bits of its
- * solo run. (Golden logits and greedy ids: reference_test.ts; ragged batches:
+ * Model level (qwen3-moe-tiny, and gpt-oss-mxfp4-tiny for sinks, sliding windows and MXFP4
+ * experts; both kernel families): one step of 8 rows, 4 prefill chunks and 4 decode rows
+ * whose tokens route to different experts, gives every row the bits of its solo run. (Golden logits and greedy ids: reference_test.ts; ragged batches:
  * ragged_batch_test.ts.)
  */
 import { test } from "./helpers/test.ts";
@@ -227,14 +227,14 @@ test("moe layer: routing, grouped experts and weighted sum match a TypeScript re
   }
 });
 
-test("moe model qwen3-moe-tiny: 8 rows (4 prefill chunks, 4 decode rows) routed to different experts equal their solo runs bit for bit; engine info reports total and active parameters", async (t) => {
-  const golden = await loadGolden("qwen3-moe-tiny");
+for (const name of ["qwen3-moe-tiny", "gpt-oss-mxfp4-tiny"]) test(`moe model ${name}: 8 rows (4 prefill chunks, 4 decode rows) routed to different experts equal their solo runs bit for bit; engine info reports total and active parameters`, async (t) => {
+  const golden = await loadGolden(name);
   const prompts = golden.cases.map((c) => c.prompt_ids);
   const gpu = await createGpu();
   try {
     for (const kernelFamily of KERNEL_FAMILIES) {
       await t.step(`${kernelFamily} family`, async () => {
-        const runner = await ModelRunner.load(modelDir("qwen3-moe-tiny"), {
+        const runner = await ModelRunner.load(modelDir(name), {
           gpu,
           kernelFamily,
           kvDtype: "f32",
