@@ -73,7 +73,7 @@ const gamma = storage(H * 4);
 device.queue.writeBuffer(gamma, 0, new Float32Array(H).fill(1));
 const act = storage(T * DI * 4);
 const scratch = createMoeScratch(spec, H, T, (_l, words, usage) => storage(words * 4, usage));
-const moe = moeLayerOps(pipelines, spec, moeWeights, scratch, { x, gamma, eps: 1e-6, hiddenSize: H }, "moe");
+const moe = moeLayerOps(pipelines, spec, moeWeights, scratch, { x, gamma, eps: 1e-6, hiddenSize: H, family }, "moe");
 const uses: [typeof gateUpW, MatmulUse][] = [
   [gateUpW, { x, out: act, ldo: DI, nOut: DI, rows: "tokens", norm: { gamma, eps: 1e-6 }, glu: { gelu: false } }],
   [downW, { x: act, out: x, ldo: H, nOut: H, rows: "tokens", accumulate: true }],

@@ -24,7 +24,7 @@ import { rmsNormRef, silu } from "./helpers/cpu_reference.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
 import { buildStepBatch, type SequenceChunk } from "../src/runner/step_meta.ts";
 import { BlockManager } from "../src/scheduler/block_manager.ts";
-import { KERNEL_FAMILIES } from "../src/types/api.ts";
+import { KERNEL_FAMILIES, type KernelFamily } from "../src/types/api.ts";
 import { loadGolden, maxAbsDiff, modelDir } from "./helpers/reference.ts";
 import { STEP_HEADER, STEP_HEADER_WORDS } from "../src/kernels/layout.ts";
 import { Engine } from "../src/engine/engine.ts";
@@ -85,6 +85,7 @@ async function runLayer(
   pipelines: PipelineCache,
   dtype: "f16" | "f32",
   layout: MoeLayerWeights["layout"],
+  family: KernelFamily,
   data: Record<"x" | "gamma" | "router" | "gateUp" | "down", Float32Array<ArrayBuffer>>,
   T: number,
 ): Promise<{ out: Float32Array; tiles: number[][] }> {
@@ -132,7 +133,7 @@ async function runLayer(
   const meta = new Uint32Array(STEP_HEADER_WORDS);
   meta[STEP_HEADER.numTokens] = T;
   const step = put(meta);
-  const { dispatches, uniforms } = moeLayerOps(pipelines, SPEC, w, scratch, { x, gamma, eps: EPS, hiddenSize: H }, "moe");
+  const { dispatches, uniforms } = moeLayerOps(pipelines, SPEC, w, scratch, { x, gamma, eps: EPS, hiddenSize: H, family }, "moe");
   owned.push(...uniforms);
   const shape = { tokens: T, logitRows: 0, seqs: 1, maxQueryLen: T, maxContext: T };
   const encoder = device.createCommandEncoder();
@@ -174,16 +175,24 @@ test("moe layer: routing, grouped experts and weighted sum match a TypeScript re
     const gamma = random(H, 1).map((v) => 1 + 0.2 * v);
     const gateUp = random(E * 2 * I * H, 2).map((v) => 0.2 * v);
     const down = random(E * H * I, 3).map((v) => 0.2 * v);
-    for (const [dtype, layout] of [["f32", "rows"], ["f16", "rows"], ["f32", "column_blocks"], ["f16", "column_blocks"]] as const) {
+    const combos = [
+      ["f32", "rows", "cpu"],
+      ["f16", "rows", "cpu"],
+      ["f32", "column_blocks", "cpu"],
+      ["f16", "column_blocks", "cpu"],
+      ["f32", "column_blocks", "gpu"],
+      ["f16", "column_blocks", "gpu"],
+    ] as const;
+    for (const [dtype, layout, family] of combos) {
       // f16 experts: the reference sees the same rounded weights.
       const round = (v: Float32Array<ArrayBuffer>) => dtype === "f16" ? Float32Array.from(Float16Array.from(v)) : v;
       const base = { gamma, gateUp: round(gateUp), down: round(down) };
-      await t.step(`${dtype} ${layout} experts, random routing over 13 tokens`, async () => {
+      await t.step(`${dtype} ${layout} experts (${family} kernels), random routing over 13 tokens`, async () => {
         const T = 13;
         const x = random(T * H, 4);
         const router = random(E * H, 5);
         const ref = moeRef(x, gamma, router, base.gateUp, base.down, T);
-        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, layout, { ...base, x, router }, T);
+        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, layout, family, { ...base, x, router }, T);
         const err = relErr(out, ref.out);
         assert(err < 1e-5, `relative error ${err}`);
         // The tile table covers each expert's assignments exactly once, in expert order.
@@ -193,7 +202,7 @@ test("moe layer: routing, grouped experts and weighted sum match a TypeScript re
         }
         assert(new Set(ref.ids).size >= 4, "tokens should route to several experts");
       });
-      await t.step(`${dtype} ${layout} experts, one expert takes every token and six take none`, async () => {
+      await t.step(`${dtype} ${layout} experts (${family} kernels), one expert takes every token and six take none`, async () => {
         const T = 16;
         // Positive activations and router rows that rank expert 3 first and 5 second for all.
         const x = random(T * H, 6).map((v) => 0.1 + Math.abs(v));
@@ -202,16 +211,16 @@ test("moe layer: routing, grouped experts and weighted sum match a TypeScript re
         router.fill(0.02, 5 * H, 6 * H);
         const ref = moeRef(x, gamma, router, base.gateUp, base.down, T);
         assertEquals(new Set(ref.ids), new Set([3, 5]));
-        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, layout, { ...base, x, router }, T);
+        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, layout, family, { ...base, x, router }, T);
         assert(relErr(out, ref.out) < 1e-5, `relative error ${relErr(out, ref.out)}`);
         // 16 tokens per expert: two full tiles of 8 each for experts 3 and 5, none for the rest.
         assertEquals(tiles.map(([e, , c]) => [e, c]), [[3, 8], [3, 8], [5, 8], [5, 8]]);
       });
-      await t.step(`${dtype} ${layout} experts, a decode step reads only its k experts`, async () => {
+      await t.step(`${dtype} ${layout} experts (${family} kernels), a decode step reads only its k experts`, async () => {
         const x = random(H, 7);
         const router = random(E * H, 8);
         const ref = moeRef(x, gamma, router, base.gateUp, base.down, 1);
-        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, layout, { ...base, x, router }, 1);
+        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, layout, family, { ...base, x, router }, 1);
         assert(relErr(out, ref.out) < 1e-5);
         // One workgroup row per tile reads one expert's rows: the experts read are the tiles'.
         const read = new Set(tiles.map(([e]) => e));

@@ -245,7 +245,7 @@ export class ForwardPass {
       }
       if (w.moe) {
         // A sparse layer: router, grouping and experts (moe_op.ts) instead of gate|up, down.
-        const moe = moeLayerOps(pipelines, spec.moe!, w.moe, moeScratch!, { x, gamma: w.postAttnNorm, eps, hiddenSize: H }, `l${l}.moe`);
+        const moe = moeLayerOps(pipelines, spec.moe!, w.moe, moeScratch!, { x, gamma: w.postAttnNorm, eps, hiddenSize: H, family: this.family }, `l${l}.moe`);
         this.#owned.push(...moe.uniforms);
         for (const d of moe.dispatches) this.#op(d.label, [d.kernel], d.resources, d.grid, undefined, d.indirect);
         continue;

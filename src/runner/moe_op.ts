@@ -11,6 +11,7 @@
  * experts' weights. Both kernel families run these kernels (plain Linear layout).
  * @module
  */
+import type { KernelFamily } from "../types/api.ts";
 import type { MoeSpec } from "../model/moe_config.ts";
 import type { ExpertPart, MoeLayerWeights } from "../model/moe_weights.ts";
 import type { BindingResource, CompiledKernel, PipelineCache } from "../kernels/registry.ts";
@@ -18,8 +19,10 @@ import {
   MOE_COMBINE,
   MOE_DOWN,
   MOE_DOWN_C8,
+  MOE_DOWN_WG,
   MOE_GATE_UP,
   MOE_GATE_UP_C8,
+  MOE_GATE_UP_WG,
   MOE_GROUP,
   MOE_ROUTE,
   MOE_TILE_ROWS,
@@ -91,6 +94,8 @@ export interface MoeLayerUse {
   gamma: GPUBuffer;
   eps: number;
   hiddenSize: number;
+  /** The kernel family (picks the column-block expert kernels). */
+  family: KernelFamily;
 }
 
 function need(b: GPUBuffer | null, what: string): GPUBuffer {
@@ -117,11 +122,15 @@ export function moeLayerOps(
   const route = pipelines.get(MOE_ROUTE, { E, TOPK: K, NORM_TOPK: moe.normTopkProb, TOPK_SOFTMAX: topkSoftmax });
   const group = pipelines.get(MOE_GROUP, { E });
   const blocks = w.layout === "column_blocks";
-  const gateUp = blocks ? pipelines.get(MOE_GATE_UP_C8, { W_F32: expert.W_F32, GPTOSS: gptOss }) : pipelines.get(MOE_GATE_UP, expert);
-  const down = blocks ? pipelines.get(MOE_DOWN_C8, { W_F32: expert.W_F32, GPTOSS: gptOss }) : pipelines.get(MOE_DOWN, expert);
-  // Invocations per tile: one per output (rows), per 4 SwiGLU outputs / 8 down outputs (blocks).
-  const gxGateUp = Math.ceil((blocks ? I / 4 : I) / MOE_WG);
-  const gxDown = Math.ceil((blocks ? H / 8 : H) / MOE_WG);
+  // Column blocks: cpu, an invocation per block; gpu, a workgroup per block (lanes split K).
+  const wg = blocks && use.family === "gpu";
+  const c8 = { W_F32: expert.W_F32, GPTOSS: gptOss };
+  const gateUp = !blocks ? pipelines.get(MOE_GATE_UP, expert) : pipelines.get(wg ? MOE_GATE_UP_WG : MOE_GATE_UP_C8, c8);
+  const down = !blocks ? pipelines.get(MOE_DOWN, expert) : pipelines.get(wg ? MOE_DOWN_WG : MOE_DOWN_C8, c8);
+  // Workgroups per tile: rows, an invocation per output; c8, per 4 SwiGLU / 8 down outputs;
+  // wg, a workgroup per block.
+  const gxGateUp = wg ? I / 4 : Math.ceil((blocks ? I / 4 : I) / MOE_WG);
+  const gxDown = wg ? H / 8 : Math.ceil((blocks ? H / 8 : H) / MOE_WG);
   const extra = (bias: GPUBuffer | null, part: ExpertPart) => ({
     ...(gptOss ? { w_bias: need(bias, "expert bias") } : {}),
     ...(expert.W_MXFP4 ? { w_scales: need(part.scales, "MXFP4 scales") } : {}),
