@@ -48,6 +48,13 @@ const RESERVED_FILES = 64;
 /** How long closing the engine may take at the end of a shutdown. */
 const ENGINE_CLOSE_MS = 5000;
 
+/** ", 1.7M parameters (0.9M active)" for the startup line; active only when it differs. */
+function parametersNote(p: { total: number; active: number } | undefined): string {
+  if (!p) return "";
+  const fmt = (n: number) => n >= 1e9 ? `${(n / 1e9).toFixed(1)}B` : n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : `${(n / 1e3).toFixed(1)}K`;
+  return `, ${fmt(p.total)} parameters` + (p.active < p.total ? ` (${fmt(p.active)} active)` : "");
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -111,7 +118,7 @@ export async function startServer(options: ServeOptions, reporting: ServerReport
     app.setEngine(engine, tokenizer);
     if (app.chatTemplateError) log(`chat requests will be refused: ${app.chatTemplateError}`);
     const info = engine.info;
-    log(`ready: ${info.architecture} on ${info.device}, context ${info.maxContext}, ${info.kvBlocksTotal} KV blocks of ${info.blockSize} (${info.kvDtype}), ${info.kernelFamily} kernels, linear weights ${info.linearWeights.join("/")}`);
+    log(`ready: ${info.architecture} on ${info.device}, context ${info.maxContext}, ${info.kvBlocksTotal} KV blocks of ${info.blockSize} (${info.kvDtype}), ${info.kernelFamily} kernels, linear weights ${info.linearWeights.join("/")}${parametersNote(info.parameters)}`);
   })();
   ready.catch((e) => {
     app.setLoadError(`${(e as Error).name}: ${(e as Error).message}`);

@@ -48,7 +48,7 @@ if (import.meta.main) {
     weightBytes: runner.weights.bytes,
     baselineHwmBytes,
     peakHwmBytes: await vmHwm(),
-    quantKernels: runner.weights.layers[0].down.kind === "quant",
+    quantKernels: runner.weights.layers[0].down!.kind === "quant",
   };
   console.log(JSON.stringify(out));
   runner.close();

@@ -11,6 +11,10 @@ struct Params {
 @group(0) @binding(3) var<storage, read> part_ml: array<vec2<f32>>;
 @group(0) @binding(4) var<storage, read> info: array<u32>;
 @group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
+#if SINKS
+// gpt-oss: a learned logit per head joins the softmax (its column is dropped).
+@group(0) @binding(6) var<storage, read> sinks: array<f32>;
+#endif
 
 const D4: u32 = {{HEAD_DIM}}u / 4u;
 const NEG: f32 = -3.0e38;
@@ -34,6 +38,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       sum += ml.y * f;
       a += part_acc[(base + s) * D4 + i] * f;
     }
+#if SINKS
+    let top = max(mx, sinks[h]);
+    out[(t * p.nh + h) * D4 + i] = a * exp(mx - top) / (sum * exp(mx - top) + exp(sinks[h] - top));
+#else
     out[(t * p.nh + h) * D4 + i] = select(vec4<f32>(0.0), a / sum, sum > 0.0);
+#endif
   }
 }

@@ -36,6 +36,10 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> part_acc: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> part_ml: array<vec2<f32>>;
 @group(0) @binding(8) var<storage, read_write> info: array<u32>;
+#if SINKS
+// gpt-oss: a learned logit per head joins each softmax (its column is dropped).
+@group(0) @binding(9) var<storage, read> sinks: array<f32>;
+#endif
 
 const G: u32 = {{GROUP}}u;
 const HD: u32 = {{HEAD_DIM}}u;
@@ -199,7 +203,14 @@ fn main(
       }
       let row = (t0 + ti) * p.nh + kvh * G + qi % G;
       if (splits == 1u) {
+#if SINKS
+        let sink = sinks[kvh * G + qi % G];
+        let top = max(mx, sink);
+        let scaled = sum * exp(mx - top);
+        out[row * D4 + i] = a * exp(mx - top) / (scaled + exp(sink - top));
+#else
         out[row * D4 + i] = select(vec4<f32>(0.0), a / sum, sum > 0.0);
+#endif
       } else {
         let pi = row * p.max_splits + split;
         part_acc[pi * D4 + i] = a;

@@ -22,6 +22,10 @@ fn v_at(i: u32) -> f32 { return v_cache[i]; }
 #endif
 @group(0) @binding(5) var<storage, read_write> scores: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
+#if SINKS
+// gpt-oss: a learned logit per head joins each softmax (its column is dropped).
+@group(0) @binding(7) var<storage, read> sinks: array<f32>;
+#endif
 
 fn cache_row(t: u32, j: u32, kvh: u32) -> u32 {
   let block = block_of(token_seq(t), j / p.block_size);
@@ -60,6 +64,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var mx = -3.0e38;
   for (var j = 0u; j < ctx; j++) { mx = max(mx, scores[row + j]); }
   var sum = 0.0;
+#if SINKS
+  mx = max(mx, sinks[h]);
+  sum = exp(sinks[h] - mx);
+#endif
   for (var j = 0u; j < ctx; j++) {
     let e = exp(scores[row + j] - mx);
     scores[row + j] = e;

@@ -398,9 +398,9 @@ test("config: malformed configs name config.json and the field", async () => {
     `"rms_norm_eps"`,
   );
   assertThrows(
-    () => parseModelSpec({ ...llama, rope_scaling: { rope_type: "yarn", factor: 4 } }),
+    () => parseModelSpec({ ...llama, rope_scaling: { rope_type: "dynamic", factor: 4 } }),
     CheckpointError,
-    `unsupported rope_type "yarn"`,
+    `unsupported rope_type "dynamic"`,
   );
   assertThrows(
     () => parseModelSpec({ ...llama, rope_scaling: { rope_type: "llama3", factor: 8 } }),

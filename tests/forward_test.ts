@@ -55,7 +55,7 @@ for (const kernelFamily of KERNEL_FAMILIES) {
     try {
       assertEquals(whole.weights.embed.parts.length, 1);
       assert(split.weights.embed.parts.length >= 2, "embedding was not split");
-      assert(split.weights.layers[0].gateUp.parts.length >= 2, "gate_up was not split");
+      assert(split.weights.layers[0].gateUp!.parts.length >= 2, "gate_up was not split");
       const a = await promptLogits(whole, ids);
       const b = await promptLogits(split, ids);
       assertEquals(maxAbsDiff(a, b), 0);

@@ -21,6 +21,7 @@ import { CheckpointError, UnsupportedArchitectureError } from "../src/model/erro
 import { Tokenizer } from "../src/model/tokenizer.ts";
 import { collectChunks } from "../src/model/tensor_source.ts";
 import { dequantize } from "../src/model/quant/dequantize.ts";
+import { valueDType } from "../src/model/safetensors.ts";
 import { ModelNotFoundError, pickGguf } from "../src/hub/hub.ts";
 
 /** A small GGUF file: metadata of each value type and three tensors. */
@@ -158,8 +159,8 @@ for (const name of ["stories260K", "llama-tiny", "gemma2-tiny"]) {
               const bb = await collectChunks(b.blocks!.byteLength, fromGguf.tensors.readBlocks!(b, 1000));
               assert(ba.length === bb.length && ba.every((x, i) => x === bb[i]), `${t}: blocks differ`);
             }
-            const va = dequantize(a.dtype, await loadTime.tensors.read(a));
-            const vb = dequantize(b.dtype, await fromGguf.tensors.read(b));
+            const va = dequantize(valueDType(a), await loadTime.tensors.read(a));
+            const vb = dequantize(valueDType(b), await fromGguf.tensors.read(b));
             // Gemma's norms are stored as 1 + w (and the spec's normOffset drops to 0).
             const gemmaNorm = name === "gemma2-tiny" && t.endsWith("norm.weight");
             assert(va.every((x, i) => (gemmaNorm ? Math.fround(x + 1) : x) === vb[i]), `${t}: values differ`);
@@ -323,7 +324,7 @@ test("gguf: convert writes qwen35-tiny as llama.cpp's qwen35 (ssm_* names, metad
     const src = await openModel(modelDir("qwen35-tiny"));
     const gg = await openModel(path);
     try {
-      const hf = async (n: string) => dequantize(src.tensors.get(n).dtype, await src.tensors.read(src.tensors.get(n)));
+      const hf = async (n: string) => dequantize(valueDType(src.tensors.get(n)), await src.tensors.read(src.tensors.get(n)));
       const aLog = await hf("model.layers.0.linear_attn.A_log");
       const stored = h.tensors.get("blk.0.ssm_a")!;
       const file = await sys.readFile(path);

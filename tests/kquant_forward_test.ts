@@ -18,7 +18,7 @@ import { ModelRunner } from "../src/runner/model_runner.ts";
 import { createGpu } from "../src/gpu/device.ts";
 import { convertToGguf } from "../src/model/gguf/convert.ts";
 import { dequantize } from "../src/model/quant/dequantize.ts";
-import { linearWeightDTypes } from "../src/model/weights.ts";
+import { denseMatrices, linearWeightDTypes } from "../src/model/weights.ts";
 import { KERNEL_FAMILIES } from "../src/types/api.ts";
 
 // One device for the file: its pipelines, compiled once, serve every test's runners.
@@ -82,12 +82,12 @@ sharedTest("K-quant GGUF (Q4_K + Q6_K, mixed q|k|v): in-kernel Q4X / Q8X weights
         try {
           for (const l of exact.weights.layers) {
             // All Q4_K: Q4X; Q6_K alone or mixed with Q4_K: Q8X.
-            const dtypes = [l.qkv, l.o, l.gateUp, l.down].map((m) => [m.kind, m.dtype]);
+            const dtypes = denseMatrices(l).map((m) => [m.kind, m.dtype]);
             assertEquals(dtypes, [["quant", "q8x"], ["quant", "q4x"], ["quant", "q4x"], ["quant", "q8x"]]);
           }
           // Linear weight bytes on the GPU: 655,360 values as Q4X (24 bytes per 32), 524,288 as
           // Q8X (44 per 32); all Q8X took 1,622,016.
-          const linear = exact.weights.layers.flatMap((l) => [l.qkv, l.o, l.gateUp, l.down])
+          const linear = exact.weights.layers.flatMap((l) => denseMatrices(l))
             .flatMap((m) => m.parts).reduce((n, p) => n + p.buffer.size, 0);
           assertEquals(linear, (655_360 / 32) * 24 + (524_288 / 32) * 44);
           console.log(`  ${kernelFamily} linear weight bytes: ${linear}`);

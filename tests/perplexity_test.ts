@@ -30,7 +30,7 @@ test("perplexity stories260K: f32 as transformers (2.310), Q8_0 within 1% and Q4
     const quantized = async (quantization: "q8_0" | "q4_0", quantizedActivations: boolean) => {
       const r = await ModelRunner.load(modelDir("stories260K"), { ...opts, gpu, quantization, quantizedActivations });
       try {
-        assertEquals(r.weights.layers[0].gateUp.kind, "quant");
+        assertEquals(r.weights.layers[0].gateUp!.kind, "quant");
         return await perplexity(r, ids);
       } finally {
         r.close();

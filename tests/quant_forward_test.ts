@@ -142,7 +142,7 @@ for (const kernelFamily of KERNEL_FAMILIES) {
         quantizedActivations,
       });
       try {
-        assertEquals(engine.runner.weights.layers[0].gateUp.kind, "quant");
+        assertEquals(engine.runner.weights.layers[0].gateUp!.kind, "quant");
         const { result: ids, counts } = await countGpuCalls(
           engine.runner.gpu.device,
           () => greedyIds(engine, [1, 403, 407, 261, 378], 10),
@@ -174,8 +174,8 @@ for (const kernelFamily of KERNEL_FAMILIES) {
         const whole = await ModelRunner.load(modelDir("gemma2-tiny"), { ...opts, gpu });
         const split = await ModelRunner.load(modelDir("gemma2-tiny"), { ...opts, gpu: small });
         try {
-          assertEquals(whole.weights.layers[0].gateUp.parts.length, 1);
-          assert(split.weights.layers[0].gateUp.parts.length >= 2, "gate_up was not split");
+          assertEquals(whole.weights.layers[0].gateUp!.parts.length, 1);
+          assert(split.weights.layers[0].gateUp!.parts.length >= 2, "gate_up was not split");
           assertEquals(
             maxAbsDiff(await promptLogits(whole, ids), await promptLogits(split, ids)),
             0,

@@ -17,6 +17,7 @@ import { assert, assertEquals } from "./helpers/assert.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
 import { KERNEL_FAMILIES } from "../src/types/api.ts";
 import { MODEL_NAMES, modelDir } from "./helpers/reference.ts";
+import { denseMatrices } from "../src/model/weights.ts";
 import { EXACT_TOL, loadQuantGoldens, worstRelativeError } from "./helpers/quant_goldens.ts";
 
 const OPTS = { maxTokens: 128, maxLogitRows: 128, maxSeqs: 1, blockSize: 16, numBlocks: 16, weightDType: "f32", kvDtype: "f32" } as const;
@@ -35,7 +36,7 @@ for (const kernelFamily of KERNEL_FAMILIES) for (const name of MODEL_NAMES) {
         // The decoder's linear weights run as blocks (no f32 copy) where K % 32 == 0 (else
         // they are not quantized: stories260K's down, K = 172); the embedding stays dense.
         for (const [r, dtype] of [[q8, "q8_0"], [q4, "q4_0"]] as const) {
-          const mats = [r.weights.layers[0].qkv, r.weights.layers[0].o, r.weights.layers[0].gateUp, r.weights.layers[0].down];
+          const mats = denseMatrices(r.weights.layers[0]);
           assertEquals(mats.map((w) => `${w.kind}/${w.dtype}`), mats.map((w) => w.k % 32 === 0 ? `quant/${dtype}` : "dense/f32"));
           assertEquals(mats[0].kind, "quant");
           assertEquals(r.weights.embed.kind, "dense");

@@ -42,7 +42,7 @@ test("synthetic: f16 rows not a multiple of 8 (scalar path) match f32 storage", 
     const f16 = await ModelRunner.load(dir, { ...SMALL, weightDType: "f16" });
     const f32 = await ModelRunner.load(dir, { ...SMALL, weightDType: "f32", gpu: f16.gpu });
     try {
-      assertEquals(f16.weights.layers[0].down.dtype, "f16");
+      assertEquals(f16.weights.layers[0].down!.dtype, "f16");
       const a = await logits(f16);
       const b = await logits(f32);
       assert(maxAbsDiff(a, b) <= 1e-6 * maxAbs(b), `f16 vs f32 storage: ${maxAbsDiff(a, b)}`);

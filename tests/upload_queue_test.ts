@@ -101,7 +101,7 @@ for (const quantization of ["none", "q8_0"] as const) {
       for (const b of buffers) {
         assert(b.writes.every((w) => w <= 1), `${b.label}: a byte written twice`);
       }
-      assertEquals(weights.layers[0].down.kind, quantization === "none" ? "dense" : "quant");
+      assertEquals(weights.layers[0].down!.kind, quantization === "none" ? "dense" : "quant");
     } finally {
       tensors.close();
     }

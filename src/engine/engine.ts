@@ -26,6 +26,7 @@ import { ModelRunner } from "../runner/model_runner.ts";
 import { linearWeightDTypes } from "../model/weights.ts";
 import { type EmbeddingOutput, Scheduler, type SequenceOutput, type StepPlan } from "../scheduler/scheduler.ts";
 import { resolvePooling } from "../model/pooling_config.ts";
+import { parameterCount } from "../model/parameters.ts";
 import { Sequence } from "../scheduler/sequence.ts";
 import { EngineGrammar } from "./constraints.ts";
 import { EngineMetrics } from "./metrics.ts";
@@ -145,6 +146,7 @@ export class Engine {
       linearWeights: linearWeightDTypes(runner.weights),
       hiddenSize: runner.spec.hiddenSize,
       pooling: options.pooling === undefined ? "last" : options.pooling,
+      parameters: parameterCount(runner.spec),
     };
     this.#loop = this.#run();
   }

@@ -114,25 +114,27 @@ export type AttentionLanesDefines = {
   WG: number;
   /** The KV cache holds f16 (needs HEAD_DIM % 8 == 0). */
   KV_F16: boolean;
+  /** Learned per-head softmax sinks (binding `sinks`, gpt-oss). */
+  SINKS: boolean;
 };
 
 /** Split-K paged attention, lanes are keys (the fast path). */
 export const ATTENTION_LANES: KernelDescriptor<
   AttentionLanesDefines,
-  "query" | "k_cache" | "v_cache" | "out" | "part_acc" | "part_ml" | "info"
-> = kernel("attention_lanes", ["query", "k_cache", "v_cache", "out", "part_acc", "part_ml", "info"], (d) => ({ TILED: d.TQ > 1 }));
+  "query" | "k_cache" | "v_cache" | "out" | "part_acc" | "part_ml" | "info" | "sinks"
+> = kernel("attention_lanes", ["query", "k_cache", "v_cache", "out", "part_acc", "part_ml", "info", "sinks"], (d) => ({ TILED: d.TQ > 1 }));
 
 /** Merge of attention_lanes' split partials. */
-export const ATTENTION_COMBINE: KernelDescriptor<{ HEAD_DIM: number }, "part_acc" | "part_ml" | "info" | "out"> = kernel(
+export const ATTENTION_COMBINE: KernelDescriptor<{ HEAD_DIM: number; SINKS: boolean }, "part_acc" | "part_ml" | "info" | "out" | "sinks"> = kernel(
   "attention_combine",
-  ["part_acc", "part_ml", "info", "out"],
+  ["part_acc", "part_ml", "info", "out", "sinks"],
 );
 
 /** Eager reference attention; PHASE_* selects scores, softmax or values. */
 export const EAGER_ATTENTION: KernelDescriptor<
-  { PHASE_SCORES: boolean; PHASE_SOFTMAX: boolean; PHASE_VALUES: boolean; KV_F16: boolean },
-  "query" | "k_cache" | "v_cache" | "scores" | "out"
-> = kernel("eager_attention", ["query", "k_cache", "v_cache", "scores", "out"]);
+  { PHASE_SCORES: boolean; PHASE_SOFTMAX: boolean; PHASE_VALUES: boolean; KV_F16: boolean; SINKS: boolean },
+  "query" | "k_cache" | "v_cache" | "scores" | "out" | "sinks"
+> = kernel("eager_attention", ["query", "k_cache", "v_cache", "scores", "out", "sinks"]);
 
 /** GPU sampling of every logit row into output records. */
 export const SAMPLE: KernelDescriptor<Record<string, never>, "logits" | "counts" | "prompt_mask" | "records"> =

@@ -7,9 +7,10 @@
 import { isNotFound, readTextFile } from "../runtime/runtime.ts";
 import { CheckpointError, UnsupportedArchitectureError } from "./errors.ts";
 import type { TensorSource } from "./tensor_source.ts";
+import { type MoeSpec, moeTensors, parseGptOssMoeSpec, parseQwen3MoeSpec } from "./moe_config.ts";
 
 /** Decoder families this runtime implements. */
-export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3" | "gemma2" | "qwen35";
+export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3" | "qwen3_moe" | "gpt_oss" | "gemma2" | "qwen35";
 
 /**
  * Qwen3.5's Gated DeltaNet (linear attention) layers: which layers they are and their shapes.
@@ -35,7 +36,7 @@ export interface LinearAttentionSpec {
 /** Rotary embedding parameters (see rope.ts for how each type scales frequencies). */
 export interface RopeSpec {
   theta: number;
-  type: "default" | "linear" | "llama3";
+  type: "default" | "linear" | "llama3" | "yarn";
   /** linear / llama3 scaling factor (1 for default). */
   factor: number;
   /** llama3 only (1 otherwise). */
@@ -44,6 +45,8 @@ export interface RopeSpec {
   highFreqFactor: number;
   /** llama3 only (maxPositionEmbeddings otherwise). */
   originalMaxPositionEmbeddings: number;
+  /** YaRN only: the ramp's rotation bounds, whether they are rounded, and the attention factor. */
+  yarn?: { betaFast: number; betaSlow: number; truncate: boolean; attentionFactor: number };
   /** Per-pair divisors of the frequencies (a GGUF file's `rope_freqs.weight`), applied last. */
   freqFactors?: number[];
 }
@@ -90,6 +93,10 @@ export interface ModelSpec {
   eosTokenIds: number[];
   /** The dtype the checkpoint was saved in. */
   dtype: "float32" | "float16" | "bfloat16";
+  /** Mixture-of-experts feed-forwards (moe_config.ts), or null for a dense model. */
+  moe?: MoeSpec | null;
+  /** A learned per-head sink logit in every attention softmax (gpt-oss `self_attn.sinks`). */
+  attnSinks?: boolean;
   /** Gated DeltaNet layers (Qwen3.5), or null for a pure-attention model. */
   linearAttention: LinearAttentionSpec | null;
   /** q_proj also yields a per-head sigmoid gate on the attention output (Qwen3.5). */
@@ -113,6 +120,8 @@ const ARCHITECTURES: Record<string, Architecture> = {
   MistralForCausalLM: "mistral",
   Qwen2ForCausalLM: "qwen2",
   Qwen3ForCausalLM: "qwen3",
+  Qwen3MoeForCausalLM: "qwen3_moe",
+  GptOssForCausalLM: "gpt_oss",
   Gemma2ForCausalLM: "gemma2",
   // The hub ships Qwen3.5 as the vision-language class; text serving runs its language model.
   Qwen3_5ForConditionalGeneration: "qwen35",
@@ -123,6 +132,8 @@ const MODEL_TYPES: Record<string, Architecture> = {
   mistral: "mistral",
   qwen2: "qwen2",
   qwen3: "qwen3",
+  qwen3_moe: "qwen3_moe",
+  gpt_oss: "gpt_oss",
   gemma2: "gemma2",
   qwen3_5: "qwen35",
   qwen3_5_text: "qwen35",
@@ -137,6 +148,8 @@ const DEFAULTS: Record<
   mistral: { maxPos: 4096 * 32, tie: false, slidingWindow: 4096 },
   qwen2: { maxPos: 32768, tie: false, slidingWindow: 4096 },
   qwen3: { maxPos: 32768, tie: false, slidingWindow: 4096 },
+  qwen3_moe: { maxPos: 32768, tie: false, slidingWindow: 4096 },
+  gpt_oss: { maxPos: 131072, tie: false, slidingWindow: 128 },
   gemma2: { maxPos: 8192, tie: true, slidingWindow: 4096 },
   qwen35: { maxPos: 32768, tie: false, slidingWindow: null },
 };
@@ -266,9 +279,9 @@ function ropeOf(f: Fields, maxPos: number): RopeSpec {
   if (thetaTop <= 0) f.fail("rope_theta", "a positive number", thetaTop);
   const theta = num("rope_theta", thetaTop);
   const rawType = src?.rope_type ?? src?.type ?? "default";
-  if (rawType !== "default" && rawType !== "linear" && rawType !== "llama3") {
+  if (rawType !== "default" && rawType !== "linear" && rawType !== "llama3" && rawType !== "yarn") {
     f.error(
-      `unsupported rope_type ${JSON.stringify(rawType)} (supported: default, linear, llama3)`,
+      `unsupported rope_type ${JSON.stringify(rawType)} (supported: default, linear, llama3, yarn)`,
     );
   }
   const base: RopeSpec = {
@@ -280,6 +293,25 @@ function ropeOf(f: Fields, maxPos: number): RopeSpec {
     originalMaxPositionEmbeddings: maxPos,
   };
   if (rawType === "linear") return { ...base, factor: required("factor") };
+  if (rawType === "yarn") {
+    // transformers' _compute_yarn_parameters: defaults, and the attention factor (mscale).
+    const factor = required("factor");
+    const mscale = (scale: number, m: number) => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
+    const m = src?.mscale, mAll = src?.mscale_all_dim;
+    const attentionFactor = src?.attention_factor != null
+      ? num("attention_factor", 1)
+      : typeof m === "number" && typeof mAll === "number" && m && mAll
+      ? mscale(factor, m) / mscale(factor, mAll)
+      : mscale(factor, 1);
+    const truncate = src?.truncate ?? true;
+    if (typeof truncate !== "boolean") f.fail(sub("truncate"), "true or false", truncate);
+    return {
+      ...base,
+      factor,
+      originalMaxPositionEmbeddings: num("original_max_position_embeddings", maxPos),
+      yarn: { betaFast: num("beta_fast", 32), betaSlow: num("beta_slow", 1), truncate, attentionFactor },
+    };
+  }
   if (rawType === "llama3") {
     const rope = {
       ...base,
@@ -322,7 +354,7 @@ function layerWindowsOf(f: Fields, arch: Architecture, numLayers: number): (numb
     ? null
     : DEFAULTS[arch].slidingWindow;
   // Qwen only slides when use_sliding_window is set, whatever sliding_window says.
-  if ((arch === "qwen2" || arch === "qwen3") && !f.bool("use_sliding_window", false)) window = null;
+  if ((arch === "qwen2" || arch === "qwen3" || arch === "qwen3_moe") && !f.bool("use_sliding_window", false)) window = null;
   const layerTypes = f.raw("layer_types");
   if (layerTypes !== undefined && layerTypes !== null) {
     if (
@@ -342,7 +374,8 @@ function layerWindowsOf(f: Fields, arch: Architecture, numLayers: number): (numb
     case "mistral":
       return layers.map(() => window);
     case "qwen2":
-    case "qwen3": {
+    case "qwen3":
+    case "qwen3_moe": {
       // 0 is legal here (slide on every layer), so this is not optInt's positive integer.
       const from = f.num("max_window_layers", 28);
       if (!Number.isSafeInteger(from) || from < 0) {
@@ -462,6 +495,7 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     return v;
   };
   const queryPreAttnScalar = gemma ? f.num("query_pre_attn_scalar", 256) : headDim;
+  const rope = ropeOf(f, maxPositionEmbeddings);
   if (queryPreAttnScalar <= 0) {
     f.fail("query_pre_attn_scalar", "a positive number", queryPreAttnScalar);
   }
@@ -479,18 +513,19 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     vocabSize,
     maxPositionEmbeddings,
     rmsNormEps,
-    rope: ropeOf(f, maxPositionEmbeddings),
+    rope,
     tieWordEmbeddings: f.bool("tie_word_embeddings", DEFAULTS[architecture].tie),
     qkvBias: architecture === "qwen2" || (architecture !== "mistral" && attentionBias),
     oProjBias: architecture !== "qwen2" && architecture !== "mistral" && attentionBias,
     mlpBias: architecture === "llama" && f.bool("mlp_bias", false),
-    qkNorm: architecture === "qwen3" || qwen35,
+    qkNorm: architecture === "qwen3" || architecture === "qwen3_moe" || qwen35,
     hiddenAct: activationOf(f, architecture),
     // Qwen3.5 stores its decoder norms around 0 and applies (1 + w), as Gemma.
     normOffset: gemma || qwen35 ? 1 : 0,
     sandwichNorm: gemma,
     embeddingScale: gemma ? Math.sqrt(hiddenSize) : 1,
-    attnScale: queryPreAttnScalar ** -0.5,
+    // YaRN scales cos and sin, so both q and k: the scores by the factor squared.
+    attnScale: queryPreAttnScalar ** -0.5 * (rope.yarn?.attentionFactor ?? 1) ** 2,
     attnLogitSoftcap: gemma ? softcap("attn_logit_softcapping", 50) : null,
     finalLogitSoftcap: gemma ? softcap("final_logit_softcapping", 30) : null,
     layerWindows: layerWindowsOf(f, architecture, numLayers),
@@ -500,6 +535,9 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     linearAttention: linearAttentionOf(f, architecture, numLayers),
     attnOutputGate: qwen35,
     rotaryDim: rotaryDimOf(f, headDim),
+    // Set only for the families that have them (a dense spec, e.g. from GGUF, omits both).
+    ...(architecture === "qwen3_moe" ? { moe: parseQwen3MoeSpec(config, numLayers, file) } : {}),
+    ...(architecture === "gpt_oss" ? { moe: parseGptOssMoeSpec(config, numLayers, file), attnSinks: true } : {}),
   };
 }
 
@@ -580,6 +618,7 @@ export function expectedTensors(spec: ModelSpec): { name: string; shape: number[
       add(`${p}.self_attn.${name}_proj.weight`, [rows, cols]);
       if (spec.qkvBias) add(`${p}.self_attn.${name}_proj.bias`, [rows]);
     }
+    if (spec.attnSinks) add(`${p}.self_attn.sinks`, [spec.numHeads]);
     if (spec.qkNorm && !lin?.layers[i]) {
       add(`${p}.self_attn.q_norm.weight`, [hd]);
       add(`${p}.self_attn.k_norm.weight`, [hd]);
@@ -591,6 +630,10 @@ export function expectedTensors(spec: ModelSpec): { name: string; shape: number[
     if (spec.sandwichNorm) {
       add(`${p}.pre_feedforward_layernorm.weight`, [H]);
       add(`${p}.post_feedforward_layernorm.weight`, [H]);
+    }
+    if (spec.moe?.sparseLayers[i]) {
+      for (const t of moeTensors(spec.moe, p, H)) add(t.name, t.shape);
+      continue;
     }
     add(`${p}.mlp.gate_proj.weight`, [I, H]);
     if (spec.mlpBias) add(`${p}.mlp.gate_proj.bias`, [I]);

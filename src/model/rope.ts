@@ -28,6 +28,28 @@ export function ropeInverseFrequencies(rope: RopeSpec, headDim: number): Float32
       }
     }
   }
+  if (rope.type === "yarn" && rope.yarn) {
+    // transformers' _compute_yarn_parameters: interpolated (divided by factor) below the
+    // ramp, extrapolated (kept) above it, blended linearly between the correction dims.
+    const { betaFast, betaSlow, truncate } = rope.yarn;
+    const orig = rope.originalMaxPositionEmbeddings;
+    const correction = (rot: number) => (headDim * Math.log(orig / (rot * 2 * Math.PI))) / (2 * Math.log(rope.theta));
+    let low = correction(betaFast);
+    let high = correction(betaSlow);
+    if (truncate) {
+      low = Math.floor(low);
+      high = Math.ceil(high);
+    }
+    low = Math.max(low, 0);
+    high = Math.min(high, headDim - 1);
+    if (low === high) high += 0.001;
+    for (let i = 0; i < half; i++) {
+      const ramp = Math.min(1, Math.max(0, (i - low) / (high - low)));
+      const extrapolation = 1 - ramp;
+      inv[i] = (inv[i] / rope.factor) * (1 - extrapolation) + inv[i] * extrapolation;
+    }
+  }
   if (rope.freqFactors) for (let i = 0; i < half; i++) inv[i] = inv[i] / rope.freqFactors[i];
   return inv;
 }
+

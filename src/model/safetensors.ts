@@ -11,7 +11,8 @@ import { cwd, type FileStat, openFile, type ReadableFile, readTextFile, stat } f
 import { CheckpointError } from "./errors.ts";
 
 /** Tensor element types this runtime can load. */
-export type SafetensorsDType = "F32" | "F16" | "BF16";
+/** U8: raw bytes (MXFP4 blocks and scales), read as bytes, never decoded to values. */
+export type SafetensorsDType = "F32" | "F16" | "BF16" | "U8";
 
 /** Where one tensor lives on disk. */
 export interface TensorInfo {
@@ -32,8 +33,14 @@ export interface TensorChunk {
   bytes: Uint8Array<ArrayBuffer>;
 }
 
+/** A tensor's dtype as values; a U8 (raw bytes) tensor is a {@link CheckpointError} here. */
+export function valueDType(info: { name: string; file: string; dtype: SafetensorsDType }): "F32" | "F16" | "BF16" {
+  if (info.dtype === "U8") throw new CheckpointError(info.file, `tensor ${info.name} is U8 bytes where values were expected`);
+  return info.dtype;
+}
+
 /** Bytes per element of each supported dtype. */
-export const DTYPE_BYTES: Readonly<Record<SafetensorsDType, number>> = { F32: 4, F16: 2, BF16: 2 };
+export const DTYPE_BYTES: Readonly<Record<SafetensorsDType, number>> = { F32: 4, F16: 2, BF16: 2, U8: 1 };
 
 /** File names inside a checkpoint directory. */
 export const SINGLE_FILE = "model.safetensors";
@@ -148,7 +155,7 @@ function parseEntry(
   if (typeof dtype !== "string" || !Object.hasOwn(DTYPE_BYTES, dtype)) {
     throw new CheckpointError(
       path,
-      `unsupported dtype ${JSON.stringify(dtype)} for tensor ${name} (supported: F32, F16, BF16)`,
+      `unsupported dtype ${JSON.stringify(dtype)} for tensor ${name} (supported: F32, F16, BF16, U8)`,
     );
   }
   if (!Array.isArray(shape) || !shape.every(isNonNegInt)) {

@@ -31,6 +31,7 @@ import { packQuantParts, readQuantMatrix } from "./quant/quant_matrix.ts";
 import type { QuantMatrix } from "./quant/pack_c8.ts";
 import { type UploadData, UploadQueue } from "./upload_queue.ts";
 import { release } from "./release.ts";
+import { moeBuffers, type MoeLayerWeights, uploadMoeLayer } from "./moe_weights.ts";
 
 /** How matrices are stored on the GPU. Norms and biases are always f32. */
 export type WeightDType = "f32" | "f16";
@@ -99,6 +100,8 @@ export interface LayerWeights {
   qkvBias: GPUBuffer | null;
   qNorm: GPUBuffer | null;
   kNorm: GPUBuffer | null;
+  /** gpt-oss: per-head attention sink logits [numHeads] f32, else null. */
+  sinks: GPUBuffer | null;
   /** o_proj; a Gated DeltaNet layer's out_proj. */
   o: MatrixWeight;
   oBias: GPUBuffer | null;
@@ -109,11 +112,14 @@ export interface LayerWeights {
   /** Gemma-2 only: the pre-MLP norm and the norm on the MLP output. */
   preFfnNorm: GPUBuffer | null;
   postFfnNorm: GPUBuffer | null;
-  /** gate|up, columns in GLU order (4 gate then 4 up per block). */
-  gateUp: MatrixWeight;
+  /** gate|up, columns in GLU order (4 gate then 4 up per block); null in a sparse layer. */
+  gateUp: MatrixWeight | null;
   gateUpBias: GPUBuffer | null;
-  down: MatrixWeight;
+  /** null in a sparse layer. */
+  down: MatrixWeight | null;
   downBias: GPUBuffer | null;
+  /** A sparse layer's router and experts (moe_weights.ts), else null. */
+  moe: MoeLayerWeights | null;
 }
 
 /** All GPU weights of a model. */
@@ -132,7 +138,12 @@ export interface ModelWeights {
 
 /** How the decoder's linear weights are stored: each dtype present, in layer order. */
 export function linearWeightDTypes(weights: ModelWeights): (WeightDType | QuantWeightDType)[] {
-  return [...new Set(weights.layers.flatMap((l) => [l.qkv, l.o, l.gateUp, l.down].map((m) => m.dtype)))];
+  return [...new Set(weights.layers.flatMap((l) => denseMatrices(l).map((m) => m.dtype)))];
+}
+
+/** A layer's dense linear weights (q|k|v, o, and gate|up, down unless the layer is sparse). */
+export function denseMatrices(l: LayerWeights): MatrixWeight[] {
+  return [l.qkv, l.o, l.gateUp, l.down].filter((m): m is MatrixWeight => m !== null);
 }
 
 /** Options for {@link uploadWeights}. */
@@ -185,10 +196,11 @@ export function gatedQkvColumns(numHeads: number, numKvHeads: number, headDim: n
   return map;
 }
 
-const ELEMENT_BYTES: Record<SafetensorsDType, number> = { F32: 4, F16: 2, BF16: 2 };
+const ELEMENT_BYTES: Record<SafetensorsDType, number> = { F32: 4, F16: 2, BF16: 2, U8: 1 };
 
 /** Decodes raw little-endian tensor bytes into f32 values. */
 export function decodeToF32(bytes: Uint8Array, dtype: SafetensorsDType): Float32Array<ArrayBuffer> {
+  if (dtype === "U8") return Float32Array.from(bytes);
   const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
   if (dtype === "F32") {
     return new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4).slice() as Float32Array<ArrayBuffer>;
@@ -285,6 +297,12 @@ class Uploader {
       base += count(info);
     }
     return out;
+  }
+
+  /** Writes `data` into `buffer` at `byteOffset` through the bounded queue. */
+  async write(buffer: GPUBuffer, byteOffset: number, data: UploadData): Promise<void> {
+    await this.#queue.write(buffer, byteOffset, data);
+    this.bytes += data.byteLength;
   }
 
   /** Uploads an f32 vector. */
@@ -600,6 +618,7 @@ export async function uploadWeights(
       qkvBias: null,
       qNorm: null,
       kNorm: null,
+      sinks: null,
       o: await matrix([`${a}.out_proj.weight`], `l${i}.out_proj`, undefined, true),
       oBias: null,
       linear: {
@@ -615,11 +634,20 @@ export async function uploadWeights(
       gateUpBias: null,
       down: await matrix([`${m}.down_proj.weight`], `l${i}.down`, undefined, true),
       downBias: null,
+      // Qwen3.5-MoE's sparse feed-forwards are not loaded yet (dense Qwen3.5 only).
+      moe: null,
     };
   };
   const embed = await dense(["model.embed_tokens.weight"], "embed");
   progress();
   const layers: LayerWeights[] = [];
+  const moeIo = {
+    device,
+    read: (name: string) => up.hostVector([name]),
+    readBytes: (name: string) => index.read(index.get(name)),
+    write: up.write.bind(up),
+    maxBindingBytes: maxBinding,
+  };
   for (let i = 0; i < spec.numLayers; i++) {
     const a = `${p(i)}.self_attn`;
     const m = `${p(i)}.mlp`;
@@ -628,22 +656,25 @@ export async function uploadWeights(
       progress();
       continue;
     }
+    const sparse = !!spec.moe?.sparseLayers[i];
     layers.push({
       inputNorm: await norm(`${p(i)}.input_layernorm.weight`, `l${i}.input_norm`),
       qkv: await matrix([`${a}.q_proj.weight`, `${a}.k_proj.weight`, `${a}.v_proj.weight`], `l${i}.qkv`, qkvColumns, true),
       qkvBias: await bias(spec.qkvBias, [`${a}.q_proj.bias`, `${a}.k_proj.bias`, `${a}.v_proj.bias`], qkvColumns, `l${i}.qkv_bias`),
       qNorm: spec.qkNorm ? await norm(`${a}.q_norm.weight`, `l${i}.q_norm`) : null,
       kNorm: spec.qkNorm ? await norm(`${a}.k_norm.weight`, `l${i}.k_norm`) : null,
+      sinks: spec.attnSinks ? await up.upload(await up.hostVector([`${a}.sinks`]), `l${i}.sinks`) : null,
       o: await matrix([`${a}.o_proj.weight`], `l${i}.o`, undefined, true),
       oBias: await bias(spec.oProjBias, [`${a}.o_proj.bias`], identityColumns(H), `l${i}.o_bias`),
       linear: null,
       postAttnNorm: await norm(`${p(i)}.post_attention_layernorm.weight`, `l${i}.post_attn_norm`),
       preFfnNorm: spec.sandwichNorm ? await norm(`${p(i)}.pre_feedforward_layernorm.weight`, `l${i}.pre_ffn_norm`) : null,
       postFfnNorm: spec.sandwichNorm ? await norm(`${p(i)}.post_feedforward_layernorm.weight`, `l${i}.post_ffn_norm`) : null,
-      gateUp: await matrix([`${m}.gate_proj.weight`, `${m}.up_proj.weight`], `l${i}.gate_up`, gluColumns(I), true),
-      gateUpBias: await bias(spec.mlpBias, [`${m}.gate_proj.bias`, `${m}.up_proj.bias`], gluColumns(I), `l${i}.gate_up_bias`),
-      down: await matrix([`${m}.down_proj.weight`], `l${i}.down`, undefined, true),
-      downBias: await bias(spec.mlpBias, [`${m}.down_proj.bias`], identityColumns(H), `l${i}.down_bias`),
+      gateUp: sparse ? null : await matrix([`${m}.gate_proj.weight`, `${m}.up_proj.weight`], `l${i}.gate_up`, gluColumns(I), true),
+      gateUpBias: await bias(!sparse && spec.mlpBias, [`${m}.gate_proj.bias`, `${m}.up_proj.bias`], gluColumns(I), `l${i}.gate_up_bias`),
+      down: sparse ? null : await matrix([`${m}.down_proj.weight`], `l${i}.down`, undefined, true),
+      downBias: await bias(!sparse && spec.mlpBias, [`${m}.down_proj.bias`], identityColumns(H), `l${i}.down_bias`),
+      moe: sparse ? await uploadMoeLayer(moeIo, spec.moe!, p(i), H, dtype, `l${i}`) : null,
     });
     progress();
   }
@@ -655,9 +686,10 @@ export async function uploadWeights(
     const out: GPUBuffer[] = [finalNorm];
     const mats: MatrixWeight[] = [embed, ...(spec.tieWordEmbeddings ? [] : [lmHead])];
     for (const l of layers) {
-      mats.push(l.qkv, l.o, l.gateUp, l.down);
+      mats.push(...denseMatrices(l));
+      if (l.moe) out.push(...moeBuffers(l.moe));
       const lin = l.linear ? [l.linear.conv, l.linear.aLog, l.linear.dtBias, l.linear.norm] : [];
-      for (const b of [l.inputNorm, l.qkvBias, l.qNorm, l.kNorm, l.oBias, l.postAttnNorm, l.preFfnNorm, l.postFfnNorm, l.gateUpBias, l.downBias, ...lin]) {
+      for (const b of [l.inputNorm, l.qkvBias, l.qNorm, l.kNorm, l.sinks, l.oBias, l.postAttnNorm, l.preFfnNorm, l.postFfnNorm, l.gateUpBias, l.downBias, ...lin]) {
         if (b) out.push(b);
       }
     }

@@ -24,6 +24,8 @@ export interface AttentionShape {
   maxTokens: number;
   /** Longest context a sequence may reach. */
   maxContext: number;
+  /** Every layer has learned softmax sinks ({@link AttentionLayer.sinks}). */
+  sinks?: boolean;
 }
 
 /** One layer's attention: where q comes from, its cache and its output. */
@@ -40,6 +42,8 @@ export interface AttentionLayer {
   scale: number;
   /** Attention-logit soft cap (0: none). */
   softcap: number;
+  /** Per-head sink logits [numHeads] f32, when the shape has sinks. */
+  sinks?: GPUBuffer | null;
 }
 
 /** One dispatch of a layer's attention. */
@@ -57,6 +61,13 @@ export interface AttentionDispatch {
 export interface AttentionImplementation {
   layer(l: AttentionLayer, label: string): AttentionDispatch[];
   destroy(): void;
+}
+
+/** The `sinks` binding of a layer when the shape has sinks. */
+function sinksOf(s: AttentionShape, l: AttentionLayer): { sinks?: GPUBuffer } {
+  if (!s.sinks) return {};
+  if (!l.sinks) throw new RangeError("attention with sinks needs every layer's sinks buffer");
+  return { sinks: l.sinks };
 }
 
 function scratch(device: GPUDevice, label: string, words: number, maxBinding: number): GPUBuffer {
@@ -120,9 +131,9 @@ export class PagedAttention implements AttentionImplementation {
     this.#info = scratch(device, "attn_info", 4, options.maxBindingBytes);
     this.#buffers = [this.#partAcc, this.#partMl, this.#info];
     this.#kernels = [...new Set([1, tq])].map((TQ) =>
-      pipelines.get(ATTENTION_LANES, { GROUP: group, HEAD_DIM: hd, TQ, WG: this.lanes, KV_F16: shape.kvF16 })
+      pipelines.get(ATTENTION_LANES, { GROUP: group, HEAD_DIM: hd, TQ, WG: this.lanes, KV_F16: shape.kvF16, SINKS: !!shape.sinks })
     );
-    this.#combine = pipelines.get(ATTENTION_COMBINE, { HEAD_DIM: hd });
+    this.#combine = pipelines.get(ATTENTION_COMBINE, { HEAD_DIM: hd, SINKS: !!shape.sinks });
   }
 
   /** Splits a step whose longest context is `maxContext` runs. */
@@ -145,7 +156,7 @@ export class PagedAttention implements AttentionImplementation {
       split_len: this.splitLen,
     }, `${label}.params`);
     this.#buffers.push(p);
-    const parts = { part_acc: this.#partAcc, part_ml: this.#partMl, info: this.#info };
+    const parts = { part_acc: this.#partAcc, part_ml: this.#partMl, info: this.#info, ...sinksOf(s, l) };
     const tq = this.queryTile;
     const tiled = this.#kernels.length > 1;
     return [
@@ -193,6 +204,7 @@ export class EagerAttention implements AttentionImplementation {
         PHASE_SOFTMAX: false,
         PHASE_VALUES: false,
         KV_F16: shape.kvF16,
+        SINKS: !!shape.sinks,
         [flag]: true,
       });
     this.#phases = [
@@ -220,7 +232,7 @@ export class EagerAttention implements AttentionImplementation {
       label: `${label}_eager_${name}`,
       kernels: [kernel],
       pick: () => 0,
-      resources: { p, query: l.query, k_cache: l.kCache, v_cache: l.vCache, scores: this.#scores, out: l.out },
+      resources: { p, query: l.query, k_cache: l.kCache, v_cache: l.vCache, scores: this.#scores, out: l.out, ...sinksOf(s, l) },
       grid: (shape) => grid(shape),
     }));
   }

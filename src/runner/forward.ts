@@ -33,7 +33,7 @@
  */
 import { type AttentionImpl, type KernelFamily, LlmError } from "../types/api.ts";
 import { attentionLayers, type ModelSpec } from "../model/config.ts";
-import type { MatrixWeight, ModelWeights } from "../model/weights.ts";
+import { denseMatrices, type MatrixWeight, type ModelWeights } from "../model/weights.ts";
 import { ropeInverseFrequencies } from "../model/rope.ts";
 import type { KvCache } from "../gpu/kv_cache.ts";
 import type { RecurrentState } from "../gpu/recurrent_state.ts";
@@ -45,6 +45,7 @@ import { type Grid, matmulOp, type MatmulUse, rowsGrid } from "./matmul_op.ts";
 import type { StepCapacity, StepShape } from "./step_meta.ts";
 import { quantMatmulOp } from "./quant_matmul_op.ts";
 import { type AttentionImplementation, EagerAttention, PagedAttention } from "./attention_op.ts";
+import { createMoeScratch, moeLayerOps, type MoeScratch } from "./moe_op.ts";
 
 export type { StepShape } from "./step_meta.ts";
 
@@ -84,12 +85,28 @@ interface Op {
   bindGroup: GPUBindGroup;
   /** Workgroups for the picked variant; a zero dimension skips the op. */
   grid: (shape: StepShape, variant: number) => Grid;
+  /** The grid is read from this buffer at dispatch time (the MoE expert matmuls). */
+  indirect?: { buffer: GPUBuffer; offset: number };
 }
 
 const MAX_Y = 65535;
 
 function rowsOf(shape: StepShape, rows: Rows): number {
   return rows === "tokens" ? shape.tokens : shape.logitRows;
+}
+
+/** One dispatch of a step: `grid`, or the grid in `indirect`'s buffer when set. */
+export interface Dispatch {
+  label: string;
+  kernel: CompiledKernel;
+  bindGroup: GPUBindGroup;
+  grid: Grid;
+  indirect?: { buffer: GPUBuffer; offset: number };
+}
+
+function dispatch(pass: GPUComputePassEncoder, d: Dispatch): void {
+  if (d.indirect) pass.dispatchWorkgroupsIndirect(d.indirect.buffer, d.indirect.offset);
+  else pass.dispatchWorkgroups(...d.grid);
 }
 
 /** One step's dispatch list for a model, plus the activation buffers it owns. */
@@ -101,6 +118,8 @@ export class ForwardPass {
   /** Keys per attention split. */
   readonly splitLen: number;
   readonly family: KernelFamily;
+  /** The sparse layers' routing and expert buffers (shared by the layers), or null. */
+  readonly moeScratch: MoeScratch | null;
   #ops: Op[] = [];
   #device: GPUDevice;
   #pipelines: PipelineCache;
@@ -174,7 +193,7 @@ export class ForwardPass {
     device.queue.writeBuffer(invFreq, 0, ropeInverseFrequencies(spec.rope, spec.rotaryDim));
     const maxContext = options.capacity.maxBlocksPerSeq * bs;
     if (options.quantizedActivations) {
-      const ks = weights.layers.flatMap((w) => [w.qkv, w.o, w.gateUp, w.down]).filter((w) => w.kind === "quant").map((w) => w.k);
+      const ks = weights.layers.flatMap(denseMatrices).filter((w) => w.kind === "quant").map((w) => w.k);
       if (ks.length) this.#xq = this.#buffer("xq", T * xqRowWords(Math.max(...ks)));
     }
 
@@ -198,12 +217,14 @@ export class ForwardPass {
       }, (s) => rowsGrid(Math.ceil(H / 64), s.tokens));
     }
 
-    const attnShape = { numHeads: nh, numKvHeads: nkv, headDim: hd, blockSize: bs, kvF16, maxTokens: T, maxContext };
+    const attnShape = { numHeads: nh, numKvHeads: nkv, headDim: hd, blockSize: bs, kvF16, maxTokens: T, maxContext, sinks: !!spec.attnSinks };
     const limits = { maxBindingBytes: options.maxBindingBytes, maxWorkgroupBytes: options.maxWorkgroupBytes };
     this.#attention = options.attn === "paged"
       ? new PagedAttention(device, pipelines, attnShape, { ...limits, splitLen: this.splitLen })
       : new EagerAttention(device, pipelines, attnShape, limits);
 
+    const moeScratch = spec.moe ? createMoeScratch(spec.moe, H, T, (label, words, usage) => this.#buffer(label, words, usage)) : null;
+    this.moeScratch = moeScratch;
     for (let l = 0; l < spec.numLayers; l++) {
       const w = weights.layers[l];
       if (w.linear) {
@@ -245,6 +266,7 @@ export class ForwardPass {
         window: spec.layerWindows[l] ?? 0,
         scale: spec.attnScale,
         softcap: spec.attnLogitSoftcap ?? 0,
+        sinks: w.sinks,
       };
       for (const d of this.#attention.layer(layer, `l${l}.attention`)) this.#op(d.label, d.kernels, d.resources, d.grid, d.pick);
       if (spec.attnOutputGate) {
@@ -261,6 +283,13 @@ export class ForwardPass {
         this.#rmsnorm(`l${l}.post_attn_norm`, tmp!, w.postAttnNorm, x);
       } else {
         this.#matmul(`l${l}.o`, w.o, { x: attn, out: x, ldo: H, nOut: H, rows: "tokens", bias: w.oBias, accumulate: true });
+      }
+      if (w.moe) {
+        // A sparse layer: router, grouping and experts (moe_op.ts) instead of gate|up, down.
+        const moe = moeLayerOps(pipelines, spec.moe!, w.moe, moeScratch!, { x, gamma: w.postAttnNorm, eps, hiddenSize: H, family: this.family }, `l${l}.moe`);
+        this.#owned.push(...moe.uniforms);
+        for (const d of moe.dispatches) this.#op(d.label, [d.kernel], d.resources, d.grid, undefined, d.indirect);
+        continue;
       }
       this.#mlp(l, x, act, tmp);
     }
@@ -297,13 +326,13 @@ export class ForwardPass {
   }
 
   /** The dispatches a step of `shape` encodes: label, kernel and grid, in order. */
-  plan(shape: StepShape): { label: string; kernel: CompiledKernel; bindGroup: GPUBindGroup; grid: Grid }[] {
+  plan(shape: StepShape): Dispatch[] {
     const out = [];
     for (const op of this.#ops) {
       const variant = op.pick(shape);
       const grid = op.grid(shape, variant);
       if (grid[0] === 0 || grid[1] === 0 || grid[2] === 0) continue;
-      out.push({ label: op.label, kernel: op.kernels[variant], bindGroup: op.bindGroup, grid });
+      out.push({ label: op.label, kernel: op.kernels[variant], bindGroup: op.bindGroup, grid, indirect: op.indirect });
     }
     return out;
   }
@@ -314,7 +343,7 @@ export class ForwardPass {
     for (const d of plan) {
       pass.setPipeline(d.kernel.pipeline);
       pass.setBindGroup(0, d.bindGroup, [metaOffset]);
-      pass.dispatchWorkgroups(...d.grid);
+      dispatch(pass, d);
     }
     return plan.length;
   }
@@ -335,7 +364,7 @@ export class ForwardPass {
       const pass = encoder.beginComputePass(passFor(i, d.label));
       pass.setPipeline(d.kernel.pipeline);
       pass.setBindGroup(0, d.bindGroup, [metaOffset]);
-      pass.dispatchWorkgroups(...d.grid);
+      dispatch(pass, d);
       pass.end();
       return d.label;
     });
@@ -378,10 +407,11 @@ export class ForwardPass {
     resources: Partial<Record<B | "p", BindingResource>>,
     grid: (shape: StepShape, variant: number) => Grid,
     pick: (shape: StepShape) => number = () => 0,
+    indirect?: Op["indirect"],
   ): void {
     const all = { ...resources, step: this.#meta } as Partial<Record<B | "p" | "step", BindingResource>>;
     const bindGroup = kernels[0].bindGroup(label, all);
-    this.#ops.push({ label, kernels, pick, bindGroup, grid });
+    this.#ops.push({ label, kernels, pick, bindGroup, grid, indirect });
   }
 
   /** The MLP of layer `l`: gate|up (its norm folded in) and down, added into the residual `x`. */
@@ -391,7 +421,7 @@ export class ForwardPass {
     const H = spec.hiddenSize;
     const I = spec.intermediateSize;
     const eps = spec.rmsNormEps;
-    this.#matmul(`l${l}.gate_up`, w.gateUp, {
+    this.#matmul(`l${l}.gate_up`, w.gateUp!, {
       x,
       out: act,
       ldo: I,
@@ -402,10 +432,10 @@ export class ForwardPass {
       glu: { gelu: spec.hiddenAct === "gelu_tanh" },
     });
     if (spec.sandwichNorm) {
-      this.#matmul(`l${l}.down`, w.down, { x: act, out: tmp!, ldo: H, nOut: H, rows: "tokens", bias: w.downBias });
+      this.#matmul(`l${l}.down`, w.down!, { x: act, out: tmp!, ldo: H, nOut: H, rows: "tokens", bias: w.downBias });
       this.#rmsnorm(`l${l}.post_ffn_norm`, tmp!, w.postFfnNorm!, x);
     } else {
-      this.#matmul(`l${l}.down`, w.down, { x: act, out: x, ldo: H, nOut: H, rows: "tokens", bias: w.downBias, accumulate: true });
+      this.#matmul(`l${l}.down`, w.down!, { x: act, out: x, ldo: H, nOut: H, rows: "tokens", bias: w.downBias, accumulate: true });
     }
   }
 

@@ -18,6 +18,7 @@ import { RecurrentState } from "../gpu/recurrent_state.ts";
 import { type PipelineCache, sharedPipelineCache } from "../kernels/registry.ts";
 import { KERNEL_FILES } from "../kernels/descriptors.ts";
 import { QUANT_KERNEL_FILES } from "../kernels/quant_matmul.ts";
+import { MOE_KERNEL_FILES } from "../kernels/moe_descriptors.ts";
 import { kernelFamilyFor } from "../kernels/family.ts";
 import { RECORD_REF } from "../kernels/layout.ts";
 import { attentionLayers, type ModelSpec } from "../model/config.ts";
@@ -210,7 +211,7 @@ export class ModelRunner {
     try {
       const gpu = options.gpu ?? await createGpu({ allowFallbackAdapter: options.allowFallbackAdapter });
       const device = gpu.device;
-      const pipelines = await sharedPipelineCache(device, [...KERNEL_FILES, ...QUANT_KERNEL_FILES]);
+      const pipelines = await sharedPipelineCache(device, [...KERNEL_FILES, ...QUANT_KERNEL_FILES, ...MOE_KERNEL_FILES]);
       const blockSize = options.blockSize ?? 16;
       const maxSeqs = options.maxSeqs ?? 16;
       const maxTokens = options.maxTokens ?? 256;

@@ -421,6 +421,11 @@ export interface EngineInfo {
    * `pooling` is set).
    */
   pooling: Pooling | null;
+  /**
+   * Parameters of the model: all of them, and those one token uses (a mixture of experts
+   * reads k of its E experts per layer; equal for a dense model).
+   */
+  parameters?: { total: number; active: number };
 }
 
 /** A histogram's state. Bucket bounds are upper bounds (le); counts are cumulative. */

@@ -29,6 +29,9 @@ export const MODEL_NAMES = [
  */
 export const HYBRID_MODEL_NAMES = ["qwen35-tiny"] as const;
 
+/** The mixture-of-experts reference models (their experts are never quantized at load). */
+export const MOE_MODEL_NAMES = ["qwen3-moe-tiny", "gpt-oss-tiny", "gpt-oss-mxfp4-tiny"] as const;
+
 /** One golden case. */
 export interface GoldenCase {
   prompt: string;

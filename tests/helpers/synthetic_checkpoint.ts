@@ -214,7 +214,7 @@ export async function writeSyntheticCheckpoint(
 ): Promise<SyntheticTensor[]> {
   const full = { ...TINY_LLAMA_CONFIG, ...config };
   const dtype = opts.dtype ?? "F32";
-  full.torch_dtype = { F32: "float32", F16: "float16", BF16: "bfloat16" }[dtype];
+  full.torch_dtype = { F32: "float32", F16: "float16", BF16: "bfloat16", U8: "uint8" }[dtype];
   const spec = parseModelSpec(full);
   const rng = new Rng(opts.seed ?? 1);
   const std = opts.std ?? 0.05;

@@ -10,7 +10,8 @@
  */
 import { readTextFile } from "../../runtime/runtime.ts";
 import { loadModelSpec, type ModelSpec } from "../config.ts";
-import { openCheckpointTensors } from "../safetensors.ts";
+import { CheckpointError } from "../errors.ts";
+import { openCheckpointTensors, valueDType } from "../safetensors.ts";
 import { collectChunks } from "../tensor_source.ts";
 import { ropeInverseFrequencies } from "../rope.ts";
 import { Tokenizer } from "../tokenizer.ts";
@@ -21,7 +22,6 @@ import { GGUF_ARCH, ggufName, permutedHeads, permuteQkRows } from "./names.ts";
 import { type GgufTensor, type GgufValue, writeGguf } from "./writer.ts";
 import { ggufVocab } from "./vocab.ts";
 import { Qwen35GgufSource } from "./qwen35_layout.ts";
-import { CheckpointError } from "../errors.ts";
 
 /** What {@link convertToGguf} wrote. */
 export interface GgufConversion {
@@ -56,6 +56,9 @@ const FILE_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7 } as const;
 /** Writes `outPath` from the checkpoint directory `dir`. */
 export async function convertToGguf(dir: string, outPath: string, options: ConvertOptions = {}): Promise<GgufConversion> {
   const spec = await loadModelSpec(dir);
+  if (spec.moe) {
+    throw new CheckpointError(dir, `GGUF conversion of mixture-of-experts models (${spec.architecture}) is not supported yet`, { code: "unsupported_architecture" });
+  }
   const base = dir.replace(/\/+$/, "");
   const tokenizerJson = JSON.parse(await readTextFile(`${base}/tokenizer.json`));
   const tokenizer = await Tokenizer.load(dir);
@@ -93,7 +96,7 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
           dims: [...info.shape].reverse(),
           type: override,
           bytes: async () => {
-            const b = options.blocks!.encode(name, dequantize(info.dtype, await source.read(info)));
+            const b = options.blocks!.encode(name, dequantize(valueDType(info), await source.read(info)));
             return permute(b, heads, b.length / rows);
           },
         });
@@ -111,7 +114,7 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
           const raw = await source.read(info);
           let bytes: Uint8Array = raw;
           if (!f16) {
-            const values = dequantize(info.dtype, raw);
+            const values = dequantize(valueDType(info), raw);
             if (addOne) for (let i = 0; i < values.length; i++) values[i] = Math.fround(values[i] + 1);
             bytes = new Uint8Array(values.buffer);
           }

@@ -13,6 +13,8 @@ export const GGUF_ARCH: Readonly<Record<Architecture, string>> = {
   mistral: "llama",
   qwen2: "qwen2",
   qwen3: "qwen3",
+  qwen3_moe: "qwen3moe",
+  gpt_oss: "gpt-oss",
   gemma2: "gemma2",
   qwen35: "qwen35",
 };

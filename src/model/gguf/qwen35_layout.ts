@@ -11,6 +11,7 @@
  *   (`LinearAttentionSpec.valueHeadOrder`), so a reader keeps the file's order.
  * @module
  */
+import { valueDType } from "../safetensors.ts";
 import type { LinearAttentionSpec, ModelSpec } from "../config.ts";
 import type { TensorChunk } from "../safetensors.ts";
 import { collectChunks, type SourceTensor, type TensorSource } from "../tensor_source.ts";
@@ -105,7 +106,7 @@ export class Qwen35GgufSource implements TensorSource {
       return;
     }
     const inner = this.#inner.get(info.name);
-    const values = dequantize(inner.dtype, await this.#inner.read(inner));
+    const values = dequantize(valueDType(inner), await this.#inner.read(inner));
     const out = qwen35GgufValues(this.#spec, info.name, values, info.shape);
     yield { offset: 0, bytes: new Uint8Array(out.buffer, out.byteOffset, out.byteLength) as Uint8Array<ArrayBuffer> };
   }

@@ -5,6 +5,7 @@
  * are put back into HF order on the way. Reads go by byte range, a few rows at a time.
  * @module
  */
+import { valueDType } from "../safetensors.ts";
 import { openFile, type ReadableFile } from "../../runtime/runtime.ts";
 import { CheckpointError } from "../errors.ts";
 import type { TensorChunk } from "../safetensors.ts";
@@ -93,7 +94,7 @@ export class GgufTensorSource implements TensorSource {
     const e = this.#entry(info);
     if (info.name.endsWith(".A_log")) {
       // Stored as -exp(A_log) (a vector: one chunk).
-      const values = qwen35HfValues(info.name, dequantize(info.dtype, await collectChunks(e.gguf.byteLength, this.#raw(e, maxChunkBytes))));
+      const values = qwen35HfValues(info.name, dequantize(valueDType(info), await collectChunks(e.gguf.byteLength, this.#raw(e, maxChunkBytes))));
       yield { offset: 0, bytes: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) as Uint8Array<ArrayBuffer> };
       return;
     }

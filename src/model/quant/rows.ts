@@ -6,6 +6,7 @@
 import type { SourceTensor, TensorSource } from "../tensor_source.ts";
 import { dequantize } from "./dequantize.ts";
 import { release } from "../release.ts";
+import { valueDType } from "../safetensors.ts";
 
 const ELEMENT_BYTES = { F32: 4, F16: 2, BF16: 2 } as const;
 
@@ -20,7 +21,7 @@ export async function* f32Rows(
   rowsPerBatch: number,
   chunkBytes: number,
 ): AsyncIterable<{ row: number; values: Float32Array<ArrayBuffer> }> {
-  const elem = ELEMENT_BYTES[info.dtype];
+  const elem = ELEMENT_BYTES[valueDType(info)];
   const total = info.shape.reduce((a, b) => a * b, 1);
   let batch = new Float32Array(Math.min(rowsPerBatch * cols, total));
   let filled = 0;
@@ -35,7 +36,7 @@ export async function* f32Rows(
     }
     const usable = Math.floor(data.length / elem) * elem;
     carry = data.slice(usable);
-    const values = dequantize(info.dtype, data.subarray(0, usable));
+    const values = dequantize(valueDType(info), data.subarray(0, usable));
     // Freed now rather than at a later GC (see release.ts); the chunk is ours.
     release(data);
     release(bytes);

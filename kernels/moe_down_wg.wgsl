@@ -1,0 +1,59 @@
+// GPU-family expert down projection over column blocks: one workgroup per (block of 8 output
+// columns, tile). For each row of the tile in turn, lane l sums k = l, l + 64, ..., then a
+// fixed tree adds the lane sums (a row's bits do not depend on its tile);
+//   y[a, col] = wts[a] * (h[a] . down_col (+ bias for GPTOSS)).
+#include common
+// Runs once per part of the weights: experts first .. first + count - 1 (others' tiles exit).
+struct Params { hidden: u32, inter: u32, topk: u32, first: u32, count: u32 }
+@group(0) @binding(1) var<uniform> p: Params;
+@group(0) @binding(2) var<storage, read> h: array<f32>;
+#include moe_c8_common
+@group(0) @binding(6) var<storage, read> wts: array<f32>;
+@group(0) @binding(7) var<storage, read_write> y: array<f32>;
+#if GPTOSS
+@group(0) @binding(8) var<storage, read> w_bias: array<f32>;
+#endif
+
+var<workgroup> tile_sh: vec3<u32>;
+var<workgroup> part: array<vec4<f32>, 128>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  if (lid == 0u) { let t = tile_of(wid.y); tile_sh = vec3<u32>(t.expert, t.start, t.count); }
+  let tv = workgroupUniformLoad(&tile_sh);
+  let c = wid.x;
+  if (c >= p.hidden / 8u || tv.x < p.first || tv.x >= p.first + p.count) { return; }
+  let g0 = ((tv.x - p.first) * (p.hidden / 8u) + c) * p.inter;
+  for (var r = 0u; r < tv.z; r++) {
+    let a = sorted[tv.y + r];
+    let hrow = a * p.inter;
+    var lo = vec4<f32>(0.0);
+    var hi = vec4<f32>(0.0);
+    for (var k = lid; k < p.inter; k += WG) {
+      let wv = w8(g0 + k);
+      let hv = vec4<f32>(h[hrow + k]);
+      lo = fma(wv[0], hv, lo);
+      hi = fma(wv[1], hv, hi);
+    }
+    part[lid] = lo;
+    part[64u + lid] = hi;
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s >>= 1u) {
+      if (lid < s) {
+        part[lid] += part[lid + s];
+        part[64u + lid] += part[64u + lid + s];
+      }
+      workgroupBarrier();
+    }
+    if (lid < 8u) {
+      let col = 8u * c + lid;
+      let v = select(part[64][lid % 4u], part[0][lid % 4u], lid < 4u);
+#if GPTOSS
+      y[a * p.hidden + col] = (v + w_bias[tv.x * p.hidden + col]) * wts[a];
+#else
+      y[a * p.hidden + col] = v * wts[a];
+#endif
+    }
+    workgroupBarrier();
+  }
+}

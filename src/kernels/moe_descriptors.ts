@@ -1,0 +1,84 @@
+/**
+ * Typed descriptors of the mixture-of-experts kernels (`kernels/moe_*.wgsl`): the router,
+ * the GPU-side grouping of a step's tokens by expert, the grouped expert matmuls and the
+ * weighted sum into the residual. See `src/runner/moe_op.ts` for how a layer chains them.
+ * @module
+ */
+import { kernel, type KernelDescriptor } from "./registry.ts";
+
+/** Assignments per expert tile (rows one expert-matmul workgroup computes). */
+export const MOE_TILE_ROWS = 8;
+/** Invocations per expert-matmul workgroup (output columns per workgroup). */
+export const MOE_WG = 64;
+
+/** gpt-oss's clamp on the gate and up values of its SwiGLU. */
+export const GPT_OSS_SWIGLU_LIMIT = 7;
+/** gpt-oss's sigmoid slope in its SwiGLU. */
+export const GPT_OSS_SWIGLU_ALPHA = 1.702;
+
+/** How the expert kernels read weights and what they compute around the product. */
+export type MoeExpertDefines = {
+  /** f32 weights (else f16, unless W_MXFP4). */
+  W_F32: boolean;
+  /** MXFP4 blocks (E2M1 pairs per byte, binding `w`) and E8M0 scales per 32 (binding `w_scales`). */
+  W_MXFP4: boolean;
+  /** gpt-oss: interleaved gate/up rows, biases (binding `w_bias`), clamped SwiGLU. */
+  GPTOSS: boolean;
+};
+
+/** Router: post-attention RMSNorm, expert logits, top-k and routing weights. */
+export const MOE_ROUTE: KernelDescriptor<
+  { E: number; TOPK: number; NORM_TOPK: boolean; TOPK_SOFTMAX: boolean },
+  "x" | "gamma" | "router" | "xn" | "ids" | "wts" | "router_bias"
+> = kernel("moe_route", ["x", "gamma", "router", "xn", "ids", "wts", "router_bias"]);
+
+/** Count, scan and scatter of assignments by expert; tiles and indirect grids. */
+export const MOE_GROUP: KernelDescriptor<{ E: number }, "ids" | "sorted" | "tiles" | "args"> = kernel(
+  "moe_group",
+  ["ids", "sorted", "tiles", "args"],
+);
+
+/** Expert gate|up with SwiGLU over one tile. */
+export const MOE_GATE_UP: KernelDescriptor<MoeExpertDefines, "xn" | "w" | "sorted" | "tiles" | "h" | "w_bias" | "w_scales"> = kernel(
+  "moe_gate_up",
+  ["xn", "w", "sorted", "tiles", "h", "w_bias", "w_scales"],
+  () => ({ LIMIT: GPT_OSS_SWIGLU_LIMIT, ALPHA: GPT_OSS_SWIGLU_ALPHA }),
+);
+
+/** Expert down projection over one tile, scaled by the routing weight. */
+export const MOE_DOWN: KernelDescriptor<MoeExpertDefines, "h" | "w" | "sorted" | "tiles" | "wts" | "y" | "w_bias" | "w_scales"> = kernel(
+  "moe_down",
+  ["h", "w", "sorted", "tiles", "wts", "y", "w_bias", "w_scales"],
+);
+
+/** Column-block experts (f16/f32): one invocation per block of 8 columns (4 SwiGLU outputs). */
+export const MOE_GATE_UP_C8: KernelDescriptor<Omit<MoeExpertDefines, "W_MXFP4">, "xn" | "w" | "sorted" | "tiles" | "h" | "w_bias"> = kernel(
+  "moe_gate_up_c8",
+  ["xn", "w", "sorted", "tiles", "h", "w_bias"],
+  () => ({ LIMIT: GPT_OSS_SWIGLU_LIMIT, ALPHA: GPT_OSS_SWIGLU_ALPHA }),
+);
+
+/** Column-block experts' down projection: one invocation per block of 8 output columns. */
+export const MOE_DOWN_C8: KernelDescriptor<Omit<MoeExpertDefines, "W_MXFP4">, "h" | "w" | "sorted" | "tiles" | "wts" | "y" | "w_bias"> = kernel(
+  "moe_down_c8",
+  ["h", "w", "sorted", "tiles", "wts", "y", "w_bias"],
+);
+
+/** GPU-family column-block experts: a workgroup per block of 8 columns, lanes split K. */
+export const MOE_GATE_UP_WG: KernelDescriptor<Omit<MoeExpertDefines, "W_MXFP4">, "xn" | "w" | "sorted" | "tiles" | "h" | "w_bias"> = kernel(
+  "moe_gate_up_wg",
+  ["xn", "w", "sorted", "tiles", "h", "w_bias"],
+  () => ({ LIMIT: GPT_OSS_SWIGLU_LIMIT, ALPHA: GPT_OSS_SWIGLU_ALPHA }),
+);
+
+/** GPU-family column-block experts' down projection: a workgroup per block of 8 output columns. */
+export const MOE_DOWN_WG: KernelDescriptor<Omit<MoeExpertDefines, "W_MXFP4">, "h" | "w" | "sorted" | "tiles" | "wts" | "y" | "w_bias"> = kernel(
+  "moe_down_wg",
+  ["h", "w", "sorted", "tiles", "wts", "y", "w_bias"],
+);
+
+/** Sum of a token's K expert outputs into the residual. */
+export const MOE_COMBINE: KernelDescriptor<Record<string, never>, "y" | "out"> = kernel("moe_combine", ["y", "out"]);
+
+/** Every MoE kernel file. */
+export const MOE_KERNEL_FILES: readonly string[] = [MOE_ROUTE, MOE_GROUP, MOE_GATE_UP, MOE_DOWN, MOE_GATE_UP_C8, MOE_DOWN_C8, MOE_GATE_UP_WG, MOE_DOWN_WG, MOE_COMBINE].map((k) => k.file);

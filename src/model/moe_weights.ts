@@ -1,0 +1,272 @@
+/**
+ * A sparse layer's weights on the GPU: the router as f32 `[E, H]`, and every expert's
+ * matrices stacked in one buffer per kind, in the hub's Linear layout (row-major, one row per
+ * output): `gate_up` `[E][2I][H]` and `down` `[E][H][I]`, as f16 bits or f32 values. The
+ * expert kernels (`kernels/moe_*.wgsl`) index an expert's rows at `e * rows * K`, so a step
+ * reads only the experts its tokens were routed to. Experts are split over buffers of whole
+ * experts ({@link ExpertPart}) so each stays within the binding limit (a Qwen3-30B-A3B layer's
+ * gate|up is 805 MB in f16); the matmuls run once per part, on the tiles of its experts.
+ *
+ * Qwen3-MoE: gate rows then up rows per expert. gpt-oss: transformers' `x @ W` tensors
+ * (`gate_up_proj [E, H, 2I]`, `down_proj [E, I, H]`) transposed at load, so gate/up rows stay
+ * interleaved (row 2j gate j, 2j+1 up j) as the hub's MXFP4 blocks have them; MXFP4 experts
+ * are uploaded as their blocks and scales, unchanged, and dequantized in the kernels.
+ * @module
+ */
+import type { MoeSpec } from "./moe_config.ts";
+import { CheckpointError } from "./errors.ts";
+import { release } from "./release.ts";
+import { type ColumnMap, gluColumns, packColumnBlocks } from "./weight_layout.ts";
+
+/** Whole experts `first .. first + count - 1` of one stacked matrix, in one buffer. */
+export interface ExpertPart {
+  buffer: GPUBuffer;
+  /** MXFP4: the E8M0 scale bytes of these experts (one per 32 weights), else null. */
+  scales: GPUBuffer | null;
+  first: number;
+  count: number;
+}
+
+/** The GPU weights of one sparse feed-forward. */
+export interface MoeLayerWeights {
+  /** f32 `[E, H]`. */
+  router: GPUBuffer;
+  /** `[E][2I][H]`, split by experts. */
+  gateUp: ExpertPart[];
+  /** `[E][H][I]`, split by experts. */
+  down: ExpertPart[];
+  dtype: "f16" | "f32" | "mxfp4";
+  /**
+   * "rows": each expert's matrices in Linear layout (MXFP4 blocks; shapes the blocks do not
+   * fit); "column_blocks": each expert packed as gemv_c8's blocks of 8 output columns, gate|up
+   * in GLU order (4 gate then 4 up per block), read 8 weights per 16-byte load.
+   */
+  layout: "rows" | "column_blocks";
+  /** Bytes of one expert's matrices (gate, up and down; MXFP4 scales included). */
+  expertBytes: number;
+  /** gpt-oss: the router's bias [E] and the experts' biases, gate|up [E][2I] (interleaved) and down [E][H]. */
+  routerBias: GPUBuffer | null;
+  gateUpBias: GPUBuffer | null;
+  downBias: GPUBuffer | null;
+}
+
+/** Every buffer of a sparse layer. */
+export function moeBuffers(w: MoeLayerWeights): GPUBuffer[] {
+  const parts = [...w.gateUp, ...w.down].flatMap((p) => [p.buffer, p.scales]);
+  return [w.router, w.routerBias, w.gateUpBias, w.downBias, ...parts].filter((b): b is GPUBuffer => b !== null);
+}
+
+/** How {@link uploadMoeLayer} reads and writes: callbacks into the weight uploader. */
+export interface MoeUploadIo {
+  device: GPUDevice;
+  /** A tensor's values as f32 (HF layout). */
+  read(name: string): Promise<Float32Array<ArrayBuffer>>;
+  /** A tensor's raw bytes (the MXFP4 blocks and scales). */
+  readBytes(name: string): Promise<Uint8Array<ArrayBuffer>>;
+  /** Writes all of `data` at `byteOffset` of `buffer` (queued, bounded). */
+  write(buffer: GPUBuffer, byteOffset: number, data: Float32Array<ArrayBuffer> | Uint16Array<ArrayBuffer> | Uint8Array<ArrayBuffer>): Promise<void>;
+  maxBindingBytes: number;
+}
+
+function buffer(device: GPUDevice, label: string, bytes: number): GPUBuffer {
+  return device.createBuffer({ label, size: Math.max(16, Math.ceil(bytes / 16) * 16), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+}
+
+/** Parts of whole experts of `bytes` each (and `scaleBytes` of scales) within the binding limit. */
+function expertParts(io: MoeUploadIo, E: number, bytes: number, scaleBytes: number, label: string): ExpertPart[] {
+  const per = Math.floor(io.maxBindingBytes / bytes);
+  if (per < 1) throw new CheckpointError(label, `one expert's ${bytes} bytes exceed the binding limit ${io.maxBindingBytes}`);
+  const parts: ExpertPart[] = [];
+  for (let first = 0; first < E; first += per) {
+    const count = Math.min(per, E - first);
+    parts.push({
+      buffer: buffer(io.device, `${label}[${first}]`, count * bytes),
+      scales: scaleBytes ? buffer(io.device, `${label}_scales[${first}]`, count * scaleBytes) : null,
+      first,
+      count,
+    });
+  }
+  return parts;
+}
+
+/** The part holding expert `e` and the byte offset of its slot of `bytes` there. */
+function slot(parts: ExpertPart[], e: number, bytes: number): { part: ExpertPart; offset: number } {
+  const part = parts.find((p) => e >= p.first && e < p.first + p.count)!;
+  return { part, offset: (e - part.first) * bytes };
+}
+
+/** Uploads layer `prefix`'s router and experts (`mlp.gate`, `mlp.experts.N.*`). */
+export async function uploadMoeLayer(
+  io: MoeUploadIo,
+  moe: MoeSpec,
+  prefix: string,
+  hiddenSize: number,
+  dtype: "f16" | "f32",
+  label: string,
+): Promise<MoeLayerWeights> {
+  const E = moe.numExperts;
+  const H = hiddenSize;
+  const I = moe.expertIntermediateSize;
+  // The expert kernels read weights two at a time.
+  if (H % 2 !== 0 || I % 2 !== 0) {
+    throw new CheckpointError(prefix, `experts need even hidden (${H}) and expert (${I}) sizes`);
+  }
+  if (moe.experts === "gpt_oss") return await uploadGptOssLayer(io, moe, prefix, hiddenSize, dtype, label);
+  const elem = dtype === "f16" ? 2 : 4;
+  const blocks = columnBlocksFit(H, I);
+  const convert = (v: Float32Array<ArrayBuffer>) => dtype === "f16" ? new Uint16Array(Float16Array.from(v).buffer) : v;
+  const router = buffer(io.device, `${label}.router`, E * H * 4);
+  await io.write(router, 0, await io.read(`${prefix}.mlp.gate.weight`));
+  const matrix = I * H * elem;
+  const gateUp = expertParts(io, E, 2 * matrix, 0, `${label}.experts_gate_up`);
+  const down = expertParts(io, E, matrix, 0, `${label}.experts_down`);
+  for (let e = 0; e < E; e++) {
+    const p = `${prefix}.mlp.experts.${e}`;
+    const gu = slot(gateUp, e, 2 * matrix);
+    const d = slot(down, e, matrix);
+    if (blocks) {
+      const gateRows = await io.read(`${p}.gate_proj.weight`);
+      const stacked = new Float32Array(2 * I * H);
+      stacked.set(gateRows);
+      stacked.set(await io.read(`${p}.up_proj.weight`), I * H);
+      await io.write(gu.part.buffer, gu.offset, packExpert(stacked, 2 * I, H, dtype, gluColumns(I)));
+      await io.write(d.part.buffer, d.offset, packExpert(await io.read(`${p}.down_proj.weight`), H, I, dtype));
+      continue;
+    }
+    const writes: [GPUBuffer, number, string][] = [
+      [gu.part.buffer, gu.offset, "gate_proj"],
+      [gu.part.buffer, gu.offset + matrix, "up_proj"],
+      [d.part.buffer, d.offset, "down_proj"],
+    ];
+    for (const [dst, offset, name] of writes) {
+      const f32 = await io.read(`${p}.${name}.weight`);
+      const data = convert(f32);
+      await io.write(dst, offset, data);
+      if (data !== f32) release(f32);
+    }
+  }
+  return {
+    router,
+    gateUp,
+    down,
+    dtype,
+    layout: blocks ? "column_blocks" : "rows",
+    expertBytes: 3 * matrix,
+    routerBias: null,
+    gateUpBias: null,
+    downBias: null,
+  };
+}
+
+/** Whether experts of hidden `H` and width `I` pack as column blocks (whole blocks, no padding). */
+export function columnBlocksFit(H: number, I: number): boolean {
+  return H % 8 === 0 && I % 8 === 0;
+}
+
+/** One expert's `[rows, K]` Linear matrix as column blocks (`columns`: output order), f16 bits or f32. */
+export function packExpert(
+  m: Float32Array<ArrayBuffer>,
+  rows: number,
+  K: number,
+  dtype: "f16" | "f32",
+  columns?: ColumnMap,
+): Float32Array<ArrayBuffer> | Uint16Array<ArrayBuffer> {
+  const data = dtype === "f16" ? new Uint16Array(Float16Array.from(m).buffer) : m;
+  return packColumnBlocks({ data, rows, cols: K }, columns).data;
+}
+
+/** gpt-oss's gate|up rows are interleaved (2j gate j, 2j+1 up j): GLU order over them. */
+function interleavedGluColumns(I: number): ColumnMap {
+  const map = new Int32Array(2 * I);
+  for (let b = 0; b < I / 4; b++) {
+    for (let q = 0; q < 4; q++) {
+      map[8 * b + q] = 2 * (4 * b + q);
+      map[8 * b + 4 + q] = 2 * (4 * b + q) + 1;
+    }
+  }
+  return map;
+}
+
+/** [E][R][C] -> [E][C][R] (x @ W tensors to Linear rows). */
+function transposeExperts(v: Float32Array, E: number, R: number, C: number): Float32Array<ArrayBuffer> {
+  const out = new Float32Array(v.length);
+  for (let e = 0; e < E; e++) {
+    const base = e * R * C;
+    for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) out[base + c * R + r] = v[base + r * C + c];
+  }
+  return out;
+}
+
+async function uploadGptOssLayer(
+  io: MoeUploadIo,
+  moe: MoeSpec,
+  prefix: string,
+  H: number,
+  dtype: "f16" | "f32",
+  label: string,
+): Promise<MoeLayerWeights> {
+  const E = moe.numExperts;
+  const I = moe.expertIntermediateSize;
+  const m = `${prefix}.mlp`;
+  const vector = async (name: string, tag: string) => {
+    const v = await io.read(name);
+    const b = buffer(io.device, `${label}.${tag}`, v.byteLength);
+    await io.write(b, 0, v);
+    return b;
+  };
+  const common = {
+    router: await vector(`${m}.router.weight`, "router"),
+    routerBias: await vector(`${m}.router.bias`, "router_bias"),
+    gateUpBias: await vector(`${m}.experts.gate_up_proj_bias`, "experts_gate_up_bias"),
+    downBias: await vector(`${m}.experts.down_proj_bias`, "experts_down_bias"),
+  };
+  if (moe.mxfp4) {
+    // Blocks and scales as the hub ships them: expert e's bytes are contiguous (E leads).
+    const blocks = async (name: string, rows: number, k: number, tag: string) => {
+      const per = (rows * k) / 2;
+      const perScales = (rows * k) / 32;
+      // Scale bytes are read four to a word: each part's slice must start on a word.
+      if (perScales % 4 !== 0) throw new CheckpointError(prefix, `${name}_scales: ${perScales} bytes per expert, not a multiple of 4`);
+      const parts = expertParts(io, E, per, perScales, `${label}.${tag}`);
+      const data = await io.readBytes(`${m}.experts.${name}_blocks`);
+      const scales = await io.readBytes(`${m}.experts.${name}_scales`);
+      for (const part of parts) {
+        await io.write(part.buffer, 0, data.slice(part.first * per, (part.first + part.count) * per));
+        await io.write(part.scales!, 0, scales.slice(part.first * perScales, (part.first + part.count) * perScales));
+      }
+      return parts;
+    };
+    return {
+      ...common,
+      gateUp: await blocks("gate_up_proj", 2 * I, H, "experts_gate_up"),
+      down: await blocks("down_proj", H, I, "experts_down"),
+      dtype: "mxfp4",
+      layout: "rows",
+      // 4 bits per weight plus a scale byte per 32.
+      expertBytes: (3 * H * I) / 2 + (3 * H * I) / 32,
+    };
+  }
+  const elem = dtype === "f16" ? 2 : 4;
+  const blocks = columnBlocksFit(H, I);
+  // x @ W [E][R][C] -> Linear rows [E][C][R], then (column blocks) each expert packed.
+  const matrix = async (name: string, R: number, C: number, tag: string, columns?: ColumnMap) => {
+    const rows = transposeExperts(await io.read(name), E, R, C);
+    const parts = expertParts(io, E, R * C * elem, 0, `${label}.${tag}`);
+    for (const part of parts) {
+      for (let e = part.first; e < part.first + part.count; e++) {
+        const one = rows.slice(e * R * C, (e + 1) * R * C);
+        const data = blocks ? packExpert(one, C, R, dtype, columns) : dtype === "f16" ? new Uint16Array(Float16Array.from(one).buffer) : one;
+        await io.write(part.buffer, (e - part.first) * R * C * elem, data);
+      }
+    }
+    return parts;
+  };
+  return {
+    ...common,
+    gateUp: await matrix(`${m}.experts.gate_up_proj`, H, 2 * I, "experts_gate_up", interleavedGluColumns(I)),
+    down: await matrix(`${m}.experts.down_proj`, I, H, "experts_down"),
+    dtype,
+    layout: blocks ? "column_blocks" : "rows",
+    expertBytes: 3 * H * I * elem,
+  };
+}

@@ -1,0 +1,320 @@
+/**
+ * Mixture-of-experts layers (src/runner/moe_op.ts, kernels/moe_*.wgsl).
+ *
+ * Layer level, against a plain TypeScript reference of the routing and the experts (f32 and
+ * f16 expert weights): random routing; a step where one expert receives every token and the
+ * others none; and a decode step of one token, whose tile table names exactly its k experts,
+ * so the step reads k/E of the expert weights (measured from the GPU's own tile table).
+ *
+ * Model level (qwen3-moe-tiny, and gpt-oss-mxfp4-tiny for sinks, sliding windows and MXFP4
+ * experts; both kernel families): one step of 8 rows, 4 prefill chunks and 4 decode rows
+ * whose tokens route to different experts, gives every row the bits of its solo run. (Golden logits and greedy ids: reference_test.ts; ragged batches:
+ * ragged_batch_test.ts.)
+ */
+import { test } from "./helpers/test.ts";
+import { assert, assertEquals } from "./helpers/assert.ts";
+import { createGpu } from "../src/gpu/device.ts";
+import { loadKernelSources, PipelineCache } from "../src/kernels/registry.ts";
+import { MOE_KERNEL_FILES } from "../src/kernels/moe_descriptors.ts";
+import { createMoeScratch, moeLayerOps } from "../src/runner/moe_op.ts";
+import type { MoeSpec } from "../src/model/moe_config.ts";
+import { type ExpertPart, type MoeLayerWeights, packExpert } from "../src/model/moe_weights.ts";
+import { gluColumns } from "../src/model/weight_layout.ts";
+import { rmsNormRef, silu } from "./helpers/cpu_reference.ts";
+import { ModelRunner } from "../src/runner/model_runner.ts";
+import { buildStepBatch, type SequenceChunk } from "../src/runner/step_meta.ts";
+import { BlockManager } from "../src/scheduler/block_manager.ts";
+import { KERNEL_FAMILIES, type KernelFamily } from "../src/types/api.ts";
+import { loadGolden, maxAbsDiff, modelDir } from "./helpers/reference.ts";
+import { STEP_HEADER, STEP_HEADER_WORDS } from "../src/kernels/layout.ts";
+import { Engine } from "../src/engine/engine.ts";
+import { parameterCount } from "../src/model/parameters.ts";
+
+const H = 64;
+const I = 32;
+const E = 8;
+const K = 2;
+const EPS = 1e-6;
+const SPEC: MoeSpec = { router: "softmax_topk", experts: "qwen", numExperts: E, topK: K, normTopkProb: true, expertIntermediateSize: I, sparseLayers: [true] };
+
+/** Deterministic values in [-1, 1). */
+function random(n: number, seed: number): Float32Array<ArrayBuffer> {
+  let s = seed >>> 0;
+  return Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 31 - 1;
+  });
+}
+
+/** The reference: x + sum over the top-k experts of weight * SwiGLU expert(rmsnorm(x)). */
+function moeRef(x: Float32Array, gamma: Float32Array, router: Float32Array, gateUp: Float32Array, down: Float32Array, T: number) {
+  const xn = rmsNormRef(x, gamma, T, H, EPS);
+  const out = Float32Array.from(x);
+  const ids: number[] = [];
+  for (let t = 0; t < T; t++) {
+    const row = xn.subarray(t * H, (t + 1) * H);
+    const logits = Array.from({ length: E }, (_, e) => row.reduce((a, v, i) => a + v * router[e * H + i], 0));
+    const m = Math.max(...logits);
+    const total = logits.reduce((a, l) => a + Math.exp(l - m), 0);
+    const order = logits.map((l, e) => ({ l, e })).sort((a, b) => b.l - a.l || a.e - b.e).slice(0, K);
+    const picked = order.reduce((a, o) => a + Math.exp(o.l - m) / total, 0);
+    for (const { l, e } of order) {
+      ids.push(e);
+      const w = Math.exp(l - m) / total / picked;
+      const h = Array.from({ length: I }, (_, j) => {
+        let g = 0, u = 0;
+        for (let i = 0; i < H; i++) {
+          g += row[i] * gateUp[(e * 2 * I + j) * H + i];
+          u += row[i] * gateUp[(e * 2 * I + I + j) * H + i];
+        }
+        return silu(g) * u;
+      });
+      for (let c = 0; c < H; c++) {
+        let y = 0;
+        for (let j = 0; j < I; j++) y += h[j] * down[(e * H + c) * I + j];
+        out[t * H + c] += w * y;
+      }
+    }
+  }
+  return { out, ids };
+}
+
+/** Runs one sparse layer on `T` tokens; returns the new residual and the tile table. */
+async function runLayer(
+  device: GPUDevice,
+  pipelines: PipelineCache,
+  dtype: "f16" | "f32",
+  layout: MoeLayerWeights["layout"],
+  family: KernelFamily,
+  data: Record<"x" | "gamma" | "router" | "gateUp" | "down", Float32Array<ArrayBuffer>>,
+  T: number,
+): Promise<{ out: Float32Array; tiles: number[][] }> {
+  const owned: GPUBuffer[] = [];
+  const buffer = (bytes: number, usage = 0) => {
+    const b = device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC | usage });
+    owned.push(b);
+    return b;
+  };
+  const put = (v: ArrayBufferView<ArrayBuffer>) => {
+    const b = buffer(v.byteLength);
+    device.queue.writeBuffer(b, 0, v);
+    return b;
+  };
+  // Experts in two parts (0..4 and 5..7), as a layer over the binding limit is split.
+  // Column blocks: each expert packed as the loader packs it (gate|up in GLU order).
+  const weights = (v: Float32Array<ArrayBuffer>, rows: number, k: number, glu: boolean): ExpertPart[] => {
+    const per = rows * k;
+    const split = (first: number, count: number) => {
+      const out = new Float32Array(count * per);
+      const halves = new Uint16Array(count * per);
+      for (let e = first; e < first + count; e++) {
+        const one = v.slice(e * per, (e + 1) * per);
+        const packed = layout === "column_blocks" ? packExpert(one, rows, k, dtype, glu ? gluColumns(I) : undefined) : dtype === "f16" ? new Uint16Array(Float16Array.from(one).buffer) : one;
+        (dtype === "f16" ? halves : out).set(packed, (e - first) * per);
+      }
+      return { buffer: put(dtype === "f16" ? halves : out), scales: null, first, count };
+    };
+    return [split(0, 5), split(5, 3)];
+  };
+  const w: MoeLayerWeights = {
+    router: put(data.router),
+    gateUp: weights(data.gateUp, 2 * I, H, true),
+    down: weights(data.down, H, I, false),
+    dtype,
+    layout,
+    expertBytes: 3 * H * I * (dtype === "f16" ? 2 : 4),
+    routerBias: null,
+    gateUpBias: null,
+    downBias: null,
+  };
+  const x = put(Float32Array.from(data.x));
+  const gamma = put(data.gamma);
+  const scratch = createMoeScratch(SPEC, H, 16, (_label, words, usage) => buffer(words * 4, usage));
+  const meta = new Uint32Array(STEP_HEADER_WORDS);
+  meta[STEP_HEADER.numTokens] = T;
+  const step = put(meta);
+  const { dispatches, uniforms } = moeLayerOps(pipelines, SPEC, w, scratch, { x, gamma, eps: EPS, hiddenSize: H, family }, "moe");
+  owned.push(...uniforms);
+  const shape = { tokens: T, logitRows: 0, seqs: 1, maxQueryLen: T, maxContext: T };
+  const encoder = device.createCommandEncoder();
+  const pass = encoder.beginComputePass();
+  for (const d of dispatches) {
+    pass.setPipeline(d.kernel.pipeline);
+    pass.setBindGroup(0, d.kernel.bindGroup(d.label, { ...d.resources, step: { buffer: step, offset: 0, size: STEP_HEADER_WORDS * 4 } }), [0]);
+    if (d.indirect) pass.dispatchWorkgroupsIndirect(d.indirect.buffer, d.indirect.offset);
+    else pass.dispatchWorkgroups(...d.grid(shape));
+  }
+  pass.end();
+  const read = (src: GPUBuffer, bytes: number) => {
+    const staging = device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    owned.push(staging);
+    encoder.copyBufferToBuffer(src, 0, staging, 0, bytes);
+    return staging;
+  };
+  const outStaging = read(x, T * H * 4);
+  const argsStaging = read(scratch.args, 32);
+  const tilesStaging = read(scratch.tiles, scratch.tiles.size);
+  device.queue.submit([encoder.finish()]);
+  await Promise.all([outStaging, argsStaging, tilesStaging].map((b) => b.mapAsync(GPUMapMode.READ)));
+  const out = new Float32Array(outStaging.getMappedRange().slice(0));
+  const nTiles = new Uint32Array(argsStaging.getMappedRange().slice(0))[1];
+  const words = new Uint32Array(tilesStaging.getMappedRange().slice(0));
+  const tiles = Array.from({ length: nTiles }, (_, n) => [words[3 * n], words[3 * n + 1], words[3 * n + 2]]);
+  for (const b of owned) b.destroy();
+  return { out, tiles };
+}
+
+function relErr(a: Float32Array, b: Float32Array): number {
+  return maxAbsDiff(a, b) / Math.max(...b.map(Math.abs));
+}
+
+test("moe layer: routing, grouped experts and weighted sum match a TypeScript reference (f32 and f16 experts); one expert takes every token, others none; a decode step reads k/E of the expert weights", async (t) => {
+  const gpu = await createGpu();
+  const pipelines = new PipelineCache(gpu.device, await loadKernelSources(MOE_KERNEL_FILES));
+  try {
+    const gamma = random(H, 1).map((v) => 1 + 0.2 * v);
+    const gateUp = random(E * 2 * I * H, 2).map((v) => 0.2 * v);
+    const down = random(E * H * I, 3).map((v) => 0.2 * v);
+    const combos = [
+      ["f32", "rows", "cpu"],
+      ["f16", "rows", "cpu"],
+      ["f32", "column_blocks", "cpu"],
+      ["f16", "column_blocks", "cpu"],
+      ["f32", "column_blocks", "gpu"],
+      ["f16", "column_blocks", "gpu"],
+    ] as const;
+    for (const [dtype, layout, family] of combos) {
+      // f16 experts: the reference sees the same rounded weights.
+      const round = (v: Float32Array<ArrayBuffer>) => dtype === "f16" ? Float32Array.from(Float16Array.from(v)) : v;
+      const base = { gamma, gateUp: round(gateUp), down: round(down) };
+      await t.step(`${dtype} ${layout} experts (${family} kernels), random routing over 13 tokens`, async () => {
+        const T = 13;
+        const x = random(T * H, 4);
+        const router = random(E * H, 5);
+        const ref = moeRef(x, gamma, router, base.gateUp, base.down, T);
+        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, layout, family, { ...base, x, router }, T);
+        const err = relErr(out, ref.out);
+        assert(err < 1e-5, `relative error ${err}`);
+        // The tile table covers each expert's assignments exactly once, in expert order.
+        const counts = Array.from({ length: E }, (_, e) => ref.ids.filter((id) => id === e).length);
+        for (let e = 0; e < E; e++) {
+          assertEquals(tiles.filter(([te]) => te === e).reduce((n, [, , c]) => n + c, 0), counts[e], `expert ${e}`);
+        }
+        assert(new Set(ref.ids).size >= 4, "tokens should route to several experts");
+      });
+      await t.step(`${dtype} ${layout} experts (${family} kernels), one expert takes every token and six take none`, async () => {
+        const T = 16;
+        // Positive activations and router rows that rank expert 3 first and 5 second for all.
+        const x = random(T * H, 6).map((v) => 0.1 + Math.abs(v));
+        const router = new Float32Array(E * H).fill(-0.01);
+        router.fill(0.05, 3 * H, 4 * H);
+        router.fill(0.02, 5 * H, 6 * H);
+        const ref = moeRef(x, gamma, router, base.gateUp, base.down, T);
+        assertEquals(new Set(ref.ids), new Set([3, 5]));
+        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, layout, family, { ...base, x, router }, T);
+        assert(relErr(out, ref.out) < 1e-5, `relative error ${relErr(out, ref.out)}`);
+        // 16 tokens per expert: two full tiles of 8 each for experts 3 and 5, none for the rest.
+        assertEquals(tiles.map(([e, , c]) => [e, c]), [[3, 8], [3, 8], [5, 8], [5, 8]]);
+      });
+      await t.step(`${dtype} ${layout} experts (${family} kernels), a decode step reads only its k experts`, async () => {
+        const x = random(H, 7);
+        const router = random(E * H, 8);
+        const ref = moeRef(x, gamma, router, base.gateUp, base.down, 1);
+        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, layout, family, { ...base, x, router }, 1);
+        assert(relErr(out, ref.out) < 1e-5);
+        // One workgroup row per tile reads one expert's rows: the experts read are the tiles'.
+        const read = new Set(tiles.map(([e]) => e));
+        assertEquals([...read].sort(), [...ref.ids].sort());
+        const expertBytes = 3 * H * I * (dtype === "f16" ? 2 : 4);
+        const fraction = (read.size * expertBytes) / (E * expertBytes);
+        assertEquals(fraction, K / E);
+        console.log(`  ${dtype}: decode reads ${read.size * expertBytes} of ${E * expertBytes} expert weight bytes (${fraction} = k/E)`);
+      });
+    }
+  } finally {
+    gpu.device.destroy();
+  }
+});
+
+for (const name of ["qwen3-moe-tiny", "gpt-oss-mxfp4-tiny"]) test(`moe model ${name}: 8 rows (4 prefill chunks, 4 decode rows) routed to different experts equal their solo runs bit for bit; engine info reports total and active parameters`, async (t) => {
+  const golden = await loadGolden(name);
+  const prompts = golden.cases.map((c) => c.prompt_ids);
+  const gpu = await createGpu();
+  try {
+    for (const kernelFamily of KERNEL_FAMILIES) {
+      await t.step(`${kernelFamily} family`, async () => {
+        const runner = await ModelRunner.load(modelDir(name), {
+          gpu,
+          kernelFamily,
+          kvDtype: "f32",
+          maxTokens: 256,
+          maxLogitRows: 256,
+          maxSeqs: 8,
+          blockSize: 8,
+          numBlocks: 128,
+        });
+        try {
+          const bs = 8;
+          const V = runner.spec.vocabSize;
+          const pool = new BlockManager(128, bs);
+          const table = (n: number) => pool.allocate(Math.ceil(n / bs));
+          // Sequences 0..3: the prompts, prefilled alone, then their last token re-run as a decode row.
+          // Sequences 4..7: the prompts minus their last token, prefilled inside the mixed step.
+          const tables = [...prompts.map((p) => table(p.length)), ...prompts.map((p) => table(p.length))];
+          const solo: Float32Array[] = [];
+          for (let i = 0; i < 4; i++) {
+            solo.push(await runner.logits(buildStepBatch([{ tokens: prompts[i], start: 0, blockTable: tables[i], logits: "all" }], bs)));
+          }
+          const chunks: SequenceChunk[] = [
+            ...prompts.map((p, i) => ({ tokens: [p[p.length - 1]], start: p.length - 1, blockTable: tables[i], logits: "last" as const })),
+            ...prompts.map((p, i) => ({ tokens: p.slice(0, -1), start: 0, blockTable: tables[4 + i], logits: "all" as const })),
+          ];
+          const batch = buildStepBatch(chunks, bs);
+          const out = await runner.logits(batch);
+          let row = 0;
+          prompts.forEach((p, i) => {
+            const want = solo[i].subarray((p.length - 1) * V, p.length * V);
+            assertEquals(maxAbsDiff(out.subarray(row * V, (row + 1) * V), want), 0, `decode row ${i}`);
+            row++;
+          });
+          prompts.forEach((p, i) => {
+            const n = p.length - 1;
+            const got = out.subarray(row * V, (row + n) * V);
+            assertEquals(maxAbsDiff(got, solo[i].subarray(0, n * V)), 0, `prefill chunk ${i}`);
+            row += n;
+          });
+          // The last sparse layer's routing of this step: several experts, each with its tokens.
+          const ids = new Uint32Array(await readBuffer(runner.gpu.device, runner.forward.moeScratch!.ids, batch.tokenIds.length * 2 * 4));
+          const used = new Set(ids);
+          assert(used.size >= 6, `the step's tokens route to only ${used.size} experts`);
+          const decodeExperts = new Set(Array.from(ids.subarray(0, 8)));
+          assert(decodeExperts.size >= 3, "the decode rows should route to different experts");
+        } catch (e) {
+          runner.close();
+          throw e;
+        }
+        // Engine info reports total and active parameters (the engine closes the runner).
+        const engine = Engine.start(runner);
+        try {
+          assertEquals(engine.info.parameters, parameterCount(runner.spec));
+          assert(engine.info.parameters!.active < engine.info.parameters!.total / 1.5);
+        } finally {
+          await engine.close();
+        }
+      });
+    }
+  } finally {
+    gpu.device.destroy();
+  }
+});
+
+async function readBuffer(device: GPUDevice, buffer: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
+  const staging = device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const encoder = device.createCommandEncoder();
+  encoder.copyBufferToBuffer(buffer, 0, staging, 0, bytes);
+  device.queue.submit([encoder.finish()]);
+  await staging.mapAsync(GPUMapMode.READ);
+  const out = staging.getMappedRange().slice(0);
+  staging.destroy();
+  return out;
+}
