@@ -27,6 +27,8 @@ import { linearWeightDTypes } from "../model/weights.ts";
 import { type EmbeddingOutput, Scheduler, type SequenceOutput, type StepPlan } from "../scheduler/scheduler.ts";
 import { resolvePooling } from "../model/pooling_config.ts";
 import { Sequence } from "../scheduler/sequence.ts";
+import { SpeculationState, speculationAllowed } from "../scheduler/speculation.ts";
+import { checkSpeculativeConfig } from "./speculative_config.ts";
 import { EngineGrammar } from "./constraints.ts";
 import { EngineMetrics } from "./metrics.ts";
 
@@ -78,7 +80,7 @@ interface Embedder {
 }
 
 /** Engine options of {@link Engine.start} and the constructor. */
-type StartOptions = Pick<EngineOptions, "policy"> & { model?: string; pooling?: Pooling | null };
+type StartOptions = Pick<EngineOptions, "policy" | "speculative"> & { model?: string; pooling?: Pooling | null };
 
 /** The continuous-batching engine over one model. */
 export class Engine {
@@ -101,6 +103,8 @@ export class Engine {
   #grammar: EngineGrammar | null;
   /** Constrained sequences whose matcher is being made (not yet in the scheduler). */
   #preparing = new Set<Sequence>();
+  /** Speculative decoding, or null (off). */
+  #speculative: EngineOptions["speculative"] | null;
   /** Called after every readback and when idle (the Worker posts stats from here). */
   onProgress: (() => void) | null = null;
 
@@ -110,6 +114,10 @@ export class Engine {
       ? new EngineGrammar({ model: options.model, vocabSize: runner.spec.vocabSize, architecture: runner.spec.architecture })
       : null;
     this.#maxBatchTokens = runner.capacity.maxTokens;
+    this.#speculative = options.speculative ? checkSpeculativeConfig(options.speculative) : null;
+    if (this.#speculative && runner.capacity.maxLogitRows < runner.capacity.maxSeqs * (1 + this.#speculative.numSpeculativeTokens)) {
+      throw new EngineError("engine_start_failed", "speculative decoding needs maxLogitRows >= maxSeqs * (1 + numSpeculativeTokens)");
+    }
     this.scheduler = new Scheduler({
       numBlocks: runner.cache.options.numBlocks,
       blockSize: runner.cache.options.blockSize,
@@ -140,11 +148,14 @@ export class Engine {
   /** Loads the model and starts the step loop. */
   static async load(options: EngineLoadOptions): Promise<Engine> {
     const maxSeqs = options.maxSeqs ?? 32;
+    const speculative = options.speculative ? checkSpeculativeConfig(options.speculative) : undefined;
     const pooling = await resolvePooling(options.model, options.pooling);
     const runner = await ModelRunner.load(options.model, {
       attn: options.attn,
       maxTokens: options.maxBatchTokens ?? 256,
       maxSeqs,
+      // Each speculating sequence samples every row of its verification chunk.
+      maxLogitRows: speculative ? maxSeqs * (1 + speculative.numSpeculativeTokens) : undefined,
       blockSize: options.blockSize,
       numBlocks: options.numBlocks,
       kvCacheBytes: options.kvCacheBytes,
@@ -186,6 +197,10 @@ export class Engine {
       const seq = new Sequence(this.#nextSeqId++, request.promptIds, { maxTokens: request.maxTokens, sampling, stopTokenIds }, now);
       // Siblings wait for the first one's prefill and then share its prompt blocks.
       if (i > 0) seq.gate = seqs[0];
+      // Off for constrained rows (the grammar masks each row from the previous token).
+      if (this.#speculative && request.speculative !== false && !grammar && speculationAllowed(sampling)) {
+        seq.speculation = new SpeculationState(this.#speculative);
+      }
       seqs.push(seq);
       this.#members.set(seq, { sink, index: i });
       this.metrics.promptTokens += request.promptIds.length;
@@ -298,6 +313,9 @@ export class Engine {
       promptTokens: m.promptTokens,
       generationTokens: m.generationTokens,
       preemptions: this.scheduler.preemptions,
+      specDraftTokens: this.scheduler.specDraftTokens,
+      specAcceptedTokens: this.scheduler.specAcceptedTokens,
+      specAcceptedPerPosition: [...this.scheduler.specAcceptedPerPosition],
       prefixCacheQueries: blocks.counters.queriedTokens,
       prefixCacheHits: blocks.counters.hitTokens,
       requestsFinished: { ...m.finished },

@@ -186,6 +186,8 @@ export interface GenerateOptions extends
   signal?: AbortSignal;
   /** Constrains the output to JSON, a schema, a regex, a choice or a grammar. */
   responseFormat?: ResponseFormat;
+  /** false: no speculative decoding for this request (default: the engine's setting). */
+  speculative?: boolean;
   /**
    * Functions the model may call. Their calls are parsed out of the output in the model's
    * tool-call format (`toolCalls`, finish reason "tool_calls"); render them into the prompt
@@ -228,6 +230,8 @@ export interface EngineRequest {
   grammar?: GrammarSpec;
   /** With a grammar: it applies only after the output's reasoning (absent: from the start). */
   reasoning?: ReasoningGate;
+  /** false: no speculative decoding for this request (absent: the engine's setting). */
+  speculative?: boolean;
 }
 
 /** A validated embedding request, as the engine receives it (plain data). */
@@ -329,6 +333,8 @@ export const QUANTIZATIONS: readonly Quantization[] = ["q8_0", "q4_0", "none"];
 export interface EngineOptions {
   /** A Hugging Face checkpoint directory, or a `.gguf` file. */
   model: string;
+  /** Speculative decoding (default: off). See docs/speculative.md. */
+  speculative?: SpeculativeConfig;
   /** Token budget of one step (default 256). */
   maxBatchTokens?: number;
   /** KV blocks; sized from `kvCacheBytes` when absent. */
@@ -429,6 +435,19 @@ export interface HistogramSnapshot {
 }
 
 /** Everything `engine.stats()` reports. Times in seconds, sizes in bytes. */
+/**
+ * Speculative decoding (vLLM's `--speculative-config`, camel-cased). Only "ngram" (prompt
+ * lookup) is implemented: each step proposes up to `numSpeculativeTokens` tokens that
+ * followed the latest earlier occurrence of the sequence's last n tokens (n from
+ * `promptLookupMax` down to `promptLookupMin`), verified in one step.
+ */
+export interface SpeculativeConfig {
+  method: "ngram";
+  numSpeculativeTokens: number;
+  promptLookupMax: number;
+  promptLookupMin: number;
+}
+
 export interface EngineStats {
   /** Blocks held by live requests, and in all. */
   kvBlocksUsed: number;
@@ -451,6 +470,10 @@ export interface EngineStats {
   promptTokens: number;
   generationTokens: number;
   preemptions: number;
+  /** Speculative decoding: draft tokens verified, and accepted (in all, and per draft position). */
+  specDraftTokens: number;
+  specAcceptedTokens: number;
+  specAcceptedPerPosition: number[];
   /** Prompt tokens looked up in the prefix cache, and found. */
   prefixCacheQueries: number;
   prefixCacheHits: number;

@@ -1,0 +1,138 @@
+/**
+ * Speculative decoding (n-gram drafts): the draft lookup, the adaptive state, the config
+ * surface, and end to end that speculation changes no output (greedy and seeded sampling,
+ * 8 concurrent streams with mixed lengths and stops), accepts drafts on a copying prompt and
+ * leaves no KV block behind.
+ */
+import { test } from "./helpers/test.ts";
+import { createEngine, type EngineClient, type GenerateOptions, type SpeculativeConfig } from "../mod.ts";
+import { modelDir } from "./helpers/reference.ts";
+import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
+import { ngramDraft, SpeculationState } from "../src/scheduler/speculation.ts";
+import { parseSpeculativeConfig } from "../src/engine/speculative_config.ts";
+import { LlmError } from "../src/types/api.ts";
+
+const NGRAM: SpeculativeConfig = { method: "ngram", numSpeculativeTokens: 4, promptLookupMax: 4, promptLookupMin: 2 };
+
+test("ngramDraft: the tokens after the latest earlier occurrence of the longest matching suffix", () => {
+  // Suffix [1,2,3] last occurred at 4..6, followed by 9, 1, 2.
+  assertEquals(ngramDraft([1, 2, 3, 7, 1, 2, 3, 9, 1, 2, 3], 3, 4, 2), [9, 1, 2]);
+  // Longer n wins over a later shorter match: [5,1,2] at 0..2 (then 8), [1,2] later (then 6).
+  assertEquals(ngramDraft([5, 1, 2, 8, 1, 2, 6, 5, 1, 2], 2, 3, 2), [8, 1]);
+  assertEquals(ngramDraft([5, 1, 2, 8, 1, 2, 6, 5, 1, 2], 2, 2, 2), [6, 5]);
+  // Runs to the end of the tokens at most; none below promptLookupMin.
+  assertEquals(ngramDraft([4, 4, 4], 5, 4, 2), [4]);
+  assertEquals(ngramDraft([1, 2, 3, 4], 3, 4, 2), []);
+  assertEquals(ngramDraft([1, 2, 3, 1], 3, 4, 2), []);
+  assertEquals(ngramDraft([1, 2, 3, 1], 3, 4, 1), [2, 3, 1]);
+});
+
+test("SpeculationState: backs off to plain decoding where drafts fail, and grows k where they pass", () => {
+  const s = new SpeculationState(NGRAM);
+  assertEquals(s.draft([1, 2, 3], 4), []);
+  assert(!s.active, "no draft found: backs off");
+  for (let i = 0; i < 8; i++) s.plainStep();
+  assert(s.active, "speculates again after the backoff");
+  s.observe(4, 0);
+  assertEquals(s.k, 3);
+  s.observe(3, 0);
+  s.observe(2, 0);
+  s.observe(1, 0);
+  assert(!s.active, "k reached 0: plain decoding for a while");
+  for (let i = 0; i < 16; i++) s.plainStep();
+  assert(s.active, "the second backoff is twice as long");
+  s.observe(1, 1);
+  assertEquals(s.k, 2);
+});
+
+test("speculative config: vLLM's JSON, errors naming the field, draft/mtp not supported yet", () => {
+  assertEquals(parseSpeculativeConfig('{"method":"ngram","num_speculative_tokens":4,"prompt_lookup_max":4,"prompt_lookup_min":2}'), NGRAM);
+  const param = (json: string) => {
+    const e = assertThrows(() => parseSpeculativeConfig(json), LlmError);
+    assertEquals(e.code, "invalid_request");
+    return { param: e.param, message: e.message };
+  };
+  assertEquals(param('{"method":"ngram","num_speculative_tokens":0}').param, "speculative.numSpeculativeTokens");
+  assertEquals(param('{"method":"ngram","num_speculative_tokens":2,"prompt_lookup_max":2,"prompt_lookup_min":3}').param, "speculative.promptLookupMin");
+  assertEquals(param('{"method":"ngram","num_speculative_tokens":2,"lookahead":1}').param, "speculative.lookahead");
+  assertEquals(param("[1]").param, "speculative.config");
+  assertEquals(param("{").param, "speculative.config");
+  for (const method of ["draft", "mtp"]) {
+    const e = param(`{"method":"${method}","num_speculative_tokens":2}`);
+    assertEquals(e.param, "speculative.method");
+    assert(/not supported yet/.test(e.message), e.message);
+  }
+});
+
+/** A passage the greedy continuation copies from. */
+const COPY = "Lily and Tom were friends. They liked to play in the garden every day. Lily and Tom were friends. They liked to play";
+
+const PROMPTS = [
+  "Once upon a time",
+  "The little dog ran to the park and saw a",
+  COPY,
+  "A",
+  "Tom had a big red ball. He liked to",
+  "One day, a girl named Sue went to the store with her mom. She wanted to buy",
+  "The sun was",
+  "Ben",
+];
+
+/** 8 streams of mixed lengths; some cut by a stop string or a small max_tokens. */
+function workload(extra: Partial<GenerateOptions> = {}): GenerateOptions[] {
+  return PROMPTS.map((prompt, i) => ({
+    prompt,
+    maxTokens: 3 + ((i * 11) % 37),
+    ignoreEos: true,
+    ...(i === 5 ? { stop: ["the"] } : {}),
+    ...extra,
+    ...(extra.seed !== undefined ? { seed: extra.seed + i } : {}),
+  }));
+}
+
+async function idle(engine: EngineClient): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const s = engine.stats();
+    if (s.running === 0 && s.waiting === 0) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+for (const kernelFamily of ["cpu", "gpu"] as const) {
+  test(`speculative (${kernelFamily} kernels): outputs equal plain decoding; copying accepts drafts; no block left`, async () => {
+    const opts = { model: modelDir("stories260K"), maxBatchTokens: 64, maxSeqs: 8, kernelFamily, blockSize: 8 };
+    const plain = await createEngine(opts);
+    const spec = await createEngine({ ...opts, speculative: NGRAM });
+    try {
+      for (const extra of [{}, { temperature: 1, seed: 7 }, { logprobs: 2 }] as Partial<GenerateOptions>[]) {
+        const reqs = workload(extra);
+        const want = await Promise.all(reqs.map((r) => plain.generate(r)));
+        const got = await Promise.all(reqs.map((r) => spec.generate(r)));
+        got.forEach((r, i) => {
+          assertEquals(r.ids, want[i].ids, `${JSON.stringify(extra)} request ${i}`);
+          assertEquals(r.text, want[i].text);
+          assertEquals(r.finishReason, want[i].finishReason);
+          if (extra.logprobs) {
+            const lp = (x: typeof r) => x.logprobs!.map((t) => t.logprob);
+            lp(r).forEach((v, j) => assert(Math.abs(v - lp(want[i])[j]) < 1e-3, `logprob ${j}: ${v} vs ${lp(want[i])[j]}`));
+          }
+        });
+      }
+      const s = spec.stats();
+      assert(s.specDraftTokens > 0 && s.specAcceptedTokens > 0, `no accepted drafts: ${s.specDraftTokens}/${s.specAcceptedTokens}`);
+      assert(s.specAcceptedTokens <= s.specDraftTokens);
+      assertEquals(s.specAcceptedPerPosition[0] <= s.specAcceptedTokens, true);
+      // Speculation off for the request: no drafts.
+      const before = s.specDraftTokens;
+      const off = await spec.generate({ prompt: COPY, maxTokens: 30, ignoreEos: true, speculative: false });
+      assertEquals(off.ids, (await plain.generate({ prompt: COPY, maxTokens: 30, ignoreEos: true })).ids);
+      assertEquals(spec.stats().specDraftTokens, before);
+      assertEquals(plain.stats().specDraftTokens, 0);
+      await idle(spec);
+      assertEquals(spec.stats().kvBlocksUsed, 0);
+    } finally {
+      await plain.close();
+      await spec.close();
+    }
+  });
+}
