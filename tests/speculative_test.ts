@@ -10,7 +10,13 @@ import { modelDir } from "./helpers/reference.ts";
 import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
 import { ngramDraft, SpeculationState } from "../src/scheduler/speculation.ts";
 import { parseSpeculativeConfig } from "../src/engine/speculative_config.ts";
-import { LlmError } from "../src/types/api.ts";
+import { LlmError, SAMPLING_DEFAULTS } from "../src/types/api.ts";
+import { Scheduler } from "../src/scheduler/scheduler.ts";
+import { Sequence } from "../src/scheduler/sequence.ts";
+import { parseServeArgs, UsageError } from "../src/server/args.ts";
+import { parseArgs } from "../src/cli/main.ts";
+import { post, testServer } from "./helpers/server.ts";
+import { VLLM_METRICS, VLLM_SPEC_PER_POSITION } from "../src/server/vllm_metrics.ts";
 
 const NGRAM: SpeculativeConfig = { method: "ngram", numSpeculativeTokens: 4, promptLookupMax: 4, promptLookupMin: 2 };
 
@@ -45,6 +51,48 @@ test("SpeculationState: backs off to plain decoding where drafts fail, and grows
   assertEquals(s.k, 2);
 });
 
+test("scheduler: a verification chunk drafts after the known tokens; a rejection rolls KV back and frees the emptied block", () => {
+  const sched = new Scheduler({ numBlocks: 16, blockSize: 2, maxBatchTokens: 64, maxSeqs: 4, policy: "fifo" });
+  const seq = new Sequence(0, [1, 2, 3, 1, 2, 3, 1, 2], { maxTokens: 20, sampling: { ...SAMPLING_DEFAULTS }, stopTokenIds: new Set([99]) }, 0);
+  seq.speculation = new SpeculationState(NGRAM);
+  sched.add(seq);
+  assertEquals(sched.schedule().chunks[0].count, 8);
+  // Speculating: no decode until the sampled token is known on the CPU.
+  assertEquals(sched.schedule().chunks, []);
+  const row = (outputIndex: number, id: number) => ({ seq, outputIndex, token: { id, logprob: 0 } });
+  sched.postprocess([row(0, 3)]);
+  const plan = sched.schedule();
+  // [.. 3 1 2 3]: the suffix [3 1 2 3] last occurred at 2..5, followed by [1 2 3].
+  assertEquals(plan.chunks.map((c) => [c.start, c.count, c.draft]), [[8, 4, [1, 2, 3]]]);
+  assertEquals(seq.blockTable.length, 6);
+  const used = sched.blocks.usedCount;
+  // Row 0 samples 7, not the draft's 1: only 7 is kept; rows 1-3 are dropped.
+  const out = sched.postprocess([row(1, 7), row(2, 2), row(3, 3), row(4, 4)]);
+  assertEquals(out[0].ids, [7]);
+  assertEquals(seq.outputIds, [3, 7]);
+  assertEquals(seq.numComputed, 9);
+  assertEquals(seq.blockTable.length, 5);
+  assertEquals(sched.blocks.usedCount, used - 1);
+  assertEquals([sched.specDraftTokens, sched.specAcceptedTokens], [3, 0]);
+  // A draft accepted in part, then a stop token inside the accepted tokens ends the sequence.
+  seq.speculation.k = 4;
+  sched.postprocess([]);
+  let next = sched.schedule();
+  while (next.chunks.length && !next.chunks[0].draft) {
+    const c = next.chunks[0];
+    sched.postprocess([row(seq.outputIds.length, 1)]);
+    assert(c.count === 1);
+    next = sched.schedule();
+  }
+  const draft = next.chunks[0].draft!;
+  const base = seq.outputIds.length;
+  const rows = [row(base, draft[0]), row(base + 1, 99), ...draft.slice(2).map((_, i) => row(base + 2 + i, 5)), row(base + draft.length, 5)];
+  const end = sched.postprocess(rows.slice(0, draft.length + 1));
+  assertEquals(end[0].ids, [draft[0], 99]);
+  assertEquals(end[0].finishReason, "stop");
+  assertEquals(sched.blocks.usedCount, 0);
+});
+
 test("speculative config: vLLM's JSON, errors naming the field, draft/mtp not supported yet", () => {
   assertEquals(parseSpeculativeConfig('{"method":"ngram","num_speculative_tokens":4,"prompt_lookup_max":4,"prompt_lookup_min":2}'), NGRAM);
   const param = (json: string) => {
@@ -64,8 +112,22 @@ test("speculative config: vLLM's JSON, errors naming the field, draft/mtp not su
   }
 });
 
+test("--speculative-config: serve.ts and the CLI take vLLM's flag; a bad field is a usage error naming it", async () => {
+  const json = '{"method":"ngram","num_speculative_tokens":4,"prompt_lookup_max":4,"prompt_lookup_min":2}';
+  assertEquals(parseServeArgs(["--speculative-config", json], () => undefined)!.tuning!.speculative, NGRAM);
+  assertEquals(parseServeArgs([], () => undefined)!.tuning!.speculative, undefined);
+  const e = assertThrows(() => parseServeArgs(["--speculative-config", '{"method":"ngram","num_speculative_tokens":-1}'], () => undefined), UsageError);
+  assert(/num_speculative_tokens|numSpeculativeTokens/.test(e.message), e.message);
+  const mtp = assertThrows(() => parseServeArgs(["--speculative-config", '{"method":"mtp","num_speculative_tokens":1}'], () => undefined), UsageError);
+  assert(/not supported yet/.test(mtp.message), mtp.message);
+  assertEquals(parseArgs(["generate", "--speculative-config", json]).flags.get("speculative-config"), json);
+  // createEngine refuses a bad setting as the caller's error, before loading anything.
+  const bad = await createEngine({ model: modelDir("stories260K"), speculative: { ...NGRAM, numSpeculativeTokens: 0 } }).catch((x) => x);
+  assert(bad instanceof LlmError && bad.code === "invalid_request" && bad.param === "speculative.numSpeculativeTokens", String(bad));
+});
+
 /** A passage the greedy continuation copies from. */
-const COPY = "Lily and Tom were friends. They liked to play in the garden every day. Lily and Tom were friends. They liked to play";
+const COPY = "The cat sat on the mat. The cat sat on the mat. The cat sat on the mat. The cat";
 
 const PROMPTS = [
   "Once upon a time",
@@ -120,7 +182,8 @@ for (const kernelFamily of ["cpu", "gpu"] as const) {
       }
       const s = spec.stats();
       assert(s.specDraftTokens > 0 && s.specAcceptedTokens > 0, `no accepted drafts: ${s.specDraftTokens}/${s.specAcceptedTokens}`);
-      assert(s.specAcceptedTokens <= s.specDraftTokens);
+      // Some drafts were rejected too: the rollback path ran.
+      assert(s.specAcceptedTokens < s.specDraftTokens, `every draft accepted: ${s.specDraftTokens}/${s.specAcceptedTokens}`);
       assertEquals(s.specAcceptedPerPosition[0] <= s.specAcceptedTokens, true);
       // Speculation off for the request: no drafts.
       const before = s.specDraftTokens;
@@ -136,3 +199,24 @@ for (const kernelFamily of ["cpu", "gpu"] as const) {
     }
   });
 }
+
+test("speculative server: per-request speculative field, and the spec_decode counters in /metrics", async () => {
+  const s = await testServer("stories260K", { maxSeqs: 4, tuning: { speculative: NGRAM } });
+  try {
+    const body = { model: "stories260K", prompt: COPY, max_tokens: 40, temperature: 0, ignore_eos: true };
+    const on = await post(`${s.base}/v1/completions`, body);
+    assertEquals(on.status, 200);
+    const off = await post(`${s.base}/v1/completions`, { ...body, speculative: false });
+    assertEquals(off.status, 200);
+    assertEquals(off.json.choices[0].text, on.json.choices[0].text);
+    const bad = await post(`${s.base}/v1/completions`, { ...body, speculative: "yes" });
+    assertEquals(bad.status, 400);
+    const text = await (await fetch(`${s.base}/metrics`)).text();
+    const value = (name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, "m").exec(text)?.[1]);
+    assert(value(VLLM_METRICS.specDraftTokens) > 0, text.split("\n").filter((l) => l.includes("spec")).join("\n"));
+    assert(value(VLLM_METRICS.specAcceptedTokens) > 0, "accepted tokens");
+    assert(value(VLLM_SPEC_PER_POSITION) > 0, "accepted at position 0");
+  } finally {
+    await s.close();
+  }
+});

@@ -125,6 +125,7 @@ export class Engine {
       maxSeqs: runner.capacity.maxSeqs,
       policy: options.policy ?? "fifo",
     });
+    if (this.#speculative) this.scheduler.specAcceptedPerPosition = new Array(this.#speculative.numSpeculativeTokens).fill(0);
     this.info = {
       vocabSize: runner.spec.vocabSize,
       maxContext: runner.maxContext,
