@@ -37,16 +37,23 @@ test("SpeculationState: backs off to plain decoding where drafts fail, and grows
   const s = new SpeculationState(NGRAM);
   assertEquals(s.draft([1, 2, 3], 4), []);
   assert(!s.active, "no draft found: backs off");
-  for (let i = 0; i < 8; i++) s.plainStep();
-  assert(s.active, "speculates again after the backoff");
+  for (let i = 0; i < 8; i++) s.plainStep(() => [1, 2, 3, 1, 2], 5);
+  assert(!s.active, "still backing off");
+  s.plainStep(() => [1, 2, 3, 4], 4);
+  assert(!s.active, "nothing to copy in the known tokens: stays plain");
+  s.plainStep(() => [1, 2, 3, 4, 2, 3], 6);
+  assert(s.active, "speculates again once the known tokens repeat an n-gram");
   s.observe(4, 0);
   assertEquals(s.k, 3);
   s.observe(3, 0);
   s.observe(2, 0);
   s.observe(1, 0);
   assert(!s.active, "k reached 0: plain decoding for a while");
-  for (let i = 0; i < 16; i++) s.plainStep();
-  assert(s.active, "the second backoff is twice as long");
+  const repeat = () => [1, 2, 1, 2];
+  for (let i = 0; i < 16; i++) s.plainStep(repeat, 4 + i);
+  assert(!s.active, "the second backoff is twice as long");
+  s.plainStep(repeat, 100);
+  assert(s.active, "speculates again after it");
   s.observe(1, 1);
   assertEquals(s.k, 2);
 });
@@ -164,7 +171,8 @@ for (const kernelFamily of ["cpu", "gpu"] as const) {
   test(`speculative (${kernelFamily} kernels): outputs equal plain decoding; copying accepts drafts; no block left`, async () => {
     const opts = { model: modelDir("stories260K"), maxBatchTokens: 64, maxSeqs: 8, kernelFamily, blockSize: 8 };
     const plain = await createEngine(opts);
-    const spec = await createEngine({ ...opts, speculative: NGRAM });
+    // n from 4 down to 1: more drafts, so rejections and rollbacks happen too.
+    const spec = await createEngine({ ...opts, speculative: { ...NGRAM, promptLookupMin: 1 } });
     try {
       for (const extra of [{}, { temperature: 1, seed: 7 }, { logprobs: 2 }] as Partial<GenerateOptions>[]) {
         const reqs = workload(extra);
@@ -215,6 +223,7 @@ test("speculative server: per-request speculative field, and the spec_decode cou
     const value = (name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, "m").exec(text)?.[1]);
     assert(value(VLLM_METRICS.specDraftTokens) > 0, text.split("\n").filter((l) => l.includes("spec")).join("\n"));
     assert(value(VLLM_METRICS.specAcceptedTokens) > 0, "accepted tokens");
+    assert(value(VLLM_METRICS.specDrafts) > 0 && value(VLLM_METRICS.specDrafts) <= value(VLLM_METRICS.specDraftTokens), "drafts");
     assert(value(VLLM_SPEC_PER_POSITION) > 0, "accepted at position 0");
   } finally {
     await s.close();
@@ -227,11 +236,12 @@ for (const model of ["llama-tiny", "qwen3-tiny"]) {
     const plain = await createEngine(opts);
     const spec = await createEngine({ ...opts, speculative: { ...NGRAM, promptLookupMin: 1 } });
     try {
-      // Random-weight models rarely copy: also feed them token ids that repeat.
+      // Random-weight models rarely copy: also feed them token ids that repeat, and one prompt
+      // holding every id of the 512-token vocabulary, so its first decode always drafts (n = 1).
       const reqs: GenerateOptions[] = [
         ...workload().slice(0, 6),
-        { prompt: [5, 6, 7, 8, 5, 6, 7, 8, 5, 6, 7, 8, 5, 6], maxTokens: 20, ignoreEos: true },
-        { prompt: [9, 9, 9, 9, 9, 9], maxTokens: 13, ignoreEos: true },
+        { prompt: [5, 6, 7, 8, 5, 6, 7, 8, 5, 6, 7, 8, 5, 6], maxTokens: 40, ignoreEos: true },
+        { prompt: Array.from({ length: 512 }, (_, i) => i), maxTokens: 33, ignoreEos: true },
       ];
       const want = await Promise.all(reqs.map((r) => plain.generate(r)));
       const got = await Promise.all(reqs.map((r) => spec.generate(r)));

@@ -314,6 +314,7 @@ export class Engine {
       promptTokens: m.promptTokens,
       generationTokens: m.generationTokens,
       preemptions: this.scheduler.preemptions,
+      specDrafts: this.scheduler.specDrafts,
       specDraftTokens: this.scheduler.specDraftTokens,
       specAcceptedTokens: this.scheduler.specAcceptedTokens,
       specAcceptedPerPosition: [...this.scheduler.specAcceptedPerPosition],

@@ -113,6 +113,7 @@ export class Scheduler {
   readonly draining: Set<Sequence> = new Set();
   preemptions = 0;
   /** Speculative decoding: draft tokens verified, accepted, and accepted per draft position. */
+  specDrafts = 0;
   specDraftTokens = 0;
   specAcceptedTokens = 0;
   specAcceptedPerPosition: number[] = [];
@@ -230,6 +231,7 @@ export class Scheduler {
     const spec = seq.speculation!;
     const v = spec.verification!;
     spec.verification = null;
+    this.specDrafts++;
     this.specDraftTokens += v.draft.length;
     this.specAcceptedTokens += v.accepted;
     for (let i = 0; i < v.accepted; i++) this.specAcceptedPerPosition[i] = (this.specAcceptedPerPosition[i] ?? 0) + 1;
@@ -371,7 +373,7 @@ export class Scheduler {
     const spec = seq.speculation;
     if (!spec) return [];
     if (!spec.active || seq.pending > 0) {
-      spec.plainStep();
+      spec.plainStep(() => seq.knownTokens(), seq.knownLength);
       return [];
     }
     // The step makes at most draft + 1 tokens: within maxTokens and the token budget.

@@ -14,8 +14,13 @@
  */
 import type { SamplingParams, SpeculativeConfig } from "../types/api.ts";
 
-/** Generated tokens a sequence decodes plainly (pipelined) after its first backoff. */
+/** Plain (pipelined) decode steps after a first backoff, before looking for n-grams again. */
 const FIRST_BACKOFF = 8;
+/**
+ * Synchronous decode steps a sequence keeps looking for a draft after an n-gram match among
+ * its known tokens armed it: the tokens still in flight then have moved its suffix on.
+ */
+const GRACE_STEPS = 4;
 /** Longest backoff, in generated tokens. */
 const MAX_BACKOFF = 256;
 
@@ -63,8 +68,14 @@ export class SpeculationState {
   readonly config: SpeculativeConfig;
   /** Tokens to draft next time (adapts between 1 and numSpeculativeTokens). */
   k: number;
-  /** Plain decode steps left before speculating again. */
+  /** Speculating: each decode waits for every token to be known, then drafts. */
+  #armed = true;
+  /** Plain decode steps left before looking for an n-gram again. */
   #cooldown = 0;
+  /** Known length at the last look for an n-gram while plain. */
+  #lookedAt = -1;
+  /** Draft lookups that may still find nothing before backing off again. */
+  #grace = 0;
   #backoff = FIRST_BACKOFF;
   /** The verification step in flight, if any. */
   verification: Verification | null = null;
@@ -76,19 +87,36 @@ export class SpeculationState {
 
   /** Whether the next decode speculates (and so waits for every token to be known). */
   get active(): boolean {
-    return this.#cooldown === 0;
+    return this.#armed;
   }
 
-  /** A plain decode step was scheduled (counts down a backoff). */
-  plainStep(): void {
-    if (this.#cooldown > 0) this.#cooldown--;
+  /**
+   * A plain (pipelined) decode step was scheduled: counts down the backoff, then looks for an
+   * n-gram match among the tokens known so far (new ones arrive with each readback) and
+   * speculates again only once one is found, so text with nothing to copy never stops the
+   * pipeline to probe.
+   */
+  plainStep(known: () => readonly number[], knownLength: number): void {
+    if (this.#armed) return;
+    if (this.#cooldown > 0) {
+      this.#cooldown--;
+      return;
+    }
+    if (knownLength === this.#lookedAt) return;
+    this.#lookedAt = knownLength;
+    const c = this.config;
+    if (ngramDraft(known(), 1, c.promptLookupMax, c.promptLookupMin).length > 0) {
+      this.#armed = true;
+      this.#grace = GRACE_STEPS;
+    }
   }
 
   /** Drafts up to min(k, limit) tokens after `tokens`; none found backs off. */
   draft(tokens: readonly number[], limit: number): number[] {
     const c = this.config;
     const d = ngramDraft(tokens, Math.min(this.k, limit), c.promptLookupMax, c.promptLookupMin);
-    if (d.length === 0 && limit > 0) this.#backOff();
+    if (d.length > 0) this.#grace = 0;
+    else if (limit > 0 && this.#grace-- <= 0) this.#backOff();
     return d;
   }
 
@@ -110,6 +138,7 @@ export class SpeculationState {
   }
 
   #backOff(): void {
+    this.#armed = false;
     this.#cooldown = this.#backoff;
     this.#backoff = Math.min(MAX_BACKOFF, this.#backoff * 2);
   }

@@ -470,7 +470,8 @@ export interface EngineStats {
   promptTokens: number;
   generationTokens: number;
   preemptions: number;
-  /** Speculative decoding: draft tokens verified, and accepted (in all, and per draft position). */
+  /** Speculative decoding: verification steps (drafts), draft tokens verified, and accepted (in all, and per draft position). */
+  specDrafts: number;
   specDraftTokens: number;
   specAcceptedTokens: number;
   specAcceptedPerPosition: number[];

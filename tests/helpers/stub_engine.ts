@@ -36,6 +36,7 @@ export function idleStats(info: EngineInfo): EngineStats {
     promptTokens: 0,
     generationTokens: 0,
     preemptions: 0,
+    specDrafts: 0,
     specDraftTokens: 0,
     specAcceptedTokens: 0,
     specAcceptedPerPosition: [],
