@@ -35,14 +35,30 @@ interface Row {
   acceptance: number;
 }
 
-/** Best of 3 runs (after a warm-up run), against noise on a shared machine. */
-async function timed(engine: EngineClient, reqs: GenerateOptions[]): Promise<{ tokens: number; seconds: number }> {
-  let best = { tokens: 0, seconds: Infinity };
-  for (let run = 0; run < 4; run++) {
-    const t0 = performance.now();
-    const out = await Promise.all(reqs.map((r) => engine.generate(r)));
-    const seconds = (performance.now() - t0) / 1000;
-    if (run > 0 && seconds < best.seconds) best = { tokens: out.reduce((n, r) => n + r.ids.length, 0), seconds };
+interface Timing {
+  tokens: number;
+  seconds: number;
+}
+
+async function once(engine: EngineClient, reqs: GenerateOptions[]): Promise<Timing> {
+  const t0 = performance.now();
+  const out = await Promise.all(reqs.map((r) => engine.generate(r)));
+  return { tokens: out.reduce((n, r) => n + r.ids.length, 0), seconds: (performance.now() - t0) / 1000 };
+}
+
+/**
+ * Best of 5 runs of each engine (after a warm-up run each), alternating, so that noise on a
+ * shared machine hits both alike.
+ */
+async function timedPair(a: EngineClient, b: EngineClient, reqs: GenerateOptions[]): Promise<[Timing, Timing]> {
+  await once(a, reqs);
+  await once(b, reqs);
+  const best: [Timing, Timing] = [{ tokens: 0, seconds: Infinity }, { tokens: 0, seconds: Infinity }];
+  for (let run = 0; run < 5; run++) {
+    for (const [i, engine] of [a, b].entries()) {
+      const t = await once(engine, reqs);
+      if (t.seconds < best[i].seconds) best[i] = t;
+    }
   }
   return best;
 }
@@ -66,9 +82,8 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   try {
     for (const [name, reqs] of workloads) {
-      const p = await timed(plain, reqs);
       const before = spec.stats();
-      const s = await timed(spec, reqs);
+      const [p, s] = await timedPair(plain, spec, reqs);
       const after = spec.stats();
       const drafts = after.specDrafts - before.specDrafts;
       const accepted = after.specAcceptedTokens - before.specAcceptedTokens;

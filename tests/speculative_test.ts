@@ -39,20 +39,20 @@ test("SpeculationState: backs off to plain decoding where drafts fail, and grows
   assert(!s.active, "no draft found: backs off");
   for (let i = 0; i < 8; i++) s.plainStep(() => [1, 2, 3, 1, 2], 5);
   assert(!s.active, "still backing off");
-  s.plainStep(() => [1, 2, 3, 4], 4);
-  assert(!s.active, "nothing to copy in the known tokens: stays plain");
-  s.plainStep(() => [1, 2, 3, 4, 2, 3], 6);
-  assert(s.active, "speculates again once the known tokens repeat an n-gram");
+  s.plainStep(() => [1, 2, 3, 4, 7, 8, 9, 10], 8);
+  assert(!s.active, "no draft of the last few tokens would have predicted them: stays plain");
+  s.plainStep(() => [5, 1, 2, 3, 9, 1, 2, 3, 9], 9);
+  assert(s.active, "a draft after [.. 9 1 2] ([3 9]) would have predicted [3 9]: speculates again");
   s.observe(4, 0);
   assertEquals(s.k, 3);
   s.observe(3, 0);
   s.observe(2, 0);
   s.observe(1, 0);
   assert(!s.active, "k reached 0: plain decoding for a while");
-  const repeat = () => [1, 2, 1, 2];
-  for (let i = 0; i < 16; i++) s.plainStep(repeat, 4 + i);
+  const repeat = (n: number) => () => Array.from({ length: n }, (_, i) => i % 2);
+  for (let i = 0; i < 16; i++) s.plainStep(repeat(4 + i), 4 + i);
   assert(!s.active, "the second backoff is twice as long");
-  s.plainStep(repeat, 100);
+  s.plainStep(repeat(40), 40);
   assert(s.active, "speculates again after it");
   s.observe(1, 1);
   assertEquals(s.k, 2);
@@ -154,6 +154,7 @@ function workload(extra: Partial<GenerateOptions> = {}): GenerateOptions[] {
     maxTokens: 3 + ((i * 11) % 37),
     ignoreEos: true,
     ...(i === 5 ? { stop: ["the"] } : {}),
+    ...(prompt === COPY ? { maxTokens: 60 } : {}),
     ...extra,
     ...(extra.seed !== undefined ? { seed: extra.seed + i } : {}),
   }));
@@ -211,7 +212,7 @@ for (const kernelFamily of ["cpu", "gpu"] as const) {
 test("speculative server: per-request speculative field, and the spec_decode counters in /metrics", async () => {
   const s = await testServer("stories260K", { maxSeqs: 4, tuning: { speculative: NGRAM } });
   try {
-    const body = { model: "stories260K", prompt: COPY, max_tokens: 40, temperature: 0, ignore_eos: true };
+    const body = { model: "stories260K", prompt: COPY, max_tokens: 64, temperature: 0, ignore_eos: true };
     const on = await post(`${s.base}/v1/completions`, body);
     assertEquals(on.status, 200);
     const off = await post(`${s.base}/v1/completions`, { ...body, speculative: false });

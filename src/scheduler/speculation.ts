@@ -20,7 +20,9 @@ const FIRST_BACKOFF = 8;
  * Synchronous decode steps a sequence keeps looking for a draft after an n-gram match among
  * its known tokens armed it: the tokens still in flight then have moved its suffix on.
  */
-const GRACE_STEPS = 4;
+const GRACE_STEPS = 2;
+/** Tokens a draft made in hindsight must have predicted to arm a plain sequence again. */
+const HINDSIGHT_HITS = 2;
 /** Longest backoff, in generated tokens. */
 const MAX_BACKOFF = 256;
 
@@ -91,10 +93,11 @@ export class SpeculationState {
   }
 
   /**
-   * A plain (pipelined) decode step was scheduled: counts down the backoff, then looks for an
-   * n-gram match among the tokens known so far (new ones arrive with each readback) and
-   * speculates again only once one is found, so text with nothing to copy never stops the
-   * pipeline to probe.
+   * A plain (pipelined) decode step was scheduled: counts down the backoff, then, each time
+   * a readback brought new tokens, asks in hindsight whether a draft made before them would
+   * have predicted them, and speculates again only when it would have (at least
+   * {@link HINDSIGHT_HITS} tokens), so text with nothing to copy never stops the pipeline to
+   * probe.
    */
   plainStep(known: () => readonly number[], knownLength: number): void {
     if (this.#armed) return;
@@ -104,10 +107,18 @@ export class SpeculationState {
     }
     if (knownLength === this.#lookedAt) return;
     this.#lookedAt = knownLength;
+    const tokens = known();
     const c = this.config;
-    if (ngramDraft(known(), 1, c.promptLookupMax, c.promptLookupMin).length > 0) {
+    const need = Math.min(HINDSIGHT_HITS, c.numSpeculativeTokens);
+    // Drafts that would have been made 2..4 tokens ago.
+    for (let from = knownLength - need; from >= Math.max(1, knownLength - 4); from--) {
+      const d = ngramDraft(tokens.slice(0, from), need, c.promptLookupMax, c.promptLookupMin);
+      let hits = 0;
+      while (hits < d.length && tokens[from + hits] === d[hits]) hits++;
+      if (hits === 0 || hits < Math.min(need, d.length)) continue;
       this.#armed = true;
       this.#grace = GRACE_STEPS;
+      return;
     }
   }
 
