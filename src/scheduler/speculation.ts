@@ -71,7 +71,7 @@ export class SpeculationState {
   /** Tokens to draft next time (adapts between 1 and numSpeculativeTokens). */
   k: number;
   /** Speculating: each decode waits for every token to be known, then drafts. */
-  #armed = true;
+  #armed = false;
   /** Plain decode steps left before looking for an n-gram again. */
   #cooldown = 0;
   /** Known length at the last look for an n-gram while plain. */
