@@ -35,6 +35,7 @@ export type {
   ResponseFormat,
   SamplingParams,
   SchedulerPolicy,
+  SpeculativeConfig,
   TokenLogprob,
   ToolCall,
   ToolCallDelta,

@@ -6,6 +6,7 @@
  * @module
  */
 import { stopWorker } from "../runtime/runtime.ts";
+import { checkSpeculativeConfig } from "../engine/speculative_config.ts";
 import { Tokenizer } from "../model/tokenizer.ts";
 import { GrammarError } from "../grammar/errors.ts";
 import { loadModelVocabulary, modelToolFormat } from "../grammar/model_vocabulary.ts";
@@ -135,6 +136,8 @@ export class EngineClient {
    */
   static async create(options: CreateEngineOptions): Promise<EngineClient> {
     const { onStats, onLoadProgress, grammar, ...engineOptions } = options;
+    // A bad setting is the caller's error (naming the field), not a failed engine start.
+    if (engineOptions.speculative) engineOptions.speculative = checkSpeculativeConfig(engineOptions.speculative);
     const tokenizer = await Tokenizer.load(options.model);
     const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
     const first = await new Promise<FromWorker>((resolve, reject) => {

@@ -128,6 +128,9 @@ export function validateRequest(
       throw new InvalidRequestError("logprobs", "must be a boolean or a number");
     }
   }
+  if (options.speculative !== undefined && typeof options.speculative !== "boolean") {
+    throw new InvalidRequestError("speculative", "must be a boolean");
+  }
   if (!options.ignoreEos) {
     for (const id of limits.eosTokenIds ?? []) if (!stopTokenIds.includes(id)) stopTokenIds.push(id);
   }
@@ -139,6 +142,7 @@ export function validateRequest(
     sampling: { temperature, topK, topP, minP, repetitionPenalty, presencePenalty, frequencyPenalty, seed, logprobs, topLogprobs },
     stopTokenIds,
     ...(grammar ? { grammar } : {}),
+    ...(options.speculative === false ? { speculative: false } : {}),
   };
 }
 

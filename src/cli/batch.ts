@@ -43,7 +43,7 @@ export interface BatchCliOptions {
   /** Load-time quantization of the decoder's linear weights. */
   quantization?: Quantization;
   /** Kernel family, KV-cache type and quantized-activation path (engine defaults when absent). */
-  tuning?: Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations" | "allowFallbackAdapter">;
+  tuning?: Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations" | "allowFallbackAdapter" | "speculative">;
   /** Progress on stderr (default true). */
   progress?: boolean;
   /**

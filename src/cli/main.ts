@@ -22,16 +22,17 @@ import { convertToGguf } from "../model/gguf/convert.ts";
 import { ModelRunner } from "../runner/model_runner.ts";
 import { buildStepBatch } from "../runner/step_meta.ts";
 import { runBatch } from "./batch.ts";
-import { UsageError } from "../server/args.ts";
+import { speculativeConfigFlag, UsageError } from "../server/args.ts";
 
 const USAGE = `usage:
   cli generate --model DIR|FILE.gguf --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
                [--top-p P] [--min-p P] [--seed S] [--ignore-eos] [--json] [--attn paged|eager]
                [--quantization q8_0|q4_0|none] [--quantized-activations]
                [--kernel-family cpu|gpu] [--kv-dtype f16|f32] [--allow-fallback-adapter]
+               [--speculative-config JSON]
   cli batch --model DIR|FILE.gguf --input requests.jsonl --output results.jsonl [--resume]
             [--concurrency N] [--served-model-name NAME] [--max-batch-tokens N] [--max-seqs N]
-            [--max-line-bytes N]
+            [--max-line-bytes N] [--speculative-config JSON]
             [--attn paged|eager] [--quantization q8_0|q4_0|none] [--quantized-activations]
             [--kernel-family cpu|gpu] [--kv-dtype f16|f32] [--allow-fallback-adapter]
   cli logits --model DIR|FILE.gguf --ids 1,2,3 [--json] [--attn paged|eager] [--quantization q8_0|q4_0|none]
@@ -59,6 +60,7 @@ const COMMANDS: Record<string, Record<string, boolean>> = {
     "kv-dtype": false,
     "quantized-activations": true,
     "allow-fallback-adapter": true,
+    "speculative-config": false,
   },
   batch: {
     model: false,
@@ -70,6 +72,7 @@ const COMMANDS: Record<string, Record<string, boolean>> = {
     "max-line-bytes": false,
     "max-batch-tokens": false,
     "max-seqs": false,
+    "speculative-config": false,
     attn: false,
     quantization: false,
     "kernel-family": false,
@@ -214,6 +217,7 @@ async function generate(flags: Map<string, string>): Promise<number> {
     maxSeqs: 1,
     quantization: quantizationOf(flags),
     ...tuningOf(flags),
+    speculative: speculativeConfigFlag(flags.get("speculative-config")),
   });
   process.stderr.write(`adapter: ${engine.info.device}\n`);
   try {
@@ -259,7 +263,7 @@ function batch(flags: Map<string, string>): Promise<number> {
     maxLineBytes: positive(flags, "max-line-bytes"),
     attn: attnOf(flags),
     quantization: quantizationOf(flags),
-    tuning: tuningOf(flags),
+    tuning: { ...tuningOf(flags), speculative: speculativeConfigFlag(flags.get("speculative-config")) },
   });
 }
 

@@ -28,6 +28,8 @@ import { type EmbeddingOutput, Scheduler, type SequenceOutput, type StepPlan } f
 import { resolvePooling } from "../model/pooling_config.ts";
 import { parameterCount } from "../model/parameters.ts";
 import { Sequence } from "../scheduler/sequence.ts";
+import { SpeculationState, speculationAllowed } from "../scheduler/speculation.ts";
+import { checkSpeculativeConfig } from "./speculative_config.ts";
 import { EngineGrammar } from "./constraints.ts";
 import { EngineMetrics } from "./metrics.ts";
 
@@ -79,7 +81,7 @@ interface Embedder {
 }
 
 /** Engine options of {@link Engine.start} and the constructor. */
-type StartOptions = Pick<EngineOptions, "policy" | "grammarHostCompileMs"> & { model?: string; pooling?: Pooling | null };
+type StartOptions = Pick<EngineOptions, "policy" | "grammarHostCompileMs" | "speculative"> & { model?: string; pooling?: Pooling | null };
 
 /** The continuous-batching engine over one model. */
 export class Engine {
@@ -102,6 +104,8 @@ export class Engine {
   #grammar: EngineGrammar | null;
   /** Constrained sequences whose matcher is being made (not yet in the scheduler). */
   #preparing = new Set<Sequence>();
+  /** Speculative decoding, or null (off). */
+  #speculative: EngineOptions["speculative"] | null;
   /** Called after every readback and when idle (the Worker posts stats from here). */
   onProgress: (() => void) | null = null;
 
@@ -116,6 +120,16 @@ export class Engine {
       })
       : null;
     this.#maxBatchTokens = runner.capacity.maxTokens;
+    this.#speculative = options.speculative ? checkSpeculativeConfig(options.speculative) : null;
+    if (this.#speculative && runner.state) {
+      // A verification step updates the recurrent state in place with every drafted token;
+      // a rejected one could not be taken back (no per-position snapshots yet): speculation off.
+      console.error(`[engine] ${runner.spec.architecture}: speculative decoding off (linear-attention layers cannot roll back rejected draft tokens)`);
+      this.#speculative = null;
+    }
+    if (this.#speculative && runner.capacity.maxLogitRows < runner.capacity.maxSeqs * (1 + this.#speculative.numSpeculativeTokens)) {
+      throw new EngineError("engine_start_failed", "speculative decoding needs maxLogitRows >= maxSeqs * (1 + numSpeculativeTokens)");
+    }
     this.scheduler = new Scheduler({
       numBlocks: runner.cache.options.numBlocks,
       blockSize: runner.cache.options.blockSize,
@@ -130,6 +144,7 @@ export class Engine {
         `[engine] ${runner.spec.architecture}: prefix caching off (linear-attention layers keep a recurrent state that KV blocks cannot restore); ${runner.state.slots} state slots of ${runner.state.bytes / runner.state.slots} bytes`,
       );
     }
+    if (this.#speculative) this.scheduler.specAcceptedPerPosition = new Array(this.#speculative.numSpeculativeTokens).fill(0);
     this.info = {
       vocabSize: runner.spec.vocabSize,
       maxContext: runner.maxContext,
@@ -154,11 +169,14 @@ export class Engine {
   /** Loads the model and starts the step loop. */
   static async load(options: EngineLoadOptions): Promise<Engine> {
     const maxSeqs = options.maxSeqs ?? 32;
+    const speculative = options.speculative ? checkSpeculativeConfig(options.speculative) : undefined;
     const pooling = await resolvePooling(options.model, options.pooling);
     const runner = await ModelRunner.load(options.model, {
       attn: options.attn,
       maxTokens: options.maxBatchTokens ?? 256,
       maxSeqs,
+      // Each speculating sequence samples every row of its verification chunk.
+      maxLogitRows: speculative ? maxSeqs * (1 + speculative.numSpeculativeTokens) : undefined,
       blockSize: options.blockSize,
       numBlocks: options.numBlocks,
       kvCacheBytes: options.kvCacheBytes,
@@ -200,6 +218,10 @@ export class Engine {
       const seq = new Sequence(this.#nextSeqId++, request.promptIds, { maxTokens: request.maxTokens, sampling, stopTokenIds }, now);
       // Siblings wait for the first one's prefill and then share its prompt blocks.
       if (i > 0) seq.gate = seqs[0];
+      // Off for constrained rows (the grammar masks each row from the previous token).
+      if (this.#speculative && request.speculative !== false && !grammar && speculationAllowed(sampling)) {
+        seq.speculation = new SpeculationState(this.#speculative);
+      }
       seqs.push(seq);
       this.#members.set(seq, { sink, index: i });
       this.metrics.promptTokens += request.promptIds.length;
@@ -325,6 +347,10 @@ export class Engine {
       promptTokens: m.promptTokens,
       generationTokens: m.generationTokens,
       preemptions: this.scheduler.preemptions,
+      specDrafts: this.scheduler.specDrafts,
+      specDraftTokens: this.scheduler.specDraftTokens,
+      specAcceptedTokens: this.scheduler.specAcceptedTokens,
+      specAcceptedPerPosition: [...this.scheduler.specAcceptedPerPosition],
       prefixCacheQueries: blocks.counters.queriedTokens,
       prefixCacheHits: blocks.counters.hitTokens,
       requestsFinished: { ...m.finished },

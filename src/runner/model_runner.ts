@@ -335,8 +335,9 @@ export class ModelRunner {
     const chunks: SequenceChunk[] = [];
     const rows: RowSampling[] = [];
     const owners: { owner: Sequence; outputIndex: number }[] = [];
-    /** Constrained rows: row index and owner, in mask-row order. */
-    const constrained: { row: number; owner: Sequence; outputIndex: number }[] = [];
+    /** Rows read back on their own (constrained, verification): row index and owner, in row order. */
+    const own: { row: number; owner: Sequence; outputIndex: number }[] = [];
+    let maskRows = 0;
     const maskWords = this.masks.maskWords;
     /** Pooled rows (embedding chunks), in row order. */
     const pooled: PooledOwner[] = [];
@@ -345,26 +346,35 @@ export class ModelRunner {
       const tokens: number[] = [];
       for (let i = c.start; i < c.start + c.count; i++) {
         // A position not known on the CPU holds the token sampled by an earlier step still
-        // on the GPU: refer to its output record.
-        tokens.push(seq.tokenAt(i) ?? (RECORD_REF | this.#lastRecord.get(seq)!) >>> 0);
+        // on the GPU (refer to its output record), or a drafted token being verified.
+        tokens.push(seq.tokenAt(i) ?? (c.draft ? c.draft[i - c.start - 1] : (RECORD_REF | this.#lastRecord.get(seq)!) >>> 0));
       }
       chunks.push({
         tokens,
         start: c.start,
         blockTable: seq.blockTable,
-        logits: c.sample ? "last" : "none",
+        logits: c.draft ? "all" : c.sample ? "last" : "none",
         pool: c.pool,
         stateSlot: seq.slot,
       });
       if (c.pool !== "none") pooled.push({ seq, final: c.start + c.count === seq.promptIds.length });
+      if (c.draft) {
+        // Verification rows: read back right after their step (the scheduler waits for them).
+        const base = seq.outputIds.length;
+        for (let i = 0; i < c.count; i++) {
+          own.push({ row: rows.length, owner: seq, outputIndex: base + i });
+          rows.push({ sampling: seq.sampling, outputIndex: base + i, seqSlot: seq.slot });
+        }
+        continue;
+      }
       if (!c.sample) continue;
       // The scheduler counted this token as pending already.
       const outputIndex = seq.generated - 1;
       if (seq.constraint) {
         // Its state is known on the CPU (the scheduler waited for its last token).
-        const maskRow = constrained.length;
+        const maskRow = maskRows++;
         seq.constraint.fillMask(this.masks.staging, maskRow * maskWords);
-        constrained.push({ row: rows.length, owner: seq, outputIndex });
+        own.push({ row: rows.length, owner: seq, outputIndex });
         rows.push({ sampling: seq.sampling, outputIndex, seqSlot: seq.slot, maskRow });
       } else {
         rows.push({ sampling: seq.sampling, outputIndex, seqSlot: seq.slot });
@@ -374,19 +384,19 @@ export class ModelRunner {
     }
     const batch = buildStepBatch(chunks, this.cache.options.blockSize);
     const offset = this.writeStep(batch, { rows, recordBase });
-    this.masks.upload(constrained.length);
+    this.masks.upload(maskRows);
     const encoder = device.createCommandEncoder();
     const pass = encoder.beginComputePass();
     this.forward.encode(pass, offset, shapeOf(batch));
-    if (constrained.length) this.masks.encode(pass, offset, rows.length);
+    if (maskRows) this.masks.encode(pass, offset, rows.length);
     this.sampler.encode(pass, offset, rows.length);
     pass.end();
     // Unconstrained rows' records are contiguous only when no constrained row sits between
     // them: copy each run of them, so the ring keeps one record per owner in order.
-    if (constrained.length === 0) {
+    if (own.length === 0) {
       this.#readback.addStep(encoder, this.sampler.records, recordBase, owners);
     } else {
-      this.#addMixedStep(encoder, recordBase, rows.length, constrained, owners);
+      this.#addMixedStep(encoder, recordBase, rows.length, own, owners);
     }
     pooled.forEach((owner, r) => this.#pooledReadback.add(encoder, this.forward.hidden, r, { owner, outputIndex: 0 }));
     device.queue.submit([encoder.finish()]);

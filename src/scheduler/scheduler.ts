@@ -51,6 +51,11 @@ export interface ScheduledChunk {
   /** Whether the chunk's last token is sampled. */
   sample: boolean;
   /**
+   * A verification chunk (speculative decoding): the drafted tokens after the sequence's last
+   * known token; every row of the chunk is sampled.
+   */
+  draft?: readonly number[];
+  /**
    * Embedding requests: the pooled hidden state this chunk outputs (its last token's on the
    * last chunk of last pooling, the sum over its tokens for mean pooling), else "none".
    */
@@ -116,6 +121,11 @@ export class Scheduler {
   /** Sequences whose last token is scheduled and not yet read back (see "draining"). */
   readonly draining: Set<Sequence> = new Set();
   preemptions = 0;
+  /** Speculative decoding: draft tokens verified, accepted, and accepted per draft position. */
+  specDrafts = 0;
+  specDraftTokens = 0;
+  specAcceptedTokens = 0;
+  specAcceptedPerPosition: number[] = [];
   #freeSlots: number[];
   /** Sequences whose last token the latest plan schedules; they drain at the next plan. */
   #completing: Sequence[] = [];
@@ -176,37 +186,76 @@ export class Scheduler {
    */
   postprocess(rows: Iterable<SampledRow>): SequenceOutput[] {
     const out = new Map<Sequence, SequenceOutput>();
-    for (const { seq, outputIndex, token } of rows) {
+    for (const row of rows) {
+      const seq = row.seq;
       seq.pending--;
-      if (seq.status === "finished" || seq.cancelled) continue;
-      if (outputIndex !== seq.outputIds.length) throw new Error(`sequence ${seq.id}: output ${outputIndex} out of order`);
-      let o = out.get(seq);
-      if (!o) out.set(seq, o = { seq, ids: [], logprobs: [], finishReason: null });
-      const constraint = seq.constraint;
-      if (constraint && !constraint.accept(token.id)) {
-        // Only when every token was masked (a grammar with no way on): end rather than emit
-        // a token the grammar forbids.
-        this.finish(seq, "stop");
-        o.finishReason = "stop";
-        continue;
-      }
-      seq.outputIds.push(token.id);
-      o.ids.push(token.id);
-      if (seq.sampling.logprobs) o.logprobs.push(token);
-      const reason = seq.stopTokenIds.has(token.id) || constraint?.terminated
-        ? "stop"
-        : seq.outputIds.length >= seq.maxTokens
-        ? "length"
-        : null;
-      if (reason) {
-        this.finish(seq, reason);
-        o.finishReason = reason;
-        continue;
-      }
-      if (constraint) this.#appendForced(seq, o);
-      if (!o.finishReason) this.commitBlocks(seq);
+      const verification = seq.speculation?.verification;
+      if (!verification?.rejected) this.#apply(row, out);
+      if (verification && seq.pending === 0) this.#endVerification(seq);
     }
     return [...out.values()];
+  }
+
+  /** Applies one sampled row (see {@link postprocess}). */
+  #apply({ seq, outputIndex, token }: SampledRow, out: Map<Sequence, SequenceOutput>): void {
+    if (seq.status === "finished" || seq.cancelled) return;
+    if (outputIndex !== seq.outputIds.length) throw new Error(`sequence ${seq.id}: output ${outputIndex} out of order`);
+    let o = out.get(seq);
+    if (!o) out.set(seq, o = { seq, ids: [], logprobs: [], finishReason: null });
+    const constraint = seq.constraint;
+    if (constraint && !constraint.accept(token.id)) {
+      // Only when every token was masked (a grammar with no way on): end rather than emit
+      // a token the grammar forbids.
+      this.finish(seq, "stop");
+      o.finishReason = "stop";
+      return;
+    }
+    seq.outputIds.push(token.id);
+    o.ids.push(token.id);
+    if (seq.sampling.logprobs) o.logprobs.push(token);
+    const v = seq.speculation?.verification;
+    if (v) {
+      // Row i verified draft token i: a different sample ends the accepted prefix there.
+      const i = outputIndex - v.base;
+      if (i < v.draft.length) {
+        if (token.id === v.draft[i]) v.accepted++;
+        else v.rejected = true;
+      }
+    }
+    const reason = seq.stopTokenIds.has(token.id) || constraint?.terminated
+      ? "stop"
+      : seq.outputIds.length >= seq.maxTokens
+      ? "length"
+      : null;
+    if (reason) {
+      this.finish(seq, reason);
+      o.finishReason = reason;
+      return;
+    }
+    if (constraint) this.#appendForced(seq, o);
+    if (!o.finishReason && !v) this.commitBlocks(seq);
+  }
+
+  /**
+   * A verification's rows are all back: counts the accepted drafts, rolls the sequence back
+   * to its accepted tokens (the K/V of rejected rows is dropped, and blocks only they used
+   * go back to the pool) and adapts its draft length.
+   */
+  #endVerification(seq: Sequence): void {
+    const spec = seq.speculation!;
+    const v = spec.verification!;
+    spec.verification = null;
+    this.specDrafts++;
+    this.specDraftTokens += v.draft.length;
+    this.specAcceptedTokens += v.accepted;
+    for (let i = 0; i < v.accepted; i++) this.specAcceptedPerPosition[i] = (this.specAcceptedPerPosition[i] ?? 0) + 1;
+    spec.observe(v.draft.length, v.accepted);
+    if (seq.status !== "running") return;
+    // Every known token but the newest (sampled, not yet fed) has its K/V written.
+    seq.numComputed = seq.knownLength - 1;
+    const keep = Math.ceil(seq.knownLength / this.blocks.blockSize);
+    if (seq.blockTable.length > keep) this.blocks.release(seq.blockTable.splice(keep));
+    this.commitBlocks(seq);
   }
 
   /**
@@ -277,9 +326,9 @@ export class Scheduler {
       for (const seq of [...this.running]) {
         if (budget <= 0) break;
         if (seq.status !== "running" || this.#scheduled(plan, seq) || !this.#wantsDecode(seq)) continue;
-        if (!this.#ensureBlocks(seq, seq.numComputed + 1, plan)) continue;
-        this.#take(plan, seq, 1, true);
-        budget--;
+        const draft = this.#draft(seq, budget);
+        if (!this.#ensureBlocks(seq, seq.numComputed + 1 + draft.length, plan)) continue;
+        budget -= this.#take(plan, seq, 1 + draft.length, true, draft);
       }
     };
     const prefills = () => {
@@ -330,7 +379,19 @@ export class Scheduler {
    */
   #wantsDecode(seq: Sequence): boolean {
     return seq.totalLength - seq.numComputed === 1 && seq.generated < seq.maxTokens &&
-      !(seq.constraint && seq.pending > 0);
+      !((seq.constraint || seq.speculation?.active) && seq.pending > 0);
+  }
+
+  /** A speculating sequence's draft for its next decode (its tokens are all known), else []. */
+  #draft(seq: Sequence, budget: number): number[] {
+    const spec = seq.speculation;
+    if (!spec) return [];
+    if (!spec.active || seq.pending > 0) {
+      spec.plainStep(() => seq.knownTokens(), seq.knownLength);
+      return [];
+    }
+    // The step makes at most draft + 1 tokens: within maxTokens and the token budget.
+    return spec.draft(seq.knownTokens(), Math.min(seq.maxTokens - seq.generated - 1, budget - 1));
   }
 
   #ready(seq: Sequence, plan: StepPlan): boolean {
@@ -347,10 +408,18 @@ export class Scheduler {
   }
 
   /** Adds a chunk of n tokens; returns n. */
-  #take(plan: StepPlan, seq: Sequence, n: number, decode: boolean): number {
+  #take(plan: StepPlan, seq: Sequence, n: number, decode: boolean, draft: readonly number[] = []): number {
     const start = seq.numComputed;
     seq.numComputed += n;
     if (seq.pooling) return this.#takePrefillOnly(plan, seq, start, n);
+    if (draft.length > 0) {
+      // Verification: every row sampled; the sequence ends (if it does) when they are back.
+      seq.speculation!.verification = { base: seq.outputIds.length, draft, accepted: 0, rejected: false };
+      plan.chunks.push({ seq, start, count: n, sample: true, pool: "none", draft });
+      seq.pending += n;
+      plan.decodeTokens += n;
+      return n;
+    }
     const sample = seq.numComputed === seq.totalLength && seq.generated < seq.maxTokens;
     plan.chunks.push({ seq, start, count: n, sample, pool: "none" });
     // The token sampled at the chunk's end stays on the GPU until a readback.

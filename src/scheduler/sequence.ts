@@ -4,6 +4,7 @@
  * @module
  */
 import type { FinishReason, Pooling, SamplingParams } from "../types/api.ts";
+import type { SpeculationState } from "./speculation.ts";
 
 /** What a sequence generates with, and when it ends (already validated). */
 export interface SequenceParams {
@@ -82,6 +83,8 @@ export class Sequence {
   cancelled = false;
   /** The output constraint, or null (set before the sequence is added to the scheduler). */
   constraint: SequenceConstraint | null = null;
+  /** Speculative decoding's state, or null when the sequence does not speculate. */
+  speculation: SpeculationState | null = null;
   /** Embedding requests: how the hidden states are pooled; null for a generating sequence. */
   readonly pooling: Pooling | null;
   /** Embedding requests: pooled rows scheduled on the GPU, not yet read back. */

@@ -2,9 +2,11 @@
  * Command-line flags of `serve.ts`.
  * @module
  */
-import type { AttentionImpl, EngineOptions, Quantization, SchedulerPolicy } from "../../mod.ts";
+import type { AttentionImpl, EngineOptions, Quantization, SchedulerPolicy, SpeculativeConfig } from "../../mod.ts";
+import { LlmError } from "../types/api.ts";
 import { KERNEL_FAMILIES, KV_DTYPES, POOLINGS, QUANTIZATIONS } from "../types/api.ts";
 import { reasoningParserName, reasoningParserNames } from "../api/reasoning.ts";
+import { parseSpeculativeConfig } from "../engine/speculative_config.ts";
 
 /** The model served when `--model` is omitted. */
 export const DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct";
@@ -33,7 +35,7 @@ export interface ServeOptions {
   maxQueue: number;
   attn?: AttentionImpl;
   /** Kernel family, KV-cache type and quantized-activation path (engine defaults when absent). */
-  tuning?: Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations" | "allowFallbackAdapter" | "pooling">;
+  tuning?: Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations" | "allowFallbackAdapter" | "pooling" | "speculative">;
   policy?: SchedulerPolicy;
   apiKey?: string;
   /** Reasoning parser of chat outputs: a name, "none", or absent (chosen by the chat template). */
@@ -92,6 +94,9 @@ export const USAGE = `Usage: deno run -A serve.ts [flags]
   --quantized-activations    with q8_0/q4_0 weights, also quantize activations to 8 bits per
                              block (llama.cpp's CPU arithmetic; off: exact f32 activations)
   --policy fifo|prefill_first  scheduling policy (default fifo)
+  --speculative-config JSON  speculative decoding, vLLM's flag: '{"method":"ngram",
+                             "num_speculative_tokens":4,"prompt_lookup_max":4,
+                             "prompt_lookup_min":2}' (default off; see docs/speculative.md)
   --pooling last|mean        how /v1/embeddings pools hidden states (default: the checkpoint's
                              sentence-transformers config, else last token + end-of-text)
   --api-key KEY              require "Authorization: Bearer KEY" on /v1 (or ${API_KEY_ENV})
@@ -129,6 +134,7 @@ const VALUE_FLAGS = new Set([
   "kernel-family",
   "kv-dtype",
   "policy",
+  "speculative-config",
   "pooling",
   "api-key",
   "served-model-name",
@@ -225,6 +231,7 @@ export function parseServeArgs(
       quantizedActivations: values.has("quantized-activations") || undefined,
       allowFallbackAdapter: values.has("allow-fallback-adapter") || undefined,
       pooling: oneOf("pooling", POOLINGS),
+      speculative: speculativeConfigFlag(values.get("speculative-config")),
     },
     ggufFile: values.get("gguf-file"),
     policy: oneOf("policy", ["fifo", "prefill_first"] as const),
@@ -251,4 +258,15 @@ function reasoningParserFlag(v: string | undefined): string | undefined {
     throw new UsageError(`--reasoning-parser must be none or one of ${reasoningParserNames().join(", ")}, got ${v}`);
   }
   return v;
+}
+
+/** `--speculative-config`: vLLM's JSON; a bad field is a usage error naming it. */
+export function speculativeConfigFlag(v: string | undefined): SpeculativeConfig | undefined {
+  if (v === undefined) return undefined;
+  try {
+    return parseSpeculativeConfig(v);
+  } catch (e) {
+    if (e instanceof LlmError) throw new UsageError(`--speculative-config: ${e.message}`);
+    throw e;
+  }
 }

@@ -22,7 +22,13 @@ export const VLLM_METRICS = {
   timePerOutputToken: "vllm:time_per_output_token_seconds",
   e2e: "vllm:e2e_request_latency_seconds",
   queueTime: "vllm:request_queue_time_seconds",
+  specDrafts: "vllm:spec_decode_num_drafts_total",
+  specDraftTokens: "vllm:spec_decode_num_draft_tokens_total",
+  specAcceptedTokens: "vllm:spec_decode_num_accepted_tokens_total",
 } as const;
+
+/** Accepted draft tokens per draft position: exported only with speculative decoding on. */
+export const VLLM_SPEC_PER_POSITION = "vllm:spec_decode_num_accepted_tokens_per_pos_total";
 
 function label(v: string): string {
   return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
@@ -60,6 +66,13 @@ export function renderVllmMetrics(stats: EngineStats, info: EngineInfo, modelNam
   single(m.promptTokens, "counter", "Number of prefill tokens processed.", stats.promptTokens);
   single(m.generationTokens, "counter", "Number of generation tokens processed.", stats.generationTokens);
   single(m.preemptions, "counter", "Cumulative number of preemptions from the engine.", stats.preemptions);
+  single(m.specDrafts, "counter", "Number of spec decoding drafts (verification steps).", stats.specDrafts);
+  single(m.specDraftTokens, "counter", "Number of draft tokens (speculative decoding).", stats.specDraftTokens);
+  single(m.specAcceptedTokens, "counter", "Number of accepted draft tokens (speculative decoding).", stats.specAcceptedTokens);
+  if (stats.specAcceptedPerPosition.length > 0) {
+    head(VLLM_SPEC_PER_POSITION, "counter", "Accepted draft tokens per draft position (speculative decoding).");
+    stats.specAcceptedPerPosition.forEach((v, position) => out.push(`${VLLM_SPEC_PER_POSITION}${labels({ ...model, position })} ${v}`));
+  }
   head(m.requestSuccess, "counter", "Count of successfully processed requests.");
   const reasons = stats.requestsFinished;
   for (const [reason, value] of [["stop", reasons.stop], ["length", reasons.length], ["abort", reasons.cancelled]] as const) {

@@ -186,6 +186,8 @@ export interface GenerateOptions extends
   signal?: AbortSignal;
   /** Constrains the output to JSON, a schema, a regex, a choice or a grammar. */
   responseFormat?: ResponseFormat;
+  /** false: no speculative decoding for this request (default: the engine's setting). */
+  speculative?: boolean;
   /**
    * Functions the model may call. Their calls are parsed out of the output in the model's
    * tool-call format (`toolCalls`, finish reason "tool_calls"); render them into the prompt
@@ -230,6 +232,8 @@ export interface EngineRequest {
   reasoning?: ReasoningGate;
   /** What the check's compile of `grammar` took, in ms (a slow one is compiled off the engine's thread). */
   grammarCompileMs?: number;
+  /** false: no speculative decoding for this request (absent: the engine's setting). */
+  speculative?: boolean;
 }
 
 /** A validated embedding request, as the engine receives it (plain data). */
@@ -331,6 +335,8 @@ export const QUANTIZATIONS: readonly Quantization[] = ["q8_0", "q4_0", "none"];
 export interface EngineOptions {
   /** A Hugging Face checkpoint directory, or a `.gguf` file. */
   model: string;
+  /** Speculative decoding (default: off). See docs/speculative.md. */
+  speculative?: SpeculativeConfig;
   /** Token budget of one step (default 256). */
   maxBatchTokens?: number;
   /** KV blocks; sized from `kvCacheBytes` when absent. */
@@ -441,6 +447,19 @@ export interface HistogramSnapshot {
 }
 
 /** Everything `engine.stats()` reports. Times in seconds, sizes in bytes. */
+/**
+ * Speculative decoding (vLLM's `--speculative-config`, camel-cased). Only "ngram" (prompt
+ * lookup) is implemented: each step proposes up to `numSpeculativeTokens` tokens that
+ * followed the latest earlier occurrence of the sequence's last n tokens (n from
+ * `promptLookupMax` down to `promptLookupMin`), verified in one step.
+ */
+export interface SpeculativeConfig {
+  method: "ngram";
+  numSpeculativeTokens: number;
+  promptLookupMax: number;
+  promptLookupMin: number;
+}
+
 export interface EngineStats {
   /** Blocks held by live requests, and in all. */
   kvBlocksUsed: number;
@@ -468,6 +487,11 @@ export interface EngineStats {
   promptTokens: number;
   generationTokens: number;
   preemptions: number;
+  /** Speculative decoding: verification steps (drafts), draft tokens verified, and accepted (in all, and per draft position). */
+  specDrafts: number;
+  specDraftTokens: number;
+  specAcceptedTokens: number;
+  specAcceptedPerPosition: number[];
   /** Prompt tokens looked up in the prefix cache, and found. */
   prefixCacheQueries: number;
   prefixCacheHits: number;

@@ -28,7 +28,7 @@ const OPENAI_SAMPLING = [
 ] as const;
 
 /** vLLM's sampling extensions implemented by both generation routes. */
-const VLLM_SAMPLING = ["top_k", "min_p", "repetition_penalty", "ignore_eos", "stop_token_ids"] as const;
+const VLLM_SAMPLING = ["top_k", "min_p", "repetition_penalty", "ignore_eos", "stop_token_ids", "speculative"] as const;
 
 /** vLLM's guided decoding (structured output) fields. */
 const VLLM_GUIDED = ["guided_json", "guided_regex", "guided_choice", "guided_grammar"] as const;

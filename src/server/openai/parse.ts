@@ -169,6 +169,8 @@ function common(body: Body, kind: "completion" | "chat"): {
     stop,
     stopTokenIds,
     ignoreEos: optBool(body, "ignore_eos"),
+    // Ours (vLLM has no per-request switch): false opts out of speculative decoding.
+    speculative: optBool(body, "speculative"),
   };
   // vLLM's convention: top_k -1 means off.
   if (options.topK === -1) options.topK = 0;

@@ -1,0 +1,79 @@
+/**
+ * The speculative-decoding setting: checked engine options, and vLLM's
+ * `--speculative-config` JSON (snake_case) turned into them.
+ * @module
+ */
+import { LlmError, type SpeculativeConfig } from "../types/api.ts";
+
+/** Most tokens drafted per step. */
+export const MAX_SPECULATIVE_TOKENS = 16;
+/** Longest n-gram looked up. */
+export const MAX_PROMPT_LOOKUP = 64;
+
+/** Methods named by vLLM that this engine does not implement yet. */
+const NOT_YET = new Set(["draft", "mtp", "eagle", "eagle3", "medusa", "mlp_speculator", "suffix"]);
+
+function invalid(param: string, message: string): LlmError {
+  return new LlmError("invalid_request", `speculative ${param} ${message}`, { param: `speculative.${param}` });
+}
+
+function intIn(v: unknown, param: string, min: number, max: number): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+    throw invalid(param, `must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+/**
+ * Checks a {@link SpeculativeConfig} (from `createEngine` or the Worker): a plain object
+ * with a supported method and sane sizes. Throws an `invalid_request` {@link LlmError} whose
+ * `param` names the field.
+ */
+export function checkSpeculativeConfig(c: SpeculativeConfig): SpeculativeConfig {
+  if (typeof c !== "object" || c === null || Array.isArray(c)) throw invalid("config", "must be an object");
+  const method = (c as { method?: unknown }).method;
+  if (typeof method === "string" && NOT_YET.has(method)) {
+    throw invalid("method", `"${method}" is not supported yet (only "ngram")`);
+  }
+  if (method !== "ngram") throw invalid("method", `must be "ngram", got ${JSON.stringify(method)}`);
+  for (const key of Object.keys(c)) {
+    if (!["method", "numSpeculativeTokens", "promptLookupMax", "promptLookupMin"].includes(key)) {
+      throw invalid(key, "is not a known field");
+    }
+  }
+  const k = intIn(c.numSpeculativeTokens, "numSpeculativeTokens", 1, MAX_SPECULATIVE_TOKENS);
+  const max = intIn(c.promptLookupMax ?? 4, "promptLookupMax", 1, MAX_PROMPT_LOOKUP);
+  const min = intIn(c.promptLookupMin ?? Math.min(2, max), "promptLookupMin", 1, max);
+  return { method: "ngram", numSpeculativeTokens: k, promptLookupMax: max, promptLookupMin: min };
+}
+
+/** vLLM's field names and ours. */
+const VLLM_FIELDS: Record<string, keyof SpeculativeConfig> = {
+  method: "method",
+  num_speculative_tokens: "numSpeculativeTokens",
+  prompt_lookup_max: "promptLookupMax",
+  prompt_lookup_min: "promptLookupMin",
+};
+
+/**
+ * Parses vLLM's `--speculative-config` JSON, e.g.
+ * `{"method":"ngram","num_speculative_tokens":4,"prompt_lookup_max":4,"prompt_lookup_min":2}`.
+ * Throws an `invalid_request` {@link LlmError} naming the field at fault.
+ */
+export function parseSpeculativeConfig(json: string): SpeculativeConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (e) {
+    throw invalid("config", `is not JSON: ${(e as Error).message}`);
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw invalid("config", "must be a JSON object");
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    if (key === "model") throw invalid("model", "(a draft model) is not supported yet (only method \"ngram\")");
+    const ours = VLLM_FIELDS[key];
+    if (!ours) throw invalid(key, "is not a known field");
+    out[ours] = value;
+  }
+  return checkSpeculativeConfig(out as unknown as SpeculativeConfig);
+}

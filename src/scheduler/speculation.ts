@@ -1,0 +1,156 @@
+/**
+ * Speculative decoding's CPU side: n-gram (prompt lookup) drafts and the per-sequence
+ * adaptive state. A speculating sequence is scheduled only once every token it has is known
+ * on the CPU (like a constrained one); its decode chunk then carries the last token plus up
+ * to k drafted tokens, each row sampled. The scheduler keeps the longest prefix of rows
+ * whose sampled token equals the next draft token, plus the next sampled token.
+ *
+ * That rule is exact for sampling too: with a deterministic draft (q one-hot) the rejection
+ * rule accepts draft d with probability p(d) and on rejection samples from p with d removed,
+ * which is what drawing x ~ p and comparing x with d does. The GPU sampler's draw for an
+ * output depends only on (seed, output index), so a seeded request gets the tokens plain
+ * decoding gives.
+ * @module
+ */
+import type { SamplingParams, SpeculativeConfig } from "../types/api.ts";
+
+/** Plain (pipelined) decode steps after a first backoff, before looking for n-grams again. */
+const FIRST_BACKOFF = 8;
+/**
+ * Synchronous decode steps a sequence keeps looking for a draft after an n-gram match among
+ * its known tokens armed it: the tokens still in flight then have moved its suffix on.
+ */
+const GRACE_STEPS = 2;
+/** Tokens a draft made in hindsight must have predicted to arm a plain sequence again. */
+const HINDSIGHT_HITS = 2;
+/** Longest backoff, in generated tokens. */
+const MAX_BACKOFF = 256;
+
+/**
+ * Up to `k` tokens that followed the latest earlier occurrence of the last n tokens of
+ * `tokens` (n from `maxN` down to `minN`); [] when none occurs.
+ */
+export function ngramDraft(tokens: readonly number[], k: number, maxN: number, minN: number): number[] {
+  const len = tokens.length;
+  if (k <= 0) return [];
+  for (let n = Math.min(maxN, len - 1); n >= minN; n--) {
+    // Latest match first: the suffix tokens[len-n..len) at i..i+n, with i + n < len.
+    for (let i = len - n - 1; i >= 0; i--) {
+      let j = 0;
+      while (j < n && tokens[i + j] === tokens[len - n + j]) j++;
+      if (j < n) continue;
+      const from = i + n;
+      return tokens.slice(from, Math.min(from + k, len)) as number[];
+    }
+  }
+  return [];
+}
+
+/** Whether a request's sampling allows speculation (GPU penalty counts are per sampled row). */
+export function speculationAllowed(sampling: SamplingParams): boolean {
+  return sampling.repetitionPenalty === 1 && sampling.presencePenalty === 0 && sampling.frequencyPenalty === 0;
+}
+
+/** A verification step in flight: the tokens drafted after the sequence's last known token. */
+export interface Verification {
+  /** Output index of the first verified row. */
+  base: number;
+  draft: readonly number[];
+  /** Draft tokens accepted so far (rows read back). */
+  accepted: number;
+  /** A row's sampled token differed from its draft token: later rows are dropped. */
+  rejected: boolean;
+}
+
+/**
+ * One sequence's speculation: how many tokens to draft, backing off to plain (pipelined)
+ * decoding for a while where drafts are not found or keep failing.
+ */
+export class SpeculationState {
+  readonly config: SpeculativeConfig;
+  /** Tokens to draft next time (adapts between 1 and numSpeculativeTokens). */
+  k: number;
+  /** Speculating: each decode waits for every token to be known, then drafts. */
+  #armed = false;
+  /** Plain decode steps left before looking for an n-gram again. */
+  #cooldown = 0;
+  /** Known length at the last look for an n-gram while plain. */
+  #lookedAt = -1;
+  /** Draft lookups that may still find nothing before backing off again. */
+  #grace = 0;
+  #backoff = FIRST_BACKOFF;
+  /** The verification step in flight, if any. */
+  verification: Verification | null = null;
+
+  constructor(config: SpeculativeConfig) {
+    this.config = config;
+    this.k = config.numSpeculativeTokens;
+  }
+
+  /** Whether the next decode speculates (and so waits for every token to be known). */
+  get active(): boolean {
+    return this.#armed;
+  }
+
+  /**
+   * A plain (pipelined) decode step was scheduled: counts down the backoff, then, each time
+   * a readback brought new tokens, asks in hindsight whether a draft made before them would
+   * have predicted them, and speculates again only when it would have (at least
+   * {@link HINDSIGHT_HITS} tokens), so text with nothing to copy never stops the pipeline to
+   * probe.
+   */
+  plainStep(known: () => readonly number[], knownLength: number): void {
+    if (this.#armed) return;
+    if (this.#cooldown > 0) {
+      this.#cooldown--;
+      return;
+    }
+    if (knownLength === this.#lookedAt) return;
+    this.#lookedAt = knownLength;
+    const tokens = known();
+    const c = this.config;
+    const need = Math.min(HINDSIGHT_HITS, c.numSpeculativeTokens);
+    // Drafts that would have been made 2..4 tokens ago.
+    for (let from = knownLength - need; from >= Math.max(1, knownLength - 4); from--) {
+      const d = ngramDraft(tokens.slice(0, from), need, c.promptLookupMax, c.promptLookupMin);
+      let hits = 0;
+      while (hits < d.length && tokens[from + hits] === d[hits]) hits++;
+      if (hits === 0 || hits < Math.min(need, d.length)) continue;
+      this.#armed = true;
+      this.#grace = GRACE_STEPS;
+      return;
+    }
+  }
+
+  /** Drafts up to min(k, limit) tokens after `tokens`; none found backs off. */
+  draft(tokens: readonly number[], limit: number): number[] {
+    const c = this.config;
+    const d = ngramDraft(tokens, Math.min(this.k, limit), c.promptLookupMax, c.promptLookupMin);
+    if (d.length > 0) this.#grace = 0;
+    else if (limit > 0 && this.#grace-- <= 0) this.#backOff();
+    return d;
+  }
+
+  /** A verification came back: `accepted` of `drafted` tokens were accepted. */
+  observe(drafted: number, accepted: number): void {
+    if (accepted === drafted) {
+      this.k = Math.min(this.config.numSpeculativeTokens, this.k + 1);
+      this.#backoff = FIRST_BACKOFF;
+    } else if (accepted === 0) {
+      this.k = Math.max(0, this.k - 1);
+      if (this.k === 0) {
+        this.k = 1;
+        this.#backOff();
+      }
+    } else {
+      this.k = Math.max(1, accepted);
+      this.#backoff = FIRST_BACKOFF;
+    }
+  }
+
+  #backOff(): void {
+    this.#armed = false;
+    this.#cooldown = this.#backoff;
+    this.#backoff = Math.min(MAX_BACKOFF, this.#backoff * 2);
+  }
+}
