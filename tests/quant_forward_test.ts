@@ -25,11 +25,10 @@ import {
   loadGolden,
   maxAbs,
   maxAbsDiff,
-  MODEL_NAMES,
   modelDir,
   promptLogits,
 } from "./helpers/reference.ts";
-import { loadQuantGoldens, worstRelativeError } from "./helpers/quant_goldens.ts";
+import { loadQuantGoldens, QUANT_GOLDEN_MODELS, worstRelativeError } from "./helpers/quant_goldens.ts";
 
 /** The fast path's bound on these models (see above; the default gate is 1e-2). */
 const FAST_TOL = 5e-2;
@@ -48,7 +47,7 @@ for (const kernelFamily of KERNEL_FAMILIES) {
     const goldens = await loadQuantGoldens();
     const gpu = await createGpu();
     try {
-      for (const name of MODEL_NAMES) {
+      for (const name of QUANT_GOLDEN_MODELS) {
         const errors: string[] = [];
         for (const q of ["q8_0", "q4_0"] as const) {
           const fast = await ModelRunner.load(modelDir(name), {
@@ -60,7 +59,7 @@ for (const kernelFamily of KERNEL_FAMILIES) {
           });
           // That it really ran: its logits differ from the exact path's (one model is enough;
           // the exact path itself is held to the goldens in quant_reference_test.ts).
-          const exact = name === MODEL_NAMES[0]
+          const exact = name === QUANT_GOLDEN_MODELS[0]
             ? await ModelRunner.load(modelDir(name), {
               ...OPTS,
               gpu,

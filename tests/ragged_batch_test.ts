@@ -15,7 +15,7 @@ import { createGpu } from "../src/gpu/device.ts";
 import { loadGolden, maxAbsDiff, modelDir } from "./helpers/reference.ts";
 import { assertEquals } from "./helpers/assert.ts";
 
-for (const name of ["stories260K", "gemma2-tiny", "mistral-tiny", "qwen3-tiny"]) {
+for (const name of ["stories260K", "gemma2-tiny", "mistral-tiny", "qwen3-tiny", "gemma3-tiny"]) {
   test(`ragged batch ${name}: per-sequence logits equal solo runs; chunked prefill and token-by-token decode equal one prefill`, async (t) => {
     const golden = await loadGolden(name);
     const gpu = await createGpu();

@@ -9,7 +9,7 @@ import { CheckpointError, UnsupportedArchitectureError } from "./errors.ts";
 import type { TensorSource } from "./tensor_source.ts";
 
 /** Decoder families this runtime implements. */
-export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3" | "gemma2";
+export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3" | "gemma2" | "gemma3";
 
 /** Rotary embedding parameters (see rope.ts for how each type scales frequencies). */
 export interface RopeSpec {
@@ -41,6 +41,11 @@ export interface ModelSpec {
   maxPositionEmbeddings: number;
   rmsNormEps: number;
   rope: RopeSpec;
+  /**
+   * RoPE of the sliding-window layers where it differs from {@link rope} (Gemma-3's local
+   * base, unscaled); absent: every layer uses `rope`.
+   */
+  localRope?: RopeSpec;
   tieWordEmbeddings: boolean;
   /** Biases on q/k/v projections (qwen2 always; llama/qwen3/gemma2 via attention_bias). */
   qkvBias: boolean;
@@ -48,14 +53,14 @@ export interface ModelSpec {
   oProjBias: boolean;
   /** Biases on gate/up/down (llama mlp_bias). */
   mlpBias: boolean;
-  /** Per-head RMSNorm on q and k before RoPE (qwen3). */
+  /** Per-head RMSNorm on q and k before RoPE (qwen3, gemma3). */
   qkNorm: boolean;
   hiddenAct: "silu" | "gelu_tanh";
-  /** RMSNorm weight applied as (normOffset + w): 1 for gemma2, else 0. */
+  /** RMSNorm weight applied as (normOffset + w): 1 for gemma2/gemma3, else 0. */
   normOffset: number;
-  /** Gemma-2 norms around both attention and MLP outputs. */
+  /** Gemma-2/3 norms around both attention and MLP outputs. */
   sandwichNorm: boolean;
-  /** Multiplier on embeddings: sqrt(hidden) for gemma2, else 1. */
+  /** Multiplier on embeddings: sqrt(hidden) for gemma2/gemma3, else 1. */
   embeddingScale: number;
   /** Multiplier on q·k. */
   attnScale: number;
@@ -77,8 +82,17 @@ const ARCHITECTURES: Record<string, Architecture> = {
   Qwen2ForCausalLM: "qwen2",
   Qwen3ForCausalLM: "qwen3",
   Gemma2ForCausalLM: "gemma2",
+  Gemma3ForCausalLM: "gemma3",
 };
-const MODEL_TYPES: readonly Architecture[] = ["llama", "mistral", "qwen2", "qwen3", "gemma2"];
+/** config.json `model_type` of each architecture (used when `architectures` is absent). */
+const MODEL_TYPES: Readonly<Record<string, Architecture>> = {
+  llama: "llama",
+  mistral: "mistral",
+  qwen2: "qwen2",
+  qwen3: "qwen3",
+  gemma2: "gemma2",
+  gemma3_text: "gemma3",
+};
 
 // transformers' config-class defaults for fields a config.json may omit.
 const DEFAULTS: Record<
@@ -90,7 +104,11 @@ const DEFAULTS: Record<
   qwen2: { maxPos: 32768, tie: false, slidingWindow: 4096 },
   qwen3: { maxPos: 32768, tie: false, slidingWindow: 4096 },
   gemma2: { maxPos: 8192, tie: true, slidingWindow: 4096 },
+  gemma3: { maxPos: 131072, tie: true, slidingWindow: 4096 },
 };
+
+/** Gemma-3 without `layer_types`: every `sliding_window_pattern`-th layer is global. */
+const GEMMA3_PATTERN = 6;
 
 /** Typed field access that names config.json and the field on every failure. */
 class Fields {
@@ -182,9 +200,7 @@ function architectureOf(f: Fields, file: string): Architecture {
     throw new UnsupportedArchitectureError(file, String(name), supported);
   }
   const modelType = f.str("model_type");
-  if (modelType && (MODEL_TYPES as readonly string[]).includes(modelType)) {
-    return modelType as Architecture;
-  }
+  if (modelType && Object.hasOwn(MODEL_TYPES, modelType)) return MODEL_TYPES[modelType];
   throw new UnsupportedArchitectureError(
     file,
     modelType ?? "(no architectures or model_type)",
@@ -192,16 +208,44 @@ function architectureOf(f: Fields, file: string): Architecture {
   );
 }
 
-function ropeOf(f: Fields, maxPos: number): RopeSpec {
+function ropeOf(f: Fields, arch: Architecture, maxPos: number): { rope: RopeSpec; localRope?: RopeSpec } {
   // transformers 5 folds rope_theta and rope_scaling into rope_parameters.
   const params = f.raw("rope_parameters");
   const scaling = f.raw("rope_scaling");
   const source = params ?? scaling;
   const field = params != null ? "rope_parameters" : "rope_scaling";
-  if (source != null && (typeof source !== "object" || Array.isArray(source))) {
-    f.fail(field, "an object or null", source);
+  const object = (name: string, v: unknown) => {
+    if (v != null && (typeof v !== "object" || Array.isArray(v))) f.fail(name, "an object or null", v);
+    return v as Record<string, unknown> | null;
+  };
+  const src = object(field, source);
+  if (arch !== "gemma3") return { rope: ropeFrom(f, src, field, f.num("rope_theta", 10000), maxPos) };
+  // Gemma-3: global layers use rope_theta (1M) with the scaling, local (sliding) layers
+  // their own base without it. transformers 5 gives one rope_parameters per layer type.
+  if (params != null && src && ("full_attention" in src || "sliding_attention" in src)) {
+    const sub = (type: string) => {
+      const name = `rope_parameters.${type}`;
+      if (src[type] == null) f.error(`missing required field "${name}"`);
+      return ropeFrom(f, object(name, src[type]), name, 10000, maxPos);
+    };
+    return { rope: sub("full_attention"), localRope: sub("sliding_attention") };
   }
-  const src = source as Record<string, unknown> | null;
+  const local = f.num("rope_local_base_freq", 10000);
+  if (local <= 0) f.fail("rope_local_base_freq", "a positive number", local);
+  return {
+    rope: ropeFrom(f, src, field, f.num("rope_theta", 1_000_000), maxPos),
+    localRope: ropeFrom(f, null, field, local, maxPos),
+  };
+}
+
+/** One rope parameter set (`src`, read as `field`), with `thetaFallback` where it has no rope_theta. */
+function ropeFrom(
+  f: Fields,
+  src: Record<string, unknown> | null,
+  field: string,
+  thetaFallback: number,
+  maxPos: number,
+): RopeSpec {
   const sub = (name: string) => `${field}.${name}`;
   const num = (name: string, fallback: number): number => {
     const v = src?.[name];
@@ -215,9 +259,8 @@ function ropeOf(f: Fields, maxPos: number): RopeSpec {
     if (src?.[name] == null) f.error(`missing required field "${sub(name)}"`);
     return num(name, 0);
   };
-  const thetaTop = f.num("rope_theta", 10000);
-  if (thetaTop <= 0) f.fail("rope_theta", "a positive number", thetaTop);
-  const theta = num("rope_theta", thetaTop);
+  if (thetaFallback <= 0) f.fail("rope_theta", "a positive number", thetaFallback);
+  const theta = num("rope_theta", thetaFallback);
   const rawType = src?.rope_type ?? src?.type ?? "default";
   if (rawType !== "default" && rawType !== "linear" && rawType !== "llama3") {
     f.error(
@@ -251,16 +294,15 @@ function ropeOf(f: Fields, maxPos: number): RopeSpec {
 }
 
 function activationOf(f: Fields, arch: Architecture): ModelSpec["hiddenAct"] {
-  // Gemma-2 reads hidden_activation; its plain "gelu" always meant the tanh approximation.
-  const field = arch === "gemma2" && f.has("hidden_activation")
-    ? "hidden_activation"
-    : "hidden_act";
-  const name = f.str(field) ?? (arch === "gemma2" ? "gelu_pytorch_tanh" : "silu");
+  // Gemma reads hidden_activation; its plain "gelu" always meant the tanh approximation.
+  const gemma = isGemma(arch);
+  const field = gemma && f.has("hidden_activation") ? "hidden_activation" : "hidden_act";
+  const name = f.str(field) ?? (gemma ? "gelu_pytorch_tanh" : "silu");
   if (name === "silu" || name === "swish") return "silu";
   if (["gelu_pytorch_tanh", "gelu_tanh", "gelu_new", "gelu_fast"].includes(name)) {
     return "gelu_tanh";
   }
-  if (name === "gelu" && arch === "gemma2") return "gelu_tanh";
+  if (name === "gelu" && gemma) return "gelu_tanh";
   return f.error(
     `unsupported ${field} ${JSON.stringify(name)} (supported: silu, gelu_pytorch_tanh)`,
   );
@@ -303,9 +345,18 @@ function layerWindowsOf(f: Fields, arch: Architecture, numLayers: number): (numb
     }
     case "gemma2":
       return layers.map((i) => (i % 2 === 0 ? window : null));
+    case "gemma3": {
+      const pattern = f.optInt("sliding_window_pattern", f.optInt("_sliding_window_pattern", GEMMA3_PATTERN));
+      return layers.map((i) => ((i + 1) % pattern !== 0 ? window : null));
+    }
     default:
       return layers.map(() => null);
   }
+}
+
+/** Gemma-2 and Gemma-3 share (1 + w) norms, sandwich norms, scaled embeddings and gelu_tanh. */
+function isGemma(arch: Architecture): boolean {
+  return arch === "gemma2" || arch === "gemma3";
 }
 
 function dtypeOf(f: Fields): ModelSpec["dtype"] {
@@ -349,7 +400,7 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
   const rmsNormEps = f.num("rms_norm_eps", 1e-6);
   if (rmsNormEps <= 0) f.fail("rms_norm_eps", "a positive number", rmsNormEps);
   const attentionBias = f.bool("attention_bias", false);
-  const gemma = architecture === "gemma2";
+  const gemma = isGemma(architecture);
 
   const softcap = (field: string, fallback: number | null): number | null => {
     // Absent means transformers' default; an explicit null turns the cap off.
@@ -358,6 +409,8 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     if (v !== null && v <= 0) f.fail(field, "a positive number or null", v);
     return v;
   };
+  // Gemma-3 has no soft-capping unless its config asks for it.
+  const caps = architecture === "gemma2" ? { attn: 50, final: 30 } : { attn: null, final: null };
   const queryPreAttnScalar = gemma ? f.num("query_pre_attn_scalar", 256) : headDim;
   if (queryPreAttnScalar <= 0) {
     f.fail("query_pre_attn_scalar", "a positive number", queryPreAttnScalar);
@@ -376,19 +429,19 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     vocabSize,
     maxPositionEmbeddings,
     rmsNormEps,
-    rope: ropeOf(f, maxPositionEmbeddings),
+    ...ropeOf(f, architecture, maxPositionEmbeddings),
     tieWordEmbeddings: f.bool("tie_word_embeddings", DEFAULTS[architecture].tie),
     qkvBias: architecture === "qwen2" || (architecture !== "mistral" && attentionBias),
     oProjBias: architecture !== "qwen2" && architecture !== "mistral" && attentionBias,
     mlpBias: architecture === "llama" && f.bool("mlp_bias", false),
-    qkNorm: architecture === "qwen3",
+    qkNorm: architecture === "qwen3" || architecture === "gemma3",
     hiddenAct: activationOf(f, architecture),
     normOffset: gemma ? 1 : 0,
     sandwichNorm: gemma,
     embeddingScale: gemma ? Math.sqrt(hiddenSize) : 1,
     attnScale: queryPreAttnScalar ** -0.5,
-    attnLogitSoftcap: gemma ? softcap("attn_logit_softcapping", 50) : null,
-    finalLogitSoftcap: gemma ? softcap("final_logit_softcapping", 30) : null,
+    attnLogitSoftcap: gemma ? softcap("attn_logit_softcapping", caps.attn) : null,
+    finalLogitSoftcap: gemma ? softcap("final_logit_softcapping", caps.final) : null,
     layerWindows: layerWindowsOf(f, architecture, numLayers),
     bosTokenId: bos.length ? bos[0] : null,
     eosTokenIds,
@@ -462,7 +515,7 @@ export function expectedTensors(spec: ModelSpec): { name: string; shape: number[
     }
     add(`${p}.self_attn.o_proj.weight`, [H, q]);
     if (spec.oProjBias) add(`${p}.self_attn.o_proj.bias`, [H]);
-    // Llama: the pre-MLP norm. Gemma-2: the norm on the attention output.
+    // Llama: the pre-MLP norm. Gemma-2/3: the norm on the attention output.
     add(`${p}.post_attention_layernorm.weight`, [H]);
     if (spec.sandwichNorm) {
       add(`${p}.pre_feedforward_layernorm.weight`, [H]);

@@ -1,5 +1,5 @@
 /**
- * llama.cpp's tensor names (convert_hf_to_gguf.py) for our five architectures, both ways,
+ * llama.cpp's tensor names (convert_hf_to_gguf.py) for our architectures, both ways,
  * and the q/k row permutation it applies to llama-family attention: llama.cpp rotates
  * interleaved pairs (2j, 2j+1), Hugging Face the halves (j, j + hd/2), so the converter
  * reorders each head's q and k rows and a reader puts them back.
@@ -14,7 +14,11 @@ export const GGUF_ARCH: Readonly<Record<Architecture, string>> = {
   qwen2: "qwen2",
   qwen3: "qwen3",
   gemma2: "gemma2",
+  gemma3: "gemma3",
 };
+
+/** Gemma-2/3's sandwich norms have llama.cpp names of their own. */
+const sandwich = (arch: Architecture) => arch === "gemma2" || arch === "gemma3";
 
 const GLOBAL: [string, string][] = [
   ["model.embed_tokens.weight", "token_embd.weight"],
@@ -28,7 +32,7 @@ function layerPairs(gemma: boolean): [string, string][] {
     ["input_layernorm.weight", "attn_norm.weight"],
     ["self_attn.q_norm.weight", "attn_q_norm.weight"],
     ["self_attn.k_norm.weight", "attn_k_norm.weight"],
-    // Llama's pre-MLP norm; Gemma-2's norm on the attention output.
+    // Llama's pre-MLP norm; Gemma's norm on the attention output.
     ["post_attention_layernorm.weight", gemma ? "post_attention_norm.weight" : "ffn_norm.weight"],
     ["pre_feedforward_layernorm.weight", "ffn_norm.weight"],
     ["post_feedforward_layernorm.weight", "post_ffw_norm.weight"],
@@ -51,7 +55,7 @@ export function ggufName(hfName: string, arch: Architecture): string | null {
   const global = GLOBAL.find(([hf]) => hf === hfName);
   if (global) return global[1];
   const m = /^model\.layers\.(\d+)\.(.+)$/.exec(hfName);
-  const pair = m && layerPairs(arch === "gemma2").find(([hf]) => hf === m[2]);
+  const pair = m && layerPairs(sandwich(arch)).find(([hf]) => hf === m[2]);
   return pair ? `blk.${m![1]}.${pair[1]}` : null;
 }
 
@@ -60,7 +64,7 @@ export function hfName(ggufTensor: string, arch: Architecture): string | null {
   const global = GLOBAL.find(([, gg]) => gg === ggufTensor);
   if (global) return global[0];
   const m = /^blk\.(\d+)\.(.+)$/.exec(ggufTensor);
-  const pair = m && layerPairs(arch === "gemma2").find(([, gg]) => gg === m[2]);
+  const pair = m && layerPairs(sandwich(arch)).find(([, gg]) => gg === m[2]);
   return pair ? `model.layers.${m![1]}.${pair[0]}` : null;
 }
 
