@@ -15,11 +15,6 @@
 // batch recompute the last row instead of branching inside the loop.
 #include common
 #include matmul_epilogue
-#if XVEC
-@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
-#else
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-#endif
 #if GAMMA
 #if XVEC
 @group(0) @binding({{B_GAMMA}}) var<storage, read> gamma: array<vec4<f32>>;

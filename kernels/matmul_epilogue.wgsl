@@ -1,5 +1,6 @@
-// Shared by the packed-weight matmuls (gemv_c8, gemv_wg, gemm_tiled): their parameters, the
-// weight reader, the output bindings, and what happens to one finished block of 8 output
+// Shared by the matmuls (gemv_c8, gemv_wg, gemm_tiled; with QUANT qgemv_c8 and the quantized
+// gemv_wg, gemm_tiled): their parameters, the weight reader, the input and output bindings,
+// and what happens to one finished block of 8 output
 // columns of one row. The weight layouts (src/model/weight_layout.ts) order columns so that
 // one block is enough for every epilogue:
 //   plain  8 columns stored (ACCUM adds them: a residual add as the epilogue);
@@ -23,6 +24,21 @@ struct Params {
 @group(0) @binding(3) var<storage, read> w: array<vec4<f32>>;
 #else
 @group(0) @binding(3) var<storage, read> w: array<vec4<u32>>;
+#endif
+// x rows: f32, read as vec4 with XVEC (K % 4 == 0); the quantized matmuls (QUANT) read vec4,
+// or with XQ the Q8 blocks of quantize_rows.
+#if QUANT
+#if XQ
+@group(0) @binding(2) var<storage, read> x: array<vec4<u32>>;
+#else
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+#endif
+#else
+#if XVEC
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+#else
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+#endif
 #endif
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 #if BIAS

@@ -29,11 +29,6 @@
 // row's arithmetic never depends on TM or on the other rows (batch invariance).
 #include common
 #include matmul_epilogue
-#if XQ
-@group(0) @binding(2) var<storage, read> x: array<vec4<u32>>;
-#else
-@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
-#endif
 #if GAMMA
 @group(0) @binding({{B_GAMMA}}) var<storage, read> gamma: array<vec4<f32>>;
 #endif
@@ -185,11 +180,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 #endif
     }
 #else
+    // Each step: the dequantized weights of 8 columns at k-quad s (c0: columns 0..3, c1:
+    // 4..7), then every row's x at those k. Q4: word pair i holds k-quads i (low nibbles) and
+    // i + 4 (high), done one after the other so that only 8 columns x 4 k of weights are
+    // live at a time. Q4X goes in k order (each word pair read twice) so that its sums are
+    // the dequantized f32 matmul's bit for bit, as Q8X's are; Q4_0 keeps its goldens' order.
 #if Q4
-    // Word pair i holds k-quads i (low nibbles) and i + 4 (high), done one after the other
-    // so that only 8 columns x 4 k of weights are live at a time. Q4X goes in k order (each
-    // word pair read twice) so that its sums are the dequantized f32 matmul's bit for bit, as
-    // Q8X's are; Q4_0 keeps its goldens' order.
 #if Q4X
     for (var h = 0u; h < 2u; h++) {
       for (var i = 0u; i < 4u; i++) {
@@ -204,6 +200,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let q1 = (p1 >> vec4<u32>(4u * h)) & vec4<u32>(0x0f0f0f0fu);
         let c0 = cols4(q0, d0, mn0);
         let c1 = cols4(q1, d1, mn1);
+#else
+    {
+      for (var s = 0u; s < 8u; s++) {
+        let q0 = w[base + QOFF + 2u * s];
+        let q1 = w[base + QOFF + 1u + 2u * s];
+#if Q8X
+        // k-quads 0..3 are k 0..15 (the lo scales), 4..7 are k 16..31.
+        let c0 = cols4(q0, select(hi0, lo0, s < 4u), mn0);
+        let c1 = cols4(q1, select(hi1, lo1, s < 4u), mn1);
+#else
+        let c0 = cols4(q0, d0, mn0);
+        let c1 = cols4(q1, d1, mn1);
+#endif
+#endif
 #if GAMMA
         let g = gamma[8u * b + s];
 #endif
@@ -222,36 +232,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
       }
     }
-#else
-    for (var i = 0u; i < 8u; i++) {
-      let q0 = w[base + QOFF + 2u * i];
-      let q1 = w[base + QOFF + 1u + 2u * i];
-#if Q8X
-      // k-quads 0..3 are k 0..15 (the lo scales), 4..7 are k 16..31.
-      let c0 = cols4(q0, select(hi0, lo0, i < 4u), mn0);
-      let c1 = cols4(q1, select(hi1, lo1, i < 4u), mn1);
-#else
-      let c0 = cols4(q0, d0, mn0);
-      let c1 = cols4(q1, d1, mn1);
-#endif
-#if GAMMA
-      let g = gamma[8u * b + i];
-#endif
-      for (var r = 0u; r < TM; r++) {
-        let xraw = x[xr[r] + 8u * b + i];
-#if NORM
-        ss[r] += dot(xraw, xraw);
-#endif
-#if GAMMA
-        let xv = xraw * g;
-#else
-        let xv = xraw;
-#endif
-        a0[r] += mac4(c0, xv);
-        a1[r] += mac4(c1, xv);
-      }
-    }
-#endif
 #endif
     base += TILE;
   }

@@ -310,6 +310,46 @@ test("config: legacy and new layouts give the same spec", async () => {
   ]);
 });
 
+test("config: gemma3-tiny (5:1 sliding pattern, a RoPE per layer type, q/k norm, no soft-caps)", async () => {
+  const s = await spec("gemma3-tiny");
+  assertEquals(s.architecture, "gemma3");
+  assertEquals(s.layerWindows, [16, 16, 16, 16, 16, null]);
+  assertEquals(pick(s.rope, ["theta", "type", "factor"]), { theta: 1e6, type: "linear", factor: 8 });
+  assertEquals(pick(s.localRope!, ["theta", "type", "factor"]), { theta: 1e4, type: "default", factor: 1 });
+  assertEquals([s.qkNorm, s.normOffset, s.sandwichNorm, s.hiddenAct], [true, 1, true, "gelu_tanh"]);
+  assertEquals([s.attnLogitSoftcap, s.finalLogitSoftcap], [null, null]);
+  assertEquals([s.attnScale, s.embeddingScale, s.numKvHeads], [32 ** -0.5, Math.sqrt(128), 1]);
+  // The q/k norm weights are expected (and used: no tensor is left over, see below).
+  assert(expectedTensors(s).some((t) => t.name === "model.layers.5.self_attn.k_norm.weight"));
+
+  // transformers 4's layout: rope_theta + rope_scaling are the global layers', the local base
+  // is rope_local_base_freq, and sliding_window_pattern replaces layer_types.
+  const raw = await rawConfig("gemma3-tiny");
+  const { rope_parameters: _r, layer_types: _l, _sliding_window_pattern: _p, ...rest } = raw;
+  const legacy = parseModelSpec({
+    ...rest,
+    rope_theta: 1e6,
+    rope_local_base_freq: 1e4,
+    rope_scaling: { rope_type: "linear", factor: 8 },
+    sliding_window_pattern: 3,
+  });
+  assertEquals(legacy.rope, s.rope);
+  assertEquals(legacy.localRope, s.localRope);
+  assertEquals(legacy.layerWindows, [16, 16, null, 16, 16, null]);
+  // Its defaults: 1M global, 10k local, a 6-layer pattern.
+  const bare = parseModelSpec(rest);
+  assertEquals([bare.rope.theta, bare.localRope!.theta, bare.rope.type], [1e6, 1e4, "default"]);
+  assertEquals(bare.layerWindows, [16, 16, 16, 16, 16, null]);
+  // model_type alone names the architecture; a per-type rope_parameters missing one is named.
+  const { architectures: _a, ...untyped } = raw;
+  assertEquals(parseModelSpec(untyped).architecture, "gemma3");
+  const e = assertThrows(
+    () => parseModelSpec({ ...raw, rope_parameters: { full_attention: { rope_theta: 1e6 } } }),
+    CheckpointError,
+  );
+  assert(e.message.includes("rope_parameters.sliding_attention"), e.message);
+});
+
 test("config: sliding-window rules per architecture", async () => {
   const qwen2 = await rawConfig("qwen2-tiny");
   const slide = { ...qwen2, use_sliding_window: true, sliding_window: 8, max_window_layers: 1 };

@@ -135,7 +135,7 @@ test("gguf: q/k row permutation and its inverse", () => {
   assertEquals([...unpermuteQkRows(permuteQkRows(rows, 2, 6), 2, 6)], [...rows]);
 });
 
-for (const name of ["stories260K", "llama-tiny", "gemma2-tiny"]) {
+for (const name of ["stories260K", "llama-tiny", "gemma2-tiny", "gemma3-tiny"]) {
   for (const quantization of ["q8_0", "q4_0"] as const) {
     test(`gguf convert ${name} ${quantization}: our loader reads back exactly the load-time blocks and tensors`, async () => {
       await withTempDir(async (dir) => {
@@ -162,13 +162,17 @@ for (const name of ["stories260K", "llama-tiny", "gemma2-tiny"]) {
             const va = dequantize(valueDType(a), await loadTime.tensors.read(a));
             const vb = dequantize(valueDType(b), await fromGguf.tensors.read(b));
             // Gemma's norms are stored as 1 + w (and the spec's normOffset drops to 0).
-            const gemmaNorm = name === "gemma2-tiny" && t.endsWith("norm.weight");
+            const gemmaNorm = name.startsWith("gemma") && t.endsWith("norm.weight");
             assert(va.every((x, i) => (gemmaNorm ? Math.fround(x + 1) : x) === vb[i]), `${t}: values differ`);
           }
           assert(quantized >= 4 * loadTime.spec.numLayers, `only ${quantized} quantized tensors`);
-          if (name === "gemma2-tiny") assertEquals([fromGguf.spec.normOffset, loadTime.spec.normOffset], [0, 1]);
-          // GGUF stores eps as f32, which is what the kernels use anyway.
-          else assertEquals({ ...fromGguf.spec, dtype: "x" }, { ...loadTime.spec, dtype: "x", rmsNormEps: Math.fround(loadTime.spec.rmsNormEps) });
+          // GGUF stores eps as f32, which is what the kernels use anyway; Gemma's norms hold 1 + w.
+          const gemma = name.startsWith("gemma");
+          if (gemma) assertEquals([fromGguf.spec.normOffset, loadTime.spec.normOffset], [0, 1]);
+          assertEquals(
+            { ...fromGguf.spec, dtype: "x", normOffset: 0 },
+            { ...loadTime.spec, dtype: "x", normOffset: 0, rmsNormEps: Math.fround(loadTime.spec.rmsNormEps) },
+          );
         } finally {
           fromGguf.tensors.close();
           loadTime.tensors.close();
@@ -339,5 +343,27 @@ test("gguf: convert writes qwen35-tiny as llama.cpp's qwen35 (ssm_* names, metad
       src.tensors.close();
       gg.tensors.close();
     }
+  });
+});
+
+test("gguf convert gemma3: llama.cpp's keys for the global and local RoPE, and a layout llama.cpp cannot express is refused", async () => {
+  await withTempDir(async (dir) => {
+    await convertToGguf(modelDir("gemma3-tiny"), `${dir}/g.gguf`);
+    const meta = (await readGgufHeader(`${dir}/g.gguf`)).metadata;
+    assertEquals(
+      ["general.architecture", "gemma3.rope.freq_base", "gemma3.rope.freq_base_swa", "gemma3.rope.scaling.type", "gemma3.rope.scaling.factor", "gemma3.attention.sliding_window"]
+        .map((k) => meta.get(k)),
+      ["gemma3", 1e6, 1e4, "linear", 8, 16],
+    );
+    assert(!meta.has("gemma3.attn_logit_softcapping") && !meta.has("gemma3.final_logit_softcapping"));
+    // llama.cpp fixes Gemma-3's pattern at 5 sliding : 1 global; another one would run wrong.
+    const odd = `${dir}/odd`;
+    await sys.mkdir(odd);
+    for (const f of ["model.safetensors", "tokenizer.json", "tokenizer_config.json"]) await sys.copyFile(`${modelDir("gemma3-tiny")}/${f}`, `${odd}/${f}`);
+    const config = JSON.parse(await sys.readTextFile(`${modelDir("gemma3-tiny")}/config.json`));
+    config.layer_types = ["sliding_attention", "full_attention", ...config.layer_types.slice(2)];
+    await sys.writeTextFile(`${odd}/config.json`, JSON.stringify(config));
+    const e = await assertRejects(() => convertToGguf(odd, `${dir}/odd.gguf`), CheckpointError);
+    assert(e.message.includes("gemma3") && e.message.includes("layer_types"), e.message);
   });
 });

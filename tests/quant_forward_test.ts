@@ -25,11 +25,10 @@ import {
   loadGolden,
   maxAbs,
   maxAbsDiff,
-  MODEL_NAMES,
   modelDir,
   promptLogits,
 } from "./helpers/reference.ts";
-import { loadQuantGoldens, worstRelativeError } from "./helpers/quant_goldens.ts";
+import { loadQuantGoldens, QUANT_GOLDEN_MODELS, worstRelativeError } from "./helpers/quant_goldens.ts";
 
 // One device for the file: its pipelines, compiled once, serve every test's runners.
 const sharedGpu = shared(() => createGpu(), (gpu) => gpu.device.destroy());
@@ -51,7 +50,7 @@ for (const kernelFamily of KERNEL_FAMILIES) {
     const goldens = await loadQuantGoldens();
     const gpu = await sharedGpu();
     try {
-      for (const name of MODEL_NAMES) {
+      for (const name of QUANT_GOLDEN_MODELS) {
         const errors: string[] = [];
         for (const q of ["q8_0", "q4_0"] as const) {
           const fast = await ModelRunner.load(modelDir(name), {
@@ -63,7 +62,7 @@ for (const kernelFamily of KERNEL_FAMILIES) {
           });
           // That it really ran: its logits differ from the exact path's (one model is enough;
           // the exact path itself is held to the goldens in quant_reference_test.ts).
-          const exact = name === MODEL_NAMES[0]
+          const exact = name === QUANT_GOLDEN_MODELS[0]
             ? await ModelRunner.load(modelDir(name), {
               ...OPTS,
               gpu,

@@ -18,7 +18,7 @@ import { assertEquals } from "./helpers/assert.ts";
 // One device for the file: its pipelines, compiled once, serve every test's runners.
 const sharedGpu = shared(() => createGpu(), (gpu) => gpu.device.destroy());
 
-for (const name of ["stories260K", "gemma2-tiny", "mistral-tiny", "qwen3-tiny"]) {
+for (const name of ["stories260K", "gemma2-tiny", "mistral-tiny", "qwen3-tiny", "gemma3-tiny"]) {
   sharedTest(`ragged batch ${name}: per-sequence logits equal solo runs; chunked prefill and token-by-token decode equal one prefill`, async (t) => {
     const golden = await loadGolden(name);
     const gpu = await sharedGpu();

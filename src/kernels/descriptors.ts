@@ -59,8 +59,11 @@ export type MatmulBinding = "x" | "w" | "out" | "gamma" | "bias" | "inv_freq" | 
 
 const MATMUL_BINDINGS: readonly MatmulBinding[] = ["x", "w", "out", "gamma", "bias", "inv_freq", "k_cache", "v_cache"];
 
-/** Numbers the optional bindings after `out` (4) in order, so each variant's are 0..n-1. */
-function optionalBindings(d: MatmulDefines): Defines {
+/**
+ * Numbers the optional bindings after `out` (4) in order, so each variant's are 0..n-1 (the
+ * dense and the quantized matmuls alike).
+ */
+export function optionalBindings(d: Pick<MatmulFlags, "GAMMA" | "BIAS" | "ROPE">): Defines {
   let next = 5;
   const n = (on: boolean) => (on ? next++ : 0);
   return {

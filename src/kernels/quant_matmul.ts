@@ -1,12 +1,14 @@
 /**
- * The quantized matmuls (`qgemv_c8` for CPU adapters, `qgemv_wg` / `qgemm_tiled` for GPUs; on
- * Q8_0, Q4_0, Q8X or Q4X blocks) and the activation
+ * The quantized matmuls (`qgemv_c8` for CPU adapters; for GPUs `qgemv_wg` / `qgemm_tiled`,
+ * which are `gemv_wg.wgsl` / `gemm_tiled.wgsl` with QUANT; on Q8_0, Q4_0, Q8X or Q4X blocks)
+ * and the activation
  * quantizer of their fast path (`quantize_rows`): descriptors, defines and the sizes their
  * buffers need. They share `matmul_epilogue.wgsl` (parameters and epilogues) with the f16
  * packed matmuls, so the parameters are that file's `struct Params`.
  * @module
  */
-import { kernel, type KernelDescriptor } from "./registry.ts";
+import { type Defines, kernel, type KernelDescriptor } from "./registry.ts";
+import { optionalBindings } from "./descriptors.ts";
 
 /** Defines of the quantized matmuls. */
 export interface QMatmulDefines {
@@ -77,18 +79,14 @@ export const QMATMUL_DEFAULTS: QMatmulDefines = {
 
 type QMatmulBinding = "x" | "w" | "out" | "gamma" | "bias" | "inv_freq" | "k_cache" | "v_cache";
 
-/** Bindings after `out` are numbered in this order, for the ones a specialisation declares. */
-function bindingNumbers(d: QMatmulDefines): Record<string, number> {
-  let next = 5;
-  const n = { B_GAMMA: 0, B_BIAS: 0, B_INV_FREQ: 0, B_K_CACHE: 0, B_V_CACHE: 0 };
-  if (d.GAMMA) n.B_GAMMA = next++;
-  if (d.BIAS) n.B_BIAS = next++;
-  if (d.ROPE) {
-    n.B_INV_FREQ = next++;
-    n.B_K_CACHE = next++;
-    n.B_V_CACHE = next++;
-  }
-  return n;
+/**
+ * Derived defines: the bindings after `out`, numbered in this order for the ones a
+ * specialisation declares; and `QUANT`, which selects the block-weight parts of the kernel
+ * files the dense matmuls share (gemv_wg, gemm_tiled).
+ */
+function derived(file: string, d: QMatmulDefines): Defines {
+  checkDefines(file, d);
+  return { ...optionalBindings(d), QUANT: true };
 }
 
 function checkDefines(file: string, d: QMatmulDefines): void {
@@ -103,34 +101,30 @@ function checkDefines(file: string, d: QMatmulDefines): void {
   }
 }
 
+const QMATMUL_BINDINGS = ["x", "w", "out", "gamma", "bias", "inv_freq", "k_cache", "v_cache"] as const;
+
 /** CPU-family quantized GEMV: column blocks of 8, TM rows per invocation. */
 export const QGEMV_C8: KernelDescriptor<QMatmulDefines, QMatmulBinding> = kernel(
   "qgemv_c8",
-  ["x", "w", "out", "gamma", "bias", "inv_freq", "k_cache", "v_cache"],
-  (d) => {
-    checkDefines("qgemv_c8", d);
-    return bindingNumbers(d);
-  },
+  QMATMUL_BINDINGS,
+  (d) => derived("qgemv_c8", d),
 );
 
-/** GPU-family quantized GEMV (decode batches): a workgroup per 8 columns, K split by blocks. */
+/**
+ * GPU-family quantized GEMV (decode batches): a workgroup per 8 columns, K split by blocks;
+ * `gemv_wg.wgsl` with QUANT.
+ */
 export const QGEMV_WG: KernelDescriptor<QMatmulDefines, QMatmulBinding> = kernel(
-  "qgemv_wg",
-  ["x", "w", "out", "gamma", "bias", "inv_freq", "k_cache", "v_cache"],
-  (d) => {
-    checkDefines("qgemv_wg", d);
-    return bindingNumbers(d);
-  },
+  "gemv_wg",
+  QMATMUL_BINDINGS,
+  (d) => derived("qgemv_wg", d),
 );
 
-/** GPU-family quantized tiled matmul (prefill): 32 x 64 tiles; same bits as QGEMV_WG. */
+/** GPU-family quantized tiled matmul (prefill): 32 x 64 tiles, `gemm_tiled.wgsl` with QUANT; same bits as QGEMV_WG. */
 export const QGEMM_TILED: KernelDescriptor<QMatmulDefines, QMatmulBinding> = kernel(
-  "qgemm_tiled",
-  ["x", "w", "out", "gamma", "bias", "inv_freq", "k_cache", "v_cache"],
-  (d) => {
-    checkDefines("qgemm_tiled", d);
-    return bindingNumbers(d);
-  },
+  "gemm_tiled",
+  QMATMUL_BINDINGS,
+  (d) => derived("qgemm_tiled", d),
 );
 
 /**
@@ -175,7 +169,7 @@ export const QUANT_KERNEL_FILES: readonly string[] = [
   "int8_dot",
   "qmatmul_common",
   "qgemv_c8",
-  "qgemv_wg",
-  "qgemm_tiled",
+  "gemv_wg",
+  "gemm_tiled",
   "quantize_rows",
 ];

@@ -10,7 +10,7 @@ import type { TensorSource } from "./tensor_source.ts";
 import { type MoeSpec, moeTensors, parseGptOssMoeSpec, parseQwen3MoeSpec } from "./moe_config.ts";
 
 /** Decoder families this runtime implements. */
-export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3" | "qwen3_moe" | "gpt_oss" | "gemma2" | "qwen35";
+export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3" | "qwen3_moe" | "gpt_oss" | "gemma2" | "gemma3" | "qwen35";
 
 /**
  * Qwen3.5's Gated DeltaNet (linear attention) layers: which layers they are and their shapes.
@@ -65,6 +65,11 @@ export interface ModelSpec {
   maxPositionEmbeddings: number;
   rmsNormEps: number;
   rope: RopeSpec;
+  /**
+   * RoPE of the sliding-window layers where it differs from {@link rope} (Gemma-3's local
+   * base, unscaled); absent: every layer uses `rope`.
+   */
+  localRope?: RopeSpec;
   tieWordEmbeddings: boolean;
   /** Biases on q/k/v projections (qwen2 always; llama/qwen3/gemma2 via attention_bias). */
   qkvBias: boolean;
@@ -72,14 +77,14 @@ export interface ModelSpec {
   oProjBias: boolean;
   /** Biases on gate/up/down (llama mlp_bias). */
   mlpBias: boolean;
-  /** Per-head RMSNorm on q and k before RoPE (qwen3). */
+  /** Per-head RMSNorm on q and k before RoPE (qwen3, gemma3). */
   qkNorm: boolean;
   hiddenAct: "silu" | "gelu_tanh";
-  /** RMSNorm weight applied as (normOffset + w): 1 for gemma2, else 0. */
+  /** RMSNorm weight applied as (normOffset + w): 1 for gemma2/gemma3, else 0. */
   normOffset: number;
-  /** Gemma-2 norms around both attention and MLP outputs. */
+  /** Gemma-2/3 norms around both attention and MLP outputs. */
   sandwichNorm: boolean;
-  /** Multiplier on embeddings: sqrt(hidden) for gemma2, else 1. */
+  /** Multiplier on embeddings: sqrt(hidden) for gemma2/gemma3, else 1. */
   embeddingScale: number;
   /** Multiplier on q·k. */
   attnScale: number;
@@ -123,11 +128,13 @@ const ARCHITECTURES: Record<string, Architecture> = {
   Qwen3MoeForCausalLM: "qwen3_moe",
   GptOssForCausalLM: "gpt_oss",
   Gemma2ForCausalLM: "gemma2",
+  Gemma3ForCausalLM: "gemma3",
   // The hub ships Qwen3.5 as the vision-language class; text serving runs its language model.
   Qwen3_5ForConditionalGeneration: "qwen35",
   Qwen3_5ForCausalLM: "qwen35",
 };
-const MODEL_TYPES: Record<string, Architecture> = {
+/** config.json `model_type` of each architecture (used when `architectures` is absent). */
+const MODEL_TYPES: Readonly<Record<string, Architecture>> = {
   llama: "llama",
   mistral: "mistral",
   qwen2: "qwen2",
@@ -137,6 +144,7 @@ const MODEL_TYPES: Record<string, Architecture> = {
   gemma2: "gemma2",
   qwen3_5: "qwen35",
   qwen3_5_text: "qwen35",
+  gemma3_text: "gemma3",
 };
 
 // transformers' config-class defaults for fields a config.json may omit.
@@ -152,7 +160,11 @@ const DEFAULTS: Record<
   gpt_oss: { maxPos: 131072, tie: false, slidingWindow: 128 },
   gemma2: { maxPos: 8192, tie: true, slidingWindow: 4096 },
   qwen35: { maxPos: 32768, tie: false, slidingWindow: null },
+  gemma3: { maxPos: 131072, tie: true, slidingWindow: 4096 },
 };
+
+/** Gemma-3 without `layer_types`: every `sliding_window_pattern`-th layer is global. */
+const GEMMA3_PATTERN = 6;
 
 /** Typed field access that names config.json and the field on every failure. */
 class Fields {
@@ -252,16 +264,44 @@ function architectureOf(f: Fields, file: string): Architecture {
   );
 }
 
-function ropeOf(f: Fields, maxPos: number): RopeSpec {
+function ropeOf(f: Fields, arch: Architecture, maxPos: number): { rope: RopeSpec; localRope?: RopeSpec } {
   // transformers 5 folds rope_theta and rope_scaling into rope_parameters.
   const params = f.raw("rope_parameters");
   const scaling = f.raw("rope_scaling");
   const source = params ?? scaling;
   const field = params != null ? "rope_parameters" : "rope_scaling";
-  if (source != null && (typeof source !== "object" || Array.isArray(source))) {
-    f.fail(field, "an object or null", source);
+  const object = (name: string, v: unknown) => {
+    if (v != null && (typeof v !== "object" || Array.isArray(v))) f.fail(name, "an object or null", v);
+    return v as Record<string, unknown> | null;
+  };
+  const src = object(field, source);
+  if (arch !== "gemma3") return { rope: ropeFrom(f, src, field, f.num("rope_theta", 10000), maxPos) };
+  // Gemma-3: global layers use rope_theta (1M) with the scaling, local (sliding) layers
+  // their own base without it. transformers 5 gives one rope_parameters per layer type.
+  if (params != null && src && ("full_attention" in src || "sliding_attention" in src)) {
+    const sub = (type: string) => {
+      const name = `rope_parameters.${type}`;
+      if (src[type] == null) f.error(`missing required field "${name}"`);
+      return ropeFrom(f, object(name, src[type]), name, 10000, maxPos);
+    };
+    return { rope: sub("full_attention"), localRope: sub("sliding_attention") };
   }
-  const src = source as Record<string, unknown> | null;
+  const local = f.num("rope_local_base_freq", 10000);
+  if (local <= 0) f.fail("rope_local_base_freq", "a positive number", local);
+  return {
+    rope: ropeFrom(f, src, field, f.num("rope_theta", 1_000_000), maxPos),
+    localRope: ropeFrom(f, null, field, local, maxPos),
+  };
+}
+
+/** One rope parameter set (`src`, read as `field`), with `thetaFallback` where it has no rope_theta. */
+function ropeFrom(
+  f: Fields,
+  src: Record<string, unknown> | null,
+  field: string,
+  thetaFallback: number,
+  maxPos: number,
+): RopeSpec {
   const sub = (name: string) => `${field}.${name}`;
   const num = (name: string, fallback: number): number => {
     const v = src?.[name];
@@ -275,9 +315,8 @@ function ropeOf(f: Fields, maxPos: number): RopeSpec {
     if (src?.[name] == null) f.error(`missing required field "${sub(name)}"`);
     return num(name, 0);
   };
-  const thetaTop = f.num("rope_theta", 10000);
-  if (thetaTop <= 0) f.fail("rope_theta", "a positive number", thetaTop);
-  const theta = num("rope_theta", thetaTop);
+  if (thetaFallback <= 0) f.fail("rope_theta", "a positive number", thetaFallback);
+  const theta = num("rope_theta", thetaFallback);
   const rawType = src?.rope_type ?? src?.type ?? "default";
   if (rawType !== "default" && rawType !== "linear" && rawType !== "llama3" && rawType !== "yarn") {
     f.error(
@@ -330,16 +369,15 @@ function ropeOf(f: Fields, maxPos: number): RopeSpec {
 }
 
 function activationOf(f: Fields, arch: Architecture): ModelSpec["hiddenAct"] {
-  // Gemma-2 reads hidden_activation; its plain "gelu" always meant the tanh approximation.
-  const field = arch === "gemma2" && f.has("hidden_activation")
-    ? "hidden_activation"
-    : "hidden_act";
-  const name = f.str(field) ?? (arch === "gemma2" ? "gelu_pytorch_tanh" : "silu");
+  // Gemma reads hidden_activation; its plain "gelu" always meant the tanh approximation.
+  const gemma = isGemma(arch);
+  const field = gemma && f.has("hidden_activation") ? "hidden_activation" : "hidden_act";
+  const name = f.str(field) ?? (gemma ? "gelu_pytorch_tanh" : "silu");
   if (name === "silu" || name === "swish") return "silu";
   if (["gelu_pytorch_tanh", "gelu_tanh", "gelu_new", "gelu_fast"].includes(name)) {
     return "gelu_tanh";
   }
-  if (name === "gelu" && arch === "gemma2") return "gelu_tanh";
+  if (name === "gelu" && gemma) return "gelu_tanh";
   return f.error(
     `unsupported ${field} ${JSON.stringify(name)} (supported: silu, gelu_pytorch_tanh)`,
   );
@@ -385,6 +423,10 @@ function layerWindowsOf(f: Fields, arch: Architecture, numLayers: number): (numb
     }
     case "gemma2":
       return layers.map((i) => (i % 2 === 0 ? window : null));
+    case "gemma3": {
+      const pattern = f.optInt("sliding_window_pattern", f.optInt("_sliding_window_pattern", GEMMA3_PATTERN));
+      return layers.map((i) => ((i + 1) % pattern !== 0 ? window : null));
+    }
     default:
       return layers.map(() => null);
   }
@@ -437,6 +479,11 @@ function rotaryDimOf(f: Fields, headDim: number): number {
   return dim;
 }
 
+/** Gemma-2 and Gemma-3 share (1 + w) norms, sandwich norms, scaled embeddings and gelu_tanh. */
+function isGemma(arch: Architecture): boolean {
+  return arch === "gemma2" || arch === "gemma3";
+}
+
 function dtypeOf(f: Fields): ModelSpec["dtype"] {
   const field = f.has("dtype") ? "dtype" : "torch_dtype";
   const v = f.str(field) ?? "float32";
@@ -484,7 +531,7 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
   const rmsNormEps = f.num("rms_norm_eps", 1e-6);
   if (rmsNormEps <= 0) f.fail("rms_norm_eps", "a positive number", rmsNormEps);
   const attentionBias = f.bool("attention_bias", false);
-  const gemma = architecture === "gemma2";
+  const gemma = isGemma(architecture);
   const qwen35 = architecture === "qwen35";
 
   const softcap = (field: string, fallback: number | null): number | null => {
@@ -494,8 +541,10 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     if (v !== null && v <= 0) f.fail(field, "a positive number or null", v);
     return v;
   };
+  // Gemma-3 has no soft-capping unless its config asks for it.
+  const caps = architecture === "gemma2" ? { attn: 50, final: 30 } : { attn: null, final: null };
   const queryPreAttnScalar = gemma ? f.num("query_pre_attn_scalar", 256) : headDim;
-  const rope = ropeOf(f, maxPositionEmbeddings);
+  const { rope, localRope } = ropeOf(f, architecture, maxPositionEmbeddings);
   if (queryPreAttnScalar <= 0) {
     f.fail("query_pre_attn_scalar", "a positive number", queryPreAttnScalar);
   }
@@ -514,11 +563,12 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     maxPositionEmbeddings,
     rmsNormEps,
     rope,
+    ...(localRope ? { localRope } : {}),
     tieWordEmbeddings: f.bool("tie_word_embeddings", DEFAULTS[architecture].tie),
     qkvBias: architecture === "qwen2" || (architecture !== "mistral" && attentionBias),
     oProjBias: architecture !== "qwen2" && architecture !== "mistral" && attentionBias,
     mlpBias: architecture === "llama" && f.bool("mlp_bias", false),
-    qkNorm: architecture === "qwen3" || architecture === "qwen3_moe" || qwen35,
+    qkNorm: architecture === "qwen3" || architecture === "qwen3_moe" || architecture === "gemma3" || qwen35,
     hiddenAct: activationOf(f, architecture),
     // Qwen3.5 stores its decoder norms around 0 and applies (1 + w), as Gemma.
     normOffset: gemma || qwen35 ? 1 : 0,
@@ -526,8 +576,8 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     embeddingScale: gemma ? Math.sqrt(hiddenSize) : 1,
     // YaRN scales cos and sin, so both q and k: the scores by the factor squared.
     attnScale: queryPreAttnScalar ** -0.5 * (rope.yarn?.attentionFactor ?? 1) ** 2,
-    attnLogitSoftcap: gemma ? softcap("attn_logit_softcapping", 50) : null,
-    finalLogitSoftcap: gemma ? softcap("final_logit_softcapping", 30) : null,
+    attnLogitSoftcap: gemma ? softcap("attn_logit_softcapping", caps.attn) : null,
+    finalLogitSoftcap: gemma ? softcap("final_logit_softcapping", caps.final) : null,
     layerWindows: layerWindowsOf(f, architecture, numLayers),
     bosTokenId: bos.length ? bos[0] : null,
     eosTokenIds,
@@ -625,7 +675,7 @@ export function expectedTensors(spec: ModelSpec): { name: string; shape: number[
     }
     if (!lin?.layers[i]) add(`${p}.self_attn.o_proj.weight`, [H, q]);
     if (spec.oProjBias && !lin?.layers[i]) add(`${p}.self_attn.o_proj.bias`, [H]);
-    // Llama: the pre-MLP norm. Gemma-2: the norm on the attention output.
+    // Llama: the pre-MLP norm. Gemma-2/3: the norm on the attention output.
     add(`${p}.post_attention_layernorm.weight`, [H]);
     if (spec.sandwichNorm) {
       add(`${p}.pre_feedforward_layernorm.weight`, [H]);

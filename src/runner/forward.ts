@@ -16,7 +16,7 @@
  * need logits, Gemma's soft-cap as its epilogue) and the sampler (model_runner.ts); steps
  * with embedding rows add `pool_hidden` (the final norm's output pooled per row, no LM head).
  * Qwen3 (q/k norm) and head dims not a multiple of 8 run RoPE as its own dispatch
- * (`rope_kv`): 6 per layer. Gemma-2's sandwich norms need a matmul's whole output row: its
+ * (`rope_kv`): 6 per layer (Gemma-3's sliding layers read their own RoPE table). Gemma-2/3's sandwich norms need a matmul's whole output row: its
  * o and down write a scratch row that `rmsnorm` adds into the residual: 7 per layer.
  *
  * Matmuls use the kernel family's kernels (cpu: `gemv_c8` with 1..8 rows per invocation;
@@ -189,8 +189,14 @@ export class ForwardPass {
     const tmp = spec.sandwichNorm ? this.#buffer("tmp", T * H) : null;
     this.logits = this.#buffer("logits", R * V, GPUBufferUsage.COPY_SRC);
     this.hidden = this.#buffer("hidden", maxSeqs * H, GPUBufferUsage.COPY_SRC);
+    // One inverse-frequency table per RoPE (Gemma-3's sliding layers have their own).
     const invFreq = this.#buffer("inv_freq", hd / 2);
     device.queue.writeBuffer(invFreq, 0, ropeInverseFrequencies(spec.rope, spec.rotaryDim));
+    let localInvFreq = invFreq;
+    if (spec.localRope) {
+      localInvFreq = this.#buffer("local_inv_freq", hd / 2);
+      device.queue.writeBuffer(localInvFreq, 0, ropeInverseFrequencies(spec.localRope, spec.rotaryDim));
+    }
     const maxContext = options.capacity.maxBlocksPerSeq * bs;
     if (options.quantizedActivations) {
       const ks = weights.layers.flatMap(denseMatrices).filter((w) => w.kind === "quant").map((w) => w.k);
@@ -234,6 +240,7 @@ export class ForwardPass {
       }
       const kCache = cache.keys[kvLayer.indexOf(l)];
       const vCache = cache.values[kvLayer.indexOf(l)];
+      const layerInvFreq = spec.layerWindows[l] !== null ? localInvFreq : invFreq;
       this.#matmul(`l${l}.qkv`, w.qkv, {
         x,
         out: q,
@@ -242,7 +249,7 @@ export class ForwardPass {
         rows: "tokens",
         norm: { gamma: w.inputNorm, eps },
         bias: w.qkvBias,
-        rope: fusedRope ? { invFreq, kCache, vCache, kvF16, numHeads: nh, numKvHeads: nkv, headDim: hd, blockSize: bs } : undefined,
+        rope: fusedRope ? { invFreq: layerInvFreq, kCache, vCache, kvF16, numHeads: nh, numKvHeads: nkv, headDim: hd, blockSize: bs } : undefined,
       });
       if (!fusedRope) {
         const partial = spec.rotaryDim !== hd;
@@ -250,7 +257,7 @@ export class ForwardPass {
         this.#op(`l${l}.rope_kv`, [rope], {
           p: this.#uniform(rope, { nh, nkv, head_dim: hd, block_size: bs, qkv_stride: qStride, eps: spec.rmsNormEps }),
           qkv: q,
-          inv_freq: invFreq,
+          inv_freq: layerInvFreq,
           k_cache: kCache,
           v_cache: vCache,
           ...(spec.qkNorm ? { q_norm: w.qNorm!, k_norm: w.kNorm! } : {}),

@@ -137,11 +137,7 @@ export function matmulOp(
   use: MatmulUse,
   label: string,
 ): MatmulOp {
-  if ((family === "cpu") !== (w.layout === "column_blocks")) {
-    throw new RangeError(
-      `${label}: a ${w.layout} matrix cannot run on the ${family} family's kernels`,
-    );
-  }
+  checkFamily(family, w, label);
   if (w.kind !== "dense") {
     throw new RangeError(
       `${label}: a ${w.dtype} matrix runs on the quantized matmuls (quant_matmul_op.ts)`,
@@ -155,14 +151,51 @@ export function matmulOp(
       ...ROW_TILES.map((TM) => pipelines.get(GEMV_WG, { ...flags, TM, WG: GPU_MATMUL_WG })),
       pipelines.get(GEMM_TILED, { ...flags, TM: 1, WG: 64 }),
     ];
-  const tiled = ROW_TILES.length;
+  return matmulParts(kernels, w, use, label, { cpu, tiles: ROW_TILES, x: use.x, ldx: use.ldx ?? w.k, gamma: !!use.norm });
+}
+
+/** Throws unless `w`'s layout is the one `family`'s kernels read. */
+export function checkFamily(family: KernelFamily, w: MatrixWeight, label: string): void {
+  if ((family === "cpu") !== (w.layout === "column_blocks")) {
+    throw new RangeError(
+      `${label}: a ${w.layout} matrix cannot run on the ${family} family's kernels`,
+    );
+  }
+}
+
+/** How a matmul's kernels read their input (the dense and the quantized matmuls differ). */
+export interface MatmulInput {
+  cpu: boolean;
+  /** Rows per invocation (cpu) or per workgroup (gpu) of the variants before the tiled GEMM. */
+  tiles: readonly number[];
+  /** The x binding: activation rows (or the fast quantized path's Q8 rows). */
+  x: BindingResource;
+  /** Elements (or words) between x rows. */
+  ldx: number;
+  /** The kernels read the norm weight (`gamma`). */
+  gamma: boolean;
+}
+
+/**
+ * The op over `kernels` (the variants of {@link partGrid}): per part of `w` its uniform
+ * parameters and bindings for `use` (epilogues as `matmul_epilogue.wgsl` reads them), and the
+ * variant a row count picks. Shared by the dense and the quantized matmuls.
+ */
+export function matmulParts(
+  kernels: CompiledKernel[],
+  w: MatrixWeight,
+  use: MatmulUse,
+  label: string,
+  input: MatmulInput,
+): MatmulOp {
+  const { cpu, tiles } = input;
   const uniforms: GPUBuffer[] = [];
   const parts = w.parts.map((part) => {
     const p = kernels[0].uniform({
       k: w.k,
       blocks: part.blocks,
       block_off: part.blockStart,
-      ldx: use.ldx ?? w.k,
+      ldx: input.ldx,
       ldo: use.ldo,
       n_out: use.nOut,
       rows_kind: use.rows === "logits" ? 1 : 0,
@@ -177,11 +210,11 @@ export function matmulOp(
     uniforms.push(p);
     const resources: Record<string, BindingResource> = {
       p,
-      x: use.x,
+      x: input.x,
       w: part.buffer,
       out: use.out,
     };
-    if (use.norm) resources.gamma = use.norm.gamma;
+    if (input.gamma) resources.gamma = use.norm!.gamma;
     if (use.bias) resources.bias = use.bias;
     if (use.rope) {
       Object.assign(resources, {
@@ -191,12 +224,12 @@ export function matmulOp(
       });
     }
     const grid = (rows: number, variant: number): Grid =>
-      partGrid(cpu, ROW_TILES, part.blocks, rows, variant);
+      partGrid(cpu, tiles, part.blocks, rows, variant);
     return { label: `${label}[${part.blockStart}]`, resources, grid };
   });
   return {
     kernels,
-    variant: (rows) => (!cpu && rows >= GEMM_MIN_ROWS ? tiled : rowTileIndex(rows)),
+    variant: (rows) => (!cpu && rows >= GEMM_MIN_ROWS ? tiles.length : rowTileIndex(rows)),
     parts,
     uniforms,
   };

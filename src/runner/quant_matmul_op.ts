@@ -27,13 +27,11 @@ import {
 } from "../kernels/quant_matmul.ts";
 import {
   CPU_MATMUL_WG,
-  GEMM_MIN_ROWS,
   GPU_MATMUL_WG,
   ROW_TILES,
-  rowTileIndex,
 } from "../kernels/family.ts";
-import type { Grid, MatmulOp, MatmulUse } from "./matmul_op.ts";
-import { partGrid, rowsGrid } from "./matmul_op.ts";
+import type { MatmulOp, MatmulUse } from "./matmul_op.ts";
+import { checkFamily, matmulParts, rowsGrid } from "./matmul_op.ts";
 
 /** What the adapter offers the quantized kernels. */
 export interface QuantMatmulEnv {
@@ -53,11 +51,7 @@ export function quantMatmulOp(
   env: QuantMatmulEnv,
 ): MatmulOp {
   if (w.kind !== "quant") throw new RangeError(`${label}: not a quantized weight`);
-  if ((family === "cpu") !== (w.layout === "column_blocks")) {
-    throw new RangeError(
-      `${label}: a ${w.layout} matrix cannot run on the ${family} family's kernels`,
-    );
-  }
+  checkFamily(family, w, label);
   if (use.softcap) {
     throw new RangeError(`${label}: the quantized matmuls have no soft-cap epilogue`);
   }
@@ -99,7 +93,6 @@ export function quantMatmulOp(
     ...tiles.map((TM) => pipelines.get(QGEMV_WG, { ...base, TM })),
     pipelines.get(QGEMM_TILED, { ...base, TM: 1, WG: GPU_MATMUL_WG }),
   ];
-  const tiled = tiles.length;
   const ldq = xqRowWords(w.k);
 
   let prelude: MatmulOp["prelude"];
@@ -129,48 +122,12 @@ export function quantMatmulOp(
     };
   }
 
-  const parts = w.parts.map((part) => {
-    const p = kernels[0].uniform({
-      k: w.k,
-      blocks: part.blocks,
-      block_off: part.blockStart,
-      ldx: fast ? ldq : use.ldx ?? w.k,
-      ldo: use.ldo,
-      n_out: use.nOut,
-      rows_kind: gather ? 1 : 0,
-      eps: use.norm?.eps ?? 0,
-      nh: use.rope?.numHeads ?? 0,
-      nkv: use.rope?.numKvHeads ?? 0,
-      head_dim: use.rope?.headDim ?? 0,
-      block_size: use.rope?.blockSize ?? 0,
-      w_stride: 0,
-      cap: 0,
-    }, `${label}[${part.blockStart}].params`);
-    uniforms.push(p);
-    const resources: Record<string, BindingResource> = {
-      p,
-      x: fast ? use.xq! : use.x,
-      w: part.buffer,
-      out: use.out,
-    };
-    if (base.GAMMA) resources.gamma = use.norm!.gamma;
-    if (use.bias) resources.bias = use.bias;
-    if (use.rope) {
-      Object.assign(resources, {
-        inv_freq: use.rope.invFreq,
-        k_cache: use.rope.kCache,
-        v_cache: use.rope.vCache,
-      });
-    }
-    const grid = (rows: number, variant: number): Grid =>
-      partGrid(cpu, tiles, part.blocks, rows, variant);
-    return { label: `${label}[${part.blockStart}]`, resources, grid };
+  const op = matmulParts(kernels, w, use, label, {
+    cpu,
+    tiles,
+    x: fast ? use.xq! : use.x,
+    ldx: fast ? ldq : use.ldx ?? w.k,
+    gamma: base.GAMMA,
   });
-  return {
-    kernels,
-    variant: (rows) => (!cpu && rows >= GEMM_MIN_ROWS ? tiled : rowTileIndex(rows)),
-    parts,
-    uniforms,
-    prelude,
-  };
+  return { ...op, uniforms: [...uniforms, ...op.uniforms], prelude };
 }

@@ -21,6 +21,7 @@ export const MODEL_NAMES = [
   "qwen3-tiny",
   "mistral-tiny",
   "gemma2-tiny",
+  "gemma3-tiny",
 ] as const;
 
 /**

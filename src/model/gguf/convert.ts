@@ -1,6 +1,6 @@
 /**
  * Hugging Face checkpoint -> GGUF file that llama.cpp and our loader both run: llama.cpp's
- * tensor names and metadata for llama, mistral (as llama), qwen2, qwen3 and gemma2, the
+ * tensor names and metadata for llama, mistral (as llama), qwen2, qwen3, gemma2 and gemma3, the
  * vocabulary from tokenizer.json, and optionally the decoder's linear weights as Q8_0 or
  * Q4_0 blocks made by exactly the load-time quantizer ({@link quantizeSource}), so a
  * converted file loads to the same weights as `--quantization` on the checkpoint.
@@ -18,6 +18,8 @@ import { Tokenizer } from "../tokenizer.ts";
 import { dequantize } from "../quant/dequantize.ts";
 import type { LoadQuantization, QuantType } from "../quant/ggml_types.ts";
 import { quantizeSource } from "../quant/quantized_source.ts";
+import { CheckpointError } from "../errors.ts";
+import { GEMMA3_SWA_PATTERN } from "./spec.ts";
 import { GGUF_ARCH, ggufName, permutedHeads, permuteQkRows } from "./names.ts";
 import { type GgufTensor, type GgufValue, writeGguf } from "./writer.ts";
 import { ggufVocab } from "./vocab.ts";
@@ -59,6 +61,7 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
   if (spec.moe) {
     throw new CheckpointError(dir, `GGUF conversion of mixture-of-experts models (${spec.architecture}) is not supported yet`, { code: "unsupported_architecture" });
   }
+  checkRepresentable(spec, `${dir.replace(/\/+$/, "")}/config.json`);
   const base = dir.replace(/\/+$/, "");
   const tokenizerJson = JSON.parse(await readTextFile(`${base}/tokenizer.json`));
   const tokenizer = await Tokenizer.load(dir);
@@ -105,7 +108,7 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
       const f16 = isMatrix && info.dtype === "F16";
       anyF16 ||= f16;
       // Gemma's norms are stored as 1 + w, as llama.cpp's converter does.
-      const addOne = spec.architecture === "gemma2" && /norm\.weight$/.test(name);
+      const addOne = spec.normOffset === 1 && /norm\.weight$/.test(name);
       tensors.push({
         name: gg,
         dims,
@@ -145,6 +148,30 @@ function checkQwen35Layers(spec: ModelSpec, dir: string): void {
   if (interval === 0 || lin.layers.some((on, i) => on !== ((i + 1) % interval !== 0))) {
     throw new CheckpointError(dir, "layer_types: GGUF qwen35 needs a full-attention layer every full_attention_interval layers");
   }
+}
+
+/**
+ * llama.cpp derives some of Gemma-3's hyperparameters instead of reading them (the 5:1
+ * sliding pattern, an unscaled local RoPE, the attention scale): a checkpoint that differs
+ * would convert to a file that runs a different model, so it is refused.
+ */
+function checkRepresentable(spec: ModelSpec, file: string): void {
+  if (spec.architecture !== "gemma3") return;
+  const window = spec.layerWindows.find((w) => w !== null) ?? null;
+  const fail = (what: string) => {
+    throw new CheckpointError(file, `cannot convert to GGUF: llama.cpp's gemma3 ${what}`);
+  };
+  const pattern = spec.layerWindows.map((_, i) => (i % GEMMA3_SWA_PATTERN < GEMMA3_SWA_PATTERN - 1 ? window : null));
+  if (window !== null && spec.layerWindows.some((w, i) => w !== pattern[i])) {
+    fail(`slides on every layer but each ${GEMMA3_SWA_PATTERN}th (layer_types differ)`);
+  }
+  if (spec.localRope && (spec.localRope.type !== "default" || spec.localRope.freqFactors)) {
+    fail("rotates sliding layers without scaling (the sliding_attention rope parameters scale)");
+  }
+  const big = spec.numLayers === 62;
+  const scale = big ? (spec.hiddenSize / spec.numHeads) ** -0.5 : spec.headDim ** -0.5;
+  if (Math.abs(spec.attnScale - scale) > 1e-7 * scale) fail(`scales attention by ${scale} (query_pre_attn_scalar differs)`);
+  if (spec.attnLogitSoftcap !== null) fail("has no attention soft-capping");
 }
 
 function permute(bytes: Uint8Array, heads: number, rowBytes: number): Uint8Array {
@@ -211,6 +238,7 @@ function metadata(
       [k("full_attention_interval"), u32(lin.layers.indexOf(false) + 1)],
     );
   }
+  if (spec.localRope) out.push([k("rope.freq_base_swa"), f32(spec.localRope.theta)]);
   if (spec.rope.type === "linear") {
     out.push([k("rope.scaling.type"), { type: "string", value: "linear" }], [k("rope.scaling.factor"), f32(spec.rope.factor)]);
   }

@@ -17,7 +17,11 @@ export const GGUF_ARCH: Readonly<Record<Architecture, string>> = {
   gpt_oss: "gpt-oss",
   gemma2: "gemma2",
   qwen35: "qwen35",
+  gemma3: "gemma3",
 };
+
+/** Gemma-2/3's sandwich norms have llama.cpp names of their own. */
+const sandwich = (arch: Architecture) => arch === "gemma2" || arch === "gemma3";
 
 const GLOBAL: [string, string][] = [
   ["model.embed_tokens.weight", "token_embd.weight"],
@@ -41,7 +45,7 @@ const LINEAR_ATTENTION: [string, string][] = [
 
 /** Per-layer [HF suffix, GGUF suffix] of an architecture. */
 function pairsOf(arch: Architecture): [string, string][] {
-  if (arch !== "qwen35") return layerPairs(arch === "gemma2");
+  if (arch !== "qwen35") return layerPairs(sandwich(arch));
   // Qwen3.5's post_attention_layernorm is llama.cpp's attn_post_norm (the pre-MLP norm).
   const pairs = layerPairs(false).map(([hf, gg]): [string, string] => hf === "post_attention_layernorm.weight" ? [hf, "post_attention_norm.weight"] : [hf, gg]);
   return [...pairs, ...LINEAR_ATTENTION];
@@ -53,7 +57,7 @@ function layerPairs(gemma: boolean): [string, string][] {
     ["input_layernorm.weight", "attn_norm.weight"],
     ["self_attn.q_norm.weight", "attn_q_norm.weight"],
     ["self_attn.k_norm.weight", "attn_k_norm.weight"],
-    // Llama's pre-MLP norm; Gemma-2's norm on the attention output.
+    // Llama's pre-MLP norm; Gemma's norm on the attention output.
     ["post_attention_layernorm.weight", gemma ? "post_attention_norm.weight" : "ffn_norm.weight"],
     ["pre_feedforward_layernorm.weight", "ffn_norm.weight"],
     ["post_feedforward_layernorm.weight", "post_ffw_norm.weight"],

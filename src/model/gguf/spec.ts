@@ -1,8 +1,8 @@
 /**
  * GGUF metadata -> {@link ModelSpec} for llama (and Mistral, which llama.cpp runs as llama
- * with `llama.attention.sliding_window`), qwen2, qwen3 and gemma2, with llama.cpp's keys
- * and defaults. Missing required metadata is a named `CheckpointError`; sizes are checked against
- * the tensors first (validate.ts).
+ * with `llama.attention.sliding_window`), qwen2, qwen3, gemma2, gemma3 and qwen35, with
+ * llama.cpp's keys and defaults. Missing required metadata is a named `CheckpointError`; sizes
+ * are checked against the tensors first (validate.ts).
  * @module
  */
 import type { Architecture, LinearAttentionSpec, ModelSpec, RopeSpec } from "../config.ts";
@@ -11,6 +11,12 @@ import type { GgufHeader } from "./reader.ts";
 import { checkGgufSizes, GGUF_ARCHS, GgufMeta } from "./validate.ts";
 
 const ARCHS = Object.keys(GGUF_ARCHS);
+
+/** llama.cpp's Gemma-3: every 6th layer is global, the others slide (`set_swa_pattern(6)`). */
+export const GEMMA3_SWA_PATTERN = 6;
+/** llama.cpp's Gemma-3 local RoPE base when the file has no `rope.freq_base_swa`. */
+const GEMMA3_LOCAL_BASE = 10000;
+
 
 /**
  * The spec of a GGUF model. `ropeFactors` are the values of a `rope_freqs.weight` tensor
@@ -30,6 +36,21 @@ export function ggufModelSpec(header: GgufHeader, ropeFactors: Float32Array | nu
   const window = m.raw(k("attention.sliding_window")) === undefined ? null : m.int(k("attention.sliding_window"));
   const gemma = gguf === "gemma2";
   const qwen35 = gguf === "qwen35";
+  const gemma3 = gguf === "gemma3";
+  // llama.cpp's Gemma scale: 1/sqrt(head_dim), but hidden/heads for the 27B (46 / 62 layers).
+  const big = numLayers === (gemma3 ? 62 : 46);
+  const rope = ropeOf(m, k, ropeFactors, headDim);
+  // Gemma-3's sliding layers rotate with their own base and no scaling.
+  const localRope = gemma3 && window !== null
+    ? {
+      theta: m.num(k("rope.freq_base_swa"), GEMMA3_LOCAL_BASE),
+      type: "default" as const,
+      factor: 1,
+      lowFreqFactor: 1,
+      highFreqFactor: 1,
+      originalMaxPositionEmbeddings: rope.originalMaxPositionEmbeddings,
+    }
+    : undefined;
   const architecture: Architecture = gguf === "llama" && window !== null ? "mistral" : gguf as Architecture;
   const layers = Array.from({ length: numLayers }, (_, i) => i);
   const eos = [m.id("tokenizer.ggml.eos_token_id"), m.id("tokenizer.ggml.eot_token_id"), m.id("tokenizer.ggml.eom_token_id")]
@@ -45,7 +66,8 @@ export function ggufModelSpec(header: GgufHeader, ropeFactors: Float32Array | nu
     vocabSize,
     maxPositionEmbeddings,
     rmsNormEps: m.num(k("attention.layer_norm_rms_epsilon")),
-    rope: ropeOf(m, k, ropeFactors, headDim),
+    rope,
+    ...(localRope ? { localRope } : {}),
     tieWordEmbeddings: !has("output.weight"),
     qkvBias: has("blk.0.attn_q.bias"),
     oProjBias: has("blk.0.attn_output.bias"),
@@ -56,11 +78,17 @@ export function ggufModelSpec(header: GgufHeader, ropeFactors: Float32Array | nu
     normOffset: 0,
     sandwichNorm: gemma,
     embeddingScale: gemma ? Math.sqrt(hiddenSize) : 1,
-    // llama.cpp's Gemma-2 scale: 1/sqrt(head_dim), but hidden/heads for the 46-layer 27B.
-    attnScale: gemma && numLayers === 46 ? (hiddenSize / numHeads) ** -0.5 : headDim ** -0.5,
-    attnLogitSoftcap: gemma ? m.num(k("attn_logit_softcapping"), 50) : null,
-    finalLogitSoftcap: gemma ? m.num(k("final_logit_softcapping"), 30) : null,
-    layerWindows: gemma
+    attnScale: gemma && big ? (hiddenSize / numHeads) ** -0.5 : headDim ** -0.5,
+    // Gemma-3 caps nothing unless the file says so.
+    attnLogitSoftcap: gguf === "gemma2" ? m.num(k("attn_logit_softcapping"), 50) : null,
+    finalLogitSoftcap: gguf === "gemma2"
+      ? m.num(k("final_logit_softcapping"), 30)
+      : gemma3 && m.raw(k("final_logit_softcapping")) !== undefined
+      ? m.num(k("final_logit_softcapping"))
+      : null,
+    layerWindows: gemma3
+      ? layers.map((i) => (i % GEMMA3_SWA_PATTERN < GEMMA3_SWA_PATTERN - 1 ? window : null))
+      : gemma
       ? layers.map((i) => (i % 2 === 0 ? window ?? 4096 : null))
       : architecture === "mistral"
       ? layers.map(() => window)

@@ -25,6 +25,7 @@ export const GGUF_ARCHS: Readonly<Record<string, GgufArchRules>> = {
   qwen2: { partialRope: false, distinctValueLength: false, queryGate: false },
   qwen3: { partialRope: false, distinctValueLength: false, queryGate: false },
   gemma2: { partialRope: false, distinctValueLength: false, queryGate: false },
+  gemma3: { partialRope: false, distinctValueLength: false, queryGate: false },
   qwen35: { partialRope: true, distinctValueLength: false, queryGate: true },
 };
 

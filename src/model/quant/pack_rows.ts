@@ -1,6 +1,6 @@
 /**
  * Load-time layout of Q8_0 / Q4_0 / Q8X / Q4X matrices for the GPU-family quantized matmuls
- * (`kernels/qgemv_wg.wgsl`, `kernels/qgemm_tiled.wgsl`), packed from llama.cpp's block bytes.
+ * (`kernels/gemv_wg.wgsl`, `kernels/gemm_tiled.wgsl` with QUANT), packed from llama.cpp's block bytes.
  *
  * llama.cpp's row format with the quants and the scales split apart so both are aligned:
  * output column `n` (in {@link ColumnMap} order, padded with zero columns to a multiple of 8)
