@@ -11,7 +11,7 @@
  * were made with. On the 16-bit checkpoints about 0.4% of weights are exact ties (x = ±max/2
  * is 63.5 levels), so an f32 or x / d quantizer is off by ~2e-3 there, 20x this bound.
  */
-import { shared, sharedTest } from "./helpers/test.ts";
+import { shared, sharedTest, test } from "./helpers/test.ts";
 import { createGpu } from "../src/gpu/device.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
@@ -23,6 +23,7 @@ import { withTempDir, writeSafetensors } from "./helpers/synthetic_checkpoint.ts
 import * as sys from "./helpers/platform.ts";
 import { openModel } from "../src/model/model_source.ts";
 import { dequantize } from "../src/model/quant/dequantize.ts";
+import { valueDType } from "../src/model/safetensors.ts";
 
 const OPTS = { maxTokens: 128, maxLogitRows: 128, maxSeqs: 1, blockSize: 16, numBlocks: 16, weightDType: "f32", kvDtype: "f32" } as const;
 
@@ -83,7 +84,7 @@ test("quant reference gemma3-tiny: Q8_0 and Q4_0 load-time quantization match th
           const out = [];
           for (const t of tensors.names()) {
             const info = tensors.get(t);
-            out.push({ name: t, shape: info.shape, dtype: "F32" as const, data: dequantize(info.dtype, await tensors.read(info)) });
+            out.push({ name: t, shape: info.shape, dtype: "F32" as const, data: dequantize(valueDType(info), await tensors.read(info)) });
           }
           await writeSafetensors(`${roundTrip}/model.safetensors`, out);
         } finally {
@@ -93,7 +94,7 @@ test("quant reference gemma3-tiny: Q8_0 and Q4_0 load-time quantization match th
           const quant = await ModelRunner.load(modelDir(name), { ...OPTS, kernelFamily, quantization: q, gpu });
           const plain = await ModelRunner.load(roundTrip, { ...OPTS, kernelFamily, gpu });
           try {
-            const mats = [quant.weights.layers[0].qkv, quant.weights.layers[0].o, quant.weights.layers[0].gateUp, quant.weights.layers[0].down];
+            const mats = denseMatrices(quant.weights.layers[0]);
             assertEquals(mats.map((w) => `${w.kind}/${w.dtype}`), mats.map(() => `quant/${q}`));
             let worst = 0;
             for (const p of ids) {

@@ -229,14 +229,7 @@ export class Engine {
     if (grammar) this.#addConstrained(seqs, grammar, !request.sampling.logprobs, request.grammarCompileMs, request.reasoning);
     else for (const seq of seqs) this.scheduler.add(seq);
     this.#wakeUp();
-    return {
-      cancel: (index?: number) => {
-        for (const [i, seq] of seqs.entries()) {
-          if (index === undefined || index === i) this.scheduler.cancel(seq);
-        }
-        this.#wakeUp();
-      },
-    };
+    return this.#handleOf(seqs);
   }
 
   /**
@@ -257,6 +250,11 @@ export class Engine {
       return seq;
     });
     this.#wakeUp();
+    return this.#handleOf(seqs);
+  }
+
+  /** The handle of a request's sequences: cancel one (by index) or all of them. */
+  #handleOf(seqs: Sequence[]): RequestHandle {
     return {
       cancel: (index?: number) => {
         for (const [i, seq] of seqs.entries()) {

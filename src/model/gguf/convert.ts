@@ -18,7 +18,6 @@ import { Tokenizer } from "../tokenizer.ts";
 import { dequantize } from "../quant/dequantize.ts";
 import type { LoadQuantization, QuantType } from "../quant/ggml_types.ts";
 import { quantizeSource } from "../quant/quantized_source.ts";
-import { CheckpointError } from "../errors.ts";
 import { GEMMA3_SWA_PATTERN } from "./spec.ts";
 import { GGUF_ARCH, ggufName, permutedHeads, permuteQkRows } from "./names.ts";
 import { type GgufTensor, type GgufValue, writeGguf } from "./writer.ts";
