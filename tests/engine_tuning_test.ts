@@ -22,6 +22,7 @@ test("serve args: --kernel-family, --kv-dtype, --quantized-activations; bad valu
     quantizedActivations: undefined,
     allowFallbackAdapter: undefined,
     pooling: undefined,
+    speculative: undefined,
   });
   const o = parseServeArgs([
     "--kernel-family",
@@ -37,6 +38,7 @@ test("serve args: --kernel-family, --kv-dtype, --quantized-activations; bad valu
     quantizedActivations: true,
     allowFallbackAdapter: undefined,
     pooling: undefined,
+    speculative: undefined,
   });
   assertEquals(o.quantization, "q8_0");
   let e = assertThrows(() => parseServeArgs(["--kernel-family", "npu"], env), UsageError);

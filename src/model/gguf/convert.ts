@@ -107,7 +107,8 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
       const f16 = isMatrix && info.dtype === "F16";
       anyF16 ||= f16;
       // Gemma's norms are stored as 1 + w, as llama.cpp's converter does.
-      const addOne = spec.normOffset === 1 && /norm\.weight$/.test(name);
+      // (Qwen3.5 also has 1 + w norms; its layout transform above stores them so already.)
+      const addOne = spec.normOffset === 1 && spec.architecture !== "qwen35" && /norm\.weight$/.test(name);
       tensors.push({
         name: gg,
         dims,

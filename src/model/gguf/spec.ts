@@ -34,7 +34,7 @@ export function ggufModelSpec(header: GgufHeader, ropeFactors: Float32Array | nu
   // Checked against the tensors before anything is sized from them.
   const { numLayers, hiddenSize, numHeads, numKvHeads, headDim, vocabSize, maxPositionEmbeddings } = checkGgufSizes(m, gguf);
   const window = m.raw(k("attention.sliding_window")) === undefined ? null : m.int(k("attention.sliding_window"));
-  const gemma = gguf === "gemma2";
+  const gemma = gguf === "gemma2" || gguf === "gemma3";
   const qwen35 = gguf === "qwen35";
   const gemma3 = gguf === "gemma3";
   // llama.cpp's Gemma scale: 1/sqrt(head_dim), but hidden/heads for the 27B (46 / 62 layers).
