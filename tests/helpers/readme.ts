@@ -3,14 +3,19 @@
  * `readme-example` marker), its serve commands, its curl and the output it promises.
  * @module
  */
+import { readFileSync } from "node:fs";
 import * as sys from "./platform.ts";
 import { assert } from "./assert.ts";
 
 /** The project root (with a trailing slash). */
 export const ROOT: string = new URL("../../", import.meta.url).pathname;
 
-/** The package name the README's example imports (deno.json's, which package.json shares). */
-export const PACKAGE_NAME: string = JSON.parse(await sys.readTextFile(`${ROOT}deno.json`)).name;
+/**
+ * The package name the README's example imports (deno.json's, which package.json shares). Read
+ * synchronously: Bun's parallel runner loads this module through a path where a top-level
+ * await left the exports below uninitialized.
+ */
+export const PACKAGE_NAME: string = JSON.parse(readFileSync(`${ROOT}deno.json`, "utf8")).name;
 
 /** The example's import clause, replaced by tests that import the package another way. */
 export const EXAMPLE_IMPORT = `from "${PACKAGE_NAME}"`;
