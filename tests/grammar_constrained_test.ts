@@ -456,7 +456,9 @@ test("compiler: specs that cannot be compiled give GrammarError with a code and 
 });
 
 test("compiler: a compile over the deadline is cut off in the probe Worker (spec_too_large); the next compile works", async () => {
-  const { compiler } = await compilerFor("stories260K", { compileTimeoutMs: 20 });
+  // 150 ms: far below the heavy spec's second, far above a two-choice grammar's few ms even
+  // on a loaded machine (20 ms cut the small one off too, once, under load).
+  const { compiler } = await compilerFor("stories260K", { compileTimeoutMs: 150 });
   try {
     // About a second to compile on this vocabulary: 250 length-bounded strings.
     const heavy = {
@@ -470,7 +472,7 @@ test("compiler: a compile over the deadline is cut off in the probe Worker (spec
       GrammarError,
     );
     assertEquals(e.code, "spec_too_large");
-    assert(e.message.includes("longer than 20 ms"), e.message);
+    assert(e.message.includes("longer than 150 ms"), e.message);
     const g = await compiler.compile({ type: "choice", choices: ["a", "b"] });
     assertEquals(g.spec.type, "choice");
   } finally {
