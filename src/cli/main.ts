@@ -7,7 +7,8 @@
  * @module
  */
 import process from "node:process";
-import { args, exit } from "../runtime/runtime.ts";
+import { args, exit, RUNTIME, scriptCommand } from "../runtime/runtime.ts";
+import { isGuardedChild, runGuarded } from "./panic_guard.ts";
 import { createEngine, type GenerateOptions, LlmError } from "../../mod.ts";
 import {
   type AttentionImpl,
@@ -343,7 +344,11 @@ export async function main(argv: string[]): Promise<number> {
   return command === "generate" ? await generate(flags) : await logits(flags);
 }
 
-if (import.meta.main) {
+if (import.meta.main && RUNTIME === "deno" && !isGuardedChild()) {
+  // Under Deno the command runs in a child whose panics this process turns into a nonzero status.
+  const { cmd, args: childArgs } = scriptCommand(new URL(import.meta.url).pathname, args());
+  exit((await runGuarded(cmd, childArgs)).code);
+} else if (import.meta.main) {
   try {
     exit(await main(args()));
   } catch (e) {
