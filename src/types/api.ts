@@ -122,7 +122,7 @@ export interface ToolFunction {
 export type ToolChoiceOption = "none" | "auto" | "required" | { name: string };
 
 /** A model family's tool-call format (see `src/grammar/tool_format.ts`). */
-export type ToolCallFormat = "hermes" | "llama3_json" | "mistral";
+export type ToolCallFormat = "hermes" | "llama3_json" | "mistral" | "harmony";
 
 /** Tool calls in a model family's format, their arguments valid against each tool's schema. */
 export interface ToolCallSpec {
