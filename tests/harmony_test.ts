@@ -22,6 +22,7 @@ import { detectReasoningParser, reasoningFormatOf } from "../src/api/reasoning.t
 import { detectToolCallFormat } from "../src/grammar/tool_format.ts";
 import { Tokenizer } from "../src/model/tokenizer.ts";
 import type { ToolCallDelta } from "../src/types/api.ts";
+import { compilerFor, generate } from "./helpers/grammar.ts";
 
 interface Parsed {
   reasoning: string;
@@ -147,4 +148,131 @@ test("harmony: the checkpoint picks it (architecture gpt_oss, or the template's 
   const bare = await Tokenizer.load(modelDir("gpt-oss-tiny"));
   assertEquals([detectReasoningParser(bare), detectReasoningParser(bare, "gpt_oss")], [null, "harmony"]);
   assertEquals(detectToolCallFormat({ chatTemplate: null, modelType: "gpt_oss" }), "harmony");
+});
+
+test("harmony tool_choice grammar: \"required\" and a named function write calls the parser reads, and only calls", async () => {
+  const { tokenizer, compiler } = await compilerFor("stories260K", { probe: false });
+  const tools = [
+    { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string", enum: ["Oslo", "Paris"] } }, required: ["city"] } },
+    { name: "add", parameters: { type: "object", properties: { a: { type: "integer" }, b: { type: "integer" } }, required: ["a", "b"] } },
+  ];
+  for (const choice of ["required", { name: "add" }] as const) {
+    for (const parallel of [true, false]) {
+      const g = await compiler.compile({ type: "tool_calls", format: "harmony", tools, choice, parallel });
+      for (const seed of [1, 2, 3]) {
+        const out = generate(await g.createMatcher(), tokenizer, tokenizer.eosTokenIds, { seed, maxSteps: 600 });
+        const what = `${JSON.stringify(choice)} parallel=${parallel} seed ${seed}: ${out.text}`;
+        assert(out.terminated, what);
+        const parsed = parse([out.text]);
+        assertEquals([parsed.reasoning, parsed.content], ["", ""], what);
+        assert(parsed.calls.length >= 1 && (parallel || parsed.calls.length === 1), what);
+        for (const c of parsed.calls) {
+          if (typeof choice === "object") assertEquals(c.name, "add", what);
+          const args = JSON.parse(c.arguments);
+          assert(c.name === "add" ? Number.isInteger(args.a) && Number.isInteger(args.b) : ["Oslo", "Paris"].includes(args.city), what);
+        }
+      }
+    }
+  }
+});
+
+/** The events of a server-sent-event body, parsed ([DONE] left out). */
+async function sse(url: string, body: unknown): Promise<any[]> {
+  const res = await fetch(url, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } });
+  assertEquals(res.status, 200);
+  const text = await res.text();
+  return text.split("\n").filter((l) => l.startsWith("data: ") && l !== "data: [DONE]").map((l) => JSON.parse(l.slice(6)));
+}
+
+const WEATHER = {
+  type: "function",
+  function: {
+    name: "get_weather",
+    description: "Current weather in a city",
+    parameters: { type: "object", properties: { city: { type: "string", enum: ["Oslo", "Paris"] } }, required: ["city"], additionalProperties: false },
+  },
+};
+
+test({
+  name: "harmony serve: a gpt-oss checkpoint answers with reasoning, answers and tool calls on every route",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await withTempDir(async (dir) => {
+      const model = await writeHarmonyCheckpoint(`${dir}/gpt-oss`);
+      const server = await startServer({
+        model,
+        host: "127.0.0.1",
+        port: 0,
+        maxQueue: 16,
+        servedModelName: "gpt-oss",
+        maxBodyBytes: 1 << 20,
+        shutdownTimeoutMs: 5000,
+        maxBatchTokens: 64,
+      }, { quiet: true });
+      await server.ready;
+      const base = `http://127.0.0.1:${server.addr.port}`;
+      try {
+        const messages = [{ role: "user", content: "Is it sunny?" }];
+        // The weights are random: a grammar makes the model write harmony.
+        const forced = "<|channel|>analysis<|message|>Check the sky.<|end|><|start|>assistant<|channel|>final<|message|>yes";
+        const chat = { model: "gpt-oss", messages, max_tokens: 120, temperature: 0, guided_choice: [forced] };
+        const r = await post(`${base}/v1/chat/completions`, chat);
+        assertEquals(r.status, 200, JSON.stringify(r.json));
+        assertEquals(r.json.choices[0].message.reasoning_content, "Check the sky.");
+        assertEquals(r.json.choices[0].message.content, "yes");
+        assertEquals(r.json.choices[0].finish_reason, "stop");
+        const events = await sse(`${base}/v1/chat/completions`, { ...chat, stream: true });
+        const streamed = events.map((e) => e.choices[0]?.delta ?? {});
+        assertEquals(streamed.map((d) => d.reasoning_content ?? "").join(""), "Check the sky.");
+        assertEquals(streamed.map((d) => d.content ?? "").join(""), "yes");
+
+        // reasoning_effort reaches the template: "Reasoning: low" is a shorter prompt than the default medium.
+        const medium = await post(`${base}/tokenize`, { model: "gpt-oss", messages });
+        const low = await post(`${base}/v1/chat/completions`, { model: "gpt-oss", messages, max_tokens: 1, reasoning_effort: "low" });
+        assertEquals(low.status, 200, JSON.stringify(low.json));
+        assert(low.json.usage.prompt_tokens < medium.json.count, `${low.json.usage.prompt_tokens} vs ${medium.json.count}`);
+
+        // tool_choice "required": the grammar writes a harmony call; it comes back as a tool call.
+        const call = { model: "gpt-oss", messages, tools: [WEATHER], tool_choice: "required", max_tokens: 120, temperature: 0 };
+        const c = await post(`${base}/v1/chat/completions`, call);
+        assertEquals(c.status, 200, JSON.stringify(c.json));
+        assertEquals(c.json.choices[0].finish_reason, "tool_calls", JSON.stringify(c.json.choices[0]));
+        const calls = c.json.choices[0].message.tool_calls;
+        assertEquals(calls.length, 1, JSON.stringify(c.json.choices[0].message));
+        assertEquals(calls[0].function.name, "get_weather");
+        assertEquals(typeof JSON.parse(calls[0].function.arguments).city, "string");
+        const callEvents = await sse(`${base}/v1/chat/completions`, { ...call, stream: true });
+        const streamedCalls = callEvents.flatMap((e) => e.choices[0]?.delta?.tool_calls ?? []);
+        assertEquals(streamedCalls.map((d: any) => [d.function.name, d.function.arguments]), [["get_weather", calls[0].function.arguments]]);
+
+        // Responses: a function_call item; Anthropic: a tool_use block.
+        const resp = await post(`${base}/v1/responses`, {
+          model: "gpt-oss",
+          input: "Is it sunny?",
+          tools: [{ type: "function", ...WEATHER.function }],
+          tool_choice: "required",
+          max_output_tokens: 120,
+          temperature: 0,
+        });
+        assertEquals(resp.status, 200, JSON.stringify(resp.json));
+        const item = resp.json.output.find((o: any) => o.type === "function_call");
+        assert(item && item.name === "get_weather", JSON.stringify(resp.json.output));
+        const anth = await post(`${base}/v1/messages`, {
+          model: "gpt-oss",
+          max_tokens: 120,
+          messages,
+          tools: [{ name: "get_weather", description: "Current weather in a city", input_schema: WEATHER.function.parameters }],
+          tool_choice: { type: "any" },
+          temperature: 0,
+        });
+        assertEquals(anth.status, 200, JSON.stringify(anth.json));
+        assertEquals(anth.json.stop_reason, "tool_use");
+        const use = anth.json.content.find((b: any) => b.type === "tool_use");
+        assert(use && use.name === "get_weather" && typeof use.input.city === "string", JSON.stringify(anth.json.content));
+      } finally {
+        await server.shutdown();
+      }
+    });
+  },
 });
