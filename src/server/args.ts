@@ -101,7 +101,8 @@ export const USAGE = `Usage: deno run -A serve.ts [flags]
                              sentence-transformers config, else last token + end-of-text)
   --api-key KEY              require "Authorization: Bearer KEY" on /v1 (or ${API_KEY_ENV})
   --reasoning-parser NAME|none  split reasoning off chat answers with this parser ("think":
-                             <think>...</think>); default: the one the chat template calls for
+                             <think>...</think>; "harmony": gpt-oss's analysis channel);
+                             default: the one the checkpoint calls for
   --served-model-name NAME   model name in the API (default: the --model value)
   --max-body-bytes N         largest request body (default ${DEFAULT_MAX_BODY_BYTES})
   --shutdown-timeout S       hard deadline in seconds from SIGINT/SIGTERM to exit, drain delay
