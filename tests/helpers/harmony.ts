@@ -1,8 +1,10 @@
 /**
  * A gpt-oss checkpoint with its real chat template: gpt-oss-tiny's files (no template, the
- * shared tokenizer) plus tests/fixtures/chat_templates/gpt_oss.jinja, openai/gpt-oss-20b's
- * and -120b's chat template (the text llama.cpp vendors as
- * models/templates/openai-gpt-oss-120b.jinja, ggml-org/llama.cpp #15181, 2025-08-14).
+ * shared tokenizer) plus tests/fixtures/chat_templates/gpt_oss.jinja, openai/gpt-oss-120b's
+ * chat_template.jinja (Apache-2.0) byte for byte as llama.cpp vendors it
+ * (models/templates/openai-gpt-oss-120b.jinja, added by ggml-org/llama.cpp #15181 on
+ * 2025-08-14, read from a fork's copy of that commit). gpt-oss-20b's template was not
+ * compared here.
  * @module
  */
 import * as sys from "./platform.ts";
