@@ -10,7 +10,7 @@
  * the shutdown timeout, cuts off the rest, and exits 0.
  * @module
  */
-import { createEngine, type EngineClient } from "./mod.ts";
+import { createEngine, type EngineClient, type EngineInfo } from "./mod.ts";
 import { parseServeArgs, type ServeOptions, UsageError, USAGE } from "./src/server/args.ts";
 import { App } from "./src/server/app.ts";
 import { resolveModel } from "./src/hub/hub.ts";
@@ -53,6 +53,19 @@ function parametersNote(p: { total: number; active: number } | undefined): strin
   if (!p) return "";
   const fmt = (n: number) => n >= 1e9 ? `${(n / 1e9).toFixed(1)}B` : n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : `${(n / 1e3).toFixed(1)}K`;
   return `, ${fmt(p.total)} parameters` + (p.active < p.total ? ` (${fmt(p.active)} active)` : "");
+}
+
+/** "memory: weights 2.2 MiB (experts 1.6 MiB), KV cache 6.0 MiB (what the weights left of --gpu-memory-bytes 64.0 MiB)". */
+function memoryNote(m: NonNullable<EngineInfo["memory"]>): string {
+  const mib = (n: number) => `${(n / (1 << 20)).toFixed(1)} MiB`;
+  const from = {
+    default: "the default budget; --gpu-memory-bytes sizes it from a total",
+    kv_cache_bytes: "--kv-cache-bytes",
+    gpu_memory_bytes: `what the weights and step buffers left of --gpu-memory-bytes ${mib(m.gpuMemoryBytes ?? 0)}`,
+    num_blocks: "--num-blocks",
+  }[m.kvBudget];
+  return `memory: weights ${mib(m.weightBytes)}` + (m.expertBytes > 0 ? ` (experts ${mib(m.expertBytes)})` : "") +
+    `, KV cache ${mib(m.kvCacheBytes)} (${from})`;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -102,6 +115,8 @@ export async function startServer(options: ServeOptions, reporting: ServerReport
       model: dir,
       maxBatchTokens: options.maxBatchTokens,
       numBlocks: options.numBlocks,
+      kvCacheBytes: options.kvCacheBytes,
+      gpuMemoryBytes: options.gpuMemoryBytes,
       blockSize: options.blockSize,
       maxSeqs: options.maxSeqs,
       attn: options.attn,
@@ -119,6 +134,7 @@ export async function startServer(options: ServeOptions, reporting: ServerReport
     if (app.chatTemplateError) log(`chat requests will be refused: ${app.chatTemplateError}`);
     const info = engine.info;
     log(`ready: ${info.architecture} on ${info.device}, context ${info.maxContext}, ${info.kvBlocksTotal} KV blocks of ${info.blockSize} (${info.kvDtype}), ${info.kernelFamily} kernels, linear weights ${info.linearWeights.join("/")}${parametersNote(info.parameters)}`);
+    if (info.memory) log(memoryNote(info.memory));
   })();
   ready.catch((e) => {
     app.setLoadError(`${(e as Error).name}: ${(e as Error).message}`);

@@ -1,8 +1,7 @@
 // Expert down projection over one tile of moe_group, scaled by the routing weight:
 //   y[a, c] = wts[a] * (h[a] . down_c), weights [E][H][I] (Linear layout);
 // invocation c computes output c for every row of the tile (one row after another), summing
-// in k order. GPTOSS adds
-// the expert's bias before the routing weight.
+// in k order. GPTOSS adds the expert's bias before the routing weight (moe_out).
 #include common
 // Runs once per part of the weights: experts first .. first + count - 1 (others' tiles exit).
 struct Params { hidden: u32, inter: u32, topk: u32, first: u32, count: u32 }
@@ -11,9 +10,7 @@ struct Params { hidden: u32, inter: u32, topk: u32, first: u32, count: u32 }
 #include moe_expert_common
 @group(0) @binding(6) var<storage, read> wts: array<f32>;
 @group(0) @binding(7) var<storage, read_write> y: array<f32>;
-#if GPTOSS
-@group(0) @binding(8) var<storage, read> w_bias: array<f32>;
-#endif
+#include moe_out
 #if W_MXFP4
 @group(0) @binding(9) var<storage, read> w_scales: array<u32>;
 #endif
@@ -32,10 +29,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let wd = w2(base + k);
       acc = fma(wd.y, h[hrow + k + 1u], fma(wd.x, h[hrow + k], acc));
     }
-#if GPTOSS
-    y[a * p.hidden + c] = (acc + w_bias[t.expert * p.hidden + c]) * wts[a];
-#else
-    y[a * p.hidden + c] = acc * wts[a];
-#endif
+    y[a * p.hidden + c] = expert_out(acc, t.expert, c, wts[a]);
   }
 }

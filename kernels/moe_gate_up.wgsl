@@ -3,9 +3,8 @@
 // one row after another over the expert's gate row j and up row j (weights [E][2I][H],
 // Linear layout; MXFP4 blocks among them), summing in k order, so a row's bits do not depend
 // on which rows share its tile.
-//   h[a, j] = silu(xn[tok] . gate_j) * (xn[tok] . up_j), tok = a / topk;
-// GPTOSS: gate_j and up_j are rows 2j and 2j+1, plus their biases, and
-//   h = (clamp(up, -LIMIT, LIMIT) + 1) * g * sigmoid(ALPHA * g), g = min(gate, LIMIT).
+//   h[a, j] = act(xn[tok] . gate_j, xn[tok] . up_j), tok = a / topk (moe_act: SwiGLU, or
+// GPTOSS's biased, clamped one; there gate_j and up_j are rows 2j and 2j+1).
 #include common
 // Runs once per part of the weights: experts first .. first + count - 1 (others' tiles exit).
 struct Params { hidden: u32, inter: u32, topk: u32, first: u32, count: u32 }
@@ -13,11 +12,7 @@ struct Params { hidden: u32, inter: u32, topk: u32, first: u32, count: u32 }
 @group(0) @binding(2) var<storage, read> xn: array<f32>;
 #include moe_expert_common
 @group(0) @binding(6) var<storage, read_write> h: array<f32>;
-#if GPTOSS
-@group(0) @binding(7) var<storage, read> w_bias: array<f32>;
-const LIMIT: f32 = {{LIMIT}};
-const ALPHA: f32 = {{ALPHA}};
-#endif
+#include moe_act
 #if W_MXFP4
 @group(0) @binding(8) var<storage, read> w_scales: array<u32>;
 #endif
@@ -48,12 +43,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       g = fma(wg.y, x1, fma(wg.x, x0, g));
       u = fma(wu.y, x1, fma(wu.x, x0, u));
     }
-#if GPTOSS
-    let gg = min(g + w_bias[t.expert * 2u * p.inter + 2u * j], LIMIT);
-    let uu = clamp(u + w_bias[t.expert * 2u * p.inter + 2u * j + 1u], -LIMIT, LIMIT);
-    h[a * p.inter + j] = (uu + 1.0) * (gg / (1.0 + exp(-ALPHA * gg)));
-#else
-    h[a * p.inter + j] = g / (1.0 + exp(-g)) * u;
-#endif
+    h[a * p.inter + j] = expert_act(g, u, t.expert, j);
   }
 }

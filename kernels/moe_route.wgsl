@@ -23,24 +23,14 @@ const E: u32 = {{E}}u;
 const K: u32 = {{TOPK}}u;
 var<workgroup> partial: array<f32, WG>;
 var<workgroup> logits: array<f32, E>;
+#include row_rms
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let t = wid.x + wid.y * 65535u;
   let live = t < num_tokens();
   let base = select(0u, t, live) * p.dim;
-  var ss = 0.0;
-  for (var i = lid; i < p.dim; i += WG) {
-    let v = x[base + i];
-    ss += v * v;
-  }
-  partial[lid] = ss;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { partial[lid] += partial[lid + s]; }
-    workgroupBarrier();
-  }
-  let inv = inverseSqrt(partial[0] / f32(p.dim) + p.eps);
+  let inv = row_inv_rms(base, lid);
   if (live) {
     for (var i = lid; i < p.dim; i += WG) { xn[base + i] = x[base + i] * inv * gamma[i]; }
   }

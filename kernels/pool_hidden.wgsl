@@ -12,6 +12,7 @@ struct Params { dim: u32, eps: f32 }
 
 const WG: u32 = 128u;
 var<workgroup> partial: array<f32, WG>;
+#include row_rms
 
 @compute @workgroup_size(128)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -23,18 +24,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var i = lid; i < p.dim; i += WG) { out[row + i] = 0.0; }
   for (var k = 0u; k < count; k++) {
     let base = (first + k) * p.dim;
-    var ss = 0.0;
-    for (var i = lid; i < p.dim; i += WG) {
-      let v = x[base + i];
-      ss += v * v;
-    }
-    partial[lid] = ss;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-      if (lid < s) { partial[lid] += partial[lid + s]; }
-      workgroupBarrier();
-    }
-    let inv = inverseSqrt(partial[0] / f32(p.dim) + p.eps);
+    let inv = row_inv_rms(base, lid);
     for (var i = lid; i < p.dim; i += WG) {
       out[row + i] += x[base + i] * inv * gamma[i];
     }

@@ -11,25 +11,15 @@ struct Params { dim: u32, eps: f32 }
 
 const WG: u32 = 128u;
 var<workgroup> partial: array<f32, WG>;
+#include row_rms
 
 @compute @workgroup_size(128)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let row = wid.x + wid.y * 65535u;
   let live = row < num_tokens();
   let base = select(0u, row, live) * p.dim;
-  var ss = 0.0;
-  for (var i = lid; i < p.dim; i += WG) {
-    let v = x[base + i];
-    ss += v * v;
-  }
-  partial[lid] = ss;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { partial[lid] += partial[lid + s]; }
-    workgroupBarrier();
-  }
+  let inv = row_inv_rms(base, lid);
   if (!live) { return; }
-  let inv = inverseSqrt(partial[0] / f32(p.dim) + p.eps);
   for (var i = lid; i < p.dim; i += WG) {
     out[base + i] += x[base + i] * inv * gamma[i];
   }

@@ -136,6 +136,7 @@ for (const format of FORMATS) {
       hermes: "Let me see. <tool_call>",
       llama3_json: '{"name": ',
       mistral: "Let me see. [TOOL_CALLS]",
+      harmony: "<|channel|>commentary to=functions.",
     }[format];
     for (const seed of SEEDS) {
       const mm = await g.createMatcher();

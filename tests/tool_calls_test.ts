@@ -160,7 +160,7 @@ function stream(c: Case, pieces: string[]): ToolStreamEvent[] {
 function checkEvents(c: Case, events: ToolStreamEvent[], how: string): void {
   check(c, collect(events), how);
   const marker =
-    { hermes: "<tool_call>", llama3_json: "<|python_tag|>", mistral: "[TOOL_CALLS]" }[c.format];
+    { hermes: "<tool_call>", llama3_json: "<|python_tag|>", mistral: "[TOOL_CALLS]", harmony: "<|channel|>" }[c.format];
   for (const e of events) {
     if (e.type !== "content" || c.calls.length === 0) continue;
     // With calls present, no content piece may carry (part of) a marker.

@@ -38,7 +38,7 @@ import {
   type Usage,
 } from "../types/api.ts";
 import { detectReasoningParser, reasoningFormatOf, reasoningStart } from "./reasoning.ts";
-import { OutputParser } from "./output_parser.ts";
+import { type CompletionParser, HarmonyOutputParser, OutputParser } from "./output_parser.ts";
 import { grammarParam, grammarRequestError, parsesToolCalls, stopStrings, validateRequest } from "./validate.ts";
 import { finishEmbedding, validateEmbedRequest } from "./embed_request.ts";
 import { type BatchItemError, batchItemError, type BatchOptions, BatchProgressTracker, ordered } from "./batch.ts";
@@ -64,7 +64,7 @@ interface CompletionState {
   detok: IncrementalDetokenizer;
   stop: StopStringMatcher;
   /** Reasoning and tool calls out of the text (requests with a reasoning parser or tools). */
-  output: OutputParser;
+  output: CompletionParser;
   ids: number[];
   text: string;
   logprobs: TokenLogprob[];
@@ -123,7 +123,7 @@ export class EngineClient {
     this.#model = model;
     this.#onStats = onStats;
     this.toolCallFormat = modelToolFormat(tokenizer, info.architecture);
-    this.reasoningParser = detectReasoningParser(tokenizer);
+    this.reasoningParser = detectReasoningParser(tokenizer, info.architecture);
     const markers = this.toolCallFormat ? FORMAT_SYNTAX[this.toolCallFormat].literalTokens : [];
     this.#markerIds = new Set(
       markers.map((p) => tokenizer.pieceToToken(p)).filter((id): id is number => id !== undefined && tokenizer.isSpecial(id)),
@@ -266,11 +266,16 @@ export class EngineClient {
     for (const id of reasoning?.gate ? [reasoning.gate.startTokenId, reasoning.gate.endTokenId] : []) {
       if (this.tokenizer.isSpecial(id)) keep.add(id);
     }
+    for (const piece of reasoningFormat?.markers ?? []) {
+      const id = this.tokenizer.pieceToToken(piece);
+      if (id !== undefined && this.tokenizer.isSpecial(id)) keep.add(id);
+    }
     const decoder = keep.size > 0 ? this.#keepMarkers(keep) : null;
     const states: CompletionState[] = Array.from({ length: request.n }, () => ({
       detok: decoder ? new IncrementalDetokenizer(decoder, promptIds, false) : new IncrementalDetokenizer(this.tokenizer, promptIds),
       stop: new StopStringMatcher(stops),
-      output: new OutputParser(
+      // harmony calls are messages of their own: one parser splits reasoning, answer and calls.
+      output: toolFormat === "harmony" ? new HarmonyOutputParser(reasoningFormat !== null) : new OutputParser(
         reasoningFormat ? reasoningFormat.parser(reasoning!.start) : null,
         toolFormat ? new ToolCallStreamParser(toolFormat) : null,
       ),

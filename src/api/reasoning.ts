@@ -2,12 +2,13 @@
  * Reasoning output: the part of a completion a thinking model writes before its answer, split
  * off the text as it streams. Which parser a model gets comes from its chat template (a
  * template that writes `<think>` blocks gets "think", as Qwen3, QwQ and DeepSeek-R1 do); a
- * server may override it. Each parser is a {@link ReasoningStreamParser}: a format with other
- * markers (gpt-oss's harmony channels) is one more entry in {@link REASONING_PARSERS}.
+ * server may override it. Each parser is a {@link ReasoningStreamParser}; gpt-oss's harmony
+ * channels are the "harmony" entry (src/api/harmony.ts).
  * @module
  */
 import type { Tokenizer } from "../model/tokenizer.ts";
 import { InvalidRequestError, type ReasoningGate } from "../types/api.ts";
+import { HARMONY_MARKERS, HarmonyStreamParser } from "./harmony.ts";
 
 /** Text split into reasoning and answer. */
 export interface ReasoningSplit {
@@ -31,6 +32,8 @@ export interface ReasoningFormat {
   end: string;
   /** A parser for one completion that starts where its prompt leaves it. */
   parser(start: ReasoningStart): ReasoningStreamParser;
+  /** Special tokens the parser reads, kept in the decoded text (beyond `start` and `end`). */
+  markers?: readonly string[];
 }
 
 /** The reasoning parsers this engine knows, by name (vLLM's names are aliases). */
@@ -40,10 +43,18 @@ export const REASONING_PARSERS: Record<string, ReasoningFormat> = {
     end: "</think>",
     parser: (start) => new ThinkStreamParser("<think>", "</think>", start),
   },
+  // gpt-oss: the analysis channel is the reasoning (src/api/harmony.ts); a request with tools
+  // parses calls with the same parser (the client's HarmonyOutputParser).
+  harmony: {
+    start: "<|channel|>analysis<|message|>",
+    end: "<|end|>",
+    parser: () => new HarmonyStreamParser({ tools: false }),
+    markers: HARMONY_MARKERS,
+  },
 };
 
 /** Other names of the parsers (vLLM's `--reasoning-parser` values). */
-const ALIASES: Record<string, string> = { qwen3: "think", deepseek_r1: "think" };
+const ALIASES: Record<string, string> = { qwen3: "think", deepseek_r1: "think", openai_gptoss: "harmony", gpt_oss: "harmony" };
 
 /** The canonical name of a parser, or null when there is none of that name. */
 export function reasoningParserName(name: string): string | null {
@@ -58,10 +69,13 @@ export function reasoningParserNames(): string[] {
 
 /**
  * The parser a model's chat template calls for: one whose markers the template writes and the
- * tokenizer has, or null (the model does not reason in a format this engine knows).
+ * tokenizer has, or null (the model does not reason in a format this engine knows). gpt-oss
+ * (`architecture` "gpt_oss", or a template that writes harmony's analysis channel) gets
+ * "harmony".
  */
-export function detectReasoningParser(tokenizer: Tokenizer): string | null {
+export function detectReasoningParser(tokenizer: Tokenizer, architecture: string | null = null): string | null {
   const template = tokenizer.chatTemplate ?? "";
+  if (architecture === "gpt_oss" || template.includes(REASONING_PARSERS.harmony.start)) return "harmony";
   for (const [name, f] of Object.entries(REASONING_PARSERS)) {
     if (template.includes(f.start) && template.includes(f.end) && tokenizer.pieceToToken(f.end) !== undefined) return name;
   }

@@ -193,7 +193,7 @@ export function outputGrammar(options: GenerateOptions, toolFormat: ToolCallForm
   }
   const calls = choice !== "none";
   if (calls && toolFormat === null) {
-    throw new InvalidRequestError("tools", "cannot be used: this model has no tool-call format this engine knows (hermes, llama3_json, mistral)");
+    throw new InvalidRequestError("tools", "cannot be used: this model has no tool-call format this engine knows (hermes, llama3_json, mistral, harmony)");
   }
   const forced = choice === "required" || named;
   if (forced && responseFormat !== undefined) {

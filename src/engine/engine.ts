@@ -22,7 +22,7 @@ import {
   type TokenLogprob,
 } from "../types/api.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { ModelRunner } from "../runner/model_runner.ts";
+import { ModelRunner, type RunnerMemory } from "../runner/model_runner.ts";
 import { linearWeightDTypes } from "../model/weights.ts";
 import { type EmbeddingOutput, Scheduler, type SequenceOutput, type StepPlan } from "../scheduler/scheduler.ts";
 import { resolvePooling } from "../model/pooling_config.ts";
@@ -82,6 +82,17 @@ interface Embedder {
 
 /** Engine options of {@link Engine.start} and the constructor. */
 type StartOptions = Pick<EngineOptions, "policy" | "grammarHostCompileMs" | "speculative"> & { model?: string; pooling?: Pooling | null };
+
+/** The runner's memory as engine info reports it. */
+function memoryInfo(m: RunnerMemory): NonNullable<EngineInfo["memory"]> {
+  return {
+    weightBytes: m.weightBytes,
+    expertBytes: m.expertBytes,
+    kvCacheBytes: m.kvCacheBytes,
+    kvBudget: m.kvBudget?.source ?? "num_blocks",
+    ...(m.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: m.gpuMemoryBytes } : {}),
+  };
+}
 
 /** The continuous-batching engine over one model. */
 export class Engine {
@@ -162,6 +173,7 @@ export class Engine {
       hiddenSize: runner.spec.hiddenSize,
       pooling: options.pooling === undefined ? "last" : options.pooling,
       parameters: parameterCount(runner.spec),
+      ...(runner.memory ? { memory: memoryInfo(runner.memory) } : {}),
     };
     this.#loop = this.#run();
   }
@@ -180,6 +192,7 @@ export class Engine {
       blockSize: options.blockSize,
       numBlocks: options.numBlocks,
       kvCacheBytes: options.kvCacheBytes,
+      gpuMemoryBytes: options.gpuMemoryBytes,
       maxContext: options.maxContext,
       weightDType: options.weightDType,
       quantization: options.quantization,

@@ -256,7 +256,7 @@ export function structuredOutputOf(body: Json, options: StructuredOutputOptions)
   if (calls && options.toolFormat === null) {
     bad(
       "tools",
-      "this model's chat template has no tool-call format this server knows (hermes, llama3_json, mistral)",
+      "this model's chat template has no tool-call format this server knows (hermes, llama3_json, mistral, harmony)",
     );
   }
   const forced = toolChoice === "required" || typeof toolChoice === "object";

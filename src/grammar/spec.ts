@@ -98,9 +98,9 @@ export function normalizeSpec(spec: unknown): GrammarSpec {
       return { type: "ebnf", grammar: nonEmptyString(spec.grammar, "ebnf.grammar") };
     case "tool_calls": {
       const format = spec.format;
-      if (format !== "hermes" && format !== "llama3_json" && format !== "mistral") {
+      if (format !== "hermes" && format !== "llama3_json" && format !== "mistral" && format !== "harmony") {
         fail(
-          `tool_calls.format must be "hermes", "llama3_json" or "mistral", got ${
+          `tool_calls.format must be "hermes", "llama3_json", "mistral" or "harmony", got ${
             JSON.stringify(format)
           }`,
         );

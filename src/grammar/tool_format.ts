@@ -6,6 +6,9 @@
  * - `llama3_json` (Llama 3.1/3.2/3.3): the answer is `{"name": ..., "parameters": {...}}`, optionally
  *   after `<|python_tag|>`; several calls separated by `;`.
  * - `mistral` (Mistral v3 tokenizers): `[TOOL_CALLS][{"name": ..., "arguments": {...}}, ...]`.
+ * - `harmony` (gpt-oss): a message to `functions.NAME` on the commentary channel,
+ *   `<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>{...}<|call|>`; parsed
+ *   with the reasoning by src/api/harmony.ts, not by the tool-call parser.
  * @module
  */
 import type { ToolCallFormat } from "../types/api.ts";
@@ -36,6 +39,11 @@ export const FORMAT_SYNTAX: Record<ToolCallFormat, FormatSyntax> = {
     literalTokens: ["<|python_tag|>"],
   },
   mistral: { start: "[TOOL_CALLS]", argumentsKey: "arguments", literalTokens: ["[TOOL_CALLS]"] },
+  harmony: {
+    start: " to=functions.",
+    argumentsKey: "arguments",
+    literalTokens: ["<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|call|>", "<|return|>", "<|constrain|>"],
+  },
 };
 
 /** What {@link detectToolCallFormat} looks at. */
@@ -51,13 +59,15 @@ export interface FormatHints {
 /**
  * The tool-call format of a model, or null when it has none we know. The chat template
  * decides first, because it is what teaches the model its format: `<tool_call>` means hermes,
+ * harmony channels with `<|call|>` harmony,
  * `[TOOL_CALLS]` mistral, `<|python_tag|>` or a Llama 3 `ipython` role llama3_json. Without a
  * telling template, the architecture decides: qwen2/qwen3 hermes, mistral/mixtral mistral,
- * llama with a `<|eot_id|>` token llama3_json.
+ * gpt_oss harmony, llama with a `<|eot_id|>` token llama3_json.
  */
 export function detectToolCallFormat(hints: FormatHints): ToolCallFormat | null {
   const t = hints.chatTemplate ?? "";
   if (t.includes("<tool_call>")) return "hermes";
+  if (t.includes("<|channel|>") && t.includes("<|call|>")) return "harmony";
   if (t.includes("[TOOL_CALLS]")) return "mistral";
   if (t.includes("<|python_tag|>") || (t.includes("ipython") && t.includes("<|eot_id|>"))) {
     return "llama3_json";
@@ -71,6 +81,8 @@ export function detectToolCallFormat(hints: FormatHints): ToolCallFormat | null 
     case "mistral":
     case "mixtral":
       return "mistral";
+    case "gpt_oss":
+      return "harmony";
     case "llama":
       return hints.hasToken?.("<|eot_id|>") ? "llama3_json" : null;
     default:

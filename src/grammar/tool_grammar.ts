@@ -21,11 +21,13 @@ function callText(spec: ToolCallSpec, name: string): { begin: string; end: strin
   const key = FORMAT_SYNTAX[spec.format].argumentsKey;
   const head = `{"name": ${JSON.stringify(name)}, "${key}": `;
   if (spec.format === "hermes") return { begin: `<tool_call>\n${head}`, end: "}\n</tool_call>" };
+  // harmony: the recipient names the function; the body is the arguments object alone.
+  if (spec.format === "harmony") return { begin: `<|channel|>commentary to=functions.${name} <|constrain|>json<|message|>`, end: "<|call|>" };
   return { begin: head, end: "}" };
 }
 
 /** Separator between parallel calls. */
-const SEPARATOR = { hermes: "\n", llama3_json: "; ", mistral: ", " } as const;
+const SEPARATOR = { hermes: "\n", llama3_json: "; ", mistral: ", ", harmony: "<|start|>assistant" } as const;
 
 /**
  * The structural tag for a tool-call spec, given the parameters EBNF of each tool (by name;
@@ -63,6 +65,8 @@ export function toolStructuralTag(
     ? "<tool_call>"
     : spec.format === "mistral"
     ? "[TOOL_CALLS]"
+    : spec.format === "harmony"
+    ? "<|channel|>commentary to=functions."
     : '{"name": ';
   // In auto mode each trigger opens one call (hermes, llama3_json) or one call list (mistral).
   const autoTags = spec.format === "mistral" ? [section] : tags;

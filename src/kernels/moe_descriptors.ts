@@ -64,21 +64,24 @@ export const MOE_DOWN_C8: KernelDescriptor<Omit<MoeExpertDefines, "W_MXFP4">, "h
   ["h", "w", "sorted", "tiles", "wts", "y", "w_bias"],
 );
 
-/** GPU-family column-block experts: a workgroup per block of 8 columns, lanes split K. */
+/** GPU-family column-block experts: a workgroup per block of 8 columns, lanes split K (`moe_gate_up_c8.wgsl` with LANES). */
 export const MOE_GATE_UP_WG: KernelDescriptor<Omit<MoeExpertDefines, "W_MXFP4">, "xn" | "w" | "sorted" | "tiles" | "h" | "w_bias"> = kernel(
-  "moe_gate_up_wg",
+  "moe_gate_up_c8",
   ["xn", "w", "sorted", "tiles", "h", "w_bias"],
-  () => ({ LIMIT: GPT_OSS_SWIGLU_LIMIT, ALPHA: GPT_OSS_SWIGLU_ALPHA }),
+  () => ({ LIMIT: GPT_OSS_SWIGLU_LIMIT, ALPHA: GPT_OSS_SWIGLU_ALPHA, LANES: true }),
 );
 
-/** GPU-family column-block experts' down projection: a workgroup per block of 8 output columns. */
+/** GPU-family column-block experts' down projection: a workgroup per block of 8 output columns (`moe_down_c8.wgsl` with LANES). */
 export const MOE_DOWN_WG: KernelDescriptor<Omit<MoeExpertDefines, "W_MXFP4">, "h" | "w" | "sorted" | "tiles" | "wts" | "y" | "w_bias"> = kernel(
-  "moe_down_wg",
+  "moe_down_c8",
   ["h", "w", "sorted", "tiles", "wts", "y", "w_bias"],
+  () => ({ LANES: true }),
 );
 
 /** Sum of a token's K expert outputs into the residual. */
 export const MOE_COMBINE: KernelDescriptor<Record<string, never>, "y" | "out"> = kernel("moe_combine", ["y", "out"]);
 
 /** Every MoE kernel file. */
-export const MOE_KERNEL_FILES: readonly string[] = [MOE_ROUTE, MOE_GROUP, MOE_GATE_UP, MOE_DOWN, MOE_GATE_UP_C8, MOE_DOWN_C8, MOE_GATE_UP_WG, MOE_DOWN_WG, MOE_COMBINE].map((k) => k.file);
+export const MOE_KERNEL_FILES: readonly string[] = [
+  ...new Set([MOE_ROUTE, MOE_GROUP, MOE_GATE_UP, MOE_DOWN, MOE_GATE_UP_C8, MOE_DOWN_C8, MOE_GATE_UP_WG, MOE_DOWN_WG, MOE_COMBINE].map((k) => k.file)),
+];

@@ -13,6 +13,7 @@
  */
 import { type AttentionImpl, type KernelFamily, type KvDtype, LlmError, type Quantization } from "../types/api.ts";
 import { createGpu, type Gpu } from "../gpu/device.ts";
+import { type KvBudget, kvCacheBudget, stepScratchBytes } from "./kv_budget.ts";
 import { KvCache } from "../gpu/kv_cache.ts";
 import { RecurrentState } from "../gpu/recurrent_state.ts";
 import { type PipelineCache, sharedPipelineCache } from "../kernels/registry.ts";
@@ -64,8 +65,13 @@ export interface ModelRunnerOptions {
   blockSize?: number;
   /** KV blocks in the pool; sized from `kvCacheBytes` when absent. */
   numBlocks?: number;
-  /** Memory budget for the KV cache when `numBlocks` is absent (default 256 MiB). */
+  /** Memory budget for the KV cache when `numBlocks` is absent (default 256 MiB; see kv_budget.ts). */
   kvCacheBytes?: number;
+  /**
+   * Memory the engine may use in all: the KV cache gets what the weights (all experts) and
+   * the step's buffers leave (when `numBlocks` is absent; see kv_budget.ts).
+   */
+  gpuMemoryBytes?: number;
   /** Longest sequence, in tokens (defaults to the model's max_position_embeddings). */
   maxContext?: number;
   /** Matrix storage on the GPU. */
@@ -102,8 +108,22 @@ interface PooledOwner {
   final: boolean;
 }
 
+/** Where the runner's memory went (engine info and the startup log). */
+export interface RunnerMemory {
+  /** Weights as uploaded, every expert included. */
+  weightBytes: number;
+  /** Of those, the experts' (all E of every sparse layer). */
+  expertBytes: number;
+  kvCacheBytes: number;
+  /** The budget the cache was sized from (null when `numBlocks` was given). */
+  kvBudget: KvBudget | null;
+  gpuMemoryBytes?: number;
+}
+
 /** A model on the GPU that runs steps. */
 export class ModelRunner {
+  /** Where the memory went (set once loaded). */
+  memory: RunnerMemory | null = null;
   readonly gpu: Gpu;
   readonly spec: ModelSpec;
   readonly weights: ModelWeights;
@@ -219,25 +239,40 @@ export class ModelRunner {
       const kvDtype = kvDtypeFor(spec, gpu, options.kvDtype);
       // Only attention layers hold KV entries (a hybrid model's linear layers keep a state).
       const cacheShape = { numLayers: attentionLayers(spec).length, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize, dtype: kvDtype };
-      const numBlocks = options.numBlocks ?? defaultNumBlocks(
-        cacheShape,
-        options.kvCacheBytes ?? 256 << 20,
-        Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize),
-      );
-      const maxContext = Math.min(options.maxContext ?? spec.maxPositionEmbeddings, numBlocks * blockSize);
-      const capacity: StepCapacity = {
-        maxTokens,
-        maxSeqs,
-        maxLogitRows: options.maxLogitRows ?? maxSeqs,
-        maxBlocksPerSeq: Math.ceil(maxContext / blockSize),
-      };
+      const maxLogitRows = options.maxLogitRows ?? maxSeqs;
       device.pushErrorScope("validation");
+      // The weights go first: the KV budget is what they (every expert) leave of gpuMemoryBytes.
       const weights = await uploadWeights(device, spec, tensors, {
         weightDType: options.weightDType,
         layout: family === "cpu" ? "column_blocks" : "padded_rows",
         onProgress: options.onProgress,
         maxBindingBytes: gpu.limits.maxStorageBufferBindingSize,
       });
+      let budget: KvBudget;
+      try {
+        budget = kvCacheBudget({
+          kvCacheBytes: options.kvCacheBytes,
+          gpuMemoryBytes: options.gpuMemoryBytes,
+          weightBytes: weights.bytes,
+          scratchBytes: stepScratchBytes(spec, { maxTokens, maxLogitRows }),
+        });
+      } catch (e) {
+        weights.destroy();
+        await device.popErrorScope();
+        throw e;
+      }
+      const numBlocks = options.numBlocks ?? defaultNumBlocks(
+        cacheShape,
+        budget.bytes,
+        Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize),
+      );
+      const maxContext = Math.min(options.maxContext ?? spec.maxPositionEmbeddings, numBlocks * blockSize);
+      const capacity: StepCapacity = {
+        maxTokens,
+        maxSeqs,
+        maxLogitRows,
+        maxBlocksPerSeq: Math.ceil(maxContext / blockSize),
+      };
       const cache = new KvCache(device, { ...cacheShape, numBlocks }, gpu.limits.maxStorageBufferBindingSize);
       // One recurrent-state slot per sequence slot (the scheduler's running sequences).
       const state = spec.linearAttention
@@ -261,6 +296,13 @@ export class ModelRunner {
       });
       const error = await device.popErrorScope();
       if (error) throw new Error(`GPU setup failed: ${error.message}`);
+      runner.memory = {
+        weightBytes: weights.bytes,
+        expertBytes: weights.layers.reduce((n, l) => n + (l.moe ? l.moe.expertBytes * spec.moe!.numExperts : 0), 0),
+        kvCacheBytes: numBlocks * KvCache.blockBytes(cacheShape),
+        kvBudget: options.numBlocks === undefined ? budget : null,
+        ...(options.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: options.gpuMemoryBytes } : {}),
+      };
       return runner;
     } finally {
       tensors.close();

@@ -131,7 +131,7 @@ export class App {
     this.#engine = engine;
     this.#tokenizer = tokenizer ?? null;
     const parser = this.options.reasoningParser;
-    this.#reasoningParser = parser === undefined ? detectReasoningParser(engine.tokenizer) : parser === "none" ? null : parser;
+    this.#reasoningParser = parser === undefined ? detectReasoningParser(engine.tokenizer, engine.info.architecture) : parser === "none" ? null : parser;
     try {
       this.#chat = ChatTemplate.of(engine.tokenizer);
     } catch (e) {

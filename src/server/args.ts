@@ -29,6 +29,10 @@ export interface ServeOptions {
   port: number;
   maxBatchTokens?: number;
   numBlocks?: number;
+  /** The KV cache's byte budget (engine default 256 MiB). */
+  kvCacheBytes?: number;
+  /** GPU memory the engine may use in all; the KV cache gets what the weights leave. */
+  gpuMemoryBytes?: number;
   blockSize?: number;
   maxSeqs?: number;
   /** Requests allowed to wait for a sequence slot before new ones get 429. */
@@ -82,7 +86,11 @@ export const USAGE = `Usage: deno run -A serve.ts [flags]
   --host HOST                listen address (default 127.0.0.1)
   --port N                   listen port (default 8000; 0 picks a free one)
   --max-batch-tokens N       token budget of one step (default 256)
-  --num-blocks N             KV-cache blocks (default: sized from a 256 MiB budget)
+  --num-blocks N             KV-cache blocks (default: sized from the budget below)
+  --kv-cache-bytes N         the KV cache's bytes (default 256 MiB; suffixes K, M, G: 2^10...)
+  --gpu-memory-bytes N       GPU memory the engine may use in all: the KV cache gets what the
+                             weights (every expert included) and step buffers leave, capped
+                             by --kv-cache-bytes when given (WebGPU reports no device memory)
   --block-size N             tokens per KV block (default 16)
   --max-seqs N               sequences running at once (default 32)
   --max-queue N              requests waiting beyond those before 429 (default 64)
@@ -101,7 +109,8 @@ export const USAGE = `Usage: deno run -A serve.ts [flags]
                              sentence-transformers config, else last token + end-of-text)
   --api-key KEY              require "Authorization: Bearer KEY" on /v1 (or ${API_KEY_ENV})
   --reasoning-parser NAME|none  split reasoning off chat answers with this parser ("think":
-                             <think>...</think>); default: the one the chat template calls for
+                             <think>...</think>; "harmony": gpt-oss's analysis channel);
+                             default: the one the checkpoint calls for
   --served-model-name NAME   model name in the API (default: the --model value)
   --max-body-bytes N         largest request body (default ${DEFAULT_MAX_BODY_BYTES})
   --shutdown-timeout S       hard deadline in seconds from SIGINT/SIGTERM to exit, drain delay
@@ -127,6 +136,8 @@ const VALUE_FLAGS = new Set([
   "port",
   "max-batch-tokens",
   "num-blocks",
+  "kv-cache-bytes",
+  "gpu-memory-bytes",
   "block-size",
   "max-seqs",
   "max-queue",
@@ -181,6 +192,15 @@ export function parseServeArgs(
     }
     return n;
   };
+  /** A byte count: an integer, or one with a binary suffix K, M or G (KiB, MiB, GiB also read). */
+  const bytes = (name: string): number | undefined => {
+    const v = values.get(name);
+    if (v === undefined) return undefined;
+    const m = /^(\d+)(?:([KMG])(?:iB)?)?$/i.exec(v);
+    const n = m ? Number(m[1]) * 2 ** (m[2] ? 10 * ("KMG".indexOf(m[2].toUpperCase()) + 1) : 0) : NaN;
+    if (!m || !(n >= 1) || !Number.isSafeInteger(n)) throw new UsageError(`--${name} must be a byte count (e.g. 8G, 512M, 1048576), got ${v}`);
+    return n;
+  };
   const oneOf = <T extends string>(name: string, allowed: readonly T[]): T | undefined => {
     const v = values.get(name);
     if (v === undefined) return undefined;
@@ -220,6 +240,8 @@ export function parseServeArgs(
     port: int("port", 0, 65535) ?? 8000,
     maxBatchTokens: int("max-batch-tokens", 1),
     numBlocks: int("num-blocks", 1),
+    kvCacheBytes: bytes("kv-cache-bytes"),
+    gpuMemoryBytes: bytes("gpu-memory-bytes"),
     blockSize: int("block-size", 1, 1024),
     maxSeqs: int("max-seqs", 1, 1024),
     maxQueue: int("max-queue", 0) ?? 64,

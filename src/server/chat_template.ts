@@ -48,12 +48,22 @@ export interface RenderOptions {
 /**
  * Messages as templates expect them: transformers documents tool-call `arguments` as a dict,
  * and templates print them with `tojson`, so a JSON-string `arguments` (OpenAI's form) is
- * parsed, as vLLM does. Anything else passes through unchanged.
+ * parsed, as vLLM does. An assistant's reasoning is also given as `thinking`, the field
+ * gpt-oss's template reads (as llama.cpp does), and a tool-calling message without content
+ * leaves `content` out, transformers' documented shape (gpt-oss's template tests
+ * `"content" in message` and then searches the content). Anything else passes unchanged.
  */
-function forTemplate(messages: readonly ChatMessage[]): ChatMessage[] {
-  return messages.map((m) => {
-    if (!m.tool_calls) return m;
-    const toolCalls = m.tool_calls.map((c) => {
+function forTemplate(messages: readonly ChatMessage[]): (ChatMessage & { thinking?: string })[] {
+  return messages.map((message) => {
+    let m: ChatMessage & { thinking?: string } = message;
+    if (m.reasoning_content !== undefined) m = { ...m, thinking: m.reasoning_content };
+    const calls = m.tool_calls;
+    if (!calls) return m;
+    if (m.content === null) {
+      const { content: _, ...rest } = m;
+      m = rest as ChatMessage;
+    }
+    const toolCalls = calls.map((c) => {
       const args = c.function.arguments;
       if (typeof args !== "string") return c;
       try {

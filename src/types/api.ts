@@ -122,7 +122,7 @@ export interface ToolFunction {
 export type ToolChoiceOption = "none" | "auto" | "required" | { name: string };
 
 /** A model family's tool-call format (see `src/grammar/tool_format.ts`). */
-export type ToolCallFormat = "hermes" | "llama3_json" | "mistral";
+export type ToolCallFormat = "hermes" | "llama3_json" | "mistral" | "harmony";
 
 /** Tool calls in a model family's format, their arguments valid against each tool's schema. */
 export interface ToolCallSpec {
@@ -345,6 +345,13 @@ export interface EngineOptions {
   blockSize?: number;
   /** KV-cache memory budget when `numBlocks` is absent (default 256 MiB). */
   kvCacheBytes?: number;
+  /**
+   * GPU memory the engine may use in all (WebGPU reports none): the KV cache then gets what
+   * the weights, every expert of a mixture included, and the step's buffers leave, as vLLM's
+   * `gpu_memory_utilization` does with a fraction of the device (`kvCacheBytes` still caps
+   * it). Too small for the weights: a `device_limit` error at load.
+   */
+  gpuMemoryBytes?: number;
   /** Attention implementation (default "paged"). */
   attn?: AttentionImpl;
   /** Scheduling policy (default "fifo"). */
@@ -432,6 +439,13 @@ export interface EngineInfo {
    * reads k of its E experts per layer; equal for a dense model).
    */
   parameters?: { total: number; active: number };
+  /**
+   * Where the GPU memory went: the weights as uploaded (`expertBytes` of them the experts, all
+   * E of every sparse layer), the KV cache, and what the cache was sized from: `kvBudget`
+   * ("default" 256 MiB, "kv_cache_bytes", "gpu_memory_bytes": what the weights and step
+   * buffers left of `gpuMemoryBytes`; "num_blocks" when blocks were given).
+   */
+  memory?: { weightBytes: number; expertBytes: number; kvCacheBytes: number; kvBudget: "default" | "kv_cache_bytes" | "gpu_memory_bytes" | "num_blocks"; gpuMemoryBytes?: number };
 }
 
 /** A histogram's state. Bucket bounds are upper bounds (le); counts are cumulative. */

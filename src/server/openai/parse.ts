@@ -275,8 +275,23 @@ export function parseChatRequest(body: unknown): ChatRequest {
     logprobs,
     paramNames: c.paramNames,
     ...(c.tools ? { tools: c.tools } : {}),
-    ...(present(b, "chat_template_kwargs") ? { templateKwargs: b.chat_template_kwargs as Record<string, unknown> } : {}),
+    ...templateKwargsOf(b),
   };
+}
+
+/**
+ * The template variables of a chat body: `chat_template_kwargs`, with `reasoning_effort`
+ * passed on as the variable of that name (gpt-oss's template prints it as `Reasoning:`; vLLM
+ * does the same); `chat_template_kwargs` wins where both set it.
+ */
+function templateKwargsOf(b: Body): { templateKwargs?: Record<string, unknown> } {
+  if (present(b, "reasoning_effort") && typeof b.reasoning_effort !== "string") {
+    throw badParam("reasoning_effort", "reasoning_effort must be a string");
+  }
+  const effort = typeof b.reasoning_effort === "string" ? { reasoning_effort: b.reasoning_effort } : {};
+  const given = present(b, "chat_template_kwargs") ? b.chat_template_kwargs as Record<string, unknown> : {};
+  const kwargs = { ...effort, ...given };
+  return Object.keys(kwargs).length > 0 || present(b, "chat_template_kwargs") ? { templateKwargs: kwargs } : {};
 }
 
 /** An assistant message's `tool_calls` (OpenAI's shape; `arguments` a JSON string). */

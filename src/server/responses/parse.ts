@@ -145,6 +145,8 @@ export function parseResponsesRequest(body: unknown): ResponsesRequest {
     if (!isObject(body.reasoning)) throw badParam("reasoning", "reasoning must be an object");
     // effort "none" (or "minimal") asks a thinking model to answer without reasoning.
     if (body.reasoning.effort === "none" || body.reasoning.effort === "minimal") kwargs = { enable_thinking: false };
+    // low/medium/high reach the template as `reasoning_effort` (gpt-oss's `Reasoning:` line).
+    else if (typeof body.reasoning.effort === "string") kwargs = { reasoning_effort: body.reasoning.effort };
   }
   const tools = toolsOf(body.tools);
   const chatBody: Body = {
