@@ -7,8 +7,9 @@
  * - whole model: qwen35-tiny rewritten as a qwen3_5_moe checkpoint whose sparse blocks compute
  *   the dense MLPs again (routed experts f/2, shared expert f gated by sigmoid(0) = 1/2; see
  *   helpers/qwen35_moe_checkpoint.ts) reproduces qwen35-tiny's transformers logits and greedy
- *   ids, both kernel families: every part of the block has to be there, with the hub's names
- *   and layout, for the sum to come out right;
+ *   ids, both kernel families, routed experts as per-expert tensors and fused (the hub's
+ *   Qwen3.5 layout): every part of the block has to be there, with the hub's names and
+ *   layout, for the sum to come out right;
  * - serving (random weights, distinct experts): one step of 8 rows (4 decode rows, 4 prefills)
  *   equals the solo runs bit for bit, both families; through createEngine (a Worker) 8
  *   concurrent greedy requests equal their solo runs; engine info counts the shared expert
@@ -42,14 +43,17 @@ async function readU32(device: GPUDevice, buffer: GPUBuffer, words: number): Pro
   return out;
 }
 
-test("qwen35-moe from qwen35-tiny: sparse blocks with routed and shared experts equal to the dense MLPs reproduce qwen35-tiny's transformers logits and greedy ids (cpu and gpu families)", async (t) => {
+test("qwen35-moe from qwen35-tiny: sparse blocks with routed and shared experts equal to the dense MLPs reproduce qwen35-tiny's transformers logits and greedy ids (cpu family on per-expert tensors, gpu family on fused experts)", async (t) => {
   const golden = await loadGolden("qwen35-tiny");
-  await withTempDir(async (dir) => {
-    await writeQwen35MoeFromDense(dir, { experts: 4, topK: 2 });
+  await withTempDir(async (tmp) => {
     const gpu = await createGpu();
     try {
-      for (const kernelFamily of KERNEL_FAMILIES) {
-        await t.step(`${kernelFamily} family`, async () => {
+      const runs = [["cpu", "per_expert"], ["gpu", "fused"]] as const;
+      assertEquals(runs.map(([f]) => f), [...KERNEL_FAMILIES]);
+      for (const [kernelFamily, layout] of runs) {
+        await t.step(`${kernelFamily} family, ${layout} experts`, async () => {
+          const dir = `${tmp}/${layout}`;
+          await writeQwen35MoeFromDense(dir, { experts: 4, topK: 2, layout });
           const runner = await ModelRunner.load(dir, { gpu, kernelFamily, kvDtype: "f32", maxTokens: 128, maxLogitRows: 128, maxSeqs: 4, blockSize: 16, numBlocks: 64 });
           const engine = Engine.start(runner);
           try {
@@ -80,7 +84,7 @@ test("qwen35-moe from qwen35-tiny: sparse blocks with routed and shared experts 
               summary.push(`${worst.toExponential(2)} (${at === -1 ? ids.length : at}/${ids.length} ids)`);
             }
             assertEquals(used.size, 4, "the prompts' tokens should use every expert");
-            console.log(`  qwen35-moe (from qwen35-tiny) ${kernelFamily}: max rel err ${summary.join(", ")}`);
+            console.log(`  qwen35-moe (from qwen35-tiny) ${kernelFamily} ${layout}: max rel err ${summary.join(", ")}`);
           } finally {
             await engine.close();
           }

@@ -31,6 +31,13 @@ export interface FromDenseOptions {
   topK?: number;
   /** Router seed (default 7). */
   seed?: number;
+  /**
+   * Routed experts as per-expert Linear tensors (`mlp.experts.N.*_proj.weight`, what
+   * transformers 5.18's save_pretrained writes through its conversion mapping; default) or
+   * fused as transformers holds them and the Qwen3.5 hub checkpoints ship them
+   * (`mlp.experts.gate_up_proj [E, 2I, H]`, `mlp.experts.down_proj [E, H, I]`).
+   */
+  layout?: "per_expert" | "fused";
 }
 
 /**
@@ -77,12 +84,23 @@ export async function writeQwen35MoeFromDense(dir: string, opts: FromDenseOption
     const [gate, up, down] = await Promise.all(["gate", "up", "down"].map((k) => read(`${p}.${k}_proj.weight`)));
     const half = down.data.map((v) => v / 2);
     out.push(bf16(`${p}.gate.weight`, [E, H], Float32Array.from({ length: E * H }, () => rng.normal())));
-    for (let e = 0; e < E; e++) {
-      out.push(
-        { ...gate, name: `${p}.experts.${e}.gate_proj.weight` },
-        { ...up, name: `${p}.experts.${e}.up_proj.weight` },
-        bf16(`${p}.experts.${e}.down_proj.weight`, down.shape, half),
-      );
+    if (opts.layout === "fused") {
+      const gateUp = new Float32Array(E * 2 * I * H);
+      const downs = new Float32Array(E * H * I);
+      for (let e = 0; e < E; e++) {
+        gateUp.set(gate.data, e * 2 * I * H);
+        gateUp.set(up.data, (2 * e + 1) * I * H);
+        downs.set(half, e * H * I);
+      }
+      out.push(bf16(`${p}.experts.gate_up_proj`, [E, 2 * I, H], gateUp), bf16(`${p}.experts.down_proj`, [E, H, I], downs));
+    } else {
+      for (let e = 0; e < E; e++) {
+        out.push(
+          { ...gate, name: `${p}.experts.${e}.gate_proj.weight` },
+          { ...up, name: `${p}.experts.${e}.up_proj.weight` },
+          bf16(`${p}.experts.${e}.down_proj.weight`, down.shape, half),
+        );
+      }
     }
     out.push(
       { ...gate, name: `${p}.shared_expert.gate_proj.weight` },
