@@ -13,7 +13,9 @@
  * - serving (random weights, distinct experts): one step of 8 rows (4 decode rows, 4 prefills)
  *   equals the solo runs bit for bit, both families; through createEngine (a Worker) 8
  *   concurrent greedy requests equal their solo runs; engine info counts the shared expert
- *   as active and k/E of the routed experts.
+ *   as active and k/E of the routed experts;
+ * - load-time q8_0 quantizes the shared expert (a dense MLP), not the routed experts, and
+ *   matches the f32 path on the round-tripped weights (as quant_reference_test.ts's gemma3).
  */
 import { test } from "./helpers/test.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
@@ -24,7 +26,12 @@ import { Engine } from "../src/engine/engine.ts";
 import { KERNEL_FAMILIES } from "../src/types/api.ts";
 import { createEngine } from "../mod.ts";
 import { greedyIds, loadGolden, maxAbs, maxAbsDiff, promptLogits } from "./helpers/reference.ts";
-import { withTempDir } from "./helpers/synthetic_checkpoint.ts";
+import { withTempDir, writeSafetensors } from "./helpers/synthetic_checkpoint.ts";
+import * as sys from "./helpers/platform.ts";
+import { openModel } from "../src/model/model_source.ts";
+import { dequantize } from "../src/model/quant/dequantize.ts";
+import { valueDType } from "../src/model/safetensors.ts";
+import { EXACT_TOL } from "./helpers/quant_goldens.ts";
 import { TINY_QWEN35_MOE_CONFIG, writeQwen35MoeFromDense, writeRandomQwen35Moe } from "./helpers/qwen35_moe_checkpoint.ts";
 
 /** As reference_suite.ts: f32 KV, max |ours - HF| <= 1e-4 of the largest logit. */
@@ -169,6 +176,51 @@ test("qwen35-moe random engine (createEngine): 8 concurrent greedy requests equa
       assert(new Set(alone.flat()).size > 3, "greedy outputs should vary");
     } finally {
       await engine.close();
+    }
+  });
+});
+
+test("qwen35-moe random: load-time q8_0 quantizes the shared expert, not the routed experts, and matches the f32 path on the round-tripped weights (both families)", async () => {
+  await withTempDir(async (dir) => {
+    await writeRandomQwen35Moe(`${dir}/model`);
+    // The checkpoint with every quantized tensor replaced by its dequantized blocks.
+    const roundTrip = `${dir}/round_trip`;
+    await sys.mkdir(roundTrip);
+    for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"]) await sys.copyFile(`${dir}/model/${f}`, `${roundTrip}/${f}`);
+    const { tensors } = await openModel(`${dir}/model`, { quantization: "q8_0" });
+    try {
+      const out = [];
+      for (const t of tensors.names()) {
+        const info = tensors.get(t);
+        out.push({ name: t, shape: info.shape, dtype: "F32" as const, data: dequantize(valueDType(info), await tensors.read(info)) });
+      }
+      await writeSafetensors(`${roundTrip}/model.safetensors`, out);
+    } finally {
+      tensors.close();
+    }
+    const opts = { kvDtype: "f32", weightDType: "f32", maxTokens: 64, maxLogitRows: 64, maxSeqs: 1, blockSize: 8, numBlocks: 16 } as const;
+    const prompt = [5, 17, 99, 3, 250, 8, 41, 300, 2, 77];
+    const gpu = await createGpu();
+    try {
+      for (const kernelFamily of KERNEL_FAMILIES) {
+        const quant = await ModelRunner.load(`${dir}/model`, { ...opts, kernelFamily, quantization: "q8_0", gpu });
+        const plain = await ModelRunner.load(roundTrip, { ...opts, kernelFamily, gpu });
+        try {
+          // The shared expert's gate|up (K = hidden 64) runs as blocks; its down (K = 48, no
+          // multiple of 32) stays f32, as do the routed experts.
+          const l0 = quant.weights.layers[0];
+          assertEquals([l0.gateUp?.kind, l0.gateUp?.dtype, l0.down?.kind, l0.moe?.dtype], ["quant", "q8_0", "dense", "f32"]);
+          const a = await promptLogits(quant, prompt);
+          const b = await promptLogits(plain, prompt);
+          const err = maxAbsDiff(a, b) / maxAbs(b);
+          assert(err <= EXACT_TOL, `${kernelFamily}: q8_0 vs f32 on round-tripped weights ${err} > ${EXACT_TOL}`);
+        } finally {
+          plain.close();
+          quant.close();
+        }
+      }
+    } finally {
+      gpu.device.destroy();
     }
   });
 });
