@@ -29,6 +29,9 @@
  * `deltanet_rule` (gated delta rule as a sequential scan per sequence and value head, gated
  * RMSNorm) and out_proj added into the residual; a gated attention layer runs q|k|v|gate,
  * `rope_kv` (q/k norm, partial rotary), attention and `attn_gate` before o_proj.
+ * A sparse layer (Qwen3-MoE, gpt-oss, Qwen3.5-MoE, after either kind of token mixer) runs
+ * moe_op.ts's router, grouping and expert dispatches instead of gate|up and down, with a
+ * shared expert's gate|up and down matmuls before the combine.
  * @module
  */
 import { type AttentionImpl, type KernelFamily, LlmError } from "../types/api.ts";
