@@ -92,7 +92,7 @@ async function measure(kind: "moe" | "dense", tokens: number): Promise<number> {
   const step = { buffer: meta, offset: 0, size: STEP_HEADER_WORDS * 4 };
   const shape: StepShape = { tokens, logitRows: tokens, seqs: tokens, maxQueryLen: 1, maxContext: 1 };
   const dispatches = kind === "moe"
-    ? moe.dispatches.map((d) => ({ kernel: d.kernel, bg: d.kernel.bindGroup(d.label, { ...d.resources, step }), grid: d.grid(shape), indirect: d.indirect }))
+    ? [...moe.dispatches, moe.combine].map((d) => ({ kernel: d.kernel, bg: d.kernel.bindGroup(d.label, { ...d.resources, step }), grid: d.grid(shape), indirect: d.indirect }))
     : dense.flatMap((op) =>
       op.parts.map((part) => {
         const v = op.variant(tokens);

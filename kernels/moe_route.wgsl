@@ -5,6 +5,8 @@
 //            (Qwen3-MoE);
 //   TOPK_SOFTMAX: logits + bias, the k largest, softmax over those k only (gpt-oss).
 // Ties go to the lower expert index. Writes ids[t * K + s] and wts[t * K + s], s in 0..K.
+// SHARED (Qwen3.5-MoE): the router's row E is the shared expert's gate; its logit stays out
+// of the top-k and sgate[t] = sigmoid(logit) scales the shared expert in moe_combine.
 #include common
 struct Params { dim: u32, eps: f32 }
 @group(0) @binding(1) var<uniform> p: Params;
@@ -17,12 +19,19 @@ struct Params { dim: u32, eps: f32 }
 #if TOPK_SOFTMAX
 @group(0) @binding(8) var<storage, read> router_bias: array<f32>;
 #endif
+#if SHARED
+// Qwen routing only (never with TOPK_SOFTMAX, whose bias takes binding 8).
+@group(0) @binding(8) var<storage, read_write> sgate: array<f32>;
+const ROWS: u32 = {{E}}u + 1u;
+#else
+const ROWS: u32 = {{E}}u;
+#endif
 
 const WG: u32 = 64u;
 const E: u32 = {{E}}u;
 const K: u32 = {{TOPK}}u;
 var<workgroup> partial: array<f32, WG>;
-var<workgroup> logits: array<f32, E>;
+var<workgroup> logits: array<f32, ROWS>;
 #include row_rms
 
 @compute @workgroup_size(64)
@@ -34,7 +43,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (live) {
     for (var i = lid; i < p.dim; i += WG) { xn[base + i] = x[base + i] * inv * gamma[i]; }
   }
-  for (var e = lid; e < E; e += WG) {
+  for (var e = lid; e < ROWS; e += WG) {
     var acc = 0.0;
     for (var i = 0u; i < p.dim; i++) { acc = fma(router[e * p.dim + i], x[base + i] * inv * gamma[i], acc); }
 #if TOPK_SOFTMAX
@@ -44,6 +53,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   workgroupBarrier();
   if (lid != 0u || !live) { return; }
+#if SHARED
+  sgate[t] = 1.0 / (1.0 + exp(-logits[E]));
+#endif
   var m = logits[0];
   for (var e = 1u; e < E; e++) { m = max(m, logits[e]); }
   var chosen: array<bool, E>;

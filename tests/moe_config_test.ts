@@ -70,3 +70,51 @@ test("moe config: gpt-oss fixtures parse with sinks, YaRN, sliding/full layers a
   const dense = await loadModelSpec(modelDir("qwen3-tiny"));
   assertEquals(parameterCount(dense).total, parameterCount(dense).active);
 });
+
+const QWEN35_MOE = {
+  architectures: ["Qwen3_5MoeForConditionalGeneration"],
+  model_type: "qwen3_5_moe",
+  text_config: {
+    hidden_size: 64,
+    num_hidden_layers: 4,
+    layer_types: ["linear_attention", "linear_attention", "linear_attention", "full_attention"],
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    head_dim: 32,
+    linear_num_key_heads: 2,
+    linear_num_value_heads: 4,
+    linear_key_head_dim: 16,
+    linear_value_head_dim: 16,
+    partial_rotary_factor: 0.25,
+    vocab_size: 100,
+    num_experts: 8,
+    num_experts_per_tok: 2,
+    moe_intermediate_size: 32,
+    shared_expert_intermediate_size: 48,
+  },
+};
+
+test("moe config: qwen3_5_moe nests in text_config; every layer sparse, top-k always renormalized, a shared expert counted as active", () => {
+  // transformers' Qwen3_5MoeTextConfig drops norm_topk_prob, mlp_only_layers and
+  // decoder_sparse_step: values a config still carries change nothing.
+  const spec = parseModelSpec({ ...QWEN35_MOE, text_config: { ...QWEN35_MOE.text_config, norm_topk_prob: false, mlp_only_layers: [1], decoder_sparse_step: 2 } });
+  assertEquals(spec.architecture, "qwen35_moe");
+  assertEquals(spec.linearAttention?.layers, [true, true, true, false]);
+  assert(spec.attnOutputGate && spec.normOffset === 1 && spec.qkNorm);
+  assertEquals(spec.moe?.sparseLayers, [true, true, true, true]);
+  assertEquals([spec.moe?.normTopkProb, spec.moe?.sharedExpertIntermediateSize], [true, 48]);
+  // No intermediate_size: the one dense SwiGLU of a layer is the shared expert.
+  assertEquals(spec.intermediateSize, 48);
+  const names = expectedTensors(spec).map((t) => t.name);
+  for (const n of ["mlp.gate.weight", "mlp.experts.7.down_proj.weight", "mlp.shared_expert.up_proj.weight", "mlp.shared_expert_gate.weight", "linear_attn.in_proj_qkv.weight"]) {
+    assert(names.includes(`model.layers.0.${n}`), n);
+  }
+  assert(!names.includes("model.layers.0.mlp.gate_proj.weight"));
+  const { total, active } = parameterCount(spec);
+  // Routed: 4 layers x 8 experts x 3 x 32 x 64, of which 2/8 active; the shared expert counts whole.
+  const routed = 4 * 8 * 3 * 32 * 64;
+  assertEquals(total - active, routed - routed / 4);
+  assertEquals(parseModelSpec({ ...QWEN35_MOE, architectures: ["Qwen3_5MoeForCausalLM"] }).architecture, "qwen35_moe");
+  const { shared_expert_intermediate_size: _, ...missing } = QWEN35_MOE.text_config;
+  assertThrows(() => parseModelSpec({ ...QWEN35_MOE, text_config: missing }), CheckpointError, `"shared_expert_intermediate_size"`);
+});

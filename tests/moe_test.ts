@@ -2,7 +2,8 @@
  * Mixture-of-experts layers (src/runner/moe_op.ts, kernels/moe_*.wgsl).
  *
  * Layer level, against a plain TypeScript reference of the routing and the experts (f32 and
- * f16 expert weights): random routing; a step where one expert receives every token and the
+ * f16 expert weights), with and without Qwen3.5-MoE's sigmoid-gated shared expert (run by the
+ * dense matmuls between the experts and the combine, as the forward pass runs it): random routing; a step where one expert receives every token and the
  * others none; and a decode step of one token, whose tile table names exactly its k experts,
  * so the step reads k/E of the expert weights (measured from the GPU's own tile table).
  *
@@ -16,7 +17,10 @@ import { assert, assertEquals } from "./helpers/assert.ts";
 import { createGpu } from "../src/gpu/device.ts";
 import { loadKernelSources, PipelineCache } from "../src/kernels/registry.ts";
 import { MOE_KERNEL_FILES } from "../src/kernels/moe_descriptors.ts";
+import { KERNEL_FILES } from "../src/kernels/descriptors.ts";
 import { createMoeScratch, moeLayerOps } from "../src/runner/moe_op.ts";
+import { matmulOp } from "../src/runner/matmul_op.ts";
+import { uploadMatrix } from "../src/model/weights.ts";
 import type { MoeSpec } from "../src/model/moe_config.ts";
 import { type ExpertPart, type MoeLayerWeights, packExpert } from "../src/model/moe_weights.ts";
 import { gluColumns } from "../src/model/weight_layout.ts";
@@ -36,6 +40,31 @@ const E = 8;
 const K = 2;
 const EPS = 1e-6;
 const SPEC: MoeSpec = { router: "softmax_topk", experts: "qwen", numExperts: E, topK: K, normTopkProb: true, expertIntermediateSize: I, sparseLayers: [true] };
+/** The shared expert's width (Qwen3.5-MoE), unlike the routed experts'. */
+const S = 48;
+const SHARED_SPEC: MoeSpec = { ...SPEC, sharedExpertIntermediateSize: S };
+
+/** A shared expert: gate|up [2S, H] (gate rows then up rows), down [H, S], its gate row [H]. */
+interface SharedRef {
+  gateUp: Float32Array<ArrayBuffer>;
+  down: Float32Array<ArrayBuffer>;
+  gate: Float32Array<ArrayBuffer>;
+}
+
+/** SwiGLU of one normed row: down(silu(gate . row) * (up . row)), width `width`, weights at `g`/`d` offsets. */
+function swiglu(row: ArrayLike<number>, gateUp: Float32Array, down: Float32Array, width: number, g: number, d: number): Float64Array {
+  const h = Array.from({ length: width }, (_, j) => {
+    let a = 0, u = 0;
+    for (let i = 0; i < H; i++) {
+      a += row[i] * gateUp[g + j * H + i];
+      u += row[i] * gateUp[g + (width + j) * H + i];
+    }
+    return silu(a) * u;
+  });
+  const y = new Float64Array(H);
+  for (let c = 0; c < H; c++) for (let j = 0; j < width; j++) y[c] += h[j] * down[d + c * width + j];
+  return y;
+}
 
 /** Deterministic values in [-1, 1). */
 function random(n: number, seed: number): Float32Array<ArrayBuffer> {
@@ -46,13 +75,18 @@ function random(n: number, seed: number): Float32Array<ArrayBuffer> {
   });
 }
 
-/** The reference: x + sum over the top-k experts of weight * SwiGLU expert(rmsnorm(x)). */
-function moeRef(x: Float32Array, gamma: Float32Array, router: Float32Array, gateUp: Float32Array, down: Float32Array, T: number) {
+/**
+ * The reference: x + (sum over the top-k experts of weight * SwiGLU expert(rmsnorm(x))
+ * [+ sigmoid(shared_gate . rmsnorm(x)) * SwiGLU shared(rmsnorm(x))]), as transformers'
+ * Qwen3MoeSparseMoeBlock / Qwen3_5MoeSparseMoeBlock compute it.
+ */
+function moeRef(x: Float32Array, gamma: Float32Array, router: Float32Array, gateUp: Float32Array, down: Float32Array, T: number, shared?: SharedRef) {
   const xn = rmsNormRef(x, gamma, T, H, EPS);
   const out = Float32Array.from(x);
   const ids: number[] = [];
   for (let t = 0; t < T; t++) {
     const row = xn.subarray(t * H, (t + 1) * H);
+    const ffn = new Float64Array(H);
     const logits = Array.from({ length: E }, (_, e) => row.reduce((a, v, i) => a + v * router[e * H + i], 0));
     const m = Math.max(...logits);
     const total = logits.reduce((a, l) => a + Math.exp(l - m), 0);
@@ -61,20 +95,16 @@ function moeRef(x: Float32Array, gamma: Float32Array, router: Float32Array, gate
     for (const { l, e } of order) {
       ids.push(e);
       const w = Math.exp(l - m) / total / picked;
-      const h = Array.from({ length: I }, (_, j) => {
-        let g = 0, u = 0;
-        for (let i = 0; i < H; i++) {
-          g += row[i] * gateUp[(e * 2 * I + j) * H + i];
-          u += row[i] * gateUp[(e * 2 * I + I + j) * H + i];
-        }
-        return silu(g) * u;
-      });
-      for (let c = 0; c < H; c++) {
-        let y = 0;
-        for (let j = 0; j < I; j++) y += h[j] * down[(e * H + c) * I + j];
-        out[t * H + c] += w * y;
-      }
+      const y = swiglu(row, gateUp, down, I, e * 2 * I * H, e * H * I);
+      for (let c = 0; c < H; c++) ffn[c] += w * y[c];
     }
+    if (shared) {
+      const logit = row.reduce((a, v, i) => a + v * shared.gate[i], 0);
+      const g = 1 / (1 + Math.exp(-logit));
+      const y = swiglu(row, shared.gateUp, shared.down, S, 0, 0);
+      for (let c = 0; c < H; c++) ffn[c] += g * y[c];
+    }
+    for (let c = 0; c < H; c++) out[t * H + c] += ffn[c];
   }
   return { out, ids };
 }
@@ -88,7 +118,9 @@ async function runLayer(
   family: KernelFamily,
   data: Record<"x" | "gamma" | "router" | "gateUp" | "down", Float32Array<ArrayBuffer>>,
   T: number,
+  shared?: SharedRef,
 ): Promise<{ out: Float32Array; tiles: number[][] }> {
+  const spec = shared ? SHARED_SPEC : SPEC;
   const owned: GPUBuffer[] = [];
   const buffer = (bytes: number, usage = 0) => {
     const b = device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC | usage });
@@ -116,8 +148,10 @@ async function runLayer(
     };
     return [split(0, 5), split(5, 3)];
   };
+  // With a shared expert the router holds its gate as row E (as the loader uploads it).
+  const router = shared ? Float32Array.from([...data.router, ...shared.gate]) : data.router;
   const w: MoeLayerWeights = {
-    router: put(data.router),
+    router: put(router),
     gateUp: weights(data.gateUp, 2 * I, H, true),
     down: weights(data.down, H, I, false),
     dtype,
@@ -129,21 +163,47 @@ async function runLayer(
   };
   const x = put(Float32Array.from(data.x));
   const gamma = put(data.gamma);
-  const scratch = createMoeScratch(SPEC, H, 16, (_label, words, usage) => buffer(words * 4, usage));
+  const scratch = createMoeScratch(spec, H, 16, (_label, words, usage) => buffer(words * 4, usage));
   const meta = new Uint32Array(STEP_HEADER_WORDS);
   meta[STEP_HEADER.numTokens] = T;
   const step = put(meta);
-  const { dispatches, uniforms } = moeLayerOps(pipelines, SPEC, w, scratch, { x, gamma, eps: EPS, hiddenSize: H, family }, "moe");
+  const { dispatches, combine, uniforms } = moeLayerOps(pipelines, spec, w, scratch, { x, gamma, eps: EPS, hiddenSize: H, family }, "moe");
   owned.push(...uniforms);
   const shape = { tokens: T, logitRows: 0, seqs: 1, maxQueryLen: T, maxContext: T };
+  const stepBinding = { buffer: step, offset: 0, size: STEP_HEADER_WORDS * 4 };
   const encoder = device.createCommandEncoder();
   const pass = encoder.beginComputePass();
   for (const d of dispatches) {
     pass.setPipeline(d.kernel.pipeline);
-    pass.setBindGroup(0, d.kernel.bindGroup(d.label, { ...d.resources, step: { buffer: step, offset: 0, size: STEP_HEADER_WORDS * 4 } }), [0]);
+    pass.setBindGroup(0, d.kernel.bindGroup(d.label, { ...d.resources, step: stepBinding }), [0]);
     if (d.indirect) pass.dispatchWorkgroupsIndirect(d.indirect.buffer, d.indirect.offset);
     else pass.dispatchWorkgroups(...d.grid(shape));
   }
+  if (shared) {
+    // The shared expert as the forward pass runs it: the family's dense matmuls on `xn`.
+    const denseLayout = family === "cpu" ? "column_blocks" : "padded_rows";
+    const host = (v: Float32Array<ArrayBuffer>, rows: number, cols: number) => ({ data: dtype === "f16" ? new Uint16Array(Float16Array.from(v).buffer) : v, rows, cols });
+    const maxBinding = device.limits.maxStorageBufferBindingSize;
+    const gateUpW = uploadMatrix(device, host(shared.gateUp, 2 * S, H), { layout: denseLayout, columns: gluColumns(S), maxBinding, label: "shared.gate_up" }).weight;
+    const downW = uploadMatrix(device, host(shared.down, H, S), { layout: denseLayout, maxBinding, label: "shared.down" }).weight;
+    owned.push(...[gateUpW, downW].flatMap((m) => m.parts.map((p) => p.buffer)));
+    const ops = [
+      matmulOp(pipelines, family, gateUpW, { x: scratch.xn, out: scratch.shared!.act, ldo: S, nOut: S, rows: "tokens", glu: { gelu: false } }, "shared.gate_up"),
+      matmulOp(pipelines, family, downW, { x: scratch.shared!.act, out: scratch.shared!.y, ldo: H, nOut: H, rows: "tokens" }, "shared.down"),
+    ];
+    for (const op of ops) {
+      owned.push(...op.uniforms);
+      const v = op.variant(T);
+      for (const part of op.parts) {
+        pass.setPipeline(op.kernels[v].pipeline);
+        pass.setBindGroup(0, op.kernels[0].bindGroup(part.label, { ...part.resources, step: stepBinding }), [0]);
+        pass.dispatchWorkgroups(...part.grid(T, v));
+      }
+    }
+  }
+  pass.setPipeline(combine.kernel.pipeline);
+  pass.setBindGroup(0, combine.kernel.bindGroup(combine.label, { ...combine.resources, step: stepBinding }), [0]);
+  pass.dispatchWorkgroups(...combine.grid(shape));
   pass.end();
   const read = (src: GPUBuffer, bytes: number) => {
     const staging = device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
@@ -170,7 +230,7 @@ function relErr(a: Float32Array, b: Float32Array): number {
 
 test("moe layer: routing, grouped experts and weighted sum match a TypeScript reference (f32 and f16 experts); one expert takes every token, others none; a decode step reads k/E of the expert weights", async (t) => {
   const gpu = await createGpu();
-  const pipelines = new PipelineCache(gpu.device, await loadKernelSources(MOE_KERNEL_FILES));
+  const pipelines = new PipelineCache(gpu.device, await loadKernelSources([...KERNEL_FILES, ...MOE_KERNEL_FILES]));
   try {
     const gamma = random(H, 1).map((v) => 1 + 0.2 * v);
     const gateUp = random(E * 2 * I * H, 2).map((v) => 0.2 * v);
@@ -201,6 +261,25 @@ test("moe layer: routing, grouped experts and weighted sum match a TypeScript re
           assertEquals(tiles.filter(([te]) => te === e).reduce((n, [, , c]) => n + c, 0), counts[e], `expert ${e}`);
         }
         assert(new Set(ref.ids).size >= 4, "tokens should route to several experts");
+      });
+      await t.step(`${dtype} ${layout} experts (${family} kernels) with a sigmoid-gated shared expert (Qwen3.5-MoE), random routing over 13 tokens`, async () => {
+        const T = 13;
+        const x = random(T * H, 9);
+        const router = random(E * H, 10);
+        const shared: SharedRef = { gateUp: round(random(2 * S * H, 11).map((v) => 0.2 * v)), down: round(random(H * S, 12).map((v) => 0.2 * v)), gate: random(H, 13) };
+        const ref = moeRef(x, gamma, router, base.gateUp, base.down, T, shared);
+        // The shared expert is a real part of the output, and its gate is not saturated.
+        assert(relErr(moeRef(x, gamma, router, base.gateUp, base.down, T).out, ref.out) > 1e-2, "the shared expert should change the output");
+        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, layout, family, { ...base, x, router }, T, shared);
+        const err = relErr(out, ref.out);
+        assert(err < 1e-5, `relative error ${err}`);
+        // The shared expert gets no tiles: the routed experts' assignments are as without it.
+        assertEquals(tiles.reduce((n, [, , c]) => n + c, 0), T * K);
+        // A shared-expert gate of 0 (sigmoid 1/2) against one pushed hard negative (gate ~ 0).
+        const off = { ...shared, gate: new Float32Array(H).fill(-50) };
+        const refOff = moeRef(x, gamma, router, base.gateUp, base.down, T, off);
+        const gotOff = await runLayer(gpu.device, pipelines, dtype, layout, family, { ...base, x, router }, T, off);
+        assert(relErr(gotOff.out, refOff.out) < 1e-5, `relative error with a closed gate ${relErr(gotOff.out, refOff.out)}`);
       });
       await t.step(`${dtype} ${layout} experts (${family} kernels), one expert takes every token and six take none`, async () => {
         const T = 16;

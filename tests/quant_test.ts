@@ -215,6 +215,11 @@ test("quant targets: decoder linear weights whose K is a multiple of 32", () => 
   assert(!isQuantTarget("model.embed_tokens.weight", [512, 64]));
   assert(!isQuantTarget("lm_head.weight", [512, 64]));
   assert(!isQuantTarget("model.layers.0.input_layernorm.weight", [64]));
+  // A shared expert is a dense MLP (Qwen3.5-MoE); routed experts and routers stay 16-bit.
+  assert(isQuantTarget("model.layers.0.mlp.shared_expert.up_proj.weight", [48, 64]));
+  assert(!isQuantTarget("model.layers.0.mlp.experts.3.up_proj.weight", [32, 64]));
+  assert(!isQuantTarget("model.layers.0.mlp.shared_expert_gate.weight", [1, 64]));
+  assert(!isQuantTarget("model.layers.0.mlp.gate.weight", [8, 64]));
 });
 
 test("quant source: blocks do not depend on the read chunk size; chunks are the blocks' values", async () => {

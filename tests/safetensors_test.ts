@@ -208,3 +208,42 @@ test("safetensors: reading after close fails", async () => {
     assert(failed, "read after close should throw");
   });
 });
+
+test("safetensors: fused Qwen experts (gate_up_proj [E, 2I, H], down_proj [E, H, I]) read as per-expert Linear tensors; gpt-oss's fused experts pass through", async () => {
+  await withTempDir(async (dir) => {
+    const [E, I, H] = [3, 4, 6];
+    const rng = new Rng(5);
+    const values = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
+    const gateUp = values(E * 2 * I * H);
+    const down = values(E * H * I);
+    const p = "model.language_model.layers.0.mlp";
+    await writeSafetensors(`${dir}/model.safetensors`, [
+      { name: `${p}.gate.weight`, dtype: "F32", shape: [E, H], data: values(E * H) },
+      { name: `${p}.experts.gate_up_proj`, dtype: "BF16", shape: [E, 2 * I, H], data: gateUp },
+      { name: `${p}.experts.down_proj`, dtype: "F32", shape: [E, H, I], data: down },
+      // gpt-oss: a router, not a gate, so its x @ W experts stay fused.
+      { name: "model.language_model.layers.1.mlp.router.weight", dtype: "F32", shape: [E, H], data: values(E * H) },
+      { name: "model.language_model.layers.1.mlp.experts.gate_up_proj", dtype: "F32", shape: [E, H, 2 * I], data: values(E * H * 2 * I) },
+      { name: "model.language_model.layers.1.mlp.experts.down_proj", dtype: "F32", shape: [E, I, H], data: values(E * I * H) },
+    ]);
+    const index = await openCheckpointTensors(dir);
+    try {
+      const q = "model.layers.0.mlp.experts";
+      assert(!index.has(`${q}.gate_up_proj`) && !index.has(`${q}.down_proj`));
+      const bf = decodeTensor(encodeTensor(gateUp, "BF16"), "BF16");
+      for (let e = 0; e < E; e++) {
+        const read = async (name: string) => {
+          const info = index.get(`${q}.${e}.${name}.weight`);
+          return { shape: info.shape, data: decodeTensor(await index.read(info), info.dtype) };
+        };
+        assertEquals(await read("gate_proj"), { shape: [I, H], data: bf.slice(2 * e * I * H, (2 * e + 1) * I * H) });
+        assertEquals(await read("up_proj"), { shape: [I, H], data: bf.slice((2 * e + 1) * I * H, (2 * e + 2) * I * H) });
+        assertEquals(await read("down_proj"), { shape: [H, I], data: down.slice(e * H * I, (e + 1) * H * I) });
+      }
+      assertEquals(index.get("model.layers.1.mlp.experts.gate_up_proj").shape, [E, H, 2 * I]);
+      assert(!index.has("model.layers.1.mlp.experts.0.gate_proj.weight"));
+    } finally {
+      index.close();
+    }
+  });
+});

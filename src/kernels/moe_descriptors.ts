@@ -26,11 +26,14 @@ export type MoeExpertDefines = {
   GPTOSS: boolean;
 };
 
-/** Router: post-attention RMSNorm, expert logits, top-k and routing weights. */
+/**
+ * Router: post-attention RMSNorm, expert logits, top-k and routing weights; with SHARED the
+ * shared expert's sigmoid gate per token (`sgate`) from the router's extra row.
+ */
 export const MOE_ROUTE: KernelDescriptor<
-  { E: number; TOPK: number; NORM_TOPK: boolean; TOPK_SOFTMAX: boolean },
-  "x" | "gamma" | "router" | "xn" | "ids" | "wts" | "router_bias"
-> = kernel("moe_route", ["x", "gamma", "router", "xn", "ids", "wts", "router_bias"]);
+  { E: number; TOPK: number; NORM_TOPK: boolean; TOPK_SOFTMAX: boolean; SHARED: boolean },
+  "x" | "gamma" | "router" | "xn" | "ids" | "wts" | "router_bias" | "sgate"
+> = kernel("moe_route", ["x", "gamma", "router", "xn", "ids", "wts", "router_bias", "sgate"]);
 
 /** Count, scan and scatter of assignments by expert; tiles and indirect grids. */
 export const MOE_GROUP: KernelDescriptor<{ E: number }, "ids" | "sorted" | "tiles" | "args"> = kernel(
@@ -78,8 +81,11 @@ export const MOE_DOWN_WG: KernelDescriptor<Omit<MoeExpertDefines, "W_MXFP4">, "h
   () => ({ LANES: true }),
 );
 
-/** Sum of a token's K expert outputs into the residual. */
-export const MOE_COMBINE: KernelDescriptor<Record<string, never>, "y" | "out"> = kernel("moe_combine", ["y", "out"]);
+/** Sum of a token's K expert outputs (and with SHARED its gated shared expert's) into the residual. */
+export const MOE_COMBINE: KernelDescriptor<{ SHARED: boolean }, "y" | "out" | "shared_y" | "sgate"> = kernel(
+  "moe_combine",
+  ["y", "out", "shared_y", "sgate"],
+);
 
 /** Every MoE kernel file. */
 export const MOE_KERNEL_FILES: readonly string[] = [

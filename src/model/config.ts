@@ -7,10 +7,20 @@
 import { isNotFound, readTextFile } from "../runtime/runtime.ts";
 import { CheckpointError, UnsupportedArchitectureError } from "./errors.ts";
 import type { TensorSource } from "./tensor_source.ts";
-import { type MoeSpec, moeTensors, parseGptOssMoeSpec, parseQwen3MoeSpec } from "./moe_config.ts";
+import { type MoeSpec, moeTensors, parseGptOssMoeSpec, parseQwen35MoeSpec, parseQwen3MoeSpec } from "./moe_config.ts";
 
 /** Decoder families this runtime implements. */
-export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3" | "qwen3_moe" | "gpt_oss" | "gemma2" | "gemma3" | "qwen35";
+export type Architecture =
+  | "llama"
+  | "mistral"
+  | "qwen2"
+  | "qwen3"
+  | "qwen3_moe"
+  | "gpt_oss"
+  | "gemma2"
+  | "gemma3"
+  | "qwen35"
+  | "qwen35_moe";
 
 /**
  * Qwen3.5's Gated DeltaNet (linear attention) layers: which layers they are and their shapes.
@@ -132,6 +142,9 @@ const ARCHITECTURES: Record<string, Architecture> = {
   // The hub ships Qwen3.5 as the vision-language class; text serving runs its language model.
   Qwen3_5ForConditionalGeneration: "qwen35",
   Qwen3_5ForCausalLM: "qwen35",
+  // Qwen3.5-MoE: the same hybrid layers with sparse feed-forwards and a shared expert.
+  Qwen3_5MoeForConditionalGeneration: "qwen35_moe",
+  Qwen3_5MoeForCausalLM: "qwen35_moe",
 };
 /** config.json `model_type` of each architecture (used when `architectures` is absent). */
 const MODEL_TYPES: Readonly<Record<string, Architecture>> = {
@@ -144,6 +157,8 @@ const MODEL_TYPES: Readonly<Record<string, Architecture>> = {
   gemma2: "gemma2",
   qwen3_5: "qwen35",
   qwen3_5_text: "qwen35",
+  qwen3_5_moe: "qwen35_moe",
+  qwen3_5_moe_text: "qwen35_moe",
   gemma3_text: "gemma3",
 };
 
@@ -160,6 +175,7 @@ const DEFAULTS: Record<
   gpt_oss: { maxPos: 131072, tie: false, slidingWindow: 128 },
   gemma2: { maxPos: 8192, tie: true, slidingWindow: 4096 },
   qwen35: { maxPos: 32768, tie: false, slidingWindow: null },
+  qwen35_moe: { maxPos: 32768, tie: false, slidingWindow: null },
   gemma3: { maxPos: 131072, tie: true, slidingWindow: 4096 },
 };
 
@@ -385,7 +401,7 @@ function activationOf(f: Fields, arch: Architecture): ModelSpec["hiddenAct"] {
 
 function layerWindowsOf(f: Fields, arch: Architecture, numLayers: number): (number | null)[] {
   // Qwen3.5's layer_types name linear / full attention (linearAttentionOf), never a window.
-  if (arch === "qwen35") return Array.from({ length: numLayers }, () => null);
+  if (isQwen35(arch)) return Array.from({ length: numLayers }, () => null);
   let window: number | null = f.has("sliding_window")
     ? f.int("sliding_window")
     : f.raw("sliding_window") === null
@@ -434,7 +450,7 @@ function layerWindowsOf(f: Fields, arch: Architecture, numLayers: number): (numb
 
 /** Qwen3.5's layer_types and DeltaNet shapes; an unknown layer type names its field. */
 function linearAttentionOf(f: Fields, arch: Architecture, numLayers: number): LinearAttentionSpec | null {
-  if (arch !== "qwen35") return null;
+  if (!isQwen35(arch)) return null;
   const types = f.raw("layer_types");
   let layers: boolean[];
   if (types === undefined || types === null) {
@@ -479,6 +495,11 @@ function rotaryDimOf(f: Fields, headDim: number): number {
   return dim;
 }
 
+/** Qwen3.5 and Qwen3.5-MoE share the hybrid layers, (1 + w) norms and the gated attention. */
+function isQwen35(arch: Architecture): boolean {
+  return arch === "qwen35" || arch === "qwen35_moe";
+}
+
 /** Gemma-2 and Gemma-3 share (1 + w) norms, sandwich norms, scaled embeddings and gelu_tanh. */
 function isGemma(arch: Architecture): boolean {
   return arch === "gemma2" || arch === "gemma3";
@@ -506,12 +527,18 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
   const architecture = architectureOf(f, file);
   // Vision-language checkpoints nest the language model's config under text_config.
   const text = config.text_config;
+  let merged = config;
   if (text !== undefined && text !== null) {
     if (typeof text !== "object" || Array.isArray(text)) f.fail("text_config", "an object", text);
-    f = new Fields({ ...config, ...(text as Record<string, unknown>) }, file);
+    merged = { ...config, ...(text as Record<string, unknown>) };
+    f = new Fields(merged, file);
   }
   const hiddenSize = f.int("hidden_size");
-  const intermediateSize = f.int("intermediate_size");
+  // Qwen3.5-MoE has no dense MLP (its config drops intermediate_size): the one dense
+  // SwiGLU of a layer is the shared expert.
+  const intermediateSize = architecture === "qwen35_moe"
+    ? f.optInt("intermediate_size", f.int("shared_expert_intermediate_size"))
+    : f.int("intermediate_size");
   const numLayers = f.int("num_hidden_layers");
   const numHeads = f.int("num_attention_heads");
   const numKvHeads = f.optInt("num_key_value_heads", numHeads);
@@ -532,7 +559,7 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
   if (rmsNormEps <= 0) f.fail("rms_norm_eps", "a positive number", rmsNormEps);
   const attentionBias = f.bool("attention_bias", false);
   const gemma = isGemma(architecture);
-  const qwen35 = architecture === "qwen35";
+  const qwen35 = isQwen35(architecture);
 
   const softcap = (field: string, fallback: number | null): number | null => {
     // Absent means transformers' default; an explicit null turns the cap off.
@@ -587,6 +614,8 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     rotaryDim: rotaryDimOf(f, headDim),
     // Set only for the families that have them (a dense spec, e.g. from GGUF, omits both).
     ...(architecture === "qwen3_moe" ? { moe: parseQwen3MoeSpec(config, numLayers, file) } : {}),
+    // Its fields sit in text_config (the multimodal hub layout).
+    ...(architecture === "qwen35_moe" ? { moe: parseQwen35MoeSpec(merged, numLayers, file) } : {}),
     ...(architecture === "gpt_oss" ? { moe: parseGptOssMoeSpec(config, numLayers, file), attnSinks: true } : {}),
   };
 }

@@ -31,6 +31,12 @@ export interface MoeSpec {
   sparseLayers: boolean[];
   /** gpt-oss experts stored as the hub's MXFP4 blocks and scales (kept so on the GPU). */
   mxfp4?: boolean;
+  /**
+   * Width of the shared expert (Qwen3.5-MoE), absent or 0 without one: a SwiGLU every token
+   * runs beside its k experts, scaled by `sigmoid(shared_expert_gate . xn)` and added to their
+   * sum (`mlp.shared_expert.{gate,up,down}_proj`, `mlp.shared_expert_gate [1, H]`).
+   */
+  sharedExpertIntermediateSize?: number;
 }
 
 /** Largest expert count the router kernel holds in workgroup memory. */
@@ -77,6 +83,35 @@ export function parseQwen3MoeSpec(config: Record<string, unknown>, numLayers: nu
     normTopkProb: norm,
     expertIntermediateSize: int(config, "moe_intermediate_size", file),
     sparseLayers: Array.from({ length: numLayers }, (_, i) => !only.includes(i) && (i + 1) % step === 0),
+  };
+}
+
+/**
+ * The MoE spec of a `qwen3_5_moe` text config, as transformers' Qwen3_5MoeTextConfig and
+ * Qwen3_5MoeSparseMoeBlock read it: every layer sparse and the top-k weights always
+ * renormalized (that config deletes `mlp_only_layers`, `decoder_sparse_step` and
+ * `norm_topk_prob`, so values a config.json still carries are ignored, as transformers does),
+ * `num_experts`, `num_experts_per_tok`, `moe_intermediate_size`, and the sigmoid-gated shared
+ * expert of width `shared_expert_intermediate_size`.
+ */
+export function parseQwen35MoeSpec(config: Record<string, unknown>, numLayers: number, file: string): MoeSpec {
+  const numExperts = int(config, "num_experts", file);
+  const topK = int(config, "num_experts_per_tok", file);
+  if (topK > numExperts) {
+    throw new CheckpointError(file, `num_experts_per_tok (${topK}) exceeds the expert count (${numExperts})`);
+  }
+  if (numExperts > MAX_EXPERTS) {
+    throw new CheckpointError(file, `${numExperts} experts: at most ${MAX_EXPERTS} are supported`);
+  }
+  return {
+    router: "softmax_topk",
+    experts: "qwen",
+    numExperts,
+    topK,
+    normTopkProb: true,
+    expertIntermediateSize: int(config, "moe_intermediate_size", file),
+    sparseLayers: Array.from({ length: numLayers }, () => true),
+    sharedExpertIntermediateSize: int(config, "shared_expert_intermediate_size", file),
   };
 }
 
@@ -144,6 +179,15 @@ export function moeTensors(moe: MoeSpec, prefix: string, hiddenSize: number): { 
     ];
   }
   const out = [{ name: `${m}.gate.weight`, shape: [moe.numExperts, hiddenSize] }];
+  const S = moe.sharedExpertIntermediateSize ?? 0;
+  if (S > 0) {
+    out.push(
+      { name: `${m}.shared_expert.gate_proj.weight`, shape: [S, hiddenSize] },
+      { name: `${m}.shared_expert.up_proj.weight`, shape: [S, hiddenSize] },
+      { name: `${m}.shared_expert.down_proj.weight`, shape: [hiddenSize, S] },
+      { name: `${m}.shared_expert_gate.weight`, shape: [1, hiddenSize] },
+    );
+  }
   for (let e = 0; e < moe.numExperts; e++) {
     out.push(
       { name: `${m}.experts.${e}.gate_proj.weight`, shape: [I, hiddenSize] },

@@ -29,7 +29,11 @@ export interface ExpertPart {
 
 /** The GPU weights of one sparse feed-forward. */
 export interface MoeLayerWeights {
-  /** f32 `[E, H]`. */
+  /**
+   * f32 `[E, H]`; with a shared expert `[E + 1, H]`, its gate (`shared_expert_gate`) the last
+   * row, so the router computes that logit beside the experts'. (The shared expert's matrices
+   * are the layer's dense gate|up and down, `LayerWeights.gateUp` / `down`.)
+   */
   router: GPUBuffer;
   /** `[E][2I][H]`, split by experts. */
   gateUp: ExpertPart[];
@@ -115,8 +119,10 @@ export async function uploadMoeLayer(
   const elem = dtype === "f16" ? 2 : 4;
   const blocks = columnBlocksFit(H, I);
   const convert = (v: Float32Array<ArrayBuffer>) => dtype === "f16" ? new Uint16Array(Float16Array.from(v).buffer) : v;
-  const router = buffer(io.device, `${label}.router`, E * H * 4);
+  const shared = (moe.sharedExpertIntermediateSize ?? 0) > 0;
+  const router = buffer(io.device, `${label}.router`, (E + (shared ? 1 : 0)) * H * 4);
   await io.write(router, 0, await io.read(`${prefix}.mlp.gate.weight`));
+  if (shared) await io.write(router, E * H * 4, await io.read(`${prefix}.mlp.shared_expert_gate.weight`));
   const matrix = I * H * elem;
   const gateUp = expertParts(io, E, 2 * matrix, 0, `${label}.experts_gate_up`);
   const down = expertParts(io, E, matrix, 0, `${label}.experts_down`);

@@ -347,12 +347,47 @@ export function languageModelTensors(tensors: Map<string, TensorInfo>): Map<stri
   return out;
 }
 
+const FUSED_GATE_UP = /^(model\.layers\.\d+\.mlp)\.experts\.gate_up_proj$/;
+const ELEMENT_BYTES: Record<SafetensorsDType, number> = { F32: 4, F16: 2, BF16: 2, U8: 1 };
+
+/**
+ * Qwen-style experts stored fused, as transformers 5 holds them (Qwen3.5-MoE's hub
+ * checkpoints ship them so): `mlp.experts.gate_up_proj [E, 2I, H]` (gate rows, then up rows)
+ * and `mlp.experts.down_proj [E, H, I]`, seen as the per-expert Linear tensors
+ * `mlp.experts.N.{gate,up,down}_proj.weight` (byte ranges of the fused ones, nothing copied).
+ * Only beside a Qwen router (`mlp.gate.weight`): gpt-oss's fused experts (`x @ W` layout,
+ * `mlp.router`) pass through unchanged.
+ */
+export function splitFusedExperts<M extends Map<string, TensorInfo>>(tensors: M): M {
+  for (const [name, gu] of [...tensors]) {
+    const m = FUSED_GATE_UP.exec(name);
+    const down = m && tensors.get(`${m[1]}.experts.down_proj`);
+    if (!m || !down || !tensors.has(`${m[1]}.gate.weight`)) continue;
+    const [E, I2, H] = gu.shape;
+    if (gu.shape.length !== 3 || down.shape.length !== 3 || down.shape[0] !== E || down.shape[1] !== H || 2 * down.shape[2] !== I2) {
+      throw new CheckpointError(gu.file, `fused experts ${name} [${gu.shape}] and ${m[1]}.experts.down_proj [${down.shape}] are not [E, 2I, H] and [E, H, I]`);
+    }
+    const I = I2 / 2;
+    const view = (info: TensorInfo, suffix: string, e: number, part: number, rows: number, cols: number): [string, TensorInfo] => {
+      const bytes = rows * cols * ELEMENT_BYTES[info.dtype];
+      const n = `${m[1]}.experts.${e}.${suffix}.weight`;
+      return [n, { ...info, name: n, shape: [rows, cols], byteOffset: info.byteOffset + (e * (info.shape[1] / rows) + part) * bytes, byteLength: bytes }];
+    };
+    for (let e = 0; e < E; e++) {
+      for (const [n, info] of [view(gu, "gate_proj", e, 0, I, H), view(gu, "up_proj", e, 1, I, H), view(down, "down_proj", e, 0, H, I)]) tensors.set(n, info);
+    }
+    tensors.delete(name);
+    tensors.delete(`${m[1]}.experts.down_proj`);
+  }
+  return tensors;
+}
+
 export async function openCheckpointTensors(dir: string): Promise<TensorIndex> {
   const absDir = resolvePath(dir, ".");
   const single = resolvePath(absDir, SINGLE_FILE);
   const indexPath = resolvePath(absDir, INDEX_FILE);
   if (await statFile(single)) {
-    return new TensorIndex(absDir, single, languageModelTensors(await readHeader(single)));
+    return new TensorIndex(absDir, single, splitFusedExperts(languageModelTensors(await readHeader(single))));
   }
   if (!(await statFile(indexPath))) {
     throw new CheckpointError(single, `file not found (and no ${INDEX_FILE} in ${absDir})`);
@@ -377,5 +412,5 @@ export async function openCheckpointTensors(dir: string): Promise<TensorIndex> {
     }
     tensors.set(name, info);
   }
-  return new TensorIndex(absDir, indexPath, languageModelTensors(tensors));
+  return new TensorIndex(absDir, indexPath, splitFusedExperts(languageModelTensors(tensors)));
 }

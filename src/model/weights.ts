@@ -112,10 +112,13 @@ export interface LayerWeights {
   /** Gemma-2 only: the pre-MLP norm and the norm on the MLP output. */
   preFfnNorm: GPUBuffer | null;
   postFfnNorm: GPUBuffer | null;
-  /** gate|up, columns in GLU order (4 gate then 4 up per block); null in a sparse layer. */
+  /**
+   * gate|up, columns in GLU order (4 gate then 4 up per block). A sparse layer: its shared
+   * expert's (Qwen3.5-MoE), else null.
+   */
   gateUp: MatrixWeight | null;
   gateUpBias: GPUBuffer | null;
-  /** null in a sparse layer. */
+  /** A sparse layer: its shared expert's, else null. */
   down: MatrixWeight | null;
   downBias: GPUBuffer | null;
   /** A sparse layer's router and experts (moe_weights.ts), else null. */
@@ -141,7 +144,7 @@ export function linearWeightDTypes(weights: ModelWeights): (WeightDType | QuantW
   return [...new Set(weights.layers.flatMap((l) => denseMatrices(l).map((m) => m.dtype)))];
 }
 
-/** A layer's dense linear weights (q|k|v, o, and gate|up, down unless the layer is sparse). */
+/** A layer's dense linear weights (q|k|v, o, and gate|up, down: the MLP's or the shared expert's). */
 export function denseMatrices(l: LayerWeights): MatrixWeight[] {
   return [l.qkv, l.o, l.gateUp, l.down].filter((m): m is MatrixWeight => m !== null);
 }
@@ -607,10 +610,38 @@ export async function uploadWeights(
     ? gatedQkvColumns(spec.numHeads, spec.numKvHeads, spec.headDim)
     : identityColumns(qkvRows);
   const vector = async (name: string, label: string) => up.upload(await up.hostVector([name]), label);
+  const moeIo = {
+    device,
+    read: (name: string) => up.hostVector([name]),
+    readBytes: (name: string) => index.read(index.get(name)),
+    write: up.write.bind(up),
+    maxBindingBytes: maxBinding,
+  };
+  /** The feed-forward of layer i: the dense MLP, or the router and experts (and shared expert). */
+  const ffn = async (i: number): Promise<Pick<LayerWeights, "gateUp" | "gateUpBias" | "down" | "downBias" | "moe">> => {
+    const m = `${p(i)}.mlp`;
+    if (spec.moe?.sparseLayers[i]) {
+      const S = spec.moe.sharedExpertIntermediateSize ?? 0;
+      const s = `${m}.shared_expert`;
+      return {
+        gateUp: S ? await matrix([`${s}.gate_proj.weight`, `${s}.up_proj.weight`], `l${i}.shared_gate_up`, gluColumns(S), true) : null,
+        gateUpBias: null,
+        down: S ? await matrix([`${s}.down_proj.weight`], `l${i}.shared_down`, undefined, true) : null,
+        downBias: null,
+        moe: await uploadMoeLayer(moeIo, spec.moe, p(i), H, dtype, `l${i}`),
+      };
+    }
+    return {
+      gateUp: await matrix([`${m}.gate_proj.weight`, `${m}.up_proj.weight`], `l${i}.gate_up`, gluColumns(I), true),
+      gateUpBias: await bias(spec.mlpBias, [`${m}.gate_proj.bias`, `${m}.up_proj.bias`], gluColumns(I), `l${i}.gate_up_bias`),
+      down: await matrix([`${m}.down_proj.weight`], `l${i}.down`, undefined, true),
+      downBias: await bias(spec.mlpBias, [`${m}.down_proj.bias`], identityColumns(H), `l${i}.down_bias`),
+      moe: null,
+    };
+  };
   /** A Gated DeltaNet layer: in-projections fused as qkv|z|b|a, then its small tensors. */
   const linearLayer = async (i: number): Promise<LayerWeights> => {
     const a = `${p(i)}.linear_attn`;
-    const m = `${p(i)}.mlp`;
     const inProj = ["qkv", "z", "b", "a"].map((n) => `${a}.in_proj_${n}.weight`);
     return {
       inputNorm: await norm(`${p(i)}.input_layernorm.weight`, `l${i}.input_norm`),
@@ -630,33 +661,19 @@ export async function uploadWeights(
       postAttnNorm: await norm(`${p(i)}.post_attention_layernorm.weight`, `l${i}.post_attn_norm`),
       preFfnNorm: null,
       postFfnNorm: null,
-      gateUp: await matrix([`${m}.gate_proj.weight`, `${m}.up_proj.weight`], `l${i}.gate_up`, gluColumns(I), true),
-      gateUpBias: null,
-      down: await matrix([`${m}.down_proj.weight`], `l${i}.down`, undefined, true),
-      downBias: null,
-      // Qwen3.5-MoE's sparse feed-forwards are not loaded yet (dense Qwen3.5 only).
-      moe: null,
+      ...await ffn(i),
     };
   };
   const embed = await dense(["model.embed_tokens.weight"], "embed");
   progress();
   const layers: LayerWeights[] = [];
-  const moeIo = {
-    device,
-    read: (name: string) => up.hostVector([name]),
-    readBytes: (name: string) => index.read(index.get(name)),
-    write: up.write.bind(up),
-    maxBindingBytes: maxBinding,
-  };
   for (let i = 0; i < spec.numLayers; i++) {
     const a = `${p(i)}.self_attn`;
-    const m = `${p(i)}.mlp`;
     if (spec.linearAttention?.layers[i]) {
       layers.push(await linearLayer(i));
       progress();
       continue;
     }
-    const sparse = !!spec.moe?.sparseLayers[i];
     layers.push({
       inputNorm: await norm(`${p(i)}.input_layernorm.weight`, `l${i}.input_norm`),
       qkv: await matrix([`${a}.q_proj.weight`, `${a}.k_proj.weight`, `${a}.v_proj.weight`], `l${i}.qkv`, qkvColumns, true),
@@ -670,11 +687,7 @@ export async function uploadWeights(
       postAttnNorm: await norm(`${p(i)}.post_attention_layernorm.weight`, `l${i}.post_attn_norm`),
       preFfnNorm: spec.sandwichNorm ? await norm(`${p(i)}.pre_feedforward_layernorm.weight`, `l${i}.pre_ffn_norm`) : null,
       postFfnNorm: spec.sandwichNorm ? await norm(`${p(i)}.post_feedforward_layernorm.weight`, `l${i}.post_ffn_norm`) : null,
-      gateUp: sparse ? null : await matrix([`${m}.gate_proj.weight`, `${m}.up_proj.weight`], `l${i}.gate_up`, gluColumns(I), true),
-      gateUpBias: await bias(!sparse && spec.mlpBias, [`${m}.gate_proj.bias`, `${m}.up_proj.bias`], gluColumns(I), `l${i}.gate_up_bias`),
-      down: sparse ? null : await matrix([`${m}.down_proj.weight`], `l${i}.down`, undefined, true),
-      downBias: await bias(!sparse && spec.mlpBias, [`${m}.down_proj.bias`], identityColumns(H), `l${i}.down_bias`),
-      moe: sparse ? await uploadMoeLayer(moeIo, spec.moe!, p(i), H, dtype, `l${i}`) : null,
+      ...await ffn(i),
     });
     progress();
   }

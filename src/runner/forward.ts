@@ -29,6 +29,9 @@
  * `deltanet_rule` (gated delta rule as a sequential scan per sequence and value head, gated
  * RMSNorm) and out_proj added into the residual; a gated attention layer runs q|k|v|gate,
  * `rope_kv` (q/k norm, partial rotary), attention and `attn_gate` before o_proj.
+ * A sparse layer (Qwen3-MoE, gpt-oss, Qwen3.5-MoE, after either kind of token mixer) runs
+ * moe_op.ts's router, grouping and expert dispatches instead of gate|up and down, with a
+ * shared expert's gate|up and down matmuls before the combine.
  * @module
  */
 import { type AttentionImpl, type KernelFamily, LlmError } from "../types/api.ts";
@@ -235,7 +238,7 @@ export class ForwardPass {
       const w = weights.layers[l];
       if (w.linear) {
         this.#linearAttention(l, { x, proj: proj!, convOut: convOut!, out: attn, inStride, convDim, keyDim, valueDim });
-        this.#mlp(l, x, act, tmp);
+        this.#ffn(l, x, act, tmp);
         continue;
       }
       const kCache = cache.keys[kvLayer.indexOf(l)];
@@ -291,14 +294,7 @@ export class ForwardPass {
       } else {
         this.#matmul(`l${l}.o`, w.o, { x: attn, out: x, ldo: H, nOut: H, rows: "tokens", bias: w.oBias, accumulate: true });
       }
-      if (w.moe) {
-        // A sparse layer: router, grouping and experts (moe_op.ts) instead of gate|up, down.
-        const moe = moeLayerOps(pipelines, spec.moe!, w.moe, moeScratch!, { x, gamma: w.postAttnNorm, eps, hiddenSize: H, family: this.family }, `l${l}.moe`);
-        this.#owned.push(...moe.uniforms);
-        for (const d of moe.dispatches) this.#op(d.label, [d.kernel], d.resources, d.grid, undefined, d.indirect);
-        continue;
-      }
-      this.#mlp(l, x, act, tmp);
+      this.#ffn(l, x, act, tmp);
     }
 
     // Final norm and LM head only on the rows that need logits.
@@ -419,6 +415,29 @@ export class ForwardPass {
     const all = { ...resources, step: this.#meta } as Partial<Record<B | "p" | "step", BindingResource>>;
     const bindGroup = kernels[0].bindGroup(label, all);
     this.#ops.push({ label, kernels, pick, bindGroup, grid, indirect });
+  }
+
+  /**
+   * The feed-forward of layer `l`: the dense MLP, or a sparse layer's router, grouping and
+   * experts (moe_op.ts), with a shared expert's gate|up and down on the normed rows before
+   * the combine adds both into the residual `x`.
+   */
+  #ffn(l: number, x: GPUBuffer, act: GPUBuffer, tmp: GPUBuffer | null): void {
+    const w = this.#weights.layers[l];
+    if (!w.moe) return this.#mlp(l, x, act, tmp);
+    const spec = this.#spec;
+    const H = spec.hiddenSize;
+    const s = this.moeScratch!;
+    const moe = moeLayerOps(this.#pipelines, spec.moe!, w.moe, s, { x, gamma: w.postAttnNorm, eps: spec.rmsNormEps, hiddenSize: H, family: this.family }, `l${l}.moe`);
+    this.#owned.push(...moe.uniforms);
+    for (const d of moe.dispatches) this.#op(d.label, [d.kernel], d.resources, d.grid, undefined, d.indirect);
+    if (s.shared) {
+      const S = spec.moe!.sharedExpertIntermediateSize!;
+      this.#matmul(`l${l}.shared_gate_up`, w.gateUp!, { x: s.xn, out: s.shared.act, ldo: S, nOut: S, rows: "tokens", glu: { gelu: false } });
+      this.#matmul(`l${l}.shared_down`, w.down!, { x: s.shared.act, out: s.shared.y, ldo: H, nOut: H, rows: "tokens" });
+    }
+    const c = moe.combine;
+    this.#op(c.label, [c.kernel], c.resources, c.grid);
   }
 
   /** The MLP of layer `l`: gate|up (its norm folded in) and down, added into the residual `x`. */

@@ -7,6 +7,9 @@
  *   3. `moe_gate_up` (indirect): per tile, the expert's gate|up rows and SwiGLU;
  *   4. `moe_down` (indirect): per tile, the expert's down rows times the routing weight;
  *   5. `moe_combine`: each token's K outputs summed in slot order into the residual.
+ * A shared expert (Qwen3.5-MoE) is the caller's dense SwiGLU on `xn` between 4 and 5 (the
+ * forward pass's matmuls, into {@link MoeScratch.shared}); the router computes its sigmoid
+ * gate per token from an extra router row and `moe_combine` adds gate * shared after the K.
  * Only experts with tokens get tiles, so a decode step of one sequence reads K of the E
  * experts' weights. Both kernel families run these kernels (plain Linear layout).
  * @module
@@ -48,6 +51,11 @@ export interface MoeScratch {
   h: GPUBuffer;
   /** Weighted expert outputs per assignment [T * K, H]. */
   y: GPUBuffer;
+  /**
+   * The shared expert: its SwiGLU activations [T, S], its output rows [T, H] (what the caller's
+   * gate|up and down matmuls write) and its sigmoid gate per token [T]; null without one.
+   */
+  shared: { act: GPUBuffer; y: GPUBuffer; gate: GPUBuffer } | null;
 }
 
 /** Most tiles a step of `maxTokens` can make: every expert's run rounded up to whole tiles. */
@@ -63,6 +71,7 @@ export function createMoeScratch(
   buffer: (label: string, words: number, extraUsage?: number) => GPUBuffer,
 ): MoeScratch {
   const A = maxTokens * moe.topK;
+  const S = moe.sharedExpertIntermediateSize ?? 0;
   const tiles = maxMoeTiles(moe, maxTokens);
   if (tiles > 65535) throw new RangeError(`maxTokens ${maxTokens} makes up to ${tiles} expert tiles, over 65535`);
   return {
@@ -74,6 +83,9 @@ export function createMoeScratch(
     args: buffer("moe.args", 6, GPUBufferUsage.INDIRECT | GPUBufferUsage.COPY_SRC),
     h: buffer("moe.h", A * moe.expertIntermediateSize),
     y: buffer("moe.y", A * hiddenSize),
+    shared: S > 0
+      ? { act: buffer("moe.shared_act", maxTokens * S), y: buffer("moe.shared_y", maxTokens * hiddenSize), gate: buffer("moe.shared_gate", maxTokens) }
+      : null,
   };
 }
 
@@ -103,7 +115,11 @@ function need(b: GPUBuffer | null, what: string): GPUBuffer {
   return b;
 }
 
-/** The dispatches of one sparse layer, with the uniform buffers it created (the caller owns them). */
+/**
+ * The dispatches of one sparse layer: routing, grouping and the experts, then `combine` (a
+ * shared expert's matmuls go between them), with the uniform buffers it created (the caller
+ * owns them).
+ */
 export function moeLayerOps(
   pipelines: PipelineCache,
   moe: MoeSpec,
@@ -111,7 +127,7 @@ export function moeLayerOps(
   s: MoeScratch,
   use: MoeLayerUse,
   label: string,
-): { dispatches: MoeDispatch[]; uniforms: GPUBuffer[] } {
+): { dispatches: MoeDispatch[]; combine: MoeDispatch; uniforms: GPUBuffer[] } {
   const H = use.hiddenSize;
   const I = moe.expertIntermediateSize;
   const E = moe.numExperts;
@@ -119,7 +135,10 @@ export function moeLayerOps(
   const gptOss = moe.experts === "gpt_oss";
   const expert = { W_F32: w.dtype === "f32", W_MXFP4: w.dtype === "mxfp4", GPTOSS: gptOss };
   const topkSoftmax = moe.router === "topk_softmax";
-  const route = pipelines.get(MOE_ROUTE, { E, TOPK: K, NORM_TOPK: moe.normTopkProb, TOPK_SOFTMAX: topkSoftmax });
+  const shared = s.shared;
+  if (!!shared !== (moe.sharedExpertIntermediateSize ?? 0) > 0) throw new RangeError("sparse layer: scratch and spec disagree on the shared expert");
+  if (shared && topkSoftmax) throw new RangeError("sparse layer: a shared expert needs softmax-then-top-k routing");
+  const route = pipelines.get(MOE_ROUTE, { E, TOPK: K, NORM_TOPK: moe.normTopkProb, TOPK_SOFTMAX: topkSoftmax, SHARED: !!shared });
   const group = pipelines.get(MOE_GROUP, { E });
   const blocks = w.layout === "column_blocks";
   // Column blocks: cpu, an invocation per block; gpu, a workgroup per block (lanes split K).
@@ -135,7 +154,7 @@ export function moeLayerOps(
     ...(gptOss ? { w_bias: need(bias, "expert bias") } : {}),
     ...(expert.W_MXFP4 ? { w_scales: need(part.scales, "MXFP4 scales") } : {}),
   });
-  const combine = pipelines.get(MOE_COMBINE, {});
+  const combine = pipelines.get(MOE_COMBINE, { SHARED: !!shared });
   const uniforms = [
     route.uniform({ dim: H, eps: use.eps }, `${label}.route.params`),
     group.uniform({ topk: K, tm: MOE_TILE_ROWS, gx_gate_up: gxGateUp, gx_down: gxDown }, `${label}.group.params`),
@@ -169,6 +188,7 @@ export function moeLayerOps(
         ids: s.ids,
         wts: s.wts,
         ...(topkSoftmax ? { router_bias: need(w.routerBias, "router bias") } : {}),
+        ...(shared ? { sgate: shared.gate } : {}),
       },
       grid: (shape) => [Math.min(shape.tokens, 65535), Math.ceil(shape.tokens / 65535), 1],
     },
@@ -180,12 +200,15 @@ export function moeLayerOps(
     },
     ...expertOps("gate_up", gateUp, w.gateUp, w.gateUpBias),
     ...expertOps("down", down, w.down, w.downBias),
-    {
+  ];
+  return {
+    dispatches,
+    combine: {
       label: `${label}.combine`,
       kernel: combine,
-      resources: { p: uniforms[2], y: s.y, out: use.x },
+      resources: { p: uniforms[2], y: s.y, out: use.x, ...(shared ? { shared_y: shared.y, sgate: shared.gate } : {}) },
       grid: (shape) => shape.tokens ? rowsGrid(Math.ceil(H / MOE_WG), shape.tokens) : none,
     },
-  ];
-  return { dispatches, uniforms };
+    uniforms,
+  };
 }

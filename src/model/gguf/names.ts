@@ -17,6 +17,7 @@ export const GGUF_ARCH: Readonly<Record<Architecture, string>> = {
   gpt_oss: "gpt-oss",
   gemma2: "gemma2",
   qwen35: "qwen35",
+  qwen35_moe: "qwen35moe",
   gemma3: "gemma3",
 };
 
