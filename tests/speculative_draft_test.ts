@@ -11,6 +11,7 @@ import { modelDir } from "./helpers/reference.ts";
 import * as sys from "./helpers/platform.ts";
 import { assert, assertEquals, assertRejects, assertThrows } from "./helpers/assert.ts";
 import { parseSpeculativeConfig } from "../src/engine/speculative_config.ts";
+import { SpeculationState } from "../src/scheduler/speculation.ts";
 import { checkDraftTokenizer } from "../src/engine/draft_model.ts";
 import { DraftModelMismatchError, LlmError } from "../src/types/api.ts";
 import { parseServeArgs, UsageError } from "../src/server/args.ts";
@@ -36,6 +37,24 @@ test("draft config: vLLM's JSON with a model; errors name the field", () => {
   const e = assertThrows(() => parseServeArgs(["--speculative-config", '{"method":"draft","num_speculative_tokens":4}'], () => undefined), UsageError);
   assert(/model/.test(e.message), e.message);
   assertEquals(parseArgs(["generate", "--speculative-config", json]).flags.get("speculative-config"), json);
+});
+
+test("SpeculationState (draft): speculates from the start, takes a proposal made for its known tokens once, backs off and re-arms", () => {
+  const s = new SpeculationState({ method: "draft", numSpeculativeTokens: 3, model: "/m" });
+  assert(s.active, "a draft model drafts for any text: on from the start");
+  s.propose(5, [7, 8, 9]);
+  assertEquals(s.proposalAt, 5);
+  assertEquals(s.draft([1, 2, 3, 4, 5], 2), [7, 8], "cut to the limit");
+  assertEquals(s.proposalAt, -1, "used once");
+  s.propose(5, [7, 8, 9]);
+  assertEquals(s.draft([1, 2, 3, 4, 5, 6], 3), [], "made for other tokens: not used");
+  assert(!s.active, "no draft: backs off to plain decoding");
+  for (let i = 0; i < 8; i++) s.plainStep(() => [], 0);
+  assert(!s.active, "during the backoff");
+  s.plainStep(() => [], 0);
+  assert(s.active, "drafts again after it (no hindsight test without running the draft model)");
+  s.observe(3, 1);
+  assertEquals(s.k, 1);
 });
 
 test("draft model: another vocabulary is refused at load with DraftModelMismatchError", async () => {
