@@ -203,3 +203,27 @@ test("draft model server: --speculative-config with a model; spec_decode counter
     await s.close();
   }
 });
+
+test("draft model: requests cancelled at random (and n = 2 siblings) give back every block of both models", async () => {
+  const engine = await createEngine({ model: modelDir("stories260K"), maxBatchTokens: 64, maxSeqs: 8, numBlocks: 48, blockSize: 8, speculative: draftOf("stories260K") });
+  try {
+    let seed = 7;
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const jobs: Promise<{ finishReason: string }>[] = [];
+    for (let i = 0; i < 24; i++) {
+      const ac = new AbortController();
+      const n = i % 5 === 0 ? 2 : 1;
+      jobs.push(engine.generate({ prompt: PROMPTS[i % PROMPTS.length], maxTokens: 30, n, temperature: n > 1 ? 1 : 0, ignoreEos: true, signal: ac.signal }));
+      if (rand() < 0.5) setTimeout(() => ac.abort(), rand() * 300);
+      if (rand() < 0.3) await new Promise((r) => setTimeout(r, 10));
+    }
+    const results = await Promise.all(jobs);
+    assert(results.some((r) => r.finishReason === "cancelled"), "nothing was cancelled");
+    assert(results.some((r) => r.finishReason === "length"), "nothing finished");
+    assert(engine.stats().specDraftTokens > 0, "no drafts");
+    await idle(engine);
+    assertEquals([engine.stats().kvBlocksUsed, engine.stats().specDraftKvBlocksUsed], [0, 0]);
+  } finally {
+    await engine.close();
+  }
+});
