@@ -227,3 +227,17 @@ test("draft model: requests cancelled at random (and n = 2 siblings) give back e
     await engine.close();
   }
 });
+
+test("draft model and hybrid models: a hybrid target decodes plainly (no draft loaded); a hybrid draft is refused", async () => {
+  const engine = await createEngine({ model: modelDir("qwen35-tiny"), maxSeqs: 4, speculative: draftOf("qwen3-tiny") });
+  try {
+    const r = await engine.generate({ prompt: [5, 6, 7, 8, 5, 6, 7, 8], maxTokens: 8, ignoreEos: true });
+    assertEquals(r.ids.length, 8);
+    assertEquals([engine.stats().specDraftTokens, engine.stats().specDraftKvBlocksTotal], [0, 0]);
+  } finally {
+    await engine.close();
+  }
+  const e = await createEngine({ model: modelDir("qwen3-tiny"), maxSeqs: 4, speculative: draftOf("qwen35-tiny") }).catch((x) => x);
+  assert(e instanceof LlmError, String(e));
+  assertEquals([e.code, e.param], ["unsupported_architecture", "speculative.model"]);
+});
