@@ -1,8 +1,8 @@
 /**
  * Speculative decoding's CPU side: n-gram (prompt lookup) drafts and the per-sequence
  * adaptive state (a draft model's proposals are made by `engine/draft_model.ts` and handed
- * in through {@link SpeculationState.propose}). A speculating sequence is scheduled only once every token it has is known
- * on the CPU (like a constrained one); its decode chunk then carries the last token plus up
+ * in through {@link SpeculationState.propose}). A speculating sequence is scheduled only
+ * once every token it has is known on the CPU (like a constrained one); its decode chunk then carries the last token plus up
  * to k drafted tokens, each row sampled. The scheduler keeps the longest prefix of rows
  * whose sampled token equals the next draft token, plus the next sampled token.
  *
