@@ -108,6 +108,9 @@ export async function startServer(options: ServeOptions, reporting: ServerReport
     const download = new ProgressBar("download", reporting.quiet ? silent : {});
     const dir = await resolveModel(options.model, { ggufFile: options.ggufFile, onProgress: (done, total) => download.update(done, total) });
     download.finish();
+    // A draft model (speculative method "draft") may be a hub id too.
+    const spec = options.tuning?.speculative;
+    const speculative = spec?.method === "draft" ? { ...spec, model: await resolveModel(spec.model) } : spec;
     log(`loading ${dir}`);
     const bar = new ProgressBar("weights ", reporting.quiet ? silent : {});
     const tokenizing = PromptTokenizer.start(dir);
@@ -123,6 +126,7 @@ export async function startServer(options: ServeOptions, reporting: ServerReport
       policy: options.policy,
       quantization: options.quantization,
       ...options.tuning,
+      speculative,
       onLoadProgress: (done, total) => bar.update(done, total),
     }).catch(async (e) => {
       (await tokenizing.catch(() => null))?.close();

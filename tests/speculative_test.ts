@@ -103,7 +103,7 @@ test("scheduler: a verification chunk drafts after the known tokens; a rejection
   assertEquals(sched.blocks.usedCount, 0);
 });
 
-test("speculative config: vLLM's JSON, errors naming the field, draft/mtp not supported yet", () => {
+test("speculative config: vLLM's JSON, errors naming the field, mtp not supported yet", () => {
   assertEquals(parseSpeculativeConfig('{"method":"ngram","num_speculative_tokens":4,"prompt_lookup_max":4,"prompt_lookup_min":2}'), NGRAM);
   const param = (json: string) => {
     const e = assertThrows(() => parseSpeculativeConfig(json), LlmError);
@@ -115,7 +115,7 @@ test("speculative config: vLLM's JSON, errors naming the field, draft/mtp not su
   assertEquals(param('{"method":"ngram","num_speculative_tokens":2,"lookahead":1}').param, "speculative.lookahead");
   assertEquals(param("[1]").param, "speculative.config");
   assertEquals(param("{").param, "speculative.config");
-  for (const method of ["draft", "mtp"]) {
+  for (const method of ["mtp", "eagle"]) {
     const e = param(`{"method":"${method}","num_speculative_tokens":2}`);
     assertEquals(e.param, "speculative.method");
     assert(/not supported yet/.test(e.message), e.message);

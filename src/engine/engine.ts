@@ -30,6 +30,7 @@ import { parameterCount } from "../model/parameters.ts";
 import { Sequence } from "../scheduler/sequence.ts";
 import { SpeculationState, speculationAllowed } from "../scheduler/speculation.ts";
 import { checkSpeculativeConfig } from "./speculative_config.ts";
+import { checkDraftTokenizer, DraftModel } from "./draft_model.ts";
 import { EngineGrammar } from "./constraints.ts";
 import { EngineMetrics } from "./metrics.ts";
 
@@ -81,7 +82,12 @@ interface Embedder {
 }
 
 /** Engine options of {@link Engine.start} and the constructor. */
-type StartOptions = Pick<EngineOptions, "policy" | "grammarHostCompileMs" | "speculative"> & { model?: string; pooling?: Pooling | null };
+type StartOptions = Pick<EngineOptions, "policy" | "grammarHostCompileMs" | "speculative"> & {
+  model?: string;
+  pooling?: Pooling | null;
+  /** Speculative method "draft": the loaded draft model (the engine then owns it). */
+  draft?: DraftModel | null;
+};
 
 /** The runner's memory as engine info reports it. */
 function memoryInfo(m: RunnerMemory): NonNullable<EngineInfo["memory"]> {
@@ -117,6 +123,8 @@ export class Engine {
   #preparing = new Set<Sequence>();
   /** Speculative decoding, or null (off). */
   #speculative: EngineOptions["speculative"] | null;
+  /** Speculative method "draft": the draft model, else null. */
+  #draft: DraftModel | null;
   /** Called after every readback and when idle (the Worker posts stats from here). */
   onProgress: (() => void) | null = null;
 
@@ -137,6 +145,11 @@ export class Engine {
       // a rejected one could not be taken back (no per-position snapshots yet): speculation off.
       console.error(`[engine] ${runner.spec.architecture}: speculative decoding off (linear-attention layers cannot roll back rejected draft tokens)`);
       this.#speculative = null;
+    }
+    this.#draft = this.#speculative?.method === "draft" ? options.draft ?? null : null;
+    if (options.draft && !this.#draft) options.draft.close();
+    if (this.#speculative?.method === "draft" && !this.#draft) {
+      throw new EngineError("engine_start_failed", 'speculative method "draft" needs its draft model loaded (Engine.load does it)');
     }
     if (this.#speculative && runner.capacity.maxLogitRows < runner.capacity.maxSeqs * (1 + this.#speculative.numSpeculativeTokens)) {
       throw new EngineError("engine_start_failed", "speculative decoding needs maxLogitRows >= maxSeqs * (1 + numSpeculativeTokens)");
@@ -183,6 +196,8 @@ export class Engine {
     const maxSeqs = options.maxSeqs ?? 32;
     const speculative = options.speculative ? checkSpeculativeConfig(options.speculative) : undefined;
     const pooling = await resolvePooling(options.model, options.pooling);
+    // A draft model with another tokenizer is refused before any weight is loaded.
+    if (speculative?.method === "draft") await checkDraftTokenizer(options.model, speculative.model);
     const runner = await ModelRunner.load(options.model, {
       attn: options.attn,
       maxTokens: options.maxBatchTokens ?? 256,
@@ -206,7 +221,16 @@ export class Engine {
       gpu: options.gpu,
       onProgress: options.onLoadProgress,
     });
-    return new Engine(runner, { ...options, pooling });
+    let draft: DraftModel | null = null;
+    try {
+      // Not for a hybrid target: the engine turns speculation off there.
+      if (speculative?.method === "draft" && !runner.state) draft = await DraftModel.load(runner, speculative, options);
+      return new Engine(runner, { ...options, pooling, draft });
+    } catch (e) {
+      draft?.close();
+      runner.close();
+      throw e;
+    }
   }
 
   /**
@@ -362,6 +386,8 @@ export class Engine {
       specDraftTokens: this.scheduler.specDraftTokens,
       specAcceptedTokens: this.scheduler.specAcceptedTokens,
       specAcceptedPerPosition: [...this.scheduler.specAcceptedPerPosition],
+      specDraftKvBlocksUsed: this.#draft?.blocks.usedCount ?? 0,
+      specDraftKvBlocksTotal: this.#draft?.blocks.numBlocks ?? 0,
       prefixCacheQueries: blocks.counters.queriedTokens,
       prefixCacheHits: blocks.counters.hitTokens,
       requestsFinished: { ...m.finished },
@@ -401,12 +427,16 @@ export class Engine {
     }
     await this.#loop;
     this.#grammar?.close();
+    this.#draft?.close();
     this.runner.close();
   }
 
   /** One step of the loop; false when there was nothing to do (idle). */
   async step(): Promise<boolean> {
+    // A draft model drafts before the plan that verifies its tokens.
+    if (this.#draft) await this.#draft.propose(this.scheduler.running);
     const plan = this.scheduler.schedule();
+    for (const seq of plan.preempted) this.#draft?.release(seq);
     for (const seq of plan.finished) this.#done(seq);
     if (plan.chunks.length) this.#record(plan);
     const out = await this.runner.step(plan);
@@ -497,6 +527,7 @@ export class Engine {
 
   /** Reports a sequence the scheduler has ended. */
   #done(seq: Sequence): void {
+    this.#draft?.release(seq);
     const embedder = this.#embedders.get(seq);
     if (embedder) {
       // Only cancellation ends an embedding here (a finished one is delivered with its vector).

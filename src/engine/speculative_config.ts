@@ -11,7 +11,13 @@ export const MAX_SPECULATIVE_TOKENS = 16;
 export const MAX_PROMPT_LOOKUP = 64;
 
 /** Methods named by vLLM that this engine does not implement yet. */
-const NOT_YET = new Set(["draft", "mtp", "eagle", "eagle3", "medusa", "mlp_speculator", "suffix"]);
+const NOT_YET = new Set(["mtp", "eagle", "eagle3", "medusa", "mlp_speculator", "suffix"]);
+
+/** Fields each method takes. */
+const FIELDS: Record<SpeculativeConfig["method"], readonly string[]> = {
+  ngram: ["method", "numSpeculativeTokens", "promptLookupMax", "promptLookupMin"],
+  draft: ["method", "numSpeculativeTokens", "model"],
+};
 
 function invalid(param: string, message: string): LlmError {
   return new LlmError("invalid_request", `speculative ${param} ${message}`, { param: `speculative.${param}` });
@@ -26,38 +32,42 @@ function intIn(v: unknown, param: string, min: number, max: number): number {
 
 /**
  * Checks a {@link SpeculativeConfig} (from `createEngine` or the Worker): a plain object
- * with a supported method and sane sizes. Throws an `invalid_request` {@link LlmError} whose
- * `param` names the field.
+ * with a supported method, the fields of that method and sane sizes. Throws an
+ * `invalid_request` {@link LlmError} whose `param` names the field.
  */
 export function checkSpeculativeConfig(c: SpeculativeConfig): SpeculativeConfig {
   if (typeof c !== "object" || c === null || Array.isArray(c)) throw invalid("config", "must be an object");
   const method = (c as { method?: unknown }).method;
   if (typeof method === "string" && NOT_YET.has(method)) {
-    throw invalid("method", `"${method}" is not supported yet (only "ngram")`);
+    throw invalid("method", `"${method}" is not supported yet (only "ngram" and "draft")`);
   }
-  if (method !== "ngram") throw invalid("method", `must be "ngram", got ${JSON.stringify(method)}`);
+  if (method !== "ngram" && method !== "draft") throw invalid("method", `must be "ngram" or "draft", got ${JSON.stringify(method)}`);
   for (const key of Object.keys(c)) {
-    if (!["method", "numSpeculativeTokens", "promptLookupMax", "promptLookupMin"].includes(key)) {
-      throw invalid(key, "is not a known field");
-    }
+    if (!FIELDS[method].includes(key)) throw invalid(key, FIELDS.ngram.includes(key) || FIELDS.draft.includes(key) ? `is not a field of method "${method}"` : "is not a known field");
   }
   const k = intIn(c.numSpeculativeTokens, "numSpeculativeTokens", 1, MAX_SPECULATIVE_TOKENS);
+  if (c.method === "draft") {
+    if (typeof c.model !== "string" || c.model === "") throw invalid("model", `must name the draft model's directory, got ${JSON.stringify(c.model)}`);
+    return { method: "draft", numSpeculativeTokens: k, model: c.model };
+  }
   const max = intIn(c.promptLookupMax ?? 4, "promptLookupMax", 1, MAX_PROMPT_LOOKUP);
   const min = intIn(c.promptLookupMin ?? Math.min(2, max), "promptLookupMin", 1, max);
   return { method: "ngram", numSpeculativeTokens: k, promptLookupMax: max, promptLookupMin: min };
 }
 
 /** vLLM's field names and ours. */
-const VLLM_FIELDS: Record<string, keyof SpeculativeConfig> = {
+const VLLM_FIELDS: Record<string, string> = {
   method: "method",
   num_speculative_tokens: "numSpeculativeTokens",
   prompt_lookup_max: "promptLookupMax",
   prompt_lookup_min: "promptLookupMin",
+  model: "model",
 };
 
 /**
  * Parses vLLM's `--speculative-config` JSON, e.g.
- * `{"method":"ngram","num_speculative_tokens":4,"prompt_lookup_max":4,"prompt_lookup_min":2}`.
+ * `{"method":"ngram","num_speculative_tokens":4,"prompt_lookup_max":4,"prompt_lookup_min":2}` or
+ * `{"method":"draft","num_speculative_tokens":4,"model":"path/to/small-model"}`.
  * Throws an `invalid_request` {@link LlmError} naming the field at fault.
  */
 export function parseSpeculativeConfig(json: string): SpeculativeConfig {
@@ -70,7 +80,6 @@ export function parseSpeculativeConfig(json: string): SpeculativeConfig {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw invalid("config", "must be a JSON object");
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(raw)) {
-    if (key === "model") throw invalid("model", "(a draft model) is not supported yet (only method \"ngram\")");
     const ours = VLLM_FIELDS[key];
     if (!ours) throw invalid(key, "is not a known field");
     out[ours] = value;

@@ -1,7 +1,8 @@
 /**
  * Speculative decoding's CPU side: n-gram (prompt lookup) drafts and the per-sequence
- * adaptive state. A speculating sequence is scheduled only once every token it has is known
- * on the CPU (like a constrained one); its decode chunk then carries the last token plus up
+ * adaptive state (a draft model's proposals are made by `engine/draft_model.ts` and handed
+ * in through {@link SpeculationState.propose}). A speculating sequence is scheduled only
+ * once every token it has is known on the CPU (like a constrained one); its decode chunk then carries the last token plus up
  * to k drafted tokens, each row sampled. The scheduler keeps the longest prefix of rows
  * whose sampled token equals the next draft token, plus the next sampled token.
  *
@@ -71,7 +72,7 @@ export class SpeculationState {
   /** Tokens to draft next time (adapts between 1 and numSpeculativeTokens). */
   k: number;
   /** Speculating: each decode waits for every token to be known, then drafts. */
-  #armed = false;
+  #armed: boolean;
   /** Plain decode steps left before looking for an n-gram again. */
   #cooldown = 0;
   /** Known length at the last look for an n-gram while plain. */
@@ -81,10 +82,24 @@ export class SpeculationState {
   #backoff = FIRST_BACKOFF;
   /** The verification step in flight, if any. */
   verification: Verification | null = null;
+  /** Method "draft": the draft model's tokens after the first `at` known tokens. */
+  #proposal: { at: number; tokens: readonly number[] } | null = null;
 
   constructor(config: SpeculativeConfig) {
     this.config = config;
     this.k = config.numSpeculativeTokens;
+    // A draft model proposes for any text: start speculating, back off where it fails.
+    this.#armed = config.method === "draft";
+  }
+
+  /** Method "draft": the known length the pending proposal drafts after, or -1. */
+  get proposalAt(): number {
+    return this.#proposal?.at ?? -1;
+  }
+
+  /** Method "draft": the draft model's tokens after the first `at` known tokens (used once). */
+  propose(at: number, tokens: readonly number[]): void {
+    this.#proposal = { at, tokens };
   }
 
   /** Whether the next decode speculates (and so waits for every token to be known). */
@@ -105,10 +120,15 @@ export class SpeculationState {
       this.#cooldown--;
       return;
     }
+    const c = this.config;
+    if (c.method === "draft") {
+      // The draft model only runs while speculating: no hindsight to ask, try again.
+      this.#armed = true;
+      return;
+    }
     if (knownLength === this.#lookedAt) return;
     this.#lookedAt = knownLength;
     const tokens = known();
-    const c = this.config;
     const need = Math.min(HINDSIGHT_HITS, c.numSpeculativeTokens);
     // Drafts that would have been made 2..4 tokens ago.
     for (let from = knownLength - need; from >= Math.max(1, knownLength - 4); from--) {
@@ -125,7 +145,15 @@ export class SpeculationState {
   /** Drafts up to min(k, limit) tokens after `tokens`; none found backs off. */
   draft(tokens: readonly number[], limit: number): number[] {
     const c = this.config;
-    const d = ngramDraft(tokens, Math.min(this.k, limit), c.promptLookupMax, c.promptLookupMin);
+    const n = Math.min(this.k, limit);
+    let d: number[];
+    if (c.method === "draft") {
+      const p = this.#proposal;
+      this.#proposal = null;
+      d = p && p.at === tokens.length ? p.tokens.slice(0, Math.max(0, n)) : [];
+    } else {
+      d = ngramDraft(tokens, n, c.promptLookupMax, c.promptLookupMin);
+    }
     if (d.length > 0) this.#grace = 0;
     else if (limit > 0 && this.#grace-- <= 0) this.#backOff();
     return d;

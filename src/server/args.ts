@@ -104,7 +104,9 @@ export const USAGE = `Usage: deno run -A serve.ts [flags]
   --policy fifo|prefill_first  scheduling policy (default fifo)
   --speculative-config JSON  speculative decoding, vLLM's flag: '{"method":"ngram",
                              "num_speculative_tokens":4,"prompt_lookup_max":4,
-                             "prompt_lookup_min":2}' (default off; see docs/speculative.md)
+                             "prompt_lookup_min":2}', or a draft model with the same tokenizer:
+                             '{"method":"draft","num_speculative_tokens":4,"model":"DIR"}'
+                             (default off; see docs/speculative.md)
   --pooling last|mean        how /v1/embeddings pools hidden states (default: the checkpoint's
                              sentence-transformers config, else last token + end-of-text)
   --api-key KEY              require "Authorization: Bearer KEY" on /v1 (or ${API_KEY_ENV})

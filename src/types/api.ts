@@ -462,16 +462,33 @@ export interface HistogramSnapshot {
 
 /** Everything `engine.stats()` reports. Times in seconds, sizes in bytes. */
 /**
- * Speculative decoding (vLLM's `--speculative-config`, camel-cased). Only "ngram" (prompt
- * lookup) is implemented: each step proposes up to `numSpeculativeTokens` tokens that
+ * Speculative decoding (vLLM's `--speculative-config`, camel-cased): "ngram" (prompt lookup)
+ * or "draft" (a smaller model with the same tokenizer). See docs/speculative.md.
+ */
+export type SpeculativeConfig = NgramSpeculativeConfig | DraftSpeculativeConfig;
+
+/**
+ * n-gram (prompt lookup) drafts: each step proposes up to `numSpeculativeTokens` tokens that
  * followed the latest earlier occurrence of the sequence's last n tokens (n from
  * `promptLookupMax` down to `promptLookupMin`), verified in one step.
  */
-export interface SpeculativeConfig {
+export interface NgramSpeculativeConfig {
   method: "ngram";
   numSpeculativeTokens: number;
   promptLookupMax: number;
   promptLookupMin: number;
+}
+
+/**
+ * A draft model: a second, smaller checkpoint with the same tokenizer proposes up to
+ * `numSpeculativeTokens` tokens (greedy, in batched steps of its own), verified in one step
+ * of the target.
+ */
+export interface DraftSpeculativeConfig {
+  method: "draft";
+  numSpeculativeTokens: number;
+  /** The draft model: a checkpoint directory or a .gguf file. */
+  model: string;
 }
 
 export interface EngineStats {
@@ -506,6 +523,9 @@ export interface EngineStats {
   specDraftTokens: number;
   specAcceptedTokens: number;
   specAcceptedPerPosition: number[];
+  /** Speculative "draft" method: KV blocks the draft model's sequences hold, and in all (0 and 0 otherwise). */
+  specDraftKvBlocksUsed: number;
+  specDraftKvBlocksTotal: number;
   /** Prompt tokens looked up in the prefix cache, and found. */
   prefixCacheQueries: number;
   prefixCacheHits: number;
@@ -604,6 +624,18 @@ export class EngineError extends LlmError {
   constructor(code: "engine_start_failed" | "engine_failed" | "engine_closed", message: string, options?: ErrorOptions) {
     super(code, message, options);
     this.name = "EngineError";
+  }
+}
+
+/**
+ * The draft model of speculative decoding does not share the target's tokenizer (its
+ * vocabulary, special tokens or vocabulary size differ): refused at load, code
+ * `invalid_request`, param `speculative.model`.
+ */
+export class DraftModelMismatchError extends InvalidRequestError {
+  constructor(detail: string) {
+    super("speculative.model", detail);
+    this.name = "DraftModelMismatchError";
   }
 }
 

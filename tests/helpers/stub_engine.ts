@@ -42,6 +42,8 @@ export function idleStats(info: EngineInfo): EngineStats {
     specDraftTokens: 0,
     specAcceptedTokens: 0,
     specAcceptedPerPosition: [],
+    specDraftKvBlocksUsed: 0,
+    specDraftKvBlocksTotal: 0,
     prefixCacheQueries: 0,
     prefixCacheHits: 0,
     requestsFinished: { stop: 0, length: 0, cancelled: 0 },

@@ -1,0 +1,209 @@
+/**
+ * Speculative decoding's "draft" method: a second, smaller model with the target's tokenizer
+ * proposes the tokens a verification step checks.
+ *
+ * It has its own {@link ModelRunner} (weights, paged KV cache, GPU sampler) on the target's
+ * device and its own block pool. Before each target step, every speculating sequence whose
+ * tokens are all known gets up to k greedy draft tokens ({@link DraftModel.propose}): the
+ * draft model first catches up on the tokens it has not seen (the prompt at the first draft,
+ * then the tokens accepted since), sampling its first draft token at the end of that chunk,
+ * then drafts one token per step. Every speculating sequence shares each of those steps, a
+ * drafted token is fed to the next step from the GPU's output record (no wait between steps),
+ * and the drafts come back in one readback.
+ *
+ * Drafting is greedy (q one-hot at the draft's argmax): the scheduler's acceptance (sample
+ * from the target, keep the draft token while they agree) is then the exact rejection rule,
+ * for greedy and sampled requests alike.
+ *
+ * The draft's KV is rolled back lazily: before drafting again, a sequence keeps the longest
+ * prefix of the positions its draft KV holds that its known tokens still agree with (its
+ * accepted drafts), and overwrites the rest; blocks past what the next draft needs go back
+ * to the pool. A finished, cancelled or preempted sequence gives all its draft blocks back
+ * ({@link DraftModel.release}).
+ * @module
+ */
+import { DraftModelMismatchError, type DraftSpeculativeConfig, type EngineOptions, LlmError, SAMPLING_DEFAULTS } from "../types/api.ts";
+import { ModelRunner } from "../runner/model_runner.ts";
+import { Tokenizer } from "../model/tokenizer.ts";
+import { BlockManager } from "../scheduler/block_manager.ts";
+import type { SampledRow, StepPlan } from "../scheduler/scheduler.ts";
+import { Sequence } from "../scheduler/sequence.ts";
+
+/** Draft sampling: argmax (q one-hot), so acceptance by comparison is exact. */
+const GREEDY = Object.freeze({ ...SAMPLING_DEFAULTS, temperature: 0 });
+
+/** What a sequence's draft KV holds: its blocks, and the tokens of positions [0, computed). */
+interface DraftKv {
+  blocks: number[];
+  computed: number;
+  tokens: number[];
+}
+
+/** One sequence's part in a round of draft steps. */
+interface Lane {
+  target: Sequence;
+  /** Stands for the target in the draft runner's steps (its blocks are the draft's). */
+  shadow: Sequence;
+  kv: DraftKv;
+  known: number[];
+  draft: number[];
+}
+
+/**
+ * Refuses a draft model whose tokenizer differs from the target's: the vocabulary size, any
+ * token's piece or special flag, BOS or EOS. Throws {@link DraftModelMismatchError}.
+ */
+export async function checkDraftTokenizer(target: string, draft: string): Promise<void> {
+  const [t, d] = await Promise.all([Tokenizer.load(target), Tokenizer.load(draft)]);
+  const mismatch = (what: string) => new DraftModelMismatchError(`${JSON.stringify(draft)} does not share the target's tokenizer: ${what}`);
+  if (t.vocabSize !== d.vocabSize) throw mismatch(`its vocabulary has ${d.vocabSize} tokens, the target's ${t.vocabSize}`);
+  for (let id = 0; id < t.vocabSize; id++) {
+    const [a, b] = [d.tokenToPiece(id), t.tokenToPiece(id)];
+    if (a !== b) throw mismatch(`token ${id} is ${JSON.stringify(a)}, the target's ${JSON.stringify(b)}`);
+    if (d.isSpecial(id) !== t.isSpecial(id)) throw mismatch(`token ${id} (${JSON.stringify(a)}) is special in only one of them`);
+  }
+  if (d.bosTokenId !== t.bosTokenId) throw mismatch(`its BOS is ${d.bosTokenId}, the target's ${t.bosTokenId}`);
+  if (d.eosTokenIds.join() !== t.eosTokenIds.join()) throw mismatch(`its EOS is [${d.eosTokenIds}], the target's [${t.eosTokenIds}]`);
+}
+
+/** The draft model beside a target runner. */
+export class DraftModel {
+  readonly runner: ModelRunner;
+  /** The draft KV's blocks (no prefix cache: only allocate and release). */
+  readonly blocks: BlockManager;
+  #kv = new Map<Sequence, DraftKv>();
+  /** Ids both models have logits for; a draft token past them ends the draft. */
+  #vocab: number;
+  #nextId = 0;
+
+  private constructor(runner: ModelRunner, targetVocab: number) {
+    this.runner = runner;
+    this.blocks = new BlockManager(runner.cache.options.numBlocks, runner.cache.options.blockSize);
+    this.#vocab = Math.min(targetVocab, runner.spec.vocabSize);
+  }
+
+  /**
+   * Loads the draft model on the target's device, with the target's block size, as many
+   * blocks and the same context, so that it holds whatever the target holds. The caller has
+   * checked the tokenizers ({@link checkDraftTokenizer}, before loading the target).
+   */
+  static async load(
+    target: ModelRunner,
+    config: DraftSpeculativeConfig,
+    options: Pick<EngineOptions, "attn" | "weightDType" | "quantization" | "quantizedActivations">,
+  ): Promise<DraftModel> {
+    const runner = await ModelRunner.load(config.model, {
+      attn: options.attn,
+      kernelFamily: target.forward.family,
+      maxTokens: target.capacity.maxTokens,
+      maxSeqs: target.capacity.maxSeqs,
+      blockSize: target.cache.options.blockSize,
+      numBlocks: target.cache.options.numBlocks,
+      maxContext: target.maxContext,
+      weightDType: options.weightDType,
+      quantization: options.quantization,
+      quantizedActivations: options.quantizedActivations,
+      // A round of k draft steps fills one readback batch.
+      stepsPerSync: config.numSpeculativeTokens,
+      gpu: target.gpu,
+    });
+    if (runner.state) {
+      runner.close();
+      throw new LlmError(
+        "unsupported_architecture",
+        `draft model ${runner.spec.architecture}: linear-attention layers cannot roll back rejected draft tokens`,
+        { param: "speculative.model" },
+      );
+    }
+    return new DraftModel(runner, target.spec.vocabSize);
+  }
+
+  /**
+   * Drafts for every running sequence that speculates, has all its tokens known and waits
+   * for its next decode: up to `k` tokens (its current draft length, within `maxTokens`),
+   * handed to its speculation state for the scheduler's next plan. One round of batched
+   * draft steps and one readback for all of them.
+   */
+  async propose(running: readonly Sequence[]): Promise<void> {
+    const lanes: Lane[] = [];
+    const byShadow = new Map<Sequence, Lane>();
+    const bs = this.blocks.blockSize;
+    for (const seq of running) {
+      const spec = seq.speculation;
+      if (!spec?.active || seq.status !== "running" || seq.cancelled || seq.pending > 0) continue;
+      if (seq.totalLength - seq.numComputed !== 1) continue;
+      // Drafted already for these tokens (the plan did not take it yet).
+      if (spec.proposalAt === seq.knownLength) continue;
+      const known = seq.knownTokens();
+      // The last draft token is sampled, never fed: known + limit - 1 positions.
+      const limit = Math.min(spec.k, seq.maxTokens - seq.generated - 1, this.runner.maxContext - known.length + 1);
+      if (limit <= 0) continue;
+      let kv = this.#kv.get(seq);
+      if (!kv) this.#kv.set(seq, kv = { blocks: [], computed: 0, tokens: [] });
+      // Roll back: keep the positions whose tokens the sequence still has (at least the
+      // newest known token is fed again, for its logits).
+      let keep = 0;
+      while (keep < kv.computed && kv.tokens[keep] === known[keep]) keep++;
+      kv.computed = Math.min(keep, known.length - 1);
+      const want = Math.ceil((known.length + limit - 1) / bs);
+      if (kv.blocks.length > want) this.blocks.release(kv.blocks.splice(want));
+      if (kv.blocks.length < want) {
+        // Out of draft blocks: this sequence gets no draft this step (its scheduler backs off).
+        if (this.blocks.availableCount < want - kv.blocks.length) continue;
+        kv.blocks.push(...this.blocks.allocate(want - kv.blocks.length));
+      }
+      const shadow = new Sequence(-1 - this.#nextId++, known, { maxTokens: limit, sampling: GREEDY, stopTokenIds: new Set() }, 0);
+      shadow.blockTable = kv.blocks;
+      shadow.numComputed = kv.computed;
+      shadow.slot = seq.slot;
+      shadow.status = "running";
+      const lane = { target: seq, shadow, kv, known, draft: [] };
+      lanes.push(lane);
+      byShadow.set(shadow, lane);
+    }
+    if (lanes.length === 0) return;
+    const rows: SampledRow[] = [];
+    while (true) {
+      const plan: StepPlan = { chunks: [], admitted: [], preempted: [], finished: [], prefillTokens: 0, decodeTokens: 0 };
+      let budget = this.runner.capacity.maxTokens;
+      for (const { shadow: s } of lanes) {
+        if (budget <= 0) break;
+        if (s.generated >= s.maxTokens) continue;
+        // The tokens not yet fed: the catch-up (known tokens), or the last drafted token.
+        const start = s.numComputed;
+        const n = Math.min(budget, s.totalLength - start);
+        const sample = start + n === s.totalLength;
+        plan.chunks.push({ seq: s, start, count: n, sample, pool: "none" });
+        s.numComputed += n;
+        if (sample) s.pending++;
+        budget -= n;
+      }
+      if (plan.chunks.length === 0) break;
+      const out = await this.runner.step(plan);
+      if (out) rows.push(...out.tokens);
+    }
+    const idle: StepPlan = { chunks: [], admitted: [], preempted: [], finished: [], prefillTokens: 0, decodeTokens: 0 };
+    for (let out = await this.runner.step(idle); out; out = await this.runner.step(idle)) rows.push(...out.tokens);
+    for (const { seq, outputIndex, token } of rows) byShadow.get(seq)!.draft[outputIndex] = token.id;
+    for (const { target, shadow, kv, known, draft } of lanes) {
+      kv.computed = shadow.numComputed;
+      kv.tokens = [...known, ...draft];
+      const cut = draft.findIndex((id) => id >= this.#vocab);
+      target.speculation!.propose(known.length, cut < 0 ? draft : draft.slice(0, cut));
+    }
+  }
+
+  /** Frees a sequence's draft KV (it finished, was cancelled or preempted). */
+  release(seq: Sequence): void {
+    const kv = this.#kv.get(seq);
+    if (!kv) return;
+    this.blocks.release(kv.blocks);
+    this.#kv.delete(seq);
+  }
+
+  /** Frees the draft model's GPU resources. */
+  close(): void {
+    for (const seq of [...this.#kv.keys()]) this.release(seq);
+    this.runner.close();
+  }
+}
