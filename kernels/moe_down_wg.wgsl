@@ -2,6 +2,7 @@
 // columns, tile). For each row of the tile in turn, lane l sums k = l, l + 64, ..., then a
 // fixed tree adds the lane sums (a row's bits do not depend on its tile);
 //   y[a, col] = wts[a] * (h[a] . down_col (+ bias for GPTOSS)).
+// W_QUANT: Q8_0 / Q4_0 tiles, lane l taking 32-wide K blocks l, l + 64, ...
 #include common
 // Runs once per part of the weights: experts first .. first + count - 1 (others' tiles exit).
 struct Params { hidden: u32, inter: u32, topk: u32, first: u32, count: u32 }
@@ -23,18 +24,29 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let tv = workgroupUniformLoad(&tile_sh);
   let c = wid.x;
   if (c >= p.hidden / 8u || tv.x < p.first || tv.x >= p.first + p.count) { return; }
-  let g0 = ((tv.x - p.first) * (p.hidden / 8u) + c) * p.inter;
+  let cb = (tv.x - p.first) * (p.hidden / 8u) + c;
   for (var r = 0u; r < tv.z; r++) {
     let a = sorted[tv.y + r];
     let hrow = a * p.inter;
     var lo = vec4<f32>(0.0);
     var hi = vec4<f32>(0.0);
+#if W_QUANT
+    for (var kb = lid; kb < p.inter / 32u; kb += WG) {
+      var xb: array<vec4<f32>, 8>;
+      let x0 = hrow + 32u * kb;
+      for (var i = 0u; i < 8u; i++) { xb[i] = vec4<f32>(h[x0 + 4u * i], h[x0 + 4u * i + 1u], h[x0 + 4u * i + 2u], h[x0 + 4u * i + 3u]); }
+      let s = qdot8((cb * (p.inter / 32u) + kb) * TILE, xb);
+      lo += s[0];
+      hi += s[1];
+    }
+#else
     for (var k = lid; k < p.inter; k += WG) {
-      let wv = w8(g0 + k);
+      let wv = w8(cb * p.inter + k);
       let hv = vec4<f32>(h[hrow + k]);
       lo = fma(wv[0], hv, lo);
       hi = fma(wv[1], hv, hi);
     }
+#endif
     part[lid] = lo;
     part[64u + lid] = hi;
     workgroupBarrier();

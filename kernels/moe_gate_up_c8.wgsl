@@ -3,7 +3,7 @@
 // computes h[a, 4b .. 4b+3] for every row of the tile, summing in k order (a row's bits do
 // not depend on which rows share its tile). Rows run one after another over the block (its
 // 16 * K bytes stay in cache): no per-row masks, so a one-row tile (decode) does one row's
-// work. GPTOSS: biases and the clamped SwiGLU.
+// work. GPTOSS: biases and the clamped SwiGLU. W_QUANT: Q8_0 / Q4_0 tiles, 32 k at a time.
 #include common
 // Runs once per part of the weights: experts first .. first + count - 1 (others' tiles exit).
 struct Params { hidden: u32, inter: u32, topk: u32, first: u32, count: u32 }
@@ -22,18 +22,29 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let t = tile_of(wid.y);
   let b = wid.x * WG + lid;
   if (b >= p.inter / 4u || t.expert < p.first || t.expert >= p.first + p.count) { return; }
-  let g0 = ((t.expert - p.first) * (p.inter / 4u) + b) * p.hidden;
+  let cb = (t.expert - p.first) * (p.inter / 4u) + b;
   for (var r = 0u; r < t.count; r++) {
     let a = sorted[t.start + r];
     let xrow = (a / p.topk) * p.hidden;
     var g = vec4<f32>(0.0);
     var u = vec4<f32>(0.0);
+#if W_QUANT
+    for (var kb = 0u; kb < p.hidden / 32u; kb++) {
+      var xb: array<vec4<f32>, 8>;
+      let x0 = xrow + 32u * kb;
+      for (var i = 0u; i < 8u; i++) { xb[i] = vec4<f32>(xn[x0 + 4u * i], xn[x0 + 4u * i + 1u], xn[x0 + 4u * i + 2u], xn[x0 + 4u * i + 3u]); }
+      let s = qdot8((cb * (p.hidden / 32u) + kb) * TILE, xb);
+      g += s[0];
+      u += s[1];
+    }
+#else
     for (var k = 0u; k < p.hidden; k++) {
-      let wv = w8(g0 + k);
+      let wv = w8(cb * p.hidden + k);
       let xv = vec4<f32>(xn[xrow + k]);
       g = fma(wv[0], xv, g);
       u = fma(wv[1], xv, u);
     }
+#endif
     for (var q = 0u; q < 4u; q++) {
       let j = 4u * b + q;
 #if GPTOSS

@@ -2,7 +2,8 @@
 // per (block of 8 columns = gate 4b..4b+3 and up 4b..4b+3, tile of moe_group). For each row of
 // the tile in turn, lane l sums k = l, l + 64, ... (consecutive lanes read consecutive 16-byte
 // groups), then a fixed tree adds the 64 lane sums: a row's bits do not depend on its tile.
-// GPTOSS: biases and the clamped SwiGLU.
+// GPTOSS: biases and the clamped SwiGLU. W_QUANT: Q8_0 / Q4_0 tiles, lane l taking 32-wide K
+// blocks l, l + 64, ...
 #include common
 // Runs once per part of the weights: experts first .. first + count - 1 (others' tiles exit).
 struct Params { hidden: u32, inter: u32, topk: u32, first: u32, count: u32 }
@@ -25,18 +26,29 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let tv = workgroupUniformLoad(&tile_sh);
   let b = wid.x;
   if (b >= p.inter / 4u || tv.x < p.first || tv.x >= p.first + p.count) { return; }
-  let g0 = ((tv.x - p.first) * (p.inter / 4u) + b) * p.hidden;
+  let cb = (tv.x - p.first) * (p.inter / 4u) + b;
   for (var r = 0u; r < tv.z; r++) {
     let a = sorted[tv.y + r];
     let xrow = (a / p.topk) * p.hidden;
     var g = vec4<f32>(0.0);
     var u = vec4<f32>(0.0);
+#if W_QUANT
+    for (var kb = lid; kb < p.hidden / 32u; kb += WG) {
+      var xb: array<vec4<f32>, 8>;
+      let x0 = xrow + 32u * kb;
+      for (var i = 0u; i < 8u; i++) { xb[i] = vec4<f32>(xn[x0 + 4u * i], xn[x0 + 4u * i + 1u], xn[x0 + 4u * i + 2u], xn[x0 + 4u * i + 3u]); }
+      let s = qdot8((cb * (p.hidden / 32u) + kb) * TILE, xb);
+      g += s[0];
+      u += s[1];
+    }
+#else
     for (var k = lid; k < p.hidden; k += WG) {
-      let wv = w8(g0 + k);
+      let wv = w8(cb * p.hidden + k);
       let xv = vec4<f32>(xn[xrow + k]);
       g = fma(wv[0], xv, g);
       u = fma(wv[1], xv, u);
     }
+#endif
     part[lid] = g;
     part[64u + lid] = u;
     workgroupBarrier();

@@ -163,7 +163,8 @@ export interface UploadOptions {
   /**
    * Decoder linear weights the source holds as blocks (load-time quantization, GGUF; Q4_K
    * transcoded to Q4X, Q6_K and mixed types to Q8X) are uploaded as blocks for the quantized matmuls (default true); false dequantizes
-   * them to `weightDType` (the reference path for tests).
+   * them to `weightDType` (the reference path for tests). Float MoE experts are quantized to
+   * the source's `loadQuantType` only when true (false leaves them unquantized).
    */
   quantizedKernels?: boolean;
 }
@@ -674,7 +675,7 @@ export async function uploadWeights(
       gateUpBias: await bias(!sparse && spec.mlpBias, [`${m}.gate_proj.bias`, `${m}.up_proj.bias`], gluColumns(I), `l${i}.gate_up_bias`),
       down: sparse ? null : await matrix([`${m}.down_proj.weight`], `l${i}.down`, undefined, true),
       downBias: await bias(!sparse && spec.mlpBias, [`${m}.down_proj.bias`], identityColumns(H), `l${i}.down_bias`),
-      moe: sparse ? await uploadMoeLayer(moeIo, spec.moe!, p(i), H, dtype, `l${i}`) : null,
+      moe: sparse ? await uploadMoeLayer(moeIo, spec.moe!, p(i), H, dtype, `l${i}`, quant ? index.loadQuantType ?? null : null) : null,
     });
     progress();
   }
