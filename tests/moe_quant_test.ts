@@ -82,12 +82,13 @@ async function writeRoundTrip(name: string, dir: string, q: "q8_0" | "q4_0", exp
 
 for (const name of ["qwen3-moe-tiny", "gpt-oss-tiny"]) {
   test(`moe quant ${name}: Q8_0 and Q4_0 experts (load-time) match the f32 path on the round-tripped weights, both kernel families`, async () => {
-    // The two longest prompts: every sparse layer routes many tokens.
-    const prompts = (await loadGolden(name)).cases.map((c) => c.prompt_ids).sort((a, b) => b.length - a.length).slice(0, 2);
+    // The longest prompt: every sparse layer routes its tokens to most experts.
+    const prompts = (await loadGolden(name)).cases.map((c) => c.prompt_ids).sort((a, b) => b.length - a.length).slice(0, 1);
     const gpu = await sharedGpu();
     await withTempDir(async (dir) => {
       for (const q of ["q8_0", "q4_0"] as const) {
         await writeRoundTrip(name, `${dir}/${q}`, q, true);
+        // The experts-unquantized control is about loading, not kernels: the cpu family only.
         await writeRoundTrip(name, `${dir}/${q}_dense`, q, false);
         for (const kernelFamily of KERNEL_FAMILIES) {
           const quant = await ModelRunner.load(modelDir(name), { ...OPTS, kernelFamily, quantization: q, gpu });
@@ -109,19 +110,19 @@ for (const name of ["qwen3-moe-tiny", "gpt-oss-tiny"]) {
             } finally {
               plain.close();
             }
+            console.log(`  ${kernelFamily} ${name} ${q}: vs f32 on round-tripped weights ${worst.toExponential(2)}`);
+            assert(worst <= EXACT_TOL, `${name} ${kernelFamily} ${q}: relative error ${worst} > ${EXACT_TOL}`);
+            if (kernelFamily !== "cpu") continue;
             // Only the dense weights round-tripped: the experts' quantization must show.
             const dense = await ModelRunner.load(`${dir}/${q}_dense`, { ...OPTS, kernelFamily, gpu });
-            let apart = 0;
             try {
-              const a = await promptLogits(quant, prompts[0]);
               const b = await promptLogits(dense, prompts[0]);
-              apart = maxAbsDiff(a, b) / maxAbs(b);
+              const apart = maxAbsDiff(await promptLogits(quant, prompts[0]), b) / maxAbs(b);
+              console.log(`  ${name} ${q}: vs f32 with unquantized experts ${apart.toExponential(2)}`);
+              assert(apart > 10 * EXACT_TOL, `${name} ${q}: experts look unquantized (${apart})`);
             } finally {
               dense.close();
             }
-            console.log(`  ${kernelFamily} ${name} ${q}: vs f32 on round-tripped weights ${worst.toExponential(2)} (experts unquantized: ${apart.toExponential(2)})`);
-            assert(worst <= EXACT_TOL, `${name} ${kernelFamily} ${q}: relative error ${worst} > ${EXACT_TOL}`);
-            assert(apart > 10 * EXACT_TOL, `${name} ${kernelFamily} ${q}: experts look unquantized (${apart})`);
           } finally {
             quant.close();
           }
