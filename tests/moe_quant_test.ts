@@ -80,13 +80,13 @@ async function writeRoundTrip(name: string, dir: string, q: "q8_0" | "q4_0", exp
   }
 }
 
-for (const name of ["qwen3-moe-tiny", "gpt-oss-tiny"]) {
-  test(`moe quant ${name}: Q8_0 and Q4_0 experts (load-time) match the f32 path on the round-tripped weights, both kernel families`, async () => {
+for (const name of ["qwen3-moe-tiny", "gpt-oss-tiny"]) for (const q of ["q8_0", "q4_0"] as const) {
+  test(`moe quant ${name}: ${TYPE[q]} experts (load-time) match the f32 path on the round-tripped weights, both kernel families`, async () => {
     // The longest prompt: every sparse layer routes its tokens to most experts.
     const prompts = (await loadGolden(name)).cases.map((c) => c.prompt_ids).sort((a, b) => b.length - a.length).slice(0, 1);
     const gpu = await sharedGpu();
     await withTempDir(async (dir) => {
-      for (const q of ["q8_0", "q4_0"] as const) {
+      {
         await writeRoundTrip(name, `${dir}/${q}`, q, true);
         // The experts-unquantized control is about loading, not kernels: the cpu family only.
         await writeRoundTrip(name, `${dir}/${q}_dense`, q, false);
