@@ -6,7 +6,10 @@
  * router of random weights), each timed as one compute pass repeating the layer; GPU
  * timestamps where the adapter has them, else wall time over the submit. Prints a JSON line.
  *
- *   deno run -A bench/moe_layer.ts [--family cpu|gpu] [--experts 128] [--reps 4] [--rounds 5]
+ * `--quantization q8_0|q4_0` quantizes the experts and the dense layer alike (llama.cpp blocks,
+ * the quantized kernels' exact path).
+ *
+ *   deno run -A bench/moe_layer.ts [--family cpu|gpu] [--experts 128] [--quantization none|q8_0|q4_0] [--reps 4] [--rounds 5]
  * @module
  */
 import { createGpu } from "../src/gpu/device.ts";
@@ -18,8 +21,11 @@ import { STEP_HEADER, STEP_HEADER_WORDS } from "../src/kernels/layout.ts";
 import type { MoeSpec } from "../src/model/moe_config.ts";
 import { uploadMoeLayer } from "../src/model/moe_weights.ts";
 import { gluColumns } from "../src/model/weight_layout.ts";
-import { uploadMatrix } from "../src/model/weights.ts";
+import { type MatrixWeight, placeQuantMatrix, uploadMatrix } from "../src/model/weights.ts";
+import { quantizeRows } from "../src/model/quant/quantized_source.ts";
 import { matmulOp, type MatmulUse } from "../src/runner/matmul_op.ts";
+import { quantMatmulOp } from "../src/runner/quant_matmul_op.ts";
+import { QUANT_KERNEL_FILES } from "../src/kernels/quant_matmul.ts";
 import { createMoeScratch, moeLayerOps } from "../src/runner/moe_op.ts";
 import type { StepShape } from "../src/runner/step_meta.ts";
 import { args } from "../src/runtime/runtime.ts";
@@ -37,11 +43,14 @@ const E = Number(flag("experts", "128"));
 const K = 8;
 const REPS = Number(flag("reps", "4"));
 const ROUNDS = Number(flag("rounds", "5"));
+const QUANT = flag("quantization", "none");
+if (!["none", "q8_0", "q4_0"].includes(QUANT)) throw new Error(`--quantization must be none, q8_0 or q4_0, got ${QUANT}`);
+const QTYPE = QUANT === "q8_0" ? "Q8_0" : QUANT === "q4_0" ? "Q4_0" : null;
 
 const gpu = await createGpu();
 const device = gpu.device;
 const family = kernelFamilyFor(gpu, flag("family", "") as "cpu" | "gpu" || undefined);
-const pipelines = new PipelineCache(device, await loadKernelSources([...KERNEL_FILES, ...MOE_KERNEL_FILES]));
+const pipelines = new PipelineCache(device, await loadKernelSources([...KERNEL_FILES, ...QUANT_KERNEL_FILES, ...MOE_KERNEL_FILES]));
 const rng = new Rng(7);
 const random = (n: number, scale: number) => Float32Array.from({ length: n }, () => (rng.next() * 2 - 1) * scale);
 const f16 = (v: Float32Array) => new Uint16Array(Float16Array.from(v).buffer);
@@ -57,14 +66,22 @@ const moeWeights = await uploadMoeLayer({
   readBytes: () => Promise.reject(new Error("no byte tensors here")),
   write: (buffer, offset, data) => Promise.resolve(device.queue.writeBuffer(buffer, offset, data)),
   maxBindingBytes: maxBinding,
-}, spec, "model.layers.0", H, "f16", "bench");
+}, spec, "model.layers.0", H, "f16", "bench", QTYPE);
 await device.queue.onSubmittedWorkDone();
 
 // The dense layer with the same active parameters.
 const DI = K * I;
 const layout = family === "cpu" ? "column_blocks" : "padded_rows";
-const gateUpW = uploadMatrix(device, { data: f16(random(2 * DI * H, 0.02)), rows: 2 * DI, cols: H }, { layout, columns: gluColumns(DI), maxBinding, label: "dense.gate_up" }).weight;
-const downW = uploadMatrix(device, { data: f16(random(H * DI, 0.02)), rows: H, cols: DI }, { layout, maxBinding, label: "dense.down" }).weight;
+/** A dense matrix of random weights, f16 or quantized to QTYPE. */
+function denseMatrix(rows: number, cols: number, label: string, columns?: Int32Array): MatrixWeight {
+  const values = random(rows * cols, 0.02);
+  if (!QTYPE) return uploadMatrix(device, { data: f16(values), rows, cols }, { layout, columns, maxBinding, label }).weight;
+  const placed = placeQuantMatrix(device, { type: QTYPE, rows, k: cols, data: quantizeRows(QTYPE, values) }, { layout, columns, maxBinding, label });
+  for (const w of placed.writes) device.queue.writeBuffer(w.buffer, 0, w.data, w.start, w.count);
+  return placed.weight;
+}
+const gateUpW = denseMatrix(2 * DI, H, "dense.gate_up", gluColumns(DI));
+const downW = denseMatrix(H, DI, "dense.down");
 
 const T = 8;
 const x = storage(T * H * 4);
@@ -78,7 +95,9 @@ const uses: [typeof gateUpW, MatmulUse][] = [
   [gateUpW, { x, out: act, ldo: DI, nOut: DI, rows: "tokens", norm: { gamma, eps: 1e-6 }, glu: { gelu: false } }],
   [downW, { x: act, out: x, ldo: H, nOut: H, rows: "tokens", accumulate: true }],
 ];
-const dense = uses.map(([w, use], i) => matmulOp(pipelines, family, w, use, `dense${i}`));
+// Quantized: the exact path (f32 activations), the engine's default.
+const env = { dot4: false, maxWorkgroupBytes: device.limits.maxComputeWorkgroupStorageSize };
+const dense = uses.map(([w, use], i) => w.kind === "quant" ? quantMatmulOp(pipelines, family, w, use, `dense${i}`, env) : matmulOp(pipelines, family, w, use, `dense${i}`));
 
 const timer = device.features.has("timestamp-query") ? new GpuTimer(device, 1) : null;
 
@@ -125,7 +144,7 @@ async function measure(kind: "moe" | "dense", tokens: number): Promise<number> {
   return times[Math.floor(times.length / 2)];
 }
 
-const out: Record<string, number | string> = { device: gpu.description, family, experts: E, topK: K, hidden: H, expertWidth: I, timer: timer ? "gpu timestamps" : "wall" };
+const out: Record<string, number | string> = { device: gpu.description, family, quantization: QUANT, expertBytes: moeWeights.expertBytes, experts: E, topK: K, hidden: H, expertWidth: I, timer: timer ? "gpu timestamps" : "wall" };
 for (const tokens of [1, 8]) {
   out[`moe_ms_${tokens}`] = await measure("moe", tokens);
   out[`dense_ms_${tokens}`] = await measure("dense", tokens);

@@ -4,6 +4,8 @@
 //   cpu family: invocation c owns block c and sums in k order (no per-row masks);
 //   LANES (gpu family, moe_down_wg): a workgroup owns block c; lane l sums k = l, l + 64, ...,
 //     then a fixed tree adds the lane sums (a row's bits do not depend on its tile).
+// W_QUANT: Q8_0 / Q4_0 tiles (moe_c8_common's qdot8), 32 k at a time; with LANES, lane l takes
+//   the 32-wide K blocks l, l + 64, ...
 #include common
 // Runs once per part of the weights: experts first .. first + count - 1 (others' tiles exit).
 struct Params { hidden: u32, inter: u32, topk: u32, first: u32, count: u32 }
@@ -30,22 +32,37 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let c = wid.x * WG + lid;
 #endif
   if (c >= p.hidden / 8u || t.expert < p.first || t.expert >= p.first + p.count) { return; }
-  let g0 = ((t.expert - p.first) * (p.hidden / 8u) + c) * p.inter;
+  let cb = (t.expert - p.first) * (p.hidden / 8u) + c;
   for (var r = 0u; r < t.count; r++) {
     let a = sorted[t.start + r];
     let hrow = a * p.inter;
     var lo = vec4<f32>(0.0);
     var hi = vec4<f32>(0.0);
+#if W_QUANT
+#if LANES
+    for (var kb = lid; kb < p.inter / 32u; kb += WG) {
+#else
+    for (var kb = 0u; kb < p.inter / 32u; kb++) {
+#endif
+      var xb: array<vec4<f32>, 8>;
+      let x0 = hrow + 32u * kb;
+      for (var i = 0u; i < 8u; i++) { xb[i] = vec4<f32>(h[x0 + 4u * i], h[x0 + 4u * i + 1u], h[x0 + 4u * i + 2u], h[x0 + 4u * i + 3u]); }
+      let s = qdot8((cb * (p.inter / 32u) + kb) * TILE, xb);
+      lo += s[0];
+      hi += s[1];
+    }
+#else
 #if LANES
     for (var k = lid; k < p.inter; k += WG) {
 #else
     for (var k = 0u; k < p.inter; k++) {
 #endif
-      let wv = w8(g0 + k);
+      let wv = w8(cb * p.inter + k);
       let hv = vec4<f32>(h[hrow + k]);
       lo = fma(wv[0], hv, lo);
       hi = fma(wv[1], hv, hi);
     }
+#endif
 #if LANES
     part[lid] = lo;
     part[64u + lid] = hi;

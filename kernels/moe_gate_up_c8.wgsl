@@ -7,6 +7,8 @@
 //   LANES (gpu family, moe_gate_up_wg): a workgroup owns block b; lane l sums k = l, l + 64,
 //     ... (consecutive lanes read consecutive 16-byte groups), then a fixed tree adds the 64
 //     lane sums.
+// W_QUANT: Q8_0 / Q4_0 tiles (moe_c8_common's qdot8), 32 k at a time; with LANES, lane l takes
+//   the 32-wide K blocks l, l + 64, ...
 #include common
 // Runs once per part of the weights: experts first .. first + count - 1 (others' tiles exit).
 struct Params { hidden: u32, inter: u32, topk: u32, first: u32, count: u32 }
@@ -32,22 +34,37 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let b = wid.x * WG + lid;
 #endif
   if (b >= p.inter / 4u || t.expert < p.first || t.expert >= p.first + p.count) { return; }
-  let g0 = ((t.expert - p.first) * (p.inter / 4u) + b) * p.hidden;
+  let cb = (t.expert - p.first) * (p.inter / 4u) + b;
   for (var r = 0u; r < t.count; r++) {
     let a = sorted[t.start + r];
     let xrow = (a / p.topk) * p.hidden;
     var g = vec4<f32>(0.0);
     var u = vec4<f32>(0.0);
+#if W_QUANT
+#if LANES
+    for (var kb = lid; kb < p.hidden / 32u; kb += WG) {
+#else
+    for (var kb = 0u; kb < p.hidden / 32u; kb++) {
+#endif
+      var xb: array<vec4<f32>, 8>;
+      let x0 = xrow + 32u * kb;
+      for (var i = 0u; i < 8u; i++) { xb[i] = vec4<f32>(xn[x0 + 4u * i], xn[x0 + 4u * i + 1u], xn[x0 + 4u * i + 2u], xn[x0 + 4u * i + 3u]); }
+      let s = qdot8((cb * (p.hidden / 32u) + kb) * TILE, xb);
+      g += s[0];
+      u += s[1];
+    }
+#else
 #if LANES
     for (var k = lid; k < p.hidden; k += WG) {
 #else
     for (var k = 0u; k < p.hidden; k++) {
 #endif
-      let wv = w8(g0 + k);
+      let wv = w8(cb * p.hidden + k);
       let xv = vec4<f32>(xn[xrow + k]);
       g = fma(wv[0], xv, g);
       u = fma(wv[1], xv, u);
     }
+#endif
 #if LANES
     part[lid] = g;
     part[64u + lid] = u;

@@ -1,9 +1,10 @@
 /**
  * Mixture-of-experts layers (src/runner/moe_op.ts, kernels/moe_*.wgsl).
  *
- * Layer level, against a plain TypeScript reference of the routing and the experts (f32 and
- * f16 expert weights), with and without Qwen3.5-MoE's sigmoid-gated shared expert (run by the
- * dense matmuls between the experts and the combine, as the forward pass runs it): random routing; a step where one expert receives every token and the
+ * Layer level, against a plain TypeScript reference of the routing and the experts (f32, f16,
+ * and Q8_0 / Q4_0 expert weights, the reference on their dequantized values), with and without
+ * Qwen3.5-MoE's sigmoid-gated shared expert (run by the dense matmuls between the experts and
+ * the combine, as the forward pass runs it): random routing; a step where one expert receives every token and the
  * others none; and a decode step of one token, whose tile table names exactly its k experts,
  * so the step reads k/E of the expert weights (measured from the GPU's own tile table).
  *
@@ -22,7 +23,10 @@ import { createMoeScratch, moeLayerOps } from "../src/runner/moe_op.ts";
 import { matmulOp } from "../src/runner/matmul_op.ts";
 import { uploadMatrix } from "../src/model/weights.ts";
 import type { MoeSpec } from "../src/model/moe_config.ts";
-import { type ExpertPart, type MoeLayerWeights, packExpert } from "../src/model/moe_weights.ts";
+import { type ExpertPart, type MoeLayerWeights, packExpert, quantExpertBytes, quantizeExpert } from "../src/model/moe_weights.ts";
+import { quantizeRows } from "../src/model/quant/quantized_source.ts";
+import { dequantizeQ8_0 } from "../src/model/quant/q8_0.ts";
+import { dequantizeQ4_0 } from "../src/model/quant/q4_0.ts";
 import { gluColumns } from "../src/model/weight_layout.ts";
 import { rmsNormRef, silu } from "./helpers/cpu_reference.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
@@ -109,17 +113,33 @@ function moeRef(x: Float32Array, gamma: Float32Array, router: Float32Array, gate
   return { out, ids };
 }
 
-/** Runs one sparse layer on `T` tokens; returns the new residual and the tile table. */
+type ExpertDType = "f16" | "f32" | "q8_0" | "q4_0";
+const QUANT_TYPE = { q8_0: "Q8_0", q4_0: "Q4_0" } as const;
+
+/** The values the kernels compute with: f16-rounded, or quantized along K (rows of `k`) and dequantized. */
+function roundTrip(v: Float32Array<ArrayBuffer>, dtype: ExpertDType): Float32Array<ArrayBuffer> {
+  if (dtype === "f32") return v;
+  if (dtype === "f16") return Float32Array.from(Float16Array.from(v));
+  const blocks = quantizeRows(QUANT_TYPE[dtype], v);
+  const out = new Float32Array(v.length);
+  (dtype === "q8_0" ? dequantizeQ8_0 : dequantizeQ4_0)(blocks, 0, v.length / 32, out);
+  return out;
+}
+
+/**
+ * Runs one sparse layer on `T` tokens; returns the new residual, the tile table, one expert's
+ * bytes and the bytes of all expert buffers.
+ */
 async function runLayer(
   device: GPUDevice,
   pipelines: PipelineCache,
-  dtype: "f16" | "f32",
+  dtype: ExpertDType,
   layout: MoeLayerWeights["layout"],
   family: KernelFamily,
   data: Record<"x" | "gamma" | "router" | "gateUp" | "down", Float32Array<ArrayBuffer>>,
   T: number,
   shared?: SharedRef,
-): Promise<{ out: Float32Array; tiles: number[][] }> {
+): Promise<{ out: Float32Array; tiles: number[][]; expertBytes: number; allExpertBytes: number }> {
   const spec = shared ? SHARED_SPEC : SPEC;
   const owned: GPUBuffer[] = [];
   const buffer = (bytes: number, usage = 0) => {
@@ -127,8 +147,8 @@ async function runLayer(
     owned.push(b);
     return b;
   };
-  const put = (v: ArrayBufferView<ArrayBuffer>) => {
-    const b = buffer(v.byteLength);
+  const put = (v: ArrayBufferView<ArrayBuffer>, bytes = v.byteLength) => {
+    const b = buffer(bytes);
     device.queue.writeBuffer(b, 0, v);
     return b;
   };
@@ -136,6 +156,18 @@ async function runLayer(
   // Column blocks: each expert packed as the loader packs it (gate|up in GLU order).
   const weights = (v: Float32Array<ArrayBuffer>, rows: number, k: number, glu: boolean): ExpertPart[] => {
     const per = rows * k;
+    if (dtype === "q8_0" || dtype === "q4_0") {
+      // Each expert quantized from the raw values and packed as the loader packs it.
+      const words = quantExpertBytes(QUANT_TYPE[dtype], rows, k) / 4;
+      const split = (first: number, count: number) => {
+        const out = new Uint32Array(count * words);
+        for (let e = first; e < first + count; e++) {
+          out.set(quantizeExpert(v.subarray(e * per, (e + 1) * per), rows, k, QUANT_TYPE[dtype], glu ? gluColumns(I) : undefined), (e - first) * words);
+        }
+        return { buffer: put(out), scales: null, first, count };
+      };
+      return [split(0, 5), split(5, 3)];
+    }
     const split = (first: number, count: number) => {
       const out = new Float32Array(count * per);
       const halves = new Uint16Array(count * per);
@@ -156,7 +188,9 @@ async function runLayer(
     down: weights(data.down, H, I, false),
     dtype,
     layout,
-    expertBytes: 3 * H * I * (dtype === "f16" ? 2 : 4),
+    expertBytes: dtype === "q8_0" || dtype === "q4_0"
+      ? quantExpertBytes(QUANT_TYPE[dtype], 2 * I, H) + quantExpertBytes(QUANT_TYPE[dtype], H, I)
+      : 3 * H * I * (dtype === "f16" ? 2 : 4),
     routerBias: null,
     gateUpBias: null,
     downBias: null,
@@ -220,15 +254,17 @@ async function runLayer(
   const nTiles = new Uint32Array(argsStaging.getMappedRange().slice(0))[1];
   const words = new Uint32Array(tilesStaging.getMappedRange().slice(0));
   const tiles = Array.from({ length: nTiles }, (_, n) => [words[3 * n], words[3 * n + 1], words[3 * n + 2]]);
+  // Sizes as requested (the buffers round up to 16 bytes).
+  const allExpertBytes = [...w.gateUp, ...w.down].reduce((n, p) => n + p.buffer.size, 0);
   for (const b of owned) b.destroy();
-  return { out, tiles };
+  return { out, tiles, expertBytes: w.expertBytes, allExpertBytes };
 }
 
 function relErr(a: Float32Array, b: Float32Array): number {
   return maxAbsDiff(a, b) / Math.max(...b.map(Math.abs));
 }
 
-test("moe layer: routing, grouped experts and weighted sum match a TypeScript reference (f32 and f16 experts); one expert takes every token, others none; a decode step reads k/E of the expert weights", async (t) => {
+test("moe layer: routing, grouped experts and weighted sum match a TypeScript reference (f32, f16, Q8_0 and Q4_0 experts); one expert takes every token, others none; a decode step reads k/E of the expert weights", async (t) => {
   const gpu = await createGpu();
   const pipelines = new PipelineCache(gpu.device, await loadKernelSources([...KERNEL_FILES, ...MOE_KERNEL_FILES]));
   try {
@@ -242,17 +278,22 @@ test("moe layer: routing, grouped experts and weighted sum match a TypeScript re
       ["f16", "column_blocks", "cpu"],
       ["f32", "column_blocks", "gpu"],
       ["f16", "column_blocks", "gpu"],
+      ["q8_0", "column_blocks", "cpu"],
+      ["q4_0", "column_blocks", "cpu"],
+      ["q8_0", "column_blocks", "gpu"],
+      ["q4_0", "column_blocks", "gpu"],
     ] as const;
     for (const [dtype, layout, family] of combos) {
-      // f16 experts: the reference sees the same rounded weights.
-      const round = (v: Float32Array<ArrayBuffer>) => dtype === "f16" ? Float32Array.from(Float16Array.from(v)) : v;
-      const base = { gamma, gateUp: round(gateUp), down: round(down) };
+      // The reference sees the weights the kernels compute with (f16-rounded; Q8_0 / Q4_0
+      // quantized along each row's K and dequantized). The GPU gets the raw values.
+      const base = { gamma, gateUp: roundTrip(gateUp, dtype), down: roundTrip(down, dtype) };
+      const raw = { gamma, gateUp: dtype === "f16" ? base.gateUp : gateUp, down: dtype === "f16" ? base.down : down };
       await t.step(`${dtype} ${layout} experts (${family} kernels), random routing over 13 tokens`, async () => {
         const T = 13;
         const x = random(T * H, 4);
         const router = random(E * H, 5);
         const ref = moeRef(x, gamma, router, base.gateUp, base.down, T);
-        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, layout, family, { ...base, x, router }, T);
+        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, layout, family, { ...raw, x, router }, T);
         const err = relErr(out, ref.out);
         assert(err < 1e-5, `relative error ${err}`);
         // The tile table covers each expert's assignments exactly once, in expert order.
@@ -262,6 +303,8 @@ test("moe layer: routing, grouped experts and weighted sum match a TypeScript re
         }
         assert(new Set(ref.ids).size >= 4, "tokens should route to several experts");
       });
+      // The shared expert runs on the dense matmuls: f16 weights for f16, else f32.
+      const round = (v: Float32Array<ArrayBuffer>) => dtype === "f16" ? roundTrip(v, "f16") : v;
       await t.step(`${dtype} ${layout} experts (${family} kernels) with a sigmoid-gated shared expert (Qwen3.5-MoE), random routing over 13 tokens`, async () => {
         const T = 13;
         const x = random(T * H, 9);
@@ -270,7 +313,7 @@ test("moe layer: routing, grouped experts and weighted sum match a TypeScript re
         const ref = moeRef(x, gamma, router, base.gateUp, base.down, T, shared);
         // The shared expert is a real part of the output, and its gate is not saturated.
         assert(relErr(moeRef(x, gamma, router, base.gateUp, base.down, T).out, ref.out) > 1e-2, "the shared expert should change the output");
-        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, layout, family, { ...base, x, router }, T, shared);
+        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, layout, family, { ...raw, x, router }, T, shared);
         const err = relErr(out, ref.out);
         assert(err < 1e-5, `relative error ${err}`);
         // The shared expert gets no tiles: the routed experts' assignments are as without it.
@@ -278,7 +321,7 @@ test("moe layer: routing, grouped experts and weighted sum match a TypeScript re
         // A shared-expert gate of 0 (sigmoid 1/2) against one pushed hard negative (gate ~ 0).
         const off = { ...shared, gate: new Float32Array(H).fill(-50) };
         const refOff = moeRef(x, gamma, router, base.gateUp, base.down, T, off);
-        const gotOff = await runLayer(gpu.device, pipelines, dtype, layout, family, { ...base, x, router }, T, off);
+        const gotOff = await runLayer(gpu.device, pipelines, dtype, layout, family, { ...raw, x, router }, T, off);
         assert(relErr(gotOff.out, refOff.out) < 1e-5, `relative error with a closed gate ${relErr(gotOff.out, refOff.out)}`);
       });
       await t.step(`${dtype} ${layout} experts (${family} kernels), one expert takes every token and six take none`, async () => {
@@ -290,7 +333,7 @@ test("moe layer: routing, grouped experts and weighted sum match a TypeScript re
         router.fill(0.02, 5 * H, 6 * H);
         const ref = moeRef(x, gamma, router, base.gateUp, base.down, T);
         assertEquals(new Set(ref.ids), new Set([3, 5]));
-        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, layout, family, { ...base, x, router }, T);
+        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, layout, family, { ...raw, x, router }, T);
         assert(relErr(out, ref.out) < 1e-5, `relative error ${relErr(out, ref.out)}`);
         // 16 tokens per expert: two full tiles of 8 each for experts 3 and 5, none for the rest.
         assertEquals(tiles.map(([e, , c]) => [e, c]), [[3, 8], [3, 8], [5, 8], [5, 8]]);
@@ -299,15 +342,16 @@ test("moe layer: routing, grouped experts and weighted sum match a TypeScript re
         const x = random(H, 7);
         const router = random(E * H, 8);
         const ref = moeRef(x, gamma, router, base.gateUp, base.down, 1);
-        const { out, tiles } = await runLayer(gpu.device, pipelines, dtype, layout, family, { ...base, x, router }, 1);
+        const { out, tiles, expertBytes, allExpertBytes } = await runLayer(gpu.device, pipelines, dtype, layout, family, { ...raw, x, router }, 1);
         assert(relErr(out, ref.out) < 1e-5);
         // One workgroup row per tile reads one expert's rows: the experts read are the tiles'.
         const read = new Set(tiles.map(([e]) => e));
         assertEquals([...read].sort(), [...ref.ids].sort());
-        const expertBytes = 3 * H * I * (dtype === "f16" ? 2 : 4);
-        const fraction = (read.size * expertBytes) / (E * expertBytes);
+        // The expert buffers hold E experts of expertBytes each, so the step reads k/E of them.
+        assertEquals(allExpertBytes, E * expertBytes);
+        const fraction = (read.size * expertBytes) / allExpertBytes;
         assertEquals(fraction, K / E);
-        console.log(`  ${dtype}: decode reads ${read.size * expertBytes} of ${E * expertBytes} expert weight bytes (${fraction} = k/E)`);
+        console.log(`  ${dtype}: decode reads ${read.size * expertBytes} of ${allExpertBytes} expert weight bytes (${fraction} = k/E)`);
       });
     }
   } finally {

@@ -14,7 +14,7 @@
  *   equals the solo runs bit for bit, both families; through createEngine (a Worker) 8
  *   concurrent greedy requests equal their solo runs; engine info counts the shared expert
  *   as active and k/E of the routed experts;
- * - load-time q8_0 quantizes the shared expert (a dense MLP), not the routed experts, and
+ * - load-time q8_0 quantizes the shared expert (a dense MLP) and the routed experts, and
  *   matches the f32 path on the round-tripped weights (as quant_reference_test.ts's gemma3).
  */
 import { test } from "./helpers/test.ts";
@@ -32,6 +32,8 @@ import { openModel } from "../src/model/model_source.ts";
 import { dequantize } from "../src/model/quant/dequantize.ts";
 import { valueDType } from "../src/model/safetensors.ts";
 import { EXACT_TOL } from "./helpers/quant_goldens.ts";
+import { quantizeRows } from "../src/model/quant/quantized_source.ts";
+import { dequantizeQ8_0 } from "../src/model/quant/q8_0.ts";
 import { TINY_QWEN35_MOE_CONFIG, writeQwen35MoeFromDense, writeRandomQwen35Moe } from "./helpers/qwen35_moe_checkpoint.ts";
 
 /** As reference_suite.ts: f32 KV, max |ours - HF| <= 1e-4 of the largest logit. */
@@ -180,7 +182,7 @@ test("qwen35-moe random engine (createEngine): 8 concurrent greedy requests equa
   });
 });
 
-test("qwen35-moe random: load-time q8_0 quantizes the shared expert, not the routed experts, and matches the f32 path on the round-tripped weights (both families)", async () => {
+test("qwen35-moe random: load-time q8_0 quantizes the shared expert and the routed experts, and matches the f32 path on the round-tripped weights (both families)", async () => {
   await withTempDir(async (dir) => {
     await writeRandomQwen35Moe(`${dir}/model`);
     // The checkpoint with every quantized tensor replaced by its dequantized blocks.
@@ -192,7 +194,15 @@ test("qwen35-moe random: load-time q8_0 quantizes the shared expert, not the rou
       const out = [];
       for (const t of tensors.names()) {
         const info = tensors.get(t);
-        out.push({ name: t, shape: info.shape, dtype: "F32" as const, data: dequantize(valueDType(info), await tensors.read(info)) });
+        let data = dequantize(valueDType(info), await tensors.read(info));
+        // Routed experts are quantized by their uploader, along K (their rows' last dim, per
+        // expert or fused): round-trip them here the same way.
+        if (/\.mlp\.experts\./.test(t)) {
+          const rt = new Float32Array(data.length);
+          dequantizeQ8_0(quantizeRows("Q8_0", data), 0, data.length / 32, rt);
+          data = rt;
+        }
+        out.push({ name: t, shape: info.shape, dtype: "F32" as const, data });
       }
       await writeSafetensors(`${roundTrip}/model.safetensors`, out);
     } finally {
@@ -207,9 +217,9 @@ test("qwen35-moe random: load-time q8_0 quantizes the shared expert, not the rou
         const plain = await ModelRunner.load(roundTrip, { ...opts, kernelFamily, gpu });
         try {
           // The shared expert's gate|up (K = hidden 64) runs as blocks; its down (K = 48, no
-          // multiple of 32) stays f32, as do the routed experts.
+          // multiple of 32) stays f32; the routed experts (hidden 64, width 32) are Q8_0.
           const l0 = quant.weights.layers[0];
-          assertEquals([l0.gateUp?.kind, l0.gateUp?.dtype, l0.down?.kind, l0.moe?.dtype], ["quant", "q8_0", "dense", "f32"]);
+          assertEquals([l0.gateUp?.kind, l0.gateUp?.dtype, l0.down?.kind, l0.moe?.dtype], ["quant", "q8_0", "dense", "q8_0"]);
           const a = await promptLogits(quant, prompt);
           const b = await promptLogits(plain, prompt);
           const err = maxAbsDiff(a, b) / maxAbs(b);

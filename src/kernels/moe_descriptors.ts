@@ -54,31 +54,48 @@ export const MOE_DOWN: KernelDescriptor<MoeExpertDefines, "h" | "w" | "sorted" |
   ["h", "w", "sorted", "tiles", "wts", "y", "w_bias", "w_scales"],
 );
 
-/** Column-block experts (f16/f32): one invocation per block of 8 columns (4 SwiGLU outputs). */
-export const MOE_GATE_UP_C8: KernelDescriptor<Omit<MoeExpertDefines, "W_MXFP4">, "xn" | "w" | "sorted" | "tiles" | "h" | "w_bias"> = kernel(
+/**
+ * How the column-block expert kernels read weights: f16 (the default), f32, or llama.cpp's
+ * Q8_0 / Q4_0 blocks in qgemv_c8's quantized column-block tiles (at most one of the three).
+ */
+export type MoeBlockDefines = {
+  W_F32: boolean;
+  W_Q8_0: boolean;
+  W_Q4_0: boolean;
+  GPTOSS: boolean;
+};
+
+// The quantized variants share one branch of each kernel (W_QUANT); the gate|up kernels also
+// take gpt-oss's SwiGLU constants.
+const quantDefine = (d: MoeBlockDefines) => ({ W_QUANT: d.W_Q8_0 || d.W_Q4_0 });
+const gateUpDefines = (d: MoeBlockDefines) => ({ ...quantDefine(d), LIMIT: GPT_OSS_SWIGLU_LIMIT, ALPHA: GPT_OSS_SWIGLU_ALPHA });
+
+/** Column-block experts: one invocation per block of 8 columns (4 SwiGLU outputs). */
+export const MOE_GATE_UP_C8: KernelDescriptor<MoeBlockDefines, "xn" | "w" | "sorted" | "tiles" | "h" | "w_bias"> = kernel(
   "moe_gate_up_c8",
   ["xn", "w", "sorted", "tiles", "h", "w_bias"],
-  () => ({ LIMIT: GPT_OSS_SWIGLU_LIMIT, ALPHA: GPT_OSS_SWIGLU_ALPHA }),
+  gateUpDefines,
 );
 
 /** Column-block experts' down projection: one invocation per block of 8 output columns. */
-export const MOE_DOWN_C8: KernelDescriptor<Omit<MoeExpertDefines, "W_MXFP4">, "h" | "w" | "sorted" | "tiles" | "wts" | "y" | "w_bias"> = kernel(
+export const MOE_DOWN_C8: KernelDescriptor<MoeBlockDefines, "h" | "w" | "sorted" | "tiles" | "wts" | "y" | "w_bias"> = kernel(
   "moe_down_c8",
   ["h", "w", "sorted", "tiles", "wts", "y", "w_bias"],
+  quantDefine,
 );
 
 /** GPU-family column-block experts: a workgroup per block of 8 columns, lanes split K (`moe_gate_up_c8.wgsl` with LANES). */
-export const MOE_GATE_UP_WG: KernelDescriptor<Omit<MoeExpertDefines, "W_MXFP4">, "xn" | "w" | "sorted" | "tiles" | "h" | "w_bias"> = kernel(
+export const MOE_GATE_UP_WG: KernelDescriptor<MoeBlockDefines, "xn" | "w" | "sorted" | "tiles" | "h" | "w_bias"> = kernel(
   "moe_gate_up_c8",
   ["xn", "w", "sorted", "tiles", "h", "w_bias"],
-  () => ({ LIMIT: GPT_OSS_SWIGLU_LIMIT, ALPHA: GPT_OSS_SWIGLU_ALPHA, LANES: true }),
+  (d) => ({ ...gateUpDefines(d), LANES: true }),
 );
 
 /** GPU-family column-block experts' down projection: a workgroup per block of 8 output columns (`moe_down_c8.wgsl` with LANES). */
-export const MOE_DOWN_WG: KernelDescriptor<Omit<MoeExpertDefines, "W_MXFP4">, "h" | "w" | "sorted" | "tiles" | "wts" | "y" | "w_bias"> = kernel(
+export const MOE_DOWN_WG: KernelDescriptor<MoeBlockDefines, "h" | "w" | "sorted" | "tiles" | "wts" | "y" | "w_bias"> = kernel(
   "moe_down_c8",
   ["h", "w", "sorted", "tiles", "wts", "y", "w_bias"],
-  () => ({ LANES: true }),
+  (d) => ({ ...quantDefine(d), LANES: true }),
 );
 
 /** Sum of a token's K expert outputs (and with SHARED its gated shared expert's) into the residual. */

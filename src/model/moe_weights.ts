@@ -11,12 +11,25 @@
  * (`gate_up_proj [E, H, 2I]`, `down_proj [E, I, H]`) transposed at load, so gate/up rows stay
  * interleaved (row 2j gate j, 2j+1 up j) as the hub's MXFP4 blocks have them; MXFP4 experts
  * are uploaded as their blocks and scales, unchanged, and dequantized in the kernels.
+ *
+ * Load-time quantization (`--quantization q8_0|q4_0`) turns f16/bf16/f32 experts (Qwen3-MoE,
+ * bf16 gpt-oss) into llama.cpp's Q8_0 / Q4_0 blocks along each expert's input (K), packed as
+ * the dense quantized matmul's column blocks (`pack_c8.ts`) expert by expert, and dequantized
+ * in registers by the expert kernels; MXFP4 experts stay MXFP4 (they are already 4.25 bits a
+ * weight). Packing starts from llama.cpp's block bytes ({@link packQuantExpert}), so a file's
+ * Q8_0 / Q4_0 expert tensors could be packed unchanged.
  * @module
  */
 import type { MoeSpec } from "./moe_config.ts";
 import { CheckpointError } from "./errors.ts";
 import { release } from "./release.ts";
 import { type ColumnMap, gluColumns, packColumnBlocks } from "./weight_layout.ts";
+import { c8TileWords, packQuantColumnBlocks, type QuantMatrix } from "./quant/pack_c8.ts";
+import { quantizeRows } from "./quant/quantized_source.ts";
+import type { UploadData } from "./upload_queue.ts";
+
+/** Block types load-time quantization gives experts. */
+export type ExpertQuantType = "Q8_0" | "Q4_0";
 
 /** Whole experts `first .. first + count - 1` of one stacked matrix, in one buffer. */
 export interface ExpertPart {
@@ -39,14 +52,15 @@ export interface MoeLayerWeights {
   gateUp: ExpertPart[];
   /** `[E][H][I]`, split by experts. */
   down: ExpertPart[];
-  dtype: "f16" | "f32" | "mxfp4";
+  dtype: "f16" | "f32" | "mxfp4" | "q8_0" | "q4_0";
   /**
    * "rows": each expert's matrices in Linear layout (MXFP4 blocks; shapes the blocks do not
    * fit); "column_blocks": each expert packed as gemv_c8's blocks of 8 output columns, gate|up
-   * in GLU order (4 gate then 4 up per block), read 8 weights per 16-byte load.
+   * in GLU order (4 gate then 4 up per block), read 8 weights per 16-byte load (Q8_0 / Q4_0:
+   * qgemv_c8's quantized tiles per block).
    */
   layout: "rows" | "column_blocks";
-  /** Bytes of one expert's matrices (gate, up and down; MXFP4 scales included). */
+  /** Bytes of one expert's matrices on the GPU (gate, up and down; MXFP4 scales and Q8_0 / Q4_0 tile scales included). */
   expertBytes: number;
   /** gpt-oss: the router's bias [E] and the experts' biases, gate|up [E][2I] (interleaved) and down [E][H]. */
   routerBias: GPUBuffer | null;
@@ -68,7 +82,7 @@ export interface MoeUploadIo {
   /** A tensor's raw bytes (the MXFP4 blocks and scales). */
   readBytes(name: string): Promise<Uint8Array<ArrayBuffer>>;
   /** Writes all of `data` at `byteOffset` of `buffer` (queued, bounded). */
-  write(buffer: GPUBuffer, byteOffset: number, data: Float32Array<ArrayBuffer> | Uint16Array<ArrayBuffer> | Uint8Array<ArrayBuffer>): Promise<void>;
+  write(buffer: GPUBuffer, byteOffset: number, data: UploadData): Promise<void>;
   maxBindingBytes: number;
 }
 
@@ -99,7 +113,11 @@ function slot(parts: ExpertPart[], e: number, bytes: number): { part: ExpertPart
   return { part, offset: (e - part.first) * bytes };
 }
 
-/** Uploads layer `prefix`'s router and experts (`mlp.gate`, `mlp.experts.N.*`). */
+/**
+ * Uploads layer `prefix`'s router and experts (`mlp.gate`, `mlp.experts.N.*`). `quant`: the
+ * load-time block type of float experts (applied where hidden and expert widths are multiples
+ * of 32, as for dense matrices; the router stays f32).
+ */
 export async function uploadMoeLayer(
   io: MoeUploadIo,
   moe: MoeSpec,
@@ -107,6 +125,7 @@ export async function uploadMoeLayer(
   hiddenSize: number,
   dtype: "f16" | "f32",
   label: string,
+  quant: ExpertQuantType | null = null,
 ): Promise<MoeLayerWeights> {
   const E = moe.numExperts;
   const H = hiddenSize;
@@ -115,7 +134,8 @@ export async function uploadMoeLayer(
   if (H % 2 !== 0 || I % 2 !== 0) {
     throw new CheckpointError(prefix, `experts need even hidden (${H}) and expert (${I}) sizes`);
   }
-  if (moe.experts === "gpt_oss") return await uploadGptOssLayer(io, moe, prefix, hiddenSize, dtype, label);
+  const q = quant && quantFits(H, I) ? quant : null;
+  if (moe.experts === "gpt_oss") return await uploadGptOssLayer(io, moe, prefix, hiddenSize, dtype, label, q);
   const elem = dtype === "f16" ? 2 : 4;
   const blocks = columnBlocksFit(H, I);
   const convert = (v: Float32Array<ArrayBuffer>) => dtype === "f16" ? new Uint16Array(Float16Array.from(v).buffer) : v;
@@ -123,6 +143,7 @@ export async function uploadMoeLayer(
   const router = buffer(io.device, `${label}.router`, (E + (shared ? 1 : 0)) * H * 4);
   await io.write(router, 0, await io.read(`${prefix}.mlp.gate.weight`));
   if (shared) await io.write(router, E * H * 4, await io.read(`${prefix}.mlp.shared_expert_gate.weight`));
+  if (q) return await uploadQuantQwenExperts(io, moe, prefix, H, label, q, router);
   const matrix = I * H * elem;
   const gateUp = expertParts(io, E, 2 * matrix, 0, `${label}.experts_gate_up`);
   const down = expertParts(io, E, matrix, 0, `${label}.experts_down`);
@@ -158,6 +179,68 @@ export async function uploadMoeLayer(
     dtype,
     layout: blocks ? "column_blocks" : "rows",
     expertBytes: 3 * matrix,
+    routerBias: null,
+    gateUpBias: null,
+    downBias: null,
+  };
+}
+
+/** Whether experts of hidden `H` and width `I` quantize (K a multiple of 32 in gate|up and down). */
+export function quantFits(H: number, I: number): boolean {
+  return H % 32 === 0 && I % 32 === 0;
+}
+
+/** Bytes of one expert's `[rows, K]` matrix as quantized column blocks. */
+export function quantExpertBytes(type: ExpertQuantType, rows: number, K: number): number {
+  return (rows / 8) * (K / 32) * 16 * c8TileWords(type);
+}
+
+/**
+ * One expert's matrix of llama.cpp blocks (`[rows][K / 32]` blocks, a row per output) as the
+ * expert kernels' quantized column blocks (`columns`: output order).
+ */
+export function packQuantExpert(m: QuantMatrix, columns?: ColumnMap): Uint32Array<ArrayBuffer> {
+  return packQuantColumnBlocks(m, columns).data;
+}
+
+/** One expert's `[rows, K]` Linear matrix quantized to `type` along K and packed. */
+export function quantizeExpert(values: Float32Array, rows: number, K: number, type: ExpertQuantType, columns?: ColumnMap): Uint32Array<ArrayBuffer> {
+  return packQuantExpert({ type, rows, k: K, data: quantizeRows(type, values) }, columns);
+}
+
+/** Qwen3-MoE experts quantized at load: gate|up (GLU order) and down per expert. */
+async function uploadQuantQwenExperts(
+  io: MoeUploadIo,
+  moe: MoeSpec,
+  prefix: string,
+  H: number,
+  label: string,
+  type: ExpertQuantType,
+  router: GPUBuffer,
+): Promise<MoeLayerWeights> {
+  const E = moe.numExperts;
+  const I = moe.expertIntermediateSize;
+  const guBytes = quantExpertBytes(type, 2 * I, H);
+  const dBytes = quantExpertBytes(type, H, I);
+  const gateUp = expertParts(io, E, guBytes, 0, `${label}.experts_gate_up`);
+  const down = expertParts(io, E, dBytes, 0, `${label}.experts_down`);
+  for (let e = 0; e < E; e++) {
+    const p = `${prefix}.mlp.experts.${e}`;
+    const stacked = new Float32Array(2 * I * H);
+    stacked.set(await io.read(`${p}.gate_proj.weight`));
+    stacked.set(await io.read(`${p}.up_proj.weight`), I * H);
+    const gu = slot(gateUp, e, guBytes);
+    await io.write(gu.part.buffer, gu.offset, quantizeExpert(stacked, 2 * I, H, type, gluColumns(I)));
+    const d = slot(down, e, dBytes);
+    await io.write(d.part.buffer, d.offset, quantizeExpert(await io.read(`${p}.down_proj.weight`), H, I, type));
+  }
+  return {
+    router,
+    gateUp,
+    down,
+    dtype: type === "Q8_0" ? "q8_0" : "q4_0",
+    layout: "column_blocks",
+    expertBytes: guBytes + dBytes,
     routerBias: null,
     gateUpBias: null,
     downBias: null,
@@ -210,6 +293,7 @@ async function uploadGptOssLayer(
   H: number,
   dtype: "f16" | "f32",
   label: string,
+  quant: ExpertQuantType | null,
 ): Promise<MoeLayerWeights> {
   const E = moe.numExperts;
   const I = moe.expertIntermediateSize;
@@ -250,6 +334,28 @@ async function uploadGptOssLayer(
       layout: "rows",
       // 4 bits per weight plus a scale byte per 32.
       expertBytes: (3 * H * I) / 2 + (3 * H * I) / 32,
+    };
+  }
+  if (quant) {
+    // Linear rows per expert, quantized along their K (R) and packed.
+    const qmatrix = async (name: string, R: number, C: number, tag: string, columns?: ColumnMap) => {
+      const rows = transposeExperts(await io.read(name), E, R, C);
+      const bytes = quantExpertBytes(quant, C, R);
+      const parts = expertParts(io, E, bytes, 0, `${label}.${tag}`);
+      for (let e = 0; e < E; e++) {
+        const at = slot(parts, e, bytes);
+        const packed = quantizeExpert(rows.subarray(e * R * C, (e + 1) * R * C), C, R, quant, columns);
+        await io.write(at.part.buffer, at.offset, packed);
+      }
+      return parts;
+    };
+    return {
+      ...common,
+      gateUp: await qmatrix(`${m}.experts.gate_up_proj`, H, 2 * I, "experts_gate_up", interleavedGluColumns(I)),
+      down: await qmatrix(`${m}.experts.down_proj`, I, H, "experts_down"),
+      dtype: quant === "Q8_0" ? "q8_0" : "q4_0",
+      layout: "column_blocks",
+      expertBytes: quantExpertBytes(quant, 2 * I, H) + quantExpertBytes(quant, H, I),
     };
   }
   const elem = dtype === "f16" ? 2 : 4;

@@ -44,6 +44,13 @@ export interface TensorSource {
   read(info: SourceTensor): Promise<Uint8Array<ArrayBuffer>>;
   /** The tensor's blocks in chunks of whole rows (fresh buffers, as `readChunks`'); only for tensors with `blocks`. */
   readBlocks?(info: SourceTensor, maxChunkBytes?: number): AsyncIterable<TensorChunk>;
+  /**
+   * The block type of load-time quantization (`quant/quantized_source.ts`), absent otherwise:
+   * the uploader quantizes float MoE experts to it too (their matrices are not tensors this
+   * source serves as blocks: gpt-oss's are `x @ W` stacks quantized along their K after the
+   * transpose).
+   */
+  readonly loadQuantType?: "Q8_0" | "Q4_0";
   close(): void;
 }
 

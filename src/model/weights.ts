@@ -166,7 +166,8 @@ export interface UploadOptions {
   /**
    * Decoder linear weights the source holds as blocks (load-time quantization, GGUF; Q4_K
    * transcoded to Q4X, Q6_K and mixed types to Q8X) are uploaded as blocks for the quantized matmuls (default true); false dequantizes
-   * them to `weightDType` (the reference path for tests).
+   * them to `weightDType` (the reference path for tests). Float MoE experts are quantized to
+   * the source's `loadQuantType` only when true (false leaves them unquantized).
    */
   quantizedKernels?: boolean;
 }
@@ -628,7 +629,7 @@ export async function uploadWeights(
         gateUpBias: null,
         down: S ? await matrix([`${s}.down_proj.weight`], `l${i}.shared_down`, undefined, true) : null,
         downBias: null,
-        moe: await uploadMoeLayer(moeIo, spec.moe, p(i), H, dtype, `l${i}`),
+        moe: await uploadMoeLayer(moeIo, spec.moe, p(i), H, dtype, `l${i}`, quant ? index.loadQuantType ?? null : null),
       };
     }
     return {

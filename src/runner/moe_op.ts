@@ -11,7 +11,8 @@
  * forward pass's matmuls, into {@link MoeScratch.shared}); the router computes its sigmoid
  * gate per token from an extra router row and `moe_combine` adds gate * shared after the K.
  * Only experts with tokens get tiles, so a decode step of one sequence reads K of the E
- * experts' weights. Both kernel families run these kernels (plain Linear layout).
+ * experts' weights. Both kernel families run these kernels; column-block experts (f16, f32,
+ * Q8_0, Q4_0) take an invocation (cpu) or a workgroup (gpu) per block of 8 columns.
  * @module
  */
 import type { KernelFamily } from "../types/api.ts";
@@ -143,7 +144,8 @@ export function moeLayerOps(
   const blocks = w.layout === "column_blocks";
   // Column blocks: cpu, an invocation per block; gpu, a workgroup per block (lanes split K).
   const wg = blocks && use.family === "gpu";
-  const c8 = { W_F32: expert.W_F32, GPTOSS: gptOss };
+  const c8 = { W_F32: expert.W_F32, W_Q8_0: w.dtype === "q8_0", W_Q4_0: w.dtype === "q4_0", GPTOSS: gptOss };
+  if (!blocks && (c8.W_Q8_0 || c8.W_Q4_0)) throw new RangeError(`${label}: ${w.dtype} experts need the column-block layout`);
   const gateUp = !blocks ? pipelines.get(MOE_GATE_UP, expert) : pipelines.get(wg ? MOE_GATE_UP_WG : MOE_GATE_UP_C8, c8);
   const down = !blocks ? pipelines.get(MOE_DOWN, expert) : pipelines.get(wg ? MOE_DOWN_WG : MOE_DOWN_C8, c8);
   // Workgroups per tile: rows, an invocation per output; c8, per 4 SwiGLU / 8 down outputs;

@@ -30,7 +30,10 @@ export const MODEL_NAMES = [
  */
 export const HYBRID_MODEL_NAMES = ["qwen35-tiny"] as const;
 
-/** The mixture-of-experts reference models (their experts are never quantized at load). */
+/**
+ * The mixture-of-experts reference models (load-time quantization applies to their float
+ * experts too: moe_quant_test.ts; MXFP4 experts stay MXFP4).
+ */
 export const MOE_MODEL_NAMES = ["qwen3-moe-tiny", "gpt-oss-tiny", "gpt-oss-mxfp4-tiny"] as const;
 
 /** One golden case. */

@@ -37,12 +37,14 @@ export function quantizeRows(type: "Q8_0" | "Q4_0", values: Float32Array): Uint8
 
 class QuantizedSource implements TensorSource {
   readonly source: string;
+  readonly loadQuantType: "Q8_0" | "Q4_0";
   #inner: TensorSource;
   #type: "Q8_0" | "Q4_0";
 
   constructor(inner: TensorSource, type: "Q8_0" | "Q4_0") {
     this.#inner = inner;
     this.#type = type;
+    this.loadQuantType = type;
     this.source = inner.source;
   }
 

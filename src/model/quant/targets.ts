@@ -1,7 +1,8 @@
 /**
  * Which tensors load-time quantization (and `convert --quantization`) turns into blocks: the
  * decoder's linear weights (q/k/v/o, Gated DeltaNet in/out, gate/up/down projections and a
- * shared expert's, as the dense MLP they are; routed experts stay 16-bit) whose input size K is a
+ * shared expert's, as the dense MLP they are; routed experts are quantized by their own uploader,
+ * src/model/moe_weights.ts) whose input size K is a
  * multiple of 32, as llama.cpp and the quant goldens do. Embeddings, the LM head, norms and
  * biases stay as they are.
  * @module
