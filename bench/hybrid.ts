@@ -10,7 +10,7 @@
  * both). A decode step at context C only needs C
  * entries in the cache and a state in the slot, so the KV cache is left as allocated (the
  * values do not change the work) and steps are timed REPS at a time with one GPU wait, the
- * fastest of RUNS such batches (prefill: one run).
+ * fastest of RUNS such batches (prefill: one step per run).
  *
  *   deno run -A bench/hybrid.ts [--out FILE.json] [--quick] [--delta-form scan|chunked|both]
  *     [--prefill N] [--prefill-only]
@@ -76,61 +76,79 @@ async function measure(name: string, config: Record<string, unknown>, forms: (De
     const maxContext = Math.max(...CONTEXTS, PREFILL);
     const bs = 16;
     const table = (s: number, ctx: number) => Array.from({ length: Math.ceil(ctx / bs) }, (_, i) => s * (maxContext / bs) + i);
-    let result: Record<string, unknown> = { name, checkpointBytes: bytes };
-    const prefillByForm: Record<string, number> = {};
-    for (const [f, form] of forms.entries()) {
-      const runner = await ModelRunner.load(dir, { maxTokens: Math.max(PREFILL, 8), maxSeqs: 8, maxLogitRows: 8, blockSize: 16, numBlocks: 8 * (maxContext / 16) + 8, maxContext, kvDtype: "f16", deltaRuleForm: form });
-      const device = runner.gpu.device;
-      const time = async (chunks: SequenceChunk[], reps: number, runs = RUNS) => {
-        const batch = buildStepBatch(chunks, bs);
-        const offset = runner.writeStep(batch);
-        const run = async (n: number) => {
-          const enc = device.createCommandEncoder();
-          for (let i = 0; i < n; i++) {
-            const pass = enc.beginComputePass();
-            runner.forward.encode(pass, offset, shapeOf(batch));
-            pass.end();
-          }
-          const t0 = performance.now();
-          device.queue.submit([enc.finish()]);
-          await device.queue.onSubmittedWorkDone();
-          return performance.now() - t0;
-        };
-        await run(1);
-        let best = Infinity;
-        for (let r = 0; r < runs; r++) best = Math.min(best, (await run(reps)) / reps);
-        return best;
-      };
-      const label = form ? `${name} (${form})` : name;
-      if (f === 0 && !prefillOnly) {
-        const decode: Record<number, number> = {};
-        for (const ctx of CONTEXTS) {
-          decode[ctx] = await time([{ tokens: [5], start: ctx - 1, blockTable: table(0, ctx), logits: "last", stateSlot: 0 }], REPS);
-          console.log(`${label}: decode 1 stream @${ctx}: ${decode[ctx].toFixed(1)} ms`);
-        }
-        const eight = await time(Array.from({ length: 8 }, (_, s) => ({ tokens: [5], start: 127, blockTable: table(s, 128), logits: "last" as const, stateSlot: s })), REPS);
-        console.log(`${label}: decode 8 streams @128: ${eight.toFixed(1)} ms`);
-        result = {
-          ...result,
-          weightBytes: runner.weights.bytes,
-          kvBytes: runner.cache.bytes,
-          stateBytes: runner.state?.bytes ?? 0,
-          decodeMs: decode,
-          decode8Ms: eight,
-          decode8TokPerS: 8000 / eight,
-          scaling: decode[CONTEXTS.at(-1)!] / decode[CONTEXTS[0]],
-        };
-      }
-      // Prefill: the fastest of RUNS single steps (the first, untimed, compiles and warms).
-      const prefillMs = await time([{ tokens: Array.from({ length: PREFILL }, (_, i) => 3 + (i % 200)), start: 0, blockTable: table(0, PREFILL), logits: "last", stateSlot: 0 }], 1, prefillOnly ? RUNS : 1);
-      const tokPerS = PREFILL / prefillMs * 1000;
-      console.log(`${label}: prefill ${PREFILL} tokens: ${prefillMs.toFixed(0)} ms (${tokPerS.toFixed(2)} tok/s)`);
-      if (f === 0) result.prefillTokPerS = tokPerS;
-      if (form) prefillByForm[form] = tokPerS;
-      runner.close();
-      device.destroy();
+    // One runner per form, loaded side by side: their prefill runs alternate, so the shared
+    // machine's load swings hit every form alike.
+    const runners: ModelRunner[] = [];
+    for (const form of forms) {
+      runners.push(await ModelRunner.load(dir, { maxTokens: Math.max(PREFILL, 8), maxSeqs: 8, maxLogitRows: 8, blockSize: 16, numBlocks: 8 * (maxContext / 16) + 8, maxContext, kvDtype: "f16", deltaRuleForm: form }));
     }
+    /** Encodes `chunks` as one step; returns a function timing `n` of them in one submission, ms each. */
+    const timer = (runner: ModelRunner, chunks: SequenceChunk[]) => {
+      const device = runner.gpu.device;
+      const batch = buildStepBatch(chunks, bs);
+      const offset = runner.writeStep(batch);
+      return async (n: number) => {
+        const enc = device.createCommandEncoder();
+        for (let i = 0; i < n; i++) {
+          const pass = enc.beginComputePass();
+          runner.forward.encode(pass, offset, shapeOf(batch));
+          pass.end();
+        }
+        const t0 = performance.now();
+        device.queue.submit([enc.finish()]);
+        await device.queue.onSubmittedWorkDone();
+        return (performance.now() - t0) / n;
+      };
+    };
+    const fastest = async (run: (n: number) => Promise<number>, reps: number) => {
+      await run(1);
+      let best = Infinity;
+      for (let r = 0; r < RUNS; r++) best = Math.min(best, await run(reps));
+      return best;
+    };
+    const label = (f: number) => (forms[f] ? `${name} (${forms[f]})` : name);
+    let result: Record<string, unknown> = { name, checkpointBytes: bytes };
+    const runner = runners[0];
+    if (!prefillOnly) {
+      const decode: Record<number, number> = {};
+      for (const ctx of CONTEXTS) {
+        decode[ctx] = await fastest(timer(runner, [{ tokens: [5], start: ctx - 1, blockTable: table(0, ctx), logits: "last", stateSlot: 0 }]), REPS);
+        console.log(`${label(0)}: decode 1 stream @${ctx}: ${decode[ctx].toFixed(1)} ms`);
+      }
+      const eight = await fastest(timer(runner, Array.from({ length: 8 }, (_, s) => ({ tokens: [5], start: 127, blockTable: table(s, 128), logits: "last" as const, stateSlot: s }))), REPS);
+      console.log(`${label(0)}: decode 8 streams @128: ${eight.toFixed(1)} ms`);
+      result = {
+        ...result,
+        weightBytes: runner.weights.bytes,
+        kvBytes: runner.cache.bytes,
+        stateBytes: runner.state?.bytes ?? 0,
+        decodeMs: decode,
+        decode8Ms: eight,
+        decode8TokPerS: 8000 / eight,
+        scaling: decode[CONTEXTS.at(-1)!] / decode[CONTEXTS[0]],
+      };
+    }
+    // Prefill of one sequence: per form the fastest of RUNS single steps (after an untimed
+    // one that compiles and warms), the forms taking turns.
+    const chunk: SequenceChunk = { tokens: Array.from({ length: PREFILL }, (_, i) => 3 + (i % 200)), start: 0, blockTable: table(0, PREFILL), logits: "last", stateSlot: 0 };
+    const runs = runners.map((r) => timer(r, [chunk]));
+    for (const run of runs) await run(1);
+    const best = runs.map(() => Infinity);
+    for (let r = 0; r < RUNS; r++) {
+      for (const [f, run] of runs.entries()) best[f] = Math.min(best[f], await run(1));
+    }
+    const prefillByForm: Record<string, number> = {};
+    best.forEach((ms, f) => {
+      const tokPerS = PREFILL / ms * 1000;
+      console.log(`${label(f)}: prefill ${PREFILL} tokens: ${ms.toFixed(0)} ms (${tokPerS.toFixed(2)} tok/s)`);
+      if (f === 0) result.prefillTokPerS = tokPerS;
+      if (forms[f]) prefillByForm[forms[f]!] = tokPerS;
+    });
     if (forms[0]) result.prefillTokPerSByDeltaForm = prefillByForm;
+    for (const r of runners) {
+      r.close();
+      r.gpu.device.destroy();
+    }
     return result;
   } finally {
     await remove(dir);

@@ -26,7 +26,8 @@
  *
  * Qwen3.5 (hybrid): a Gated DeltaNet layer runs its fused in-projection qkv|z|b|a (input norm
  * folded in), `deltanet_conv` (causal conv1d + SiLU, conv state per sequence),
- * `deltanet_rule` (gated delta rule as a sequential scan per sequence and value head, gated
+ * `deltanet_rule` (gated delta rule per sequence and value head: a sequential scan for decode
+ * steps, the chunkwise form for steps with a prefill chunk, see {@link DeltaRuleForm}; gated
  * RMSNorm) and out_proj added into the residual; a gated attention layer runs q|k|v|gate,
  * `rope_kv` (q/k norm, partial rotary), attention and `attn_gate` before o_proj.
  * @module
