@@ -18,16 +18,21 @@ import { assert } from "./helpers/assert.ts";
 
 const MODEL = "qwen35-tiny";
 
-async function readBuffer(device: GPUDevice, src: GPUBuffer, offset: number, size: number): Promise<Float32Array> {
-  const staging = device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+/** Slot `slot` of every DeltaNet layer's delta state, in one copy and one map. */
+async function readStates(runner: ModelRunner, slot: number): Promise<Float32Array[]> {
+  const device = runner.gpu.device;
+  const state = runner.state!;
+  const bufs = state.delta.filter((b): b is GPUBuffer => b !== null);
+  const bytes = bufs[0].size / state.slots;
+  const staging = device.createBuffer({ size: bytes * bufs.length, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   const enc = device.createCommandEncoder();
-  enc.copyBufferToBuffer(src, offset, staging, 0, size);
+  bufs.forEach((b, l) => enc.copyBufferToBuffer(b, slot * bytes, staging, l * bytes, bytes));
   device.queue.submit([enc.finish()]);
   await staging.mapAsync(GPUMapMode.READ);
-  const out = new Float32Array(staging.getMappedRange().slice(0));
+  const all = new Float32Array(staging.getMappedRange().slice(0));
   staging.unmap();
   staging.destroy();
-  return out;
+  return bufs.map((_, l) => all.subarray(l * bytes / 4, (l + 1) * bytes / 4));
 }
 
 /** Largest |a - b| relative to the largest |b| (1 when b is all zeros). */
@@ -45,18 +50,11 @@ function relDiff(a: Float32Array, b: Float32Array): number {
 async function run(runner: ModelRunner, ids: number[], lengths: number[], slot: number): Promise<{ logits: Float32Array; states: Float32Array[] }[]> {
   const bs = runner.cache.options.blockSize;
   const table = Array.from({ length: Math.ceil(ids.length / bs) }, (_, i) => i);
-  const state = runner.state!;
   const out = [];
   let start = 0;
   for (const n of lengths) {
     const logits = await runner.logits(buildStepBatch([{ tokens: ids.slice(start, start + n), start, blockTable: table, logits: "all", stateSlot: slot }], bs));
-    const states: Float32Array[] = [];
-    for (const buf of state.delta) {
-      if (!buf) continue;
-      const bytes = buf.size / state.slots;
-      states.push(await readBuffer(runner.gpu.device, buf, slot * bytes, bytes));
-    }
-    out.push({ logits, states });
+    out.push({ logits, states: await readStates(runner, slot) });
     start += n;
   }
   return out;
