@@ -135,7 +135,10 @@ async function measure(name: string, config: Record<string, unknown>, forms: (De
     for (const run of runs) await run(1);
     const best = runs.map(() => Infinity);
     for (let r = 0; r < RUNS; r++) {
-      for (const [f, run] of runs.entries()) best[f] = Math.min(best[f], await run(1));
+      // Each round the other form goes first.
+      const order = runs.map((_, f) => f);
+      if (r % 2) order.reverse();
+      for (const f of order) best[f] = Math.min(best[f], await runs[f](1));
     }
     const prefillByForm: Record<string, number> = {};
     best.forEach((ms, f) => {
