@@ -5,15 +5,21 @@
  * attention on every layer (Qwen3 layout), both f16 with a 32768-token vocabulary (the real
  * 248k vocabulary's LM head would dominate every figure here). Measures the forward pass
  * only (no sampling): a decode step at context 128 .. 4096 for one stream, a decode step of
- * 8 streams at context 128, and a prefill chunk. A decode step at context C only needs C
+ * 8 streams at context 128, and a prefill chunk (the hybrid with each form of the delta rule:
+ * the in-kernel sequential scan and the chunkwise WY form; decode steps take the scan in
+ * both). A decode step at context C only needs C
  * entries in the cache and a state in the slot, so the KV cache is left as allocated (the
  * values do not change the work) and steps are timed REPS at a time with one GPU wait, the
- * fastest of RUNS such batches (prefill: one run).
+ * fastest of RUNS such batches (prefill: one step per run).
  *
- *   deno run -A bench/hybrid.ts [--out FILE.json] [--quick]
+ *   deno run -A bench/hybrid.ts [--out FILE.json] [--quick] [--delta-form scan|chunked|both]
+ *     [--prefill N] [--prefill-only]
+ *
+ * `--prefill-only` times the hybrid's prefill only (an A/B of the delta-rule forms).
  * @module
  */
 import { ModelRunner } from "../src/runner/model_runner.ts";
+import { DEFAULT_DELTA_RULE_FORM, DELTA_RULE_FORMS, type DeltaRuleForm } from "../src/runner/forward.ts";
 import { buildStepBatch, shapeOf, type SequenceChunk } from "../src/runner/step_meta.ts";
 import { writeSyntheticModel } from "./synthetic_model.ts";
 import { args as cliArgs, makeTempDir, remove, writeFile } from "../src/runtime/runtime.ts";
@@ -22,6 +28,13 @@ const ROOT = new URL("..", import.meta.url).pathname;
 const args = cliArgs();
 const quick = args.includes("--quick");
 const out = args.includes("--out") ? args[args.indexOf("--out") + 1] : null;
+const formArg = args.includes("--delta-form") ? args[args.indexOf("--delta-form") + 1] : "both";
+if (formArg !== "both" && !DELTA_RULE_FORMS.includes(formArg as DeltaRuleForm)) throw new Error(`--delta-form: scan, chunked or both, not ${formArg}`);
+/** The hybrid's forms for prefill; the first (the default where timed) also times decode. */
+const FORMS: DeltaRuleForm[] = formArg === "both"
+  ? [DEFAULT_DELTA_RULE_FORM, ...DELTA_RULE_FORMS.filter((f) => f !== DEFAULT_DELTA_RULE_FORM)]
+  : [formArg as DeltaRuleForm];
+const prefillOnly = args.includes("--prefill-only");
 
 const COMMON = {
   hidden_size: 1024,
@@ -54,21 +67,27 @@ const CONTEXTS = quick ? [128, 1024] : [128, 1024, 4096];
 const REPS = 2;
 /** Each figure is the fastest of this many timed runs (the machine is shared: noise only adds). */
 const RUNS = quick ? 2 : 3;
-const PREFILL = 32;
+const PREFILL = args.includes("--prefill") ? Number(args[args.indexOf("--prefill") + 1]) : 32;
 
-async function measure(name: string, config: Record<string, unknown>) {
+async function measure(name: string, config: Record<string, unknown>, forms: (DeltaRuleForm | undefined)[]) {
   const dir = await makeTempDir(`bench-${name}-`);
   try {
     const bytes = await writeSyntheticModel(dir, { tokenizerDir: `${ROOT}tests/fixtures/models/stories260K`, config });
-    const maxContext = Math.max(...CONTEXTS);
-    const runner = await ModelRunner.load(dir, { maxTokens: Math.max(PREFILL, 8), maxSeqs: 8, maxLogitRows: 8, blockSize: 16, numBlocks: 8 * (maxContext / 16) + 8, maxContext, kvDtype: "f16" });
-    const device = runner.gpu.device;
+    const maxContext = Math.max(...CONTEXTS, PREFILL);
     const bs = 16;
     const table = (s: number, ctx: number) => Array.from({ length: Math.ceil(ctx / bs) }, (_, i) => s * (maxContext / bs) + i);
-    const time = async (chunks: SequenceChunk[], reps: number, runs = RUNS) => {
+    // One runner per form, loaded side by side: their prefill runs alternate, so the shared
+    // machine's load swings hit every form alike.
+    const runners: ModelRunner[] = [];
+    for (const form of forms) {
+      runners.push(await ModelRunner.load(dir, { maxTokens: Math.max(PREFILL, 8), maxSeqs: 8, maxLogitRows: 8, blockSize: 16, numBlocks: 8 * (maxContext / 16) + 8, maxContext, kvDtype: "f16", deltaRuleForm: form }));
+    }
+    /** Encodes `chunks` as one step; returns a function timing `n` of them in one submission, ms each. */
+    const timer = (runner: ModelRunner, chunks: SequenceChunk[]) => {
+      const device = runner.gpu.device;
       const batch = buildStepBatch(chunks, bs);
       const offset = runner.writeStep(batch);
-      const run = async (n: number) => {
+      return async (n: number) => {
         const enc = device.createCommandEncoder();
         for (let i = 0; i < n; i++) {
           const pass = enc.beginComputePass();
@@ -78,42 +97,72 @@ async function measure(name: string, config: Record<string, unknown>) {
         const t0 = performance.now();
         device.queue.submit([enc.finish()]);
         await device.queue.onSubmittedWorkDone();
-        return performance.now() - t0;
+        return (performance.now() - t0) / n;
       };
+    };
+    const fastest = async (run: (n: number) => Promise<number>, reps: number) => {
       await run(1);
       let best = Infinity;
-      for (let r = 0; r < runs; r++) best = Math.min(best, (await run(reps)) / reps);
+      for (let r = 0; r < RUNS; r++) best = Math.min(best, await run(reps));
       return best;
     };
-    const decode: Record<number, number> = {};
-    for (const ctx of CONTEXTS) {
-      decode[ctx] = await time([{ tokens: [5], start: ctx - 1, blockTable: table(0, ctx), logits: "last", stateSlot: 0 }], REPS);
-      console.log(`${name}: decode 1 stream @${ctx}: ${decode[ctx].toFixed(1)} ms`);
+    const label = (f: number) => (forms[f] ? `${name} (${forms[f]})` : name);
+    let result: Record<string, unknown> = { name, checkpointBytes: bytes };
+    const runner = runners[0];
+    if (!prefillOnly) {
+      const decode: Record<number, number> = {};
+      for (const ctx of CONTEXTS) {
+        decode[ctx] = await fastest(timer(runner, [{ tokens: [5], start: ctx - 1, blockTable: table(0, ctx), logits: "last", stateSlot: 0 }]), REPS);
+        console.log(`${label(0)}: decode 1 stream @${ctx}: ${decode[ctx].toFixed(1)} ms`);
+      }
+      const eight = await fastest(timer(runner, Array.from({ length: 8 }, (_, s) => ({ tokens: [5], start: 127, blockTable: table(s, 128), logits: "last" as const, stateSlot: s }))), REPS);
+      console.log(`${label(0)}: decode 8 streams @128: ${eight.toFixed(1)} ms`);
+      result = {
+        ...result,
+        weightBytes: runner.weights.bytes,
+        kvBytes: runner.cache.bytes,
+        stateBytes: runner.state?.bytes ?? 0,
+        decodeMs: decode,
+        decode8Ms: eight,
+        decode8TokPerS: 8000 / eight,
+        scaling: decode[CONTEXTS.at(-1)!] / decode[CONTEXTS[0]],
+      };
     }
-    const eight = await time(Array.from({ length: 8 }, (_, s) => ({ tokens: [5], start: 127, blockTable: table(s, 128), logits: "last" as const, stateSlot: s })), REPS);
-    console.log(`${name}: decode 8 streams @128: ${eight.toFixed(1)} ms`);
-    const prefillMs = await time([{ tokens: Array.from({ length: PREFILL }, (_, i) => 3 + (i % 200)), start: 0, blockTable: table(0, PREFILL), logits: "last", stateSlot: 0 }], 1, 1);
-    console.log(`${name}: prefill ${PREFILL} tokens: ${prefillMs.toFixed(0)} ms (${(PREFILL / prefillMs * 1000).toFixed(1)} tok/s)`);
-    const result = {
-      name,
-      checkpointBytes: bytes,
-      weightBytes: runner.weights.bytes,
-      kvBytes: runner.cache.bytes,
-      stateBytes: runner.state?.bytes ?? 0,
-      decodeMs: decode,
-      decode8Ms: eight,
-      decode8TokPerS: 8000 / eight,
-      prefillTokPerS: PREFILL / prefillMs * 1000,
-      scaling: decode[CONTEXTS.at(-1)!] / decode[CONTEXTS[0]],
-    };
-    runner.close();
-    device.destroy();
+    // Prefill of one sequence: per form the fastest of RUNS single steps (after an untimed
+    // one that compiles and warms), the forms taking turns.
+    const chunk: SequenceChunk = { tokens: Array.from({ length: PREFILL }, (_, i) => 3 + (i % 200)), start: 0, blockTable: table(0, PREFILL), logits: "last", stateSlot: 0 };
+    const runs = runners.map((r) => timer(r, [chunk]));
+    for (const run of runs) await run(1);
+    const best = runs.map(() => Infinity);
+    for (let r = 0; r < RUNS; r++) {
+      // Each round the other form goes first.
+      const order = runs.map((_, f) => f);
+      if (r % 2) order.reverse();
+      for (const f of order) best[f] = Math.min(best[f], await runs[f](1));
+    }
+    const prefillByForm: Record<string, number> = {};
+    best.forEach((ms, f) => {
+      const tokPerS = PREFILL / ms * 1000;
+      console.log(`${label(f)}: prefill ${PREFILL} tokens: ${ms.toFixed(0)} ms (${tokPerS.toFixed(2)} tok/s)`);
+      if (f === 0) result.prefillTokPerS = tokPerS;
+      if (forms[f]) prefillByForm[forms[f]!] = tokPerS;
+    });
+    if (forms[0]) result.prefillTokPerSByDeltaForm = prefillByForm;
+    for (const r of runners) {
+      r.close();
+      r.gpu.device.destroy();
+    }
     return result;
   } finally {
     await remove(dir);
   }
 }
 
-const results = { date: new Date().toISOString(), hybrid: await measure("qwen35-0.8B-shaped", HYBRID), dense: await measure("dense-same-dims", DENSE) };
+const results = {
+  date: new Date().toISOString(),
+  prefillTokens: PREFILL,
+  hybrid: await measure("qwen35-0.8B-shaped", HYBRID, FORMS),
+  dense: prefillOnly ? null : await measure("dense-same-dims", DENSE, [undefined]),
+};
 console.log(JSON.stringify(results, null, 2));
 if (out) await writeFile(out, JSON.stringify(results, null, 2) + "\n");

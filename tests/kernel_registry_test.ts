@@ -95,7 +95,7 @@ test("registry: every descriptor compiles in every variant the forward pass uses
       [K.GEMM_TILED, matmuls],
       [K.ROPE_KV, [{ QK_NORM: false, HALF: 16, KV_F16: false, PARTIAL: false, ROT_HALF: 16 }, { QK_NORM: true, HALF: 32, KV_F16: true, PARTIAL: true, ROT_HALF: 8 }]],
       [K.DELTANET_CONV, [{ CONV_K: 4 }]],
-      [K.DELTANET_RULE, [{ DK: 32, DV: 32 }, { DK: 128, DV: 64 }]],
+      [K.DELTANET_RULE, [{ DK: 32, DV: 32, CHUNKED: false, CHUNK: 0 }, { DK: 128, DV: 64, CHUNKED: true, CHUNK: 8 }]],
       [K.ATTN_GATE, [{}]],
       [K.ATTENTION_LANES, [
         { GROUP: 2, HEAD_DIM: 32, TQ: 1, WG: 8, KV_F16: false, SINKS: false },

@@ -97,9 +97,13 @@ export const DELTANET_CONV: KernelDescriptor<{ CONV_K: number }, "x" | "w" | "co
   ["x", "w", "conv_state", "out"],
 );
 
-/** Gated DeltaNet: the gated delta rule (sequential scan per sequence and value head) + gated RMSNorm. */
+/**
+ * Gated DeltaNet: the gated delta rule + gated RMSNorm, a sequential scan per sequence and
+ * value head; CHUNKED runs sequences of more than one token in the chunkwise (WY) form,
+ * CHUNK tokens per chunk (see `deltaChunk` in `family.ts`).
+ */
 export const DELTANET_RULE: KernelDescriptor<
-  { DK: number; DV: number },
+  { DK: number; DV: number; CHUNKED: boolean; CHUNK: number },
   "x" | "proj" | "a_log" | "dt_bias" | "norm_w" | "state" | "out"
 > = kernel("deltanet_rule", ["x", "proj", "a_log", "dt_bias", "norm_w", "state", "out"]);
 

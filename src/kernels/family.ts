@@ -65,3 +65,16 @@ export function attentionLanes(group: number, headDim: number, tq: number, maxWo
   while (wg > 1 && wg * tq * group * (headDim * 4 + 8) > maxWorkgroupBytes) wg /= 2;
   return wg;
 }
+
+/**
+ * Tokens per chunk of the chunkwise delta rule (`deltanet_rule.wgsl`, CHUNKED): the largest
+ * power of two up to 16 whose workgroup memory (the chunk's q and k rows, squared outputs,
+ * two chunk x chunk matrices, and the scan's rows) fits. 16: the forward substitution is
+ * serial in the chunk (n^2 / 2 per column), so longer chunks stop paying on CPU adapters.
+ */
+export function deltaChunk(dk: number, dv: number, maxWorkgroupBytes = 16384, max = 16): number {
+  let c = max;
+  const bytes = (c: number) => 4 * (c * (2 * dk + dv) + 2 * c * c + 4 * c + 2 * dk + dv);
+  while (c > 2 && bytes(c) > maxWorkgroupBytes) c /= 2;
+  return c;
+}

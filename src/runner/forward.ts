@@ -26,7 +26,8 @@
  *
  * Qwen3.5 (hybrid): a Gated DeltaNet layer runs its fused in-projection qkv|z|b|a (input norm
  * folded in), `deltanet_conv` (causal conv1d + SiLU, conv state per sequence),
- * `deltanet_rule` (gated delta rule as a sequential scan per sequence and value head, gated
+ * `deltanet_rule` (gated delta rule per sequence and value head: a sequential scan for decode
+ * steps, the chunkwise form for steps with a prefill chunk, see {@link DeltaRuleForm}; gated
  * RMSNorm) and out_proj added into the residual; a gated attention layer runs q|k|v|gate,
  * `rope_kv` (q/k norm, partial rotary), attention and `attn_gate` before o_proj.
  * A sparse layer (Qwen3-MoE, gpt-oss, Qwen3.5-MoE, after either kind of token mixer) runs
@@ -42,7 +43,7 @@ import type { KvCache } from "../gpu/kv_cache.ts";
 import type { RecurrentState } from "../gpu/recurrent_state.ts";
 import type { BindingResource, CompiledKernel, PipelineCache } from "../kernels/registry.ts";
 import { ATTN_GATE, DELTANET_CONV, DELTANET_RULE, EMBED, POOL_HIDDEN, RMSNORM, ROPE_KV } from "../kernels/descriptors.ts";
-import { ATTENTION_SPLIT } from "../kernels/family.ts";
+import { ATTENTION_SPLIT, deltaChunk } from "../kernels/family.ts";
 import { xqRowWords } from "../kernels/quant_matmul.ts";
 import { type Grid, matmulOp, type MatmulUse, rowsGrid } from "./matmul_op.ts";
 import type { StepCapacity, StepShape } from "./step_meta.ts";
@@ -51,6 +52,18 @@ import { type AttentionImplementation, EagerAttention, PagedAttention } from "./
 import { createMoeScratch, moeLayerOps, type MoeScratch } from "./moe_op.ts";
 
 export type { StepShape } from "./step_meta.ts";
+
+/**
+ * How Gated DeltaNet layers run a sequence's multi-token chunk (prefill): an in-kernel
+ * sequential scan, or the chunkwise (WY) form. Decode rows (one token) always take the scan.
+ */
+export type DeltaRuleForm = "scan" | "chunked";
+
+/** The values of {@link DeltaRuleForm}. */
+export const DELTA_RULE_FORMS: readonly DeltaRuleForm[] = ["scan", "chunked"];
+
+/** The default {@link DeltaRuleForm} (measured faster here, see docs/qwen35.md). */
+export const DEFAULT_DELTA_RULE_FORM: DeltaRuleForm = "chunked";
 
 /** Options for {@link ForwardPass}. */
 export interface ForwardOptions {
@@ -76,6 +89,8 @@ export interface ForwardOptions {
   packed4x8?: boolean;
   /** Hybrid models: the linear-attention layers' recurrent state (required when the spec has them). */
   state?: RecurrentState;
+  /** Hybrid models: how prefill chunks run the delta rule (default {@link DEFAULT_DELTA_RULE_FORM}). */
+  deltaRuleForm?: DeltaRuleForm;
 }
 
 type Rows = MatmulUse["rows"];
@@ -494,8 +509,14 @@ export class ForwardPass {
       conv_state: state.conv[l]!,
       out: b.convOut,
     }, (s) => [Math.ceil(b.convDim / 64), s.seqs, 1]);
-    const rule = this.#pipelines.get(DELTANET_RULE, { DK: lin.keyHeadDim, DV: lin.valueHeadDim });
-    this.#op(`l${l}.delta_rule`, [rule], {
+    const dims = { DK: lin.keyHeadDim, DV: lin.valueHeadDim };
+    const rules = [this.#pipelines.get(DELTANET_RULE, { ...dims, CHUNKED: false, CHUNK: 0 })];
+    if ((this.#options.deltaRuleForm ?? DEFAULT_DELTA_RULE_FORM) === "chunked") {
+      const chunk = deltaChunk(lin.keyHeadDim, lin.valueHeadDim, this.#options.maxWorkgroupBytes);
+      rules.push(this.#pipelines.get(DELTANET_RULE, { ...dims, CHUNKED: true, CHUNK: chunk }));
+    }
+    const rule = rules[0];
+    this.#op(`l${l}.delta_rule`, rules, {
       p: this.#uniform(rule, {
         conv_stride: b.convDim,
         in_stride: b.inStride,
@@ -514,7 +535,8 @@ export class ForwardPass {
       norm_w: w.linear!.norm,
       state: state.delta[l]!,
       out: b.out,
-    }, (s) => [lin.numValueHeads, s.seqs, 1]);
+      // Decode-only steps take the scan pipeline (its one-token path is the chunked one's).
+    }, (s) => [lin.numValueHeads, s.seqs, 1], (s) => (s.maxQueryLen > 1 ? rules.length - 1 : 0));
     this.#matmul(`l${l}.out_proj`, w.o, { x: b.out, out: b.x, ldo: H, nOut: H, rows: "tokens", accumulate: true });
   }
 

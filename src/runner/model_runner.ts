@@ -27,7 +27,7 @@ import { openModel } from "../model/model_source.ts";
 import { type ModelWeights, uploadWeights } from "../model/weights.ts";
 import type { PooledRow, SampledRow, StepPlan } from "../scheduler/scheduler.ts";
 import type { Sequence } from "../scheduler/sequence.ts";
-import { ForwardPass } from "./forward.ts";
+import { type DeltaRuleForm, ForwardPass } from "./forward.ts";
 import { GpuSampler } from "./sampler.ts";
 import { type ReadBatch, ReadbackRing, RowReadback } from "./readback.ts";
 import { TokenMaskPass } from "./token_mask.ts";
@@ -49,6 +49,8 @@ export interface ModelRunnerOptions {
   attn?: AttentionImpl;
   /** Kernel family (default: by adapter, see `kernels/family.ts`). */
   kernelFamily?: KernelFamily;
+  /** Hybrid models: how prefill chunks run the delta rule (default: the chunkwise form, see `forward.ts`). */
+  deltaRuleForm?: DeltaRuleForm;
   /** KV-cache element type (default f16 where the adapter has `shader-f16` and head_dim % 8 == 0). */
   kvDtype?: KvDtype;
   /** Use an OpenGL or software fallback adapter (see `createGpu`); ignored when `gpu` is given. */
@@ -165,6 +167,7 @@ export class ModelRunner {
     attn: AttentionImpl;
     family: KernelFamily;
     attentionSplit?: number;
+    deltaRuleForm?: DeltaRuleForm;
     quantizedActivations?: boolean;
     stepsPerSync: number;
     constrainedStepsPerSync: number;
@@ -212,6 +215,7 @@ export class ModelRunner {
       quantizedActivations: init.quantizedActivations,
       packed4x8: init.gpu.hasPacked4x8,
       state: init.state ?? undefined,
+      deltaRuleForm: init.deltaRuleForm,
     });
     this.sampler.bind(this.#meta, slotBytes, this.forward.logits);
     this.masks = new TokenMaskPass(device, init.pipelines, { vocab: init.spec.vocabSize, maxRows: rows });
@@ -289,6 +293,7 @@ export class ModelRunner {
         attn: options.attn ?? "paged",
         family,
         attentionSplit: options.attentionSplit,
+        deltaRuleForm: options.deltaRuleForm,
         quantizedActivations: options.quantizedActivations,
         stepsPerSync: options.stepsPerSync ?? 8,
         constrainedStepsPerSync: options.constrainedStepsPerSync ?? 2,
