@@ -112,7 +112,10 @@ test("qwen35-moe random: 8 mixed prefill/decode rows routed to different experts
     try {
       for (const kernelFamily of KERNEL_FAMILIES) {
         await t.step(`${kernelFamily} family`, async () => {
-          const runner = await ModelRunner.load(dir, { gpu, kernelFamily, kvDtype: "f32", maxTokens: 256, maxLogitRows: 256, maxSeqs: 8, blockSize: 8, numBlocks: 128 });
+          // The scan form of the delta rule: a prefill split mid-chunk (the decode rows below
+          // continue 6-token prefills) equals one-shot only to rounding with the chunked form
+          // (tests/deltanet_chunked_test.ts); here the question is the experts' batch invariance.
+          const runner = await ModelRunner.load(dir, { gpu, kernelFamily, kvDtype: "f32", maxTokens: 256, maxLogitRows: 256, maxSeqs: 8, blockSize: 8, numBlocks: 128, deltaRuleForm: "scan" });
           const engine = Engine.start(runner);
           try {
             const bs = 8;
