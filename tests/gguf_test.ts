@@ -309,6 +309,9 @@ test("gguf: convert writes qwen35-tiny as llama.cpp's qwen35 (ssm_* names, metad
       ["ssm.conv_kernel", "ssm.state_size", "ssm.group_count", "ssm.time_step_rank", "ssm.inner_size", "full_attention_interval", "rope.dimension_count"].map(meta),
       [4, 32, 2, 4, 128, 4, 16],
     );
+    // The checkpoint's mrope_section padded to 4, as llama.cpp's converter writes it: its
+    // IMROPE rotates text tokens by their position only on the pairs these sections cover.
+    assertEquals(meta("rope.dimension_sections"), [2, 1, 1, 0]);
     const dims = (n: string) => h.tensors.get(n)?.dims;
     assertEquals(dims("blk.0.attn_qkv.weight"), [128, 256]);
     assertEquals(dims("blk.0.attn_gate.weight"), [128, 128]);
