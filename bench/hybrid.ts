@@ -10,18 +10,28 @@
  * values do not change the work) and steps are timed REPS at a time with one GPU wait, the
  * fastest of RUNS such batches (prefill: one run).
  *
- *   deno run -A bench/hybrid.ts [--out FILE.json] [--quick]
+ * llama.cpp on the same weights: each model is converted to GGUF (`convert`, f16) and run by
+ * node-llama-cpp's prebuilt CPU binary (its bundled llama.cpp knows `qwen35`), 2 threads:
+ * a 127-token prompt (prefill tok/s), then LLAMA_DECODE greedy tokens one at a time (decode
+ * tok/s, the same context as our decode step at 128; llama.cpp samples, our figure does not).
+ * `--no-llama-cpp` skips it; where node-llama-cpp cannot load, the result says why.
+ *
+ *   deno run -A bench/hybrid.ts [--out FILE.json] [--quick] [--no-llama-cpp]
  * @module
  */
 import { ModelRunner } from "../src/runner/model_runner.ts";
 import { buildStepBatch, shapeOf, type SequenceChunk } from "../src/runner/step_meta.ts";
 import { writeSyntheticModel } from "./synthetic_model.ts";
 import { args as cliArgs, makeTempDir, remove, writeFile } from "../src/runtime/runtime.ts";
+import { convertToGguf } from "../src/model/gguf/convert.ts";
+import { loadLlamaCpp } from "./peer_llama_cpp.ts";
+import type { Llama, Token } from "node-llama-cpp";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const args = cliArgs();
 const quick = args.includes("--quick");
 const out = args.includes("--out") ? args[args.indexOf("--out") + 1] : null;
+const withLlamaCpp = !args.includes("--no-llama-cpp");
 
 const COMMON = {
   hidden_size: 1024,
@@ -55,8 +65,40 @@ const REPS = 2;
 /** Each figure is the fastest of this many timed runs (the machine is shared: noise only adds). */
 const RUNS = quick ? 2 : 3;
 const PREFILL = 32;
+const LLAMA_DECODE = quick ? 8 : 16;
 
-async function measure(name: string, config: Record<string, unknown>) {
+/** llama.cpp's figures on the GGUF of `dir`, or why there are none. */
+type LlamaCppFigures = { prefillTokPerS: number; decodeTokPerS: number; ggufBytes: number; fileType: string } | { skipped: string };
+
+async function measureLlamaCpp(llama: Llama | string, dir: string): Promise<LlamaCppFigures> {
+  if (typeof llama === "string") return { skipped: llama };
+  const gguf = `${dir}/model.gguf`;
+  const conversion = await convertToGguf(dir, gguf);
+  try {
+    const model = await llama.loadModel({ modelPath: gguf });
+    const context = await model.createContext({ contextSize: 256, threads: 2, batchSize: 512 });
+    try {
+      const seq = context.getSequence();
+      const prompt = Array.from({ length: 127 }, (_, i) => (3 + (i % 200)) as Token);
+      const t0 = performance.now();
+      let first = 0;
+      let n = 0;
+      for await (const _ of seq.evaluate(prompt, { temperature: 0 })) {
+        if (n++ === 0) first = performance.now();
+        if (n >= LLAMA_DECODE + 1) break;
+      }
+      const end = performance.now();
+      return { prefillTokPerS: prompt.length / ((first - t0) / 1000), decodeTokPerS: LLAMA_DECODE / ((end - first) / 1000), ggufBytes: conversion.bytes, fileType: conversion.fileType };
+    } finally {
+      await context.dispose();
+      await model.dispose();
+    }
+  } finally {
+    await remove(gguf);
+  }
+}
+
+async function measure(name: string, config: Record<string, unknown>, llama: Llama | string) {
   const dir = await makeTempDir(`bench-${name}-`);
   try {
     const bytes = await writeSyntheticModel(dir, { tokenizerDir: `${ROOT}tests/fixtures/models/stories260K`, config });
@@ -108,12 +150,27 @@ async function measure(name: string, config: Record<string, unknown>) {
     };
     runner.close();
     device.destroy();
-    return result;
+    const llamaCpp = await measureLlamaCpp(llama, dir);
+    console.log(`${name}: llama.cpp ${"skipped" in llamaCpp ? `not run: ${llamaCpp.skipped}` : `prefill ${llamaCpp.prefillTokPerS.toFixed(1)} tok/s, decode ${llamaCpp.decodeTokPerS.toFixed(2)} tok/s (ours: decode ${(1000 / decode[128]).toFixed(2)} tok/s at context 128)`}`);
+    return { ...result, llamaCpp };
   } finally {
     await remove(dir);
   }
 }
 
-const results = { date: new Date().toISOString(), hybrid: await measure("qwen35-0.8B-shaped", HYBRID), dense: await measure("dense-same-dims", DENSE) };
+let llama: Llama | string = "--no-llama-cpp";
+if (withLlamaCpp) {
+  try {
+    llama = await loadLlamaCpp();
+  } catch (e) {
+    llama = (e as Error).message;
+  }
+}
+let results;
+try {
+  results = { date: new Date().toISOString(), hybrid: await measure("qwen35-0.8B-shaped", HYBRID, llama), dense: await measure("dense-same-dims", DENSE, llama) };
+} finally {
+  if (typeof llama !== "string") await llama.dispose();
+}
 console.log(JSON.stringify(results, null, 2));
 if (out) await writeFile(out, JSON.stringify(results, null, 2) + "\n");
