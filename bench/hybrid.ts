@@ -12,7 +12,13 @@
  * values do not change the work) and steps are timed REPS at a time with one GPU wait, the
  * fastest of RUNS such batches (prefill: one step per run).
  *
- *   deno run -A bench/hybrid.ts [--out FILE.json] [--quick] [--delta-form scan|chunked|both]
+ * llama.cpp on the same weights: each model is converted to GGUF (`convert`, f16) and run by
+ * node-llama-cpp's prebuilt CPU binary (its bundled llama.cpp knows `qwen35`), 2 threads:
+ * a 127-token prompt (prefill tok/s), then LLAMA_DECODE greedy tokens one at a time (decode
+ * tok/s, the same context as our decode step at 128; llama.cpp samples, our figure does not).
+ * `--no-llama-cpp` skips it; where node-llama-cpp cannot load, the result says why.
+ *
+ *   deno run -A bench/hybrid.ts [--out FILE.json] [--quick] [--delta-form scan|chunked|both] [--no-llama-cpp]
  *     [--prefill N] [--prefill-only]
  *
  * `--prefill-only` times the hybrid's prefill only (an A/B of the delta-rule forms).
@@ -23,6 +29,9 @@ import { DEFAULT_DELTA_RULE_FORM, DELTA_RULE_FORMS, type DeltaRuleForm } from ".
 import { buildStepBatch, shapeOf, type SequenceChunk } from "../src/runner/step_meta.ts";
 import { writeSyntheticModel } from "./synthetic_model.ts";
 import { args as cliArgs, makeTempDir, remove, writeFile } from "../src/runtime/runtime.ts";
+import { convertToGguf } from "../src/model/gguf/convert.ts";
+import { loadLlamaCpp } from "./peer_llama_cpp.ts";
+import type { Llama, Token } from "node-llama-cpp";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const args = cliArgs();
@@ -35,6 +44,7 @@ const FORMS: DeltaRuleForm[] = formArg === "both"
   ? [DEFAULT_DELTA_RULE_FORM, ...DELTA_RULE_FORMS.filter((f) => f !== DEFAULT_DELTA_RULE_FORM)]
   : [formArg as DeltaRuleForm];
 const prefillOnly = args.includes("--prefill-only");
+const withLlamaCpp = !args.includes("--no-llama-cpp");
 
 const COMMON = {
   hidden_size: 1024,
@@ -69,7 +79,40 @@ const REPS = 2;
 const RUNS = quick ? 2 : 3;
 const PREFILL = args.includes("--prefill") ? Number(args[args.indexOf("--prefill") + 1]) : 32;
 
-async function measure(name: string, config: Record<string, unknown>, forms: (DeltaRuleForm | undefined)[]) {
+const LLAMA_DECODE = quick ? 8 : 16;
+
+/** llama.cpp's figures on the GGUF of `dir`, or why there are none. */
+type LlamaCppFigures = { prefillTokPerS: number; decodeTokPerS: number; ggufBytes: number; fileType: string } | { skipped: string };
+
+async function measureLlamaCpp(llama: Llama | string, dir: string): Promise<LlamaCppFigures> {
+  if (typeof llama === "string") return { skipped: llama };
+  const gguf = `${dir}/model.gguf`;
+  const conversion = await convertToGguf(dir, gguf);
+  try {
+    const model = await llama.loadModel({ modelPath: gguf });
+    const context = await model.createContext({ contextSize: 256, threads: 2, batchSize: 512 });
+    try {
+      const seq = context.getSequence();
+      const prompt = Array.from({ length: 127 }, (_, i) => (3 + (i % 200)) as Token);
+      const t0 = performance.now();
+      let first = 0;
+      let n = 0;
+      for await (const _ of seq.evaluate(prompt, { temperature: 0 })) {
+        if (n++ === 0) first = performance.now();
+        if (n >= LLAMA_DECODE + 1) break;
+      }
+      const end = performance.now();
+      return { prefillTokPerS: prompt.length / ((first - t0) / 1000), decodeTokPerS: LLAMA_DECODE / ((end - first) / 1000), ggufBytes: conversion.bytes, fileType: conversion.fileType };
+    } finally {
+      await context.dispose();
+      await model.dispose();
+    }
+  } finally {
+    await remove(gguf);
+  }
+}
+
+async function measure(name: string, config: Record<string, unknown>, forms: (DeltaRuleForm | undefined)[], llama: Llama | string) {
   const dir = await makeTempDir(`bench-${name}-`);
   try {
     const bytes = await writeSyntheticModel(dir, { tokenizerDir: `${ROOT}tests/fixtures/models/stories260K`, config });
@@ -152,17 +195,34 @@ async function measure(name: string, config: Record<string, unknown>, forms: (De
       r.close();
       r.gpu.device.destroy();
     }
-    return result;
+    if (prefillOnly) return result;
+    const decode128 = (result.decodeMs as Record<number, number>)[128];
+    const llamaCpp = await measureLlamaCpp(llama, dir);
+    console.log(`${name}: llama.cpp ${"skipped" in llamaCpp ? `not run: ${llamaCpp.skipped}` : `prefill ${llamaCpp.prefillTokPerS.toFixed(1)} tok/s, decode ${llamaCpp.decodeTokPerS.toFixed(2)} tok/s (ours: decode ${(1000 / decode128).toFixed(2)} tok/s at context 128)`}`);
+    return { ...result, llamaCpp };
   } finally {
     await remove(dir);
   }
 }
 
-const results = {
-  date: new Date().toISOString(),
-  prefillTokens: PREFILL,
-  hybrid: await measure("qwen35-0.8B-shaped", HYBRID, FORMS),
-  dense: prefillOnly ? null : await measure("dense-same-dims", DENSE, [undefined]),
-};
+let llama: Llama | string = "--no-llama-cpp";
+if (withLlamaCpp && !prefillOnly) {
+  try {
+    llama = await loadLlamaCpp();
+  } catch (e) {
+    llama = (e as Error).message;
+  }
+}
+let results;
+try {
+  results = {
+    date: new Date().toISOString(),
+    prefillTokens: PREFILL,
+    hybrid: await measure("qwen35-0.8B-shaped", HYBRID, FORMS, llama),
+    dense: prefillOnly ? null : await measure("dense-same-dims", DENSE, [undefined], llama),
+  };
+} finally {
+  if (typeof llama !== "string") await llama.dispose();
+}
 console.log(JSON.stringify(results, null, 2));
 if (out) await writeFile(out, JSON.stringify(results, null, 2) + "\n");

@@ -234,6 +234,13 @@ test("config: qwen35-tiny (text_config nested, hybrid layer types, gated attenti
   );
   assertEquals(s.rope.theta, 1e7);
   assertEquals(attentionLayers(s), [3]);
+  // mrope_section (kept for GGUF's rope.dimension_sections); transformers' default where absent.
+  assertEquals(s.mropeSection, [2, 1, 1]);
+  const raw0 = await rawConfig("qwen35-tiny");
+  const t0 = raw0.text_config as Record<string, unknown>;
+  const { mrope_section: _, ...rp } = t0.rope_parameters as Record<string, unknown>;
+  assertEquals(parseModelSpec({ ...raw0, text_config: { ...t0, rope_parameters: rp } }).mropeSection, [11, 11, 10]);
+  assertThrows(() => parseModelSpec({ ...raw0, text_config: { ...t0, rope_parameters: { ...rp, mrope_section: [1, 2, 3, 4, 5] } } }), CheckpointError, "mrope_section");
   // A layer type the engine does not run is a named error naming the field.
   const raw = await rawConfig("qwen35-tiny");
   const text = raw.text_config as Record<string, unknown>;

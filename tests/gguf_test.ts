@@ -9,7 +9,8 @@ import { test } from "./helpers/test.ts";
 import * as sys from "./helpers/platform.ts";
 import { assert, assertEquals, assertRejects, assertThrows } from "./helpers/assert.ts";
 import { withTempDir, writeSyntheticCheckpoint } from "./helpers/synthetic_checkpoint.ts";
-import { loadGolden, MODEL_NAMES, modelDir } from "./helpers/reference.ts";
+import { loadGolden, maxAbs, maxAbsDiff, MODEL_NAMES, modelDir, promptLogits } from "./helpers/reference.ts";
+import { ModelRunner } from "../src/runner/model_runner.ts";
 import { encodeGgufHeader, type GgufFile, writeGguf } from "../src/model/gguf/writer.ts";
 import { parseGgufHeader, readGgufHeader } from "../src/model/gguf/reader.ts";
 import { permuteQkRows, unpermuteQkRows } from "../src/model/gguf/names.ts";
@@ -22,6 +23,7 @@ import { Tokenizer } from "../src/model/tokenizer.ts";
 import { collectChunks } from "../src/model/tensor_source.ts";
 import { dequantize } from "../src/model/quant/dequantize.ts";
 import { valueDType } from "../src/model/safetensors.ts";
+import { qwen35GgufValues } from "../src/model/gguf/qwen35_layout.ts";
 import { ModelNotFoundError, pickGguf } from "../src/hub/hub.ts";
 
 /** A small GGUF file: metadata of each value type and three tensors. */
@@ -309,6 +311,9 @@ test("gguf: convert writes qwen35-tiny as llama.cpp's qwen35 (ssm_* names, metad
       ["ssm.conv_kernel", "ssm.state_size", "ssm.group_count", "ssm.time_step_rank", "ssm.inner_size", "full_attention_interval", "rope.dimension_count"].map(meta),
       [4, 32, 2, 4, 128, 4, 16],
     );
+    // The checkpoint's mrope_section padded to 4, as llama.cpp's converter writes it: its
+    // IMROPE rotates text tokens by their position only on the pairs these sections cover.
+    assertEquals(meta("rope.dimension_sections"), [2, 1, 1, 0]);
     const dims = (n: string) => h.tensors.get(n)?.dims;
     assertEquals(dims("blk.0.attn_qkv.weight"), [128, 256]);
     assertEquals(dims("blk.0.attn_gate.weight"), [128, 128]);
@@ -365,5 +370,48 @@ test("gguf convert gemma3: llama.cpp's keys for the global and local RoPE, and a
     await sys.writeTextFile(`${odd}/config.json`, JSON.stringify(config));
     const e = await assertRejects(() => convertToGguf(odd, `${dir}/odd.gguf`), CheckpointError);
     assert(e.message.includes("gemma3") && e.message.includes("layer_types"), e.message);
+  });
+});
+
+test("gguf convert qwen35 from f16: the DeltaNet projections stay F16 (only their value heads are reordered), as llama.cpp's converter writes them", async () => {
+  await withTempDir(async (dir) => {
+    const raw = JSON.parse(await sys.readTextFile(`${modelDir("qwen35-tiny")}/config.json`));
+    const config = { ...raw.text_config, architectures: ["Qwen3_5ForCausalLM"] };
+    await writeSyntheticCheckpoint(`${dir}/ck`, config, { dtype: "F16" });
+    await convertToGguf(`${dir}/ck`, `${dir}/f16.gguf`);
+    const h = await readGgufHeader(`${dir}/f16.gguf`);
+    const type = (n: string) => h.tensors.get(n)?.type.name;
+    assertEquals(["attn_qkv.weight", "attn_gate.weight", "ssm_alpha.weight", "ssm_beta.weight", "ssm_out.weight"].map((n) => type(`blk.0.${n}`)), Array(5).fill("F16"));
+    // Transformed values and vectors stay F32.
+    assertEquals(["ssm_a", "ssm_dt.bias", "ssm_conv1d.weight", "attn_norm.weight"].map((n) => type(`blk.0.${n}`)), Array(4).fill("F32"));
+    // The stored values are the checkpoint's with the value heads tiled (2 key, 4 value heads).
+    const src = await openModel(`${dir}/ck`);
+    const gg = await openModel(`${dir}/f16.gguf`);
+    try {
+      for (const n of ["in_proj_qkv", "in_proj_z", "in_proj_a", "out_proj"].map((p) => `model.layers.0.linear_attn.${p}.weight`)) {
+        const info = src.tensors.get(n);
+        const want = qwen35GgufValues(src.spec, n, dequantize(valueDType(info), await src.tensors.read(info)), info.shape);
+        const got = gg.tensors.get(n);
+        assertEquals(valueDType(got), "F16", n);
+        assertEquals([...dequantize("F16", await gg.tensors.read(got))], [...want], n);
+      }
+    } finally {
+      src.tensors.close();
+      gg.tensors.close();
+    }
+    // And the file runs: the checkpoint's logits (the tiled order sums out_proj in another order).
+    const opts = { maxTokens: 32, maxLogitRows: 32, maxSeqs: 1, blockSize: 16, numBlocks: 4, kvDtype: "f32" } as const;
+    const a = await ModelRunner.load(`${dir}/ck`, opts);
+    const b = await ModelRunner.load(`${dir}/f16.gguf`, { ...opts, gpu: a.gpu });
+    try {
+      const ids = [1, 5, 9, 44, 7, 100, 3, 250];
+      const want = await promptLogits(a, ids);
+      const e = maxAbsDiff(await promptLogits(b, ids), want) / maxAbs(want);
+      assert(e <= 1e-5, `f16 qwen35 GGUF vs checkpoint: ${e}`);
+    } finally {
+      b.close();
+      a.close();
+      a.gpu.device.destroy();
+    }
   });
 });

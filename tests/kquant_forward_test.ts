@@ -17,6 +17,7 @@ import { maxAbs, maxAbsDiff, promptLogits } from "./helpers/reference.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
 import { createGpu } from "../src/gpu/device.ts";
 import { convertToGguf } from "../src/model/gguf/convert.ts";
+import { readGgufHeader } from "../src/model/gguf/reader.ts";
 import { dequantize } from "../src/model/quant/dequantize.ts";
 import { denseMatrices, linearWeightDTypes } from "../src/model/weights.ts";
 import { KERNEL_FAMILIES } from "../src/types/api.ts";
@@ -112,6 +113,93 @@ sharedTest("K-quant GGUF (Q4_K + Q6_K, mixed q|k|v): in-kernel Q4X / Q8X weights
       }
     } finally {
       // The file's shared device is destroyed after its last test.
+    }
+  });
+});
+
+// Qwen3.5 (hybrid): 3 Gated DeltaNet layers + 1 gated attention layer, every input size a
+// multiple of 256. Key and value heads are equal in number, so llama.cpp's tiled value-head
+// order is the identity and the blocks made from the checkpoint's rows are the file's
+// (the tiled order is checked at Q8_0 in gguf_reference_test.ts).
+const Q35_CONFIG = {
+  architectures: ["Qwen3_5ForCausalLM"],
+  model_type: "qwen3_5_text",
+  hidden_size: 256,
+  intermediate_size: 512,
+  num_hidden_layers: 4,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  head_dim: 64,
+  layer_types: ["linear_attention", "linear_attention", "linear_attention", "full_attention"],
+  linear_num_key_heads: 4,
+  linear_num_value_heads: 4,
+  linear_key_head_dim: 64,
+  linear_value_head_dim: 64,
+  linear_conv_kernel_dim: 4,
+  rms_norm_eps: 1e-6,
+  tie_word_embeddings: true,
+  rope_parameters: { rope_type: "default", rope_theta: 1e7, partial_rotary_factor: 0.25, mrope_section: [2, 1, 1] },
+};
+
+/** Q4_K_M's choice on Qwen3.5: v and down Q6_K, every other decoder linear (DeltaNet in/out, gated q) Q4_K. */
+function q35KType(name: string): "Q4_K" | "Q6_K" | null {
+  if (!/^model\.layers\.\d+\.(self_attn\.\w+_proj|linear_attn\.(in_proj_\w+|out_proj)|mlp\.\w+_proj)\.weight$/.test(name)) return null;
+  return /(v_proj|down_proj)/.test(name) ? "Q6_K" : "Q4_K";
+}
+
+sharedTest("K-quant GGUF Qwen3.5 (Q4_K + Q6_K): the DeltaNet in/out projections and the gated q are stored and run as K-quant blocks and give the dequantized checkpoint's logits on both families", async () => {
+  await withTempDir(async (dir) => {
+    const blocks = new Map<string, Uint8Array>();
+    await writeSyntheticCheckpoint(`${dir}/ck`, Q35_CONFIG, {
+      mutate: (tensors) => {
+        for (const t of tensors) {
+          // The gated norm is plain w (not 1 + w): near 1, so the DeltaNet output weighs in the logits.
+          if (t.name.endsWith("linear_attn.norm.weight")) t.data = t.data.map((w) => Math.fround(1 + w));
+          const type = q35KType(t.name);
+          if (!type) continue;
+          const b = type === "Q4_K" ? quantizeQ4K(t.data) : quantizeQ6K(t.data);
+          blocks.set(t.name, b);
+          t.data = dequantize(type, b);
+        }
+      },
+    });
+    // 3 DeltaNet layers x (qkv, z, a, b, out) + 1 attention layer x (q, k, v, o) + 4 x (gate, up, down).
+    assertEquals(blocks.size, 3 * 5 + 4 + 4 * 3);
+    const file = `${dir}/model-q4_k_m.gguf`;
+    await convertToGguf(`${dir}/ck`, file, { blocks: { type: q35KType, encode: (name) => blocks.get(name)! } });
+    // The file's types, under llama.cpp's qwen35 names.
+    const types = (await readGgufHeader(file)).tensors;
+    const type = (n: string) => types.get(n)?.type.name;
+    assertEquals(
+      ["attn_qkv", "attn_gate", "ssm_alpha", "ssm_beta", "ssm_out", "ffn_down"].map((n) => type(`blk.0.${n}.weight`)),
+      ["Q4_K", "Q4_K", "Q4_K", "Q4_K", "Q4_K", "Q6_K"],
+    );
+    assertEquals(["attn_q", "attn_k", "attn_v", "attn_output"].map((n) => type(`blk.3.${n}.weight`)), ["Q4_K", "Q4_K", "Q6_K", "Q4_K"]);
+    assertEquals(["ssm_conv1d.weight", "ssm_a", "ssm_norm.weight"].map((n) => type(`blk.0.${n}`)), ["F32", "F32", "F32"]);
+    const gpu = await sharedGpu();
+    for (const kernelFamily of KERNEL_FAMILIES) {
+      const ref = await ModelRunner.load(`${dir}/ck`, { ...OPTS, gpu, kernelFamily });
+      const exact = await ModelRunner.load(file, { ...OPTS, gpu, kernelFamily });
+      try {
+        // DeltaNet layers: in-projection qkv|z|b|a all Q4_K (Q4X), out_proj Q4X; the attention
+        // layer's q|k|v|gate mixes in the Q6_K v (Q8X); down Q6_K (Q8X).
+        const dtypes = exact.weights.layers.map((l) => denseMatrices(l).map((m) => `${m.kind}/${m.dtype}`).join(" "));
+        assertEquals(dtypes, [
+          ...Array(3).fill("quant/q4x quant/q4x quant/q4x quant/q8x"),
+          "quant/q8x quant/q4x quant/q4x quant/q8x",
+        ]);
+        assertEquals(exact.weights.layers.map((l) => l.linear !== null), [true, true, true, false]);
+        for (const ids of PROMPTS) {
+          const want = await promptLogits(ref, ids);
+          const got = await promptLogits(exact, ids);
+          const e = maxAbsDiff(got, want) / maxAbs(want);
+          console.log(`  ${kernelFamily} qwen35 ${ids.length} tokens: ${e.toExponential(2)} of the largest logit`);
+          assert(e <= TOL, `qwen35 ${kernelFamily} ${ids.length} tokens: ${e} > ${TOL}`);
+        }
+      } finally {
+        ref.close();
+        exact.close();
+      }
     }
   });
 });

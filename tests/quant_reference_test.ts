@@ -18,12 +18,8 @@ import { ModelRunner } from "../src/runner/model_runner.ts";
 import { KERNEL_FAMILIES } from "../src/types/api.ts";
 import { loadGolden, maxAbs, maxAbsDiff, modelDir, promptLogits } from "./helpers/reference.ts";
 import { denseMatrices } from "../src/model/weights.ts";
-import { EXACT_TOL, loadQuantGoldens, QUANT_GOLDEN_MODELS, worstRelativeError } from "./helpers/quant_goldens.ts";
-import { withTempDir, writeSafetensors } from "./helpers/synthetic_checkpoint.ts";
-import * as sys from "./helpers/platform.ts";
-import { openModel } from "../src/model/model_source.ts";
-import { dequantize } from "../src/model/quant/dequantize.ts";
-import { valueDType } from "../src/model/safetensors.ts";
+import { EXACT_TOL, loadQuantGoldens, QUANT_GOLDEN_MODELS, worstRelativeError, writeRoundTripCheckpoint } from "./helpers/quant_goldens.ts";
+import { withTempDir } from "./helpers/synthetic_checkpoint.ts";
 
 const OPTS = { maxTokens: 128, maxLogitRows: 128, maxSeqs: 1, blockSize: 16, numBlocks: 16, weightDType: "f32", kvDtype: "f32" } as const;
 
@@ -63,55 +59,47 @@ for (const kernelFamily of KERNEL_FAMILIES) for (const name of QUANT_GOLDEN_MODE
   });
 }
 
-// gemma3-tiny has no HF quantized goldens: its reference is our f32 forward (held to 1e-4 of
-// HF's logits in reference_test.ts) on a checkpoint whose weights are the load-time blocks
-// dequantized, i.e. the same round trip quant-goldens.json applies.
-test("quant reference gemma3-tiny: Q8_0 and Q4_0 load-time quantization match the f32 path on the round-tripped weights (both families, quantized kernels)", async () => {
-  const name = "gemma3-tiny";
-  // The longest prompt (past the sliding window) is enough: the kernels are shared.
-  const ids = (await loadGolden(name)).cases.map((c) => c.prompt_ids).sort((a, b) => b.length - a.length).slice(0, 1);
-  await withTempDir(async (dir) => {
-    const gpu = await createGpu();
-    try {
-      for (const q of ["q8_0", "q4_0"] as const) {
-        const roundTrip = `${dir}/${q}`;
-        await sys.mkdir(roundTrip);
-        for (const f of ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"]) {
-          await sys.copyFile(`${modelDir(name)}/${f}`, `${roundTrip}/${f}`);
-        }
-        const { tensors } = await openModel(modelDir(name), { quantization: q });
-        try {
-          const out = [];
-          for (const t of tensors.names()) {
-            const info = tensors.get(t);
-            out.push({ name: t, shape: info.shape, dtype: "F32" as const, data: dequantize(valueDType(info), await tensors.read(info)) });
-          }
-          await writeSafetensors(`${roundTrip}/model.safetensors`, out);
-        } finally {
-          tensors.close();
-        }
-        for (const kernelFamily of KERNEL_FAMILIES) {
-          const quant = await ModelRunner.load(modelDir(name), { ...OPTS, kernelFamily, quantization: q, gpu });
-          const plain = await ModelRunner.load(roundTrip, { ...OPTS, kernelFamily, gpu });
-          try {
-            const mats = denseMatrices(quant.weights.layers[0]);
-            assertEquals(mats.map((w) => `${w.kind}/${w.dtype}`), mats.map(() => `quant/${q}`));
-            let worst = 0;
-            for (const p of ids) {
-              const a = await promptLogits(quant, p);
-              const b = await promptLogits(plain, p);
-              worst = Math.max(worst, maxAbsDiff(a, b) / maxAbs(b));
+// gemma3-tiny and qwen35-tiny have no HF quantized goldens: their reference is our f32 forward
+// (held to 1e-4 of HF's logits in reference_test.ts) on a checkpoint whose weights are the
+// load-time blocks dequantized, i.e. the same round trip quant-goldens.json applies. Every
+// layer's linears must be blocks: for qwen35-tiny that is the Gated DeltaNet in-projection
+// (qkv|z|b|a) and out_proj, and the gated attention's q|k|v|gate and o.
+for (const name of ["gemma3-tiny", "qwen35-tiny"]) {
+  test(`quant reference ${name}: Q8_0 and Q4_0 load-time quantization match the f32 path on the round-tripped weights (both families, quantized kernels)`, async () => {
+    // The longest prompt (past gemma3's sliding window) is enough: the kernels are shared.
+    const ids = (await loadGolden(name)).cases.map((c) => c.prompt_ids).sort((a, b) => b.length - a.length).slice(0, 1);
+    await withTempDir(async (dir) => {
+      const gpu = await createGpu();
+      try {
+        for (const q of ["q8_0", "q4_0"] as const) {
+          const roundTrip = `${dir}/${q}`;
+          await writeRoundTripCheckpoint(modelDir(name), q, roundTrip);
+          for (const kernelFamily of KERNEL_FAMILIES) {
+            const quant = await ModelRunner.load(modelDir(name), { ...OPTS, kernelFamily, quantization: q, gpu });
+            const plain = await ModelRunner.load(roundTrip, { ...OPTS, kernelFamily, gpu });
+            try {
+              for (const l of quant.weights.layers) {
+                const mats = denseMatrices(l);
+                assertEquals(mats.map((w) => `${w.kind}/${w.dtype}`), mats.map(() => `quant/${q}`));
+              }
+              if (name === "qwen35-tiny") assertEquals(quant.weights.layers.map((l) => l.linear !== null), [true, true, true, false]);
+              let worst = 0;
+              for (const p of ids) {
+                const a = await promptLogits(quant, p);
+                const b = await promptLogits(plain, p);
+                worst = Math.max(worst, maxAbsDiff(a, b) / maxAbs(b));
+              }
+              console.log(`  ${kernelFamily} ${name} ${q}: vs f32 on round-tripped weights ${worst.toExponential(2)}`);
+              assert(worst <= EXACT_TOL, `${name} ${kernelFamily} ${q}: relative error ${worst} > ${EXACT_TOL}`);
+            } finally {
+              plain.close();
+              quant.close();
             }
-            console.log(`  ${kernelFamily} ${name} ${q}: vs f32 on round-tripped weights ${worst.toExponential(2)}`);
-            assert(worst <= EXACT_TOL, `${name} ${kernelFamily} ${q}: relative error ${worst} > ${EXACT_TOL}`);
-          } finally {
-            plain.close();
-            quant.close();
           }
         }
+      } finally {
+        gpu.device.destroy();
       }
-    } finally {
-      gpu.device.destroy();
-    }
+    });
   });
-});
+}

@@ -118,6 +118,13 @@ export interface ModelSpec {
   attnOutputGate: boolean;
   /** Leading dims of each head that RoPE rotates (partial_rotary_factor * head_dim). */
   rotaryDim: number;
+  /**
+   * Qwen3.5's interleaved M-RoPE sections (`rope_parameters.mrope_section`, transformers'
+   * default [11, 11, 10] where absent). Text positions make them plain RoPE, so the forward
+   * pass ignores them; `convert` writes them as llama.cpp's `rope.dimension_sections`, which
+   * its IMROPE needs to rotate every pair by the text position.
+   */
+  mropeSection?: number[];
 }
 
 /** Whether layer `l` is a Gated DeltaNet layer. */
@@ -500,6 +507,20 @@ function isQwen35(arch: Architecture): boolean {
   return arch === "qwen35" || arch === "qwen35_moe";
 }
 
+/** transformers' Qwen3.5 `mrope_section` where a config has none. */
+export const QWEN35_DEFAULT_MROPE_SECTION: readonly number[] = [11, 11, 10];
+
+/** Qwen3.5's `rope_parameters.mrope_section` ({@link QWEN35_DEFAULT_MROPE_SECTION} where absent). */
+function mropeSectionOf(f: Fields): number[] {
+  const params = f.raw("rope_parameters");
+  const v = params && typeof params === "object" ? (params as Record<string, unknown>).mrope_section : undefined;
+  if (v === undefined || v === null) return [...QWEN35_DEFAULT_MROPE_SECTION];
+  if (!Array.isArray(v) || v.length > 4 || !v.every((x) => Number.isInteger(x) && x >= 0)) {
+    f.fail("rope_parameters.mrope_section", "at most 4 non-negative integers", v);
+  }
+  return v as number[];
+}
+
 /** Gemma-2 and Gemma-3 share (1 + w) norms, sandwich norms, scaled embeddings and gelu_tanh. */
 function isGemma(arch: Architecture): boolean {
   return arch === "gemma2" || arch === "gemma3";
@@ -612,6 +633,7 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     linearAttention: linearAttentionOf(f, architecture, numLayers),
     attnOutputGate: qwen35,
     rotaryDim: rotaryDimOf(f, headDim),
+    ...(qwen35 ? { mropeSection: mropeSectionOf(f) } : {}),
     // Set only for the families that have them (a dense spec, e.g. from GGUF, omits both).
     ...(architecture === "qwen3_moe" ? { moe: parseQwen3MoeSpec(config, numLayers, file) } : {}),
     // Its fields sit in text_config (the multimodal hub layout).

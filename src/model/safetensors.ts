@@ -328,11 +328,13 @@ const SKIPPED_PREFIXES = ["model.visual.", "mtp."];
 /**
  * A vision-language checkpoint's language model under the plain causal-LM names
  * (`model.language_model.X` as `model.X`), without the vision tower and MTP head, which
- * text serving skips (`skippedTensors` counts them for the startup log). Other checkpoints
- * pass through unchanged.
+ * text serving skips (`skippedTensors` counts them for the startup log); a causal-LM
+ * checkpoint's MTP head (`mtp.*` next to `model.*`) is skipped the same way. Other
+ * checkpoints pass through unchanged.
  */
 export function languageModelTensors(tensors: Map<string, TensorInfo>): Map<string, TensorInfo> & { skippedTensors?: number } {
-  if (![...tensors.keys()].some((n) => n.startsWith(LANGUAGE_MODEL_PREFIX))) return tensors;
+  const names = [...tensors.keys()];
+  if (!names.some((n) => n.startsWith(LANGUAGE_MODEL_PREFIX) || SKIPPED_PREFIXES.some((p) => n.startsWith(p)))) return tensors;
   const out: Map<string, TensorInfo> & { skippedTensors?: number } = new Map();
   let skipped = 0;
   for (const [name, info] of tensors) {

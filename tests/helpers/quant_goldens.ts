@@ -8,6 +8,11 @@ import * as sys from "./platform.ts";
 import { MODELS_DIR } from "./fixtures.ts";
 import { maxAbs, maxAbsDiff, MODEL_NAMES, promptLogits } from "./reference.ts";
 import type { ModelRunner } from "../../src/runner/model_runner.ts";
+import { writeSafetensors } from "./synthetic_checkpoint.ts";
+import { openModel } from "../../src/model/model_source.ts";
+import { dequantize } from "../../src/model/quant/dequantize.ts";
+import { valueDType } from "../../src/model/safetensors.ts";
+import type { LoadQuantization } from "../../src/model/quant/ggml_types.ts";
 
 /** One case: HF logits with the Q8_0 / Q4_0 round trip applied to the linear weights. */
 export interface QuantCase {
@@ -47,4 +52,28 @@ export async function worstRelativeError(runner: ModelRunner, cases: readonly Qu
     });
   }
   return worst;
+}
+
+/**
+ * Writes to `out` the checkpoint `src` with its load-time `quantization` round trip applied:
+ * every tensor as F32 holding what the quantized load holds (the blocks dequantized), under
+ * the loader's plain names (a vision-language checkpoint's language model only), so an f32
+ * path on it is the reference for the quantized path on `src`.
+ */
+export async function writeRoundTripCheckpoint(src: string, quantization: LoadQuantization, out: string): Promise<void> {
+  await sys.mkdir(out, { recursive: true });
+  for (const f of ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"]) {
+    await sys.copyFile(`${src}/${f}`, `${out}/${f}`);
+  }
+  const { tensors } = await openModel(src, { quantization });
+  try {
+    const all = [];
+    for (const t of tensors.names()) {
+      const info = tensors.get(t);
+      all.push({ name: t, shape: info.shape, dtype: "F32" as const, data: dequantize(valueDType(info), await tensors.read(info)) });
+    }
+    await writeSafetensors(`${out}/model.safetensors`, all);
+  } finally {
+    tensors.close();
+  }
 }

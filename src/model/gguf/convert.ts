@@ -9,7 +9,7 @@
  * @module
  */
 import { readTextFile } from "../../runtime/runtime.ts";
-import { loadModelSpec, type ModelSpec } from "../config.ts";
+import { loadModelSpec, type ModelSpec, QWEN35_DEFAULT_MROPE_SECTION } from "../config.ts";
 import { CheckpointError } from "../errors.ts";
 import { openCheckpointTensors, valueDType } from "../safetensors.ts";
 import { collectChunks } from "../tensor_source.ts";
@@ -226,10 +226,14 @@ function metadata(
   ];
   const lin = spec.linearAttention;
   if (lin) {
-    // Text positions make Qwen3.5's interleaved mrope plain RoPE whatever the sections.
     out.splice(out.findIndex(([key]) => key === k("rope.dimension_count")), 1, [k("rope.dimension_count"), u32(spec.rotaryDim)]);
+    // The checkpoint's mrope sections padded to 4, as llama.cpp's converter writes them: its
+    // IMROPE gives text tokens position 0 in a 4th section, so sections that do not cover
+    // every rotary pair (e.g. [rotaryDim / 2, 0, 0, 0]) would leave pairs unrotated there.
+    const sections = [...(spec.mropeSection ?? QWEN35_DEFAULT_MROPE_SECTION)];
+    while (sections.length < 4) sections.push(0);
     out.push(
-      [k("rope.dimension_sections"), { type: "array", itemType: "i32", value: [spec.rotaryDim / 2, 0, 0, 0] }],
+      [k("rope.dimension_sections"), { type: "array", itemType: "i32", value: sections }],
       [k("ssm.conv_kernel"), u32(lin.convKernel)],
       [k("ssm.state_size"), u32(lin.keyHeadDim)],
       [k("ssm.group_count"), u32(lin.numKeyHeads)],

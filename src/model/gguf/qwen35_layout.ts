@@ -16,6 +16,7 @@ import type { LinearAttentionSpec, ModelSpec } from "../config.ts";
 import type { TensorChunk } from "../safetensors.ts";
 import { collectChunks, type SourceTensor, type TensorSource } from "../tensor_source.ts";
 import { dequantize } from "../quant/dequantize.ts";
+import { writeF16 } from "../quant/f16.ts";
 
 /** tiled[p] = grouped[perm[p]] for `heads` value heads over `numKeyHeads` key heads. */
 export function tiledValueHeads(numKeyHeads: number, heads: number): Int32Array {
@@ -71,8 +72,13 @@ export function qwen35HfValues(name: string, values: Float32Array): Float32Array
   return name.endsWith(".A_log") ? values.map((a) => Math.fround(Math.log(-a))) : values;
 }
 
+/** Whether a transformed tensor keeps its f16 storage: a matrix whose values are only reordered. */
+function keepsF16(info: SourceTensor): boolean {
+  return info.dtype === "F16" && info.shape.length === 2;
+}
+
 /**
- * A checkpoint's tensors with the values a `qwen35` GGUF file stores (F32), for the converter;
+ * A checkpoint's tensors with the values a `qwen35` GGUF file stores (F32, f16 matrices F16), for the converter;
  * the rest pass through. Load-time quantization wraps this, so blocks quantize the file's values.
  */
 export class Qwen35GgufSource implements TensorSource {
@@ -97,7 +103,11 @@ export class Qwen35GgufSource implements TensorSource {
   get(name: string): SourceTensor {
     const info = this.#inner.get(name);
     if (!qwen35Transforms(name)) return info;
-    return { ...info, dtype: "F32", byteLength: info.shape.reduce((a, b) => a * b, 1) * 4 };
+    const n = info.shape.reduce((a, b) => a * b, 1);
+    // An f16 matrix only changes row / column order (the in- and out-projections): it stays
+    // f16, as llama.cpp's converter keeps it, rather than doubling the file and the matmuls.
+    if (keepsF16(info)) return { ...info, byteLength: n * 2 };
+    return { ...info, dtype: "F32", byteLength: n * 4 };
   }
 
   async *readChunks(info: SourceTensor, maxChunkBytes?: number): AsyncIterable<TensorChunk> {
@@ -108,6 +118,12 @@ export class Qwen35GgufSource implements TensorSource {
     const inner = this.#inner.get(info.name);
     const values = dequantize(valueDType(inner), await this.#inner.read(inner));
     const out = qwen35GgufValues(this.#spec, info.name, values, info.shape);
+    if (keepsF16(inner)) {
+      const bytes = new Uint8Array(out.length * 2);
+      for (let i = 0; i < out.length; i++) writeF16(bytes, 2 * i, out[i]);
+      yield { offset: 0, bytes };
+      return;
+    }
     yield { offset: 0, bytes: new Uint8Array(out.buffer, out.byteOffset, out.byteLength) as Uint8Array<ArrayBuffer> };
   }
 
