@@ -1,0 +1,22 @@
+/**
+ * Typed descriptors of speculative decoding's kernels (`kernels/ngram_draft.wgsl`), and the
+ * shape each kernel family gives them. See `src/runner/ngram_drafter.ts` for their use.
+ * @module
+ */
+import type { KernelFamily } from "../types/api.ts";
+import { kernel, type KernelDescriptor } from "./registry.ts";
+
+/**
+ * Invocations per sequence of the n-gram drafter: 8 on CPU adapters (one SIMD row of
+ * lavapipe), 64 on GPUs (candidate starts compared in parallel).
+ */
+export const NGRAM_DRAFT_WG: Record<KernelFamily, number> = { cpu: 8, gpu: 64 };
+
+/** n-gram (prompt lookup) drafts from a per-sequence token history kept on the GPU. */
+export const NGRAM_DRAFT: KernelDescriptor<{ WG: number }, "history" | "seqs" | "records" | "drafts"> = kernel(
+  "ngram_draft",
+  ["history", "seqs", "records", "drafts"],
+);
+
+/** Every kernel file speculative decoding needs. */
+export const SPEC_KERNEL_FILES: readonly string[] = [NGRAM_DRAFT.file];
