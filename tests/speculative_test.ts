@@ -64,24 +64,23 @@ test("scheduler: a verification chunk drafts after the known tokens; a rejection
   seq.speculation = new SpeculationState(NGRAM);
   sched.add(seq);
   assertEquals(sched.schedule().chunks[0].count, 8);
-  // The prompt repeats itself (a draft two tokens back would have been right): the first
-  // decode, still plain, arms speculation; the next waits for the sampled tokens.
-  assertEquals(sched.schedule().chunks[0].count, 1);
+  // The prompt repeats itself (a draft two tokens back would have been right): its prefill
+  // arms speculation, so the first decode waits for the token the prefill sampled.
   assert(seq.speculation.active);
   assertEquals(sched.schedule().chunks, []);
   const row = (outputIndex: number, id: number) => ({ seq, outputIndex, token: { id, logprob: 0 } });
-  sched.postprocess([row(0, 3), row(1, 1)]);
+  sched.postprocess([row(0, 3)]);
   const plan = sched.schedule();
-  // [.. 1 2 3 1]: the suffix [1 2 3 1] last occurred at 3..6, followed by [2 3 1].
-  assertEquals(plan.chunks.map((c) => [c.start, c.count, c.draft]), [[9, 4, [2, 3, 1]]]);
-  assertEquals(seq.blockTable.length, 7);
-  const used = sched.blocks.usedCount;
-  // Row 0 samples 7, not the draft's 2: only 7 is kept; rows 1-3 are dropped.
-  const out = sched.postprocess([row(2, 7), row(3, 3), row(4, 1), row(5, 4)]);
-  assertEquals(out[0].ids, [7]);
-  assertEquals(seq.outputIds, [3, 1, 7]);
-  assertEquals(seq.numComputed, 10);
+  // [.. 1 2 3 1 2 3]: the suffix [3 1 2 3] last occurred at 2..5, followed by [1 2 3].
+  assertEquals(plan.chunks.map((c) => [c.start, c.count, c.draft]), [[8, 4, [1, 2, 3]]]);
   assertEquals(seq.blockTable.length, 6);
+  const used = sched.blocks.usedCount;
+  // Row 0 samples 7, not the draft's 1: only 7 is kept; rows 1-3 are dropped.
+  const out = sched.postprocess([row(1, 7), row(2, 2), row(3, 3), row(4, 4)]);
+  assertEquals(out[0].ids, [7]);
+  assertEquals(seq.outputIds, [3, 7]);
+  assertEquals(seq.numComputed, 9);
+  assertEquals(seq.blockTable.length, 5);
   assertEquals(sched.blocks.usedCount, used - 1);
   assertEquals([sched.specDraftTokens, sched.specAcceptedTokens], [3, 0]);
   // A draft accepted in part, then a stop token inside the accepted tokens ends the sequence.

@@ -421,6 +421,9 @@ export class Scheduler {
       return n;
     }
     const sample = seq.numComputed === seq.totalLength && seq.generated < seq.maxTokens;
+    // A prompt that already repeats itself arms speculation at its prefill, so the first
+    // decode drafts (the tokens it would wait for are all known but the one sampled here).
+    if (sample && !decode) seq.speculation?.plainStep(() => seq.knownTokens(), seq.knownLength);
     plan.chunks.push({ seq, start, count: n, sample, pool: "none" });
     // The token sampled at the chunk's end stays on the GPU until a readback.
     if (sample) seq.pending++;
