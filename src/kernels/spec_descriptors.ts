@@ -12,10 +12,13 @@ import { kernel, type KernelDescriptor } from "./registry.ts";
  */
 export const NGRAM_DRAFT_WG: Record<KernelFamily, number> = { cpu: 8, gpu: 64 };
 
-/** n-gram (prompt lookup) drafts from a per-sequence token history kept on the GPU. */
-export const NGRAM_DRAFT: KernelDescriptor<{ WG: number }, "history" | "seqs" | "records" | "drafts"> = kernel(
+/** n-gram (prompt lookup) speculation per step: history update (append, or accept a verification) and draft. */
+export const NGRAM_DRAFT: KernelDescriptor<
+  { WG: number },
+  "history" | "lengths" | "requests" | "records" | "drafts" | "accepted"
+> = kernel(
   "ngram_draft",
-  ["history", "seqs", "records", "drafts"],
+  ["history", "lengths", "requests", "records", "drafts", "accepted"],
 );
 
 /** Every kernel file speculative decoding needs. */

@@ -1,21 +1,25 @@
 /**
- * n-gram (prompt lookup) drafting on the GPU (kernels/ngram_draft.wgsl). Each speculating
- * sequence slot keeps its token history (prompt + output) in one row of a GPU buffer; one
- * dispatch per step appends each listed sequence's newest token (a literal id, or a reference
- * to the sampler output record of a step still on the GPU) and drafts up to k tokens from
- * the latest earlier occurrence of its last n tokens. Since the newest token can be a record
- * reference, the history and the drafts stay current without a GPU->CPU wait.
+ * n-gram (prompt lookup) speculation's GPU step (kernels/ngram_draft.wgsl). Each speculating
+ * sequence slot keeps its token history (prompt + output) and its length in GPU buffers; one
+ * dispatch per step brings each listed sequence's history up to date and drafts up to k
+ * tokens from the latest earlier occurrence of its last n tokens. A request either appends
+ * the newest token (an id, or a reference to the sampler output record of a step still on the
+ * GPU) or accepts a verification step's rows against the slot's last draft (the longest
+ * prefix whose samples equal the draft, plus the next sample), so neither needs a GPU->CPU
+ * wait. Drafts are kept per slot, accepted counts per request.
  *
  * Buffers are written with `writeBuffer`, which the queue orders after every earlier submit:
- * a step in flight still reads its own sequence list.
+ * a step in flight still reads its own request list.
  * @module
  */
 import type { KernelFamily } from "../types/api.ts";
 import type { CompiledKernel, PipelineCache } from "../kernels/registry.ts";
 import { NGRAM_DRAFT, NGRAM_DRAFT_WG } from "../kernels/spec_descriptors.ts";
 
-/** Words per sequence in the kernel's sequence list (see ngram_draft.wgsl). */
-const SEQ_WORDS = 4;
+/** Words per request in the kernel's request list (see ngram_draft.wgsl). */
+const REQ_WORDS = 5;
+const MODE_APPEND = 0;
+const MODE_ACCEPT = 1;
 
 /** Sizes and settings of a {@link GpuNgramDrafter}. */
 export interface NgramDrafterOptions {
@@ -34,28 +38,46 @@ export interface NgramDrafterOptions {
   recordWords: number;
 }
 
-/** One sequence of a drafting dispatch. */
-export interface DraftRequest {
-  /** The sequence's slot (history row). */
-  slot: number;
-  /** Its length counting the newest token. */
-  length: number;
-  /** The newest token: an id, or `RECORD_REF | record` for a token still on the GPU. */
-  newest: number;
-  /** Tokens wanted (0: only append). */
-  k: number;
-}
+/** One sequence of a dispatch: how its history is brought up to date, and the draft wanted. */
+export type DraftRequest =
+  & {
+    /** The sequence's slot (history row). */
+    slot: number;
+    /** Tokens wanted (0: only update the history). */
+    k: number;
+  }
+  & (
+    | {
+      mode: "append";
+      /** The sequence's length counting the newest token. */
+      length: number;
+      /** The newest token: an id, or `RECORD_REF | record` for a token still on the GPU. */
+      newest: number;
+    }
+    | {
+      mode: "accept";
+      /**
+       * Output record of the first row of the slot's verification step (rows fed the slot's
+       * last token, then its last draft; their records are consecutive).
+       */
+      firstRecord: number;
+    }
+  );
 
-/** The drafter: its pipeline, the per-slot histories and the draft output. */
+/** The drafter: its pipeline, the per-slot histories, lengths and drafts. */
 export class GpuNgramDrafter {
   readonly options: NgramDrafterOptions;
-  /** Per request of the last dispatch, `1 + maxDraft` words: the draft's length, its tokens (COPY_SRC). */
+  /** Per slot, `1 + maxDraft` words: the draft's length, then its tokens (COPY_SRC). */
   readonly drafts: GPUBuffer;
+  /** Per request of the last dispatch: drafts accepted (COPY_SRC). */
+  readonly accepted: GPUBuffer;
+  /** Per slot: the history's length (COPY_SRC). */
+  readonly lengths: GPUBuffer;
   #device: GPUDevice;
-  #kernel: CompiledKernel<"history" | "seqs" | "records" | "drafts">;
+  #kernel: CompiledKernel<"history" | "lengths" | "requests" | "records" | "drafts" | "accepted">;
   #params: GPUBuffer;
   #history: GPUBuffer;
-  #seqs: GPUBuffer;
+  #requests: GPUBuffer;
   #bindGroup: GPUBindGroup | null = null;
 
   constructor(device: GPUDevice, pipelines: PipelineCache, options: NgramDrafterOptions) {
@@ -70,23 +92,25 @@ export class GpuNgramDrafter {
       record_words: options.recordWords,
     }, "ngram_draft_params");
     const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
-    this.#history = device.createBuffer({ label: "ngram_history", size: Math.max(16, options.maxSeqs * options.maxContext * 4), usage: storage });
-    this.#seqs = device.createBuffer({ label: "ngram_seqs", size: Math.max(16, options.maxSeqs * SEQ_WORDS * 4), usage: storage });
-    this.drafts = device.createBuffer({
-      label: "ngram_drafts",
-      size: Math.max(16, options.maxSeqs * (1 + options.maxDraft) * 4),
-      usage: storage | GPUBufferUsage.COPY_SRC,
-    });
+    const buffer = (label: string, words: number, usage = storage | GPUBufferUsage.COPY_SRC) =>
+      device.createBuffer({ label, size: Math.max(16, words * 4), usage });
+    this.#history = buffer("ngram_history", options.maxSeqs * options.maxContext, storage);
+    this.#requests = buffer("ngram_requests", options.maxSeqs * REQ_WORDS, storage);
+    this.lengths = buffer("ngram_lengths", options.maxSeqs);
+    this.drafts = buffer("ngram_drafts", options.maxSeqs * (1 + options.maxDraft));
+    this.accepted = buffer("ngram_accepted", options.maxSeqs);
   }
 
-  /** Builds the bind group once: the sampler's output records, for record references. */
+  /** Builds the bind group once: the sampler's output records (references, verified rows). */
   bind(records: GPUBuffer): void {
     this.#bindGroup = this.#kernel.bindGroup("ngram_draft", {
       p: this.#params,
       history: this.#history,
-      seqs: this.#seqs,
+      lengths: this.lengths,
+      requests: this.#requests,
       records,
       drafts: this.drafts,
+      accepted: this.accepted,
     });
   }
 
@@ -97,15 +121,20 @@ export class GpuNgramDrafter {
     this.#device.queue.writeBuffer(this.#history, (slot * this.options.maxContext + from) * 4, Uint32Array.from({ length: n }, (_, i) => tokens[i]));
   }
 
-  /** Queues the sequence list of the next dispatch (at most `maxSeqs`). */
+  /** Queues the request list of the next dispatch (at most `maxSeqs`, one per slot). */
   upload(requests: readonly DraftRequest[]): void {
-    if (requests.length > this.options.maxSeqs) throw new RangeError(`${requests.length} drafts > maxSeqs ${this.options.maxSeqs}`);
-    const words = new Uint32Array(Math.max(1, requests.length) * SEQ_WORDS);
+    if (requests.length > this.options.maxSeqs) throw new RangeError(`${requests.length} requests > maxSeqs ${this.options.maxSeqs}`);
+    const words = new Uint32Array(Math.max(1, requests.length) * REQ_WORDS);
     requests.forEach((r, i) => {
-      if (r.length < 1 || r.length > this.options.maxContext) throw new RangeError(`history length ${r.length} out of range`);
-      words.set([r.slot, r.length, r.newest >>> 0, Math.min(r.k, this.options.maxDraft)], i * SEQ_WORDS);
+      const k = Math.min(r.k, this.options.maxDraft);
+      if (r.mode === "append") {
+        if (r.length < 1 || r.length > this.options.maxContext) throw new RangeError(`history length ${r.length} out of range`);
+        words.set([r.slot, MODE_APPEND, r.length, r.newest >>> 0, k], i * REQ_WORDS);
+      } else {
+        words.set([r.slot, MODE_ACCEPT, 0, r.firstRecord, k], i * REQ_WORDS);
+      }
     });
-    this.#device.queue.writeBuffer(this.#seqs, 0, words);
+    this.#device.queue.writeBuffer(this.#requests, 0, words);
   }
 
   /** Encodes the dispatch over the `count` uploaded requests. */
@@ -117,21 +146,14 @@ export class GpuNgramDrafter {
     pass.dispatchWorkgroups(count);
   }
 
-  /** Reads the drafts of a mapped copy of {@link drafts}: one token list per request. */
-  static readDrafts(words: Uint32Array, count: number, maxDraft: number): number[][] {
-    const out: number[][] = [];
-    for (let s = 0; s < count; s++) {
-      const base = s * (1 + maxDraft);
-      out.push(Array.from(words.subarray(base + 1, base + 1 + Math.min(words[base], maxDraft))));
-    }
-    return out;
+  /** A slot's draft in a mapped copy of {@link drafts}. */
+  static readDraft(words: Uint32Array, slot: number, maxDraft: number): number[] {
+    const base = slot * (1 + maxDraft);
+    return Array.from(words.subarray(base + 1, base + 1 + Math.min(words[base], maxDraft)));
   }
 
   /** Frees the drafter's buffers. */
   destroy(): void {
-    this.#history.destroy();
-    this.#seqs.destroy();
-    this.drafts.destroy();
-    this.#params.destroy();
+    for (const b of [this.#history, this.#requests, this.lengths, this.drafts, this.accepted, this.#params]) b.destroy();
   }
 }
