@@ -12,20 +12,22 @@
 //   from `first` on hold each row's sampled token. Accepted = the longest prefix of rows whose
 //   sample equals the draft token (greedy and sampling alike: with a deterministic draft,
 //   drawing x ~ p and keeping it when it equals the draft is the rejection rule); those
-//   drafts and the next row's sample are appended on the GPU, and the count goes to `accepted`.
+//   drafts and the next row's sample are appended on the GPU. The count and the drafts fed
+//   (at most `fed`, the rows the CPU scheduled minus one) go to `accepted`, one record-sized
+//   entry per request, so a step copies them into the readback with its sampled records.
 // Candidates are scanned latest first, WG at a time, so a recent match ends the scan early.
 #include layout
 struct Params { max_n: u32, min_n: u32, k_max: u32, stride: u32, record_words: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> history: array<u32>;
 @group(0) @binding(2) var<storage, read_write> lengths: array<u32>;
-// Per request, REQ_WORDS words: slot, mode, APPEND: length / ACCEPT: unused, APPEND: newest id
-// or record reference / ACCEPT: first record of the verification rows, tokens wanted (<= k_max).
+// Per request, REQ_WORDS words: slot, mode, APPEND: length / ACCEPT: drafts fed, APPEND: newest
+// id or record reference / ACCEPT: first record of the verification rows, tokens wanted.
 @group(0) @binding(3) var<storage, read> requests: array<u32>;
 @group(0) @binding(4) var<storage, read> records: array<u32>;
 // Per slot, 1 + k_max words: the draft's length, then its tokens.
 @group(0) @binding(5) var<storage, read_write> drafts: array<u32>;
-// Per request: drafts accepted (ACCEPT; 0 for APPEND).
+// Per request, record_words apart: drafts accepted, drafts fed (ACCEPT; 0, 0 for APPEND).
 @group(0) @binding(6) var<storage, read_write> accepted: array<u32>;
 
 const REQ_WORDS: u32 = 5u;
@@ -49,9 +51,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (lid == 0u) {
     var len = requests[s * REQ_WORDS + 2u];
     var a = 0u;
+    var drafted = 0u;
     if (mode == MODE_ACCEPT) {
+      drafted = min(min(drafts[d], p.k_max), requests[s * REQ_WORDS + 2u]);
       len = lengths[slot];
-      let drafted = min(drafts[d], p.k_max);
       while (a < drafted && sampled(arg + a) == drafts[d + 1u + a]) { a++; }
       for (var i = 0u; i < a; i++) { history[h + len + i] = drafts[d + 1u + i]; }
       history[h + len + a] = sampled(arg + a);
@@ -62,7 +65,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       history[h + len - 1u] = id;
     }
     lengths[slot] = len;
-    accepted[s] = a;
+    accepted[s * p.record_words] = a;
+    accepted[s * p.record_words + 1u] = drafted;
     len_w = len;
     atomicStore(&best, 0u);
   }

@@ -30,7 +30,8 @@ for (const family of ["cpu", "gpu"] as KernelFamily[]) {
     const pipelines = new PipelineCache(device, await loadKernelSources(SPEC_KERNEL_FILES));
     const records = device.createBuffer({ size: MAX_SEQS * ROWS * RECORD_WORDS * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
     const draftWords = MAX_SEQS * (1 + MAX_DRAFT);
-    const read = device.createBuffer({ size: (draftWords + 2 * MAX_SEQS) * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const countWords = MAX_SEQS * RECORD_WORDS;
+    const read = device.createBuffer({ size: (draftWords + countWords + MAX_SEQS) * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     const rng = new Rng(family === "cpu" ? 23 : 32);
     let found = 0;
     let total = 0;
@@ -60,16 +61,17 @@ for (const family of ["cpu", "gpu"] as KernelFamily[]) {
           drafter.encode(pass, requests.length);
           pass.end();
           encoder.copyBufferToBuffer(drafter.drafts, 0, read, 0, draftWords * 4);
-          encoder.copyBufferToBuffer(drafter.accepted, 0, read, draftWords * 4, MAX_SEQS * 4);
-          encoder.copyBufferToBuffer(drafter.lengths, 0, read, (draftWords + MAX_SEQS) * 4, MAX_SEQS * 4);
+          encoder.copyBufferToBuffer(drafter.accepted, 0, read, draftWords * 4, countWords * 4);
+          encoder.copyBufferToBuffer(drafter.lengths, 0, read, (draftWords + countWords) * 4, MAX_SEQS * 4);
           device.queue.submit([encoder.finish()]);
           await read.mapAsync(GPUMapMode.READ);
           const words = new Uint32Array(read.getMappedRange().slice(0));
           read.unmap();
           return {
             draft: (slot: number) => GpuNgramDrafter.readDraft(words, slot, MAX_DRAFT),
-            accepted: Array.from(words.subarray(draftWords, draftWords + requests.length)),
-            length: (slot: number) => words[draftWords + MAX_SEQS + slot],
+            // (accepted, fed) per request, a record apart.
+            accepted: requests.map((_, i) => [words[draftWords + i * RECORD_WORDS], words[draftWords + i * RECORD_WORDS + 1]]),
+            length: (slot: number) => words[draftWords + countWords + slot],
           };
         };
         // Histories over small vocabularies (matches of every length occur), some repeating
@@ -100,7 +102,7 @@ for (const family of ["cpu", "gpu"] as KernelFamily[]) {
           total++;
           if (drafts[slot].length) found++;
         });
-        assertEquals(got.accepted, first.map(() => 0));
+        assertEquals(got.accepted, first.map(() => [0, 0]));
 
         // 2. Accept: each slot's verification rows sample its draft token with probability
         //    0.7 per row (else another token); the GPU keeps the longest matching prefix plus
@@ -111,17 +113,20 @@ for (const family of ["cpu", "gpu"] as KernelFamily[]) {
             setRecord(slot * ROWS + i, i < d.length && rng.next() < 0.7 ? d[i] : h[rng.int(0, h.length - 1)] + (rng.next() < 0.5 ? 1 : 0));
           }
           ks[slot] = rng.int(1, MAX_DRAFT);
-          return { mode: "accept", slot, firstRecord: slot * ROWS, k: ks[slot] };
+          // Mostly every draft token fed; sometimes fewer (the scheduler's k was smaller).
+          const fed = rng.next() < 0.7 ? MAX_DRAFT : rng.int(0, MAX_DRAFT);
+          return { mode: "accept", slot, fed, firstRecord: slot * ROWS, k: ks[slot] };
         });
         got = await dispatch(second);
         const want = second.map((r) => {
-          const d = drafts[r.slot];
+          if (r.mode !== "accept") throw new Error("unreachable");
+          const d = drafts[r.slot].slice(0, r.fed);
           const sample = (i: number) => recordIds[(r.slot * ROWS + i) * RECORD_WORDS + RECORD.id];
           let a = 0;
           while (a < d.length && sample(a) === d[a]) a++;
           histories[r.slot].push(...d.slice(0, a), sample(a));
           if (a > 0 && a < d.length) partial++;
-          return a;
+          return [a, d.length];
         });
         assertEquals(got.accepted, want, `round ${round}: accepted`);
         histories.forEach((h, slot) => {

@@ -1,6 +1,7 @@
 /**
- * Typed descriptors of speculative decoding's kernels (`kernels/ngram_draft.wgsl`), and the
- * shape each kernel family gives them. See `src/runner/ngram_drafter.ts` for their use.
+ * Typed descriptors of speculative decoding's kernels (`kernels/ngram_draft.wgsl`,
+ * `kernels/spec_patch.wgsl`), and the shape each kernel family gives them. See
+ * `src/runner/ngram_drafter.ts` for their use.
  * @module
  */
 import type { KernelFamily } from "../types/api.ts";
@@ -21,5 +22,11 @@ export const NGRAM_DRAFT: KernelDescriptor<
   ["history", "lengths", "requests", "records", "drafts", "accepted"],
 );
 
+/** Verification rows' metadata (positions, KV slots, tokens, output indices) set on the GPU. */
+export const SPEC_PATCH: KernelDescriptor<Record<string, never>, "step_meta" | "lengths" | "history" | "drafts" | "requests"> = kernel(
+  "spec_patch",
+  ["step_meta", "lengths", "history", "drafts", "requests"],
+);
+
 /** Every kernel file speculative decoding needs. */
-export const SPEC_KERNEL_FILES: readonly string[] = [NGRAM_DRAFT.file];
+export const SPEC_KERNEL_FILES: readonly string[] = [NGRAM_DRAFT.file, SPEC_PATCH.file];

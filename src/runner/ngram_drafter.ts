@@ -14,7 +14,7 @@
  */
 import type { KernelFamily } from "../types/api.ts";
 import type { CompiledKernel, PipelineCache } from "../kernels/registry.ts";
-import { NGRAM_DRAFT, NGRAM_DRAFT_WG } from "../kernels/spec_descriptors.ts";
+import { NGRAM_DRAFT, NGRAM_DRAFT_WG, SPEC_PATCH } from "../kernels/spec_descriptors.ts";
 
 /** Words per request in the kernel's request list (see ngram_draft.wgsl). */
 const REQ_WORDS = 5;
@@ -56,6 +56,8 @@ export type DraftRequest =
     }
     | {
       mode: "accept";
+      /** Draft tokens the verification step fed (its rows - 1): only these can be accepted. */
+      fed: number;
       /**
        * Output record of the first row of the slot's verification step (rows fed the slot's
        * last token, then its last draft; their records are consecutive).
@@ -69,14 +71,18 @@ export class GpuNgramDrafter {
   readonly options: NgramDrafterOptions;
   /** Per slot, `1 + maxDraft` words: the draft's length, then its tokens (COPY_SRC). */
   readonly drafts: GPUBuffer;
-  /** Per request of the last dispatch: drafts accepted (COPY_SRC). */
+  /**
+   * Per request of the last dispatch, one record-sized entry (`recordWords` words, so a step
+   * copies them into the readback with its records): drafts accepted, drafts fed (COPY_SRC).
+   */
   readonly accepted: GPUBuffer;
   /** Per slot: the history's length (COPY_SRC). */
   readonly lengths: GPUBuffer;
   #device: GPUDevice;
   #kernel: CompiledKernel<"history" | "lengths" | "requests" | "records" | "drafts" | "accepted">;
   #params: GPUBuffer;
-  #history: GPUBuffer;
+  /** Per slot, `maxContext` ids: the token history. */
+  readonly history: GPUBuffer;
   #requests: GPUBuffer;
   #bindGroup: GPUBindGroup | null = null;
 
@@ -94,18 +100,18 @@ export class GpuNgramDrafter {
     const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
     const buffer = (label: string, words: number, usage = storage | GPUBufferUsage.COPY_SRC) =>
       device.createBuffer({ label, size: Math.max(16, words * 4), usage });
-    this.#history = buffer("ngram_history", options.maxSeqs * options.maxContext, storage);
+    this.history = buffer("ngram_history", options.maxSeqs * options.maxContext, storage);
     this.#requests = buffer("ngram_requests", options.maxSeqs * REQ_WORDS, storage);
     this.lengths = buffer("ngram_lengths", options.maxSeqs);
     this.drafts = buffer("ngram_drafts", options.maxSeqs * (1 + options.maxDraft));
-    this.accepted = buffer("ngram_accepted", options.maxSeqs);
+    this.accepted = buffer("ngram_accepted", options.maxSeqs * options.recordWords);
   }
 
   /** Builds the bind group once: the sampler's output records (references, verified rows). */
   bind(records: GPUBuffer): void {
     this.#bindGroup = this.#kernel.bindGroup("ngram_draft", {
       p: this.#params,
-      history: this.#history,
+      history: this.history,
       lengths: this.lengths,
       requests: this.#requests,
       records,
@@ -118,7 +124,7 @@ export class GpuNgramDrafter {
   write(slot: number, tokens: ArrayLike<number>, from = 0): void {
     const n = Math.min(tokens.length, this.options.maxContext - from);
     if (n <= 0) return;
-    this.#device.queue.writeBuffer(this.#history, (slot * this.options.maxContext + from) * 4, Uint32Array.from({ length: n }, (_, i) => tokens[i]));
+    this.#device.queue.writeBuffer(this.history, (slot * this.options.maxContext + from) * 4, Uint32Array.from({ length: n }, (_, i) => tokens[i]));
   }
 
   /** Queues the request list of the next dispatch (at most `maxSeqs`, one per slot). */
@@ -131,7 +137,7 @@ export class GpuNgramDrafter {
         if (r.length < 1 || r.length > this.options.maxContext) throw new RangeError(`history length ${r.length} out of range`);
         words.set([r.slot, MODE_APPEND, r.length, r.newest >>> 0, k], i * REQ_WORDS);
       } else {
-        words.set([r.slot, MODE_ACCEPT, 0, r.firstRecord, k], i * REQ_WORDS);
+        words.set([r.slot, MODE_ACCEPT, r.fed, r.firstRecord, k], i * REQ_WORDS);
       }
     });
     this.#device.queue.writeBuffer(this.#requests, 0, words);
@@ -154,6 +160,96 @@ export class GpuNgramDrafter {
 
   /** Frees the drafter's buffers. */
   destroy(): void {
-    for (const b of [this.#history, this.#requests, this.lengths, this.drafts, this.accepted, this.#params]) b.destroy();
+    for (const b of [this.history, this.#requests, this.lengths, this.drafts, this.accepted, this.#params]) b.destroy();
+  }
+}
+
+/** Words per request of the patch (see spec_patch.wgsl). */
+const PATCH_WORDS = 6;
+
+/** One verification chunk whose metadata the GPU completes. */
+export interface PatchRequest {
+  /** The chunk's sequence index in the step. */
+  seqIndex: number;
+  slot: number;
+  /** The chunk's first token index in the step. */
+  firstToken: number;
+  /** The chunk's first logit row. */
+  firstRow: number;
+  /** Rows (1 + drafts fed). */
+  rows: number;
+  promptLength: number;
+}
+
+/**
+ * Completes verification rows' step metadata on the GPU before the forward pass
+ * (kernels/spec_patch.wgsl): positions, KV slots, input tokens and output indices from the
+ * slot's history length and draft that the {@link GpuNgramDrafter} keeps, so a sequence
+ * verifies again while its earlier verifications' accepted counts are still on the GPU.
+ */
+export class VerifyPatch {
+  #device: GPUDevice;
+  #kernel: CompiledKernel<"step_meta" | "lengths" | "history" | "drafts" | "requests">;
+  #params: GPUBuffer;
+  #requests: GPUBuffer;
+  #maxRequests: number;
+  #meta: GPUBuffer;
+  #slotBytes: number;
+  #drafter: GpuNgramDrafter;
+  /** One bind group per metadata slot offset. */
+  #groups = new Map<number, GPUBindGroup>();
+
+  constructor(
+    device: GPUDevice,
+    pipelines: PipelineCache,
+    options: { drafter: GpuNgramDrafter; blockSize: number; meta: GPUBuffer; metaSlotBytes: number },
+  ) {
+    this.#device = device;
+    this.#drafter = options.drafter;
+    this.#kernel = pipelines.get(SPEC_PATCH, {});
+    const o = options.drafter.options;
+    this.#params = this.#kernel.uniform({ block_size: options.blockSize, stride: o.maxContext, k_max: o.maxDraft }, "spec_patch_params");
+    this.#maxRequests = o.maxSeqs;
+    this.#requests = device.createBuffer({
+      label: "spec_patch_requests",
+      size: Math.max(16, o.maxSeqs * PATCH_WORDS * 4),
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    });
+    this.#meta = options.meta;
+    this.#slotBytes = options.metaSlotBytes;
+  }
+
+  /** Queues the requests of the next dispatch. */
+  upload(requests: readonly PatchRequest[]): void {
+    if (requests.length > this.#maxRequests) throw new RangeError(`${requests.length} patches > ${this.#maxRequests}`);
+    const words = new Uint32Array(Math.max(1, requests.length) * PATCH_WORDS);
+    requests.forEach((r, i) => words.set([r.seqIndex, r.slot, r.firstToken, r.firstRow, r.rows, r.promptLength], i * PATCH_WORDS));
+    this.#device.queue.writeBuffer(this.#requests, 0, words);
+  }
+
+  /** Encodes the patch of the step whose metadata slot is at `metaOffset`. */
+  encode(pass: GPUComputePassEncoder, metaOffset: number, count: number): void {
+    if (count <= 0) return;
+    let group = this.#groups.get(metaOffset);
+    if (!group) {
+      group = this.#kernel.bindGroup("spec_patch", {
+        p: this.#params,
+        step_meta: { buffer: this.#meta, offset: metaOffset, size: this.#slotBytes },
+        lengths: this.#drafter.lengths,
+        history: this.#drafter.history,
+        drafts: this.#drafter.drafts,
+        requests: this.#requests,
+      });
+      this.#groups.set(metaOffset, group);
+    }
+    pass.setPipeline(this.#kernel.pipeline);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(1, count);
+  }
+
+  /** Frees the patch's buffers. */
+  destroy(): void {
+    this.#params.destroy();
+    this.#requests.destroy();
   }
 }

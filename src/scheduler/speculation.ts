@@ -12,7 +12,7 @@
  * decoding gives.
  * @module
  */
-import type { SamplingParams, SpeculativeConfig } from "../types/api.ts";
+import type { SamplingParams, SpeculativeConfig, TokenLogprob } from "../types/api.ts";
 
 /** Plain (pipelined) decode steps after a first backoff, before looking for n-grams again. */
 const FIRST_BACKOFF = 8;
@@ -81,6 +81,10 @@ export class SpeculationState {
   #backoff = FIRST_BACKOFF;
   /** The verification step in flight, if any. */
   verification: Verification | null = null;
+  /** GPU drafting: drafts fed by each verification step in flight, oldest first. */
+  gpuInflight: number[] = [];
+  /** GPU drafting: the rows read back of the oldest verification, until its count comes. */
+  gpuRows: TokenLogprob[] = [];
 
   constructor(config: SpeculativeConfig) {
     this.config = config;
@@ -129,6 +133,11 @@ export class SpeculationState {
     if (d.length > 0) this.#grace = 0;
     else if (limit > 0 && this.#grace-- <= 0) this.#backOff();
     return d;
+  }
+
+  /** A GPU verification found no draft: like {@link draft} finding none, backs off after a grace. */
+  noDraft(): void {
+    if (this.#armed && this.#grace-- <= 0) this.#backOff();
   }
 
   /** A verification came back: `accepted` of `drafted` tokens were accepted. */
