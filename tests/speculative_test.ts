@@ -102,6 +102,48 @@ test("scheduler: a verification chunk drafts after the known tokens; a rejection
   assertEquals(sched.blocks.usedCount, 0);
 });
 
+test("scheduler (GPU drafts): verifications are scheduled without waiting; accepted counts set the tokens and roll KV back", () => {
+  const sched = new Scheduler({ numBlocks: 16, blockSize: 2, maxBatchTokens: 64, maxSeqs: 4, policy: "fifo", gpuDrafts: true });
+  const seq = new Sequence(0, [1, 2, 3, 1, 2, 3, 1, 2], { maxTokens: 20, sampling: { ...SAMPLING_DEFAULTS }, stopTokenIds: new Set([99]) }, 0);
+  seq.speculation = new SpeculationState(NGRAM);
+  sched.add(seq);
+  assertEquals(sched.schedule().chunks[0].count, 8);
+  assert(seq.speculation.active, "the prompt repeats itself: armed at its prefill");
+  // Two verification steps back to back, while the prefill's token is still on the GPU: upper-
+  // bound positions (every draft accepted), blocks for them.
+  const v1 = sched.schedule().chunks;
+  assertEquals(v1.map((c) => [c.start, c.count, c.gpuDraft]), [[8, 5, 4]]);
+  const v2 = sched.schedule().chunks;
+  assertEquals(v2.map((c) => [c.start, c.count, c.gpuDraft]), [[13, 5, 4]]);
+  assertEquals([seq.pending, seq.numComputed, seq.blockTable.length], [3, 18, 9]);
+  const tok = (id: number) => ({ id, logprob: 0 });
+  const rows = (ids: number[], accepted: number) => [
+    ...ids.map((id) => ({ seq, outputIndex: -1, token: tok(id), verifyRow: true })),
+    { seq, outputIndex: -1, token: tok(-1), verified: { accepted, drafted: 4 } },
+  ];
+  // The prefill's token, then the first verification: 2 drafts accepted, so rows 0..2 count.
+  let out = sched.postprocess([{ seq, outputIndex: 0, token: tok(3) }, ...rows([1, 2, 3, 7, 7], 2)]);
+  assertEquals(out[0].ids, [3, 1, 2, 3]);
+  assertEquals(seq.numComputed, 16, "the rejected rows' upper bound is dropped");
+  assertEquals(seq.blockTable.length, 9);
+  const used = sched.blocks.usedCount;
+  // The second: nothing accepted, one token; every token known, the KV ends at the newest.
+  out = sched.postprocess(rows([5, 6, 6, 6, 6], 0));
+  assertEquals(out[0].ids, [5]);
+  assertEquals([seq.pending, seq.numComputed, seq.knownLength], [0, 12, 13]);
+  assertEquals(seq.blockTable.length, 7);
+  assertEquals(sched.blocks.usedCount, used - 2);
+  assertEquals([sched.specDrafts, sched.specDraftTokens, sched.specAcceptedTokens], [2, 8, 2]);
+  // A stop token among accepted rows ends the sequence there; rows after it are dropped.
+  seq.speculation.k = 4;
+  const v3 = sched.schedule().chunks;
+  assertEquals(v3.map((c) => [c.start, c.count, c.gpuDraft]), [[12, 5, 4]]);
+  out = sched.postprocess(rows([4, 99, 4, 4, 4], 3));
+  assertEquals(out[0].ids, [4, 99]);
+  assertEquals(out[0].finishReason, "stop");
+  assertEquals(sched.blocks.usedCount, 0);
+});
+
 test("speculative config: vLLM's JSON, errors naming the field, draft/mtp not supported yet", () => {
   assertEquals(parseSpeculativeConfig('{"method":"ngram","num_speculative_tokens":4,"prompt_lookup_max":4,"prompt_lookup_min":2}'), NGRAM);
   const param = (json: string) => {

@@ -446,9 +446,11 @@ export class ModelRunner {
         rows.push({ sampling: seq.sampling, outputIndex, seqSlot: seq.slot });
         owners.push({ owner: seq, outputIndex });
         if (drafter && seq.speculation) {
-          // The token sampled here joins the slot's GPU history (and a draft follows it).
+          // The token sampled here joins the slot's GPU history; a draft follows it only when
+          // the sequence speculates (its next step may verify it).
           const newest = (RECORD_REF | (recordBase + rows.length - 1)) >>> 0;
-          appends.push({ mode: "append", slot: seq.slot, length: c.start + c.count + 1, newest, k: drafter.options.maxDraft });
+          const k = seq.speculation.active ? drafter.options.maxDraft : 0;
+          appends.push({ mode: "append", slot: seq.slot, length: c.start + c.count + 1, newest, k });
         }
       }
       this.#lastRecord.set(seq, recordBase + rows.length - 1);

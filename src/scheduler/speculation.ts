@@ -1,9 +1,12 @@
 /**
  * Speculative decoding's CPU side: n-gram (prompt lookup) drafts and the per-sequence
- * adaptive state. A speculating sequence is scheduled only once every token it has is known
- * on the CPU (like a constrained one); its decode chunk then carries the last token plus up
- * to k drafted tokens, each row sampled. The scheduler keeps the longest prefix of rows
- * whose sampled token equals the next draft token, plus the next sampled token.
+ * adaptive state. With GPU drafts (the engine's way, `SchedulerOptions.gpuDrafts`) the
+ * drafting and acceptance run in `runner/ngram_drafter.ts` and the sequence never waits;
+ * here is the reference drafter, used without them: a speculating sequence is scheduled only
+ * once every token it has is known on the CPU (like a constrained one); its decode chunk then
+ * carries the last token plus up to k drafted tokens, each row sampled. Either way, the
+ * longest prefix of rows whose sampled token equals the next draft token is kept, plus the
+ * next sampled token.
  *
  * That rule is exact for sampling too: with a deterministic draft (q one-hot) the rejection
  * rule accepts draft d with probability p(d) and on rejection samples from p with d removed,
