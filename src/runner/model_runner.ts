@@ -229,7 +229,9 @@ export class ModelRunner {
       });
     }
     const recordBytes = this.sampler.recordWords * 4;
-    this.#readback = new ReadbackRing(device, { stepsPerSync: sync, maxRowsPerStep: rows, recordBytes });
+    // With GPU drafts a step also reads back one accepted count per verifying sequence.
+    const countRows = this.#drafter ? init.capacity.maxSeqs : 0;
+    this.#readback = new ReadbackRing(device, { stepsPerSync: sync, maxRowsPerStep: rows + countRows, recordBytes });
     this.#rowReadback = new RowReadback(device, { maxRowsPerStep: rows, recordBytes });
     this.#pooledReadback = new RowReadback(device, { maxRowsPerStep: init.capacity.maxSeqs, recordBytes: init.spec.hiddenSize * 4 });
   }
