@@ -421,7 +421,7 @@ async function main(): Promise<void> {
     // Speculative decoding (n-gram drafts) on stories260K, which copies; the verify-step cost
     // per k on the SmolLM2-shaped model (bench/spec.ts).
     const spec = await section("spec", on("spec"), () => benchSpec({ model: STORIES, costModel: smol, gpu, quick: q, log }));
-    if (q) notes.push("--quick: spec with half-length outputs, one timed run per engine, 2 rounds of step costs");
+    if (q) notes.push("--quick: spec with half-length outputs, best of 2 timed runs per engine, 2 rounds of step costs");
     gpu.device.destroy();
 
     const partial = {

@@ -152,7 +152,7 @@ export interface SpecBenchOptions {
   costModel?: string;
   kernelFamily?: KernelFamily;
   gpu?: Gpu;
-  /** Shorter outputs, 1 timed run, 2 rounds of step costs. */
+  /** Shorter outputs, best of 2 timed runs, 2 rounds of step costs. */
   quick?: boolean;
   log?: (line: string) => void;
 }
@@ -160,7 +160,7 @@ export interface SpecBenchOptions {
 /** Runs the section. */
 export async function benchSpec(options: SpecBenchOptions): Promise<SpecResult> {
   const q = options.quick ?? false;
-  const runs = q ? 1 : 5;
+  const runs = q ? 2 : 5;
   const out = (n: number) => (q ? n / 2 : n);
   const workloads: [string, GenerateOptions[]][] = [
     ["(a) copying, 1 stream", [{ prompt: COPY, maxTokens: out(128), ignoreEos: true }]],
