@@ -8,7 +8,9 @@
  * still in flight is fed by reference to its output record, so the loop never waits for a
  * token; records come back every `stepsPerSync` steps. Embedding chunks add pooled
  * hidden-state rows (only those rows: one per chunk, `hidden` floats each), read back on
- * their own right after their step.
+ * their own right after their step. With n-gram speculation, verification chunks get their
+ * positions, tokens and output indices on the GPU and their accepted counts come back with
+ * the step's records (`ngram_drafter.ts`), so they keep the pipeline too.
  * @module
  */
 import { type AttentionImpl, type KernelFamily, type KvDtype, LlmError, type Quantization, type SpeculativeConfig } from "../types/api.ts";
