@@ -1,7 +1,7 @@
 /**
  * Typed descriptors of speculative decoding's kernels (`kernels/ngram_draft.wgsl`,
  * `kernels/spec_patch.wgsl`), and the shape each kernel family gives them. See
- * `src/runner/ngram_drafter.ts` for their use.
+ * `src/runner/ngram_drafter.ts` and `src/runner/verify_patch.ts` for their use.
  * @module
  */
 import type { KernelFamily } from "../types/api.ts";

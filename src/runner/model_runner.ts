@@ -33,7 +33,8 @@ import { ForwardPass } from "./forward.ts";
 import { GpuSampler } from "./sampler.ts";
 import { type ReadBatch, ReadbackRing, type RecordOwner, RowReadback } from "./readback.ts";
 import { TokenMaskPass } from "./token_mask.ts";
-import { type DraftRequest, GpuNgramDrafter, type PatchRequest, VerifyPatch } from "./ngram_drafter.ts";
+import { type DraftRequest, GpuNgramDrafter } from "./ngram_drafter.ts";
+import { type PatchRequest, VerifyPatch } from "./verify_patch.ts";
 import {
   buildStepBatch,
   metaSlotWords,
