@@ -1,8 +1,8 @@
 /**
  * `deno task bench [--quick] [--json PATH] [--only SECTIONS]`
  * (or `bun run bench/main.ts ...`, same flags): the throughput suite of issue 5. Runs kernel,
- * decode-step, offline batching, constrained decoding (issue 12), serving, llama.cpp-peer and
- * quantized-weight (issue 11)
+ * decode-step, offline batching, constrained decoding (issue 12), serving, llama.cpp-peer,
+ * quantized-weight (issue 11) and speculative-decoding (issue 23)
  * benchmarks on stories260K and a synthetic SmolLM2-135M-shaped f16 model (built into a temp
  * dir), writes
  * `bench/results/<timestamp>.json` (or PATH) and prints a markdown table. `--quick` shrinks
@@ -27,6 +27,7 @@ import { benchConstrained, type ConstrainedResult } from "./constrained.ts";
 import { benchPeer, loadLlamaCpp, type PeerResult } from "./peer_llama_cpp.ts";
 import { benchBatch } from "./batch.ts";
 import { benchQuant } from "./quant_section.ts";
+import { benchSpec } from "./spec.ts";
 import {
   DEFAULT_WORKLOAD,
   makeWorkload,
@@ -50,7 +51,7 @@ export interface BenchArgs {
   only: Set<string> | null;
 }
 
-const SECTIONS = ["kernels", "offline", "constrained", "serving", "peer", "batch", "quant"];
+const SECTIONS = ["kernels", "offline", "constrained", "serving", "peer", "batch", "quant", "spec"];
 
 /** Parses `--quick`, `--json PATH` and `--only a,b`. */
 export function parseBenchArgs(argv: string[]): BenchArgs {
@@ -138,7 +139,7 @@ async function main(): Promise<void> {
   const tmp = await rt.makeTempDir("bench_");
   try {
     const smol = `${tmp}/smollm2-135m-synthetic`;
-    if (on("kernels") || on("peer") || (!q && on("offline")) || on("quant")) {
+    if (on("kernels") || on("peer") || (!q && on("offline")) || on("quant") || on("spec")) {
       const bytes = await writeSyntheticModel(smol, { tokenizerDir: STORIES });
       notes.push(
         `synthetic SmolLM2-135M-shaped model (random f16, ${
@@ -417,6 +418,10 @@ async function main(): Promise<void> {
         fastPath: !q, // two more SmolLM2-sized engines; the full run measures them
       }, log));
     if (q) notes.push("--quick: quant without the fast path (quantized activations)");
+    // Speculative decoding (n-gram drafts) on stories260K, which copies; the verify-step cost
+    // per k on the SmolLM2-shaped model (bench/spec.ts).
+    const spec = await section("spec", on("spec"), () => benchSpec({ model: STORIES, costModel: smol, gpu, quick: q, log }));
+    if (q) notes.push("--quick: spec with half-length outputs, best of 2 timed runs per engine, 2 rounds of step costs");
     gpu.device.destroy();
 
     const partial = {
@@ -438,6 +443,7 @@ async function main(): Promise<void> {
       peer,
       batch,
       quant,
+      spec,
     };
     const results: BenchResults = {
       ...partial,

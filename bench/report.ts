@@ -12,6 +12,7 @@ import type { ConstrainedResult } from "./constrained.ts";
 import type { PeerResult } from "./peer_llama_cpp.ts";
 import type { BatchBenchResult } from "./batch.ts";
 import type { QuantSectionResult } from "./quant_section.ts";
+import type { SpecResult } from "./spec.ts";
 import type { Percentiles } from "./stats.ts";
 
 /** Thrown by a section that cannot run here; the suite records it as skipped with the message. */
@@ -46,6 +47,8 @@ export interface BenchResults {
   batch?: Section<BatchBenchResult>;
   /** Quantized weights (issue 11; absent in older files). */
   quant?: Section<QuantSectionResult>;
+  /** Speculative decoding (issue 23; absent in older files). */
+  spec?: Section<SpecResult>;
   targets: Target[];
   durationS: number;
 }
@@ -734,5 +737,33 @@ export function renderMarkdown(r: BenchResults): string {
       for (const n of q.notes) out.push(`- ${n}`);
     } else out.push(sectionNote("quant", r.quant)!);
   }
+
+  if (r.spec) {
+    out.push("\n## Speculative decoding (n-gram drafts, speculation off vs on)");
+    if (r.spec.status === "ok") out.push(...renderSpec(r.spec.data));
+    else out.push(sectionNote("spec", r.spec)!);
+  }
   return out.join("\n") + "\n";
+}
+
+/** The section's markdown tables. */
+export function renderSpec(r: SpecResult): string[] {
+  const c = r.config;
+  const out = [
+    `${c.method === "draft" ? `draft model ${c.model.split("/").at(-1)} (k = ${c.numSpeculativeTokens})` : `n-gram drafts (k = ${c.numSpeculativeTokens}, n ${c.promptLookupMax}..${c.promptLookupMin})`} on ${r.model}, greedy, ${r.kernelFamily} kernels, best of ${r.runs}:`,
+    "",
+    "| workload | off tok/s | on tok/s | on/off | tokens per verify step | acceptance |",
+    "|---|---|---|---|---|---|",
+  ];
+  for (const w of r.rows) {
+    out.push(
+      `| ${w.workload} | ${w.plainTokPerS.toFixed(1)} | ${w.specTokPerS.toFixed(1)} | ${w.speedup.toFixed(2)} | ${
+        w.tokensPerVerifyStep ? w.tokensPerVerifyStep.toFixed(2) : "-"
+      } | ${w.tokensPerVerifyStep ? (w.acceptance * 100).toFixed(0) + "%" : "-"} |`,
+    );
+  }
+  out.push("", `Verify-step cost on ${r.costModel} (one sequence at context ${r.context}, k + 1 sampled rows, 8 steps per wait):`, "");
+  out.push("| k | ms per step | vs plain step |", "|---|---|---|");
+  for (const c of r.verifyCost) out.push(`| ${c.k} | ${c.wallMs.toFixed(2)} | ${c.ratio.toFixed(2)} |`);
+  return out;
 }

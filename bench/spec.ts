@@ -1,15 +1,23 @@
 /**
- * Speculative decoding (n-gram drafts, or a draft model) against plain decoding, on stories260K: (a) a prompt
- * that repeats a passage the greedy continuation then copies, (b) free text, (c) 8
- * concurrent streams. Prints a markdown table: tok/s with speculation off and on, their
- * ratio, tokens per verification step and the acceptance rate. Greedy, so both runs make the
- * same tokens. Standalone: `deno run -A bench/spec.ts [--model DIR] [--kernel-family cpu|gpu]
+ * The `spec` section of `bench/main.ts`: speculative decoding (n-gram drafts) against plain
+ * decoding, on stories260K: (a) a prompt that repeats a passage the greedy continuation then
+ * copies, (b) free text, (c) 8 concurrent streams: tok/s with speculation off and on, their
+ * ratio, tokens per verification step and the acceptance rate (greedy, so both runs make the
+ * same tokens). Then the cost of a verification step per k on a model (the SmolLM2-shaped
+ * one in the suite): one sequence's step with k + 1 sampled rows against a plain decode step.
+ * Also standalone: `deno run -A bench/spec.ts [--model DIR] [--kernel-family cpu|gpu] [--quick]
  * [--method ngram|draft] [--draft-model DIR]` (the draft model defaults to the model itself,
  * which shows the verification machinery at ~100% acceptance, not a speedup a real pair gives).
  * @module
  */
 import { createEngine, type EngineClient, type GenerateOptions } from "../mod.ts";
-import type { KernelFamily } from "../src/types/api.ts";
+import type { KernelFamily, SpeculativeConfig } from "../src/types/api.ts";
+import type { Gpu } from "../src/gpu/device.ts";
+import { ModelRunner } from "../src/runner/model_runner.ts";
+import { buildStepBatch, shapeOf } from "../src/runner/step_meta.ts";
+import { SAMPLING_DEFAULTS } from "../src/types/api.ts";
+import { percentile } from "./stats.ts";
+import { renderSpec } from "./report.ts";
 import * as rt from "../src/runtime/runtime.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -28,7 +36,8 @@ const STREAMS = [
   "Ben",
 ];
 
-interface Row {
+/** One workload, speculation off and on. */
+export interface SpecRow {
   workload: string;
   plainTokPerS: number;
   specTokPerS: number;
@@ -49,14 +58,14 @@ async function once(engine: EngineClient, reqs: GenerateOptions[]): Promise<Timi
 }
 
 /**
- * Best of 5 runs of each engine (after a warm-up run each), alternating, so that noise on a
+ * Best of `runs` runs of each engine (after a warm-up run each), alternating, so that noise on a
  * shared machine hits both alike.
  */
-async function timedPair(a: EngineClient, b: EngineClient, reqs: GenerateOptions[]): Promise<[Timing, Timing]> {
+async function timedPair(a: EngineClient, b: EngineClient, reqs: GenerateOptions[], runs: number): Promise<[Timing, Timing]> {
   await once(a, reqs);
   await once(b, reqs);
   const best: [Timing, Timing] = [{ tokens: 0, seconds: Infinity }, { tokens: 0, seconds: Infinity }];
-  for (let run = 0; run < 5; run++) {
+  for (let run = 0; run < runs; run++) {
     for (const [i, engine] of [a, b].entries()) {
       const t = await once(engine, reqs);
       if (t.seconds < best[i].seconds) best[i] = t;
@@ -65,31 +74,114 @@ async function timedPair(a: EngineClient, b: EngineClient, reqs: GenerateOptions
   return best;
 }
 
-async function main(): Promise<void> {
-  const argv = rt.args();
-  const flag = (name: string) => {
-    const i = argv.indexOf(`--${name}`);
-    return i >= 0 ? argv[i + 1] : undefined;
+/** A verification step's cost against a plain decode step (one sequence). */
+export interface VerifyCost {
+  /** Drafted tokens verified (k + 1 rows; k = 0 is a plain decode step). */
+  k: number;
+  /** Median wall time per step with 8 steps per GPU->CPU wait, ms. */
+  wallMs: number;
+  /** wallMs / wallMs at k = 0. */
+  ratio: number;
+}
+
+/** What the section measures. */
+export interface SpecResult {
+  model: string;
+  /** The speculative config measured. */
+  config: SpeculativeConfig;
+  kernelFamily: string;
+  /** Runs per engine (best of). */
+  runs: number;
+  rows: SpecRow[];
+  /** The model the verify-step costs were measured on. */
+  costModel: string;
+  context: number;
+  verifyCost: VerifyCost[];
+}
+
+/**
+ * Wall time per step of one sequence verifying k drafts (k + 1 rows, every row sampled) at
+ * `context`, for k = 0..maxK: 8 steps per wait, median over `rounds`, points round-robin.
+ */
+export async function verifyStepCost(
+  runner: ModelRunner,
+  options: { maxK: number; context: number; rounds: number },
+): Promise<VerifyCost[]> {
+  const device = runner.gpu.device;
+  const bs = runner.cache.options.blockSize;
+  const points = Array.from({ length: options.maxK + 1 }, (_, k) => {
+    const end = options.context + k;
+    const batch = buildStepBatch([{
+      tokens: Array.from({ length: k + 1 }, (_, i) => 5 + i),
+      start: options.context - 1,
+      blockTable: Array.from({ length: Math.ceil(end / bs) }, (_, j) => j),
+      logits: "all" as const,
+    }], bs);
+    const rows = Array.from({ length: k + 1 }, (_, i) => ({ sampling: SAMPLING_DEFAULTS, outputIndex: i, seqSlot: 0 }));
+    return { k, batch, rows, shape: shapeOf(batch), wall: [] as number[] };
+  });
+  const encodeStep = (p: (typeof points)[number]) => {
+    const offset = runner.writeStep(p.batch, { rows: p.rows, recordBase: 0 });
+    const encoder = device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    runner.forward.encode(pass, offset, p.shape);
+    runner.sampler.encode(pass, offset, p.rows.length);
+    pass.end();
+    device.queue.submit([encoder.finish()]);
   };
-  const model = flag("model") ?? `${ROOT}tests/fixtures/models/stories260K`;
-  const kernelFamily = flag("kernel-family") as KernelFamily | undefined;
-  const method = flag("method") ?? "ngram";
-  if (method !== "ngram" && method !== "draft") throw new Error(`--method must be ngram or draft, got ${method}`);
-  const draftModel = flag("draft-model") ?? model;
-  const speculative = method === "draft" ? { method, numSpeculativeTokens: 4, model: draftModel } as const : NGRAM;
+  for (const p of points) encodeStep(p); // compiles every variant before timing
+  await device.queue.onSubmittedWorkDone();
+  for (let r = 0; r < options.rounds; r++) {
+    for (const p of points) {
+      const t0 = performance.now();
+      for (let i = 0; i < 8; i++) encodeStep(p);
+      await device.queue.onSubmittedWorkDone();
+      p.wall.push((performance.now() - t0) / 8);
+    }
+  }
+  const base = percentile(points[0].wall, 50);
+  return points.map((p) => {
+    const wallMs = percentile(p.wall, 50);
+    return { k: p.k, wallMs, ratio: wallMs / base };
+  });
+}
+
+/** Options of {@link benchSpec}. */
+export interface SpecBenchOptions {
+  /** The model of the workloads (stories260K: it copies). */
+  model: string;
+  /** The model of the verify-step costs (default: `model`). */
+  costModel?: string;
+  kernelFamily?: KernelFamily;
+  /** What to measure (default: n-gram, k = 4, n from 4 to 2). */
+  speculative?: SpeculativeConfig;
+  gpu?: Gpu;
+  /** Shorter outputs, best of 2 timed runs, 2 rounds of step costs. */
+  quick?: boolean;
+  log?: (line: string) => void;
+}
+
+/** Runs the section. */
+export async function benchSpec(options: SpecBenchOptions): Promise<SpecResult> {
+  const q = options.quick ?? false;
+  const runs = q ? 2 : 5;
+  const out = (n: number) => (q ? n / 2 : n);
   const workloads: [string, GenerateOptions[]][] = [
-    ["(a) copying, 1 stream", [{ prompt: COPY, maxTokens: 128, ignoreEos: true }]],
-    ["(b) free text, 1 stream", [{ prompt: FREE, maxTokens: 128, ignoreEos: true }]],
-    ["(c) 8 streams", STREAMS.map((prompt) => ({ prompt, maxTokens: 96, ignoreEos: true }))],
+    ["(a) copying, 1 stream", [{ prompt: COPY, maxTokens: out(128), ignoreEos: true }]],
+    ["(b) free text, 1 stream", [{ prompt: FREE, maxTokens: out(128), ignoreEos: true }]],
+    ["(c) 8 streams", STREAMS.map((prompt) => ({ prompt, maxTokens: out(96), ignoreEos: true }))],
   ];
-  const opts = { model, maxSeqs: 8, kernelFamily };
+  const opts = { model: options.model, maxSeqs: 8, kernelFamily: options.kernelFamily };
   const plain = await createEngine(opts);
+  const speculative = options.speculative ?? NGRAM;
   const spec = await createEngine({ ...opts, speculative });
-  const rows: Row[] = [];
+  const rows: SpecRow[] = [];
+  let kernelFamily = "";
   try {
+    kernelFamily = plain.info.kernelFamily;
     for (const [name, reqs] of workloads) {
       const before = spec.stats();
-      const [p, s] = await timedPair(plain, spec, reqs);
+      const [p, s] = await timedPair(plain, spec, reqs, runs);
       const after = spec.stats();
       const drafts = after.specDrafts - before.specDrafts;
       const accepted = after.specAcceptedTokens - before.specAcceptedTokens;
@@ -102,22 +194,45 @@ async function main(): Promise<void> {
         tokensPerVerifyStep: drafts ? (drafts + accepted) / drafts : 0,
         acceptance: draftTokens ? accepted / draftTokens : 0,
       });
+      options.log?.(`  ${name}: on/off ${rows.at(-1)!.speedup.toFixed(2)}, ${rows.at(-1)!.tokensPerVerifyStep.toFixed(2)} tokens per verify step`);
     }
   } finally {
     await plain.close();
     await spec.close();
   }
-  const drafter = method === "draft" ? `draft model ${draftModel.split("/").pop()}` : "n-gram 4..2";
-  console.log(`model ${model.split("/").pop()}, ${drafter}, k = 4, ${rt.RUNTIME}, adapter ${plain.info.device}, ${plain.info.kernelFamily} kernels`);
-  console.log("| workload | off tok/s | on tok/s | on/off | tokens per verify step | acceptance |");
-  console.log("|---|---|---|---|---|---|");
-  for (const r of rows) {
-    console.log(
-      `| ${r.workload} | ${r.plainTokPerS.toFixed(1)} | ${r.specTokPerS.toFixed(1)} | ${r.speedup.toFixed(2)} | ${
-        r.tokensPerVerifyStep.toFixed(2)
-      } | ${(r.acceptance * 100).toFixed(0)}% |`,
-    );
+  const costModel = options.costModel ?? options.model;
+  const context = 128;
+  const runner = await ModelRunner.load(costModel, {
+    gpu: options.gpu,
+    kernelFamily: options.kernelFamily,
+    maxTokens: 64,
+    maxSeqs: 8,
+    numBlocks: 24,
+    maxContext: 256,
+  });
+  let verifyCost: VerifyCost[];
+  try {
+    verifyCost = await verifyStepCost(runner, { maxK: speculative.numSpeculativeTokens, context, rounds: q ? 2 : 5 });
+  } finally {
+    runner.close();
   }
+  return { model: options.model.split("/").at(-1)!, config: speculative, kernelFamily, runs, rows, costModel: costModel.split("/").at(-1)!, context, verifyCost };
+}
+
+async function main(): Promise<void> {
+  const argv = rt.args();
+  const flag = (name: string) => {
+    const i = argv.indexOf(`--${name}`);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const model = flag("model") ?? `${ROOT}tests/fixtures/models/stories260K`;
+  const kernelFamily = flag("kernel-family") as KernelFamily | undefined;
+  const method = flag("method") ?? "ngram";
+  if (method !== "ngram" && method !== "draft") throw new Error(`--method must be ngram or draft, got ${method}`);
+  const speculative: SpeculativeConfig = method === "draft" ? { method, numSpeculativeTokens: 4, model: flag("draft-model") ?? model } : NGRAM;
+  const r = await benchSpec({ model, kernelFamily, speculative, quick: argv.includes("--quick"), log: console.error });
+  console.log(`${rt.RUNTIME}`);
+  console.log(renderSpec(r).join("\n"));
 }
 
 if (import.meta.main) await main();

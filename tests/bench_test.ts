@@ -297,3 +297,40 @@ test("bench --quick: a section due to start past the time budget is skipped and 
   assertEquals((await section("c", true, work)).status, "ok");
   assert(QUICK_BUDGET_S * 1000 < 5 * 60_000, "the budget leaves room for the last section within 5 minutes");
 });
+
+test("bench spec section: its tables (tok/s off and on, tokens per verify step, acceptance, verify-step cost per k)", () => {
+  const data = {
+    model: "stories260K",
+    config: { numSpeculativeTokens: 4, promptLookupMax: 4, promptLookupMin: 2 },
+    kernelFamily: "cpu",
+    runs: 5,
+    rows: [
+      { workload: "(a) copying, 1 stream", plainTokPerS: 600, specTokPerS: 300, speedup: 0.5, tokensPerVerifyStep: 3.6, acceptance: 0.68 },
+      { workload: "(b) free text, 1 stream", plainTokPerS: 600, specTokPerS: 580, speedup: 580 / 600, tokensPerVerifyStep: 0, acceptance: 0 },
+    ],
+    costModel: "smollm2-135m-synthetic",
+    context: 128,
+    verifyCost: [{ k: 0, wallMs: 10, ratio: 1 }, { k: 4, wallMs: 25, ratio: 2.5 }],
+  };
+  const skipped = { status: "skipped" as const, reason: "not selected (--only)" };
+  const report = renderMarkdown({
+    startedAt: "2026-01-01T00:00:00.000Z",
+    quick: false,
+    environment: { runtime: "deno 2.9.6", engine: "V8", os: "linux", cpus: 2, adapter: "llvmpipe" },
+    notes: [],
+    kernels: skipped,
+    stepProfiles: skipped,
+    offline: skipped,
+    singleStream: skipped,
+    serving: skipped,
+    peer: skipped,
+    spec: { status: "ok", data },
+    targets: [],
+    durationS: 1,
+  } as unknown as BenchResults);
+  assert(report.includes("## Speculative decoding"), report);
+  assert(report.includes("| (a) copying, 1 stream | 600.0 | 300.0 | 0.50 | 3.60 | 68% |"), report);
+  assert(report.includes("| (b) free text, 1 stream | 600.0 | 580.0 | 0.97 | - | - |"), report);
+  assert(report.includes("| 4 | 25.00 | 2.50 |"), report);
+  assert(parseBenchArgs(["--only", "spec"]).only?.has("spec"));
+});

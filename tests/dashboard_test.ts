@@ -62,3 +62,43 @@ test({
     }
   },
 });
+
+test({
+  name: "dashboard: shows speculative decoding's acceptance rate from the engine's counters",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const speculative = { method: "ngram" as const, numSpeculativeTokens: 4, promptLookupMax: 4, promptLookupMin: 2 };
+    const s = await testServer("stories260K", { maxSeqs: 4, tuning: { speculative } });
+    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox", "--disable-gpu"] });
+    try {
+      // A prompt the greedy continuation copies from: drafts are made and some accepted.
+      const prompt = "The cat sat on the mat. The cat sat on the mat. The cat sat on the mat. The cat";
+      const r = await fetch(`${s.base}/v1/completions`, {
+        method: "POST",
+        body: JSON.stringify({ prompt, max_tokens: 64, ignore_eos: true, temperature: 0 }),
+      });
+      assertEquals(r.status, 200);
+      await r.json();
+      const stats = await (await fetch(`${s.base}/dashboard/stats`)).json();
+      assert(stats.specDraftTokens > 0 && stats.specAcceptedTokens > 0, JSON.stringify(stats));
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on("pageerror", (e) => errors.push(String(e)));
+      await page.goto(`${s.base}/`);
+      await page.waitForFunction(() => Number(document.getElementById("updates")?.textContent) >= 1, undefined, { timeout: 20000 });
+      const shown = await page.evaluate(() => ({
+        rate: document.getElementById("spec-acceptance")!.textContent,
+        drafted: document.getElementById("spec-draft-tokens")!.textContent,
+        perStep: document.getElementById("spec-tokens-per-step")!.textContent,
+      }));
+      assertEquals(shown.rate, `${(100 * stats.specAcceptedTokens / stats.specDraftTokens).toFixed(1)}%`);
+      assertEquals(shown.drafted, String(stats.specDraftTokens));
+      assertEquals(shown.perStep, ((stats.specAcceptedTokens + stats.specDrafts) / stats.specDrafts).toFixed(2));
+      assertEquals(errors, []);
+    } finally {
+      await browser.close();
+      await s.close();
+    }
+  },
+});

@@ -64,24 +64,23 @@ test("scheduler: a verification chunk drafts after the known tokens; a rejection
   seq.speculation = new SpeculationState(NGRAM);
   sched.add(seq);
   assertEquals(sched.schedule().chunks[0].count, 8);
-  // The prompt repeats itself (a draft two tokens back would have been right): the first
-  // decode, still plain, arms speculation; the next waits for the sampled tokens.
-  assertEquals(sched.schedule().chunks[0].count, 1);
+  // The prompt repeats itself (a draft two tokens back would have been right): its prefill
+  // arms speculation, so the first decode waits for the token the prefill sampled.
   assert(seq.speculation.active);
   assertEquals(sched.schedule().chunks, []);
   const row = (outputIndex: number, id: number) => ({ seq, outputIndex, token: { id, logprob: 0 } });
-  sched.postprocess([row(0, 3), row(1, 1)]);
+  sched.postprocess([row(0, 3)]);
   const plan = sched.schedule();
-  // [.. 1 2 3 1]: the suffix [1 2 3 1] last occurred at 3..6, followed by [2 3 1].
-  assertEquals(plan.chunks.map((c) => [c.start, c.count, c.draft]), [[9, 4, [2, 3, 1]]]);
-  assertEquals(seq.blockTable.length, 7);
-  const used = sched.blocks.usedCount;
-  // Row 0 samples 7, not the draft's 2: only 7 is kept; rows 1-3 are dropped.
-  const out = sched.postprocess([row(2, 7), row(3, 3), row(4, 1), row(5, 4)]);
-  assertEquals(out[0].ids, [7]);
-  assertEquals(seq.outputIds, [3, 1, 7]);
-  assertEquals(seq.numComputed, 10);
+  // [.. 1 2 3 1 2 3]: the suffix [3 1 2 3] last occurred at 2..5, followed by [1 2 3].
+  assertEquals(plan.chunks.map((c) => [c.start, c.count, c.draft]), [[8, 4, [1, 2, 3]]]);
   assertEquals(seq.blockTable.length, 6);
+  const used = sched.blocks.usedCount;
+  // Row 0 samples 7, not the draft's 1: only 7 is kept; rows 1-3 are dropped.
+  const out = sched.postprocess([row(1, 7), row(2, 2), row(3, 3), row(4, 4)]);
+  assertEquals(out[0].ids, [7]);
+  assertEquals(seq.outputIds, [3, 7]);
+  assertEquals(seq.numComputed, 9);
+  assertEquals(seq.blockTable.length, 5);
   assertEquals(sched.blocks.usedCount, used - 1);
   assertEquals([sched.specDraftTokens, sched.specAcceptedTokens], [3, 0]);
   // A draft accepted in part, then a stop token inside the accepted tokens ends the sequence.
@@ -100,6 +99,48 @@ test("scheduler: a verification chunk drafts after the known tokens; a rejection
   const end = sched.postprocess(rows.slice(0, draft.length + 1));
   assertEquals(end[0].ids, [draft[0], 99]);
   assertEquals(end[0].finishReason, "stop");
+  assertEquals(sched.blocks.usedCount, 0);
+});
+
+test("scheduler (GPU drafts): verifications are scheduled without waiting; accepted counts set the tokens and roll KV back", () => {
+  const sched = new Scheduler({ numBlocks: 16, blockSize: 2, maxBatchTokens: 64, maxSeqs: 4, policy: "fifo", gpuDrafts: true });
+  const seq = new Sequence(0, [1, 2, 3, 1, 2, 3, 1, 2], { maxTokens: 20, sampling: { ...SAMPLING_DEFAULTS }, stopTokenIds: new Set([99]) }, 0);
+  seq.speculation = new SpeculationState(NGRAM);
+  sched.add(seq);
+  assertEquals(sched.schedule().chunks[0].count, 8);
+  assert(seq.speculation.active, "the prompt repeats itself: armed at its prefill");
+  // Two verification steps back to back, while the prefill's token is still on the GPU: upper-
+  // bound positions (every draft accepted), blocks for them.
+  const v1 = sched.schedule().chunks;
+  assertEquals(v1.map((c) => [c.start, c.count, c.gpuDraft]), [[8, 5, 4]]);
+  const v2 = sched.schedule().chunks;
+  assertEquals(v2.map((c) => [c.start, c.count, c.gpuDraft]), [[13, 5, 4]]);
+  assertEquals([seq.pending, seq.numComputed, seq.blockTable.length], [3, 18, 9]);
+  const tok = (id: number) => ({ id, logprob: 0 });
+  const rows = (ids: number[], accepted: number) => [
+    ...ids.map((id) => ({ seq, outputIndex: -1, token: tok(id), verifyRow: true })),
+    { seq, outputIndex: -1, token: tok(-1), verified: { accepted, drafted: 4 } },
+  ];
+  // The prefill's token, then the first verification: 2 drafts accepted, so rows 0..2 count.
+  let out = sched.postprocess([{ seq, outputIndex: 0, token: tok(3) }, ...rows([1, 2, 3, 7, 7], 2)]);
+  assertEquals(out[0].ids, [3, 1, 2, 3]);
+  assertEquals(seq.numComputed, 16, "the rejected rows' upper bound is dropped");
+  assertEquals(seq.blockTable.length, 9);
+  const used = sched.blocks.usedCount;
+  // The second: nothing accepted, one token; every token known, the KV ends at the newest.
+  out = sched.postprocess(rows([5, 6, 6, 6, 6], 0));
+  assertEquals(out[0].ids, [5]);
+  assertEquals([seq.pending, seq.numComputed, seq.knownLength], [0, 12, 13]);
+  assertEquals(seq.blockTable.length, 7);
+  assertEquals(sched.blocks.usedCount, used - 2);
+  assertEquals([sched.specDrafts, sched.specDraftTokens, sched.specAcceptedTokens], [2, 8, 2]);
+  // A stop token among accepted rows ends the sequence there; rows after it are dropped.
+  seq.speculation.k = 4;
+  const v3 = sched.schedule().chunks;
+  assertEquals(v3.map((c) => [c.start, c.count, c.gpuDraft]), [[12, 5, 4]]);
+  out = sched.postprocess(rows([4, 99, 4, 4, 4], 3));
+  assertEquals(out[0].ids, [4, 99]);
+  assertEquals(out[0].finishReason, "stop");
   assertEquals(sched.blocks.usedCount, 0);
 });
 

@@ -162,6 +162,8 @@ export class Engine {
       policy: options.policy ?? "fifo",
       // A cached prefix of a hybrid model would need the recurrent state at its end too.
       prefixCaching: runner.state === null,
+      // n-gram drafts made on the GPU keep the multi-step pipeline (runner/ngram_drafter.ts).
+      gpuDrafts: this.#speculative !== null && runner.gpuDrafts,
     });
     if (runner.state) {
       console.error(
@@ -220,6 +222,7 @@ export class Engine {
       maxTopLogprobs: MAX_TOP_LOGPROBS,
       gpu: options.gpu,
       onProgress: options.onLoadProgress,
+      speculative,
     });
     let draft: DraftModel | null = null;
     try {

@@ -8,10 +8,12 @@
  * still in flight is fed by reference to its output record, so the loop never waits for a
  * token; records come back every `stepsPerSync` steps. Embedding chunks add pooled
  * hidden-state rows (only those rows: one per chunk, `hidden` floats each), read back on
- * their own right after their step.
+ * their own right after their step. With n-gram speculation, verification chunks get their
+ * positions, tokens and output indices on the GPU and their accepted counts come back with
+ * the step's records (`ngram_drafter.ts`), so they keep the pipeline too.
  * @module
  */
-import { type AttentionImpl, type KernelFamily, type KvDtype, LlmError, type Quantization } from "../types/api.ts";
+import { type AttentionImpl, type KernelFamily, type KvDtype, LlmError, type Quantization, type SpeculativeConfig } from "../types/api.ts";
 import { createGpu, type Gpu } from "../gpu/device.ts";
 import { type KvBudget, kvCacheBudget, stepScratchBytes } from "./kv_budget.ts";
 import { KvCache } from "../gpu/kv_cache.ts";
@@ -20,6 +22,7 @@ import { type PipelineCache, sharedPipelineCache } from "../kernels/registry.ts"
 import { KERNEL_FILES } from "../kernels/descriptors.ts";
 import { QUANT_KERNEL_FILES } from "../kernels/quant_matmul.ts";
 import { MOE_KERNEL_FILES } from "../kernels/moe_descriptors.ts";
+import { SPEC_KERNEL_FILES } from "../kernels/spec_descriptors.ts";
 import { kernelFamilyFor } from "../kernels/family.ts";
 import { RECORD_REF } from "../kernels/layout.ts";
 import { attentionLayers, type ModelSpec } from "../model/config.ts";
@@ -29,8 +32,10 @@ import type { PooledRow, SampledRow, StepPlan } from "../scheduler/scheduler.ts"
 import type { Sequence } from "../scheduler/sequence.ts";
 import { type DeltaRuleForm, ForwardPass } from "./forward.ts";
 import { GpuSampler } from "./sampler.ts";
-import { type ReadBatch, ReadbackRing, RowReadback } from "./readback.ts";
+import { type ReadBatch, ReadbackRing, type RecordOwner, RowReadback } from "./readback.ts";
 import { TokenMaskPass } from "./token_mask.ts";
+import { type DraftRequest, GpuNgramDrafter } from "./ngram_drafter.ts";
+import { type PatchRequest, VerifyPatch } from "./verify_patch.ts";
 import {
   buildStepBatch,
   metaSlotWords,
@@ -92,6 +97,11 @@ export interface ModelRunnerOptions {
   constrainedStepsPerSync?: number;
   /** Most logprob alternatives a row may ask for. */
   maxTopLogprobs?: number;
+  /**
+   * n-gram speculation with drafts made on the GPU: chunks with `gpuDraft` verify the slot's
+   * GPU draft without waiting for earlier steps (see `ngram_drafter.ts`).
+   */
+  speculative?: SpeculativeConfig;
   /** An existing device to use. */
   gpu?: Gpu;
   /** Weight upload progress. */
@@ -155,6 +165,9 @@ export class ModelRunner {
   /** The output record holding each sequence's newest sampled token. */
   #lastRecord = new WeakMap<Sequence, number>();
   #logitsRead: GPUBuffer | null = null;
+  /** n-gram speculation on the GPU (with `speculative`), else null. */
+  #drafter: GpuNgramDrafter | null = null;
+  #patch: VerifyPatch | null = null;
 
   private constructor(init: {
     gpu: Gpu;
@@ -172,6 +185,8 @@ export class ModelRunner {
     stepsPerSync: number;
     constrainedStepsPerSync: number;
     maxTopLogprobs: number;
+    speculative?: SpeculativeConfig;
+    maxContext: number;
   }) {
     const device = init.gpu.device;
     this.gpu = init.gpu;
@@ -220,8 +235,30 @@ export class ModelRunner {
     this.sampler.bind(this.#meta, slotBytes, this.forward.logits);
     this.masks = new TokenMaskPass(device, init.pipelines, { vocab: init.spec.vocabSize, maxRows: rows });
     this.masks.bind(this.#meta, slotBytes, this.forward.logits);
+    const spec = init.speculative;
+    // Hybrid models do not speculate (their recurrent state cannot roll back).
+    if (spec?.method === "ngram" && !init.state) {
+      this.#drafter = new GpuNgramDrafter(device, init.pipelines, {
+        family: init.family,
+        maxSeqs: init.capacity.maxSeqs,
+        maxContext: init.maxContext,
+        maxDraft: spec.numSpeculativeTokens,
+        promptLookupMax: spec.promptLookupMax ?? 4,
+        promptLookupMin: spec.promptLookupMin ?? 2,
+        recordWords: this.sampler.recordWords,
+      });
+      this.#drafter.bind(this.sampler.records);
+      this.#patch = new VerifyPatch(device, init.pipelines, {
+        drafter: this.#drafter,
+        blockSize: init.cache.options.blockSize,
+        meta: this.#meta,
+        metaSlotBytes: slotBytes,
+      });
+    }
     const recordBytes = this.sampler.recordWords * 4;
-    this.#readback = new ReadbackRing(device, { stepsPerSync: sync, maxRowsPerStep: rows, recordBytes });
+    // With GPU drafts a step also reads back one accepted count per verifying sequence.
+    const countRows = this.#drafter ? init.capacity.maxSeqs : 0;
+    this.#readback = new ReadbackRing(device, { stepsPerSync: sync, maxRowsPerStep: rows + countRows, recordBytes });
     this.#rowReadback = new RowReadback(device, { maxRowsPerStep: rows, recordBytes });
     this.#pooledReadback = new RowReadback(device, { maxRowsPerStep: init.capacity.maxSeqs, recordBytes: init.spec.hiddenSize * 4 });
   }
@@ -235,7 +272,7 @@ export class ModelRunner {
     try {
       const gpu = options.gpu ?? await createGpu({ allowFallbackAdapter: options.allowFallbackAdapter });
       const device = gpu.device;
-      const pipelines = await sharedPipelineCache(device, [...KERNEL_FILES, ...QUANT_KERNEL_FILES, ...MOE_KERNEL_FILES]);
+      const pipelines = await sharedPipelineCache(device, [...KERNEL_FILES, ...QUANT_KERNEL_FILES, ...MOE_KERNEL_FILES, ...SPEC_KERNEL_FILES]);
       const blockSize = options.blockSize ?? 16;
       const maxSeqs = options.maxSeqs ?? 16;
       const maxTokens = options.maxTokens ?? 256;
@@ -298,6 +335,8 @@ export class ModelRunner {
         stepsPerSync: options.stepsPerSync ?? 8,
         constrainedStepsPerSync: options.constrainedStepsPerSync ?? 2,
         maxTopLogprobs: options.maxTopLogprobs ?? 0,
+        speculative: options.speculative,
+        maxContext,
       });
       const error = await device.popErrorScope();
       if (error) throw new Error(`GPU setup failed: ${error.message}`);
@@ -317,6 +356,11 @@ export class ModelRunner {
   /** Longest sequence this runner can hold, in tokens. */
   get maxContext(): number {
     return this.capacity.maxBlocksPerSeq * this.cache.options.blockSize;
+  }
+
+  /** Whether verification chunks may take their drafts from the GPU (`gpuDraft`). */
+  get gpuDrafts(): boolean {
+    return this.#drafter !== null;
   }
 
   /** Steps between readbacks. */
@@ -376,20 +420,47 @@ export class ModelRunner {
 
   #submit(plan: StepPlan): void {
     const device = this.gpu.device;
-    for (const seq of plan.admitted) if (!seq.pooling) this.sampler.admit(seq.slot, seq.promptIds, seq.outputIds);
+    const drafter = this.#drafter;
+    for (const seq of plan.admitted) {
+      if (seq.pooling) continue;
+      this.sampler.admit(seq.slot, seq.promptIds, seq.outputIds);
+      if (drafter && seq.speculation) drafter.write(seq.slot, seq.knownTokens());
+    }
     const ringSlot = this.#stepIndex++ % this.#ringSteps;
     const recordBase = ringSlot * this.capacity.maxLogitRows;
     const chunks: SequenceChunk[] = [];
     const rows: RowSampling[] = [];
-    const owners: { owner: Sequence; outputIndex: number }[] = [];
+    const owners: RecordOwner<Sequence>[] = [];
     /** Rows read back on their own (constrained, verification): row index and owner, in row order. */
     const own: { row: number; owner: Sequence; outputIndex: number }[] = [];
     let maskRows = 0;
     const maskWords = this.masks.maskWords;
     /** Pooled rows (embedding chunks), in row order. */
     const pooled: PooledOwner[] = [];
+    // GPU speculation: verification chunks completed on the GPU, and the n-gram step after
+    // sampling (acceptances first: their counts are read back in request order).
+    const patches: PatchRequest[] = [];
+    const accepts: DraftRequest[] = [];
+    const appends: DraftRequest[] = [];
+    const counts: { owner: Sequence; outputIndex: number; kind: "verify_count" }[] = [];
+    let tokenCount = 0;
     for (const c of plan.chunks) {
       const seq = c.seq;
+      if (c.gpuDraft !== undefined && drafter) {
+        // Placeholders: positions and slots are upper bounds (blocks exist for them), the
+        // rest is set by the patch.
+        chunks.push({ tokens: new Array(c.count).fill(0), start: c.start, blockTable: seq.blockTable, logits: "all", stateSlot: seq.slot });
+        patches.push({ seqIndex: chunks.length - 1, slot: seq.slot, firstToken: tokenCount, firstRow: rows.length, rows: c.count, promptLength: seq.promptIds.length });
+        accepts.push({ mode: "accept", slot: seq.slot, fed: c.count - 1, firstRecord: recordBase + rows.length, k: drafter.options.maxDraft });
+        counts.push({ owner: seq, outputIndex: -1, kind: "verify_count" });
+        for (let i = 0; i < c.count; i++) {
+          rows.push({ sampling: seq.sampling, outputIndex: 0, seqSlot: seq.slot });
+          owners.push({ owner: seq, outputIndex: -1, kind: "verify_row" });
+        }
+        tokenCount += c.count;
+        continue;
+      }
+      tokenCount += c.count;
       const tokens: number[] = [];
       for (let i = c.start; i < c.start + c.count; i++) {
         // A position not known on the CPU holds the token sampled by an earlier step still
@@ -426,25 +497,40 @@ export class ModelRunner {
       } else {
         rows.push({ sampling: seq.sampling, outputIndex, seqSlot: seq.slot });
         owners.push({ owner: seq, outputIndex });
+        if (drafter && seq.speculation) {
+          // The token sampled here joins the slot's GPU history; a draft follows it only when
+          // the sequence speculates (its next step may verify it).
+          const newest = (RECORD_REF | (recordBase + rows.length - 1)) >>> 0;
+          const k = seq.speculation.active ? drafter.options.maxDraft : 0;
+          appends.push({ mode: "append", slot: seq.slot, length: c.start + c.count + 1, newest, k });
+        }
       }
       this.#lastRecord.set(seq, recordBase + rows.length - 1);
     }
     const batch = buildStepBatch(chunks, this.cache.options.blockSize);
     const offset = this.writeStep(batch, { rows, recordBase });
     this.masks.upload(maskRows);
+    const ngram = [...accepts, ...appends];
+    if (patches.length) this.#patch!.upload(patches);
+    if (ngram.length) drafter!.upload(ngram);
     const encoder = device.createCommandEncoder();
     const pass = encoder.beginComputePass();
+    if (patches.length) this.#patch!.encode(pass, offset, patches.length);
     this.forward.encode(pass, offset, shapeOf(batch));
     if (maskRows) this.masks.encode(pass, offset, rows.length);
     this.sampler.encode(pass, offset, rows.length);
+    if (ngram.length) drafter!.encode(pass, ngram.length);
     pass.end();
     // Unconstrained rows' records are contiguous only when no constrained row sits between
     // them: copy each run of them, so the ring keeps one record per owner in order.
     if (own.length === 0) {
-      this.#readback.addStep(encoder, this.sampler.records, recordBase, owners);
+      this.#readback.addRecords(encoder, this.sampler.records, recordBase, owners);
     } else {
       this.#addMixedStep(encoder, recordBase, rows.length, own, owners);
     }
+    // Verification steps' accepted counts follow the step's records (one record-sized entry each).
+    if (counts.length) this.#readback.addRecords(encoder, drafter!.accepted, 0, counts);
+    this.#readback.endStep();
     pooled.forEach((owner, r) => this.#pooledReadback.add(encoder, this.forward.hidden, r, { owner, outputIndex: 0 }));
     device.queue.submit([encoder.finish()]);
     this.#rowReadback.flush();
@@ -457,7 +543,7 @@ export class ModelRunner {
     recordBase: number,
     rowCount: number,
     constrained: { row: number; owner: Sequence; outputIndex: number }[],
-    owners: { owner: Sequence; outputIndex: number }[],
+    owners: RecordOwner<Sequence>[],
   ): void {
     let next = 0; // next unconstrained owner
     let runStart = 0;
@@ -473,16 +559,19 @@ export class ModelRunner {
       runStart = c.row + 1;
     }
     flushRun(rowCount);
-    this.#readback.endStep();
   }
 
-  #read(batch: { words: Uint32Array; rows: { owner: Sequence; outputIndex: number }[] }): SampledRow[] {
+  #read(batch: { words: Uint32Array; rows: RecordOwner<Sequence>[] }): SampledRow[] {
     const records = this.sampler.view(batch.words);
-    return batch.rows.map(({ owner: seq, outputIndex }, r) => ({
-      seq,
-      outputIndex,
-      token: records.at(r, seq.sampling.logprobs ? seq.sampling.topLogprobs : 0),
-    }));
+    const words = this.sampler.recordWords;
+    return batch.rows.map(({ owner: seq, outputIndex, kind }, r) => {
+      if (kind === "verify_count") {
+        const verified = { accepted: batch.words[r * words], drafted: batch.words[r * words + 1] };
+        return { seq, outputIndex, token: { id: -1, logprob: 0 }, verified };
+      }
+      const token = records.at(r, seq.sampling.logprobs ? seq.sampling.topLogprobs : 0);
+      return kind === "verify_row" ? { seq, outputIndex, token, verifyRow: true } : { seq, outputIndex, token };
+    });
   }
 
   #readPooled(batch: ReadBatch<PooledOwner>): PooledRow[] {
@@ -540,6 +629,8 @@ export class ModelRunner {
     this.#rowReadback.destroy();
     this.#pooledReadback.destroy();
     this.masks.destroy();
+    this.#patch?.destroy();
+    this.#drafter?.destroy();
     this.sampler.destroy();
     this.forward.destroy();
     this.cache.destroy();

@@ -10,6 +10,11 @@
 export interface RecordOwner<T> {
   owner: T;
   outputIndex: number;
+  /**
+   * GPU speculation: a verification row (its output index is known only once its step's
+   * accepted count is), or the accepted count that follows a verification step's rows.
+   */
+  kind?: "verify_row" | "verify_count";
 }
 
 interface Batch<T> {

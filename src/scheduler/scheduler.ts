@@ -39,6 +39,12 @@ export interface SchedulerOptions {
   policy: SchedulerPolicy;
   /** Reuse and register cached prefix blocks (default true; off for hybrid models). */
   prefixCaching?: boolean;
+  /**
+   * Speculating sequences verify drafts made on the GPU (`gpuDraft` chunks, see
+   * `runner/ngram_drafter.ts`) without waiting for their tokens; else drafts are made here
+   * from the tokens read back (default false).
+   */
+  gpuDrafts?: boolean;
 }
 
 /** One sequence's share of a step. */
@@ -55,6 +61,12 @@ export interface ScheduledChunk {
    * known token; every row of the chunk is sampled.
    */
   draft?: readonly number[];
+  /**
+   * A verification chunk whose drafts the GPU makes (`gpuDrafts`): `count` = 1 + this many
+   * drafts, every row sampled. `start` and the chunk's positions are upper bounds (its blocks
+   * exist): the real ones follow from accepted counts still on the GPU.
+   */
+  gpuDraft?: number;
   /**
    * Embedding requests: the pooled hidden state this chunk outputs (its last token's on the
    * last chunk of last pooling, the sum over its tokens for mean pooling), else "none".
@@ -82,6 +94,10 @@ export interface SampledRow {
   outputIndex: number;
   /** The token (with its logprob and alternatives when the sequence asked for them). */
   token: TokenLogprob;
+  /** A row of a `gpuDraft` verification (its output index is not known yet: -1). */
+  verifyRow?: boolean;
+  /** The accepted count that follows a `gpuDraft` verification's rows (`token` unused). */
+  verified?: { accepted: number; drafted: number };
 }
 
 /** One chunk's pooled hidden state read back from the GPU (embedding requests). */
@@ -188,6 +204,14 @@ export class Scheduler {
     const out = new Map<Sequence, SequenceOutput>();
     for (const row of rows) {
       const seq = row.seq;
+      if (row.verifyRow) {
+        seq.speculation!.gpuRows.push(row.token);
+        continue;
+      }
+      if (row.verified) {
+        this.#endGpuVerification(seq, row.verified, out);
+        continue;
+      }
       seq.pending--;
       const verification = seq.speculation?.verification;
       if (!verification?.rejected) this.#apply(row, out);
@@ -259,6 +283,34 @@ export class Scheduler {
   }
 
   /**
+   * A `gpuDraft` verification's rows and accepted count are back: its accepted drafts and the
+   * next sample (rows 0..accepted) are the sequence's next tokens; its upper-bound length
+   * drops by the rejected rows, blocks past it go back to the pool, and the draft length adapts.
+   */
+  #endGpuVerification(seq: Sequence, v: { accepted: number; drafted: number }, out: Map<Sequence, SequenceOutput>): void {
+    const spec = seq.speculation!;
+    const rows = spec.gpuRows.splice(0);
+    const fed = spec.gpuInflight.shift()!;
+    seq.pending--;
+    // A verification the GPU found no draft for made one token, as a plain step: no draft.
+    if (v.drafted > 0) this.specDrafts++;
+    this.specDraftTokens += v.drafted;
+    this.specAcceptedTokens += v.accepted;
+    for (let i = 0; i < v.accepted; i++) this.specAcceptedPerPosition[i] = (this.specAcceptedPerPosition[i] ?? 0) + 1;
+    if (v.drafted === 0) spec.noDraft();
+    else spec.observe(v.drafted, v.accepted);
+    if (seq.status === "running") {
+      seq.numComputed -= fed - v.accepted;
+      const keep = Math.ceil((seq.numComputed + 1) / this.blocks.blockSize);
+      if (seq.blockTable.length > keep) this.blocks.release(seq.blockTable.splice(keep));
+    }
+    for (let i = 0; i <= v.accepted && i < rows.length; i++) {
+      if (seq.status === "finished" || seq.cancelled) break;
+      this.#apply({ seq, outputIndex: seq.outputIds.length, token: rows[i] }, out);
+    }
+  }
+
+  /**
    * Applies pooled rows read back from the GPU: adds each chunk's row to its sequence's sum;
    * a sequence whose last chunk came back finishes ("stop") with its pooled hidden state (the
    * last token's, or the mean over the input). Rows of sequences already ended are dropped.
@@ -325,8 +377,19 @@ export class Scheduler {
     const decodes = () => {
       for (const seq of [...this.running]) {
         if (budget <= 0) break;
-        if (seq.status !== "running" || this.#scheduled(plan, seq) || !this.#wantsDecode(seq)) continue;
-        const draft = this.#draft(seq, budget);
+        if (seq.status !== "running" || this.#scheduled(plan, seq)) continue;
+        const gpu = this.options.gpuDrafts && seq.speculation;
+        if (gpu) {
+          const k = this.#gpuDraftLength(seq, budget);
+          if (k > 0) {
+            if (!this.#ensureBlocks(seq, seq.numComputed + 1 + k, plan) || seq.status !== "running") continue;
+            budget -= this.#takeGpuVerification(plan, seq, k);
+            continue;
+          }
+        }
+        if (!this.#wantsDecode(seq)) continue;
+        if (gpu) seq.speculation!.plainStep(() => seq.knownTokens(), seq.knownLength);
+        const draft = gpu ? [] : this.#draft(seq, budget);
         if (!this.#ensureBlocks(seq, seq.numComputed + 1 + draft.length, plan)) continue;
         budget -= this.#take(plan, seq, 1 + draft.length, true, draft);
       }
@@ -382,6 +445,31 @@ export class Scheduler {
       !((seq.constraint || seq.speculation?.active) && seq.pending > 0);
   }
 
+  /**
+   * Drafts a `gpuDrafts` sequence verifies at its next decode, or 0 for a plain decode (or
+   * none). While speculating it needs no known tokens: the GPU drafts after whatever its
+   * earlier steps made. The step's rows stay within the budget and, at their upper-bound
+   * positions, within the request's length (the last token is never fed).
+   */
+  #gpuDraftLength(seq: Sequence, budget: number): number {
+    const spec = seq.speculation!;
+    if (!spec.active || seq.generated >= seq.maxTokens) return 0;
+    const room = seq.promptIds.length + seq.maxTokens - 2 - seq.numComputed;
+    return Math.max(0, Math.min(spec.k, budget - 1, room));
+  }
+
+  /** Adds a `gpuDraft` verification chunk of 1 + k rows; returns its token count. */
+  #takeGpuVerification(plan: StepPlan, seq: Sequence, k: number): number {
+    const n = k + 1;
+    plan.chunks.push({ seq, start: seq.numComputed, count: n, sample: true, pool: "none", gpuDraft: k });
+    seq.numComputed += n;
+    seq.speculation!.gpuInflight.push(k);
+    // One pending entry per verification: it makes at least one token.
+    seq.pending++;
+    plan.decodeTokens += n;
+    return n;
+  }
+
   /** A speculating sequence's draft for its next decode (its tokens are all known), else []. */
   #draft(seq: Sequence, budget: number): number[] {
     const spec = seq.speculation;
@@ -421,6 +509,9 @@ export class Scheduler {
       return n;
     }
     const sample = seq.numComputed === seq.totalLength && seq.generated < seq.maxTokens;
+    // A prompt that already repeats itself arms speculation at its prefill, so the first
+    // decode drafts (the tokens it would wait for are all known but the one sampled here).
+    if (sample && !decode) seq.speculation?.plainStep(() => seq.knownTokens(), seq.knownLength);
     plan.chunks.push({ seq, start, count: n, sample, pool: "none" });
     // The token sampled at the chunk's end stays on the GPU until a readback.
     if (sample) seq.pending++;

@@ -1,10 +1,13 @@
 /**
  * Speculative decoding's CPU side: n-gram (prompt lookup) drafts and the per-sequence
- * adaptive state (a draft model's proposals are made by `engine/draft_model.ts` and handed
- * in through {@link SpeculationState.propose}). A speculating sequence is scheduled only
- * once every token it has is known on the CPU (like a constrained one); its decode chunk then carries the last token plus up
- * to k drafted tokens, each row sampled. The scheduler keeps the longest prefix of rows
- * whose sampled token equals the next draft token, plus the next sampled token.
+ * adaptive state. With GPU drafts (the engine's way for n-gram, `SchedulerOptions.gpuDrafts`)
+ * the drafting and acceptance run in `runner/ngram_drafter.ts` and the sequence never waits;
+ * a draft model's proposals are made by `engine/draft_model.ts` and handed in through
+ * {@link SpeculationState.propose}. Without GPU drafts (a draft model, or the reference n-gram
+ * drafter here) a speculating sequence is scheduled only once every token it has is known on
+ * the CPU (like a constrained one); its decode chunk then carries the last token plus up to k
+ * drafted tokens, each row sampled. Either way, the longest prefix of rows whose sampled token
+ * equals the next draft token is kept, plus the next sampled token.
  *
  * That rule is exact for sampling too: with a deterministic draft (q one-hot) the rejection
  * rule accepts draft d with probability p(d) and on rejection samples from p with d removed,
@@ -13,7 +16,7 @@
  * decoding gives.
  * @module
  */
-import type { SamplingParams, SpeculativeConfig } from "../types/api.ts";
+import type { SamplingParams, SpeculativeConfig, TokenLogprob } from "../types/api.ts";
 
 /** Plain (pipelined) decode steps after a first backoff, before looking for n-grams again. */
 const FIRST_BACKOFF = 8;
@@ -84,6 +87,10 @@ export class SpeculationState {
   verification: Verification | null = null;
   /** Method "draft": the draft model's tokens after the first `at` known tokens. */
   #proposal: { at: number; tokens: readonly number[] } | null = null;
+  /** GPU drafting: drafts fed by each verification step in flight, oldest first. */
+  gpuInflight: number[] = [];
+  /** GPU drafting: the rows read back of the oldest verification, until its count comes. */
+  gpuRows: TokenLogprob[] = [];
 
   constructor(config: SpeculativeConfig) {
     this.config = config;
@@ -157,6 +164,11 @@ export class SpeculationState {
     if (d.length > 0) this.#grace = 0;
     else if (limit > 0 && this.#grace-- <= 0) this.#backOff();
     return d;
+  }
+
+  /** A GPU verification found no draft: like {@link draft} finding none, backs off after a grace. */
+  noDraft(): void {
+    if (this.#armed && this.#grace-- <= 0) this.#backOff();
   }
 
   /** A verification came back: `accepted` of `drafted` tokens were accepted. */

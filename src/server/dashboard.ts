@@ -1,7 +1,8 @@
 /**
  * The live dashboard at `GET /`: one self-contained page (no external assets) that polls
  * `/dashboard/stats` and redraws KV-cache usage, batch fill, the decode/prefill ratio,
- * running and waiting requests, requests by API route, throughput and latencies.
+ * running and waiting requests, speculative decoding's acceptance rate, requests by API
+ * route, throughput and latencies.
  * @module
  */
 
@@ -72,6 +73,13 @@ export function dashboardHtml(modelName: string, pollMs = 500): string {
     <div class="row"><span>decode tokens</span><span id="decode-tokens">0</span></div>
     <div class="row"><span>prefix-cache hit rate</span><span id="prefix-hit-rate">0</span></div>
   </section>
+  <section class="card"><h2>Speculative decoding</h2>
+    <div class="row"><span>acceptance rate</span><span class="big" id="spec-acceptance">–</span></div>
+    <div class="row"><span>tokens / verify step</span><span id="spec-tokens-per-step">–</span></div>
+    <div class="row"><span>drafted tokens</span><span id="spec-draft-tokens">0</span></div>
+    <div class="row"><span>accepted tokens</span><span id="spec-accepted-tokens">0</span></div>
+    <div class="row"><span>accepted by position</span><span id="spec-per-position">–</span></div>
+  </section>
   <section class="card"><h2>Requests by API</h2>
     <div id="routes"></div>
   </section>
@@ -137,6 +145,14 @@ function render(s) {
   $("prefill-tokens").textContent = s.prefillTokens;
   $("decode-tokens").textContent = s.decodeTokens;
   $("prefix-hit-rate").textContent = s.prefixCacheQueries ? fmt(100 * s.prefixCacheHits / s.prefixCacheQueries, 1) + "%" : "–";
+  // Acceptance: accepted / drafted tokens; a verification step makes its accepted drafts
+  // plus the token sampled after them.
+  const drafted = s.specDraftTokens ?? 0, accepted = s.specAcceptedTokens ?? 0, verifies = s.specDrafts ?? 0;
+  $("spec-acceptance").textContent = drafted ? fmt(100 * accepted / drafted, 1) + "%" : "–";
+  $("spec-tokens-per-step").textContent = verifies ? fmt((accepted + verifies) / verifies, 2) : "–";
+  $("spec-draft-tokens").textContent = drafted;
+  $("spec-accepted-tokens").textContent = accepted;
+  $("spec-per-position").textContent = verifies ? (s.specAcceptedPerPosition ?? []).map((n) => fmt(100 * n / verifies, 0) + "%").join(" · ") : "–";
   $("tokens-per-second").textContent = fmt(s.tokensPerSecond, 1);
   $("ttft").textContent = pct(s.ttft);
   $("itl").textContent = pct(s.interTokenLatency);
