@@ -7,6 +7,7 @@
 import { isNotFound, readTextFile } from "../runtime/runtime.ts";
 import { CheckpointError, UnsupportedArchitectureError } from "./errors.ts";
 import type { TensorSource } from "./tensor_source.ts";
+import { yarnAttentionFactor } from "./rope.ts";
 import { type MoeSpec, moeTensors, parseGptOssMoeSpec, parseQwen3MoeSpec } from "./moe_config.ts";
 
 /** Decoder families this runtime implements. */
@@ -335,7 +336,7 @@ function ropeFrom(
   if (rawType === "yarn") {
     // transformers' _compute_yarn_parameters: defaults, and the attention factor (mscale).
     const factor = required("factor");
-    const mscale = (scale: number, m: number) => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
+    const mscale = yarnAttentionFactor;
     const m = src?.mscale, mAll = src?.mscale_all_dim;
     const attentionFactor = src?.attention_factor != null
       ? num("attention_factor", 1)
