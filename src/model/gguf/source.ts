@@ -96,7 +96,10 @@ export class GgufTensorSource implements TensorSource {
   /** The GGUF tensor behind an HF name. */
   ggufTensor(name: string): GgufTensorInfo {
     this.get(name);
-    return this.#entries.get(name)!.gguf;
+    const e = this.#entries.get(name);
+    // Rebuilt MoE tensors (moe_layout.ts) have no one GGUF tensor behind them.
+    if (!e) throw new CheckpointError(this.source, `tensor ${name} is rebuilt from several GGUF tensors`);
+    return e.gguf;
   }
 
   async *readChunks(info: SourceTensor, maxChunkBytes = DEFAULT_CHUNK): AsyncIterable<TensorChunk> {
