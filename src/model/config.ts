@@ -7,7 +7,6 @@
 import { isNotFound, readTextFile } from "../runtime/runtime.ts";
 import { CheckpointError, UnsupportedArchitectureError } from "./errors.ts";
 import type { TensorSource } from "./tensor_source.ts";
-import { yarnAttentionFactor } from "./rope.ts";
 import { type MoeSpec, moeTensors, parseGptOssMoeSpec, parseQwen3MoeSpec } from "./moe_config.ts";
 
 /** Decoder families this runtime implements. */
@@ -590,6 +589,14 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     ...(architecture === "qwen3_moe" ? { moe: parseQwen3MoeSpec(config, numLayers, file) } : {}),
     ...(architecture === "gpt_oss" ? { moe: parseGptOssMoeSpec(config, numLayers, file), attnSinks: true } : {}),
   };
+}
+
+/**
+ * transformers' YaRN attention factor when the config sets no mscale or attention_factor:
+ * 0.1 ln(factor) + 1 (1 at factor <= 1). It scales cos and sin.
+ */
+export function yarnAttentionFactor(factor: number, mscale = 1): number {
+  return factor <= 1 ? 1 : 0.1 * mscale * Math.log(factor) + 1;
 }
 
 async function readJson(path: string): Promise<unknown> {

@@ -5,14 +5,6 @@
  */
 import type { RopeSpec } from "./config.ts";
 
-/**
- * transformers' YaRN attention factor when the config sets no mscale or attention_factor:
- * 0.1 ln(factor) + 1 (1 at factor <= 1). It scales cos and sin.
- */
-export function yarnAttentionFactor(factor: number, mscale = 1): number {
-  return factor <= 1 ? 1 : 0.1 * mscale * Math.log(factor) + 1;
-}
-
 /** Inverse frequency per rotation pair (headDim / 2 values). */
 export function ropeInverseFrequencies(rope: RopeSpec, headDim: number): Float32Array<ArrayBuffer> {
   const half = headDim / 2;

@@ -11,7 +11,7 @@
  * @module
  */
 import { readTextFile } from "../../runtime/runtime.ts";
-import { loadModelSpec, type ModelSpec } from "../config.ts";
+import { loadModelSpec, type ModelSpec, yarnAttentionFactor } from "../config.ts";
 import { CheckpointError } from "../errors.ts";
 import { openCheckpointTensors, valueDType } from "../safetensors.ts";
 import { collectChunks } from "../tensor_source.ts";
@@ -26,7 +26,6 @@ import { type GgufTensor, type GgufValue, writeGguf } from "./writer.ts";
 import { ggufVocab } from "./vocab.ts";
 import { Qwen35GgufSource } from "./qwen35_layout.ts";
 import { moeGgufTensors } from "./moe_layout.ts";
-import { yarnAttentionFactor } from "../rope.ts";
 
 /** What {@link convertToGguf} wrote. */
 export interface GgufConversion {

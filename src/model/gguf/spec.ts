@@ -6,11 +6,10 @@
  * are checked against the tensors first (validate.ts).
  * @module
  */
-import type { Architecture, LinearAttentionSpec, ModelSpec, RopeSpec } from "../config.ts";
+import { type Architecture, type LinearAttentionSpec, type ModelSpec, type RopeSpec, yarnAttentionFactor } from "../config.ts";
 import { UnsupportedArchitectureError } from "../errors.ts";
 import type { GgufHeader } from "./reader.ts";
 import type { MoeSpec } from "../moe_config.ts";
-import { yarnAttentionFactor } from "../rope.ts";
 import { checkGgufExperts, checkGgufSizes, GGUF_ARCHS, GgufMeta } from "./validate.ts";
 
 const ARCHS = Object.keys(GGUF_ARCHS);
