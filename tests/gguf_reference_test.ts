@@ -11,7 +11,7 @@ import { assert } from "./helpers/assert.ts";
 import { withTempDir } from "./helpers/synthetic_checkpoint.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
 import { convertToGguf } from "../src/model/gguf/convert.ts";
-import { HYBRID_MODEL_NAMES, loadGolden, maxAbs, maxAbsDiff, MODEL_NAMES, modelDir, promptLogits } from "./helpers/reference.ts";
+import { HYBRID_MODEL_NAMES, loadGolden, maxAbs, maxAbsDiff, MODEL_NAMES, modelDir, MOE_MODEL_NAMES, promptLogits } from "./helpers/reference.ts";
 import { worstRelativeError } from "./helpers/quant_goldens.ts";
 
 // f32 KV: the goldens bound the error to 1e-4; the f16 cache (the default where the adapter
@@ -51,6 +51,51 @@ for (const name of [...MODEL_NAMES, ...HYBRID_MODEL_NAMES]) {
       // stores -exp(A_log) (an f32 round trip): rounding, three orders below a wrong head.
       const sameTol = (HYBRID_MODEL_NAMES as readonly string[]).includes(name) ? 1e-5 : 1e-6;
       assert(same <= sameTol, `${name}: GGUF Q8_0 and load-time Q8_0 differ by ${same}`);
+    });
+  });
+}
+
+// The MoE families (llama.cpp's qwen3moe / gpt-oss: stacked ffn_*_exps experts, gpt-oss's
+// gate/up split apart, biases, sinks, YaRN metadata, MXFP4 experts as GGML MXFP4 blocks):
+// the converted file holds the checkpoint's values exactly, so it gives the safetensors
+// load's logits bit for bit, and those match transformers (the MXFP4 file its own goldens).
+for (const name of MOE_MODEL_NAMES) {
+  sharedTest(`gguf reference ${name}: the converted MoE file gives the checkpoint's logits and matches transformers; Q8_0 from GGUF equals load-time Q8_0`, async () => {
+    await withTempDir(async (dir) => {
+      await convertToGguf(modelDir(name), `${dir}/f.gguf`);
+      await convertToGguf(modelDir(name), `${dir}/q8.gguf`, { quantization: "q8_0" });
+      const golden = await loadGolden(name);
+      const gpu = await sharedGpu();
+      const pairs: [string, Parameters<typeof ModelRunner.load>[1]][] = [
+        [`${dir}/f.gguf`, { ...OPTS, gpu }],
+        [modelDir(name), { ...OPTS, gpu }],
+        [`${dir}/q8.gguf`, { ...OPTS, gpu }],
+        [modelDir(name), { ...OPTS, gpu, quantization: "q8_0" }],
+      ];
+      const runners = [];
+      for (const [path, opts] of pairs) runners.push(await ModelRunner.load(path, opts));
+      const [fromFile, checkpoint, q8File, q8Load] = runners;
+      let sameF32 = 0;
+      let sameQ8 = 0;
+      let err = 0;
+      try {
+        assert(fromFile.spec.moe?.experts === checkpoint.spec.moe?.experts && !!fromFile.spec.moe?.mxfp4 === !!checkpoint.spec.moe?.mxfp4, `${name}: the GGUF spec lost the experts`);
+        err = await worstRelativeError(fromFile, golden.cases);
+        for (const c of golden.cases) {
+          const a = await promptLogits(fromFile, c.prompt_ids);
+          const b = await promptLogits(checkpoint, c.prompt_ids);
+          sameF32 = Math.max(sameF32, maxAbsDiff(a, b) / maxAbs(b));
+          const qa = await promptLogits(q8File, c.prompt_ids);
+          const qb = await promptLogits(q8Load, c.prompt_ids);
+          sameQ8 = Math.max(sameQ8, maxAbsDiff(qa, qb) / maxAbs(qb));
+        }
+      } finally {
+        for (const r of runners) r.close();
+      }
+      console.log(`  ${name}: GGUF vs HF ${err.toExponential(2)}, GGUF vs safetensors ${sameF32.toExponential(2)}, GGUF Q8_0 vs load-time Q8_0 ${sameQ8.toExponential(2)}`);
+      assert(err <= 1e-4, `${name}: GGUF logits relative error ${err}`);
+      assert(sameF32 === 0, `${name}: GGUF and safetensors logits differ by ${sameF32}`);
+      assert(sameQ8 === 0, `${name}: GGUF Q8_0 and load-time Q8_0 differ by ${sameQ8}`);
     });
   });
 }

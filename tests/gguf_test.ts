@@ -22,6 +22,7 @@ import { CheckpointError, UnsupportedArchitectureError } from "../src/model/erro
 import { Tokenizer } from "../src/model/tokenizer.ts";
 import { collectChunks } from "../src/model/tensor_source.ts";
 import { dequantize } from "../src/model/quant/dequantize.ts";
+import { GGML_TYPES } from "../src/model/quant/ggml_types.ts";
 import { valueDType } from "../src/model/safetensors.ts";
 import { qwen35GgufValues } from "../src/model/gguf/qwen35_layout.ts";
 import { ModelNotFoundError, pickGguf } from "../src/hub/hub.ts";
@@ -413,5 +414,230 @@ test("gguf convert qwen35 from f16: the DeltaNet projections stay F16 (only thei
       a.close();
       a.gpu.device.destroy();
     }
+  });
+});
+
+/** A fixture copied to `dir` with its config.json edited. */
+async function editedFixture(name: string, dir: string, edit: (config: Record<string, unknown>) => void): Promise<string> {
+  const out = `${dir}/${name}-edited`;
+  await sys.mkdir(out);
+  for (const f of ["model.safetensors", "tokenizer.json", "tokenizer_config.json"]) await sys.copyFile(`${modelDir(name)}/${f}`, `${out}/${f}`);
+  const config = JSON.parse(await sys.readTextFile(`${modelDir(name)}/config.json`));
+  edit(config);
+  await sys.writeTextFile(`${out}/config.json`, JSON.stringify(config));
+  return out;
+}
+
+/** The stored bytes of tensor `name` of the GGUF file `bytes` (its header `h`). */
+function storedBytes(file: Uint8Array, h: Awaited<ReturnType<typeof readGgufHeader>>, name: string): Uint8Array {
+  const t = h.tensors.get(name)!;
+  return file.slice(t.byteOffset, t.byteOffset + t.byteLength);
+}
+
+test("gguf: convert writes qwen3-moe-tiny as llama.cpp's qwen3moe (expert metadata, router, stacked experts as stored)", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/q3moe.gguf`;
+    const conv = await convertToGguf(modelDir("qwen3-moe-tiny"), path);
+    const h = await readGgufHeader(path);
+    const meta = (k: string) => h.metadata.get(`qwen3moe.${k}`);
+    assertEquals(h.metadata.get("general.architecture"), "qwen3moe");
+    assertEquals(["expert_count", "expert_used_count", "expert_feed_forward_length", "feed_forward_length", "block_count"].map(meta), [8, 2, 64, 256, 3]);
+    // norm_topk_prob is llama.cpp's qwen3moe default: no key, and no sliding window.
+    assert(!h.metadata.has("qwen3moe.expert_weights_norm") && !h.metadata.has("qwen3moe.attention.sliding_window"));
+    const t = (n: string) => h.tensors.get(n);
+    assertEquals(t("blk.2.ffn_gate_inp.weight")?.dims, [128, 8]);
+    for (const n of ["gate", "up"]) assertEquals([t(`blk.0.ffn_${n}_exps.weight`)?.dims, t(`blk.0.ffn_${n}_exps.weight`)?.type.name], [[128, 64, 8], "BF16"]);
+    assertEquals([t("blk.0.ffn_down_exps.weight")?.dims, t("blk.0.ffn_down_exps.weight")?.type.name], [[64, 128, 8], "BF16"]);
+    for (const n of ["ffn_norm.weight", "attn_q_norm.weight", "attn_k_norm.weight"]) assert(t(`blk.1.${n}`), n);
+    assert(![...h.tensors.keys()].some((n) => n.includes("experts") || /ffn_(gate|up|down)\.weight$/.test(n)));
+    // Embedding, output, output norm + per layer 2 norms, 4 attention, 2 q/k norms, router, 3 stacks.
+    assertEquals(conv.tensors, 3 + 3 * 12);
+    // Slice e of each stack is expert e's matrix, byte for byte.
+    const file = await sys.readFile(path);
+    const src = await openModel(modelDir("qwen3-moe-tiny"));
+    try {
+      for (const [gg, hf] of [["gate", "gate_proj"], ["up", "up_proj"], ["down", "down_proj"]]) {
+        const stack = storedBytes(file, h, `blk.1.ffn_${gg}_exps.weight`);
+        const per = stack.length / 8;
+        for (const e of [0, 5, 7]) {
+          const want = await src.tensors.read(src.tensors.get(`model.layers.1.mlp.experts.${e}.${hf}.weight`));
+          assertEquals(stack.subarray(e * per, (e + 1) * per), want, `${gg} expert ${e}`);
+        }
+      }
+    } finally {
+      src.tensors.close();
+    }
+    // Read back: the MoE spec of the checkpoint.
+    const gg = await openModel(path);
+    gg.tensors.close();
+    assertEquals(gg.spec.architecture, "qwen3_moe");
+    assertEquals(
+      { ...gg.spec.moe },
+      { router: "softmax_topk", experts: "qwen", numExperts: 8, topK: 2, normTopkProb: true, expertIntermediateSize: 64, sparseLayers: [true, true, true] },
+    );
+  });
+});
+
+test("gguf: convert writes gpt-oss-tiny as llama.cpp's gpt-oss (gate/up split, biases, sinks, sliding window, YaRN keys)", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/oss.gguf`;
+    await convertToGguf(modelDir("gpt-oss-tiny"), path);
+    const h = await readGgufHeader(path);
+    const meta = (k: string) => h.metadata.get(`gpt-oss.${k}`);
+    assertEquals(h.metadata.get("general.architecture"), "gpt-oss");
+    assertEquals(
+      ["expert_count", "expert_used_count", "expert_feed_forward_length", "attention.sliding_window", "rope.scaling.type", "rope.scaling.factor", "rope.scaling.original_context_length", "rope.scaling.yarn_beta_fast", "rope.scaling.yarn_beta_slow", "rope.freq_base"].map(meta),
+      [8, 2, 64, 16, "yarn", 32, 64, 32, 1, 150000],
+    );
+    const dims = (n: string) => [h.tensors.get(n)?.dims, h.tensors.get(n)?.type.name];
+    assertEquals(dims("blk.3.attn_sinks.weight"), [[4], "F32"]);
+    assertEquals(dims("blk.0.ffn_gate_inp.weight"), [[128, 8], "F32"]);
+    assertEquals(dims("blk.0.ffn_gate_inp.bias"), [[8], "F32"]);
+    assertEquals(dims("blk.0.ffn_gate_exps.weight"), [[128, 64, 8], "BF16"]);
+    assertEquals(dims("blk.0.ffn_up_exps.weight"), [[128, 64, 8], "BF16"]);
+    assertEquals(dims("blk.0.ffn_down_exps.weight"), [[64, 128, 8], "BF16"]);
+    assertEquals(dims("blk.0.ffn_gate_exps.bias"), [[64, 8], "F32"]);
+    assertEquals(dims("blk.0.ffn_up_exps.bias"), [[64, 8], "F32"]);
+    assertEquals(dims("blk.0.ffn_down_exps.bias"), [[128, 8], "F32"]);
+    assertEquals(dims("blk.0.post_attention_norm.weight"), [[128], "F32"]);
+    assert(!h.tensors.has("blk.0.ffn_norm.weight") && h.tensors.has("blk.0.attn_q.bias") && h.tensors.has("blk.0.attn_output.bias"));
+    // gate_up_proj [E, H, 2I] is x @ W with gate/up columns interleaved: the file holds
+    // Linear rows, gate[e][j][h] = gate_up[e][h][2j], up[e][j][h] = gate_up[e][h][2j + 1].
+    const file = await sys.readFile(path);
+    const src = await openModel(modelDir("gpt-oss-tiny"));
+    try {
+      const hf = async (n: string) => dequantize(valueDType(src.tensors.get(n)), await src.tensors.read(src.tensors.get(n)));
+      const gu = await hf("model.layers.2.mlp.experts.gate_up_proj");
+      const down = await hf("model.layers.2.mlp.experts.down_proj");
+      const gate = dequantize("BF16", storedBytes(file, h, "blk.2.ffn_gate_exps.weight"));
+      const up = dequantize("BF16", storedBytes(file, h, "blk.2.ffn_up_exps.weight"));
+      const downStored = dequantize("BF16", storedBytes(file, h, "blk.2.ffn_down_exps.weight"));
+      const [E, H, I] = [8, 128, 64];
+      for (const [e, j, x] of [[0, 0, 0], [3, 17, 99], [7, 63, 127]]) {
+        assertEquals(gate[(e * I + j) * H + x], gu[(e * H + x) * 2 * I + 2 * j]);
+        assertEquals(up[(e * I + j) * H + x], gu[(e * H + x) * 2 * I + 2 * j + 1]);
+        assertEquals(downStored[(e * H + x) * I + j], down[(e * I + j) * H + x]);
+      }
+      const bias = await hf("model.layers.2.mlp.experts.gate_up_proj_bias");
+      const upBias = new Float32Array(storedBytes(file, h, "blk.2.ffn_up_exps.bias").buffer);
+      assertEquals([...upBias.subarray(5 * I, 6 * I)], Array.from({ length: I }, (_, j) => bias[5 * 2 * I + 2 * j + 1]));
+      assertEquals(E * I * H, gate.length);
+    } finally {
+      src.tensors.close();
+    }
+    const gg = await openModel(path);
+    gg.tensors.close();
+    assertEquals([gg.spec.architecture, gg.spec.attnSinks, gg.spec.moe?.router, gg.spec.moe?.mxfp4], ["gpt_oss", true, "topk_softmax", false]);
+    assertEquals(gg.spec.layerWindows, [16, null, 16, null]);
+    assertEquals({ ...gg.spec.rope.yarn }, { betaFast: 32, betaSlow: 1, truncate: false, attentionFactor: 0.1 * Math.log(32) + 1 });
+  });
+});
+
+test("gguf: gpt-oss MXFP4 experts become GGML MXFP4 blocks (scale byte, then value j low and j + 16 high) holding the hub's values", async () => {
+  // One block by hand: ggml byte 0 = 0x21 holds value 0 (code 1: 0.5) and value 16 (code 2: 1).
+  const block = new Uint8Array(17);
+  block[0] = 128; // 2^(128 - 127) = 2
+  block[1] = 0x21;
+  block[16] = 0xf7; // value 15: code 7 (6), value 31: code 15 (-6)
+  const v = dequantize("MXFP4", block);
+  assertEquals([v[0], v[16], v[15], v[31], v[1]], [1, 2, 12, -12, 0]);
+  await withTempDir(async (dir) => {
+    const path = `${dir}/mx.gguf`;
+    await convertToGguf(modelDir("gpt-oss-mxfp4-tiny"), path);
+    const h = await readGgufHeader(path);
+    for (const n of ["gate", "up"]) assertEquals([h.tensors.get(`blk.1.ffn_${n}_exps.weight`)?.dims, h.tensors.get(`blk.1.ffn_${n}_exps.weight`)?.type.name], [[128, 64, 8], "MXFP4"]);
+    assertEquals([h.tensors.get("blk.1.ffn_down_exps.weight")?.dims, h.tensors.get("blk.1.ffn_down_exps.weight")?.type.name], [[64, 128, 8], "MXFP4"]);
+    assertEquals(h.tensors.get("blk.1.ffn_gate_exps.weight")?.byteLength, 8 * 64 * (128 / 32) * 17);
+    // The hub's MXFP4 (byte j: values 2j low, 2j + 1 high), decoded here independently.
+    const E2M1 = [0, 0.5, 1, 1.5, 2, 3, 4, 6, -0, -0.5, -1, -1.5, -2, -3, -4, -6];
+    const src = await openModel(modelDir("gpt-oss-mxfp4-tiny"));
+    const file = await sys.readFile(path);
+    try {
+      const raw = async (n: string) => await src.tensors.read(src.tensors.get(`model.layers.1.mlp.experts.${n}`));
+      const hub = (blocks: Uint8Array, scales: Uint8Array, row: number, k: number, K: number) =>
+        E2M1[(blocks[row * K / 2 + (k >> 1)] >> (4 * (k & 1))) & 15] * 2 ** (scales[row * K / 32 + (k >> 5)] - 127);
+      const [blocks, scales] = [await raw("gate_up_proj_blocks"), await raw("gate_up_proj_scales")];
+      const gate = dequantize("MXFP4", storedBytes(file, h, "blk.1.ffn_gate_exps.weight"));
+      const up = dequantize("MXFP4", storedBytes(file, h, "blk.1.ffn_up_exps.weight"));
+      let nonzero = 0;
+      for (let e = 0; e < 8; e++) {
+        for (let j = 0; j < 64; j++) {
+          for (let k = 0; k < 128; k++) {
+            const g = gate[(e * 64 + j) * 128 + k];
+            assertEquals(g, hub(blocks, scales, e * 128 + 2 * j, k, 128));
+            assertEquals(up[(e * 64 + j) * 128 + k], hub(blocks, scales, e * 128 + 2 * j + 1, k, 128));
+            if (g !== 0) nonzero++;
+          }
+        }
+      }
+      assert(nonzero > 1000, `only ${nonzero} nonzero gate weights`);
+      const [db, ds] = [await raw("down_proj_blocks"), await raw("down_proj_scales")];
+      const down = dequantize("MXFP4", storedBytes(file, h, "blk.1.ffn_down_exps.weight"));
+      for (const [row, k] of [[0, 0], [77, 31], [1023, 63]]) assertEquals(down[row * 64 + k], hub(db, ds, row, k, 64));
+    } finally {
+      src.tensors.close();
+    }
+    const gg = await openModel(path);
+    try {
+      assertEquals(gg.spec.moe?.mxfp4, true);
+      // Read back, the hub's blocks and scales are the checkpoint's bytes.
+      const src2 = await openModel(modelDir("gpt-oss-mxfp4-tiny"));
+      try {
+        for (const n of ["gate_up_proj_blocks", "gate_up_proj_scales", "down_proj_blocks", "down_proj_scales"]) {
+          const name = `model.layers.3.mlp.experts.${n}`;
+          assertEquals(await gg.tensors.read(gg.tensors.get(name)), await src2.tensors.read(src2.tensors.get(name)), n);
+        }
+      } finally {
+        src2.tensors.close();
+      }
+    } finally {
+      gg.tensors.close();
+    }
+  });
+});
+
+test("gguf MoE: bad expert metadata, quantized experts and layouts llama.cpp cannot express are named CheckpointErrors", async () => {
+  await withTempDir(async (dir) => {
+    await convertToGguf(modelDir("qwen3-moe-tiny"), `${dir}/q.gguf`);
+    await convertToGguf(modelDir("gpt-oss-tiny"), `${dir}/o.gguf`);
+    const q = await readGgufHeader(`${dir}/q.gguf`);
+    const o = await readGgufHeader(`${dir}/o.gguf`);
+    const fails = (header: typeof q, edit: (m: Map<string, unknown>, t: typeof q.tensors) => void, pattern: RegExp) => {
+      const metadata = new Map(header.metadata);
+      const tensors = new Map(header.tensors);
+      edit(metadata as Map<string, unknown>, tensors);
+      const e = assertThrows(() => ggufModelSpec({ ...header, metadata: metadata as typeof header.metadata, tensors }), CheckpointError);
+      assert(pattern.test(e.message), e.message);
+    };
+    fails(q, (m) => m.delete("qwen3moe.expert_count"), /missing required metadata qwen3moe\.expert_count/);
+    fails(q, (m) => m.delete("qwen3moe.expert_feed_forward_length"), /missing required metadata qwen3moe\.expert_feed_forward_length/);
+    fails(q, (m) => m.set("qwen3moe.expert_count", 4), /tensor blk\.0\.ffn_gate_inp\.weight has shape \[128, 8\].*qwen3moe\.expert_count/);
+    fails(q, (m) => m.set("qwen3moe.expert_used_count", 9), /expert_used_count \(9\) exceeds/);
+    fails(q, (m) => m.set("qwen3moe.expert_count", 100000), /at most 256 experts/);
+    fails(q, (m) => m.set("qwen3moe.expert_feed_forward_length", 32), /ffn_gate_exps\.weight has shape \[128, 64, 8\]/);
+    fails(q, (_, t) => t.delete("blk.1.ffn_up_exps.weight"), /missing tensor blk\.1\.ffn_up_exps\.weight/);
+    fails(q, (m) => m.set("qwen3moe.expert_weights_norm", 3), /expert_weights_norm must be true or false/);
+    // Quantized experts: not until the expert kernels read blocks.
+    for (const type of ["Q8_0", "Q4_0", "Q4_K", "Q6_K"] as const) {
+      fails(q, (_, t) => t.set("blk.2.ffn_down_exps.weight", { ...t.get("blk.2.ffn_down_exps.weight")!, type: GGML_TYPES[type] }), new RegExp(`blk\\.2\\.ffn_down_exps\\.weight holds ${type} experts: quantized experts from GGUF are not supported yet`));
+    }
+    fails(q, (_, t) => t.set("blk.0.ffn_gate_exps.weight", { ...t.get("blk.0.ffn_gate_exps.weight")!, type: GGML_TYPES.MXFP4 }), /only gpt-oss experts run as MXFP4/);
+    fails(o, (_, t) => t.set("blk.3.ffn_up_exps.weight", { ...t.get("blk.3.ffn_up_exps.weight")!, type: GGML_TYPES.MXFP4 }), /experts must be all MXFP4 or all plain floats/);
+    fails(o, (m) => m.delete("gpt-oss.attention.sliding_window"), /missing required metadata gpt-oss\.attention\.sliding_window/);
+    fails(o, (_, t) => t.delete("blk.0.attn_sinks.weight"), /missing tensor blk\.0\.attn_sinks\.weight/);
+    fails(o, (_, t) => t.delete("blk.2.ffn_gate_exps.bias"), /missing tensor blk\.2\.ffn_gate_exps\.bias/);
+    fails(o, (m) => m.set("gpt-oss.rope.scaling.type", "longrope"), /unsupported gpt-oss\.rope\.scaling\.type "longrope" \(supported: none, linear, yarn\)/);
+    fails(o, (m) => m.set("gpt-oss.rope.scaling.yarn_attn_factor", 2), /only the default YaRN attention factor/);
+    // The converter refuses what llama.cpp's qwen3moe / gpt-oss would run differently.
+    const refused = async (name: string, edit: (c: Record<string, unknown>) => void, pattern: RegExp) => {
+      const d = await editedFixture(name, dir, edit);
+      const e = await assertRejects(() => convertToGguf(d, `${d}/m.gguf`), CheckpointError);
+      assert(pattern.test(e.message), e.message);
+      await sys.remove(d, { recursive: true });
+    };
+    await refused("qwen3-moe-tiny", (c) => (c.norm_topk_prob = false), /qwen3moe renormalizes the top-k routing weights/);
+    await refused("qwen3-moe-tiny", (c) => (c.mlp_only_layers = [1]), /qwen3moe has experts in every layer/);
+    await refused("gpt-oss-tiny", (c) => ((c.rope_parameters as Record<string, unknown>).truncate = true), /gpt-oss runs YaRN untruncated/);
+    await refused("gpt-oss-tiny", (c) => (c.layer_types = ["full_attention", "sliding_attention", "sliding_attention", "full_attention"]), /gpt-oss slides on even layers/);
   });
 });

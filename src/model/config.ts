@@ -358,7 +358,7 @@ function ropeFrom(
   if (rawType === "yarn") {
     // transformers' _compute_yarn_parameters: defaults, and the attention factor (mscale).
     const factor = required("factor");
-    const mscale = (scale: number, m: number) => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
+    const mscale = yarnAttentionFactor;
     const m = src?.mscale, mAll = src?.mscale_all_dim;
     const attentionFactor = src?.attention_factor != null
       ? num("attention_factor", 1)
@@ -640,6 +640,14 @@ export function parseModelSpec(config: Record<string, unknown>, file = "config.j
     ...(architecture === "qwen35_moe" ? { moe: parseQwen35MoeSpec(merged, numLayers, file) } : {}),
     ...(architecture === "gpt_oss" ? { moe: parseGptOssMoeSpec(config, numLayers, file), attnSinks: true } : {}),
   };
+}
+
+/**
+ * transformers' YaRN attention factor when the config sets no mscale or attention_factor:
+ * 0.1 ln(factor) + 1 (1 at factor <= 1). It scales cos and sin.
+ */
+export function yarnAttentionFactor(factor: number, mscale = 1): number {
+  return factor <= 1 ? 1 : 0.1 * mscale * Math.log(factor) + 1;
 }
 
 async function readJson(path: string): Promise<unknown> {

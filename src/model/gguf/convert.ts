@@ -1,6 +1,8 @@
 /**
  * Hugging Face checkpoint -> GGUF file that llama.cpp and our loader both run: llama.cpp's
- * tensor names and metadata for llama, mistral (as llama), qwen2, qwen3, gemma2 and gemma3, the
+ * tensor names and metadata for llama, mistral (as llama), qwen2, qwen3, gemma2, gemma3, qwen35,
+ * and the mixture-of-experts qwen3moe and gpt-oss (experts stacked as llama.cpp does, in their
+ * stored float type, gpt-oss's MXFP4 experts as GGML MXFP4 blocks: moe_layout.ts), the
  * vocabulary from tokenizer.json, and optionally the decoder's linear weights as Q8_0 or
  * Q4_0 blocks made by exactly the load-time quantizer ({@link quantizeSource}), so a
  * converted file loads to the same weights as `--quantization` on the checkpoint.
@@ -9,7 +11,7 @@
  * @module
  */
 import { readTextFile } from "../../runtime/runtime.ts";
-import { loadModelSpec, type ModelSpec, QWEN35_DEFAULT_MROPE_SECTION } from "../config.ts";
+import { loadModelSpec, type ModelSpec, QWEN35_DEFAULT_MROPE_SECTION, yarnAttentionFactor } from "../config.ts";
 import { CheckpointError } from "../errors.ts";
 import { openCheckpointTensors, valueDType } from "../safetensors.ts";
 import { collectChunks } from "../tensor_source.ts";
@@ -23,6 +25,7 @@ import { GGUF_ARCH, ggufName, permutedHeads, permuteQkRows } from "./names.ts";
 import { type GgufTensor, type GgufValue, writeGguf } from "./writer.ts";
 import { ggufVocab } from "./vocab.ts";
 import { Qwen35GgufSource } from "./qwen35_layout.ts";
+import { moeGgufTensors } from "./moe_layout.ts";
 
 /** What {@link convertToGguf} wrote. */
 export interface GgufConversion {
@@ -57,9 +60,6 @@ const FILE_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7 } as const;
 /** Writes `outPath` from the checkpoint directory `dir`. */
 export async function convertToGguf(dir: string, outPath: string, options: ConvertOptions = {}): Promise<GgufConversion> {
   const spec = await loadModelSpec(dir);
-  if (spec.moe) {
-    throw new CheckpointError(dir, `GGUF conversion of mixture-of-experts models (${spec.architecture}) is not supported yet`, { code: "unsupported_architecture" });
-  }
   checkRepresentable(spec, `${dir.replace(/\/+$/, "")}/config.json`);
   const base = dir.replace(/\/+$/, "");
   const tokenizerJson = JSON.parse(await readTextFile(`${base}/tokenizer.json`));
@@ -126,6 +126,8 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
         },
       });
     }
+    // The experts (never quantized here: the load-time quantizer does not target them).
+    tensors.push(...moeGgufTensors(checkpoint, spec));
     const freqs = ropeFactors(spec);
     if (freqs) tensors.push({ name: "rope_freqs.weight", dims: [freqs.length], type: "F32", bytes: () => new Uint8Array(freqs.buffer) });
     const fileType = quantization === "q8_0" ? "Q8_0" : quantization === "q4_0" ? "Q4_0" : anyF16 ? "F16" : "F32";
@@ -156,6 +158,7 @@ function checkQwen35Layers(spec: ModelSpec, dir: string): void {
  * would convert to a file that runs a different model, so it is refused.
  */
 function checkRepresentable(spec: ModelSpec, file: string): void {
+  if (spec.moe) return checkMoeRepresentable(spec, file);
   if (spec.architecture !== "gemma3") return;
   const window = spec.layerWindows.find((w) => w !== null) ?? null;
   const fail = (what: string) => {
@@ -172,6 +175,33 @@ function checkRepresentable(spec: ModelSpec, file: string): void {
   const scale = big ? (spec.hiddenSize / spec.numHeads) ** -0.5 : spec.headDim ** -0.5;
   if (Math.abs(spec.attnScale - scale) > 1e-7 * scale) fail(`scales attention by ${scale} (query_pre_attn_scalar differs)`);
   if (spec.attnLogitSoftcap !== null) fail("has no attention soft-capping");
+}
+
+/**
+ * llama.cpp's qwen3moe and gpt-oss fix what their files do not say: every qwen3moe layer is
+ * sparse, renormalizes its top-k weights and attends to everything; gpt-oss slides on even
+ * layers and runs YaRN with transformers' default attention factor. Other checkpoints are refused.
+ */
+function checkMoeRepresentable(spec: ModelSpec, file: string): void {
+  const moe = spec.moe!;
+  const fail = (what: string) => {
+    throw new CheckpointError(file, `cannot convert to GGUF: llama.cpp's ${GGUF_ARCH[spec.architecture]} ${what}`);
+  };
+  if (moe.sparseLayers.some((s) => !s)) fail("has experts in every layer (mlp_only_layers / decoder_sparse_step differ)");
+  if (spec.architecture === "qwen3_moe") {
+    if (!moe.normTopkProb) fail("renormalizes the top-k routing weights (norm_topk_prob is false)");
+    if (spec.layerWindows.some((w) => w !== null)) fail("has no sliding-window attention");
+    return;
+  }
+  const window = spec.layerWindows[0];
+  if (window === null || spec.layerWindows.some((w, i) => w !== (i % 2 === 0 ? window : null))) {
+    fail("slides on even layers only, all with one window (layer_types differ)");
+  }
+  const yarn = spec.rope.yarn;
+  if (spec.rope.type !== "yarn" || !yarn) return fail("runs YaRN rope scaling (rope_type differs)");
+  if (yarn.truncate || Math.abs(yarn.attentionFactor - yarnAttentionFactor(spec.rope.factor)) > 1e-7) {
+    fail("runs YaRN untruncated with the default attention factor (truncate / attention_factor / mscale differ)");
+  }
 }
 
 function permute(bytes: Uint8Array, heads: number, rowBytes: number): Uint8Array {
@@ -243,6 +273,23 @@ function metadata(
     );
   }
   if (spec.localRope) out.push([k("rope.freq_base_swa"), f32(spec.localRope.theta)]);
+  const moe = spec.moe;
+  if (moe) {
+    out.push(
+      [k("expert_count"), u32(moe.numExperts)],
+      [k("expert_used_count"), u32(moe.topK)],
+      [k("expert_feed_forward_length"), u32(moe.expertIntermediateSize)],
+    );
+  }
+  if (spec.rope.type === "yarn" && spec.rope.yarn) {
+    out.push(
+      [k("rope.scaling.type"), { type: "string", value: "yarn" }],
+      [k("rope.scaling.factor"), f32(spec.rope.factor)],
+      [k("rope.scaling.original_context_length"), u32(spec.rope.originalMaxPositionEmbeddings)],
+      [k("rope.scaling.yarn_beta_fast"), f32(spec.rope.yarn.betaFast)],
+      [k("rope.scaling.yarn_beta_slow"), f32(spec.rope.yarn.betaSlow)],
+    );
+  }
   if (spec.rope.type === "linear") {
     out.push([k("rope.scaling.type"), { type: "string", value: "linear" }], [k("rope.scaling.factor"), f32(spec.rope.factor)]);
   }

@@ -44,8 +44,27 @@ const LINEAR_ATTENTION: [string, string][] = [
   ["linear_attn.out_proj.weight", "ssm_out.weight"],
 ];
 
+/**
+ * The router and attention sinks of the MoE families; their experts are stacked tensors
+ * with no HF counterpart one to one (moe_layout.ts).
+ */
+const MOE: Partial<Record<Architecture, [string, string][]>> = {
+  qwen3_moe: [["mlp.gate.weight", "ffn_gate_inp.weight"]],
+  gpt_oss: [
+    ["mlp.router.weight", "ffn_gate_inp.weight"],
+    ["mlp.router.bias", "ffn_gate_inp.bias"],
+    ["self_attn.sinks", "attn_sinks.weight"],
+  ],
+};
+
 /** Per-layer [HF suffix, GGUF suffix] of an architecture. */
 function pairsOf(arch: Architecture): [string, string][] {
+  if (arch === "gpt_oss") {
+    // gpt-oss's post_attention_layernorm (the pre-MLP norm) is llama.cpp's attn_post_norm.
+    const pairs = layerPairs(false).map(([hf, gg]): [string, string] => hf === "post_attention_layernorm.weight" ? [hf, "post_attention_norm.weight"] : [hf, gg]);
+    return [...pairs, ...MOE.gpt_oss!];
+  }
+  if (arch === "qwen3_moe") return [...layerPairs(false), ...MOE.qwen3_moe!];
   if (arch !== "qwen35") return layerPairs(sandwich(arch));
   // Qwen3.5's post_attention_layernorm is llama.cpp's attn_post_norm (the pre-MLP norm).
   const pairs = layerPairs(false).map(([hf, gg]): [string, string] => hf === "post_attention_layernorm.weight" ? [hf, "post_attention_norm.weight"] : [hf, gg]);

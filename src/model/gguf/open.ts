@@ -6,6 +6,7 @@ import type { ModelSpec } from "../config.ts";
 import { readGgufHeader } from "./reader.ts";
 import { ggufModelSpec } from "./spec.ts";
 import { GgufTensorSource } from "./source.ts";
+import { moeHfTensors } from "./moe_layout.ts";
 import { dequantize } from "../quant/dequantize.ts";
 import { openFile } from "../../runtime/runtime.ts";
 import { CheckpointError } from "../errors.ts";
@@ -37,5 +38,5 @@ export async function openGgufModel(path: string): Promise<GgufModel> {
     factors = dequantize(freqs.type.name, bytes);
   }
   const spec = ggufModelSpec(header, factors);
-  return { spec, tensors: new GgufTensorSource(header, spec.architecture, spec.numHeads, spec.numKvHeads) };
+  return { spec, tensors: new GgufTensorSource(header, spec.architecture, spec.numHeads, spec.numKvHeads, moeHfTensors(header, spec)) };
 }

@@ -214,7 +214,7 @@ function parse(c: Cursor): GgufHeader {
     if (tensors.has(name)) c.fail(`${where} appears twice`);
     const type = ggmlTypeById(typeId);
     if (!type) {
-      c.fail(`${where} has unsupported tensor type ${ggmlTypeLabel(typeId)} (id ${typeId}; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)`);
+      c.fail(`${where} has unsupported tensor type ${ggmlTypeLabel(typeId)} (id ${typeId}; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, and MXFP4 for gpt-oss experts)`);
     }
     const elements = dims.reduce((a, b) => a * b, 1);
     if (dims.some((d) => d < 1) || !Number.isSafeInteger(elements)) {

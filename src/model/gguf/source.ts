@@ -17,6 +17,7 @@ import { release } from "../release.ts";
 import type { GgufHeader, GgufTensorInfo } from "./reader.ts";
 import { hfName, permutedHeads, unpermuteQkRows } from "./names.ts";
 import { qwen35HfValues } from "./qwen35_layout.ts";
+import type { VirtualTensor } from "./moe_layout.ts";
 
 const DEFAULT_CHUNK = 8 << 20;
 
@@ -29,19 +30,25 @@ interface Entry {
   rowBytes: number;
 }
 
-/** The tensors of a parsed GGUF file, under HF names. */
+/**
+ * The tensors of a parsed GGUF file, under HF names. `virtual`: HF tensors rebuilt from parts
+ * of the file's (the experts of a MoE file, moe_layout.ts), read whole.
+ */
 export class GgufTensorSource implements TensorSource {
   readonly source: string;
   readonly header: GgufHeader;
   #entries = new Map<string, Entry>();
+  #virtual: Map<string, VirtualTensor>;
   #closed = false;
 
-  constructor(header: GgufHeader, arch: Architecture, numHeads: number, numKvHeads: number) {
+  constructor(header: GgufHeader, arch: Architecture, numHeads: number, numKvHeads: number, virtual = new Map<string, VirtualTensor>()) {
     this.header = header;
     this.source = header.path;
+    this.#virtual = virtual;
     for (const t of header.tensors.values()) {
       const name = hfName(t.name, arch);
       if (name === null) continue;
+      if (t.type.name === "MXFP4") throw new CheckpointError(header.path, `tensor ${t.name} is MXFP4: only gpt-oss expert tensors may be`);
       // llama.cpp's squeezed depthwise conv [kernel, channels] is HF's [channels, 1, kernel].
       const shape = name.endsWith(".conv1d.weight") && t.dims.length === 2 ? [t.dims[1], 1, t.dims[0]] : [...t.dims].reverse();
       const rows = t.dims.slice(1).reduce((a, b) => a * b, 1);
@@ -71,14 +78,16 @@ export class GgufTensorSource implements TensorSource {
   }
 
   has(name: string): boolean {
-    return this.#entries.has(name);
+    return this.#entries.has(name) || this.#virtual.has(name);
   }
 
   names(): string[] {
-    return [...this.#entries.keys()];
+    return [...this.#entries.keys(), ...this.#virtual.keys()];
   }
 
   get(name: string): SourceTensor {
+    const v = this.#virtual.get(name);
+    if (v) return v.info;
     const e = this.#entries.get(name);
     if (!e) throw new CheckpointError(this.source, `missing tensor ${name}`);
     return e.info;
@@ -87,10 +96,19 @@ export class GgufTensorSource implements TensorSource {
   /** The GGUF tensor behind an HF name. */
   ggufTensor(name: string): GgufTensorInfo {
     this.get(name);
-    return this.#entries.get(name)!.gguf;
+    const e = this.#entries.get(name);
+    // Rebuilt MoE tensors (moe_layout.ts) have no one GGUF tensor behind them.
+    if (!e) throw new CheckpointError(this.source, `tensor ${name} is rebuilt from several GGUF tensors`);
+    return e.gguf;
   }
 
   async *readChunks(info: SourceTensor, maxChunkBytes = DEFAULT_CHUNK): AsyncIterable<TensorChunk> {
+    const v = this.#virtual.get(info.name);
+    if (v) {
+      if (this.#closed) throw new CheckpointError(this.source, "GGUF file is closed");
+      yield { offset: 0, bytes: await v.read((t, offset, length) => this.#range(t, offset, length)) };
+      return;
+    }
     const e = this.#entry(info);
     if (info.name.endsWith(".A_log")) {
       // Stored as -exp(A_log) (a vector: one chunk).
@@ -129,6 +147,25 @@ export class GgufTensorSource implements TensorSource {
     const e = this.#entries.get(info.name);
     if (!e) throw new CheckpointError(this.source, `missing tensor ${info.name}`);
     return e;
+  }
+
+  /** `length` bytes at `offset` of tensor `t`'s data. */
+  async #range(t: GgufTensorInfo, offset: number, length: number): Promise<Uint8Array<ArrayBuffer>> {
+    const bytes = new Uint8Array(length);
+    const file = await openFile(this.source).catch((err) => {
+      throw new CheckpointError(this.source, `cannot open: ${(err as Error).message}`, { cause: err });
+    });
+    try {
+      let done = 0;
+      while (done < length) {
+        const n = await file.read(bytes.subarray(done), t.byteOffset + offset + done);
+        if (n === 0) throw new CheckpointError(this.source, `tensor ${t.name}: unexpected end of file (file truncated?)`);
+        done += n;
+      }
+    } finally {
+      await file.close();
+    }
+    return bytes;
   }
 
   /** Stored bytes in chunks of whole rows (whole heads when un-permuting), in HF row order. */

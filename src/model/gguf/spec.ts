@@ -1,14 +1,16 @@
 /**
  * GGUF metadata -> {@link ModelSpec} for llama (and Mistral, which llama.cpp runs as llama
- * with `llama.attention.sliding_window`), qwen2, qwen3, gemma2, gemma3 and qwen35, with
+ * with `llama.attention.sliding_window`), qwen2, qwen3, gemma2, gemma3, qwen35 and the
+ * mixture-of-experts qwen3moe and gpt-oss, with
  * llama.cpp's keys and defaults. Missing required metadata is a named `CheckpointError`; sizes
  * are checked against the tensors first (validate.ts).
  * @module
  */
-import type { Architecture, LinearAttentionSpec, ModelSpec, RopeSpec } from "../config.ts";
+import { type Architecture, type LinearAttentionSpec, type ModelSpec, type RopeSpec, yarnAttentionFactor } from "../config.ts";
 import { UnsupportedArchitectureError } from "../errors.ts";
 import type { GgufHeader } from "./reader.ts";
-import { checkGgufSizes, GGUF_ARCHS, GgufMeta } from "./validate.ts";
+import type { MoeSpec } from "../moe_config.ts";
+import { checkGgufExperts, checkGgufSizes, GGUF_ARCHS, GgufMeta } from "./validate.ts";
 
 const ARCHS = Object.keys(GGUF_ARCHS);
 
@@ -16,6 +18,10 @@ const ARCHS = Object.keys(GGUF_ARCHS);
 export const GEMMA3_SWA_PATTERN = 6;
 /** llama.cpp's Gemma-3 local RoPE base when the file has no `rope.freq_base_swa`. */
 const GEMMA3_LOCAL_BASE = 10000;
+/** llama.cpp's gpt-oss: even layers slide, odd ones attend to everything (`set_swa_pattern(2)`). */
+export const GPT_OSS_SWA_PATTERN = 2;
+/** GGUF architecture names that are not ours verbatim. */
+const OURS: Readonly<Record<string, Architecture>> = { qwen3moe: "qwen3_moe", "gpt-oss": "gpt_oss" };
 
 
 /**
@@ -37,9 +43,12 @@ export function ggufModelSpec(header: GgufHeader, ropeFactors: Float32Array | nu
   const gemma = gguf === "gemma2" || gguf === "gemma3";
   const qwen35 = gguf === "qwen35";
   const gemma3 = gguf === "gemma3";
+  const gptOss = gguf === "gpt-oss";
+  const moe = GGUF_ARCHS[gguf].experts ? moeOf(m, gguf, hiddenSize, numLayers, numHeads) : null;
   // llama.cpp's Gemma scale: 1/sqrt(head_dim), but hidden/heads for the 27B (46 / 62 layers).
   const big = numLayers === (gemma3 ? 62 : 46);
-  const rope = ropeOf(m, k, ropeFactors, headDim);
+  // gpt-oss checkpoints ask for YaRN without rounding the ramp's ends (`truncate: false`).
+  const rope = ropeOf(m, k, ropeFactors, headDim, gptOss ? false : null);
   // Gemma-3's sliding layers rotate with their own base and no scaling.
   const localRope = gemma3 && window !== null
     ? {
@@ -51,14 +60,15 @@ export function ggufModelSpec(header: GgufHeader, ropeFactors: Float32Array | nu
       originalMaxPositionEmbeddings: rope.originalMaxPositionEmbeddings,
     }
     : undefined;
-  const architecture: Architecture = gguf === "llama" && window !== null ? "mistral" : gguf as Architecture;
+  const architecture: Architecture = gguf === "llama" && window !== null ? "mistral" : OURS[gguf] ?? gguf as Architecture;
+  if (gptOss && window === null) m.fail(`missing required metadata ${k("attention.sliding_window")}`);
   const layers = Array.from({ length: numLayers }, (_, i) => i);
   const eos = [m.id("tokenizer.ggml.eos_token_id"), m.id("tokenizer.ggml.eot_token_id"), m.id("tokenizer.ggml.eom_token_id")]
     .filter((id): id is number => id !== null);
   return {
     architecture,
     hiddenSize,
-    intermediateSize: m.int(k("feed_forward_length")),
+    intermediateSize: m.int(k("feed_forward_length"), moe?.expertIntermediateSize),
     numLayers,
     numHeads,
     numKvHeads,
@@ -78,7 +88,8 @@ export function ggufModelSpec(header: GgufHeader, ropeFactors: Float32Array | nu
     normOffset: 0,
     sandwichNorm: gemma,
     embeddingScale: gemma ? Math.sqrt(hiddenSize) : 1,
-    attnScale: gemma && big ? (hiddenSize / numHeads) ** -0.5 : headDim ** -0.5,
+    // YaRN scales cos and sin, so both q and k: the scores by the factor squared.
+    attnScale: (gemma && big ? (hiddenSize / numHeads) ** -0.5 : headDim ** -0.5) * (rope.yarn?.attentionFactor ?? 1) ** 2,
     // Gemma-3 caps nothing unless the file says so.
     attnLogitSoftcap: gguf === "gemma2" ? m.num(k("attn_logit_softcapping"), 50) : null,
     finalLogitSoftcap: gguf === "gemma2"
@@ -92,6 +103,8 @@ export function ggufModelSpec(header: GgufHeader, ropeFactors: Float32Array | nu
       ? layers.map((i) => (i % 2 === 0 ? window ?? 4096 : null))
       : architecture === "mistral"
       ? layers.map(() => window)
+      : gptOss
+      ? layers.map((i) => (i % GPT_OSS_SWA_PATTERN < GPT_OSS_SWA_PATTERN - 1 ? window : null))
       : layers.map(() => null),
     bosTokenId: m.id("tokenizer.ggml.bos_token_id"),
     eosTokenIds: [...new Set(eos)],
@@ -99,7 +112,23 @@ export function ggufModelSpec(header: GgufHeader, ropeFactors: Float32Array | nu
     linearAttention: qwen35 ? linearAttentionOf(m, k, numLayers) : null,
     attnOutputGate: qwen35,
     rotaryDim: qwen35 ? m.int(k("rope.dimension_count")) : headDim,
+    ...(moe ? { moe } : {}),
+    ...(gptOss ? { attnSinks: true } : {}),
   };
+}
+
+/**
+ * The experts of a qwen3moe or gpt-oss file. qwen3moe renormalizes the top-k weights unless
+ * `expert_weights_norm` says otherwise (llama.cpp's converter writes no key for Qwen3-MoE:
+ * its `norm_topk_prob` is true); gpt-oss takes the softmax over the top k of the biased logits.
+ */
+function moeOf(m: GgufMeta, arch: string, hiddenSize: number, numLayers: number, numHeads: number): MoeSpec {
+  const e = checkGgufExperts(m, arch, hiddenSize, numLayers, numHeads);
+  const base = { numExperts: e.numExperts, topK: e.topK, expertIntermediateSize: e.expertIntermediateSize, sparseLayers: e.sparseLayers };
+  if (arch === "gpt-oss") return { ...base, router: "topk_softmax", experts: "gpt_oss", normTopkProb: false, mxfp4: e.type === "MXFP4" };
+  const norm = m.raw(`${arch}.expert_weights_norm`) ?? true;
+  if (typeof norm !== "boolean") m.fail(`metadata ${arch}.expert_weights_norm must be true or false, got ${JSON.stringify(norm)}`);
+  return { ...base, router: "softmax_topk", experts: "qwen", normTopkProb: norm };
 }
 
 /** llama.cpp's `qwen35` Gated DeltaNet metadata (ssm.*); value heads are tiled in its files. */
@@ -124,7 +153,8 @@ function linearAttentionOf(m: GgufMeta, k: (key: string) => string, numLayers: n
   };
 }
 
-function ropeOf(m: GgufMeta, k: (key: string) => string, factors: Float32Array | null, headDim: number): RopeSpec {
+/** `yarnTruncate`: how YaRN rounds its ramp for this architecture, or null where it is not read. */
+function ropeOf(m: GgufMeta, k: (key: string) => string, factors: Float32Array | null, headDim: number, yarnTruncate: boolean | null): RopeSpec {
   const theta = m.num(k("rope.freq_base"), 10000);
   const maxPos = m.int(k("context_length"));
   const type = m.str(k("rope.scaling.type")) ?? "none";
@@ -135,7 +165,27 @@ function ropeOf(m: GgufMeta, k: (key: string) => string, factors: Float32Array |
   }
   if (type === "none") return base;
   if (type === "linear") return { ...base, type: "linear", factor: m.num(k("rope.scaling.factor")) };
-  return m.fail(`unsupported ${k("rope.scaling.type")} ${JSON.stringify(type)} (supported: none, linear)`);
+  if (type === "yarn" && yarnTruncate !== null) {
+    // llama.cpp's yarn_attn_factor multiplies its own mscale, transformers' attention_factor
+    // replaces it: only the default (absent or 1) means the same to both.
+    const attn = m.raw(k("rope.scaling.yarn_attn_factor"));
+    if (attn !== undefined && attn !== 1) m.fail(`metadata ${k("rope.scaling.yarn_attn_factor")} is ${JSON.stringify(attn)}: only the default YaRN attention factor is supported`);
+    const factor = m.num(k("rope.scaling.factor"));
+    return {
+      ...base,
+      type: "yarn",
+      factor,
+      originalMaxPositionEmbeddings: m.int(k("rope.scaling.original_context_length")),
+      yarn: {
+        betaFast: m.num(k("rope.scaling.yarn_beta_fast"), 32),
+        betaSlow: m.num(k("rope.scaling.yarn_beta_slow"), 1),
+        truncate: yarnTruncate,
+        attentionFactor: yarnAttentionFactor(factor),
+      },
+    };
+  }
+  const supported = yarnTruncate === null ? "none, linear" : "none, linear, yarn";
+  return m.fail(`unsupported ${k("rope.scaling.type")} ${JSON.stringify(type)} (supported: ${supported})`);
 }
 
 /**

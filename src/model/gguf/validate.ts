@@ -7,7 +7,8 @@
  * @module
  */
 import { CheckpointError } from "../errors.ts";
-import type { GgufHeader, GgufMetaValue } from "./reader.ts";
+import { MAX_EXPERTS } from "../moe_config.ts";
+import type { GgufHeader, GgufMetaValue, GgufTensorInfo } from "./reader.ts";
 
 /** What an architecture's metadata may say beyond the checks every architecture gets. */
 export interface GgufArchRules {
@@ -17,6 +18,11 @@ export interface GgufArchRules {
   distinctValueLength: boolean;
   /** `attn_q` also yields a per-head output gate (Qwen3.5's gated attention): twice the rows. */
   queryGate: boolean;
+  /**
+   * Mixture-of-experts feed-forwards in llama.cpp's stacked `ffn_{gate,up,down}_exps` tensors:
+   * "qwen" (SwiGLU experts), "gpt_oss" (biases, router bias, clamped SwiGLU), or none.
+   */
+  experts?: "qwen" | "gpt_oss";
 }
 
 /** The GGUF `general.architecture` values this runtime loads, with their rules. */
@@ -27,6 +33,8 @@ export const GGUF_ARCHS: Readonly<Record<string, GgufArchRules>> = {
   gemma2: { partialRope: false, distinctValueLength: false, queryGate: false },
   gemma3: { partialRope: false, distinctValueLength: false, queryGate: false },
   qwen35: { partialRope: true, distinctValueLength: false, queryGate: true },
+  qwen3moe: { partialRope: false, distinctValueLength: false, queryGate: false, experts: "qwen" },
+  "gpt-oss": { partialRope: false, distinctValueLength: false, queryGate: false, experts: "gpt_oss" },
 };
 
 /** Longest context a file may declare (2^24 tokens: beyond every released model). */
@@ -173,4 +181,80 @@ export function checkGgufSizes(m: GgufMeta, arch: string): GgufModelSizes {
     if (id !== null && id >= vocabSize) m.fail(`metadata ${key} is ${id}, outside the ${vocabSize}-token embedding`);
   }
   return { numLayers, hiddenSize, numHeads, numKvHeads, headDim, vocabSize, maxPositionEmbeddings };
+}
+
+/** A MoE file's experts as the metadata gives them, checked against every block's tensors. */
+export interface GgufExperts {
+  numExperts: number;
+  topK: number;
+  /** `expert_feed_forward_length`: one expert's SwiGLU width. */
+  expertIntermediateSize: number;
+  /** Per block: whether it has a router (else a dense `ffn_*` feed-forward). */
+  sparseLayers: boolean[];
+  /** The stored type of the expert matrices (the same in every sparse block). */
+  type: "F32" | "F16" | "BF16" | "MXFP4";
+}
+
+/**
+ * Reads and checks the experts of a MoE architecture: `expert_count` (at most
+ * {@link MAX_EXPERTS}), `expert_used_count` (at most the count) and
+ * `expert_feed_forward_length` against each block's router `ffn_gate_inp` [H, E] and stacked
+ * experts `ffn_{gate,up}_exps` [H, I, E] and `ffn_down_exps` [I, H, E] (GGUF order), gpt-oss's
+ * biases and sinks. Experts stored as Q8_0/Q4_0/K-quant blocks are refused: this runtime's
+ * expert kernels read f32/f16 values or MXFP4 blocks (gpt-oss) only.
+ */
+export function checkGgufExperts(m: GgufMeta, arch: string, hiddenSize: number, numLayers: number, numHeads: number): GgufExperts {
+  const kind = GGUF_ARCHS[arch].experts!;
+  const k = (key: string) => `${arch}.${key}`;
+  const tensors = m.header.tensors;
+  const numExperts = m.int(k("expert_count"));
+  if (numExperts > MAX_EXPERTS) m.fail(`metadata ${k("expert_count")} is ${numExperts}: at most ${MAX_EXPERTS} experts are supported`);
+  const topK = m.int(k("expert_used_count"));
+  if (topK > numExperts) m.fail(`metadata ${k("expert_used_count")} (${topK}) exceeds ${k("expert_count")} (${numExperts})`);
+  const I = m.int(k("expert_feed_forward_length"));
+  const H = hiddenSize;
+  const E = numExperts;
+  const shape = (name: string, dims: number[], what: string): GgufTensorInfo => {
+    const t = tensors.get(name);
+    if (!t) return m.fail(`missing tensor ${name}`);
+    if (t.dims.length !== dims.length || t.dims.some((d, j) => d !== dims[j])) {
+      m.fail(`tensor ${name} has shape [${t.dims.join(", ")}] (GGUF order), but the metadata gives [${dims.join(", ")}] (${what})`);
+    }
+    return t;
+  };
+  let type: GgufExperts["type"] | null = null;
+  const sparseLayers: boolean[] = [];
+  for (let i = 0; i < numLayers; i++) {
+    const b = `blk.${i}`;
+    const sparse = tensors.has(`${b}.ffn_gate_inp.weight`) || kind === "gpt_oss";
+    sparseLayers.push(sparse);
+    if (!sparse) continue;
+    shape(`${b}.ffn_gate_inp.weight`, [H, E], `${k("embedding_length")}, ${k("expert_count")}`);
+    const exps = [
+      shape(`${b}.ffn_gate_exps.weight`, [H, I, E], `${k("embedding_length")}, ${k("expert_feed_forward_length")}, ${k("expert_count")}`),
+      shape(`${b}.ffn_up_exps.weight`, [H, I, E], `${k("embedding_length")}, ${k("expert_feed_forward_length")}, ${k("expert_count")}`),
+      shape(`${b}.ffn_down_exps.weight`, [I, H, E], `${k("expert_feed_forward_length")}, ${k("embedding_length")}, ${k("expert_count")}`),
+    ];
+    for (const t of exps) {
+      const name = t.type.name;
+      if (name !== "F32" && name !== "F16" && name !== "BF16" && name !== "MXFP4") {
+        m.fail(`tensor ${t.name} holds ${name} experts: quantized experts from GGUF are not supported yet (F32, F16, BF16${kind === "gpt_oss" ? " or MXFP4" : ""} only)`);
+      }
+      if (name === "MXFP4" && kind !== "gpt_oss") m.fail(`tensor ${t.name} holds MXFP4 experts: only gpt-oss experts run as MXFP4`);
+      // The expert kernels take one format per model: MXFP4 blocks, or values.
+      if (type !== null && (type === "MXFP4") !== (name === "MXFP4")) {
+        m.fail(`tensor ${t.name} is ${name}, but other experts are ${type}: experts must be all MXFP4 or all plain floats`);
+      }
+      type ??= name;
+    }
+    if (kind === "gpt_oss") {
+      shape(`${b}.ffn_gate_inp.bias`, [E], k("expert_count"));
+      shape(`${b}.ffn_gate_exps.bias`, [I, E], `${k("expert_feed_forward_length")}, ${k("expert_count")}`);
+      shape(`${b}.ffn_up_exps.bias`, [I, E], `${k("expert_feed_forward_length")}, ${k("expert_count")}`);
+      shape(`${b}.ffn_down_exps.bias`, [H, E], `${k("embedding_length")}, ${k("expert_count")}`);
+      shape(`${b}.attn_sinks.weight`, [numHeads], k("attention.head_count"));
+    }
+  }
+  if (type === null) m.fail(`no block has experts (tensor blk.N.ffn_gate_inp.weight): not a ${arch} model`);
+  return { numExperts, topK, expertIntermediateSize: I, sparseLayers, type };
 }

@@ -42,6 +42,25 @@ export function dequantize(type: GgmlTypeName, bytes: Uint8Array): Float32Array<
     case "Q6_K":
       dequantizeQ6_K(bytes, 0, blocks, out);
       break;
+    case "MXFP4":
+      dequantizeMxfp4(bytes, blocks, out);
+      break;
   }
   return out;
+}
+
+/** E2M1 code -> value (sign bit 3). */
+const E2M1 = [0, 0.5, 1, 1.5, 2, 3, 4, 6, -0, -0.5, -1, -1.5, -2, -3, -4, -6];
+
+/** ggml's block_mxfp4: scale 2^(e - 127), then byte j holds value j (low nibble) and j + 16 (high). */
+function dequantizeMxfp4(bytes: Uint8Array, blocks: number, out: Float32Array): void {
+  for (let b = 0; b < blocks; b++) {
+    const at = b * 17;
+    const scale = 2 ** (bytes[at] - 127);
+    for (let j = 0; j < 16; j++) {
+      const q = bytes[at + 1 + j];
+      out[b * 32 + j] = E2M1[q & 15] * scale;
+      out[b * 32 + j + 16] = E2M1[q >> 4] * scale;
+    }
+  }
 }

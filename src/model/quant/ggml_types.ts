@@ -6,7 +6,7 @@
 import type { Quantization } from "../../types/api.ts";
 
 /** Type names as llama.cpp spells them. */
-export type GgmlTypeName = "F32" | "F16" | "BF16" | "Q8_0" | "Q4_0" | "Q4_K" | "Q6_K";
+export type GgmlTypeName = "F32" | "F16" | "BF16" | "Q8_0" | "Q4_0" | "Q4_K" | "Q6_K" | "MXFP4";
 
 /** Block types produced or read as raw blocks (the quantized ones). */
 export type QuantType = "Q8_0" | "Q4_0" | "Q4_K" | "Q6_K";
@@ -37,6 +37,9 @@ const TYPES: readonly GgmlTypeInfo[] = [
   // 128 bytes low nibbles, 64 bytes high bit pairs, 16 int8 scales, f16 d.
   { name: "Q6_K", id: 14, blockElems: 256, blockBytes: 210 },
   { name: "BF16", id: 30, blockElems: 1, blockBytes: 2 },
+  // E8M0 scale byte + 16 bytes of E2M1 codes (byte j: value j low, value j + 16 high).
+  // Read only as gpt-oss expert blocks (gguf/moe_layout.ts), never as a QuantType.
+  { name: "MXFP4", id: 39, blockElems: 32, blockBytes: 17 },
 ];
 
 /** Type info by name. */
@@ -72,7 +75,6 @@ const OTHER_NAMES: Record<number, string> = {
   29: "IQ1_M",
   34: "TQ1_0",
   35: "TQ2_0",
-  39: "MXFP4",
 };
 
 /** The type with ggml id `id`, or undefined for one this runtime does not read. */
@@ -87,7 +89,7 @@ export function ggmlTypeLabel(id: number): string {
 
 /** Whether `name` is stored as blocks rather than plain floats. */
 export function isQuantType(name: GgmlTypeName): name is QuantType {
-  return GGML_TYPES[name].blockElems > 1;
+  return GGML_TYPES[name].blockElems > 1 && name !== "MXFP4";
 }
 
 /** Bytes of `elements` values of a type; elements must fill whole blocks. */
