@@ -39,6 +39,12 @@ export interface SchedulerOptions {
   policy: SchedulerPolicy;
   /** Reuse and register cached prefix blocks (default true; off for hybrid models). */
   prefixCaching?: boolean;
+  /**
+   * Hybrid models: a verification also advances the recurrent state over its rejected rows,
+   * so a rejection rolls the sequence back to before the verification, and its next chunk
+   * restores the state snapshot taken then and recomputes the accepted tokens.
+   */
+  recurrentState?: boolean;
 }
 
 /** One sequence's share of a step. */
@@ -55,6 +61,11 @@ export interface ScheduledChunk {
    * known token; every row of the chunk is sampled.
    */
   draft?: readonly number[];
+  /**
+   * Hybrid models: restore the sequence's recurrent state from the snapshot taken before its
+   * last verification (a draft was rejected) before this chunk runs.
+   */
+  restoreState?: boolean;
   /**
    * Embedding requests: the pooled hidden state this chunk outputs (its last token's on the
    * last chunk of last pooling, the sum over its tokens for mean pooling), else "none".
@@ -126,6 +137,8 @@ export class Scheduler {
   specDraftTokens = 0;
   specAcceptedTokens = 0;
   specAcceptedPerPosition: number[] = [];
+  /** Hybrid models: tokens recomputed after a rejected draft (state restored, then replayed). */
+  specReplayTokens = 0;
   #freeSlots: number[];
   /** Sequences whose last token the latest plan schedules; they drain at the next plan. */
   #completing: Sequence[] = [];
@@ -253,6 +266,15 @@ export class Scheduler {
     if (seq.status !== "running") return;
     // Every known token but the newest (sampled, not yet fed) has its K/V written.
     seq.numComputed = seq.knownLength - 1;
+    if (this.options.recurrentState && v.accepted < v.draft.length) {
+      // The state also took the rejected rows: back to before the verification (its first
+      // row, the last token then known, is fed again); the next chunk restores the snapshot
+      // and recomputes the accepted tokens plus the next one, sampling after them.
+      const back = seq.promptIds.length + v.base - 1;
+      this.specReplayTokens += seq.numComputed - back;
+      seq.numComputed = back;
+      spec.restoreState = true;
+    }
     const keep = Math.ceil(seq.knownLength / this.blocks.blockSize);
     if (seq.blockTable.length > keep) this.blocks.release(seq.blockTable.splice(keep));
     this.commitBlocks(seq);
@@ -421,7 +443,9 @@ export class Scheduler {
       return n;
     }
     const sample = seq.numComputed === seq.totalLength && seq.generated < seq.maxTokens;
-    plan.chunks.push({ seq, start, count: n, sample, pool: "none" });
+    const restoreState = seq.speculation?.restoreState === true;
+    if (restoreState) seq.speculation!.restoreState = false;
+    plan.chunks.push({ seq, start, count: n, sample, pool: "none", ...(restoreState ? { restoreState } : {}) });
     // The token sampled at the chunk's end stays on the GPU until a readback.
     if (sample) seq.pending++;
     if (sample && seq.generated >= seq.maxTokens) this.#completing.push(seq);
@@ -515,6 +539,8 @@ export class Scheduler {
     seq.numComputed = 0;
     seq.committedBlocks = 0;
     seq.lastBlockKey = null;
+    // Recomputed from position 0 (the state starts from zeros there): nothing to restore.
+    if (seq.speculation) seq.speculation.restoreState = false;
     if (seq.slot >= 0) this.#freeSlots.push(seq.slot);
     seq.slot = -1;
   }
