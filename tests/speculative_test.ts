@@ -320,6 +320,12 @@ for (const kernelFamily of ["cpu", "gpu"] as const) {
       got.forEach((r, i) => assertEquals(r.ids, want[i].ids, `request ${i}`));
       const s = spec.stats();
       assert(s.specAcceptedTokens > one.specAcceptedTokens && s.specReplayTokens > one.specReplayTokens, "8 streams: no accepted or no rejected drafts");
+      // Seeded sampling: the sampler's draw depends on (seed, output index) only, so a
+      // replayed row samples what plain decoding samples there.
+      const seeded = reqs.map((r, i) => ({ ...r, temperature: 1, seed: 11 + i }));
+      const wantSeeded = await Promise.all(seeded.map((r) => plain.generate(r)));
+      const gotSeeded = await Promise.all(seeded.map((r) => spec.generate(r)));
+      gotSeeded.forEach((r, i) => assertEquals(r.ids, wantSeeded[i].ids, `seeded request ${i}`));
       await idle(spec);
       const end = spec.stats();
       assertEquals([end.kvBlocksUsed, end.stateSlotsUsed, end.kvBytesUsed], [0, 0, 0]);
