@@ -17,6 +17,8 @@ import { parseServeArgs, UsageError } from "../src/server/args.ts";
 import { parseArgs } from "../src/cli/main.ts";
 import { post, testServer } from "./helpers/server.ts";
 import { VLLM_METRICS, VLLM_SPEC_PER_POSITION } from "../src/server/vllm_metrics.ts";
+import { withTempDir } from "./helpers/synthetic_checkpoint.ts";
+import { writeRandomQwen35Moe } from "./helpers/qwen35_moe_checkpoint.ts";
 
 const NGRAM: SpeculativeConfig = { method: "ngram", numSpeculativeTokens: 4, promptLookupMax: 4, promptLookupMin: 2 };
 
@@ -290,49 +292,63 @@ for (const model of ["llama-tiny", "qwen3-tiny"]) {
   });
 }
 
+/**
+ * A hybrid model with n-gram speculation against without: 1 and 8 streams, greedy and seeded,
+ * with drafts accepted for a while and then rejected mid-draft; nothing held afterwards.
+ */
+async function hybridSameOutputs(opts: { model: string; maxBatchTokens: number; maxSeqs: number; kernelFamily?: "cpu" | "gpu" }): Promise<void> {
+  const plain = await createEngine(opts);
+  const spec = await createEngine({ ...opts, speculative: { method: "ngram", numSpeculativeTokens: 4, promptLookupMax: 4, promptLookupMin: 1 } });
+  try {
+    // The random-weight model copies only what it made itself: its continuation of P, then
+    // of P + that + P (A), which it repeats after a later P + O + P. Its first tokens are
+    // also in the prompt once, followed by other tokens: drafts accepted for a while, then
+    // rejected mid-draft (the state snapshot restored and the accepted tokens replayed).
+    const greedy = async (prompt: number[]) => (await plain.generate({ prompt, maxTokens: 40, ignoreEos: true })).ids;
+    const P = [5, 6, 7, 8, 5, 6, 7, 8, 5, 6, 7, 8, 5, 6];
+    const O = await greedy(P);
+    const A = await greedy([...P, ...O, ...P]);
+    const copy: GenerateOptions = { prompt: [...P, ...O, ...P, ...A.slice(0, 5), 1, 2, 3, ...P, ...O, ...P], maxTokens: 40, ignoreEos: true };
+    assertEquals((await spec.generate(copy)).ids, (await plain.generate(copy)).ids, "single stream");
+    const one = spec.stats();
+    assert(one.specAcceptedTokens > 0, `single stream: no accepted drafts (${one.specDraftTokens} drafted)`);
+    assert(one.specAcceptedTokens < one.specDraftTokens && one.specReplayTokens > 0, `single stream: no rejection (${JSON.stringify([one.specDraftTokens, one.specAcceptedTokens, one.specReplayTokens])})`);
+    const reqs: GenerateOptions[] = [
+      ...workload().slice(0, 5),
+      copy,
+      { ...copy, maxTokens: 9 },
+      { prompt: [...P, ...O, ...P, ...A.slice(0, 3), 9, ...P, ...O, ...P], maxTokens: 25, ignoreEos: true },
+    ];
+    const want = await Promise.all(reqs.map((r) => plain.generate(r)));
+    const got = await Promise.all(reqs.map((r) => spec.generate(r)));
+    got.forEach((r, i) => assertEquals(r.ids, want[i].ids, `request ${i}`));
+    const s = spec.stats();
+    assert(s.specAcceptedTokens > one.specAcceptedTokens && s.specReplayTokens > one.specReplayTokens, "8 streams: no accepted or no rejected drafts");
+    // Seeded sampling: the sampler's draw depends on (seed, output index) only, so a
+    // replayed row samples what plain decoding samples there.
+    const seeded = reqs.map((r, i) => ({ ...r, temperature: 1, seed: 11 + i }));
+    const wantSeeded = await Promise.all(seeded.map((r) => plain.generate(r)));
+    const gotSeeded = await Promise.all(seeded.map((r) => spec.generate(r)));
+    gotSeeded.forEach((r, i) => assertEquals(r.ids, wantSeeded[i].ids, `seeded request ${i}`));
+    await idle(spec);
+    const end = spec.stats();
+    assertEquals([end.kvBlocksUsed, end.stateSlotsUsed, end.kvBytesUsed], [0, 0, 0]);
+    assertEquals(plain.stats().specReplayTokens, 0);
+  } finally {
+    await plain.close();
+    await spec.close();
+  }
+}
+
 for (const kernelFamily of ["cpu", "gpu"] as const) {
   test(`speculative qwen35-tiny (hybrid, ${kernelFamily} kernels): rejected drafts restore the recurrent state; 1 and 8 streams equal plain decoding`, async () => {
-    const opts = { model: modelDir("qwen35-tiny"), maxBatchTokens: 64, maxSeqs: 8, kernelFamily };
-    const plain = await createEngine(opts);
-    const spec = await createEngine({ ...opts, speculative: { ...NGRAM, promptLookupMin: 1 } });
-    try {
-      // The random-weight model copies only what it made itself: its continuation of P, then
-      // of P + that + P (A), which it repeats after a later P + O + P. Its first tokens are
-      // also in the prompt once, followed by other tokens: drafts accepted for a while, then
-      // rejected mid-draft (the state snapshot restored and the accepted tokens replayed).
-      const greedy = async (prompt: number[]) => (await plain.generate({ prompt, maxTokens: 40, ignoreEos: true })).ids;
-      const P = [5, 6, 7, 8, 5, 6, 7, 8, 5, 6, 7, 8, 5, 6];
-      const O = await greedy(P);
-      const A = await greedy([...P, ...O, ...P]);
-      const copy: GenerateOptions = { prompt: [...P, ...O, ...P, ...A.slice(0, 5), 1, 2, 3, ...P, ...O, ...P], maxTokens: 40, ignoreEos: true };
-      assertEquals((await spec.generate(copy)).ids, (await plain.generate(copy)).ids, "single stream");
-      const one = spec.stats();
-      assert(one.specAcceptedTokens > 0, `single stream: no accepted drafts (${one.specDraftTokens} drafted)`);
-      assert(one.specAcceptedTokens < one.specDraftTokens && one.specReplayTokens > 0, `single stream: no rejection (${JSON.stringify([one.specDraftTokens, one.specAcceptedTokens, one.specReplayTokens])})`);
-      const reqs: GenerateOptions[] = [
-        ...workload().slice(0, 5),
-        copy,
-        { ...copy, maxTokens: 9 },
-        { prompt: [...P, ...O, ...P, ...A.slice(0, 3), 9, ...P, ...O, ...P], maxTokens: 25, ignoreEos: true },
-      ];
-      const want = await Promise.all(reqs.map((r) => plain.generate(r)));
-      const got = await Promise.all(reqs.map((r) => spec.generate(r)));
-      got.forEach((r, i) => assertEquals(r.ids, want[i].ids, `request ${i}`));
-      const s = spec.stats();
-      assert(s.specAcceptedTokens > one.specAcceptedTokens && s.specReplayTokens > one.specReplayTokens, "8 streams: no accepted or no rejected drafts");
-      // Seeded sampling: the sampler's draw depends on (seed, output index) only, so a
-      // replayed row samples what plain decoding samples there.
-      const seeded = reqs.map((r, i) => ({ ...r, temperature: 1, seed: 11 + i }));
-      const wantSeeded = await Promise.all(seeded.map((r) => plain.generate(r)));
-      const gotSeeded = await Promise.all(seeded.map((r) => spec.generate(r)));
-      gotSeeded.forEach((r, i) => assertEquals(r.ids, wantSeeded[i].ids, `seeded request ${i}`));
-      await idle(spec);
-      const end = spec.stats();
-      assertEquals([end.kvBlocksUsed, end.stateSlotsUsed, end.kvBytesUsed], [0, 0, 0]);
-      assertEquals(plain.stats().specReplayTokens, 0);
-    } finally {
-      await plain.close();
-      await spec.close();
-    }
+    await hybridSameOutputs({ model: modelDir("qwen35-tiny"), maxBatchTokens: 64, maxSeqs: 8, kernelFamily });
   });
 }
+
+test("speculative qwen35-moe (hybrid MoE, random weights): rejected drafts restore the recurrent state; 1 and 8 streams equal plain decoding", async () => {
+  await withTempDir(async (dir) => {
+    await writeRandomQwen35Moe(dir);
+    await hybridSameOutputs({ model: dir, maxBatchTokens: 64, maxSeqs: 8 });
+  });
+});
