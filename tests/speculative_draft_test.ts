@@ -228,14 +228,26 @@ test("draft model: requests cancelled at random (and n = 2 siblings) give back e
   }
 });
 
-test("draft model and hybrid models: a hybrid target decodes plainly (no draft loaded); a hybrid draft is refused", async () => {
-  const engine = await createEngine({ model: modelDir("qwen35-tiny"), maxSeqs: 4, speculative: draftOf("qwen3-tiny") });
+test("draft model and hybrid models: a hybrid target speculates (rejections restore its state: same outputs); a hybrid draft is refused", async () => {
+  const opts = { model: modelDir("qwen35-tiny"), maxBatchTokens: 64, maxSeqs: 4 };
+  const plain = await createEngine(opts);
+  const engine = await createEngine({ ...opts, speculative: draftOf("qwen3-tiny") });
   try {
-    const r = await engine.generate({ prompt: [5, 6, 7, 8, 5, 6, 7, 8], maxTokens: 8, ignoreEos: true });
-    assertEquals(r.ids.length, 8);
-    assertEquals([engine.stats().specDraftTokens, engine.stats().specDraftKvBlocksTotal], [0, 0]);
+    const reqs: GenerateOptions[] = [
+      { prompt: [5, 6, 7, 8, 5, 6, 7, 8], maxTokens: 30, ignoreEos: true },
+      { prompt: [9, 10, 11], maxTokens: 17, ignoreEos: true },
+      { prompt: "Once upon a time", maxTokens: 23, ignoreEos: true },
+    ];
+    await sameOutputs(plain, engine, reqs, "hybrid target");
+    const s = engine.stats();
+    // Another model's drafts are mostly rejected: the snapshot restore and replay ran.
+    assert(s.specDraftTokens > 0 && s.specReplayTokens > 0, JSON.stringify([s.specDraftTokens, s.specReplayTokens]));
+    await idle(engine);
+    const end = engine.stats();
+    assertEquals([end.kvBlocksUsed, end.stateSlotsUsed, end.specDraftKvBlocksUsed], [0, 0, 0]);
   } finally {
     await engine.close();
+    await plain.close();
   }
   const e = await createEngine({ model: modelDir("qwen3-tiny"), maxSeqs: 4, speculative: draftOf("qwen35-tiny") }).catch((x) => x);
   assert(e instanceof LlmError, String(e));

@@ -17,6 +17,8 @@ import { parseServeArgs, UsageError } from "../src/server/args.ts";
 import { parseArgs } from "../src/cli/main.ts";
 import { post, testServer } from "./helpers/server.ts";
 import { VLLM_METRICS, VLLM_SPEC_PER_POSITION } from "../src/server/vllm_metrics.ts";
+import { withTempDir } from "./helpers/synthetic_checkpoint.ts";
+import { writeRandomQwen35Moe } from "./helpers/qwen35_moe_checkpoint.ts";
 
 const NGRAM: SpeculativeConfig = { method: "ngram", numSpeculativeTokens: 4, promptLookupMax: 4, promptLookupMin: 2 };
 
@@ -142,6 +144,36 @@ test("scheduler (GPU drafts): verifications are scheduled without waiting; accep
   assertEquals(out[0].ids, [4, 99]);
   assertEquals(out[0].finishReason, "stop");
   assertEquals(sched.blocks.usedCount, 0);
+});
+
+test("scheduler (hybrid): a rejection takes the sequence back to before its verification; the next chunk restores the state and replays the accepted tokens", () => {
+  const sched = new Scheduler({ numBlocks: 16, blockSize: 2, maxBatchTokens: 64, maxSeqs: 4, policy: "fifo", prefixCaching: false, recurrentState: true });
+  const seq = new Sequence(0, [1, 2, 3, 1, 2, 3, 1, 2], { maxTokens: 20, sampling: { ...SAMPLING_DEFAULTS }, stopTokenIds: new Set() }, 0);
+  seq.speculation = new SpeculationState(NGRAM);
+  sched.add(seq);
+  sched.schedule();
+  sched.schedule();
+  const row = (outputIndex: number, id: number) => ({ seq, outputIndex, token: { id, logprob: 0 } });
+  sched.postprocess([row(0, 3), row(1, 1)]);
+  assertEquals(sched.schedule().chunks.map((c) => [c.start, c.count, c.draft, c.restoreState]), [[9, 4, [2, 3, 1], undefined]]);
+  // Draft [2 3 1]: 2 and 3 accepted, 5 sampled instead of 1. The state took all 4 rows:
+  // back to position 9 (the verification's first row), restored there, then 9..12 recomputed
+  // (the last known token 1, the accepted 2 3, the new 5), sampling after them.
+  sched.postprocess([row(2, 2), row(3, 3), row(4, 5), row(5, 8)]);
+  assertEquals(seq.outputIds, [3, 1, 2, 3, 5]);
+  assertEquals(seq.numComputed, 9);
+  assertEquals(sched.specReplayTokens, 3);
+  const replay = sched.schedule().chunks;
+  assertEquals(replay.map((c) => [c.start, c.count, c.sample, c.draft, c.restoreState]), [[9, 4, true, undefined, true]]);
+  sched.postprocess([row(5, 6)]);
+  // Drafts accepted in full leave the state right: no restore.
+  const next = sched.schedule().chunks[0];
+  assert(!next.restoreState);
+  if (next.draft) {
+    sched.postprocess(next.draft.map((d, i) => row(6 + i, d)).concat(row(6 + next.draft.length, 4)));
+    assertEquals(sched.specReplayTokens, 3);
+    assert(!sched.schedule().chunks[0]?.restoreState);
+  }
 });
 
 test("speculative config: vLLM's JSON, errors naming the field, mtp not supported yet", () => {
@@ -301,19 +333,63 @@ for (const model of ["llama-tiny", "qwen3-tiny"]) {
   });
 }
 
-test("speculative qwen35-tiny (hybrid): speculation is off, so a copying prompt drafts nothing and decodes as plain", async () => {
-  const opts = { model: modelDir("qwen35-tiny"), maxBatchTokens: 64, maxSeqs: 4 };
+/**
+ * A hybrid model with n-gram speculation against without: 1 and 8 streams, greedy and seeded,
+ * with drafts accepted for a while and then rejected mid-draft; nothing held afterwards.
+ */
+async function hybridSameOutputs(opts: { model: string; maxBatchTokens: number; maxSeqs: number; kernelFamily?: "cpu" | "gpu" }): Promise<void> {
   const plain = await createEngine(opts);
-  const spec = await createEngine({ ...opts, speculative: { ...NGRAM, promptLookupMin: 1 } });
+  const spec = await createEngine({ ...opts, speculative: { method: "ngram", numSpeculativeTokens: 4, promptLookupMax: 4, promptLookupMin: 1 } });
   try {
-    const req: GenerateOptions = { prompt: [5, 6, 7, 8, 5, 6, 7, 8, 5, 6, 7, 8, 5, 6], maxTokens: 24, ignoreEos: true };
-    const [want, got] = [await plain.generate(req), await spec.generate(req)];
-    assertEquals(got.ids, want.ids);
-    // The same prompt drafts on a pure-attention model (the test above); here the recurrent
-    // state could not roll back a rejected draft, so the engine turned speculation off.
-    assertEquals(spec.stats().specDraftTokens, 0);
+    // The random-weight model copies only what it made itself: its continuation of P, then
+    // of P + that + P (A), which it repeats after a later P + O + P. Its first tokens are
+    // also in the prompt once, followed by other tokens: drafts accepted for a while, then
+    // rejected mid-draft (the state snapshot restored and the accepted tokens replayed).
+    const greedy = async (prompt: number[]) => (await plain.generate({ prompt, maxTokens: 40, ignoreEos: true })).ids;
+    const P = [5, 6, 7, 8, 5, 6, 7, 8, 5, 6, 7, 8, 5, 6];
+    const O = await greedy(P);
+    const A = await greedy([...P, ...O, ...P]);
+    const copy: GenerateOptions = { prompt: [...P, ...O, ...P, ...A.slice(0, 5), 1, 2, 3, ...P, ...O, ...P], maxTokens: 40, ignoreEos: true };
+    assertEquals((await spec.generate(copy)).ids, (await plain.generate(copy)).ids, "single stream");
+    const one = spec.stats();
+    assert(one.specAcceptedTokens > 0, `single stream: no accepted drafts (${one.specDraftTokens} drafted)`);
+    assert(one.specAcceptedTokens < one.specDraftTokens && one.specReplayTokens > 0, `single stream: no rejection (${JSON.stringify([one.specDraftTokens, one.specAcceptedTokens, one.specReplayTokens])})`);
+    const reqs: GenerateOptions[] = [
+      ...workload().slice(0, 5),
+      copy,
+      { ...copy, maxTokens: 9 },
+      { prompt: [...P, ...O, ...P, ...A.slice(0, 3), 9, ...P, ...O, ...P], maxTokens: 25, ignoreEos: true },
+    ];
+    const want = await Promise.all(reqs.map((r) => plain.generate(r)));
+    const got = await Promise.all(reqs.map((r) => spec.generate(r)));
+    got.forEach((r, i) => assertEquals(r.ids, want[i].ids, `request ${i}`));
+    const s = spec.stats();
+    assert(s.specAcceptedTokens > one.specAcceptedTokens && s.specReplayTokens > one.specReplayTokens, "8 streams: no accepted or no rejected drafts");
+    // Seeded sampling: the sampler's draw depends on (seed, output index) only, so a
+    // replayed row samples what plain decoding samples there.
+    const seeded = reqs.map((r, i) => ({ ...r, temperature: 1, seed: 11 + i }));
+    const wantSeeded = await Promise.all(seeded.map((r) => plain.generate(r)));
+    const gotSeeded = await Promise.all(seeded.map((r) => spec.generate(r)));
+    gotSeeded.forEach((r, i) => assertEquals(r.ids, wantSeeded[i].ids, `seeded request ${i}`));
+    await idle(spec);
+    const end = spec.stats();
+    assertEquals([end.kvBlocksUsed, end.stateSlotsUsed, end.kvBytesUsed], [0, 0, 0]);
+    assertEquals(plain.stats().specReplayTokens, 0);
   } finally {
     await plain.close();
     await spec.close();
   }
+}
+
+for (const kernelFamily of ["cpu", "gpu"] as const) {
+  test(`speculative qwen35-tiny (hybrid, ${kernelFamily} kernels): rejected drafts restore the recurrent state; 1 and 8 streams equal plain decoding`, async () => {
+    await hybridSameOutputs({ model: modelDir("qwen35-tiny"), maxBatchTokens: 64, maxSeqs: 8, kernelFamily });
+  });
+}
+
+test("speculative qwen35-moe (hybrid MoE, random weights): rejected drafts restore the recurrent state; 1 and 8 streams equal plain decoding", async () => {
+  await withTempDir(async (dir) => {
+    await writeRandomQwen35Moe(dir);
+    await hybridSameOutputs({ model: dir, maxBatchTokens: 64, maxSeqs: 8 });
+  });
 });

@@ -123,6 +123,8 @@ export class Engine {
   #preparing = new Set<Sequence>();
   /** Speculative decoding, or null (off). */
   #speculative: EngineOptions["speculative"] | null;
+  /** Hybrid models with speculation: bytes of the recurrent-state snapshots (0 otherwise). */
+  #stateSnapshotBytes = 0;
   /** Speculative method "draft": the draft model, else null. */
   #draft: DraftModel | null;
   /** Called after every readback and when idle (the Worker posts stats from here). */
@@ -140,12 +142,9 @@ export class Engine {
       : null;
     this.#maxBatchTokens = runner.capacity.maxTokens;
     this.#speculative = options.speculative ? checkSpeculativeConfig(options.speculative) : null;
-    if (this.#speculative && runner.state) {
-      // A verification step updates the recurrent state in place with every drafted token;
-      // a rejected one could not be taken back (no per-position snapshots yet): speculation off.
-      console.error(`[engine] ${runner.spec.architecture}: speculative decoding off (linear-attention layers cannot roll back rejected draft tokens)`);
-      this.#speculative = null;
-    }
+    // A hybrid model's verification advances the recurrent state over every row: each slot
+    // gets a snapshot to restore after a rejection (see gpu/state_snapshots.ts).
+    this.#stateSnapshotBytes = this.#speculative && runner.state ? runner.enableStateSnapshots() : 0;
     this.#draft = this.#speculative?.method === "draft" ? options.draft ?? null : null;
     if (options.draft && !this.#draft) options.draft.close();
     if (this.#speculative?.method === "draft" && !this.#draft) {
@@ -162,8 +161,10 @@ export class Engine {
       policy: options.policy ?? "fifo",
       // A cached prefix of a hybrid model would need the recurrent state at its end too.
       prefixCaching: runner.state === null,
-      // n-gram drafts made on the GPU keep the multi-step pipeline (runner/ngram_drafter.ts).
+      // n-gram drafts made on the GPU keep the multi-step pipeline (runner/ngram_drafter.ts);
+      // hybrid models draft on the CPU (a rejection restores a state snapshot, below).
       gpuDrafts: this.#speculative !== null && runner.gpuDrafts,
+      recurrentState: runner.state !== null,
     });
     if (runner.state) {
       console.error(
@@ -226,8 +227,7 @@ export class Engine {
     });
     let draft: DraftModel | null = null;
     try {
-      // Not for a hybrid target: the engine turns speculation off there.
-      if (speculative?.method === "draft" && !runner.state) draft = await DraftModel.load(runner, speculative, options);
+      if (speculative?.method === "draft") draft = await DraftModel.load(runner, speculative, options);
       return new Engine(runner, { ...options, pooling, draft });
     } catch (e) {
       draft?.close();
@@ -362,7 +362,8 @@ export class Engine {
     // A hybrid model's recurrent-state slots count in the cache's bytes and usage too.
     const state = this.runner.state;
     const slotsUsed = state ? this.scheduler.slotsInUse : 0;
-    const stateBytes = state?.bytes ?? 0;
+    // A slot's snapshot (speculation) is held with the slot.
+    const stateBytes = (state?.bytes ?? 0) + this.#stateSnapshotBytes;
     const bytesUsed = blocks.usedCount * (bytes / blocks.numBlocks) + (state ? slotsUsed * (stateBytes / state.slots) : 0);
     return {
       kvBlocksUsed: blocks.usedCount,
@@ -391,6 +392,7 @@ export class Engine {
       specAcceptedPerPosition: [...this.scheduler.specAcceptedPerPosition],
       specDraftKvBlocksUsed: this.#draft?.blocks.usedCount ?? 0,
       specDraftKvBlocksTotal: this.#draft?.blocks.numBlocks ?? 0,
+      specReplayTokens: this.scheduler.specReplayTokens,
       prefixCacheQueries: blocks.counters.queriedTokens,
       prefixCacheHits: blocks.counters.hitTokens,
       requestsFinished: { ...m.finished },

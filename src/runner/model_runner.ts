@@ -18,6 +18,7 @@ import { createGpu, type Gpu } from "../gpu/device.ts";
 import { type KvBudget, kvCacheBudget, stepScratchBytes } from "./kv_budget.ts";
 import { KvCache } from "../gpu/kv_cache.ts";
 import { RecurrentState } from "../gpu/recurrent_state.ts";
+import { StateSnapshots } from "../gpu/state_snapshots.ts";
 import { type PipelineCache, sharedPipelineCache } from "../kernels/registry.ts";
 import { KERNEL_FILES } from "../kernels/descriptors.ts";
 import { QUANT_KERNEL_FILES } from "../kernels/quant_matmul.ts";
@@ -142,6 +143,8 @@ export class ModelRunner {
   readonly cache: KvCache;
   /** Hybrid models' recurrent state (one slot per running sequence), else null. */
   readonly state: RecurrentState | null;
+  /** Speculative decoding on a hybrid model: the state snapshots taken before verifications. */
+  #snapshots: StateSnapshots | null = null;
   readonly forward: ForwardPass;
   readonly capacity: StepCapacity;
   readonly pipelines: PipelineCache;
@@ -418,6 +421,31 @@ export class ModelRunner {
     return { tokens: batches.flatMap((b) => this.#read(b)), pooled: pooledRows };
   }
 
+  /**
+   * Hybrid models with speculative decoding: allocates one recurrent-state snapshot per
+   * sequence slot (idempotent); returns their bytes.
+   */
+  enableStateSnapshots(): number {
+    if (!this.state) return 0;
+    this.#snapshots ??= new StateSnapshots(this.gpu.device, this.state);
+    return this.#snapshots.bytes;
+  }
+
+  /** Before the step's kernels: restore rolled-back slots, snapshot verified ones. */
+  #encodeStateCopies(encoder: GPUCommandEncoder, plan: StepPlan): void {
+    for (const c of plan.chunks) {
+      if (!c.restoreState && !c.draft) continue;
+      const snaps = this.#snapshots;
+      if (!snaps) {
+        if (c.restoreState) throw new Error("a chunk restores a recurrent state, but no snapshots were enabled");
+        if (this.state) throw new Error("a verification on a hybrid model needs enableStateSnapshots()");
+        continue;
+      }
+      if (c.restoreState) snaps.restore(encoder, c.seq.slot);
+      if (c.draft) snaps.save(encoder, c.seq.slot);
+    }
+  }
+
   #submit(plan: StepPlan): void {
     const device = this.gpu.device;
     const drafter = this.#drafter;
@@ -514,6 +542,7 @@ export class ModelRunner {
     if (patches.length) this.#patch!.upload(patches);
     if (ngram.length) drafter!.upload(ngram);
     const encoder = device.createCommandEncoder();
+    this.#encodeStateCopies(encoder, plan);
     const pass = encoder.beginComputePass();
     if (patches.length) this.#patch!.encode(pass, offset, patches.length);
     this.forward.encode(pass, offset, shapeOf(batch));
@@ -635,6 +664,7 @@ export class ModelRunner {
     this.forward.destroy();
     this.cache.destroy();
     this.state?.destroy();
+    this.#snapshots?.destroy();
     this.weights.destroy();
     this.#meta.destroy();
     this.#logitsRead?.destroy();

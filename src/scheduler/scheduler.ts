@@ -45,6 +45,12 @@ export interface SchedulerOptions {
    * from the tokens read back (default false).
    */
   gpuDrafts?: boolean;
+  /**
+   * Hybrid models: a verification also advances the recurrent state over its rejected rows,
+   * so a rejection rolls the sequence back to before the verification, and its next chunk
+   * restores the state snapshot taken then and recomputes the accepted tokens.
+   */
+  recurrentState?: boolean;
 }
 
 /** One sequence's share of a step. */
@@ -67,6 +73,11 @@ export interface ScheduledChunk {
    * exist): the real ones follow from accepted counts still on the GPU.
    */
   gpuDraft?: number;
+  /**
+   * Hybrid models: restore the sequence's recurrent state from the snapshot taken before its
+   * last verification (a draft was rejected) before this chunk runs.
+   */
+  restoreState?: boolean;
   /**
    * Embedding requests: the pooled hidden state this chunk outputs (its last token's on the
    * last chunk of last pooling, the sum over its tokens for mean pooling), else "none".
@@ -142,6 +153,8 @@ export class Scheduler {
   specDraftTokens = 0;
   specAcceptedTokens = 0;
   specAcceptedPerPosition: number[] = [];
+  /** Hybrid models: tokens recomputed after a rejected draft (state restored, then replayed). */
+  specReplayTokens = 0;
   #freeSlots: number[];
   /** Sequences whose last token the latest plan schedules; they drain at the next plan. */
   #completing: Sequence[] = [];
@@ -277,6 +290,15 @@ export class Scheduler {
     if (seq.status !== "running") return;
     // Every known token but the newest (sampled, not yet fed) has its K/V written.
     seq.numComputed = seq.knownLength - 1;
+    if (this.options.recurrentState && v.accepted < v.draft.length) {
+      // The state also took the rejected rows: back to before the verification (its first
+      // row, the last token then known, is fed again); the next chunk restores the snapshot
+      // and recomputes the accepted tokens plus the next one, sampling after them.
+      const back = seq.promptIds.length + v.base - 1;
+      this.specReplayTokens += seq.numComputed - back;
+      seq.numComputed = back;
+      spec.restoreState = true;
+    }
     const keep = Math.ceil(seq.knownLength / this.blocks.blockSize);
     if (seq.blockTable.length > keep) this.blocks.release(seq.blockTable.splice(keep));
     this.commitBlocks(seq);
@@ -512,7 +534,9 @@ export class Scheduler {
     // A prompt that already repeats itself arms speculation at its prefill, so the first
     // decode drafts (the tokens it would wait for are all known but the one sampled here).
     if (sample && !decode) seq.speculation?.plainStep(() => seq.knownTokens(), seq.knownLength);
-    plan.chunks.push({ seq, start, count: n, sample, pool: "none" });
+    const restoreState = seq.speculation?.restoreState === true;
+    if (restoreState) seq.speculation!.restoreState = false;
+    plan.chunks.push({ seq, start, count: n, sample, pool: "none", ...(restoreState ? { restoreState } : {}) });
     // The token sampled at the chunk's end stays on the GPU until a readback.
     if (sample) seq.pending++;
     if (sample && seq.generated >= seq.maxTokens) this.#completing.push(seq);
@@ -606,6 +630,8 @@ export class Scheduler {
     seq.numComputed = 0;
     seq.committedBlocks = 0;
     seq.lastBlockKey = null;
+    // Recomputed from position 0 (the state starts from zeros there): nothing to restore.
+    if (seq.speculation) seq.speculation.restoreState = false;
     if (seq.slot >= 0) this.#freeSlots.push(seq.slot);
     seq.slot = -1;
   }

@@ -85,6 +85,11 @@ export class SpeculationState {
   #backoff = FIRST_BACKOFF;
   /** The verification step in flight, if any. */
   verification: Verification | null = null;
+  /**
+   * Hybrid models: a draft was rejected, so the next chunk first restores the recurrent state
+   * snapshot taken before the verification (set and cleared by the scheduler).
+   */
+  restoreState = false;
   /** Method "draft": the draft model's tokens after the first `at` known tokens. */
   #proposal: { at: number; tokens: readonly number[] } | null = null;
   /** GPU drafting: drafts fed by each verification step in flight, oldest first. */

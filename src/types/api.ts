@@ -526,6 +526,8 @@ export interface EngineStats {
   /** Speculative "draft" method: KV blocks the draft model's sequences hold, and in all (0 and 0 otherwise). */
   specDraftKvBlocksUsed: number;
   specDraftKvBlocksTotal: number;
+  /** Hybrid models: tokens recomputed after rejected drafts (the recurrent state restored from its snapshot, then replayed). */
+  specReplayTokens: number;
   /** Prompt tokens looked up in the prefix cache, and found. */
   prefixCacheQueries: number;
   prefixCacheHits: number;

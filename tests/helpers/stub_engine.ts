@@ -44,6 +44,7 @@ export function idleStats(info: EngineInfo): EngineStats {
     specAcceptedPerPosition: [],
     specDraftKvBlocksUsed: 0,
     specDraftKvBlocksTotal: 0,
+    specReplayTokens: 0,
     prefixCacheQueries: 0,
     prefixCacheHits: 0,
     requestsFinished: { stop: 0, length: 0, cancelled: 0 },
