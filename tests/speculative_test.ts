@@ -152,25 +152,31 @@ test("scheduler (hybrid): a rejection takes the sequence back to before its veri
   seq.speculation = new SpeculationState(NGRAM);
   sched.add(seq);
   sched.schedule();
-  sched.schedule();
+  // The prompt repeats itself, so speculation is armed at its prefill: on the CPU path the
+  // sequence waits for its sampled token before drafting.
+  assertEquals(sched.schedule().chunks, []);
   const row = (outputIndex: number, id: number) => ({ seq, outputIndex, token: { id, logprob: 0 } });
-  sched.postprocess([row(0, 3), row(1, 1)]);
-  assertEquals(sched.schedule().chunks.map((c) => [c.start, c.count, c.draft, c.restoreState]), [[9, 4, [2, 3, 1], undefined]]);
-  // Draft [2 3 1]: 2 and 3 accepted, 5 sampled instead of 1. The state took all 4 rows:
-  // back to position 9 (the verification's first row), restored there, then 9..12 recomputed
-  // (the last known token 1, the accepted 2 3, the new 5), sampling after them.
-  sched.postprocess([row(2, 2), row(3, 3), row(4, 5), row(5, 8)]);
-  assertEquals(seq.outputIds, [3, 1, 2, 3, 5]);
-  assertEquals(seq.numComputed, 9);
+  sched.postprocess([row(0, 3)]);
+  const verify = sched.schedule().chunks;
+  assertEquals(verify.map((c) => [c.start, c.count, c.restoreState]), [[8, 1 + verify[0].draft!.length, undefined]]);
+  const draft = verify[0].draft!;
+  assert(draft.length >= 3, `draft ${draft}`);
+  // The first two drafts accepted, another token sampled instead of the third. The state took
+  // every row: back to position 8 (the verification's first row), restored there, then 8..11
+  // recomputed (the last known token 3, the accepted two, the new one), sampling after them.
+  const other = draft[2] === 5 ? 6 : 5;
+  sched.postprocess([row(1, draft[0]), row(2, draft[1]), row(3, other), ...draft.slice(2).map((_, i) => row(4 + i, 8))]);
+  assertEquals(seq.outputIds, [3, draft[0], draft[1], other]);
+  assertEquals(seq.numComputed, 8);
   assertEquals(sched.specReplayTokens, 3);
   const replay = sched.schedule().chunks;
-  assertEquals(replay.map((c) => [c.start, c.count, c.sample, c.draft, c.restoreState]), [[9, 4, true, undefined, true]]);
-  sched.postprocess([row(5, 6)]);
+  assertEquals(replay.map((c) => [c.start, c.count, c.sample, c.draft, c.restoreState]), [[8, 4, true, undefined, true]]);
+  sched.postprocess([row(4, 6)]);
   // Drafts accepted in full leave the state right: no restore.
   const next = sched.schedule().chunks[0];
   assert(!next.restoreState);
   if (next.draft) {
-    sched.postprocess(next.draft.map((d, i) => row(6 + i, d)).concat(row(6 + next.draft.length, 4)));
+    sched.postprocess(next.draft.map((d, i) => row(5 + i, d)).concat(row(5 + next.draft.length, 4)));
     assertEquals(sched.specReplayTokens, 3);
     assert(!sched.schedule().chunks[0]?.restoreState);
   }
