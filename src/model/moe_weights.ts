@@ -126,7 +126,8 @@ function slot(parts: ExpertPart[], e: number, bytes: number): { part: ExpertPart
 /**
  * Uploads layer `prefix`'s router and experts (`mlp.gate`, `mlp.experts.N.*`). `quant`: the
  * load-time block type of float experts (applied where hidden and expert widths are multiples
- * of 32, as for dense matrices; the router stays f32).
+ * of 32, as for dense matrices; the router stays f32). Experts the source holds as Q8_0 / Q4_0
+ * blocks ({@link MoeUploadIo.blockType}) are packed from those blocks, whatever `quant` says.
  */
 export async function uploadMoeLayer(
   io: MoeUploadIo,
