@@ -23,6 +23,8 @@ import { Tokenizer } from "../src/model/tokenizer.ts";
 import { collectChunks } from "../src/model/tensor_source.ts";
 import { dequantize } from "../src/model/quant/dequantize.ts";
 import { GGML_TYPES } from "../src/model/quant/ggml_types.ts";
+import { quantizeQ8_0 } from "../src/model/quant/q8_0.ts";
+import { quantizeQ4_0 } from "../src/model/quant/q4_0.ts";
 import { valueDType } from "../src/model/safetensors.ts";
 import { qwen35GgufValues } from "../src/model/gguf/qwen35_layout.ts";
 import { ModelNotFoundError, pickGguf } from "../src/hub/hub.ts";
@@ -596,6 +598,89 @@ test("gguf: gpt-oss MXFP4 experts become GGML MXFP4 blocks (scale byte, then val
   });
 });
 
+test("gguf: convert --quantization writes float experts as Q8_0 / Q4_0 blocks of each expert's Linear rows (llama.cpp's layout), read back as those blocks; MXFP4 stays MXFP4", async () => {
+  const [E, H, I] = [8, 128, 64];
+  const quantize = (type: "Q8_0" | "Q4_0", v: Float32Array) => (type === "Q8_0" ? quantizeQ8_0(v) : quantizeQ4_0(v));
+  const blockBytes = { Q8_0: 34, Q4_0: 18 } as const;
+  await withTempDir(async (dir) => {
+    for (const [quantization, type] of [["q8_0", "Q8_0"], ["q4_0", "Q4_0"]] as const) {
+      for (const name of ["qwen3-moe-tiny", "gpt-oss-tiny"]) {
+        const path = `${dir}/${name}-${quantization}.gguf`;
+        await convertToGguf(modelDir(name), path, { quantization });
+        const h = await readGgufHeader(path);
+        const file = await sys.readFile(path);
+        for (const [gg, dims] of [["gate", [H, I, E]], ["up", [H, I, E]], ["down", [I, H, E]]] as const) {
+          const t = h.tensors.get(`blk.1.ffn_${gg}_exps.weight`)!;
+          assertEquals([t.dims, t.type.name, t.byteLength], [dims, type, (E * dims[1] * dims[0] / 32) * blockBytes[type]], `${name} ${gg}`);
+        }
+        const src = await openModel(modelDir(name));
+        const gg = await openModel(path);
+        try {
+          const hf = async (n: string) => dequantize(valueDType(src.tensors.get(n)), await src.tensors.read(src.tensors.get(n)));
+          const blocksOf = (n: string) => collectChunks(gg.tensors.get(n).blocks!.byteLength, gg.tensors.readBlocks!(gg.tensors.get(n)));
+          const p = "model.layers.1.mlp.experts";
+          // Independently built Linear rows [E][rows][K], quantized row by row (llama.cpp's quantize_row_*_ref).
+          let gate: Float32Array, up: Float32Array, down: Float32Array;
+          if (name === "qwen3-moe-tiny") {
+            const stack = async (n: string, size: number) => {
+              const out = new Float32Array(E * size);
+              for (let e = 0; e < E; e++) out.set(await hf(`${p}.${e}.${n}.weight`), e * size);
+              return out;
+            };
+            [gate, up, down] = [await stack("gate_proj", I * H), await stack("up_proj", I * H), await stack("down_proj", H * I)];
+          } else {
+            const gu = await hf(`${p}.gate_up_proj`);
+            const d = await hf(`${p}.down_proj`);
+            gate = new Float32Array(E * I * H);
+            up = new Float32Array(E * I * H);
+            down = new Float32Array(E * H * I);
+            for (let e = 0; e < E; e++) {
+              for (let j = 0; j < I; j++) {
+                for (let x = 0; x < H; x++) {
+                  gate[(e * I + j) * H + x] = gu[(e * H + x) * 2 * I + 2 * j];
+                  up[(e * I + j) * H + x] = gu[(e * H + x) * 2 * I + 2 * j + 1];
+                  down[(e * H + x) * I + j] = d[(e * I + j) * H + x];
+                }
+              }
+            }
+          }
+          const want = { gate: quantize(type, gate), up: quantize(type, up), down: quantize(type, down) };
+          for (const k of ["gate", "up", "down"] as const) assertEquals(storedBytes(file, h, `blk.1.ffn_${k}_exps.weight`), want[k], `${name} ${type} ${k} blocks`);
+          // The reader serves the file's blocks as they are: per expert (Qwen), or gpt-oss's
+          // Linear rows with gate/up interleaved again; values are the blocks dequantized.
+          if (name === "qwen3-moe-tiny") {
+            const per = (I * H / 32) * blockBytes[type];
+            const info = gg.tensors.get(`${p}.5.up_proj.weight`);
+            assertEquals([info.blocks?.type, info.shape], [type, [I, H]]);
+            assertEquals(await blocksOf(`${p}.5.up_proj.weight`), want.up.slice(5 * per, 6 * per));
+            assertEquals(await gg.tensors.read(info), new Uint8Array(dequantize(type, want.up.slice(5 * per, 6 * per)).buffer));
+          } else {
+            const row = (H / 32) * blockBytes[type];
+            const gu = await blocksOf(`${p}.gate_up_proj`);
+            for (const [e, j] of [[0, 0], [3, 17], [7, 63]]) {
+              const r = e * I + j;
+              assertEquals(gu.slice((2 * r) * row, (2 * r + 1) * row), want.gate.slice(r * row, (r + 1) * row));
+              assertEquals(gu.slice((2 * r + 1) * row, (2 * r + 2) * row), want.up.slice(r * row, (r + 1) * row));
+            }
+            assertEquals(await blocksOf(`${p}.down_proj`), want.down);
+            const values = dequantize("F32", await gg.tensors.read(gg.tensors.get(`${p}.gate_up_proj`)));
+            const gateValues = dequantize(type, want.gate);
+            assertEquals(values[(3 * H + 99) * 2 * I + 2 * 17], gateValues[(3 * I + 17) * H + 99]);
+          }
+        } finally {
+          src.tensors.close();
+          gg.tensors.close();
+        }
+      }
+      // MXFP4 experts are already 4.25 bits a weight: they stay MXFP4.
+      const mx = `${dir}/mx-${quantization}.gguf`;
+      await convertToGguf(modelDir("gpt-oss-mxfp4-tiny"), mx, { quantization });
+      const h = await readGgufHeader(mx);
+      assertEquals(["gate", "up", "down"].map((k) => h.tensors.get(`blk.0.ffn_${k}_exps.weight`)?.type.name), ["MXFP4", "MXFP4", "MXFP4"]);
+    }
+  });
+});
+
 test("gguf MoE: bad expert metadata, quantized experts and layouts llama.cpp cannot express are named CheckpointErrors", async () => {
   await withTempDir(async (dir) => {
     await convertToGguf(modelDir("qwen3-moe-tiny"), `${dir}/q.gguf`);
@@ -617,12 +702,25 @@ test("gguf MoE: bad expert metadata, quantized experts and layouts llama.cpp can
     fails(q, (m) => m.set("qwen3moe.expert_feed_forward_length", 32), /ffn_gate_exps\.weight has shape \[128, 64, 8\]/);
     fails(q, (_, t) => t.delete("blk.1.ffn_up_exps.weight"), /missing tensor blk\.1\.ffn_up_exps\.weight/);
     fails(q, (m) => m.set("qwen3moe.expert_weights_norm", 3), /expert_weights_norm must be true or false/);
-    // Quantized experts: not until the expert kernels read blocks.
-    for (const type of ["Q8_0", "Q4_0", "Q4_K", "Q6_K"] as const) {
-      fails(q, (_, t) => t.set("blk.2.ffn_down_exps.weight", { ...t.get("blk.2.ffn_down_exps.weight")!, type: GGML_TYPES[type] }), new RegExp(`blk\\.2\\.ffn_down_exps\\.weight holds ${type} experts: quantized experts from GGUF are not supported yet`));
+    // K-quant experts: not until the expert kernels read them.
+    for (const type of ["Q4_K", "Q6_K"] as const) {
+      fails(q, (_, t) => t.set("blk.2.ffn_down_exps.weight", { ...t.get("blk.2.ffn_down_exps.weight")!, type: GGML_TYPES[type] }), new RegExp(`blk\\.2\\.ffn_down_exps\\.weight holds ${type} experts: K-quant experts from GGUF are not supported yet`));
     }
+    // Q8_0 / Q4_0 experts run as their blocks: all experts of one block type.
+    const allExperts = (t: typeof q.tensors, type: (name: string) => "Q8_0" | "Q4_0") => {
+      for (const [name, info] of t) if (/ffn_(gate|up|down)_exps\.weight$/.test(name)) t.set(name, { ...info, type: GGML_TYPES[type(name)] });
+    };
+    for (const [h, arch] of [[q, "qwen3_moe"], [o, "gpt_oss"]] as const) {
+      for (const type of ["Q8_0", "Q4_0"] as const) {
+        const tensors = new Map(h.tensors);
+        allExperts(tensors, () => type);
+        assertEquals(ggufModelSpec({ ...h, tensors }).architecture, arch);
+      }
+    }
+    fails(q, (_, t) => t.set("blk.2.ffn_down_exps.weight", { ...t.get("blk.2.ffn_down_exps.weight")!, type: GGML_TYPES.Q8_0 }), /blk\.2\.ffn_down_exps\.weight is Q8_0, but other experts are \w+: experts must be all of one block type/);
+    fails(o, (_, t) => allExperts(t, (n) => (n.startsWith("blk.3.ffn_up") ? "Q4_0" : "Q8_0")), /blk\.3\.ffn_up_exps\.weight is Q4_0, but other experts are Q8_0/);
     fails(q, (_, t) => t.set("blk.0.ffn_gate_exps.weight", { ...t.get("blk.0.ffn_gate_exps.weight")!, type: GGML_TYPES.MXFP4 }), /only gpt-oss experts run as MXFP4/);
-    fails(o, (_, t) => t.set("blk.3.ffn_up_exps.weight", { ...t.get("blk.3.ffn_up_exps.weight")!, type: GGML_TYPES.MXFP4 }), /experts must be all MXFP4 or all plain floats/);
+    fails(o, (_, t) => t.set("blk.3.ffn_up_exps.weight", { ...t.get("blk.3.ffn_up_exps.weight")!, type: GGML_TYPES.MXFP4 }), /experts must be all of one block type \(MXFP4, Q8_0, Q4_0\) or all plain floats/);
     fails(o, (m) => m.delete("gpt-oss.attention.sliding_window"), /missing required metadata gpt-oss\.attention\.sliding_window/);
     fails(o, (_, t) => t.delete("blk.0.attn_sinks.weight"), /missing tensor blk\.0\.attn_sinks\.weight/);
     fails(o, (_, t) => t.delete("blk.2.ffn_gate_exps.bias"), /missing tensor blk\.2\.ffn_gate_exps\.bias/);

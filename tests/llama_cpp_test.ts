@@ -92,7 +92,7 @@ async function truncatedYarn(name: string, dir: string): Promise<string> {
 }
 
 // The MoE families too: llama.cpp's qwen3moe and gpt-oss (experts bf16 as stored, or MXFP4
-// blocks; Q8_0/Q4_0 quantize the dense matrices only; see `strict` below).
+// blocks; Q8_0/Q4_0 quantize the float experts too, MXFP4 stays; see `strict` below).
 for (const name of [...MODEL_NAMES, ...HYBRID_MODEL_NAMES, ...MOE_MODEL_NAMES]) {
   test(`llama.cpp ${name}: greedy tokens from our GGUF files equal ours (f32/f16, Q8_0, Q4_0) up to near-ties`, async () => {
     const golden = await loadGolden(name);
@@ -127,10 +127,11 @@ for (const name of [...MODEL_NAMES, ...HYBRID_MODEL_NAMES, ...MOE_MODEL_NAMES]) 
         try {
           let equal = 0;
           const oursAll: number[][] = [];
-          // MoE files with Q8_0/Q4_0 dense matrices: llama.cpp rounds the activations of those
-          // matmuls to 8 bits, and a routing choice that flips in any layer moves every later
-          // logit, so a parting there is reported, not held to the near-tie rule (the f32/bf16
-          // file is; the Q8_0 blocks equal load-time Q8_0's, gguf_reference_test.ts).
+          // MoE files with Q8_0/Q4_0 matrices (dense and experts): llama.cpp rounds the
+          // activations of those matmuls to 8 bits, and a routing choice that flips in any layer
+          // moves every later logit, so a parting there is reported, not held to the near-tie
+          // rule (the f32/bf16 file is; the Q8_0 / Q4_0 blocks equal load-time quantization's,
+          // gguf_reference_test.ts).
           const strict = q === "none" || !moe;
           for (const [p, prompt] of prompts.entries()) {
             // (llama.cpp stops early at an end-of-generation token: a shorter list parts there.)

@@ -16,8 +16,9 @@
  * bf16 gpt-oss) into llama.cpp's Q8_0 / Q4_0 blocks along each expert's input (K), packed as
  * the dense quantized matmul's column blocks (`pack_c8.ts`) expert by expert, and dequantized
  * in registers by the expert kernels; MXFP4 experts stay MXFP4 (they are already 4.25 bits a
- * weight). Packing starts from llama.cpp's block bytes ({@link packQuantExpert}), so a file's
- * Q8_0 / Q4_0 expert tensors could be packed unchanged.
+ * weight). Packing starts from llama.cpp's block bytes ({@link packQuantExpert}): a GGUF
+ * file's Q8_0 / Q4_0 expert tensors (`convert --quantization`, llama.cpp's quantizer) are
+ * packed unchanged, never requantized ({@link MoeUploadIo.blockType}).
  * @module
  */
 import type { MoeSpec } from "./moe_config.ts";
@@ -27,6 +28,7 @@ import { type ColumnMap, gluColumns, packColumnBlocks } from "./weight_layout.ts
 import { c8TileWords, packQuantColumnBlocks, type QuantMatrix } from "./quant/pack_c8.ts";
 import { quantizeRows } from "./quant/quantized_source.ts";
 import type { UploadData } from "./upload_queue.ts";
+import type { QuantType } from "./quant/ggml_types.ts";
 
 /** Block types load-time quantization gives experts. */
 export type ExpertQuantType = "Q8_0" | "Q4_0";
@@ -84,6 +86,14 @@ export interface MoeUploadIo {
   /** Writes all of `data` at `byteOffset` of `buffer` (queued, bounded). */
   write(buffer: GPUBuffer, byteOffset: number, data: UploadData): Promise<void>;
   maxBindingBytes: number;
+  /**
+   * The block type the source holds a tensor as, when the expert kernels may compute on its
+   * blocks (null: read its values). Experts of a Q8_0 / Q4_0 GGUF file: each Linear row's
+   * blocks (gpt-oss's `x @ W` stacks: of the transposed rows, moe_layout.ts).
+   */
+  blockType?(name: string): QuantType | null;
+  /** A tensor's blocks (only where {@link blockType} gives a type). */
+  readBlocks?(name: string): Promise<Uint8Array<ArrayBuffer>>;
 }
 
 function buffer(device: GPUDevice, label: string, bytes: number): GPUBuffer {
@@ -116,7 +126,8 @@ function slot(parts: ExpertPart[], e: number, bytes: number): { part: ExpertPart
 /**
  * Uploads layer `prefix`'s router and experts (`mlp.gate`, `mlp.experts.N.*`). `quant`: the
  * load-time block type of float experts (applied where hidden and expert widths are multiples
- * of 32, as for dense matrices; the router stays f32).
+ * of 32, as for dense matrices; the router stays f32). Experts the source holds as Q8_0 / Q4_0
+ * blocks ({@link MoeUploadIo.blockType}) are packed from those blocks, whatever `quant` says.
  */
 export async function uploadMoeLayer(
   io: MoeUploadIo,
@@ -134,8 +145,13 @@ export async function uploadMoeLayer(
   if (H % 2 !== 0 || I % 2 !== 0) {
     throw new CheckpointError(prefix, `experts need even hidden (${H}) and expert (${I}) sizes`);
   }
-  const q = quant && quantFits(H, I) ? quant : null;
-  if (moe.experts === "gpt_oss") return await uploadGptOssLayer(io, moe, prefix, hiddenSize, dtype, label, q);
+  // Experts the source holds as blocks (a quantized GGUF) run as those blocks.
+  const first = moe.experts === "gpt_oss" ? `${prefix}.mlp.experts.gate_up_proj` : `${prefix}.mlp.experts.0.gate_proj.weight`;
+  const stored = moe.mxfp4 ? null : io.blockType?.(first) ?? null;
+  if (stored !== null && stored !== "Q8_0" && stored !== "Q4_0") throw new CheckpointError(first, `${stored} experts are not supported (Q8_0 or Q4_0 blocks only)`);
+  const fromFile = stored !== null;
+  const q = stored ?? (quant && quantFits(H, I) ? quant : null);
+  if (moe.experts === "gpt_oss") return await uploadGptOssLayer(io, moe, prefix, hiddenSize, dtype, label, q, fromFile);
   const elem = dtype === "f16" ? 2 : 4;
   const blocks = columnBlocksFit(H, I);
   const convert = (v: Float32Array<ArrayBuffer>) => dtype === "f16" ? new Uint16Array(Float16Array.from(v).buffer) : v;
@@ -143,7 +159,7 @@ export async function uploadMoeLayer(
   const router = buffer(io.device, `${label}.router`, (E + (shared ? 1 : 0)) * H * 4);
   await io.write(router, 0, await io.read(`${prefix}.mlp.gate.weight`));
   if (shared) await io.write(router, E * H * 4, await io.read(`${prefix}.mlp.shared_expert_gate.weight`));
-  if (q) return await uploadQuantQwenExperts(io, moe, prefix, H, label, q, router);
+  if (q) return await uploadQuantQwenExperts(io, moe, prefix, H, label, q, router, fromFile);
   const matrix = I * H * elem;
   const gateUp = expertParts(io, E, 2 * matrix, 0, `${label}.experts_gate_up`);
   const down = expertParts(io, E, matrix, 0, `${label}.experts_down`);
@@ -208,7 +224,19 @@ export function quantizeExpert(values: Float32Array, rows: number, K: number, ty
   return packQuantExpert({ type, rows, k: K, data: quantizeRows(type, values) }, columns);
 }
 
-/** Qwen3-MoE experts quantized at load: gate|up (GLU order) and down per expert. */
+/** A tensor's blocks: the source's (`fromFile`), or its values quantized along their rows. */
+async function expertBlocks(io: MoeUploadIo, name: string, type: ExpertQuantType, fromFile: boolean): Promise<Uint8Array> {
+  if (fromFile) return await io.readBlocks!(name);
+  const values = await io.read(name);
+  const blocks = quantizeRows(type, values);
+  release(values);
+  return blocks;
+}
+
+/**
+ * Qwen3-MoE experts as Q8_0 / Q4_0 column blocks: gate|up (GLU order) and down per expert,
+ * from the source's blocks (`fromFile`) or quantized at load.
+ */
 async function uploadQuantQwenExperts(
   io: MoeUploadIo,
   moe: MoeSpec,
@@ -217,6 +245,7 @@ async function uploadQuantQwenExperts(
   label: string,
   type: ExpertQuantType,
   router: GPUBuffer,
+  fromFile: boolean,
 ): Promise<MoeLayerWeights> {
   const E = moe.numExperts;
   const I = moe.expertIntermediateSize;
@@ -226,13 +255,16 @@ async function uploadQuantQwenExperts(
   const down = expertParts(io, E, dBytes, 0, `${label}.experts_down`);
   for (let e = 0; e < E; e++) {
     const p = `${prefix}.mlp.experts.${e}`;
-    const stacked = new Float32Array(2 * I * H);
-    stacked.set(await io.read(`${p}.gate_proj.weight`));
-    stacked.set(await io.read(`${p}.up_proj.weight`), I * H);
+    // Rows are quantized one by one: gate's blocks then up's are the stacked matrix's.
+    const gate = await expertBlocks(io, `${p}.gate_proj.weight`, type, fromFile);
+    const stacked = new Uint8Array(2 * gate.length);
+    stacked.set(gate);
+    stacked.set(await expertBlocks(io, `${p}.up_proj.weight`, type, fromFile), gate.length);
     const gu = slot(gateUp, e, guBytes);
-    await io.write(gu.part.buffer, gu.offset, quantizeExpert(stacked, 2 * I, H, type, gluColumns(I)));
+    await io.write(gu.part.buffer, gu.offset, packQuantExpert({ type, rows: 2 * I, k: H, data: stacked }, gluColumns(I)));
     const d = slot(down, e, dBytes);
-    await io.write(d.part.buffer, d.offset, quantizeExpert(await io.read(`${p}.down_proj.weight`), H, I, type));
+    const downBlocks = await expertBlocks(io, `${p}.down_proj.weight`, type, fromFile);
+    await io.write(d.part.buffer, d.offset, packQuantExpert({ type, rows: H, k: I, data: downBlocks }));
   }
   return {
     router,
@@ -294,6 +326,7 @@ async function uploadGptOssLayer(
   dtype: "f16" | "f32",
   label: string,
   quant: ExpertQuantType | null,
+  fromFile: boolean,
 ): Promise<MoeLayerWeights> {
   const E = moe.numExperts;
   const I = moe.expertIntermediateSize;
@@ -337,14 +370,19 @@ async function uploadGptOssLayer(
     };
   }
   if (quant) {
-    // Linear rows per expert, quantized along their K (R) and packed.
+    // Linear rows per expert, quantized along their K (R) and packed; a file's blocks are
+    // already those rows' (moe_layout.ts), packed as they are.
     const qmatrix = async (name: string, R: number, C: number, tag: string, columns?: ColumnMap) => {
-      const rows = transposeExperts(await io.read(name), E, R, C);
+      const rows = fromFile ? null : transposeExperts(await io.read(name), E, R, C);
+      const blocks = fromFile ? await io.readBlocks!(name) : null;
+      const per = blocks ? blocks.length / E : 0;
       const bytes = quantExpertBytes(quant, C, R);
       const parts = expertParts(io, E, bytes, 0, `${label}.${tag}`);
       for (let e = 0; e < E; e++) {
         const at = slot(parts, e, bytes);
-        const packed = quantizeExpert(rows.subarray(e * R * C, (e + 1) * R * C), C, R, quant, columns);
+        const packed = blocks
+          ? packQuantExpert({ type: quant, rows: C, k: R, data: blocks.subarray(e * per, (e + 1) * per) }, columns)
+          : quantizeExpert(rows!.subarray(e * R * C, (e + 1) * R * C), C, R, quant, columns);
         await io.write(at.part.buffer, at.offset, packed);
       }
       return parts;

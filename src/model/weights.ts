@@ -13,7 +13,7 @@
  */
 import type { ModelSpec } from "./config.ts";
 import type { SafetensorsDType, TensorInfo } from "./safetensors.ts";
-import type { TensorSource } from "./tensor_source.ts";
+import { collectChunks, type TensorSource } from "./tensor_source.ts";
 import { CheckpointError } from "./errors.ts";
 import {
   type ColumnMap,
@@ -617,6 +617,12 @@ export async function uploadWeights(
     readBytes: (name: string) => index.read(index.get(name)),
     write: up.write.bind(up),
     maxBindingBytes: maxBinding,
+    // A quantized GGUF's experts run as its blocks (with the quantized kernels).
+    blockType: (name: string) => (quant ? index.get(name).blocks?.type ?? null : null),
+    readBlocks: (name: string) => {
+      const info = index.get(name);
+      return collectChunks(info.blocks!.byteLength, index.readBlocks!(info));
+    },
   };
   /** The feed-forward of layer i: the dense MLP, or the router and experts (and shared expert). */
   const ffn = async (i: number): Promise<Pick<LayerWeights, "gateUp" | "gateUpBias" | "down" | "downBias" | "moe">> => {

@@ -3,8 +3,9 @@
  * tensor names and metadata for llama, mistral (as llama), qwen2, qwen3, gemma2, gemma3, qwen35,
  * and the mixture-of-experts qwen3moe and gpt-oss (experts stacked as llama.cpp does, in their
  * stored float type, gpt-oss's MXFP4 experts as GGML MXFP4 blocks: moe_layout.ts), the
- * vocabulary from tokenizer.json, and optionally the decoder's linear weights as Q8_0 or
- * Q4_0 blocks made by exactly the load-time quantizer ({@link quantizeSource}), so a
+ * vocabulary from tokenizer.json, and optionally the decoder's linear weights and float
+ * experts as Q8_0 or Q4_0 blocks made by exactly the load-time quantizer
+ * ({@link quantizeSource}; the experts' rows as moe_weights.ts quantizes them), so a
  * converted file loads to the same weights as `--quantization` on the checkpoint.
  * Embeddings and the LM head keep 16 bits (f32 stays f32; bf16 becomes f32, which holds it
  * exactly where f16 might not), norms and biases are f32. One tensor is in memory at a time.
@@ -18,7 +19,7 @@ import { collectChunks } from "../tensor_source.ts";
 import { ropeInverseFrequencies } from "../rope.ts";
 import { Tokenizer } from "../tokenizer.ts";
 import { dequantize } from "../quant/dequantize.ts";
-import type { LoadQuantization, QuantType } from "../quant/ggml_types.ts";
+import { type LoadQuantization, loadQuantType, type QuantType } from "../quant/ggml_types.ts";
 import { quantizeSource } from "../quant/quantized_source.ts";
 import { GEMMA3_SWA_PATTERN } from "./spec.ts";
 import { GGUF_ARCH, ggufName, permutedHeads, permuteQkRows } from "./names.ts";
@@ -126,8 +127,8 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
         },
       });
     }
-    // The experts (never quantized here: the load-time quantizer does not target them).
-    tensors.push(...moeGgufTensors(checkpoint, spec));
+    // The experts, quantized as moe_weights.ts quantizes them at load time.
+    tensors.push(...moeGgufTensors(checkpoint, spec, loadQuantType(quantization)));
     const freqs = ropeFactors(spec);
     if (freqs) tensors.push({ name: "rope_freqs.weight", dims: [freqs.length], type: "F32", bytes: () => new Uint8Array(freqs.buffer) });
     const fileType = quantization === "q8_0" ? "Q8_0" : quantization === "q4_0" ? "Q4_0" : anyF16 ? "F16" : "F32";

@@ -12,12 +12,21 @@
  *   rows split the same way. The codes are the same; only their order within a block
  *   differs: the hub's byte j holds values 2j (low nibble) and 2j+1, ggml's byte j values j
  *   (low) and j + 16 (ggml-quants.c dequantize_row_mxfp4). No value is requantized.
+ * - Q8_0 / Q4_0 experts (`convert --quantization`, llama.cpp's quantizer): the same stacks of
+ *   Linear rows, each row quantized along its K (gpt-oss: after the transpose, so gate/up
+ *   rows split as above), exactly the blocks load-time quantization makes (moe_weights.ts).
+ *   A reader serves them as HF tensors whose `blocks` are those Linear rows' blocks (for
+ *   gpt-oss's `x @ W` tensors: of the transposed rows, gate/up interleaved again), so the
+ *   expert uploader packs the file's blocks unchanged; their f32 values are the blocks'
+ *   dequantized values in HF layout.
  * A reader rebuilds the HF tensors (what moe_weights.ts uploads) from these.
  * @module
  */
 import type { ModelSpec } from "../config.ts";
 import { CheckpointError } from "../errors.ts";
 import { dequantize } from "../quant/dequantize.ts";
+import { quantizeRows } from "../quant/quantized_source.ts";
+import { type ExpertQuantType, quantFits } from "../moe_weights.ts";
 import type { SafetensorsDType } from "../safetensors.ts";
 import type { SourceTensor, TensorSource } from "../tensor_source.ts";
 import type { GgufHeader, GgufTensorInfo } from "./reader.ts";
@@ -33,7 +42,25 @@ export type RangeReader = (t: GgufTensorInfo, offset: number, length: number) =>
 /** An HF tensor a GGUF file holds only as part of (or spread over) its own tensors. */
 export interface VirtualTensor {
   info: SourceTensor;
+  /** The tensor's values as `info.dtype` (dequantized f32 when `info.blocks`). */
   read(range: RangeReader): Promise<Uint8Array<ArrayBuffer>>;
+  /** With `info.blocks`: the blocks (see the module's note on gpt-oss). */
+  readBlocks?(range: RangeReader): Promise<Uint8Array<ArrayBuffer>>;
+}
+
+/** Per expert, the rows of `parts` (each [E][rows] of `rowBytes`) interleaved: part 0 row 0, part 1 row 0, ... */
+function interleaveRows(parts: Uint8Array[], E: number, rows: number, rowBytes: number): Uint8Array<ArrayBuffer> {
+  const n = parts.length;
+  const out = new Uint8Array(E * rows * n * rowBytes);
+  for (let e = 0; e < E; e++) {
+    for (let r = 0; r < rows; r++) {
+      for (let p = 0; p < n; p++) {
+        const s = (e * rows + r) * rowBytes;
+        out.set(parts[p].subarray(s, s + rowBytes), ((e * rows + r) * n + p) * rowBytes);
+      }
+    }
+  }
+  return out;
 }
 
 /** One ggml MXFP4 block's codes (16 bytes at `src`) in the hub's order, written at `dst`. */
@@ -140,6 +167,17 @@ function valueType(t: GgufTensorInfo, file: string): "F32" | "F16" | "BF16" {
   return name;
 }
 
+/** The expert block type of `t` (Q8_0 / Q4_0), or null for plain floats. */
+function blockType(t: GgufTensorInfo): ExpertQuantType | null {
+  const name = t.type.name;
+  return name === "Q8_0" || name === "Q4_0" ? name : null;
+}
+
+/** f32 values as their bytes. */
+function f32Bytes(v: Float32Array): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(v.buffer as ArrayBuffer, v.byteOffset, v.byteLength);
+}
+
 /**
  * The HF tensors of every sparse layer of a qwen3moe / gpt-oss file (the shapes checked by
  * validate.ts's checkGgufExperts), read from the stacked expert tensors.
@@ -171,10 +209,19 @@ export function moeHfTensors(header: GgufHeader, spec: ModelSpec): Map<string, V
     if (moe.experts === "qwen") {
       // Expert e's matrix is the e-th slice of the stack: read in place.
       for (const [t, hf, shape] of [[gate, "gate_proj", [I, H]], [up, "up_proj", [I, H]], [down, "down_proj", [H, I]]] as const) {
-        const dtype = valueType(t, file);
         const per = t.byteLength / E;
+        const q = blockType(t);
         for (let e = 0; e < E; e++) {
-          add(`${p}.${e}.${hf}.weight`, dtype, [...shape], per, (range) => range(t, e * per, per), { ...t, byteOffset: t.byteOffset + e * per });
+          const at = { ...t, byteOffset: t.byteOffset + e * per };
+          const slice = (range: RangeReader) => range(t, e * per, per);
+          if (q) {
+            const name = `${p}.${e}.${hf}.weight`;
+            out.set(name, {
+              info: { name, dtype: "F32", shape: [...shape], file, byteOffset: at.byteOffset, byteLength: shape[0] * shape[1] * 4, blocks: { type: q, rowBytes: per / shape[0], byteLength: per } },
+              read: async (range) => f32Bytes(dequantize(q, await slice(range))),
+              readBlocks: slice,
+            });
+          } else add(`${p}.${e}.${hf}.weight`, valueType(t, file), [...shape], per, slice, at);
         }
       }
       continue;
@@ -187,6 +234,23 @@ export function moeHfTensors(header: GgufHeader, spec: ModelSpec): Map<string, V
       add(`${p}.gate_up_proj_scales`, "U8", [E, 2 * I, H / BLOCK], E * 2 * I * H / BLOCK, async (r) => (await blocks(r, gu, I, H)).scales);
       add(`${p}.down_proj_blocks`, "U8", [E, H, I / BLOCK, CODE_BYTES], E * H * I / 2, async (r) => (await blocks(r, [down], H, I)).blocks);
       add(`${p}.down_proj_scales`, "U8", [E, H, I / BLOCK], E * H * I / BLOCK, async (r) => (await blocks(r, [down], H, I)).scales);
+    } else if (blockType(gate) || blockType(up) || blockType(down)) {
+      // Linear-row blocks (gate/up interleaved again by row); values dequantized, then as HF's x @ W.
+      const q = blockType(gate)!;
+      if (blockType(up) !== q || blockType(down) !== q) throw new CheckpointError(file, `tensors ${gate.name}, ${up.name} and ${down.name} must share one block type`);
+      const f32 = async (t: GgufTensorInfo, r: RangeReader) => f32Bytes(dequantize(q, await whole(t, r)));
+      const guInfo = { name: `${p}.gate_up_proj`, dtype: "F32" as const, shape: [E, H, 2 * I], file, byteOffset: 0, byteLength: E * H * 2 * I * 4 };
+      out.set(guInfo.name, {
+        info: { ...guInfo, blocks: { type: q, rowBytes: gate.byteLength / (E * I), byteLength: 2 * gate.byteLength } },
+        read: async (r) => interleaveTransposed([await f32(gate, r), await f32(up, r)], E, H, I, 4),
+        readBlocks: async (r) => interleaveRows([await whole(gate, r), await whole(up, r)], E, I, gate.byteLength / (E * I)),
+      });
+      const dInfo = { name: `${p}.down_proj`, dtype: "F32" as const, shape: [E, I, H], file, byteOffset: 0, byteLength: E * I * H * 4 };
+      out.set(dInfo.name, {
+        info: { ...dInfo, blocks: { type: q, rowBytes: down.byteLength / (E * H), byteLength: down.byteLength } },
+        read: async (r) => interleaveTransposed([await f32(down, r)], E, I, H, 4),
+        readBlocks: (r) => whole(down, r),
+      });
     } else {
       const dtype = valueType(gate, file);
       if (valueType(up, file) !== dtype) throw new CheckpointError(file, `tensors ${gate.name} (${dtype}) and ${up.name} (${up.type.name}) differ in type`);
@@ -208,13 +272,18 @@ export function moeHfTensors(header: GgufHeader, spec: ModelSpec): Map<string, V
   return out;
 }
 
-/** GGUF expert tensors of `spec`'s sparse layers, from the checkpoint's HF tensors. */
-export function moeGgufTensors(source: TensorSource, spec: ModelSpec): GgufTensor[] {
+/**
+ * GGUF expert tensors of `spec`'s sparse layers, from the checkpoint's HF tensors. `quant`:
+ * float experts become Q8_0 / Q4_0 blocks of their Linear rows where hidden and expert widths
+ * are multiples of 32 (as load-time quantization does; else they keep their stored type).
+ */
+export function moeGgufTensors(source: TensorSource, spec: ModelSpec, quant: ExpertQuantType | null = null): GgufTensor[] {
   const moe = spec.moe;
   if (!moe) return [];
   const E = moe.numExperts;
   const I = moe.expertIntermediateSize;
   const H = spec.hiddenSize;
+  const q = quant && quantFits(H, I) ? quant : null;
   const out: GgufTensor[] = [];
   const read = (name: string) => source.read(source.get(name));
   const valueDtype = (name: string): "F32" | "F16" | "BF16" => {
@@ -236,11 +305,12 @@ export function moeGgufTensors(source: TensorSource, spec: ModelSpec): GgufTenso
         out.push({
           name: `${b}.ffn_${gg}_exps.weight`,
           dims: [...dims],
-          type: dtype,
+          type: q ?? dtype,
           bytes: async () => {
             const all = new Uint8Array(E * I * H * size(dtype));
             for (const [e, n] of names.entries()) all.set(await read(n), e * I * H * size(dtype));
-            return all;
+            // Rows of whole blocks: quantizing the stack is quantizing each expert's rows.
+            return q ? quantizeRows(q, dequantize(dtype, all)) : all;
           },
         });
       }
@@ -257,6 +327,17 @@ export function moeGgufTensors(source: TensorSource, spec: ModelSpec): GgufTenso
           type: "MXFP4",
           bytes: async () => ggmlMxfp4(await read(`${p}.down_proj_blocks`), await read(`${p}.down_proj_scales`), E, H, I, H, (r) => r),
         },
+      );
+    } else if (q) {
+      // As below, on f32 values, then each Linear row quantized along its K.
+      const rows = async (name: string, R: number, C: number, step: number, phase: number) => {
+        const values = f32Bytes(dequantize(valueDtype(name), await read(name)));
+        return quantizeRows(q, new Float32Array(transposeColumns(values, E, R, C, 4, step, phase).buffer));
+      };
+      out.push(
+        { name: `${b}.ffn_gate_exps.weight`, dims: [H, I, E], type: q, bytes: () => rows(`${p}.gate_up_proj`, H, 2 * I, 2, 0) },
+        { name: `${b}.ffn_up_exps.weight`, dims: [H, I, E], type: q, bytes: () => rows(`${p}.gate_up_proj`, H, 2 * I, 2, 1) },
+        { name: `${b}.ffn_down_exps.weight`, dims: [I, H, E], type: q, bytes: () => rows(`${p}.down_proj`, I, H, 1, 0) },
       );
     } else {
       // x @ W [E][H][2I] -> Linear rows [E][I][H], even columns gate, odd up; [E][I][H] -> [E][H][I].

@@ -32,7 +32,7 @@ interface Entry {
 
 /**
  * The tensors of a parsed GGUF file, under HF names. `virtual`: HF tensors rebuilt from parts
- * of the file's (the experts of a MoE file, moe_layout.ts), read whole.
+ * of the file's (the experts of a MoE file, moe_layout.ts), read whole (values and blocks).
  */
 export class GgufTensorSource implements TensorSource {
   readonly source: string;
@@ -131,7 +131,15 @@ export class GgufTensorSource implements TensorSource {
 
   readBlocks(info: SourceTensor, maxChunkBytes = DEFAULT_CHUNK): AsyncIterable<TensorChunk> {
     if (!info.blocks) throw new TypeError(`tensor ${info.name} is not quantized`);
+    const v = this.#virtual.get(info.name);
+    if (v?.readBlocks) return this.#virtualBlocks(v.readBlocks);
     return this.#raw(this.#entry(info), maxChunkBytes);
+  }
+
+  /** A rebuilt tensor's blocks, in one chunk. */
+  async *#virtualBlocks(read: NonNullable<VirtualTensor["readBlocks"]>): AsyncIterable<TensorChunk> {
+    if (this.#closed) throw new CheckpointError(this.source, "GGUF file is closed");
+    yield { offset: 0, bytes: await read((t, offset, length) => this.#range(t, offset, length)) };
   }
 
   read(info: SourceTensor): Promise<Uint8Array<ArrayBuffer>> {

@@ -191,8 +191,11 @@ export interface GgufExperts {
   expertIntermediateSize: number;
   /** Per block: whether it has a router (else a dense `ffn_*` feed-forward). */
   sparseLayers: boolean[];
-  /** The stored type of the expert matrices (the same in every sparse block). */
-  type: "F32" | "F16" | "BF16" | "MXFP4";
+  /**
+   * The stored type of the expert matrices: one block type (Q8_0, Q4_0, MXFP4) in every
+   * sparse block, or plain floats (F32/F16/BF16, the first one found).
+   */
+  type: "F32" | "F16" | "BF16" | "MXFP4" | "Q8_0" | "Q4_0";
 }
 
 /**
@@ -200,8 +203,9 @@ export interface GgufExperts {
  * {@link MAX_EXPERTS}), `expert_used_count` (at most the count) and
  * `expert_feed_forward_length` against each block's router `ffn_gate_inp` [H, E] and stacked
  * experts `ffn_{gate,up}_exps` [H, I, E] and `ffn_down_exps` [I, H, E] (GGUF order), gpt-oss's
- * biases and sinks. Experts stored as Q8_0/Q4_0/K-quant blocks are refused: this runtime's
- * expert kernels read f32/f16 values or MXFP4 blocks (gpt-oss) only.
+ * biases and sinks. The expert kernels take one format per model: plain floats, Q8_0 or Q4_0
+ * blocks (packed from the file's blocks, moe_weights.ts), or MXFP4 blocks (gpt-oss); experts
+ * stored as K-quants (Q4_K, Q6_K) are refused.
  */
 export function checkGgufExperts(m: GgufMeta, arch: string, hiddenSize: number, numLayers: number, numHeads: number): GgufExperts {
   const kind = GGUF_ARCHS[arch].experts!;
@@ -237,13 +241,14 @@ export function checkGgufExperts(m: GgufMeta, arch: string, hiddenSize: number, 
     ];
     for (const t of exps) {
       const name = t.type.name;
-      if (name !== "F32" && name !== "F16" && name !== "BF16" && name !== "MXFP4") {
-        m.fail(`tensor ${t.name} holds ${name} experts: quantized experts from GGUF are not supported yet (F32, F16, BF16${kind === "gpt_oss" ? " or MXFP4" : ""} only)`);
+      if (name !== "F32" && name !== "F16" && name !== "BF16" && name !== "MXFP4" && name !== "Q8_0" && name !== "Q4_0") {
+        m.fail(`tensor ${t.name} holds ${name} experts: K-quant experts from GGUF are not supported yet (F32, F16, BF16, Q8_0, Q4_0${kind === "gpt_oss" ? " or MXFP4" : ""} only)`);
       }
       if (name === "MXFP4" && kind !== "gpt_oss") m.fail(`tensor ${t.name} holds MXFP4 experts: only gpt-oss experts run as MXFP4`);
-      // The expert kernels take one format per model: MXFP4 blocks, or values.
-      if (type !== null && (type === "MXFP4") !== (name === "MXFP4")) {
-        m.fail(`tensor ${t.name} is ${name}, but other experts are ${type}: experts must be all MXFP4 or all plain floats`);
+      // The expert kernels take one format per model: one block type, or values (any float type).
+      const format = (n: string) => (n === "F32" || n === "F16" || n === "BF16" ? "plain floats" : n);
+      if (type !== null && format(type) !== format(name)) {
+        m.fail(`tensor ${t.name} is ${name}, but other experts are ${type}: experts must be all of one block type (MXFP4, Q8_0, Q4_0) or all plain floats`);
       }
       type ??= name;
     }
