@@ -92,9 +92,12 @@ const STORIES = `${ROOT}tests/fixtures/models/stories260K`;
  * minutes `--help` promises on a loaded machine too; what is skipped is recorded.
  */
 export const QUICK_BUDGET_S = 240;
+/** With `--quick`, sections that repeat rounds (peer) start no round they expect to end past this. */
+export const QUICK_END_S = 280;
 
-// When this run's sections must have started by (set by main for --quick).
+// When this run's sections must have started by, and its rounds ended by (set by main for --quick).
 let quickStartBy = Infinity;
+let quickEndBy = Infinity;
 
 /**
  * Runs one section: skipped when not selected or when `startBy` (a `performance.now()` time)
@@ -133,7 +136,10 @@ async function main(): Promise<void> {
   const on = (s: string) => !args.only || args.only.has(s);
   const started = new Date();
   const t0 = performance.now();
-  if (q) quickStartBy = t0 + QUICK_BUDGET_S * 1000;
+  if (q) {
+    quickStartBy = t0 + QUICK_BUDGET_S * 1000;
+    quickEndBy = t0 + QUICK_END_S * 1000;
+  }
   const log = (line: string) => console.error(line);
   const notes: string[] = [];
   const tmp = await rt.makeTempDir("bench_");
@@ -344,7 +350,7 @@ async function main(): Promise<void> {
         : [[STORIES, 512, 256], [smol, 49152, 64]];
       if (q) {
         notes.push(
-          "--quick: peer on the SmolLM2-shaped model only, 32 tokens per stream, 3 alternating rounds",
+          `--quick: peer on the SmolLM2-shaped model only, 32 tokens per stream, up to 3 alternating rounds (no round started that would end past ${QUICK_END_S} s)`,
         );
       }
       try {
@@ -368,6 +374,7 @@ async function main(): Promise<void> {
               maxContext: 512,
               llama,
               rounds: q ? 3 : 5,
+              ...(q ? { stopBy: quickEndBy } : {}),
             }),
           );
           log(

@@ -47,6 +47,11 @@ export interface PeerOptions {
   llama: Llama;
   /** Alternating rounds (default 1). */
   rounds?: number;
+  /**
+   * A `performance.now()` time: a round after the first starts only if, taking as long as the
+   * one before, it ends by then (`--quick`'s time budget). `rounds` in the result is what ran.
+   */
+  stopBy?: number;
 }
 
 /** One side's numbers. */
@@ -74,6 +79,11 @@ export interface PeerResult {
   rounds: number;
   /** Every round's tok/s, in order (llama.cpp and ours alternate). */
   samples: { llamaSingle: number[]; oursSingle: number[]; llamaPar: number[]; oursPar: number[] };
+}
+
+/** Whether a round taking `lastRoundMs` (as the last one did) and starting `now` ends by `stopBy`. */
+export function anotherRoundFits(now: number, lastRoundMs: number, stopBy: number | undefined): boolean {
+  return stopBy === undefined || now + lastRoundMs <= stopBy;
 }
 
 function median(xs: number[]): number {
@@ -109,6 +119,7 @@ export async function benchPeer(options: PeerOptions): Promise<PeerResult> {
     maxContext: options.maxContext,
   });
   let llamaFirst: number[] = [];
+  let roundsRun = 0;
   let ourFirst: number[] = [];
   const samples = { llamaSingle: [] as number[], llamaPar: [] as number[], oursSingle: [] as number[], oursPar: [] as number[] };
   try {
@@ -134,7 +145,9 @@ export async function benchPeer(options: PeerOptions): Promise<PeerResult> {
     await Promise.all(par.map((p, i) => llamaGen(i, p, 16)));
     await ourGen([1, 5, 6, 7], 4);
     await Promise.all(par.map((p) => ourGen(p, 4)));
+    let done = 0;
     for (let r = 0; r < rounds; r++) {
+      const roundStart = performance.now();
       const ls = await rate(async () => [await llamaGen(0, options.prompts[0], n)]);
       const os = await rate(async () => [await ourGen(options.prompts[0], n)]);
       const lp = await rate(() => Promise.all(par.map((p, i) => llamaGen(i, p, n))));
@@ -144,7 +157,11 @@ export async function benchPeer(options: PeerOptions): Promise<PeerResult> {
       samples.oursSingle.push(os.tokPerS);
       samples.llamaPar.push(lp.tokPerS);
       samples.oursPar.push(op.tokPerS);
+      done++;
+      const took = performance.now() - roundStart;
+      if (!anotherRoundFits(performance.now(), took, options.stopBy)) break;
     }
+    roundsRun = done;
   } finally {
     await engine.close();
     await context.dispose();
@@ -170,7 +187,7 @@ export async function benchPeer(options: PeerOptions): Promise<PeerResult> {
     ours,
     singleRatio: ours.singleTokPerS / llamaCpp.singleTokPerS,
     parallelRatio: ours.parallelTokPerS / llamaCpp.parallelTokPerS,
-    rounds,
+    rounds: roundsRun,
     samples,
   };
 }

@@ -18,7 +18,8 @@ import {
 } from "../bench/workload.ts";
 import { stepCostModel } from "../bench/step_sweep.ts";
 import { percentile, summarize } from "../bench/stats.ts";
-import { parseBenchArgs, QUICK_BUDGET_S, section } from "../bench/main.ts";
+import { parseBenchArgs, QUICK_BUDGET_S, QUICK_END_S, section } from "../bench/main.ts";
+import { anotherRoundFits } from "../bench/peer_llama_cpp.ts";
 import { compareMarkdown, runtimeOf } from "../bench/compare.ts";
 import { type BenchResults, quantTargets, renderMarkdown } from "../bench/report.ts";
 
@@ -333,4 +334,12 @@ test("bench spec section: its tables (tok/s off and on, tokens per verify step, 
   assert(report.includes("| (b) free text, 1 stream | 600.0 | 580.0 | 0.97 | - | - |"), report);
   assert(report.includes("| 4 | 25.00 | 2.50 |"), report);
   assert(parseBenchArgs(["--only", "spec"]).only?.has("spec"));
+});
+
+test("bench --quick: the peer section starts no round it expects to end past the run's end budget", () => {
+  // A 100 s round at 150 s fits a 280 s end; at 190 s it does not; without a budget, all run.
+  assert(anotherRoundFits(150_000, 100_000, QUICK_END_S * 1000));
+  assert(!anotherRoundFits(190_000, 100_000, QUICK_END_S * 1000));
+  assert(anotherRoundFits(1e9, 1e9, undefined));
+  assert(QUICK_END_S < 300 && QUICK_END_S > QUICK_BUDGET_S, "rounds end within the 5 minutes, after the last section may start");
 });

@@ -168,7 +168,8 @@ test("server: API key, queue limit (429), and a disconnect frees the blocks", as
     assertEquals(busy.status, 429);
     assertEquals(busy.json.error.code, "queue_full");
     assert(busy.headers.get("retry-after"), "no Retry-After");
-    assert((await metric(s.base, "kv_blocks_used")) > 0);
+    // Stats reach the server at most every 50 ms: wait for the snapshot that holds its blocks.
+    await waitFor(() => metric(s.base, "kv_blocks_used"), (v) => v > 0);
 
     // The client goes away mid-stream: the request is cancelled and its blocks return.
     ac.abort();

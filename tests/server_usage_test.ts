@@ -64,7 +64,9 @@ test("server usage: a client that stops reading its stream is cut off by --write
       await waitFor(() => s.server.app.listenerCounters!().timeouts.write, (w) => w === 1, 120_000);
       const after = await waitFor(stats, (st) => st.running === 0 && st.waiting === 0, 20_000);
       assertEquals(after.kvBlocksUsed, 0);
-      assertEquals(after.requestsFinished.cancelled, before.requestsFinished.cancelled + 1, JSON.stringify(after.requestsFinished));
+      // Cancelled, not run out: how many of the n sequences had ended otherwise (context
+      // full) or were counted by then depends on the timing (1 alone, 15 beside other tests).
+      assert(after.requestsFinished.cancelled > before.requestsFinished.cancelled, JSON.stringify(after.requestsFinished));
       assert(after.generationTokens - before.generationTokens < n * maxTokens, "the generation ran to its end");
       const metrics = await (await fetch(`${s.base}/metrics`)).text();
       assert(/webgpu_llm_http_timeouts_total\{kind="write"\} 1/.test(metrics), metrics.split("\n").filter((l) => l.includes("timeouts")).join("\n"));
