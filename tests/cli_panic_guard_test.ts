@@ -9,6 +9,8 @@ import * as sys from "./helpers/platform.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { GUARDED_CHILD_ENV, PANIC_EXIT_CODE, runGuarded } from "../src/cli/panic_guard.ts";
 import { scriptCommand } from "../src/runtime/runtime.ts";
+import { modelDir } from "./helpers/reference.ts";
+import process from "node:process";
 
 const BANNER = `
 ============================================================
@@ -59,7 +61,7 @@ test("cli panic guard: a panic message split across writes is found; statuses an
   const clean = await guarded(`
     import process from "node:process";
     process.stderr.write("adapter: llvmpipe\\n");
-    process.exit(process.env.${GUARDED_CHILD_ENV} === "1" ? 0 : 4);
+    process.exit((process.env.${GUARDED_CHILD_ENV} ?? "") !== "" ? 0 : 4);
   `);
   assertEquals([clean.code, clean.panicked], [0, false]);
 });
@@ -72,4 +74,47 @@ test("cli: stdout, stderr and the status pass through (under Deno, through the g
   const usage = await sys.runScript(main, ["generate", "--bogus"]);
   assertEquals(usage.code, 2);
   assert(usage.stderr.includes("unknown flag --bogus"), usage.stderr);
+});
+
+/** The pids of `pid`'s children (pgrep). */
+async function childrenOf(pid: number): Promise<number[]> {
+  const r = await sys.run("pgrep", ["-P", String(pid)]);
+  return r.stdout.split("\n").filter((l) => l.trim() !== "").map(Number);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// Under Deno the guarded child ends with its guard: its next write to the guard's stderr pipe
+// fails, and (for a command that writes nothing) it polls the guard's pid (exitWithGuard).
+test("cli: killing the CLI outright (SIGKILL) leaves no command running behind it", async () => {
+  const dir = await sys.makeTempDir();
+  try {
+    // A batch long enough to still run when killed: 2000 requests of 300 tokens, one at a time.
+    const line = (i: number) => JSON.stringify({ custom_id: `r${i}`, method: "POST", url: "/v1/completions", body: { model: "stories260K", prompt: "Once", max_tokens: 300, ignore_eos: true } });
+    await sys.writeTextFile(`${dir}/in.jsonl`, Array.from({ length: 2000 }, (_, i) => line(i)).join("\n") + "\n");
+    const main = new URL("../src/cli/main.ts", import.meta.url).pathname;
+    const proc = sys.startScript(main, ["batch", "--model", modelDir("stories260K"), "--input", `${dir}/in.jsonl`, "--output", `${dir}/out.jsonl`, "--concurrency", "1"]);
+    // Wait until the batch writes (the command runs, in the guarded child under Deno).
+    for (let i = 0; i < 3000; i++) {
+      if ((await sys.readTextFile(`${dir}/out.jsonl`).catch(() => "")).length > 0) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const pid = proc.pid;
+    const descendants = await childrenOf(pid);
+    proc.kill("SIGKILL");
+    await proc.exited;
+    for (let i = 0; i < 100 && descendants.some(alive); i++) await new Promise((r) => setTimeout(r, 50));
+    assertEquals(descendants.filter(alive), [], "a process of the killed CLI still runs");
+    const lines = (await sys.readTextFile(`${dir}/out.jsonl`)).split("\n").filter((l) => l !== "").length;
+    assert(lines < 2000, `the batch ran to its end (${lines} lines) before the kill`);
+  } finally {
+    await sys.remove(dir, { recursive: true });
+  }
 });

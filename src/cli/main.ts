@@ -8,7 +8,7 @@
  */
 import process from "node:process";
 import { args, exit, RUNTIME, scriptCommand } from "../runtime/runtime.ts";
-import { isGuardedChild, runGuarded } from "./panic_guard.ts";
+import { exitWithGuard, isGuardedChild, runGuarded } from "./panic_guard.ts";
 import { createEngine, type GenerateOptions, LlmError } from "../../mod.ts";
 import {
   type AttentionImpl,
@@ -349,6 +349,7 @@ if (import.meta.main && RUNTIME === "deno" && !isGuardedChild()) {
   const { cmd, args: childArgs } = scriptCommand(new URL(import.meta.url).pathname, args());
   exit((await runGuarded(cmd, childArgs)).code);
 } else if (import.meta.main) {
+  if (isGuardedChild()) exitWithGuard(exit);
   try {
     exit(await main(args()));
   } catch (e) {

@@ -14,8 +14,10 @@ import process from "node:process";
 /** The exit status after a panic: Rust's own for an uncaught panic. */
 export const PANIC_EXIT_CODE = 101;
 
-/** Set in the child's environment, so it runs the command instead of guarding again. */
+/** Set in the child's environment (to the guard's pid), so it runs the command instead of guarding again. */
 export const GUARDED_CHILD_ENV = "WEBGPU_LLM_CLI_GUARDED";
+/** How often the child checks that the guard is still there. */
+const PARENT_POLL_MS = 250;
 
 /** What a panic prints: Deno's banner and Rust's default hook (threads other than main included). */
 const PANIC_MARKERS = ["has panicked", "panicked at"];
@@ -46,7 +48,7 @@ export function runGuarded(cmd: string, args: string[], options: RunGuardedOptio
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {
       stdio: ["inherit", "inherit", "pipe"],
-      env: { ...process.env, [GUARDED_CHILD_ENV]: "1" },
+      env: { ...process.env, [GUARDED_CHILD_ENV]: String(process.pid) },
     });
     let tail = "";
     let panicked = false;
@@ -57,9 +59,9 @@ export function runGuarded(cmd: string, args: string[], options: RunGuardedOptio
       if (PANIC_MARKERS.some((m) => tail.includes(m))) panicked = true;
       tail = tail.slice(-TAIL_CHARS);
     });
-    // Ctrl-C reaches the child through the terminal's process group: this process only waits.
-    // A SIGTERM sent to this process alone is passed on.
-    const onInt = () => {};
+    // Signals sent to this process are passed on (Ctrl-C reaches the child through the
+    // terminal's process group as well; the CLI's handlers take a repeat as a no-op).
+    const onInt = () => child.kill("SIGINT");
     const onTerm = () => child.kill("SIGTERM");
     process.on("SIGINT", onInt);
     process.on("SIGTERM", onTerm);
@@ -75,7 +77,26 @@ export function runGuarded(cmd: string, args: string[], options: RunGuardedOptio
 
 /** Whether this process is the guarded child (it runs the command itself). */
 export function isGuardedChild(): boolean {
-  return process.env[GUARDED_CHILD_ENV] === "1";
+  return (process.env[GUARDED_CHILD_ENV] ?? "") !== "";
+}
+
+/**
+ * In the guarded child: ends this process (status 1) once the guard is gone, so a guard
+ * killed outright (SIGKILL, the OOM killer) leaves no command running behind it, e.g. still
+ * writing a batch's output while a `--resume` starts. The poll does not keep the process alive.
+ */
+export function exitWithGuard(exit: (code: number) => never): void {
+  const guard = Number(process.env[GUARDED_CHILD_ENV]);
+  if (!Number.isInteger(guard) || guard <= 1) return;
+  const timer = setInterval(() => {
+    try {
+      process.kill(guard, 0);
+    } catch {
+      exit(1);
+    }
+  }, PARENT_POLL_MS);
+  (timer as unknown as { unref?: () => void }).unref?.();
+  if (typeof timer === "number") (globalThis as { Deno?: { unrefTimer(id: number): void } }).Deno?.unrefTimer(timer);
 }
 
 function signalNumber(signal: string | null): number {

@@ -80,6 +80,8 @@ export function runScript(script: string, args: string[], options: RunOptions = 
 
 /** A long-running script: its stderr so far, a kill switch and its exit code. */
 export interface ScriptProcess {
+  /** The started process's id. */
+  pid: number;
   stderr(): string;
   kill(signal: "SIGTERM" | "SIGINT" | "SIGKILL"): void;
   exited: Promise<number>;
@@ -93,6 +95,7 @@ export function startScript(script: string, args: string[], options: RunOptions 
   child.stderr!.on("data", (d: Uint8Array) => (text += new TextDecoder().decode(d)));
   const exited = new Promise<number>((resolve) => child.on("close", (code: number | null) => resolve(code ?? -1)));
   return {
+    pid: child.pid ?? -1,
     stderr: () => text,
     kill: (signal) => {
       // process.kill, not child.kill: Deno's child_process reports a child that was
