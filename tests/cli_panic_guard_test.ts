@@ -100,7 +100,7 @@ test("cli: killing the CLI outright (SIGKILL) leaves no command running behind i
     const line = (i: number) => JSON.stringify({ custom_id: `r${i}`, method: "POST", url: "/v1/completions", body: { model: "stories260K", prompt: "Once", max_tokens: 300, ignore_eos: true } });
     await sys.writeTextFile(`${dir}/in.jsonl`, Array.from({ length: 2000 }, (_, i) => line(i)).join("\n") + "\n");
     const main = new URL("../src/cli/main.ts", import.meta.url).pathname;
-    const proc = sys.startScript(main, ["batch", "--model", modelDir("stories260K"), "--input", `${dir}/in.jsonl`, "--output", `${dir}/out.jsonl`, "--concurrency", "1"]);
+    const proc = sys.startScript(main, ["batch", "--model", modelDir("stories260K"), "--served-model-name", "stories260K", "--input", `${dir}/in.jsonl`, "--output", `${dir}/out.jsonl`, "--concurrency", "1"]);
     // Wait until the batch writes (the command runs, in the guarded child under Deno).
     for (let i = 0; i < 3000; i++) {
       if ((await sys.readTextFile(`${dir}/out.jsonl`).catch(() => "")).length > 0) break;
