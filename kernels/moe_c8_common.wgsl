@@ -56,6 +56,27 @@ fn qdot8(t: u32, xb: array<vec4<f32>, 8>) -> array<vec4<f32>, 2> {
   }
   return array<vec4<f32>, 2>(lo, hi);
 }
+
+// Column block `cb` (columns 0..3, 4..7) times the activation row at `row0` over K, 32 k at a
+// time: all of K, or with LANES the 32-wide blocks lid, lid + WG, ... The includer defines
+// `act(i)`, its activations' element i.
+fn qdot_row(cb: u32, row0: u32, K: u32, lid: u32) -> array<vec4<f32>, 2> {
+  var lo = vec4<f32>(0.0);
+  var hi = vec4<f32>(0.0);
+#if LANES
+  for (var kb = lid; kb < K / 32u; kb += WG) {
+#else
+  for (var kb = 0u; kb < K / 32u; kb++) {
+#endif
+    var xb: array<vec4<f32>, 8>;
+    let x0 = row0 + 32u * kb;
+    for (var i = 0u; i < 8u; i++) { xb[i] = vec4<f32>(act(x0 + 4u * i), act(x0 + 4u * i + 1u), act(x0 + 4u * i + 2u), act(x0 + 4u * i + 3u)); }
+    let s = qdot8((cb * (K / 32u) + kb) * TILE, xb);
+    lo += s[0];
+    hi += s[1];
+  }
+  return array<vec4<f32>, 2>(lo, hi);
+}
 #else
 fn w8(g: u32) -> array<vec4<f32>, 2> {
   let q = w[g];

@@ -4,13 +4,15 @@
 //   cpu family: invocation c owns block c and sums in k order (no per-row masks);
 //   LANES (gpu family, moe_down_wg): a workgroup owns block c; lane l sums k = l, l + 64, ...,
 //     then a fixed tree adds the lane sums (a row's bits do not depend on its tile).
-// W_QUANT: Q8_0 / Q4_0 tiles (moe_c8_common's qdot8), 32 k at a time; with LANES, lane l takes
+// W_QUANT: Q8_0 / Q4_0 tiles (moe_c8_common's qdot_row), 32 k at a time; with LANES, lane l takes
 //   the 32-wide K blocks l, l + 64, ...
 #include common
 // Runs once per part of the weights: experts first .. first + count - 1 (others' tiles exit).
 struct Params { hidden: u32, inter: u32, topk: u32, first: u32, count: u32 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> h: array<f32>;
+// The activations the quantized K loop (moe_c8_common's qdot_row) reads.
+fn act(i: u32) -> f32 { return h[i]; }
 #include moe_c8_common
 @group(0) @binding(6) var<storage, read> wts: array<f32>;
 @group(0) @binding(7) var<storage, read_write> y: array<f32>;
@@ -39,18 +41,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var lo = vec4<f32>(0.0);
     var hi = vec4<f32>(0.0);
 #if W_QUANT
-#if LANES
-    for (var kb = lid; kb < p.inter / 32u; kb += WG) {
-#else
-    for (var kb = 0u; kb < p.inter / 32u; kb++) {
-#endif
-      var xb: array<vec4<f32>, 8>;
-      let x0 = hrow + 32u * kb;
-      for (var i = 0u; i < 8u; i++) { xb[i] = vec4<f32>(h[x0 + 4u * i], h[x0 + 4u * i + 1u], h[x0 + 4u * i + 2u], h[x0 + 4u * i + 3u]); }
-      let s = qdot8((cb * (p.inter / 32u) + kb) * TILE, xb);
-      lo += s[0];
-      hi += s[1];
-    }
+    let qs = qdot_row(cb, hrow, p.inter, lid);
+    lo = qs[0];
+    hi = qs[1];
 #else
 #if LANES
     for (var k = lid; k < p.inter; k += WG) {

@@ -7,13 +7,15 @@
 //   LANES (gpu family, moe_gate_up_wg): a workgroup owns block b; lane l sums k = l, l + 64,
 //     ... (consecutive lanes read consecutive 16-byte groups), then a fixed tree adds the 64
 //     lane sums.
-// W_QUANT: Q8_0 / Q4_0 tiles (moe_c8_common's qdot8), 32 k at a time; with LANES, lane l takes
+// W_QUANT: Q8_0 / Q4_0 tiles (moe_c8_common's qdot_row), 32 k at a time; with LANES, lane l takes
 //   the 32-wide K blocks l, l + 64, ...
 #include common
 // Runs once per part of the weights: experts first .. first + count - 1 (others' tiles exit).
 struct Params { hidden: u32, inter: u32, topk: u32, first: u32, count: u32 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> xn: array<f32>;
+// The activations the quantized K loop (moe_c8_common's qdot_row) reads.
+fn act(i: u32) -> f32 { return xn[i]; }
 #include moe_c8_common
 @group(0) @binding(6) var<storage, read_write> h: array<f32>;
 #include moe_act
@@ -41,18 +43,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var g = vec4<f32>(0.0);
     var u = vec4<f32>(0.0);
 #if W_QUANT
-#if LANES
-    for (var kb = lid; kb < p.hidden / 32u; kb += WG) {
-#else
-    for (var kb = 0u; kb < p.hidden / 32u; kb++) {
-#endif
-      var xb: array<vec4<f32>, 8>;
-      let x0 = xrow + 32u * kb;
-      for (var i = 0u; i < 8u; i++) { xb[i] = vec4<f32>(xn[x0 + 4u * i], xn[x0 + 4u * i + 1u], xn[x0 + 4u * i + 2u], xn[x0 + 4u * i + 3u]); }
-      let s = qdot8((cb * (p.hidden / 32u) + kb) * TILE, xb);
-      g += s[0];
-      u += s[1];
-    }
+    let qs = qdot_row(cb, xrow, p.hidden, lid);
+    g = qs[0];
+    u = qs[1];
 #else
 #if LANES
     for (var k = lid; k < p.hidden; k += WG) {
