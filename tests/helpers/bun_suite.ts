@@ -15,6 +15,7 @@ import { availableParallelism } from "node:os";
 import process from "node:process";
 
 const TESTS = new URL("..", import.meta.url).pathname;
+const ROOT = new URL("../..", import.meta.url).pathname;
 const files = readdirSync(TESTS).filter((f) => f.endsWith("_test.ts")).sort().map((f) => `tests/${f}`);
 const extra = process.argv.slice(2);
 const lanes = Math.max(1, Math.min(availableParallelism(), files.length));
@@ -29,7 +30,7 @@ interface FileResult {
 
 function runFile(file: string): Promise<FileResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["test", file, ...extra], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["test", file, ...extra], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
     const chunks: Buffer[] = [];
     child.stdout!.on("data", (c: Buffer) => chunks.push(c));
     child.stderr!.on("data", (c: Buffer) => chunks.push(c));
