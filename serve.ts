@@ -10,9 +10,10 @@
  * the shutdown timeout, cuts off the rest, and exits 0.
  * @module
  */
-import { createEngine, type EngineClient, type EngineInfo } from "./mod.ts";
+import { createEngine, type EngineClient } from "./mod.ts";
 import { parseServeArgs, type ServeOptions, UsageError, USAGE } from "./src/server/args.ts";
 import { App } from "./src/server/app.ts";
+import { memoryNote, parametersNote } from "./src/server/startup_notes.ts";
 import { resolveModel } from "./src/hub/hub.ts";
 import { ProgressBar } from "./src/hub/progress.ts";
 import { DEFAULT_HTTP_LIMITS, Http1Server, ListenError } from "./src/server/http1.ts";
@@ -47,26 +48,6 @@ const RESERVED_FILES = 64;
 
 /** How long closing the engine may take at the end of a shutdown. */
 const ENGINE_CLOSE_MS = 5000;
-
-/** ", 1.7M parameters (0.9M active)" for the startup line; active only when it differs. */
-function parametersNote(p: { total: number; active: number } | undefined): string {
-  if (!p) return "";
-  const fmt = (n: number) => n >= 1e9 ? `${(n / 1e9).toFixed(1)}B` : n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : `${(n / 1e3).toFixed(1)}K`;
-  return `, ${fmt(p.total)} parameters` + (p.active < p.total ? ` (${fmt(p.active)} active)` : "");
-}
-
-/** "memory: weights 2.2 MiB (experts 1.6 MiB), KV cache 6.0 MiB (what the weights left of --gpu-memory-bytes 64.0 MiB)". */
-function memoryNote(m: NonNullable<EngineInfo["memory"]>): string {
-  const mib = (n: number) => `${(n / (1 << 20)).toFixed(1)} MiB`;
-  const from = {
-    default: "the default budget; --gpu-memory-bytes sizes it from a total",
-    kv_cache_bytes: "--kv-cache-bytes",
-    gpu_memory_bytes: `what the weights and step buffers left of --gpu-memory-bytes ${mib(m.gpuMemoryBytes ?? 0)}`,
-    num_blocks: "--num-blocks",
-  }[m.kvBudget];
-  return `memory: weights ${mib(m.weightBytes)}` + (m.expertBytes > 0 ? ` (experts ${mib(m.expertBytes)})` : "") +
-    `, KV cache ${mib(m.kvCacheBytes)} (${from})`;
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

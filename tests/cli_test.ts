@@ -77,3 +77,19 @@ test("cli: bad usage exits 2 with a message, a bad model dir exits 1 naming the 
   assertEquals(missing.code, 1);
   assert(missing.stderr.includes("/nonexistent/model"), missing.stderr);
 });
+
+test("cli: --gpu-memory-bytes sizes the KV cache from a total; a MoE model's total and active parameters are printed", async () => {
+  const r = await cli(
+    "generate", "--model", modelDir("qwen3-moe-tiny"), "--prompt", "Once", "--max-tokens", "2",
+    "--temperature", "0", "--json", "--gpu-memory-bytes", "64M",
+  );
+  assertEquals(r.code, 0, r.stderr);
+  assertEquals(JSON.parse(r.stdout).ids.length, 2);
+  assert(/model: qwen3_moe, [\d.]+[KMB] parameters \([\d.]+[KMB] active\)/.test(r.stderr), r.stderr);
+  const memory = /memory: weights [\d.]+ MiB \(experts [\d.]+ MiB\), KV cache ([\d.]+) MiB \(what the weights and step buffers left of --gpu-memory-bytes 64\.0 MiB\)/.exec(r.stderr);
+  assert(memory, r.stderr);
+  assert(Number(memory[1]) > 0 && Number(memory[1]) < 64, memory[0]);
+  const bad = await cli("generate", "--model", modelDir("qwen3-moe-tiny"), "--prompt", "x", "--gpu-memory-bytes", "1.5G");
+  assertEquals(bad.code, 2);
+  assert(bad.stderr.includes("--gpu-memory-bytes must be a byte count"), bad.stderr);
+});

@@ -13,6 +13,7 @@ import { BatchProgressTracker, ordered } from "../api/batch.ts";
 import { App } from "../server/app.ts";
 import { DEFAULT_MAX_BODY_BYTES } from "../server/args.ts";
 import { PromptTokenizer } from "../server/prompt_tokenizer.ts";
+import { cliEngineNote } from "../server/startup_notes.ts";
 import { ProgressBar } from "../hub/progress.ts";
 import { onSignal, writeStderr } from "../runtime/runtime.ts";
 import type { EngineOptions, Quantization } from "../types/api.ts";
@@ -143,7 +144,7 @@ export async function runBatch(options: BatchCliOptions): Promise<number> {
     maxQueue: Number.MAX_SAFE_INTEGER,
   });
   app.setEngine(engine, tokenizer);
-  writeStderr(`adapter: ${engine.info.device}\n`);
+  writeStderr(cliEngineNote(engine.info));
   const abort = new AbortController();
   onSignal("SIGINT", () => abort.abort(new Error("interrupted")));
   onSignal("SIGTERM", () => abort.abort(new Error("terminated")));

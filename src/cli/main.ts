@@ -23,24 +23,27 @@ import { convertToGguf } from "../model/gguf/convert.ts";
 import { ModelRunner } from "../runner/model_runner.ts";
 import { buildStepBatch } from "../runner/step_meta.ts";
 import { runBatch } from "./batch.ts";
-import { speculativeConfigFlag, UsageError } from "../server/args.ts";
+import { byteCountFlag, speculativeConfigFlag, UsageError } from "../server/args.ts";
+import { cliEngineNote } from "../server/startup_notes.ts";
 
 const USAGE = `usage:
   cli generate --model DIR|FILE.gguf --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
                [--top-p P] [--min-p P] [--seed S] [--ignore-eos] [--json] [--attn paged|eager]
                [--quantization q8_0|q4_0|none] [--quantized-activations]
-               [--kernel-family cpu|gpu] [--kv-dtype f16|f32] [--allow-fallback-adapter]
-               [--speculative-config JSON]
+               [--kernel-family cpu|gpu] [--kv-dtype f16|f32] [--gpu-memory-bytes N]
+               [--allow-fallback-adapter] [--speculative-config JSON]
   cli batch --model DIR|FILE.gguf --input requests.jsonl --output results.jsonl [--resume]
             [--concurrency N] [--served-model-name NAME] [--max-batch-tokens N] [--max-seqs N]
             [--max-line-bytes N] [--speculative-config JSON]
             [--attn paged|eager] [--quantization q8_0|q4_0|none] [--quantized-activations]
-            [--kernel-family cpu|gpu] [--kv-dtype f16|f32] [--allow-fallback-adapter]
+            [--kernel-family cpu|gpu] [--kv-dtype f16|f32] [--gpu-memory-bytes N]
+            [--allow-fallback-adapter]
   cli logits --model DIR|FILE.gguf --ids 1,2,3 [--json] [--attn paged|eager] [--quantization q8_0|q4_0|none]
              [--allow-fallback-adapter]
   cli convert --model DIR --out FILE.gguf [--quantization q8_0|q4_0|none]
   cli embed --model DIR|FILE.gguf --input TEXT [--dimensions N] [--pooling last|mean]
-            [--kernel-family cpu|gpu] [--kv-dtype f16|f32] [--allow-fallback-adapter]`;
+            [--kernel-family cpu|gpu] [--kv-dtype f16|f32] [--gpu-memory-bytes N]
+            [--allow-fallback-adapter]`;
 
 /** The flags each command accepts; `true` marks a boolean flag. */
 const COMMANDS: Record<string, Record<string, boolean>> = {
@@ -59,6 +62,7 @@ const COMMANDS: Record<string, Record<string, boolean>> = {
     quantization: false,
     "kernel-family": false,
     "kv-dtype": false,
+    "gpu-memory-bytes": false,
     "quantized-activations": true,
     "allow-fallback-adapter": true,
     "speculative-config": false,
@@ -78,6 +82,7 @@ const COMMANDS: Record<string, Record<string, boolean>> = {
     quantization: false,
     "kernel-family": false,
     "kv-dtype": false,
+    "gpu-memory-bytes": false,
     "quantized-activations": true,
     "allow-fallback-adapter": true,
   },
@@ -90,6 +95,7 @@ const COMMANDS: Record<string, Record<string, boolean>> = {
     pooling: false,
     "kernel-family": false,
     "kv-dtype": false,
+    "gpu-memory-bytes": false,
     "allow-fallback-adapter": true,
   },
 };
@@ -169,13 +175,18 @@ function oneOf<T extends string>(
   return v as T | undefined;
 }
 
-/** `--kernel-family`, `--kv-dtype` and `--quantized-activations` (engine defaults when absent). */
+/**
+ * `--kernel-family`, `--kv-dtype`, `--gpu-memory-bytes` and `--quantized-activations` (engine
+ * defaults when absent).
+ */
 function tuningOf(
   flags: Map<string, string>,
-): Pick<EngineOptions, "kernelFamily" | "kvDtype" | "quantizedActivations" | "allowFallbackAdapter"> {
+): Pick<EngineOptions, "kernelFamily" | "kvDtype" | "gpuMemoryBytes" | "quantizedActivations" | "allowFallbackAdapter"> {
+  const memory = flags.get("gpu-memory-bytes");
   return {
     kernelFamily: oneOf(flags, "kernel-family", KERNEL_FAMILIES),
     kvDtype: oneOf(flags, "kv-dtype", KV_DTYPES),
+    gpuMemoryBytes: memory === undefined ? undefined : byteCountFlag("gpu-memory-bytes", memory),
     quantizedActivations: flags.has("quantized-activations") || undefined,
     allowFallbackAdapter: flags.has("allow-fallback-adapter") || undefined,
   };
@@ -220,7 +231,7 @@ async function generate(flags: Map<string, string>): Promise<number> {
     ...tuningOf(flags),
     speculative: speculativeConfigFlag(flags.get("speculative-config")),
   });
-  process.stderr.write(`adapter: ${engine.info.device}\n`);
+  process.stderr.write(cliEngineNote(engine.info));
   try {
     if (flags.has("json")) {
       const r = await engine.generate(options);
@@ -322,6 +333,7 @@ async function embed(flags: Map<string, string>): Promise<number> {
   const dimensions = positive(flags, "dimensions");
   const pooling = oneOf(flags, "pooling", POOLINGS);
   const engine = await createEngine({ model, maxSeqs: 1, pooling, ...tuningOf(flags) });
+  process.stderr.write(cliEngineNote(engine.info));
   try {
     const r = await engine.embed({ input, dimensions });
     console.log(JSON.stringify({ embedding: Array.from(r.embeddings[0]), prompt_tokens: r.usage.promptTokens }));

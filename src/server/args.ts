@@ -167,6 +167,19 @@ const VALUE_FLAGS = new Set([
 const SWITCH_FLAGS = new Set(["quantized-activations", "lenient-fields", "allow-fallback-adapter"]);
 
 /** Parses `serve.ts` flags; `null` means `--help` was asked for. */
+/**
+ * A byte-count flag's value: digits with an optional binary suffix K, M or G (`KiB`... too),
+ * e.g. `8G`, `512MiB`, `1048576`. Serve and the CLI share it.
+ */
+export function byteCountFlag(name: string, v: string): number {
+  const m = /^(\d+)(?:([KMG])(?:iB)?)?$/i.exec(v);
+  const n = m ? Number(m[1]) * 2 ** (m[2] ? 10 * ("KMG".indexOf(m[2].toUpperCase()) + 1) : 0) : NaN;
+  if (!m || !(n >= 1) || !Number.isSafeInteger(n)) {
+    throw new UsageError(`--${name} must be a byte count (e.g. 8G, 512M, 1048576), got ${v}`);
+  }
+  return n;
+}
+
 export function parseServeArgs(
   argv: readonly string[],
   env: (name: string) => string | undefined,
@@ -197,11 +210,7 @@ export function parseServeArgs(
   /** A byte count: an integer, or one with a binary suffix K, M or G (KiB, MiB, GiB also read). */
   const bytes = (name: string): number | undefined => {
     const v = values.get(name);
-    if (v === undefined) return undefined;
-    const m = /^(\d+)(?:([KMG])(?:iB)?)?$/i.exec(v);
-    const n = m ? Number(m[1]) * 2 ** (m[2] ? 10 * ("KMG".indexOf(m[2].toUpperCase()) + 1) : 0) : NaN;
-    if (!m || !(n >= 1) || !Number.isSafeInteger(n)) throw new UsageError(`--${name} must be a byte count (e.g. 8G, 512M, 1048576), got ${v}`);
-    return n;
+    return v === undefined ? undefined : byteCountFlag(name, v);
   };
   const oneOf = <T extends string>(name: string, allowed: readonly T[]): T | undefined => {
     const v = values.get(name);
