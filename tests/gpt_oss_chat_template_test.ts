@@ -1,7 +1,7 @@
 /**
  * gpt-oss's chat format (harmony), rendered from the checkpoint's own template (see
- * helpers/harmony.ts) by @huggingface/jinja. transformers was not at hand, so the expected
- * strings are written from the harmony spec, OpenAI's "OpenAI Harmony Response Format"
+ * helpers/harmony.ts) by @huggingface/jinja. The first test's expected strings are written from
+ * the harmony spec, OpenAI's "OpenAI Harmony Response Format"
  * (cookbook.openai.com/articles/openai-harmony; openai/harmony docs/format.md): the system
  * message (identity, knowledge cutoff, current date, `Reasoning:`, valid channels, the
  * `functions` line only when there are tools), the developer message (`# Instructions`, then
@@ -13,12 +13,16 @@
  * (transformers' `apply_chat_template`), marked "template:" below: a default's comment is
  * followed by the `,\n` every parameter gets; the developer instructions end in "\n\n" even
  * without tools; tool arguments and results go through `tojson` (Python's separators, so
- * `{"location": "Tokyo"}`, and a string result is quoted).
+ * `{"location": "Tokyo"}`, and a string result is quoted). The second test holds ours to
+ * transformers' own renderings (tests/fixtures/chat_templates/gpt_oss_transformers.json, made by
+ * tests/fixtures/tools/render_gpt_oss_chat.py).
  */
 import { test } from "./helpers/test.ts";
 import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
 import { withTempDir } from "./helpers/synthetic_checkpoint.ts";
 import { writeHarmonyCheckpoint } from "./helpers/harmony.ts";
+import { MODELS_DIR } from "./helpers/reference.ts";
+import * as sys from "./helpers/platform.ts";
 import { type ChatMessage, ChatTemplate, ChatTemplateError, type ChatTool } from "../src/server/chat_template.ts";
 import { Tokenizer } from "../src/model/tokenizer.ts";
 
@@ -165,5 +169,30 @@ test("gpt-oss chat template: harmony conversations render as the format specifie
     }
     // The template's own checks: a tool result needs an earlier call.
     assertThrows(() => chat.render([{ role: "user", content: "a" }, RESULT]), ChatTemplateError);
+  });
+});
+
+/** Renderings by transformers' own apply_chat_template (tests/fixtures/tools/render_gpt_oss_chat.py). */
+interface TransformersCase {
+  name: string;
+  messages: ChatMessage[];
+  tools?: ChatTool[];
+  add_generation_prompt: boolean;
+  kwargs?: Record<string, unknown>;
+  rendered: string;
+}
+
+test("gpt-oss chat template: every conversation renders as transformers' apply_chat_template renders it", async () => {
+  const golden = JSON.parse(
+    await sys.readTextFile(`${MODELS_DIR}../chat_templates/gpt_oss_transformers.json`),
+  ) as { transformers: string; cases: TransformersCase[] };
+  assert(golden.cases.length >= 8);
+  await withTempDir(async (dir) => {
+    const chat = ChatTemplate.of(await Tokenizer.load(await writeHarmonyCheckpoint(`${dir}/gpt-oss`)));
+    assert(chat, "no chat template");
+    for (const c of golden.cases) {
+      const ours = chat.render(c.messages, c.add_generation_prompt, { tools: c.tools, kwargs: c.kwargs });
+      assertEquals(ours, c.rendered.replace("{{DATE}}", today()), `${c.name} (transformers ${golden.transformers})`);
+    }
   });
 });
