@@ -17,7 +17,7 @@ import {
   withTempDir,
   writeSyntheticCheckpoint,
 } from "./helpers/synthetic_checkpoint.ts";
-import { HYBRID_MODEL_NAMES, MODEL_NAMES } from "./helpers/reference.ts";
+import { HYBRID_MODEL_NAMES, HYBRID_MOE_MODEL_NAMES, MODEL_NAMES } from "./helpers/reference.ts";
 
 const specs = new Map<string, ModelSpec>();
 async function spec(name: string): Promise<ModelSpec> {
@@ -253,7 +253,7 @@ test("config: qwen35-tiny (text_config nested, hybrid layer types, gated attenti
 });
 
 test("config: every reference checkpoint matches its expected tensors exactly", async () => {
-  for (const name of [...MODEL_NAMES, ...HYBRID_MODEL_NAMES]) {
+  for (const name of [...MODEL_NAMES, ...HYBRID_MODEL_NAMES, ...HYBRID_MOE_MODEL_NAMES]) {
     const s = await spec(name);
     const index = await openCheckpointTensors(MODELS_DIR + name);
     try {

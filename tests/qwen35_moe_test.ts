@@ -1,9 +1,12 @@
 /**
  * Qwen3.5-MoE (`qwen3_5_moe`): Qwen3.5's hybrid layers with sparse feed-forwards and a
- * sigmoid-gated shared expert. No transformers here for an HF golden of its own, so
- * (layer level: tests/moe_test.ts against a TypeScript reference of routing, experts and
- * shared expert):
+ * sigmoid-gated shared expert. transformers' own goldens for it are checked with every
+ * reference model (qwen35-moe-tiny in reference_families_test.ts); here (layer level:
+ * tests/moe_test.ts against a TypeScript reference of routing, experts and shared expert):
  *
+ * - qwen35-moe-tiny with its experts fused as transformers holds them and the hub ships them
+ *   (its file has them per expert, as save_pretrained writes them) gives the same logits bit
+ *   for bit, so transformers' goldens hold for the hub's layout too;
  * - whole model: qwen35-tiny rewritten as a qwen3_5_moe checkpoint whose sparse blocks compute
  *   the dense MLPs again (routed experts f/2, shared expert f gated by sigmoid(0) = 1/2; see
  *   helpers/qwen35_moe_checkpoint.ts) reproduces qwen35-tiny's transformers logits and greedy
@@ -25,7 +28,7 @@ import { buildStepBatch, type SequenceChunk } from "../src/runner/step_meta.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { KERNEL_FAMILIES } from "../src/types/api.ts";
 import { createEngine } from "../mod.ts";
-import { greedyIds, loadGolden, maxAbs, maxAbsDiff, promptLogits } from "./helpers/reference.ts";
+import { greedyIds, loadGolden, maxAbs, maxAbsDiff, modelDir, promptLogits } from "./helpers/reference.ts";
 import { withTempDir, writeSafetensors } from "./helpers/synthetic_checkpoint.ts";
 import * as sys from "./helpers/platform.ts";
 import { openModel } from "../src/model/model_source.ts";
@@ -34,7 +37,7 @@ import { valueDType } from "../src/model/safetensors.ts";
 import { EXACT_TOL } from "./helpers/quant_goldens.ts";
 import { quantizeRows } from "../src/model/quant/quantized_source.ts";
 import { dequantizeQ8_0 } from "../src/model/quant/q8_0.ts";
-import { TINY_QWEN35_MOE_CONFIG, writeQwen35MoeFromDense, writeRandomQwen35Moe } from "./helpers/qwen35_moe_checkpoint.ts";
+import { TINY_QWEN35_MOE_CONFIG, writeFusedExpertsCopy, writeQwen35MoeFromDense, writeRandomQwen35Moe } from "./helpers/qwen35_moe_checkpoint.ts";
 
 /** As reference_suite.ts: f32 KV, max |ours - HF| <= 1e-4 of the largest logit. */
 const REL_TOL = 1e-4;
@@ -51,6 +54,40 @@ async function readU32(device: GPUDevice, buffer: GPUBuffer, words: number): Pro
   staging.destroy();
   return out;
 }
+
+test("qwen35-moe-tiny with fused experts (the hub's layout) gives the per-expert file's logits bit for bit, and transformers' (cpu and gpu families)", async (t) => {
+  const name = "qwen35-moe-tiny";
+  const golden = await loadGolden(name);
+  await withTempDir(async (tmp) => {
+    assertEquals(await writeFusedExpertsCopy(modelDir(name), tmp), 4);
+    const gpu = await createGpu();
+    try {
+      for (const kernelFamily of KERNEL_FAMILIES) {
+        await t.step(`${kernelFamily} family`, async () => {
+          const opts = { gpu, kernelFamily, kvDtype: "f32", maxTokens: 128, maxLogitRows: 128, maxSeqs: 4, blockSize: 16, numBlocks: 64 } as const;
+          const perExpert = await ModelRunner.load(modelDir(name), opts);
+          const fused = await ModelRunner.load(tmp, opts);
+          assertEquals(fused.spec, perExpert.spec);
+          const V = fused.spec.vocabSize;
+          let worst = 0;
+          for (const c of golden.cases) {
+            const a = await promptLogits(perExpert, c.prompt_ids);
+            const b = await promptLogits(fused, c.prompt_ids);
+            assertEquals(maxAbsDiff(a, b), 0, `${c.prompt}: fused experts change the logits`);
+            c.logit_positions.forEach((pos, j) => {
+              const err = maxAbsDiff(b.subarray(pos * V, (pos + 1) * V), c.logits[j]) / maxAbs(c.logits[j]);
+              worst = Math.max(worst, err);
+              assert(err <= REL_TOL, `pos ${pos}: relative error ${err} > ${REL_TOL}`);
+            });
+          }
+          console.log(`  ${name} fused, ${kernelFamily} family: max rel err ${worst.toExponential(2)}`);
+        });
+      }
+    } finally {
+      gpu.device.destroy();
+    }
+  });
+});
 
 test("qwen35-moe from qwen35-tiny: sparse blocks with routed and shared experts equal to the dense MLPs reproduce qwen35-tiny's transformers logits and greedy ids (cpu family on per-expert tensors, gpu family on fused experts)", async (t) => {
   const golden = await loadGolden("qwen35-tiny");

@@ -1,6 +1,6 @@
 /**
- * Tiny Qwen3.5-MoE (`qwen3_5_moe`) checkpoints for tests, written to temp directories. No
- * transformers here to make an HF golden, so two kinds:
+ * Tiny Qwen3.5-MoE (`qwen3_5_moe`) checkpoints for tests, written to temp directories, beside
+ * the vendored fixture with transformers' goldens (tests/fixtures/models/qwen35-moe-tiny):
  *
  * - {@link writeQwen35MoeFromDense}: qwen35-tiny's weights rewritten as the hub's
  *   `Qwen3_5MoeForConditionalGeneration` layout (config under `text_config`, tensors under
@@ -14,6 +14,9 @@
  * - {@link writeRandomQwen35Moe}: random weights with distinct experts (the flat
  *   `Qwen3_5MoeForCausalLM` layout), for serving and batch invariance, where routing changes
  *   the output.
+ * - {@link writeFusedExpertsCopy}: a checkpoint's per-expert tensors (what transformers 5.18's
+ *   save_pretrained writes, as in qwen35-moe-tiny) stacked into the fused layout that
+ *   transformers holds in memory and the Qwen3.5 hub checkpoints ship.
  * @module
  */
 import * as sys from "./platform.ts";
@@ -161,4 +164,60 @@ export async function writeRandomQwen35Moe(dir: string, seed = 3): Promise<Synth
       for (const t of tensors) if (t.name.endsWith(".mlp.gate.weight")) t.data = t.data.map((v) => 20 * v);
     },
   });
+}
+
+/**
+ * Copies the checkpoint in `src` to `dir` with every layer's per-expert routed tensors
+ * (`mlp.experts.N.{gate,up,down}_proj.weight`) stacked as transformers' fused parameters:
+ * `mlp.experts.gate_up_proj [E, 2I, H]` (each expert's gate rows then its up rows) and
+ * `mlp.experts.down_proj [E, H, I]`, values and dtype unchanged. Returns how many layers were
+ * fused.
+ */
+export async function writeFusedExpertsCopy(src: string, dir: string): Promise<number> {
+  const source = await openCheckpointTensors(src);
+  const out: SyntheticTensor[] = [];
+  const layers = new Map<string, Map<number, Record<string, SyntheticTensor>>>();
+  try {
+    for (const name of source.names()) {
+      const info = source.get(name);
+      const dtype = info.dtype as SyntheticTensor["dtype"];
+      const t = { name, dtype, shape: info.shape, data: decodeTensor(await source.read(info), dtype) };
+      const m = /^(.*\.mlp\.experts)\.(\d+)\.(gate|up|down)_proj\.weight$/.exec(name);
+      if (!m) {
+        out.push(t);
+        continue;
+      }
+      const experts = layers.get(m[1]) ?? new Map<number, Record<string, SyntheticTensor>>();
+      layers.set(m[1], experts);
+      const e = experts.get(+m[2]) ?? {};
+      experts.set(+m[2], e);
+      e[m[3]] = t;
+    }
+  } finally {
+    source.close();
+  }
+  for (const [prefix, experts] of layers) {
+    const E = experts.size;
+    const [I, H] = experts.get(0)!.gate.shape;
+    const dtype = experts.get(0)!.gate.dtype;
+    const gateUp = new Float32Array(E * 2 * I * H);
+    const down = new Float32Array(E * H * I);
+    for (let e = 0; e < E; e++) {
+      const x = experts.get(e);
+      if (!x?.gate || !x.up || !x.down) throw new Error(`${prefix}: expert ${e} is incomplete`);
+      gateUp.set(x.gate.data, 2 * e * I * H);
+      gateUp.set(x.up.data, (2 * e + 1) * I * H);
+      down.set(x.down.data, e * H * I);
+    }
+    out.push(
+      { name: `${prefix}.gate_up_proj`, dtype, shape: [E, 2 * I, H], data: gateUp },
+      { name: `${prefix}.down_proj`, dtype, shape: [E, H, I], data: down },
+    );
+  }
+  await sys.mkdir(dir, { recursive: true });
+  await writeSafetensors(`${dir}/model.safetensors`, out);
+  for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"]) {
+    await sys.copyFile(`${src}/${f}`, `${dir}/${f}`);
+  }
+  return layers.size;
 }

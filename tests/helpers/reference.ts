@@ -36,6 +36,13 @@ export const HYBRID_MODEL_NAMES = ["qwen35-tiny"] as const;
  */
 export const MOE_MODEL_NAMES = ["qwen3-moe-tiny", "gpt-oss-tiny", "gpt-oss-mxfp4-tiny"] as const;
 
+/**
+ * Hybrid mixture-of-experts reference models (Qwen3.5-MoE: Qwen3.5's hybrid layers with a
+ * sparse block and a gated shared expert as every feed-forward). Neither GGUF nor the quant
+ * goldens cover them (no `qwen35moe` GGUF here, no quant-goldens.json entries).
+ */
+export const HYBRID_MOE_MODEL_NAMES = ["qwen35-moe-tiny"] as const;
+
 /** One golden case. */
 export interface GoldenCase {
   prompt: string;
