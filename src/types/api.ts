@@ -465,7 +465,7 @@ export interface HistogramSnapshot {
  * Speculative decoding (vLLM's `--speculative-config`, camel-cased): "ngram" (prompt lookup)
  * or "draft" (a smaller model with the same tokenizer). See docs/speculative.md.
  */
-export type SpeculativeConfig = NgramSpeculativeConfig | DraftSpeculativeConfig;
+export type SpeculativeConfig = NgramSpeculativeConfig | DraftSpeculativeConfig | MtpSpeculativeConfig;
 
 /**
  * n-gram (prompt lookup) drafts: each step proposes up to `numSpeculativeTokens` tokens that
@@ -489,6 +489,15 @@ export interface DraftSpeculativeConfig {
   numSpeculativeTokens: number;
   /** The draft model: a checkpoint directory or a .gguf file. */
   model: string;
+}
+
+/**
+ * The checkpoint's own multi-token-prediction head (Qwen3.5's `mtp.*` tensors) drafts up to
+ * `numSpeculativeTokens` tokens from the target's hidden states (greedy, chained).
+ */
+export interface MtpSpeculativeConfig {
+  method: "mtp";
+  numSpeculativeTokens: number;
 }
 
 export interface EngineStats {
@@ -638,6 +647,18 @@ export class DraftModelMismatchError extends InvalidRequestError {
   constructor(detail: string) {
     super("speculative.model", detail);
     this.name = "DraftModelMismatchError";
+  }
+}
+
+/**
+ * Speculative method "mtp" on a model without a usable multi-token-prediction head: a
+ * checkpoint with no `mtp.*` tensors, a head of more than one layer, or a GGUF file (its MTP
+ * tensors are not read).
+ */
+export class MtpHeadMissingError extends InvalidRequestError {
+  constructor(detail: string) {
+    super("speculative.method", detail);
+    this.name = "MtpHeadMissingError";
   }
 }
 
