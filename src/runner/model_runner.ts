@@ -327,11 +327,10 @@ export class ModelRunner {
         await device.popErrorScope();
         throw e;
       }
-      const numBlocks = options.numBlocks ?? defaultNumBlocks(
-        cacheShape,
-        budget.bytes,
-        Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize),
-      );
+      const bindingLimit = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+      const numBlocks = options.numBlocks ?? (options.hiddenStore
+        ? mtpNumBlocks(cacheShape, spec.hiddenSize, budget.bytes, bindingLimit)
+        : defaultNumBlocks(cacheShape, budget.bytes, bindingLimit));
       const maxContext = Math.min(options.maxContext ?? spec.maxPositionEmbeddings, numBlocks * blockSize);
       const capacity: StepCapacity = {
         maxTokens,
@@ -761,6 +760,22 @@ export class ModelRunner {
     this.#meta.destroy();
     this.#logitsRead?.destroy();
   }
+}
+
+/**
+ * Blocks for a target with MTP speculation: each block also costs its hidden rows in the
+ * target's and the head's stores (f32) and the head's one KV layer, all taken from the same
+ * budget, and a store must fit one binding.
+ */
+function mtpNumBlocks(
+  shape: { numLayers: number; numKvHeads: number; headDim: number; blockSize: number; dtype?: KvDtype },
+  hidden: number,
+  budgetBytes: number,
+  maxBinding: number,
+): number {
+  const rows = shape.blockSize * hidden * 4;
+  const perBlock = KvCache.blockBytes(shape) + 2 * rows + KvCache.blockBytes({ ...shape, numLayers: 1 });
+  return Math.max(1, Math.min(Math.floor(budgetBytes / perBlock), Math.floor(maxBinding / rows), defaultNumBlocks(shape, budgetBytes, maxBinding)));
 }
 
 /** A hidden-state store of one f32 row per KV slot (MTP speculation). */
