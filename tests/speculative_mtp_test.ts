@@ -10,16 +10,18 @@
 import { test } from "./helpers/test.ts";
 import { createEngine, type EngineClient, type GenerateOptions } from "../mod.ts";
 import { loadGolden, modelDir } from "./helpers/reference.ts";
-import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "./helpers/assert.ts";
 import { withTempDir } from "./helpers/synthetic_checkpoint.ts";
-import { referenceDrafts, TINY, writeMtpCheckpoint } from "./helpers/mtp_checkpoint.ts";
+import { addMtpHead, referenceDrafts, TINY, writeMtpCheckpoint } from "./helpers/mtp_checkpoint.ts";
+import { writeQwen35MoeFromDense } from "./helpers/qwen35_moe_checkpoint.ts";
+import { openMtpTensors } from "../src/model/mtp_source.ts";
 import { parseSpeculativeConfig } from "../src/engine/speculative_config.ts";
 import { MtpDrafter } from "../src/engine/mtp_drafter.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
 import { buildStepBatch } from "../src/runner/step_meta.ts";
 import { Sequence } from "../src/scheduler/sequence.ts";
 import { SpeculationState } from "../src/scheduler/speculation.ts";
-import { LlmError, SAMPLING_DEFAULTS } from "../src/types/api.ts";
+import { LlmError, MtpHeadMissingError, SAMPLING_DEFAULTS } from "../src/types/api.ts";
 import { parseServeArgs } from "../src/server/args.ts";
 
 const MTP = { method: "mtp", numSpeculativeTokens: 3 } as const;
@@ -170,4 +172,46 @@ test("mtp: a checkpoint without an MTP head is refused with MtpHeadMissingError"
   assert(e instanceof LlmError, String(e));
   assertEquals([e.name, e.code, e.param], ["MtpHeadMissingError", "invalid_request", "speculative.method"]);
   assert(/mtp/.test(e.message), e.message);
+});
+
+test("mtp head loader: the hub layout and a causal-LM export give the same head as a one-layer model; GGUF refused", async () => {
+  await withTempDir(async (dir) => {
+    await writeMtpCheckpoint(`${dir}/hub`, "random");
+    await writeMtpCheckpoint(`${dir}/lm`, "random", 5, "causal_lm");
+    const [hub, lm] = [await openMtpTensors(`${dir}/hub`), await openMtpTensors(`${dir}/lm`)];
+    try {
+      const names = hub.names().sort();
+      assertEquals(names, lm.names().sort());
+      assert(names.includes("model.layers.0.self_attn.q_proj.weight") && names.includes("model.norm.weight") && names.includes("mtp.fc.weight"), names.join());
+      assert(!names.some((n) => n.startsWith("mtp.layers.") || n.startsWith("model.layers.1")), names.join());
+      for (const n of names) assertEquals(await hub.read(hub.get(n)), await lm.read(lm.get(n)), n);
+    } finally {
+      hub.close();
+      lm.close();
+    }
+  });
+  const e = await assertRejects(() => openMtpTensors("/nowhere/model.gguf"), MtpHeadMissingError);
+  assertEquals(e.param, "speculative.method");
+});
+
+test("mtp on Qwen3.5-MoE (cpu kernels): a head layer with routed and shared experts; greedy outputs equal plain decoding; nothing held after", async () => {
+  const cases = (await loadGolden("qwen35-tiny")).cases;
+  await withTempDir(async (dir) => {
+    await writeQwen35MoeFromDense(dir, { experts: 4, topK: 2, layout: "fused" });
+    await addMtpHead(dir, 3);
+    const opts = { model: dir, maxBatchTokens: 64, maxSeqs: 4, kernelFamily: "cpu" as const };
+    const plain = await createEngine(opts);
+    const spec = await createEngine({ ...opts, speculative: MTP });
+    try {
+      const reqs: GenerateOptions[] = cases.slice(0, 3).map((c, i) => ({ prompt: c.prompt_ids, maxTokens: [20, 9, 14][i], ignoreEos: true }));
+      await sameOutputs(plain, spec, reqs, "moe");
+      assert(spec.stats().specDraftTokens > 0, "no drafts");
+      await idle(spec);
+      const end = spec.stats();
+      assertEquals([end.kvBlocksUsed, end.specDraftKvBlocksUsed, end.stateSlotsUsed], [0, 0, 0]);
+    } finally {
+      await plain.close();
+      await spec.close();
+    }
+  });
 });

@@ -25,8 +25,9 @@ export type MtpVariant = "random" | "rigged";
 /** Tensors by name, f32. */
 export type Tensors = Map<string, { shape: number[]; data: Float32Array }>;
 
-async function fixtureTensors(): Promise<SyntheticTensor[]> {
-  const bytes = await sys.readFile(`${SRC}/model.safetensors`);
+/** A single-file checkpoint's tensors, decoded. */
+async function fileTensors(path: string): Promise<SyntheticTensor[]> {
+  const bytes = await sys.readFile(path);
   const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
   const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
   return Object.entries(header).filter(([k]) => k !== "__metadata__").map(([name, v]) => {
@@ -37,16 +38,17 @@ async function fixtureTensors(): Promise<SyntheticTensor[]> {
 
 /**
  * Writes qwen35-tiny with an MTP head (`mtp_num_hidden_layers: 1`) into `dir` (or without one
- * when `variant` is "none") and returns every tensor it wrote, f32 (for the reference).
+ * when `variant` is "none"), in the hub layout or as a causal-LM export (`model.*` + `mtp.*`),
+ * and returns every tensor it wrote under the hub names, f32 (for the reference).
  */
-export async function writeMtpCheckpoint(dir: string, variant: MtpVariant | "none", seed = 5): Promise<Tensors> {
+export async function writeMtpCheckpoint(dir: string, variant: MtpVariant | "none", seed = 5, layout: "hub" | "causal_lm" = "hub"): Promise<Tensors> {
   const { H, nh, nkv, hd, I } = TINY;
   await sys.mkdir(dir, { recursive: true });
   for (const f of ["generation_config.json", "tokenizer.json", "tokenizer_config.json"]) await sys.copyFile(`${SRC}/${f}`, `${dir}/${f}`);
   const config = JSON.parse(await sys.readTextFile(`${SRC}/config.json`));
   if (variant !== "none") config.text_config.mtp_num_hidden_layers = 1;
   await sys.writeTextFile(`${dir}/config.json`, JSON.stringify(config));
-  const tensors = (await fixtureTensors()).filter((t) => !t.name.startsWith("model.visual."));
+  const tensors = (await fileTensors(`${SRC}/model.safetensors`)).filter((t) => !t.name.startsWith("model.visual."));
   if (variant === "rigged") {
     for (const t of tensors) {
       if (/(o_proj|out_proj|down_proj)\.weight$/.test(t.name)) t.data = t.data.map((v) => v * 0.05);
@@ -86,8 +88,34 @@ export async function writeMtpCheckpoint(dir: string, variant: MtpVariant | "non
     put("mtp.pre_fc_norm_hidden.weight", [H], new Float32Array(H));
     put("mtp.norm.weight", [H], Float32Array.from(tensors.find((t) => t.name === `${LM}norm.weight`)!.data));
   }
-  await writeSafetensors(`${dir}/model.safetensors`, [...tensors, ...head]);
+  if (layout === "causal_lm") {
+    // A causal-LM export: the text config at the top level, the language model under model.*.
+    await sys.writeTextFile(`${dir}/config.json`, JSON.stringify({ ...config.text_config, architectures: ["Qwen3_5ForCausalLM"] }));
+    await writeSafetensors(`${dir}/model.safetensors`, [...tensors.map((t) => ({ ...t, name: t.name.replace(LM, "model.") })), ...head]);
+  } else {
+    await writeSafetensors(`${dir}/model.safetensors`, [...tensors, ...head]);
+  }
   return new Map([...tensors, ...head].map((t) => [t.name, { shape: t.shape, data: Float32Array.from(t.data) }]));
+}
+
+/**
+ * Adds an MTP head to the hub-layout checkpoint in `dir` (a random Qwen3.5-MoE one): its layer
+ * a copy of the target's last layer (experts, router and shared expert included, as stored),
+ * fc and the norms random.
+ */
+export async function addMtpHead(dir: string, last: number, seed = 9): Promise<void> {
+  const H = TINY.H;
+  const tensors = await fileTensors(`${dir}/model.safetensors`);
+  const rng = new Rng(seed);
+  const rand = (n: number, scale: number) => Float32Array.from({ length: n }, () => (rng.next() * 2 - 1) * scale);
+  const from = `${LM}layers.${last}.`;
+  const head: SyntheticTensor[] = tensors.filter((t) => t.name.startsWith(from)).map((t) => ({ ...t, name: `mtp.layers.0.${t.name.slice(from.length)}` }));
+  head.push({ name: "mtp.fc.weight", dtype: "F32", shape: [H, 2 * H], data: rand(2 * H * H, 1 / Math.sqrt(2 * H)) });
+  for (const n of ["pre_fc_norm_embedding", "pre_fc_norm_hidden", "norm"]) head.push({ name: `mtp.${n}.weight`, dtype: "F32", shape: [H], data: rand(H, 0.2) });
+  await writeSafetensors(`${dir}/model.safetensors`, [...tensors, ...head]);
+  const config = JSON.parse(await sys.readTextFile(`${dir}/config.json`));
+  config.text_config.mtp_num_hidden_layers = 1;
+  await sys.writeTextFile(`${dir}/config.json`, JSON.stringify(config));
 }
 
 /** x / rms(x) * (1 + w). */
