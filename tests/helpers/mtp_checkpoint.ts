@@ -13,10 +13,16 @@ const SRC = modelDir("qwen35-tiny");
 /** qwen35-tiny's text config. */
 export const TINY = { H: 128, nh: 4, nkv: 2, hd: 64, I: 320, V: 512, rot: 16, theta: 1e7, eps: 1e-6 };
 const LM = "model.language_model.";
+/**
+ * How much of the rigged target's token mixers and MLPs is kept: at 0.3 (k = 3, 4 streams of
+ * 48 tokens) 43 of 69 drafts were accepted, with rejections after accepted drafts; 0.05
+ * accepted all, 0.6 almost none.
+ */
+const RIG_SCALE = 0.3;
 
 /**
  * "random": the target unchanged, a random head. "rigged": a target whose token mixers and
- * MLPs are scaled by 0.05 (its next token then depends mostly on the current one) and a head
+ * MLPs are scaled down (its next token then depends mostly on the current one) and a head
  * that passes the embedding half through (fc = [I | 0], zero o/down): the head then predicts
  * what the target will mostly say, so drafts get accepted (and some rejected).
  */
@@ -51,7 +57,7 @@ export async function writeMtpCheckpoint(dir: string, variant: MtpVariant | "non
   const tensors = (await fileTensors(`${SRC}/model.safetensors`)).filter((t) => !t.name.startsWith("model.visual."));
   if (variant === "rigged") {
     for (const t of tensors) {
-      if (/(o_proj|out_proj|down_proj)\.weight$/.test(t.name)) t.data = t.data.map((v) => v * 0.05);
+      if (/(o_proj|out_proj|down_proj)\.weight$/.test(t.name)) t.data = t.data.map((v) => v * RIG_SCALE);
     }
   }
   const rng = new Rng(seed);
