@@ -32,6 +32,7 @@ import { SpeculationState, speculationAllowed } from "../scheduler/speculation.t
 import { checkSpeculativeConfig } from "./speculative_config.ts";
 import { checkDraftTokenizer, DraftModel, type Drafter } from "./draft_model.ts";
 import { MtpDrafter } from "./mtp_drafter.ts";
+import { openMtpTensors } from "../model/mtp_source.ts";
 import { EngineGrammar } from "./constraints.ts";
 import { EngineMetrics } from "./metrics.ts";
 
@@ -203,6 +204,8 @@ export class Engine {
     const pooling = await resolvePooling(options.model, options.pooling);
     // A draft model with another tokenizer is refused before any weight is loaded.
     if (speculative?.method === "draft") await checkDraftTokenizer(options.model, speculative.model);
+    // So is "mtp" on a checkpoint without a head (its tensor list is read, no weight).
+    if (speculative?.method === "mtp") (await openMtpTensors(options.model)).close();
     const runner = await ModelRunner.load(options.model, {
       attn: options.attn,
       maxTokens: options.maxBatchTokens ?? 256,

@@ -13,7 +13,7 @@
  * the step's records (`ngram_drafter.ts`), so they keep the pipeline too.
  * @module
  */
-import { type AttentionImpl, type KernelFamily, type KvDtype, LlmError, type Quantization, type SpeculativeConfig } from "../types/api.ts";
+import { type AttentionImpl, type KernelFamily, type KvDtype, LlmError, MtpHeadMissingError, type Quantization, type SpeculativeConfig } from "../types/api.ts";
 import { createGpu, type Gpu } from "../gpu/device.ts";
 import { type KvBudget, kvCacheBudget, stepScratchBytes } from "./kv_budget.ts";
 import { KvCache } from "../gpu/kv_cache.ts";
@@ -390,6 +390,9 @@ export class ModelRunner {
     options: Pick<ModelRunnerOptions, "attn" | "weightDType" | "quantization" | "quantizedActivations" | "stepsPerSync"> = {},
   ): Promise<ModelRunner> {
     if (!target.hiddenStore) throw new Error("the MTP head needs a target loaded with hiddenStore");
+    if (target.spec.architecture !== "qwen35" && target.spec.architecture !== "qwen35_moe") {
+      throw new MtpHeadMissingError(`"mtp" runs Qwen3.5's head (qwen35, qwen35_moe); this model is ${target.spec.architecture}`);
+    }
     const tensors = quantizeSource(await openMtpTensors(dir), options.quantization ?? "none");
     const gpu = target.gpu;
     const device = gpu.device;

@@ -462,8 +462,9 @@ export interface HistogramSnapshot {
 
 /** Everything `engine.stats()` reports. Times in seconds, sizes in bytes. */
 /**
- * Speculative decoding (vLLM's `--speculative-config`, camel-cased): "ngram" (prompt lookup)
- * or "draft" (a smaller model with the same tokenizer). See docs/speculative.md.
+ * Speculative decoding (vLLM's `--speculative-config`, camel-cased): "ngram" (prompt lookup),
+ * "draft" (a smaller model with the same tokenizer) or "mtp" (the checkpoint's own
+ * multi-token-prediction head, Qwen3.5). See docs/speculative.md.
  */
 export type SpeculativeConfig = NgramSpeculativeConfig | DraftSpeculativeConfig | MtpSpeculativeConfig;
 
@@ -532,7 +533,7 @@ export interface EngineStats {
   specDraftTokens: number;
   specAcceptedTokens: number;
   specAcceptedPerPosition: number[];
-  /** Speculative "draft" method: KV blocks the draft model's sequences hold, and in all (0 and 0 otherwise). */
+  /** Speculative "draft" / "mtp" methods: KV blocks the draft model's (or MTP head's) sequences hold, and in all (0 and 0 otherwise). */
   specDraftKvBlocksUsed: number;
   specDraftKvBlocksTotal: number;
   /** Hybrid models: tokens recomputed after rejected drafts (the recurrent state restored from its snapshot, then replayed). */
