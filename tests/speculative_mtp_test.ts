@@ -216,3 +216,27 @@ test("mtp on Qwen3.5-MoE (cpu kernels): a head layer with routed and shared expe
     }
   });
 });
+
+test("mtp (cpu kernels): under preemption (16 blocks of 8 for 4 streams) and with seeded sampling, outputs equal plain decoding; nothing held after", async () => {
+  const cases = (await loadGolden("qwen35-tiny")).cases;
+  await withTempDir(async (dir) => {
+    await writeMtpCheckpoint(dir, "rigged");
+    const opts = { model: dir, maxBatchTokens: 64, maxSeqs: 4, kernelFamily: "cpu" as const, blockSize: 8, numBlocks: 16 };
+    const plain = await createEngine(opts);
+    const spec = await createEngine({ ...opts, speculative: MTP });
+    try {
+      const reqs: GenerateOptions[] = cases.slice(0, 4).map((c) => ({ prompt: c.prompt_ids, maxTokens: 24, ignoreEos: true }));
+      await sameOutputs(plain, spec, reqs, "preempted");
+      assert(spec.stats().preemptions > 0, "no preemption: the test does not cover it");
+      await sameOutputs(plain, spec, reqs.map((r, i) => ({ ...r, temperature: 1, seed: 40 + i })), "sampled");
+      const s = spec.stats();
+      assert(s.specAcceptedTokens > 0, `${s.specAcceptedTokens}/${s.specDraftTokens} accepted`);
+      await idle(spec);
+      const end = spec.stats();
+      assertEquals([end.kvBlocksUsed, end.specDraftKvBlocksUsed, end.stateSlotsUsed], [0, 0, 0]);
+    } finally {
+      await plain.close();
+      await spec.close();
+    }
+  });
+});
