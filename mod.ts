@@ -46,7 +46,7 @@ export type {
   ToolFunction,
   Usage,
 } from "./src/types/api.ts";
-export { DEFAULT_MAX_TOKENS, DraftModelMismatchError, EngineError, InvalidRequestError, LlmError } from "./src/types/api.ts";
+export { DEFAULT_MAX_TOKENS, DraftModelMismatchError, EngineError, InvalidRequestError, LlmError, MtpHeadMissingError } from "./src/types/api.ts";
 export { type CreateEngineOptions, EngineClient } from "./src/api/client.ts";
 export type { BatchItemError, BatchOptions, BatchProgress } from "./src/api/batch.ts";
 export { CheckpointError, UnsupportedArchitectureError } from "./src/model/errors.ts";

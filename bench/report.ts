@@ -750,7 +750,13 @@ export function renderMarkdown(r: BenchResults): string {
 export function renderSpec(r: SpecResult): string[] {
   const c = r.config;
   const out = [
-    `${c.method === "draft" ? `draft model ${c.model.split("/").at(-1)} (k = ${c.numSpeculativeTokens})` : `n-gram drafts (k = ${c.numSpeculativeTokens}, n ${c.promptLookupMax}..${c.promptLookupMin})`} on ${r.model}, greedy, ${r.kernelFamily} kernels, best of ${r.runs}:`,
+    `${
+      c.method === "draft"
+        ? `draft model ${c.model.split("/").at(-1)} (k = ${c.numSpeculativeTokens})`
+        : c.method === "mtp"
+        ? `MTP head (k = ${c.numSpeculativeTokens})`
+        : `n-gram drafts (k = ${c.numSpeculativeTokens}, n ${c.promptLookupMax}..${c.promptLookupMin})`
+    } on ${r.model}, greedy, ${r.kernelFamily} kernels, best of ${r.runs}:`,
     "",
     "| workload | off tok/s | on tok/s | on/off | tokens per verify step | acceptance |",
     "|---|---|---|---|---|---|",

@@ -29,3 +29,5 @@ fn query_start(s: u32) -> u32 { return step[step[STEP_QUERY_START] + s]; }
 fn context_len(s: u32) -> u32 { return step[step[STEP_CONTEXT_LENS] + s]; }
 // Recurrent-state slot of sequence s (hybrid models' linear-attention layers).
 fn state_slot(s: u32) -> u32 { return step[step[STEP_STATE_SLOTS] + s]; }
+// MTP draft steps: where token t's hidden-state input row is (kernels/mtp_input.wgsl).
+fn hidden_src(t: u32) -> u32 { return step[step[STEP_HIDDEN_SRC] + t]; }

@@ -113,6 +113,8 @@ test("registry: every descriptor compiles in every variant the forward pass uses
       [K.SAMPLE, [{}]],
       [K.MASK, [{}]],
       [K.POOL_HIDDEN, [{}]],
+      [K.HIDDEN_STORE, [{}]],
+      [K.MTP_INPUT, [{}]],
     ];
     assertEquals(variants.map(([d]) => d.file).sort(), [...K.KERNEL_FILES].sort());
     for (const [desc, defines] of variants) {

@@ -182,7 +182,7 @@ test("scheduler (hybrid): a rejection takes the sequence back to before its veri
   }
 });
 
-test("speculative config: vLLM's JSON, errors naming the field, mtp not supported yet", () => {
+test("speculative config: vLLM's JSON, errors naming the field, eagle and medusa not supported yet", () => {
   assertEquals(parseSpeculativeConfig('{"method":"ngram","num_speculative_tokens":4,"prompt_lookup_max":4,"prompt_lookup_min":2}'), NGRAM);
   const param = (json: string) => {
     const e = assertThrows(() => parseSpeculativeConfig(json), LlmError);
@@ -194,7 +194,7 @@ test("speculative config: vLLM's JSON, errors naming the field, mtp not supporte
   assertEquals(param('{"method":"ngram","num_speculative_tokens":2,"lookahead":1}').param, "speculative.lookahead");
   assertEquals(param("[1]").param, "speculative.config");
   assertEquals(param("{").param, "speculative.config");
-  for (const method of ["mtp", "eagle"]) {
+  for (const method of ["eagle", "medusa"]) {
     const e = param(`{"method":"${method}","num_speculative_tokens":2}`);
     assertEquals(e.param, "speculative.method");
     assert(/not supported yet/.test(e.message), e.message);
@@ -207,8 +207,8 @@ test("--speculative-config: serve.ts and the CLI take vLLM's flag; a bad field i
   assertEquals(parseServeArgs([], () => undefined)!.tuning!.speculative, undefined);
   const e = assertThrows(() => parseServeArgs(["--speculative-config", '{"method":"ngram","num_speculative_tokens":-1}'], () => undefined), UsageError);
   assert(/num_speculative_tokens|numSpeculativeTokens/.test(e.message), e.message);
-  const mtp = assertThrows(() => parseServeArgs(["--speculative-config", '{"method":"mtp","num_speculative_tokens":1}'], () => undefined), UsageError);
-  assert(/not supported yet/.test(mtp.message), mtp.message);
+  const eagle = assertThrows(() => parseServeArgs(["--speculative-config", '{"method":"eagle","num_speculative_tokens":1}'], () => undefined), UsageError);
+  assert(/not supported yet/.test(eagle.message), eagle.message);
   assertEquals(parseArgs(["generate", "--speculative-config", json]).flags.get("speculative-config"), json);
   // createEngine refuses a bad setting as the caller's error, before loading anything.
   const bad = await createEngine({ model: modelDir("stories260K"), speculative: { ...NGRAM, numSpeculativeTokens: 0 } }).catch((x) => x);

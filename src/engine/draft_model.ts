@@ -66,8 +66,20 @@ export async function checkDraftTokenizer(target: string, draft: string): Promis
   if (d.eosTokenIds.join() !== t.eosTokenIds.join()) throw mismatch(`its EOS is [${d.eosTokenIds}], the target's [${t.eosTokenIds}]`);
 }
 
+/** What the engine asks of a model-based drafter (a draft model, an MTP head). */
+export interface Drafter {
+  /** Its KV blocks. */
+  readonly blocks: BlockManager;
+  /** Drafts for the speculating sequences before the scheduler's next plan. */
+  propose(running: readonly Sequence[]): Promise<void>;
+  /** Frees a sequence's KV (finished, cancelled or preempted). */
+  release(seq: Sequence): void;
+  /** Frees its GPU resources. */
+  close(): void;
+}
+
 /** The draft model beside a target runner. */
-export class DraftModel {
+export class DraftModel implements Drafter {
   readonly runner: ModelRunner;
   /** The draft KV's blocks (no prefix cache: only allocate and release). */
   readonly blocks: BlockManager;

@@ -30,7 +30,9 @@ import { parameterCount } from "../model/parameters.ts";
 import { Sequence } from "../scheduler/sequence.ts";
 import { SpeculationState, speculationAllowed } from "../scheduler/speculation.ts";
 import { checkSpeculativeConfig } from "./speculative_config.ts";
-import { checkDraftTokenizer, DraftModel } from "./draft_model.ts";
+import { checkDraftTokenizer, DraftModel, type Drafter } from "./draft_model.ts";
+import { MtpDrafter } from "./mtp_drafter.ts";
+import { openMtpTensors } from "../model/mtp_source.ts";
 import { EngineGrammar } from "./constraints.ts";
 import { EngineMetrics } from "./metrics.ts";
 
@@ -85,8 +87,8 @@ interface Embedder {
 type StartOptions = Pick<EngineOptions, "policy" | "grammarHostCompileMs" | "speculative"> & {
   model?: string;
   pooling?: Pooling | null;
-  /** Speculative method "draft": the loaded draft model (the engine then owns it). */
-  draft?: DraftModel | null;
+  /** Speculative methods "draft" and "mtp": the loaded draft model or MTP head (the engine then owns it). */
+  draft?: Drafter | null;
 };
 
 /** The runner's memory as engine info reports it. */
@@ -125,8 +127,8 @@ export class Engine {
   #speculative: EngineOptions["speculative"] | null;
   /** Hybrid models with speculation: bytes of the recurrent-state snapshots (0 otherwise). */
   #stateSnapshotBytes = 0;
-  /** Speculative method "draft": the draft model, else null. */
-  #draft: DraftModel | null;
+  /** Speculative methods "draft" and "mtp": the draft model or MTP head, else null. */
+  #draft: Drafter | null;
   /** Called after every readback and when idle (the Worker posts stats from here). */
   onProgress: (() => void) | null = null;
 
@@ -145,10 +147,11 @@ export class Engine {
     // A hybrid model's verification advances the recurrent state over every row: each slot
     // gets a snapshot to restore after a rejection (see gpu/state_snapshots.ts).
     this.#stateSnapshotBytes = this.#speculative && runner.state ? runner.enableStateSnapshots() : 0;
-    this.#draft = this.#speculative?.method === "draft" ? options.draft ?? null : null;
+    const modelDrafts = this.#speculative?.method === "draft" || this.#speculative?.method === "mtp";
+    this.#draft = modelDrafts ? options.draft ?? null : null;
     if (options.draft && !this.#draft) options.draft.close();
-    if (this.#speculative?.method === "draft" && !this.#draft) {
-      throw new EngineError("engine_start_failed", 'speculative method "draft" needs its draft model loaded (Engine.load does it)');
+    if (modelDrafts && !this.#draft) {
+      throw new EngineError("engine_start_failed", `speculative method "${this.#speculative!.method}" needs its drafter loaded (Engine.load does it)`);
     }
     if (this.#speculative && runner.capacity.maxLogitRows < runner.capacity.maxSeqs * (1 + this.#speculative.numSpeculativeTokens)) {
       throw new EngineError("engine_start_failed", "speculative decoding needs maxLogitRows >= maxSeqs * (1 + numSpeculativeTokens)");
@@ -201,6 +204,8 @@ export class Engine {
     const pooling = await resolvePooling(options.model, options.pooling);
     // A draft model with another tokenizer is refused before any weight is loaded.
     if (speculative?.method === "draft") await checkDraftTokenizer(options.model, speculative.model);
+    // So is "mtp" on a checkpoint without a head (its tensor list is read, no weight).
+    if (speculative?.method === "mtp") (await openMtpTensors(options.model)).close();
     const runner = await ModelRunner.load(options.model, {
       attn: options.attn,
       maxTokens: options.maxBatchTokens ?? 256,
@@ -224,10 +229,13 @@ export class Engine {
       gpu: options.gpu,
       onProgress: options.onLoadProgress,
       speculative,
+      // The MTP head drafts from the target's hidden rows.
+      hiddenStore: speculative?.method === "mtp",
     });
-    let draft: DraftModel | null = null;
+    let draft: Drafter | null = null;
     try {
       if (speculative?.method === "draft") draft = await DraftModel.load(runner, speculative, options);
+      if (speculative?.method === "mtp") draft = await MtpDrafter.load(runner, options.model, speculative.numSpeculativeTokens, options);
       return new Engine(runner, { ...options, pooling, draft });
     } catch (e) {
       draft?.close();

@@ -11,12 +11,13 @@ export const MAX_SPECULATIVE_TOKENS = 16;
 export const MAX_PROMPT_LOOKUP = 64;
 
 /** Methods named by vLLM that this engine does not implement yet. */
-const NOT_YET = new Set(["mtp", "eagle", "eagle3", "medusa", "mlp_speculator", "suffix"]);
+const NOT_YET = new Set(["eagle", "eagle3", "medusa", "mlp_speculator", "suffix"]);
 
 /** Fields each method takes. */
 const FIELDS: Record<SpeculativeConfig["method"], readonly string[]> = {
   ngram: ["method", "numSpeculativeTokens", "promptLookupMax", "promptLookupMin"],
   draft: ["method", "numSpeculativeTokens", "model"],
+  mtp: ["method", "numSpeculativeTokens"],
 };
 
 function invalid(param: string, message: string): LlmError {
@@ -39,13 +40,15 @@ export function checkSpeculativeConfig(c: SpeculativeConfig): SpeculativeConfig 
   if (typeof c !== "object" || c === null || Array.isArray(c)) throw invalid("config", "must be an object");
   const method = (c as { method?: unknown }).method;
   if (typeof method === "string" && NOT_YET.has(method)) {
-    throw invalid("method", `"${method}" is not supported yet (only "ngram" and "draft")`);
+    throw invalid("method", `"${method}" is not supported yet (only "ngram", "draft" and "mtp")`);
   }
-  if (method !== "ngram" && method !== "draft") throw invalid("method", `must be "ngram" or "draft", got ${JSON.stringify(method)}`);
+  if (method !== "ngram" && method !== "draft" && method !== "mtp") throw invalid("method", `must be "ngram", "draft" or "mtp", got ${JSON.stringify(method)}`);
+  const known = new Set(Object.values(FIELDS).flat());
   for (const key of Object.keys(c)) {
-    if (!FIELDS[method].includes(key)) throw invalid(key, FIELDS.ngram.includes(key) || FIELDS.draft.includes(key) ? `is not a field of method "${method}"` : "is not a known field");
+    if (!FIELDS[method].includes(key)) throw invalid(key, known.has(key) ? `is not a field of method "${method}"` : "is not a known field");
   }
   const k = intIn(c.numSpeculativeTokens, "numSpeculativeTokens", 1, MAX_SPECULATIVE_TOKENS);
+  if (c.method === "mtp") return { method: "mtp", numSpeculativeTokens: k };
   if (c.method === "draft") {
     if (typeof c.model !== "string" || c.model === "") throw invalid("model", `must name the draft model's directory, got ${JSON.stringify(c.model)}`);
     return { method: "draft", numSpeculativeTokens: k, model: c.model };
@@ -67,7 +70,8 @@ const VLLM_FIELDS: Record<string, string> = {
 /**
  * Parses vLLM's `--speculative-config` JSON, e.g.
  * `{"method":"ngram","num_speculative_tokens":4,"prompt_lookup_max":4,"prompt_lookup_min":2}` or
- * `{"method":"draft","num_speculative_tokens":4,"model":"path/to/small-model"}`.
+ * `{"method":"draft","num_speculative_tokens":4,"model":"path/to/small-model"}` or
+ * `{"method":"mtp","num_speculative_tokens":2}` (the checkpoint's own MTP head).
  * Throws an `invalid_request` {@link LlmError} naming the field at fault.
  */
 export function parseSpeculativeConfig(json: string): SpeculativeConfig {

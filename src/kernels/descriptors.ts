@@ -18,6 +18,15 @@ export const RMSNORM: KernelDescriptor<Record<string, never>, "x" | "gamma" | "o
 /** Pooled final hidden states (final RMSNorm, summed over each pooled row's tokens): embeddings. */
 export const POOL_HIDDEN: KernelDescriptor<Record<string, never>, "x" | "gamma" | "out"> = kernel("pool_hidden", ["x", "gamma", "out"]);
 
+/** MTP speculation: every token row's final RMSNorm stored at its KV slot. */
+export const HIDDEN_STORE: KernelDescriptor<Record<string, never>, "x" | "gamma" | "out"> = kernel("hidden_store", ["x", "gamma", "out"]);
+
+/** MTP speculation: the head's input row cat(norm_e(embedding), norm_h(hidden)). */
+export const MTP_INPUT: KernelDescriptor<Record<string, never>, "x" | "gamma_e" | "gamma_h" | "target_hidden" | "own_hidden" | "out"> = kernel(
+  "mtp_input",
+  ["x", "gamma_e", "gamma_h", "target_hidden", "own_hidden", "out"],
+);
+
 /** What a packed-weight matmul computes (the epilogue and input flags of matmul_epilogue.wgsl). */
 export type MatmulFlags = {
   /** Weights stored f32 (else f16). */
@@ -167,4 +176,6 @@ export const KERNEL_FILES: readonly string[] = [
   SAMPLE,
   MASK,
   POOL_HIDDEN,
+  HIDDEN_STORE,
+  MTP_INPUT,
 ].map((k) => k.file);

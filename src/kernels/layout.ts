@@ -46,6 +46,8 @@ export const STEP_HEADER = {
   poolRanges: 15,
   /** Array: recurrent-state slot per sequence (hybrid models' linear-attention layers). */
   stateSlots: 16,
+  /** Array: per token, the row its MTP head input reads (kernels/mtp_input.wgsl); MTP draft steps only. */
+  hiddenSrc: 17,
 } as const;
 
 /** Words reserved for the header. */

@@ -324,6 +324,14 @@ async function readShardIndex(path: string): Promise<Map<string, string>> {
 const LANGUAGE_MODEL_PREFIX = "model.language_model.";
 /** Tensors text serving never reads: a vision tower, a multi-token-prediction head. */
 const SKIPPED_PREFIXES = ["model.visual.", "mtp."];
+/** A multi-token-prediction head's tensors (Qwen3.5; the same name in both layouts). */
+export const MTP_PREFIX = "mtp.";
+
+/** Options of {@link openCheckpointTensors}. */
+export interface OpenTensorsOptions {
+  /** Keep the `mtp.*` tensors (MTP speculative decoding reads them); default false: skipped. */
+  keepMtp?: boolean;
+}
 
 /**
  * A vision-language checkpoint's language model under the plain causal-LM names
@@ -332,13 +340,14 @@ const SKIPPED_PREFIXES = ["model.visual.", "mtp."];
  * checkpoint's MTP head (`mtp.*` next to `model.*`) is skipped the same way. Other
  * checkpoints pass through unchanged.
  */
-export function languageModelTensors(tensors: Map<string, TensorInfo>): Map<string, TensorInfo> & { skippedTensors?: number } {
+export function languageModelTensors(tensors: Map<string, TensorInfo>, options: OpenTensorsOptions = {}): Map<string, TensorInfo> & { skippedTensors?: number } {
   const names = [...tensors.keys()];
-  if (!names.some((n) => n.startsWith(LANGUAGE_MODEL_PREFIX) || SKIPPED_PREFIXES.some((p) => n.startsWith(p)))) return tensors;
+  const skippedPrefixes = options.keepMtp ? SKIPPED_PREFIXES.filter((p) => p !== MTP_PREFIX) : SKIPPED_PREFIXES;
+  if (!names.some((n) => n.startsWith(LANGUAGE_MODEL_PREFIX) || skippedPrefixes.some((p) => n.startsWith(p)))) return tensors;
   const out: Map<string, TensorInfo> & { skippedTensors?: number } = new Map();
   let skipped = 0;
   for (const [name, info] of tensors) {
-    if (SKIPPED_PREFIXES.some((p) => name.startsWith(p))) {
+    if (skippedPrefixes.some((p) => name.startsWith(p))) {
       skipped++;
       continue;
     }
@@ -384,12 +393,12 @@ export function splitFusedExperts<M extends Map<string, TensorInfo>>(tensors: M)
   return tensors;
 }
 
-export async function openCheckpointTensors(dir: string): Promise<TensorIndex> {
+export async function openCheckpointTensors(dir: string, options: OpenTensorsOptions = {}): Promise<TensorIndex> {
   const absDir = resolvePath(dir, ".");
   const single = resolvePath(absDir, SINGLE_FILE);
   const indexPath = resolvePath(absDir, INDEX_FILE);
   if (await statFile(single)) {
-    return new TensorIndex(absDir, single, splitFusedExperts(languageModelTensors(await readHeader(single))));
+    return new TensorIndex(absDir, single, splitFusedExperts(languageModelTensors(await readHeader(single), options)));
   }
   if (!(await statFile(indexPath))) {
     throw new CheckpointError(single, `file not found (and no ${INDEX_FILE} in ${absDir})`);
@@ -414,5 +423,5 @@ export async function openCheckpointTensors(dir: string): Promise<TensorIndex> {
     }
     tensors.set(name, info);
   }
-  return new TensorIndex(absDir, indexPath, splitFusedExperts(languageModelTensors(tensors)));
+  return new TensorIndex(absDir, indexPath, splitFusedExperts(languageModelTensors(tensors, options)));
 }

@@ -134,9 +134,21 @@ export interface ModelWeights {
   lmHead: DenseMatrixWeight;
   /** Whether q|k|v's columns are in RoPE order (RoPE + the KV write in its epilogue). */
   ropeInQkv: boolean;
+  /** An MTP head's input weights ({@link UploadOptions.mtpInput}), else absent. */
+  mtp?: MtpInputWeights;
   /** Bytes uploaded. */
   bytes: number;
   destroy(): void;
+}
+
+/**
+ * An MTP head's input (Qwen3.5's `mtp.fc` over `cat(norm_e(embedding), norm_h(hidden))`):
+ * the two norms as gammas (1 + w) and fc [H, 2H].
+ */
+export interface MtpInputWeights {
+  normEmbed: GPUBuffer;
+  normHidden: GPUBuffer;
+  fc: MatrixWeight;
 }
 
 /** How the decoder's linear weights are stored: each dtype present, in layer order. */
@@ -170,6 +182,16 @@ export interface UploadOptions {
    * the source's `loadQuantType` only when true (false leaves them unquantized).
    */
   quantizedKernels?: boolean;
+  /**
+   * The embedding and LM head to use instead of uploading them (an MTP head shares its
+   * target's); they are not destroyed with these weights.
+   */
+  shared?: Pick<ModelWeights, "embed" | "lmHead">;
+  /**
+   * Also upload an MTP head's input weights (`mtp.fc.weight`, `mtp.pre_fc_norm_embedding.weight`,
+   * `mtp.pre_fc_norm_hidden.weight`) as {@link ModelWeights.mtp}.
+   */
+  mtpInput?: boolean;
 }
 
 /**
@@ -671,8 +693,15 @@ export async function uploadWeights(
       ...await ffn(i),
     };
   };
-  const embed = await dense(["model.embed_tokens.weight"], "embed");
+  const embed = options.shared?.embed ?? await dense(["model.embed_tokens.weight"], "embed");
   progress();
+  const mtp: MtpInputWeights | undefined = options.mtpInput
+    ? {
+      normEmbed: await norm("mtp.pre_fc_norm_embedding.weight", "mtp.norm_embed"),
+      normHidden: await norm("mtp.pre_fc_norm_hidden.weight", "mtp.norm_hidden"),
+      fc: await matrix(["mtp.fc.weight"], "mtp.fc", undefined, true),
+    }
+    : undefined;
   const layers: LayerWeights[] = [];
   for (let i = 0; i < spec.numLayers; i++) {
     const a = `${p(i)}.self_attn`;
@@ -699,12 +728,16 @@ export async function uploadWeights(
     progress();
   }
   const finalNorm = await norm("model.norm.weight", "final_norm");
-  const lmHead = spec.tieWordEmbeddings ? embed : await dense(["lm_head.weight"], "lm_head");
+  const lmHead = options.shared?.lmHead ?? (spec.tieWordEmbeddings ? embed : await dense(["lm_head.weight"], "lm_head"));
   await up.drain();
   progress();
   const buffers = (): GPUBuffer[] => {
     const out: GPUBuffer[] = [finalNorm];
-    const mats: MatrixWeight[] = [embed, ...(spec.tieWordEmbeddings ? [] : [lmHead])];
+    const mats: MatrixWeight[] = options.shared ? [] : [embed, ...(spec.tieWordEmbeddings ? [] : [lmHead])];
+    if (mtp) {
+      out.push(mtp.normEmbed, mtp.normHidden);
+      mats.push(mtp.fc);
+    }
     for (const l of layers) {
       mats.push(...denseMatrices(l));
       if (l.moe) out.push(...moeBuffers(l.moe));
@@ -722,6 +755,7 @@ export async function uploadWeights(
     finalNorm,
     lmHead,
     ropeInQkv: rope,
+    ...(mtp ? { mtp } : {}),
     bytes: up.bytes,
     destroy: () => buffers().forEach((b) => b.destroy()),
   };

@@ -42,7 +42,7 @@ import { ropeInverseFrequencies } from "../model/rope.ts";
 import type { KvCache } from "../gpu/kv_cache.ts";
 import type { RecurrentState } from "../gpu/recurrent_state.ts";
 import type { BindingResource, CompiledKernel, PipelineCache } from "../kernels/registry.ts";
-import { ATTN_GATE, DELTANET_CONV, DELTANET_RULE, EMBED, POOL_HIDDEN, RMSNORM, ROPE_KV } from "../kernels/descriptors.ts";
+import { ATTN_GATE, DELTANET_CONV, DELTANET_RULE, EMBED, HIDDEN_STORE, MTP_INPUT, POOL_HIDDEN, RMSNORM, ROPE_KV } from "../kernels/descriptors.ts";
 import { ATTENTION_SPLIT, deltaChunk } from "../kernels/family.ts";
 import { xqRowWords } from "../kernels/quant_matmul.ts";
 import { type Grid, matmulOp, type MatmulUse, rowsGrid } from "./matmul_op.ts";
@@ -91,6 +91,17 @@ export interface ForwardOptions {
   state?: RecurrentState;
   /** Hybrid models: how prefill chunks run the delta rule (default {@link DEFAULT_DELTA_RULE_FORM}). */
   deltaRuleForm?: DeltaRuleForm;
+  /**
+   * MTP speculation: every token row's final-norm hidden state is stored at its KV slot in
+   * this buffer ([KV slots, hidden] f32; the `hidden_store` op after the last layer).
+   */
+  hiddenStore?: GPUBuffer;
+  /**
+   * An MTP head (weights with `mtp`): the rows' input is `fc(cat(norm_e(embedding),
+   * norm_h(hidden)))`, the hidden row read from the target's store or, for a chained draft,
+   * from {@link hiddenStore} (the step metadata's `hiddenSrc`).
+   */
+  mtpInput?: { targetHidden: GPUBuffer };
 }
 
 type Rows = MatmulUse["rows"];
@@ -241,6 +252,23 @@ export class ForwardPass {
       }, (s) => rowsGrid(Math.ceil(H / 64), s.tokens));
     }
 
+    const mtp = options.mtpInput;
+    if (mtp) {
+      if (!weights.mtp || !options.hiddenStore) throw new Error("an MTP head needs its input weights and a hidden store");
+      const cat = this.#buffer("mtp_cat", T * 2 * H);
+      const k = pipelines.get(MTP_INPUT, {});
+      this.#op("mtp.input", [k], {
+        p: this.#uniform(k, { dim: H, eps }),
+        x,
+        gamma_e: weights.mtp.normEmbed,
+        gamma_h: weights.mtp.normHidden,
+        target_hidden: mtp.targetHidden,
+        own_hidden: options.hiddenStore,
+        out: cat,
+      }, (s) => (s.tokens <= MAX_Y ? [s.tokens, 1, 1] : [MAX_Y, Math.ceil(s.tokens / MAX_Y), 1]));
+      this.#matmul("mtp.fc", weights.mtp.fc, { x: cat, out: x, ldo: H, nOut: H, rows: "tokens" });
+    }
+
     const attnShape = { numHeads: nh, numKvHeads: nkv, headDim: hd, blockSize: bs, kvF16, maxTokens: T, maxContext, sinks: !!spec.attnSinks };
     const limits = { maxBindingBytes: options.maxBindingBytes, maxWorkgroupBytes: options.maxWorkgroupBytes };
     this.#attention = options.attn === "paged"
@@ -322,6 +350,16 @@ export class ForwardPass {
       norm: { gamma: weights.finalNorm, eps },
       softcap: spec.finalLogitSoftcap,
     });
+
+    if (options.hiddenStore) {
+      const k = pipelines.get(HIDDEN_STORE, {});
+      this.#op("hidden_store", [k], {
+        p: this.#uniform(k, { dim: H, eps }),
+        x,
+        gamma: weights.finalNorm,
+        out: options.hiddenStore,
+      }, (s) => (s.tokens <= MAX_Y ? [s.tokens, 1, 1] : [MAX_Y, Math.ceil(s.tokens / MAX_Y), 1]));
+    }
 
     // Embedding rows: the final norm's output pooled over their tokens (skipped when none).
     const pool = pipelines.get(POOL_HIDDEN, {});

@@ -13,7 +13,7 @@
  * the step's records (`ngram_drafter.ts`), so they keep the pipeline too.
  * @module
  */
-import { type AttentionImpl, type KernelFamily, type KvDtype, LlmError, type Quantization, type SpeculativeConfig } from "../types/api.ts";
+import { type AttentionImpl, type KernelFamily, type KvDtype, LlmError, MtpHeadMissingError, type Quantization, type SpeculativeConfig } from "../types/api.ts";
 import { createGpu, type Gpu } from "../gpu/device.ts";
 import { type KvBudget, kvCacheBudget, stepScratchBytes } from "./kv_budget.ts";
 import { KvCache } from "../gpu/kv_cache.ts";
@@ -28,6 +28,8 @@ import { kernelFamilyFor } from "../kernels/family.ts";
 import { RECORD_REF } from "../kernels/layout.ts";
 import { attentionLayers, type ModelSpec } from "../model/config.ts";
 import { openModel } from "../model/model_source.ts";
+import { mtpSpec, openMtpTensors } from "../model/mtp_source.ts";
+import { quantizeSource } from "../model/quant/quantized_source.ts";
 import { type ModelWeights, uploadWeights } from "../model/weights.ts";
 import type { PooledRow, SampledRow, StepPlan } from "../scheduler/scheduler.ts";
 import type { Sequence } from "../scheduler/sequence.ts";
@@ -103,6 +105,11 @@ export interface ModelRunnerOptions {
    * GPU draft without waiting for earlier steps (see `ngram_drafter.ts`).
    */
   speculative?: SpeculativeConfig;
+  /**
+   * MTP speculation: keep every computed row's final hidden state at its KV slot
+   * ({@link ModelRunner.hiddenStore}) for the MTP head to draft from.
+   */
+  hiddenStore?: boolean;
   /** An existing device to use. */
   gpu?: Gpu;
   /** Weight upload progress. */
@@ -171,6 +178,16 @@ export class ModelRunner {
   /** n-gram speculation on the GPU (with `speculative`), else null. */
   #drafter: GpuNgramDrafter | null = null;
   #patch: VerifyPatch | null = null;
+  /**
+   * MTP speculation: each computed row's final hidden state at its KV slot, [KV slots,
+   * hidden] f32 (the target's, with `hiddenStore`; an MTP head's own output rows), else null.
+   */
+  readonly hiddenStore: GPUBuffer | null;
+  /**
+   * An MTP head's runner: where each scheduled token's input hidden row is (a target KV slot,
+   * or its own slot with the top bit set), set by its drafter.
+   */
+  hiddenSource: ((seq: Sequence, position: number) => number) | null = null;
 
   private constructor(init: {
     gpu: Gpu;
@@ -190,8 +207,11 @@ export class ModelRunner {
     maxTopLogprobs: number;
     speculative?: SpeculativeConfig;
     maxContext: number;
+    hiddenStore?: GPUBuffer;
+    mtpInput?: { targetHidden: GPUBuffer };
   }) {
     const device = init.gpu.device;
+    this.hiddenStore = init.hiddenStore ?? null;
     this.gpu = init.gpu;
     this.spec = init.spec;
     this.weights = init.weights;
@@ -234,6 +254,8 @@ export class ModelRunner {
       packed4x8: init.gpu.hasPacked4x8,
       state: init.state ?? undefined,
       deltaRuleForm: init.deltaRuleForm,
+      hiddenStore: init.hiddenStore,
+      mtpInput: init.mtpInput,
     });
     this.sampler.bind(this.#meta, slotBytes, this.forward.logits);
     this.masks = new TokenMaskPass(device, init.pipelines, { vocab: init.spec.vocabSize, maxRows: rows });
@@ -305,11 +327,10 @@ export class ModelRunner {
         await device.popErrorScope();
         throw e;
       }
-      const numBlocks = options.numBlocks ?? defaultNumBlocks(
-        cacheShape,
-        budget.bytes,
-        Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize),
-      );
+      const bindingLimit = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+      const numBlocks = options.numBlocks ?? (options.hiddenStore
+        ? mtpNumBlocks(cacheShape, spec.hiddenSize, budget.bytes, bindingLimit)
+        : defaultNumBlocks(cacheShape, budget.bytes, bindingLimit));
       const maxContext = Math.min(options.maxContext ?? spec.maxPositionEmbeddings, numBlocks * blockSize);
       const capacity: StepCapacity = {
         maxTokens,
@@ -340,6 +361,7 @@ export class ModelRunner {
         maxTopLogprobs: options.maxTopLogprobs ?? 0,
         speculative: options.speculative,
         maxContext,
+        hiddenStore: options.hiddenStore ? createHiddenStore(gpu, numBlocks * blockSize, spec.hiddenSize) : undefined,
       });
       const error = await device.popErrorScope();
       if (error) throw new Error(`GPU setup failed: ${error.message}`);
@@ -349,6 +371,73 @@ export class ModelRunner {
         kvCacheBytes: numBlocks * KvCache.blockBytes(cacheShape),
         kvBudget: options.numBlocks === undefined ? budget : null,
         ...(options.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: options.gpuMemoryBytes } : {}),
+      };
+      return runner;
+    } finally {
+      tensors.close();
+    }
+  }
+
+  /**
+   * Loads the MTP head of the target's checkpoint `dir` as a runner of its own (one
+   * full-attention layer, its own KV cache of the target's shape and block count, the
+   * target's embedding and LM head shared) whose rows take their input from the target's
+   * {@link hiddenStore}. Throws `MtpHeadMissingError` when the checkpoint has no head.
+   */
+  static async loadMtp(
+    target: ModelRunner,
+    dir: string,
+    options: Pick<ModelRunnerOptions, "attn" | "weightDType" | "quantization" | "quantizedActivations" | "stepsPerSync"> = {},
+  ): Promise<ModelRunner> {
+    if (!target.hiddenStore) throw new Error("the MTP head needs a target loaded with hiddenStore");
+    if (target.spec.architecture !== "qwen35" && target.spec.architecture !== "qwen35_moe") {
+      throw new MtpHeadMissingError(`"mtp" runs Qwen3.5's head (qwen35, qwen35_moe); this model is ${target.spec.architecture}`);
+    }
+    const tensors = quantizeSource(await openMtpTensors(dir), options.quantization ?? "none");
+    const gpu = target.gpu;
+    const device = gpu.device;
+    const spec = mtpSpec(target.spec);
+    const family = target.forward.family;
+    try {
+      device.pushErrorScope("validation");
+      const weights = await uploadWeights(device, spec, tensors, {
+        weightDType: options.weightDType,
+        layout: family === "cpu" ? "column_blocks" : "padded_rows",
+        maxBindingBytes: gpu.limits.maxStorageBufferBindingSize,
+        shared: target.weights,
+        mtpInput: true,
+      });
+      const { blockSize, numBlocks } = target.cache.options;
+      const cache = new KvCache(
+        device,
+        { numLayers: 1, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize, dtype: target.cache.dtype, numBlocks },
+        gpu.limits.maxStorageBufferBindingSize,
+      );
+      const runner = new ModelRunner({
+        gpu,
+        spec,
+        weights,
+        cache,
+        state: null,
+        capacity: target.capacity,
+        pipelines: target.pipelines,
+        attn: options.attn ?? "paged",
+        family,
+        quantizedActivations: options.quantizedActivations,
+        stepsPerSync: options.stepsPerSync ?? 8,
+        constrainedStepsPerSync: 2,
+        maxTopLogprobs: 0,
+        maxContext: target.maxContext,
+        hiddenStore: createHiddenStore(gpu, numBlocks * blockSize, spec.hiddenSize),
+        mtpInput: { targetHidden: target.hiddenStore },
+      });
+      const error = await device.popErrorScope();
+      if (error) throw new Error(`GPU setup failed: ${error.message}`);
+      runner.memory = {
+        weightBytes: weights.bytes,
+        expertBytes: weights.layers.reduce((n, l) => n + (l.moe ? l.moe.expertBytes * spec.moe!.numExperts : 0), 0),
+        kvCacheBytes: numBlocks * KvCache.blockBytes({ numLayers: 1, numKvHeads: spec.numKvHeads, headDim: spec.headDim, blockSize, dtype: target.cache.dtype }),
+        kvBudget: null,
       };
       return runner;
     } finally {
@@ -472,8 +561,11 @@ export class ModelRunner {
     const appends: DraftRequest[] = [];
     const counts: { owner: Sequence; outputIndex: number; kind: "verify_count" }[] = [];
     let tokenCount = 0;
+    const hiddenSource = this.hiddenSource;
+    const hiddenSrc: number[] = [];
     for (const c of plan.chunks) {
       const seq = c.seq;
+      if (hiddenSource) for (let i = c.start; i < c.start + c.count; i++) hiddenSrc.push(hiddenSource(seq, i));
       if (c.gpuDraft !== undefined && drafter) {
         // Placeholders: positions and slots are upper bounds (blocks exist for them), the
         // rest is set by the patch.
@@ -536,6 +628,7 @@ export class ModelRunner {
       this.#lastRecord.set(seq, recordBase + rows.length - 1);
     }
     const batch = buildStepBatch(chunks, this.cache.options.blockSize);
+    if (hiddenSource) batch.hiddenSrc = Uint32Array.from(hiddenSrc);
     const offset = this.writeStep(batch, { rows, recordBase });
     this.masks.upload(maskRows);
     const ngram = [...accepts, ...appends];
@@ -666,9 +759,36 @@ export class ModelRunner {
     this.state?.destroy();
     this.#snapshots?.destroy();
     this.weights.destroy();
+    this.hiddenStore?.destroy();
     this.#meta.destroy();
     this.#logitsRead?.destroy();
   }
+}
+
+/**
+ * Blocks for a target with MTP speculation: each block also costs its hidden rows in the
+ * target's and the head's stores (f32) and the head's one KV layer, all taken from the same
+ * budget, and a store must fit one binding.
+ */
+function mtpNumBlocks(
+  shape: { numLayers: number; numKvHeads: number; headDim: number; blockSize: number; dtype?: KvDtype },
+  hidden: number,
+  budgetBytes: number,
+  maxBinding: number,
+): number {
+  const rows = shape.blockSize * hidden * 4;
+  const perBlock = KvCache.blockBytes(shape) + 2 * rows + KvCache.blockBytes({ ...shape, numLayers: 1 });
+  return Math.max(1, Math.min(Math.floor(budgetBytes / perBlock), Math.floor(maxBinding / rows), defaultNumBlocks(shape, budgetBytes, maxBinding)));
+}
+
+/** A hidden-state store of one f32 row per KV slot (MTP speculation). */
+function createHiddenStore(gpu: Gpu, slots: number, hidden: number): GPUBuffer {
+  const size = slots * hidden * 4;
+  const limit = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+  if (size > limit) {
+    throw new LlmError("invalid_request", `MTP speculation keeps a hidden row per KV slot: ${slots} slots need ${size} bytes, over the binding limit ${limit}; lower the KV cache`, { param: "speculative.method" });
+  }
+  return gpu.device.createBuffer({ label: "hidden_store", size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
 }
 
 /**

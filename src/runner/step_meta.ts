@@ -35,6 +35,11 @@ export interface StepBatch {
   poolRanges: Uint32Array;
   /** Recurrent-state slot per sequence (hybrid models). */
   stateSlots: Uint32Array;
+  /**
+   * MTP draft steps: per token, the hidden-state row its input reads (a target KV slot, or
+   * the MTP layer's own slot with the top bit set; kernels/mtp_input.wgsl). Absent: zeros.
+   */
+  hiddenSrc?: Uint32Array;
 }
 
 /** One sequence's share of a step. */
@@ -171,7 +176,7 @@ export interface StepSampling {
 export function metaSlotWords(cap: StepCapacity): number {
   return STEP_HEADER_WORDS + 4 * cap.maxTokens + cap.maxSeqs * cap.maxBlocksPerSeq +
     cap.maxLogitRows + cap.maxSeqs + (cap.maxSeqs + 1) + cap.maxSeqs + cap.maxLogitRows * SAMPLING_ROW_WORDS +
-    2 * cap.maxSeqs;
+    2 * cap.maxSeqs + cap.maxTokens;
 }
 
 /** Packs a batch into one metadata slot (a single `writeBuffer`). */
@@ -222,6 +227,11 @@ export function packStepMeta(
   meta[H.numPoolRows] = P;
   meta[H.poolRanges] = off + cap.maxLogitRows * SAMPLING_ROW_WORDS;
   meta.set(batch.poolRanges, meta[H.poolRanges]);
+  meta[H.hiddenSrc] = meta[H.poolRanges] + 2 * cap.maxSeqs;
+  if (batch.hiddenSrc) {
+    if (batch.hiddenSrc.length !== T) throw new StepCapacityError(`${batch.hiddenSrc.length} hidden sources for ${T} tokens`);
+    meta.set(batch.hiddenSrc, meta[H.hiddenSrc]);
+  }
   meta[H.samplingParams] = off;
   if (sampling) {
     if (sampling.rows.length !== R) throw new StepCapacityError(`${sampling.rows.length} sampled rows for ${R} logit rows`);

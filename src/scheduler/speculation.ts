@@ -101,7 +101,7 @@ export class SpeculationState {
     this.config = config;
     this.k = config.numSpeculativeTokens;
     // A draft model proposes for any text: start speculating, back off where it fails.
-    this.#armed = config.method === "draft";
+    this.#armed = config.method !== "ngram";
   }
 
   /** Method "draft": the known length the pending proposal drafts after, or -1. */
@@ -133,8 +133,8 @@ export class SpeculationState {
       return;
     }
     const c = this.config;
-    if (c.method === "draft") {
-      // The draft model only runs while speculating: no hindsight to ask, try again.
+    if (c.method !== "ngram") {
+      // The draft model (or MTP head) only runs while speculating: no hindsight to ask, try again.
       this.#armed = true;
       return;
     }
@@ -159,7 +159,7 @@ export class SpeculationState {
     const c = this.config;
     const n = Math.min(this.k, limit);
     let d: number[];
-    if (c.method === "draft") {
+    if (c.method !== "ngram") {
       const p = this.#proposal;
       this.#proposal = null;
       d = p && p.at === tokens.length ? p.tokens.slice(0, Math.max(0, n)) : [];

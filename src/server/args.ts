@@ -105,7 +105,8 @@ export const USAGE = `Usage: deno run -A serve.ts [flags]
   --speculative-config JSON  speculative decoding, vLLM's flag: '{"method":"ngram",
                              "num_speculative_tokens":4,"prompt_lookup_max":4,
                              "prompt_lookup_min":2}', or a draft model with the same tokenizer:
-                             '{"method":"draft","num_speculative_tokens":4,"model":"DIR"}'
+                             '{"method":"draft","num_speculative_tokens":4,"model":"DIR"}' or
+                             '{"method":"mtp","num_speculative_tokens":2}' (Qwen3.5's MTP head)
                              (default off; see docs/speculative.md)
   --pooling last|mean        how /v1/embeddings pools hidden states (default: the checkpoint's
                              sentence-transformers config, else last token + end-of-text)

@@ -462,10 +462,11 @@ export interface HistogramSnapshot {
 
 /** Everything `engine.stats()` reports. Times in seconds, sizes in bytes. */
 /**
- * Speculative decoding (vLLM's `--speculative-config`, camel-cased): "ngram" (prompt lookup)
- * or "draft" (a smaller model with the same tokenizer). See docs/speculative.md.
+ * Speculative decoding (vLLM's `--speculative-config`, camel-cased): "ngram" (prompt lookup),
+ * "draft" (a smaller model with the same tokenizer) or "mtp" (the checkpoint's own
+ * multi-token-prediction head, Qwen3.5). See docs/speculative.md.
  */
-export type SpeculativeConfig = NgramSpeculativeConfig | DraftSpeculativeConfig;
+export type SpeculativeConfig = NgramSpeculativeConfig | DraftSpeculativeConfig | MtpSpeculativeConfig;
 
 /**
  * n-gram (prompt lookup) drafts: each step proposes up to `numSpeculativeTokens` tokens that
@@ -489,6 +490,15 @@ export interface DraftSpeculativeConfig {
   numSpeculativeTokens: number;
   /** The draft model: a checkpoint directory or a .gguf file. */
   model: string;
+}
+
+/**
+ * The checkpoint's own multi-token-prediction head (Qwen3.5's `mtp.*` tensors) drafts up to
+ * `numSpeculativeTokens` tokens from the target's hidden states (greedy, chained).
+ */
+export interface MtpSpeculativeConfig {
+  method: "mtp";
+  numSpeculativeTokens: number;
 }
 
 export interface EngineStats {
@@ -523,7 +533,7 @@ export interface EngineStats {
   specDraftTokens: number;
   specAcceptedTokens: number;
   specAcceptedPerPosition: number[];
-  /** Speculative "draft" method: KV blocks the draft model's sequences hold, and in all (0 and 0 otherwise). */
+  /** Speculative "draft" / "mtp" methods: KV blocks the draft model's (or MTP head's) sequences hold, and in all (0 and 0 otherwise). */
   specDraftKvBlocksUsed: number;
   specDraftKvBlocksTotal: number;
   /** Hybrid models: tokens recomputed after rejected drafts (the recurrent state restored from its snapshot, then replayed). */
@@ -638,6 +648,18 @@ export class DraftModelMismatchError extends InvalidRequestError {
   constructor(detail: string) {
     super("speculative.model", detail);
     this.name = "DraftModelMismatchError";
+  }
+}
+
+/**
+ * Speculative method "mtp" on a model without a usable multi-token-prediction head: a
+ * checkpoint with no `mtp.*` tensors, a head of more than one layer, or a GGUF file (its MTP
+ * tensors are not read).
+ */
+export class MtpHeadMissingError extends InvalidRequestError {
+  constructor(detail: string) {
+    super("speculative.method", detail);
+    this.name = "MtpHeadMissingError";
   }
 }
 
