@@ -212,6 +212,26 @@ test("scheduler (GPU drafts): only a speculating sequence keeps a GPU history; u
   assertEquals(seq.outputIds, [3, 1, 2, 3, 1, 2, 3]);
 });
 
+test("scheduler (GPU drafts): near the request's end, one-row steps go on within the context instead of waiting", () => {
+  for (const maxContext of [undefined, 64]) {
+    const sched = new Scheduler({ numBlocks: 64, blockSize: 2, maxBatchTokens: 64, maxSeqs: 4, policy: "fifo", gpuDrafts: true, maxContext });
+    const seq = new Sequence(0, [1, 2, 3, 1, 2, 3, 1, 2], { maxTokens: 12, sampling: { ...SAMPLING_DEFAULTS }, stopTokenIds: new Set([99]) }, 0);
+    seq.speculation = new SpeculationState(NGRAM);
+    sched.add(seq);
+    const shape = () => sched.schedule().chunks.map((c) => [c.start, c.count, c.gpuDraft]);
+    assertEquals(shape(), [[0, 8, undefined]]);
+    seq.speculation.observe(4, 4); // a wider window: three verifications in flight
+    assertEquals(shape(), [[8, 5, 4]]);
+    assertEquals(shape(), [[13, 5, 4]]);
+    // Upper-bound positions reach the request's last fed position (8 + 12 - 2 = 18): no draft.
+    assertEquals(shape(), [[18, 1, 0]]);
+    // Past it, with 3 tokens counted of 12: without a context bound the sequence waits for
+    // its results; with one it goes on with one-row steps (real positions are lower).
+    assertEquals(shape(), maxContext ? [[19, 1, 0]] : []);
+    assertEquals(shape(), maxContext ? [[20, 1, 0]] : []);
+  }
+});
+
 test("scheduler (hybrid): a rejection takes the sequence back to before its verification; the next chunk restores the state and replays the accepted tokens", () => {
   const sched = new Scheduler({ numBlocks: 16, blockSize: 2, maxBatchTokens: 64, maxSeqs: 4, policy: "fifo", prefixCaching: false, recurrentState: true });
   const seq = new Sequence(0, [1, 2, 3, 1, 2, 3, 1, 2], { maxTokens: 20, sampling: { ...SAMPLING_DEFAULTS }, stopTokenIds: new Set() }, 0);

@@ -246,7 +246,8 @@ export class ModelRunner {
       this.#drafter = new GpuNgramDrafter(device, init.pipelines, {
         family: init.family,
         maxSeqs: init.capacity.maxSeqs,
-        maxContext: init.maxContext,
+        // Every position a block table holds (one-row steps may run there, see the scheduler).
+        maxContext: init.capacity.maxBlocksPerSeq * init.cache.options.blockSize,
         maxDraft: spec.numSpeculativeTokens,
         promptLookupMax: spec.promptLookupMax ?? 4,
         promptLookupMin: spec.promptLookupMin ?? 2,

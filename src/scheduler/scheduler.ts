@@ -46,6 +46,13 @@ export interface SchedulerOptions {
    */
   gpuDrafts?: boolean;
   /**
+   * Positions a sequence's block table (and GPU token history) can hold: with `gpuDrafts`,
+   * one-row steps may go on past the request's length at upper-bound positions up to here
+   * while verifications are in flight (their real positions are lower), rather than wait for
+   * the results (default: the request's length bounds them too).
+   */
+  maxContext?: number;
+  /**
    * Hybrid models: a verification also advances the recurrent state over its rejected rows,
    * so a rejection rolls the sequence back to before the verification, and its next chunk
    * restores the state snapshot taken then and recomputes the accepted tokens.
@@ -492,10 +499,14 @@ export class Scheduler {
     // The GPU history starts with a plain step (see ScheduledChunk.gpuHistory).
     if (!spec.gpuHistory || seq.generated >= seq.maxTokens || budget < 1) return -1;
     const room = seq.promptIds.length + seq.maxTokens - 2 - seq.numComputed;
-    if (room < 0) return -1;
+    const verifying = spec.gpuInflight.some((fed) => fed > 0);
+    // Near the end the upper bound passes the request's length while the real position
+    // may not: one-row steps go on within the context (see SchedulerOptions.maxContext).
+    const limit = this.options.maxContext ?? seq.promptIds.length + seq.maxTokens;
+    if (room < 0) return verifying && seq.numComputed + 2 <= limit ? 0 : -1;
     // Stopped speculating: one-row steps while verifications are in flight, rather than a
     // wait for them (a plain step needs its position known).
-    if (!spec.active) return spec.gpuInflight.some((fed) => fed > 0) ? 0 : -1;
+    if (!spec.active) return verifying ? 0 : -1;
     const unconfirmed = spec.gpuInflight.reduce((n, fed) => n + (fed > 0 ? 1 : 0), 0);
     const k = unconfirmed >= spec.window ? 0 : Math.min(spec.k, budget - 1, room);
     // With nothing in flight its length is known: a plain step (keeping the history) does.
