@@ -426,8 +426,8 @@ async function main(): Promise<void> {
       }, log));
     if (q) notes.push("--quick: quant without the fast path (quantized activations)");
     // Speculative decoding (n-gram drafts) on stories260K, which copies; the verify-step cost
-    // per k on the SmolLM2-shaped model (bench/spec.ts).
-    const spec = await section("spec", on("spec"), () => benchSpec({ model: STORIES, costModel: smol, gpu, quick: q, log }));
+    // per k on the SmolLM2-shaped model; llama.cpp's prompt lookup as a peer (bench/spec.ts).
+    const spec = await section("spec", on("spec"), () => benchSpec({ model: STORIES, costModel: smol, gpu, quick: q, tmp, log }));
     if (q) notes.push("--quick: spec with half-length outputs, best of 2 timed runs per engine, 2 rounds of step costs");
     gpu.device.destroy();
 

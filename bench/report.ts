@@ -771,5 +771,19 @@ export function renderSpec(r: SpecResult): string[] {
   out.push("", `Verify-step cost on ${r.costModel} (one sequence at context ${r.context}, k + 1 sampled rows, 8 steps per wait):`, "");
   out.push("| k | ms per step | vs plain step |", "|---|---|---|");
   for (const c of r.verifyCost) out.push(`| ${c.k} | ${c.wallMs.toFixed(2)} | ${c.ratio.toFixed(2)} |`);
+  if (r.llamaCpp && c.method === "ngram") {
+    out.push(
+      "",
+      `Peer: llama.cpp (node-llama-cpp's InputLookupTokenPredictor, pattern ${c.promptLookupMin}..${c.promptLookupMax}, up to ${c.numSpeculativeTokens} tokens) on the GGUF conversion, same workloads, best of ${r.runs}:`,
+      "",
+      "| workload | off tok/s | on tok/s | on/off | predictions validated / refuted | same tokens |",
+      "|---|---|---|---|---|---|",
+    );
+    for (const w of r.llamaCpp) {
+      out.push(`| ${w.workload} | ${w.offTokPerS.toFixed(1)} | ${w.onTokPerS.toFixed(1)} | ${w.speedup.toFixed(2)} | ${w.validated} / ${w.refuted} | ${w.sameTokens ? "yes" : "no"} |`);
+    }
+  } else if (r.llamaCppNote) {
+    out.push("", `Peer llama.cpp: ${r.llamaCppNote}.`);
+  }
   return out;
 }

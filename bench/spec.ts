@@ -5,9 +5,12 @@
  * ratio, tokens per verification step and the acceptance rate (greedy, so both runs make the
  * same tokens). Then the cost of a verification step per k on a model (the SmolLM2-shaped
  * one in the suite): one sequence's step with k + 1 sampled rows against a plain decode step.
+ * With n-gram drafts, node-llama-cpp's prompt lookup on the same workloads as a peer
+ * (bench/spec_peer.ts; skipped with a note where node-llama-cpp does not load).
  * Also standalone: `deno run -A bench/spec.ts [--model DIR] [--kernel-family cpu|gpu] [--quick]
- * [--method ngram|draft] [--draft-model DIR]` (the draft model defaults to the model itself,
- * which shows the verification machinery at ~100% acceptance, not a speedup a real pair gives).
+ * [--method ngram|draft] [--draft-model DIR] [--no-peer]` (the draft model defaults to the model
+ * itself, which shows the verification machinery at ~100% acceptance, not a speedup a real pair
+ * gives).
  * @module
  */
 import { createEngine, type EngineClient, type GenerateOptions } from "../mod.ts";
@@ -17,7 +20,9 @@ import { ModelRunner } from "../src/runner/model_runner.ts";
 import { buildStepBatch, shapeOf } from "../src/runner/step_meta.ts";
 import { SAMPLING_DEFAULTS } from "../src/types/api.ts";
 import { percentile } from "./stats.ts";
-import { renderSpec } from "./report.ts";
+import { renderSpec, SectionSkipped } from "./report.ts";
+import { loadLlamaCpp } from "./peer_llama_cpp.ts";
+import { benchSpecPeer, type SpecPeerRow } from "./spec_peer.ts";
 import * as rt from "../src/runtime/runtime.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -97,6 +102,10 @@ export interface SpecResult {
   costModel: string;
   context: number;
   verifyCost: VerifyCost[];
+  /** node-llama-cpp's `InputLookupTokenPredictor` on the same workloads (n-gram only). */
+  llamaCpp?: SpecPeerRow[];
+  /** Why the llama.cpp rows are missing (not available, or `peer: false`). */
+  llamaCppNote?: string;
 }
 
 /**
@@ -158,6 +167,12 @@ export interface SpecBenchOptions {
   gpu?: Gpu;
   /** Shorter outputs, best of 2 timed runs, 2 rounds of step costs. */
   quick?: boolean;
+  /**
+   * Also run node-llama-cpp's prompt lookup on the workloads (n-gram method; default true;
+   * `tmp` holds the GGUF conversion, a temp dir of its own by default).
+   */
+  peer?: boolean;
+  tmp?: string;
   log?: (line: string) => void;
 }
 
@@ -166,7 +181,7 @@ export async function benchSpec(options: SpecBenchOptions): Promise<SpecResult> 
   const q = options.quick ?? false;
   const runs = q ? 2 : 5;
   const out = (n: number) => (q ? n / 2 : n);
-  const workloads: [string, GenerateOptions[]][] = [
+  const workloads: [string, (GenerateOptions & { prompt: string })[]][] = [
     ["(a) copying, 1 stream", [{ prompt: COPY, maxTokens: out(128), ignoreEos: true }]],
     ["(b) free text, 1 stream", [{ prompt: FREE, maxTokens: out(128), ignoreEos: true }]],
     ["(c) 8 streams", STREAMS.map((prompt) => ({ prompt, maxTokens: out(96), ignoreEos: true }))],
@@ -216,7 +231,31 @@ export async function benchSpec(options: SpecBenchOptions): Promise<SpecResult> 
   } finally {
     runner.close();
   }
-  return { model: options.model.split("/").at(-1)!, config: speculative, kernelFamily, runs, rows, costModel: costModel.split("/").at(-1)!, context, verifyCost };
+  const result: SpecResult = { model: options.model.split("/").at(-1)!, config: speculative, kernelFamily, runs, rows, costModel: costModel.split("/").at(-1)!, context, verifyCost };
+  if (speculative.method !== "ngram") return result;
+  if (options.peer === false) return { ...result, llamaCppNote: "not run (peer off)" };
+  try {
+    const llama = await loadLlamaCpp();
+    const tmp = options.tmp ?? await rt.makeTempDir("spec_peer_");
+    try {
+      result.llamaCpp = await benchSpecPeer({
+        model: options.model,
+        ggufPath: `${tmp}/${result.model}.gguf`,
+        llama,
+        workloads: workloads.map(([name, reqs]) => ({ name, prompts: reqs.map((r) => r.prompt), maxTokens: reqs[0].maxTokens! })),
+        lookup: { minN: speculative.promptLookupMin ?? 2, maxN: speculative.promptLookupMax ?? 4, k: speculative.numSpeculativeTokens },
+        runs,
+      });
+      options.log?.(`  llama.cpp: ${result.llamaCpp.map((r) => `${r.workload} on/off ${r.speedup.toFixed(2)}`).join(", ")}`);
+    } finally {
+      await llama.dispose();
+      if (!options.tmp) await rt.remove(tmp).catch(() => {});
+    }
+  } catch (e) {
+    if (!(e instanceof SectionSkipped)) throw e;
+    result.llamaCppNote = e.message;
+  }
+  return result;
 }
 
 async function main(): Promise<void> {
@@ -230,7 +269,7 @@ async function main(): Promise<void> {
   const method = flag("method") ?? "ngram";
   if (method !== "ngram" && method !== "draft") throw new Error(`--method must be ngram or draft, got ${method}`);
   const speculative: SpeculativeConfig = method === "draft" ? { method, numSpeculativeTokens: 4, model: flag("draft-model") ?? model } : NGRAM;
-  const r = await benchSpec({ model, kernelFamily, speculative, quick: argv.includes("--quick"), log: console.error });
+  const r = await benchSpec({ model, kernelFamily, speculative, quick: argv.includes("--quick"), peer: !argv.includes("--no-peer"), log: console.error });
   console.log(`${rt.RUNTIME}`);
   console.log(renderSpec(r).join("\n"));
 }

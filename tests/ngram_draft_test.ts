@@ -3,7 +3,8 @@
  * histories, in both kernel families: drafts equal `ngramDraft` (many sequences per dispatch,
  * the newest token given by value or by reference to a sampler output record); accepting a
  * verification step's rows keeps the longest prefix equal to the draft plus the next sample,
- * on the GPU, and the next draft and append see the updated history.
+ * on the GPU, and the next draft and append see the updated history; a history uploaded
+ * partly from output records (`copyRecord`) drafts the same.
  */
 import { test } from "./helpers/test.ts";
 import { createGpu } from "../src/gpu/device.ts";
@@ -28,7 +29,10 @@ for (const family of ["cpu", "gpu"] as KernelFamily[]) {
     const gpu = await createGpu();
     const device = gpu.device;
     const pipelines = new PipelineCache(device, await loadKernelSources(SPEC_KERNEL_FILES));
-    const records = device.createBuffer({ size: MAX_SEQS * ROWS * RECORD_WORDS * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+    const records = device.createBuffer({
+      size: MAX_SEQS * ROWS * RECORD_WORDS * 4,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
+    });
     const draftWords = MAX_SEQS * (1 + MAX_DRAFT);
     const countWords = MAX_SEQS * RECORD_WORDS;
     const read = device.createBuffer({ size: (draftWords + countWords + MAX_SEQS) * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
@@ -53,10 +57,11 @@ for (const family of ["cpu", "gpu"] as KernelFamily[]) {
         const recordIds = new Uint32Array(MAX_SEQS * ROWS * RECORD_WORDS);
         const setRecord = (record: number, id: number) => (recordIds[record * RECORD_WORDS + RECORD.id] = id);
         /** Runs a dispatch; returns each slot's draft, each request's accepted count, each slot's length. */
-        const dispatch = async (requests: DraftRequest[]) => {
+        const dispatch = async (requests: DraftRequest[], before?: (encoder: GPUCommandEncoder) => void) => {
           device.queue.writeBuffer(records, 0, recordIds);
           drafter.upload(requests);
           const encoder = device.createCommandEncoder();
+          before?.(encoder);
           const pass = encoder.beginComputePass();
           drafter.encode(pass, requests.length);
           pass.end();
@@ -87,14 +92,26 @@ for (const family of ["cpu", "gpu"] as KernelFamily[]) {
 
         // 1. Append: all but the newest token written from the CPU; the newest given by value
         //    (even slots) or by an output-record reference (odd slots). Slots out of order.
+        //    Every third slot's history is uploaded as the runner does when a sequence starts
+        //    speculating with tokens still on the GPU: its last tokens before the newest are
+        //    copied from output records.
+        const copies: [slot: number, record: number, position: number][] = [];
         const first: DraftRequest[] = histories.map((h, slot) => {
-          drafter.write(slot, h.slice(0, -1));
+          const copied = slot % 3 === 2 ? Math.min(ROWS - 1, h.length - 1) : 0;
+          const cpu = h.length - 1 - copied;
+          drafter.write(slot, h.slice(0, cpu));
+          for (let j = 0; j < copied; j++) {
+            setRecord(slot * ROWS + 1 + j, h[cpu + j]);
+            copies.push([slot, slot * ROWS + 1 + j, cpu + j]);
+          }
           setRecord(slot * ROWS, h[h.length - 1]);
           const newest = slot % 2 ? (RECORD_REF | (slot * ROWS)) >>> 0 : h[h.length - 1];
           return { mode: "append", slot, length: h.length, newest, k: ks[slot] };
         });
         first.sort(() => rng.next() - 0.5);
-        let got = await dispatch(first);
+        let got = await dispatch(first, (encoder) => {
+          for (const [slot, record, position] of copies) drafter.copyRecord(encoder, records, record, slot, position);
+        });
         const drafts = histories.map((h, slot) => ngramDraft(h, ks[slot], maxN, minN));
         histories.forEach((h, slot) => {
           assertEquals(got.draft(slot), drafts[slot], `round ${round} slot ${slot} len ${h.length} k ${ks[slot]} n ${maxN}..${minN}`);

@@ -109,8 +109,9 @@ test("scheduler (GPU drafts): verifications are scheduled without waiting; accep
   const seq = new Sequence(0, [1, 2, 3, 1, 2, 3, 1, 2], { maxTokens: 20, sampling: { ...SAMPLING_DEFAULTS }, stopTokenIds: new Set([99]) }, 0);
   seq.speculation = new SpeculationState(NGRAM);
   sched.add(seq);
-  assertEquals(sched.schedule().chunks[0].count, 8);
-  assert(seq.speculation.active, "the prompt repeats itself: armed at its prefill");
+  const prefill = sched.schedule().chunks[0];
+  assertEquals([prefill.count, prefill.gpuHistory], [8, "upload"]);
+  assert(seq.speculation.active, "the prompt repeats itself: armed at its prefill, which uploads its GPU history");
   // Two verification steps back to back, while the prefill's token is still on the GPU: upper-
   // bound positions (every draft accepted), blocks for them.
   const v1 = sched.schedule().chunks;
@@ -144,6 +145,91 @@ test("scheduler (GPU drafts): verifications are scheduled without waiting; accep
   assertEquals(out[0].ids, [4, 99]);
   assertEquals(out[0].finishReason, "stop");
   assertEquals(sched.blocks.usedCount, 0);
+});
+
+test("SpeculationState (GPU drafts): a window of unconfirmed verifications that doubles on success; empty drafts back off", () => {
+  const s = new SpeculationState(NGRAM);
+  s.plainStep(() => [5, 1, 2, 3, 9, 1, 2, 3, 9], 9);
+  assert(s.active);
+  assertEquals(s.window, 2, "a probe of 2 after arming");
+  s.observe(4, 4);
+  s.observe(4, 4);
+  assertEquals(s.window, 8, "doubles per fully accepted verification");
+  s.observe(4, 2);
+  assertEquals(s.window, 8, "a partial acceptance keeps it");
+  s.noDraft();
+  assertEquals(s.window, 2, "an empty draft shrinks it back");
+  assert(s.active, "one empty draft after a success: still speculating");
+  s.noDraft();
+  assert(!s.active, "as many empty drafts in a row as the probe sends: back off");
+  for (let i = 0; i < 8; i++) s.plainStep(() => [1, 2, 3], 3);
+  const tokens = [5, 1, 2, 3, 9, 1, 2, 3, 9, 1];
+  s.plainStep(() => tokens, 10, false);
+  assert(!s.active, "not armed while it may not be (chunks in flight)");
+  s.plainStep(() => tokens, 10);
+  assert(s.active);
+});
+
+test("scheduler (GPU drafts): only a speculating sequence keeps a GPU history; unconfirmed verifications are capped and one-row steps fill in", () => {
+  const sched = new Scheduler({ numBlocks: 32, blockSize: 2, maxBatchTokens: 64, maxSeqs: 4, policy: "fifo", gpuDrafts: true });
+  const seq = new Sequence(0, [1, 2, 3, 1, 2], { maxTokens: 40, sampling: { ...SAMPLING_DEFAULTS }, stopTokenIds: new Set([99]) }, 0);
+  seq.speculation = new SpeculationState(NGRAM);
+  sched.add(seq);
+  const tok = (id: number) => ({ id, logprob: 0 });
+  const shape = () => sched.schedule().chunks.map((c) => [c.start, c.count, c.gpuDraft, c.gpuHistory]);
+  const verified = (ids: number[], drafted: number, accepted = 0) => [
+    ...ids.map((id) => ({ seq, outputIndex: -1, token: tok(id), verifyRow: true })),
+    { seq, outputIndex: -1, token: tok(-1), verified: { accepted, drafted } },
+  ];
+  // Plain decoding keeps no history on the GPU (no n-gram dispatch).
+  assertEquals(shape(), [[0, 5, undefined, undefined]]);
+  assertEquals(shape(), [[5, 1, undefined, undefined]]);
+  sched.postprocess([{ seq, outputIndex: 0, token: tok(3) }, { seq, outputIndex: 1, token: tok(1) }]);
+  // [1 2 3 1 2 | 3 1]: a draft after [1 2] would have predicted [3 1]: it speculates, and
+  // its next step uploads the history.
+  assertEquals(shape(), [[6, 1, undefined, "upload"]]);
+  assert(seq.speculation.active);
+  // A probe of two verifications; then one-row steps (positions completed on the GPU).
+  assertEquals(shape(), [[7, 5, 4, undefined]]);
+  assertEquals(shape(), [[12, 5, 4, undefined]]);
+  assertEquals(shape(), [[17, 1, 0, undefined]]);
+  // The first verification found no draft: one token, room for one more verification.
+  sched.postprocess([{ seq, outputIndex: 2, token: tok(2) }, ...verified([3, 9, 9, 9, 9], 0)]);
+  assertEquals(seq.numComputed, 14);
+  assertEquals(shape(), [[14, 5, 4, undefined]]);
+  // The second found none either: it stops speculating, and fills in with one-row steps
+  // while a verification is still in flight.
+  sched.postprocess(verified([1, 9, 9, 9, 9], 0));
+  assert(!seq.speculation.active);
+  assertEquals(shape(), [[15, 1, 0, undefined]]);
+  // The first one-row step and the third verification (drafted 4, none accepted) come back:
+  // the length is known again (a one-row step still in flight makes one token), so plain
+  // steps follow, with no GPU history.
+  sched.postprocess([...verified([2], 0), ...verified([3, 9, 9, 9, 9], 4)]);
+  assertEquals([seq.knownLength, seq.pending, seq.numComputed], [12, 1, 12]);
+  assertEquals(shape(), [[12, 1, undefined, undefined]]);
+  assertEquals([sched.specDrafts, sched.specDraftTokens, sched.specAcceptedTokens], [1, 4, 0]);
+  assertEquals(seq.outputIds, [3, 1, 2, 3, 1, 2, 3]);
+});
+
+test("scheduler (GPU drafts): near the request's end, one-row steps go on within the context instead of waiting", () => {
+  for (const maxContext of [undefined, 64]) {
+    const sched = new Scheduler({ numBlocks: 64, blockSize: 2, maxBatchTokens: 64, maxSeqs: 4, policy: "fifo", gpuDrafts: true, maxContext });
+    const seq = new Sequence(0, [1, 2, 3, 1, 2, 3, 1, 2], { maxTokens: 12, sampling: { ...SAMPLING_DEFAULTS }, stopTokenIds: new Set([99]) }, 0);
+    seq.speculation = new SpeculationState(NGRAM);
+    sched.add(seq);
+    const shape = () => sched.schedule().chunks.map((c) => [c.start, c.count, c.gpuDraft]);
+    assertEquals(shape(), [[0, 8, undefined]]);
+    seq.speculation.observe(4, 4); // a wider window: three verifications in flight
+    assertEquals(shape(), [[8, 5, 4]]);
+    assertEquals(shape(), [[13, 5, 4]]);
+    // Upper-bound positions reach the request's last fed position (8 + 12 - 2 = 18): no draft.
+    assertEquals(shape(), [[18, 1, 0]]);
+    // Past it, with 3 tokens counted of 12: without a context bound the sequence waits for
+    // its results; with one it goes on with one-row steps (real positions are lower).
+    assertEquals(shape(), maxContext ? [[19, 1, 0]] : []);
+    assertEquals(shape(), maxContext ? [[20, 1, 0]] : []);
+  }
 });
 
 test("scheduler (hybrid): a rejection takes the sequence back to before its verification; the next chunk restores the state and replays the accepted tokens", () => {
@@ -294,7 +380,8 @@ for (const kernelFamily of ["cpu", "gpu"] as const) {
 test("speculative server: per-request speculative field, and the spec_decode counters in /metrics", async () => {
   const s = await testServer("stories260K", { maxSeqs: 4, tuning: { speculative: NGRAM } });
   try {
-    const body = { model: "stories260K", prompt: COPY, max_tokens: 64, temperature: 0, ignore_eos: true };
+    // 128 tokens: the model does not copy this prompt; its own repeats come later.
+    const body = { model: "stories260K", prompt: COPY, max_tokens: 128, temperature: 0, ignore_eos: true };
     const on = await post(`${s.base}/v1/completions`, body);
     assertEquals(on.status, 200);
     const off = await post(`${s.base}/v1/completions`, { ...body, speculative: false });

@@ -167,6 +167,7 @@ export class Engine {
       // n-gram drafts made on the GPU keep the multi-step pipeline (runner/ngram_drafter.ts);
       // hybrid models draft on the CPU (a rejection restores a state snapshot, below).
       gpuDrafts: this.#speculative !== null && runner.gpuDrafts,
+      maxContext: runner.maxContext,
       recurrentState: runner.state !== null,
     });
     if (runner.state) {

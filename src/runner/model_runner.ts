@@ -174,6 +174,8 @@ export class ModelRunner {
   #syncs = 0;
   /** The output record holding each sequence's newest sampled token. */
   #lastRecord = new WeakMap<Sequence, number>();
+  /** n-gram speculation: records of tokens sampled by plain steps and not yet read back. */
+  #sampledRecords = new WeakMap<Sequence, { position: number; record: number }[]>();
   #logitsRead: GPUBuffer | null = null;
   /** n-gram speculation on the GPU (with `speculative`), else null. */
   #drafter: GpuNgramDrafter | null = null;
@@ -266,7 +268,8 @@ export class ModelRunner {
       this.#drafter = new GpuNgramDrafter(device, init.pipelines, {
         family: init.family,
         maxSeqs: init.capacity.maxSeqs,
-        maxContext: init.maxContext,
+        // Every position a block table holds (one-row steps may run there, see the scheduler).
+        maxContext: init.capacity.maxBlocksPerSeq * init.cache.options.blockSize,
         maxDraft: spec.numSpeculativeTokens,
         promptLookupMax: spec.promptLookupMax ?? 4,
         promptLookupMin: spec.promptLookupMin ?? 2,
@@ -541,7 +544,7 @@ export class ModelRunner {
     for (const seq of plan.admitted) {
       if (seq.pooling) continue;
       this.sampler.admit(seq.slot, seq.promptIds, seq.outputIds);
-      if (drafter && seq.speculation) drafter.write(seq.slot, seq.knownTokens());
+      this.#sampledRecords.delete(seq);
     }
     const ringSlot = this.#stepIndex++ % this.#ringSteps;
     const recordBase = ringSlot * this.capacity.maxLogitRows;
@@ -560,6 +563,8 @@ export class ModelRunner {
     const accepts: DraftRequest[] = [];
     const appends: DraftRequest[] = [];
     const counts: { owner: Sequence; outputIndex: number; kind: "verify_count" }[] = [];
+    // History uploads copy records into the drafter's history before the step's pass.
+    const encoder = device.createCommandEncoder();
     let tokenCount = 0;
     const hiddenSource = this.hiddenSource;
     const hiddenSrc: number[] = [];
@@ -571,12 +576,18 @@ export class ModelRunner {
         // rest is set by the patch.
         chunks.push({ tokens: new Array(c.count).fill(0), start: c.start, blockTable: seq.blockTable, logits: "all", stateSlot: seq.slot });
         patches.push({ seqIndex: chunks.length - 1, slot: seq.slot, firstToken: tokenCount, firstRow: rows.length, rows: c.count, promptLength: seq.promptIds.length });
-        accepts.push({ mode: "accept", slot: seq.slot, fed: c.count - 1, firstRecord: recordBase + rows.length, k: drafter.options.maxDraft });
+        // Drafts again only while the sequence speculates (it may finish its chunks in flight
+        // with one-row steps after it stopped).
+        const k = seq.speculation!.active ? drafter.options.maxDraft : 0;
+        accepts.push({ mode: "accept", slot: seq.slot, fed: c.count - 1, firstRecord: recordBase + rows.length, k });
         counts.push({ owner: seq, outputIndex: -1, kind: "verify_count" });
         for (let i = 0; i < c.count; i++) {
           rows.push({ sampling: seq.sampling, outputIndex: 0, seqSlot: seq.slot });
           owners.push({ owner: seq, outputIndex: -1, kind: "verify_row" });
         }
+        // A one-row chunk's token is the newest: a plain step may follow it once every
+        // verification is back.
+        if (c.count === 1) this.#lastRecord.set(seq, recordBase + rows.length - 1);
         tokenCount += c.count;
         continue;
       }
@@ -618,11 +629,13 @@ export class ModelRunner {
         rows.push({ sampling: seq.sampling, outputIndex, seqSlot: seq.slot });
         owners.push({ owner: seq, outputIndex });
         if (drafter && seq.speculation) {
-          // The token sampled here joins the slot's GPU history; a draft follows it only when
-          // the sequence speculates (its next step may verify it).
-          const newest = (RECORD_REF | (recordBase + rows.length - 1)) >>> 0;
-          const k = seq.speculation.active ? drafter.options.maxDraft : 0;
-          appends.push({ mode: "append", slot: seq.slot, length: c.start + c.count + 1, newest, k });
+          const record = recordBase + rows.length - 1;
+          const length = c.start + c.count + 1;
+          // A speculating sequence's GPU history takes the token sampled here, and a draft
+          // follows it (its next step may verify it); a plain one keeps no history.
+          if (c.gpuHistory === "upload") this.#uploadHistory(encoder, seq, length - 1);
+          if (c.gpuHistory) appends.push({ mode: "append", slot: seq.slot, length, newest: (RECORD_REF | record) >>> 0, k: drafter.options.maxDraft });
+          this.#trackSampled(seq, length - 1, record);
         }
       }
       this.#lastRecord.set(seq, recordBase + rows.length - 1);
@@ -634,7 +647,6 @@ export class ModelRunner {
     const ngram = [...accepts, ...appends];
     if (patches.length) this.#patch!.upload(patches);
     if (ngram.length) drafter!.upload(ngram);
-    const encoder = device.createCommandEncoder();
     this.#encodeStateCopies(encoder, plan);
     const pass = encoder.beginComputePass();
     if (patches.length) this.#patch!.encode(pass, offset, patches.length);
@@ -657,6 +669,39 @@ export class ModelRunner {
     device.queue.submit([encoder.finish()]);
     this.#rowReadback.flush();
     this.#pooledReadback.flush();
+  }
+
+  /**
+   * n-gram speculation on the GPU: remembers the output record of a speculation-capable
+   * sequence's token sampled at `position` until the token is read back, so that its GPU
+   * history can be uploaded while tokens are still in flight.
+   */
+  #trackSampled(seq: Sequence, position: number, record: number): void {
+    let list = this.#sampledRecords.get(seq);
+    if (!list) this.#sampledRecords.set(seq, list = []);
+    const known = seq.knownLength;
+    let drop = 0;
+    while (drop < list.length && list[drop].position < known) drop++;
+    if (drop) list.splice(0, drop);
+    list.push({ position, record });
+  }
+
+  /**
+   * Writes a sequence's GPU token history, positions [0, end): the tokens known on the CPU,
+   * then those still on the GPU, copied from their output records (the records of in-flight
+   * steps stay in the ring until read back; the scheduler only uploads after plain steps, so
+   * every in-flight token has one).
+   */
+  #uploadHistory(encoder: GPUCommandEncoder, seq: Sequence, end: number): void {
+    const drafter = this.#drafter!;
+    const known = Math.min(seq.knownLength, end);
+    drafter.write(seq.slot, seq.knownTokens().slice(0, known));
+    const list = this.#sampledRecords.get(seq) ?? [];
+    for (let position = known; position < end; position++) {
+      const entry = list.find((e) => e.position === position);
+      if (!entry) throw new Error(`sequence ${seq.id}: no output record for position ${position} of its GPU history`);
+      drafter.copyRecord(encoder, this.sampler.records, entry.record, seq.slot, position);
+    }
   }
 
   /** Copies a step's records where some rows are constrained: those to their own readback. */

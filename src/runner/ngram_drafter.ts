@@ -15,6 +15,7 @@
 import type { KernelFamily } from "../types/api.ts";
 import type { CompiledKernel, PipelineCache } from "../kernels/registry.ts";
 import { NGRAM_DRAFT, NGRAM_DRAFT_WG } from "../kernels/spec_descriptors.ts";
+import { RECORD } from "../kernels/layout.ts";
 
 /** Words per request in the kernel's request list (see ngram_draft.wgsl). */
 const REQ_WORDS = 5;
@@ -125,6 +126,16 @@ export class GpuNgramDrafter {
     const n = Math.min(tokens.length, this.options.maxContext - from);
     if (n <= 0) return;
     this.#device.queue.writeBuffer(this.history, (slot * this.options.maxContext + from) * 4, Uint32Array.from({ length: n }, (_, i) => tokens[i]));
+  }
+
+  /**
+   * Encodes a copy of a sampled token (an output record's id) into a slot's history at
+   * `position`: a token still on the GPU joins a history uploaded from the CPU.
+   */
+  copyRecord(encoder: GPUCommandEncoder, records: GPUBuffer, record: number, slot: number, position: number): void {
+    if (position >= this.options.maxContext) return;
+    const from = (record * this.options.recordWords + RECORD.id) * 4;
+    encoder.copyBufferToBuffer(records, from, this.history, (slot * this.options.maxContext + position) * 4, 4);
   }
 
   /** Queues the request list of the next dispatch (at most `maxSeqs`, one per slot). */

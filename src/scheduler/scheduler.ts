@@ -46,6 +46,13 @@ export interface SchedulerOptions {
    */
   gpuDrafts?: boolean;
   /**
+   * Positions a sequence's block table (and GPU token history) can hold: with `gpuDrafts`,
+   * one-row steps may go on past the request's length at upper-bound positions up to here
+   * while verifications are in flight (their real positions are lower), rather than wait for
+   * the results (default: the request's length bounds them too).
+   */
+  maxContext?: number;
+  /**
    * Hybrid models: a verification also advances the recurrent state over its rejected rows,
    * so a rejection rolls the sequence back to before the verification, and its next chunk
    * restores the state snapshot taken then and recomputes the accepted tokens.
@@ -73,6 +80,13 @@ export interface ScheduledChunk {
    * exist): the real ones follow from accepted counts still on the GPU.
    */
   gpuDraft?: number;
+  /**
+   * `gpuDrafts`, a sampled plain chunk of a speculating sequence: the GPU keeps its token
+   * history, so the token sampled here is appended to it (and drafted after). "upload" when
+   * it kept none until now (the sequence decoded plainly): the runner first writes the
+   * history up to this chunk (known tokens, and tokens still on the GPU from their records).
+   */
+  gpuHistory?: "append" | "upload";
   /**
    * Hybrid models: restore the sequence's recurrent state from the snapshot taken before its
    * last verification (a draft was rejected) before this chunk runs.
@@ -314,13 +328,14 @@ export class Scheduler {
     const rows = spec.gpuRows.splice(0);
     const fed = spec.gpuInflight.shift()!;
     seq.pending--;
-    // A verification the GPU found no draft for made one token, as a plain step: no draft.
+    // A verification the GPU found no draft for made one token, as a plain step: no draft
+    // (nor does a one-row step, which verifies nothing and says nothing of the drafts).
     if (v.drafted > 0) this.specDrafts++;
     this.specDraftTokens += v.drafted;
     this.specAcceptedTokens += v.accepted;
     for (let i = 0; i < v.accepted; i++) this.specAcceptedPerPosition[i] = (this.specAcceptedPerPosition[i] ?? 0) + 1;
-    if (v.drafted === 0) spec.noDraft();
-    else spec.observe(v.drafted, v.accepted);
+    if (fed > 0 && v.drafted === 0) spec.noDraft();
+    else if (fed > 0) spec.observe(v.drafted, v.accepted);
     if (seq.status === "running") {
       seq.numComputed -= fed - v.accepted;
       const keep = Math.ceil((seq.numComputed + 1) / this.blocks.blockSize);
@@ -403,14 +418,16 @@ export class Scheduler {
         const gpu = this.options.gpuDrafts && seq.speculation;
         if (gpu) {
           const k = this.#gpuDraftLength(seq, budget);
-          if (k > 0) {
+          if (k >= 0) {
             if (!this.#ensureBlocks(seq, seq.numComputed + 1 + k, plan) || seq.status !== "running") continue;
             budget -= this.#takeGpuVerification(plan, seq, k);
             continue;
           }
         }
         if (!this.#wantsDecode(seq)) continue;
-        if (gpu) seq.speculation!.plainStep(() => seq.knownTokens(), seq.knownLength);
+        // It starts speculating only with no GPU-completed chunk in flight: the history
+        // upload takes every token in flight from a plain step's record.
+        if (gpu) seq.speculation!.plainStep(() => seq.knownTokens(), seq.knownLength, seq.speculation!.gpuInflight.length === 0);
         const draft = gpu ? [] : this.#draft(seq, budget);
         if (!this.#ensureBlocks(seq, seq.numComputed + 1 + draft.length, plan)) continue;
         budget -= this.#take(plan, seq, 1 + draft.length, true, draft);
@@ -468,19 +485,35 @@ export class Scheduler {
   }
 
   /**
-   * Drafts a `gpuDrafts` sequence verifies at its next decode, or 0 for a plain decode (or
+   * Drafts a `gpuDrafts` sequence verifies at its next decode, or -1 for a plain decode (or
    * none). While speculating it needs no known tokens: the GPU drafts after whatever its
    * earlier steps made. The step's rows stay within the budget and, at their upper-bound
-   * positions, within the request's length (the last token is never fed).
+   * positions, within the request's length (the last token is never fed). Past the
+   * verifications the sequence may have in flight unconfirmed ({@link SpeculationState.window})
+   * it drafts 0: a one-row step whose position the GPU completes too (its length is not known
+   * here), so a run of drafts that stopped matching costs one row per step until the
+   * results come back.
    */
   #gpuDraftLength(seq: Sequence, budget: number): number {
     const spec = seq.speculation!;
-    if (!spec.active || seq.generated >= seq.maxTokens) return 0;
+    // The GPU history starts with a plain step (see ScheduledChunk.gpuHistory).
+    if (!spec.gpuHistory || seq.generated >= seq.maxTokens || budget < 1) return -1;
     const room = seq.promptIds.length + seq.maxTokens - 2 - seq.numComputed;
-    return Math.max(0, Math.min(spec.k, budget - 1, room));
+    const verifying = spec.gpuInflight.some((fed) => fed > 0);
+    // Near the end the upper bound passes the request's length while the real position
+    // may not: one-row steps go on within the context (see SchedulerOptions.maxContext).
+    const limit = this.options.maxContext ?? seq.promptIds.length + seq.maxTokens;
+    if (room < 0) return verifying && seq.numComputed + 2 <= limit ? 0 : -1;
+    // Stopped speculating: one-row steps while verifications are in flight, rather than a
+    // wait for them (a plain step needs its position known).
+    if (!spec.active) return verifying ? 0 : -1;
+    const unconfirmed = spec.gpuInflight.reduce((n, fed) => n + (fed > 0 ? 1 : 0), 0);
+    const k = unconfirmed >= spec.window ? 0 : Math.min(spec.k, budget - 1, room);
+    // With nothing in flight its length is known: a plain step (keeping the history) does.
+    return k > 0 || spec.gpuInflight.length > 0 ? k : -1;
   }
 
-  /** Adds a `gpuDraft` verification chunk of 1 + k rows; returns its token count. */
+  /** Adds a `gpuDraft` verification chunk of 1 + k rows (k may be 0); returns its token count. */
   #takeGpuVerification(plan: StepPlan, seq: Sequence, k: number): number {
     const n = k + 1;
     plan.chunks.push({ seq, start: seq.numComputed, count: n, sample: true, pool: "none", gpuDraft: k });
@@ -490,6 +523,19 @@ export class Scheduler {
     seq.pending++;
     plan.decodeTokens += n;
     return n;
+  }
+
+  /**
+   * `gpuDrafts`: whether a sampled plain chunk keeps the sequence's GPU token history. Only a
+   * speculating sequence keeps one, so plain decoding costs no n-gram dispatch; the first
+   * chunk after it starts speculating uploads the history.
+   */
+  #gpuHistory(seq: Sequence): "append" | "upload" | undefined {
+    const spec = seq.speculation;
+    if (!this.options.gpuDrafts || !spec) return undefined;
+    const kept = spec.gpuHistory;
+    spec.gpuHistory = spec.active;
+    return spec.active ? (kept ? "append" : "upload") : undefined;
   }
 
   /** A speculating sequence's draft for its next decode (its tokens are all known), else []. */
@@ -536,7 +582,16 @@ export class Scheduler {
     if (sample && !decode) seq.speculation?.plainStep(() => seq.knownTokens(), seq.knownLength);
     const restoreState = seq.speculation?.restoreState === true;
     if (restoreState) seq.speculation!.restoreState = false;
-    plan.chunks.push({ seq, start, count: n, sample, pool: "none", ...(restoreState ? { restoreState } : {}) });
+    const gpuHistory = sample ? this.#gpuHistory(seq) : undefined;
+    plan.chunks.push({
+      seq,
+      start,
+      count: n,
+      sample,
+      pool: "none",
+      ...(restoreState ? { restoreState } : {}),
+      ...(gpuHistory ? { gpuHistory } : {}),
+    });
     // The token sampled at the chunk's end stays on the GPU until a readback.
     if (sample) seq.pending++;
     if (sample && seq.generated >= seq.maxTokens) this.#completing.push(seq);
@@ -583,6 +638,8 @@ export class Scheduler {
     seq.committedBlocks = hit.blocks.length;
     seq.lastBlockKey = hit.lastKey;
     seq.slot = this.#freeSlots.pop()!;
+    // A new slot's GPU token history is empty (gpuDrafts).
+    if (seq.speculation) seq.speculation.gpuHistory = false;
     // An embedding recomputed after a preemption pools from scratch (its old rows are all in).
     seq.pooledSum = null;
     seq.status = "running";

@@ -29,6 +29,13 @@ const GRACE_STEPS = 2;
 const HINDSIGHT_HITS = 2;
 /** Longest backoff, in generated tokens. */
 const MAX_BACKOFF = 256;
+/**
+ * GPU drafting: verifications a sequence sends before the first comes back after it starts
+ * speculating (or after drafts failed); each fully accepted one doubles the window.
+ */
+const PROBE_VERIFICATIONS = 2;
+/** GPU drafting: the widest window of unconfirmed verifications. */
+const MAX_WINDOW = 64;
 
 /**
  * Up to `k` tokens that followed the latest earlier occurrence of the last n tokens of
@@ -92,6 +99,20 @@ export class SpeculationState {
   restoreState = false;
   /** Method "draft": the draft model's tokens after the first `at` known tokens. */
   #proposal: { at: number; tokens: readonly number[] } | null = null;
+  /**
+   * GPU drafting: the GPU keeps this sequence's token history (from a sampled step while
+   * speculating until one while not; set by the scheduler). Verifications need it.
+   */
+  gpuHistory = false;
+  /**
+   * GPU drafting: verifications that may be in flight before their results come back
+   * ({@link PROBE_VERIFICATIONS} after arming or a failure, doubling per fully accepted one):
+   * a sequence learns a result only at its readback, so without a window it keeps verifying
+   * drafts that stopped matching (or found no n-gram) for a whole pipeline's depth.
+   */
+  #window = PROBE_VERIFICATIONS;
+  /** GPU drafting: verifications in a row that came back without a draft. */
+  #misses = 0;
   /** GPU drafting: drafts fed by each verification step in flight, oldest first. */
   gpuInflight: number[] = [];
   /** GPU drafting: the rows read back of the oldest verification, until its count comes. */
@@ -114,6 +135,11 @@ export class SpeculationState {
     this.#proposal = { at, tokens };
   }
 
+  /** GPU drafting: verifications that may be in flight unconfirmed (see `#window`). */
+  get window(): number {
+    return this.#window;
+  }
+
   /** Whether the next decode speculates (and so waits for every token to be known). */
   get active(): boolean {
     return this.#armed;
@@ -124,14 +150,15 @@ export class SpeculationState {
    * a readback brought new tokens, asks in hindsight whether a draft made before them would
    * have predicted them, and speculates again only when it would have (at least
    * {@link HINDSIGHT_HITS} tokens), so text with nothing to copy never stops the pipeline to
-   * probe.
+   * probe. `canArm` false: only counts the backoff down.
    */
-  plainStep(known: () => readonly number[], knownLength: number): void {
+  plainStep(known: () => readonly number[], knownLength: number, canArm = true): void {
     if (this.#armed) return;
     if (this.#cooldown > 0) {
       this.#cooldown--;
       return;
     }
+    if (!canArm) return;
     const c = this.config;
     if (c.method !== "ngram") {
       // The draft model (or MTP head) only runs while speculating: no hindsight to ask, try again.
@@ -150,6 +177,8 @@ export class SpeculationState {
       if (hits === 0 || hits < Math.min(need, d.length)) continue;
       this.#armed = true;
       this.#grace = GRACE_STEPS;
+      this.#window = PROBE_VERIFICATIONS;
+      this.#misses = 0;
       return;
     }
   }
@@ -171,17 +200,24 @@ export class SpeculationState {
     return d;
   }
 
-  /** A GPU verification found no draft: like {@link draft} finding none, backs off after a grace. */
+  /**
+   * A GPU verification found no draft (after the sequence's newest token, so no grace as in
+   * {@link draft}): backs off once as many in a row came back as the probe window sends.
+   */
   noDraft(): void {
-    if (this.#armed && this.#grace-- <= 0) this.#backOff();
+    this.#window = PROBE_VERIFICATIONS;
+    if (this.#armed && ++this.#misses >= PROBE_VERIFICATIONS) this.#backOff();
   }
 
   /** A verification came back: `accepted` of `drafted` tokens were accepted. */
   observe(drafted: number, accepted: number): void {
+    this.#misses = 0;
     if (accepted === drafted) {
       this.k = Math.min(this.config.numSpeculativeTokens, this.k + 1);
       this.#backoff = FIRST_BACKOFF;
+      this.#window = Math.min(MAX_WINDOW, this.#window * 2);
     } else if (accepted === 0) {
+      this.#window = PROBE_VERIFICATIONS;
       this.k = Math.max(0, this.k - 1);
       if (this.k === 0) {
         this.k = 1;
