@@ -184,7 +184,7 @@ test(`speculative sampling, draft model with q != p: ${SAMPLES} samples of the f
   const draftDir = await perturbedStories();
   // maxTokens 4: after the first token (sampled at the prefill) the draft model drafts 2, so
   // the 2nd and 3rd tokens come from verification rows (accepted drafts or residual samples).
-  const opts = { model: modelDir("stories260K"), maxBatchTokens: 512, maxSeqs: 64 };
+  const opts = { model: modelDir("stories260K"), maxBatchTokens: 1024, maxSeqs: 128 };
   const plain = await createEngine(opts);
   const spec = await createEngine({ ...opts, speculative: { method: "draft", numSpeculativeTokens: 2, model: draftDir } });
   try {
