@@ -4,7 +4,7 @@
  *
  * It has its own {@link ModelRunner} (weights, paged KV cache, GPU sampler) on the target's
  * device and its own block pool. Before each target step, every speculating sequence whose
- * tokens are all known gets up to k greedy draft tokens ({@link DraftModel.propose}): the
+ * tokens are all known gets up to k draft tokens ({@link DraftModel.propose}): the
  * draft model first catches up on the tokens it has not seen (the prompt at the first draft,
  * then the tokens accepted since), sampling its first draft token at the end of that chunk,
  * then drafts one token per step. Every speculating sequence shares each of those steps, a
