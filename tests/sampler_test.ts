@@ -229,7 +229,7 @@ const VERIFY_SAMPLES = 10 * VERIFY_ROWS;
  * Verifies VERIFY_SAMPLES drafts d ~ q (drawn here) against q in probs row 0, each with its own
  * output index: the counts of the tokens made, and how many drafts were kept.
  */
-async function verifyDrafts(h: Harness, seed: number): Promise<{ counts: number[]; kept: number }> {
+async function verifyDrafts(h: Harness, seed: number, params: RowParams = { temperature: 1 }): Promise<{ counts: number[]; kept: number }> {
   const device = h.gpu.device;
   const probs = device.createBuffer({ size: Q.length * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
   device.queue.writeBuffer(probs, 0, new Float32Array(Q));
@@ -244,7 +244,7 @@ async function verifyDrafts(h: Harness, seed: number): Promise<{ counts: number[
   const counts = new Array(Q.length).fill(0);
   let kept = 0;
   for (let done = 0; done < VERIFY_SAMPLES; done += VERIFY_ROWS) {
-    const rows = Array.from({ length: VERIFY_ROWS }, (_, i) => ({ temperature: 1, seed, outputIndex: done + i, seqSlot: i, qRow: 0, draftToken: drawQ() }));
+    const rows = Array.from({ length: VERIFY_ROWS }, (_, i) => ({ ...params, seed, outputIndex: done + i, seqSlot: i, qRow: 0, draftToken: drawQ() }));
     const out = await h.sample(rows.map(() => P_LOGITS), rows);
     out.forEach((t, i) => {
       counts[t.id]++;
@@ -268,6 +268,18 @@ test("sampler: drafts d ~ q verified against q (accept with min(1, p/q), else re
     // Drafts are kept with probability sum min(p, q) (4 standard deviations).
     const accept = p.reduce((a, x, i) => a + Math.min(x, Q[i]), 0);
     assert(Math.abs(kept - n * accept) < 4 * Math.sqrt(n * accept * (1 - accept)), `kept ${kept}, expected ${(n * accept).toFixed(0)}`);
+    // The target's p after its own processing (T = 0.8, top-4): drafts outside its support
+    // are always rejected, and the output follows the processed p.
+    const top4 = [...P_LOGITS].sort((a, b) => b - a)[3];
+    const e = P_LOGITS.map((x) => x >= top4 ? Math.exp(x / 0.8) : 0);
+    const z = e.reduce((a, b) => a + b, 0);
+    const pk = e.map((x) => x / z);
+    const filtered = await verifyDrafts(h, 9, { temperature: 0.8, topK: 4 });
+    assert(filtered.counts.every((c, i) => pk[i] > 0 || c === 0), `outside the top-4: ${filtered.counts}`);
+    const kept4 = pk.map((x, i) => [x, filtered.counts[i]]).filter(([x]) => x > 0);
+    // Chi-square with 3 degrees of freedom: 11.345 is the 1% tail.
+    const chi4 = kept4.reduce((acc, [x, c]) => acc + (c - n * x) ** 2 / (n * x), 0);
+    assert(chi4 < 11.345, `top-4: chi-square ${chi4.toFixed(1)} for ${filtered.counts} vs ${pk.map((x) => (x * n).toFixed(0))}`);
   } finally {
     h.close();
   }
