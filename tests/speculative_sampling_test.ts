@@ -191,7 +191,7 @@ test(`speculative sampling, draft model with q != p: ${SAMPLES} samples of the f
     // Short (the draft model reads each completion's prompt itself: no prefix cache there), and
     // followed by many likely tokens: q and p differ (drafts are rejected ~35% of the time).
     const prompt = "She saw a";
-    const [want, got] = await Promise.all([firstTokens(plain, 1 << 20, 4, prompt), firstTokens(spec, 0, 4, prompt)]);
+    const [want, got] = await Promise.all([firstTokens(plain, 1 << 20, 3, prompt), firstTokens(spec, 0, 4, prompt)]);
     const s: EngineStats = spec.stats();
     // A good mix: drafts accepted and rejected at both positions.
     assert(s.specAcceptedTokens > 0.2 * s.specDraftTokens && s.specAcceptedTokens < 0.9 * s.specDraftTokens, `drafts ${s.specDraftTokens}, accepted ${s.specAcceptedTokens}`);
