@@ -169,7 +169,7 @@ for (const kernelFamily of ["cpu", "gpu"] as const) {
   });
 }
 
-test("draft model: llama-tiny drafted by llama3-rope-tiny (other weights): same greedy outputs under preemption; no block left", async () => {
+test("draft model: llama-tiny drafted by llama3-rope-tiny (other weights): same greedy outputs under preemption, sampled drafts accepted; no block left", async () => {
   // 20 blocks of 8 tokens for 8 streams: sequences are preempted and recomputed.
   const opts = { model: modelDir("llama-tiny"), maxBatchTokens: 64, maxSeqs: 8, blockSize: 8, numBlocks: 20 };
   const plain = await createEngine(opts);
@@ -184,6 +184,15 @@ test("draft model: llama-tiny drafted by llama3-rope-tiny (other weights): same 
     const s = spec.stats();
     assert(s.specDraftTokens > 0, "no drafts");
     assert(s.preemptions > 0, "no preemption: the test does not cover it");
+    // Sampled: drafts d ~ q under preemption (a preempted sequence's proposal, whose q rows
+    // its slot's next owner may overwrite, is dropped); these two models share some of their
+    // mass, so q drafts are accepted where greedy ones never are.
+    const sampled = reqs.map((r, i) => ({ ...r, temperature: 1, seed: 40 + i }));
+    const outs = await Promise.all(sampled.map((r) => spec.generate(r)));
+    outs.forEach((r, i) => sampled[i].stop || assertEquals(r.ids.length, sampled[i].maxTokens, `sampled request ${i}`));
+    const t = spec.stats();
+    assert(t.preemptions > s.preemptions, "no preemption in the sampled run");
+    assert(t.specAcceptedTokens > s.specAcceptedTokens, `sampled run: ${t.specAcceptedTokens - s.specAcceptedTokens} of ${t.specDraftTokens - s.specDraftTokens} drafts accepted`);
     await idle(spec);
     assertEquals([spec.stats().kvBlocksUsed, spec.stats().specDraftKvBlocksUsed], [0, 0]);
   } finally {
