@@ -13,13 +13,24 @@
 //   i depends only on (seed, output index, i), so a seeded request samples the same tokens
 //   whatever else shares its batch.
 // Logprobs are of the raw distribution (log_softmax of the model's logits).
+//
+// Speculative decoding with a draft model, sampled rows with ROW_Q_ROW != NO_Q (the processed
+// distribution is softmax over the kept set):
+//   draft runner (ROW_DRAFT_TOKEN == NO_Q): the row also writes its processed distribution q
+//   into `probs` row ROW_Q_ROW; its token is the Gumbel-max sample, so the draft d ~ q.
+//   target's verification row (ROW_DRAFT_TOKEN = d, q in `probs` row ROW_Q_ROW): accepts d
+//   when u * q(d) < p(d) (probability min(1, p(d)/q(d))), else samples from max(p - q, 0)
+//   (Gumbel-max over its log), which never yields d after a rejection. u and that noise come
+//   from (seed, output index) like the plain draw, on streams of their own.
 #include common
-struct Params { vocab: u32, record_words: u32, mask_words: u32, max_top: u32 }
+struct Params { vocab: u32, record_words: u32, mask_words: u32, max_top: u32, probs_stride: u32 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> logits: array<f32>;
 @group(0) @binding(3) var<storage, read_write> counts: array<u32>;
 @group(0) @binding(4) var<storage, read> prompt_mask: array<u32>;
 @group(0) @binding(5) var<storage, read_write> records: array<u32>;
+// Draft distributions: rows of probs_stride floats (the draft model's vocabulary).
+@group(0) @binding(6) var<storage, read_write> probs: array<f32>;
 
 const WG: u32 = 256u;
 const NEG_INF: f32 = -3.4028234e38;
@@ -41,10 +52,23 @@ fn mix(x: u32) -> u32 {
   return (w >> 22u) ^ w;
 }
 
-fn gumbel(stream: u32, i: u32) -> f32 {
+fn uniform01(stream: u32, i: u32) -> f32 {
   let h = mix(i ^ stream);
-  let u = (f32(h >> 8u) + 0.5) / 16777216.0;
-  return -log(-log(u));
+  return (f32(h >> 8u) + 0.5) / 16777216.0;
+}
+
+fn gumbel(stream: u32, i: u32) -> f32 {
+  return -log(-log(uniform01(stream, i)));
+}
+
+// Salts of the verification row's own streams (acceptance draw, residual noise).
+const ACCEPT_SALT: u32 = 0x27d4eb2fu;
+const RESIDUAL_SALT: u32 = 0x85ebca6bu;
+
+// q(i) of the draft distribution row starting at `base` (0 past the draft's vocabulary).
+fn q_at(base: u32, i: u32) -> f32 {
+  if (i >= p.probs_stride) { return 0.0; }
+  return probs[base + i];
 }
 
 // Workgroup reductions. Every invocation calls them (uniform control flow) and gets the result.
@@ -197,6 +221,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       }
     }
     let stream = mix(seed ^ mix(out_index + 0x9e3779b9u));
+    let q_row = param(r, ROW_Q_ROW);
+    let draft = param(r, ROW_DRAFT_TOKEN);
+    let with_q = q_row != NO_Q;
+    let qb = select(0u, q_row * p.probs_stride, with_q);
+    // Normaliser of the processed distribution (only the rows that use q need it).
+    var z = 1.0;
+    if (with_q) {
+      var zs = 0.0;
+      for (var i = lid; i < V; i += WG) {
+        let v = processed(row, i);
+        if (key_of(v) >= lo) { zs += exp(v - pmax); }
+      }
+      z = reduce_sum(zs, lid);
+    }
+    if (with_q && draft == NO_Q) {
+      for (var i = lid; i < min(V, p.probs_stride); i += WG) {
+        let v = processed(row, i);
+        probs[qb + i] = select(0.0, exp(v - pmax) / z, key_of(v) >= lo);
+      }
+    }
     var bv = NEG_INF;
     var bi = 0xffffffffu;
     for (var i = lid; i < V; i += WG) {
@@ -207,6 +251,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       }
     }
     id = reduce_argmax(bv, bi, lid);
+    if (with_q && draft < V) {
+      // The residual max(p - q, 0), sampled by Gumbel-max over its log.
+      let rstream = mix(stream ^ RESIDUAL_SALT);
+      var rv = NEG_INF;
+      var ri = 0xffffffffu;
+      for (var i = lid; i < V; i += WG) {
+        let v = processed(row, i);
+        let pi = select(0.0, exp(v - pmax) / z, key_of(v) >= lo);
+        let res = pi - q_at(qb, i);
+        if (res > 0.0) {
+          let s = log(res) + gumbel(rstream, i);
+          if (s > rv) { rv = s; ri = i; }
+        }
+      }
+      let residual = reduce_argmax(rv, ri, lid);
+      let vd = processed(row, draft);
+      let pd = select(0.0, exp(vd - pmax) / z, key_of(vd) >= lo);
+      let u = uniform01(mix(stream ^ ACCEPT_SALT), 0u);
+      if (u * q_at(qb, draft) < pd) {
+        id = draft;
+      } else if (residual != 0xffffffffu) {
+        id = residual;
+      }
+      // (No residual mass: p = q up to rounding, where a rejection has probability ~0; the
+      // plain sample stands.)
+    }
   }
   id = min(id, V - 1u);
 

@@ -22,10 +22,13 @@ interface Harness {
   close(): void;
 }
 
-async function harness(vocab: number, maxRows: number, maxTop = 4): Promise<Harness> {
+/** `edit` rewrites the kernel sources (to try a deliberately broken kernel). */
+async function harness(vocab: number, maxRows: number, maxTop = 4, edit?: (sources: Map<string, string>) => void): Promise<Harness> {
   const gpu = await createGpu();
   const device = gpu.device;
-  const pipelines = new PipelineCache(device, await loadKernelSources(["sample"]));
+  const sources = await loadKernelSources(["sample"]);
+  edit?.(sources);
+  const pipelines = new PipelineCache(device, sources);
   const sampler = new GpuSampler(device, pipelines, { vocab, maxSeqs: maxRows, maxTopLogprobs: maxTop, outRecords: maxRows });
   // The step metadata a real step writes: one sequence whose every token is a logit row.
   const cap: StepCapacity = { maxTokens: maxRows, maxSeqs: 1, maxLogitRows: maxRows, maxBlocksPerSeq: maxRows };
@@ -41,8 +44,8 @@ async function harness(vocab: number, maxRows: number, maxTop = 4): Promise<Harn
       const R = rows.length;
       const batch = buildStepBatch([{ tokens: new Array(R).fill(0), start: 0, blockTable: Array.from({ length: R }, (_, i) => i), logits: "all" }], 1);
       const sampled = rows.map((r) => {
-        const { outputIndex = 0, seqSlot = 0, ...sampling } = r;
-        return { sampling: { ...SAMPLING_DEFAULTS, ...sampling }, outputIndex, seqSlot };
+        const { outputIndex = 0, seqSlot = 0, qRow, draftToken, ...sampling } = r;
+        return { sampling: { ...SAMPLING_DEFAULTS, ...sampling }, outputIndex, seqSlot, qRow, draftToken };
       });
       device.queue.writeBuffer(meta, 0, packStepMeta(batch, cap, { rows: sampled, recordBase: 0 }));
       device.queue.writeBuffer(logitsBuf, 0, new Float32Array(logits.flat()));
@@ -209,6 +212,120 @@ test("sampler: logprobs are the raw log-softmax, with the best alternatives in o
     assertEquals(s.top.length, 2);
     assert(Math.abs(s.logprob - (row[s.id] - lse)) < 1e-4);
   } finally {
+    h.close();
+  }
+});
+
+// Rejection sampling with a draft distribution q (speculative decoding, method "draft").
+const P_LOGITS = [1.0, 2.5, 0.3, 2.0, -1.0, 1.8, 0.0, 2.4];
+// q puts more mass than p on some tokens (rejections there) and less on others.
+const Q = [0.30, 0.05, 0.20, 0.05, 0.10, 0.05, 0.20, 0.05];
+/** Upper 1% point of chi-square with 7 degrees of freedom. */
+const CHI2_7_1PCT = 18.475;
+const VERIFY_ROWS = 2048;
+const VERIFY_SAMPLES = 10 * VERIFY_ROWS;
+
+/**
+ * Verifies VERIFY_SAMPLES drafts d ~ q (drawn here) against q in probs row 0, each with its own
+ * output index: the counts of the tokens made, and how many drafts were kept.
+ */
+async function verifyDrafts(h: Harness, seed: number, params: RowParams = { temperature: 1 }): Promise<{ counts: number[]; kept: number }> {
+  const device = h.gpu.device;
+  const probs = device.createBuffer({ size: Q.length * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  device.queue.writeBuffer(probs, 0, new Float32Array(Q));
+  h.sampler.useProbs(probs, Q.length);
+  let state = seed;
+  const rand = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  const drawQ = () => {
+    let u = rand();
+    for (let i = 0; i < Q.length; i++) if ((u -= Q[i]) < 0) return i;
+    return Q.length - 1;
+  };
+  const counts = new Array(Q.length).fill(0);
+  let kept = 0;
+  for (let done = 0; done < VERIFY_SAMPLES; done += VERIFY_ROWS) {
+    const rows = Array.from({ length: VERIFY_ROWS }, (_, i) => ({ ...params, seed, outputIndex: done + i, seqSlot: i, qRow: 0, draftToken: drawQ() }));
+    const out = await h.sample(rows.map(() => P_LOGITS), rows);
+    out.forEach((t, i) => {
+      counts[t.id]++;
+      if (t.id === rows[i].draftToken) kept++;
+    });
+  }
+  probs.destroy();
+  return { counts, kept };
+}
+
+const chiSquare = (counts: number[], p: number[], n: number) => counts.reduce((acc, c, i) => acc + (c - n * p[i]) ** 2 / (n * p[i]), 0);
+
+test("sampler: drafts d ~ q verified against q (accept with min(1, p/q), else resample max(p - q, 0)) give p; resampling p instead is told apart", async () => {
+  const p = softmax(P_LOGITS);
+  const n = VERIFY_SAMPLES;
+  const h = await harness(Q.length, VERIFY_ROWS);
+  try {
+    const { counts, kept } = await verifyDrafts(h, 7);
+    const chi = chiSquare(counts, p, n);
+    assert(chi < CHI2_7_1PCT, `chi-square ${chi.toFixed(1)} for ${counts} vs ${p.map((x) => (x * n).toFixed(0))}`);
+    // Drafts are kept with probability sum min(p, q) (4 standard deviations).
+    const accept = p.reduce((a, x, i) => a + Math.min(x, Q[i]), 0);
+    assert(Math.abs(kept - n * accept) < 4 * Math.sqrt(n * accept * (1 - accept)), `kept ${kept}, expected ${(n * accept).toFixed(0)}`);
+    // The target's p after its own processing (T = 0.8, top-4): drafts outside its support
+    // are always rejected, and the output follows the processed p.
+    const top4 = [...P_LOGITS].sort((a, b) => b - a)[3];
+    const e = P_LOGITS.map((x) => x >= top4 ? Math.exp(x / 0.8) : 0);
+    const z = e.reduce((a, b) => a + b, 0);
+    const pk = e.map((x) => x / z);
+    const filtered = await verifyDrafts(h, 9, { temperature: 0.8, topK: 4 });
+    assert(filtered.counts.every((c, i) => pk[i] > 0 || c === 0), `outside the top-4: ${filtered.counts}`);
+    const kept4 = pk.map((x, i) => [x, filtered.counts[i]]).filter(([x]) => x > 0);
+    // Chi-square with 3 degrees of freedom: 11.345 is the 1% tail.
+    const chi4 = kept4.reduce((acc, [x, c]) => acc + (c - n * x) ** 2 / (n * x), 0);
+    assert(chi4 < 11.345, `top-4: chi-square ${chi4.toFixed(1)} for ${filtered.counts} vs ${pk.map((x) => (x * n).toFixed(0))}`);
+  } finally {
+    h.close();
+  }
+  // The broken rule (on rejection, sample p itself) fails the same test.
+  const residual = "let res = pi - q_at(qb, i);";
+  const broken = await harness(Q.length, VERIFY_ROWS, 4, (sources) => {
+    const text = sources.get("sample")!;
+    assert(text.includes(residual), "the residual line moved: update this test");
+    sources.set("sample", text.replace(residual, "let res = pi;"));
+  });
+  try {
+    const { counts } = await verifyDrafts(broken, 7);
+    const chi = chiSquare(counts, p, n);
+    assert(chi > CHI2_7_1PCT, `the broken rule passed: chi-square ${chi.toFixed(1)}`);
+  } finally {
+    broken.close();
+  }
+});
+
+test("sampler: a draft row (qRow, no draft token) writes its processed distribution q: softmax(logits / T) over the top-k, 0 elsewhere", async () => {
+  const h = await harness(ROW.length, 4);
+  const device = h.gpu.device;
+  const V = ROW.length;
+  const probs = device.createBuffer({ size: 3 * V * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+  const read = device.createBuffer({ size: 3 * V * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  try {
+    device.queue.writeBuffer(probs, 0, new Float32Array(3 * V).fill(-1));
+    h.sampler.useProbs(probs, V);
+    // Row 2 of the buffer (row 1 is left alone: -1), then a greedy row (writes nothing).
+    const out = await h.sample([ROW, ROW], [{ temperature: 0.7, topK: 5, seed: 3, qRow: 2 }, { temperature: 0, qRow: 0 }]);
+    const encoder = device.createCommandEncoder();
+    encoder.copyBufferToBuffer(probs, 0, read, 0, 3 * V * 4);
+    device.queue.submit([encoder.finish()]);
+    await read.mapAsync(GPUMapMode.READ);
+    const q = new Float32Array(read.getMappedRange().slice(0));
+    read.unmap();
+    const top = [...ROW].sort((a, b) => b - a)[4];
+    const kept = ROW.map((x) => x >= top);
+    const e = ROW.map((x, i) => kept[i] ? Math.exp(x / 0.7) : 0);
+    const z = e.reduce((a, b) => a + b, 0);
+    e.forEach((x, i) => assert(Math.abs(q[2 * V + i] - x / z) < 1e-5, `q[${i}] = ${q[2 * V + i]}, want ${x / z}`));
+    assert(q.subarray(0, 2 * V).every((x) => x === -1), `rows 0 and 1 changed: ${q.subarray(0, 2 * V)}`);
+    assert(kept[out[0].id], `the draft token ${out[0].id} is outside the top-k`);
+  } finally {
+    probs.destroy();
+    read.destroy();
     h.close();
   }
 });

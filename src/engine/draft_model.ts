@@ -4,16 +4,20 @@
  *
  * It has its own {@link ModelRunner} (weights, paged KV cache, GPU sampler) on the target's
  * device and its own block pool. Before each target step, every speculating sequence whose
- * tokens are all known gets up to k greedy draft tokens ({@link DraftModel.propose}): the
+ * tokens are all known gets up to k draft tokens ({@link DraftModel.propose}): the
  * draft model first catches up on the tokens it has not seen (the prompt at the first draft,
  * then the tokens accepted since), sampling its first draft token at the end of that chunk,
  * then drafts one token per step. Every speculating sequence shares each of those steps, a
  * drafted token is fed to the next step from the GPU's output record (no wait between steps),
  * and the drafts come back in one readback.
  *
- * Drafting is greedy (q one-hot at the draft's argmax): the scheduler's acceptance (sample
- * from the target, keep the draft token while they agree) is then the exact rejection rule,
- * for greedy and sampled requests alike.
+ * Greedy requests draft greedily (q one-hot at the draft's argmax): the target's argmax then
+ * keeps the draft while they agree, token for token what plain decoding gives. Sampled
+ * requests draft d ~ q, q the draft's distribution after the request's own temperature,
+ * top-k, top-p and min-p: the draft runner's sampler writes each draft row's q into
+ * {@link DraftModel.probs} (slot-major, k rows per sequence slot, on the GPU), and the target's
+ * verification rows accept d with probability min(1, p(d)/q(d)), else sample max(p - q, 0)
+ * (kernels/sample.wgsl): the standard rejection rule, the target's distribution kept.
  *
  * The draft's KV is rolled back lazily: before drafting again, a sequence keeps the longest
  * prefix of the positions its draft KV holds that its known tokens still agree with (its
@@ -29,8 +33,19 @@ import { BlockManager } from "../scheduler/block_manager.ts";
 import type { SampledRow, StepPlan } from "../scheduler/scheduler.ts";
 import { Sequence } from "../scheduler/sequence.ts";
 
-/** Draft sampling: argmax (q one-hot), so acceptance by comparison is exact. */
+/** Draft sampling of greedy requests: argmax (q one-hot), so acceptance by comparison is exact. */
 const GREEDY = Object.freeze({ ...SAMPLING_DEFAULTS, temperature: 0 });
+
+/**
+ * The seed of a sampled request's draft round after `at` known tokens: its draws must be
+ * independent of the target's (seed, output index) draws and of earlier rounds'.
+ */
+function draftSeed(seed: number, at: number): number {
+  let h = (seed ^ Math.imul(at + 1, 0x9e3779b1) ^ 0x5bd1e995) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
 
 /** What a sequence's draft KV holds: its blocks, and the tokens of positions [0, computed). */
 interface DraftKv {
@@ -47,6 +62,8 @@ interface Lane {
   kv: DraftKv;
   known: number[];
   draft: number[];
+  /** Drafts d ~ q, each q kept in {@link DraftModel.probs} (a sampled request). */
+  sampled: boolean;
 }
 
 /**
@@ -83,15 +100,24 @@ export class DraftModel implements Drafter {
   readonly runner: ModelRunner;
   /** The draft KV's blocks (no prefix cache: only allocate and release). */
   readonly blocks: BlockManager;
+  /**
+   * The draft distributions of sampled requests: `maxSeqs x k` rows of the draft's vocabulary
+   * (f32), row `slot * k + j` for a slot's j-th draft token; read by the target's sampler.
+   * Null where they are off (greedy drafts for every request, see {@link DraftModel.load}).
+   */
+  readonly probs: GPUBuffer | null;
+  #k: number;
   #kv = new Map<Sequence, DraftKv>();
   /** Ids both models have logits for; a draft token past them ends the draft. */
   #vocab: number;
   #nextId = 0;
 
-  private constructor(runner: ModelRunner, targetVocab: number) {
+  private constructor(runner: ModelRunner, targetVocab: number, k: number, probs: GPUBuffer | null) {
     this.runner = runner;
     this.blocks = new BlockManager(runner.cache.options.numBlocks, runner.cache.options.blockSize);
     this.#vocab = Math.min(targetVocab, runner.spec.vocabSize);
+    this.#k = k;
+    this.probs = probs;
   }
 
   /**
@@ -127,7 +153,23 @@ export class DraftModel implements Drafter {
         { param: "speculative.model" },
       );
     }
-    return new DraftModel(runner, target.spec.vocabSize);
+    // q rows for sampled requests, where the vocabularies' logit rows match (a draft with
+    // rows the target lacks would put q mass the residual cannot account for) and the buffer
+    // fits one binding; else sampled requests draft greedily too (exact, accepts less).
+    const k = config.numSpeculativeTokens;
+    const V = runner.spec.vocabSize;
+    const bytes = target.capacity.maxSeqs * k * V * 4;
+    let probs: GPUBuffer | null = null;
+    if (V !== target.spec.vocabSize) {
+      console.error(`[draft] vocabularies of ${V} and ${target.spec.vocabSize} logit rows: sampled requests draft greedily`);
+    } else if (bytes > target.gpu.limits.maxStorageBufferBindingSize) {
+      console.error(`[draft] draft distributions need ${bytes} bytes, over one binding's limit: sampled requests draft greedily`);
+    } else {
+      probs = target.gpu.device.createBuffer({ label: "draft_probs", size: bytes, usage: GPUBufferUsage.STORAGE });
+      runner.sampler.useProbs(probs, V);
+      target.sampler.useProbs(probs, V);
+    }
+    return new DraftModel(runner, target.spec.vocabSize, k, probs);
   }
 
   /**
@@ -164,12 +206,15 @@ export class DraftModel implements Drafter {
         if (this.blocks.availableCount < want - kv.blocks.length) continue;
         kv.blocks.push(...this.blocks.allocate(want - kv.blocks.length));
       }
-      const shadow = new Sequence(-1 - this.#nextId++, known, { maxTokens: limit, sampling: GREEDY, stopTokenIds: new Set() }, 0);
+      // A sampled request drafts from q under its own sampling parameters (no logprobs).
+      const sampled = this.probs !== null && seq.sampling.temperature > 0;
+      const sampling = sampled ? { ...seq.sampling, seed: draftSeed(seq.sampling.seed, known.length), logprobs: false, topLogprobs: 0 } : GREEDY;
+      const shadow = new Sequence(-1 - this.#nextId++, known, { maxTokens: limit, sampling, stopTokenIds: new Set() }, 0);
       shadow.blockTable = kv.blocks;
       shadow.numComputed = kv.computed;
       shadow.slot = seq.slot;
       shadow.status = "running";
-      const lane = { target: seq, shadow, kv, known, draft: [] };
+      const lane = { target: seq, shadow, kv, known, draft: [], sampled };
       lanes.push(lane);
       byShadow.set(shadow, lane);
     }
@@ -178,14 +223,16 @@ export class DraftModel implements Drafter {
     while (true) {
       const plan: StepPlan = { chunks: [], admitted: [], preempted: [], finished: [], prefillTokens: 0, decodeTokens: 0 };
       let budget = this.runner.capacity.maxTokens;
-      for (const { shadow: s } of lanes) {
+      for (const { shadow: s, sampled } of lanes) {
         if (budget <= 0) break;
         if (s.generated >= s.maxTokens) continue;
         // The tokens not yet fed: the catch-up (known tokens), or the last drafted token.
         const start = s.numComputed;
         const n = Math.min(budget, s.totalLength - start);
         const sample = start + n === s.totalLength;
-        plan.chunks.push({ seq: s, start, count: n, sample, pool: "none" });
+        // The j-th draft token's q goes to row slot * k + j (j = its output index).
+        const probsRow = sample && sampled ? s.slot * this.#k + s.generated : undefined;
+        plan.chunks.push({ seq: s, start, count: n, sample, pool: "none", ...(probsRow !== undefined ? { probsRow } : {}) });
         s.numComputed += n;
         if (sample) s.pending++;
         budget -= n;
@@ -197,16 +244,20 @@ export class DraftModel implements Drafter {
     const idle: StepPlan = { chunks: [], admitted: [], preempted: [], finished: [], prefillTokens: 0, decodeTokens: 0 };
     for (let out = await this.runner.step(idle); out; out = await this.runner.step(idle)) rows.push(...out.tokens);
     for (const { seq, outputIndex, token } of rows) byShadow.get(seq)!.draft[outputIndex] = token.id;
-    for (const { target, shadow, kv, known, draft } of lanes) {
+    for (const { target, shadow, kv, known, draft, sampled } of lanes) {
       kv.computed = shadow.numComputed;
       kv.tokens = [...known, ...draft];
       const cut = draft.findIndex((id) => id >= this.#vocab);
-      target.speculation!.propose(known.length, cut < 0 ? draft : draft.slice(0, cut));
+      const tokens = cut < 0 ? draft : draft.slice(0, cut);
+      const probs = sampled ? tokens.map((_, j) => target.slot * this.#k + j) : undefined;
+      target.speculation!.propose(known.length, tokens, probs);
     }
   }
 
   /** Frees a sequence's draft KV (it finished, was cancelled or preempted). */
   release(seq: Sequence): void {
+    // A proposal not taken yet names this slot's q rows, which the next owner overwrites.
+    seq.speculation?.dropProposal();
     const kv = this.#kv.get(seq);
     if (!kv) return;
     this.blocks.release(kv.blocks);
@@ -217,5 +268,6 @@ export class DraftModel implements Drafter {
   close(): void {
     for (const seq of [...this.#kv.keys()]) this.release(seq);
     this.runner.close();
+    this.probs?.destroy();
   }
 }

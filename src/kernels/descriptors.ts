@@ -152,9 +152,12 @@ export const EAGER_ATTENTION: KernelDescriptor<
   "query" | "k_cache" | "v_cache" | "scores" | "out" | "sinks"
 > = kernel("eager_attention", ["query", "k_cache", "v_cache", "scores", "out", "sinks"]);
 
-/** GPU sampling of every logit row into output records. */
-export const SAMPLE: KernelDescriptor<Record<string, never>, "logits" | "counts" | "prompt_mask" | "records"> =
-  kernel("sample", ["logits", "counts", "prompt_mask", "records"]);
+/**
+ * GPU sampling of every logit row into output records; with a draft model it also keeps the
+ * draft's distributions (`probs`) and verifies drafts against them (rejection sampling).
+ */
+export const SAMPLE: KernelDescriptor<Record<string, never>, "logits" | "counts" | "prompt_mask" | "records" | "probs"> =
+  kernel("sample", ["logits", "counts", "prompt_mask", "records", "probs"]);
 
 /** Constrained decoding: a per-row token bitmask applied to the logits before sampling. */
 export const MASK: KernelDescriptor<Record<string, never>, "logits" | "masks"> = kernel("mask", ["logits", "masks"]);

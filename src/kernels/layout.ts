@@ -62,6 +62,9 @@ export const NO_SLOT = 0xffffffff;
 /** Mask row of a logit row that is not constrained (kernels/mask.wgsl leaves it alone). */
 export const NO_MASK = 0xffffffff;
 
+/** A logit row without a draft distribution (`qRow`) or without a draft token to verify. */
+export const NO_Q = 0xffffffff;
+
 /** Per-row fields packed beside the sampling parameters. */
 export interface SamplingRowExtras {
   /** Index of the token being sampled within its sequence's output. */
@@ -70,11 +73,20 @@ export interface SamplingRowExtras {
   seqSlot: number;
   /** The row's token bitmask in the step's mask buffer, or NO_MASK (default). */
   maskRow?: number;
+  /**
+   * Speculative decoding with a draft model, sampled rows only (kernels/sample.wgsl): a row of
+   * the sampler's draft-distribution buffer, or NO_Q (default). With no `draftToken` the row
+   * writes its processed distribution q there (the draft runner); with one, it verifies that
+   * token against q (the target's verification row).
+   */
+  qRow?: number;
+  /** The draft token this row verifies against `qRow`, or NO_Q (default). */
+  draftToken?: number;
 }
 
 type RowField = keyof SamplingParams | keyof SamplingRowExtras;
 
-const EXTRAS: ReadonlySet<RowField> = new Set(["outputIndex", "seqSlot", "maskRow"]);
+const EXTRAS: ReadonlySet<RowField> = new Set(["outputIndex", "seqSlot", "maskRow", "qRow", "draftToken"]);
 
 /** One logit row's sampling words, in order, with their WGSL scalar type. */
 export const SAMPLING_ROW: readonly (readonly [RowField, "f32" | "u32"])[] = [
@@ -91,6 +103,8 @@ export const SAMPLING_ROW: readonly (readonly [RowField, "f32" | "u32"])[] = [
   ["topLogprobs", "u32"],
   ["logprobs", "u32"],
   ["maskRow", "u32"],
+  ["qRow", "u32"],
+  ["draftToken", "u32"],
 ];
 
 /** u32 words of sampling parameters per logit row. */
@@ -108,6 +122,8 @@ export function packSamplingRow(
     const [field, type] = SAMPLING_ROW[k];
     const v = field === "maskRow"
       ? extras.maskRow ?? NO_MASK
+      : field === "qRow" || field === "draftToken"
+      ? extras[field] ?? NO_Q
       : EXTRAS.has(field)
       ? extras[field as keyof SamplingRowExtras]
       : sampling[field as keyof SamplingParams];
@@ -134,6 +150,7 @@ export function layoutWgsl(): string {
   lines.push(`const RECORD_REF: u32 = 0x${RECORD_REF.toString(16)}u;`);
   lines.push(`const NO_SLOT: u32 = 0x${NO_SLOT.toString(16)}u;`);
   lines.push(`const NO_MASK: u32 = 0x${NO_MASK.toString(16)}u;`);
+  lines.push(`const NO_Q: u32 = 0x${NO_Q.toString(16)}u;`);
   SAMPLING_ROW.forEach(([name], k) => lines.push(`const ROW_${snake(name)}: u32 = ${k}u;`));
   lines.push(`const ROW_WORDS: u32 = ${SAMPLING_ROW_WORDS}u;`);
   for (const [name, index] of Object.entries(RECORD)) lines.push(`const RECORD_${snake(name)}: u32 = ${index}u;`);

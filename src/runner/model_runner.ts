@@ -612,7 +612,9 @@ export class ModelRunner {
         const base = seq.outputIds.length;
         for (let i = 0; i < c.count; i++) {
           own.push({ row: rows.length, owner: seq, outputIndex: base + i });
-          rows.push({ sampling: seq.sampling, outputIndex: base + i, seqSlot: seq.slot });
+          // A draft sampled from q: this row verifies it against q (rejection sampling).
+          const q = c.draftProbs?.[i];
+          rows.push({ sampling: seq.sampling, outputIndex: base + i, seqSlot: seq.slot, ...(q !== undefined ? { qRow: q, draftToken: c.draft[i] } : {}) });
         }
         continue;
       }
@@ -626,7 +628,7 @@ export class ModelRunner {
         own.push({ row: rows.length, owner: seq, outputIndex });
         rows.push({ sampling: seq.sampling, outputIndex, seqSlot: seq.slot, maskRow });
       } else {
-        rows.push({ sampling: seq.sampling, outputIndex, seqSlot: seq.slot });
+        rows.push({ sampling: seq.sampling, outputIndex, seqSlot: seq.slot, qRow: c.probsRow });
         owners.push({ owner: seq, outputIndex });
         if (drafter && seq.speculation) {
           const record = recordBase + rows.length - 1;

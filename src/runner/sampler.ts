@@ -2,7 +2,9 @@
  * Sampling on the GPU (kernels/sample.wgsl): one output record per logit row, written into a
  * ring that later steps read their input ids from (embed.wgsl) and that is copied back to
  * the CPU in batches. Per-sequence penalty state (prompt-token mask, output-token counts)
- * lives on the GPU in rows indexed by the sequence's slot.
+ * lives on the GPU in rows indexed by the sequence's slot. With a draft model, the draft
+ * runner's sampler writes each draft row's processed distribution q into a buffer that the
+ * target's sampler reads to verify those drafts ({@link GpuSampler.useProbs}).
  * @module
  */
 import type { TokenLogprob } from "../types/api.ts";
@@ -29,12 +31,16 @@ export class GpuSampler {
   readonly recordWords: number;
   readonly options: GpuSamplerOptions;
   #device: GPUDevice;
-  #kernel: CompiledKernel<"logits" | "counts" | "prompt_mask" | "records">;
+  #kernel: CompiledKernel<"logits" | "counts" | "prompt_mask" | "records" | "probs">;
   #params: GPUBuffer;
   #counts: GPUBuffer;
   #promptMask: GPUBuffer;
   #maskWords: number;
   #bindGroup: GPUBindGroup | null = null;
+  #bound: { meta: GPUBuffer; metaSlotBytes: number; logits: GPUBuffer } | null = null;
+  /** Draft distributions (a placeholder until {@link useProbs}; rows with a q row read it). */
+  #probs: GPUBuffer;
+  #ownProbs: GPUBuffer;
 
   constructor(device: GPUDevice, pipelines: PipelineCache, options: GpuSamplerOptions) {
     this.#device = device;
@@ -58,16 +64,18 @@ export class GpuSampler {
       size: Math.max(16, options.maxSeqs * this.#maskWords * 4),
       usage: storage,
     });
-    this.#params = this.#kernel.uniform({
-      vocab: options.vocab,
-      record_words: this.recordWords,
-      mask_words: this.#maskWords,
-      max_top: options.maxTopLogprobs,
-    }, "sample_params");
+    this.#probs = this.#ownProbs = device.createBuffer({ label: "sample_probs_none", size: 16, usage: storage });
+    this.#params = this.#kernel.uniform(this.#paramValues(0), "sample_params");
+  }
+
+  #paramValues(probsStride: number): Record<string, number> {
+    const o = this.options;
+    return { vocab: o.vocab, record_words: this.recordWords, mask_words: this.#maskWords, max_top: o.maxTopLogprobs, probs_stride: probsStride };
   }
 
   /** Builds the bind group once: step metadata, the logits to sample from. */
   bind(meta: GPUBuffer, metaSlotBytes: number, logits: GPUBuffer): void {
+    this.#bound = { meta, metaSlotBytes, logits };
     this.#bindGroup = this.#kernel.bindGroup("sample", {
       step: { buffer: meta, offset: 0, size: metaSlotBytes },
       p: this.#params,
@@ -75,7 +83,19 @@ export class GpuSampler {
       counts: this.#counts,
       prompt_mask: this.#promptMask,
       records: this.records,
+      probs: this.#probs,
     });
+  }
+
+  /**
+   * Binds the draft-distribution buffer, rows of `stride` floats (the draft model's
+   * vocabulary): rows with a `qRow` write their processed distribution there (draft runner)
+   * or verify their draft token against it (target). The caller owns the buffer.
+   */
+  useProbs(buffer: GPUBuffer, stride: number): void {
+    this.#probs = buffer;
+    this.#device.queue.writeBuffer(this.#params, 0, this.#kernel.packParams(this.#paramValues(stride)));
+    if (this.#bound) this.bind(this.#bound.meta, this.#bound.metaSlotBytes, this.#bound.logits);
   }
 
   /** Samples `rows` logit rows of the step whose metadata is at `metaOffset`. */
@@ -109,7 +129,7 @@ export class GpuSampler {
 
   /** Frees the sampler's buffers. */
   destroy(): void {
-    for (const b of [this.records, this.#counts, this.#promptMask, this.#params]) b.destroy();
+    for (const b of [this.records, this.#counts, this.#promptMask, this.#params, this.#ownProbs]) b.destroy();
   }
 }
 

@@ -75,6 +75,18 @@ export interface ScheduledChunk {
    */
   draft?: readonly number[];
   /**
+   * A verification chunk whose drafts a draft model sampled (method "draft", sampled
+   * requests): the row of each draft token's distribution q in the sampler's draft-distribution
+   * buffer. Row i then accepts draft[i] with probability min(1, p/q) and else samples from
+   * max(p - q, 0) (kernels/sample.wgsl), instead of sampling p and comparing.
+   */
+  draftProbs?: readonly number[];
+  /**
+   * The draft runner's steps: the chunk's sampled row also writes its processed distribution
+   * into this row of the draft-distribution buffer.
+   */
+  probsRow?: number;
+  /**
    * A verification chunk whose drafts the GPU makes (`gpuDrafts`): `count` = 1 + this many
    * drafts, every row sampled. `start` and the chunk's positions are upper bounds (its blocks
    * exist): the real ones follow from accepted counts still on the GPU.
@@ -570,8 +582,10 @@ export class Scheduler {
     if (seq.pooling) return this.#takePrefillOnly(plan, seq, start, n);
     if (draft.length > 0) {
       // Verification: every row sampled; the sequence ends (if it does) when they are back.
-      seq.speculation!.verification = { base: seq.outputIds.length, draft, accepted: 0, rejected: false };
-      plan.chunks.push({ seq, start, count: n, sample: true, pool: "none", draft });
+      const spec = seq.speculation!;
+      spec.verification = { base: seq.outputIds.length, draft, accepted: 0, rejected: false };
+      const draftProbs = spec.draftProbs?.slice(0, draft.length);
+      plan.chunks.push({ seq, start, count: n, sample: true, pool: "none", draft, ...(draftProbs ? { draftProbs } : {}) });
       seq.pending += n;
       plan.decodeTokens += n;
       return n;

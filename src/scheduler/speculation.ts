@@ -13,7 +13,9 @@
  * rule accepts draft d with probability p(d) and on rejection samples from p with d removed,
  * which is what drawing x ~ p and comparing x with d does. The GPU sampler's draw for an
  * output depends only on (seed, output index), so a seeded request gets the tokens plain
- * decoding gives.
+ * decoding gives. A draft model's sampled drafts (d ~ q) carry their distributions' rows
+ * ({@link SpeculationState.draftProbs}): the sampler then accepts d with probability
+ * min(1, p(d)/q(d)) and on rejection samples max(p - q, 0), so the comparison stays right.
  * @module
  */
 import type { SamplingParams, SpeculativeConfig, TokenLogprob } from "../types/api.ts";
@@ -98,7 +100,12 @@ export class SpeculationState {
    */
   restoreState = false;
   /** Method "draft": the draft model's tokens after the first `at` known tokens. */
-  #proposal: { at: number; tokens: readonly number[] } | null = null;
+  #proposal: { at: number; tokens: readonly number[]; probs?: readonly number[] } | null = null;
+  /**
+   * Method "draft": the draft distributions' rows of the last {@link draft}'s tokens when the
+   * draft model sampled them (see `ScheduledChunk.draftProbs`), else null (a greedy draft).
+   */
+  draftProbs: readonly number[] | null = null;
   /**
    * GPU drafting: the GPU keeps this sequence's token history (from a sampled step while
    * speculating until one while not; set by the scheduler). Verifications need it.
@@ -130,9 +137,17 @@ export class SpeculationState {
     return this.#proposal?.at ?? -1;
   }
 
-  /** Method "draft": the draft model's tokens after the first `at` known tokens (used once). */
-  propose(at: number, tokens: readonly number[]): void {
-    this.#proposal = { at, tokens };
+  /**
+   * Method "draft": the draft model's tokens after the first `at` known tokens (used once);
+   * `probs`: the rows of the distributions they were sampled from (sampled requests).
+   */
+  propose(at: number, tokens: readonly number[], probs?: readonly number[]): void {
+    this.#proposal = { at, tokens, probs };
+  }
+
+  /** Method "draft": forgets a pending proposal (its draft KV and distributions are gone). */
+  dropProposal(): void {
+    this.#proposal = null;
   }
 
   /** GPU drafting: verifications that may be in flight unconfirmed (see `#window`). */
@@ -188,10 +203,12 @@ export class SpeculationState {
     const c = this.config;
     const n = Math.min(this.k, limit);
     let d: number[];
+    this.draftProbs = null;
     if (c.method !== "ngram") {
       const p = this.#proposal;
       this.#proposal = null;
       d = p && p.at === tokens.length ? p.tokens.slice(0, Math.max(0, n)) : [];
+      if (p?.probs && d.length > 0) this.draftProbs = p.probs.slice(0, d.length);
     } else {
       d = ngramDraft(tokens, n, c.promptLookupMax, c.promptLookupMin);
     }
