@@ -23,7 +23,7 @@ import { type LoadQuantization, loadQuantType, type QuantType } from "../quant/g
 import { quantizeSource } from "../quant/quantized_source.ts";
 import { GEMMA3_SWA_PATTERN } from "./spec.ts";
 import { GGUF_ARCH, ggufName, permutedHeads, permuteQkRows } from "./names.ts";
-import { type GgufTensor, type GgufValue, writeGguf } from "./writer.ts";
+import { type BlockOverride, type GgufTensor, type GgufValue, writeGguf } from "./writer.ts";
 import { ggufVocab } from "./vocab.ts";
 import { Qwen35GgufSource } from "./qwen35_layout.ts";
 import { moeGgufTensors } from "./moe_layout.ts";
@@ -37,15 +37,6 @@ export interface GgufConversion {
   fileType: "F32" | "F16" | "Q8_0" | "Q4_0";
 }
 
-/**
- * Matrices to store as other block types (tests: K-quant files such as a Q4_K_M's, which
- * nothing here quantizes to): `type` picks by HF tensor name, `encode` gets its f32 values
- * in HF row order and returns the blocks (the converter permutes q/k rows as usual).
- */
-export interface BlockOverride {
-  type: (name: string) => QuantType | null;
-  encode: (name: string, values: Float32Array) => Uint8Array;
-}
 
 /** Options of {@link convertToGguf}. */
 export interface ConvertOptions {
@@ -127,8 +118,8 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
         },
       });
     }
-    // The experts, quantized as moe_weights.ts quantizes them at load time.
-    tensors.push(...moeGgufTensors(checkpoint, spec, loadQuantType(quantization)));
+    // The experts, quantized as moe_weights.ts quantizes them at load time (or as `blocks` says).
+    tensors.push(...moeGgufTensors(checkpoint, spec, loadQuantType(quantization), options.blocks));
     const freqs = ropeFactors(spec);
     if (freqs) tensors.push({ name: "rope_freqs.weight", dims: [freqs.length], type: "F32", bytes: () => new Uint8Array(freqs.buffer) });
     const fileType = quantization === "q8_0" ? "Q8_0" : quantization === "q4_0" ? "Q4_0" : anyF16 ? "F16" : "F32";

@@ -192,10 +192,11 @@ export interface GgufExperts {
   /** Per block: whether it has a router (else a dense `ffn_*` feed-forward). */
   sparseLayers: boolean[];
   /**
-   * The stored type of the expert matrices: one block type (Q8_0, Q4_0, MXFP4) in every
-   * sparse block, or plain floats (F32/F16/BF16, the first one found).
+   * The stored type of the first expert matrix. Every sparse block's experts are MXFP4, or
+   * all block types (Q8_0, Q4_0, Q4_K, Q6_K, mixed as a Q4_K_M file mixes them), or all
+   * plain floats (F32/F16/BF16).
    */
-  type: "F32" | "F16" | "BF16" | "MXFP4" | "Q8_0" | "Q4_0";
+  type: "F32" | "F16" | "BF16" | "MXFP4" | "Q8_0" | "Q4_0" | "Q4_K" | "Q6_K";
 }
 
 /**
@@ -203,9 +204,10 @@ export interface GgufExperts {
  * {@link MAX_EXPERTS}), `expert_used_count` (at most the count) and
  * `expert_feed_forward_length` against each block's router `ffn_gate_inp` [H, E] and stacked
  * experts `ffn_{gate,up}_exps` [H, I, E] and `ffn_down_exps` [I, H, E] (GGUF order), gpt-oss's
- * biases and sinks. The expert kernels take one format per model: plain floats, Q8_0 or Q4_0
- * blocks (packed from the file's blocks, moe_weights.ts), or MXFP4 blocks (gpt-oss); experts
- * stored as K-quants (Q4_K, Q6_K) are refused.
+ * biases and sinks. The expert kernels take one format per model: plain floats, blocks
+ * (Q8_0 / Q4_0 packed from the file's, Q4_K / Q6_K transcoded to Q4X / Q8X, moe_weights.ts;
+ * gate|up and down may differ, gpt-oss's gate and up may not: its rows interleave), or MXFP4
+ * blocks (gpt-oss).
  */
 export function checkGgufExperts(m: GgufMeta, arch: string, hiddenSize: number, numLayers: number, numHeads: number): GgufExperts {
   const kind = GGUF_ARCHS[arch].experts!;
@@ -241,16 +243,18 @@ export function checkGgufExperts(m: GgufMeta, arch: string, hiddenSize: number, 
     ];
     for (const t of exps) {
       const name = t.type.name;
-      if (name !== "F32" && name !== "F16" && name !== "BF16" && name !== "MXFP4" && name !== "Q8_0" && name !== "Q4_0") {
-        m.fail(`tensor ${t.name} holds ${name} experts: K-quant experts from GGUF are not supported yet (F32, F16, BF16, Q8_0, Q4_0${kind === "gpt_oss" ? " or MXFP4" : ""} only)`);
-      }
       if (name === "MXFP4" && kind !== "gpt_oss") m.fail(`tensor ${t.name} holds MXFP4 experts: only gpt-oss experts run as MXFP4`);
-      // The expert kernels take one format per model: one block type, or values (any float type).
-      const format = (n: string) => (n === "F32" || n === "F16" || n === "BF16" ? "plain floats" : n);
+      // The expert kernels take one format per model: MXFP4, blocks of the integer types
+      // (any mix: each stack is packed or transcoded on its own), or values (any float type).
+      const format = (n: string) => (n === "F32" || n === "F16" || n === "BF16" ? "plain floats" : n === "MXFP4" ? n : "blocks (Q8_0, Q4_0, Q4_K, Q6_K)");
       if (type !== null && format(type) !== format(name)) {
-        m.fail(`tensor ${t.name} is ${name}, but other experts are ${type}: experts must be all of one block type (MXFP4, Q8_0, Q4_0) or all plain floats`);
+        m.fail(`tensor ${t.name} is ${name}, but other experts are ${type}: experts must be all MXFP4, all blocks (Q8_0, Q4_0, Q4_K, Q6_K) or all plain floats`);
       }
-      type ??= name;
+      type ??= name as GgufExperts["type"];
+    }
+    // gpt-oss's gate and up rows are interleaved again for its kernels: one type for both.
+    if (kind === "gpt_oss" && exps[0].type.name !== exps[1].type.name) {
+      m.fail(`tensor ${exps[1].name} is ${exps[1].type.name}, but ${exps[0].name} is ${exps[0].type.name}: gpt-oss gate and up experts must share a type`);
     }
     if (kind === "gpt_oss") {
       shape(`${b}.ffn_gate_inp.bias`, [E], k("expert_count"));
