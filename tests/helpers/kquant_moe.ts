@@ -2,8 +2,8 @@
  * Q4_K_M-like mixture-of-experts GGUF files for tests (moe_kquant_test.ts, llama_cpp_test.ts):
  * synthetic Qwen3-MoE and gpt-oss checkpoints whose every input width is a multiple of 256
  * (the fixtures' 128 / 64 are not, and K-quant rows need it), the block override that writes
- * their linear weights and experts as Q4_K / Q6_K, and the f32 checkpoint of a GGUF file's
- * dequantized tensors (the reference path).
+ * their linear weights and experts as Q4_K / Q6_K, and the f32 checkpoint of a model's
+ * (a GGUF file's dequantized) tensors (the reference path).
  * @module
  */
 import * as sys from "./platform.ts";
@@ -70,7 +70,10 @@ export const Q4KM_BLOCKS = {
   encode: (name: string, values: Float32Array) => (q4kmType(name) === "Q4_K" ? quantizeQ4K(values) : quantizeQ6K(values)),
 };
 
-/** Writes `dir` (config and tokenizer of `from`) with every tensor of the GGUF `file` as the reader serves it, in f32. */
+/**
+ * Writes `dir` (config and tokenizer of `from`) with every tensor of the model `file` (a GGUF
+ * file or a checkpoint) as its reader serves it, in f32.
+ */
 export async function writeDequantized(file: string, from: string, dir: string): Promise<void> {
   await sys.mkdir(dir);
   for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"]) await sys.copyFile(`${from}/${f}`, `${dir}/${f}`);

@@ -60,7 +60,7 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
   const checkpoint = await openCheckpointTensors(dir);
   if (spec.linearAttention) checkQwen35Layers(spec, dir);
   // Qwen3.5: llama.cpp's stored values (1 + w norms, -exp(A_log), tiled value heads) before quantizing.
-  const source = quantizeSource(spec.architecture === "qwen35" ? new Qwen35GgufSource(checkpoint, spec) : checkpoint, quantization);
+  const source = quantizeSource(spec.linearAttention ? new Qwen35GgufSource(checkpoint, spec) : checkpoint, quantization);
   try {
     const tensors: GgufTensor[] = [];
     let anyF16 = false;
@@ -100,7 +100,7 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
       anyF16 ||= f16;
       // Gemma's norms are stored as 1 + w, as llama.cpp's converter does.
       // (Qwen3.5 also has 1 + w norms; its layout transform above stores them so already.)
-      const addOne = spec.normOffset === 1 && spec.architecture !== "qwen35" && /norm\.weight$/.test(name);
+      const addOne = spec.normOffset === 1 && !spec.linearAttention && /norm\.weight$/.test(name);
       tensors.push({
         name: gg,
         dims,
@@ -180,7 +180,8 @@ function checkMoeRepresentable(spec: ModelSpec, file: string): void {
     throw new CheckpointError(file, `cannot convert to GGUF: llama.cpp's ${GGUF_ARCH[spec.architecture]} ${what}`);
   };
   if (moe.sparseLayers.some((s) => !s)) fail("has experts in every layer (mlp_only_layers / decoder_sparse_step differ)");
-  if (spec.architecture === "qwen3_moe") {
+  // Qwen3.5-MoE's config cannot say otherwise (every layer sparse, top-k renormalized).
+  if (spec.architecture === "qwen3_moe" || spec.architecture === "qwen35_moe") {
     if (!moe.normTopkProb) fail("renormalizes the top-k routing weights (norm_topk_prob is false)");
     if (spec.layerWindows.some((w) => w !== null)) fail("has no sliding-window attention");
     return;
@@ -272,6 +273,7 @@ function metadata(
       [k("expert_used_count"), u32(moe.topK)],
       [k("expert_feed_forward_length"), u32(moe.expertIntermediateSize)],
     );
+    if (moe.sharedExpertIntermediateSize) out.push([k("expert_shared_feed_forward_length"), u32(moe.sharedExpertIntermediateSize)]);
   }
   if (spec.rope.type === "yarn" && spec.rope.yarn) {
     out.push(

@@ -23,6 +23,11 @@ export interface GgufArchRules {
    * "qwen" (SwiGLU experts), "gpt_oss" (biases, router bias, clamped SwiGLU), or none.
    */
   experts?: "qwen" | "gpt_oss";
+  /**
+   * A shared expert beside the routed ones (`ffn_{gate,up,down}_shexp`, its sigmoid gate
+   * `ffn_gate_inp_shexp`, width `expert_shared_feed_forward_length`).
+   */
+  sharedExpert?: boolean;
 }
 
 /** The GGUF `general.architecture` values this runtime loads, with their rules. */
@@ -35,6 +40,7 @@ export const GGUF_ARCHS: Readonly<Record<string, GgufArchRules>> = {
   qwen35: { partialRope: true, distinctValueLength: false, queryGate: true },
   qwen3moe: { partialRope: false, distinctValueLength: false, queryGate: false, experts: "qwen" },
   "gpt-oss": { partialRope: false, distinctValueLength: false, queryGate: false, experts: "gpt_oss" },
+  qwen35moe: { partialRope: true, distinctValueLength: false, queryGate: true, experts: "qwen", sharedExpert: true },
 };
 
 /** Longest context a file may declare (2^24 tokens: beyond every released model). */
@@ -191,6 +197,8 @@ export interface GgufExperts {
   expertIntermediateSize: number;
   /** Per block: whether it has a router (else a dense `ffn_*` feed-forward). */
   sparseLayers: boolean[];
+  /** `expert_shared_feed_forward_length` where the architecture has a shared expert. */
+  sharedExpertIntermediateSize?: number;
   /**
    * The stored type of the first expert matrix. Every sparse block's experts are MXFP4, or
    * all block types (Q8_0, Q4_0, Q4_K, Q6_K, mixed as a Q4_K_M file mixes them), or all
@@ -218,6 +226,7 @@ export function checkGgufExperts(m: GgufMeta, arch: string, hiddenSize: number, 
   const topK = m.int(k("expert_used_count"));
   if (topK > numExperts) m.fail(`metadata ${k("expert_used_count")} (${topK}) exceeds ${k("expert_count")} (${numExperts})`);
   const I = m.int(k("expert_feed_forward_length"));
+  const S = GGUF_ARCHS[arch].sharedExpert ? m.int(k("expert_shared_feed_forward_length")) : 0;
   const H = hiddenSize;
   const E = numExperts;
   const shape = (name: string, dims: number[], what: string): GgufTensorInfo => {
@@ -256,6 +265,13 @@ export function checkGgufExperts(m: GgufMeta, arch: string, hiddenSize: number, 
     if (kind === "gpt_oss" && exps[0].type.name !== exps[1].type.name) {
       m.fail(`tensor ${exps[1].name} is ${exps[1].type.name}, but ${exps[0].name} is ${exps[0].type.name}: gpt-oss gate and up experts must share a type`);
     }
+    if (S) {
+      const what = `${k("embedding_length")}, ${k("expert_shared_feed_forward_length")}`;
+      shape(`${b}.ffn_gate_shexp.weight`, [H, S], what);
+      shape(`${b}.ffn_up_shexp.weight`, [H, S], what);
+      shape(`${b}.ffn_down_shexp.weight`, [S, H], `${k("expert_shared_feed_forward_length")}, ${k("embedding_length")}`);
+      shape(`${b}.ffn_gate_inp_shexp.weight`, [H, 1], `${k("embedding_length")}, 1`);
+    }
     if (kind === "gpt_oss") {
       shape(`${b}.ffn_gate_inp.bias`, [E], k("expert_count"));
       shape(`${b}.ffn_gate_exps.bias`, [I, E], `${k("expert_feed_forward_length")}, ${k("expert_count")}`);
@@ -265,5 +281,5 @@ export function checkGgufExperts(m: GgufMeta, arch: string, hiddenSize: number, 
     }
   }
   if (type === null) m.fail(`no block has experts (tensor blk.N.ffn_gate_inp.weight): not a ${arch} model`);
-  return { numExperts, topK, expertIntermediateSize: I, sparseLayers, type };
+  return { numExperts, topK, expertIntermediateSize: I, sparseLayers, type, ...(S ? { sharedExpertIntermediateSize: S } : {}) };
 }
