@@ -30,7 +30,7 @@ import { test } from "./helpers/test.ts";
 import * as sys from "./helpers/platform.ts";
 import { assert } from "./helpers/assert.ts";
 import { withTempDir, writeSyntheticCheckpoint } from "./helpers/synthetic_checkpoint.ts";
-import { KQUANT_QWEN3_MOE, Q4KM_BLOCKS, writeDequantized } from "./helpers/kquant_moe.ts";
+import { KQUANT_QWEN3_MOE, writeDequantized } from "./helpers/kquant_moe.ts";
 import { writeQwen35MoeFromDense, writeRandomQwen35Moe } from "./helpers/qwen35_moe_checkpoint.ts";
 import { greedyIds, HYBRID_MODEL_NAMES, loadGolden, maxAbs, MODEL_NAMES, modelDir, MOE_MODEL_NAMES, promptLogits } from "./helpers/reference.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
@@ -198,7 +198,7 @@ test("llama.cpp qwen3moe K-quant experts (Q4_K_M-like): greedy tokens and logits
   await withTempDir(async (dir) => {
     await writeSyntheticCheckpoint(`${dir}/ck`, KQUANT_QWEN3_MOE, { seed: 7 });
     const file = `${dir}/kq.gguf`;
-    await convertToGguf(`${dir}/ck`, file, { blocks: Q4KM_BLOCKS });
+    await convertToGguf(`${dir}/ck`, file, { quantization: "q4_k_m" });
     await writeDequantized(file, `${dir}/ck`, `${dir}/ref`);
     const ref = `${dir}/ref.gguf`;
     await convertToGguf(`${dir}/ref`, ref);

@@ -1,7 +1,7 @@
 /**
  * K-quant experts from GGUF: a Q4_K_M-like mixture-of-experts file (Q4_K expert gate/up and
- * q/k/o, Q6_K expert down and v; routers, norms, embeddings f32) written by `convertToGguf`'s
- * block override, loaded with its experts transcoded at upload (Q4_K -> Q4X, Q6_K -> Q8X, as
+ * q/k/o, Q6_K expert down and v; routers, norms, embeddings f32) written by `convert
+ * --quantization q4_k_m` (convertToGguf), loaded with its experts transcoded at upload (Q4_K -> Q4X, Q6_K -> Q8X, as
  * the dense K-quant matrices are) and run by the quantized expert kernels of both families.
  *
  * Reference: the same file's tensors as our GGUF reader serves them, dequantized to f32
@@ -14,7 +14,7 @@
 import { shared, sharedTest } from "./helpers/test.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { withTempDir, writeSyntheticCheckpoint } from "./helpers/synthetic_checkpoint.ts";
-import { KQUANT_GPT_OSS, KQUANT_PROMPTS, KQUANT_QWEN3_MOE, Q4KM_BLOCKS, writeDequantized } from "./helpers/kquant_moe.ts";
+import { KQUANT_GPT_OSS, KQUANT_PROMPTS, KQUANT_QWEN3_MOE, writeDequantized } from "./helpers/kquant_moe.ts";
 import { maxAbs, maxAbsDiff, promptLogits } from "./helpers/reference.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
 import { createGpu } from "../src/gpu/device.ts";
@@ -32,7 +32,7 @@ for (const [model, config] of [["qwen3moe", KQUANT_QWEN3_MOE], ["gpt-oss", KQUAN
     await withTempDir(async (dir) => {
       await writeSyntheticCheckpoint(`${dir}/ck`, config, { seed: 7 });
       const file = `${dir}/model-q4_k_m.gguf`;
-      await convertToGguf(`${dir}/ck`, file, { blocks: Q4KM_BLOCKS });
+      await convertToGguf(`${dir}/ck`, file, { quantization: "q4_k_m" });
       const types = (await readGgufHeader(file)).tensors;
       const type = (n: string) => types.get(`blk.1.${n}.weight`)?.type.name;
       assertEquals(["ffn_gate_exps", "ffn_up_exps", "ffn_down_exps", "attn_q", "attn_v", "ffn_gate_inp"].map(type), ["Q4_K", "Q4_K", "Q6_K", "Q4_K", "Q6_K", "F32"]);

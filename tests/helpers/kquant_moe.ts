@@ -1,14 +1,13 @@
 /**
  * Q4_K_M-like mixture-of-experts GGUF files for tests (moe_kquant_test.ts, llama_cpp_test.ts):
  * synthetic Qwen3-MoE and gpt-oss checkpoints whose every input width is a multiple of 256
- * (the fixtures' 128 / 64 are not, and K-quant rows need it), the block override that writes
- * their linear weights and experts as Q4_K / Q6_K, and the f32 checkpoint of a model's
+ * (the fixtures' 128 / 64 are not, and K-quant rows need it; `convert --quantization q4_k_m`
+ * writes their linear weights and experts as Q4_K / Q6_K), and the f32 checkpoint of a model's
  * (a GGUF file's dequantized) tensors (the reference path).
  * @module
  */
 import * as sys from "./platform.ts";
 import { writeSafetensors } from "./synthetic_checkpoint.ts";
-import { quantizeQ4K, quantizeQ6K } from "./k_quant_blocks.ts";
 import { openModel } from "../../src/model/model_source.ts";
 import { dequantize } from "../../src/model/quant/dequantize.ts";
 import { valueDType } from "../../src/model/safetensors.ts";
@@ -56,18 +55,6 @@ export const KQUANT_GPT_OSS = {
   tie_word_embeddings: false,
   max_position_embeddings: 2048,
   rope_parameters: { rope_type: "yarn", rope_theta: 150000, factor: 32, beta_fast: 32, beta_slow: 1, original_max_position_embeddings: 64, truncate: false },
-};
-
-/** Q4_K_M's choice: v and the experts' down Q6_K, the other linear weights and experts Q4_K. */
-export function q4kmType(name: string): "Q4_K" | "Q6_K" | null {
-  if (!/\.(self_attn\.\w+_proj\.weight|mlp\.experts\.(\d+\.\w+_proj\.weight|gate_up_proj|down_proj))$/.test(name)) return null;
-  return /(v_proj|down_proj)/.test(name) ? "Q6_K" : "Q4_K";
-}
-
-/** The block override that writes such a file (rows quantized by the tests' K-quant quantizer). */
-export const Q4KM_BLOCKS = {
-  type: q4kmType,
-  encode: (name: string, values: Float32Array) => (q4kmType(name) === "Q4_K" ? quantizeQ4K(values) : quantizeQ6K(values)),
 };
 
 /**

@@ -307,7 +307,8 @@ export function moeGgufTensors(source: TensorSource, spec: ModelSpec, quant: Exp
         const dtype = valueDtype(names[0]);
         const other = names.find((n) => valueDtype(n) !== dtype);
         if (other) throw new CheckpointError(source.get(other).file, `tensor ${other} is ${source.get(other).dtype}, but ${names[0]} is ${dtype}: experts of one kind must share a dtype`);
-        const override = blocks?.type(names[0]) ?? null;
+        const k = hf === "down_proj" ? I : H;
+        const override = blocks?.type(names[0], k) ?? null;
         if (override) {
           out.push({
             name: `${b}.ffn_${gg}_exps.weight`,
@@ -315,7 +316,7 @@ export function moeGgufTensors(source: TensorSource, spec: ModelSpec, quant: Exp
             type: override,
             bytes: async () => {
               const parts = [];
-              for (const n of names) parts.push(blocks!.encode(n, dequantize(dtype, await read(n))));
+              for (const n of names) parts.push(blocks!.encode(n, dequantize(dtype, await read(n)), k));
               const all = new Uint8Array(parts.reduce((s, x) => s + x.length, 0));
               let at = 0;
               for (const x of parts) (all.set(x, at), at += x.length);
@@ -350,14 +351,14 @@ export function moeGgufTensors(source: TensorSource, spec: ModelSpec, quant: Exp
           bytes: async () => ggmlMxfp4(await read(`${p}.down_proj_blocks`), await read(`${p}.down_proj_scales`), E, H, I, H, (r) => r),
         },
       );
-    } else if (blocks?.type(`${p}.gate_up_proj`) || blocks?.type(`${p}.down_proj`)) {
+    } else if (blocks?.type(`${p}.gate_up_proj`, H) || blocks?.type(`${p}.down_proj`, I)) {
       // As below on the Linear rows (all experts' at once), encoded by `blocks`.
-      const gt = blocks.type(`${p}.gate_up_proj`);
-      const dt = blocks.type(`${p}.down_proj`);
+      const gt = blocks.type(`${p}.gate_up_proj`, H);
+      const dt = blocks.type(`${p}.down_proj`, I);
       if (!gt || !dt) throw new CheckpointError(source.get(`${p}.down_proj`).file, `${p}: gate_up_proj and down_proj must both be stored as blocks`);
       const rows = async (name: string, R: number, C: number, step: number, phase: number) => {
         const values = f32Bytes(dequantize(valueDtype(name), await read(name)));
-        return blocks.encode(name, new Float32Array(transposeColumns(values, E, R, C, 4, step, phase).buffer));
+        return blocks.encode(name, new Float32Array(transposeColumns(values, E, R, C, 4, step, phase).buffer), R);
       };
       out.push(
         { name: `${b}.ffn_gate_exps.weight`, dims: [H, I, E], type: gt, bytes: () => rows(`${p}.gate_up_proj`, H, 2 * I, 2, 0) },
