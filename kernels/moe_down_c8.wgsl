@@ -4,7 +4,7 @@
 //   cpu family: invocation c owns block c and sums in k order (no per-row masks);
 //   LANES (gpu family, moe_down_wg): a workgroup owns block c; lane l sums k = l, l + 64, ...,
 //     then a fixed tree adds the lane sums (a row's bits do not depend on its tile).
-// W_QUANT: Q8_0 / Q4_0 tiles (moe_c8_common's qdot_row), 32 k at a time; with LANES, lane l takes
+// W_QUANT: Q8_0 / Q4_0 / Q8X / Q4X tiles (moe_c8_common's qdot_row), 32 k at a time; with LANES, lane l takes
 //   the 32-wide K blocks l, l + 64, ...
 #include common
 // Runs once per part of the weights: experts first .. first + count - 1 (others' tiles exit).

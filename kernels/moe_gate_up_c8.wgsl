@@ -7,7 +7,7 @@
 //   LANES (gpu family, moe_gate_up_wg): a workgroup owns block b; lane l sums k = l, l + 64,
 //     ... (consecutive lanes read consecutive 16-byte groups), then a fixed tree adds the 64
 //     lane sums.
-// W_QUANT: Q8_0 / Q4_0 tiles (moe_c8_common's qdot_row), 32 k at a time; with LANES, lane l takes
+// W_QUANT: Q8_0 / Q4_0 / Q8X / Q4X tiles (moe_c8_common's qdot_row), 32 k at a time; with LANES, lane l takes
 //   the 32-wide K blocks l, l + 64, ...
 #include common
 // Runs once per part of the weights: experts first .. first + count - 1 (others' tiles exit).

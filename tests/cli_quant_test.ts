@@ -1,14 +1,17 @@
 /**
  * Quantization and GGUF from the command line and the importable API: `cli convert` writes a
  * GGUF that `logits` / `generate` load (tokenizer from the file's vocabulary, no
- * tokenizer.json beside it) with the same results as `--quantization` on the checkpoint;
+ * tokenizer.json beside it) with the same results as `--quantization` on the checkpoint, and
+ * writes Q4_K_M-like files (`--quantization q4_k_m`);
  * `createEngine` serves a .gguf like a directory; unknown or misspelled flags and bad values
  * are usage errors naming the flag, in the CLI and in serve.ts.
  */
 import { test } from "./helpers/test.ts";
 import * as sys from "./helpers/platform.ts";
 import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
-import { withTempDir } from "./helpers/synthetic_checkpoint.ts";
+import { withTempDir, writeSyntheticCheckpoint } from "./helpers/synthetic_checkpoint.ts";
+import { KQUANT_QWEN3_MOE } from "./helpers/kquant_moe.ts";
+import { readGgufHeader } from "../src/model/gguf/reader.ts";
 import { maxAbs, maxAbsDiff, modelDir } from "./helpers/reference.ts";
 import { loadQuantGoldens } from "./helpers/quant_goldens.ts";
 import { parseServeArgs, UsageError } from "../src/server/args.ts";
@@ -60,6 +63,32 @@ test("cli generate and createEngine: a .gguf alone (tokenizer from its vocabular
     } finally {
       await engine.close();
     }
+  });
+});
+
+test("cli convert --quantization q4_k_m: a Q4_K_M-like MoE file (Q4_K, Q6_K v and down, K-quant experts; Q8_0 where K is no multiple of 256)", async () => {
+  await withTempDir(async (dir) => {
+    await writeSyntheticCheckpoint(`${dir}/ck`, KQUANT_QWEN3_MOE, { seed: 7 });
+    const out = `${dir}/kq.gguf`;
+    const conv = await cli("convert", "--model", `${dir}/ck`, "--out", out, "--quantization", "q4_k_m");
+    assertEquals(conv.code, 0, conv.stderr);
+    assert(conv.stdout.includes("Q4_K_M"), conv.stdout);
+    const header = await readGgufHeader(out);
+    const type = (n: string) => header.tensors.get(n)?.type.name;
+    assertEquals(header.metadata.get("general.file_type"), 15);
+    assertEquals(
+      ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps", "ffn_gate_inp"].map((n) => type(`blk.0.${n}.weight`)),
+      ["Q4_K", "Q4_K", "Q6_K", "Q4_K", "Q4_K", "Q4_K", "Q6_K", "F32"],
+    );
+    assertEquals([type("token_embd.weight"), type("output.weight")], ["F32", "F32"]);
+    // qwen3-moe-tiny's widths (128, 64) take no K-quant rows: Q8_0 throughout.
+    const tiny = `${dir}/tiny.gguf`;
+    assertEquals((await cli("convert", "--model", modelDir("qwen3-moe-tiny"), "--out", tiny, "--quantization", "q4_k_m")).code, 0);
+    const t = (await readGgufHeader(tiny)).tensors;
+    assertEquals(["attn_v", "ffn_gate_exps", "ffn_down_exps"].map((n) => t.get(`blk.0.${n}.weight`)?.type.name), ["Q8_0", "Q8_0", "Q8_0"]);
+    const bad = await cli("convert", "--model", `${dir}/ck`, "--out", out, "--quantization", "q5_k");
+    assertEquals(bad.code, 2);
+    assert(bad.stderr.includes("--quantization must be one of q8_0, q4_0, q4_k_m, none, got q5_k"), bad.stderr);
   });
 });
 

@@ -7,13 +7,22 @@
  */
 import { shared, sharedTest } from "./helpers/test.ts";
 import { createGpu } from "../src/gpu/device.ts";
-import { assert, assertEquals } from "./helpers/assert.ts";
+import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
+import { ggufModelSpec } from "../src/model/gguf/spec.ts";
+import { CheckpointError } from "../src/model/errors.ts";
 import { KERNEL_FAMILIES } from "../src/types/api.ts";
 import { withTempDir } from "./helpers/synthetic_checkpoint.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
 import { convertToGguf } from "../src/model/gguf/convert.ts";
 import { HYBRID_MODEL_NAMES, loadGolden, maxAbs, maxAbsDiff, MODEL_NAMES, modelDir, MOE_MODEL_NAMES, promptLogits } from "./helpers/reference.ts";
 import { worstRelativeError } from "./helpers/quant_goldens.ts";
+import { writeQwen35MoeFromDense, writeRandomQwen35Moe } from "./helpers/qwen35_moe_checkpoint.ts";
+import { readGgufHeader } from "../src/model/gguf/reader.ts";
+
+// As for qwen35 (above): the file tiles the value heads (out_proj sums its inputs in another
+// order) and stores -exp(A_log), so the logits agree to rounding, not bit for bit; every other
+// tensor (experts, shared expert, router) is the checkpoint's exactly (gguf_test.ts).
+const QWEN35_MOE_SAME = 1e-5;
 
 // f32 KV: the goldens bound the error to 1e-4; the f16 cache (the default where the adapter
 // has shader-f16) is measured against them in reference_test.ts.
@@ -113,6 +122,81 @@ for (const name of MOE_MODEL_NAMES) {
           console.log(`  ${name} ${kernelFamily}: GGUF ${q} vs load-time ${q} ${same.toExponential(2)}`);
           assert(same === 0, `${name} ${kernelFamily}: GGUF ${q} and load-time ${q} differ by ${same}`);
         }
+      }
+    });
+  });
+}
+
+// Qwen3.5-MoE (llama.cpp's `qwen35moe`: qwen35's tensors and metadata plus the qwen3moe-style
+// stacked experts and the shared expert `*_shexp` with its gate `ffn_gate_inp_shexp`). Two
+// checkpoints: qwen35-tiny rewritten as a sparse model that computes its dense MLPs again
+// (hub layout, fused experts: tests/helpers/qwen35_moe_checkpoint.ts), which must match
+// qwen35-tiny's transformers goldens from the file; and random weights with distinct experts
+// and tiled value heads (2 key heads, 4 value heads). Each file gives the safetensors load's
+// logits (within QWEN35_MOE_SAME, see below); a Q8_0 file equals load-time Q8_0 (from-dense).
+const QWEN35_MOE_PROMPTS = [[1, 5, 9, 44, 7, 100, 3, 250, 17, 8, 61, 2, 90, 33], [1, 42]];
+for (const kind of ["from-dense", "random"] as const) {
+  sharedTest(`gguf reference qwen35moe (${kind}): the converted file gives the safetensors logits${kind === "from-dense" ? " and qwen35-tiny's transformers goldens; Q8_0 from GGUF equals load-time Q8_0" : ""}, both kernel families`, async () => {
+    await withTempDir(async (dir) => {
+      const ck = `${dir}/ck`;
+      if (kind === "from-dense") await writeQwen35MoeFromDense(ck, { experts: 4, topK: 2, layout: "fused" });
+      else await writeRandomQwen35Moe(ck);
+      await convertToGguf(ck, `${dir}/f.gguf`);
+      await convertToGguf(ck, `${dir}/q8_0.gguf`, { quantization: "q8_0" });
+      const header = await readGgufHeader(`${dir}/f.gguf`);
+      assertEquals(header.metadata.get("general.architecture"), "qwen35moe");
+      if (kind === "random") {
+        // llama.cpp's names and keys (TINY_QWEN35_MOE_CONFIG: H 64, 8 experts of 32, shared 48).
+        const meta = (key: string) => header.metadata.get(`qwen35moe.${key}`);
+        assertEquals(["expert_count", "expert_used_count", "expert_feed_forward_length", "expert_shared_feed_forward_length", "full_attention_interval", "ssm.group_count", "ssm.time_step_rank"].map(meta), [8, 2, 32, 48, 4, 2, 4]);
+        const dims = (n: string) => header.tensors.get(`blk.3.${n}`)?.dims;
+        assertEquals(
+          ["ffn_gate_inp.weight", "ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight", "ffn_gate_shexp.weight", "ffn_up_shexp.weight", "ffn_down_shexp.weight", "ffn_gate_inp_shexp.weight", "post_attention_norm.weight", "attn_gate.weight"].map(dims),
+          [[64, 8], [64, 32, 8], [64, 32, 8], [32, 64, 8], [64, 48], [64, 48], [48, 64], [64, 1], [64], undefined],
+        );
+        assertEquals(["ssm_a", "ssm_conv1d.weight", "ssm_out.weight", "attn_gate.weight"].map((n) => header.tensors.has(`blk.0.${n}`)), [true, true, true, true]);
+        // A file without the shared expert's width is refused by name.
+        const metadata = new Map(header.metadata);
+        metadata.delete("qwen35moe.expert_shared_feed_forward_length");
+        const e = assertThrows(() => ggufModelSpec({ ...header, metadata }), CheckpointError);
+        assert(/missing required metadata qwen35moe\.expert_shared_feed_forward_length/.test(e.message), e.message);
+      }
+      const gpu = await sharedGpu();
+      const prompts = kind === "from-dense" ? (await loadGolden("qwen35-tiny")).cases.map((c) => c.prompt_ids) : QWEN35_MOE_PROMPTS;
+      for (const kernelFamily of KERNEL_FAMILIES) {
+        const fromFile = await ModelRunner.load(`${dir}/f.gguf`, { ...OPTS, gpu, kernelFamily });
+        const checkpoint = await ModelRunner.load(ck, { ...OPTS, gpu, kernelFamily });
+        const qFile = await ModelRunner.load(`${dir}/q8_0.gguf`, { ...OPTS, gpu, kernelFamily });
+        const qLoad = await ModelRunner.load(ck, { ...OPTS, gpu, kernelFamily, quantization: "q8_0" });
+        let same = 0;
+        let sameQ = 0;
+        let err = 0;
+        try {
+          assertEquals(fromFile.spec.architecture, "qwen35_moe");
+          assertEquals(fromFile.spec.moe, checkpoint.spec.moe);
+          assertEquals(fromFile.spec.linearAttention?.layers, checkpoint.spec.linearAttention?.layers);
+          // The shared expert runs as the layer's dense MLP, quantized like one (where its K
+          // is a multiple of 32: the random model's down has K = 48); the routed experts Q8_0.
+          const types = (r: ModelRunner) => r.weights.layers.map((l) => `${l.gateUp?.dtype}/${l.down?.dtype}/${l.moe?.dtype}`);
+          assertEquals(types(qFile), types(qLoad));
+          assertEquals(types(qFile).map((t) => t.split("/")[0] + "/" + t.split("/")[2]), types(qFile).map(() => "q8_0/q8_0"));
+          if (kind === "from-dense") err = await worstRelativeError(fromFile, (await loadGolden("qwen35-tiny")).cases);
+          for (const ids of prompts) {
+            const b = await promptLogits(checkpoint, ids);
+            same = Math.max(same, maxAbsDiff(await promptLogits(fromFile, ids), b) / maxAbs(b));
+            const qb = await promptLogits(qLoad, ids);
+            sameQ = Math.max(sameQ, maxAbsDiff(await promptLogits(qFile, ids), qb) / maxAbs(qb));
+          }
+        } finally {
+          for (const r of [fromFile, checkpoint, qFile, qLoad]) r.close();
+        }
+        console.log(`  qwen35moe ${kind} ${kernelFamily}: GGUF vs safetensors ${same.toExponential(2)}, GGUF Q8_0 vs load-time Q8_0 ${sameQ.toExponential(2)}${kind === "from-dense" ? `, GGUF vs HF (qwen35-tiny) ${err.toExponential(2)}` : ""}`);
+        assert(err <= 1e-4, `qwen35moe ${kind}: GGUF logits relative error ${err}`);
+        assert(same <= QWEN35_MOE_SAME, `qwen35moe ${kind} ${kernelFamily}: GGUF and safetensors differ by ${same}`);
+        // The random model's value heads are 16 wide: tiling out_proj's columns regroups its
+        // 32-wide K blocks, so the file's Q8_0 blocks (llama.cpp's converter quantizes the tiled
+        // tensor too) are not load-time quantization's; qwen35-tiny's 32-wide heads keep them.
+        if (kind === "from-dense") assert(sameQ <= QWEN35_MOE_SAME, `qwen35moe ${kind} ${kernelFamily}: GGUF Q8_0 and load-time Q8_0 differ by ${sameQ}`);
       }
     });
   });

@@ -702,25 +702,29 @@ test("gguf MoE: bad expert metadata, quantized experts and layouts llama.cpp can
     fails(q, (m) => m.set("qwen3moe.expert_feed_forward_length", 32), /ffn_gate_exps\.weight has shape \[128, 64, 8\]/);
     fails(q, (_, t) => t.delete("blk.1.ffn_up_exps.weight"), /missing tensor blk\.1\.ffn_up_exps\.weight/);
     fails(q, (m) => m.set("qwen3moe.expert_weights_norm", 3), /expert_weights_norm must be true or false/);
-    // K-quant experts: not until the expert kernels read them.
-    for (const type of ["Q4_K", "Q6_K"] as const) {
-      fails(q, (_, t) => t.set("blk.2.ffn_down_exps.weight", { ...t.get("blk.2.ffn_down_exps.weight")!, type: GGML_TYPES[type] }), new RegExp(`blk\\.2\\.ffn_down_exps\\.weight holds ${type} experts: K-quant experts from GGUF are not supported yet`));
-    }
-    // Q8_0 / Q4_0 experts run as their blocks: all experts of one block type.
-    const allExperts = (t: typeof q.tensors, type: (name: string) => "Q8_0" | "Q4_0") => {
+    // Block experts (Q8_0, Q4_0, and K-quants transcoded at load) may mix types per stack, as
+    // a Q4_K_M file's Q4_K gate/up and Q6_K down do; gpt-oss's gate and up share one type.
+    const allExperts = (t: typeof q.tensors, type: (name: string) => "Q8_0" | "Q4_0" | "Q4_K" | "Q6_K") => {
       for (const [name, info] of t) if (/ffn_(gate|up|down)_exps\.weight$/.test(name)) t.set(name, { ...info, type: GGML_TYPES[type(name)] });
     };
+    const qkm = (n: string) => (n.includes("ffn_down") ? "Q6_K" : "Q4_K");
     for (const [h, arch] of [[q, "qwen3_moe"], [o, "gpt_oss"]] as const) {
-      for (const type of ["Q8_0", "Q4_0"] as const) {
+      for (const type of ["Q8_0", "Q4_0", "Q4_K", "Q6_K", qkm] as const) {
         const tensors = new Map(h.tensors);
-        allExperts(tensors, () => type);
+        allExperts(tensors, typeof type === "string" ? () => type : type);
         assertEquals(ggufModelSpec({ ...h, tensors }).architecture, arch);
       }
     }
-    fails(q, (_, t) => t.set("blk.2.ffn_down_exps.weight", { ...t.get("blk.2.ffn_down_exps.weight")!, type: GGML_TYPES.Q8_0 }), /blk\.2\.ffn_down_exps\.weight is Q8_0, but other experts are \w+: experts must be all of one block type/);
-    fails(o, (_, t) => allExperts(t, (n) => (n.startsWith("blk.3.ffn_up") ? "Q4_0" : "Q8_0")), /blk\.3\.ffn_up_exps\.weight is Q4_0, but other experts are Q8_0/);
+    fails(q, (_, t) => t.set("blk.2.ffn_down_exps.weight", { ...t.get("blk.2.ffn_down_exps.weight")!, type: GGML_TYPES.Q8_0 }), /blk\.2\.ffn_down_exps\.weight is Q8_0, but other experts are \w+: experts must be all MXFP4, all blocks \(Q8_0, Q4_0, Q4_K, Q6_K\) or all plain floats/);
+    {
+      // Qwen3-MoE's gate and up may differ (their stack runs as Q8X).
+      const tensors = new Map(q.tensors);
+      allExperts(tensors, (n) => (n.startsWith("blk.1.ffn_up") ? "Q6_K" : n.includes("ffn_down") ? "Q8_0" : "Q4_K"));
+      assertEquals(ggufModelSpec({ ...q, tensors }).architecture, "qwen3_moe");
+    }
+    fails(o, (_, t) => allExperts(t, (n) => (n.startsWith("blk.3.ffn_up") ? "Q4_0" : "Q8_0")), /blk\.3\.ffn_up_exps\.weight is Q4_0, but blk\.3\.ffn_gate_exps\.weight is Q8_0: gpt-oss gate and up experts must share a type/);
     fails(q, (_, t) => t.set("blk.0.ffn_gate_exps.weight", { ...t.get("blk.0.ffn_gate_exps.weight")!, type: GGML_TYPES.MXFP4 }), /only gpt-oss experts run as MXFP4/);
-    fails(o, (_, t) => t.set("blk.3.ffn_up_exps.weight", { ...t.get("blk.3.ffn_up_exps.weight")!, type: GGML_TYPES.MXFP4 }), /experts must be all of one block type \(MXFP4, Q8_0, Q4_0\) or all plain floats/);
+    fails(o, (_, t) => t.set("blk.3.ffn_up_exps.weight", { ...t.get("blk.3.ffn_up_exps.weight")!, type: GGML_TYPES.MXFP4 }), /experts must be all MXFP4, all blocks \(Q8_0, Q4_0, Q4_K, Q6_K\) or all plain floats/);
     fails(o, (m) => m.delete("gpt-oss.attention.sliding_window"), /missing required metadata gpt-oss\.attention\.sliding_window/);
     fails(o, (_, t) => t.delete("blk.0.attn_sinks.weight"), /missing tensor blk\.0\.attn_sinks\.weight/);
     fails(o, (_, t) => t.delete("blk.2.ffn_gate_exps.bias"), /missing tensor blk\.2\.ffn_gate_exps\.bias/);

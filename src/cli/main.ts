@@ -19,7 +19,7 @@ import {
   type Quantization,
   QUANTIZATIONS,
 } from "../types/api.ts";
-import { convertToGguf } from "../model/gguf/convert.ts";
+import { CONVERT_QUANTIZATIONS, convertToGguf } from "../model/gguf/convert.ts";
 import { ModelRunner } from "../runner/model_runner.ts";
 import { buildStepBatch } from "../runner/step_meta.ts";
 import { runBatch } from "./batch.ts";
@@ -40,7 +40,7 @@ const USAGE = `usage:
             [--allow-fallback-adapter]
   cli logits --model DIR|FILE.gguf --ids 1,2,3 [--json] [--attn paged|eager] [--quantization q8_0|q4_0|none]
              [--allow-fallback-adapter]
-  cli convert --model DIR --out FILE.gguf [--quantization q8_0|q4_0|none]
+  cli convert --model DIR --out FILE.gguf [--quantization q8_0|q4_0|q4_k_m|none]
   cli embed --model DIR|FILE.gguf --input TEXT [--dimensions N] [--pooling last|mean]
             [--kernel-family cpu|gpu] [--kv-dtype f16|f32] [--gpu-memory-bytes N]
             [--allow-fallback-adapter]`;
@@ -193,18 +193,24 @@ function tuningOf(
 }
 
 function quantizationOf(flags: Map<string, string>): Quantization {
+  return quantizationIn(flags, QUANTIZATIONS);
+}
+
+/** `--quantization`, one of `values` ("none" when absent). */
+function quantizationIn<Q extends string>(flags: Map<string, string>, values: readonly Q[]): Q {
   const q = flags.get("quantization") ?? "none";
-  if (!(QUANTIZATIONS as readonly string[]).includes(q)) {
-    throw new UsageError(`--quantization must be one of ${QUANTIZATIONS.join(", ")}, got ${q}`);
+  if (!(values as readonly string[]).includes(q)) {
+    throw new UsageError(`--quantization must be one of ${values.join(", ")}, got ${q}`);
   }
-  return q as Quantization;
+  return q as Q;
 }
 
 async function convert(flags: Map<string, string>): Promise<number> {
   const out = required(flags, "out");
   if (!/\.gguf$/i.test(out)) throw new UsageError(`--out must name a .gguf file, got ${out}`);
   const r = await convertToGguf(required(flags, "model"), out, {
-    quantization: quantizationOf(flags),
+    // convert also writes Q4_K_M-like files (K-quants are read, not made, at load time).
+    quantization: quantizationIn(flags, CONVERT_QUANTIZATIONS),
   });
   console.log(`wrote ${r.path}: ${r.tensors} tensors, ${r.bytes} bytes, ${r.fileType}`);
   return 0;

@@ -55,19 +55,22 @@ export const MOE_DOWN: KernelDescriptor<MoeExpertDefines, "h" | "w" | "sorted" |
 );
 
 /**
- * How the column-block expert kernels read weights: f16 (the default), f32, or llama.cpp's
- * Q8_0 / Q4_0 blocks in qgemv_c8's quantized column-block tiles (at most one of the three).
+ * How the column-block expert kernels read weights: f16 (the default), f32, llama.cpp's
+ * Q8_0 / Q4_0 blocks, or the K-quants' load-time Q8X / Q4X blocks, in qgemv_c8's quantized
+ * column-block tiles (at most one of them).
  */
 export type MoeBlockDefines = {
   W_F32: boolean;
   W_Q8_0: boolean;
   W_Q4_0: boolean;
+  W_Q8X: boolean;
+  W_Q4X: boolean;
   GPTOSS: boolean;
 };
 
 // The quantized variants share one branch of each kernel (W_QUANT); the gate|up kernels also
 // take gpt-oss's SwiGLU constants.
-const quantDefine = (d: MoeBlockDefines) => ({ W_QUANT: d.W_Q8_0 || d.W_Q4_0 });
+const quantDefine = (d: MoeBlockDefines) => ({ W_QUANT: d.W_Q8_0 || d.W_Q4_0 || d.W_Q8X || d.W_Q4X });
 const gateUpDefines = (d: MoeBlockDefines) => ({ ...quantDefine(d), LIMIT: GPT_OSS_SWIGLU_LIMIT, ALPHA: GPT_OSS_SWIGLU_ALPHA });
 
 /** Column-block experts: one invocation per block of 8 columns (4 SwiGLU outputs). */

@@ -18,20 +18,32 @@
  * in registers by the expert kernels; MXFP4 experts stay MXFP4 (they are already 4.25 bits a
  * weight). Packing starts from llama.cpp's block bytes ({@link packQuantExpert}): a GGUF
  * file's Q8_0 / Q4_0 expert tensors (`convert --quantization`, llama.cpp's quantizer) are
- * packed unchanged, never requantized ({@link MoeUploadIo.blockType}).
+ * packed unchanged, never requantized ({@link MoeUploadIo.blockType}). K-quant expert tensors
+ * (Q4_K / Q6_K, a Q4_K_M file's) are transcoded exactly as the dense matrices are
+ * (`quant/quant_matrix.ts`): Q4_K to Q4X, Q6_K and stacks mixing types to Q8X, so gate|up and
+ * down may differ in type ({@link MoeLayerWeights.downDtype}).
  * @module
  */
 import type { MoeSpec } from "./moe_config.ts";
 import { CheckpointError } from "./errors.ts";
 import { release } from "./release.ts";
 import { type ColumnMap, gluColumns, packColumnBlocks } from "./weight_layout.ts";
-import { c8TileWords, packQuantColumnBlocks, type QuantMatrix } from "./quant/pack_c8.ts";
+import { c8TileWords, type MatmulQuantType, packQuantColumnBlocks, type QuantMatrix } from "./quant/pack_c8.ts";
+import { stackedQuantType, toMatmulBlocks } from "./quant/quant_matrix.ts";
 import { quantizeRows } from "./quant/quantized_source.ts";
 import type { UploadData } from "./upload_queue.ts";
 import type { QuantType } from "./quant/ggml_types.ts";
 
 /** Block types load-time quantization gives experts. */
 export type ExpertQuantType = "Q8_0" | "Q4_0";
+
+/** How an expert matrix is stored on the GPU. */
+export type ExpertDType = "f16" | "f32" | "mxfp4" | "q8_0" | "q4_0" | "q8x" | "q4x";
+
+/** The expert dtype of a quantized matrix type. */
+function quantDType(t: MatmulQuantType): ExpertDType {
+  return ({ Q8_0: "q8_0", Q4_0: "q4_0", Q8X: "q8x", Q4X: "q4x" } as const)[t];
+}
 
 /** Whole experts `first .. first + count - 1` of one stacked matrix, in one buffer. */
 export interface ExpertPart {
@@ -54,7 +66,12 @@ export interface MoeLayerWeights {
   gateUp: ExpertPart[];
   /** `[E][H][I]`, split by experts. */
   down: ExpertPart[];
-  dtype: "f16" | "f32" | "mxfp4" | "q8_0" | "q4_0";
+  dtype: ExpertDType;
+  /**
+   * The down matrices' type where it differs from the gate|up's `dtype` (a Q4_K_M file: Q4_K
+   * gate/up as q4x, Q6_K down as q8x); absent: `dtype`.
+   */
+  downDtype?: ExpertDType;
   /**
    * "rows": each expert's matrices in Linear layout (MXFP4 blocks; shapes the blocks do not
    * fit); "column_blocks": each expert packed as gemv_c8's blocks of 8 output columns, gate|up
@@ -88,8 +105,9 @@ export interface MoeUploadIo {
   maxBindingBytes: number;
   /**
    * The block type the source holds a tensor as, when the expert kernels may compute on its
-   * blocks (null: read its values). Experts of a Q8_0 / Q4_0 GGUF file: each Linear row's
-   * blocks (gpt-oss's `x @ W` stacks: of the transposed rows, moe_layout.ts).
+   * blocks (null: read its values). Experts of a quantized GGUF file (Q8_0, Q4_0, Q4_K,
+   * Q6_K): each Linear row's blocks (gpt-oss's `x @ W` stacks: of the transposed rows,
+   * moe_layout.ts).
    */
   blockType?(name: string): QuantType | null;
   /** A tensor's blocks (only where {@link blockType} gives a type). */
@@ -126,8 +144,9 @@ function slot(parts: ExpertPart[], e: number, bytes: number): { part: ExpertPart
 /**
  * Uploads layer `prefix`'s router and experts (`mlp.gate`, `mlp.experts.N.*`). `quant`: the
  * load-time block type of float experts (applied where hidden and expert widths are multiples
- * of 32, as for dense matrices; the router stays f32). Experts the source holds as Q8_0 / Q4_0
- * blocks ({@link MoeUploadIo.blockType}) are packed from those blocks, whatever `quant` says.
+ * of 32, as for dense matrices; the router stays f32). Experts the source holds as blocks
+ * ({@link MoeUploadIo.blockType}) are packed from those blocks (K-quants transcoded), whatever
+ * `quant` says.
  */
 export async function uploadMoeLayer(
   io: MoeUploadIo,
@@ -148,10 +167,25 @@ export async function uploadMoeLayer(
   // Experts the source holds as blocks (a quantized GGUF) run as those blocks.
   const first = moe.experts === "gpt_oss" ? `${prefix}.mlp.experts.gate_up_proj` : `${prefix}.mlp.experts.0.gate_proj.weight`;
   const stored = moe.mxfp4 ? null : io.blockType?.(first) ?? null;
-  if (stored !== null && stored !== "Q8_0" && stored !== "Q4_0") throw new CheckpointError(first, `${stored} experts are not supported (Q8_0 or Q4_0 blocks only)`);
   const fromFile = stored !== null;
-  const q = stored ?? (quant && quantFits(H, I) ? quant : null);
-  if (moe.experts === "gpt_oss") return await uploadGptOssLayer(io, moe, prefix, hiddenSize, dtype, label, q, fromFile);
+  // Source block types of gate, up and down (a file's stacks share one per layer and kind).
+  const e0 = (kind: string) => moe.experts === "gpt_oss" ? `${prefix}.mlp.experts.${kind}_proj` : `${prefix}.mlp.experts.0.${kind}_proj.weight`;
+  const fileTypes = (): ExpertTypes => {
+    const t = (name: string) => {
+      const b = io.blockType!(name);
+      if (b === null) throw new CheckpointError(name, `expert tensors mix blocks (${first}: ${stored}) with plain floats`);
+      return b;
+    };
+    const [gate, up, down] = moe.experts === "gpt_oss" ? [t(e0("gate_up")), t(e0("gate_up")), t(e0("down"))] : [t(e0("gate")), t(e0("up")), t(e0("down"))];
+    return { gate, up, down, gateUp: stackedQuantType([gate, up]), downTo: stackedQuantType([down]) };
+  };
+  const loadTime = quant && quantFits(H, I) ? quant : null;
+  const types: ExpertTypes | null = fromFile
+    ? fileTypes()
+    : loadTime
+    ? { gate: loadTime, up: loadTime, down: loadTime, gateUp: loadTime, downTo: loadTime }
+    : null;
+  if (moe.experts === "gpt_oss") return await uploadGptOssLayer(io, moe, prefix, hiddenSize, dtype, label, types, fromFile);
   const elem = dtype === "f16" ? 2 : 4;
   const blocks = columnBlocksFit(H, I);
   const convert = (v: Float32Array<ArrayBuffer>) => dtype === "f16" ? new Uint16Array(Float16Array.from(v).buffer) : v;
@@ -159,7 +193,7 @@ export async function uploadMoeLayer(
   const router = buffer(io.device, `${label}.router`, (E + (shared ? 1 : 0)) * H * 4);
   await io.write(router, 0, await io.read(`${prefix}.mlp.gate.weight`));
   if (shared) await io.write(router, E * H * 4, await io.read(`${prefix}.mlp.shared_expert_gate.weight`));
-  if (q) return await uploadQuantQwenExperts(io, moe, prefix, H, label, q, router, fromFile);
+  if (types) return await uploadQuantQwenExperts(io, moe, prefix, H, label, types, router, fromFile);
   const matrix = I * H * elem;
   const gateUp = expertParts(io, E, 2 * matrix, 0, `${label}.experts_gate_up`);
   const down = expertParts(io, E, matrix, 0, `${label}.experts_down`);
@@ -207,7 +241,7 @@ export function quantFits(H: number, I: number): boolean {
 }
 
 /** Bytes of one expert's `[rows, K]` matrix as quantized column blocks. */
-export function quantExpertBytes(type: ExpertQuantType, rows: number, K: number): number {
+export function quantExpertBytes(type: MatmulQuantType, rows: number, K: number): number {
   return (rows / 8) * (K / 32) * 16 * c8TileWords(type);
 }
 
@@ -224,9 +258,30 @@ export function quantizeExpert(values: Float32Array, rows: number, K: number, ty
   return packQuantExpert({ type, rows, k: K, data: quantizeRows(type, values) }, columns);
 }
 
-/** A tensor's blocks: the source's (`fromFile`), or its values quantized along their rows. */
-async function expertBlocks(io: MoeUploadIo, name: string, type: ExpertQuantType, fromFile: boolean): Promise<Uint8Array> {
-  if (fromFile) return await io.readBlocks!(name);
+/**
+ * The source block types of a layer's experts (`gate`, `up`, `down`) and the types the
+ * kernels run them as (`gateUp`: the stack's, {@link stackedQuantType}; `downTo`).
+ */
+interface ExpertTypes {
+  gate: QuantType;
+  up: QuantType;
+  down: QuantType;
+  gateUp: MatmulQuantType;
+  downTo: MatmulQuantType;
+}
+
+/**
+ * A `[rows, K]` tensor's blocks as the kernels' type `to`: the source's (`fromFile`, stored
+ * as `from`; K-quants transcoded), or its values quantized along their rows.
+ */
+async function expertBlocks(io: MoeUploadIo, name: string, from: QuantType, to: MatmulQuantType, rows: number, K: number, fromFile: boolean): Promise<Uint8Array> {
+  if (fromFile) {
+    const raw = await io.readBlocks!(name);
+    const out = toMatmulBlocks(from, to, raw, rows, K);
+    if (out !== raw) release(raw);
+    return out;
+  }
+  const type = from as ExpertQuantType;
   const values = await io.read(name);
   const blocks = quantizeRows(type, values);
   release(values);
@@ -234,7 +289,7 @@ async function expertBlocks(io: MoeUploadIo, name: string, type: ExpertQuantType
 }
 
 /**
- * Qwen3-MoE experts as Q8_0 / Q4_0 column blocks: gate|up (GLU order) and down per expert,
+ * Qwen3-MoE experts as quantized column blocks: gate|up (GLU order) and down per expert,
  * from the source's blocks (`fromFile`) or quantized at load.
  */
 async function uploadQuantQwenExperts(
@@ -243,34 +298,36 @@ async function uploadQuantQwenExperts(
   prefix: string,
   H: number,
   label: string,
-  type: ExpertQuantType,
+  types: ExpertTypes,
   router: GPUBuffer,
   fromFile: boolean,
 ): Promise<MoeLayerWeights> {
   const E = moe.numExperts;
   const I = moe.expertIntermediateSize;
+  const type = types.gateUp;
   const guBytes = quantExpertBytes(type, 2 * I, H);
-  const dBytes = quantExpertBytes(type, H, I);
+  const dBytes = quantExpertBytes(types.downTo, H, I);
   const gateUp = expertParts(io, E, guBytes, 0, `${label}.experts_gate_up`);
   const down = expertParts(io, E, dBytes, 0, `${label}.experts_down`);
   for (let e = 0; e < E; e++) {
     const p = `${prefix}.mlp.experts.${e}`;
     // Rows are quantized one by one: gate's blocks then up's are the stacked matrix's.
-    const gate = await expertBlocks(io, `${p}.gate_proj.weight`, type, fromFile);
+    const gate = await expertBlocks(io, `${p}.gate_proj.weight`, types.gate, type, I, H, fromFile);
     const stacked = new Uint8Array(2 * gate.length);
     stacked.set(gate);
-    stacked.set(await expertBlocks(io, `${p}.up_proj.weight`, type, fromFile), gate.length);
+    stacked.set(await expertBlocks(io, `${p}.up_proj.weight`, types.up, type, I, H, fromFile), gate.length);
     const gu = slot(gateUp, e, guBytes);
     await io.write(gu.part.buffer, gu.offset, packQuantExpert({ type, rows: 2 * I, k: H, data: stacked }, gluColumns(I)));
     const d = slot(down, e, dBytes);
-    const downBlocks = await expertBlocks(io, `${p}.down_proj.weight`, type, fromFile);
-    await io.write(d.part.buffer, d.offset, packQuantExpert({ type, rows: H, k: I, data: downBlocks }));
+    const downBlocks = await expertBlocks(io, `${p}.down_proj.weight`, types.down, types.downTo, H, I, fromFile);
+    await io.write(d.part.buffer, d.offset, packQuantExpert({ type: types.downTo, rows: H, k: I, data: downBlocks }));
   }
   return {
     router,
     gateUp,
     down,
-    dtype: type === "Q8_0" ? "q8_0" : "q4_0",
+    dtype: quantDType(type),
+    ...(types.downTo !== type ? { downDtype: quantDType(types.downTo) } : {}),
     layout: "column_blocks",
     expertBytes: guBytes + dBytes,
     routerBias: null,
@@ -325,7 +382,7 @@ async function uploadGptOssLayer(
   H: number,
   dtype: "f16" | "f32",
   label: string,
-  quant: ExpertQuantType | null,
+  types: ExpertTypes | null,
   fromFile: boolean,
 ): Promise<MoeLayerWeights> {
   const E = moe.numExperts;
@@ -369,31 +426,33 @@ async function uploadGptOssLayer(
       expertBytes: (3 * H * I) / 2 + (3 * H * I) / 32,
     };
   }
-  if (quant) {
+  if (types) {
     // Linear rows per expert, quantized along their K (R) and packed; a file's blocks are
-    // already those rows' (moe_layout.ts), packed as they are.
-    const qmatrix = async (name: string, R: number, C: number, tag: string, columns?: ColumnMap) => {
+    // already those rows' (moe_layout.ts; gate and up of one type), packed as they are or
+    // transcoded (K-quants).
+    const qmatrix = async (name: string, R: number, C: number, tag: string, from: QuantType, to: MatmulQuantType, columns?: ColumnMap) => {
       const rows = fromFile ? null : transposeExperts(await io.read(name), E, R, C);
-      const blocks = fromFile ? await io.readBlocks!(name) : null;
+      const blocks = fromFile ? toMatmulBlocks(from, to, await io.readBlocks!(name), E * C, R) : null;
       const per = blocks ? blocks.length / E : 0;
-      const bytes = quantExpertBytes(quant, C, R);
+      const bytes = quantExpertBytes(to, C, R);
       const parts = expertParts(io, E, bytes, 0, `${label}.${tag}`);
       for (let e = 0; e < E; e++) {
         const at = slot(parts, e, bytes);
         const packed = blocks
-          ? packQuantExpert({ type: quant, rows: C, k: R, data: blocks.subarray(e * per, (e + 1) * per) }, columns)
-          : quantizeExpert(rows!.subarray(e * R * C, (e + 1) * R * C), C, R, quant, columns);
+          ? packQuantExpert({ type: to, rows: C, k: R, data: blocks.subarray(e * per, (e + 1) * per) }, columns)
+          : quantizeExpert(rows!.subarray(e * R * C, (e + 1) * R * C), C, R, to as ExpertQuantType, columns);
         await io.write(at.part.buffer, at.offset, packed);
       }
       return parts;
     };
     return {
       ...common,
-      gateUp: await qmatrix(`${m}.experts.gate_up_proj`, H, 2 * I, "experts_gate_up", interleavedGluColumns(I)),
-      down: await qmatrix(`${m}.experts.down_proj`, I, H, "experts_down"),
-      dtype: quant === "Q8_0" ? "q8_0" : "q4_0",
+      gateUp: await qmatrix(`${m}.experts.gate_up_proj`, H, 2 * I, "experts_gate_up", types.gate, types.gateUp, interleavedGluColumns(I)),
+      down: await qmatrix(`${m}.experts.down_proj`, I, H, "experts_down", types.down, types.downTo),
+      dtype: quantDType(types.gateUp),
+      ...(types.downTo !== types.gateUp ? { downDtype: quantDType(types.downTo) } : {}),
       layout: "column_blocks",
-      expertBytes: quantExpertBytes(quant, 2 * I, H) + quantExpertBytes(quant, H, I),
+      expertBytes: quantExpertBytes(types.gateUp, 2 * I, H) + quantExpertBytes(types.downTo, H, I),
     };
   }
   const elem = dtype === "f16" ? 2 : 4;

@@ -144,10 +144,14 @@ export function moeLayerOps(
   const blocks = w.layout === "column_blocks";
   // Column blocks: cpu, an invocation per block; gpu, a workgroup per block (lanes split K).
   const wg = blocks && use.family === "gpu";
-  const c8 = { W_F32: expert.W_F32, W_Q8_0: w.dtype === "q8_0", W_Q4_0: w.dtype === "q4_0", GPTOSS: gptOss };
-  if (!blocks && (c8.W_Q8_0 || c8.W_Q4_0)) throw new RangeError(`${label}: ${w.dtype} experts need the column-block layout`);
-  const gateUp = !blocks ? pipelines.get(MOE_GATE_UP, expert) : pipelines.get(wg ? MOE_GATE_UP_WG : MOE_GATE_UP_C8, c8);
-  const down = !blocks ? pipelines.get(MOE_DOWN, expert) : pipelines.get(wg ? MOE_DOWN_WG : MOE_DOWN_C8, c8);
+  // gate|up and down each take their own block type (a K-quant file's Q4_K gate/up, Q6_K down).
+  const c8 = (dtype: MoeLayerWeights["dtype"]) => {
+    const d = { W_F32: dtype === "f32", W_Q8_0: dtype === "q8_0", W_Q4_0: dtype === "q4_0", W_Q8X: dtype === "q8x", W_Q4X: dtype === "q4x", GPTOSS: gptOss };
+    if (!blocks && (d.W_Q8_0 || d.W_Q4_0 || d.W_Q8X || d.W_Q4X)) throw new RangeError(`${label}: ${dtype} experts need the column-block layout`);
+    return d;
+  };
+  const gateUp = !blocks ? pipelines.get(MOE_GATE_UP, expert) : pipelines.get(wg ? MOE_GATE_UP_WG : MOE_GATE_UP_C8, c8(w.dtype));
+  const down = !blocks ? pipelines.get(MOE_DOWN, expert) : pipelines.get(wg ? MOE_DOWN_WG : MOE_DOWN_C8, c8(w.downDtype ?? w.dtype));
   // Workgroups per tile: rows, an invocation per output; c8, per 4 SwiGLU / 8 down outputs;
   // wg, a workgroup per block.
   const gxGateUp = wg ? I / 4 : Math.ceil((blocks ? I / 4 : I) / MOE_WG);

@@ -20,10 +20,13 @@ import { ropeInverseFrequencies } from "../rope.ts";
 import { Tokenizer } from "../tokenizer.ts";
 import { dequantize } from "../quant/dequantize.ts";
 import { type LoadQuantization, loadQuantType, type QuantType } from "../quant/ggml_types.ts";
-import { quantizeSource } from "../quant/quantized_source.ts";
+import { quantizeRows, quantizeSource } from "../quant/quantized_source.ts";
+import { isQuantTarget } from "../quant/targets.ts";
+import { QK_K } from "../quant/k_quants.ts";
+import { quantizeQ4K, quantizeQ6K } from "../quant/k_quantize.ts";
 import { GEMMA3_SWA_PATTERN } from "./spec.ts";
 import { GGUF_ARCH, ggufName, permutedHeads, permuteQkRows } from "./names.ts";
-import { type GgufTensor, type GgufValue, writeGguf } from "./writer.ts";
+import { type BlockOverride, type GgufTensor, type GgufValue, writeGguf } from "./writer.ts";
 import { ggufVocab } from "./vocab.ts";
 import { Qwen35GgufSource } from "./qwen35_layout.ts";
 import { moeGgufTensors } from "./moe_layout.ts";
@@ -33,30 +36,54 @@ export interface GgufConversion {
   path: string;
   bytes: number;
   tensors: number;
-  /** llama.cpp's name of the file type: F32, F16, Q8_0 or Q4_0. */
-  fileType: "F32" | "F16" | "Q8_0" | "Q4_0";
+  /** llama.cpp's name of the file type: F32, F16, Q8_0, Q4_0 or Q4_K_M. */
+  fileType: "F32" | "F16" | "Q8_0" | "Q4_0" | "Q4_K_M";
 }
 
 /**
- * Matrices to store as other block types (tests: K-quant files such as a Q4_K_M's, which
- * nothing here quantizes to): `type` picks by HF tensor name, `encode` gets its f32 values
- * in HF row order and returns the blocks (the converter permutes q/k rows as usual).
+ * What `convert` may quantize to: load-time quantization's types, or "q4_k_m", a
+ * Q4_K_M-like file (see {@link q4kmBlocks}).
  */
-export interface BlockOverride {
-  type: (name: string) => QuantType | null;
-  encode: (name: string, values: Float32Array) => Uint8Array;
-}
+export type ConvertQuantization = LoadQuantization | "q4_k_m";
+
+/** The values of {@link ConvertQuantization}, for flag parsing. */
+export const CONVERT_QUANTIZATIONS: readonly ConvertQuantization[] = ["q8_0", "q4_0", "q4_k_m", "none"];
 
 /** Options of {@link convertToGguf}. */
 export interface ConvertOptions {
-  /** Quantize the decoder's linear weights (default "none"). */
-  quantization?: LoadQuantization;
+  /** Quantize the decoder's linear weights and experts (default "none"). */
+  quantization?: ConvertQuantization;
   /** Store some unquantized matrices as blocks of another type (see {@link BlockOverride}). */
   blocks?: BlockOverride;
 }
 
 // llama_ftype values for general.file_type.
-const FILE_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7 } as const;
+const FILE_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7, Q4_K_M: 15 } as const;
+
+const EXPERT = /\.mlp\.experts\.(\d+\.\w+_proj\.weight|gate_up_proj|down_proj)$/;
+
+/**
+ * The "q4_k_m" block types: like llama-quantize's Q4_K_M, Q4_K for the decoder's linear
+ * weights and experts and Q6_K for attention v and every down projection (llama.cpp gives
+ * Q6_K to about half of them, and to the LM head, which stays 16-bit here), written by the
+ * simple quantizers of k_quantize.ts (not llama-quantize's search). K-quant rows need K a
+ * multiple of 256; other matrices fall back to Q8_0 (K a multiple of 32, as llama.cpp falls
+ * back for such rows) or stay as stored.
+ */
+export function q4kmBlocks(): BlockOverride {
+  const type = (name: string, k: number): QuantType | null => {
+    if (!isQuantTarget(name, [0, k]) && !EXPERT.test(name)) return null;
+    if (k % QK_K === 0) return /(v_proj|down_proj)/.test(name) ? "Q6_K" : "Q4_K";
+    return k % 32 === 0 ? "Q8_0" : null;
+  };
+  return {
+    type,
+    encode: (name, values, k) => {
+      const t = type(name, k);
+      return t === "Q4_K" ? quantizeQ4K(values) : t === "Q6_K" ? quantizeQ6K(values) : quantizeRows("Q8_0", values);
+    },
+  };
+}
 
 /** Writes `outPath` from the checkpoint directory `dir`. */
 export async function convertToGguf(dir: string, outPath: string, options: ConvertOptions = {}): Promise<GgufConversion> {
@@ -66,10 +93,13 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
   const tokenizerJson = JSON.parse(await readTextFile(`${base}/tokenizer.json`));
   const tokenizer = await Tokenizer.load(dir);
   const quantization = options.quantization ?? "none";
+  const kQuant = quantization === "q4_k_m";
+  const blocks = options.blocks ?? (kQuant ? q4kmBlocks() : undefined);
+  const loadTime: LoadQuantization = kQuant ? "none" : quantization;
   const checkpoint = await openCheckpointTensors(dir);
   if (spec.linearAttention) checkQwen35Layers(spec, dir);
   // Qwen3.5: llama.cpp's stored values (1 + w norms, -exp(A_log), tiled value heads) before quantizing.
-  const source = quantizeSource(spec.architecture === "qwen35" ? new Qwen35GgufSource(checkpoint, spec) : checkpoint, quantization);
+  const source = quantizeSource(spec.linearAttention ? new Qwen35GgufSource(checkpoint, spec) : checkpoint, loadTime);
   try {
     const tensors: GgufTensor[] = [];
     let anyF16 = false;
@@ -91,7 +121,7 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
         });
         continue;
       }
-      const override = isMatrix ? options.blocks?.type(name) ?? null : null;
+      const override = isMatrix ? blocks?.type(name, info.shape[1]) ?? null : null;
       if (override) {
         const rows = info.shape[0];
         tensors.push({
@@ -99,7 +129,7 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
           dims: [...info.shape].reverse(),
           type: override,
           bytes: async () => {
-            const b = options.blocks!.encode(name, dequantize(valueDType(info), await source.read(info)));
+            const b = blocks!.encode(name, dequantize(valueDType(info), await source.read(info)), info.shape[1]);
             return permute(b, heads, b.length / rows);
           },
         });
@@ -109,7 +139,7 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
       anyF16 ||= f16;
       // Gemma's norms are stored as 1 + w, as llama.cpp's converter does.
       // (Qwen3.5 also has 1 + w norms; its layout transform above stores them so already.)
-      const addOne = spec.normOffset === 1 && spec.architecture !== "qwen35" && /norm\.weight$/.test(name);
+      const addOne = spec.normOffset === 1 && !spec.linearAttention && /norm\.weight$/.test(name);
       tensors.push({
         name: gg,
         dims,
@@ -127,11 +157,11 @@ export async function convertToGguf(dir: string, outPath: string, options: Conve
         },
       });
     }
-    // The experts, quantized as moe_weights.ts quantizes them at load time.
-    tensors.push(...moeGgufTensors(checkpoint, spec, loadQuantType(quantization)));
+    // The experts, quantized as moe_weights.ts quantizes them at load time (or as `blocks` says).
+    tensors.push(...moeGgufTensors(checkpoint, spec, loadQuantType(loadTime), blocks));
     const freqs = ropeFactors(spec);
     if (freqs) tensors.push({ name: "rope_freqs.weight", dims: [freqs.length], type: "F32", bytes: () => new Uint8Array(freqs.buffer) });
-    const fileType = quantization === "q8_0" ? "Q8_0" : quantization === "q4_0" ? "Q4_0" : anyF16 ? "F16" : "F32";
+    const fileType = quantization === "q8_0" ? "Q8_0" : quantization === "q4_0" ? "Q4_0" : kQuant ? "Q4_K_M" : anyF16 ? "F16" : "F32";
     const name = base.split("/").at(-1) ?? "model";
     const bytes = await writeGguf(outPath, {
       metadata: metadata(spec, name, FILE_TYPE[fileType], tokenizerJson, tokenizer, await chatTemplate(base, tokenizer)),
@@ -189,7 +219,8 @@ function checkMoeRepresentable(spec: ModelSpec, file: string): void {
     throw new CheckpointError(file, `cannot convert to GGUF: llama.cpp's ${GGUF_ARCH[spec.architecture]} ${what}`);
   };
   if (moe.sparseLayers.some((s) => !s)) fail("has experts in every layer (mlp_only_layers / decoder_sparse_step differ)");
-  if (spec.architecture === "qwen3_moe") {
+  // Qwen3.5-MoE's config cannot say otherwise (every layer sparse, top-k renormalized).
+  if (spec.architecture === "qwen3_moe" || spec.architecture === "qwen35_moe") {
     if (!moe.normTopkProb) fail("renormalizes the top-k routing weights (norm_topk_prob is false)");
     if (spec.layerWindows.some((w) => w !== null)) fail("has no sliding-window attention");
     return;
@@ -281,6 +312,7 @@ function metadata(
       [k("expert_used_count"), u32(moe.topK)],
       [k("expert_feed_forward_length"), u32(moe.expertIntermediateSize)],
     );
+    if (moe.sharedExpertIntermediateSize) out.push([k("expert_shared_feed_forward_length"), u32(moe.sharedExpertIntermediateSize)]);
   }
   if (spec.rope.type === "yarn" && spec.rope.yarn) {
     out.push(

@@ -27,10 +27,11 @@ import { CheckpointError } from "../errors.ts";
 import { dequantize } from "../quant/dequantize.ts";
 import { quantizeRows } from "../quant/quantized_source.ts";
 import { type ExpertQuantType, quantFits } from "../moe_weights.ts";
+import type { QuantType } from "../quant/ggml_types.ts";
 import type { SafetensorsDType } from "../safetensors.ts";
 import type { SourceTensor, TensorSource } from "../tensor_source.ts";
 import type { GgufHeader, GgufTensorInfo } from "./reader.ts";
-import type { GgufTensor } from "./writer.ts";
+import type { BlockOverride, GgufTensor } from "./writer.ts";
 
 /** Bytes of the MXFP4 codes of one block of 32 values (the scale is one more byte). */
 const CODE_BYTES = 16;
@@ -167,10 +168,10 @@ function valueType(t: GgufTensorInfo, file: string): "F32" | "F16" | "BF16" {
   return name;
 }
 
-/** The expert block type of `t` (Q8_0 / Q4_0), or null for plain floats. */
-function blockType(t: GgufTensorInfo): ExpertQuantType | null {
+/** The expert block type of `t` (Q8_0, Q4_0, Q4_K, Q6_K), or null for plain floats (and MXFP4). */
+function blockType(t: GgufTensorInfo): QuantType | null {
   const name = t.type.name;
-  return name === "Q8_0" || name === "Q4_0" ? name : null;
+  return name === "Q8_0" || name === "Q4_0" || name === "Q4_K" || name === "Q6_K" ? name : null;
 }
 
 /** f32 values as their bytes. */
@@ -236,9 +237,11 @@ export function moeHfTensors(header: GgufHeader, spec: ModelSpec): Map<string, V
       add(`${p}.down_proj_scales`, "U8", [E, H, I / BLOCK], E * H * I / BLOCK, async (r) => (await blocks(r, [down], H, I)).scales);
     } else if (blockType(gate) || blockType(up) || blockType(down)) {
       // Linear-row blocks (gate/up interleaved again by row); values dequantized, then as HF's x @ W.
+      // gate and up rows are interleaved again, so they share a type; down may differ.
       const q = blockType(gate)!;
-      if (blockType(up) !== q || blockType(down) !== q) throw new CheckpointError(file, `tensors ${gate.name}, ${up.name} and ${down.name} must share one block type`);
-      const f32 = async (t: GgufTensorInfo, r: RangeReader) => f32Bytes(dequantize(q, await whole(t, r)));
+      const qd = blockType(down);
+      if (blockType(up) !== q || qd === null) throw new CheckpointError(file, `tensors ${gate.name} and ${up.name} must share one block type, and ${down.name} be blocks too`);
+      const f32 = async (t: GgufTensorInfo, r: RangeReader) => f32Bytes(dequantize(t.type.name, await whole(t, r)));
       const guInfo = { name: `${p}.gate_up_proj`, dtype: "F32" as const, shape: [E, H, 2 * I], file, byteOffset: 0, byteLength: E * H * 2 * I * 4 };
       out.set(guInfo.name, {
         info: { ...guInfo, blocks: { type: q, rowBytes: gate.byteLength / (E * I), byteLength: 2 * gate.byteLength } },
@@ -247,7 +250,7 @@ export function moeHfTensors(header: GgufHeader, spec: ModelSpec): Map<string, V
       });
       const dInfo = { name: `${p}.down_proj`, dtype: "F32" as const, shape: [E, I, H], file, byteOffset: 0, byteLength: E * I * H * 4 };
       out.set(dInfo.name, {
-        info: { ...dInfo, blocks: { type: q, rowBytes: down.byteLength / (E * H), byteLength: down.byteLength } },
+        info: { ...dInfo, blocks: { type: qd, rowBytes: down.byteLength / (E * H), byteLength: down.byteLength } },
         read: async (r) => interleaveTransposed([await f32(down, r)], E, I, H, 4),
         readBlocks: (r) => whole(down, r),
       });
@@ -276,8 +279,10 @@ export function moeHfTensors(header: GgufHeader, spec: ModelSpec): Map<string, V
  * GGUF expert tensors of `spec`'s sparse layers, from the checkpoint's HF tensors. `quant`:
  * float experts become Q8_0 / Q4_0 blocks of their Linear rows where hidden and expert widths
  * are multiples of 32 (as load-time quantization does; else they keep their stored type).
+ * `blocks`: stacks stored as other block types (K-quants), see {@link BlockOverride}; it
+ * takes precedence over `quant`.
  */
-export function moeGgufTensors(source: TensorSource, spec: ModelSpec, quant: ExpertQuantType | null = null): GgufTensor[] {
+export function moeGgufTensors(source: TensorSource, spec: ModelSpec, quant: ExpertQuantType | null = null, blocks?: BlockOverride): GgufTensor[] {
   const moe = spec.moe;
   if (!moe) return [];
   const E = moe.numExperts;
@@ -302,6 +307,24 @@ export function moeGgufTensors(source: TensorSource, spec: ModelSpec, quant: Exp
         const dtype = valueDtype(names[0]);
         const other = names.find((n) => valueDtype(n) !== dtype);
         if (other) throw new CheckpointError(source.get(other).file, `tensor ${other} is ${source.get(other).dtype}, but ${names[0]} is ${dtype}: experts of one kind must share a dtype`);
+        const k = hf === "down_proj" ? I : H;
+        const override = blocks?.type(names[0], k) ?? null;
+        if (override) {
+          out.push({
+            name: `${b}.ffn_${gg}_exps.weight`,
+            dims: [...dims],
+            type: override,
+            bytes: async () => {
+              const parts = [];
+              for (const n of names) parts.push(blocks!.encode(n, dequantize(dtype, await read(n)), k));
+              const all = new Uint8Array(parts.reduce((s, x) => s + x.length, 0));
+              let at = 0;
+              for (const x of parts) (all.set(x, at), at += x.length);
+              return all;
+            },
+          });
+          continue;
+        }
         out.push({
           name: `${b}.ffn_${gg}_exps.weight`,
           dims: [...dims],
@@ -327,6 +350,20 @@ export function moeGgufTensors(source: TensorSource, spec: ModelSpec, quant: Exp
           type: "MXFP4",
           bytes: async () => ggmlMxfp4(await read(`${p}.down_proj_blocks`), await read(`${p}.down_proj_scales`), E, H, I, H, (r) => r),
         },
+      );
+    } else if (blocks?.type(`${p}.gate_up_proj`, H) || blocks?.type(`${p}.down_proj`, I)) {
+      // As below on the Linear rows (all experts' at once), encoded by `blocks`.
+      const gt = blocks.type(`${p}.gate_up_proj`, H);
+      const dt = blocks.type(`${p}.down_proj`, I);
+      if (!gt || !dt) throw new CheckpointError(source.get(`${p}.down_proj`).file, `${p}: gate_up_proj and down_proj must both be stored as blocks`);
+      const rows = async (name: string, R: number, C: number, step: number, phase: number) => {
+        const values = f32Bytes(dequantize(valueDtype(name), await read(name)));
+        return blocks.encode(name, new Float32Array(transposeColumns(values, E, R, C, 4, step, phase).buffer), R);
+      };
+      out.push(
+        { name: `${b}.ffn_gate_exps.weight`, dims: [H, I, E], type: gt, bytes: () => rows(`${p}.gate_up_proj`, H, 2 * I, 2, 0) },
+        { name: `${b}.ffn_up_exps.weight`, dims: [H, I, E], type: gt, bytes: () => rows(`${p}.gate_up_proj`, H, 2 * I, 2, 1) },
+        { name: `${b}.ffn_down_exps.weight`, dims: [I, H, E], type: dt, bytes: () => rows(`${p}.down_proj`, I, H, 1, 0) },
       );
     } else if (q) {
       // As below, on f32 values, then each Linear row quantized along its K.

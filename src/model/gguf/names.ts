@@ -45,11 +45,20 @@ const LINEAR_ATTENTION: [string, string][] = [
 ];
 
 /**
- * The router and attention sinks of the MoE families; their experts are stacked tensors
- * with no HF counterpart one to one (moe_layout.ts).
+ * The router, shared expert and attention sinks of the MoE families; their experts are
+ * stacked tensors with no HF counterpart one to one (moe_layout.ts).
  */
 const MOE: Partial<Record<Architecture, [string, string][]>> = {
   qwen3_moe: [["mlp.gate.weight", "ffn_gate_inp.weight"]],
+  // llama.cpp's qwen35moe (Qwen2MoeModel's names): the shared expert `*_shexp`, its sigmoid
+  // gate `ffn_gate_inp_shexp` ([1, H] in HF, [H, 1] in GGUF order).
+  qwen35_moe: [
+    ["mlp.gate.weight", "ffn_gate_inp.weight"],
+    ["mlp.shared_expert.gate_proj.weight", "ffn_gate_shexp.weight"],
+    ["mlp.shared_expert.up_proj.weight", "ffn_up_shexp.weight"],
+    ["mlp.shared_expert.down_proj.weight", "ffn_down_shexp.weight"],
+    ["mlp.shared_expert_gate.weight", "ffn_gate_inp_shexp.weight"],
+  ],
   gpt_oss: [
     ["mlp.router.weight", "ffn_gate_inp.weight"],
     ["mlp.router.bias", "ffn_gate_inp.bias"],
@@ -65,10 +74,10 @@ function pairsOf(arch: Architecture): [string, string][] {
     return [...pairs, ...MOE.gpt_oss!];
   }
   if (arch === "qwen3_moe") return [...layerPairs(false), ...MOE.qwen3_moe!];
-  if (arch !== "qwen35") return layerPairs(sandwich(arch));
+  if (arch !== "qwen35" && arch !== "qwen35_moe") return layerPairs(sandwich(arch));
   // Qwen3.5's post_attention_layernorm is llama.cpp's attn_post_norm (the pre-MLP norm).
   const pairs = layerPairs(false).map(([hf, gg]): [string, string] => hf === "post_attention_layernorm.weight" ? [hf, "post_attention_norm.weight"] : [hf, gg]);
-  return [...pairs, ...LINEAR_ATTENTION];
+  return [...pairs, ...LINEAR_ATTENTION, ...(MOE[arch] ?? [])];
 }
 
 /** Per-layer [HF suffix, GGUF suffix]; biases follow their weights. */

@@ -1,7 +1,7 @@
 /**
  * GGUF metadata -> {@link ModelSpec} for llama (and Mistral, which llama.cpp runs as llama
  * with `llama.attention.sliding_window`), qwen2, qwen3, gemma2, gemma3, qwen35 and the
- * mixture-of-experts qwen3moe and gpt-oss, with
+ * mixture-of-experts qwen3moe, gpt-oss and qwen35moe (qwen35's hybrid layers, sparse), with
  * llama.cpp's keys and defaults. Missing required metadata is a named `CheckpointError`; sizes
  * are checked against the tensors first (validate.ts).
  * @module
@@ -21,7 +21,7 @@ const GEMMA3_LOCAL_BASE = 10000;
 /** llama.cpp's gpt-oss: even layers slide, odd ones attend to everything (`set_swa_pattern(2)`). */
 export const GPT_OSS_SWA_PATTERN = 2;
 /** GGUF architecture names that are not ours verbatim. */
-const OURS: Readonly<Record<string, Architecture>> = { qwen3moe: "qwen3_moe", "gpt-oss": "gpt_oss" };
+const OURS: Readonly<Record<string, Architecture>> = { qwen3moe: "qwen3_moe", "gpt-oss": "gpt_oss", qwen35moe: "qwen35_moe" };
 
 
 /**
@@ -41,7 +41,8 @@ export function ggufModelSpec(header: GgufHeader, ropeFactors: Float32Array | nu
   const { numLayers, hiddenSize, numHeads, numKvHeads, headDim, vocabSize, maxPositionEmbeddings } = checkGgufSizes(m, gguf);
   const window = m.raw(k("attention.sliding_window")) === undefined ? null : m.int(k("attention.sliding_window"));
   const gemma = gguf === "gemma2" || gguf === "gemma3";
-  const qwen35 = gguf === "qwen35";
+  // Qwen3.5-MoE: Qwen3.5's hybrid layers with sparse feed-forwards.
+  const qwen35 = gguf === "qwen35" || gguf === "qwen35moe";
   const gemma3 = gguf === "gemma3";
   const gptOss = gguf === "gpt-oss";
   const moe = GGUF_ARCHS[gguf].experts ? moeOf(m, gguf, hiddenSize, numLayers, numHeads) : null;
@@ -68,7 +69,8 @@ export function ggufModelSpec(header: GgufHeader, ropeFactors: Float32Array | nu
   return {
     architecture,
     hiddenSize,
-    intermediateSize: m.int(k("feed_forward_length"), moe?.expertIntermediateSize),
+    // Qwen3.5-MoE's one dense SwiGLU is its shared expert (config.ts).
+    intermediateSize: m.int(k("feed_forward_length"), moe?.sharedExpertIntermediateSize ?? moe?.expertIntermediateSize),
     numLayers,
     numHeads,
     numKvHeads,
@@ -118,13 +120,21 @@ export function ggufModelSpec(header: GgufHeader, ropeFactors: Float32Array | nu
 }
 
 /**
- * The experts of a qwen3moe or gpt-oss file. qwen3moe renormalizes the top-k weights unless
- * `expert_weights_norm` says otherwise (llama.cpp's converter writes no key for Qwen3-MoE:
- * its `norm_topk_prob` is true); gpt-oss takes the softmax over the top k of the biased logits.
+ * The experts of a qwen3moe, qwen35moe or gpt-oss file. qwen3moe and qwen35moe renormalize
+ * the top-k weights unless `expert_weights_norm` says otherwise (llama.cpp's converter writes
+ * no key for either: Qwen3-MoE's `norm_topk_prob` is true, Qwen3.5-MoE always renormalizes);
+ * qwen35moe adds its shared expert; gpt-oss takes the softmax over the top k of the biased
+ * logits.
  */
 function moeOf(m: GgufMeta, arch: string, hiddenSize: number, numLayers: number, numHeads: number): MoeSpec {
   const e = checkGgufExperts(m, arch, hiddenSize, numLayers, numHeads);
-  const base = { numExperts: e.numExperts, topK: e.topK, expertIntermediateSize: e.expertIntermediateSize, sparseLayers: e.sparseLayers };
+  const base = {
+    numExperts: e.numExperts,
+    topK: e.topK,
+    expertIntermediateSize: e.expertIntermediateSize,
+    sparseLayers: e.sparseLayers,
+    ...(e.sharedExpertIntermediateSize ? { sharedExpertIntermediateSize: e.sharedExpertIntermediateSize } : {}),
+  };
   if (arch === "gpt-oss") return { ...base, router: "topk_softmax", experts: "gpt_oss", normTopkProb: false, mxfp4: e.type === "MXFP4" };
   const norm = m.raw(`${arch}.expert_weights_norm`) ?? true;
   if (typeof norm !== "boolean") m.fail(`metadata ${arch}.expert_weights_norm must be true or false, got ${JSON.stringify(norm)}`);

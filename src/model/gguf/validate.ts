@@ -23,6 +23,11 @@ export interface GgufArchRules {
    * "qwen" (SwiGLU experts), "gpt_oss" (biases, router bias, clamped SwiGLU), or none.
    */
   experts?: "qwen" | "gpt_oss";
+  /**
+   * A shared expert beside the routed ones (`ffn_{gate,up,down}_shexp`, its sigmoid gate
+   * `ffn_gate_inp_shexp`, width `expert_shared_feed_forward_length`).
+   */
+  sharedExpert?: boolean;
 }
 
 /** The GGUF `general.architecture` values this runtime loads, with their rules. */
@@ -35,6 +40,7 @@ export const GGUF_ARCHS: Readonly<Record<string, GgufArchRules>> = {
   qwen35: { partialRope: true, distinctValueLength: false, queryGate: true },
   qwen3moe: { partialRope: false, distinctValueLength: false, queryGate: false, experts: "qwen" },
   "gpt-oss": { partialRope: false, distinctValueLength: false, queryGate: false, experts: "gpt_oss" },
+  qwen35moe: { partialRope: true, distinctValueLength: false, queryGate: true, experts: "qwen", sharedExpert: true },
 };
 
 /** Longest context a file may declare (2^24 tokens: beyond every released model). */
@@ -191,11 +197,14 @@ export interface GgufExperts {
   expertIntermediateSize: number;
   /** Per block: whether it has a router (else a dense `ffn_*` feed-forward). */
   sparseLayers: boolean[];
+  /** `expert_shared_feed_forward_length` where the architecture has a shared expert. */
+  sharedExpertIntermediateSize?: number;
   /**
-   * The stored type of the expert matrices: one block type (Q8_0, Q4_0, MXFP4) in every
-   * sparse block, or plain floats (F32/F16/BF16, the first one found).
+   * The stored type of the first expert matrix. Every sparse block's experts are MXFP4, or
+   * all block types (Q8_0, Q4_0, Q4_K, Q6_K, mixed as a Q4_K_M file mixes them), or all
+   * plain floats (F32/F16/BF16).
    */
-  type: "F32" | "F16" | "BF16" | "MXFP4" | "Q8_0" | "Q4_0";
+  type: "F32" | "F16" | "BF16" | "MXFP4" | "Q8_0" | "Q4_0" | "Q4_K" | "Q6_K";
 }
 
 /**
@@ -203,9 +212,10 @@ export interface GgufExperts {
  * {@link MAX_EXPERTS}), `expert_used_count` (at most the count) and
  * `expert_feed_forward_length` against each block's router `ffn_gate_inp` [H, E] and stacked
  * experts `ffn_{gate,up}_exps` [H, I, E] and `ffn_down_exps` [I, H, E] (GGUF order), gpt-oss's
- * biases and sinks. The expert kernels take one format per model: plain floats, Q8_0 or Q4_0
- * blocks (packed from the file's blocks, moe_weights.ts), or MXFP4 blocks (gpt-oss); experts
- * stored as K-quants (Q4_K, Q6_K) are refused.
+ * biases and sinks. The expert kernels take one format per model: plain floats, blocks
+ * (Q8_0 / Q4_0 packed from the file's, Q4_K / Q6_K transcoded to Q4X / Q8X, moe_weights.ts;
+ * gate|up and down may differ, gpt-oss's gate and up may not: its rows interleave), or MXFP4
+ * blocks (gpt-oss).
  */
 export function checkGgufExperts(m: GgufMeta, arch: string, hiddenSize: number, numLayers: number, numHeads: number): GgufExperts {
   const kind = GGUF_ARCHS[arch].experts!;
@@ -216,6 +226,7 @@ export function checkGgufExperts(m: GgufMeta, arch: string, hiddenSize: number, 
   const topK = m.int(k("expert_used_count"));
   if (topK > numExperts) m.fail(`metadata ${k("expert_used_count")} (${topK}) exceeds ${k("expert_count")} (${numExperts})`);
   const I = m.int(k("expert_feed_forward_length"));
+  const S = GGUF_ARCHS[arch].sharedExpert ? m.int(k("expert_shared_feed_forward_length")) : 0;
   const H = hiddenSize;
   const E = numExperts;
   const shape = (name: string, dims: number[], what: string): GgufTensorInfo => {
@@ -241,16 +252,25 @@ export function checkGgufExperts(m: GgufMeta, arch: string, hiddenSize: number, 
     ];
     for (const t of exps) {
       const name = t.type.name;
-      if (name !== "F32" && name !== "F16" && name !== "BF16" && name !== "MXFP4" && name !== "Q8_0" && name !== "Q4_0") {
-        m.fail(`tensor ${t.name} holds ${name} experts: K-quant experts from GGUF are not supported yet (F32, F16, BF16, Q8_0, Q4_0${kind === "gpt_oss" ? " or MXFP4" : ""} only)`);
-      }
       if (name === "MXFP4" && kind !== "gpt_oss") m.fail(`tensor ${t.name} holds MXFP4 experts: only gpt-oss experts run as MXFP4`);
-      // The expert kernels take one format per model: one block type, or values (any float type).
-      const format = (n: string) => (n === "F32" || n === "F16" || n === "BF16" ? "plain floats" : n);
+      // The expert kernels take one format per model: MXFP4, blocks of the integer types
+      // (any mix: each stack is packed or transcoded on its own), or values (any float type).
+      const format = (n: string) => (n === "F32" || n === "F16" || n === "BF16" ? "plain floats" : n === "MXFP4" ? n : "blocks (Q8_0, Q4_0, Q4_K, Q6_K)");
       if (type !== null && format(type) !== format(name)) {
-        m.fail(`tensor ${t.name} is ${name}, but other experts are ${type}: experts must be all of one block type (MXFP4, Q8_0, Q4_0) or all plain floats`);
+        m.fail(`tensor ${t.name} is ${name}, but other experts are ${type}: experts must be all MXFP4, all blocks (Q8_0, Q4_0, Q4_K, Q6_K) or all plain floats`);
       }
-      type ??= name;
+      type ??= name as GgufExperts["type"];
+    }
+    // gpt-oss's gate and up rows are interleaved again for its kernels: one type for both.
+    if (kind === "gpt_oss" && exps[0].type.name !== exps[1].type.name) {
+      m.fail(`tensor ${exps[1].name} is ${exps[1].type.name}, but ${exps[0].name} is ${exps[0].type.name}: gpt-oss gate and up experts must share a type`);
+    }
+    if (S) {
+      const what = `${k("embedding_length")}, ${k("expert_shared_feed_forward_length")}`;
+      shape(`${b}.ffn_gate_shexp.weight`, [H, S], what);
+      shape(`${b}.ffn_up_shexp.weight`, [H, S], what);
+      shape(`${b}.ffn_down_shexp.weight`, [S, H], `${k("expert_shared_feed_forward_length")}, ${k("embedding_length")}`);
+      shape(`${b}.ffn_gate_inp_shexp.weight`, [H, 1], `${k("embedding_length")}, 1`);
     }
     if (kind === "gpt_oss") {
       shape(`${b}.ffn_gate_inp.bias`, [E], k("expert_count"));
@@ -261,5 +281,5 @@ export function checkGgufExperts(m: GgufMeta, arch: string, hiddenSize: number, 
     }
   }
   if (type === null) m.fail(`no block has experts (tensor blk.N.ffn_gate_inp.weight): not a ${arch} model`);
-  return { numExperts, topK, expertIntermediateSize: I, sparseLayers, type };
+  return { numExperts, topK, expertIntermediateSize: I, sparseLayers, type, ...(S ? { sharedExpertIntermediateSize: S } : {}) };
 }

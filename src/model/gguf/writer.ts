@@ -8,7 +8,7 @@
  */
 import { createFile } from "../../runtime/runtime.ts";
 import { GGUF_MAGIC, GGUF_VALUE_TYPE } from "./reader.ts";
-import { ggmlBytes, type GgmlTypeName, GGML_TYPES } from "../quant/ggml_types.ts";
+import { ggmlBytes, type GgmlTypeName, GGML_TYPES, type QuantType } from "../quant/ggml_types.ts";
 
 /** One metadata value. */
 export type GgufValue =
@@ -18,6 +18,21 @@ export type GgufValue =
   | { type: "string"; value: string }
   | { type: "array"; itemType: "u32" | "i32" | "f32"; value: ArrayLike<number> }
   | { type: "array"; itemType: "string"; value: readonly string[] };
+
+/**
+ * Matrices to store as other block types (K-quant files such as a Q4_K_M's: `convert
+ * --quantization q4_k_m`, or tests' own blocks): `type` picks by HF tensor name and input
+ * length `k` (the row length of the blocks), `encode` gets its f32 values in HF row order
+ * and returns the blocks (the converter permutes q/k rows as usual). Experts (moe_layout.ts):
+ * a stack's type is its first expert's tensor's (Qwen3-MoE `mlp.experts.0.gate_proj.weight`;
+ * gpt-oss `mlp.experts.gate_up_proj`, gate and up alike), and `encode` gets each Linear
+ * matrix of the stack (gpt-oss: the transposed rows of all experts' gate, then of their up,
+ * then down).
+ */
+export interface BlockOverride {
+  type: (name: string, k: number) => QuantType | null;
+  encode: (name: string, values: Float32Array, k: number) => Uint8Array;
+}
 
 /** One tensor to write. `dims` are GGUF order: innermost (contiguous) first. */
 export interface GgufTensor {

@@ -1,7 +1,7 @@
 /**
  * Dequantizers for llama.cpp's Q4_K and Q6_K super-blocks of 256 values (the two types of a
  * Q4_K_M file), following ggml-quants.c's dequantize_row_q4_K / _q6_K with f32 rounding at
- * each step as C does. Reading only: files bring these blocks, we never produce them.
+ * each step as C does. (`convert --quantization q4_k_m` writes them: k_quantize.ts.)
  *
  * Q4_K (144 bytes): f16 d, f16 dmin, 12 bytes packing eight 6-bit scales and eight 6-bit
  * mins, 128 bytes of nibbles; each 64 values use two (scale, min) pairs, value =

@@ -7,6 +7,7 @@
  * one storage binding (each part a self-contained layout, so a part binds like a matrix).
  * @module
  */
+import type { QuantType } from "./ggml_types.ts";
 import { collectChunks, type SourceTensor, type TensorSource } from "../tensor_source.ts";
 import { release } from "../release.ts";
 import type { ColumnMap } from "../weight_layout.ts";
@@ -31,8 +32,33 @@ export type QuantLayout = "column_blocks" | "rows";
  */
 export function matmulQuantType(info: SourceTensor): MatmulQuantType | null {
   const t = info.blocks?.type;
-  if (!t) return null;
+  return t ? matmulTypeOf(t) : null;
+}
+
+/** The block type a tensor of source type `t` runs as on its own (see {@link matmulQuantType}). */
+export function matmulTypeOf(t: QuantType): MatmulQuantType {
   return t === "Q8_0" || t === "Q4_0" ? t : t === "Q4_K" ? "Q4X" : "Q8X";
+}
+
+/**
+ * The block type of a matrix stacking tensors of source types `types` (see
+ * {@link readQuantMatrix}): one type throughout runs as that type does alone; a mix, as Q8X.
+ */
+export function stackedQuantType(types: readonly QuantType[]): MatmulQuantType {
+  const t = types.map(matmulTypeOf);
+  return t.every((x) => x === t[0]) ? t[0] : "Q8X";
+}
+
+/**
+ * `raw` (whole rows of `k` values of source type `from`) as blocks of `to` (a
+ * {@link stackedQuantType} including `from`): as stored, or transcoded exactly to Q4X / Q8X.
+ */
+export function toMatmulBlocks(from: QuantType, to: MatmulQuantType, raw: Uint8Array, rows: number, k: number): Uint8Array {
+  if (to === from) return raw;
+  const n = rows * sourceBlocksPerRow(from, k);
+  if (to === "Q4X") return transcodeQ4KToQ4X(raw, n);
+  if (to === "Q8X") return transcodeToQ8X(from, raw, n);
+  throw new RangeError(`${from} blocks cannot run as ${to}`);
 }
 
 /**
@@ -56,7 +82,7 @@ export async function readQuantMatrix(
       !Number.isInteger(sourceBlocksPerRow(i.blocks!.type, k))
     )
   ) return null;
-  const type = types.every((t) => t === types[0]) ? types[0]! : "Q8X";
+  const type = stackedQuantType(infos.map((i) => i.blocks!.type));
   const transcoded = type === "Q8X" || type === "Q4X";
   const outBytes = (i: SourceTensor) => i.shape[0] * (k / 32) * matmulBlockBytes(type);
   const data = new Uint8Array(infos.reduce((s, i) => s + outBytes(i), 0));
@@ -65,9 +91,8 @@ export async function readQuantMatrix(
     const blocks = info.blocks!;
     if (transcoded) {
       const raw = await collectChunks(blocks.byteLength, source.readBlocks(info));
-      const n = info.shape[0] * sourceBlocksPerRow(blocks.type, k);
-      // Q4X only when every tensor is Q4_K (matmulQuantType).
-      const out = type === "Q4X" ? transcodeQ4KToQ4X(raw, n) : transcodeToQ8X(blocks.type, raw, n);
+      // Q4X only when every tensor is Q4_K (stackedQuantType).
+      const out = toMatmulBlocks(blocks.type, type, raw, info.shape[0], k);
       release(raw);
       data.set(out, at);
       release(out);
