@@ -12,7 +12,7 @@
  * gate per token from an extra router row and `moe_combine` adds gate * shared after the K.
  * Only experts with tokens get tiles, so a decode step of one sequence reads K of the E
  * experts' weights. Both kernel families run these kernels; column-block experts (f16, f32,
- * Q8_0, Q4_0) take an invocation (cpu) or a workgroup (gpu) per block of 8 columns.
+ * Q8_0, Q4_0, MXFP4) take an invocation (cpu) or a workgroup (gpu) per block of 8 columns.
  * @module
  */
 import type { KernelFamily } from "../types/api.ts";
@@ -134,7 +134,7 @@ export function moeLayerOps(
   const E = moe.numExperts;
   const K = moe.topK;
   const gptOss = moe.experts === "gpt_oss";
-  const expert = { W_F32: w.dtype === "f32", W_MXFP4: w.dtype === "mxfp4", GPTOSS: gptOss };
+  const expert = { W_F32: w.dtype === "f32", GPTOSS: gptOss };
   const topkSoftmax = moe.router === "topk_softmax";
   const shared = s.shared;
   if (!!shared !== (moe.sharedExpertIntermediateSize ?? 0) > 0) throw new RangeError("sparse layer: scratch and spec disagree on the shared expert");
@@ -144,18 +144,15 @@ export function moeLayerOps(
   const blocks = w.layout === "column_blocks";
   // Column blocks: cpu, an invocation per block; gpu, a workgroup per block (lanes split K).
   const wg = blocks && use.family === "gpu";
-  const c8 = { W_F32: expert.W_F32, W_Q8_0: w.dtype === "q8_0", W_Q4_0: w.dtype === "q4_0", GPTOSS: gptOss };
-  if (!blocks && (c8.W_Q8_0 || c8.W_Q4_0)) throw new RangeError(`${label}: ${w.dtype} experts need the column-block layout`);
+  const c8 = { W_F32: expert.W_F32, W_Q8_0: w.dtype === "q8_0", W_Q4_0: w.dtype === "q4_0", W_MXFP4: w.dtype === "mxfp4", GPTOSS: gptOss };
+  if (!blocks && (c8.W_Q8_0 || c8.W_Q4_0 || c8.W_MXFP4)) throw new RangeError(`${label}: ${w.dtype} experts need the column-block layout`);
   const gateUp = !blocks ? pipelines.get(MOE_GATE_UP, expert) : pipelines.get(wg ? MOE_GATE_UP_WG : MOE_GATE_UP_C8, c8);
   const down = !blocks ? pipelines.get(MOE_DOWN, expert) : pipelines.get(wg ? MOE_DOWN_WG : MOE_DOWN_C8, c8);
   // Workgroups per tile: rows, an invocation per output; c8, per 4 SwiGLU / 8 down outputs;
   // wg, a workgroup per block.
   const gxGateUp = wg ? I / 4 : Math.ceil((blocks ? I / 4 : I) / MOE_WG);
   const gxDown = wg ? H / 8 : Math.ceil((blocks ? H / 8 : H) / MOE_WG);
-  const extra = (bias: GPUBuffer | null, part: ExpertPart) => ({
-    ...(gptOss ? { w_bias: need(bias, "expert bias") } : {}),
-    ...(expert.W_MXFP4 ? { w_scales: need(part.scales, "MXFP4 scales") } : {}),
-  });
+  const extra = (bias: GPUBuffer | null): Record<string, GPUBuffer> => gptOss ? { w_bias: need(bias, "expert bias") } : {};
   const combine = pipelines.get(MOE_COMBINE, { SHARED: !!shared });
   const uniforms = [
     route.uniform({ dim: H, eps: use.eps }, `${label}.route.params`),
@@ -172,7 +169,7 @@ export function moeLayerOps(
       return {
         label: `${label}.${kind}[${part.first}]`,
         kernel,
-        resources: { p, w: part.buffer, sorted: s.sorted, tiles: s.tiles, ...io, ...extra(bias, part) },
+        resources: { p, w: part.buffer, sorted: s.sorted, tiles: s.tiles, ...io, ...extra(bias) },
         grid: (shape: StepShape): Grid => shape.tokens ? [kind === "gate_up" ? gxGateUp : gxDown, 1, 1] : none,
         indirect: { buffer: s.args, offset: kind === "gate_up" ? 0 : 12 },
       };
