@@ -42,15 +42,19 @@ fn qdot8(cb: u32, kb: u32, nkb: u32, xb: array<vec4<f32>, 8>, acc: array<vec4<f3
   let c = t + select(1u, 9u, odd);
   var lo = acc[0];
   var hi = acc[1];
-  for (var i = 0u; i < 4u; i++) {
-    let q0 = w[c + 2u * i];
-    let q1 = w[c + 2u * i + 1u];
-    for (var n = 0u; n < 8u; n++) {
-      let xv = vec4<f32>(xb[2u * i + n / 4u][n % 4u]);
-      let sh = vec4<u32>(4u * n);
-      lo = fma(e2m1x4(q0 >> sh) * s0, xv, lo);
-      hi = fma(e2m1x4(q1 >> sh) * s1, xv, hi);
-    }
+  // k-quad s: nibbles 4(s % 2) .. 4(s % 2) + 3 of the hub's u32 s / 2.
+  for (var s = 0u; s < 8u; s++) {
+    let q0 = w[c + 2u * (s / 2u)] >> vec4<u32>(16u * (s % 2u));
+    let q1 = w[c + 2u * (s / 2u) + 1u] >> vec4<u32>(16u * (s % 2u));
+    let xv = xb[s];
+    lo = fma(e2m1x4(q0) * s0, vec4<f32>(xv.x), lo);
+    hi = fma(e2m1x4(q1) * s1, vec4<f32>(xv.x), hi);
+    lo = fma(e2m1x4(q0 >> vec4<u32>(4u)) * s0, vec4<f32>(xv.y), lo);
+    hi = fma(e2m1x4(q1 >> vec4<u32>(4u)) * s1, vec4<f32>(xv.y), hi);
+    lo = fma(e2m1x4(q0 >> vec4<u32>(8u)) * s0, vec4<f32>(xv.z), lo);
+    hi = fma(e2m1x4(q1 >> vec4<u32>(8u)) * s1, vec4<f32>(xv.z), hi);
+    lo = fma(e2m1x4(q0 >> vec4<u32>(12u)) * s0, vec4<f32>(xv.w), lo);
+    hi = fma(e2m1x4(q1 >> vec4<u32>(12u)) * s1, vec4<f32>(xv.w), hi);
   }
   return array<vec4<f32>, 2>(lo, hi);
 }
