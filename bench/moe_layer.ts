@@ -7,9 +7,12 @@
  * timestamps where the adapter has them, else wall time over the submit. Prints a JSON line.
  *
  * `--quantization q8_0|q4_0` quantizes the experts and the dense layer alike (llama.cpp blocks,
- * the quantized kernels' exact path).
+ * the quantized kernels' exact path). `--quantization mxfp4` makes the slice a gpt-oss sparse
+ * layer of the same shape (router bias, expert biases, the clamped SwiGLU) whose experts are
+ * random MXFP4 bytes as the hub stores them (`*_blocks` / `*_scales`, 4.25 bits a weight),
+ * timed against the dense layer in f16 and in Q4_0 (4.5 bits a weight: similar bytes).
  *
- *   deno run -A bench/moe_layer.ts [--family cpu|gpu] [--experts 128] [--quantization none|q8_0|q4_0] [--reps 4] [--rounds 5]
+ *   deno run -A bench/moe_layer.ts [--family cpu|gpu] [--experts 128] [--quantization none|q8_0|q4_0|mxfp4] [--reps 4] [--rounds 5]
  * @module
  */
 import { createGpu } from "../src/gpu/device.ts";
@@ -44,8 +47,11 @@ const K = 8;
 const REPS = Number(flag("reps", "4"));
 const ROUNDS = Number(flag("rounds", "5"));
 const QUANT = flag("quantization", "none");
-if (!["none", "q8_0", "q4_0"].includes(QUANT)) throw new Error(`--quantization must be none, q8_0 or q4_0, got ${QUANT}`);
+if (!["none", "q8_0", "q4_0", "mxfp4"].includes(QUANT)) throw new Error(`--quantization must be none, q8_0, q4_0 or mxfp4, got ${QUANT}`);
 const QTYPE = QUANT === "q8_0" ? "Q8_0" : QUANT === "q4_0" ? "Q4_0" : null;
+const MXFP4 = QUANT === "mxfp4";
+/** The dense layers timed against the experts: the experts' own type, or (MXFP4) f16 and Q4_0. */
+const DENSE_TYPES: ("Q8_0" | "Q4_0" | null)[] = MXFP4 ? [null, "Q4_0"] : [QTYPE];
 
 const gpu = await createGpu();
 const device = gpu.device;
@@ -57,13 +63,33 @@ const f16 = (v: Float32Array) => new Uint16Array(Float16Array.from(v).buffer);
 const storage = (bytes: number, usage = 0) =>
   device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | usage });
 
-// MoE weights through the loader, from random tensors named as the hub names them.
-const spec: MoeSpec = { router: "softmax_topk", experts: "qwen", numExperts: E, topK: K, normTopkProb: true, expertIntermediateSize: I, sparseLayers: [true] };
+/** `n` seeded random bytes in [lo, lo + span) (a fast LCG: the MXFP4 stacks are ~300 MB). */
+function randomBytes(n: number, seed: number, lo = 0, span = 256): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = lo + ((s >>> 24) % span);
+  }
+  return out;
+}
+
+// MoE weights through the loader, from random tensors named as the hub names them. MXFP4:
+// E8M0 scales 2^-9 .. 2^-7 (weights of about the f16 slice's 0.02).
+const spec: MoeSpec = MXFP4
+  ? { router: "topk_softmax", experts: "gpt_oss", numExperts: E, topK: K, normTopkProb: false, expertIntermediateSize: I, sparseLayers: [true], mxfp4: true }
+  : { router: "softmax_topk", experts: "qwen", numExperts: E, topK: K, normTopkProb: true, expertIntermediateSize: I, sparseLayers: [true] };
 const maxBinding = gpu.limits.maxStorageBufferBindingSize;
+const gptOssTensor = (name: string): Float32Array<ArrayBuffer> =>
+  name.endsWith("router.weight") ? random(E * H, 0.05) : name.endsWith("gate_up_proj_bias") ? random(E * 2 * I, 0.02) : random(name.endsWith("down_proj_bias") ? E * H : E, 0.02);
+const mxfp4Bytes = (name: string): Uint8Array<ArrayBuffer> => {
+  const n = E * 2 * I * H / (name.includes("gate_up") ? 1 : 2);
+  return name.endsWith("_scales") ? randomBytes(n / 32, 11, 118, 3) : randomBytes(n / 2, name.includes("gate_up") ? 12 : 13);
+};
 const moeWeights = await uploadMoeLayer({
   device,
-  read: (name) => Promise.resolve(name.endsWith("gate.weight") ? random(E * H, 0.05) : random(H * I, 0.02)),
-  readBytes: () => Promise.reject(new Error("no byte tensors here")),
+  read: (name) => Promise.resolve(MXFP4 ? gptOssTensor(name) : name.endsWith("gate.weight") ? random(E * H, 0.05) : random(H * I, 0.02)),
+  readBytes: (name) => MXFP4 ? Promise.resolve(mxfp4Bytes(name)) : Promise.reject(new Error("no byte tensors here")),
   write: (buffer, offset, data) => Promise.resolve(device.queue.writeBuffer(buffer, offset, data)),
   maxBindingBytes: maxBinding,
 }, spec, "model.layers.0", H, "f16", "bench", QTYPE);
@@ -72,16 +98,14 @@ await device.queue.onSubmittedWorkDone();
 // The dense layer with the same active parameters.
 const DI = K * I;
 const layout = family === "cpu" ? "column_blocks" : "padded_rows";
-/** A dense matrix of random weights, f16 or quantized to QTYPE. */
-function denseMatrix(rows: number, cols: number, label: string, columns?: Int32Array): MatrixWeight {
+/** A dense matrix of random weights, f16 or quantized to `type`. */
+function denseMatrix(type: "Q8_0" | "Q4_0" | null, rows: number, cols: number, label: string, columns?: Int32Array): MatrixWeight {
   const values = random(rows * cols, 0.02);
-  if (!QTYPE) return uploadMatrix(device, { data: f16(values), rows, cols }, { layout, columns, maxBinding, label }).weight;
-  const placed = placeQuantMatrix(device, { type: QTYPE, rows, k: cols, data: quantizeRows(QTYPE, values) }, { layout, columns, maxBinding, label });
+  if (!type) return uploadMatrix(device, { data: f16(values), rows, cols }, { layout, columns, maxBinding, label }).weight;
+  const placed = placeQuantMatrix(device, { type, rows, k: cols, data: quantizeRows(type, values) }, { layout, columns, maxBinding, label });
   for (const w of placed.writes) device.queue.writeBuffer(w.buffer, 0, w.data, w.start, w.count);
   return placed.weight;
 }
-const gateUpW = denseMatrix(2 * DI, H, "dense.gate_up", gluColumns(DI));
-const downW = denseMatrix(H, DI, "dense.down");
 
 const T = 8;
 const x = storage(T * H * 4);
@@ -91,18 +115,22 @@ device.queue.writeBuffer(gamma, 0, new Float32Array(H).fill(1));
 const act = storage(T * DI * 4);
 const scratch = createMoeScratch(spec, H, T, (_l, words, usage) => storage(words * 4, usage));
 const moe = moeLayerOps(pipelines, spec, moeWeights, scratch, { x, gamma, eps: 1e-6, hiddenSize: H, family }, "moe");
-const uses: [typeof gateUpW, MatmulUse][] = [
-  [gateUpW, { x, out: act, ldo: DI, nOut: DI, rows: "tokens", norm: { gamma, eps: 1e-6 }, glu: { gelu: false } }],
-  [downW, { x: act, out: x, ldo: H, nOut: H, rows: "tokens", accumulate: true }],
-];
 // Quantized: the exact path (f32 activations), the engine's default.
 const env = { dot4: false, maxWorkgroupBytes: device.limits.maxComputeWorkgroupStorageSize };
-const dense = uses.map(([w, use], i) => w.kind === "quant" ? quantMatmulOp(pipelines, family, w, use, `dense${i}`, env) : matmulOp(pipelines, family, w, use, `dense${i}`));
+/** The dense layer's gate|up (with the norm and SwiGLU) and down matmuls in `type`. */
+function denseLayer(type: "Q8_0" | "Q4_0" | null) {
+  const uses: [MatrixWeight, MatmulUse][] = [
+    [denseMatrix(type, 2 * DI, H, "dense.gate_up", gluColumns(DI)), { x, out: act, ldo: DI, nOut: DI, rows: "tokens", norm: { gamma, eps: 1e-6 }, glu: { gelu: false } }],
+    [denseMatrix(type, H, DI, "dense.down"), { x: act, out: x, ldo: H, nOut: H, rows: "tokens", accumulate: true }],
+  ];
+  return uses.map(([w, use], i) => w.kind === "quant" ? quantMatmulOp(pipelines, family, w, use, `dense${i}`, env) : matmulOp(pipelines, family, w, use, `dense${i}`));
+}
+const denseLayers = DENSE_TYPES.map(denseLayer);
 
 const timer = device.features.has("timestamp-query") ? new GpuTimer(device, 1) : null;
 
 /** Median ms of one layer for a step of `tokens` rows. */
-async function measure(kind: "moe" | "dense", tokens: number): Promise<number> {
+async function measure(kind: "moe" | "dense", tokens: number, dense = denseLayers[0]): Promise<number> {
   const meta = storage(STEP_HEADER_WORDS * 4);
   const words = new Uint32Array(STEP_HEADER_WORDS);
   words[STEP_HEADER.numTokens] = tokens;
@@ -144,11 +172,27 @@ async function measure(kind: "moe" | "dense", tokens: number): Promise<number> {
   return times[Math.floor(times.length / 2)];
 }
 
-const out: Record<string, number | string> = { device: gpu.description, family, quantization: QUANT, expertBytes: moeWeights.expertBytes, experts: E, topK: K, hidden: H, expertWidth: I, timer: timer ? "gpu timestamps" : "wall" };
+const out: Record<string, number | string> = {
+  device: gpu.description,
+  family,
+  quantization: QUANT,
+  expertBytes: moeWeights.expertBytes,
+  expertLayout: moeWeights.layout,
+  experts: E,
+  topK: K,
+  hidden: H,
+  expertWidth: I,
+  timer: timer ? "gpu timestamps" : "wall",
+};
 for (const tokens of [1, 8]) {
   out[`moe_ms_${tokens}`] = await measure("moe", tokens);
-  out[`dense_ms_${tokens}`] = await measure("dense", tokens);
-  out[`ratio_${tokens}`] = Number(((out[`moe_ms_${tokens}`] as number) / (out[`dense_ms_${tokens}`] as number)).toFixed(2));
+  // One dense type: dense_ms_N / ratio_N; MXFP4: per dense type (dense_f16_ms_N, ratio_q4_0_N, ...).
+  for (const [i, type] of DENSE_TYPES.entries()) {
+    const tag = DENSE_TYPES.length === 1 ? "" : `_${type?.toLowerCase() ?? "f16"}`;
+    const ms = await measure("dense", tokens, denseLayers[i]);
+    out[`dense${tag}_ms_${tokens}`] = ms;
+    out[`ratio${tag}_${tokens}`] = Number(((out[`moe_ms_${tokens}`] as number) / ms).toFixed(2));
+  }
 }
 console.log(JSON.stringify(out));
 device.destroy();

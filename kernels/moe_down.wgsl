@@ -11,9 +11,6 @@ struct Params { hidden: u32, inter: u32, topk: u32, first: u32, count: u32 }
 @group(0) @binding(6) var<storage, read> wts: array<f32>;
 @group(0) @binding(7) var<storage, read_write> y: array<f32>;
 #include moe_out
-#if W_MXFP4
-@group(0) @binding(9) var<storage, read> w_scales: array<u32>;
-#endif
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

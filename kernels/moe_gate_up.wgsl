@@ -1,7 +1,7 @@
 // Expert gate|up with the SwiGLU epilogue over one tile of moe_group (up to MOE_TILE_ROWS assignments
 // of one expert): invocation j computes output j of the expert for every row of the tile,
 // one row after another over the expert's gate row j and up row j (weights [E][2I][H],
-// Linear layout; MXFP4 blocks among them), summing in k order, so a row's bits do not depend
+// Linear layout), summing in k order, so a row's bits do not depend
 // on which rows share its tile.
 //   h[a, j] = act(xn[tok] . gate_j, xn[tok] . up_j), tok = a / topk (moe_act: SwiGLU, or
 // GPTOSS's biased, clamped one; there gate_j and up_j are rows 2j and 2j+1).
@@ -13,9 +13,6 @@ struct Params { hidden: u32, inter: u32, topk: u32, first: u32, count: u32 }
 #include moe_expert_common
 @group(0) @binding(6) var<storage, read_write> h: array<f32>;
 #include moe_act
-#if W_MXFP4
-@group(0) @binding(8) var<storage, read> w_scales: array<u32>;
-#endif
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

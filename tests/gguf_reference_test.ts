@@ -107,7 +107,7 @@ for (const name of MOE_MODEL_NAMES) {
           let same = 0;
           try {
             const expertTypes = (r: ModelRunner) => r.weights.layers.filter((l) => l.moe).map((l) => `${l.moe!.dtype}/${l.moe!.layout}`);
-            const want = name.includes("mxfp4") ? "mxfp4/rows" : `${q}/column_blocks`;
+            const want = `${name.includes("mxfp4") ? "mxfp4" : q}/column_blocks`;
             assertEquals(expertTypes(qFile), expertTypes(qLoad).map(() => want), `${name} ${kernelFamily} ${q}: experts from the file`);
             assertEquals(expertTypes(qLoad), expertTypes(qFile), `${name} ${kernelFamily} ${q}: experts at load time`);
             for (const c of golden.cases) {

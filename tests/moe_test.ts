@@ -2,7 +2,8 @@
  * Mixture-of-experts layers (src/runner/moe_op.ts, kernels/moe_*.wgsl).
  *
  * Layer level, against a plain TypeScript reference of the routing and the experts (f32, f16,
- * and Q8_0 / Q4_0 expert weights, the reference on their dequantized values), with and without
+ * and Q8_0 / Q4_0 / MXFP4 expert weights, the reference on their dequantized values; MXFP4 as
+ * the hub stores it, decoded here independently of the kernels' repacking), with and without
  * Qwen3.5-MoE's sigmoid-gated shared expert (run by the dense matmuls between the experts and
  * the combine, as the forward pass runs it): random routing; a step where one expert receives every token and the
  * others none; and a decode step of one token, whose tile table names exactly its k experts,
@@ -24,6 +25,7 @@ import { matmulOp } from "../src/runner/matmul_op.ts";
 import { uploadMatrix } from "../src/model/weights.ts";
 import type { MoeSpec } from "../src/model/moe_config.ts";
 import { type ExpertPart, type MoeLayerWeights, packExpert, quantExpertBytes, quantizeExpert } from "../src/model/moe_weights.ts";
+import { mxfp4ColumnBlockBytes, packMxfp4ColumnBlocks } from "../src/model/quant/mxfp4_c8.ts";
 import { quantizeRows } from "../src/model/quant/quantized_source.ts";
 import { dequantizeQ8_0 } from "../src/model/quant/q8_0.ts";
 import { dequantizeQ4_0 } from "../src/model/quant/q4_0.ts";
@@ -113,13 +115,43 @@ function moeRef(x: Float32Array, gamma: Float32Array, router: Float32Array, gate
   return { out, ids };
 }
 
-type ExpertDType = "f16" | "f32" | "q8_0" | "q4_0";
+type ExpertDType = "f16" | "f32" | "q8_0" | "q4_0" | "mxfp4";
 const QUANT_TYPE = { q8_0: "Q8_0", q4_0: "Q4_0" } as const;
+
+const E2M1 = [0, 0.5, 1, 1.5, 2, 3, 4, 6];
+/**
+ * Values in the hub's MXFP4 (per 32: an E8M0 scale 2^(s - 127) with 6 * 2^(s - 127) >= max |v|,
+ * then the nearest E2M1 code, byte j holding values 2j (low nibble) and 2j + 1 (high)).
+ */
+function mxfp4(v: Float32Array): { blocks: Uint8Array<ArrayBuffer>; scales: Uint8Array<ArrayBuffer> } {
+  const blocks = new Uint8Array(v.length / 2);
+  const scales = new Uint8Array(v.length / 32);
+  for (let b = 0; b < v.length / 32; b++) {
+    const max = Math.max(...v.subarray(32 * b, 32 * b + 32).map(Math.abs));
+    scales[b] = 127 + Math.ceil(Math.log2(max / 6));
+    const scale = 2 ** (scales[b] - 127);
+    for (let j = 0; j < 32; j++) {
+      const x = v[32 * b + j] / scale;
+      const code = E2M1.reduce((best, m, c) => Math.abs(Math.abs(x) - m) < Math.abs(Math.abs(x) - E2M1[best]) ? c : best, 0) | (x < 0 ? 8 : 0);
+      blocks[16 * b + (j >> 1)] |= code << (4 * (j & 1));
+    }
+  }
+  return { blocks, scales };
+}
+
+/** The hub's MXFP4 decoded: E2M1 code times 2^(scale - 127). */
+function fromMxfp4(m: { blocks: Uint8Array; scales: Uint8Array }): Float32Array<ArrayBuffer> {
+  return Float32Array.from({ length: 2 * m.blocks.length }, (_, i) => {
+    const code = (m.blocks[i >> 1] >> (4 * (i & 1))) & 15;
+    return (code & 8 ? -1 : 1) * E2M1[code & 7] * 2 ** (m.scales[i >> 5] - 127);
+  });
+}
 
 /** The values the kernels compute with: f16-rounded, or quantized along K (rows of `k`) and dequantized. */
 function roundTrip(v: Float32Array<ArrayBuffer>, dtype: ExpertDType): Float32Array<ArrayBuffer> {
   if (dtype === "f32") return v;
   if (dtype === "f16") return Float32Array.from(Float16Array.from(v));
+  if (dtype === "mxfp4") return fromMxfp4(mxfp4(v));
   const blocks = quantizeRows(QUANT_TYPE[dtype], v);
   const out = new Float32Array(v.length);
   (dtype === "q8_0" ? dequantizeQ8_0 : dequantizeQ4_0)(blocks, 0, v.length / 32, out);
@@ -156,6 +188,20 @@ async function runLayer(
   // Column blocks: each expert packed as the loader packs it (gate|up in GLU order).
   const weights = (v: Float32Array<ArrayBuffer>, rows: number, k: number, glu: boolean): ExpertPart[] => {
     const per = rows * k;
+    if (dtype === "mxfp4") {
+      // The hub's bytes of each expert, repacked as the loader repacks them.
+      const words = mxfp4ColumnBlockBytes(rows, k) / 4;
+      const hub = mxfp4(v);
+      const split = (first: number, count: number) => {
+        const out = new Uint32Array(count * words);
+        for (let e = first; e < first + count; e++) {
+          const one = { rows, k, blocks: hub.blocks.subarray(e * per / 2, (e + 1) * per / 2), scales: hub.scales.subarray(e * per / 32, (e + 1) * per / 32) };
+          out.set(packMxfp4ColumnBlocks(one, glu ? gluColumns(I) : undefined), (e - first) * words);
+        }
+        return { buffer: put(out), first, count };
+      };
+      return [split(0, 5), split(5, 3)];
+    }
     if (dtype === "q8_0" || dtype === "q4_0") {
       // Each expert quantized from the raw values and packed as the loader packs it.
       const words = quantExpertBytes(QUANT_TYPE[dtype], rows, k) / 4;
@@ -164,7 +210,7 @@ async function runLayer(
         for (let e = first; e < first + count; e++) {
           out.set(quantizeExpert(v.subarray(e * per, (e + 1) * per), rows, k, QUANT_TYPE[dtype], glu ? gluColumns(I) : undefined), (e - first) * words);
         }
-        return { buffer: put(out), scales: null, first, count };
+        return { buffer: put(out), first, count };
       };
       return [split(0, 5), split(5, 3)];
     }
@@ -176,7 +222,7 @@ async function runLayer(
         const packed = layout === "column_blocks" ? packExpert(one, rows, k, dtype, glu ? gluColumns(I) : undefined) : dtype === "f16" ? new Uint16Array(Float16Array.from(one).buffer) : one;
         (dtype === "f16" ? halves : out).set(packed, (e - first) * per);
       }
-      return { buffer: put(dtype === "f16" ? halves : out), scales: null, first, count };
+      return { buffer: put(dtype === "f16" ? halves : out), first, count };
     };
     return [split(0, 5), split(5, 3)];
   };
@@ -190,6 +236,8 @@ async function runLayer(
     layout,
     expertBytes: dtype === "q8_0" || dtype === "q4_0"
       ? quantExpertBytes(QUANT_TYPE[dtype], 2 * I, H) + quantExpertBytes(QUANT_TYPE[dtype], H, I)
+      : dtype === "mxfp4"
+      ? mxfp4ColumnBlockBytes(2 * I, H) + mxfp4ColumnBlockBytes(H, I)
       : 3 * H * I * (dtype === "f16" ? 2 : 4),
     routerBias: null,
     gateUpBias: null,
@@ -260,11 +308,26 @@ async function runLayer(
   return { out, tiles, expertBytes: w.expertBytes, allExpertBytes };
 }
 
+test("moe MXFP4 column blocks keep the hub's 4.25 bits a weight where K is a multiple of 64 (gpt-oss-20b's shapes); an odd K/32 pads its last tile's second half with zeros", () => {
+  // gpt-oss-20b: hidden 2880, expert width 2880; gate|up [5760, 2880], down [2880, 2880].
+  for (const [rows, k] of [[5760, 2880], [2880, 2880]]) assertEquals(mxfp4ColumnBlockBytes(rows, k), (rows * k) / 2 + (rows * k) / 32);
+  const hub = mxfp4(random(8 * 96, 21));
+  const words = packMxfp4ColumnBlocks({ rows: 8, k: 96, ...hub });
+  assertEquals(words.length * 4, mxfp4ColumnBlockBytes(8, 96));
+  // Tile 1 holds block 2 in its first half (scale word u32 0..1, codes words 1..8) and zeros after.
+  const tile1 = words.subarray(68, 136);
+  assert(tile1.subarray(0, 2).some((v) => v !== 0) && tile1.subarray(4, 36).some((v) => v !== 0));
+  assertEquals([...tile1.subarray(2, 4), ...tile1.subarray(36)].filter((v) => v !== 0).length, 0);
+  // Column 5's scale of block 2 and its codes of k 72..79 (the hub's u32 1 of that block).
+  assertEquals((tile1[1] >> 8) & 255, hub.scales[5 * 3 + 2]);
+  assertEquals(tile1[4 * (1 + 2 * 1 + 1) + 1], new DataView(hub.blocks.buffer).getUint32((5 * 3 + 2) * 16 + 4, true));
+});
+
 function relErr(a: Float32Array, b: Float32Array): number {
   return maxAbsDiff(a, b) / Math.max(...b.map(Math.abs));
 }
 
-test("moe layer: routing, grouped experts and weighted sum match a TypeScript reference (f32, f16, Q8_0 and Q4_0 experts); one expert takes every token, others none; a decode step reads k/E of the expert weights", async (t) => {
+test("moe layer: routing, grouped experts and weighted sum match a TypeScript reference (f32, f16, Q8_0, Q4_0 and MXFP4 experts); one expert takes every token, others none; a decode step reads k/E of the expert weights", async (t) => {
   const gpu = await createGpu();
   const pipelines = new PipelineCache(gpu.device, await loadKernelSources([...KERNEL_FILES, ...MOE_KERNEL_FILES]));
   try {
@@ -282,11 +345,16 @@ test("moe layer: routing, grouped experts and weighted sum match a TypeScript re
       ["q4_0", "column_blocks", "cpu"],
       ["q8_0", "column_blocks", "gpu"],
       ["q4_0", "column_blocks", "gpu"],
+      // MXFP4: gate|up's K (64) fills one tile of two 32-blocks, down's (32) half of one.
+      ["mxfp4", "column_blocks", "cpu"],
+      ["mxfp4", "column_blocks", "gpu"],
     ] as const;
     for (const [dtype, layout, family] of combos) {
       // The reference sees the weights the kernels compute with (f16-rounded; Q8_0 / Q4_0
       // quantized along each row's K and dequantized). The GPU gets the raw values.
       const base = { gamma, gateUp: roundTrip(gateUp, dtype), down: roundTrip(down, dtype) };
+      // MXFP4 really moves the weights (the reference is not the raw values).
+      if (dtype === "mxfp4") assert(relErr(base.down, down) > 1e-2, "MXFP4 should move the weights");
       const raw = { gamma, gateUp: dtype === "f16" ? base.gateUp : gateUp, down: dtype === "f16" ? base.down : down };
       await t.step(`${dtype} ${layout} experts (${family} kernels), random routing over 13 tokens`, async () => {
         const T = 13;

@@ -16,12 +16,10 @@ export const GPT_OSS_SWIGLU_LIMIT = 7;
 /** gpt-oss's sigmoid slope in its SwiGLU. */
 export const GPT_OSS_SWIGLU_ALPHA = 1.702;
 
-/** How the expert kernels read weights and what they compute around the product. */
+/** How the Linear-layout expert kernels read weights and what they compute around the product. */
 export type MoeExpertDefines = {
-  /** f32 weights (else f16, unless W_MXFP4). */
+  /** f32 weights (else f16). */
   W_F32: boolean;
-  /** MXFP4 blocks (E2M1 pairs per byte, binding `w`) and E8M0 scales per 32 (binding `w_scales`). */
-  W_MXFP4: boolean;
   /** gpt-oss: interleaved gate/up rows, biases (binding `w_bias`), clamped SwiGLU. */
   GPTOSS: boolean;
 };
@@ -41,23 +39,23 @@ export const MOE_GROUP: KernelDescriptor<{ E: number }, "ids" | "sorted" | "tile
   ["ids", "sorted", "tiles", "args"],
 );
 
-/** Expert gate|up with SwiGLU over one tile. */
-export const MOE_GATE_UP: KernelDescriptor<MoeExpertDefines, "xn" | "w" | "sorted" | "tiles" | "h" | "w_bias" | "w_scales"> = kernel(
+/** Expert gate|up with SwiGLU over one tile (Linear layout: f16/f32 shapes that do not fit column blocks). */
+export const MOE_GATE_UP: KernelDescriptor<MoeExpertDefines, "xn" | "w" | "sorted" | "tiles" | "h" | "w_bias"> = kernel(
   "moe_gate_up",
-  ["xn", "w", "sorted", "tiles", "h", "w_bias", "w_scales"],
+  ["xn", "w", "sorted", "tiles", "h", "w_bias"],
   () => ({ LIMIT: GPT_OSS_SWIGLU_LIMIT, ALPHA: GPT_OSS_SWIGLU_ALPHA }),
 );
 
-/** Expert down projection over one tile, scaled by the routing weight. */
-export const MOE_DOWN: KernelDescriptor<MoeExpertDefines, "h" | "w" | "sorted" | "tiles" | "wts" | "y" | "w_bias" | "w_scales"> = kernel(
+/** Expert down projection over one tile, scaled by the routing weight (Linear layout). */
+export const MOE_DOWN: KernelDescriptor<MoeExpertDefines, "h" | "w" | "sorted" | "tiles" | "wts" | "y" | "w_bias"> = kernel(
   "moe_down",
-  ["h", "w", "sorted", "tiles", "wts", "y", "w_bias", "w_scales"],
+  ["h", "w", "sorted", "tiles", "wts", "y", "w_bias"],
 );
 
 /**
  * How the column-block expert kernels read weights: f16 (the default), f32, llama.cpp's
- * Q8_0 / Q4_0 blocks, or the K-quants' load-time Q8X / Q4X blocks, in qgemv_c8's quantized
- * column-block tiles (at most one of them).
+ * Q8_0 / Q4_0 blocks or the K-quants' load-time Q8X / Q4X blocks in qgemv_c8's quantized
+ * column-block tiles, or MXFP4 tiles (`src/model/quant/mxfp4_c8.ts`) (at most one of them).
  */
 export type MoeBlockDefines = {
   W_F32: boolean;
@@ -65,12 +63,13 @@ export type MoeBlockDefines = {
   W_Q4_0: boolean;
   W_Q8X: boolean;
   W_Q4X: boolean;
+  W_MXFP4: boolean;
   GPTOSS: boolean;
 };
 
-// The quantized variants share one branch of each kernel (W_QUANT); the gate|up kernels also
-// take gpt-oss's SwiGLU constants.
-const quantDefine = (d: MoeBlockDefines) => ({ W_QUANT: d.W_Q8_0 || d.W_Q4_0 || d.W_Q8X || d.W_Q4X });
+// The block-quantized variants share one branch of each kernel (W_QUANT: moe_c8_common's
+// qdot_row); the gate|up kernels also take gpt-oss's SwiGLU constants.
+const quantDefine = (d: MoeBlockDefines) => ({ W_QUANT: d.W_Q8_0 || d.W_Q4_0 || d.W_Q8X || d.W_Q4X || d.W_MXFP4 });
 const gateUpDefines = (d: MoeBlockDefines) => ({ ...quantDefine(d), LIMIT: GPT_OSS_SWIGLU_LIMIT, ALPHA: GPT_OSS_SWIGLU_ALPHA });
 
 /** Column-block experts: one invocation per block of 8 columns (4 SwiGLU outputs). */

@@ -10,7 +10,8 @@
  * Qwen3-MoE: gate rows then up rows per expert. gpt-oss: transformers' `x @ W` tensors
  * (`gate_up_proj [E, H, 2I]`, `down_proj [E, I, H]`) transposed at load, so gate/up rows stay
  * interleaved (row 2j gate j, 2j+1 up j) as the hub's MXFP4 blocks have them; MXFP4 experts
- * are uploaded as their blocks and scales, unchanged, and dequantized in the kernels.
+ * keep their codes and scales, repacked per expert as column-block tiles (`quant/mxfp4_c8.ts`,
+ * the hub's 4.25 bits a weight where K is a multiple of 64), and are dequantized in the kernels.
  *
  * Load-time quantization (`--quantization q8_0|q4_0`) turns f16/bf16/f32 experts (Qwen3-MoE,
  * bf16 gpt-oss) into llama.cpp's Q8_0 / Q4_0 blocks along each expert's input (K), packed as
@@ -30,6 +31,7 @@ import { release } from "./release.ts";
 import { type ColumnMap, gluColumns, packColumnBlocks } from "./weight_layout.ts";
 import { c8TileWords, type MatmulQuantType, packQuantColumnBlocks, type QuantMatrix } from "./quant/pack_c8.ts";
 import { stackedQuantType, toMatmulBlocks } from "./quant/quant_matrix.ts";
+import { mxfp4ColumnBlockBytes, packMxfp4ColumnBlocks } from "./quant/mxfp4_c8.ts";
 import { quantizeRows } from "./quant/quantized_source.ts";
 import type { UploadData } from "./upload_queue.ts";
 import type { QuantType } from "./quant/ggml_types.ts";
@@ -48,8 +50,6 @@ function quantDType(t: MatmulQuantType): ExpertDType {
 /** Whole experts `first .. first + count - 1` of one stacked matrix, in one buffer. */
 export interface ExpertPart {
   buffer: GPUBuffer;
-  /** MXFP4: the E8M0 scale bytes of these experts (one per 32 weights), else null. */
-  scales: GPUBuffer | null;
   first: number;
   count: number;
 }
@@ -73,13 +73,13 @@ export interface MoeLayerWeights {
    */
   downDtype?: ExpertDType;
   /**
-   * "rows": each expert's matrices in Linear layout (MXFP4 blocks; shapes the blocks do not
-   * fit); "column_blocks": each expert packed as gemv_c8's blocks of 8 output columns, gate|up
-   * in GLU order (4 gate then 4 up per block), read 8 weights per 16-byte load (Q8_0 / Q4_0:
-   * qgemv_c8's quantized tiles per block).
+   * "rows": each expert's matrices in Linear layout (f16/f32 shapes the blocks do not fit);
+   * "column_blocks": each expert packed as gemv_c8's blocks of 8 output columns, gate|up in GLU
+   * order (4 gate then 4 up per block), read 8 weights per 16-byte load (Q8_0 / Q4_0:
+   * qgemv_c8's quantized tiles per block; MXFP4: `quant/mxfp4_c8.ts`'s tiles).
    */
   layout: "rows" | "column_blocks";
-  /** Bytes of one expert's matrices on the GPU (gate, up and down; MXFP4 scales and Q8_0 / Q4_0 tile scales included). */
+  /** Bytes of one expert's matrices on the GPU (gate, up and down; MXFP4 and Q8_0 / Q4_0 tile scales included). */
   expertBytes: number;
   /** gpt-oss: the router's bias [E] and the experts' biases, gate|up [E][2I] (interleaved) and down [E][H]. */
   routerBias: GPUBuffer | null;
@@ -89,7 +89,7 @@ export interface MoeLayerWeights {
 
 /** Every buffer of a sparse layer. */
 export function moeBuffers(w: MoeLayerWeights): GPUBuffer[] {
-  const parts = [...w.gateUp, ...w.down].flatMap((p) => [p.buffer, p.scales]);
+  const parts = [...w.gateUp, ...w.down].map((p) => p.buffer);
   return [w.router, w.routerBias, w.gateUpBias, w.downBias, ...parts].filter((b): b is GPUBuffer => b !== null);
 }
 
@@ -98,7 +98,7 @@ export interface MoeUploadIo {
   device: GPUDevice;
   /** A tensor's values as f32 (HF layout). */
   read(name: string): Promise<Float32Array<ArrayBuffer>>;
-  /** A tensor's raw bytes (the MXFP4 blocks and scales). */
+  /** A tensor's raw bytes (the hub's MXFP4 blocks and scales). */
   readBytes(name: string): Promise<Uint8Array<ArrayBuffer>>;
   /** Writes all of `data` at `byteOffset` of `buffer` (queued, bounded). */
   write(buffer: GPUBuffer, byteOffset: number, data: UploadData): Promise<void>;
@@ -118,19 +118,14 @@ function buffer(device: GPUDevice, label: string, bytes: number): GPUBuffer {
   return device.createBuffer({ label, size: Math.max(16, Math.ceil(bytes / 16) * 16), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
 }
 
-/** Parts of whole experts of `bytes` each (and `scaleBytes` of scales) within the binding limit. */
-function expertParts(io: MoeUploadIo, E: number, bytes: number, scaleBytes: number, label: string): ExpertPart[] {
+/** Parts of whole experts of `bytes` each within the binding limit. */
+function expertParts(io: MoeUploadIo, E: number, bytes: number, label: string): ExpertPart[] {
   const per = Math.floor(io.maxBindingBytes / bytes);
   if (per < 1) throw new CheckpointError(label, `one expert's ${bytes} bytes exceed the binding limit ${io.maxBindingBytes}`);
   const parts: ExpertPart[] = [];
   for (let first = 0; first < E; first += per) {
     const count = Math.min(per, E - first);
-    parts.push({
-      buffer: buffer(io.device, `${label}[${first}]`, count * bytes),
-      scales: scaleBytes ? buffer(io.device, `${label}_scales[${first}]`, count * scaleBytes) : null,
-      first,
-      count,
-    });
+    parts.push({ buffer: buffer(io.device, `${label}[${first}]`, count * bytes), first, count });
   }
   return parts;
 }
@@ -195,8 +190,8 @@ export async function uploadMoeLayer(
   if (shared) await io.write(router, E * H * 4, await io.read(`${prefix}.mlp.shared_expert_gate.weight`));
   if (types) return await uploadQuantQwenExperts(io, moe, prefix, H, label, types, router, fromFile);
   const matrix = I * H * elem;
-  const gateUp = expertParts(io, E, 2 * matrix, 0, `${label}.experts_gate_up`);
-  const down = expertParts(io, E, matrix, 0, `${label}.experts_down`);
+  const gateUp = expertParts(io, E, 2 * matrix, `${label}.experts_gate_up`);
+  const down = expertParts(io, E, matrix, `${label}.experts_down`);
   for (let e = 0; e < E; e++) {
     const p = `${prefix}.mlp.experts.${e}`;
     const gu = slot(gateUp, e, 2 * matrix);
@@ -307,8 +302,8 @@ async function uploadQuantQwenExperts(
   const type = types.gateUp;
   const guBytes = quantExpertBytes(type, 2 * I, H);
   const dBytes = quantExpertBytes(types.downTo, H, I);
-  const gateUp = expertParts(io, E, guBytes, 0, `${label}.experts_gate_up`);
-  const down = expertParts(io, E, dBytes, 0, `${label}.experts_down`);
+  const gateUp = expertParts(io, E, guBytes, `${label}.experts_gate_up`);
+  const down = expertParts(io, E, dBytes, `${label}.experts_down`);
   for (let e = 0; e < E; e++) {
     const p = `${prefix}.mlp.experts.${e}`;
     // Rows are quantized one by one: gate's blocks then up's are the stacked matrix's.
@@ -401,29 +396,29 @@ async function uploadGptOssLayer(
     downBias: await vector(`${m}.experts.down_proj_bias`, "experts_down_bias"),
   };
   if (moe.mxfp4) {
-    // Blocks and scales as the hub ships them: expert e's bytes are contiguous (E leads).
-    const blocks = async (name: string, rows: number, k: number, tag: string) => {
-      const per = (rows * k) / 2;
-      const perScales = (rows * k) / 32;
-      // Scale bytes are read four to a word: each part's slice must start on a word.
-      if (perScales % 4 !== 0) throw new CheckpointError(prefix, `${name}_scales: ${perScales} bytes per expert, not a multiple of 4`);
-      const parts = expertParts(io, E, per, perScales, `${label}.${tag}`);
-      const data = await io.readBytes(`${m}.experts.${name}_blocks`);
+    // The hub's blocks and scales (expert e's bytes contiguous: E leads), each expert repacked
+    // as column-block tiles (gate|up in GLU order over its interleaved rows).
+    if (H % 32 !== 0 || I % 32 !== 0) throw new CheckpointError(prefix, `MXFP4 experts need hidden (${H}) and expert (${I}) sizes that are multiples of 32`);
+    const mx = async (name: string, rows: number, k: number, tag: string, columns?: ColumnMap) => {
+      const bytes = mxfp4ColumnBlockBytes(rows, k);
+      const parts = expertParts(io, E, bytes, `${label}.${tag}`);
+      const codes = await io.readBytes(`${m}.experts.${name}_blocks`);
       const scales = await io.readBytes(`${m}.experts.${name}_scales`);
-      for (const part of parts) {
-        await io.write(part.buffer, 0, data.slice(part.first * per, (part.first + part.count) * per));
-        await io.write(part.scales!, 0, scales.slice(part.first * perScales, (part.first + part.count) * perScales));
+      const [per, perScales] = [(rows * k) / 2, (rows * k) / 32];
+      for (let e = 0; e < E; e++) {
+        const at = slot(parts, e, bytes);
+        const one = { rows, k, blocks: codes.subarray(e * per, (e + 1) * per), scales: scales.subarray(e * perScales, (e + 1) * perScales) };
+        await io.write(at.part.buffer, at.offset, packMxfp4ColumnBlocks(one, columns));
       }
       return parts;
     };
     return {
       ...common,
-      gateUp: await blocks("gate_up_proj", 2 * I, H, "experts_gate_up"),
-      down: await blocks("down_proj", H, I, "experts_down"),
+      gateUp: await mx("gate_up_proj", 2 * I, H, "experts_gate_up", interleavedGluColumns(I)),
+      down: await mx("down_proj", H, I, "experts_down"),
       dtype: "mxfp4",
-      layout: "rows",
-      // 4 bits per weight plus a scale byte per 32.
-      expertBytes: (3 * H * I) / 2 + (3 * H * I) / 32,
+      layout: "column_blocks",
+      expertBytes: mxfp4ColumnBlockBytes(2 * I, H) + mxfp4ColumnBlockBytes(H, I),
     };
   }
   if (types) {
@@ -435,7 +430,7 @@ async function uploadGptOssLayer(
       const blocks = fromFile ? toMatmulBlocks(from, to, await io.readBlocks!(name), E * C, R) : null;
       const per = blocks ? blocks.length / E : 0;
       const bytes = quantExpertBytes(to, C, R);
-      const parts = expertParts(io, E, bytes, 0, `${label}.${tag}`);
+      const parts = expertParts(io, E, bytes, `${label}.${tag}`);
       for (let e = 0; e < E; e++) {
         const at = slot(parts, e, bytes);
         const packed = blocks
@@ -460,7 +455,7 @@ async function uploadGptOssLayer(
   // x @ W [E][R][C] -> Linear rows [E][C][R], then (column blocks) each expert packed.
   const matrix = async (name: string, R: number, C: number, tag: string, columns?: ColumnMap) => {
     const rows = transposeExperts(await io.read(name), E, R, C);
-    const parts = expertParts(io, E, R * C * elem, 0, `${label}.${tag}`);
+    const parts = expertParts(io, E, R * C * elem, `${label}.${tag}`);
     for (const part of parts) {
       for (let e = part.first; e < part.first + part.count; e++) {
         const one = rows.slice(e * R * C, (e + 1) * R * C);

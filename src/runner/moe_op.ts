@@ -12,7 +12,7 @@
  * gate per token from an extra router row and `moe_combine` adds gate * shared after the K.
  * Only experts with tokens get tiles, so a decode step of one sequence reads K of the E
  * experts' weights. Both kernel families run these kernels; column-block experts (f16, f32,
- * Q8_0, Q4_0) take an invocation (cpu) or a workgroup (gpu) per block of 8 columns.
+ * Q8_0, Q4_0, MXFP4) take an invocation (cpu) or a workgroup (gpu) per block of 8 columns.
  * @module
  */
 import type { KernelFamily } from "../types/api.ts";
@@ -134,7 +134,7 @@ export function moeLayerOps(
   const E = moe.numExperts;
   const K = moe.topK;
   const gptOss = moe.experts === "gpt_oss";
-  const expert = { W_F32: w.dtype === "f32", W_MXFP4: w.dtype === "mxfp4", GPTOSS: gptOss };
+  const expert = { W_F32: w.dtype === "f32", GPTOSS: gptOss };
   const topkSoftmax = moe.router === "topk_softmax";
   const shared = s.shared;
   if (!!shared !== (moe.sharedExpertIntermediateSize ?? 0) > 0) throw new RangeError("sparse layer: scratch and spec disagree on the shared expert");
@@ -146,8 +146,8 @@ export function moeLayerOps(
   const wg = blocks && use.family === "gpu";
   // gate|up and down each take their own block type (a K-quant file's Q4_K gate/up, Q6_K down).
   const c8 = (dtype: MoeLayerWeights["dtype"]) => {
-    const d = { W_F32: dtype === "f32", W_Q8_0: dtype === "q8_0", W_Q4_0: dtype === "q4_0", W_Q8X: dtype === "q8x", W_Q4X: dtype === "q4x", GPTOSS: gptOss };
-    if (!blocks && (d.W_Q8_0 || d.W_Q4_0 || d.W_Q8X || d.W_Q4X)) throw new RangeError(`${label}: ${dtype} experts need the column-block layout`);
+    const d = { W_F32: dtype === "f32", W_Q8_0: dtype === "q8_0", W_Q4_0: dtype === "q4_0", W_Q8X: dtype === "q8x", W_Q4X: dtype === "q4x", W_MXFP4: dtype === "mxfp4", GPTOSS: gptOss };
+    if (!blocks && (d.W_Q8_0 || d.W_Q4_0 || d.W_Q8X || d.W_Q4X || d.W_MXFP4)) throw new RangeError(`${label}: ${dtype} experts need the column-block layout`);
     return d;
   };
   const gateUp = !blocks ? pipelines.get(MOE_GATE_UP, expert) : pipelines.get(wg ? MOE_GATE_UP_WG : MOE_GATE_UP_C8, c8(w.dtype));
@@ -156,10 +156,7 @@ export function moeLayerOps(
   // wg, a workgroup per block.
   const gxGateUp = wg ? I / 4 : Math.ceil((blocks ? I / 4 : I) / MOE_WG);
   const gxDown = wg ? H / 8 : Math.ceil((blocks ? H / 8 : H) / MOE_WG);
-  const extra = (bias: GPUBuffer | null, part: ExpertPart) => ({
-    ...(gptOss ? { w_bias: need(bias, "expert bias") } : {}),
-    ...(expert.W_MXFP4 ? { w_scales: need(part.scales, "MXFP4 scales") } : {}),
-  });
+  const extra = (bias: GPUBuffer | null): Record<string, GPUBuffer> => gptOss ? { w_bias: need(bias, "expert bias") } : {};
   const combine = pipelines.get(MOE_COMBINE, { SHARED: !!shared });
   const uniforms = [
     route.uniform({ dim: H, eps: use.eps }, `${label}.route.params`),
@@ -176,7 +173,7 @@ export function moeLayerOps(
       return {
         label: `${label}.${kind}[${part.first}]`,
         kernel,
-        resources: { p, w: part.buffer, sorted: s.sorted, tiles: s.tiles, ...io, ...extra(bias, part) },
+        resources: { p, w: part.buffer, sorted: s.sorted, tiles: s.tiles, ...io, ...extra(bias) },
         grid: (shape: StepShape): Grid => shape.tokens ? [kind === "gate_up" ? gxGateUp : gxDown, 1, 1] : none,
         indirect: { buffer: s.args, offset: kind === "gate_up" ? 0 : 12 },
       };
