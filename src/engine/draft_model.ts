@@ -29,9 +29,9 @@
 import { DraftModelMismatchError, type DraftSpeculativeConfig, type EngineOptions, LlmError, SAMPLING_DEFAULTS } from "../types/api.ts";
 import { ModelRunner } from "../runner/model_runner.ts";
 import { Tokenizer } from "../model/tokenizer.ts";
-import { BlockManager } from "../scheduler/block_manager.ts";
-import type { SampledRow, StepPlan } from "../scheduler/scheduler.ts";
-import { Sequence } from "../scheduler/sequence.ts";
+import type { BlockManager } from "../scheduler/block_manager.ts";
+import type { Sequence } from "../scheduler/sequence.ts";
+import { type DraftKv, DraftKvPool, type Drafter, runDraftSteps, shadowSequence, wantsDraft } from "./draft_rounds.ts";
 
 /** Draft sampling of greedy requests: argmax (q one-hot), so acceptance by comparison is exact. */
 const GREEDY = Object.freeze({ ...SAMPLING_DEFAULTS, temperature: 0 });
@@ -45,13 +45,6 @@ function draftSeed(seed: number, at: number): number {
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
   return (h ^ (h >>> 16)) >>> 0;
-}
-
-/** What a sequence's draft KV holds: its blocks, and the tokens of positions [0, computed). */
-interface DraftKv {
-  blocks: number[];
-  computed: number;
-  tokens: number[];
 }
 
 /** One sequence's part in a round of draft steps. */
@@ -83,23 +76,14 @@ export async function checkDraftTokenizer(target: string, draft: string): Promis
   if (d.eosTokenIds.join() !== t.eosTokenIds.join()) throw mismatch(`its EOS is [${d.eosTokenIds}], the target's [${t.eosTokenIds}]`);
 }
 
-/** What the engine asks of a model-based drafter (a draft model, an MTP head). */
-export interface Drafter {
-  /** Its KV blocks. */
-  readonly blocks: BlockManager;
-  /** Drafts for the speculating sequences before the scheduler's next plan. */
-  propose(running: readonly Sequence[]): Promise<void>;
-  /** Frees a sequence's KV (finished, cancelled or preempted). */
-  release(seq: Sequence): void;
-  /** Frees its GPU resources. */
-  close(): void;
-}
-
 /** The draft model beside a target runner. */
 export class DraftModel implements Drafter {
   readonly runner: ModelRunner;
-  /** The draft KV's blocks (no prefix cache: only allocate and release). */
-  readonly blocks: BlockManager;
+  #kv: DraftKvPool;
+  /** The draft KV's blocks. */
+  get blocks(): BlockManager {
+    return this.#kv.blocks;
+  }
   /**
    * The draft distributions of sampled requests: `maxSeqs x k` rows of the draft's vocabulary
    * (f32), row `slot * k + j` for a slot's j-th draft token; read by the target's sampler.
@@ -107,14 +91,13 @@ export class DraftModel implements Drafter {
    */
   readonly probs: GPUBuffer | null;
   #k: number;
-  #kv = new Map<Sequence, DraftKv>();
   /** Ids both models have logits for; a draft token past them ends the draft. */
   #vocab: number;
   #nextId = 0;
 
   private constructor(runner: ModelRunner, targetVocab: number, k: number, probs: GPUBuffer | null) {
     this.runner = runner;
-    this.blocks = new BlockManager(runner.cache.options.numBlocks, runner.cache.options.blockSize);
+    this.#kv = new DraftKvPool(runner);
     this.#vocab = Math.min(targetVocab, runner.spec.vocabSize);
     this.#k = k;
     this.probs = probs;
@@ -181,68 +164,35 @@ export class DraftModel implements Drafter {
   async propose(running: readonly Sequence[]): Promise<void> {
     const lanes: Lane[] = [];
     const byShadow = new Map<Sequence, Lane>();
-    const bs = this.blocks.blockSize;
     for (const seq of running) {
-      const spec = seq.speculation;
-      if (!spec?.active || seq.status !== "running" || seq.cancelled || seq.pending > 0) continue;
-      if (seq.totalLength - seq.numComputed !== 1) continue;
-      // Drafted already for these tokens (the plan did not take it yet).
-      if (spec.proposalAt === seq.knownLength) continue;
+      if (!wantsDraft(seq)) continue;
+      const spec = seq.speculation!;
       const known = seq.knownTokens();
       // The last draft token is sampled, never fed: known + limit - 1 positions.
       const limit = Math.min(spec.k, seq.maxTokens - seq.generated - 1, this.runner.maxContext - known.length + 1);
       if (limit <= 0) continue;
-      let kv = this.#kv.get(seq);
-      if (!kv) this.#kv.set(seq, kv = { blocks: [], computed: 0, tokens: [] });
+      const kv = this.#kv.of(seq);
       // Roll back: keep the positions whose tokens the sequence still has (at least the
       // newest known token is fed again, for its logits).
       let keep = 0;
       while (keep < kv.computed && kv.tokens[keep] === known[keep]) keep++;
       kv.computed = Math.min(keep, known.length - 1);
-      const want = Math.ceil((known.length + limit - 1) / bs);
-      if (kv.blocks.length > want) this.blocks.release(kv.blocks.splice(want));
-      if (kv.blocks.length < want) {
-        // Out of draft blocks: this sequence gets no draft this step (its scheduler backs off).
-        if (this.blocks.availableCount < want - kv.blocks.length) continue;
-        kv.blocks.push(...this.blocks.allocate(want - kv.blocks.length));
-      }
+      if (!this.#kv.fit(kv, known.length + limit - 1)) continue;
       // A sampled request drafts from q under its own sampling parameters (no logprobs).
       const sampled = this.probs !== null && seq.sampling.temperature > 0;
       const sampling = sampled ? { ...seq.sampling, seed: draftSeed(seq.sampling.seed, known.length), logprobs: false, topLogprobs: 0 } : GREEDY;
-      const shadow = new Sequence(-1 - this.#nextId++, known, { maxTokens: limit, sampling, stopTokenIds: new Set() }, 0);
-      shadow.blockTable = kv.blocks;
-      shadow.numComputed = kv.computed;
-      shadow.slot = seq.slot;
-      shadow.status = "running";
+      const shadow = shadowSequence(-1 - this.#nextId++, seq, known, kv, limit, sampling);
       const lane = { target: seq, shadow, kv, known, draft: [], sampled };
       lanes.push(lane);
       byShadow.set(shadow, lane);
     }
     if (lanes.length === 0) return;
-    const rows: SampledRow[] = [];
-    while (true) {
-      const plan: StepPlan = { chunks: [], admitted: [], preempted: [], finished: [], prefillTokens: 0, decodeTokens: 0 };
-      let budget = this.runner.capacity.maxTokens;
-      for (const { shadow: s, sampled } of lanes) {
-        if (budget <= 0) break;
-        if (s.generated >= s.maxTokens) continue;
-        // The tokens not yet fed: the catch-up (known tokens), or the last drafted token.
-        const start = s.numComputed;
-        const n = Math.min(budget, s.totalLength - start);
-        const sample = start + n === s.totalLength;
-        // The j-th draft token's q goes to row slot * k + j (j = its output index).
-        const probsRow = sample && sampled ? s.slot * this.#k + s.generated : undefined;
-        plan.chunks.push({ seq: s, start, count: n, sample, pool: "none", ...(probsRow !== undefined ? { probsRow } : {}) });
-        s.numComputed += n;
-        if (sample) s.pending++;
-        budget -= n;
-      }
-      if (plan.chunks.length === 0) break;
-      const out = await this.runner.step(plan);
-      if (out) rows.push(...out.tokens);
-    }
-    const idle: StepPlan = { chunks: [], admitted: [], preempted: [], finished: [], prefillTokens: 0, decodeTokens: 0 };
-    for (let out = await this.runner.step(idle); out; out = await this.runner.step(idle)) rows.push(...out.tokens);
+    // The j-th draft token's q goes to row slot * k + j (j = its output index).
+    const rows = await runDraftSteps(
+      this.runner,
+      lanes.map((l) => l.shadow),
+      (s) => byShadow.get(s)!.sampled ? s.slot * this.#k + s.generated : undefined,
+    );
     for (const { seq, outputIndex, token } of rows) byShadow.get(seq)!.draft[outputIndex] = token.id;
     for (const { target, shadow, kv, known, draft, sampled } of lanes) {
       kv.computed = shadow.numComputed;
@@ -258,15 +208,12 @@ export class DraftModel implements Drafter {
   release(seq: Sequence): void {
     // A proposal not taken yet names this slot's q rows, which the next owner overwrites.
     seq.speculation?.dropProposal();
-    const kv = this.#kv.get(seq);
-    if (!kv) return;
-    this.blocks.release(kv.blocks);
-    this.#kv.delete(seq);
+    this.#kv.release(seq);
   }
 
   /** Frees the draft model's GPU resources. */
   close(): void {
-    for (const seq of [...this.#kv.keys()]) this.release(seq);
+    this.#kv.releaseAll();
     this.runner.close();
     this.probs?.destroy();
   }

@@ -24,10 +24,10 @@
  */
 import { type EngineOptions, SAMPLING_DEFAULTS } from "../types/api.ts";
 import { ModelRunner } from "../runner/model_runner.ts";
-import { BlockManager } from "../scheduler/block_manager.ts";
-import type { SampledRow, StepPlan } from "../scheduler/scheduler.ts";
-import { Sequence } from "../scheduler/sequence.ts";
-import type { Drafter } from "./draft_model.ts";
+import type { BlockManager } from "../scheduler/block_manager.ts";
+import type { SampledRow } from "../scheduler/scheduler.ts";
+import type { Sequence } from "../scheduler/sequence.ts";
+import { type DraftKv, DraftKvPool, type Drafter, runDraftSteps, shadowSequence, wantsDraft } from "./draft_rounds.ts";
 
 /** Draft sampling: argmax (q one-hot), so acceptance by comparison is exact. */
 const GREEDY = Object.freeze({ ...SAMPLING_DEFAULTS, temperature: 0 });
@@ -35,19 +35,12 @@ const GREEDY = Object.freeze({ ...SAMPLING_DEFAULTS, temperature: 0 });
 /** A hidden source with this bit set is the head's own output row (kernels/mtp_input.wgsl). */
 const OWN_HIDDEN = 0x80000000;
 
-/** What a sequence's MTP KV holds: its blocks, and rows for positions [0, computed) made from `tokens`. */
-interface MtpKv {
-  blocks: number[];
-  computed: number;
-  tokens: number[];
-}
-
 /** One sequence's part in a round of draft steps. */
 interface Lane {
   target: Sequence;
   /** Stands for the target in the head's steps: its tokens are the target's shifted by one. */
   shadow: Sequence;
-  kv: MtpKv;
+  kv: DraftKv;
   known: number[];
   draft: number[];
 }
@@ -55,15 +48,17 @@ interface Lane {
 /** The MTP head beside its target runner. */
 export class MtpDrafter implements Drafter {
   readonly runner: ModelRunner;
-  /** The head's KV blocks (no prefix cache: only allocate and release). */
-  readonly blocks: BlockManager;
-  #kv = new Map<Sequence, MtpKv>();
+  #kv: DraftKvPool;
+  /** The head's KV blocks. */
+  get blocks(): BlockManager {
+    return this.#kv.blocks;
+  }
   #lanes = new Map<Sequence, Lane>();
   #nextId = 0;
 
   private constructor(runner: ModelRunner) {
     this.runner = runner;
-    this.blocks = new BlockManager(runner.cache.options.numBlocks, runner.cache.options.blockSize);
+    this.#kv = new DraftKvPool(runner);
     const bs = runner.cache.options.blockSize;
     runner.hiddenSource = (shadow, pos) => {
       const lane = this.#lanes.get(shadow)!;
@@ -104,62 +99,28 @@ export class MtpDrafter implements Drafter {
    */
   async propose(running: readonly Sequence[]): Promise<void> {
     const lanes: Lane[] = [];
-    const bs = this.blocks.blockSize;
     for (const seq of running) {
-      const spec = seq.speculation;
-      if (!spec?.active || seq.status !== "running" || seq.cancelled || seq.pending > 0) continue;
-      if (seq.totalLength - seq.numComputed !== 1) continue;
-      if (spec.proposalAt === seq.knownLength) continue;
+      if (!wantsDraft(seq)) continue;
       const known = seq.knownTokens();
       const L = known.length;
       // The head's last row (the k-th draft's input) sits at position L + k - 3.
-      const limit = Math.min(spec.k, seq.maxTokens - seq.generated - 1, this.runner.maxContext - L + 2);
+      const limit = Math.min(seq.speculation!.k, seq.maxTokens - seq.generated - 1, this.runner.maxContext - L + 2);
       if (limit <= 0 || L < 2) continue;
-      let kv = this.#kv.get(seq);
-      if (!kv) this.#kv.set(seq, kv = { blocks: [], computed: 0, tokens: [] });
+      const kv = this.#kv.of(seq);
       // Row p was made from tokens [0, p + 1]: keep the rows whose tokens the sequence still has.
       let same = 0;
       while (same < kv.tokens.length && same < L && kv.tokens[same] === known[same]) same++;
       kv.computed = Math.max(0, Math.min(kv.computed, same - 1, L - 2));
-      const want = Math.ceil((L + limit - 2) / bs);
-      if (kv.blocks.length > want) this.blocks.release(kv.blocks.splice(want));
-      if (kv.blocks.length < want) {
-        // Out of blocks: this sequence gets no draft this step (its scheduler backs off).
-        if (this.blocks.availableCount < want - kv.blocks.length) continue;
-        kv.blocks.push(...this.blocks.allocate(want - kv.blocks.length));
-      }
-      const shadow = new Sequence(-1 - this.#nextId++, known.slice(1), { maxTokens: limit, sampling: GREEDY, stopTokenIds: new Set() }, 0);
-      shadow.blockTable = kv.blocks;
-      shadow.numComputed = kv.computed;
-      shadow.slot = seq.slot;
-      shadow.status = "running";
+      if (!this.#kv.fit(kv, L + limit - 2)) continue;
+      const shadow = shadowSequence(-1 - this.#nextId++, seq, known.slice(1), kv, limit, GREEDY);
       const lane = { target: seq, shadow, kv, known, draft: [] };
       lanes.push(lane);
       this.#lanes.set(shadow, lane);
     }
     if (lanes.length === 0) return;
-    const rows: SampledRow[] = [];
+    let rows: SampledRow[];
     try {
-      while (true) {
-        const plan: StepPlan = { chunks: [], admitted: [], preempted: [], finished: [], prefillTokens: 0, decodeTokens: 0 };
-        let budget = this.runner.capacity.maxTokens;
-        for (const { shadow: s } of lanes) {
-          if (budget <= 0) break;
-          if (s.generated >= s.maxTokens) continue;
-          const start = s.numComputed;
-          const n = Math.min(budget, s.totalLength - start);
-          const sample = start + n === s.totalLength;
-          plan.chunks.push({ seq: s, start, count: n, sample, pool: "none" });
-          s.numComputed += n;
-          if (sample) s.pending++;
-          budget -= n;
-        }
-        if (plan.chunks.length === 0) break;
-        const out = await this.runner.step(plan);
-        if (out) rows.push(...out.tokens);
-      }
-      const idle: StepPlan = { chunks: [], admitted: [], preempted: [], finished: [], prefillTokens: 0, decodeTokens: 0 };
-      for (let out = await this.runner.step(idle); out; out = await this.runner.step(idle)) rows.push(...out.tokens);
+      rows = await runDraftSteps(this.runner, lanes.map((l) => l.shadow));
     } finally {
       for (const { shadow } of lanes) this.#lanes.delete(shadow);
     }
@@ -177,15 +138,12 @@ export class MtpDrafter implements Drafter {
 
   /** Frees a sequence's MTP KV (it finished, was cancelled or preempted). */
   release(seq: Sequence): void {
-    const kv = this.#kv.get(seq);
-    if (!kv) return;
-    this.blocks.release(kv.blocks);
-    this.#kv.delete(seq);
+    this.#kv.release(seq);
   }
 
   /** Frees the head's GPU resources (the target's shared embedding and LM head stay). */
   close(): void {
-    for (const seq of [...this.#kv.keys()]) this.release(seq);
+    this.#kv.releaseAll();
     this.runner.close();
   }
 }
