@@ -2,8 +2,9 @@
 # On the device machine (no network), from the repository root, with .device/ carried
 # (built here by prepare.sh). Within 8 minutes: unpacks the Vulkan loader and Deno, runs our
 # engine and transformers' generate_batch on 64 streams of the SmolLM2-shaped model (the GPU
-# target), then `deno task bench --quick` in the time left. Everything lands in $OUT:
-# gpu.txt, streams.json, transformers.json, bench.json, bench.md, bench.log, run.log.
+# target), the MoE layer slice, then `deno task bench --quick` in the time left. Everything
+# lands in $OUT: gpu.txt, streams.json, transformers.json, moe.jsonl, bench.json, bench.md,
+# bench.log, run.log.
 set -u
 : "${OUT:=/tmp/out}"
 mkdir -p "$OUT"
@@ -39,6 +40,14 @@ timeout 80 deno run --cached-only -A --no-check=remote bench/device/streams.ts -
 log "transformers generate_batch: 64 streams"
 PYTHONUNBUFFERED=1 timeout 90 python3 bench/device/transformers_generate_batch.py --model-dir /tmp/smol \
   --streams 64 --tokens 64 --out "$OUT/transformers.json" >>"$OUT/run.log" 2>&1 || log "transformers failed ($?)"
+
+# Issue 21's MoE layer slice (Qwen3-30B-A3B-shaped, against a dense layer of the same active
+# parameters), gpu family: f16 experts, then gpt-oss MXFP4 experts. A JSON line each.
+for q in none mxfp4; do
+  log "moe_layer: --quantization $q"
+  timeout 60 deno run --cached-only -A --no-check=remote bench/moe_layer.ts --family gpu --quantization "$q" \
+    >>"$OUT/moe.jsonl" 2>>"$OUT/run.log" || log "moe_layer $q failed ($?)"
+done
 
 t=$(left)
 [ "$t" -gt 60 ] || { log "no time left for bench --quick (${t} s)"; exit 0; }
