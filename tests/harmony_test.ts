@@ -6,19 +6,23 @@
  * gpt-oss checkpoint returns well-formed reasoning, answers and calls on the chat, Responses
  * and Anthropic routes, streamed and not. The fixture's weights are random, so the end-to-end
  * outputs are forced with a grammar (guided_choice, tool_choice "required") to harmony text.
+ * With harmony's markers as special tokens a response grammar waits for the final channel's
+ * header (`<|channel|>final<|message|>`): the gate's unit test, and a bigram-scripted copy of
+ * the checkpoint that writes analysis then a final answer the schema constrains.
  * The parse cases follow the harmony spec (cookbook.openai.com/articles/openai-harmony) and
  * llama.cpp's gpt-oss parser tests (tests/test-chat.cpp, COMMON_CHAT_FORMAT_GPT_OSS).
  */
 import { test } from "./helpers/test.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { withTempDir } from "./helpers/synthetic_checkpoint.ts";
-import { writeHarmonyCheckpoint } from "./helpers/harmony.ts";
+import { HARMONY_TOKEN_IDS, writeBigramWeights, writeHarmonyCheckpoint, writeHarmonyTokensCheckpoint } from "./helpers/harmony.ts";
 import { post } from "./helpers/server.ts";
 import { modelDir } from "./helpers/reference.ts";
 import { startServer } from "../serve.ts";
 import { HarmonyStreamParser } from "../src/api/harmony.ts";
 import { HarmonyOutputParser } from "../src/api/output_parser.ts";
-import { detectReasoningParser, reasoningFormatOf } from "../src/api/reasoning.ts";
+import { detectReasoningParser, REASONING_PARSERS, reasoningFormatOf, reasoningStart } from "../src/api/reasoning.ts";
+import { EngineGrammar, ReasoningGatedConstraint } from "../src/engine/constraints.ts";
 import { detectToolCallFormat } from "../src/grammar/tool_format.ts";
 import { Tokenizer } from "../src/model/tokenizer.ts";
 import type { ToolCallDelta } from "../src/types/api.ts";
@@ -270,6 +274,144 @@ test({
         assertEquals(anth.json.stop_reason, "tool_use");
         const use = anth.json.content.find((b: any) => b.type === "tool_use");
         assert(use && use.name === "get_weather" && typeof use.input.city === "string", JSON.stringify(anth.json.content));
+      } finally {
+        await server.shutdown();
+      }
+    });
+  },
+});
+
+function allowed(mask: Uint32Array, id: number): boolean {
+  return (mask[id >>> 5] & (1 << (id & 31))) !== 0;
+}
+
+test("harmony gate: the final channel's header ids end the free analysis; the grammar applies after them", async () => {
+  await withTempDir(async (dir) => {
+    const model = await writeHarmonyTokensCheckpoint(`${dir}/gpt-oss`);
+    const tok = await Tokenizer.load(model);
+    const prompt = tok.encode("<|start|>user<|message|>Hi<|end|><|start|>assistant", { addSpecialTokens: false });
+    const { gate } = reasoningStart(REASONING_PARSERS.harmony, tok, prompt);
+    const marker = tok.encode("<|channel|>final<|message|>", { addSpecialTokens: false });
+    assertEquals(marker[0], HARMONY_TOKEN_IDS["<|channel|>"]);
+    assertEquals(marker[marker.length - 1], HARMONY_TOKEN_IDS["<|message|>"]);
+    assert(marker.length > 2, "final is text between the markers");
+    assertEquals(gate, { endTokenIds: marker, open: true });
+    // A prompt whose last message is already the final one: constrained from the first token.
+    assertEquals(reasoningStart(REASONING_PARSERS.harmony, tok, [...prompt, ...marker]).gate, null);
+    // gpt-oss-tiny's own tokenizer has no harmony tokens: no id sequence marks the header, no gate.
+    const bare = await Tokenizer.load(await writeHarmonyCheckpoint(`${dir}/bare`));
+    assertEquals(reasoningStart(REASONING_PARSERS.harmony, bare, bare.encode("<|start|>assistant", { addSpecialTokens: false })).gate, null);
+
+    const grammar = new EngineGrammar({ model, vocabSize: 512, architecture: "gpt_oss" });
+    const c = await grammar.constraint({ type: "regex", pattern: "yes" }, false, { reasoning: gate! });
+    assert(c instanceof ReasoningGatedConstraint);
+    const words = 512 / 32;
+    const mask = new Uint32Array(words);
+    const y = tok.pieceToToken("y")!;
+    const z = tok.pieceToToken("z")!;
+    const free = (what: string) => {
+      assertEquals(c.state, "reasoning", what);
+      c.fillMask(mask, 0);
+      assert(mask.every((w) => w === 0xffffffff), `every token allowed: ${what}`);
+    };
+    const analysis = tok.encode("<|channel|>analysis<|message|>zz<|end|><|start|>assistant", { addSpecialTokens: false });
+    // A header that breaks off after <|channel|>final (commentary follows), then one that starts again.
+    const broken = [...marker.slice(0, -1), z, marker[0], ...marker.slice(0, 2)];
+    for (const id of [...analysis, ...broken]) {
+      free(`before ${id}`);
+      assert(c.accept(id), `free token ${id}`);
+    }
+    free("a partial marker is still analysis");
+    for (const id of marker) {
+      free(`marker token ${id}`);
+      assert(c.accept(id));
+    }
+    assertEquals(c.state, "active");
+    c.fillMask(mask, 0);
+    assert(allowed(mask, y) && !allowed(mask, z) && !allowed(mask, marker[0]), "the grammar after the header");
+    assert(!c.accept(z), "the grammar rejects what it does not allow");
+    assert(c.accept(y) && !c.terminated);
+    c.dispose();
+  });
+});
+
+test({
+  name: "harmony gate serve: response_format waits for the final channel; the analysis comes back as reasoning_content",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await withTempDir(async (dir) => {
+      const model = await writeHarmonyTokensCheckpoint(`${dir}/gpt-oss`);
+      const tok = await Tokenizer.load(model);
+      const ids = (text: string) => tok.encode(text, { addSpecialTokens: false });
+      const [channel, message, end] = ["<|channel|>", "<|message|>", "<|end|>"].map((m) => HARMONY_TOKEN_IDS[m]);
+      const last = ids("<|start|>assistant").at(-1)!;
+      const final = ids("<|channel|>final<|message|>").slice(1, -1);
+      // "analysis" spelled so that no id of it is one of final's (a bigram has one set of successors per id).
+      const a = (ch: string) => 3 + ch.charCodeAt(0);
+      const analysis = [ids("analysis")[0], tok.pieceToToken("n")!, a("a"), a("l"), tok.pieceToToken("y")!, tok.pieceToToken("s")!, tok.pieceToToken("is")!];
+      const body = ids("Check").slice(-3);
+      assertEquals(tok.decode(body), "Check");
+      const script = [last, channel, ...analysis, message, ...body, end, channel];
+      const next = new Map<number, number[]>();
+      for (let i = 0; i + 1 < script.length; i++) next.set(script[i], [script[i + 1]]);
+      // After <|channel|> the model writes analysis or final with equal odds (seeded sampling).
+      next.set(channel, [analysis[0], final[0]]);
+      const path = [...final, message];
+      for (let i = 0; i + 1 < path.length; i++) next.set(path[i], [path[i + 1]]);
+      const used = [...next.keys()];
+      assertEquals(new Set(used).size, used.length);
+      await writeBigramWeights(model, next);
+      const server = await startServer({
+        model,
+        host: "127.0.0.1",
+        port: 0,
+        maxQueue: 16,
+        servedModelName: "gpt-oss",
+        maxBodyBytes: 1 << 20,
+        shutdownTimeoutMs: 5000,
+        maxBatchTokens: 64,
+      }, { quiet: true });
+      await server.ready;
+      const base = `http://127.0.0.1:${server.addr.port}`;
+      try {
+        const schema = { type: "object", properties: { sunny: { type: "boolean" } }, required: ["sunny"], additionalProperties: false };
+        const r = await post(`${base}/v1/chat/completions`, {
+          model: "gpt-oss",
+          messages: [{ role: "user", content: "Is it sunny?" }],
+          max_tokens: 120,
+          temperature: 1,
+          seed: 1,
+          n: 6,
+          response_format: { type: "json_schema", json_schema: { name: "sky", schema, strict: true } },
+        });
+        assertEquals(r.status, 200, JSON.stringify(r.json));
+        let reasoned = 0;
+        for (const choice of r.json.choices) {
+          const what = JSON.stringify(choice);
+          const m = choice.message;
+          assertEquals(choice.finish_reason, "stop", what);
+          assertEquals(Object.keys(JSON.parse(m.content)), ["sunny"], what);
+          assertEquals(typeof JSON.parse(m.content).sunny, "boolean", what);
+          // Each analysis message the model wrote before the final one is reasoning.
+          assert(/^(Check)*$/.test(m.reasoning_content ?? ""), what);
+          if (m.reasoning_content) reasoned++;
+        }
+        // Seeded: each choice takes analysis first with odds 1/2 (without the gate none could).
+        assert(reasoned > 0, "no choice wrote analysis first");
+        // A forced tool call is not gated on the final channel: its grammar writes the commentary header.
+        const c = await post(`${base}/v1/chat/completions`, {
+          model: "gpt-oss",
+          messages: [{ role: "user", content: "Is it sunny?" }],
+          tools: [WEATHER],
+          tool_choice: "required",
+          parallel_tool_calls: false,
+          max_tokens: 120,
+          temperature: 0,
+        });
+        assertEquals(c.status, 200, JSON.stringify(c.json));
+        assertEquals(c.json.choices[0].finish_reason, "tool_calls", JSON.stringify(c.json.choices[0]));
+        assertEquals(c.json.choices[0].message.tool_calls[0].function.name, "get_weather");
       } finally {
         await server.shutdown();
       }

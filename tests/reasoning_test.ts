@@ -54,12 +54,12 @@ test("reasoning parser: chosen by the chat template, and the prompt says whether
   assertEquals(detectReasoningParser(think), "think");
   assertEquals(detectReasoningParser(await Tokenizer.load(modelDir("qwen3-tiny"))), null);
   const open = reasoningStart(REASONING_PARSERS.think, think, think.encode("<|im_start|>assistant\n<think>\n", { addSpecialTokens: false }));
-  assertEquals(open, { start: "open", gate: { startTokenId: 3, endTokenId: 4, open: true } });
+  assertEquals(open, { start: "open", gate: { startTokenId: 3, endTokenIds: [4], open: true } });
   // A template that turns thinking off closes the block itself: no reasoning, no gate.
   const closed = reasoningStart(REASONING_PARSERS.think, think, think.encode("assistant\n<think>\n\n</think>\n\n", { addSpecialTokens: false }));
   assertEquals(closed, { start: "closed", gate: null });
   const history = reasoningStart(REASONING_PARSERS.think, think, think.encode("<think>a</think>b<|im_end|>\nuser\nhi\nassistant\n", { addSpecialTokens: false }));
-  assertEquals(history, { start: "expect", gate: { startTokenId: 3, endTokenId: 4, open: false } });
+  assertEquals(history, { start: "expect", gate: { startTokenId: 3, endTokenIds: [4], open: false } });
   const p = new ThinkStreamParser("<think>", "</think>", "closed");
   assertEquals([p.push("<think>x</think>y"), p.finish()], [{ reasoning: "", content: "<think>x</think>y" }, { reasoning: "", content: "" }]);
 });
@@ -78,7 +78,7 @@ test("reasoning gate: the grammar starts after </think>; before it every token i
   assert(yes !== undefined && other !== undefined);
   const words = 512 / 32;
   // Opened by the prompt: free until the end marker, then only the grammar.
-  const open = await grammar.constraint(spec, false, { reasoning: { startTokenId: 3, endTokenId: 4, open: true } });
+  const open = await grammar.constraint(spec, false, { reasoning: { startTokenId: 3, endTokenIds: [4], open: true } });
   const mask = new Uint32Array(words);
   open.fillMask(mask, 0);
   assert(mask.every((w) => w === 0xffffffff), "every token allowed while reasoning");
@@ -89,7 +89,7 @@ test("reasoning gate: the grammar starts after </think>; before it every token i
   assert(!open.accept(other), "the grammar rejects what it does not allow");
   open.dispose();
   // Not opened: the first token is the grammar's or the start marker.
-  const expect = await grammar.constraint(spec, false, { reasoning: { startTokenId: 3, endTokenId: 4, open: false } });
+  const expect = await grammar.constraint(spec, false, { reasoning: { startTokenId: 3, endTokenIds: [4], open: false } });
   expect.fillMask(mask, 0);
   assert(allowed(mask, 3) && allowed(mask, yes) && !allowed(mask, other), "grammar or <think> first");
   assert(expect.accept(yes), "an answer without reasoning is constrained from its first token");

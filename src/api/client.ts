@@ -255,16 +255,18 @@ export class EngineClient {
     const stops = stopStrings(options);
     const reasoningFormat = options.reasoningParser ? reasoningFormatOf(options.reasoningParser) : null;
     const reasoning = reasoningFormat ? reasoningStart(reasoningFormat, this.tokenizer, promptIds) : null;
-    // The output's grammar starts after its reasoning.
-    if (request.grammar && reasoning?.gate) request.reasoning = reasoning.gate;
+    // The output's grammar starts after its reasoning. A harmony tool-call grammar writes its
+    // own message headers (the commentary channel's), so it is not gated on the final one.
+    const gate = reasoning?.gate;
+    if (request.grammar && gate && !(reasoningFormat?.answer && request.grammar.type === "tool_calls")) request.reasoning = gate;
     const channel = new MessageChannel();
     const port = channel.port1;
     const toolFormat = parsesToolCalls(options) ? this.toolCallFormat : null;
     // Tool-call markers that are special tokens stay in the text of outputs that may hold them.
     const keep = new Set((request.grammar || toolFormat) ? this.#markerIds : []);
     // Reasoning markers that are special tokens stay in the text the parser reads.
-    for (const id of reasoning?.gate ? [reasoning.gate.startTokenId, reasoning.gate.endTokenId] : []) {
-      if (this.tokenizer.isSpecial(id)) keep.add(id);
+    for (const id of gate ? [gate.startTokenId, ...gate.endTokenIds] : []) {
+      if (id !== undefined && this.tokenizer.isSpecial(id)) keep.add(id);
     }
     for (const piece of reasoningFormat?.markers ?? []) {
       const id = this.tokenizer.pieceToToken(piece);

@@ -34,6 +34,13 @@ export interface ReasoningFormat {
   parser(start: ReasoningStart): ReasoningStreamParser;
   /** Special tokens the parser reads, kept in the decoded text (beyond `start` and `end`). */
   markers?: readonly string[];
+  /**
+   * Where the answer starts when that is not simply after `end`: `marker`, harmony's final
+   * channel header, which may follow any number of messages (each opened by `messageStart`).
+   * A response grammar then starts after the marker's tokens and everything before them is
+   * free (see {@link reasoningStart}).
+   */
+  answer?: { marker: string; messageStart: string };
 }
 
 /** The reasoning parsers this engine knows, by name (vLLM's names are aliases). */
@@ -50,6 +57,7 @@ export const REASONING_PARSERS: Record<string, ReasoningFormat> = {
     end: "<|end|>",
     parser: () => new HarmonyStreamParser({ tools: false }),
     markers: HARMONY_MARKERS,
+    answer: { marker: "<|channel|>final<|message|>", messageStart: "<|start|>" },
   },
 };
 
@@ -90,7 +98,8 @@ export type ReasoningStart = "open" | "closed" | "expect";
  * marker opens a block; "closed" (no reasoning: all answer) when the prompt ends with a closed
  * block, as templates write one to turn thinking off (`enable_thinking: false`); else
  * "expect" (the model may open a block first). `gate`: the markers' token ids for the
- * grammar, when they are single tokens and the output may reason.
+ * grammar, when they are single tokens and the output may reason; for a format with an
+ * `answer` marker (harmony), that marker's ids (see `answerGate`).
  */
 export function reasoningStart(
   format: ReasoningFormat,
@@ -105,12 +114,47 @@ export function reasoningStart(
     : end >= 0 && !tail.slice(end + format.end.length).trim()
     ? "closed"
     : "expect";
+  if (format.answer) return { start, gate: answerGate(format, format.answer, tokenizer, promptIds) };
   const startId = tokenizer.pieceToToken(format.start);
   const endId = tokenizer.pieceToToken(format.end);
   const gate = startId !== undefined && endId !== undefined && start !== "closed"
-    ? { startTokenId: startId, endTokenId: endId, open: start === "open" }
+    ? { startTokenId: startId, endTokenIds: [endId], open: start === "open" }
     : null;
   return { start, gate };
+}
+
+/**
+ * The gate of a format whose answer starts at a header (harmony): open from the first token,
+ * ended by the header's token ids as the tokenizer encodes it, which is how the model writes
+ * it when its markers are special tokens. null when they are not (a tokenizer without the
+ * format's special tokens, such as gpt-oss-tiny's: the header is then ordinary text the model
+ * may spell with many different ids, so no id sequence marks it, and the grammar applies from
+ * the first token as without a gate), or when the prompt's last message is already the answer.
+ */
+function answerGate(
+  format: ReasoningFormat,
+  answer: { marker: string; messageStart: string },
+  tokenizer: Tokenizer,
+  promptIds: readonly number[],
+): ReasoningGate | null {
+  const ids = tokenizer.encode(answer.marker, { addSpecialTokens: false });
+  for (const marker of format.markers ?? []) {
+    if (!answer.marker.includes(marker)) continue;
+    const id = tokenizer.pieceToToken(marker);
+    if (id === undefined || !tokenizer.isSpecial(id) || !ids.includes(id)) return null;
+  }
+  const at = lastIndexOfSequence(promptIds, ids);
+  const start = tokenizer.pieceToToken(answer.messageStart);
+  if (at >= 0 && (start === undefined || promptIds.lastIndexOf(start) < at)) return null;
+  return { endTokenIds: ids, open: true };
+}
+
+/** Where `seq` last occurs in `ids` (-1: nowhere). */
+function lastIndexOfSequence(ids: readonly number[], seq: readonly number[]): number {
+  for (let i = ids.length - seq.length; i >= 0; i--) {
+    if (seq.every((id, j) => ids[i + j] === id)) return i;
+  }
+  return -1;
 }
 
 /** Checks a parser name a request gives (throws {@link InvalidRequestError}). */

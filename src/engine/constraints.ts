@@ -82,19 +82,29 @@ export class GrammarConstraint implements SequenceConstraint {
 
 /**
  * A constraint that starts after the output's reasoning: while the model reasons (from its
- * start marker, or from the first token when the prompt opened the block) every token is
- * allowed, and the grammar takes over after the end marker. An output that does not open a
- * block is constrained from its first token, which may also be the start marker.
+ * start marker, or from the first token when the gate is open) every token is allowed, and
+ * the grammar takes over after the end marker, one token (`</think>`) or a token sequence
+ * (harmony's `<|channel|>final<|message|>`). A partial marker that breaks off is reasoning
+ * like any other text. An output that does not open a block is constrained from its first
+ * token, which may also be the start marker.
  */
 export class ReasoningGatedConstraint implements SequenceConstraint {
   #inner: GrammarConstraint;
   #gate: ReasoningGate;
   #state: "expect" | "reasoning" | "active";
+  /** The reasoning's last ids, as many as the end marker has (to spot it). */
+  #tail: number[] = [];
 
   constructor(inner: GrammarConstraint, gate: ReasoningGate) {
+    if (gate.endTokenIds.length === 0) throw new RangeError("a reasoning gate needs an end marker");
     this.#inner = inner;
     this.#gate = gate;
     this.#state = gate.open ? "reasoning" : "expect";
+  }
+
+  /** "reasoning" until the end marker, then "active" (the grammar's); "expect": the first token may open reasoning. */
+  get state(): "expect" | "reasoning" | "active" {
+    return this.#state;
   }
 
   get terminated(): boolean {
@@ -103,7 +113,10 @@ export class ReasoningGatedConstraint implements SequenceConstraint {
 
   accept(id: number): boolean {
     if (this.#state === "reasoning") {
-      if (id === this.#gate.endTokenId) this.#state = "active";
+      const end = this.#gate.endTokenIds;
+      this.#tail.push(id);
+      if (this.#tail.length > end.length) this.#tail.shift();
+      if (this.#tail.length === end.length && this.#tail.every((t, i) => t === end[i])) this.#state = "active";
       return true;
     }
     if (this.#state === "expect") {
@@ -129,7 +142,7 @@ export class ReasoningGatedConstraint implements SequenceConstraint {
     }
     this.#inner.fillMask(out, offset);
     const id = this.#gate.startTokenId;
-    if (id < words * 32) out[offset + (id >>> 5)] |= 1 << (id & 31);
+    if (id !== undefined && id < words * 32) out[offset + (id >>> 5)] |= 1 << (id & 31);
   }
 
   dispose(): void {

@@ -208,12 +208,17 @@ export interface GenerateOptions extends
 
 /**
  * Where an output's reasoning ends, for its grammar: the constraint starts after the end
- * marker (single tokens), so the reasoning before it is free text.
+ * marker, so the reasoning before it is free text.
  */
 export interface ReasoningGate {
-  startTokenId: number;
-  endTokenId: number;
-  /** The prompt opened the block: the output starts in reasoning. */
+  /** The one token that opens a reasoning block (absent: only the prompt opens one, see `open`). */
+  startTokenId?: number;
+  /**
+   * The ids that end the reasoning, in order: one token for `</think>`; for gpt-oss's
+   * harmony the final channel's header `<|channel|>final<|message|>` (three tokens).
+   */
+  endTokenIds: number[];
+  /** The output starts in reasoning (the prompt opened the block; harmony: always). */
   open: boolean;
 }
 
