@@ -169,6 +169,7 @@ export class Engine {
       gpuDrafts: this.#speculative !== null && runner.gpuDrafts,
       maxContext: runner.maxContext,
       recurrentState: runner.state !== null,
+      disableSpeculationAt: this.#speculative?.disableByBatchSize,
     });
     if (runner.state) {
       console.error(
@@ -448,7 +449,11 @@ export class Engine {
   /** One step of the loop; false when there was nothing to do (idle). */
   async step(): Promise<boolean> {
     // A draft model drafts before the plan that verifies its tokens.
-    if (this.#draft) await this.#draft.propose(this.scheduler.running);
+    if (this.#draft) {
+      // Not for a step the batch-size limit keeps from verifying.
+      this.scheduler.limitSpeculation();
+      await this.#draft.propose(this.scheduler.running);
+    }
     const plan = this.scheduler.schedule();
     for (const seq of plan.preempted) this.#draft?.release(seq);
     for (const seq of plan.finished) this.#done(seq);
