@@ -168,6 +168,32 @@ for (const kernelFamily of ["cpu", "gpu"] as const) {
   });
 }
 
+test("mtp: kvBytesTotal counts the hidden-row stores and the head's KV layer; nothing used when idle", async () => {
+  await withTempDir(async (dir) => {
+    const model = `${dir}/random`;
+    await writeMtpCheckpoint(model, "random");
+    const opts = { model, maxBatchTokens: 64, maxSeqs: 4, kernelFamily: "cpu" as const, numBlocks: 24, blockSize: 8 };
+    // n-gram speculation has the same KV blocks, state slots and snapshots, and no MTP buffers.
+    const ngram = await createEngine({ ...opts, speculative: { method: "ngram", numSpeculativeTokens: 3, promptLookupMax: 4, promptLookupMin: 2 } });
+    const mtp = await createEngine({ ...opts, speculative: MTP });
+    try {
+      const { H, nkv, hd } = TINY;
+      // Two f32 stores of a row per KV slot (24 blocks of 8), and the head's one-layer KV cache
+      // of as many blocks (K and V, f16 or f32 as the adapter allows).
+      const stores = 2 * 24 * 8 * H * 4;
+      const headKv = mtp.stats().kvBytesTotal - ngram.stats().kvBytesTotal - stores;
+      const layer = 24 * 8 * nkv * hd * 2;
+      assert(headKv === layer * 2 || headKv === layer * 4, `head KV ${headKv} bytes, want ${layer * 2} or ${layer * 4}`);
+      await mtp.generate({ prompt: "Hello there", maxTokens: 4, ignoreEos: true });
+      await idle(mtp);
+      assertEquals([mtp.stats().kvBytesUsed, mtp.stats().kvBlocksTotal], [0, 24]);
+    } finally {
+      await ngram.close();
+      await mtp.close();
+    }
+  });
+});
+
 test("mtp: a checkpoint without an MTP head is refused with MtpHeadMissingError", async () => {
   const e = await createEngine({ model: modelDir("qwen35-tiny"), speculative: MTP }).catch((x) => x);
   assert(e instanceof LlmError, String(e));

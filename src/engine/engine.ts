@@ -374,14 +374,22 @@ export class Engine {
     const slotsUsed = state ? this.scheduler.slotsInUse : 0;
     // A slot's snapshot (speculation) is held with the slot.
     const stateBytes = (state?.bytes ?? 0) + this.#stateSnapshotBytes;
-    const bytesUsed = blocks.usedCount * (bytes / blocks.numBlocks) + (state ? slotsUsed * (stateBytes / state.slots) : 0);
+    // MTP: the hidden-row stores hold a row per KV slot, the target's indexed by its blocks,
+    // the head's (with the head's KV layer) by the head's own blocks.
+    const targetRows = this.runner.hiddenStore?.size ?? 0;
+    const head = this.#draft instanceof MtpDrafter ? this.#draft : null;
+    const headRows = head ? (head.runner.hiddenStore?.size ?? 0) + head.runner.cache.bytes : 0;
+    const rowBytes = targetRows + headRows;
+    const bytesUsed = blocks.usedCount * ((bytes + targetRows) / blocks.numBlocks) +
+      (head ? head.blocks.usedCount * (headRows / head.blocks.numBlocks) : 0) +
+      (state ? slotsUsed * (stateBytes / state.slots) : 0);
     return {
       kvBlocksUsed: blocks.usedCount,
       kvBlocksTotal: blocks.numBlocks,
       kvBlocksCached: blocks.cachedIdleCount,
-      kvBytesTotal: bytes + stateBytes,
+      kvBytesTotal: bytes + stateBytes + rowBytes,
       kvBytesUsed: bytesUsed,
-      kvUsage: bytesUsed / (bytes + stateBytes),
+      kvUsage: bytesUsed / (bytes + stateBytes + rowBytes),
       stateSlotsUsed: slotsUsed,
       stateSlotsTotal: state?.slots ?? 0,
       // Draining sequences (every token scheduled, some not read back) still count as running.

@@ -516,7 +516,11 @@ export interface EngineStats {
   kvBlocksTotal: number;
   /** Unreferenced blocks kept for the prefix cache (reusable, evictable). */
   kvBlocksCached: number;
-  /** KV blocks' bytes plus, for a hybrid model, its recurrent-state slots'. */
+  /**
+   * KV blocks' bytes plus, for a hybrid model, its recurrent-state slots' (and their snapshots
+   * with speculation on), plus, with MTP speculation, the hidden-row stores (the target's and
+   * the head's) and the head's KV layer.
+   */
   kvBytesTotal: number;
   kvBytesUsed: number;
   /** kvBytesUsed / kvBytesTotal (blocks and state slots together). */
