@@ -14,7 +14,8 @@ import { assert, assertEquals, assertRejects, assertThrows } from "./helpers/ass
 import { withTempDir } from "./helpers/synthetic_checkpoint.ts";
 import { addMtpHead, referenceDrafts, TINY, writeMtpCheckpoint } from "./helpers/mtp_checkpoint.ts";
 import { writeQwen35MoeFromDense } from "./helpers/qwen35_moe_checkpoint.ts";
-import { openMtpTensors } from "../src/model/mtp_source.ts";
+import { mtpHeadBytes, openMtpTensors } from "../src/model/mtp_source.ts";
+import { stepScratchBytes } from "../src/runner/kv_budget.ts";
 import { parseSpeculativeConfig } from "../src/engine/speculative_config.ts";
 import { MtpDrafter } from "../src/engine/mtp_drafter.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
@@ -190,6 +191,27 @@ test("mtp: kvBytesTotal counts the hidden-row stores and the head's KV layer; no
     } finally {
       await ngram.close();
       await mtp.close();
+    }
+  });
+});
+
+test("mtp: with gpuMemoryBytes the KV budget leaves room for the head's weights (estimated from its tensor list: exact here, also quantized)", async () => {
+  await withTempDir(async (dir) => {
+    await writeMtpCheckpoint(dir, "random");
+    const gpuMemoryBytes = 64 << 20;
+    for (const quantization of ["none", "q8_0"] as const) {
+      const opts = { kernelFamily: "cpu" as const, quantization, maxTokens: 64, maxSeqs: 4, blockSize: 8, gpuMemoryBytes };
+      const target = await ModelRunner.load(dir, { ...opts, hiddenStore: true });
+      const head = await ModelRunner.loadMtp(target, dir, { quantization });
+      try {
+        const headBytes = head.memory!.weightBytes;
+        assertEquals(await mtpHeadBytes(dir, target.spec, { quantization }), headBytes, quantization);
+        const scratch = stepScratchBytes(target.spec, { maxTokens: 64, maxLogitRows: 4 });
+        assertEquals(target.memory!.kvBudget, { bytes: gpuMemoryBytes - target.memory!.weightBytes - headBytes - scratch, source: "gpu_memory_bytes" }, quantization);
+      } finally {
+        head.close();
+        target.close();
+      }
     }
   });
 });
