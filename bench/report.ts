@@ -768,6 +768,14 @@ export function renderSpec(r: SpecResult): string[] {
       } | ${w.tokensPerVerifyStep ? (w.acceptance * 100).toFixed(0) + "%" : "-"} |`,
     );
   }
+  const limited = r.rows.filter((w) => w.limited);
+  if (limited.length) {
+    out.push("", `With \`disable_by_batch_size\` ${r.disableByBatchSize} (a third engine, timed alternately with the two above):`, "");
+    out.push("| workload | limited tok/s | limited/off | on/off | verify steps limited / on |", "|---|---|---|---|---|");
+    for (const w of limited) {
+      out.push(`| ${w.workload} | ${w.limited!.tokPerS.toFixed(1)} | ${w.limited!.speedup.toFixed(2)} | ${w.speedup.toFixed(2)} | ${w.limited!.verifySteps} / ${w.verifySteps} |`);
+    }
+  }
   out.push("", `Verify-step cost on ${r.costModel} (one sequence at context ${r.context}, k + 1 sampled rows, 8 steps per wait):`, "");
   out.push("| k | ms per step | vs plain step |", "|---|---|---|");
   for (const c of r.verifyCost) out.push(`| ${c.k} | ${c.wallMs.toFixed(2)} | ${c.ratio.toFixed(2)} |`);

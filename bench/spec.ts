@@ -8,9 +8,10 @@
  * With n-gram drafts, node-llama-cpp's prompt lookup on the same workloads as a peer
  * (bench/spec_peer.ts; skipped with a note where node-llama-cpp does not load).
  * Also standalone: `deno run -A bench/spec.ts [--model DIR] [--kernel-family cpu|gpu] [--quick]
- * [--method ngram|draft] [--draft-model DIR] [--no-peer]` (the draft model defaults to the model
- * itself, which shows the verification machinery at ~100% acceptance, not a speedup a real pair
- * gives).
+ * [--method ngram|draft] [--draft-model DIR] [--no-peer] [--disable-by-batch-size N]` (the draft
+ * model defaults to the model itself, which shows the verification machinery at ~100% acceptance,
+ * not a speedup a real pair gives; `--disable-by-batch-size` also times speculation with that
+ * limit, alternating with the other two engines).
  * @module
  */
 import { createEngine, type EngineClient, type GenerateOptions } from "../mod.ts";
@@ -49,6 +50,10 @@ export interface SpecRow {
   speedup: number;
   tokensPerVerifyStep: number;
   acceptance: number;
+  /** Verification steps with a draft, over every run of the workload (warm-up included). */
+  verifySteps: number;
+  /** With `disableByBatchSize` (see {@link SpecBenchOptions}): that engine's figures. */
+  limited?: { tokPerS: number; speedup: number; verifySteps: number };
 }
 
 interface Timing {
@@ -64,14 +69,13 @@ async function once(engine: EngineClient, reqs: GenerateOptions[]): Promise<Timi
 
 /**
  * Best of `runs` runs of each engine (after a warm-up run each), alternating, so that noise on a
- * shared machine hits both alike.
+ * shared machine hits them alike.
  */
-async function timedPair(a: EngineClient, b: EngineClient, reqs: GenerateOptions[], runs: number): Promise<[Timing, Timing]> {
-  await once(a, reqs);
-  await once(b, reqs);
-  const best: [Timing, Timing] = [{ tokens: 0, seconds: Infinity }, { tokens: 0, seconds: Infinity }];
+async function timedSet(engines: EngineClient[], reqs: GenerateOptions[], runs: number): Promise<Timing[]> {
+  for (const engine of engines) await once(engine, reqs);
+  const best: Timing[] = engines.map(() => ({ tokens: 0, seconds: Infinity }));
   for (let run = 0; run < runs; run++) {
-    for (const [i, engine] of [a, b].entries()) {
+    for (const [i, engine] of engines.entries()) {
       const t = await once(engine, reqs);
       if (t.seconds < best[i].seconds) best[i] = t;
     }
@@ -102,6 +106,8 @@ export interface SpecResult {
   costModel: string;
   context: number;
   verifyCost: VerifyCost[];
+  /** The third engine's `disableByBatchSize`, when one ran (see {@link SpecRow.limited}). */
+  disableByBatchSize?: number;
   /** node-llama-cpp's `InputLookupTokenPredictor` on the same workloads (n-gram only). */
   llamaCpp?: SpecPeerRow[];
   /** Why the llama.cpp rows are missing (not available, or `peer: false`). */
@@ -173,6 +179,11 @@ export interface SpecBenchOptions {
    */
   peer?: boolean;
   tmp?: string;
+  /**
+   * Also time a third engine, speculation with this `disableByBatchSize` (vLLM's
+   * `disable_by_batch_size`), alternating with the other two (default: not run).
+   */
+  disableByBatchSize?: number;
   log?: (line: string) => void;
 }
 
@@ -190,13 +201,15 @@ export async function benchSpec(options: SpecBenchOptions): Promise<SpecResult> 
   const plain = await createEngine(opts);
   const speculative = options.speculative ?? NGRAM;
   const spec = await createEngine({ ...opts, speculative });
+  const limited = options.disableByBatchSize ? await createEngine({ ...opts, speculative: { ...speculative, disableByBatchSize: options.disableByBatchSize } }) : null;
   const rows: SpecRow[] = [];
   let kernelFamily = "";
   try {
     kernelFamily = plain.info.kernelFamily;
     for (const [name, reqs] of workloads) {
       const before = spec.stats();
-      const [p, s] = await timedPair(plain, spec, reqs, runs);
+      const limitedBefore = limited?.stats().specDrafts ?? 0;
+      const [p, s, l] = await timedSet(limited ? [plain, spec, limited] : [plain, spec], reqs, runs);
       const after = spec.stats();
       const drafts = after.specDrafts - before.specDrafts;
       const accepted = after.specAcceptedTokens - before.specAcceptedTokens;
@@ -208,12 +221,21 @@ export async function benchSpec(options: SpecBenchOptions): Promise<SpecResult> 
         speedup: (s.tokens / s.seconds) / (p.tokens / p.seconds),
         tokensPerVerifyStep: drafts ? (drafts + accepted) / drafts : 0,
         acceptance: draftTokens ? accepted / draftTokens : 0,
+        verifySteps: drafts,
+        ...(l && limited
+          ? { limited: { tokPerS: l.tokens / l.seconds, speedup: (l.tokens / l.seconds) / (p.tokens / p.seconds), verifySteps: limited.stats().specDrafts - limitedBefore } }
+          : {}),
       });
-      options.log?.(`  ${name}: on/off ${rows.at(-1)!.speedup.toFixed(2)}, ${rows.at(-1)!.tokensPerVerifyStep.toFixed(2)} tokens per verify step`);
+      const row = rows.at(-1)!;
+      options.log?.(
+        `  ${name}: on/off ${row.speedup.toFixed(2)}, ${row.tokensPerVerifyStep.toFixed(2)} tokens per verify step` +
+          (row.limited ? `; limited/off ${row.limited.speedup.toFixed(2)} (${row.limited.verifySteps} verify steps vs ${drafts})` : ""),
+      );
     }
   } finally {
     await plain.close();
     await spec.close();
+    await limited?.close();
   }
   const costModel = options.costModel ?? options.model;
   const context = 128;
@@ -231,7 +253,7 @@ export async function benchSpec(options: SpecBenchOptions): Promise<SpecResult> 
   } finally {
     runner.close();
   }
-  const result: SpecResult = { model: options.model.split("/").at(-1)!, config: speculative, kernelFamily, runs, rows, costModel: costModel.split("/").at(-1)!, context, verifyCost };
+  const result: SpecResult = { model: options.model.split("/").at(-1)!, config: speculative, kernelFamily, runs, rows, costModel: costModel.split("/").at(-1)!, context, verifyCost, ...(limited ? { disableByBatchSize: options.disableByBatchSize } : {}) };
   if (speculative.method !== "ngram") return result;
   if (options.peer === false) return { ...result, llamaCppNote: "not run (peer off)" };
   try {
@@ -269,7 +291,12 @@ async function main(): Promise<void> {
   const method = flag("method") ?? "ngram";
   if (method !== "ngram" && method !== "draft") throw new Error(`--method must be ngram or draft, got ${method}`);
   const speculative: SpeculativeConfig = method === "draft" ? { method, numSpeculativeTokens: 4, model: flag("draft-model") ?? model } : NGRAM;
-  const r = await benchSpec({ model, kernelFamily, speculative, quick: argv.includes("--quick"), peer: !argv.includes("--no-peer"), log: console.error });
+  const limit = flag("disable-by-batch-size");
+  const disableByBatchSize = limit === undefined ? undefined : Number(limit);
+  if (disableByBatchSize !== undefined && !(Number.isInteger(disableByBatchSize) && disableByBatchSize > 0)) {
+    throw new Error(`--disable-by-batch-size must be a positive integer, got ${limit}`);
+  }
+  const r = await benchSpec({ model, kernelFamily, speculative, quick: argv.includes("--quick"), peer: !argv.includes("--no-peer"), disableByBatchSize, log: console.error });
   console.log(`${rt.RUNTIME}`);
   console.log(renderSpec(r).join("\n"));
 }

@@ -28,6 +28,10 @@ test("kv budget: default, kv_cache_bytes, and what the weights and scratch leave
   assertEquals(kvCacheBudget({ ...base, gpuMemoryBytes: 200 * MiB, kvCacheBytes: 512 * MiB }), { bytes: 80 * MiB, source: "gpu_memory_bytes" });
   const e = assertThrows(() => kvCacheBudget({ ...base, gpuMemoryBytes: 110 * MiB }), KvBudgetError);
   assert(e instanceof LlmError && e.code === "device_limit", String(e));
+  // An MTP head loaded after the cache is sized: left out of the budget too.
+  assertEquals(kvCacheBudget({ ...base, gpuMemoryBytes: 1024 * MiB, headBytes: 4 * MiB }), { bytes: 900 * MiB, source: "gpu_memory_bytes" });
+  const head = assertThrows(() => kvCacheBudget({ ...base, gpuMemoryBytes: 122 * MiB, headBytes: 2 * MiB }), KvBudgetError);
+  assert(/MTP head's 2\.0 MiB/.test(head.message), head.message);
 });
 
 const parse = (...argv: string[]) => parseServeArgs(argv, () => undefined)!;

@@ -14,7 +14,8 @@ import { assert, assertEquals, assertRejects, assertThrows } from "./helpers/ass
 import { withTempDir } from "./helpers/synthetic_checkpoint.ts";
 import { addMtpHead, referenceDrafts, TINY, writeMtpCheckpoint } from "./helpers/mtp_checkpoint.ts";
 import { writeQwen35MoeFromDense } from "./helpers/qwen35_moe_checkpoint.ts";
-import { openMtpTensors } from "../src/model/mtp_source.ts";
+import { mtpHeadBytes, openMtpTensors } from "../src/model/mtp_source.ts";
+import { stepScratchBytes } from "../src/runner/kv_budget.ts";
 import { parseSpeculativeConfig } from "../src/engine/speculative_config.ts";
 import { MtpDrafter } from "../src/engine/mtp_drafter.ts";
 import { ModelRunner } from "../src/runner/model_runner.ts";
@@ -167,6 +168,53 @@ for (const kernelFamily of ["cpu", "gpu"] as const) {
     });
   });
 }
+
+test("mtp: kvBytesTotal counts the hidden-row stores and the head's KV layer; nothing used when idle", async () => {
+  await withTempDir(async (dir) => {
+    const model = `${dir}/random`;
+    await writeMtpCheckpoint(model, "random");
+    const opts = { model, maxBatchTokens: 64, maxSeqs: 4, kernelFamily: "cpu" as const, numBlocks: 24, blockSize: 8 };
+    // n-gram speculation has the same KV blocks, state slots and snapshots, and no MTP buffers.
+    const ngram = await createEngine({ ...opts, speculative: { method: "ngram", numSpeculativeTokens: 3, promptLookupMax: 4, promptLookupMin: 2 } });
+    const mtp = await createEngine({ ...opts, speculative: MTP });
+    try {
+      const { H, nkv, hd } = TINY;
+      // Two f32 stores of a row per KV slot (24 blocks of 8), and the head's one-layer KV cache
+      // of as many blocks (K and V, f16 or f32 as the adapter allows).
+      const stores = 2 * 24 * 8 * H * 4;
+      const headKv = mtp.stats().kvBytesTotal - ngram.stats().kvBytesTotal - stores;
+      const layer = 24 * 8 * nkv * hd * 2;
+      assert(headKv === layer * 2 || headKv === layer * 4, `head KV ${headKv} bytes, want ${layer * 2} or ${layer * 4}`);
+      await mtp.generate({ prompt: "Hello there", maxTokens: 4, ignoreEos: true });
+      await idle(mtp);
+      assertEquals([mtp.stats().kvBytesUsed, mtp.stats().kvBlocksTotal], [0, 24]);
+    } finally {
+      await ngram.close();
+      await mtp.close();
+    }
+  });
+});
+
+test("mtp: with gpuMemoryBytes the KV budget leaves room for the head's weights (estimated from its tensor list: exact here, also quantized)", async () => {
+  await withTempDir(async (dir) => {
+    await writeMtpCheckpoint(dir, "random");
+    const gpuMemoryBytes = 64 << 20;
+    for (const quantization of ["none", "q8_0"] as const) {
+      const opts = { kernelFamily: "cpu" as const, quantization, maxTokens: 64, maxSeqs: 4, blockSize: 8, gpuMemoryBytes };
+      const target = await ModelRunner.load(dir, { ...opts, hiddenStore: true });
+      const head = await ModelRunner.loadMtp(target, dir, { quantization });
+      try {
+        const headBytes = head.memory!.weightBytes;
+        assertEquals(await mtpHeadBytes(dir, target.spec, { quantization }), headBytes, quantization);
+        const scratch = stepScratchBytes(target.spec, { maxTokens: 64, maxLogitRows: 4 });
+        assertEquals(target.memory!.kvBudget, { bytes: gpuMemoryBytes - target.memory!.weightBytes - headBytes - scratch, source: "gpu_memory_bytes" }, quantization);
+      } finally {
+        head.close();
+        target.close();
+      }
+    }
+  });
+});
 
 test("mtp: a checkpoint without an MTP head is refused with MtpHeadMissingError", async () => {
   const e = await createEngine({ model: modelDir("qwen35-tiny"), speculative: MTP }).catch((x) => x);

@@ -232,6 +232,77 @@ test("scheduler (GPU drafts): near the request's end, one-row steps go on within
   }
 });
 
+test("scheduler (GPU drafts): at disableSpeculationAt decoding sequences no verification starts; those in flight end with one-row steps; it resumes below", () => {
+  const sched = new Scheduler({ numBlocks: 64, blockSize: 2, maxBatchTokens: 64, maxSeqs: 4, policy: "fifo", gpuDrafts: true, disableSpeculationAt: 2 });
+  const add = (id: number, prompt: number[]) => {
+    const seq = new Sequence(id, prompt, { maxTokens: 40, sampling: { ...SAMPLING_DEFAULTS }, stopTokenIds: new Set([99]) }, 0);
+    seq.speculation = new SpeculationState(NGRAM);
+    sched.add(seq);
+    return seq;
+  };
+  const tok = (id: number) => ({ id, logprob: 0 });
+  const shape = () => sched.schedule().chunks.map((c) => [c.seq.id, c.start, c.count, c.gpuDraft, c.gpuHistory]);
+  const verified = (seq: Sequence, ids: number[], drafted: number, accepted = 0) => [
+    ...ids.map((id) => ({ seq, outputIndex: -1, token: tok(id), verifyRow: true })),
+    { seq, outputIndex: -1, token: tok(-1), verified: { accepted, drafted } },
+  ];
+  // Alone, a repeating prompt arms at its prefill and verifies (a window of two).
+  const a = add(0, [1, 2, 3, 1, 2, 3, 1, 2]);
+  assertEquals(shape(), [[0, 0, 8, undefined, "upload"]]);
+  assertEquals(shape(), [[0, 8, 5, 4, undefined]]);
+  assertEquals(shape(), [[0, 13, 5, 4, undefined]]);
+  // A second sequence is admitted (one decodes at this plan: under the limit).
+  const b = add(1, [5, 6, 7]);
+  assertEquals(shape(), [[0, 18, 1, 0, undefined], [1, 0, 3, undefined, undefined]]);
+  // Two decode: `a` stops speculating; its verifications in flight go on, one-row steps fill in.
+  assertEquals(shape(), [[0, 19, 1, 0, undefined], [1, 3, 1, undefined, undefined]]);
+  assert(!a.speculation!.active);
+  sched.postprocess([{ seq: a, outputIndex: 0, token: tok(3) }, ...verified(a, [1, 2, 3, 1, 2], 4, 4)]);
+  // Its drafts were all accepted, yet no new verification starts while the limit holds.
+  assertEquals(shape(), [[0, 20, 1, 0, undefined], [1, 4, 1, undefined, undefined]]);
+  sched.postprocess([...verified(a, [3, 1, 2, 3, 1], 4, 4), ...verified(a, [2], 0), ...verified(a, [3], 0), ...verified(a, [1], 0)]);
+  assertEquals([a.knownLength, a.pending, a.numComputed], [22, 0, 21]);
+  sched.postprocess([{ seq: b, outputIndex: 0, token: tok(8) }, { seq: b, outputIndex: 1, token: tok(9) }]);
+  // Everything it had in flight is back: plain steps, no GPU history (no n-gram dispatch).
+  for (let i = 0; i < 3; i++) {
+    assertEquals(shape(), [[0, 21 + i, 1, undefined, undefined], [1, 5 + i, 1, undefined, undefined]]);
+  }
+  sched.postprocess([2, 3, 1].map((id, i) => ({ seq: a, outputIndex: 14 + i, token: tok(id) })));
+  assertEquals([sched.specDrafts, sched.specDraftTokens, sched.specAcceptedTokens], [2, 8, 8]);
+  // `b` leaves: one sequence decodes, `a` finds its n-gram again in hindsight and verifies.
+  sched.cancel(b);
+  assertEquals(shape(), [[0, 24, 1, undefined, "upload"]]);
+  assert(a.speculation!.active);
+  assertEquals(shape(), [[0, 25, 5, 4, undefined]]);
+});
+
+test("scheduler (CPU drafts): no draft while disableSpeculationAt sequences decode; drafts again below", () => {
+  const sched = new Scheduler({ numBlocks: 64, blockSize: 2, maxBatchTokens: 64, maxSeqs: 4, policy: "fifo", disableSpeculationAt: 2 });
+  const seqs = [0, 1].map((id) => {
+    const seq = new Sequence(id, [1, 2, 3, 1, 2, 3, 1, 2], { maxTokens: 40, sampling: { ...SAMPLING_DEFAULTS }, stopTokenIds: new Set([99]) }, 0);
+    seq.speculation = new SpeculationState(NGRAM);
+    sched.add(seq);
+    return seq;
+  });
+  const tok = (id: number) => ({ id, logprob: 0 });
+  // Both prefill in one plan (nobody decodes yet, so both arm), then both decode plainly and
+  // pipelined: no draft, no wait for the sampled tokens.
+  sched.schedule();
+  for (let i = 0; i < 3; i++) {
+    const chunks = sched.schedule().chunks;
+    assertEquals(chunks.map((c) => [c.seq.id, c.start, c.count, c.draft]), [[0, 8 + i, 1, undefined], [1, 8 + i, 1, undefined]]);
+  }
+  for (const seq of seqs) sched.postprocess([3, 1, 2, 3].map((id, i) => ({ seq, outputIndex: i, token: tok(id) })));
+  assertEquals(sched.specDrafts, 0);
+  // One leaves: the other speculates again once the hindsight test passes, and drafts.
+  sched.cancel(seqs[1]);
+  assertEquals(sched.schedule().chunks.map((c) => [c.seq.id, c.start, c.count, c.draft]), [[0, 11, 1, undefined]]);
+  assert(seqs[0].speculation!.active);
+  sched.postprocess([{ seq: seqs[0], outputIndex: 4, token: tok(1) }]);
+  const verify = sched.schedule().chunks;
+  assertEquals(verify.map((c) => [c.start, c.draft]), [[12, [2, 3, 1]]]);
+});
+
 test("scheduler (hybrid): a rejection takes the sequence back to before its verification; the next chunk restores the state and replays the accepted tokens", () => {
   const sched = new Scheduler({ numBlocks: 16, blockSize: 2, maxBatchTokens: 64, maxSeqs: 4, policy: "fifo", prefixCaching: false, recurrentState: true });
   const seq = new Sequence(0, [1, 2, 3, 1, 2, 3, 1, 2], { maxTokens: 20, sampling: { ...SAMPLING_DEFAULTS }, stopTokenIds: new Set() }, 0);
@@ -278,6 +349,11 @@ test("speculative config: vLLM's JSON, errors naming the field, eagle and medusa
   assertEquals(param('{"method":"ngram","num_speculative_tokens":0}').param, "speculative.numSpeculativeTokens");
   assertEquals(param('{"method":"ngram","num_speculative_tokens":2,"prompt_lookup_max":2,"prompt_lookup_min":3}').param, "speculative.promptLookupMin");
   assertEquals(param('{"method":"ngram","num_speculative_tokens":2,"lookahead":1}').param, "speculative.lookahead");
+  assertEquals(parseSpeculativeConfig('{"method":"ngram","num_speculative_tokens":4,"disable_by_batch_size":4}'), { ...NGRAM, disableByBatchSize: 4 });
+  assertEquals(parseSpeculativeConfig('{"method":"mtp","num_speculative_tokens":2,"disable_by_batch_size":1}'), { method: "mtp", numSpeculativeTokens: 2, disableByBatchSize: 1 });
+  for (const bad of ["0", "-2", "1.5", '"4"', "null"]) {
+    assertEquals(param(`{"method":"ngram","num_speculative_tokens":2,"disable_by_batch_size":${bad}}`).param, "speculative.disableByBatchSize", bad);
+  }
   assertEquals(param("[1]").param, "speculative.config");
   assertEquals(param("{").param, "speculative.config");
   for (const method of ["eagle", "medusa"]) {
@@ -295,10 +371,15 @@ test("--speculative-config: serve.ts and the CLI take vLLM's flag; a bad field i
   assert(/num_speculative_tokens|numSpeculativeTokens/.test(e.message), e.message);
   const eagle = assertThrows(() => parseServeArgs(["--speculative-config", '{"method":"eagle","num_speculative_tokens":1}'], () => undefined), UsageError);
   assert(/not supported yet/.test(eagle.message), eagle.message);
+  assertEquals(parseServeArgs(["--speculative-config", '{"method":"ngram","num_speculative_tokens":4,"disable_by_batch_size":8}'], () => undefined)!.tuning!.speculative, { ...NGRAM, disableByBatchSize: 8 });
+  const limit = assertThrows(() => parseServeArgs(["--speculative-config", '{"method":"ngram","num_speculative_tokens":4,"disable_by_batch_size":0}'], () => undefined), UsageError);
+  assert(/disable_by_batch_size|disableByBatchSize/.test(limit.message), limit.message);
   assertEquals(parseArgs(["generate", "--speculative-config", json]).flags.get("speculative-config"), json);
   // createEngine refuses a bad setting as the caller's error, before loading anything.
   const bad = await createEngine({ model: modelDir("stories260K"), speculative: { ...NGRAM, numSpeculativeTokens: 0 } }).catch((x) => x);
   assert(bad instanceof LlmError && bad.code === "invalid_request" && bad.param === "speculative.numSpeculativeTokens", String(bad));
+  const badLimit = await createEngine({ model: modelDir("stories260K"), speculative: { ...NGRAM, disableByBatchSize: 0 } }).catch((x) => x);
+  assert(badLimit instanceof LlmError && badLimit.param === "speculative.disableByBatchSize", String(badLimit));
 });
 
 /** A passage the greedy continuation copies from. */
@@ -376,6 +457,44 @@ for (const kernelFamily of ["cpu", "gpu"] as const) {
     }
   });
 }
+
+test("speculative, disableByBatchSize 4: 8 streams decode plainly (no verification while 8 run) with plain outputs; one stream at a time speculates", async () => {
+  const opts = { model: modelDir("stories260K"), maxBatchTokens: 256, maxSeqs: 8, kernelFamily: "gpu" as const, blockSize: 8 };
+  const plain = await createEngine(opts);
+  const spec = await createEngine({ ...opts, speculative: NGRAM });
+  const limited = await createEngine({ ...opts, speculative: { ...NGRAM, disableByBatchSize: 4 } });
+  const same = async (reqs: GenerateOptions[], concurrent: boolean) => {
+    const run = async (engine: EngineClient) => {
+      if (concurrent) return await Promise.all(reqs.map((r) => engine.generate(r)));
+      const out = [];
+      for (const r of reqs) out.push(await engine.generate(r));
+      return out;
+    };
+    const want = await run(plain);
+    for (const engine of [spec, limited]) (await run(engine)).forEach((r, i) => assertEquals(r.ids, want[i].ids, `request ${i}`));
+  };
+  try {
+    // Equal lengths: all 8 decode until the end. Without the limit the copying stream
+    // verifies; with it, nothing does.
+    const even = PROMPTS.map((prompt) => ({ prompt, maxTokens: 40, ignoreEos: true }));
+    await same(even, true);
+    assert(spec.stats().specDrafts > 0, "no verification without the limit");
+    assertEquals(limited.stats().specDrafts, 0);
+    // Mixed lengths and a stop string (the batch shrinks as they finish): plain outputs.
+    await same(workload(), true);
+    // One stream at a time (under the limit) speculates as without it.
+    const before = [spec.stats().specDrafts, limited.stats().specDrafts];
+    await same(even, false);
+    const drafts = [spec.stats().specDrafts - before[0], limited.stats().specDrafts - before[1]];
+    assert(drafts[1] > 0 && drafts[1] === drafts[0], `verifications of single streams without / with the limit: ${drafts}`);
+    await idle(limited);
+    assertEquals(limited.stats().kvBlocksUsed, 0);
+  } finally {
+    await plain.close();
+    await spec.close();
+    await limited.close();
+  }
+});
 
 test("speculative server: per-request speculative field, and the spec_decode counters in /metrics", async () => {
   const s = await testServer("stories260K", { maxSeqs: 4, tuning: { speculative: NGRAM } });

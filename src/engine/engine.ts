@@ -170,6 +170,7 @@ export class Engine {
       gpuDrafts: this.#speculative !== null && runner.gpuDrafts,
       maxContext: runner.maxContext,
       recurrentState: runner.state !== null,
+      disableSpeculationAt: this.#speculative?.disableByBatchSize,
     });
     if (runner.state) {
       console.error(
@@ -374,14 +375,22 @@ export class Engine {
     const slotsUsed = state ? this.scheduler.slotsInUse : 0;
     // A slot's snapshot (speculation) is held with the slot.
     const stateBytes = (state?.bytes ?? 0) + this.#stateSnapshotBytes;
-    const bytesUsed = blocks.usedCount * (bytes / blocks.numBlocks) + (state ? slotsUsed * (stateBytes / state.slots) : 0);
+    // MTP: the hidden-row stores hold a row per KV slot, the target's indexed by its blocks,
+    // the head's (with the head's KV layer) by the head's own blocks.
+    const targetRows = this.runner.hiddenStore?.size ?? 0;
+    const head = this.#draft instanceof MtpDrafter ? this.#draft : null;
+    const headRows = head ? (head.runner.hiddenStore?.size ?? 0) + head.runner.cache.bytes : 0;
+    const rowBytes = targetRows + headRows;
+    const bytesUsed = blocks.usedCount * ((bytes + targetRows) / blocks.numBlocks) +
+      (head ? head.blocks.usedCount * (headRows / head.blocks.numBlocks) : 0) +
+      (state ? slotsUsed * (stateBytes / state.slots) : 0);
     return {
       kvBlocksUsed: blocks.usedCount,
       kvBlocksTotal: blocks.numBlocks,
       kvBlocksCached: blocks.cachedIdleCount,
-      kvBytesTotal: bytes + stateBytes,
+      kvBytesTotal: bytes + stateBytes + rowBytes,
       kvBytesUsed: bytesUsed,
-      kvUsage: bytesUsed / (bytes + stateBytes),
+      kvUsage: bytesUsed / (bytes + stateBytes + rowBytes),
       stateSlotsUsed: slotsUsed,
       stateSlotsTotal: state?.slots ?? 0,
       // Draining sequences (every token scheduled, some not read back) still count as running.
@@ -449,7 +458,11 @@ export class Engine {
   /** One step of the loop; false when there was nothing to do (idle). */
   async step(): Promise<boolean> {
     // A draft model drafts before the plan that verifies its tokens.
-    if (this.#draft) await this.#draft.propose(this.scheduler.running);
+    if (this.#draft) {
+      // Not for a step the batch-size limit keeps from verifying.
+      this.scheduler.limitSpeculation();
+      await this.#draft.propose(this.scheduler.running);
+    }
     const plan = this.scheduler.schedule();
     for (const seq of plan.preempted) this.#draft?.release(seq);
     for (const seq of plan.finished) this.#done(seq);

@@ -15,9 +15,9 @@ const NOT_YET = new Set(["eagle", "eagle3", "medusa", "mlp_speculator", "suffix"
 
 /** Fields each method takes. */
 const FIELDS: Record<SpeculativeConfig["method"], readonly string[]> = {
-  ngram: ["method", "numSpeculativeTokens", "promptLookupMax", "promptLookupMin"],
-  draft: ["method", "numSpeculativeTokens", "model"],
-  mtp: ["method", "numSpeculativeTokens"],
+  ngram: ["method", "numSpeculativeTokens", "disableByBatchSize", "promptLookupMax", "promptLookupMin"],
+  draft: ["method", "numSpeculativeTokens", "disableByBatchSize", "model"],
+  mtp: ["method", "numSpeculativeTokens", "disableByBatchSize"],
 };
 
 function invalid(param: string, message: string): LlmError {
@@ -48,20 +48,26 @@ export function checkSpeculativeConfig(c: SpeculativeConfig): SpeculativeConfig 
     if (!FIELDS[method].includes(key)) throw invalid(key, known.has(key) ? `is not a field of method "${method}"` : "is not a known field");
   }
   const k = intIn(c.numSpeculativeTokens, "numSpeculativeTokens", 1, MAX_SPECULATIVE_TOKENS);
-  if (c.method === "mtp") return { method: "mtp", numSpeculativeTokens: k };
+  const limit = c.disableByBatchSize;
+  if (limit !== undefined && (typeof limit !== "number" || !Number.isSafeInteger(limit) || limit < 1)) {
+    throw invalid("disableByBatchSize", `must be a positive integer, got ${JSON.stringify(limit)}`);
+  }
+  const base = limit === undefined ? { numSpeculativeTokens: k } : { numSpeculativeTokens: k, disableByBatchSize: limit };
+  if (c.method === "mtp") return { method: "mtp", ...base };
   if (c.method === "draft") {
     if (typeof c.model !== "string" || c.model === "") throw invalid("model", `must name the draft model's directory, got ${JSON.stringify(c.model)}`);
-    return { method: "draft", numSpeculativeTokens: k, model: c.model };
+    return { method: "draft", ...base, model: c.model };
   }
   const max = intIn(c.promptLookupMax ?? 4, "promptLookupMax", 1, MAX_PROMPT_LOOKUP);
   const min = intIn(c.promptLookupMin ?? Math.min(2, max), "promptLookupMin", 1, max);
-  return { method: "ngram", numSpeculativeTokens: k, promptLookupMax: max, promptLookupMin: min };
+  return { method: "ngram", ...base, promptLookupMax: max, promptLookupMin: min };
 }
 
 /** vLLM's field names and ours. */
 const VLLM_FIELDS: Record<string, string> = {
   method: "method",
   num_speculative_tokens: "numSpeculativeTokens",
+  disable_by_batch_size: "disableByBatchSize",
   prompt_lookup_max: "promptLookupMax",
   prompt_lookup_min: "promptLookupMin",
   model: "model",
@@ -71,7 +77,8 @@ const VLLM_FIELDS: Record<string, string> = {
  * Parses vLLM's `--speculative-config` JSON, e.g.
  * `{"method":"ngram","num_speculative_tokens":4,"prompt_lookup_max":4,"prompt_lookup_min":2}` or
  * `{"method":"draft","num_speculative_tokens":4,"model":"path/to/small-model"}` or
- * `{"method":"mtp","num_speculative_tokens":2}` (the checkpoint's own MTP head).
+ * `{"method":"mtp","num_speculative_tokens":2}` (the checkpoint's own MTP head); any of them may
+ * add `"disable_by_batch_size": N` (no new verification while N sequences decode).
  * Throws an `invalid_request` {@link LlmError} naming the field at fault.
  */
 export function parseSpeculativeConfig(json: string): SpeculativeConfig {

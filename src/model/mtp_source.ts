@@ -10,7 +10,9 @@
 import { type ModelSpec } from "./config.ts";
 import { MTP_PREFIX, openCheckpointTensors, splitFusedExperts, TensorIndex, type TensorInfo } from "./safetensors.ts";
 import { isGgufPath } from "./gguf/reader.ts";
-import { MtpHeadMissingError } from "../types/api.ts";
+import { quantizeSource } from "./quant/quantized_source.ts";
+import { GGML_TYPES } from "./quant/ggml_types.ts";
+import { MtpHeadMissingError, type Quantization } from "../types/api.ts";
 
 /** Tensors of the head's input, read under their own names. */
 const INPUT_TENSORS = ["mtp.fc.weight", "mtp.pre_fc_norm_embedding.weight", "mtp.pre_fc_norm_hidden.weight"];
@@ -55,4 +57,37 @@ export async function openMtpTensors(dir: string): Promise<TensorIndex> {
     index.close();
   }
   return new TensorIndex(index.dir, index.source, splitFusedExperts(map));
+}
+
+/**
+ * About the bytes the head's weights at `dir` take once uploaded, from its tensor list alone
+ * (no weight is read): the decoder linears load-time quantization turns into blocks at their
+ * block size (`quantizeSource`), a sparse layer's routed experts at Q8_0 / Q4_0 block size
+ * too when quantizing (their own uploader repacks them), other matrices (`fc`, experts
+ * unquantized) at the upload's element size (f32 for an f32 checkpoint, else f16, or
+ * `weightDType`), vectors (norms, biases, the router's gate if 1-D) as f32. Layout padding is
+ * left out. The target is loaded, and its KV cache sized, before the head: this is what the
+ * `gpuMemoryBytes` budget leaves for it.
+ */
+export async function mtpHeadBytes(
+  dir: string,
+  target: Pick<ModelSpec, "dtype">,
+  options: { weightDType?: "auto" | "f32" | "f16"; quantization?: Quantization } = {},
+): Promise<number> {
+  const index = quantizeSource(await openMtpTensors(dir), options.quantization ?? "none");
+  try {
+    const dense = options.weightDType && options.weightDType !== "auto" ? (options.weightDType === "f32" ? 4 : 2) : target.dtype === "float32" ? 4 : 2;
+    const q = options.quantization === "q8_0" ? GGML_TYPES.Q8_0 : options.quantization === "q4_0" ? GGML_TYPES.Q4_0 : null;
+    let bytes = 0;
+    for (const name of index.names()) {
+      const info = index.get(name);
+      const n = info.shape.reduce((a, b) => a * b, 1);
+      if (info.blocks) bytes += info.blocks.byteLength;
+      else if (q && /\.mlp\.experts\./.test(name) && info.shape.length >= 2) bytes += (n / q.blockElems) * q.blockBytes;
+      else bytes += n * (info.shape.length >= 2 ? dense : 4);
+    }
+    return Math.ceil(bytes);
+  } finally {
+    index.close();
+  }
 }

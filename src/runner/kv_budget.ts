@@ -4,7 +4,8 @@
  * size outright; `gpuMemoryBytes` is the memory the whole engine may use (vLLM's
  * `gpu_memory_utilization` times the device's memory, said in bytes), and the cache gets what
  * the uploaded weights (every expert of a mixture of experts included, not only the k a token
- * reads) and the step's scratch buffers leave of it; with neither, a fixed 256 MiB. The
+ * reads), an MTP head's weights when one is loaded beside it, and the step's scratch buffers
+ * leave of it; with neither, a fixed 256 MiB. The
  * device's binding limit caps the cache's layers separately (model_runner.ts's
  * `defaultNumBlocks`).
  * @module
@@ -25,6 +26,11 @@ export interface KvBudgetInput {
   weightBytes: number;
   /** Bytes of the step's activation and scratch buffers (see {@link stepScratchBytes}). */
   scratchBytes: number;
+  /**
+   * Bytes of weights uploaded after the cache is sized that the budget must leave room for:
+   * an MTP head's (`model/mtp_source.ts`'s `mtpHeadBytes`; default 0).
+   */
+  headBytes?: number;
 }
 
 /** The KV budget and where it came from (for the startup log and engine info). */
@@ -45,15 +51,15 @@ const MiB = (n: number) => `${(n / (1 << 20)).toFixed(1)} MiB`;
 
 /** The KV cache's byte budget (throws {@link KvBudgetError} when `gpuMemoryBytes` leaves none). */
 export function kvCacheBudget(input: KvBudgetInput): KvBudget {
-  const { kvCacheBytes, gpuMemoryBytes, weightBytes, scratchBytes } = input;
+  const { kvCacheBytes, gpuMemoryBytes, weightBytes, scratchBytes, headBytes = 0 } = input;
   if (gpuMemoryBytes === undefined) {
     return kvCacheBytes === undefined ? { bytes: DEFAULT_KV_CACHE_BYTES, source: "default" } : { bytes: kvCacheBytes, source: "kv_cache_bytes" };
   }
-  const left = gpuMemoryBytes - weightBytes - scratchBytes;
+  const left = gpuMemoryBytes - weightBytes - headBytes - scratchBytes;
   if (left <= 0) {
     throw new KvBudgetError(
       `gpuMemoryBytes ${gpuMemoryBytes} (${MiB(gpuMemoryBytes)}) leaves no room for a KV cache: the weights take ` +
-        `${MiB(weightBytes)} (every expert included) and the step's buffers about ${MiB(scratchBytes)}`,
+        `${MiB(weightBytes)} (every expert included)${headBytes ? `, the MTP head's ${MiB(headBytes)}` : ""} and the step's buffers about ${MiB(scratchBytes)}`,
     );
   }
   if (kvCacheBytes !== undefined && kvCacheBytes <= left) return { bytes: kvCacheBytes, source: "kv_cache_bytes" };

@@ -28,7 +28,7 @@ import { kernelFamilyFor } from "../kernels/family.ts";
 import { RECORD_REF } from "../kernels/layout.ts";
 import { attentionLayers, type ModelSpec } from "../model/config.ts";
 import { openModel } from "../model/model_source.ts";
-import { mtpSpec, openMtpTensors } from "../model/mtp_source.ts";
+import { mtpHeadBytes, mtpSpec, openMtpTensors } from "../model/mtp_source.ts";
 import { quantizeSource } from "../model/quant/quantized_source.ts";
 import { type ModelWeights, uploadWeights } from "../model/weights.ts";
 import type { PooledRow, SampledRow, StepPlan } from "../scheduler/scheduler.ts";
@@ -319,10 +319,16 @@ export class ModelRunner {
       });
       let budget: KvBudget;
       try {
+        // MTP: the head's weights are uploaded after the cache is sized (they share the
+        // target's embedding): leave room for them, estimated from the head's tensor list.
+        const headBytes = options.hiddenStore && options.gpuMemoryBytes !== undefined
+          ? await mtpHeadBytes(dir, spec, { weightDType: options.weightDType, quantization: options.quantization })
+          : 0;
         budget = kvCacheBudget({
           kvCacheBytes: options.kvCacheBytes,
           gpuMemoryBytes: options.gpuMemoryBytes,
           weightBytes: weights.bytes,
+          headBytes,
           scratchBytes: stepScratchBytes(spec, { maxTokens, maxLogitRows }),
         });
       } catch (e) {

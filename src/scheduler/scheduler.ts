@@ -58,6 +58,11 @@ export interface SchedulerOptions {
    * restores the state snapshot taken then and recomputes the accepted tokens.
    */
   recurrentState?: boolean;
+  /**
+   * Speculative decoding off above a batch size (vLLM's `disable_by_batch_size`): while this
+   * many running sequences decode, no sequence starts a new verification (default: no limit).
+   */
+  disableSpeculationAt?: number;
 }
 
 /** One sequence's share of a step. */
@@ -181,6 +186,8 @@ export class Scheduler {
   specAcceptedPerPosition: number[] = [];
   /** Hybrid models: tokens recomputed after a rejected draft (state restored, then replayed). */
   specReplayTokens = 0;
+  /** The batch-size limit holds speculation off for the current plan (see {@link limitSpeculation}). */
+  #specPaused = false;
   #freeSlots: number[];
   /** Sequences whose last token the latest plan schedules; they drain at the next plan. */
   #completing: Sequence[] = [];
@@ -404,6 +411,32 @@ export class Scheduler {
   }
 
   /**
+   * The batch-size limit (`disableSpeculationAt`): whether as many running sequences decode
+   * (past their prompt's prefill) as the limit. If so, every speculating sequence that can
+   * stop now stops as one that backs off does: with GPU drafts at once (its verifications in
+   * flight come back, one-row steps fill in until they have, then plain steps); with CPU
+   * drafts once its verification in flight is back (it waits for that anyway). While it holds,
+   * no plain sequence arms. {@link schedule} calls it; the engine also calls it before a draft
+   * model drafts, so that no draft is made for a step that will not verify it.
+   */
+  limitSpeculation(): boolean {
+    const at = this.options.disableSpeculationAt;
+    if (at === undefined) return false;
+    let decoding = 0;
+    for (const seq of this.running) {
+      // A hybrid model's replay after a rejection recomputes a few rows: still decoding.
+      if (seq.status === "running" && !seq.pooling && (seq.totalLength - seq.numComputed <= 1 || seq.speculation?.restoreState)) decoding++;
+    }
+    this.#specPaused = decoding >= at;
+    if (!this.#specPaused) return false;
+    for (const seq of this.running) {
+      const spec = seq.speculation;
+      if (spec?.active && (this.options.gpuDrafts || !spec.verification)) spec.suspend();
+    }
+    return true;
+  }
+
+  /**
    * Plans the next step. First, sequences whose last token the previous plan scheduled give
    * back their blocks and slot (the runner has built that step), so that waiting requests
    * join at this step rather than after a readback; and sequences asked to leave end.
@@ -422,6 +455,7 @@ export class Scheduler {
       this.finish(seq, "cancelled");
       plan.finished.push(seq);
     }
+    const paused = this.limitSpeculation();
     let budget = this.options.maxBatchTokens;
     const decodes = () => {
       for (const seq of [...this.running]) {
@@ -439,7 +473,7 @@ export class Scheduler {
         if (!this.#wantsDecode(seq)) continue;
         // It starts speculating only with no GPU-completed chunk in flight: the history
         // upload takes every token in flight from a plain step's record.
-        if (gpu) seq.speculation!.plainStep(() => seq.knownTokens(), seq.knownLength, seq.speculation!.gpuInflight.length === 0);
+        if (gpu) seq.speculation!.plainStep(() => seq.knownTokens(), seq.knownLength, seq.speculation!.gpuInflight.length === 0 && !paused);
         const draft = gpu ? [] : this.#draft(seq, budget);
         if (!this.#ensureBlocks(seq, seq.numComputed + 1 + draft.length, plan)) continue;
         budget -= this.#take(plan, seq, 1 + draft.length, true, draft);
@@ -555,7 +589,7 @@ export class Scheduler {
     const spec = seq.speculation;
     if (!spec) return [];
     if (!spec.active || seq.pending > 0) {
-      spec.plainStep(() => seq.knownTokens(), seq.knownLength);
+      spec.plainStep(() => seq.knownTokens(), seq.knownLength, !this.#specPaused);
       return [];
     }
     // The step makes at most draft + 1 tokens: within maxTokens and the token budget.
@@ -593,7 +627,7 @@ export class Scheduler {
     const sample = seq.numComputed === seq.totalLength && seq.generated < seq.maxTokens;
     // A prompt that already repeats itself arms speculation at its prefill, so the first
     // decode drafts (the tokens it would wait for are all known but the one sampled here).
-    if (sample && !decode) seq.speculation?.plainStep(() => seq.knownTokens(), seq.knownLength);
+    if (sample && !decode) seq.speculation?.plainStep(() => seq.knownTokens(), seq.knownLength, !this.#specPaused);
     const restoreState = seq.speculation?.restoreState === true;
     if (restoreState) seq.speculation!.restoreState = false;
     const gpuHistory = sample ? this.#gpuHistory(seq) : undefined;

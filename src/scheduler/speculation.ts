@@ -218,6 +218,17 @@ export class SpeculationState {
   }
 
   /**
+   * Stops speculating without counting it as a failure (the scheduler's batch-size limit):
+   * the same way out as a backoff, with no cooldown added. The sequence arms again as after a
+   * backoff (the hindsight test for n-gram, the next plain step for a draft model or MTP head)
+   * once the scheduler lets it.
+   */
+  suspend(): void {
+    this.#armed = false;
+    this.#proposal = null;
+  }
+
+  /**
    * A GPU verification found no draft (after the sequence's newest token, so no grace as in
    * {@link draft}): backs off once as many in a row came back as the probe window sends.
    */

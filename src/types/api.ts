@@ -473,14 +473,25 @@ export interface HistogramSnapshot {
  */
 export type SpeculativeConfig = NgramSpeculativeConfig | DraftSpeculativeConfig | MtpSpeculativeConfig;
 
+/** Fields every speculative method takes. */
+export interface SpeculativeConfigBase {
+  /** Most tokens drafted per verification. */
+  numSpeculativeTokens: number;
+  /**
+   * No sequence starts a new verification while this many running sequences decode (vLLM's
+   * `disable_by_batch_size`): where steps are compute-bound, k extra rows per sequence cost
+   * more than they save. Speculation resumes when the batch shrinks. Default: no limit.
+   */
+  disableByBatchSize?: number;
+}
+
 /**
  * n-gram (prompt lookup) drafts: each step proposes up to `numSpeculativeTokens` tokens that
  * followed the latest earlier occurrence of the sequence's last n tokens (n from
  * `promptLookupMax` down to `promptLookupMin`), verified in one step.
  */
-export interface NgramSpeculativeConfig {
+export interface NgramSpeculativeConfig extends SpeculativeConfigBase {
   method: "ngram";
-  numSpeculativeTokens: number;
   promptLookupMax: number;
   promptLookupMin: number;
 }
@@ -490,9 +501,8 @@ export interface NgramSpeculativeConfig {
  * `numSpeculativeTokens` tokens (greedy, in batched steps of its own), verified in one step
  * of the target.
  */
-export interface DraftSpeculativeConfig {
+export interface DraftSpeculativeConfig extends SpeculativeConfigBase {
   method: "draft";
-  numSpeculativeTokens: number;
   /** The draft model: a checkpoint directory or a .gguf file. */
   model: string;
 }
@@ -501,9 +511,8 @@ export interface DraftSpeculativeConfig {
  * The checkpoint's own multi-token-prediction head (Qwen3.5's `mtp.*` tensors) drafts up to
  * `numSpeculativeTokens` tokens from the target's hidden states (greedy, chained).
  */
-export interface MtpSpeculativeConfig {
+export interface MtpSpeculativeConfig extends SpeculativeConfigBase {
   method: "mtp";
-  numSpeculativeTokens: number;
 }
 
 export interface EngineStats {
@@ -512,7 +521,11 @@ export interface EngineStats {
   kvBlocksTotal: number;
   /** Unreferenced blocks kept for the prefix cache (reusable, evictable). */
   kvBlocksCached: number;
-  /** KV blocks' bytes plus, for a hybrid model, its recurrent-state slots'. */
+  /**
+   * KV blocks' bytes plus, for a hybrid model, its recurrent-state slots' (and their snapshots
+   * with speculation on), plus, with MTP speculation, the hidden-row stores (the target's and
+   * the head's) and the head's KV layer.
+   */
   kvBytesTotal: number;
   kvBytesUsed: number;
   /** kvBytesUsed / kvBytesTotal (blocks and state slots together). */
