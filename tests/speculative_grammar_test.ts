@@ -105,8 +105,13 @@ function requests(): [string, GenerateOptions][] {
 
 const NGRAM: SpeculativeConfig = { method: "ngram", numSpeculativeTokens: 4, promptLookupMax: 4, promptLookupMin: 1 };
 
-async function sameAsPlain(kernelFamily: "cpu" | "gpu", which: (name: string) => boolean, speculative = NGRAM): Promise<void> {
-  const opts = { model: modelDir("stories260K"), maxBatchTokens: 64, maxSeqs: 8, kernelFamily, blockSize: 8 };
+async function sameAsPlain(
+  kernelFamily: "cpu" | "gpu",
+  which: (name: string) => boolean,
+  speculative = NGRAM,
+  model = "stories260K",
+): Promise<ReturnType<EngineClient["stats"]>> {
+  const opts = { model: modelDir(model), maxBatchTokens: 64, maxSeqs: 8, kernelFamily, blockSize: 8 };
   let plain: EngineClient | null = null;
   let spec: EngineClient | null = null;
   try {
@@ -125,6 +130,7 @@ async function sameAsPlain(kernelFamily: "cpu" | "gpu", which: (name: string) =>
     assert(got.some((r) => r.finishReason === "stop"), "some output completes its grammar");
     const s = spec.stats();
     assert(s.specAcceptedTokens > 0, `no accepted drafts: ${s.specDraftTokens}/${s.specAcceptedTokens}`);
+    return s;
   } finally {
     await plain?.close();
     await spec?.close();
@@ -143,4 +149,10 @@ test("speculative constrained, draft model (cpu kernels): greedy and seeded json
   // stories260K drafts for itself: its drafts mostly pass; sampled drafts are verified by
   // plain comparison for a constrained row, so even a seeded output is plain decoding's.
   await sameAsPlain("cpu", (name) => !name.includes("logprobs"), { method: "draft", numSpeculativeTokens: 4, model: modelDir("stories260K") });
+});
+
+test("speculative constrained, hybrid qwen35-tiny (cpu kernels): outputs equal speculation off (recurrent state restored after rejected drafts)", async () => {
+  const s = await sameAsPlain("cpu", () => true, NGRAM, "qwen35-tiny");
+  // A draft was rejected: the state snapshot was restored and the accepted rows replayed.
+  assert(s.specReplayTokens > 0, `no replay: ${s.specDraftTokens}/${s.specAcceptedTokens}`);
 });
