@@ -30,12 +30,41 @@ export class GrammarConstraint implements SequenceConstraint {
   /** Words of a mask row on the GPU (the model's logits), when they differ from the matcher's. */
   #words: number;
   #scratch: Uint32Array | null;
+  /** See {@link SequenceConstraint.walkDraft}; undefined where the matcher cannot roll back. */
+  readonly walkDraft: ((draft: readonly number[], out?: Uint32Array, offset?: number) => number) | undefined;
 
   constructor(matcher: TokenMatcher, options: { forced: ForcedTokenizer | null; maskWords: number }) {
     this.#matcher = matcher;
     this.#forced = options.forced;
     this.#words = options.maskWords;
     this.#scratch = matcher.maskWords === options.maskWords ? null : new Uint32Array(matcher.maskWords);
+    this.walkDraft = matcher.rollback ? (draft, out, offset) => this.#walk(draft, out, offset ?? 0) : undefined;
+  }
+
+  #walk(draft: readonly number[], out: Uint32Array | undefined, offset: number): number {
+    let kept = 0;
+    try {
+      if (out) this.fillMask(out, offset);
+      while (kept < draft.length) {
+        if (!this.#matcher.acceptToken(draft[kept])) break;
+        kept++;
+        if (out) this.fillMask(out, offset + kept * this.#words);
+        if (this.#matcher.isTerminated() || this.forcesNext()) break;
+      }
+    } finally {
+      this.#matcher.rollback!(kept);
+    }
+    return kept;
+  }
+
+  /** @internal Whether {@link forced} would append tokens now (jump-forward text is pending). */
+  forcesNext(): boolean {
+    return this.#forced !== null && !this.#matcher.isTerminated() && this.#matcher.findJumpForwardString() !== "";
+  }
+
+  /** @internal Undoes the last `n` accepted tokens (only where {@link walkDraft} is defined). */
+  rollback(n: number): void {
+    this.#matcher.rollback!(n);
   }
 
   /** Words of a mask row this constraint writes. */
@@ -94,12 +123,41 @@ export class ReasoningGatedConstraint implements SequenceConstraint {
   #state: "expect" | "reasoning" | "active";
   /** The reasoning's last ids, as many as the end marker has (to spot it). */
   #tail: number[] = [];
+  /** See {@link SequenceConstraint.walkDraft}; undefined where the inner matcher cannot roll back. */
+  readonly walkDraft: ((draft: readonly number[], out?: Uint32Array, offset?: number) => number) | undefined;
 
   constructor(inner: GrammarConstraint, gate: ReasoningGate) {
     if (gate.endTokenIds.length === 0) throw new RangeError("a reasoning gate needs an end marker");
     this.#inner = inner;
     this.#gate = gate;
     this.#state = gate.open ? "reasoning" : "expect";
+    this.walkDraft = inner.walkDraft ? (draft, out, offset) => this.#walk(draft, out, offset ?? 0) : undefined;
+  }
+
+  // The gate's own state is saved and put back; the grammar rolls back the tokens it took.
+  #walk(draft: readonly number[], out: Uint32Array | undefined, offset: number): number {
+    const state = this.#state;
+    const tail = [...this.#tail];
+    const words = this.#inner.maskWords;
+    let kept = 0;
+    let inner = 0;
+    try {
+      if (out) this.fillMask(out, offset);
+      while (kept < draft.length) {
+        const id = draft[kept];
+        const grammar = this.#state === "active" || (this.#state === "expect" && id !== this.#gate.startTokenId);
+        if (!this.accept(id)) break;
+        if (grammar) inner++;
+        kept++;
+        if (out) this.fillMask(out, offset + kept * words);
+        if (this.terminated || (this.#state === "active" && this.#inner.forcesNext())) break;
+      }
+    } finally {
+      this.#state = state;
+      this.#tail = tail;
+      this.#inner.rollback(inner);
+    }
+    return kept;
   }
 
   /** "reasoning" until the end marker, then "active" (the grammar's); "expect": the first token may open reasoning. */

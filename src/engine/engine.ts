@@ -269,8 +269,8 @@ export class Engine {
       const seq = new Sequence(this.#nextSeqId++, request.promptIds, { maxTokens: request.maxTokens, sampling, stopTokenIds }, now);
       // Siblings wait for the first one's prefill and then share its prompt blocks.
       if (i > 0) seq.gate = seqs[0];
-      // Off for constrained rows (the grammar masks each row from the previous token).
-      if (this.#speculative && request.speculative !== false && !grammar && speculationAllowed(sampling)) {
+      // A constrained sequence keeps it only where its matcher can roll back (#addConstrained).
+      if (this.#speculative && request.speculative !== false && speculationAllowed(sampling)) {
         seq.speculation = new SpeculationState(this.#speculative);
       }
       seqs.push(seq);
@@ -343,6 +343,8 @@ export class Engine {
           continue;
         }
         seq.constraint = constraint;
+        // Its drafts are walked through the grammar, which must roll back after the walk.
+        if (!constraint.walkDraft) seq.speculation = null;
         const opening = this.scheduler.add(seq);
         if (opening) {
           // Known before any step ran: not a first token for TTFT.

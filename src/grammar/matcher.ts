@@ -27,6 +27,11 @@ export interface TokenMatcher {
   isTerminated(): boolean;
   /** The text every valid continuation starts with (jump-forward). */
   findJumpForwardString(): string;
+  /**
+   * Undoes the last `n` accepted tokens. Absent where the matcher cannot (a grammar host's):
+   * its sequence then does not speculate.
+   */
+  rollback?(n: number): void;
   /** Frees the matcher (idempotent). */
   dispose(): void;
 }

@@ -616,11 +616,26 @@ export class ModelRunner {
       if (c.draft) {
         // Verification rows: read back right after their step (the scheduler waits for them).
         const base = seq.outputIds.length;
+        // A constrained sequence: row i's mask is its grammar's state after draft tokens
+        // 0..i-1 (the scheduler cut the draft where the grammar stops it).
+        let maskRow = -1;
+        if (seq.constraint) {
+          maskRow = maskRows;
+          const kept = seq.constraint.walkDraft!(c.draft, this.masks.staging, maskRow * maskWords);
+          if (kept !== c.draft.length) throw new Error(`sequence ${seq.id}: the grammar keeps ${kept} of ${c.draft.length} drafts`);
+          maskRows += c.count;
+        }
         for (let i = 0; i < c.count; i++) {
           own.push({ row: rows.length, owner: seq, outputIndex: base + i });
           // A draft sampled from q: this row verifies it against q (rejection sampling).
           const q = c.draftProbs?.[i];
-          rows.push({ sampling: seq.sampling, outputIndex: base + i, seqSlot: seq.slot, ...(q !== undefined ? { qRow: q, draftToken: c.draft[i] } : {}) });
+          rows.push({
+            sampling: seq.sampling,
+            outputIndex: base + i,
+            seqSlot: seq.slot,
+            ...(q !== undefined ? { qRow: q, draftToken: c.draft[i] } : {}),
+            ...(maskRow >= 0 ? { maskRow: maskRow + i } : {}),
+          });
         }
         continue;
       }

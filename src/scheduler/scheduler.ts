@@ -76,7 +76,9 @@ export interface ScheduledChunk {
   sample: boolean;
   /**
    * A verification chunk (speculative decoding): the drafted tokens after the sequence's last
-   * known token; every row of the chunk is sampled.
+   * known token; every row of the chunk is sampled. A constrained sequence's draft is already
+   * cut where its grammar stops it ({@link SequenceConstraint.walkDraft}); row i is then
+   * masked with the grammar's state after draft tokens 0..i-1.
    */
   draft?: readonly number[];
   /**
@@ -302,7 +304,12 @@ export class Scheduler {
       o.finishReason = reason;
       return;
     }
-    if (constraint) this.#appendForced(seq, o);
+    if (constraint) {
+      const known = seq.outputIds.length;
+      this.#appendForced(seq, o);
+      // Plain decoding appends the forced text here: the verification's later rows are void.
+      if (v && seq.outputIds.length > known) v.rejected = true;
+    }
     if (!o.finishReason && !v) this.commitBlocks(seq);
   }
 
@@ -321,8 +328,9 @@ export class Scheduler {
     for (let i = 0; i < v.accepted; i++) this.specAcceptedPerPosition[i] = (this.specAcceptedPerPosition[i] ?? 0) + 1;
     spec.observe(v.draft.length, v.accepted);
     if (seq.status !== "running") return;
-    // Every known token but the newest (sampled, not yet fed) has its K/V written.
-    seq.numComputed = seq.knownLength - 1;
+    // The rows fed the last token then known and the accepted drafts: their K/V stand (the
+    // newest token, sampled, and any forced tokens after it are not fed yet).
+    seq.numComputed = seq.promptIds.length + v.base + v.accepted;
     if (this.options.recurrentState && v.accepted < v.draft.length) {
       // The state also took the rejected rows: back to before the verification (its first
       // row, the last token then known, is fed again); the next chunk restores the snapshot
@@ -461,7 +469,9 @@ export class Scheduler {
       for (const seq of [...this.running]) {
         if (budget <= 0) break;
         if (seq.status !== "running" || this.#scheduled(plan, seq)) continue;
-        const gpu = this.options.gpuDrafts && seq.speculation;
+        // A constrained sequence drafts here: its verification rows need masks walked
+        // through its grammar (see ScheduledChunk.draft).
+        const gpu = this.options.gpuDrafts && seq.speculation && !seq.constraint;
         if (gpu) {
           const k = this.#gpuDraftLength(seq, budget);
           if (k >= 0) {
@@ -578,7 +588,7 @@ export class Scheduler {
    */
   #gpuHistory(seq: Sequence): "append" | "upload" | undefined {
     const spec = seq.speculation;
-    if (!this.options.gpuDrafts || !spec) return undefined;
+    if (!this.options.gpuDrafts || !spec || seq.constraint) return undefined;
     const kept = spec.gpuHistory;
     spec.gpuHistory = spec.active;
     return spec.active ? (kept ? "append" : "upload") : undefined;
@@ -593,7 +603,14 @@ export class Scheduler {
       return [];
     }
     // The step makes at most draft + 1 tokens: within maxTokens and the token budget.
-    return spec.draft(seq.knownTokens(), Math.min(seq.maxTokens - seq.generated - 1, budget - 1));
+    const draft = spec.draft(seq.knownTokens(), Math.min(seq.maxTokens - seq.generated - 1, budget - 1));
+    if (!seq.constraint || draft.length === 0) return draft;
+    // The draft ends where the grammar rejects a token (or terminates, or forces text). A
+    // draft sampled from q is verified by plain comparison here: cutting it where the grammar
+    // rejects would bias the q rule's residual, while comparing a draw of p with any draft
+    // independent of that draw is exact.
+    spec.draftProbs = null;
+    return draft.slice(0, seq.constraint.walkDraft!(draft));
   }
 
   #ready(seq: Sequence, plan: StepPlan): boolean {

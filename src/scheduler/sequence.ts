@@ -38,6 +38,16 @@ export interface SequenceConstraint {
   forced(): number[];
   /** Writes the mask of the next token (bit set = allowed) at word `offset` of `out`. */
   fillMask(out: Uint32Array, offset: number): void;
+  /**
+   * Speculative decoding: walks `draft` through the grammar from the current state and
+   * returns how many of its tokens a verification may keep: it stops before the first token
+   * the grammar rejects, and after a token that terminates the grammar or makes it force
+   * text (jump-forward: plain decoding appends that text rather than sampling). With `out`,
+   * also writes the mask before each kept token and after the last (kept + 1 rows of
+   * `maskWords` words from word `offset`: a verification's rows). The state is unchanged
+   * afterwards. Absent where the matcher cannot roll back: the sequence does not speculate.
+   */
+  walkDraft?(draft: readonly number[], out?: Uint32Array, offset?: number): number;
   /** Frees it (the sequence has ended). Idempotent. */
   dispose(): void;
 }
