@@ -2,6 +2,10 @@
 // out += x / rms(x) * gamma (gamma holds the norm's offset + weight). Only Gemma-2's
 // post-norms run as their own dispatch (they need the whole row of a matmul's output and feed
 // the residual directly); every other norm is folded into the matmul that follows it.
+// AT_SLOT (MTP speculation): the row is stored, not added, at the token's KV slot (one row of
+// `dim` floats per slot): the target's final-normed hidden states the MTP head drafts from,
+// and the head's own output rows its next chained step reads. Indexed like the KV cache, so a
+// rejected position's row is overwritten when its slot is written again, as its K/V are.
 #include common
 struct Params { dim: u32, eps: f32 }
 @group(0) @binding(1) var<uniform> p: Params;
@@ -20,7 +24,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let base = select(0u, row, live) * p.dim;
   let inv = row_inv_rms(base, lid);
   if (!live) { return; }
+#if AT_SLOT
+  let slot = token_slot(row);
+  if (slot == NO_SLOT) { return; }
+  for (var i = lid; i < p.dim; i += WG) {
+    out[slot * p.dim + i] = x[base + i] * inv * gamma[i];
+  }
+#else
   for (var i = lid; i < p.dim; i += WG) {
     out[base + i] += x[base + i] * inv * gamma[i];
   }
+#endif
 }

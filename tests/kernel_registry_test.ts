@@ -89,7 +89,7 @@ test("registry: every descriptor compiles in every variant the forward pass uses
     ]);
     const variants: [KernelDescriptor<any, string>, Record<string, number | boolean>[]][] = [
       [K.EMBED, [{ F16: true, COLUMN_BLOCKS: true }, { F16: false, COLUMN_BLOCKS: false }]],
-      [K.RMSNORM, [{}]],
+      [K.RMSNORM, [{ AT_SLOT: false }, { AT_SLOT: true }]],
       [K.GEMV_C8, matmuls],
       [K.GEMV_WG, matmuls],
       [K.GEMM_TILED, matmuls],
@@ -113,7 +113,6 @@ test("registry: every descriptor compiles in every variant the forward pass uses
       [K.SAMPLE, [{}]],
       [K.MASK, [{}]],
       [K.POOL_HIDDEN, [{}]],
-      [K.HIDDEN_STORE, [{}]],
       [K.MTP_INPUT, [{}]],
     ];
     assertEquals(variants.map(([d]) => d.file).sort(), [...K.KERNEL_FILES].sort());
@@ -129,7 +128,7 @@ test("registry: every descriptor compiles in every variant the forward pass uses
       assertEquals([...seen].filter((n) => n !== "step" && n !== "p").sort(), [...desc.bindings].sort(), desc.file);
     }
     // Binding and parameter names are checked.
-    const norm = cache.get(K.RMSNORM, {});
+    const norm = cache.get(K.RMSNORM, { AT_SLOT: false });
     const x = gpu.device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE });
     assertThrows(() => norm.packParams({ dim: 1 }), KernelCompileError, "missing parameter eps");
     assertThrows(() => norm.packParams({ dim: 1, eps: 2, extra: 1 }), KernelCompileError, "unknown parameters extra");

@@ -13,13 +13,10 @@ export const EMBED: KernelDescriptor<{ F16: boolean; COLUMN_BLOCKS: boolean }, "
 );
 
 /** RMSNorm added into its output (Gemma-2's post-norms). */
-export const RMSNORM: KernelDescriptor<Record<string, never>, "x" | "gamma" | "out"> = kernel("rmsnorm", ["x", "gamma", "out"]);
+export const RMSNORM: KernelDescriptor<{ AT_SLOT: boolean }, "x" | "gamma" | "out"> = kernel("rmsnorm", ["x", "gamma", "out"]);
 
 /** Pooled final hidden states (final RMSNorm, summed over each pooled row's tokens): embeddings. */
 export const POOL_HIDDEN: KernelDescriptor<Record<string, never>, "x" | "gamma" | "out"> = kernel("pool_hidden", ["x", "gamma", "out"]);
-
-/** MTP speculation: every token row's final RMSNorm stored at its KV slot. */
-export const HIDDEN_STORE: KernelDescriptor<Record<string, never>, "x" | "gamma" | "out"> = kernel("hidden_store", ["x", "gamma", "out"]);
 
 /** MTP speculation: the head's input row cat(norm_e(embedding), norm_h(hidden)). */
 export const MTP_INPUT: KernelDescriptor<Record<string, never>, "x" | "gamma_e" | "gamma_h" | "target_hidden" | "own_hidden" | "out"> = kernel(
@@ -179,6 +176,5 @@ export const KERNEL_FILES: readonly string[] = [
   SAMPLE,
   MASK,
   POOL_HIDDEN,
-  HIDDEN_STORE,
   MTP_INPUT,
 ].map((k) => k.file);

@@ -42,7 +42,7 @@ import { ropeInverseFrequencies } from "../model/rope.ts";
 import type { KvCache } from "../gpu/kv_cache.ts";
 import type { RecurrentState } from "../gpu/recurrent_state.ts";
 import type { BindingResource, CompiledKernel, PipelineCache } from "../kernels/registry.ts";
-import { ATTN_GATE, DELTANET_CONV, DELTANET_RULE, EMBED, HIDDEN_STORE, MTP_INPUT, POOL_HIDDEN, RMSNORM, ROPE_KV } from "../kernels/descriptors.ts";
+import { ATTN_GATE, DELTANET_CONV, DELTANET_RULE, EMBED, MTP_INPUT, POOL_HIDDEN, RMSNORM, ROPE_KV } from "../kernels/descriptors.ts";
 import { ATTENTION_SPLIT, deltaChunk } from "../kernels/family.ts";
 import { xqRowWords } from "../kernels/quant_matmul.ts";
 import { type Grid, matmulOp, type MatmulUse, rowsGrid } from "./matmul_op.ts";
@@ -352,7 +352,7 @@ export class ForwardPass {
     });
 
     if (options.hiddenStore) {
-      const k = pipelines.get(HIDDEN_STORE, {});
+      const k = pipelines.get(RMSNORM, { AT_SLOT: true });
       this.#op("hidden_store", [k], {
         p: this.#uniform(k, { dim: H, eps }),
         x,
@@ -580,7 +580,7 @@ export class ForwardPass {
 
   /** Gemma-2's post-norms: out += rmsnorm(input) * gamma, one workgroup per token. */
   #rmsnorm(label: string, input: GPUBuffer, gamma: GPUBuffer, out: GPUBuffer): void {
-    const k = this.#pipelines.get(RMSNORM, {});
+    const k = this.#pipelines.get(RMSNORM, { AT_SLOT: false });
     this.#op(label, [k], {
       p: this.#uniform(k, { dim: this.#spec.hiddenSize, eps: this.#spec.rmsNormEps }),
       x: input,
