@@ -197,6 +197,22 @@ const WEATHER = {
   },
 };
 
+/** serve.ts on a gpt-oss checkpoint, served as "gpt-oss"; its base URL. */
+async function serveGptOss(model: string): Promise<{ server: Awaited<ReturnType<typeof startServer>>; base: string }> {
+  const server = await startServer({
+    model,
+    host: "127.0.0.1",
+    port: 0,
+    maxQueue: 16,
+    servedModelName: "gpt-oss",
+    maxBodyBytes: 1 << 20,
+    shutdownTimeoutMs: 5000,
+    maxBatchTokens: 64,
+  }, { quiet: true });
+  await server.ready;
+  return { server, base: `http://127.0.0.1:${server.addr.port}` };
+}
+
 test({
   name: "harmony serve: a gpt-oss checkpoint answers with reasoning, answers and tool calls on every route",
   sanitizeOps: false,
@@ -204,18 +220,7 @@ test({
   fn: async () => {
     await withTempDir(async (dir) => {
       const model = await writeHarmonyCheckpoint(`${dir}/gpt-oss`);
-      const server = await startServer({
-        model,
-        host: "127.0.0.1",
-        port: 0,
-        maxQueue: 16,
-        servedModelName: "gpt-oss",
-        maxBodyBytes: 1 << 20,
-        shutdownTimeoutMs: 5000,
-        maxBatchTokens: 64,
-      }, { quiet: true });
-      await server.ready;
-      const base = `http://127.0.0.1:${server.addr.port}`;
+      const { server, base } = await serveGptOss(model);
       try {
         const messages = [{ role: "user", content: "Is it sunny?" }];
         // The weights are random: a grammar makes the model write harmony.
@@ -362,18 +367,7 @@ test({
       const used = [...next.keys()];
       assertEquals(new Set(used).size, used.length);
       await writeBigramWeights(model, next);
-      const server = await startServer({
-        model,
-        host: "127.0.0.1",
-        port: 0,
-        maxQueue: 16,
-        servedModelName: "gpt-oss",
-        maxBodyBytes: 1 << 20,
-        shutdownTimeoutMs: 5000,
-        maxBatchTokens: 64,
-      }, { quiet: true });
-      await server.ready;
-      const base = `http://127.0.0.1:${server.addr.port}`;
+      const { server, base } = await serveGptOss(model);
       try {
         const schema = { type: "object", properties: { sunny: { type: "boolean" } }, required: ["sunny"], additionalProperties: false };
         const r = await post(`${base}/v1/chat/completions`, {
