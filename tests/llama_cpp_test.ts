@@ -71,6 +71,25 @@ function shiftedError(ours: Float32Array, theirs: (number | null)[]): number {
   return (hi - lo) / 2 / maxAbs(ours);
 }
 
+/**
+ * The largest {@link shiftedError} between llama.cpp's log-probabilities for `file` and our
+ * logits, teacher-forced on each `seqs[p]` (a prompt of `promptLens[p]` tokens, then our
+ * greedy tokens), over the generated positions.
+ */
+async function worstLogitError(runner: ModelRunner, file: string, seqs: number[][], promptLens: number[]): Promise<number> {
+  const rows = await llamaCppLogprobs(file, seqs, promptLens);
+  const V = runner.spec.vocabSize;
+  let worst = 0;
+  for (const [p, seq] of seqs.entries()) {
+    const logits = await promptLogits(runner, seq);
+    for (const [k, row] of rows[p].entries()) {
+      const at = promptLens[p] - 1 + k;
+      worst = Math.max(worst, shiftedError(logits.subarray(at * V, (at + 1) * V), row));
+    }
+  }
+  return worst;
+}
+
 /** Our top1 - top2 margin, relative to the largest |logit|, at each generated step. */
 async function margins(runner: ModelRunner, prompt: number[], ids: number[]): Promise<number[]> {
   const V = runner.spec.vocabSize;
@@ -153,18 +172,8 @@ for (const name of [...MODEL_NAMES, ...HYBRID_MODEL_NAMES, ...MOE_MODEL_NAMES]) 
           }
           report.push(`${q}: ${equal}/${prompts.length} identical`);
           if (hybrid) {
-            let worst = 0;
-            const seqs: number[][] = [];
-            for (const [p, prompt] of prompts.entries()) seqs.push([...prompt, ...oursAll[p].slice(0, -1)]);
-            const rows = await llamaCppLogprobs(refs[i], seqs, prompts.map((p) => p.length));
-            const V = runner.spec.vocabSize;
-            for (const [p, seq] of seqs.entries()) {
-              const logits = await promptLogits(runner, seq);
-              for (const [k, row] of rows[p].entries()) {
-                const at = prompts[p].length - 1 + k;
-                worst = Math.max(worst, shiftedError(logits.subarray(at * V, (at + 1) * V), row));
-              }
-            }
+            const seqs = prompts.map((prompt, p) => [...prompt, ...oursAll[p].slice(0, -1)]);
+            const worst = await worstLogitError(runner, refs[i], seqs, prompts.map((p) => p.length));
             report.push(`${q}: logits vs llama.cpp ${worst.toExponential(2)}`);
             assert(worst <= LOGIT_TOL, `${name} ${q}: llama.cpp's logits differ from ours by ${worst} of the largest logit`);
             if (q !== "none") {
@@ -209,7 +218,6 @@ test("llama.cpp qwen3moe K-quant experts (Q4_K_M-like): greedy tokens and logits
     const report: string[] = [];
     try {
       const seqs: number[][] = [];
-      let worst = 0;
       for (const [p, prompt] of prompts.entries()) {
         const ours = await greedyIds(engine, prompt, TOKENS);
         const at = ours.findIndex((id, k) => id !== theirs[p][k]);
@@ -222,15 +230,7 @@ test("llama.cpp qwen3moe K-quant experts (Q4_K_M-like): greedy tokens and logits
         assert(real[p].length === TOKENS, `llama.cpp generated ${real[p]} from the K-quant file`);
         seqs.push([...prompt, ...ours.slice(0, -1)]);
       }
-      const rows = await llamaCppLogprobs(ref, seqs, prompts.map((p) => p.length));
-      const V = runner.spec.vocabSize;
-      for (const [p, seq] of seqs.entries()) {
-        const logits = await promptLogits(runner, seq);
-        for (const [k, row] of rows[p].entries()) {
-          const at = prompts[p].length - 1 + k;
-          worst = Math.max(worst, shiftedError(logits.subarray(at * V, (at + 1) * V), row));
-        }
-      }
+      const worst = await worstLogitError(runner, ref, seqs, prompts.map((p) => p.length));
       report.push(`logits vs llama.cpp on the dequantized weights ${worst.toExponential(2)}`);
       assert(worst <= LOGIT_TOL, `llama.cpp's logits differ from ours by ${worst} of the largest logit`);
     } finally {
@@ -275,15 +275,7 @@ for (const kind of ["from-dense", "random"] as const) {
           }
           seqs.push([...prompt, ...ours.slice(0, -1)]);
         }
-        const rows = await llamaCppLogprobs(file, seqs, prompts.map((p) => p.length));
-        const V = runner.spec.vocabSize;
-        for (const [p, seq] of seqs.entries()) {
-          const logits = await promptLogits(runner, seq);
-          for (const [k, row] of rows[p].entries()) {
-            const at = prompts[p].length - 1 + k;
-            worst = Math.max(worst, shiftedError(logits.subarray(at * V, (at + 1) * V), row));
-          }
-        }
+        worst = await worstLogitError(runner, file, seqs, prompts.map((p) => p.length));
       } finally {
         await engine.close();
         runner.gpu.device.destroy();
